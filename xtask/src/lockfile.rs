@@ -1,0 +1,253 @@
+//! The extension lock, `variants/extensions.lock`: every extension any variant uses, resolved to
+//! `image:tag@sha256:digest` for one exact Talos version. Written by `cargo xtask lock`, read by
+//! everything that builds; reviewed in git like Cargo.lock.
+//!
+//! An entry may lack its digest (seeded from what is known offline); the plan shows it with a
+//! warning, and `--locked` refuses it.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::diag::Finding;
+use crate::project::Project;
+use crate::variants::Variant;
+
+pub const FILE_NAME: &str = "extensions.lock";
+pub const SHOWN: &str = "variants/extensions.lock";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lock {
+    /// The Talos release every entry was resolved for.
+    pub talos_version: String,
+    /// The `ghcr.io/siderolabs/extensions:<talos>` image the entries were read from, with its digest.
+    pub extensions_image: String,
+    /// Short name to full image reference.
+    pub extensions: BTreeMap<String, String>,
+}
+
+impl Lock {
+    pub fn load(project: &Project) -> Result<Lock> {
+        let path = project.lock_path();
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {SHOWN}: create it with `cargo xtask lock`"))?;
+        Lock::parse(&text)
+    }
+
+    pub fn parse(text: &str) -> Result<Lock> {
+        let lock: Lock = serde_json::from_str(text)
+            .with_context(|| format!("{SHOWN} is not a valid lock file: regenerate it with `cargo xtask lock`"))?;
+        let mut problems = Vec::new();
+        for (name, reference) in &lock.extensions {
+            if let Err(err) = ImageRef::parse(reference) {
+                problems.push(
+                    Finding::new(SHOWN, format!("extensions.{name}"), err).value(reference).fix("regenerate it with `cargo xtask lock`"),
+                );
+            }
+        }
+        if let Err(err) = ImageRef::parse(&lock.extensions_image) {
+            problems.push(Finding::new(SHOWN, "extensions_image", err).value(&lock.extensions_image).fix("regenerate it with `cargo xtask lock`"));
+        }
+        crate::diag::into_result("invalid lock file", problems)?;
+        Ok(lock)
+    }
+
+    /// Stable text: sorted keys, two-space indent, trailing newline.
+    pub fn to_text(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).expect("lock serializes");
+        text.push('\n');
+        text
+    }
+
+    /// The references of a variant's extensions in build order, and what is wrong with them:
+    /// `missing` entries cannot be built at all, `unpinned` ones only without `--locked`.
+    pub fn resolve(&self, variant: &Variant) -> Resolved {
+        let mut resolved = Resolved::default();
+        for name in variant.all_extensions() {
+            match self.extensions.get(name) {
+                None => resolved.missing.push(name.to_owned()),
+                Some(reference) => {
+                    if ImageRef::parse(reference).map(|r| r.digest.is_none()).unwrap_or(true) {
+                        resolved.unpinned.push(name.to_owned());
+                    }
+                    resolved.refs.push(reference.clone());
+                }
+            }
+        }
+        resolved
+    }
+
+    /// Everything that makes the lock unusable for a `--locked` build of these variants.
+    pub fn locked_problems(&self, variants: &[Variant], talos_version: &str) -> Vec<Finding> {
+        let fix = format!("run `cargo xtask lock --talos-version {talos_version}` and commit {SHOWN}");
+        let mut findings = Vec::new();
+        if self.talos_version != talos_version {
+            findings.push(
+                Finding::new(SHOWN, "talos_version", format!("stale: the pinned upstream uses Talos {talos_version}"))
+                    .value(&self.talos_version)
+                    .fix(fix.clone()),
+            );
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for variant in variants {
+            let resolved = self.resolve(variant);
+            for name in resolved.missing {
+                if seen.insert(name.clone()) {
+                    findings.push(
+                        Finding::new(SHOWN, format!("extensions.{name}"), format!("missing (used by variant `{}`)", variant.name))
+                            .fix(fix.clone()),
+                    );
+                }
+            }
+            for name in resolved.unpinned {
+                if seen.insert(name.clone()) {
+                    findings.push(
+                        Finding::new(SHOWN, format!("extensions.{name}"), "has no digest: a build would pull a moving tag")
+                            .value(&self.extensions[&name])
+                            .fix(fix.clone()),
+                    );
+                }
+            }
+        }
+        findings
+    }
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Resolved {
+    pub refs: Vec<String>,
+    pub missing: Vec<String>,
+    pub unpinned: Vec<String>,
+}
+
+/// `registry/path/name[:tag][@sha256:hex]`, split into its parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRef {
+    pub repository: String,
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+}
+
+impl ImageRef {
+    pub fn parse(reference: &str) -> Result<ImageRef, String> {
+        let (rest, digest) = match reference.split_once('@') {
+            Some((rest, digest)) => {
+                if !is_sha256_digest(digest) {
+                    return Err(format!("digest `{digest}` is not sha256:<64 lowercase hex digits>"));
+                }
+                (rest, Some(digest.to_owned()))
+            }
+            None => (reference, None),
+        };
+        // A colon after the last slash separates the tag; one before it belongs to host:port.
+        let last_slash = rest.rfind('/').unwrap_or(0);
+        let (repository, tag) = match rest[last_slash..].find(':') {
+            Some(i) => (&rest[..last_slash + i], Some(rest[last_slash + i + 1..].to_owned())),
+            None => (rest, None),
+        };
+        if repository.is_empty() || !repository.contains('/') {
+            return Err("not a full image reference (registry/path/name)".into());
+        }
+        if tag.as_deref() == Some("") {
+            return Err("empty tag".into());
+        }
+        if tag.is_none() && digest.is_none() {
+            return Err("has neither tag nor digest".into());
+        }
+        Ok(ImageRef { repository: repository.to_owned(), tag, digest })
+    }
+
+    /// The last path component: `zfs` for `ghcr.io/siderolabs/zfs`.
+    pub fn name(&self) -> &str {
+        self.repository.rsplit('/').next().unwrap_or(&self.repository)
+    }
+}
+
+pub fn is_sha256_digest(s: &str) -> bool {
+    s.strip_prefix("sha256:")
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DIGEST: &str = "sha256:4a6f77f4e3fde41f3656f72d7d68380356afbb289254af8263a154cf7b70598e";
+
+    #[test]
+    fn references_split_into_parts() {
+        let r = ImageRef::parse(&format!("ghcr.io/siderolabs/drbd:9.3.2-v1.13.6@{DIGEST}")).unwrap();
+        assert_eq!(r.repository, "ghcr.io/siderolabs/drbd");
+        assert_eq!(r.tag.as_deref(), Some("9.3.2-v1.13.6"));
+        assert_eq!(r.digest.as_deref(), Some(DIGEST));
+        assert_eq!(r.name(), "drbd");
+        let local = ImageRef::parse("127.0.0.1:5000/siderolabs/spin:v0.25.1").unwrap();
+        assert_eq!(local.repository, "127.0.0.1:5000/siderolabs/spin");
+        assert_eq!(local.tag.as_deref(), Some("v0.25.1"));
+        assert_eq!(local.digest, None);
+    }
+
+    #[test]
+    fn bad_references_are_rejected() {
+        assert!(ImageRef::parse("ghcr.io/siderolabs/zfs:2@sha256:abc").unwrap_err().contains("not sha256"));
+        assert!(ImageRef::parse("zfs:2").unwrap_err().contains("not a full image reference"));
+        assert!(ImageRef::parse("ghcr.io/siderolabs/zfs").unwrap_err().contains("neither tag nor digest"));
+        assert!(ImageRef::parse(&format!("ghcr.io/siderolabs/zfs@{}", DIGEST.to_uppercase())).is_err());
+    }
+
+    fn lock() -> Lock {
+        Lock {
+            talos_version: "v1.13.6".into(),
+            extensions_image: "ghcr.io/siderolabs/extensions:v1.13.6".into(),
+            extensions: [
+                ("drbd".to_owned(), format!("ghcr.io/siderolabs/drbd:9.3.2-v1.13.6@{DIGEST}")),
+                ("spin".to_owned(), "ghcr.io/siderolabs/spin:v0.25.1".to_owned()),
+            ]
+            .into(),
+        }
+    }
+
+    fn variant(extensions: &str) -> Variant {
+        crate::variants::parse(
+            "variants/v.json",
+            &format!(r#"{{"name":"v","description":"d","arch":"arm64","extensions":{extensions},"repository":"v/talos"}}"#),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn resolve_reports_missing_and_unpinned() {
+        let r = lock().resolve(&variant(r#"["drbd","spin","zfs"]"#));
+        assert_eq!(r.refs.len(), 2);
+        assert_eq!(r.missing, ["zfs"]);
+        assert_eq!(r.unpinned, ["spin"]);
+    }
+
+    #[test]
+    fn locked_build_refuses_stale_missing_and_unpinned() {
+        let findings = lock().locked_problems(&[variant(r#"["drbd","spin","zfs"]"#)], "v1.14.0");
+        let text: Vec<String> = findings.iter().map(|f| f.to_string()).collect();
+        assert_eq!(findings.len(), 3, "{text:#?}");
+        assert!(text[0].contains("`talos_version` = v1.13.6: stale: the pinned upstream uses Talos v1.14.0"));
+        assert!(text.iter().any(|t| t.contains("`extensions.zfs`: missing (used by variant `v`)")));
+        assert!(text.iter().any(|t| t.contains("`extensions.spin` = ghcr.io/siderolabs/spin:v0.25.1: has no digest")));
+        assert!(text.iter().all(|t| t.contains("cargo xtask lock --talos-version v1.14.0")));
+    }
+
+    #[test]
+    fn text_round_trips_and_is_sorted() {
+        let text = lock().to_text();
+        assert!(text.find("\"drbd\"").unwrap() < text.find("\"spin\"").unwrap());
+        assert!(text.ends_with("}\n"));
+        assert_eq!(Lock::parse(&text).unwrap(), lock());
+    }
+
+    #[test]
+    fn unknown_lock_fields_are_rejected() {
+        let text = lock().to_text().replace("\"talos_version\"", "\"talos\": 1, \"talos_version\"");
+        let err = format!("{:#}", Lock::parse(&text).unwrap_err());
+        assert!(err.contains("unknown field `talos`"), "{err}");
+    }
+}

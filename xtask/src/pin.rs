@@ -1,0 +1,100 @@
+//! The upstream pin, `patches/upstream.json`: which CozyStack tree the patch series applies to,
+//! and (read from that tree, never written twice) the Talos version everything builds for.
+
+use anyhow::{bail, Context, Result};
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::{Deserialize, Serialize};
+
+use crate::project::Project;
+
+pub const SHOWN: &str = "patches/upstream.json";
+
+/// Where upstream keeps its Talos packaging, newest layout first (moved in v0.40.0).
+pub const TALOS_PACKAGE_DIRS: &[&str] = &["packages/core/talos", "packages/core/installer"];
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pin {
+    /// Clone URL of upstream CozyStack.
+    pub repository: String,
+    pub tag: String,
+    /// Full commit id the tag must resolve to.
+    pub commit: String,
+}
+
+impl Pin {
+    pub fn load(project: &Project) -> Result<Pin> {
+        let path = project.patches_dir().join("upstream.json");
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {SHOWN}"))?;
+        let pin: Pin = serde_json::from_str(&text).with_context(|| format!("parsing {SHOWN}"))?;
+        if pin.commit.len() != 40 || !pin.commit.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+            bail!("{SHOWN}: field `commit` = {:?}: not a full 40-digit lowercase commit id\n    fix: write the full id, e.g. from `git rev-parse {}^{{commit}}`", pin.commit, pin.tag);
+        }
+        Ok(pin)
+    }
+
+    /// The pristine upstream checkout for this pin; it is never patched in place.
+    pub fn cache_dir(&self, project: &Project) -> Utf8PathBuf {
+        project.target_dir().join("upstream").join(&self.commit)
+    }
+}
+
+/// The Talos packaging directory inside an upstream tree, whichever layout it uses.
+pub fn talos_package_dir(tree: &Utf8Path) -> Option<&'static str> {
+    TALOS_PACKAGE_DIRS
+        .iter()
+        .copied()
+        .find(|dir| tree.join(dir).join("images/talos/profiles/installer.yaml").is_file())
+}
+
+/// Reads `version:` from upstream's committed installer profile.
+pub fn read_talos_version(tree: &Utf8Path) -> Result<String> {
+    let dir = talos_package_dir(tree)
+        .with_context(|| format!("{tree} has no Talos installer profile under {}", TALOS_PACKAGE_DIRS.join(" or ")))?;
+    let path = tree.join(dir).join("images/talos/profiles/installer.yaml");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    parse_talos_version(&text).with_context(|| format!("{path}: no `version: vX.Y.Z` line"))
+}
+
+pub fn parse_talos_version(profile: &str) -> Option<String> {
+    profile.lines().find_map(|line| {
+        let value = line.strip_prefix("version:")?.trim().trim_matches('"');
+        (value.starts_with('v') && value[1..].split('.').count() == 3).then(|| value.to_owned())
+    })
+}
+
+/// The Talos version and where it was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TalosVersion {
+    pub version: String,
+    pub source: String,
+}
+
+/// The Talos version from the pinned upstream tree when it is cached, else from the lock (which
+/// `cargo xtask lock --check` keeps equal to the tree's).
+pub fn talos_version(project: &Project, lock: &crate::lockfile::Lock) -> Result<TalosVersion> {
+    let pin = Pin::load(project)?;
+    let cache = pin.cache_dir(project);
+    if cache.is_dir() {
+        let version = read_talos_version(&cache)?;
+        return Ok(TalosVersion { version, source: format!("CozyStack {} (pinned tree)", pin.tag) });
+    }
+    Ok(TalosVersion {
+        version: lock.talos_version.clone(),
+        source: format!("{} (run `cargo xtask upstream` to read it from CozyStack {})", crate::lockfile::SHOWN, pin.tag),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_is_read_from_the_profile_line() {
+        let text = "# generated\narch: amd64\nversion: v1.13.6\ninput:\n  kernel: {}\n";
+        assert_eq!(parse_talos_version(text).as_deref(), Some("v1.13.6"));
+        assert_eq!(parse_talos_version("version: \"v1.12.0\"\n").as_deref(), Some("v1.12.0"));
+        assert_eq!(parse_talos_version("  version: v1.2.3\n"), None, "nested keys are not the profile version");
+        assert_eq!(parse_talos_version("version: latest\n"), None);
+    }
+}

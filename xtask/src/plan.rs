@@ -1,0 +1,267 @@
+//! Subcommand: `cargo xtask plan`: the whole resolved plan, what exactly will be built for each
+//! node role. Other subcommands (build, ci) start from the same `Plan`.
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::lockfile::Lock;
+use crate::pin;
+use crate::profile::{self, Arch, Profile};
+use crate::project::Project;
+use crate::variants::{self, Output, Variant};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only these variants (repeatable); default: every file under variants/.
+    #[arg(long = "variant", value_name = "NAME")]
+    pub variants: Vec<String>,
+    #[command(flatten)]
+    pub registry: RegistryArg,
+    /// Print the plan as JSON (the contract CI and other tools read).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RegistryArg {
+    /// Registry and owner images publish under, e.g. `ghcr.io/acme`.
+    /// Default: $REGISTRY, else ghcr.io/$GITHUB_REPOSITORY_OWNER.
+    #[arg(long, env = "REGISTRY", value_name = "HOST/OWNER")]
+    pub registry: Option<String>,
+}
+
+impl RegistryArg {
+    pub fn resolve(&self) -> Option<String> {
+        let from_github = || {
+            std::env::var("GITHUB_REPOSITORY_OWNER")
+                .ok()
+                .filter(|o| !o.is_empty())
+                .map(|owner| format!("ghcr.io/{}", owner.to_lowercase()))
+        };
+        self.registry.clone().filter(|r| !r.is_empty()).or_else(from_github).map(|r| r.trim_end_matches('/').to_owned())
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub talos_version: String,
+    /// Where the Talos version was read.
+    pub talos_version_source: String,
+    pub registry: Option<String>,
+    pub variants: Vec<VariantPlan>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VariantPlan {
+    pub name: String,
+    pub description: String,
+    pub arch: Arch,
+    /// Short names, in build order (firmware first).
+    pub extensions: Vec<String>,
+    /// The image references the profiles carry, in the same order.
+    pub extension_refs: Vec<String>,
+    /// Extensions whose lock entry has no digest yet.
+    pub unpinned: Vec<String>,
+    /// Repository the installer publishes to, without tag.
+    pub image: String,
+    pub profiles: Vec<PlannedProfile>,
+    #[serde(skip)]
+    pub variant: Variant,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedProfile {
+    /// The output, named as upstream's `build-talos-<kind>` targets name it.
+    pub kind: Output,
+    /// The file the imager writes.
+    pub artifact: String,
+    /// The exact object the imager receives.
+    pub profile: Profile,
+}
+
+/// Resolves the plan for the selected variants: pure given the variants, lock and version.
+pub fn make(variants: Vec<Variant>, lock: &Lock, talos: pin::TalosVersion, registry: Option<String>) -> Result<Plan> {
+    let mut warnings = Vec::new();
+    let mut missing = Vec::new();
+    if lock.talos_version != talos.version {
+        warnings.push(format!(
+            "{} was resolved for Talos {} but the pinned upstream uses {}: run `cargo xtask lock`",
+            crate::lockfile::SHOWN,
+            lock.talos_version,
+            talos.version
+        ));
+    }
+    let mut plans = Vec::new();
+    let mut unpinned: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for variant in variants {
+        let resolved = lock.resolve(&variant);
+        for name in &resolved.missing {
+            missing.push(format!("`{name}` (variant `{}`)", variant.name));
+        }
+        for name in &resolved.unpinned {
+            unpinned.entry(name.clone()).or_default().push(format!("`{}`", variant.name));
+        }
+        let image = match &registry {
+            Some(registry) => format!("{registry}/{}", variant.repository),
+            None => variant.repository.clone(),
+        };
+        let profiles = variant
+            .outputs
+            .iter()
+            .map(|&output| PlannedProfile {
+                kind: output,
+                artifact: profile::artifact_name(output, variant.arch),
+                profile: profile::for_output(&variant, output, &talos.version, &resolved.refs),
+            })
+            .collect();
+        plans.push(VariantPlan {
+            name: variant.name.clone(),
+            description: variant.description.clone(),
+            arch: variant.arch,
+            extensions: variant.all_extensions().map(str::to_owned).collect(),
+            extension_refs: resolved.refs,
+            unpinned: resolved.unpinned,
+            image,
+            profiles,
+            variant,
+        });
+    }
+    for (name, users) in unpinned {
+        warnings.push(format!(
+            "extension `{name}` ({}, used by {}) is not pinned to a digest: run `cargo xtask lock` to pin it",
+            lock.extensions[&name],
+            users.join(", ")
+        ));
+    }
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "{} has no entry for {}: run `cargo xtask lock` to resolve them",
+            crate::lockfile::SHOWN,
+            missing.join(", ")
+        );
+    }
+    if registry.is_none() {
+        warnings.push("no registry given: images are shown without one (set --registry, REGISTRY or GITHUB_REPOSITORY_OWNER)".into());
+    }
+    Ok(Plan { talos_version: talos.version, talos_version_source: talos.source, registry, variants: plans, warnings })
+}
+
+/// Reads variants, lock and pin from the repository and resolves the plan.
+pub fn load(project: &Project, names: &[String], registry: Option<String>) -> Result<Plan> {
+    let variants = variants::select(variants::load_all(project)?, names)?;
+    let lock = Lock::load(project)?;
+    let talos = pin::talos_version(project, &lock)?;
+    make(variants, &lock, talos, registry)
+}
+
+pub fn run(project: &Project, args: Args) -> Result<()> {
+    let plan = load(project, &args.variants, args.registry.resolve())?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+        for warning in &plan.warnings {
+            eprintln!("warning: {warning}");
+        }
+    } else {
+        print!("{}", render(&plan));
+    }
+    Ok(())
+}
+
+/// The human view: one table row per variant, then each variant's extensions and outputs.
+pub fn render(plan: &Plan) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    writeln!(out, "Talos {} (from {})", plan.talos_version, plan.talos_version_source).unwrap();
+    writeln!(out).unwrap();
+    let rows: Vec<[String; 4]> = plan
+        .variants
+        .iter()
+        .map(|v| [v.name.clone(), v.arch.to_string(), v.extensions.join(" "), format!("{}:{}", v.image, plan.talos_version)])
+        .collect();
+    let header = ["VARIANT", "ARCH", "EXTENSIONS", "IMAGE"].map(String::from);
+    let widths: Vec<usize> =
+        (0..4).map(|i| rows.iter().chain([&header]).map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    for row in [&header].into_iter().chain(&rows) {
+        let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        writeln!(out, "{}", line.join("  ").trim_end()).unwrap();
+    }
+    for v in &plan.variants {
+        writeln!(out, "\n{}: {}", v.name, v.description).unwrap();
+        for (name, reference) in v.extensions.iter().zip(&v.extension_refs) {
+            let note = if v.unpinned.contains(name) { "  (no digest yet)" } else { "" };
+            writeln!(out, "  extension {name:<10} {reference}{note}").unwrap();
+        }
+        for p in &v.profiles {
+            writeln!(out, "  output    {:<10} {}", p.kind.name(), p.artifact).unwrap();
+        }
+    }
+    if !plan.warnings.is_empty() {
+        writeln!(out).unwrap();
+        for warning in &plan.warnings {
+            writeln!(out, "warning: {warning}").unwrap();
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lock() -> Lock {
+        Lock::parse(
+            r#"{"talos_version": "v1.13.6", "extensions_image": "ghcr.io/siderolabs/extensions:v1.13.6",
+                "extensions": {"drbd": "ghcr.io/siderolabs/drbd:9.3.2-v1.13.6@sha256:4a6f77f4e3fde41f3656f72d7d68380356afbb289254af8263a154cf7b70598e",
+                               "tailscale": "ghcr.io/siderolabs/tailscale:1.98.5"}}"#,
+        )
+        .unwrap()
+    }
+
+    fn variant(name: &str, extensions: &str) -> Variant {
+        crate::variants::parse(
+            &format!("variants/{name}.json"),
+            &format!(r#"{{"name":"{name}","description":"d","arch":"arm64","extensions":{extensions},"repository":"{name}/talos"}}"#),
+        )
+        .unwrap()
+    }
+
+    fn talos() -> pin::TalosVersion {
+        pin::TalosVersion { version: "v1.13.6".into(), source: "test".into() }
+    }
+
+    #[test]
+    fn unpinned_entries_are_planned_with_a_warning() {
+        let plan = make(vec![variant("gw", r#"["drbd","tailscale"]"#)], &lock(), talos(), Some("ghcr.io/acme".into())).unwrap();
+        let v = &plan.variants[0];
+        assert_eq!(v.image, "ghcr.io/acme/gw/talos");
+        assert_eq!(v.unpinned, ["tailscale"]);
+        assert_eq!(plan.warnings.len(), 1);
+        assert_eq!(
+            plan.warnings[0],
+            "extension `tailscale` (ghcr.io/siderolabs/tailscale:1.98.5, used by `gw`) is not pinned to a digest: run `cargo xtask lock` to pin it"
+        );
+        let installer = &v.profiles[0].profile.to_json();
+        assert_eq!(installer["input"]["systemExtensions"][1]["imageRef"], "ghcr.io/siderolabs/tailscale:1.98.5");
+    }
+
+    #[test]
+    fn missing_entries_fail_with_the_fix() {
+        let err = make(vec![variant("c", r#"["drbd","zfs"]"#)], &lock(), talos(), None).unwrap_err().to_string();
+        assert!(err.contains("no entry for `zfs` (variant `c`)") && err.contains("cargo xtask lock"), "{err}");
+    }
+
+    #[test]
+    fn stale_lock_version_is_a_warning() {
+        let talos = pin::TalosVersion { version: "v1.14.0".into(), source: "test".into() };
+        let plan = make(vec![variant("c", r#"["drbd"]"#)], &lock(), talos, Some("r".into())).unwrap();
+        assert!(plan.warnings[0].contains("resolved for Talos v1.13.6 but the pinned upstream uses v1.14.0"));
+        assert_eq!(plan.variants[0].profiles[0].profile.version, "v1.14.0");
+    }
+
+    #[test]
+    fn registry_comes_from_flag_then_github_owner() {
+        let flag = RegistryArg { registry: Some("registry.example/team/".into()) };
+        assert_eq!(flag.resolve().as_deref(), Some("registry.example/team"));
+    }
+}

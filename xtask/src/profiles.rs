@@ -1,0 +1,98 @@
+//! Subcommand: `cargo xtask profiles`: write the imager profiles of each variant as YAML files,
+//! exactly the bytes the imager receives, or check committed copies (`--check`).
+
+use anyhow::{Context, Result};
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::plan::{self, Plan};
+use crate::project::Project;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only these variants (repeatable); default: all.
+    #[arg(long = "variant", value_name = "NAME")]
+    pub variants: Vec<String>,
+    /// Directory to write `<variant>/<kind>.yaml` into. Default: target/profiles.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<Utf8PathBuf>,
+    /// Compare with the files in the directory instead of writing; fail listing every difference.
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// `(relative path, YAML text)` for every profile in the plan.
+pub fn render(plan: &Plan) -> Vec<(Utf8PathBuf, String)> {
+    plan.variants
+        .iter()
+        .flat_map(|v| {
+            v.profiles.iter().map(move |p| (Utf8PathBuf::from(format!("{}/{}.yaml", v.name, p.kind.name())), p.profile.to_yaml()))
+        })
+        .collect()
+}
+
+/// Files under `dir` that differ from `files` (missing counts as different).
+pub fn differences(dir: &Utf8Path, files: &[(Utf8PathBuf, String)]) -> Vec<Utf8PathBuf> {
+    files
+        .iter()
+        .filter(|(path, text)| std::fs::read_to_string(dir.join(path)).ok().as_deref() != Some(text.as_str()))
+        .map(|(path, _)| path.clone())
+        .collect()
+}
+
+pub fn write(dir: &Utf8Path, files: &[(Utf8PathBuf, String)]) -> Result<()> {
+    for (path, text) in files {
+        let path = dir.join(path);
+        std::fs::create_dir_all(path.parent().expect("profile paths have a parent"))
+            .with_context(|| format!("creating {}", path.parent().unwrap()))?;
+        crate::fsutil::write_atomic(&path, text.as_bytes())?;
+    }
+    Ok(())
+}
+
+pub fn run(project: &Project, args: Args) -> Result<()> {
+    let plan = plan::load(project, &args.variants, None)?;
+    let dir = args.out.unwrap_or_else(|| project.target_dir().join("profiles"));
+    let files = render(&plan);
+    if args.check {
+        let stale = differences(&dir, &files);
+        if !stale.is_empty() {
+            anyhow::bail!(
+                "{} profile file{} in {dir} differ from what the variants and lock generate:\n  {}\n    fix: cargo xtask profiles --out {dir}",
+                stale.len(),
+                if stale.len() == 1 { "" } else { "s" },
+                stale.iter().map(|p| p.as_str()).collect::<Vec<_>>().join("\n  ")
+            );
+        }
+        println!("{} profiles in {dir} are up to date", files.len());
+        return Ok(());
+    }
+    write(&dir, &files)?;
+    for (path, _) in &files {
+        println!("{}", dir.join(path));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Golden copies of both roles' profiles live in xtask/tests/golden/; `UPDATE_GOLDEN=1`
+    /// rewrites them after an intended change.
+    #[test]
+    fn generated_profiles_match_golden_files() {
+        let project = Project::discover().unwrap();
+        let plan = plan::load(&project, &[], None).unwrap();
+        let golden = project.root.join("xtask/tests/golden/profiles");
+        let files = render(&plan);
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            write(&golden, &files).unwrap();
+        }
+        let stale = differences(&golden, &files);
+        assert!(stale.is_empty(), "profiles differ from xtask/tests/golden/profiles: {stale:?}\nrun `UPDATE_GOLDEN=1 cargo test -p xtask golden` and review the diff");
+        let gateway = std::fs::read_to_string(golden.join("gateway/installer.yaml")).unwrap();
+        assert!(gateway.contains("tailscale") && gateway.contains("arch: arm64"));
+        let compute = std::fs::read_to_string(golden.join("compute/installer.yaml")).unwrap();
+        assert!(!compute.contains("tailscale"));
+    }
+}
