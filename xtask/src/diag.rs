@@ -18,8 +18,18 @@ pub struct Finding {
 }
 
 impl Finding {
-    pub fn new(file: impl Into<String>, field: impl Into<String>, problem: impl Into<String>) -> Finding {
-        Finding { file: file.into(), field: field.into(), value: None, problem: problem.into(), fix: String::new() }
+    pub fn new(
+        file: impl Into<String>,
+        field: impl Into<String>,
+        problem: impl Into<String>,
+    ) -> Finding {
+        Finding {
+            file: file.into(),
+            field: field.into(),
+            value: None,
+            problem: problem.into(),
+            fix: String::new(),
+        }
     }
 
     pub fn value(mut self, value: impl fmt::Display) -> Finding {
@@ -55,7 +65,11 @@ pub fn into_result(what: &str, findings: Vec<Finding>) -> anyhow::Result<()> {
     if findings.is_empty() {
         return Ok(());
     }
-    let mut message = format!("{what}: {} problem{}", findings.len(), if findings.len() == 1 { "" } else { "s" });
+    let mut message = format!(
+        "{what}: {} problem{}",
+        findings.len(),
+        if findings.len() == 1 { "" } else { "s" }
+    );
     for finding in &findings {
         message.push_str("\n  ");
         message.push_str(&finding.to_string().replace('\n', "\n  "));
@@ -73,7 +87,11 @@ pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
             row[0] = i + 1;
             for (j, cb) in b.iter().enumerate() {
                 let cur = row[j + 1];
-                row[j + 1] = if ca == *cb { prev } else { 1 + prev.min(row[j]).min(cur) };
+                row[j + 1] = if ca == *cb {
+                    prev
+                } else {
+                    1 + prev.min(row[j]).min(cur)
+                };
                 prev = cur;
             }
         }
@@ -105,7 +123,9 @@ mod tests {
         let err = into_result(
             "variants",
             vec![
-                Finding::new("variants/a.json", "arch", "unknown architecture").value("\"x86\"").fix("use arm64"),
+                Finding::new("variants/a.json", "arch", "unknown architecture")
+                    .value("\"x86\"")
+                    .fix("use arm64"),
                 Finding::new("variants/b.json", "", "malformed JSON"),
             ],
         )

@@ -37,18 +37,25 @@ impl Lock {
     }
 
     pub fn parse(text: &str) -> Result<Lock> {
-        let lock: Lock = serde_json::from_str(text)
-            .with_context(|| format!("{SHOWN} is not a valid lock file: regenerate it with `cargo xtask lock`"))?;
+        let lock: Lock = serde_json::from_str(text).with_context(|| {
+            format!("{SHOWN} is not a valid lock file: regenerate it with `cargo xtask lock`")
+        })?;
         let mut problems = Vec::new();
         for (name, reference) in &lock.extensions {
             if let Err(err) = ImageRef::parse(reference) {
                 problems.push(
-                    Finding::new(SHOWN, format!("extensions.{name}"), err).value(reference).fix("regenerate it with `cargo xtask lock`"),
+                    Finding::new(SHOWN, format!("extensions.{name}"), err)
+                        .value(reference)
+                        .fix("regenerate it with `cargo xtask lock`"),
                 );
             }
         }
         if let Err(err) = ImageRef::parse(&lock.extensions_image) {
-            problems.push(Finding::new(SHOWN, "extensions_image", err).value(&lock.extensions_image).fix("regenerate it with `cargo xtask lock`"));
+            problems.push(
+                Finding::new(SHOWN, "extensions_image", err)
+                    .value(&lock.extensions_image)
+                    .fix("regenerate it with `cargo xtask lock`"),
+            );
         }
         crate::diag::into_result("invalid lock file", problems)?;
         Ok(lock)
@@ -69,7 +76,10 @@ impl Lock {
             match self.extensions.get(name) {
                 None => resolved.missing.push(name.to_owned()),
                 Some(reference) => {
-                    if ImageRef::parse(reference).map(|r| r.digest.is_none()).unwrap_or(true) {
+                    if ImageRef::parse(reference)
+                        .map(|r| r.digest.is_none())
+                        .unwrap_or(true)
+                    {
                         resolved.unpinned.push(name.to_owned());
                     }
                     resolved.refs.push(reference.clone());
@@ -81,13 +91,18 @@ impl Lock {
 
     /// Everything that makes the lock unusable for a `--locked` build of these variants.
     pub fn locked_problems(&self, variants: &[Variant], talos_version: &str) -> Vec<Finding> {
-        let fix = format!("run `cargo xtask lock --talos-version {talos_version}` and commit {SHOWN}");
+        let fix =
+            format!("run `cargo xtask lock --talos-version {talos_version}` and commit {SHOWN}");
         let mut findings = Vec::new();
         if self.talos_version != talos_version {
             findings.push(
-                Finding::new(SHOWN, "talos_version", format!("stale: the pinned upstream uses Talos {talos_version}"))
-                    .value(&self.talos_version)
-                    .fix(fix.clone()),
+                Finding::new(
+                    SHOWN,
+                    "talos_version",
+                    format!("stale: the pinned upstream uses Talos {talos_version}"),
+                )
+                .value(&self.talos_version)
+                .fix(fix.clone()),
             );
         }
         let mut seen = std::collections::BTreeSet::new();
@@ -96,17 +111,25 @@ impl Lock {
             for name in resolved.missing {
                 if seen.insert(name.clone()) {
                     findings.push(
-                        Finding::new(SHOWN, format!("extensions.{name}"), format!("missing (used by variant `{}`)", variant.name))
-                            .fix(fix.clone()),
+                        Finding::new(
+                            SHOWN,
+                            format!("extensions.{name}"),
+                            format!("missing (used by variant `{}`)", variant.name),
+                        )
+                        .fix(fix.clone()),
                     );
                 }
             }
             for name in resolved.unpinned {
                 if seen.insert(name.clone()) {
                     findings.push(
-                        Finding::new(SHOWN, format!("extensions.{name}"), "has no digest: a build would pull a moving tag")
-                            .value(&self.extensions[&name])
-                            .fix(fix.clone()),
+                        Finding::new(
+                            SHOWN,
+                            format!("extensions.{name}"),
+                            "has no digest: a build would pull a moving tag",
+                        )
+                        .value(&self.extensions[&name])
+                        .fix(fix.clone()),
                     );
                 }
             }
@@ -135,7 +158,9 @@ impl ImageRef {
         let (rest, digest) = match reference.split_once('@') {
             Some((rest, digest)) => {
                 if !is_sha256_digest(digest) {
-                    return Err(format!("digest `{digest}` is not sha256:<64 lowercase hex digits>"));
+                    return Err(format!(
+                        "digest `{digest}` is not sha256:<64 lowercase hex digits>"
+                    ));
                 }
                 (rest, Some(digest.to_owned()))
             }
@@ -144,7 +169,10 @@ impl ImageRef {
         // A colon after the last slash separates the tag; one before it belongs to host:port.
         let last_slash = rest.rfind('/').unwrap_or(0);
         let (repository, tag) = match rest[last_slash..].find(':') {
-            Some(i) => (&rest[..last_slash + i], Some(rest[last_slash + i + 1..].to_owned())),
+            Some(i) => (
+                &rest[..last_slash + i],
+                Some(rest[last_slash + i + 1..].to_owned()),
+            ),
             None => (rest, None),
         };
         if repository.is_empty() || !repository.contains('/') {
@@ -156,18 +184,29 @@ impl ImageRef {
         if tag.is_none() && digest.is_none() {
             return Err("has neither tag nor digest".into());
         }
-        Ok(ImageRef { repository: repository.to_owned(), tag, digest })
+        Ok(ImageRef {
+            repository: repository.to_owned(),
+            tag,
+            digest,
+        })
     }
 
     /// The last path component: `zfs` for `ghcr.io/siderolabs/zfs`.
     pub fn name(&self) -> &str {
-        self.repository.rsplit('/').next().unwrap_or(&self.repository)
+        self.repository
+            .rsplit('/')
+            .next()
+            .unwrap_or(&self.repository)
     }
 }
 
 pub fn is_sha256_digest(s: &str) -> bool {
-    s.strip_prefix("sha256:")
-        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    s.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 #[cfg(test)]
@@ -178,7 +217,8 @@ mod tests {
 
     #[test]
     fn references_split_into_parts() {
-        let r = ImageRef::parse(&format!("ghcr.io/siderolabs/drbd:9.3.2-v1.13.6@{DIGEST}")).unwrap();
+        let r =
+            ImageRef::parse(&format!("ghcr.io/siderolabs/drbd:9.3.2-v1.13.6@{DIGEST}")).unwrap();
         assert_eq!(r.repository, "ghcr.io/siderolabs/drbd");
         assert_eq!(r.tag.as_deref(), Some("9.3.2-v1.13.6"));
         assert_eq!(r.digest.as_deref(), Some(DIGEST));
@@ -191,10 +231,18 @@ mod tests {
 
     #[test]
     fn bad_references_are_rejected() {
-        assert!(ImageRef::parse("ghcr.io/siderolabs/zfs:2@sha256:abc").unwrap_err().contains("not sha256"));
-        assert!(ImageRef::parse("zfs:2").unwrap_err().contains("not a full image reference"));
-        assert!(ImageRef::parse("ghcr.io/siderolabs/zfs").unwrap_err().contains("neither tag nor digest"));
-        assert!(ImageRef::parse(&format!("ghcr.io/siderolabs/zfs@{}", DIGEST.to_uppercase())).is_err());
+        assert!(ImageRef::parse("ghcr.io/siderolabs/zfs:2@sha256:abc")
+            .unwrap_err()
+            .contains("not sha256"));
+        assert!(ImageRef::parse("zfs:2")
+            .unwrap_err()
+            .contains("not a full image reference"));
+        assert!(ImageRef::parse("ghcr.io/siderolabs/zfs")
+            .unwrap_err()
+            .contains("neither tag nor digest"));
+        assert!(
+            ImageRef::parse(&format!("ghcr.io/siderolabs/zfs@{}", DIGEST.to_uppercase())).is_err()
+        );
     }
 
     fn lock() -> Lock {
@@ -202,8 +250,14 @@ mod tests {
             talos_version: "v1.13.6".into(),
             extensions_image: "ghcr.io/siderolabs/extensions:v1.13.6".into(),
             extensions: [
-                ("drbd".to_owned(), format!("ghcr.io/siderolabs/drbd:9.3.2-v1.13.6@{DIGEST}")),
-                ("spin".to_owned(), "ghcr.io/siderolabs/spin:v0.25.1".to_owned()),
+                (
+                    "drbd".to_owned(),
+                    format!("ghcr.io/siderolabs/drbd:9.3.2-v1.13.6@{DIGEST}"),
+                ),
+                (
+                    "spin".to_owned(),
+                    "ghcr.io/siderolabs/spin:v0.25.1".to_owned(),
+                ),
             ]
             .into(),
         }
@@ -230,10 +284,18 @@ mod tests {
         let findings = lock().locked_problems(&[variant(r#"["drbd","spin","zfs"]"#)], "v1.14.0");
         let text: Vec<String> = findings.iter().map(|f| f.to_string()).collect();
         assert_eq!(findings.len(), 3, "{text:#?}");
-        assert!(text[0].contains("`talos_version` = v1.13.6: stale: the pinned upstream uses Talos v1.14.0"));
-        assert!(text.iter().any(|t| t.contains("`extensions.zfs`: missing (used by variant `v`)")));
-        assert!(text.iter().any(|t| t.contains("`extensions.spin` = ghcr.io/siderolabs/spin:v0.25.1: has no digest")));
-        assert!(text.iter().all(|t| t.contains("cargo xtask lock --talos-version v1.14.0")));
+        assert!(text[0]
+            .contains("`talos_version` = v1.13.6: stale: the pinned upstream uses Talos v1.14.0"));
+        assert!(text
+            .iter()
+            .any(|t| t.contains("`extensions.zfs`: missing (used by variant `v`)")));
+        assert!(text
+            .iter()
+            .any(|t| t
+                .contains("`extensions.spin` = ghcr.io/siderolabs/spin:v0.25.1: has no digest")));
+        assert!(text
+            .iter()
+            .all(|t| t.contains("cargo xtask lock --talos-version v1.14.0")));
     }
 
     #[test]
@@ -246,7 +308,9 @@ mod tests {
 
     #[test]
     fn unknown_lock_fields_are_rejected() {
-        let text = lock().to_text().replace("\"talos_version\"", "\"talos\": 1, \"talos_version\"");
+        let text = lock()
+            .to_text()
+            .replace("\"talos_version\"", "\"talos\": 1, \"talos_version\"");
         let err = format!("{:#}", Lock::parse(&text).unwrap_err());
         assert!(err.contains("unknown field `talos`"), "{err}");
     }

@@ -24,7 +24,12 @@ use clap::{Parser, Subcommand};
 /// Each node role is a file under variants/. The pipeline is upstream -> patch -> lock ->
 /// build -> smoke; every stage can run alone and `--dry-run` prints what it would do.
 #[derive(Debug, Parser)]
-#[command(name = "cargo xtask", bin_name = "cargo xtask", version, propagate_version = true)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    version,
+    propagate_version = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

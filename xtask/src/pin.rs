@@ -27,7 +27,12 @@ impl Pin {
         let path = project.patches_dir().join("upstream.json");
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {SHOWN}"))?;
         let pin: Pin = serde_json::from_str(&text).with_context(|| format!("parsing {SHOWN}"))?;
-        if pin.commit.len() != 40 || !pin.commit.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+        if pin.commit.len() != 40
+            || !pin
+                .commit
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        {
             bail!("{SHOWN}: field `commit` = {:?}: not a full 40-digit lowercase commit id\n    fix: write the full id, e.g. from `git rev-parse {}^{{commit}}`", pin.commit, pin.tag);
         }
         Ok(pin)
@@ -41,16 +46,21 @@ impl Pin {
 
 /// The Talos packaging directory inside an upstream tree, whichever layout it uses.
 pub fn talos_package_dir(tree: &Utf8Path) -> Option<&'static str> {
-    TALOS_PACKAGE_DIRS
-        .iter()
-        .copied()
-        .find(|dir| tree.join(dir).join("images/talos/profiles/installer.yaml").is_file())
+    TALOS_PACKAGE_DIRS.iter().copied().find(|dir| {
+        tree.join(dir)
+            .join("images/talos/profiles/installer.yaml")
+            .is_file()
+    })
 }
 
 /// Reads `version:` from upstream's committed installer profile.
 pub fn read_talos_version(tree: &Utf8Path) -> Result<String> {
-    let dir = talos_package_dir(tree)
-        .with_context(|| format!("{tree} has no Talos installer profile under {}", TALOS_PACKAGE_DIRS.join(" or ")))?;
+    let dir = talos_package_dir(tree).with_context(|| {
+        format!(
+            "{tree} has no Talos installer profile under {}",
+            TALOS_PACKAGE_DIRS.join(" or ")
+        )
+    })?;
     let path = tree.join(dir).join("images/talos/profiles/installer.yaml");
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     parse_talos_version(&text).with_context(|| format!("{path}: no `version: vX.Y.Z` line"))
@@ -77,11 +87,18 @@ pub fn talos_version(project: &Project, lock: &crate::lockfile::Lock) -> Result<
     let cache = pin.cache_dir(project);
     if cache.is_dir() {
         let version = read_talos_version(&cache)?;
-        return Ok(TalosVersion { version, source: format!("CozyStack {} (pinned tree)", pin.tag) });
+        return Ok(TalosVersion {
+            version,
+            source: format!("CozyStack {} (pinned tree)", pin.tag),
+        });
     }
     Ok(TalosVersion {
         version: lock.talos_version.clone(),
-        source: format!("{} (run `cargo xtask upstream` to read it from CozyStack {})", crate::lockfile::SHOWN, pin.tag),
+        source: format!(
+            "{} (run `cargo xtask upstream` to read it from CozyStack {})",
+            crate::lockfile::SHOWN,
+            pin.tag
+        ),
     })
 }
 
@@ -93,8 +110,15 @@ mod tests {
     fn version_is_read_from_the_profile_line() {
         let text = "# generated\narch: amd64\nversion: v1.13.6\ninput:\n  kernel: {}\n";
         assert_eq!(parse_talos_version(text).as_deref(), Some("v1.13.6"));
-        assert_eq!(parse_talos_version("version: \"v1.12.0\"\n").as_deref(), Some("v1.12.0"));
-        assert_eq!(parse_talos_version("  version: v1.2.3\n"), None, "nested keys are not the profile version");
+        assert_eq!(
+            parse_talos_version("version: \"v1.12.0\"\n").as_deref(),
+            Some("v1.12.0")
+        );
+        assert_eq!(
+            parse_talos_version("  version: v1.2.3\n"),
+            None,
+            "nested keys are not the profile version"
+        );
         assert_eq!(parse_talos_version("version: latest\n"), None);
     }
 }

@@ -38,7 +38,11 @@ impl RegistryArg {
                 .filter(|o| !o.is_empty())
                 .map(|owner| format!("ghcr.io/{}", owner.to_lowercase()))
         };
-        self.registry.clone().filter(|r| !r.is_empty()).or_else(from_github).map(|r| r.trim_end_matches('/').to_owned())
+        self.registry
+            .clone()
+            .filter(|r| !r.is_empty())
+            .or_else(from_github)
+            .map(|r| r.trim_end_matches('/').to_owned())
     }
 }
 
@@ -81,7 +85,12 @@ pub struct PlannedProfile {
 }
 
 /// Resolves the plan for the selected variants: pure given the variants, lock and version.
-pub fn make(variants: Vec<Variant>, lock: &Lock, talos: pin::TalosVersion, registry: Option<String>) -> Result<Plan> {
+pub fn make(
+    variants: Vec<Variant>,
+    lock: &Lock,
+    talos: pin::TalosVersion,
+    registry: Option<String>,
+) -> Result<Plan> {
     let mut warnings = Vec::new();
     let mut missing = Vec::new();
     if lock.talos_version != talos.version {
@@ -100,7 +109,10 @@ pub fn make(variants: Vec<Variant>, lock: &Lock, talos: pin::TalosVersion, regis
             missing.push(format!("`{name}` (variant `{}`)", variant.name));
         }
         for name in &resolved.unpinned {
-            unpinned.entry(name.clone()).or_default().push(format!("`{}`", variant.name));
+            unpinned
+                .entry(name.clone())
+                .or_default()
+                .push(format!("`{}`", variant.name));
         }
         let image = match &registry {
             Some(registry) => format!("{registry}/{}", variant.repository),
@@ -144,7 +156,13 @@ pub fn make(variants: Vec<Variant>, lock: &Lock, talos: pin::TalosVersion, regis
     if registry.is_none() {
         warnings.push("no registry given: images are shown without one (set --registry, REGISTRY or GITHUB_REPOSITORY_OWNER)".into());
     }
-    Ok(Plan { talos_version: talos.version, talos_version_source: talos.source, registry, variants: plans, warnings })
+    Ok(Plan {
+        talos_version: talos.version,
+        talos_version_source: talos.source,
+        registry,
+        variants: plans,
+        warnings,
+    })
 }
 
 /// Reads variants, lock and pin from the repository and resolves the plan.
@@ -172,24 +190,51 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
 pub fn render(plan: &Plan) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    writeln!(out, "Talos {} (from {})", plan.talos_version, plan.talos_version_source).unwrap();
+    writeln!(
+        out,
+        "Talos {} (from {})",
+        plan.talos_version, plan.talos_version_source
+    )
+    .unwrap();
     writeln!(out).unwrap();
     let rows: Vec<[String; 4]> = plan
         .variants
         .iter()
-        .map(|v| [v.name.clone(), v.arch.to_string(), v.extensions.join(" "), format!("{}:{}", v.image, plan.talos_version)])
+        .map(|v| {
+            [
+                v.name.clone(),
+                v.arch.to_string(),
+                v.extensions.join(" "),
+                format!("{}:{}", v.image, plan.talos_version),
+            ]
+        })
         .collect();
     let header = ["VARIANT", "ARCH", "EXTENSIONS", "IMAGE"].map(String::from);
-    let widths: Vec<usize> =
-        (0..4).map(|i| rows.iter().chain([&header]).map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..4)
+        .map(|i| {
+            rows.iter()
+                .chain([&header])
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
     for row in [&header].into_iter().chain(&rows) {
-        let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
         writeln!(out, "{}", line.join("  ").trim_end()).unwrap();
     }
     for v in &plan.variants {
         writeln!(out, "\n{}: {}", v.name, v.description).unwrap();
         for (name, reference) in v.extensions.iter().zip(&v.extension_refs) {
-            let note = if v.unpinned.contains(name) { "  (no digest yet)" } else { "" };
+            let note = if v.unpinned.contains(name) {
+                "  (no digest yet)"
+            } else {
+                ""
+            };
             writeln!(out, "  extension {name:<10} {reference}{note}").unwrap();
         }
         for p in &v.profiles {
@@ -227,12 +272,21 @@ mod tests {
     }
 
     fn talos() -> pin::TalosVersion {
-        pin::TalosVersion { version: "v1.13.6".into(), source: "test".into() }
+        pin::TalosVersion {
+            version: "v1.13.6".into(),
+            source: "test".into(),
+        }
     }
 
     #[test]
     fn unpinned_entries_are_planned_with_a_warning() {
-        let plan = make(vec![variant("gw", r#"["drbd","tailscale"]"#)], &lock(), talos(), Some("ghcr.io/acme".into())).unwrap();
+        let plan = make(
+            vec![variant("gw", r#"["drbd","tailscale"]"#)],
+            &lock(),
+            talos(),
+            Some("ghcr.io/acme".into()),
+        )
+        .unwrap();
         let v = &plan.variants[0];
         assert_eq!(v.image, "ghcr.io/acme/gw/talos");
         assert_eq!(v.unpinned, ["tailscale"]);
@@ -242,26 +296,51 @@ mod tests {
             "extension `tailscale` (ghcr.io/siderolabs/tailscale:1.98.5, used by `gw`) is not pinned to a digest: run `cargo xtask lock` to pin it"
         );
         let installer = &v.profiles[0].profile.to_json();
-        assert_eq!(installer["input"]["systemExtensions"][1]["imageRef"], "ghcr.io/siderolabs/tailscale:1.98.5");
+        assert_eq!(
+            installer["input"]["systemExtensions"][1]["imageRef"],
+            "ghcr.io/siderolabs/tailscale:1.98.5"
+        );
     }
 
     #[test]
     fn missing_entries_fail_with_the_fix() {
-        let err = make(vec![variant("c", r#"["drbd","zfs"]"#)], &lock(), talos(), None).unwrap_err().to_string();
-        assert!(err.contains("no entry for `zfs` (variant `c`)") && err.contains("cargo xtask lock"), "{err}");
+        let err = make(
+            vec![variant("c", r#"["drbd","zfs"]"#)],
+            &lock(),
+            talos(),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("no entry for `zfs` (variant `c`)") && err.contains("cargo xtask lock"),
+            "{err}"
+        );
     }
 
     #[test]
     fn stale_lock_version_is_a_warning() {
-        let talos = pin::TalosVersion { version: "v1.14.0".into(), source: "test".into() };
-        let plan = make(vec![variant("c", r#"["drbd"]"#)], &lock(), talos, Some("r".into())).unwrap();
-        assert!(plan.warnings[0].contains("resolved for Talos v1.13.6 but the pinned upstream uses v1.14.0"));
+        let talos = pin::TalosVersion {
+            version: "v1.14.0".into(),
+            source: "test".into(),
+        };
+        let plan = make(
+            vec![variant("c", r#"["drbd"]"#)],
+            &lock(),
+            talos,
+            Some("r".into()),
+        )
+        .unwrap();
+        assert!(plan.warnings[0]
+            .contains("resolved for Talos v1.13.6 but the pinned upstream uses v1.14.0"));
         assert_eq!(plan.variants[0].profiles[0].profile.version, "v1.14.0");
     }
 
     #[test]
     fn registry_comes_from_flag_then_github_owner() {
-        let flag = RegistryArg { registry: Some("registry.example/team/".into()) };
+        let flag = RegistryArg {
+            registry: Some("registry.example/team/".into()),
+        };
         assert_eq!(flag.resolve().as_deref(), Some("registry.example/team"));
     }
 }

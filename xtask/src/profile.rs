@@ -201,9 +201,20 @@ pub const DISK_SIZE: NonZeroU64 = match NonZeroU64::new(1_306_525_696) {
 
 /// Builds the imager profile for one output of a variant. `extension_refs` are the image
 /// references of the variant's extensions in build order, as the lock gives them.
-pub fn for_output(variant: &Variant, output: VariantOutput, talos_version: &str, extension_refs: &[String]) -> Profile {
+pub fn for_output(
+    variant: &Variant,
+    output: VariantOutput,
+    talos_version: &str,
+    extension_refs: &[String],
+) -> Profile {
     let arch = variant.arch;
-    let image = || Kind::Image(ImageOptions { disk_size: DISK_SIZE, disk_format: DiskFormat::Raw, bootloader: None });
+    let image = || {
+        Kind::Image(ImageOptions {
+            disk_size: DISK_SIZE,
+            disk_format: DiskFormat::Raw,
+            bootloader: None,
+        })
+    };
     let (kind, platform, out_format) = match output {
         VariantOutput::Installer => (Kind::Installer, Platform::Metal, OutFormat::Raw),
         VariantOutput::Kernel => (Kind::Kernel, Platform::Metal, OutFormat::Raw),
@@ -212,18 +223,33 @@ pub fn for_output(variant: &Variant, output: VariantOutput, talos_version: &str,
         VariantOutput::Iso => (Kind::Iso, Platform::Metal, OutFormat::Raw),
         VariantOutput::Nocloud => (image(), Platform::Nocloud, OutFormat::Xz),
     };
-    let customization = (kind.takes_kernel_args() && !variant.extra_kernel_args.is_empty())
-        .then(|| Customization { extra_kernel_args: variant.extra_kernel_args.clone() });
+    let customization =
+        (kind.takes_kernel_args() && !variant.extra_kernel_args.is_empty()).then(|| {
+            Customization {
+                extra_kernel_args: variant.extra_kernel_args.clone(),
+            }
+        });
     Profile {
         arch,
         platform,
         secureboot: false,
         version: talos_version.to_owned(),
         input: Input {
-            kernel: FileAsset { path: format!("/usr/install/{arch}/vmlinuz") },
-            initramfs: FileAsset { path: format!("/usr/install/{arch}/initramfs.xz") },
-            base_installer: ContainerAsset { image_ref: format!("ghcr.io/siderolabs/installer:{talos_version}") },
-            system_extensions: extension_refs.iter().map(|r| ContainerAsset { image_ref: r.clone() }).collect(),
+            kernel: FileAsset {
+                path: format!("/usr/install/{arch}/vmlinuz"),
+            },
+            initramfs: FileAsset {
+                path: format!("/usr/install/{arch}/initramfs.xz"),
+            },
+            base_installer: ContainerAsset {
+                image_ref: format!("ghcr.io/siderolabs/installer:{talos_version}"),
+            },
+            system_extensions: extension_refs
+                .iter()
+                .map(|r| ContainerAsset {
+                    image_ref: r.clone(),
+                })
+                .collect(),
         },
         customization,
         output: Output { kind, out_format },
@@ -260,51 +286,119 @@ mod tests {
 
     #[test]
     fn image_kind_carries_disk_size_and_xz_format() {
-        let p = for_output(&variant(""), VariantOutput::Metal, "v1.13.6", &["ghcr.io/siderolabs/drbd:1@sha256:aa".into()]);
+        let p = for_output(
+            &variant(""),
+            VariantOutput::Metal,
+            "v1.13.6",
+            &["ghcr.io/siderolabs/drbd:1@sha256:aa".into()],
+        );
         let json = p.to_json();
         assert_eq!(json["output"]["kind"], "image");
         assert_eq!(json["output"]["imageOptions"]["diskSize"], 1_306_525_696u64);
         assert_eq!(json["output"]["imageOptions"]["diskFormat"], "raw");
         assert_eq!(json["output"]["outFormat"], ".xz");
-        assert_eq!(json["input"]["kernel"]["path"], "/usr/install/arm64/vmlinuz");
-        assert_eq!(json["input"]["baseInstaller"]["imageRef"], "ghcr.io/siderolabs/installer:v1.13.6");
-        assert_eq!(json["input"]["systemExtensions"][0]["imageRef"], "ghcr.io/siderolabs/drbd:1@sha256:aa");
+        assert_eq!(
+            json["input"]["kernel"]["path"],
+            "/usr/install/arm64/vmlinuz"
+        );
+        assert_eq!(
+            json["input"]["baseInstaller"]["imageRef"],
+            "ghcr.io/siderolabs/installer:v1.13.6"
+        );
+        assert_eq!(
+            json["input"]["systemExtensions"][0]["imageRef"],
+            "ghcr.io/siderolabs/drbd:1@sha256:aa"
+        );
     }
 
     #[test]
     fn non_image_kinds_have_no_image_options() {
-        for output in [VariantOutput::Installer, VariantOutput::Kernel, VariantOutput::Initramfs, VariantOutput::Iso] {
+        for output in [
+            VariantOutput::Installer,
+            VariantOutput::Kernel,
+            VariantOutput::Initramfs,
+            VariantOutput::Iso,
+        ] {
             let json = for_output(&variant(""), output, "v1.13.6", &[]).to_json();
-            assert!(json["output"].get("imageOptions").is_none(), "{output:?}: {json}");
+            assert!(
+                json["output"].get("imageOptions").is_none(),
+                "{output:?}: {json}"
+            );
         }
     }
 
     #[test]
     fn only_known_keys_are_emitted() {
-        let json = for_output(&variant(r#", "extra_kernel_args": ["console=ttyAMA0"]"#), VariantOutput::Nocloud, "v1", &[])
-            .to_json();
-        let keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(keys, ["arch", "platform", "secureboot", "version", "input", "customization", "output"]);
-        let input: Vec<&str> = json["input"].as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(input, ["kernel", "initramfs", "baseInstaller", "systemExtensions"]);
+        let json = for_output(
+            &variant(r#", "extra_kernel_args": ["console=ttyAMA0"]"#),
+            VariantOutput::Nocloud,
+            "v1",
+            &[],
+        )
+        .to_json();
+        let keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "arch",
+                "platform",
+                "secureboot",
+                "version",
+                "input",
+                "customization",
+                "output"
+            ]
+        );
+        let input: Vec<&str> = json["input"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            input,
+            ["kernel", "initramfs", "baseInstaller", "systemExtensions"]
+        );
         assert_eq!(json["platform"], "nocloud");
     }
 
     #[test]
     fn kernel_args_go_to_boot_assets_only() {
         let v = variant(r#", "extra_kernel_args": ["console=ttyAMA0"]"#);
-        assert!(for_output(&v, VariantOutput::Kernel, "v1", &[]).customization.is_none());
-        assert!(for_output(&v, VariantOutput::Initramfs, "v1", &[]).customization.is_none());
+        assert!(for_output(&v, VariantOutput::Kernel, "v1", &[])
+            .customization
+            .is_none());
+        assert!(for_output(&v, VariantOutput::Initramfs, "v1", &[])
+            .customization
+            .is_none());
         let installer = for_output(&v, VariantOutput::Installer, "v1", &[]);
-        assert_eq!(installer.customization.unwrap().extra_kernel_args, ["console=ttyAMA0"]);
+        assert_eq!(
+            installer.customization.unwrap().extra_kernel_args,
+            ["console=ttyAMA0"]
+        );
     }
 
     #[test]
     fn artifact_names_follow_the_imager() {
-        let names: Vec<String> = VariantOutput::ALL.iter().map(|o| artifact_name(*o, Arch::Arm64)).collect();
+        let names: Vec<String> = VariantOutput::ALL
+            .iter()
+            .map(|o| artifact_name(*o, Arch::Arm64))
+            .collect();
         assert_eq!(
             names,
-            ["installer-arm64.tar", "kernel-arm64", "initramfs-metal-arm64.xz", "metal-arm64.raw.xz", "metal-arm64.iso", "nocloud-arm64.raw.xz"]
+            [
+                "installer-arm64.tar",
+                "kernel-arm64",
+                "initramfs-metal-arm64.xz",
+                "metal-arm64.raw.xz",
+                "metal-arm64.iso",
+                "nocloud-arm64.raw.xz"
+            ]
         );
     }
 }

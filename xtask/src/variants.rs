@@ -19,7 +19,19 @@ use crate::project::Project;
 pub const X86_ONLY_FIRMWARE: &[&str] = &["amd-ucode", "intel-ucode", "i915", "amdgpu"];
 
 /// What a variant can build. Each maps to one imager profile (see `profile::for_output`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Output {
     /// the installer container image (`installer-<arch>.tar`), what `talosctl upgrade` pulls
@@ -37,10 +49,21 @@ pub enum Output {
 }
 
 impl Output {
-    pub const ALL: [Output; 6] =
-        [Output::Installer, Output::Kernel, Output::Initramfs, Output::Metal, Output::Iso, Output::Nocloud];
+    pub const ALL: [Output; 6] = [
+        Output::Installer,
+        Output::Kernel,
+        Output::Initramfs,
+        Output::Metal,
+        Output::Iso,
+        Output::Nocloud,
+    ];
     /// What a variant builds when its file does not say: everything a node and a netboot server need.
-    pub const DEFAULT: [Output; 4] = [Output::Installer, Output::Kernel, Output::Initramfs, Output::Metal];
+    pub const DEFAULT: [Output; 4] = [
+        Output::Installer,
+        Output::Kernel,
+        Output::Initramfs,
+        Output::Metal,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -73,7 +96,10 @@ pub struct Variant {
 impl Variant {
     /// Every extension the image carries, firmware first, in build order.
     pub fn all_extensions(&self) -> impl Iterator<Item = &str> {
-        self.firmware.iter().chain(&self.extensions).map(String::as_str)
+        self.firmware
+            .iter()
+            .chain(&self.extensions)
+            .map(String::as_str)
     }
 
     pub fn builds(&self, output: Output) -> bool {
@@ -81,29 +107,49 @@ impl Variant {
     }
 }
 
-const FIELDS: &[&str] =
-    &["name", "description", "arch", "extensions", "firmware", "repository", "outputs", "extra_kernel_args"];
+const FIELDS: &[&str] = &[
+    "name",
+    "description",
+    "arch",
+    "extensions",
+    "firmware",
+    "repository",
+    "outputs",
+    "extra_kernel_args",
+];
 
 /// Parses one variant file. `file` is the path shown in findings (relative to the repository).
 pub fn parse(file: &str, text: &str) -> Result<Variant, Vec<Finding>> {
     let mut findings = Vec::new();
-    let stem = Utf8Path::new(file).file_stem().unwrap_or_default().to_owned();
-    let object = match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(object)) => object,
-        Ok(other) => {
-            return Err(vec![Finding::new(file, "", "a variant file holds one JSON object")
-                .value(kind_of(&other))
-                .fix("write the variant as { \"name\": ..., \"arch\": ..., ... } (see docs/variants.md)")])
-        }
-        Err(err) => {
-            return Err(vec![Finding::new(
+    let stem = Utf8Path::new(file)
+        .file_stem()
+        .unwrap_or_default()
+        .to_owned();
+    let object =
+        match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(object)) => object,
+            Ok(other) => return Err(vec![Finding::new(
                 file,
                 "",
-                format!("malformed JSON at line {} column {}: {err}", err.line(), err.column()),
+                "a variant file holds one JSON object",
             )
-            .fix("correct the JSON syntax at that position")])
-        }
-    };
+            .value(kind_of(&other))
+            .fix(
+                "write the variant as { \"name\": ..., \"arch\": ..., ... } (see docs/variants.md)",
+            )]),
+            Err(err) => {
+                return Err(vec![Finding::new(
+                    file,
+                    "",
+                    format!(
+                        "malformed JSON at line {} column {}: {err}",
+                        err.line(),
+                        err.column()
+                    ),
+                )
+                .fix("correct the JSON syntax at that position")])
+            }
+        };
 
     for key in object.keys() {
         if !FIELDS.contains(&key.as_str()) {
@@ -118,7 +164,11 @@ pub fn parse(file: &str, text: &str) -> Result<Variant, Vec<Finding>> {
         }
     }
 
-    let mut fields = Fields { file, object: &object, findings: &mut findings };
+    let mut fields = Fields {
+        file,
+        object: &object,
+        findings: &mut findings,
+    };
     let name = fields.required_string("name");
     let description = fields.required_string("description");
     let arch = fields.required_arch();
@@ -126,8 +176,11 @@ pub fn parse(file: &str, text: &str) -> Result<Variant, Vec<Finding>> {
     let firmware = fields.optional(|f| f.name_list("firmware", false), Vec::new(), "firmware");
     let repository = fields.required_string("repository");
     let outputs = fields.optional(|f| f.outputs(), Output::DEFAULT.to_vec(), "outputs");
-    let extra_kernel_args =
-        fields.optional(|f| f.string_list("extra_kernel_args"), Vec::new(), "extra_kernel_args");
+    let extra_kernel_args = fields.optional(
+        |f| f.string_list("extra_kernel_args"),
+        Vec::new(),
+        "extra_kernel_args",
+    );
 
     if let Some(name) = &name {
         if !is_path_segment(name) {
@@ -138,9 +191,15 @@ pub fn parse(file: &str, text: &str) -> Result<Variant, Vec<Finding>> {
             );
         } else if name != stem.as_str() {
             findings.push(
-                Finding::new(file, "name", format!("does not match the file name `{stem}.json`"))
-                    .value(quoted(name))
-                    .fix(format!("set \"name\": \"{stem}\" or rename the file to variants/{name}.json")),
+                Finding::new(
+                    file,
+                    "name",
+                    format!("does not match the file name `{stem}.json`"),
+                )
+                .value(quoted(name))
+                .fix(format!(
+                    "set \"name\": \"{stem}\" or rename the file to variants/{name}.json"
+                )),
             );
         }
     }
@@ -170,15 +229,28 @@ pub fn parse(file: &str, text: &str) -> Result<Variant, Vec<Finding>> {
         for (i, fw) in firmware.iter().enumerate() {
             if extensions.contains(fw) {
                 findings.push(
-                    Finding::new(file, format!("firmware[{i}]"), "also listed in `extensions`")
-                        .value(quoted(fw))
-                        .fix("list each extension once, in `firmware` or in `extensions`"),
+                    Finding::new(
+                        file,
+                        format!("firmware[{i}]"),
+                        "also listed in `extensions`",
+                    )
+                    .value(quoted(fw))
+                    .fix("list each extension once, in `firmware` or in `extensions`"),
                 );
             }
         }
     }
 
-    match (name, description, arch, extensions, firmware, repository, outputs, extra_kernel_args) {
+    match (
+        name,
+        description,
+        arch,
+        extensions,
+        firmware,
+        repository,
+        outputs,
+        extra_kernel_args,
+    ) {
         (
             Some(name),
             Some(description),
@@ -188,9 +260,16 @@ pub fn parse(file: &str, text: &str) -> Result<Variant, Vec<Finding>> {
             Some(repository),
             Some(outputs),
             Some(extra_kernel_args),
-        ) if findings.is_empty() => {
-            Ok(Variant { name, description, arch, extensions, firmware, repository, outputs, extra_kernel_args })
-        }
+        ) if findings.is_empty() => Ok(Variant {
+            name,
+            description,
+            arch,
+            extensions,
+            firmware,
+            repository,
+            outputs,
+            extra_kernel_args,
+        }),
         _ => Err(findings),
     }
 }
@@ -202,9 +281,13 @@ pub fn check_set(variants: &[(String, Variant)]) -> Vec<Finding> {
     for (file, variant) in variants {
         if let Some(first) = by_repository.insert(&variant.repository, file) {
             findings.push(
-                Finding::new(file.as_str(), "repository", format!("also published by {first}"))
-                    .value(quoted(&variant.repository))
-                    .fix("give each role its own repository, or one image would overwrite the other"),
+                Finding::new(
+                    file.as_str(),
+                    "repository",
+                    format!("also published by {first}"),
+                )
+                .value(quoted(&variant.repository))
+                .fix("give each role its own repository, or one image would overwrite the other"),
             );
         }
     }
@@ -236,8 +319,9 @@ pub fn load_all(project: &Project) -> Result<Vec<Variant>> {
     findings.extend(check_set(&parsed));
     if files.is_empty() {
         findings.push(
-            Finding::new(project.display(&dir).as_str(), "", "no variant files")
-                .fix("add one JSON file per role, e.g. variants/compute.json (see docs/variants.md)"),
+            Finding::new(project.display(&dir).as_str(), "", "no variant files").fix(
+                "add one JSON file per role, e.g. variants/compute.json (see docs/variants.md)",
+            ),
         );
     }
     diag::into_result("invalid variants", findings)?;
@@ -250,29 +334,42 @@ pub fn select(all: Vec<Variant>, names: &[String]) -> Result<Vec<Variant>> {
         return Ok(all);
     }
     let known: Vec<&str> = all.iter().map(|v| v.name.as_str()).collect();
-    let unknown: Vec<&String> = names.iter().filter(|n| !known.contains(&n.as_str())).collect();
+    let unknown: Vec<&String> = names
+        .iter()
+        .filter(|n| !known.contains(&n.as_str()))
+        .collect();
     if !unknown.is_empty() {
         anyhow::bail!(
             "unknown variant{} {}: the variants are {} (one file each under variants/)",
             if unknown.len() == 1 { "" } else { "s" },
-            unknown.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "),
+            unknown
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
             known.join(", ")
         );
     }
-    Ok(all.into_iter().filter(|v| names.contains(&v.name)).collect())
+    Ok(all
+        .into_iter()
+        .filter(|v| names.contains(&v.name))
+        .collect())
 }
 
 /// A segment of an OCI repository path: `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
 pub fn is_path_segment(s: &str) -> bool {
     let bytes = s.as_bytes();
     let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    let separators_ok = bytes.split(alnum).filter(|sep| !sep.is_empty()).all(|sep| {
-        matches!(sep, b"." | b"_" | b"__") || sep.iter().all(|b| *b == b'-')
-    });
+    let separators_ok = bytes
+        .split(alnum)
+        .filter(|sep| !sep.is_empty())
+        .all(|sep| matches!(sep, b"." | b"_" | b"__") || sep.iter().all(|b| *b == b'-'));
     !bytes.is_empty()
         && alnum(&bytes[0])
         && alnum(&bytes[bytes.len() - 1])
-        && bytes.iter().all(|b| alnum(b) || matches!(b, b'.' | b'_' | b'-'))
+        && bytes
+            .iter()
+            .all(|b| alnum(b) || matches!(b, b'.' | b'_' | b'-'))
         && separators_ok
 }
 
@@ -301,20 +398,30 @@ struct Fields<'a> {
 impl Fields<'_> {
     fn missing(&mut self, field: &str, example: &str) {
         self.findings.push(
-            Finding::new(self.file, field, "missing required field").fix(format!("add \"{field}\": {example}")),
+            Finding::new(self.file, field, "missing required field")
+                .fix(format!("add \"{field}\": {example}")),
         );
     }
 
     fn wrong_type(&mut self, field: &str, value: &Value, expected: &str) {
         self.findings.push(
-            Finding::new(self.file, field, format!("expected {expected}, found {}", kind_of(value)))
-                .value(value)
-                .fix(format!("write `{field}` as {expected}")),
+            Finding::new(
+                self.file,
+                field,
+                format!("expected {expected}, found {}", kind_of(value)),
+            )
+            .value(value)
+            .fix(format!("write `{field}` as {expected}")),
         );
     }
 
     /// `None` from `parse` means a finding was recorded; an absent field takes `default`.
-    fn optional<T>(&mut self, parse: impl FnOnce(&mut Self) -> Option<T>, default: T, field: &str) -> Option<T> {
+    fn optional<T>(
+        &mut self,
+        parse: impl FnOnce(&mut Self) -> Option<T>,
+        default: T,
+        field: &str,
+    ) -> Option<T> {
         if self.object.contains_key(field) {
             parse(self)
         } else {
@@ -330,7 +437,9 @@ impl Fields<'_> {
             }
             Some(Value::String(s)) if s.trim().is_empty() => {
                 self.findings.push(
-                    Finding::new(self.file, field, "must not be empty").value("\"\"").fix(format!("give `{field}` a value")),
+                    Finding::new(self.file, field, "must not be empty")
+                        .value("\"\"")
+                        .fix(format!("give `{field}` a value")),
                 );
                 None
             }
@@ -416,9 +525,13 @@ impl Fields<'_> {
                 ok = false;
             } else if let Some(first) = names[..i].iter().position(|n| n == name) {
                 self.findings.push(
-                    Finding::new(self.file, at.as_str(), format!("duplicate of {field}[{first}]"))
-                        .value(quoted(name))
-                        .fix("list each extension once"),
+                    Finding::new(
+                        self.file,
+                        at.as_str(),
+                        format!("duplicate of {field}[{first}]"),
+                    )
+                    .value(quoted(name))
+                    .fix("list each extension once"),
                 );
                 ok = false;
             }
@@ -453,11 +566,15 @@ impl Fields<'_> {
             }
         }
         if out.is_empty() && ok {
-            self.findings.push(
-                Finding::new(self.file, "outputs", "empty")
-                    .value("[]")
-                    .fix(format!("list what to build, or drop the field for the default ({})", default_outputs())),
-            );
+            self.findings
+                .push(
+                    Finding::new(self.file, "outputs", "empty")
+                        .value("[]")
+                        .fix(format!(
+                            "list what to build, or drop the field for the default ({})",
+                            default_outputs()
+                        )),
+                );
             ok = false;
         }
         ok.then_some(out)
@@ -465,7 +582,11 @@ impl Fields<'_> {
 }
 
 fn default_outputs() -> String {
-    Output::DEFAULT.iter().map(|o| o.name()).collect::<Vec<_>>().join(", ")
+    Output::DEFAULT
+        .iter()
+        .map(|o| o.name())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn short_name(reference: &str) -> &str {
@@ -486,7 +607,11 @@ mod tests {
     }"#;
 
     fn errors(file: &str, text: &str) -> Vec<String> {
-        parse(file, text).unwrap_err().iter().map(|f| f.to_string()).collect()
+        parse(file, text)
+            .unwrap_err()
+            .iter()
+            .map(|f| f.to_string())
+            .collect()
     }
 
     fn one_error(file: &str, text: &str) -> String {
@@ -506,16 +631,31 @@ mod tests {
 
     #[test]
     fn malformed_json_names_line_and_column() {
-        let e = one_error("variants/compute.json", "{\n  \"name\": \"compute\",\n  \"arch\" \"arm64\"\n}");
-        assert!(e.starts_with("variants/compute.json: malformed JSON at line 3 column 10"), "{e}");
+        let e = one_error(
+            "variants/compute.json",
+            "{\n  \"name\": \"compute\",\n  \"arch\" \"arm64\"\n}",
+        );
+        assert!(
+            e.starts_with("variants/compute.json: malformed JSON at line 3 column 10"),
+            "{e}"
+        );
     }
 
     #[test]
     fn unknown_field_is_named_with_a_suggestion() {
         let text = GOOD.replace("\"extensions\"", "\"extension\"");
         let errs = errors("variants/compute.json", &text);
-        assert!(errs.iter().any(|e| e.contains("field `extension`: unknown field") && e.contains("did you mean `extensions`?")), "{errs:#?}");
-        assert!(errs.iter().any(|e| e.contains("field `extensions`: missing required field")), "{errs:#?}");
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("field `extension`: unknown field")
+                    && e.contains("did you mean `extensions`?")),
+            "{errs:#?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("field `extensions`: missing required field")),
+            "{errs:#?}"
+        );
     }
 
     #[test]
@@ -539,7 +679,10 @@ mod tests {
     #[test]
     fn name_must_match_file() {
         let e = one_error("variants/worker.json", GOOD);
-        assert!(e.contains("field `name` = \"compute\": does not match the file name `worker.json`"), "{e}");
+        assert!(
+            e.contains("field `name` = \"compute\": does not match the file name `worker.json`"),
+            "{e}"
+        );
         assert!(e.contains("fix: set \"name\": \"worker\""), "{e}");
     }
 
@@ -547,45 +690,79 @@ mod tests {
     fn duplicate_extensions_are_rejected() {
         let text = GOOD.replace("\"spin\"]", "\"spin\", \"zfs\"]");
         let e = one_error("variants/compute.json", &text);
-        assert!(e.contains("field `extensions[3]` = \"zfs\": duplicate of extensions[1]"), "{e}");
+        assert!(
+            e.contains("field `extensions[3]` = \"zfs\": duplicate of extensions[1]"),
+            "{e}"
+        );
     }
 
     #[test]
     fn full_references_are_not_short_names() {
         let text = GOOD.replace("\"spin\"]", "\"ghcr.io/siderolabs/spin:v0.25.1\"]");
         let e = one_error("variants/compute.json", &text);
-        assert!(e.contains("not a short extension name") && e.contains("write the short name (\"spin\")"), "{e}");
+        assert!(
+            e.contains("not a short extension name")
+                && e.contains("write the short name (\"spin\")"),
+            "{e}"
+        );
     }
 
     #[test]
     fn x86_firmware_in_arm64_variant_is_rejected() {
-        let text = GOOD.replace("\"arch\"", "\"firmware\": [\"bnx2-bnx2x\", \"intel-ucode\"], \"arch\"");
+        let text = GOOD.replace(
+            "\"arch\"",
+            "\"firmware\": [\"bnx2-bnx2x\", \"intel-ucode\"], \"arch\"",
+        );
         let e = one_error("variants/compute.json", &text);
-        assert!(e.contains("field `firmware[1]` = \"intel-ucode\": x86-only firmware in an arm64 variant"), "{e}");
+        assert!(
+            e.contains(
+                "field `firmware[1]` = \"intel-ucode\": x86-only firmware in an arm64 variant"
+            ),
+            "{e}"
+        );
         let amd64 = text.replace("arm64", "amd64");
         assert!(parse("variants/compute.json", &amd64).is_ok());
     }
 
     #[test]
     fn unknown_and_duplicate_outputs_are_rejected() {
-        let text = GOOD.replace("\"arch\"", "\"outputs\": [\"kernel\", \"raw\", \"kernel\"], \"arch\"");
+        let text = GOOD.replace(
+            "\"arch\"",
+            "\"outputs\": [\"kernel\", \"raw\", \"kernel\"], \"arch\"",
+        );
         let joined = errors("variants/compute.json", &text).join("\n");
-        assert!(joined.contains("field `outputs[1]` = \"raw\": unknown output"), "{joined}");
-        assert!(joined.contains("field `outputs[2]` = \"kernel\": duplicate output"), "{joined}");
+        assert!(
+            joined.contains("field `outputs[1]` = \"raw\": unknown output"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("field `outputs[2]` = \"kernel\": duplicate output"),
+            "{joined}"
+        );
     }
 
     #[test]
     fn wrong_types_are_named() {
         let text = GOOD.replace("\"storage and wasm\"", "42");
         let e = one_error("variants/compute.json", &text);
-        assert!(e.contains("field `description` = 42: expected a string, found a number"), "{e}");
+        assert!(
+            e.contains("field `description` = 42: expected a string, found a number"),
+            "{e}"
+        );
     }
 
     #[test]
     fn two_variants_cannot_share_a_repository() {
         let a = parse("variants/compute.json", GOOD).unwrap();
-        let b = parse("variants/gateway.json", &GOOD.replace("\"compute\"", "\"gateway\"")).unwrap();
-        let findings = check_set(&[("variants/compute.json".into(), a), ("variants/gateway.json".into(), b)]);
+        let b = parse(
+            "variants/gateway.json",
+            &GOOD.replace("\"compute\"", "\"gateway\""),
+        )
+        .unwrap();
+        let findings = check_set(&[
+            ("variants/compute.json".into(), a),
+            ("variants/gateway.json".into(), b),
+        ]);
         assert_eq!(findings.len(), 1);
         let e = findings[0].to_string();
         assert!(e.starts_with("variants/gateway.json: field `repository` = \"talos-cozystack-spin-only/talos\": also published by variants/compute.json"), "{e}");

@@ -83,9 +83,13 @@ fn scalar_string(s: &str) -> String {
 }
 
 fn needs_quotes(s: &str) -> bool {
-    const RESERVED: &[&str] =
-        &["null", "Null", "NULL", "~", "true", "True", "TRUE", "false", "False", "FALSE", "yes", "Yes", "YES", "no", "No", "NO", "on", "On", "ON", "off", "Off", "OFF", "y", "Y", "n", "N"];
-    let Some(first) = s.chars().next() else { return true };
+    const RESERVED: &[&str] = &[
+        "null", "Null", "NULL", "~", "true", "True", "TRUE", "false", "False", "FALSE", "yes",
+        "Yes", "YES", "no", "No", "NO", "on", "On", "ON", "off", "Off", "OFF", "y", "Y", "n", "N",
+    ];
+    let Some(first) = s.chars().next() else {
+        return true;
+    };
     RESERVED.contains(&s)
         || s.parse::<f64>().is_ok()
         || s.starts_with("0x")

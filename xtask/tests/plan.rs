@@ -17,19 +17,31 @@ fn plan_json_lists_both_roles_and_only_gateway_has_tailscale() {
     let plan = plan_json(&repo_root(), &["--registry", "ghcr.io/acme"]);
     assert_eq!(plan["talos_version"], "v1.13.6");
     let variants = plan["variants"].as_array().unwrap();
-    let names: Vec<&str> = variants.iter().map(|v| v["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = variants
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["compute", "gateway"]);
     for v in variants {
         assert_eq!(v["arch"], "arm64");
-        let exts: Vec<&str> = v["extensions"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
+        let exts: Vec<&str> = v["extensions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.as_str().unwrap())
+            .collect();
         let profiles = v["profiles"].as_array().unwrap();
         assert!(!profiles.is_empty());
         for p in profiles {
             assert!(p["kind"].is_string());
             assert_eq!(p["profile"]["arch"], "arm64", "{p}");
-            let refs = p["profile"]["input"]["systemExtensions"].as_array().unwrap();
+            let refs = p["profile"]["input"]["systemExtensions"]
+                .as_array()
+                .unwrap();
             assert_eq!(refs.len(), exts.len());
-            let has_tailscale = refs.iter().any(|r| r["imageRef"].as_str().unwrap().contains("/tailscale:"));
+            let has_tailscale = refs
+                .iter()
+                .any(|r| r["imageRef"].as_str().unwrap().contains("/tailscale:"));
             assert_eq!(has_tailscale, v["name"] == "gateway", "{}: {p}", v["name"]);
         }
         match v["name"].as_str().unwrap() {
@@ -39,7 +51,10 @@ fn plan_json_lists_both_roles_and_only_gateway_has_tailscale() {
             }
             _ => {
                 assert_eq!(exts, ["drbd", "zfs", "spin", "tailscale"]);
-                assert_eq!(v["image"], "ghcr.io/acme/talos-cozystack-spin-tailscale/talos");
+                assert_eq!(
+                    v["image"],
+                    "ghcr.io/acme/talos-cozystack-spin-tailscale/talos"
+                );
             }
         }
     }
@@ -47,9 +62,14 @@ fn plan_json_lists_both_roles_and_only_gateway_has_tailscale() {
 
 #[test]
 fn registry_defaults_to_the_github_owner() {
-    let out = run(xtask(&repo_root()).args(["plan", "--json", "--variant", "gateway"]).env("GITHUB_REPOSITORY_OWNER", "Acme"));
+    let out = run(xtask(&repo_root())
+        .args(["plan", "--json", "--variant", "gateway"])
+        .env("GITHUB_REPOSITORY_OWNER", "Acme"));
     let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(plan["variants"][0]["image"], "ghcr.io/acme/talos-cozystack-spin-tailscale/talos");
+    assert_eq!(
+        plan["variants"][0]["image"],
+        "ghcr.io/acme/talos-cozystack-spin-tailscale/talos"
+    );
 }
 
 #[test]
@@ -64,13 +84,26 @@ fn adding_a_role_is_adding_a_file() {
     )
     .unwrap();
     let plan = plan_json(&root, &[]);
-    let names: Vec<&str> = plan["variants"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = plan["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["compute", "gateway", "storage"]);
     let storage = &plan["variants"][2];
-    let kinds: Vec<&str> = storage["profiles"].as_array().unwrap().iter().map(|p| p["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = storage["profiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["kind"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds, ["installer", "nocloud"]);
     assert_eq!(storage["profiles"][1]["profile"]["platform"], "nocloud");
-    assert_eq!(storage["profiles"][1]["profile"]["output"]["imageOptions"]["diskSize"], 1306525696u64);
+    assert_eq!(
+        storage["profiles"][1]["profile"]["output"]["imageOptions"]["diskSize"],
+        1306525696u64
+    );
 }
 
 #[test]
@@ -78,10 +111,14 @@ fn a_typo_in_a_variant_file_names_the_file_and_field() {
     let root = temp_dir("plan-typo");
     copy_repo_data(&root);
     let path = root.join("variants/gateway.json");
-    let text = std::fs::read_to_string(&path).unwrap().replace("\"extensions\"", "\"extentions\"");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"extensions\"", "\"extentions\"");
     std::fs::write(&path, text).unwrap();
     let broken = root.join("variants/compute.json");
-    let text = std::fs::read_to_string(&broken).unwrap().replace("\"arm64\"", "\"aarch64\"");
+    let text = std::fs::read_to_string(&broken)
+        .unwrap()
+        .replace("\"arm64\"", "\"aarch64\"");
     std::fs::write(&broken, text).unwrap();
 
     let out = run(xtask(&root).args(["plan", "--json"]));
@@ -89,17 +126,30 @@ fn a_typo_in_a_variant_file_names_the_file_and_field() {
     assert!(out.stdout.is_empty(), "no partial plan on stdout");
     let err = stderr(&out);
     assert!(err.contains("invalid variants: 3 problems"), "{err}");
-    assert!(err.contains("variants/gateway.json: field `extentions`: unknown field"), "{err}");
+    assert!(
+        err.contains("variants/gateway.json: field `extentions`: unknown field"),
+        "{err}"
+    );
     assert!(err.contains("did you mean `extensions`?"), "{err}");
-    assert!(err.contains("variants/gateway.json: field `extensions`: missing required field"), "{err}");
-    assert!(err.contains("variants/compute.json: field `arch` = \"aarch64\": unknown architecture"), "{err}");
+    assert!(
+        err.contains("variants/gateway.json: field `extensions`: missing required field"),
+        "{err}"
+    );
+    assert!(
+        err.contains("variants/compute.json: field `arch` = \"aarch64\": unknown architecture"),
+        "{err}"
+    );
 }
 
 #[test]
 fn unknown_variant_selection_is_an_error() {
     let out = run(xtask(&repo_root()).args(["plan", "--variant", "nope"]));
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("unknown variant `nope`: the variants are compute, gateway"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unknown variant `nope`: the variants are compute, gateway"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

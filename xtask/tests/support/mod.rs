@@ -15,21 +15,31 @@ pub fn temp_dir(name: &str) -> PathBuf {
 
 /// The repository this test binary was built from.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 /// The real xtask binary, run against `root` (a repository or a copy of one).
 pub fn xtask(root: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
     cmd.env("XTASK_ROOT", root).current_dir(root);
-    for var in ["REGISTRY", "GITHUB_REPOSITORY_OWNER", "GITHUB_ACTIONS", "GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY"] {
+    for var in [
+        "REGISTRY",
+        "GITHUB_REPOSITORY_OWNER",
+        "GITHUB_ACTIONS",
+        "GITHUB_OUTPUT",
+        "GITHUB_STEP_SUMMARY",
+    ] {
         cmd.env_remove(var);
     }
     cmd
 }
 
 pub fn run(cmd: &mut Command) -> Output {
-    cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
+    cmd.output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
 }
 
 pub fn stdout(out: &Output) -> String {
@@ -63,7 +73,11 @@ pub fn copy_dir(src: &Path, dest: &Path) {
 /// True when every tool is on PATH. Otherwise the test is skipped with a note, unless
 /// XTASK_REQUIRE_TOOLS is set (as `cargo xtask test` does), when it fails.
 pub fn have_tools(tools: &[&str]) -> bool {
-    let missing: Vec<&str> = tools.iter().copied().filter(|t| which(t).is_none()).collect();
+    let missing: Vec<&str> = tools
+        .iter()
+        .copied()
+        .filter(|t| which(t).is_none())
+        .collect();
     if missing.is_empty() {
         return true;
     }
@@ -76,6 +90,12 @@ pub fn have_tools(tools: &[&str]) -> bool {
 
 pub fn which(tool: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join(tool)).find(|p| p.is_file()))
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(tool))
+                .find(|p| p.is_file())
+        })
         .unwrap_or(None)
 }
+
+pub mod registry;
