@@ -1,24 +1,571 @@
-//! Subcommand: `cargo xtask build`: run the Talos imager per variant and publish the results.
+//! Subcommand: `cargo xtask build`: run the Talos imager per variant and output, cache by
+//! content, and publish the installer by digest.
 //!
-//! Not built yet: for now it resolves and prints the plan and says so.
+//! For each planned profile the imager runs in a container (profile on stdin, gzip tar of the
+//! outputs on stdout) unless an output with the same content key is already in
+//! `_out/<variant>/` with the recorded sha256. Outputs are extracted into a temporary directory
+//! and renamed into place, so an interrupted run never leaves a half output that a later run
+//! trusts. Publishing happens only after every selected variant built: a failed build pushes
+//! nothing and moves no tag. `_out/<variant>/build.json` records what happened.
 
-use anyhow::Result;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
 
-use crate::plan;
+use anyhow::{bail, Context, Result};
+use camino::Utf8Path;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{self, shell_line, Engine, Need};
+use crate::lockfile::Lock;
+use crate::plan::{self, Plan, PlannedProfile, VariantPlan};
+use crate::progress::Progress;
 use crate::project::Project;
+use crate::publish::{self, Publisher};
+use crate::variants::Output;
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// Only these variants (repeatable); default: all.
     #[arg(long = "variant", value_name = "NAME")]
     pub variants: Vec<String>,
     #[command(flatten)]
     pub registry: plan::RegistryArg,
+    /// Container engine that runs the imager. Default: podman if installed, else docker.
+    #[arg(long, env = "CONTAINER_ENGINE", value_enum)]
+    pub engine: Option<Engine>,
+    /// Imager image. Default: ghcr.io/siderolabs/imager:<talos version>.
+    #[arg(long, env = "XTASK_IMAGER", value_name = "REF")]
+    pub imager: Option<String>,
+    /// Run the imager for the target architecture under qemu emulation (slow fallback; the
+    /// native imager builds arm64 outputs without it).
+    #[arg(long)]
+    pub emulate: bool,
+    /// Publish the installer to the registry: by digest first, then the Talos version tag and a
+    /// build-unique tag.
+    #[arg(long)]
+    pub push: bool,
+    /// Rebuild every output even when its content key is unchanged.
+    #[arg(long)]
+    pub force: bool,
+    /// Variants built at the same time.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: u16,
+    /// Fail before building when the lock has a missing, stale or unpinned entry (CI uses this).
+    #[arg(long)]
+    pub locked: bool,
+    /// Print every command exactly (secrets redacted) and build nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the build records as JSON on stdout; no progress output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `_out/<variant>/build.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BuildRecord {
+    pub variant: String,
+    pub talos_version: String,
+    pub arch: String,
+    pub imager: String,
+    pub extensions: Vec<ExtensionRecord>,
+    pub profiles: Vec<ProfileRecord>,
+    pub files: Vec<FileRecord>,
+    pub published: Vec<publish::Published>,
+    pub imager_runs: u32,
+    pub cache_hits: u32,
+    /// Seconds per step (`imager:<kind>`, `push:<kind>`, `total`).
+    pub timings: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExtensionRecord {
+    pub name: String,
+    #[serde(rename = "ref")]
+    pub reference: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProfileRecord {
+    pub kind: Output,
+    pub artifact: String,
+    /// Content key: sha256 of the profile bytes, the imager reference and how it ran.
+    pub key: String,
+    pub cache_hit: bool,
+    /// The exact object the imager received.
+    pub profile: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRecord {
+    pub name: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// What `.cache/<kind>.json` remembers about an output on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct CacheEntry {
+    key: String,
+    file: FileRecord,
+}
+
+pub const RECORD: &str = "build.json";
+
+pub struct Ctx<'a> {
+    pub project: &'a Project,
+    pub engine: Engine,
+    pub imager: String,
+    pub emulate: bool,
+    pub force: bool,
+    pub dry_run: bool,
+    pub progress: Progress,
 }
 
 pub fn run(project: &Project, args: Args) -> Result<()> {
-    let plan = plan::load(project, &args.variants, args.registry.resolve())?;
-    print!("{}", plan::render(&plan));
-    println!("\nnot built yet: running the Talos imager is not implemented in this version; the plan above is what it will build");
+    let records = build(project, &args)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "variants": records }))?
+        );
+    }
     Ok(())
+}
+
+/// Builds (and with `--push` publishes) the selected variants; returns their records.
+pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
+    let registry = args.registry.resolve();
+    if args.push && registry.is_none() {
+        bail!("--push needs a registry: pass --registry HOST/OWNER, or set REGISTRY or GITHUB_REPOSITORY_OWNER");
+    }
+    let plan = plan::load(project, &args.variants, registry)?;
+    let lock = Lock::load(project)?;
+    let selected: Vec<_> = plan.variants.iter().map(|v| v.variant.clone()).collect();
+    let problems = lock.locked_problems(&selected, &plan.talos_version);
+    if args.locked {
+        crate::diag::into_result("the lock is not usable for a --locked build", problems)?;
+    } else if !problems.is_empty() {
+        eprintln!(
+            "warning: {} lock entr{} would be resolved first with `cargo xtask lock` (a --locked build refuses them):",
+            problems.len(),
+            if problems.len() == 1 { "y" } else { "ies" }
+        );
+        for p in &problems {
+            eprintln!("  {}", p.to_string().replace('\n', "\n  "));
+        }
+    }
+
+    let engine = Engine::detect(args.engine);
+    let imager = args
+        .imager
+        .clone()
+        .unwrap_or_else(|| format!("ghcr.io/siderolabs/imager:{}", plan.talos_version));
+    let progress = Progress::new(args.json || args.dry_run);
+    if args.dry_run {
+        println!(
+            "# engine: {engine}{}",
+            if which::which(engine.program()).is_err() {
+                " (not installed here)"
+            } else {
+                ""
+            }
+        );
+        println!("# imager: {imager}");
+    } else {
+        let mut needs = vec![
+            Need {
+                program: engine.program(),
+                package: engine.program(),
+                why: "runs the Talos imager",
+            },
+            Need {
+                program: "tar",
+                package: "tar",
+                why: "unpacks the imager's output",
+            },
+        ];
+        if args.push {
+            needs.push(Need {
+                program: "skopeo",
+                package: "skopeo",
+                why: "publishes images by digest",
+            });
+        }
+        engine::preflight(&needs)?;
+    }
+    let ctx = Ctx {
+        project,
+        engine,
+        imager,
+        emulate: args.emulate,
+        force: args.force,
+        dry_run: args.dry_run,
+        progress,
+    };
+
+    let records = build_all(&ctx, &plan, args.jobs.into())?;
+    if args.push {
+        let publisher = Publisher::new(project, args.dry_run)?;
+        let tags = publish::build_tags(project, &plan.talos_version)?;
+        let mut published = Vec::new();
+        for (vp, mut record) in plan.variants.iter().zip(records) {
+            let started = Instant::now();
+            let installer = project
+                .out_dir()
+                .join(&vp.name)
+                .join(crate::profile::artifact_name(Output::Installer, vp.arch));
+            if vp.variant.builds(Output::Installer) {
+                let label = format!("[{}] push installer to {}", vp.name, vp.image);
+                let p = ctx.progress.run(&label, || {
+                    publisher.push_archive(&installer, &vp.image, &tags)
+                })?;
+                record.published.push(p);
+                record
+                    .timings
+                    .insert("push:installer".into(), started.elapsed().as_secs_f64());
+            }
+            if !args.dry_run {
+                write_record(project, &record)?;
+            }
+            published.push(record);
+        }
+        return Ok(published);
+    }
+    Ok(records)
+}
+
+fn build_all(ctx: &Ctx, plan: &Plan, jobs: usize) -> Result<Vec<BuildRecord>> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Result<BuildRecord>>>> =
+        Mutex::new((0..plan.variants.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(plan.variants.len()).max(1) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(vp) = plan.variants.get(i) else {
+                    break;
+                };
+                let result = build_variant(ctx, plan, vp)
+                    .with_context(|| format!("building variant `{}`", vp.name));
+                results.lock().unwrap()[i] = Some(result);
+            });
+        }
+    });
+    let mut records = Vec::new();
+    let mut errors = Vec::new();
+    for result in results.into_inner().unwrap().into_iter().flatten() {
+        match result {
+            Ok(record) => records.push(record),
+            Err(err) => errors.push(format!("{err:#}")),
+        }
+    }
+    if !errors.is_empty() {
+        bail!(
+            "{}\nnothing was pushed and no tag was moved",
+            errors.join("\n")
+        );
+    }
+    Ok(records)
+}
+
+fn build_variant(ctx: &Ctx, plan: &Plan, vp: &VariantPlan) -> Result<BuildRecord> {
+    let started = Instant::now();
+    let dir = ctx.project.out_dir().join(&vp.name);
+    if !ctx.dry_run {
+        std::fs::create_dir_all(dir.join(".cache")).with_context(|| format!("creating {dir}"))?;
+    }
+    let mut record = BuildRecord {
+        variant: vp.name.clone(),
+        talos_version: plan.talos_version.clone(),
+        arch: vp.arch.to_string(),
+        imager: ctx.imager.clone(),
+        extensions: vp
+            .extensions
+            .iter()
+            .zip(&vp.extension_refs)
+            .map(|(name, reference)| ExtensionRecord {
+                name: name.clone(),
+                reference: reference.clone(),
+            })
+            .collect(),
+        ..BuildRecord::default()
+    };
+    for pp in &vp.profiles {
+        let step = Instant::now();
+        let (profile, file) = build_output(ctx, plan, vp, pp, &dir)?;
+        if profile.cache_hit {
+            record.cache_hits += 1;
+        } else if !ctx.dry_run {
+            record.imager_runs += 1;
+            record.timings.insert(
+                format!("imager:{}", pp.kind.name()),
+                step.elapsed().as_secs_f64(),
+            );
+        }
+        record.profiles.push(profile);
+        record.files.extend(file);
+    }
+    record
+        .timings
+        .insert("total".into(), started.elapsed().as_secs_f64());
+    if !ctx.dry_run {
+        write_record(ctx.project, &record)?;
+    }
+    Ok(record)
+}
+
+pub fn write_record(project: &Project, record: &BuildRecord) -> Result<()> {
+    let path = project.out_dir().join(&record.variant).join(RECORD);
+    let mut text = serde_json::to_string_pretty(record)?;
+    text.push('\n');
+    crate::fsutil::write_atomic(&path, text.as_bytes())
+}
+
+pub fn read_record(project: &Project, variant: &str) -> Result<BuildRecord> {
+    let path = project.out_dir().join(variant).join(RECORD);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "reading {}: build the variant first with `cargo xtask build --variant {variant}`",
+            project.display(&path)
+        )
+    })?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", project.display(&path)))
+}
+
+/// sha256 over everything that changes an output: the exact profile bytes, the imager
+/// reference, and whether it ran under emulation. Bump the prefix when this function changes.
+pub fn content_key(profile_yaml: &str, imager: &str, emulate: bool) -> String {
+    let mut input = format!("xtask-build-key-v1\nimager={imager}\nemulate={emulate}\nprofile=\n");
+    input.push_str(profile_yaml);
+    crate::fsutil::sha256_hex(input.as_bytes())
+}
+
+/// Before Talos v1.13 the imager needs loop devices for disk images.
+pub fn needs_privileged(talos_version: &str, kind: Output) -> bool {
+    let is_disk_image = matches!(kind, Output::Metal | Output::Nocloud);
+    let mut parts = talos_version
+        .trim_start_matches('v')
+        .split('.')
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    is_disk_image && (major, minor) < (1, 13)
+}
+
+pub fn imager_args(ctx: &Ctx, plan: &Plan, vp: &VariantPlan, kind: Output) -> Vec<String> {
+    let mut args: Vec<String> = vec!["run".into(), "--rm".into(), "-i".into()];
+    if ctx.emulate {
+        args.push(format!("--platform=linux/{}", vp.arch));
+    }
+    if needs_privileged(&plan.talos_version, kind) {
+        args.extend(["--privileged".into(), "-v".into(), "/dev:/dev".into()]);
+    }
+    args.extend([ctx.imager.clone(), "--tar-to-stdout".into(), "-".into()]);
+    args
+}
+
+fn build_output(
+    ctx: &Ctx,
+    plan: &Plan,
+    vp: &VariantPlan,
+    pp: &PlannedProfile,
+    dir: &Utf8Path,
+) -> Result<(ProfileRecord, Option<FileRecord>)> {
+    let yaml = pp.profile.to_yaml();
+    let key = content_key(&yaml, &ctx.imager, ctx.emulate);
+    let artifact = dir.join(&pp.artifact);
+    let cache_path = dir.join(".cache").join(format!("{}.json", pp.kind.name()));
+    let mut profile = ProfileRecord {
+        kind: pp.kind,
+        artifact: pp.artifact.clone(),
+        key: key.clone(),
+        cache_hit: false,
+        profile: pp.profile.to_json(),
+    };
+    let label = format!("[{}] {}", vp.name, pp.kind.name());
+
+    if !ctx.force {
+        if let Some(file) = cached(&cache_path, &key, &artifact) {
+            ctx.progress
+                .note(&format!("{label}: cached ({})", pp.artifact));
+            profile.cache_hit = true;
+            return Ok((profile, Some(file)));
+        }
+    }
+    let args = imager_args(ctx, plan, vp, pp.kind);
+    let tmp = dir.join(format!(".tmp-{}", pp.kind.name()));
+    if ctx.dry_run {
+        let mut line = vec![ctx.engine.program().to_owned()];
+        line.extend(args);
+        println!(
+            "{} <<'PROFILE' | tar -xzf - -C {}",
+            shell_line(&line),
+            ctx.project.display(&tmp)
+        );
+        print!("{yaml}");
+        println!("PROFILE");
+        println!(
+            "mv {} {}",
+            ctx.project.display(&tmp.join(&pp.artifact)),
+            ctx.project.display(&artifact)
+        );
+        return Ok((profile, None));
+    }
+
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).with_context(|| format!("creating {tmp}"))?;
+    let log = dir.join(format!("imager-{}.log", pp.kind.name()));
+    let ran = ctx
+        .progress
+        .run(&format!("{label}: imager -> {}", pp.artifact), || {
+            run_imager(ctx.engine, &args, &yaml, &tmp, &log)
+        });
+    if let Err(err) = ran {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(err);
+    }
+    let produced = tmp.join(&pp.artifact);
+    if !produced.is_file() {
+        let found: Vec<String> = tmp
+            .read_dir_utf8()
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_owned())
+            .collect();
+        let _ = std::fs::remove_dir_all(&tmp);
+        bail!("the imager succeeded but did not write {} (it wrote: {}); is {} the imager for Talos {}?", pp.artifact, if found.is_empty() { "nothing".into() } else { found.join(", ") }, ctx.imager, plan.talos_version);
+    }
+    // The cache entry goes first so that a crash after the rename leaves an entry whose sha256
+    // no longer matches a stale file, never a trusted half file.
+    let _ = std::fs::remove_file(&cache_path);
+    std::fs::rename(&produced, &artifact)
+        .with_context(|| format!("moving {produced} to {artifact}"))?;
+    let _ = std::fs::remove_dir_all(&tmp);
+    let file = file_record(&artifact)?;
+    let entry = CacheEntry {
+        key,
+        file: file.clone(),
+    };
+    crate::fsutil::write_atomic(
+        &cache_path,
+        serde_json::to_string_pretty(&entry)?.as_bytes(),
+    )?;
+    Ok((profile, Some(file)))
+}
+
+/// The recorded file when the cache entry's key matches and the file on disk is intact.
+fn cached(cache_path: &Utf8Path, key: &str, artifact: &Utf8Path) -> Option<FileRecord> {
+    let entry: CacheEntry =
+        serde_json::from_str(&std::fs::read_to_string(cache_path).ok()?).ok()?;
+    if entry.key != key {
+        return None;
+    }
+    let on_disk = file_record(artifact).ok()?;
+    (on_disk == entry.file).then_some(on_disk)
+}
+
+pub fn file_record(path: &Utf8Path) -> Result<FileRecord> {
+    let (sha256, size) = crate::fsutil::sha256_file(path)?;
+    Ok(FileRecord {
+        name: path.file_name().unwrap_or_default().to_owned(),
+        sha256,
+        size,
+    })
+}
+
+/// `ENGINE run ... < profile | tar -xzf - -C tmp`, the engine's stderr kept in `log`.
+fn run_imager(
+    engine: Engine,
+    args: &[String],
+    profile: &str,
+    tmp: &Utf8Path,
+    log: &Utf8Path,
+) -> Result<()> {
+    let log_file = std::fs::File::create(log).with_context(|| format!("creating {log}"))?;
+    let mut imager = Command::new(engine.program())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(log_file)
+        .spawn()
+        .with_context(|| format!("starting {engine}"))?;
+    let stdout = imager.stdout.take().expect("stdout is piped");
+    let tar = Command::new("tar")
+        .args(["-xzf", "-", "-C", tmp.as_str()])
+        .stdin(stdout)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting tar")?;
+    {
+        let mut stdin = imager.stdin.take().expect("stdin is piped");
+        // A write error means the imager exited early; its status below says why.
+        let _ = stdin.write_all(profile.as_bytes());
+    }
+    let status = imager
+        .wait()
+        .with_context(|| format!("waiting for {engine}"))?;
+    let tar_out = tar.wait_with_output().context("waiting for tar")?;
+    if !status.success() {
+        let tail = tail_lines(&std::fs::read_to_string(log).unwrap_or_default(), 15);
+        bail!("the imager failed ({status}); last lines of {log}:\n{tail}");
+    }
+    if !tar_out.status.success() {
+        bail!(
+            "the imager's output is not a gzip tar: {}",
+            String::from_utf8_lossy(&tar_out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+fn tail_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| format!("  | {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn privileged_only_for_disk_images_before_v1_13() {
+        assert!(needs_privileged("v1.12.4", Output::Metal));
+        assert!(needs_privileged("v1.11.0", Output::Nocloud));
+        assert!(!needs_privileged("v1.13.6", Output::Metal));
+        assert!(!needs_privileged("v1.14.0", Output::Metal));
+        assert!(!needs_privileged("v1.12.4", Output::Installer));
+        assert!(!needs_privileged("v1.12.4", Output::Kernel));
+    }
+
+    #[test]
+    fn content_key_changes_with_every_input() {
+        let base = content_key("arch: arm64\n", "ghcr.io/siderolabs/imager:v1.13.6", false);
+        assert_eq!(base.len(), 64);
+        assert_eq!(
+            base,
+            content_key("arch: arm64\n", "ghcr.io/siderolabs/imager:v1.13.6", false)
+        );
+        assert_ne!(
+            base,
+            content_key("arch: amd64\n", "ghcr.io/siderolabs/imager:v1.13.6", false)
+        );
+        assert_ne!(
+            base,
+            content_key("arch: arm64\n", "ghcr.io/siderolabs/imager:v1.13.5", false)
+        );
+        assert_ne!(
+            base,
+            content_key("arch: arm64\n", "ghcr.io/siderolabs/imager:v1.13.6", true)
+        );
+    }
 }

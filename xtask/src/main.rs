@@ -4,11 +4,14 @@
 //! module with its own `Args` and `run`. See docs/architecture.md for the map.
 
 mod diag;
+mod engine;
 mod fsutil;
 mod lockfile;
 mod pin;
 mod profile;
+mod progress;
 mod project;
+mod publish;
 mod variants;
 mod yaml;
 

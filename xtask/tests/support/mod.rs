@@ -98,4 +98,5 @@ pub fn which(tool: &str) -> Option<PathBuf> {
         .unwrap_or(None)
 }
 
+pub mod podman;
 pub mod registry;

@@ -1,0 +1,304 @@
+//! `cargo xtask build` end to end: real podman, a real registry, and a STAND-IN imager image
+//! (tests/standin/imager.sh: static busybox and a script honouring the imager's contract),
+//! because the real imager cannot be pulled here. Users and the workflow run the real imager.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use support::podman::Podman;
+use support::registry::Registry;
+use support::*;
+
+const OK: &str = "localhost/standin-imager:ok";
+const FAIL: &str = "localhost/standin-imager:fail";
+
+struct Env {
+    root: std::path::PathBuf,
+    podman: Podman,
+    registry: Registry,
+}
+
+impl Env {
+    fn build(&self, extra: &[&str]) -> Output {
+        let mut cmd: Command = xtask(&self.root);
+        cmd.envs(self.podman.env())
+            .env("CARGO_TARGET_DIR", self.root.join("target"))
+            .args(["build", "--push", "--engine", "podman", "--registry"])
+            .arg(format!("{}/acme", self.registry.addr))
+            .args(extra);
+        run(&mut cmd)
+    }
+
+    fn record(&self, variant: &str) -> Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(self.root.join("_out").join(variant).join("build.json"))
+                .unwrap(),
+        )
+        .unwrap()
+    }
+}
+
+fn setup(name: &str) -> Option<Env> {
+    if !have_tools(&[
+        "podman",
+        "buildah",
+        "skopeo",
+        "docker-registry",
+        "runc",
+        "git",
+    ]) {
+        return None;
+    }
+    let dir = temp_dir(name);
+    let podman = Podman::new(&dir.join("podman"));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/standin/imager.sh");
+    podman.busybox_image(OK, &[(&script, "/imager")], "/imager");
+    let marker = dir.join("fail");
+    std::fs::write(&marker, "").unwrap();
+    podman.busybox_image(FAIL, &[(&script, "/imager"), (&marker, "/fail")], "/imager");
+    let registry = Registry::start(&dir.join("registry"));
+    let root = dir.join("repo");
+    copy_repo_data(&root);
+    for args in [
+        &["init", "-q"][..],
+        &["add", "."],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qm",
+            "x",
+        ],
+    ] {
+        assert!(run(Command::new("git").args(args).current_dir(&root))
+            .status
+            .success());
+    }
+    Some(Env {
+        root,
+        podman,
+        registry,
+    })
+}
+
+#[test]
+fn builds_both_roles_pushes_by_digest_and_caches_by_content() {
+    let Some(env) = setup("build-e2e") else {
+        return;
+    };
+
+    // 1. A full build of both variants, pushed.
+    let out = env.build(&["--imager", OK]);
+    assert!(out.status.success(), "build failed:\n{}", stderr(&out));
+    assert_eq!(
+        env.podman.runs_of(OK),
+        8,
+        "2 variants x 4 outputs, each one imager run"
+    );
+    let mut pushed = Vec::new();
+    for (variant, repo) in [
+        ("compute", "acme/talos-cozystack-spin-only/talos"),
+        ("gateway", "acme/talos-cozystack-spin-tailscale/talos"),
+    ] {
+        let record = env.record(variant);
+        assert_eq!(record["imager_runs"], 4);
+        assert_eq!(record["talos_version"], "v1.13.6");
+        let files = record["files"].as_array().unwrap();
+        let names: Vec<&str> = files.iter().map(|f| f["name"].as_str().unwrap()).collect();
+        assert_eq!(
+            names,
+            [
+                "installer-arm64.tar",
+                "kernel-arm64",
+                "initramfs-metal-arm64.xz",
+                "metal-arm64.raw.xz"
+            ]
+        );
+        for f in files {
+            let path = env
+                .root
+                .join("_out")
+                .join(variant)
+                .join(f["name"].as_str().unwrap());
+            let bytes = std::fs::read(&path).unwrap();
+            assert_eq!(f["size"], bytes.len() as u64);
+            use sha2::Digest;
+            assert_eq!(f["sha256"], format!("{:x}", sha2::Sha256::digest(&bytes)));
+        }
+        let has_tailscale = record["profiles"][0]["profile"]["input"]["systemExtensions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["imageRef"].as_str().unwrap().contains("/tailscale:"));
+        assert_eq!(has_tailscale, variant == "gateway");
+
+        // Through the registry API: tags exist, point at the recorded digest, config says arm64.
+        let published = &record["published"][0];
+        let digest = published["digest"].as_str().unwrap();
+        let tags = env.registry.tags(repo);
+        assert!(tags.contains(&"v1.13.6".to_owned()), "{tags:?}");
+        let unique = tags
+            .iter()
+            .find(|t| t.starts_with("v1.13.6-"))
+            .expect("a build-unique tag");
+        assert!(
+            !tags.contains(&"latest".to_owned()),
+            "floating tags only after smoke, from ci"
+        );
+        for tag in [String::from("v1.13.6"), unique.clone()] {
+            let (manifest, at) = env.registry.manifest(repo, &tag).unwrap();
+            assert_eq!(at, digest, "{repo}:{tag}");
+            let config: Value = serde_json::from_slice(
+                &env.registry
+                    .blob(repo, manifest["config"]["digest"].as_str().unwrap()),
+            )
+            .unwrap();
+            assert_eq!(config["architecture"], "arm64");
+            assert_eq!(config["os"], "linux");
+        }
+        pushed.push((repo, digest.to_owned()));
+    }
+
+    // 2. Nothing changed: zero imager runs.
+    let out = env.build(&["--imager", OK]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        env.podman.runs_of(OK),
+        8,
+        "a rebuild with nothing changed must not run the imager"
+    );
+    assert_eq!(env.record("gateway")["cache_hits"], 4);
+
+    // 3. One output corrupted: only it is rebuilt.
+    let kernel = env.root.join("_out/compute/kernel-arm64");
+    std::fs::write(&kernel, "corrupt").unwrap();
+    let out = env.build(&["--imager", OK]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(env.podman.runs_of(OK), 9);
+    let record = env.record("compute");
+    assert_eq!(record["imager_runs"], 1);
+    let rebuilt: Vec<&str> = record["profiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["cache_hit"] == false)
+        .map(|p| p["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(rebuilt, ["kernel"]);
+    assert!(std::fs::read_to_string(&kernel)
+        .unwrap()
+        .starts_with("stand-in kernel arm64"));
+
+    // 4. The imager fails: a clear error, nothing pushed, no tag moved, no half output trusted.
+    let tags_before: Vec<Vec<String>> = pushed
+        .iter()
+        .map(|(repo, _)| env.registry.tags(repo))
+        .collect();
+    let out = env.build(&["--imager", FAIL, "--force", "--variant", "compute"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("the imager failed") && err.contains("stand-in imager told to fail"),
+        "{err}"
+    );
+    assert!(
+        err.contains("nothing was pushed and no tag was moved"),
+        "{err}"
+    );
+    for ((repo, digest), before) in pushed.iter().zip(&tags_before) {
+        assert_eq!(&env.registry.tags(repo), before);
+        assert_eq!(
+            &env.registry.manifest(repo, "v1.13.6").unwrap().1,
+            digest,
+            "{repo}:v1.13.6 moved"
+        );
+    }
+    assert!(
+        !env.root.join("_out/compute/.tmp-installer").exists(),
+        "a failed run leaves no temporary output"
+    );
+    assert_eq!(
+        env.record("compute")["imager"],
+        OK,
+        "the record of the last good build stays"
+    );
+    // The next good build still trusts the intact outputs of the last good one.
+    let out = env.build(&["--imager", OK, "--variant", "compute"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        env.record("compute")["published"][0]["digest"]
+            .as_str()
+            .unwrap(),
+        pushed[0].1
+    );
+}
+
+#[test]
+fn dry_run_prints_commands_without_an_engine_or_a_complete_lock() {
+    let root = temp_dir("build-dry-run");
+    copy_repo_data(&root);
+    let out = run(xtask(&root).env("PATH", "/nonexistent").args([
+        "build",
+        "--dry-run",
+        "--push",
+        "--registry",
+        "ghcr.io/acme",
+        "--variant",
+        "gateway",
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("# engine: podman (not installed here)"),
+        "{text}"
+    );
+    assert!(text.contains("podman run --rm -i ghcr.io/siderolabs/imager:v1.13.6 --tar-to-stdout - <<'PROFILE' | tar -xzf - -C _out/gateway/.tmp-installer"), "{text}");
+    assert!(
+        text.contains("  systemExtensions:\n    - imageRef: ghcr.io/siderolabs/drbd:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("skopeo copy --quiet --preserve-digests oci:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("docker://ghcr.io/acme/talos-cozystack-spin-tailscale/talos:v1.13.6"),
+        "{text}"
+    );
+    assert!(
+        stderr(&out).contains("would be resolved first with `cargo xtask lock`"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!root.join("_out").exists(), "a dry run writes nothing");
+}
+
+#[test]
+fn locked_build_refuses_unpinned_entries_before_building() {
+    let root = temp_dir("build-locked");
+    copy_repo_data(&root);
+    let out = run(xtask(&root).args([
+        "build",
+        "--locked",
+        "--variant",
+        "gateway",
+        "--imager",
+        "localhost/none",
+    ]));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("the lock is not usable for a --locked build"),
+        "{err}"
+    );
+    assert!(
+        err.contains("`extensions.tailscale`") && err.contains("has no digest"),
+        "{err}"
+    );
+    assert!(!root.join("_out").exists());
+}

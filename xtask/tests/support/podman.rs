@@ -1,0 +1,122 @@
+//! Podman configured for these machines (see docs/testing.md): vfs storage, runc, cgroupfs,
+//! no network, file events; everything in a temporary directory, passed through the
+//! CONTAINERS_* variables so the user's own configuration is never touched.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Podman {
+    pub dir: PathBuf,
+}
+
+impl Podman {
+    pub fn new(dir: &Path) -> Podman {
+        std::fs::create_dir_all(dir).unwrap();
+        let d = dir.display();
+        std::fs::write(
+            dir.join("containers.conf"),
+            format!(
+                "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\nnetns = \"none\"\n\
+                 [engine]\ncgroup_manager = \"cgroupfs\"\nruntime = \"runc\"\nevents_logger = \"file\"\nevents_logfile_path = \"{d}/events.log\"\n"
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("storage.conf"),
+            format!(
+                "[storage]\ndriver = \"vfs\"\nrunroot = \"{d}/run\"\ngraphroot = \"{d}/graph\"\n"
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("registries.conf"),
+            "unqualified-search-registries = []\n",
+        )
+        .unwrap();
+        Podman {
+            dir: dir.to_owned(),
+        }
+    }
+
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            (
+                "CONTAINERS_CONF".into(),
+                self.dir.join("containers.conf").display().to_string(),
+            ),
+            (
+                "CONTAINERS_STORAGE_CONF".into(),
+                self.dir.join("storage.conf").display().to_string(),
+            ),
+            (
+                "CONTAINERS_REGISTRIES_CONF".into(),
+                self.dir.join("registries.conf").display().to_string(),
+            ),
+        ]
+    }
+
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.envs(self.env());
+        cmd
+    }
+
+    /// Builds an image from scratch holding static busybox and `files` (host path, image path).
+    pub fn busybox_image(&self, name: &str, files: &[(&Path, &str)], entrypoint: &str) {
+        let out = super::run(self.command("buildah").args(["from", "scratch"]));
+        assert!(
+            out.status.success(),
+            "buildah from: {}",
+            super::stderr(&out)
+        );
+        let container = super::stdout(&out).trim().to_owned();
+        let mut all = vec![(Path::new("/bin/busybox"), "/bin/busybox")];
+        all.extend_from_slice(files);
+        for (src, dest) in all {
+            let out = super::run(
+                self.command("buildah")
+                    .args(["copy", &container])
+                    .arg(src)
+                    .arg(dest),
+            );
+            assert!(
+                out.status.success(),
+                "buildah copy: {}",
+                super::stderr(&out)
+            );
+        }
+        let ep = format!("[\"{entrypoint}\"]");
+        let out =
+            super::run(
+                self.command("buildah")
+                    .args(["config", "--entrypoint", &ep, &container]),
+            );
+        assert!(
+            out.status.success(),
+            "buildah config: {}",
+            super::stderr(&out)
+        );
+        let out = super::run(
+            self.command("buildah")
+                .args(["commit", "-q", "--rm", &container, name]),
+        );
+        assert!(
+            out.status.success(),
+            "buildah commit: {}",
+            super::stderr(&out)
+        );
+    }
+
+    /// How many containers were started from images whose name contains `image`.
+    pub fn runs_of(&self, image: &str) -> usize {
+        let log = std::fs::read_to_string(self.dir.join("events.log")).unwrap_or_default();
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| {
+                e["Type"] == "container"
+                    && e["Status"] == "start"
+                    && e["Image"].as_str().is_some_and(|i| i.contains(image))
+            })
+            .count()
+    }
+}
