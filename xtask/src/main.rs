@@ -16,6 +16,7 @@ mod variants;
 mod yaml;
 
 mod build;
+mod ci;
 mod plan;
 mod profiles;
 mod test;
@@ -46,6 +47,8 @@ enum Command {
     Profiles(profiles::Args),
     /// Build the images of every (or the selected) variant.
     Build(build::Args),
+    /// What CI runs per variant: lock check, patch, build, smoke, job summary.
+    Ci(ci::Args),
     /// Install the test tools when missing (Debian/Ubuntu), start nothing by hand, run every test.
     Test(test::Args),
 }
@@ -67,6 +70,7 @@ fn try_main() -> anyhow::Result<()> {
         Command::Plan(args) => plan::run(&project, args),
         Command::Profiles(args) => profiles::run(&project, args),
         Command::Build(args) => build::run(&project, args),
+        Command::Ci(args) => ci::run(&project, args),
         Command::Test(args) => test::run(&project, args),
     }
 }
