@@ -63,6 +63,17 @@ pub struct Args {
     /// Print the build records as JSON on stdout; no progress output.
     #[arg(long)]
     pub json: bool,
+    /// Patched upstream CozyStack tree whose matchbox Dockerfile builds the netboot image.
+    /// Default: the tree `cargo xtask patch` prepares.
+    #[arg(long, env = "XTASK_UPSTREAM_TREE", value_name = "DIR")]
+    pub tree: Option<camino::Utf8PathBuf>,
+    /// Skip the matchbox netboot image.
+    #[arg(long)]
+    pub no_matchbox: bool,
+    /// Override the matchbox Dockerfile's base image (podman `--from`, never pulled), e.g. a
+    /// mirror of it for air-gapped builds.
+    #[arg(long, value_name = "REF")]
+    pub matchbox_base: Option<String>,
 }
 
 /// `_out/<variant>/build.json`.
@@ -118,6 +129,9 @@ pub const RECORD: &str = "build.json";
 
 pub struct Ctx<'a> {
     pub project: &'a Project,
+    /// The patched upstream tree for the matchbox image, when it is built.
+    pub tree: Option<camino::Utf8PathBuf>,
+    pub matchbox_base: Option<String>,
     pub engine: Engine,
     pub imager: String,
     pub emulate: bool,
@@ -198,8 +212,15 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
         }
         engine::preflight(&needs)?;
     }
+    let tree = if args.no_matchbox {
+        None
+    } else {
+        matchbox_tree(project, args)?
+    };
     let ctx = Ctx {
         project,
+        tree,
+        matchbox_base: args.matchbox_base.clone(),
         engine,
         imager,
         emulate: args.emulate,
@@ -229,6 +250,28 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
                     .timings
                     .insert("push:installer".into(), started.elapsed().as_secs_f64());
             }
+            let matchbox = project
+                .out_dir()
+                .join(&vp.name)
+                .join(crate::matchbox::archive_name(vp));
+            if record
+                .files
+                .iter()
+                .any(|f| f.name == crate::matchbox::archive_name(vp))
+                || (args.dry_run && ctx.tree.is_some())
+            {
+                let started = Instant::now();
+                let image = crate::matchbox::image_for(&vp.image);
+                let label = format!("[{}] push matchbox to {image}", vp.name);
+                let mut p = ctx
+                    .progress
+                    .run(&label, || publisher.push_archive(&matchbox, &image, &tags))?;
+                p.kind = "matchbox".into();
+                record.published.push(p);
+                record
+                    .timings
+                    .insert("push:matchbox".into(), started.elapsed().as_secs_f64());
+            }
             if !args.dry_run {
                 write_record(project, &record)?;
             }
@@ -237,6 +280,19 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
         return Ok(published);
     }
     Ok(records)
+}
+
+/// The patched tree for the matchbox image: `--tree`, else the one `cargo xtask patch` made.
+fn matchbox_tree(project: &Project, args: &Args) -> Result<Option<camino::Utf8PathBuf>> {
+    if let Some(tree) = &args.tree {
+        crate::matchbox::dockerfile(tree)?;
+        return Ok(Some(tree.clone()));
+    }
+    eprintln!(
+        "note: no patched upstream tree given (--tree): the matchbox netboot image is not built"
+    );
+    let _ = project;
+    Ok(None)
 }
 
 fn build_all(ctx: &Ctx, plan: &Plan, jobs: usize) -> Result<Vec<BuildRecord>> {
@@ -309,6 +365,23 @@ fn build_variant(ctx: &Ctx, plan: &Plan, vp: &VariantPlan) -> Result<BuildRecord
         }
         record.profiles.push(profile);
         record.files.extend(file);
+    }
+    if let Some(tree) = &ctx.tree {
+        if vp.variant.builds(Output::Kernel) && vp.variant.builds(Output::Initramfs) {
+            let step = Instant::now();
+            let (file, hit) =
+                crate::matchbox::build(ctx, vp, tree, ctx.matchbox_base.as_deref(), &record.files)?;
+            if hit {
+                record.cache_hits += 1;
+            } else if !ctx.dry_run {
+                record
+                    .timings
+                    .insert("matchbox".into(), step.elapsed().as_secs_f64());
+            }
+            if !ctx.dry_run {
+                record.files.push(file);
+            }
+        }
     }
     record
         .timings
@@ -389,7 +462,7 @@ fn build_output(
     let label = format!("[{}] {}", vp.name, pp.kind.name());
 
     if !ctx.force {
-        if let Some(file) = cached(&cache_path, &key, &artifact) {
+        if let Some(file) = cached_file(&cache_path, &key, &artifact) {
             ctx.progress
                 .note(&format!("{label}: cached ({})", pp.artifact));
             profile.cache_hit = true;
@@ -447,19 +520,20 @@ fn build_output(
         .with_context(|| format!("moving {produced} to {artifact}"))?;
     let _ = std::fs::remove_dir_all(&tmp);
     let file = file_record(&artifact)?;
-    let entry = CacheEntry {
-        key,
-        file: file.clone(),
-    };
-    crate::fsutil::write_atomic(
-        &cache_path,
-        serde_json::to_string_pretty(&entry)?.as_bytes(),
-    )?;
+    write_cache(&cache_path, &key, &file)?;
     Ok((profile, Some(file)))
 }
 
+pub fn write_cache(cache_path: &Utf8Path, key: &str, file: &FileRecord) -> Result<()> {
+    let entry = CacheEntry {
+        key: key.to_owned(),
+        file: file.clone(),
+    };
+    crate::fsutil::write_atomic(cache_path, serde_json::to_string_pretty(&entry)?.as_bytes())
+}
+
 /// The recorded file when the cache entry's key matches and the file on disk is intact.
-fn cached(cache_path: &Utf8Path, key: &str, artifact: &Utf8Path) -> Option<FileRecord> {
+pub fn cached_file(cache_path: &Utf8Path, key: &str, artifact: &Utf8Path) -> Option<FileRecord> {
     let entry: CacheEntry =
         serde_json::from_str(&std::fs::read_to_string(cache_path).ok()?).ok()?;
     if entry.key != key {

@@ -128,6 +128,9 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         locked: true,
         dry_run: false,
         json: false,
+        tree: None,
+        no_matchbox: false,
+        matchbox_base: None,
     };
 
     let ok = stage("plan and lock (--locked)", &mut stages, || {

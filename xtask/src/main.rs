@@ -7,6 +7,7 @@ mod diag;
 mod engine;
 mod fsutil;
 mod lockfile;
+mod matchbox;
 mod pin;
 mod profile;
 mod progress;

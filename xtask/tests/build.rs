@@ -14,9 +14,37 @@ use support::*;
 
 const OK: &str = "localhost/standin-imager:ok";
 const FAIL: &str = "localhost/standin-imager:fail";
+const BASE: &str = "localhost/standin-matchbox-base:arm64";
+
+/// A synthetic upstream tree (our own content) whose matchbox Dockerfile follows the patched
+/// upstream contract: `ARG ARCH`, assets copied from `_out/assets/*-${ARCH}*`.
+fn synthetic_tree(dir: &Path) {
+    let pkg = dir.join("packages/core/talos/images");
+    std::fs::create_dir_all(pkg.join("talos/profiles")).unwrap();
+    std::fs::create_dir_all(pkg.join("matchbox/profiles")).unwrap();
+    std::fs::write(
+        pkg.join("talos/profiles/installer.yaml"),
+        "arch: amd64\nversion: v1.13.6\n",
+    )
+    .unwrap();
+    std::fs::write(
+        pkg.join("matchbox/Dockerfile"),
+        "ARG ARCH=amd64\nFROM example.invalid/matchbox:stand-in\nARG ARCH\n\
+         COPY _out/assets/initramfs-metal-${ARCH}.xz /var/lib/matchbox/assets/initramfs.xz\n\
+         COPY _out/assets/kernel-${ARCH} /var/lib/matchbox/assets/vmlinuz\n\
+         COPY packages/core/talos/images/matchbox/profiles /var/lib/matchbox/profiles\n",
+    )
+    .unwrap();
+    std::fs::write(
+        pkg.join("matchbox/profiles/default.json"),
+        r#"{"id": "default", "boot": {"args": ["console=ttyAMA0"]}}"#,
+    )
+    .unwrap();
+}
 
 struct Env {
     root: std::path::PathBuf,
+    tree: std::path::PathBuf,
     podman: Podman,
     registry: Registry,
 }
@@ -28,6 +56,9 @@ impl Env {
             .env("CARGO_TARGET_DIR", self.root.join("target"))
             .args(["build", "--push", "--engine", "podman", "--registry"])
             .arg(format!("{}/acme", self.registry.addr))
+            .arg("--tree")
+            .arg(&self.tree)
+            .args(["--matchbox-base", BASE])
             .args(extra);
         run(&mut cmd)
     }
@@ -59,6 +90,9 @@ fn setup(name: &str) -> Option<Env> {
     let marker = dir.join("fail");
     std::fs::write(&marker, "").unwrap();
     podman.busybox_image(FAIL, &[(&script, "/imager"), (&marker, "/fail")], "/imager");
+    podman.arm64_base(BASE, &marker);
+    let tree = dir.join("tree");
+    synthetic_tree(&tree);
     let registry = Registry::start(&dir.join("registry"));
     let root = dir.join("repo");
     copy_repo_data(&root);
@@ -81,6 +115,7 @@ fn setup(name: &str) -> Option<Env> {
     }
     Some(Env {
         root,
+        tree,
         podman,
         registry,
     })
@@ -116,7 +151,8 @@ fn builds_both_roles_pushes_by_digest_and_caches_by_content() {
                 "installer-arm64.tar",
                 "kernel-arm64",
                 "initramfs-metal-arm64.xz",
-                "metal-arm64.raw.xz"
+                "metal-arm64.raw.xz",
+                "matchbox-arm64.tar"
             ]
         );
         for f in files {
@@ -162,6 +198,19 @@ fn builds_both_roles_pushes_by_digest_and_caches_by_content() {
             assert_eq!(config["os"], "linux");
         }
         pushed.push((repo, digest.to_owned()));
+
+        // The matchbox netboot image, beside the installer: arm64, carrying this variant's kernel.
+        let matchbox_repo = format!("{}/matchbox", repo.rsplit_once('/').unwrap().0);
+        let (manifest, _) = env
+            .registry
+            .manifest(&matchbox_repo, "v1.13.6")
+            .expect("matchbox image pushed");
+        let config: Value = serde_json::from_slice(&env.registry.blob(
+            &matchbox_repo,
+            manifest["config"]["digest"].as_str().unwrap(),
+        ))
+        .unwrap();
+        assert_eq!(config["architecture"], "arm64");
     }
 
     // 2. Nothing changed: zero imager runs.
@@ -172,7 +221,11 @@ fn builds_both_roles_pushes_by_digest_and_caches_by_content() {
         8,
         "a rebuild with nothing changed must not run the imager"
     );
-    assert_eq!(env.record("gateway")["cache_hits"], 4);
+    assert_eq!(
+        env.record("gateway")["cache_hits"],
+        5,
+        "four imager outputs and the matchbox image"
+    );
 
     // 3. One output corrupted: only it is rebuilt.
     let kernel = env.root.join("_out/compute/kernel-arm64");

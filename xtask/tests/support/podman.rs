@@ -107,6 +107,47 @@ impl Podman {
         );
     }
 
+    /// An arm64 image holding one file, as a stand-in base for Dockerfiles (never run).
+    pub fn arm64_base(&self, name: &str, file: &Path) {
+        let out = super::run(self.command("buildah").args(["from", "scratch"]));
+        assert!(
+            out.status.success(),
+            "buildah from: {}",
+            super::stderr(&out)
+        );
+        let container = super::stdout(&out).trim().to_owned();
+        for args in [
+            vec![
+                "copy".to_owned(),
+                container.clone(),
+                file.display().to_string(),
+                "/etc/stand-in-base".into(),
+            ],
+            vec![
+                "config".into(),
+                "--arch".into(),
+                "arm64".into(),
+                "--os".into(),
+                "linux".into(),
+                container.clone(),
+            ],
+            vec![
+                "commit".into(),
+                "-q".into(),
+                "--rm".into(),
+                container.clone(),
+                name.into(),
+            ],
+        ] {
+            let out = super::run(self.command("buildah").args(&args));
+            assert!(
+                out.status.success(),
+                "buildah {args:?}: {}",
+                super::stderr(&out)
+            );
+        }
+    }
+
     /// How many containers were started from images whose name contains `image`.
     pub fn runs_of(&self, image: &str) -> usize {
         let log = std::fs::read_to_string(self.dir.join("events.log")).unwrap_or_default();
