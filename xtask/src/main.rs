@@ -3,6 +3,7 @@
 //! This file only parses the command line and dispatches; each subcommand lives in its own
 //! module with its own `Args` and `run`. See docs/architecture.md for the map.
 
+mod cidr;
 mod diag;
 mod fsutil;
 mod lockfile;
@@ -13,8 +14,10 @@ mod variants;
 mod yaml;
 
 mod build;
+mod config;
 mod plan;
 mod profiles;
+mod schematic;
 mod test;
 
 use clap::{Parser, Subcommand};
@@ -43,6 +46,10 @@ enum Command {
     Profiles(profiles::Args),
     /// Build the images of every (or the selected) variant.
     Build(build::Args),
+    /// Render a role's Talos machine-config patch (and Spin's RuntimeClass) from its variant file.
+    Config(config::Args),
+    /// Show the Image Factory schematic, ID, installer and asset URLs equivalent to a variant.
+    Schematic(schematic::Args),
     /// Install the test tools when missing (Debian/Ubuntu), start nothing by hand, run every test.
     Test(test::Args),
 }
@@ -64,6 +71,8 @@ fn try_main() -> anyhow::Result<()> {
         Command::Plan(args) => plan::run(&project, args),
         Command::Profiles(args) => profiles::run(&project, args),
         Command::Build(args) => build::run(&project, args),
+        Command::Config(args) => config::run(&project, args),
+        Command::Schematic(args) => schematic::run(&project, args),
         Command::Test(args) => test::run(&project, args),
     }
 }
