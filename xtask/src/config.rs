@@ -564,18 +564,41 @@ pub fn auth_key_from_env() -> Result<String> {
     Ok(key.to_owned())
 }
 
+/// `dir` as an absolute path with symbolic links resolved, whether or not it exists yet: the
+/// nearest existing ancestor is canonicalized and the rest appended.
+fn resolve(dir: &Utf8Path) -> Result<Utf8PathBuf> {
+    let cwd = std::env::current_dir().context("reading the current directory")?;
+    let cwd = Utf8PathBuf::try_from(cwd).context("the current directory is not UTF-8")?;
+    let absolute = cwd.join(dir);
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        rest.push(existing.file_name().unwrap_or_default());
+        existing = existing.parent().unwrap_or(Utf8Path::new("/"));
+    }
+    let mut resolved = existing
+        .canonicalize_utf8()
+        .with_context(|| format!("resolving {existing}"))?;
+    for part in rest.iter().rev() {
+        match *part {
+            ".." => {
+                resolved.pop();
+            }
+            "." | "" => {}
+            part => resolved.push(part),
+        }
+    }
+    Ok(resolved)
+}
+
 /// Refuses to put a secret inside the repository, except under the ignored build directories.
 pub fn check_secret_destination(project: &Project, dir: &Utf8Path) -> Result<()> {
-    let inside = |base: &Utf8Path| {
-        base.canonicalize_utf8()
-            .map(|base| dir.starts_with(base))
-            .unwrap_or(false)
-    };
+    let inside = |base: &Utf8Path| resolve(base).is_ok_and(|base| dir.starts_with(base));
     if dir.starts_with(&project.root)
         && !inside(&project.target_dir())
         && !inside(&project.root.join("_out"))
     {
-        bail!("refusing to write the Tailscale auth key into the repository ({dir})\n    fix: pick a directory outside the repository, or leave out --out for the default target/config (ignored by git)");
+        bail!("refusing to write the Tailscale auth key into the repository ({dir})\n    fix: pick a directory outside the repository (e.g. --out ~/cozy-cluster), or one under its git-ignored target/ (e.g. --out target/config)");
     }
     Ok(())
 }
@@ -629,13 +652,12 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         &overrides,
         key.as_deref().map_or(AuthKey::Redacted, AuthKey::Value),
     )?;
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {dir}"))?;
-    let dir = dir
-        .canonicalize_utf8()
-        .with_context(|| format!("resolving {dir}"))?;
+    // Checked before anything is created, so a refused directory is not left behind either.
+    let dir = resolve(&dir)?;
     if rendered.files.iter().any(|f| f.secret) {
         check_secret_destination(project, &dir)?;
     }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {dir}"))?;
     for f in &rendered.files {
         let path = dir.join(&f.name);
         if f.secret {

@@ -175,6 +175,21 @@ fn the_key_is_never_written_into_the_repository() {
         Some(KEY),
     );
     assert!(!out.status.success());
+    let fresh = config(
+        &root,
+        &[
+            "--variant",
+            "gateway",
+            "--out",
+            root.join("secrets/../cluster").to_str().unwrap(),
+        ],
+        Some(KEY),
+    );
+    assert!(!fresh.status.success(), "{}", stdout(&fresh));
+    assert!(
+        !root.join("cluster").exists() && !root.join("secrets").exists(),
+        "a refused directory is not created"
+    );
     assert!(
         stderr(&out).contains("refusing to write the Tailscale auth key into the repository"),
         "{}",
