@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::cidr::{self, Ipv4Cidr};
 use crate::project::Project;
-use crate::variants::{self, TailscaleMode, Variant};
+use crate::variants::{self, NodeConfig, TailscaleConfig, TailscaleMode, Variant};
 
 /// The environment variable the Tailscale auth key is read from.
 pub const AUTH_KEY_ENV: &str = "TS_AUTHKEY";
@@ -232,11 +232,74 @@ pub fn render(
     key: AuthKey<'_>,
 ) -> Result<Rendered> {
     let name = &variant.name;
-    let config = &variant.config;
     let mut warnings = Vec::new();
     let mut patch_docs = Vec::new();
     let patch_name = format!("{name}.patch.yaml");
 
+    let tailscale = variant
+        .extensions
+        .iter()
+        .any(|e| e == "tailscale")
+        .then_some(variant.config.tailscale.as_ref())
+        .flatten();
+    patch_docs.extend(machine_document(
+        variant,
+        file,
+        overrides,
+        tailscale.is_some(),
+    )?);
+    let secret = tailscale.is_some() && matches!(key, AuthKey::Value(_));
+    if let Some(ts) = tailscale {
+        let (doc, warning) = tailscale_document(ts, &variant.config, file, overrides, key);
+        patch_docs.push(doc);
+        warnings.extend(warning);
+    }
+
+    let mut files = Vec::new();
+    if !patch_docs.is_empty() {
+        files.push(RenderedFile {
+            name: patch_name.clone(),
+            text: documents(&patch_docs),
+            secret,
+            apply: format!("talosctl gen config <cluster> https://<endpoint>:6443 --config-patch @{patch_name}   (existing node: talosctl -n <node> patch mc --patch @{patch_name})"),
+        });
+    }
+    if variant.all_extensions().any(|e| e == "spin") {
+        let doc = Document {
+            comments: vec![
+                format!("Kubernetes RuntimeClass for the `{name}` role's spin extension ({file})."),
+                format!("The extension registers the containerd runtime handler `{SPIN_HANDLER}`; Spin (WebAssembly) pods"),
+                format!("select it with `runtimeClassName: {SPIN_RUNTIME_CLASS}`. Apply once per cluster."),
+            ],
+            body: serde_json::to_value(RuntimeClass {
+                api_version: "node.k8s.io/v1",
+                kind: "RuntimeClass",
+                metadata: Metadata {
+                    name: SPIN_RUNTIME_CLASS,
+                },
+                handler: SPIN_HANDLER,
+            })
+            .expect("document serializes"),
+        };
+        files.push(RenderedFile {
+            name: "runtimeclass.yaml".into(),
+            text: documents(&[doc]),
+            secret: false,
+            apply: "kubectl apply -f runtimeclass.yaml".into(),
+        });
+    }
+    Ok(Rendered { files, warnings })
+}
+
+/// The `v1alpha1` document: kernel modules the extensions imply, and node IP selection.
+fn machine_document(
+    variant: &Variant,
+    file: &str,
+    overrides: &Overrides,
+    has_tailscale: bool,
+) -> Result<Option<Document>> {
+    let name = &variant.name;
+    let config = &variant.config;
     // machine.kernel.modules: what drbd and zfs imply.
     let mut modules: Vec<KernelModule> = Vec::new();
     for ext in variant.all_extensions() {
@@ -244,12 +307,6 @@ pub fn render(
     }
 
     // Node IP selection: wherever tailscale runs, and wherever the variant asks for it.
-    let tailscale = variant
-        .extensions
-        .iter()
-        .any(|e| e == "tailscale")
-        .then_some(config.tailscale.as_ref())
-        .flatten();
     let include = overrides
         .node_subnets
         .clone()
@@ -260,7 +317,10 @@ pub fn render(
             bail!("node subnet {inside} lies inside {}, which node IP selection excludes (Tailscale and kube-ovn addresses live there)\n    fix: give the network your nodes' addresses are on, e.g. --node-subnet 192.168.1.0/24", cidr::CGNAT);
         }
     }
-    let select_node_ip = tailscale.is_some() || include.is_some();
+    let select_node_ip = has_tailscale || include.is_some();
+    if modules.is_empty() && !select_node_ip {
+        return Ok(None);
+    }
     let subnets: Vec<String> = include
         .clone()
         .unwrap_or_else(|| vec![cidr::ANY])
@@ -314,151 +374,123 @@ pub fn render(
         );
     }
 
-    if !modules.is_empty() || select_node_ip {
-        let patch = MachinePatch {
-            machine: Machine {
-                kernel: (!modules.is_empty()).then_some(Kernel { modules }),
-                kubelet: select_node_ip.then(|| Kubelet {
-                    node_ip: NodeIp {
-                        valid_subnets: subnets.clone(),
-                    },
-                }),
-            },
-            cluster: select_node_ip.then(|| Cluster {
-                etcd: Etcd {
-                    advertised_subnets: subnets.clone(),
+    let patch = MachinePatch {
+        machine: Machine {
+            kernel: (!modules.is_empty()).then_some(Kernel { modules }),
+            kubelet: select_node_ip.then(|| Kubelet {
+                node_ip: NodeIp {
+                    valid_subnets: subnets.clone(),
                 },
             }),
-        };
-        patch_docs.push(Document {
-            comments,
-            body: serde_json::to_value(&patch).expect("patch serializes"),
-        });
-    }
+        },
+        cluster: select_node_ip.then(|| Cluster {
+            etcd: Etcd {
+                advertised_subnets: subnets.clone(),
+            },
+        }),
+    };
+    Ok(Some(Document {
+        comments,
+        body: serde_json::to_value(&patch).expect("patch serializes"),
+    }))
+}
 
-    let mut secret = false;
-    if let Some(ts) = tailscale {
-        let routes = overrides.routes.as_ref().unwrap_or(&ts.routes);
-        let mut environment = vec![format!(
-            "{AUTH_KEY_ENV}={}",
-            match key {
-                AuthKey::Redacted => REDACTED,
-                AuthKey::Value(value) => value,
+/// Tailscale's `ExtensionServiceConfig`, and the kernel-mode warning when it applies.
+fn tailscale_document(
+    ts: &TailscaleConfig,
+    config: &NodeConfig,
+    file: &str,
+    overrides: &Overrides,
+    key: AuthKey<'_>,
+) -> (Document, Option<String>) {
+    let routes = overrides.routes.as_ref().unwrap_or(&ts.routes);
+    let mut environment = vec![format!(
+        "{AUTH_KEY_ENV}={}",
+        match key {
+            AuthKey::Redacted => REDACTED,
+            AuthKey::Value(value) => value,
+        }
+    )];
+    let mut comments = vec![
+        "Tailscale: ext-tailscale waits for this document; without it the node waits 70 minutes in"
+            .into(),
+        "boot and reboots. Each environment line becomes a variable of the tailscale container:"
+            .into(),
+    ];
+    explain(
+        &mut comments,
+        AUTH_KEY_ENV,
+        &format!("from ${AUTH_KEY_ENV} at render time, never from the repository"),
+    );
+    if !routes.is_empty() {
+        let list: Vec<String> = routes.iter().map(ToString::to_string).collect();
+        environment.push(format!("TS_ROUTES={}", list.join(",")));
+        let from = if overrides.routes.is_some() {
+            "--routes"
+        } else {
+            "config.tailscale.routes"
+        };
+        explain(
+            &mut comments,
+            "TS_ROUTES",
+            &format!("subnets this node advertises to the tailnet ({from})"),
+        );
+    }
+    environment.push(format!(
+        "TS_USERSPACE={}",
+        ts.mode == TailscaleMode::Userspace
+    ));
+    explain(
+        &mut comments,
+        "TS_USERSPACE",
+        &format!(
+            "{} mode (config.tailscale.mode): {}",
+            ts.mode.name(),
+            match ts.mode {
+                TailscaleMode::Kernel => "a tailscale0 interface and host netfilter rules",
+                TailscaleMode::Userspace => "no interface; tailscaled forwards in user space",
             }
-        )];
-        secret = matches!(key, AuthKey::Value(_));
-        let mut comments = vec![
-            "Tailscale: ext-tailscale waits for this document; without it the node waits 70 minutes in".into(),
-            "boot and reboots. Each environment line becomes a variable of the tailscale container:".into(),
-        ];
+        ),
+    );
+    if !ts.extra_args.is_empty() {
+        environment.push(format!("TS_EXTRA_ARGS={}", ts.extra_args.join(" ")));
         explain(
             &mut comments,
-            AUTH_KEY_ENV,
-            &format!("from ${AUTH_KEY_ENV} at render time, never from the repository"),
+            "TS_EXTRA_ARGS",
+            "extra `tailscale up` flags (config.tailscale.extra_args)",
         );
-        if !routes.is_empty() {
-            let list: Vec<String> = routes.iter().map(ToString::to_string).collect();
-            environment.push(format!("TS_ROUTES={}", list.join(",")));
-            let from = if overrides.routes.is_some() {
-                "--routes"
-            } else {
-                "config.tailscale.routes"
-            };
-            explain(
-                &mut comments,
-                "TS_ROUTES",
-                &format!("subnets this node advertises to the tailnet ({from})"),
-            );
-        }
-        environment.push(format!(
-            "TS_USERSPACE={}",
-            ts.mode == TailscaleMode::Userspace
-        ));
-        explain(
-            &mut comments,
-            "TS_USERSPACE",
-            &format!(
-                "{} mode (config.tailscale.mode): {}",
-                ts.mode.name(),
-                match ts.mode {
-                    TailscaleMode::Kernel => "a tailscale0 interface and host netfilter rules",
-                    TailscaleMode::Userspace => "no interface; tailscaled forwards in user space",
-                }
-            ),
+    }
+
+    let (join, join_from) = match (overrides.join_cidr, config.join_cidr) {
+        (Some(join), _) => (join, "--join-cidr".to_owned()),
+        (None, Some(join)) => (join, format!("config.join_cidr in {file}")),
+        (None, None) => (
+            Ipv4Cidr::parse(COZYSTACK_JOIN_CIDR).expect("valid constant"),
+            "CozyStack's kube-ovn default; declare config.join_cidr or pass --join-cidr if yours differs".to_owned(),
+        ),
+    };
+    let mut warnings = None;
+    if let Some(warning) = kernel_mode_conflict(ts.mode, &ts.extra_args, join, &join_from) {
+        comments.push(String::new());
+        comments.extend(
+            wrap(&format!("WARNING: {warning}"), WIDTH)
+                .into_iter()
+                .map(|l| l.to_owned()),
         );
-        if !ts.extra_args.is_empty() {
-            environment.push(format!("TS_EXTRA_ARGS={}", ts.extra_args.join(" ")));
-            explain(
-                &mut comments,
-                "TS_EXTRA_ARGS",
-                "extra `tailscale up` flags (config.tailscale.extra_args)",
-            );
-        }
-
-        let (join, join_from) = match (overrides.join_cidr, config.join_cidr) {
-            (Some(join), _) => (join, "--join-cidr".to_owned()),
-            (None, Some(join)) => (join, format!("config.join_cidr in {file}")),
-            (None, None) => (
-                Ipv4Cidr::parse(COZYSTACK_JOIN_CIDR).expect("valid constant"),
-                "CozyStack's kube-ovn default; declare config.join_cidr or pass --join-cidr if yours differs".to_owned(),
-            ),
-        };
-        if let Some(warning) = kernel_mode_conflict(ts.mode, &ts.extra_args, join, &join_from) {
-            comments.push(String::new());
-            comments.extend(
-                wrap(&format!("WARNING: {warning}"), WIDTH)
-                    .into_iter()
-                    .map(|l| l.to_owned()),
-            );
-            warnings.push(warning);
-        }
-
-        patch_docs.push(Document {
-            comments,
-            body: serde_json::to_value(ExtensionServiceConfig {
-                api_version: "v1alpha1",
-                kind: "ExtensionServiceConfig",
-                name: "tailscale",
-                environment,
-            })
-            .expect("document serializes"),
-        });
+        warnings = Some(warning);
     }
 
-    let mut files = Vec::new();
-    if !patch_docs.is_empty() {
-        files.push(RenderedFile {
-            name: patch_name.clone(),
-            text: documents(&patch_docs),
-            secret,
-            apply: format!("talosctl gen config <cluster> https://<endpoint>:6443 --config-patch @{patch_name}   (existing node: talosctl -n <node> patch mc --patch @{patch_name})"),
-        });
-    }
-    if variant.all_extensions().any(|e| e == "spin") {
-        let doc = Document {
-            comments: vec![
-                format!("Kubernetes RuntimeClass for the `{name}` role's spin extension ({file})."),
-                format!("The extension registers the containerd runtime handler `{SPIN_HANDLER}`; Spin (WebAssembly) pods"),
-                format!("select it with `runtimeClassName: {SPIN_RUNTIME_CLASS}`. Apply once per cluster."),
-            ],
-            body: serde_json::to_value(RuntimeClass {
-                api_version: "node.k8s.io/v1",
-                kind: "RuntimeClass",
-                metadata: Metadata {
-                    name: SPIN_RUNTIME_CLASS,
-                },
-                handler: SPIN_HANDLER,
-            })
-            .expect("document serializes"),
-        };
-        files.push(RenderedFile {
-            name: "runtimeclass.yaml".into(),
-            text: documents(&[doc]),
-            secret: false,
-            apply: "kubectl apply -f runtimeclass.yaml".into(),
-        });
-    }
-    Ok(Rendered { files, warnings })
+    let doc = Document {
+        comments,
+        body: serde_json::to_value(ExtensionServiceConfig {
+            api_version: "v1alpha1",
+            kind: "ExtensionServiceConfig",
+            name: "tailscale",
+            environment,
+        })
+        .expect("document serializes"),
+    };
+    (doc, warnings)
 }
 
 /// The warning for tailscale in kernel mode on a cluster whose join network overlaps
