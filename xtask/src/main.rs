@@ -3,6 +3,7 @@
 //! This file only parses the command line and dispatches; each subcommand lives in its own
 //! module with its own `Args` and `run`. See docs/architecture.md for the map.
 
+mod cidr;
 mod diag;
 mod engine;
 mod fsutil;
@@ -18,8 +19,10 @@ mod yaml;
 
 mod build;
 mod ci;
+mod config;
 mod plan;
 mod profiles;
+mod schematic;
 mod test;
 
 use clap::{Parser, Subcommand};
@@ -50,6 +53,10 @@ enum Command {
     Build(build::Args),
     /// What CI runs per variant: lock check, patch, build, smoke, job summary.
     Ci(ci::Args),
+    /// Render a role's Talos machine-config patch (and Spin's RuntimeClass) from its variant file.
+    Config(config::Args),
+    /// Show the Image Factory schematic, ID, installer and asset URLs equivalent to a variant.
+    Schematic(schematic::Args),
     /// Install the test tools when missing (Debian/Ubuntu), start nothing by hand, run every test.
     Test(test::Args),
 }
@@ -72,6 +79,8 @@ fn try_main() -> anyhow::Result<()> {
         Command::Profiles(args) => profiles::run(&project, args),
         Command::Build(args) => build::run(&project, args),
         Command::Ci(args) => ci::run(&project, args),
+        Command::Config(args) => config::run(&project, args),
+        Command::Schematic(args) => schematic::run(&project, args),
         Command::Test(args) => test::run(&project, args),
     }
 }

@@ -264,9 +264,14 @@ mod tests {
     }
 
     fn variant(name: &str, extensions: &str) -> Variant {
+        let config = if extensions.contains("tailscale") {
+            r#","config":{"tailscale":{"mode":"userspace"}}"#
+        } else {
+            ""
+        };
         crate::variants::parse(
             &format!("variants/{name}.json"),
-            &format!(r#"{{"name":"{name}","description":"d","arch":"arm64","extensions":{extensions},"repository":"{name}/talos"}}"#),
+            &format!(r#"{{"name":"{name}","description":"d","arch":"arm64","extensions":{extensions},"repository":"{name}/talos"{config}}}"#),
         )
         .unwrap()
     }

@@ -43,7 +43,7 @@ impl Publisher {
                 let auth = base64(format!("{user}:{token}").as_bytes());
                 let text =
                     serde_json::json!({ "auths": { "ghcr.io": { "auth": auth } } }).to_string();
-                write_private(&path, text.as_bytes())?;
+                crate::fsutil::write_private(&path, text.as_bytes())?;
                 authfile = Some(path);
             } else if !token.is_empty() {
                 authfile = Some(work.join("auth.json"));
@@ -252,20 +252,6 @@ fn base64(bytes: &[u8]) -> String {
         }
     }
     out
-}
-
-fn write_private(path: &Utf8Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let _ = std::fs::remove_file(path);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {path}"))?;
-    file.write_all(bytes)
-        .with_context(|| format!("writing {path}"))
 }
 
 #[cfg(test)]

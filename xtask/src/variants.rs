@@ -11,6 +11,8 @@ use camino::Utf8Path;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::cidr::Ipv4Cidr;
+use crate::config::Needs;
 use crate::diag::{self, Finding};
 use crate::profile::Arch;
 use crate::project::Project;
@@ -91,7 +93,65 @@ pub struct Variant {
     pub repository: String,
     pub outputs: Vec<Output>,
     pub extra_kernel_args: Vec<String>,
+    /// What the role's nodes need in their machine config (`cargo xtask config`).
+    pub config: NodeConfig,
 }
+
+/// The `config` object of a variant: node configuration that `cargo xtask config` renders into
+/// the role's machine-config patch. What an extension implies (kernel modules, RuntimeClass) is
+/// not written here; only choices a user has to make are (see docs/config.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NodeConfig {
+    /// Inputs of Tailscale's `ExtensionServiceConfig`; required when the variant carries tailscale.
+    pub tailscale: Option<TailscaleConfig>,
+    /// The cluster's join network (kube-ovn `JOIN_CIDR`); absent means CozyStack's default.
+    pub join_cidr: Option<Ipv4Cidr>,
+    /// Networks node IPs (kubelet, etcd) are picked from; empty means any IPv4 network.
+    pub node_subnets: Vec<Ipv4Cidr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TailscaleConfig {
+    pub mode: TailscaleMode,
+    /// Subnets the node advertises to the tailnet (`TS_ROUTES`).
+    pub routes: Vec<Ipv4Cidr>,
+    /// Extra `tailscale up` flags (`TS_EXTRA_ARGS`).
+    pub extra_args: Vec<String>,
+}
+
+/// How tailscaled reaches the network (`TS_USERSPACE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TailscaleMode {
+    /// a `tailscale0` interface and netfilter rules in the host (the extension's default)
+    Kernel,
+    /// no interface: tailscaled proxies in user space (slower, never filters host traffic)
+    Userspace,
+}
+
+impl TailscaleMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            TailscaleMode::Kernel => "kernel",
+            TailscaleMode::Userspace => "userspace",
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Whether `config.<field>` is present.
+    pub fn declares(&self, field: &str) -> bool {
+        match field {
+            "tailscale" => self.tailscale.is_some(),
+            "join_cidr" => self.join_cidr.is_some(),
+            "node_subnets" => !self.node_subnets.is_empty(),
+            _ => false,
+        }
+    }
+}
+
+const CONFIG_FIELDS: &[&str] = &["tailscale", "join_cidr", "node_subnets"];
+const TAILSCALE_FIELDS: &[&str] = &["mode", "routes", "extra_args"];
 
 impl Variant {
     /// Every extension the image carries, firmware first, in build order.
@@ -116,6 +176,7 @@ const FIELDS: &[&str] = &[
     "repository",
     "outputs",
     "extra_kernel_args",
+    "config",
 ];
 
 /// Parses one variant file. `file` is the path shown in findings (relative to the repository).
@@ -169,6 +230,7 @@ pub fn parse(file: &str, text: &str) -> Result<Variant, Vec<Finding>> {
         file,
         object: &object,
         findings: &mut findings,
+        prefix: "",
     };
     let name = fields.required_string("name");
     let description = fields.required_string("description");
@@ -182,6 +244,7 @@ pub fn parse(file: &str, text: &str) -> Result<Variant, Vec<Finding>> {
         Vec::new(),
         "extra_kernel_args",
     );
+    let config = fields.optional(|f| f.node_config(), NodeConfig::default(), "config");
 
     if let Some(name) = &name {
         if !is_path_segment(name) {
@@ -242,6 +305,10 @@ pub fn parse(file: &str, text: &str) -> Result<Variant, Vec<Finding>> {
         }
     }
 
+    if let (Some(extensions), Some(firmware), Some(config)) = (&extensions, &firmware, &config) {
+        findings.extend(check_declared_config(file, extensions, firmware, config));
+    }
+
     match (
         name,
         description,
@@ -251,6 +318,7 @@ pub fn parse(file: &str, text: &str) -> Result<Variant, Vec<Finding>> {
         repository,
         outputs,
         extra_kernel_args,
+        config,
     ) {
         (
             Some(name),
@@ -261,6 +329,7 @@ pub fn parse(file: &str, text: &str) -> Result<Variant, Vec<Finding>> {
             Some(repository),
             Some(outputs),
             Some(extra_kernel_args),
+            Some(config),
         ) if findings.is_empty() => Ok(Variant {
             name,
             description,
@@ -270,9 +339,49 @@ pub fn parse(file: &str, text: &str) -> Result<Variant, Vec<Finding>> {
             repository,
             outputs,
             extra_kernel_args,
+            config,
         }),
         _ => Err(findings),
     }
+}
+
+/// An extension whose service waits for configuration the variant must declare (tailscale) is
+/// an error without it; configuration for an extension the image does not carry is one too.
+/// What an extension implies (kernel modules, RuntimeClass) needs no declaration.
+fn check_declared_config(
+    file: &str,
+    extensions: &[String],
+    firmware: &[String],
+    config: &NodeConfig,
+) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let carried = |name: &str| firmware.iter().chain(extensions).any(|e| e == name);
+    for (i, name) in extensions.iter().enumerate() {
+        if let Needs::Declared {
+            field,
+            why,
+            example,
+        } = crate::config::needs(name)
+        {
+            if !config.declares(field) {
+                findings.push(
+                    Finding::new(file, format!("config.{field}"), format!("missing: extensions[{i}] = \"{name}\" needs it: {why}"))
+                        .fix(format!("add \"config\": {{\"{field}\": {example}}} (see docs/config.md), or drop \"{name}\" from `extensions`")),
+                );
+            }
+        }
+    }
+    if config.tailscale.is_some() && !carried("tailscale") {
+        findings.push(
+            Finding::new(
+                file,
+                "config.tailscale",
+                "declared, but the variant does not carry the `tailscale` extension",
+            )
+            .fix("add \"tailscale\" to `extensions`, or remove `config.tailscale`"),
+        );
+    }
+    findings
 }
 
 /// Checks that hold across variants: names and repositories are unique.
@@ -394,25 +503,33 @@ struct Fields<'a> {
     file: &'a str,
     object: &'a Map<String, Value>,
     findings: &'a mut Vec<Finding>,
+    /// Path of `object` inside the file, ending in `.` (`config.tailscale.`); empty at the top.
+    prefix: &'a str,
 }
 
-impl Fields<'_> {
+impl<'a> Fields<'a> {
+    /// The field's path as findings show it.
+    fn path(&self, field: &str) -> String {
+        format!("{}{field}", self.prefix)
+    }
+
     fn missing(&mut self, field: &str, example: &str) {
         self.findings.push(
-            Finding::new(self.file, field, "missing required field")
+            Finding::new(self.file, self.path(field), "missing required field")
                 .fix(format!("add \"{field}\": {example}")),
         );
     }
 
     fn wrong_type(&mut self, field: &str, value: &Value, expected: &str) {
+        let path = self.path(field);
         self.findings.push(
             Finding::new(
                 self.file,
-                field,
+                path.as_str(),
                 format!("expected {expected}, found {}", kind_of(value)),
             )
             .value(value)
-            .fix(format!("write `{field}` as {expected}")),
+            .fix(format!("write `{path}` as {expected}")),
         );
     }
 
@@ -437,10 +554,11 @@ impl Fields<'_> {
                 None
             }
             Some(Value::String(s)) if s.trim().is_empty() => {
+                let path = self.path(field);
                 self.findings.push(
-                    Finding::new(self.file, field, "must not be empty")
+                    Finding::new(self.file, path.as_str(), "must not be empty")
                         .value("\"\"")
-                        .fix(format!("give `{field}` a value")),
+                        .fix(format!("give `{path}` a value")),
                 );
                 None
             }
@@ -450,6 +568,181 @@ impl Fields<'_> {
                 None
             }
         }
+    }
+
+    /// Reports keys of this object that are not in `known`, with a "did you mean".
+    fn unknown_keys(&mut self, known: &[&str]) {
+        for key in self.object.keys() {
+            if !known.contains(&key.as_str()) {
+                let hint = match diag::closest(key, known) {
+                    Some(near) => format!("did you mean `{near}`? "),
+                    None => String::new(),
+                };
+                self.findings.push(
+                    Finding::new(self.file, self.path(key), "unknown field")
+                        .fix(format!("{hint}known fields here are: {}", known.join(", "))),
+                );
+            }
+        }
+    }
+
+    /// Runs `parse` on the object at `field`, whose findings carry the nested path.
+    fn nested<T>(&mut self, field: &str, parse: impl FnOnce(&mut Fields<'_>) -> T) -> Option<T> {
+        let object: &'a Map<String, Value> = self.object;
+        match object.get(field)? {
+            Value::Object(inner) => {
+                let prefix = format!("{}.", self.path(field));
+                let mut fields = Fields {
+                    file: self.file,
+                    object: inner,
+                    findings: &mut *self.findings,
+                    prefix: &prefix,
+                };
+                Some(parse(&mut fields))
+            }
+            other => {
+                self.wrong_type(field, other, "an object");
+                None
+            }
+        }
+    }
+
+    /// The `config` object (see `NodeConfig`).
+    fn node_config(&mut self) -> Option<NodeConfig> {
+        self.nested("config", |f| {
+            f.unknown_keys(CONFIG_FIELDS);
+            let tailscale = f.optional(|f| f.tailscale().map(Some), None, "tailscale");
+            let join_cidr = f.optional(|f| f.cidr("join_cidr").map(Some), None, "join_cidr");
+            let node_subnets = f.optional(|f| f.cidr_list("node_subnets"), Vec::new(), "node_subnets");
+            for (i, subnet) in node_subnets.iter().flatten().enumerate() {
+                if crate::cidr::CGNAT.contains(*subnet) {
+                    f.findings.push(
+                        Finding::new(f.file, f.path(&format!("node_subnets[{i}]")), format!("lies inside {}, which node IP selection always excludes (Tailscale and kube-ovn addresses live there)", crate::cidr::CGNAT))
+                            .value(quoted(&subnet.to_string()))
+                            .fix("list the networks your nodes' own addresses are on, e.g. \"192.168.1.0/24\""),
+                    );
+                }
+            }
+            Some(NodeConfig {
+                tailscale: tailscale?,
+                join_cidr: join_cidr?,
+                node_subnets: node_subnets?,
+            })
+        })?
+    }
+
+    fn tailscale(&mut self) -> Option<TailscaleConfig> {
+        self.nested("tailscale", |f| {
+            f.unknown_keys(TAILSCALE_FIELDS);
+            let mode = f.tailscale_mode();
+            let routes = f.optional(|f| f.cidr_list("routes"), Vec::new(), "routes");
+            let extra_args = f.optional(|f| f.extra_args(), Vec::new(), "extra_args");
+            Some(TailscaleConfig {
+                mode: mode?,
+                routes: routes?,
+                extra_args: extra_args?,
+            })
+        })?
+    }
+
+    fn tailscale_mode(&mut self) -> Option<TailscaleMode> {
+        if !self.object.contains_key("mode") {
+            self.missing(
+                "mode",
+                "\"kernel\" or \"userspace\" (docs/config.md says which to pick)",
+            );
+            return None;
+        }
+        let value = self.required_string("mode")?;
+        match value.as_str() {
+            "kernel" => Some(TailscaleMode::Kernel),
+            "userspace" => Some(TailscaleMode::Userspace),
+            _ => {
+                self.findings.push(
+                    Finding::new(self.file, self.path("mode"), "unknown Tailscale mode")
+                        .value(quoted(&value))
+                        .fix("use \"kernel\" (a tailscale0 interface) or \"userspace\" (no interface, no host packet filter)"),
+                );
+                None
+            }
+        }
+    }
+
+    fn cidr(&mut self, field: &str) -> Option<Ipv4Cidr> {
+        let text = self.required_string(field)?;
+        let path = self.path(field);
+        self.parse_cidr(&path, &text)
+    }
+
+    fn parse_cidr(&mut self, path: &str, text: &str) -> Option<Ipv4Cidr> {
+        match Ipv4Cidr::parse(text) {
+            Ok(cidr) => Some(cidr),
+            Err(problem) => {
+                self.findings.push(
+                    Finding::new(self.file, path, problem)
+                        .value(quoted(text))
+                        .fix("write an IPv4 network as address/prefix with the host bits zero, e.g. \"10.0.0.0/8\""),
+                );
+                None
+            }
+        }
+    }
+
+    fn cidr_list(&mut self, field: &str) -> Option<Vec<Ipv4Cidr>> {
+        let texts = self.string_list(field)?;
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (i, text) in texts.iter().enumerate() {
+            let path = self.path(&format!("{field}[{i}]"));
+            match self.parse_cidr(&path, text) {
+                Some(cidr) if out.contains(&cidr) => {
+                    self.findings.push(
+                        Finding::new(self.file, path.as_str(), "duplicate network")
+                            .value(quoted(text))
+                            .fix("list each network once"),
+                    );
+                    ok = false;
+                }
+                Some(cidr) => out.push(cidr),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// `tailscale up` flags: one `--flag[=value]` per item, since containerboot splits
+    /// `TS_EXTRA_ARGS` on spaces; never the auth key, never the routes.
+    fn extra_args(&mut self) -> Option<Vec<String>> {
+        let args = self.string_list("extra_args")?;
+        let mut ok = true;
+        for (i, arg) in args.iter().enumerate() {
+            let path = self.path(&format!("extra_args[{i}]"));
+            let flag = arg.split('=').next().unwrap_or_default();
+            let problem = if matches!(flag, "--authkey" | "--auth-key") {
+                // The value is not echoed: it may be a real key.
+                Some(("a Tailscale auth key in the variant file", "remove it: the key comes from $TS_AUTHKEY when `cargo xtask config` renders the patch, and never belongs in the repository".to_owned()))
+            } else if flag == "--advertise-routes" {
+                Some(("routes given as a flag", "list them in `config.tailscale.routes` (or pass `--routes` to `cargo xtask config`)".to_owned()))
+            } else if !arg.starts_with("--") || arg.len() < 3 {
+                Some((
+                    "not a `tailscale up` flag",
+                    format!("write one flag per item, e.g. \"--accept-routes=false\""),
+                ))
+            } else if arg.chars().any(char::is_whitespace) {
+                Some(("contains whitespace", "write one flag per item with `=` before its value, e.g. [\"--hostname=gw\"]; the extension splits TS_EXTRA_ARGS on spaces".to_owned()))
+            } else {
+                None
+            };
+            if let Some((problem, fix)) = problem {
+                let mut finding = Finding::new(self.file, path.as_str(), problem).fix(fix);
+                if !matches!(flag, "--authkey" | "--auth-key") {
+                    finding = finding.value(quoted(arg));
+                }
+                self.findings.push(finding);
+                ok = false;
+            }
+        }
+        ok.then_some(args)
     }
 
     fn required_arch(&mut self) -> Option<Arch> {
@@ -767,6 +1060,87 @@ mod tests {
         assert_eq!(findings.len(), 1);
         let e = findings[0].to_string();
         assert!(e.starts_with("variants/gateway.json: field `repository` = \"talos-cozystack-spin-only/talos\": also published by variants/compute.json"), "{e}");
+    }
+
+    const GATEWAY: &str = r#"{
+        "name": "gateway",
+        "description": "subnet router",
+        "arch": "arm64",
+        "extensions": ["drbd", "zfs", "spin", "tailscale"],
+        "repository": "talos-cozystack-spin-tailscale/talos",
+        "config": {"tailscale": {"mode": "kernel", "routes": ["10.96.0.0/16"], "extra_args": ["--hostname=gw"]},
+                   "join_cidr": "172.31.0.0/16", "node_subnets": ["192.168.1.0/24"]}
+    }"#;
+
+    #[test]
+    fn config_parses_into_typed_values() {
+        let v = parse("variants/gateway.json", GATEWAY).unwrap();
+        let ts = v.config.tailscale.as_ref().unwrap();
+        assert_eq!(ts.mode, TailscaleMode::Kernel);
+        assert_eq!(ts.routes[0].to_string(), "10.96.0.0/16");
+        assert_eq!(ts.extra_args, ["--hostname=gw"]);
+        assert_eq!(v.config.join_cidr.unwrap().to_string(), "172.31.0.0/16");
+        assert_eq!(v.config.node_subnets[0].to_string(), "192.168.1.0/24");
+        let compute = parse("variants/compute.json", GOOD).unwrap();
+        assert_eq!(
+            compute.config,
+            NodeConfig::default(),
+            "drbd, zfs and spin need no declaration"
+        );
+    }
+
+    #[test]
+    fn tailscale_without_its_config_is_rejected_with_the_fix() {
+        let without = format!(
+            "{}}}",
+            &GATEWAY[..GATEWAY.find(",\n        \"config\"").unwrap()]
+        );
+        let e = one_error("variants/gateway.json", &without);
+        assert!(
+            e.starts_with("variants/gateway.json: field `config.tailscale`: missing: extensions[3] = \"tailscale\" needs it: its service ext-tailscale waits for an ExtensionServiceConfig"),
+            "{e}"
+        );
+        assert!(
+            e.contains("fix: add \"config\": {\"tailscale\": {\"mode\": \"kernel\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn tailscale_config_without_the_extension_is_rejected() {
+        let text = GATEWAY.replace(", \"tailscale\"]", "]");
+        let e = one_error("variants/gateway.json", &text);
+        assert!(
+            e.contains("field `config.tailscale`: declared, but the variant does not carry the `tailscale` extension"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn config_problems_carry_their_nested_path() {
+        let text = GATEWAY
+            .replace("\"kernel\"", "\"Kernel\"")
+            .replace("\"join_cidr\"", "\"join_cdr\"")
+            .replace("192.168.1.0/24", "100.64.0.0/16")
+            .replace("--hostname=gw", "--hostname gw");
+        let joined = errors("variants/gateway.json", &text).join("\n");
+        for needle in [
+            "field `config.tailscale.mode` = \"Kernel\": unknown Tailscale mode",
+            "field `config.join_cdr`: unknown field\n    fix: did you mean `join_cidr`?",
+            "field `config.node_subnets[0]` = \"100.64.0.0/16\": lies inside 100.64.0.0/10",
+            "field `config.tailscale.extra_args[0]` = \"--hostname gw\": contains whitespace",
+        ] {
+            assert!(joined.contains(needle), "missing {needle:?} in\n{joined}");
+        }
+        let wrong = GATEWAY.replace("\"mode\": \"kernel\"", "\"mode\": 1");
+        let e = one_error("variants/gateway.json", &wrong);
+        assert!(
+            e.contains("field `config.tailscale.mode` = 1: expected a string, found a number"),
+            "{e}"
+        );
+        let missing = GATEWAY.replace("\"mode\": \"kernel\", ", "");
+        let e = one_error("variants/gateway.json", &missing);
+        assert!(e.contains("field `config.tailscale.mode`: missing required field\n    fix: add \"mode\": \"kernel\" or \"userspace\""), "{e}");
     }
 
     #[test]
