@@ -14,9 +14,18 @@ pub struct Args {
     pub variants: Vec<String>,
     #[command(flatten)]
     pub registry: plan::RegistryArg,
+    /// Fail if variants/extensions.lock is missing, stale or unpinned instead of filling it (CI).
+    #[arg(long)]
+    pub locked: bool,
+    #[command(flatten)]
+    pub registry_client: crate::registry::RegistryArgs,
 }
 
 pub fn run(project: &Project, args: Args) -> Result<()> {
+    // The lock comes first: with --locked nothing is built from a lock that is not complete.
+    let skopeo = crate::registry::Skopeo::new(&args.registry_client)?;
+    let selected = crate::variants::select(crate::variants::load_all(project)?, &args.variants)?;
+    crate::lock::ensure(project, &selected, args.locked, &skopeo)?;
     let plan = plan::load(project, &args.variants, args.registry.resolve())?;
     print!("{}", plan::render(&plan));
     println!("\nnot built yet: running the Talos imager is not implemented in this version; the plan above is what it will build");

@@ -9,10 +9,12 @@ mod lockfile;
 mod pin;
 mod profile;
 mod project;
+mod registry;
 mod variants;
 mod yaml;
 
 mod build;
+mod lock;
 mod plan;
 mod profiles;
 mod test;
@@ -41,6 +43,8 @@ enum Command {
     Plan(plan::Args),
     /// Write each variant's Talos imager profiles as YAML (what the imager receives), or check them.
     Profiles(profiles::Args),
+    /// Resolve every variant's extensions to image@sha256 digests for the Talos version (or --check).
+    Lock(lock::Args),
     /// Build the images of every (or the selected) variant.
     Build(build::Args),
     /// Install the test tools when missing (Debian/Ubuntu), start nothing by hand, run every test.
@@ -63,6 +67,7 @@ fn try_main() -> anyhow::Result<()> {
     match cli.command {
         Command::Plan(args) => plan::run(&project, args),
         Command::Profiles(args) => profiles::run(&project, args),
+        Command::Lock(args) => lock::run(&project, args),
         Command::Build(args) => build::run(&project, args),
         Command::Test(args) => test::run(&project, args),
     }
