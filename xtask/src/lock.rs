@@ -483,9 +483,10 @@ fn fetch_cached(
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&tmp);
-    skopeo
-        .fetch_to_dir(reference, &tmp)
-        .with_context(|| format!("fetching {reference}"))?;
+    if let Err(err) = skopeo.fetch_to_dir(reference, &tmp) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(err.context(format!("fetching {reference}")));
+    }
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::rename(&tmp, &dir).with_context(|| format!("renaming {tmp} to {dir}"))?;
     Ok(dir)

@@ -79,7 +79,8 @@ pub struct Retry {
     pub attempts: u32,
     /// Wait before the second try; doubled for each further one.
     pub base: Duration,
-    /// Timeout of one skopeo run (skopeo's `--command-timeout`).
+    /// Timeout of one read (`inspect`), skopeo's `--command-timeout`; copies get ten times it,
+    /// since they move whole images.
     pub timeout: Duration,
 }
 
@@ -88,7 +89,7 @@ impl Default for Retry {
         Retry {
             attempts: 4,
             base: Duration::from_secs(1),
-            timeout: Duration::from_secs(300),
+            timeout: Duration::from_secs(60),
         }
     }
 }
@@ -362,17 +363,17 @@ impl Skopeo {
         Ok(Vec::new())
     }
 
-    fn timeout_args(&self) -> Vec<String> {
+    fn timeout_args(&self, factor: u32) -> Vec<String> {
         vec![
             "--command-timeout".into(),
-            format!("{}s", self.retry.timeout.as_secs()),
+            format!("{}s", (self.retry.timeout * factor).as_secs()),
         ]
     }
 
     /// `skopeo inspect --raw docker://REF`: the manifest or index exactly as the registry serves it.
     pub fn inspect_raw_cmd(&self, reference: &str) -> Result<SkopeoCmd> {
         let target = self.target(reference);
-        let mut args = self.timeout_args();
+        let mut args = self.timeout_args(1);
         args.extend(["inspect".into(), "--raw".into()]);
         if target.insecure {
             args.push("--tls-verify=false".into());
@@ -388,7 +389,7 @@ impl Skopeo {
     /// `skopeo copy SRC DEST` where either side may be a registry reference
     /// (`Location::Registry`) or a local transport (`dir:`, `oci:`, `docker-archive:`).
     pub fn copy_cmd(&self, src: &Location, dest: &Location) -> Result<SkopeoCmd> {
-        let mut args = self.timeout_args();
+        let mut args = self.timeout_args(10);
         args.extend(["copy".into(), "--quiet".into(), "--preserve-digests".into()]);
         let mut reference = String::new();
         let mut endpoint = |location: &Location, prefix: &str, args: &mut Vec<String>| {
@@ -553,6 +554,13 @@ fn skopeo_message(stderr: &[u8]) -> String {
             Some(body[..end].replace("\\\"", "\""))
         })
         .unwrap_or_else(|| text.to_owned());
+    // skopeo 1.9 wraps every inspect failure in this, whatever the cause
+    let msg = match msg.strip_prefix("Error parsing image name \"") {
+        Some(rest) => rest
+            .split_once("\": ")
+            .map_or(msg.clone(), |(_, cause)| cause.to_owned()),
+        None => msg,
+    };
     if msg.is_empty() {
         "(no error output)".into()
     } else {
@@ -677,7 +685,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             cmd.to_string(),
-            "skopeo --command-timeout 300s inspect --raw --tls-verify=false docker://127.0.0.1:5000/siderolabs/extensions:v1"
+            "skopeo --command-timeout 60s inspect --raw --tls-verify=false docker://127.0.0.1:5000/siderolabs/extensions:v1"
         );
         let copy = s
             .copy_cmd(
@@ -685,7 +693,7 @@ mod tests {
                 &Location::Registry("ghcr.io/acme/talos:v1".into()),
             )
             .unwrap();
-        assert_eq!(copy.to_string(), "skopeo --command-timeout 300s copy --quiet --preserve-digests --dest-tls-verify=false docker-archive:out/installer-arm64.tar docker://127.0.0.1:5000/acme/talos:v1");
+        assert_eq!(copy.to_string(), "skopeo --command-timeout 600s copy --quiet --preserve-digests --dest-tls-verify=false docker-archive:out/installer-arm64.tar docker://127.0.0.1:5000/acme/talos:v1");
         assert_eq!(copy.reference, "ghcr.io/acme/talos:v1");
         assert_eq!(
             s.mirror_flags(),
@@ -753,9 +761,11 @@ mod tests {
     #[test]
     fn skopeo_log_lines_reduce_to_the_message() {
         let stderr = br#"time="2026-11-25T21:17:30Z" level=fatal msg="Error parsing image name \"docker://h/x:v1\": manifest unknown""#;
+        assert_eq!(skopeo_message(stderr), "manifest unknown");
+        let copy = br#"time="x" level=fatal msg="initializing source docker://h/x:v1: reading manifest v1 in h/x: manifest unknown""#;
         assert_eq!(
-            skopeo_message(stderr),
-            r#"Error parsing image name "docker://h/x:v1": manifest unknown"#
+            skopeo_message(copy),
+            "initializing source docker://h/x:v1: reading manifest v1 in h/x: manifest unknown"
         );
     }
 

@@ -668,8 +668,39 @@ fn dry_run_prints_the_commands_and_contacts_nothing() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(
-        text.starts_with("skopeo --command-timeout 300s inspect --raw --tls-verify=false docker://127.0.0.1:1/siderolabs/extensions:v1.13.6\n"),
+        text.starts_with("skopeo --command-timeout 60s inspect --raw --tls-verify=false docker://127.0.0.1:1/siderolabs/extensions:v1.13.6\n"),
         "{text}"
     );
     assert!(text.contains("drbd spin tailscale zfs"), "{text}");
+}
+
+#[test]
+fn a_registry_that_never_answers_times_out_and_is_retried() {
+    if !have_tools(&["skopeo"]) {
+        return;
+    }
+    // Accepts connections and never answers: each try ends at skopeo's command timeout.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    let root = temp_dir("lock-hang");
+    copy_repo_data(&root);
+    let out = run(xtask(&root)
+        .args(["lock", "--registry-mirror", &format!("ghcr.io={addr}")])
+        .env("CARGO_TARGET_DIR", root.join("target"))
+        .env("XTASK_REGISTRY_TIMEOUT_SECS", "1")
+        .env("XTASK_RETRY_ATTEMPTS", "2")
+        .env("XTASK_RETRY_BASE_MS", "10"));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.matches("retrying in").count(), 1, "{err}");
+    assert!(
+        err.contains("gave up on ghcr.io/siderolabs/extensions:v1.13.6 after 2 tries"),
+        "{err}"
+    );
 }
