@@ -704,3 +704,168 @@ fn a_registry_that_never_answers_times_out_and_is_retried() {
         "{err}"
     );
 }
+
+#[test]
+fn private_registry_refuses_anonymous_reads_and_takes_an_authfile() {
+    if !have_tools(&["docker-registry", "skopeo", "tar", "gzip"]) {
+        return;
+    }
+    let dir = temp_dir("lock-auth");
+    let root = dir.join("repo");
+    copy_repo_data(&root);
+    // user `ci`, password `s3cret` (bcrypt, cost 4)
+    let htpasswd = dir.join("htpasswd");
+    std::fs::write(
+        &htpasswd,
+        "ci:$2b$04$KReWpktZwYBscwQ4MI7oNeU74eXvT/n0Qv6ycRaHgNn7OqxdPildi\n",
+    )
+    .unwrap();
+    let registry = Registry::start_with(
+        &dir.join("registry"),
+        &format!(
+            "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+            htpasswd.display()
+        ),
+    );
+    let layout = Layout::new(dir.join("layout"));
+    let v = "v1.13.6";
+    let image = layout.image("amd64", &extension_layers(&digests_file(v)));
+    layout.tag(&image);
+    layout.push(
+        &registry,
+        v,
+        &["--preserve-digests", "--dest-creds", "ci:s3cret"],
+    );
+
+    let mirror = format!("ghcr.io={}", registry.addr);
+    let lock = |extra: &[&str]| {
+        run(xtask(&root)
+            .args(["lock", "--registry-mirror", &mirror])
+            .args(extra)
+            .env("CARGO_TARGET_DIR", root.join("target"))
+            .env("XTASK_RETRY_BASE_MS", "10")
+            .env_remove("GITHUB_TOKEN")
+            .env_remove("REGISTRY_AUTH_FILE"))
+    };
+    let auth_file = |name: &str, auth: &str| {
+        let path = dir.join(name);
+        std::fs::write(
+            &path,
+            format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, registry.addr),
+        )
+        .unwrap();
+        path.display().to_string()
+    };
+
+    let out = lock(&[]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("ghcr.io/siderolabs/extensions:v1.13.6: the registry refused the credentials (401 unauthorized)"),
+        "{err}"
+    );
+    assert!(!err.contains("retrying"), "401 is not retried:\n{err}");
+
+    let wrong = auth_file("wrong.json", "Y2k6d3Jvbmc="); // ci:wrong
+    let out = lock(&["--authfile", &wrong]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("401 unauthorized"),
+        "{}",
+        stderr(&out)
+    );
+
+    let good = auth_file("auth.json", "Y2k6czNjcmV0"); // ci:s3cret
+    let out = lock(&["--authfile", &good]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(root.join("variants/extensions.lock")).unwrap();
+    assert!(
+        text.contains(&line("ghcr.io/siderolabs/spin", "v0.25.1")),
+        "{text}"
+    );
+}
+
+/// A stand-in registry for failures the real one cannot be made to produce on demand: it
+/// answers `/v2/` and then `status` (with `Retry-After: 0`, so skopeo's own 429 backoff does not
+/// slow the test) to every other request, counting them.
+fn failing_registry(
+    status: &'static str,
+    body: &'static str,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            let _ = reader.read_line(&mut request);
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).unwrap_or(0) <= 2 {
+                    break;
+                }
+            }
+            let (status, body) = if request.starts_with("GET /v2/ ") {
+                ("200 OK", "{}")
+            } else if request.starts_with("GET /v2/") {
+                counter.fetch_add(1, Ordering::SeqCst);
+                (status, body)
+            } else {
+                // skopeo's HTTPS attempt before plain HTTP: not a request we count
+                continue;
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nRetry-After: 0\r\nContent-Type: application/json\r\nDocker-Distribution-API-Version: registry/2.0\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (addr, hits)
+}
+
+#[test]
+fn rate_limits_and_server_errors_are_retried_a_bounded_number_of_times() {
+    if !have_tools(&["skopeo"]) {
+        return;
+    }
+    let cases = [
+        (
+            "429 Too Many Requests",
+            r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"rate limit exceeded"}]}"#,
+        ),
+        ("503 Service Unavailable", "try later"),
+    ];
+    for (i, (status, body)) in cases.into_iter().enumerate() {
+        let (addr, hits) = failing_registry(status, body);
+        let root = temp_dir(&format!("lock-status-{i}"));
+        copy_repo_data(&root);
+        let out = run(xtask(&root)
+            .args(["lock", "--registry-mirror", &format!("ghcr.io={addr}")])
+            .env("CARGO_TARGET_DIR", root.join("target"))
+            .env("XTASK_RETRY_ATTEMPTS", "3")
+            .env("XTASK_RETRY_BASE_MS", "10"));
+        assert!(!out.status.success());
+        let err = stderr(&out);
+        assert!(
+            err.contains("gave up on ghcr.io/siderolabs/extensions:v1.13.6 after 3 tries"),
+            "{status}: {err}"
+        );
+        assert_eq!(err.matches("retrying in").count(), 2, "{status}: {err}");
+        let hits = hits.load(std::sync::atomic::Ordering::SeqCst);
+        if status.starts_with("429") {
+            // skopeo itself retries a 429 a few times (honouring Retry-After) inside each try
+            assert!(
+                hits % 3 == 0 && (3..=18).contains(&hits),
+                "{status}: {hits} requests for 3 tries:\n{err}"
+            );
+        } else {
+            assert_eq!(hits, 3, "{status}: one manifest request per try:\n{err}");
+        }
+    }
+}
