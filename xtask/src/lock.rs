@@ -600,7 +600,15 @@ fn fix_command(talos_version: &str, skopeo: &Skopeo) -> String {
 pub fn run(project: &Project, args: Args) -> Result<()> {
     let variants = variants::load_all(project)?;
     let names = used_extensions(&variants);
-    let current = load_optional(project)?;
+    let current = match load_optional(project) {
+        Ok(current) => current,
+        // regenerating is the fix the error suggests, so it must not need a readable lock
+        Err(err) if !args.check && !args.dry_run => {
+            eprintln!("warning: {err:#}\nwriting a new one");
+            None
+        }
+        Err(err) => return Err(err),
+    };
     let talos_version = match &args.talos_version {
         Some(v) => {
             check_version(v)?;

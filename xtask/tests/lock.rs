@@ -471,6 +471,24 @@ fn check_lists_every_missing_and_stale_entry_including_a_hand_edited_digest() {
     // The fix it prints works.
     assert!(s.lock(&[]).status.success());
     assert!(s.lock(&["--check"]).status.success());
+
+    // A lock broken beyond parsing: --check says so, and locking again repairs it.
+    std::fs::write(
+        s.root.join("variants/extensions.lock"),
+        s.lock_text()
+            .replace(&good, "ghcr.io/siderolabs/zfs:2@sha256:abc"),
+    )
+    .unwrap();
+    let out = s.lock(&["--check"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("invalid lock file"),
+        "{}",
+        stderr(&out)
+    );
+    let out = s.lock(&["--talos-version", v]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(s.lock(&["--check"]).status.success());
 }
 
 #[test]
