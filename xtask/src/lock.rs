@@ -473,7 +473,10 @@ fn fetch_cached(
 ) -> Result<Utf8PathBuf> {
     let cache = project.target_dir().join("lock");
     let dir = cache.join(digest.trim_start_matches("sha256:"));
-    if dir.join("manifest.json").is_file() {
+    // A cached copy is used only if its manifest still hashes to the digest asked for.
+    let cached = std::fs::read(dir.join("manifest.json"))
+        .is_ok_and(|bytes| registry::sha256_digest(&bytes) == digest);
+    if cached {
         return Ok(dir);
     }
     std::fs::create_dir_all(&cache).with_context(|| format!("creating {cache}"))?;
