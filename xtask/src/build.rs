@@ -54,9 +54,12 @@ pub struct Args {
     /// Variants built at the same time.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: u16,
-    /// Fail before building when the lock has a missing, stale or unpinned entry (CI uses this).
+    /// Fail before building when the lock has a missing, stale or unpinned entry (CI uses this);
+    /// without it, missing entries are resolved from the registry first.
     #[arg(long)]
     pub locked: bool,
+    #[command(flatten)]
+    pub registry_client: crate::registry::RegistryArgs,
     /// Print every command exactly (secrets redacted) and build nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -157,22 +160,18 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
     if args.push && registry.is_none() {
         bail!("--push needs a registry: pass --registry HOST/OWNER, or set REGISTRY or GITHUB_REPOSITORY_OWNER");
     }
-    let plan = plan::load(project, &args.variants, registry)?;
-    let lock = Lock::load(project)?;
-    let selected: Vec<_> = plan.variants.iter().map(|v| v.variant.clone()).collect();
-    let problems = lock.locked_problems(&selected, &plan.talos_version);
-    if args.locked {
-        crate::diag::into_result("the lock is not usable for a --locked build", problems)?;
-    } else if !problems.is_empty() {
-        eprintln!(
-            "warning: {} lock entr{} would be resolved first with `cargo xtask lock` (a --locked build refuses them):",
-            problems.len(),
-            if problems.len() == 1 { "y" } else { "ies" }
-        );
-        for p in &problems {
-            eprintln!("  {}", p.to_string().replace('\n', "\n  "));
-        }
+    // The lock comes first: with --locked nothing is built from a lock that is incomplete or
+    // stale; without it, missing entries are resolved from the registry (and it says so).
+    if args.dry_run {
+        warn_unusable_lock(project, &args.variants)?;
+    } else {
+        let mut skopeo = crate::registry::Skopeo::new(&args.registry_client)?;
+        skopeo.dry_run = false;
+        let selected =
+            crate::variants::select(crate::variants::load_all(project)?, &args.variants)?;
+        crate::lock::ensure(project, &selected, args.locked, &skopeo)?;
     }
+    let plan = plan::load(project, &args.variants, registry)?;
 
     let engine = Engine::detect(args.engine);
     let imager = args
@@ -293,6 +292,25 @@ fn matchbox_tree(project: &Project, args: &Args) -> Result<Option<camino::Utf8Pa
     );
     let _ = project;
     Ok(None)
+}
+
+/// A dry run resolves nothing: it says what a real run would resolve first.
+fn warn_unusable_lock(project: &Project, names: &[String]) -> Result<()> {
+    let plan = plan::load(project, names, None)?;
+    let lock = Lock::load(project)?;
+    let selected: Vec<_> = plan.variants.iter().map(|v| v.variant.clone()).collect();
+    let problems = lock.locked_problems(&selected, &plan.talos_version);
+    if !problems.is_empty() {
+        eprintln!(
+            "warning: {} lock entr{} would be resolved first with `cargo xtask lock` (a --locked build refuses them):",
+            problems.len(),
+            if problems.len() == 1 { "y" } else { "ies" }
+        );
+        for p in &problems {
+            eprintln!("  {}", p.to_string().replace('\n', "\n  "));
+        }
+    }
+    Ok(())
 }
 
 fn build_all(ctx: &Ctx, plan: &Plan, jobs: usize) -> Result<Vec<BuildRecord>> {

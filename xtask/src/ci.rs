@@ -29,6 +29,8 @@ pub struct Args {
     pub engine: Option<Engine>,
     #[arg(long, env = "XTASK_IMAGER", value_name = "REF")]
     pub imager: Option<String>,
+    #[command(flatten)]
+    pub registry_client: crate::registry::RegistryArgs,
     /// Skip the qemu boot (static checks still run).
     #[arg(long)]
     pub no_boot: bool,
@@ -126,6 +128,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         force: false,
         jobs: 2,
         locked: true,
+        registry_client: args.registry_client.clone(),
         dry_run: false,
         json: false,
         tree: None,

@@ -14,12 +14,14 @@ mod profile;
 mod progress;
 mod project;
 mod publish;
+mod registry;
 mod variants;
 mod yaml;
 
 mod build;
 mod ci;
 mod config;
+mod lock;
 mod plan;
 mod profiles;
 mod schematic;
@@ -49,6 +51,8 @@ enum Command {
     Plan(plan::Args),
     /// Write each variant's Talos imager profiles as YAML (what the imager receives), or check them.
     Profiles(profiles::Args),
+    /// Resolve every variant's extensions to image@sha256 digests for the Talos version (or --check).
+    Lock(lock::Args),
     /// Build the images of every (or the selected) variant.
     Build(build::Args),
     /// What CI runs per variant: lock check, patch, build, smoke, job summary.
@@ -77,6 +81,7 @@ fn try_main() -> anyhow::Result<()> {
     match cli.command {
         Command::Plan(args) => plan::run(&project, args),
         Command::Profiles(args) => profiles::run(&project, args),
+        Command::Lock(args) => lock::run(&project, args),
         Command::Build(args) => build::run(&project, args),
         Command::Ci(args) => ci::run(&project, args),
         Command::Config(args) => config::run(&project, args),

@@ -346,7 +346,7 @@ fn locked_build_refuses_unpinned_entries_before_building() {
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(
-        err.contains("the lock is not usable for a --locked build"),
+        err.contains("--locked: variants/extensions.lock cannot be used"),
         "{err}"
     );
     assert!(

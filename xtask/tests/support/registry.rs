@@ -15,6 +15,11 @@ pub struct Registry {
 impl Registry {
     /// Starts a registry whose files live under `dir`. Call `have_tools(&["docker-registry"])` first.
     pub fn start(dir: &Path) -> Registry {
+        Registry::start_with(dir, "")
+    }
+
+    /// Like `start`, with `extra` appended to the configuration (top-level YAML, e.g. `auth:`).
+    pub fn start_with(dir: &Path, extra: &str) -> Registry {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         std::fs::create_dir_all(dir.join("storage")).unwrap();
@@ -22,7 +27,7 @@ impl Registry {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{extra}",
                 dir.join("storage").display()
             ),
         )

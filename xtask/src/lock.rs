@@ -1,0 +1,1036 @@
+//! Subcommand: `cargo xtask lock`: resolve every extension any variant uses to
+//! `image:tag@sha256:digest` for one exact Talos version, and write `variants/extensions.lock`.
+//!
+//! The source of truth is the `image-digests` file inside `ghcr.io/siderolabs/extensions:<talos>`
+//! (one `ghcr.io/siderolabs/<name>:<tag>@sha256:<hex>` line per extension built for that
+//! release). One index fetch and one image copy resolve every extension of every variant:
+//!
+//! 1. `skopeo inspect --raw` the tag: an index (OCI or Docker list) or a single manifest; its
+//!    digest is recorded as `extensions_image`.
+//! 2. `skopeo copy` one platform's image by digest into `target/lock/<digest>` (linux/amd64
+//!    first, then the other platforms in index order until one carries the file). The copy is
+//!    content-addressed, so later runs reuse it and cost one command.
+//! 3. find `image-digests` in the layers, topmost first (`tar`), and match names exactly.
+//!
+//! Builds call [`ensure`]: with `--locked` any missing, stale or unpinned entry fails before
+//! anything is built; without it, missing entries are filled from the registry when it answers.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use anyhow::{bail, Context, Result};
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::{Deserialize, Serialize};
+use xshell::{cmd, Shell};
+
+use crate::diag::{self, Finding};
+use crate::lockfile::{ImageRef, Lock, SHOWN};
+use crate::pin;
+use crate::project::Project;
+use crate::registry::{self, RegistryArgs, Skopeo};
+use crate::variants::{self, Variant};
+
+/// Where Talos extensions are published; `image-digests` lines outside it never match.
+pub const EXTENSIONS_REPOSITORY: &str = "ghcr.io/siderolabs";
+/// The file inside the extensions image listing every extension of the release.
+pub const DIGESTS_FILE: &str = "image-digests";
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Talos release to resolve for, e.g. v1.13.6. Default: the one the pinned CozyStack uses.
+    #[arg(long, value_name = "VERSION")]
+    pub talos_version: Option<String>,
+    /// Write nothing: compare the lock with the registry and list every missing or stale entry.
+    #[arg(long)]
+    pub check: bool,
+    /// Print the registry commands instead of running them.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pure core: manifests, the image-digests file, lock comparison.
+
+pub mod media {
+    pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+    pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+    pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+    pub const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+    pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    #[serde(default)]
+    pub media_type: String,
+    pub digest: String,
+    #[serde(default)]
+    pub size: u64,
+    #[serde(default)]
+    pub platform: Option<Platform>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
+    #[serde(default)]
+    pub variant: Option<String>,
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What a tag points to, media types checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Manifest {
+    /// A multi-platform index: its image manifests.
+    Index(Vec<Descriptor>),
+    /// One image: its layers, bottom first.
+    Image(Vec<Descriptor>),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawManifest {
+    schema_version: Option<u32>,
+    #[serde(default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    manifests: Option<Vec<Descriptor>>,
+    #[serde(default)]
+    layers: Option<Vec<Descriptor>>,
+    #[serde(default)]
+    config: Option<Descriptor>,
+}
+
+/// Parses a manifest or index as served for `reference`, accepting the OCI and Docker v2 types.
+pub fn parse_manifest(bytes: &[u8], reference: &str) -> Result<Manifest> {
+    let raw: RawManifest = serde_json::from_slice(bytes)
+        .with_context(|| format!("{reference}: the registry served a manifest that is not JSON"))?;
+    let expected = format!(
+        "expected an image index ({}, {}) or manifest ({}, {})",
+        media::OCI_INDEX,
+        media::DOCKER_LIST,
+        media::OCI_MANIFEST,
+        media::DOCKER_MANIFEST
+    );
+    if raw.schema_version != Some(2) {
+        bail!(
+            "{reference}: manifest schemaVersion {:?} is not supported: {expected}",
+            raw.schema_version
+        );
+    }
+    // OCI makes `mediaType` optional; then the shape decides.
+    let media_type =
+        raw.media_type
+            .clone()
+            .unwrap_or_else(|| match (&raw.manifests, &raw.layers) {
+                (Some(_), None) => media::OCI_INDEX.to_owned(),
+                (None, Some(_)) => media::OCI_MANIFEST.to_owned(),
+                _ => String::new(),
+            });
+    match media_type.as_str() {
+        media::OCI_INDEX | media::DOCKER_LIST => {
+            let manifests = raw
+                .manifests
+                .with_context(|| format!("{reference}: index has no `manifests`"))?;
+            Ok(Manifest::Index(manifests))
+        }
+        media::OCI_MANIFEST | media::DOCKER_MANIFEST => {
+            if raw.config.is_none() {
+                bail!("{reference}: image manifest has no `config`");
+            }
+            let layers = raw
+                .layers
+                .with_context(|| format!("{reference}: image manifest has no `layers`"))?;
+            Ok(Manifest::Image(layers))
+        }
+        "" => bail!("{reference}: manifest has no media type and neither `manifests` nor `layers`: {expected}"),
+        other => bail!("{reference}: unexpected media type `{other}`: {expected}"),
+    }
+}
+
+/// The index entries to try, in order: linux/amd64 first, then the others as listed. Entries
+/// that are not image manifests (attestations, nested indexes) are left out.
+pub fn platform_order(manifests: &[Descriptor]) -> Vec<&Descriptor> {
+    let is_image = |d: &&Descriptor| {
+        matches!(
+            d.media_type.as_str(),
+            media::OCI_MANIFEST | media::DOCKER_MANIFEST
+        ) && d.platform.as_ref().is_none_or(|p| p.os != "unknown")
+    };
+    let is_amd64 = |d: &&Descriptor| {
+        d.platform
+            .as_ref()
+            .is_some_and(|p| p.os == "linux" && p.architecture == "amd64")
+    };
+    let mut order: Vec<&Descriptor> = manifests.iter().filter(is_image).filter(is_amd64).collect();
+    order.extend(manifests.iter().filter(is_image).filter(|d| !is_amd64(d)));
+    order
+}
+
+/// How a layer is compressed, from its media type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerFormat {
+    Gzip,
+    Tar,
+}
+
+pub fn layer_format(layer: &Descriptor, image: &str) -> Result<LayerFormat> {
+    match layer.media_type.as_str() {
+        media::OCI_LAYER_GZIP | media::DOCKER_LAYER_GZIP => Ok(LayerFormat::Gzip),
+        media::OCI_LAYER_TAR => Ok(LayerFormat::Tar),
+        other => bail!(
+            "layer {} of {image} has media type `{other}`: expected a tar layer ({}, {} or {})",
+            layer.digest,
+            media::OCI_LAYER_GZIP,
+            media::DOCKER_LAYER_GZIP,
+            media::OCI_LAYER_TAR
+        ),
+    }
+}
+
+/// The `image-digests` file: repository (`ghcr.io/siderolabs/zfs`) to full reference.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageDigests {
+    pub entries: BTreeMap<String, String>,
+}
+
+/// Parses `image-digests`: one `registry/path/name:tag@sha256:hex` per line; blank lines and `#`
+/// comments are skipped. Every line must be pinned; a repository listed twice with different
+/// references is ambiguous. All problems are reported together.
+pub fn parse_image_digests(text: &str, source: &str) -> Result<ImageDigests> {
+    let mut entries = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let at = format!("line {}", i + 1);
+        match ImageRef::parse(line) {
+            Ok(r) if r.digest.is_some() && r.tag.is_some() => {
+                if let Some(previous) = entries.insert(r.repository.clone(), line.to_owned()) {
+                    if previous != line {
+                        problems.push(format!(
+                            "{at}: {} is listed twice ({previous} and {line})",
+                            r.repository
+                        ));
+                    }
+                }
+            }
+            Ok(_) => problems.push(format!("{at}: `{line}` is not `image:tag@sha256:digest`")),
+            Err(err) => problems.push(format!("{at}: `{line}`: {err}")),
+        }
+    }
+    if !problems.is_empty() {
+        bail!(
+            "{source}: {DIGESTS_FILE} is malformed:\n  {}",
+            problems.join("\n  ")
+        );
+    }
+    Ok(ImageDigests { entries })
+}
+
+impl ImageDigests {
+    /// The reference of extension `name`: repository exactly `ghcr.io/siderolabs/<name>`.
+    pub fn find(&self, name: &str) -> Option<&str> {
+        self.entries
+            .get(&format!("{EXTENSIONS_REPOSITORY}/{name}"))
+            .map(String::as_str)
+    }
+
+    /// Short names of every official extension listed, for "did you mean" hints.
+    pub fn names(&self) -> Vec<&str> {
+        self.entries
+            .keys()
+            .filter_map(|r| r.strip_prefix(EXTENSIONS_REPOSITORY)?.strip_prefix('/'))
+            .filter(|n| !n.contains('/'))
+            .collect()
+    }
+}
+
+/// The extensions image reference for a Talos version.
+pub fn extensions_image(talos_version: &str) -> String {
+    format!("{EXTENSIONS_REPOSITORY}/extensions:{talos_version}")
+}
+
+/// A lock for `names`, every entry taken from `digests`; fails naming every absent extension.
+pub fn lock_from_digests(
+    talos_version: &str,
+    image_with_digest: &str,
+    digests: &ImageDigests,
+    names: &BTreeSet<String>,
+) -> Result<Lock> {
+    let mut extensions = BTreeMap::new();
+    let mut absent = Vec::new();
+    for name in names {
+        match digests.find(name) {
+            Some(reference) => {
+                extensions.insert(name.clone(), reference.to_owned());
+            }
+            None => {
+                let hint = match diag::closest(name, &digests.names()) {
+                    Some(near) => format!(" (did you mean `{near}`?)"),
+                    None => String::new(),
+                };
+                absent.push(format!(
+                    "`{name}`: no {EXTENSIONS_REPOSITORY}/{name} line{hint}"
+                ));
+            }
+        }
+    }
+    if !absent.is_empty() {
+        bail!(
+            "Talos {talos_version} has no such extension in {image_with_digest} ({DIGESTS_FILE}):\n  {}\n    fix: check the names in variants/*.json against the extensions published for Talos {talos_version}",
+            absent.join("\n  ")
+        );
+    }
+    Ok(Lock {
+        talos_version: talos_version.to_owned(),
+        extensions_image: image_with_digest.to_owned(),
+        extensions,
+    })
+}
+
+/// Every extension any of `variants` uses.
+pub fn used_extensions(variants: &[Variant]) -> BTreeSet<String> {
+    variants
+        .iter()
+        .flat_map(|v| v.all_extensions().map(str::to_owned))
+        .collect()
+}
+
+/// What differs between the committed lock and a fresh resolution; each finding ends with `fix`.
+pub fn compare(current: Option<&Lock>, fresh: &Lock, fix: &str) -> Vec<Finding> {
+    let Some(current) = current else {
+        return vec![Finding::new(SHOWN, "", "missing: there is no lock file").fix(fix)];
+    };
+    let mut findings = Vec::new();
+    if current.talos_version != fresh.talos_version {
+        findings.push(
+            Finding::new(
+                SHOWN,
+                "talos_version",
+                format!("stale: resolving for Talos {}", fresh.talos_version),
+            )
+            .value(&current.talos_version)
+            .fix(fix),
+        );
+    }
+    if current.extensions_image != fresh.extensions_image {
+        findings.push(
+            Finding::new(
+                SHOWN,
+                "extensions_image",
+                format!("stale: the registry serves {}", fresh.extensions_image),
+            )
+            .value(&current.extensions_image)
+            .fix(fix),
+        );
+    }
+    for (name, want) in &fresh.extensions {
+        let field = format!("extensions.{name}");
+        match current.extensions.get(name) {
+            None => findings.push(
+                Finding::new(SHOWN, field, format!("missing: the registry has {want}")).fix(fix),
+            ),
+            Some(have) if have == want => {}
+            Some(have) => {
+                let problem = match ImageRef::parse(have) {
+                    Ok(r) if r.digest.is_none() => {
+                        format!("has no digest: the registry has {want}")
+                    }
+                    _ => format!("stale: the registry has {want}"),
+                };
+                findings.push(Finding::new(SHOWN, field, problem).value(have).fix(fix));
+            }
+        }
+    }
+    for (name, have) in &current.extensions {
+        if !fresh.extensions.contains_key(name) {
+            findings.push(
+                Finding::new(
+                    SHOWN,
+                    format!("extensions.{name}"),
+                    "not used by any variant",
+                )
+                .value(have)
+                .fix(fix),
+            );
+        }
+    }
+    findings
+}
+
+/// `vX.Y.Z` with an optional pre-release suffix: what a Talos release tag looks like.
+pub fn check_version(version: &str) -> Result<()> {
+    let ok = version.strip_prefix('v').is_some_and(|rest| {
+        let (core, pre) = rest.split_once('-').unwrap_or((rest, ""));
+        core.split('.').count() == 3
+            && core
+                .split('.')
+                .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            && pre
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+    });
+    if !ok {
+        bail!("--talos-version {version:?} is not a Talos release tag\n    fix: write it as vMAJOR.MINOR.PATCH, e.g. v1.13.6");
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// I/O: the registry, the cache under target/, tar.
+
+/// The outcome of reading the extensions image.
+#[derive(Debug, Clone, Serialize)]
+pub struct Resolution {
+    pub lock: Lock,
+    /// The platform whose image carried `image-digests` (`None` for a single-platform tag).
+    pub platform: Option<String>,
+    /// skopeo commands this resolution ran (one index fetch plus at most one copy per platform
+    /// tried; the copy is skipped when target/lock already holds the image).
+    pub registry_commands: u32,
+}
+
+/// Reads `ghcr.io/siderolabs/extensions:<version>` and resolves `names` from its `image-digests`.
+pub fn resolve(
+    project: &Project,
+    skopeo: &Skopeo,
+    talos_version: &str,
+    names: &BTreeSet<String>,
+) -> Result<Resolution> {
+    let before = skopeo.commands_run();
+    let image = extensions_image(talos_version);
+    let raw = skopeo
+        .inspect_raw(&image)
+        .with_context(|| format!("reading the extensions image for Talos {talos_version}"))?;
+    let index_digest = registry::sha256_digest(&raw);
+    let pinned = format!("{image}@{index_digest}");
+    let repository = format!("{EXTENSIONS_REPOSITORY}/extensions");
+    let (candidates, platforms): (Vec<String>, Vec<Option<String>>) =
+        match parse_manifest(&raw, &image)? {
+            Manifest::Image(_) => (vec![index_digest.clone()], vec![None]),
+            Manifest::Index(manifests) => {
+                let order = platform_order(&manifests);
+                if order.is_empty() {
+                    bail!("{pinned}: the index lists no image manifest");
+                }
+                order
+                    .iter()
+                    .map(|d| (d.digest.clone(), d.platform.as_ref().map(|p| p.to_string())))
+                    .unzip()
+            }
+        };
+    let mut tried = Vec::new();
+    for (digest, platform) in candidates.iter().zip(&platforms) {
+        if !crate::lockfile::is_sha256_digest(digest) {
+            bail!("{pinned}: index entry digest `{digest}` is not sha256:<64 hex digits>");
+        }
+        let reference = format!("{repository}@{digest}");
+        let dir = fetch_cached(project, skopeo, &reference, digest)?;
+        if let Some(text) = find_digests_file(&dir, &reference)? {
+            let digests = parse_image_digests(&text, &reference)?;
+            let lock = lock_from_digests(talos_version, &pinned, &digests, names)?;
+            return Ok(Resolution {
+                lock,
+                platform: platform.clone(),
+                registry_commands: skopeo.commands_run() - before,
+            });
+        }
+        tried.push(platform.clone().unwrap_or_else(|| digest.clone()));
+    }
+    bail!(
+        "{pinned} (Talos {talos_version}): no image carries an `{DIGESTS_FILE}` file (tried {})",
+        tried.join(", ")
+    )
+}
+
+/// The image `reference` copied into `target/lock/<hex>`, fetched only when not already there.
+fn fetch_cached(
+    project: &Project,
+    skopeo: &Skopeo,
+    reference: &str,
+    digest: &str,
+) -> Result<Utf8PathBuf> {
+    let cache = project.target_dir().join("lock");
+    let dir = cache.join(digest.trim_start_matches("sha256:"));
+    // A cached copy is used only if its manifest still hashes to the digest asked for.
+    let cached = std::fs::read(dir.join("manifest.json"))
+        .is_ok_and(|bytes| registry::sha256_digest(&bytes) == digest);
+    if cached {
+        return Ok(dir);
+    }
+    std::fs::create_dir_all(&cache).with_context(|| format!("creating {cache}"))?;
+    let tmp = cache.join(format!(
+        ".{}.tmp-{}",
+        digest.trim_start_matches("sha256:"),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&tmp);
+    if let Err(err) = skopeo.fetch_to_dir(reference, &tmp) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(err.context(format!("fetching {reference}")));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(&tmp, &dir).with_context(|| format!("renaming {tmp} to {dir}"))?;
+    Ok(dir)
+}
+
+/// The text of `image-digests` from the topmost layer that has it, or `None`.
+fn find_digests_file(dir: &Utf8Path, reference: &str) -> Result<Option<String>> {
+    let manifest_path = dir.join("manifest.json");
+    let bytes =
+        std::fs::read(&manifest_path).with_context(|| format!("reading {manifest_path}"))?;
+    let layers = match parse_manifest(&bytes, reference)? {
+        Manifest::Image(layers) => layers,
+        Manifest::Index(_) => bail!("{reference}: an index entry points to another index"),
+    };
+    let sh = Shell::new()?;
+    for layer in layers.iter().rev() {
+        let format = layer_format(layer, reference)?;
+        let hex = layer
+            .digest
+            .strip_prefix("sha256:")
+            .filter(|_| crate::lockfile::is_sha256_digest(&layer.digest))
+            .with_context(|| {
+                format!("{reference}: layer digest `{}` is not sha256", layer.digest)
+            })?;
+        let blob = dir.join(hex);
+        let corrupt = |what: String| {
+            anyhow::anyhow!(
+                "layer {} of {reference} is corrupt: {what}\n    fix: if the registry is a mirror, copy the image into it again; otherwise report it to the publisher",
+                layer.digest
+            )
+        };
+        let head = read_head(&blob)?;
+        let gzip = head.starts_with(&[0x1f, 0x8b]);
+        if (format == LayerFormat::Gzip) != gzip {
+            return Err(corrupt(format!(
+                "its media type is `{}` but its content {} gzip",
+                layer.media_type,
+                if gzip { "is" } else { "is not" }
+            )));
+        }
+        let z: &[&str] = if gzip { &["-z"] } else { &[] };
+        let listing = cmd!(sh, "tar -t {z...} -f {blob}")
+            .quiet()
+            .ignore_stderr()
+            .read()
+            .map_err(|e| corrupt(format!("`tar -t` failed: {e}")))?;
+        let Some(member) = listing
+            .lines()
+            .find(|m| m.trim_start_matches("./").trim_start_matches('/') == DIGESTS_FILE)
+        else {
+            continue;
+        };
+        let text = cmd!(sh, "tar -x {z...} -O -f {blob} {member}")
+            .quiet()
+            .ignore_stderr()
+            .read()
+            .map_err(|e| corrupt(format!("extracting {member} failed: {e}")))?;
+        return Ok(Some(text));
+    }
+    Ok(None)
+}
+
+fn read_head(path: &Utf8Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(4);
+    std::fs::File::open(path)
+        .with_context(|| format!("opening layer blob {path}"))?
+        .take(4)
+        .read_to_end(&mut head)
+        .with_context(|| format!("reading {path}"))?;
+    Ok(head)
+}
+
+/// The lock file if there is one.
+pub fn load_optional(project: &Project) -> Result<Option<Lock>> {
+    if project.lock_path().exists() {
+        Lock::load(project).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+/// The Talos version to lock for when none is given: the pinned upstream's, else the lock's.
+fn default_version(project: &Project, lock: Option<&Lock>) -> Result<String> {
+    let placeholder;
+    let lock = match lock {
+        Some(lock) => lock,
+        None => {
+            placeholder = Lock {
+                talos_version: String::new(),
+                extensions_image: String::new(),
+                extensions: BTreeMap::new(),
+            };
+            &placeholder
+        }
+    };
+    let version = pin::talos_version(project, lock)?.version;
+    if version.is_empty() {
+        bail!("no Talos version known: there is no {SHOWN} and the pinned upstream is not fetched\n    fix: pass --talos-version, or run `cargo xtask upstream` first");
+    }
+    Ok(version)
+}
+
+fn fix_command(talos_version: &str, skopeo: &Skopeo) -> String {
+    format!(
+        "run `cargo xtask lock --talos-version {talos_version}{}` and commit {SHOWN}",
+        skopeo.mirror_flags()
+    )
+}
+
+pub fn run(project: &Project, args: Args) -> Result<()> {
+    let variants = variants::load_all(project)?;
+    let names = used_extensions(&variants);
+    let current = match load_optional(project) {
+        Ok(current) => current,
+        // regenerating is the fix the error suggests, so it must not need a readable lock
+        Err(err) if !args.check && !args.dry_run => {
+            eprintln!("warning: {err:#}\nwriting a new one");
+            None
+        }
+        Err(err) => return Err(err),
+    };
+    let talos_version = match &args.talos_version {
+        Some(v) => {
+            check_version(v)?;
+            v.clone()
+        }
+        None => default_version(project, current.as_ref())?,
+    };
+    let skopeo = Skopeo::new(&args.registry)?;
+    let image = extensions_image(&talos_version);
+
+    if args.dry_run {
+        println!("{}", skopeo.inspect_raw_cmd(&image)?);
+        let copy = skopeo.copy_cmd(
+            &registry::Location::Registry(format!(
+                "{EXTENSIONS_REPOSITORY}/extensions@<digest of the linux/amd64 manifest>"
+            )),
+            &registry::Location::Local(format!(
+                "dir:{}/lock/<digest>",
+                project.display(&project.target_dir())
+            )),
+        )?;
+        println!("{copy}");
+        println!("tar -t -z -f <layer> && tar -x -z -O -f <layer> {DIGESTS_FILE}");
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        println!(
+            "# then {} {SHOWN} with: {}",
+            if args.check { "compare" } else { "write" },
+            names.join(" ")
+        );
+        return Ok(());
+    }
+
+    let resolution = resolve(project, &skopeo, &talos_version, &names)?;
+    let fix = fix_command(&talos_version, &skopeo);
+    let findings = compare(current.as_ref(), &resolution.lock, &fix);
+
+    if args.check {
+        if args.json {
+            let problems: Vec<String> = findings.iter().map(|f| f.to_string()).collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "up_to_date": findings.is_empty(),
+                    "problems": problems,
+                    "resolution": resolution,
+                }))?
+            );
+        }
+        diag::into_result(&format!("{SHOWN} is not up to date"), findings)?;
+        if !args.json {
+            println!(
+                "{SHOWN} is up to date with {} ({} registry command{})",
+                resolution.lock.extensions_image,
+                resolution.registry_commands,
+                if resolution.registry_commands == 1 {
+                    ""
+                } else {
+                    "s"
+                }
+            );
+        }
+        return Ok(());
+    }
+
+    let path = project.lock_path();
+    let text = resolution.lock.to_text();
+    let changed = !findings.is_empty();
+    if changed {
+        crate::fsutil::write_atomic(&path, text.as_bytes())?;
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "changed": changed,
+                "lock": resolution.lock,
+                "platform": resolution.platform,
+                "registry_commands": resolution.registry_commands,
+            }))?
+        );
+    } else {
+        print!("{}", render(&resolution, current.as_ref(), changed));
+    }
+    Ok(())
+}
+
+fn render(resolution: &Resolution, previous: Option<&Lock>, changed: bool) -> String {
+    let lock = &resolution.lock;
+    let mut out = String::new();
+    writeln!(
+        out,
+        "Talos {}: {}{}",
+        lock.talos_version,
+        lock.extensions_image,
+        resolution
+            .platform
+            .as_ref()
+            .map(|p| format!(" ({DIGESTS_FILE} read from {p})"))
+            .unwrap_or_default()
+    )
+    .unwrap();
+    for (name, reference) in &lock.extensions {
+        let state = match previous.and_then(|p| p.extensions.get(name)) {
+            None => "added",
+            Some(old) if old == reference => "unchanged",
+            Some(old) if !old.contains('@') => "pinned",
+            Some(_) => "updated",
+        };
+        writeln!(out, "  {name:<10} {reference}  ({state})").unwrap();
+    }
+    if let Some(previous) = previous {
+        for name in previous.extensions.keys() {
+            if !lock.extensions.contains_key(name) {
+                writeln!(out, "  {name:<10} removed (no variant uses it)").unwrap();
+            }
+        }
+    }
+    if changed {
+        writeln!(out, "wrote {SHOWN}: review and commit it").unwrap();
+    } else {
+        writeln!(out, "{SHOWN} is up to date").unwrap();
+    }
+    writeln!(
+        out,
+        "registry: {} command{}",
+        resolution.registry_commands,
+        if resolution.registry_commands == 1 {
+            ""
+        } else {
+            "s"
+        }
+    )
+    .unwrap();
+    out
+}
+
+/// What the build step calls before building anything: the lock it must build from.
+///
+/// With `locked`, any missing, stale or unpinned entry for `variants` is an error listing every
+/// problem and the fix (nothing is fetched). Without it, a missing, stale or unpinned lock is
+/// resolved from the registry (mirrors and auth from `skopeo`), missing and unpinned entries are
+/// filled and written to the lock, and the caller is told so on stderr; pinned entries are kept.
+/// If the registry cannot be reached, unpinned entries are built as they are (with a warning),
+/// but missing ones fail.
+pub fn ensure(
+    project: &Project,
+    variants: &[Variant],
+    locked: bool,
+    skopeo: &Skopeo,
+) -> Result<Lock> {
+    let current = load_optional(project)?;
+    let talos_version = default_version(project, current.as_ref())?;
+    let fix = fix_command(&talos_version, skopeo);
+    let problems = match &current {
+        Some(lock) => lock.locked_problems(variants, &talos_version),
+        None => vec![Finding::new(SHOWN, "", "missing: there is no lock file").fix(fix.clone())],
+    };
+    if problems.is_empty() {
+        return Ok(current.expect("no problems means a lock exists"));
+    }
+    if locked {
+        diag::into_result(
+            &format!("--locked: {SHOWN} cannot be used as it is"),
+            problems.clone(),
+        )?;
+    }
+    eprintln!(
+        "{SHOWN}: {} problem{} for Talos {talos_version}; resolving from the registry",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    );
+    let names = used_extensions(variants);
+    let resolution = match resolve(project, skopeo, &talos_version, &names) {
+        Ok(resolution) => resolution,
+        Err(err) => {
+            let only_unpinned = current.as_ref().is_some_and(|lock| {
+                lock.talos_version == talos_version
+                    && variants.iter().all(|v| lock.resolve(v).missing.is_empty())
+            });
+            if only_unpinned {
+                eprintln!("warning: could not pin the lock ({err:#}); building with the unpinned entries as they are");
+                return Ok(current.expect("checked above"));
+            }
+            return Err(err.context(format!(
+                "{SHOWN} is missing entries and the registry could not fill them"
+            )));
+        }
+    };
+    let mut lock = resolution.lock;
+    if let Some(current) = current.filter(|c| c.talos_version == talos_version) {
+        for (name, reference) in &current.extensions {
+            let pinned = ImageRef::parse(reference).is_ok_and(|r| r.digest.is_some());
+            match lock.extensions.get(name) {
+                Some(fresh) if pinned && fresh != reference => {
+                    eprintln!("warning: {SHOWN}: extensions.{name} = {reference} but the registry has {fresh}; keeping the locked one ({fix})");
+                    lock.extensions.insert(name.clone(), reference.clone());
+                }
+                None => {
+                    // not used by the variants being built: keep it for the others
+                    lock.extensions.insert(name.clone(), reference.clone());
+                }
+                _ => {}
+            }
+        }
+    }
+    crate::fsutil::write_atomic(&project.lock_path(), lock.to_text().as_bytes())?;
+    eprintln!(
+        "filled {SHOWN} from {} ({} registry commands): review and commit it",
+        lock.extensions_image, resolution.registry_commands
+    );
+    Ok(lock)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+    const D3: &str = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
+
+    fn digests() -> ImageDigests {
+        parse_image_digests(
+            &format!(
+                "ghcr.io/siderolabs/zfs-utils:1.0@{D1}\n\
+                 ghcr.io/siderolabs/openzfs:2.0@{D1}\n\
+                 ghcr.io/otherorg/zfs:9.9@{D1}\n\
+                 ghcr.io/siderolabs/extra/zfs:1@{D1}\n\
+                 \n# comment\n\
+                 ghcr.io/siderolabs/zfs:2.4.3-v1.13.6@{D2}\n\
+                 ghcr.io/siderolabs/drbd:9.3.2-v1.13.6@{D3}\n"
+            ),
+            "test",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn names_match_the_exact_repository_only() {
+        let d = digests();
+        assert_eq!(
+            d.find("zfs"),
+            Some(format!("ghcr.io/siderolabs/zfs:2.4.3-v1.13.6@{D2}").as_str())
+        );
+        assert_eq!(
+            d.find("zfs-utils"),
+            Some(format!("ghcr.io/siderolabs/zfs-utils:1.0@{D1}").as_str())
+        );
+        assert_eq!(d.find("utils"), None);
+        assert_eq!(d.find("fs"), None);
+        assert_eq!(d.names(), ["drbd", "openzfs", "zfs", "zfs-utils"]);
+    }
+
+    #[test]
+    fn absent_extensions_are_named_with_the_talos_version() {
+        let names: BTreeSet<String> = ["drbd", "zfs", "tailscale", "zfs-util"]
+            .map(String::from)
+            .into();
+        let err = lock_from_digests("v1.13.6", "img@x", &digests(), &names)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("Talos v1.13.6 has no such extension in img@x"),
+            "{err}"
+        );
+        assert!(
+            err.contains("`tailscale`: no ghcr.io/siderolabs/tailscale line"),
+            "{err}"
+        );
+        assert!(
+            err.contains(
+                "`zfs-util`: no ghcr.io/siderolabs/zfs-util line (did you mean `zfs-utils`?)"
+            ),
+            "{err}"
+        );
+        assert!(!err.contains("`zfs`:") && !err.contains("`drbd`:"), "{err}");
+    }
+
+    #[test]
+    fn malformed_or_ambiguous_digest_files_are_rejected() {
+        let err = parse_image_digests(
+            &format!("ghcr.io/siderolabs/zfs:1\nghcr.io/siderolabs/a:1@{D1}\nghcr.io/siderolabs/a:2@{D2}\nnot a ref\n"),
+            "src",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("line 1: `ghcr.io/siderolabs/zfs:1` is not `image:tag@sha256:digest`"),
+            "{err}"
+        );
+        assert!(
+            err.contains("line 3: ghcr.io/siderolabs/a is listed twice"),
+            "{err}"
+        );
+        assert!(err.contains("line 4: `not a ref`"), "{err}");
+    }
+
+    fn desc(media_type: &str, platform: Option<(&str, &str)>, digest: &str) -> Descriptor {
+        Descriptor {
+            media_type: media_type.into(),
+            digest: digest.into(),
+            size: 1,
+            platform: platform.map(|(os, architecture)| Platform {
+                os: os.into(),
+                architecture: architecture.into(),
+                variant: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn amd64_is_tried_first_and_attestations_never() {
+        let manifests = [
+            desc(media::OCI_MANIFEST, Some(("linux", "arm64")), D1),
+            desc(media::OCI_MANIFEST, Some(("unknown", "unknown")), D3),
+            desc(media::OCI_MANIFEST, Some(("linux", "amd64")), D2),
+            desc(media::OCI_INDEX, Some(("linux", "s390x")), D3),
+        ];
+        let order: Vec<&str> = platform_order(&manifests)
+            .iter()
+            .map(|d| d.digest.as_str())
+            .collect();
+        assert_eq!(order, [D2, D1]);
+    }
+
+    #[test]
+    fn manifest_media_types_are_checked() {
+        let index = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[]}}"#,
+            media::DOCKER_LIST
+        );
+        assert_eq!(
+            parse_manifest(index.as_bytes(), "r").unwrap(),
+            Manifest::Index(vec![])
+        );
+        let bare = r#"{"schemaVersion":2,"config":{"digest":"d"},"layers":[]}"#;
+        assert_eq!(
+            parse_manifest(bare.as_bytes(), "r").unwrap(),
+            Manifest::Image(vec![])
+        );
+        let helm = r#"{"schemaVersion":2,"mediaType":"application/vnd.cncf.helm.chart.v1+json","layers":[]}"#;
+        let err = parse_manifest(helm.as_bytes(), "ghcr.io/x/y:1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "ghcr.io/x/y:1: unexpected media type `application/vnd.cncf.helm.chart.v1+json`"
+            ),
+            "{err}"
+        );
+        let v1 = r#"{"schemaVersion":1,"name":"x"}"#;
+        assert!(parse_manifest(v1.as_bytes(), "r")
+            .unwrap_err()
+            .to_string()
+            .contains("schemaVersion Some(1) is not supported"));
+        let zstd = desc("application/vnd.oci.image.layer.v1.tar+zstd", None, D1);
+        assert!(layer_format(&zstd, "img")
+            .unwrap_err()
+            .to_string()
+            .contains(&format!(
+                "layer {D1} of img has media type `application/vnd.oci.image.layer.v1.tar+zstd`"
+            )));
+    }
+
+    fn lock(extensions: &[(&str, &str)]) -> Lock {
+        Lock {
+            talos_version: "v1.13.6".into(),
+            extensions_image: format!("ghcr.io/siderolabs/extensions:v1.13.6@{D1}"),
+            extensions: extensions
+                .iter()
+                .map(|(n, r)| (n.to_string(), r.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn compare_lists_every_missing_stale_and_unused_entry() {
+        let zfs = format!("ghcr.io/siderolabs/zfs:2@{D2}");
+        let drbd = format!("ghcr.io/siderolabs/drbd:9@{D3}");
+        let fresh = lock(&[
+            ("zfs", &zfs),
+            ("drbd", &drbd),
+            ("spin", &format!("ghcr.io/siderolabs/spin:1@{D1}")),
+        ]);
+        let current = lock(&[
+            ("zfs", &format!("ghcr.io/siderolabs/zfs:2@{D1}")),
+            ("spin", "ghcr.io/siderolabs/spin:1"),
+            ("old", "ghcr.io/siderolabs/old:1"),
+        ]);
+        let findings: Vec<String> = compare(Some(&current), &fresh, "FIX")
+            .iter()
+            .map(|f| f.to_string())
+            .collect();
+        assert_eq!(findings.len(), 4, "{findings:#?}");
+        assert!(findings
+            .iter()
+            .any(|f| f.contains("`extensions.drbd`: missing: the registry has")));
+        assert!(findings.iter().any(|f| f.contains(&format!(
+            "`extensions.zfs` = ghcr.io/siderolabs/zfs:2@{D1}: stale: the registry has {zfs}"
+        ))));
+        assert!(findings
+            .iter()
+            .any(|f| f.contains("`extensions.spin` = ghcr.io/siderolabs/spin:1: has no digest")));
+        assert!(findings
+            .iter()
+            .any(|f| f
+                .contains("`extensions.old` = ghcr.io/siderolabs/old:1: not used by any variant")));
+        assert!(findings.iter().all(|f| f.ends_with("fix: FIX")));
+        assert!(compare(Some(&fresh), &fresh, "FIX").is_empty());
+        assert_eq!(compare(None, &fresh, "FIX").len(), 1);
+    }
+
+    #[test]
+    fn talos_versions_are_release_tags() {
+        for good in ["v1.13.6", "v1.14.0-beta.1"] {
+            check_version(good).unwrap();
+        }
+        for bad in ["1.13.6", "v1.13", "latest", "v1.13.6 ", "v1.x.0"] {
+            assert!(check_version(bad).is_err(), "{bad}");
+        }
+    }
+}

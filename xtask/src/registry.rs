@@ -1,0 +1,784 @@
+//! The registry client: skopeo, wrapped in a small typed API that every stage shares (lock
+//! resolution, build publishing, smoke tag checks).
+//!
+//! Why an external tool and not a crate: see docs/registry-client.md (an HTTP/TLS stack would
+//! triple xtask's cold build; skopeo already speaks the distribution protocol, bearer-token auth
+//! and every auth file format).
+//!
+//! What this layer adds on top of skopeo:
+//! - mirrors: `--registry-mirror ghcr.io=HOST:PORT` (repeatable, or `REGISTRY_MIRRORS`) rewrites
+//!   references to a plain-HTTP mirror, for air-gapped users and for the tests;
+//! - auth: `--authfile`/`REGISTRY_AUTH_FILE`, skopeo's default auth files, or `GITHUB_TOKEN` for
+//!   ghcr.io, handed to skopeo in a private temporary auth file so it never appears on a command
+//!   line, in `--dry-run` output or in an error;
+//! - bounded retries with exponential backoff on 429, 5xx, timeouts and refused connections, and
+//!   errors that say which reference was not found or not allowed;
+//! - a count of the registry commands run, so callers can report what a stage cost.
+
+use std::cell::Cell;
+use std::fmt;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use camino::{Utf8Path, Utf8PathBuf};
+use xshell::{cmd, Shell};
+
+/// Registry options shared by every subcommand that talks to a registry.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RegistryArgs {
+    /// Resolve `REGISTRY` through the plain-HTTP mirror `HOST:PORT` instead, e.g.
+    /// `ghcr.io=127.0.0.1:5000` (repeatable; env: comma-separated list).
+    #[arg(
+        long = "registry-mirror",
+        value_name = "REGISTRY=HOST:PORT",
+        env = "REGISTRY_MIRRORS",
+        value_delimiter = ','
+    )]
+    pub mirrors: Vec<String>,
+    /// Credentials file (containers auth.json or docker config.json). Default: skopeo's lookup
+    /// ($REGISTRY_AUTH_FILE, containers/auth.json, ~/.docker/config.json); $GITHUB_TOKEN is used
+    /// for ghcr.io when no file is given.
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<Utf8PathBuf>,
+}
+
+/// `ghcr.io=127.0.0.1:5000`: references on `registry` are fetched from `endpoint` over plain HTTP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mirror {
+    pub registry: String,
+    pub endpoint: String,
+}
+
+impl Mirror {
+    pub fn parse(spec: &str) -> Result<Mirror> {
+        let fix = "write it as REGISTRY=HOST:PORT, e.g. --registry-mirror ghcr.io=127.0.0.1:5000";
+        let (registry, endpoint) = spec
+            .trim()
+            .split_once('=')
+            .with_context(|| format!("registry mirror `{spec}` has no `=`\n    fix: {fix}"))?;
+        let valid = |s: &str| {
+            !s.is_empty()
+                && !s.contains('/')
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        };
+        if !valid(registry) || !valid(endpoint) {
+            bail!("registry mirror `{spec}` is not REGISTRY=HOST:PORT (host names only, no scheme or path)\n    fix: {fix}");
+        }
+        Ok(Mirror {
+            registry: registry.to_owned(),
+            endpoint: endpoint.to_owned(),
+        })
+    }
+}
+
+/// Where a registry command spends its time before giving up, and how long it waits in between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    /// Total tries, the first included.
+    pub attempts: u32,
+    /// Wait before the second try; doubled for each further one.
+    pub base: Duration,
+    /// Timeout of one read (`inspect`), skopeo's `--command-timeout`; copies get ten times it,
+    /// since they move whole images.
+    pub timeout: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Retry {
+        Retry {
+            attempts: 4,
+            base: Duration::from_secs(1),
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Retry {
+    /// The defaults, with `XTASK_RETRY_ATTEMPTS`, `XTASK_RETRY_BASE_MS` and
+    /// `XTASK_REGISTRY_TIMEOUT_SECS` applied (tests shorten them).
+    pub fn from_env() -> Result<Retry> {
+        let mut retry = Retry::default();
+        let var = |name: &str| -> Result<Option<u64>> {
+            match std::env::var(name) {
+                Ok(v) if !v.is_empty() => v.parse().map(Some).with_context(|| {
+                    format!("environment variable {name} = {v:?} is not a whole number")
+                }),
+                _ => Ok(None),
+            }
+        };
+        if let Some(n) = var("XTASK_RETRY_ATTEMPTS")? {
+            retry.attempts = (n as u32).clamp(1, 10);
+        }
+        if let Some(ms) = var("XTASK_RETRY_BASE_MS")? {
+            retry.base = Duration::from_millis(ms.min(60_000));
+        }
+        if let Some(secs) = var("XTASK_REGISTRY_TIMEOUT_SECS")? {
+            retry.timeout = Duration::from_secs(secs.max(1));
+        }
+        Ok(retry)
+    }
+
+    /// The wait after failed try number `attempt` (1-based).
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        self.base * 2u32.saturating_pow(attempt.saturating_sub(1).min(10))
+    }
+}
+
+/// What a failed registry command means for the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    NotFound,
+    Unauthorized,
+    Forbidden,
+    /// 429, 5xx, timeouts, refused or reset connections: worth another try.
+    Transient,
+    Other,
+}
+
+/// Classifies skopeo's error output (containers/image's messages, which carry the registry's
+/// error codes and HTTP statuses).
+pub fn classify(stderr: &str) -> Failure {
+    let s = stderr.to_ascii_lowercase();
+    let any = |needles: &[&str]| needles.iter().any(|n| s.contains(n));
+    if any(&[
+        "manifest unknown",
+        "name unknown",
+        "blob unknown",
+        "not found",
+        "status: 404",
+        "404 not found",
+    ]) {
+        Failure::NotFound
+    } else if any(&[
+        "unauthorized",
+        "authentication required",
+        "status: 401",
+        "invalid username/password",
+    ]) {
+        Failure::Unauthorized
+    } else if any(&["denied", "forbidden", "status: 403"]) {
+        Failure::Forbidden
+    } else if any(&[
+        "toomanyrequests",
+        "too many requests",
+        "status: 429",
+        "status: 500",
+        "status: 502",
+        "status: 503",
+        "status: 504",
+        "internal server error",
+        "bad gateway",
+        "service unavailable",
+        "gateway timeout",
+        "timeout",
+        "deadline exceeded",
+        "connection refused",
+        "connection reset",
+        "broken pipe",
+        "unexpected eof",
+        "no such host",
+        "network is unreachable",
+    ]) {
+        Failure::Transient
+    } else {
+        Failure::Other
+    }
+}
+
+/// A registry command failed; `failure` says how.
+#[derive(Debug)]
+pub struct RegistryError {
+    pub reference: String,
+    pub failure: Failure,
+    pub message: String,
+}
+
+impl fmt::Display for RegistryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = &self.reference;
+        match self.failure {
+            Failure::NotFound => write!(f, "{r} was not found in the registry")?,
+            Failure::Unauthorized => write!(
+                f,
+                "{r}: the registry refused the credentials (401 unauthorized)\n    fix: log in with `skopeo login`, pass --authfile, or set GITHUB_TOKEN for ghcr.io"
+            )?,
+            Failure::Forbidden => write!(
+                f,
+                "{r}: access denied (403): the credentials in use may not read or write it"
+            )?,
+            Failure::Transient => write!(f, "{r}: the registry could not be reached")?,
+            Failure::Other => write!(f, "{r}: the registry command failed")?,
+        }
+        write!(f, "\n    skopeo said: {}", self.message)
+    }
+}
+
+impl std::error::Error for RegistryError {}
+
+/// One skopeo command line; printable exactly as it runs (it never carries a secret: credentials
+/// travel in a private auth file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkopeoCmd {
+    pub args: Vec<String>,
+    /// The reference errors name (as the user wrote it, before mirror rewriting).
+    pub reference: String,
+}
+
+impl fmt::Display for SkopeoCmd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "skopeo")?;
+        for arg in &self.args {
+            if arg.is_empty() || arg.contains(|c: char| c.is_whitespace() || c == '\'') {
+                write!(f, " '{}'", arg.replace('\'', r"'\''"))?;
+            } else {
+                write!(f, " {arg}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where a reference is actually fetched from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// `docker://…` transport string for skopeo.
+    pub transport: String,
+    /// Plain HTTP without certificate checks (mirrors, loopback registries).
+    pub insecure: bool,
+    pub host: String,
+}
+
+/// The registry client. Build one per subcommand run with `Skopeo::new` and share it.
+pub struct Skopeo {
+    mirrors: Vec<Mirror>,
+    authfile: Option<Utf8PathBuf>,
+    /// GITHUB_TOKEN credentials for ghcr.io, written to a private temp file on first use.
+    github_token: Option<Secret>,
+    token_file: std::cell::OnceCell<TempAuthFile>,
+    retry: Retry,
+    /// Print mutating commands (copy to a registry) instead of running them.
+    #[allow(dead_code)] // set by build publishing (next stage)
+    pub dry_run: bool,
+    commands: Cell<u32>,
+}
+
+struct Secret {
+    user: String,
+    token: String,
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret({}:***)", self.user)
+    }
+}
+
+impl Skopeo {
+    pub fn new(args: &RegistryArgs) -> Result<Skopeo> {
+        let mirrors = args
+            .mirrors
+            .iter()
+            .filter(|m| !m.trim().is_empty())
+            .map(|m| Mirror::parse(m))
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(file) = &args.authfile {
+            if !file.is_file() {
+                bail!("--authfile {file}: no such file");
+            }
+        }
+        let github_token = std::env::var("GITHUB_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+            .map(|token| Secret {
+                user: std::env::var("GITHUB_ACTOR")
+                    .ok()
+                    .filter(|u| !u.is_empty())
+                    .unwrap_or_else(|| "token".into()),
+                token,
+            });
+        Ok(Skopeo {
+            mirrors,
+            authfile: args.authfile.clone(),
+            github_token,
+            token_file: Default::default(),
+            retry: Retry::from_env()?,
+            dry_run: false,
+            commands: Cell::new(0),
+        })
+    }
+
+    #[allow(dead_code)] // API for build publishing and smoke tag checks
+    pub fn mirrors(&self) -> &[Mirror] {
+        &self.mirrors
+    }
+
+    /// The flags that reproduce this client's mirrors, for "run this to fix it" hints.
+    pub fn mirror_flags(&self) -> String {
+        self.mirrors
+            .iter()
+            .map(|m| format!(" --registry-mirror {}={}", m.registry, m.endpoint))
+            .collect()
+    }
+
+    /// Registry commands run so far (tries included).
+    pub fn commands_run(&self) -> u32 {
+        self.commands.get()
+    }
+
+    /// Where `reference` (`host/path[:tag][@digest]`) is fetched from, mirrors applied.
+    pub fn target(&self, reference: &str) -> Target {
+        let (host, rest) = split_host(reference);
+        match self.mirrors.iter().find(|m| m.registry == host) {
+            Some(m) => Target {
+                transport: format!("docker://{}/{rest}", m.endpoint),
+                insecure: true,
+                host: m.endpoint.clone(),
+            },
+            None => Target {
+                transport: format!("docker://{reference}"),
+                insecure: is_loopback(host),
+                host: host.to_owned(),
+            },
+        }
+    }
+
+    /// Auth flags for `host`; `prefix` is `""`, `"src-"` or `"dest-"`.
+    fn auth_args(&self, host: &str, prefix: &str) -> Result<Vec<String>> {
+        if let Some(file) = &self.authfile {
+            return Ok(vec![format!("--{prefix}authfile"), file.to_string()]);
+        }
+        if host == "ghcr.io" && std::env::var_os("REGISTRY_AUTH_FILE").is_none() {
+            if let Some(secret) = &self.github_token {
+                let file = match self.token_file.get() {
+                    Some(file) => file,
+                    None => {
+                        let file = TempAuthFile::write(host, secret)?;
+                        self.token_file.get_or_init(|| file)
+                    }
+                };
+                return Ok(vec![format!("--{prefix}authfile"), file.path.to_string()]);
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    fn timeout_args(&self, factor: u32) -> Vec<String> {
+        vec![
+            "--command-timeout".into(),
+            format!("{}s", (self.retry.timeout * factor).as_secs()),
+        ]
+    }
+
+    /// `skopeo inspect --raw docker://REF`: the manifest or index exactly as the registry serves it.
+    pub fn inspect_raw_cmd(&self, reference: &str) -> Result<SkopeoCmd> {
+        let target = self.target(reference);
+        let mut args = self.timeout_args(1);
+        args.extend(["inspect".into(), "--raw".into()]);
+        if target.insecure {
+            args.push("--tls-verify=false".into());
+        }
+        args.extend(self.auth_args(&target.host, "")?);
+        args.push(target.transport);
+        Ok(SkopeoCmd {
+            args,
+            reference: reference.to_owned(),
+        })
+    }
+
+    /// `skopeo copy SRC DEST` where either side may be a registry reference
+    /// (`Location::Registry`) or a local transport (`dir:`, `oci:`, `docker-archive:`).
+    pub fn copy_cmd(&self, src: &Location, dest: &Location) -> Result<SkopeoCmd> {
+        let mut args = self.timeout_args(10);
+        args.extend(["copy".into(), "--quiet".into(), "--preserve-digests".into()]);
+        let mut reference = String::new();
+        let mut endpoint = |location: &Location, prefix: &str, args: &mut Vec<String>| {
+            Ok::<_, anyhow::Error>(match location {
+                Location::Registry(r) => {
+                    let target = self.target(r);
+                    if target.insecure {
+                        args.push(format!("--{prefix}tls-verify=false"));
+                    }
+                    args.extend(self.auth_args(&target.host, prefix)?);
+                    if reference.is_empty() {
+                        reference = r.clone();
+                    }
+                    target.transport
+                }
+                Location::Local(transport) => transport.clone(),
+            })
+        };
+        let from = endpoint(src, "src-", &mut args)?;
+        let to = endpoint(dest, "dest-", &mut args)?;
+        args.extend([from, to]);
+        if reference.is_empty() {
+            reference = src.to_string();
+        }
+        Ok(SkopeoCmd { args, reference })
+    }
+
+    /// The manifest or index bytes of `reference`.
+    pub fn inspect_raw(&self, reference: &str) -> Result<Vec<u8>> {
+        let cmd = self.inspect_raw_cmd(reference)?;
+        self.run(&cmd)
+    }
+
+    /// The digest of `reference` as the registry serves it: sha256 of its raw manifest bytes.
+    #[allow(dead_code)] // API for build publishing and smoke tag checks
+    pub fn digest(&self, reference: &str) -> Result<String> {
+        Ok(sha256_digest(&self.inspect_raw(reference)?))
+    }
+
+    /// Whether `reference` exists; only "not found" counts as no, other failures are errors.
+    #[allow(dead_code)] // API for build publishing and smoke tag checks
+    pub fn exists(&self, reference: &str) -> Result<bool> {
+        match self.inspect_raw(reference) {
+            Ok(_) => Ok(true),
+            Err(err) => match err.downcast_ref::<RegistryError>() {
+                Some(e) if e.failure == Failure::NotFound => Ok(false),
+                _ => Err(err),
+            },
+        }
+    }
+
+    /// Copies one image (by digest, so it cannot move underneath) into a `dir:` layout: its
+    /// manifest as `manifest.json` and every blob under its hex digest, compressed as served.
+    pub fn fetch_to_dir(&self, reference: &str, dir: &Utf8Path) -> Result<()> {
+        let cmd = self.copy_cmd(
+            &Location::Registry(reference.to_owned()),
+            &Location::Local(format!("dir:{dir}")),
+        )?;
+        self.run(&cmd)?;
+        Ok(())
+    }
+
+    /// Copies between two locations; printed instead of run under `dry_run` (publishing uses it).
+    #[allow(dead_code)] // API for build publishing and smoke tag checks
+    pub fn copy(&self, src: &Location, dest: &Location) -> Result<()> {
+        let cmd = self.copy_cmd(src, dest)?;
+        if self.dry_run {
+            println!("{cmd}");
+            return Ok(());
+        }
+        self.run(&cmd)?;
+        Ok(())
+    }
+
+    /// Runs a registry command with bounded retries on transient failures; returns stdout.
+    pub fn run(&self, cmd: &SkopeoCmd) -> Result<Vec<u8>> {
+        let sh = Shell::new()?;
+        let args = &cmd.args;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.commands.set(self.commands.get() + 1);
+            let output = cmd!(sh, "skopeo {args...}")
+                .quiet()
+                .ignore_status()
+                .output()
+                .with_context(|| format!("running `{cmd}` (is skopeo installed?)"))?;
+            if output.status.success() {
+                return Ok(output.stdout);
+            }
+            let message = self.redact(&skopeo_message(&output.stderr));
+            let failure = classify(&message);
+            if failure == Failure::Transient && attempt < self.retry.attempts {
+                let wait = self.retry.backoff(attempt);
+                eprintln!(
+                    "registry: {}: {message}; try {attempt} of {} failed, retrying in {} ms",
+                    cmd.reference,
+                    self.retry.attempts,
+                    wait.as_millis()
+                );
+                std::thread::sleep(wait);
+                continue;
+            }
+            let error = RegistryError {
+                reference: cmd.reference.clone(),
+                failure,
+                message,
+            };
+            return Err(
+                anyhow::Error::new(error).context(if failure == Failure::Transient {
+                    format!(
+                        "gave up on {} after {attempt} tries over {} ms of backoff (`{cmd}`)",
+                        cmd.reference,
+                        (1..attempt)
+                            .map(|a| self.retry.backoff(a).as_millis())
+                            .sum::<u128>()
+                    )
+                } else {
+                    format!("`{cmd}` failed")
+                }),
+            );
+        }
+    }
+
+    /// Removes any credential from text that is about to be shown.
+    fn redact(&self, text: &str) -> String {
+        match &self.github_token {
+            Some(secret) => text.replace(&secret.token, "***"),
+            None => text.to_owned(),
+        }
+    }
+}
+
+/// One side of a copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// `host/path:tag` or `host/path@sha256:…`, mirrors and auth applied.
+    Registry(String),
+    /// A skopeo transport string used as is: `dir:PATH`, `oci:PATH:TAG`, `docker-archive:FILE`.
+    Local(String),
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Registry(r) | Location::Local(r) => f.write_str(r),
+        }
+    }
+}
+
+/// skopeo prints `time=… level=fatal msg="…"`; keep just the message.
+fn skopeo_message(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let text = text.trim();
+    let msg = text
+        .lines()
+        .rev()
+        .find_map(|line| {
+            let start = line.find("msg=\"")? + 5;
+            let body = &line[start..];
+            let end = body.rfind('"')?;
+            Some(body[..end].replace("\\\"", "\""))
+        })
+        .unwrap_or_else(|| text.to_owned());
+    // skopeo 1.9 wraps every inspect failure in this, whatever the cause
+    let msg = match msg.strip_prefix("Error parsing image name \"") {
+        Some(rest) => rest
+            .split_once("\": ")
+            .map_or(msg.clone(), |(_, cause)| cause.to_owned()),
+        None => msg,
+    };
+    if msg.is_empty() {
+        "(no error output)".into()
+    } else {
+        msg
+    }
+}
+
+fn split_host(reference: &str) -> (&str, &str) {
+    match reference.split_once('/') {
+        Some((host, rest)) if host.contains(['.', ':']) || host == "localhost" => (host, rest),
+        _ => ("docker.io", reference),
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    name == "localhost" || name.starts_with("127.") || name == "[::1]"
+}
+
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{:x}", sha2::Sha256::digest(bytes))
+}
+
+/// A containers auth.json holding one credential, readable by us only, removed on drop.
+struct TempAuthFile {
+    path: Utf8PathBuf,
+}
+
+impl TempAuthFile {
+    fn write(host: &str, secret: &Secret) -> Result<TempAuthFile> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = Utf8PathBuf::try_from(std::env::temp_dir()).context("temp dir is not UTF-8")?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let path = dir.join(format!("xtask-auth-{}-{nanos}.json", std::process::id()));
+        let auth = base64(format!("{}:{}", secret.user, secret.token).as_bytes());
+        let body = serde_json::json!({ "auths": { host: { "auth": auth } } });
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("creating the temporary auth file {path}"))?;
+        file.write_all(body.to_string().as_bytes())
+            .with_context(|| format!("writing {path}"))?;
+        Ok(TempAuthFile { path })
+    }
+}
+
+impl Drop for TempAuthFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | (b as u32) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn skopeo(mirrors: &[&str]) -> Skopeo {
+        let mut s = Skopeo::new(&RegistryArgs {
+            mirrors: mirrors.iter().map(|m| m.to_string()).collect(),
+            authfile: None,
+        })
+        .unwrap();
+        s.github_token = None;
+        s.retry = Retry::default();
+        s
+    }
+
+    #[test]
+    fn mirrors_rewrite_only_their_registry_and_skip_tls() {
+        let s = skopeo(&["ghcr.io=127.0.0.1:5000"]);
+        let t = s.target("ghcr.io/siderolabs/extensions:v1.13.6");
+        assert_eq!(
+            t.transport,
+            "docker://127.0.0.1:5000/siderolabs/extensions:v1.13.6"
+        );
+        assert!(t.insecure);
+        let other = s.target("quay.io/org/img@sha256:00");
+        assert_eq!(other.transport, "docker://quay.io/org/img@sha256:00");
+        assert!(!other.insecure);
+        assert!(s.target("localhost:5000/a/b:c").insecure);
+    }
+
+    #[test]
+    fn bad_mirror_specs_name_the_fix() {
+        for bad in ["ghcr.io", "ghcr.io=http://h:1", "=h:1", "ghcr.io/x=h:1"] {
+            let err = Mirror::parse(bad).unwrap_err().to_string();
+            assert!(err.contains("REGISTRY=HOST:PORT"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn commands_print_exactly_with_mirror_flags() {
+        let s = skopeo(&["ghcr.io=127.0.0.1:5000"]);
+        let cmd = s
+            .inspect_raw_cmd("ghcr.io/siderolabs/extensions:v1")
+            .unwrap();
+        assert_eq!(
+            cmd.to_string(),
+            "skopeo --command-timeout 60s inspect --raw --tls-verify=false docker://127.0.0.1:5000/siderolabs/extensions:v1"
+        );
+        let copy = s
+            .copy_cmd(
+                &Location::Local("docker-archive:out/installer-arm64.tar".into()),
+                &Location::Registry("ghcr.io/acme/talos:v1".into()),
+            )
+            .unwrap();
+        assert_eq!(copy.to_string(), "skopeo --command-timeout 600s copy --quiet --preserve-digests --dest-tls-verify=false docker-archive:out/installer-arm64.tar docker://127.0.0.1:5000/acme/talos:v1");
+        assert_eq!(copy.reference, "ghcr.io/acme/talos:v1");
+        assert_eq!(
+            s.mirror_flags(),
+            " --registry-mirror ghcr.io=127.0.0.1:5000"
+        );
+    }
+
+    #[test]
+    fn github_token_travels_in_a_private_file_never_on_the_command_line() {
+        let mut s = skopeo(&[]);
+        s.github_token = Some(Secret {
+            user: "ci".into(),
+            token: "ghp_secretvalue".into(),
+        });
+        let cmd = s.inspect_raw_cmd("ghcr.io/acme/img:v1").unwrap();
+        let shown = cmd.to_string();
+        assert!(!shown.contains("ghp_secretvalue"), "{shown}");
+        let file = &cmd.args[cmd.args.iter().position(|a| a == "--authfile").unwrap() + 1];
+        let text = std::fs::read_to_string(file).unwrap();
+        assert!(text.contains(&base64(b"ci:ghp_secretvalue")), "{text}");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "auth file readable by others: {mode:o}");
+        assert_eq!(
+            s.redact("denied for ghp_secretvalue"),
+            "denied for ***",
+            "errors never show the token"
+        );
+        // Other registries never receive the GitHub token.
+        assert!(!s
+            .inspect_raw_cmd("quay.io/a/b:c")
+            .unwrap()
+            .args
+            .contains(&"--authfile".to_string()));
+        drop(s);
+        assert!(!std::path::Path::new(file).exists(), "auth file removed");
+    }
+
+    #[test]
+    fn base64_matches_the_standard_alphabet() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"user:tok"), "dXNlcjp0b2s=");
+    }
+
+    #[test]
+    fn failures_are_classified_from_skopeo_messages() {
+        let cases = [
+            ("reading manifest v1 in 127.0.0.1:5099/siderolabs/extensions: manifest unknown: manifest unknown", Failure::NotFound),
+            ("reading manifest latest in ghcr.io/acme/x: unauthorized: authentication required", Failure::Unauthorized),
+            ("reading manifest v1 in ghcr.io/acme/x: denied: permission_denied: read_package", Failure::Forbidden),
+            ("reading manifest v1 in ghcr.io/a/b: toomanyrequests: retry later", Failure::Transient),
+            ("received unexpected HTTP status: 503 Service Unavailable", Failure::Transient),
+            ("pinging container registry 127.0.0.1:5098: Get \"http://127.0.0.1:5098/v2/\": dial tcp 127.0.0.1:5098: connect: connection refused", Failure::Transient),
+            ("Get \"https://ghcr.io/v2/\": net/http: TLS handshake timeout", Failure::Transient),
+            ("invalid reference format", Failure::Other),
+        ];
+        for (message, expected) in cases {
+            assert_eq!(classify(message), expected, "{message}");
+        }
+    }
+
+    #[test]
+    fn skopeo_log_lines_reduce_to_the_message() {
+        let stderr = br#"time="2026-11-25T21:17:30Z" level=fatal msg="Error parsing image name \"docker://h/x:v1\": manifest unknown""#;
+        assert_eq!(skopeo_message(stderr), "manifest unknown");
+        let copy = br#"time="x" level=fatal msg="initializing source docker://h/x:v1: reading manifest v1 in h/x: manifest unknown""#;
+        assert_eq!(
+            skopeo_message(copy),
+            "initializing source docker://h/x:v1: reading manifest v1 in h/x: manifest unknown"
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_from_the_base() {
+        let r = Retry {
+            attempts: 4,
+            base: Duration::from_millis(100),
+            timeout: Duration::from_secs(1),
+        };
+        assert_eq!(
+            (1..4).map(|a| r.backoff(a).as_millis()).collect::<Vec<_>>(),
+            [100, 200, 400]
+        );
+    }
+}
