@@ -162,11 +162,11 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
     }
     // The lock comes first: with --locked nothing is built from a lock that is incomplete or
     // stale; without it, missing entries are resolved from the registry (and it says so).
+    let mut skopeo = crate::registry::Skopeo::new(&args.registry_client)?;
+    skopeo.dry_run = args.dry_run;
     if args.dry_run {
         warn_unusable_lock(project, &args.variants)?;
     } else {
-        let mut skopeo = crate::registry::Skopeo::new(&args.registry_client)?;
-        skopeo.dry_run = false;
         let selected =
             crate::variants::select(crate::variants::load_all(project)?, &args.variants)?;
         crate::lock::ensure(project, &selected, args.locked, &skopeo)?;
@@ -230,7 +230,7 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
 
     let records = build_all(&ctx, &plan, args.jobs.into())?;
     if args.push {
-        let publisher = Publisher::new(project, args.dry_run)?;
+        let publisher = Publisher::new(project, &skopeo);
         let tags = publish::build_tags(project, &plan.talos_version)?;
         let mut published = Vec::new();
         for (vp, mut record) in plan.variants.iter().zip(records) {
@@ -242,7 +242,7 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
             if vp.variant.builds(Output::Installer) {
                 let label = format!("[{}] push installer to {}", vp.name, vp.image);
                 let p = ctx.progress.run(&label, || {
-                    publisher.push_archive(&installer, &vp.image, &tags)
+                    publisher.push_archive("installer", &installer, &vp.image, &tags)
                 })?;
                 record.published.push(p);
                 record
@@ -262,10 +262,9 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
                 let started = Instant::now();
                 let image = crate::matchbox::image_for(&vp.image);
                 let label = format!("[{}] push matchbox to {image}", vp.name);
-                let mut p = ctx
-                    .progress
-                    .run(&label, || publisher.push_archive(&matchbox, &image, &tags))?;
-                p.kind = "matchbox".into();
+                let p = ctx.progress.run(&label, || {
+                    publisher.push_archive("matchbox", &matchbox, &image, &tags)
+                })?;
                 record.published.push(p);
                 record
                     .timings

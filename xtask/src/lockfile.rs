@@ -190,14 +190,6 @@ impl ImageRef {
             digest,
         })
     }
-
-    /// The last path component: `zfs` for `ghcr.io/siderolabs/zfs`.
-    pub fn name(&self) -> &str {
-        self.repository
-            .rsplit('/')
-            .next()
-            .unwrap_or(&self.repository)
-    }
 }
 
 pub fn is_sha256_digest(s: &str) -> bool {
@@ -222,7 +214,6 @@ mod tests {
         assert_eq!(r.repository, "ghcr.io/siderolabs/drbd");
         assert_eq!(r.tag.as_deref(), Some("9.3.2-v1.13.6"));
         assert_eq!(r.digest.as_deref(), Some(DIGEST));
-        assert_eq!(r.name(), "drbd");
         let local = ImageRef::parse("127.0.0.1:5000/siderolabs/spin:v0.25.1").unwrap();
         assert_eq!(local.repository, "127.0.0.1:5000/siderolabs/spin");
         assert_eq!(local.tag.as_deref(), Some("v0.25.1"));

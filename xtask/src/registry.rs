@@ -258,7 +258,6 @@ pub struct Skopeo {
     token_file: std::cell::OnceCell<TempAuthFile>,
     retry: Retry,
     /// Print mutating commands (copy to a registry) instead of running them.
-    #[allow(dead_code)] // set by build publishing (next stage)
     pub dry_run: bool,
     commands: Cell<u32>,
 }
@@ -390,7 +389,12 @@ impl Skopeo {
     /// (`Location::Registry`) or a local transport (`dir:`, `oci:`, `docker-archive:`).
     pub fn copy_cmd(&self, src: &Location, dest: &Location) -> Result<SkopeoCmd> {
         let mut args = self.timeout_args(10);
-        args.extend(["copy".into(), "--quiet".into(), "--preserve-digests".into()]);
+        args.extend(["copy".into(), "--quiet".into()]);
+        // Registry copies must not rewrite manifests (a digest names what was built); a copy
+        // between two local layouts is a format conversion (docker-archive to OCI) on purpose.
+        if matches!(src, Location::Registry(_)) || matches!(dest, Location::Registry(_)) {
+            args.push("--preserve-digests".into());
+        }
         let mut reference = String::new();
         let mut endpoint = |location: &Location, prefix: &str, args: &mut Vec<String>| {
             Ok::<_, anyhow::Error>(match location {
@@ -453,7 +457,6 @@ impl Skopeo {
     }
 
     /// Copies between two locations; printed instead of run under `dry_run` (publishing uses it).
-    #[allow(dead_code)] // API for build publishing and smoke tag checks
     pub fn copy(&self, src: &Location, dest: &Location) -> Result<()> {
         let cmd = self.copy_cmd(src, dest)?;
         if self.dry_run {

@@ -316,7 +316,7 @@ fn dry_run_prints_commands_without_an_engine_or_a_complete_lock() {
         "{text}"
     );
     assert!(
-        text.contains("skopeo copy --quiet --preserve-digests oci:"),
+        text.contains("copy --quiet --preserve-digests oci:"),
         "{text}"
     );
     assert!(
