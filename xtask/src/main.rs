@@ -13,6 +13,7 @@ mod variants;
 mod yaml;
 
 mod build;
+mod changed;
 mod plan;
 mod profiles;
 mod test;
@@ -43,6 +44,8 @@ enum Command {
     Profiles(profiles::Args),
     /// Build the images of every (or the selected) variant.
     Build(build::Args),
+    /// Decide from git what CI must build: nothing, some variants, or all (see docs/changed.md).
+    Changed(changed::Args),
     /// Install the test tools when missing (Debian/Ubuntu), start nothing by hand, run every test.
     Test(test::Args),
 }
@@ -64,6 +67,7 @@ fn try_main() -> anyhow::Result<()> {
         Command::Plan(args) => plan::run(&project, args),
         Command::Profiles(args) => profiles::run(&project, args),
         Command::Build(args) => build::run(&project, args),
+        Command::Changed(args) => changed::run(&project, args),
         Command::Test(args) => test::run(&project, args),
     }
 }
