@@ -81,10 +81,11 @@ impl Decision {
 /// Classifies every changed path and decides. Pure: the diff and variant lists come from git.
 pub fn decide(rules: &Rules, changes: Vec<Change>, known: &Known) -> Decision {
     let all_known: BTreeSet<String> = known.head.union(&known.base).cloned().collect();
+    let classifier = rules.classifier(&all_known);
     let classified: Vec<(Change, Class)> = changes
         .into_iter()
         .map(|change| {
-            let mut class = rules.classify(&change.path, &all_known);
+            let mut class = classifier.classify(&change.path);
             // A variant that cannot be a variant name is not built alone: fail closed.
             if let Class::Variants(names) = &class {
                 if names.iter().any(|n| !crate::variants::is_path_segment(n)) {

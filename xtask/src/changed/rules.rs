@@ -175,29 +175,62 @@ impl Rules {
         self.file_prefix.trim_end_matches('/')
     }
 
+    /// A classifier for these variants (every variant known at base or head): their input
+    /// patterns are compiled once, not per path.
+    pub fn classifier(&self, variants: &BTreeSet<String>) -> Classifier<'_> {
+        let inputs = variants
+            .iter()
+            .map(|name| {
+                let escaped = Pattern::escape(name);
+                let patterns = self
+                    .inputs
+                    .iter()
+                    .map(|input| Pattern::new(&input.replace(NAME, &escaped)))
+                    .collect::<Result<Vec<_>, _>>();
+                // An escaped name cannot break a pattern that compiled with `x` in its place.
+                (
+                    name.clone(),
+                    patterns.expect("variant input patterns were checked"),
+                )
+            })
+            .collect();
+        Classifier {
+            rules: self,
+            inputs,
+        }
+    }
+
     /// Classifies one path; `variants` are every variant known at base or head.
+    #[cfg(test)]
     pub fn classify(&self, path: &str, variants: &BTreeSet<String>) -> Class {
-        if let Some(pattern) = self.global.iter().find(|p| p.matches_with(path, MATCH)) {
+        self.classifier(variants).classify(path)
+    }
+}
+
+pub struct Classifier<'a> {
+    rules: &'a Rules,
+    inputs: Vec<(String, Vec<Pattern>)>,
+}
+
+impl Classifier<'_> {
+    pub fn classify(&self, path: &str) -> Class {
+        let rules = self.rules;
+        if let Some(pattern) = rules.global.iter().find(|p| p.matches_with(path, MATCH)) {
             return Class::Global(pattern.as_str().to_owned());
         }
         let mut hit = BTreeSet::new();
-        if let Some(name) = self.variant_of(path) {
+        if let Some(name) = rules.variant_of(path) {
             hit.insert(name);
         }
-        for name in variants {
-            let escaped = Pattern::escape(name);
-            let matches = self.inputs.iter().any(|input| {
-                Pattern::new(&input.replace(NAME, &escaped))
-                    .map_or(true, |p| p.matches_with(path, MATCH))
-            });
-            if matches {
+        for (name, patterns) in &self.inputs {
+            if patterns.iter().any(|p| p.matches_with(path, MATCH)) {
                 hit.insert(name.clone());
             }
         }
         if !hit.is_empty() {
             return Class::Variants(hit);
         }
-        if self.docs.iter().any(|p| p.matches_with(path, MATCH)) {
+        if rules.docs.iter().any(|p| p.matches_with(path, MATCH)) {
             return Class::Docs;
         }
         Class::Unknown
