@@ -15,6 +15,7 @@ mod git;
 mod output;
 mod rules;
 
+use std::collections::BTreeSet;
 use std::io::Write as _;
 
 use anyhow::{bail, Context, Result};
@@ -193,7 +194,7 @@ fn decide(project: &Project, repo: &Utf8Path, args: &Args, github: Option<&Githu
             return d;
         }
     };
-    let head_variants = |git: &Git, head: Option<&str>| -> BTreeSetOf {
+    let head_variants = |git: &Git, head: Option<&str>| -> BTreeSet<String> {
         head.and_then(|h| git.variants_at(h, &rules).ok())
             .or_else(|| git.variants_at("HEAD", &rules).ok())
             .unwrap_or_else(|| git::variants_on_disk(repo, &rules))
@@ -224,8 +225,6 @@ fn decide(project: &Project, repo: &Utf8Path, args: &Args, github: Option<&Githu
     decision
 }
 
-type BTreeSetOf = std::collections::BTreeSet<String>;
-
 fn compare(git: &mut Git, rules: &Rules, base: &Base, head: &str) -> Result<Decision> {
     let head = git.require_commit(head).context("reading head")?;
     let (base, how) = match base {
@@ -241,10 +240,14 @@ fn compare(git: &mut Git, rules: &Rules, base: &Base, head: &str) -> Result<Deci
         Base::MergeBase { branch, or_commit } => {
             let (tip, what) = match (git.branch_tip(branch), or_commit) {
                 (Ok(tip), _) => (tip, format!("branch `{}`", output::shown(branch))),
-                (Err(_), Some(commit)) => (
-                    git.require_commit(commit).context("reading base")?,
-                    output::shown(commit),
-                ),
+                (Err(err), Some(commit)) => {
+                    let sha = git.require_commit(commit).context("reading base")?;
+                    git.notes.push(format!(
+                        "branch `{}` cannot be read ({err:#}), so the event's base commit stands in",
+                        output::shown(branch)
+                    ));
+                    (sha, output::shown(commit))
+                }
                 (Err(err), None) => return Err(err),
             };
             let merge_base = git.merge_base(&tip, &head)?;

@@ -944,3 +944,29 @@ fn workflow_pins_only_github_actions_by_full_sha() {
         "top-level permissions are empty"
     );
 }
+
+#[test]
+fn workflow_decides_with_the_base_branch_code_and_gates_on_one_required_job() {
+    let text = std::fs::read_to_string(repo_root().join(".github/workflows/build.yml")).unwrap();
+    // The decision code and rules come from the base on pull requests and merge queues...
+    assert!(
+        text.contains("ref: ${{ github.event.pull_request.base.sha || github.event.merge_group.base_sha || github.sha }}\n          path: decide"),
+        "{text}"
+    );
+    // ...and run against the checkout of the commit to build.
+    assert!(text.contains("working-directory: decide\n        run: cargo xtask changed --github --format github --repo \"$GITHUB_WORKSPACE/repo\""));
+    // Matrix values reach the shell only through the environment.
+    assert!(
+        !text.contains("--variant ${{"),
+        "no expression expansion inside run scripts"
+    );
+    assert!(text.contains("matrix: ${{ fromJSON(needs.changed.outputs.matrix) }}"));
+    let required = text
+        .split("\n  required:\n")
+        .nth(1)
+        .expect("a required job");
+    assert!(required.contains("if: always()"));
+    assert!(required.contains("needs: [changed, test, build, publish]"));
+    // Only the publishing job may write packages.
+    assert_eq!(text.matches("packages: write").count(), 1);
+}
