@@ -52,6 +52,8 @@ pub const TOOLS: &[Tool] = &[
     tool("mkfs.vfat", "dosfstools"),
     tool("sgdisk", "gdisk"),
     tool("cpio", "cpio"),
+    // actionlint checks the workflows' `run:` scripts with shellcheck when it is on PATH.
+    tool("shellcheck", "shellcheck"),
     tool("/usr/share/AAVMF/AAVMF_CODE.fd", "qemu-efi-aarch64"),
     Tool {
         probe: "qemu-system-aarch64",
