@@ -59,7 +59,16 @@ pub fn text(d: &Decision) -> String {
             if d.files == 1 { "" } else { "s" }
         );
     }
-    for (change, class) in d.changes.iter().take(LISTED) {
+    // What decided the build first: unknown, global, variant inputs, then docs.
+    let rank = |class: &Class| match class {
+        Class::Unknown => 0,
+        Class::Global(_) => 1,
+        Class::Variants(_) => 2,
+        Class::Docs => 3,
+    };
+    let mut listed: Vec<_> = d.changes.iter().collect();
+    listed.sort_by_key(|(_, class)| rank(class));
+    for (change, class) in listed.into_iter().take(LISTED) {
         let class = match class {
             Class::Global(pattern) => format!("global ({pattern})"),
             Class::Variants(names) => {
@@ -277,6 +286,26 @@ mod tests {
             github_warning("a\n::error::b%"),
             "::warning::a%0A::error::b%25"
         );
+    }
+
+    #[test]
+    fn text_lists_what_decided_the_build_first() {
+        let mut d = decision();
+        let change = |path: &str| super::super::decision::Change {
+            status: 'M',
+            path: path.into(),
+        };
+        d.changes = (0..30)
+            .map(|i| (change(&format!("docs/{i}.md")), Class::Docs))
+            .chain([(change("hack/x"), Class::Unknown)])
+            .collect();
+        let t = text(&d);
+        let first = t.lines().find(|l| l.starts_with("  M")).unwrap();
+        assert!(
+            first.contains("hack/x") && first.ends_with("unknown"),
+            "{t}"
+        );
+        assert!(t.contains("  ... and 11 more"), "{t}");
     }
 
     #[test]
