@@ -63,6 +63,41 @@ pub enum Class {
     Unknown,
 }
 
+/// Checks and compiles one pattern; `templated` patterns must hold `{name}`, others must not.
+fn pattern(text: &str, templated: bool) -> Result<Pattern, (String, &'static str)> {
+    let plain = text.replace(NAME, "x");
+    if templated && !text.contains(NAME) {
+        return Err((
+            "names no variant".into(),
+            "use `{name}` for the variant's name, or move the pattern to `global`",
+        ));
+    }
+    if !templated && text.contains(NAME) {
+        return Err((
+            "`{name}` only means something in variants.inputs".into(),
+            "move the pattern to variants.inputs or write the path out",
+        ));
+    }
+    if plain.contains(['{', '}']) {
+        return Err((
+            "brace alternatives are not glob syntax here".into(),
+            "write one pattern per alternative",
+        ));
+    }
+    if plain.is_empty() || plain.starts_with('/') || plain.ends_with('/') {
+        return Err((
+            "not a repository path pattern".into(),
+            "write a path relative to the repository root, e.g. `docs/**`",
+        ));
+    }
+    Pattern::new(&plain).map_err(|err| {
+        (
+            format!("invalid glob: {}", err.msg),
+            "see docs/changed.md for the glob syntax",
+        )
+    })
+}
+
 impl Rules {
     /// Parses and checks the rules file; every problem is reported at once.
     pub fn parse(text: &str) -> Result<Rules, Vec<Finding>> {
@@ -74,61 +109,21 @@ impl Rules {
         let mut compile = |field: &str, list: &[String], templated: bool| -> Vec<Pattern> {
             let mut patterns = Vec::new();
             for (i, text) in list.iter().enumerate() {
-                let field = format!("{field}[{i}]");
-                let plain = text.replace(NAME, "x");
-                if text.contains(NAME) && !templated {
-                    findings.push(
-                        Finding::new(
-                            FILE,
-                            &field,
-                            "`{name}` only means something in variants.inputs",
-                        )
-                        .value(format!("{text:?}"))
-                        .fix("move the pattern to variants.inputs or write the path out"),
-                    );
-                } else if plain.contains(['{', '}']) {
-                    findings.push(
-                        Finding::new(FILE, &field, "brace alternatives are not glob syntax here")
+                match pattern(text, templated) {
+                    Ok(pattern) => patterns.push(pattern),
+                    Err((problem, fix)) => findings.push(
+                        Finding::new(FILE, format!("{field}[{i}]"), problem)
                             .value(format!("{text:?}"))
-                            .fix("write one pattern per alternative"),
-                    );
-                } else if plain.is_empty() || plain.starts_with('/') || plain.ends_with('/') {
-                    findings.push(
-                        Finding::new(FILE, &field, "not a repository path pattern")
-                            .value(format!("{text:?}"))
-                            .fix("write a path relative to the repository root, e.g. `docs/**`"),
-                    );
-                } else {
-                    match Pattern::new(&plain) {
-                        Ok(pattern) => {
-                            if !templated {
-                                patterns.push(pattern)
-                            }
-                        }
-                        Err(err) => findings.push(
-                            Finding::new(FILE, &field, format!("invalid glob: {}", err.msg))
-                                .value(format!("{text:?}"))
-                                .fix("see docs/changed.md for the glob syntax"),
-                        ),
-                    }
+                            .fix(fix),
+                    ),
                 }
             }
             patterns
         };
         let global = compile("global", &file.global, false);
         let docs = compile("docs", &file.docs, false);
+        // Checked with a stand-in name; compiled per variant by `classifier`.
         compile("variants.inputs", &file.variants.inputs, true);
-        for (i, text) in file.variants.inputs.iter().enumerate() {
-            if !text.contains(NAME) {
-                findings.push(
-                    Finding::new(FILE, format!("variants.inputs[{i}]"), "names no variant")
-                        .value(format!("{text:?}"))
-                        .fix(
-                            "use `{name}` for the variant's name, or move the pattern to `global`",
-                        ),
-                );
-            }
-        }
         let template = &file.variants.file;
         let parts: Vec<&str> = template.split(NAME).collect();
         let (file_prefix, file_suffix) = match parts.as_slice() {
