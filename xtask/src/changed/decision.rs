@@ -102,6 +102,10 @@ pub fn decide(rules: &Rules, changes: Vec<Change>, known: &Known) -> Decision {
             "{} is a global build input (rule `{pattern}`)",
             shown(&change.path)
         )),
+        Class::Unknown if rules.variant_of(&change.path).is_some() => Some(format!(
+            "{} is a variant file whose name is not a valid variant name: every variant builds",
+            shown(&change.path)
+        )),
         Class::Unknown => Some(format!(
             "{} is not named by any rule in {}: every variant builds",
             shown(&change.path),
@@ -308,6 +312,11 @@ mod tests {
         let d = decide(&rules(), changes(&[('A', "variants/Bad Name.json")]), &k);
         assert!(d.all, "{d:?}");
         assert_eq!(d.variants, ["compute", "gateway"]);
+        assert!(
+            d.reason.contains("not a valid variant name"),
+            "{}",
+            d.reason
+        );
         assert!(d.warnings[0].contains("Bad Name"), "{:?}", d.warnings);
     }
 }
