@@ -23,7 +23,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::project::Project;
 use decision::{Decision, Known};
-use event::{Base, Selection};
+use event::{BaseSpec, Selection};
 use git::Git;
 use rules::Rules;
 
@@ -174,9 +174,9 @@ fn decide(project: &Project, repo: &Utf8Path, args: &Args, github: Option<&Githu
                 .expect("clap requires --base without --github");
             Selection::Compare {
                 base: if args.merge_base {
-                    Base::MergeBaseOf(base)
+                    BaseSpec::MergeBaseOf(base)
                 } else {
-                    Base::Commit(base)
+                    BaseSpec::Commit(base)
                 },
                 head: args.head.clone().unwrap_or_else(|| "HEAD".into()),
             }
@@ -225,11 +225,11 @@ fn decide(project: &Project, repo: &Utf8Path, args: &Args, github: Option<&Githu
     decision
 }
 
-fn compare(git: &mut Git, rules: &Rules, base: &Base, head: &str) -> Result<Decision> {
+fn compare(git: &mut Git, rules: &Rules, base: &BaseSpec, head: &str) -> Result<Decision> {
     let head = git.require_commit(head).context("reading head")?;
     let (base, how) = match base {
-        Base::Commit(rev) => (git.require_commit(rev).context("reading base")?, None),
-        Base::MergeBaseOf(rev) => {
+        BaseSpec::Commit(rev) => (git.require_commit(rev).context("reading base")?, None),
+        BaseSpec::MergeBaseOf(rev) => {
             let other = git.require_commit(rev).context("reading base")?;
             let merge_base = git.merge_base(&other, &head)?;
             (
@@ -237,7 +237,7 @@ fn compare(git: &mut Git, rules: &Rules, base: &Base, head: &str) -> Result<Deci
                 Some(format!("merge base with {}", output::shown(rev))),
             )
         }
-        Base::MergeBase { branch, or_commit } => {
+        BaseSpec::MergeBase { branch, or_commit } => {
             let (tip, what) = match (git.branch_tip(branch), or_commit) {
                 (Ok(tip), _) => (tip, format!("branch `{}`", output::shown(branch))),
                 (Err(err), Some(commit)) => {
@@ -253,7 +253,7 @@ fn compare(git: &mut Git, rules: &Rules, base: &Base, head: &str) -> Result<Deci
             let merge_base = git.merge_base(&tip, &head)?;
             (merge_base, Some(format!("merge base with {what}")))
         }
-        Base::CommitOrMergeBase { commit, branch } => match git.require_commit(commit) {
+        BaseSpec::CommitOrMergeBase { commit, branch } => match git.require_commit(commit) {
             Ok(sha) => (sha, None),
             Err(_) => {
                 let tip = git.branch_tip(branch)?;

@@ -6,7 +6,7 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selection {
     Compare {
-        base: Base,
+        base: BaseSpec,
         head: String,
     },
     /// No base to compare with: every variant builds.
@@ -16,7 +16,7 @@ pub enum Selection {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Base {
+pub enum BaseSpec {
     /// Compare the trees of this commit and head.
     Commit(String),
     /// Compare with the merge base of head and the tip of `branch` (fetched if missing), or of
@@ -53,7 +53,7 @@ pub fn select(event_name: &str, event: &Value, sha: Option<&str>) -> Selection {
             match (head, branch) {
                 // The base sha in the payload can be stale; the branch tip is read instead.
                 (Some(head), Some(branch)) => Selection::Compare {
-                    base: Base::MergeBase {
+                    base: BaseSpec::MergeBase {
                         branch,
                         or_commit: base_sha,
                     },
@@ -86,7 +86,7 @@ pub fn select(event_name: &str, event: &Value, sha: Option<&str>) -> Selection {
             let pushed = reference.strip_prefix("refs/heads/").unwrap_or(&reference);
             match before {
                 Some(before) => Selection::Compare {
-                    base: Base::CommitOrMergeBase {
+                    base: BaseSpec::CommitOrMergeBase {
                         commit: before,
                         branch,
                     },
@@ -97,7 +97,7 @@ pub fn select(event_name: &str, event: &Value, sha: Option<&str>) -> Selection {
                     shown_ref(&branch)
                 )),
                 None => Selection::Compare {
-                    base: Base::MergeBase {
+                    base: BaseSpec::MergeBase {
                         branch,
                         or_commit: None,
                     },
@@ -111,7 +111,7 @@ pub fn select(event_name: &str, event: &Value, sha: Option<&str>) -> Selection {
                 head_or_sha(text(&["merge_group", "head_sha"])),
             ) {
                 (Some(base), Some(head)) => Selection::Compare {
-                    base: Base::Commit(base),
+                    base: BaseSpec::Commit(base),
                     head,
                 },
                 _ => Selection::Everything("the merge_group event names no base or head".into()),
@@ -119,7 +119,7 @@ pub fn select(event_name: &str, event: &Value, sha: Option<&str>) -> Selection {
         }
         "workflow_dispatch" => match (text(&["inputs", "base"]), sha) {
             (Some(base), Some(head)) => Selection::Compare {
-                base: Base::Commit(base),
+                base: BaseSpec::Commit(base),
                 head: head.to_owned(),
             },
             _ => Selection::Everything("manual run without a base: every variant builds".into()),
@@ -157,7 +157,7 @@ mod tests {
         assert_eq!(
             select("pull_request", &event, Some("ffff")),
             Selection::Compare {
-                base: Base::MergeBase {
+                base: BaseSpec::MergeBase {
                     branch: "main".into(),
                     or_commit: Some(A.into())
                 },
@@ -173,7 +173,7 @@ mod tests {
         assert_eq!(
             select("push", &event, None),
             Selection::Compare {
-                base: Base::CommitOrMergeBase {
+                base: BaseSpec::CommitOrMergeBase {
                     commit: A.into(),
                     branch: "main".into()
                 },
@@ -189,7 +189,7 @@ mod tests {
         assert_eq!(
             select("push", &event, None),
             Selection::Compare {
-                base: Base::MergeBase {
+                base: BaseSpec::MergeBase {
                     branch: "trunk".into(),
                     or_commit: None
                 },
@@ -230,7 +230,7 @@ mod tests {
         assert_eq!(
             select("workflow_dispatch", &event, Some(B)),
             Selection::Compare {
-                base: Base::Commit(A.into()),
+                base: BaseSpec::Commit(A.into()),
                 head: B.into()
             }
         );
@@ -242,7 +242,7 @@ mod tests {
         assert_eq!(
             select("merge_group", &event, None),
             Selection::Compare {
-                base: Base::Commit(A.into()),
+                base: BaseSpec::Commit(A.into()),
                 head: B.into()
             }
         );

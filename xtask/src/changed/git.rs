@@ -112,7 +112,7 @@ impl Git {
 
     pub fn is_shallow(&self) -> bool {
         self.line(&["rev-parse", "--is-shallow-repository"])
-            .map_or(false, |s| s == "true")
+            .is_ok_and(|s| s == "true")
     }
 
     /// `git fetch` from `origin`, touching nothing but the refs named.
