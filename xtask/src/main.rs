@@ -19,6 +19,7 @@ mod variants;
 mod yaml;
 
 mod build;
+mod changed;
 mod ci;
 mod config;
 mod lock;
@@ -61,6 +62,8 @@ enum Command {
     Config(config::Args),
     /// Show the Image Factory schematic, ID, installer and asset URLs equivalent to a variant.
     Schematic(schematic::Args),
+    /// Decide from git what CI must build: nothing, some variants, or all (see docs/changed.md).
+    Changed(changed::Args),
     /// Install the test tools when missing (Debian/Ubuntu), start nothing by hand, run every test.
     Test(test::Args),
 }
@@ -86,6 +89,7 @@ fn try_main() -> anyhow::Result<()> {
         Command::Ci(args) => ci::run(&project, args),
         Command::Config(args) => config::run(&project, args),
         Command::Schematic(args) => schematic::run(&project, args),
+        Command::Changed(args) => changed::run(&project, args),
         Command::Test(args) => test::run(&project, args),
     }
 }

