@@ -22,9 +22,10 @@ pub struct Args {
     pub variants: Vec<String>,
     #[command(flatten)]
     pub registry: plan::RegistryArg,
-    /// Push images (default: when running in GitHub Actions on a push to a branch or tag).
+    /// Publish: push installers and matchbox images by digest, tag them, and on the default
+    /// branch move the floating tags after smoke passed. The workflow's publish job passes it.
     #[arg(long)]
-    pub push: Option<bool>,
+    pub push: bool,
     #[arg(long, env = "CONTAINER_ENGINE", value_enum)]
     pub engine: Option<Engine>,
     #[arg(long, env = "XTASK_IMAGER", value_name = "REF")]
@@ -98,13 +99,6 @@ pub fn escape_annotation(message: &str) -> String {
         .replace('\n', "%0A")
 }
 
-/// Pushing by default only for pushes to the repository itself (never for pull requests).
-fn default_push() -> bool {
-    in_github()
-        && std::env::var("GITHUB_EVENT_NAME")
-            .is_ok_and(|e| matches!(e.as_str(), "push" | "workflow_dispatch" | "schedule"))
-}
-
 /// Floating tags move only from the default branch.
 pub fn on_default_branch() -> bool {
     let reference = std::env::var("GITHUB_REF").unwrap_or_default();
@@ -115,7 +109,7 @@ pub fn on_default_branch() -> bool {
 pub const FLOATING_TAGS: &[&str] = &["latest", "demo-stable"];
 
 pub fn run(project: &Project, args: Args) -> Result<()> {
-    let push = args.push.unwrap_or_else(default_push);
+    let push = args.push;
     let mut stages = Vec::new();
     let mut records: Vec<BuildRecord> = Vec::new();
     let build_args = build::Args {

@@ -54,7 +54,14 @@ impl Env {
         let mut cmd: Command = xtask(&self.root);
         cmd.envs(self.podman.env())
             .env("CARGO_TARGET_DIR", self.root.join("target"))
-            .args(["build", "--push", "--engine", "podman", "--registry"])
+            .args([
+                "build",
+                "--locked",
+                "--push",
+                "--engine",
+                "podman",
+                "--registry",
+            ])
             .arg(format!("{}/acme", self.registry.addr))
             .arg("--tree")
             .arg(&self.tree)
@@ -70,6 +77,23 @@ impl Env {
         )
         .unwrap()
     }
+}
+
+/// The committed lock leaves some extensions unpinned until someone with network runs
+/// `cargo xtask lock`; the test pins them to digests of its own, so the build runs `--locked`
+/// as CI does and never reaches for a registry it cannot have.
+fn pin_every_extension(root: &Path) {
+    let path = root.join("variants/extensions.lock");
+    let mut lock: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for (name, reference) in lock["extensions"].as_object_mut().unwrap() {
+        let text = reference.as_str().unwrap().to_owned();
+        if !text.contains('@') {
+            use sha2::Digest;
+            let digest = format!("{:x}", sha2::Sha256::digest(name.as_bytes()));
+            *reference = Value::String(format!("{text}@sha256:{digest}"));
+        }
+    }
+    std::fs::write(&path, serde_json::to_string_pretty(&lock).unwrap() + "\n").unwrap();
 }
 
 fn setup(name: &str) -> Option<Env> {
@@ -96,6 +120,7 @@ fn setup(name: &str) -> Option<Env> {
     let registry = Registry::start(&dir.join("registry"));
     let root = dir.join("repo");
     copy_repo_data(&root);
+    pin_every_extension(&root);
     for args in [
         &["init", "-q"][..],
         &["add", "."],
