@@ -9,13 +9,16 @@ mod lockfile;
 mod pin;
 mod profile;
 mod project;
+mod series;
 mod variants;
 mod yaml;
 
 mod build;
+mod patch;
 mod plan;
 mod profiles;
 mod test;
+mod upstream;
 
 use clap::{Parser, Subcommand};
 
@@ -37,6 +40,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Fetch CozyStack at the pinned tag into target/upstream/<commit> (verified, reused offline).
+    Upstream(upstream::Args),
+    /// Apply the patch series to a copy of the pinned upstream tree; --check, --refresh.
+    Patch(patch::Args),
     /// Show exactly what will be built for each role: extensions, images, imager profiles.
     Plan(plan::Args),
     /// Write each variant's Talos imager profiles as YAML (what the imager receives), or check them.
@@ -61,6 +68,8 @@ fn try_main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let project = project::Project::discover()?;
     match cli.command {
+        Command::Upstream(args) => upstream::run(&project, args),
+        Command::Patch(args) => patch::run(&project, args),
         Command::Plan(args) => plan::run(&project, args),
         Command::Profiles(args) => profiles::run(&project, args),
         Command::Build(args) => build::run(&project, args),
