@@ -272,6 +272,10 @@ pub fn apply(
                 file,
                 &info,
                 &said,
+                &loaded.patches[index + 1..]
+                    .iter()
+                    .map(|(_, file, _)| file.as_path())
+                    .collect::<Vec<_>>(),
             ));
         }
         let commit = git(sh, out).args(["rev-parse", "HEAD"]).read()?;
@@ -400,6 +404,7 @@ fn failure(
     file: &Utf8Path,
     info: &PatchInfo,
     said: &str,
+    rest: &[&Utf8Path],
 ) -> anyhow::Error {
     // A 3-way attempt can hide the failing hunk behind "could not build fake ancestor"; a plain
     // check of the same patch against the last good commit names it.
@@ -459,8 +464,18 @@ fn failure(
         message.push_str(&format!("\n  git: {line}"));
     }
     message.push_str(&format!(
-        "\n  the tree is kept for inspection at {shown}: {index} patch{} applied, {name} in progress (`git -C {shown} am --show-current-patch=diff`)\n    fix: edit the files in {shown} until the change is right, `git -C {shown} add -A && git -C {shown} am --continue`, apply the rest the same way (`git -C {shown} am --3way <patch>`), then `cargo xtask patch --refresh --out {shown}` writes the series back",
+        "\n  the tree is kept for inspection at {shown}: {index} patch{} applied, {name} in progress (`git -C {shown} am --show-current-patch=diff`)\n    fix: edit the files in {shown} until the change is right, then `git -C {shown} add -A && git -C {shown} am --continue` (or `am --skip` to drop the patch)",
         if index == 1 { "" } else { "es" },
+    ));
+    if !rest.is_empty() {
+        let rest: Vec<&str> = rest.iter().map(|p| p.as_str()).collect();
+        message.push_str(&format!(
+            ";\n    apply the remaining patches: `git -C {shown} am --3way {}`",
+            rest.join(" ")
+        ));
+    }
+    message.push_str(&format!(
+        ";\n    then `cargo xtask patch --refresh --out {shown}` writes the series back from the tree's commits"
     ));
     anyhow::anyhow!(message)
 }

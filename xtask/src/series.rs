@@ -376,6 +376,16 @@ pub fn diagnose(patch: &PatchInfo, git_output: &str) -> Failure {
                 }
             }
         }
+        // What a failed 3-way attempt says when the patch has no blob ids (ours have none),
+        // and a header for lines not kept here: noise next to the failing hunk.
+        let noise = [
+            "error: sha1 information is lacking",
+            "error: could not build fake ancestor",
+            "error: while searching for:",
+        ];
+        if noise.iter().any(|n| line.starts_with(n)) {
+            continue;
+        }
         if line.starts_with("error: ") || line.starts_with("CONFLICT ") {
             if !failure.git_errors.iter().any(|l| l == line) {
                 failure.git_errors.push(line.to_owned());
