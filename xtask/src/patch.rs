@@ -41,6 +41,9 @@ pub struct Args {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Print the git commands instead of running them.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Fixed identity and dates for the commits `git am` makes, so a patched tree's commit ids
@@ -115,12 +118,29 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         }
         return Ok(());
     }
-    let upstream = upstream::ensure(&sh, project, &pin, args.source.source.as_deref())?;
     let out = match (&args.out, args.check) {
         (Some(out), _) => out.clone(),
         (None, true) => project.target_dir().join("patch-check"),
         (None, false) => default_out(project, args.variant.as_deref()),
     };
+    if args.dry_run {
+        let cache = pin.cache_dir(project);
+        if !cache.is_dir() {
+            println!(
+                "# {cache} is not cached yet: `cargo xtask upstream --dry-run` shows the fetch"
+            );
+        }
+        let files: Vec<Utf8PathBuf> = load_series(project)?
+            .patches
+            .into_iter()
+            .map(|(_, file, _)| file)
+            .collect();
+        for command in apply_commands(&cache, &pin.commit, &out, &files) {
+            println!("{}", command.join(" "));
+        }
+        return Ok(());
+    }
+    let upstream = upstream::ensure(&sh, project, &pin, args.source.source.as_deref())?;
     let applied = match &args.variant {
         Some(name) => {
             let plan = plan::load(project, std::slice::from_ref(name), None)?;
@@ -138,6 +158,63 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     }
     Ok(())
 }
+
+/// The git commands `apply` runs (without the environment that isolates them from the user's
+/// git configuration), for `--dry-run`.
+fn apply_commands(
+    cache: &Utf8Path,
+    commit: &str,
+    out: &Utf8Path,
+    patches: &[Utf8PathBuf],
+) -> Vec<Vec<String>> {
+    let mut commands = vec![
+        vec![
+            "git",
+            "clone",
+            "--quiet",
+            "--no-checkout",
+            cache.as_str(),
+            out.as_str(),
+        ],
+        vec![
+            "git",
+            "-C",
+            out.as_str(),
+            "checkout",
+            "--quiet",
+            "--detach",
+            commit,
+        ],
+    ];
+    for patch in patches {
+        commands.push(vec![
+            "git",
+            "-C",
+            out.as_str(),
+            "am",
+            AM_ARGS[1],
+            AM_ARGS[2],
+            patch.as_str(),
+        ]);
+    }
+    commands.push(vec![
+        "git",
+        "-C",
+        out.as_str(),
+        "status",
+        "--porcelain",
+        "--untracked-files=all",
+        "--ignored",
+    ]);
+    commands
+        .into_iter()
+        .map(|c| c.into_iter().map(str::to_owned).collect())
+        .collect()
+}
+
+/// `git am` keeps the series' authors and messages; the 3-way fallback helps when the tree
+/// has the blobs a patch names.
+const AM_ARGS: [&str; 3] = ["am", "--3way", "--committer-date-is-author-date"];
 
 /// Where the patched tree goes unless `--out` says otherwise.
 pub fn default_out(project: &Project, variant: Option<&str>) -> Utf8PathBuf {
@@ -251,7 +328,7 @@ pub fn apply(
     for (index, (entry, file, text)) in loaded.patches.iter().enumerate() {
         let info = series::parse_patch(text);
         let output = git(sh, out)
-            .args(["am", "--3way", "--committer-date-is-author-date"])
+            .args(AM_ARGS)
             .arg(file)
             .ignore_status()
             .output()
