@@ -245,6 +245,15 @@ fn clean_series_applies_reports_changes_and_the_cache_stays_pristine_and_offline
         !root.join("target/patch-check").exists(),
         "--check leaves no tree behind"
     );
+
+    // A directory this command did not make is never replaced.
+    write(&root.join("mine/keep.txt"), "not a patched tree\n");
+    let err = fails(xt(&root).args(["patch", "--out", "mine"]));
+    assert!(
+        err.contains("mine exists and is not a tree `cargo xtask patch` made"),
+        "{err}"
+    );
+    assert!(root.join("mine/keep.txt").is_file());
 }
 
 #[test]
