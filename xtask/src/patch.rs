@@ -761,18 +761,25 @@ fn render(project: &Project, applied: &Applied, check: bool) -> String {
 pub struct RefreshReport {
     pub tree: Utf8PathBuf,
     pub base: String,
-    /// `(file, "unchanged" | "updated" | "added" | "removed")`, in series order.
-    pub patches: Vec<(String, &'static str)>,
+    /// Every patch file of the new series in order, then the ones it no longer lists.
+    pub patches: Vec<RefreshedPatch>,
     pub written: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RefreshedPatch {
+    pub file: String,
+    /// `unchanged`, `updated`, `added` or `removed`.
+    pub state: &'static str,
 }
 
 impl RefreshReport {
     fn render(&self) -> String {
         let mut out = String::new();
-        for (file, state) in &self.patches {
+        for RefreshedPatch { file, state } in &self.patches {
             out.push_str(&format!("{state:<9} patches/{file}\n"));
         }
-        let changed = self.patches.iter().any(|(_, s)| *s != "unchanged");
+        let changed = self.patches.iter().any(|p| p.state != "unchanged");
         out.push_str(&match (changed, self.written) {
             (false, _) => "the series matches the tree's commits\n".to_owned(),
             (true, true) => format!("wrote {SERIES} from the commits of {}\n", self.tree),
@@ -875,20 +882,26 @@ pub fn refresh(
             Ok(_) if old_names.contains(name) => "updated",
             _ => "added",
         };
-        patches.push((name.clone(), state));
+        patches.push(RefreshedPatch {
+            file: name.clone(),
+            state,
+        });
     }
     for name in &old_names {
         if !new_names.contains(name) {
-            patches.push((name.clone(), "removed"));
+            patches.push(RefreshedPatch {
+                file: name.clone(),
+                state: "removed",
+            });
         }
     }
-    let stale = patches.iter().any(|(_, s)| *s != "unchanged") || new_series != old_text;
+    let stale = patches.iter().any(|p| p.state != "unchanged") || new_series != old_text;
     if check {
         if stale {
             let list: Vec<String> = patches
                 .iter()
-                .filter(|(_, s)| *s != "unchanged")
-                .map(|(n, s)| format!("{s} patches/{n}"))
+                .filter(|p| p.state != "unchanged")
+                .map(|p| format!("{} patches/{}", p.state, p.file))
                 .collect();
             bail!(
                 "the series differs from the commits of {dir}:\n  {}\n    fix: cargo xtask patch --refresh --out {dir}",
