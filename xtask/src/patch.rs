@@ -159,6 +159,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
             let plan = plan::load(project, std::slice::from_ref(name), None)?;
             apply_for_variant(&sh, project, &upstream, &plan.variants[0], &out)?
         }
+        None if args.check => check(&sh, project, &upstream, &out)?,
         None => apply(&sh, project, &upstream, &out)?,
     };
     if args.check {
@@ -335,8 +336,39 @@ pub fn apply(
     upstream: &Upstream,
     out: &Utf8Path,
 ) -> Result<Applied> {
+    apply_in(sh, project, upstream, out, Copy::Full)
+}
+
+/// How much of the upstream tree the copy checks out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Copy {
+    /// Every file: a tree to build in.
+    Full,
+    /// Only the files the series touches (a sparse checkout over the full index): enough to
+    /// apply and verify the series, and a fraction of the disk writes, for `--check`.
+    Touched,
+}
+
+/// `--check`: applies in a sparse copy, and confirms a failure in a full one, so that the
+/// sparse shortcut can never be the reason a series is reported broken.
+fn check(sh: &Shell, project: &Project, upstream: &Upstream, out: &Utf8Path) -> Result<Applied> {
+    apply_in(sh, project, upstream, out, Copy::Touched)
+        .or_else(|_| apply_in(sh, project, upstream, out, Copy::Full))
+}
+
+fn apply_in(
+    sh: &Shell,
+    project: &Project,
+    upstream: &Upstream,
+    out: &Utf8Path,
+    copy: Copy,
+) -> Result<Applied> {
     let loaded = load_series(project)?;
-    prepare_out(sh, upstream, out)?;
+    let touched = match copy {
+        Copy::Full => None,
+        Copy::Touched => Some(touched_paths(&loaded)),
+    };
+    prepare_out(sh, upstream, out, touched.as_deref())?;
     let mut patches = Vec::new();
     for (index, (entry, file, text)) in loaded.patches.iter().enumerate() {
         let info = series::parse_patch(text);
@@ -441,7 +473,36 @@ pub fn apply(
     Ok(applied)
 }
 
-fn prepare_out(sh: &Shell, upstream: &Upstream, out: &Utf8Path) -> Result<()> {
+/// Every path a patch of the series reads or writes (copy and rename sources included).
+fn touched_paths(loaded: &LoadedSeries) -> Vec<String> {
+    let mut paths = BTreeSet::new();
+    for (_, _, text) in &loaded.patches {
+        for file in series::parse_patch(text).files {
+            paths.insert(file.old_path);
+            paths.insert(file.path);
+        }
+    }
+    paths.into_iter().collect()
+}
+
+/// A sparse-checkout pattern (gitignore syntax) that matches exactly `path`.
+fn exact_pattern(path: &str) -> String {
+    let mut pattern = String::from("/");
+    for c in path.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\' | '!' | '#' | ' ') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern
+}
+
+fn prepare_out(
+    sh: &Shell,
+    upstream: &Upstream,
+    out: &Utf8Path,
+    only: Option<&[String]>,
+) -> Result<()> {
     if out.exists() {
         let ours = out.join(".git").join(MARKER).is_file();
         let empty = out
@@ -469,6 +530,17 @@ fn prepare_out(sh: &Shell, upstream: &Upstream, out: &Utf8Path) -> Result<()> {
     .with_context(|| format!("copying the upstream tree {pristine} to {out}"))?;
     // Marked at once, so that a tree left by a failed run is replaced by the next one.
     std::fs::write(out.join(".git").join(MARKER), "{}\n")?;
+    if let Some(paths) = only {
+        let patterns: String = paths.iter().map(|p| exact_pattern(p) + "\n").collect();
+        git(sh, out)
+            .args(["sparse-checkout", "set", "--no-cone", "--stdin"])
+            .stdin(patterns)
+            .ignore_stderr()
+            .run()
+            .with_context(|| {
+                format!("limiting the copy in {out} to the files the series touches")
+            })?;
+    }
     git(sh, out)
         .args([
             "-c",
@@ -745,7 +817,8 @@ fn render(project: &Project, applied: &Applied, check: bool) -> String {
     let count = applied.patches.len();
     let plural = if count == 1 { "" } else { "es" };
     if check {
-        writeln!(out, "ok: {count} patch{plural} apply cleanly; only the files they name changed, with the modes they name").unwrap();
+        let verb = if count == 1 { "applies" } else { "apply" };
+        writeln!(out, "ok: {count} patch{plural} {verb} cleanly; only the files named changed, with the modes named").unwrap();
     } else {
         writeln!(
             out,
@@ -1013,6 +1086,15 @@ mod tests {
         let changes =
             parse_raw(":000000 100644 0 1 A\0p/amd64/d.json\0:100644 000000 1 0 D\0p/d.json\0");
         assert!(verify_patch(&info, &changes).is_empty());
+    }
+
+    #[test]
+    fn sparse_patterns_match_one_path_literally() {
+        assert_eq!(
+            exact_pattern("packages/core/talos/Makefile"),
+            "/packages/core/talos/Makefile"
+        );
+        assert_eq!(exact_pattern("a b/[x]*.md"), "/a\\ b/\\[x\\]\\*.md");
     }
 
     #[test]

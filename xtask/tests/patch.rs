@@ -360,6 +360,8 @@ fn mode_changes_and_new_executables_are_preserved() {
             ("100755", "packages/core/talos/hack/tool.sh")
         ]
     );
+    let check = ok(xt(&root).args(["patch", "--check"]));
+    assert!(check.contains("ok: 1 patch applies cleanly"), "{check}");
     let summary: Value = serde_json::from_str(&json).unwrap();
     let changes = summary["patches"][0]["changes"].as_array().unwrap();
     let tool = changes
@@ -636,6 +638,8 @@ fn real_series_applies_at_the_pin_and_names_arm64_assets() {
         tree.to_str().unwrap(),
     ]));
     assert!(report.contains("no stray files"), "{report}");
+    let check = ok(xt(&root).args(["patch", "--check"]));
+    assert!(check.contains("ok: 3 patches apply cleanly"), "{check}");
     let talos = tree.join("packages/core/talos");
     let installer =
         std::fs::read_to_string(talos.join("images/talos/profiles/installer.yaml")).unwrap();
