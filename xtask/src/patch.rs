@@ -308,8 +308,9 @@ pub fn load_series(project: &Project) -> Result<LoadedSeries> {
         let file = dir.join(&entry.name);
         match std::fs::read_to_string(&file) {
             Ok(body) => {
-                hasher.update(entry.name.as_bytes());
-                hasher.update(body.as_bytes());
+                for part in [entry.name.as_bytes(), b"\0", body.as_bytes(), b"\0"] {
+                    hasher.update(part);
+                }
                 patches.push((entry, file, body));
             }
             Err(err) => findings.push(
@@ -336,12 +337,12 @@ pub fn apply(
     upstream: &Upstream,
     out: &Utf8Path,
 ) -> Result<Applied> {
-    apply_in(sh, project, upstream, out, Copy::Full)
+    apply_in(sh, project, upstream, out, Checkout::Full)
 }
 
 /// How much of the upstream tree the copy checks out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Copy {
+enum Checkout {
     /// Every file: a tree to build in.
     Full,
     /// Only the files the series touches (a sparse checkout over the full index): enough to
@@ -352,8 +353,8 @@ enum Copy {
 /// `--check`: applies in a sparse copy, and confirms a failure in a full one, so that the
 /// sparse shortcut can never be the reason a series is reported broken.
 fn check(sh: &Shell, project: &Project, upstream: &Upstream, out: &Utf8Path) -> Result<Applied> {
-    apply_in(sh, project, upstream, out, Copy::Touched)
-        .or_else(|_| apply_in(sh, project, upstream, out, Copy::Full))
+    apply_in(sh, project, upstream, out, Checkout::Touched)
+        .or_else(|_| apply_in(sh, project, upstream, out, Checkout::Full))
 }
 
 fn apply_in(
@@ -361,12 +362,12 @@ fn apply_in(
     project: &Project,
     upstream: &Upstream,
     out: &Utf8Path,
-    copy: Copy,
+    checkout: Checkout,
 ) -> Result<Applied> {
     let loaded = load_series(project)?;
-    let touched = match copy {
-        Copy::Full => None,
-        Copy::Touched => Some(touched_paths(&loaded)),
+    let touched = match checkout {
+        Checkout::Full => None,
+        Checkout::Touched => Some(touched_paths(&loaded)),
     };
     prepare_out(sh, upstream, out, touched.as_deref())?;
     let mut patches = Vec::new();
