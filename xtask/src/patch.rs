@@ -157,6 +157,14 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     let applied = match &args.variant {
         Some(name) => {
             let plan = plan::load(project, std::slice::from_ref(name), None)?;
+            // Images are not named here, so the plan's registry warning does not apply.
+            for warning in plan
+                .warnings
+                .iter()
+                .filter(|w| !w.starts_with("no registry"))
+            {
+                eprintln!("warning: {warning}");
+            }
             apply_for_variant(&sh, project, &upstream, &plan.variants[0], &out)?
         }
         None if args.check => check(&sh, project, &upstream, &out)?,
@@ -739,9 +747,9 @@ pub fn write_variant_profiles(
             bail!("{tree} is the pristine upstream cache, which is never changed\n    fix: write profiles into a patched tree (`cargo xtask patch --variant {}`)", variant.name);
         }
     }
-    let package = pin::talos_package_dir(tree).with_context(|| {
+    let package = pin::find_talos_package_dir(tree).with_context(|| {
         format!(
-            "{tree} has no Talos packaging under {}",
+            "{tree} has no Talos packaging (images/talos/profiles/installer.yaml) in a directory its Makefile enters, nor under {}",
             pin::TALOS_PACKAGE_DIRS.join(" or ")
         )
     })?;

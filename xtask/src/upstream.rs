@@ -104,7 +104,7 @@ pub fn ensure(sh: &Shell, project: &Project, pin: &Pin, source: Option<&str>) ->
         repository: pin.repository.clone(),
         tag: pin.tag.clone(),
         commit: pin.commit.clone(),
-        talos_package_dir: pin::talos_package_dir(&cache).map(str::to_owned),
+        talos_package_dir: pin::find_talos_package_dir(&cache),
         tree: cache,
         fetched_from,
         talos_version,

@@ -614,6 +614,48 @@ fn installer_layout_is_found_and_gets_the_variant_profiles() {
     );
 }
 
+/// A layout no release has used yet is found through upstream's root Makefile.
+#[test]
+fn moved_packaging_is_found_through_the_root_makefile() {
+    if !have_tools(&["git"]) {
+        return;
+    }
+    let base = temp_dir("patch-moved");
+    let upstream = base.join("upstream");
+    make_upstream(&upstream, "packages/os/talos", "v7.0.0");
+    write(
+        &upstream.join("Makefile"),
+        "build:\n\tmake -C packages/os/docs image\n\tmake -C packages/os/talos image\n",
+    );
+    ok(git(&upstream).args(["add", "Makefile"]));
+    ok(git(&upstream).args(["commit", "-q", "-m", "root Makefile"]));
+    ok(git(&upstream).args(["tag", "-f", "-a", "-m", "release", "v7.0.0"]));
+    let commit = ok(git(&upstream).args(["rev-parse", "HEAD"]));
+    let root = base.join("project");
+    make_project(&root, "v7.0.0", &commit, &[]);
+    let json = ok(xt(&root).args([
+        "patch",
+        "--json",
+        "--variant",
+        "gateway",
+        "--source",
+        upstream.to_str().unwrap(),
+    ]));
+    let summary: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        summary["upstream"]["talos_package_dir"],
+        "packages/os/talos"
+    );
+    assert_eq!(summary["upstream"]["talos_version"], "v1.13.6");
+    let installer =
+        root.join("target/patched-gateway/packages/os/talos/images/talos/profiles/installer.yaml");
+    let text = std::fs::read_to_string(installer).unwrap();
+    assert!(
+        text.contains("tailscale") && text.contains("arch: arm64"),
+        "{text}"
+    );
+}
+
 /// Opt-in: `COZYSTACK_SRC=<CozyStack clone or mirror> cargo test -p xtask --test patch real`.
 /// The real series applies cleanly at the pin, and the patched Makefile names the arm64
 /// assets with ARCH=arm64 and upstream's amd64 ones without it.
