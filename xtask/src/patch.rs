@@ -1097,6 +1097,32 @@ mod tests {
         assert!(verify_patch(&info, &changes).is_empty());
     }
 
+    /// The committed series as `--refresh` would write it: every listed file there, in the
+    /// stable form, touching only upstream's Talos packaging.
+    #[test]
+    fn committed_series_is_complete_and_in_refresh_form() {
+        let project = Project::discover().unwrap();
+        let loaded = load_series(&project).unwrap();
+        assert!(!loaded.patches.is_empty());
+        for (entry, _, text) in &loaded.patches {
+            assert_eq!(
+                &series::normalize(text),
+                text,
+                "patches/{} is not in refresh form: run `cargo xtask patch --refresh`",
+                entry.name
+            );
+            let info = series::parse_patch(text);
+            assert!(!info.subject.is_empty(), "{}", entry.name);
+            for path in info.touched() {
+                assert!(
+                    path.starts_with("packages/core/talos/"),
+                    "{} touches {path}",
+                    entry.name
+                );
+            }
+        }
+    }
+
     #[test]
     fn sparse_patterns_match_one_path_literally() {
         assert_eq!(
