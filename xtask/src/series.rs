@@ -217,7 +217,7 @@ pub fn parse_patch(text: &str) -> PatchInfo {
         if let Some(hunk) = line.strip_prefix("@@ -") {
             in_header = false;
             let old_start = hunk
-                .split(|c: char| c == ',' || c == ' ')
+                .split([',', ' '])
                 .next()
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0);
@@ -386,10 +386,9 @@ pub fn diagnose(patch: &PatchInfo, git_output: &str) -> Failure {
         if noise.iter().any(|n| line.starts_with(n)) {
             continue;
         }
-        if line.starts_with("error: ") || line.starts_with("CONFLICT ") {
-            if !failure.git_errors.iter().any(|l| l == line) {
-                failure.git_errors.push(line.to_owned());
-            }
+        let reported = line.starts_with("error: ") || line.starts_with("CONFLICT ");
+        if reported && !failure.git_errors.iter().any(|l| l == line) {
+            failure.git_errors.push(line.to_owned());
         }
     }
     failure
