@@ -476,6 +476,24 @@ fn refresh_round_trip_gives_the_same_tree_and_stable_patches() {
     assert_eq!(before, after);
     ok(xt(&root).args(["patch", "--refresh", "--check"]));
 
+    // The user's git configuration changes neither what is applied nor what is written.
+    let hooks = base.join("hooks");
+    write(&hooks.join("applypatch-msg"), "#!/bin/sh\nexit 1\n");
+    set_exec(&hooks.join("applypatch-msg"), true);
+    let config = base.join("hostile.gitconfig");
+    write(
+        &config,
+        &format!(
+            "[diff]\n\tnoprefix = true\n[format]\n\tsignature = hostile\n\tnumbered = true\n[commit]\n\tgpgSign = true\n[core]\n\thooksPath = {}\n",
+            hooks.display()
+        ),
+    );
+    ok(xt(&root).arg("patch").env("GIT_CONFIG_GLOBAL", &config));
+    assert_eq!(ok(git(&tree).args(["rev-parse", "HEAD^{tree}"])), edited);
+    ok(xt(&root)
+        .args(["patch", "--refresh", "--check"])
+        .env("GIT_CONFIG_GLOBAL", &config));
+
     // An uncommitted edit is not silently dropped.
     write(
         &tree.join("packages/core/talos/notes.txt"),
