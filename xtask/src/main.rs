@@ -15,6 +15,7 @@ mod progress;
 mod project;
 mod publish;
 mod registry;
+mod series;
 mod variants;
 mod yaml;
 
@@ -23,10 +24,12 @@ mod changed;
 mod ci;
 mod config;
 mod lock;
+mod patch;
 mod plan;
 mod profiles;
 mod schematic;
 mod test;
+mod upstream;
 
 use clap::{Parser, Subcommand};
 
@@ -48,6 +51,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Fetch CozyStack at the pinned tag into target/upstream/<commit> (verified, reused offline).
+    Upstream(upstream::Args),
+    /// Apply the patch series to a copy of the pinned upstream tree; --check, --refresh.
+    Patch(patch::Args),
     /// Show exactly what will be built for each role: extensions, images, imager profiles.
     Plan(plan::Args),
     /// Write each variant's Talos imager profiles as YAML (what the imager receives), or check them.
@@ -82,6 +89,8 @@ fn try_main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let project = project::Project::discover()?;
     match cli.command {
+        Command::Upstream(args) => upstream::run(&project, args),
+        Command::Patch(args) => patch::run(&project, args),
         Command::Plan(args) => plan::run(&project, args),
         Command::Profiles(args) => profiles::run(&project, args),
         Command::Lock(args) => lock::run(&project, args),

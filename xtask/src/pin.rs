@@ -53,11 +53,43 @@ pub fn talos_package_dir(tree: &Utf8Path) -> Option<&'static str> {
     })
 }
 
+/// The Talos packaging directory, located from upstream's own files: a directory the root
+/// Makefile enters (`make -C <dir> ...`) that holds the installer profile, so that a future
+/// move is followed too; else the known layouts.
+pub fn find_talos_package_dir(tree: &Utf8Path) -> Option<String> {
+    let makefile = std::fs::read_to_string(tree.join("Makefile")).unwrap_or_default();
+    make_dirs(&makefile)
+        .into_iter()
+        .find(|dir| {
+            tree.join(dir)
+                .join("images/talos/profiles/installer.yaml")
+                .is_file()
+        })
+        .or_else(|| talos_package_dir(tree).map(str::to_owned))
+}
+
+/// The directories a Makefile runs `make -C <dir>` (or `$(MAKE) -C <dir>`) in, in order.
+pub fn make_dirs(makefile: &str) -> Vec<String> {
+    let mut dirs: Vec<String> = Vec::new();
+    for line in makefile.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        for w in words.windows(3) {
+            let is_make = matches!(w[0], "make" | "$(MAKE)" | "${MAKE}");
+            let dir = w[2].trim_end_matches('/');
+            let plain = !dir.contains('$') && !dir.starts_with('/');
+            if is_make && w[1] == "-C" && plain && !dirs.iter().any(|d| d == dir) {
+                dirs.push(dir.to_owned());
+            }
+        }
+    }
+    dirs
+}
+
 /// Reads `version:` from upstream's committed installer profile.
 pub fn read_talos_version(tree: &Utf8Path) -> Result<String> {
-    let dir = talos_package_dir(tree).with_context(|| {
+    let dir = find_talos_package_dir(tree).with_context(|| {
         format!(
-            "{tree} has no Talos installer profile under {}",
+            "{tree} has no Talos installer profile (images/talos/profiles/installer.yaml) in a directory its Makefile enters, nor under {}",
             TALOS_PACKAGE_DIRS.join(" or ")
         )
     })?;
@@ -105,6 +137,15 @@ pub fn talos_version(project: &Project, lock: &crate::lockfile::Lock) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn make_dirs_are_read_from_recipe_lines() {
+        let makefile = "build:\n\tmake -C packages/apps/x image\n\tmake -C packages/core/talos image\n\nassets:\n\t$(MAKE) -C packages/core/talos/ assets\n\tmake -C $(DIR) x\n";
+        assert_eq!(
+            make_dirs(makefile),
+            ["packages/apps/x", "packages/core/talos"]
+        );
+    }
 
     #[test]
     fn version_is_read_from_the_profile_line() {

@@ -42,6 +42,7 @@ const fn tool(probe: &'static str, package: &'static str) -> Tool {
 
 pub const TOOLS: &[Tool] = &[
     tool("git", "git"),
+    tool("make", "make"),
     tool("docker-registry", "docker-registry"),
     tool("skopeo", "skopeo"),
     tool("podman", "podman"),
