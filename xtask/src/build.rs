@@ -67,9 +67,11 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
     /// Patched upstream CozyStack tree whose matchbox Dockerfile builds the netboot image.
-    /// Default: the tree `cargo xtask patch` prepares.
+    /// Default: the pinned upstream, patched per variant as `cargo xtask patch --variant` does.
     #[arg(long, env = "XTASK_UPSTREAM_TREE", value_name = "DIR")]
     pub tree: Option<camino::Utf8PathBuf>,
+    #[command(flatten)]
+    pub upstream: crate::upstream::SourceArg,
     /// Skip the matchbox netboot image.
     #[arg(long)]
     pub no_matchbox: bool,
@@ -130,10 +132,20 @@ struct CacheEntry {
 
 pub const RECORD: &str = "build.json";
 
+/// The patched upstream tree the matchbox image is built from.
+pub enum TreeSource {
+    /// `--no-matchbox`
+    Skip,
+    /// `--tree DIR`
+    Given(camino::Utf8PathBuf),
+    /// The pinned upstream patched per variant (`patch::prepare_variant`), from `--source`.
+    Patch { source: Option<String> },
+}
+
 pub struct Ctx<'a> {
     pub project: &'a Project,
-    /// The patched upstream tree for the matchbox image, when it is built.
-    pub tree: Option<camino::Utf8PathBuf>,
+    /// Where the matchbox image's patched upstream tree comes from.
+    pub tree: TreeSource,
     pub matchbox_base: Option<String>,
     pub engine: Engine,
     pub imager: String,
@@ -211,10 +223,15 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
         }
         engine::preflight(&needs)?;
     }
-    let tree = if args.no_matchbox {
-        None
-    } else {
-        matchbox_tree(project, args)?
+    let tree = match (&args.tree, args.no_matchbox) {
+        (_, true) => TreeSource::Skip,
+        (Some(tree), false) => {
+            crate::matchbox::dockerfile(tree)?;
+            TreeSource::Given(tree.clone())
+        }
+        (None, false) => TreeSource::Patch {
+            source: args.upstream.source.clone(),
+        },
     };
     let ctx = Ctx {
         project,
@@ -257,7 +274,7 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
                 .files
                 .iter()
                 .any(|f| f.name == crate::matchbox::archive_name(vp))
-                || (args.dry_run && ctx.tree.is_some())
+                || (args.dry_run && !matches!(ctx.tree, TreeSource::Skip))
             {
                 let started = Instant::now();
                 let image = crate::matchbox::image_for(&vp.image);
@@ -278,19 +295,6 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
         return Ok(published);
     }
     Ok(records)
-}
-
-/// The patched tree for the matchbox image: `--tree`, else the one `cargo xtask patch` made.
-fn matchbox_tree(project: &Project, args: &Args) -> Result<Option<camino::Utf8PathBuf>> {
-    if let Some(tree) = &args.tree {
-        crate::matchbox::dockerfile(tree)?;
-        return Ok(Some(tree.clone()));
-    }
-    eprintln!(
-        "note: no patched upstream tree given (--tree): the matchbox netboot image is not built"
-    );
-    let _ = project;
-    Ok(None)
 }
 
 /// A dry run resolves nothing: it says what a real run would resolve first.
@@ -383,8 +387,25 @@ fn build_variant(ctx: &Ctx, plan: &Plan, vp: &VariantPlan) -> Result<BuildRecord
         record.profiles.push(profile);
         record.files.extend(file);
     }
-    if let Some(tree) = &ctx.tree {
-        if vp.variant.builds(Output::Kernel) && vp.variant.builds(Output::Initramfs) {
+    let builds_matchbox = vp.variant.builds(Output::Kernel) && vp.variant.builds(Output::Initramfs);
+    let tree = match &ctx.tree {
+        TreeSource::Skip => None,
+        _ if !builds_matchbox => None,
+        TreeSource::Given(tree) => Some(tree.clone()),
+        TreeSource::Patch { .. } if ctx.dry_run => {
+            println!("cargo xtask patch --variant {}", vp.name);
+            Some(crate::patch::default_out(ctx.project, Some(&vp.name)))
+        }
+        TreeSource::Patch { source } => {
+            let label = format!("[{}] patch upstream", vp.name);
+            let applied = ctx.progress.run(&label, || {
+                crate::patch::prepare_variant(ctx.project, source.as_deref(), vp)
+            })?;
+            Some(applied.tree)
+        }
+    };
+    if let Some(tree) = &tree {
+        {
             let step = Instant::now();
             let (file, hit) =
                 crate::matchbox::build(ctx, vp, tree, ctx.matchbox_base.as_deref(), &record.files)?;

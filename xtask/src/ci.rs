@@ -32,6 +32,8 @@ pub struct Args {
     pub imager: Option<String>,
     #[command(flatten)]
     pub registry_client: crate::registry::RegistryArgs,
+    #[command(flatten)]
+    pub upstream: crate::upstream::SourceArg,
     /// Skip the qemu boot (static checks still run).
     #[arg(long)]
     pub no_boot: bool,
@@ -123,6 +125,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         jobs: 2,
         locked: true,
         registry_client: args.registry_client.clone(),
+        upstream: args.upstream.clone(),
         dry_run: false,
         json: false,
         tree: None,

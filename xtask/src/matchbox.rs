@@ -77,11 +77,13 @@ pub fn build(
 ) -> Result<(FileRecord, bool)> {
     let kernel = artifact_name(Output::Kernel, vp.arch);
     let initramfs = artifact_name(Output::Initramfs, vp.arch);
-    let find = |name: &str| {
-        files.iter().find(|f| f.name == name).with_context(|| format!("the matchbox image needs {name}: add \"kernel\" and \"initramfs\" to the variant's outputs"))
+    let dockerfile = match dockerfile(tree) {
+        // A dry run names the tree `cargo xtask patch` would prepare, before it exists.
+        Err(_) if ctx.dry_run => tree
+            .join(crate::pin::TALOS_PACKAGE_DIRS[0])
+            .join("images/matchbox/Dockerfile"),
+        found => found?,
     };
-    let (kernel_rec, initramfs_rec) = (find(&kernel)?, find(&initramfs)?);
-    let dockerfile = dockerfile(tree)?;
     let out = ctx.project.out_dir().join(&vp.name);
     let archive = out.join(archive_name(vp));
     let tag = format!("localhost/xtask-matchbox-{}:build", vp.name);
@@ -138,6 +140,10 @@ pub fn build(
         ));
     }
 
+    let find = |name: &str| {
+        files.iter().find(|f| f.name == name).with_context(|| format!("the matchbox image needs {name}: add \"kernel\" and \"initramfs\" to the variant's outputs"))
+    };
+    let (kernel_rec, initramfs_rec) = (find(&kernel)?, find(&initramfs)?);
     let key = content_key(
         tree,
         &dockerfile,
