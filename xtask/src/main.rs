@@ -8,6 +8,7 @@ mod fsutil;
 mod lockfile;
 mod pin;
 mod profile;
+mod progress;
 mod project;
 mod variants;
 mod yaml;
@@ -15,6 +16,7 @@ mod yaml;
 mod build;
 mod plan;
 mod profiles;
+mod smoke;
 mod test;
 
 use clap::{Parser, Subcommand};
@@ -43,6 +45,8 @@ enum Command {
     Profiles(profiles::Args),
     /// Build the images of every (or the selected) variant.
     Build(build::Args),
+    /// Check that built images are exactly their role, then boot them under qemu.
+    Smoke(smoke::Args),
     /// Install the test tools when missing (Debian/Ubuntu), start nothing by hand, run every test.
     Test(test::Args),
 }
@@ -64,6 +68,7 @@ fn try_main() -> anyhow::Result<()> {
         Command::Plan(args) => plan::run(&project, args),
         Command::Profiles(args) => profiles::run(&project, args),
         Command::Build(args) => build::run(&project, args),
+        Command::Smoke(args) => smoke::run(&project, args),
         Command::Test(args) => test::run(&project, args),
     }
 }

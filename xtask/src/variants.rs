@@ -125,10 +125,10 @@ pub fn parse(file: &str, text: &str) -> Result<Variant, Vec<Finding>> {
         .file_stem()
         .unwrap_or_default()
         .to_owned();
-    let object =
-        match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(object)) => object,
-            Ok(other) => return Err(vec![Finding::new(
+    let object = match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(object)) => object,
+        Ok(other) => {
+            return Err(vec![Finding::new(
                 file,
                 "",
                 "a variant file holds one JSON object",
@@ -136,20 +136,21 @@ pub fn parse(file: &str, text: &str) -> Result<Variant, Vec<Finding>> {
             .value(kind_of(&other))
             .fix(
                 "write the variant as { \"name\": ..., \"arch\": ..., ... } (see docs/variants.md)",
-            )]),
-            Err(err) => {
-                return Err(vec![Finding::new(
-                    file,
-                    "",
-                    format!(
-                        "malformed JSON at line {} column {}: {err}",
-                        err.line(),
-                        err.column()
-                    ),
-                )
-                .fix("correct the JSON syntax at that position")])
-            }
-        };
+            )])
+        }
+        Err(err) => {
+            return Err(vec![Finding::new(
+                file,
+                "",
+                format!(
+                    "malformed JSON at line {} column {}: {err}",
+                    err.line(),
+                    err.column()
+                ),
+            )
+            .fix("correct the JSON syntax at that position")])
+        }
+    };
 
     for key in object.keys() {
         if !FIELDS.contains(&key.as_str()) {
