@@ -33,7 +33,14 @@ struct State {
 impl Progress {
     /// Starts timing a step. Prints `label: started` (unless quiet).
     pub fn start(label: impl Into<String>, quiet: bool) -> Progress {
-        let progress = Progress {
+        let progress = Progress::new(label, quiet);
+        progress.note("started");
+        progress
+    }
+
+    /// Starts timing a step silently; the caller notes how it starts.
+    pub fn new(label: impl Into<String>, quiet: bool) -> Progress {
+        Progress {
             label: label.into(),
             start: Instant::now(),
             quiet,
@@ -42,9 +49,7 @@ impl Progress {
                 last_print: None,
                 drawn: false,
             }),
-        };
-        progress.note("started");
-        progress
+        }
     }
 
     pub fn elapsed(&self) -> Duration {

@@ -52,6 +52,7 @@ pub const TOOLS: &[Tool] = &[
     tool("mkfs.vfat", "dosfstools"),
     tool("sgdisk", "gdisk"),
     tool("cpio", "cpio"),
+    tool("xz", "xz-utils"),
     tool("/usr/share/AAVMF/AAVMF_CODE.fd", "qemu-efi-aarch64"),
     Tool {
         probe: "qemu-system-aarch64",

@@ -464,7 +464,7 @@ pub fn dry_run_command(opts: &BootOptions) -> Vec<String> {
             }
             _ => None,
         },
-        host_port: opts.port.map(|_| 0),
+        host_port: opts.port.map(|_| free_port().unwrap_or(0)),
     };
     let mut command = vec!["qemu-system-aarch64".to_owned()];
     command.extend(qemu_args(opts, &prepared));
@@ -521,8 +521,8 @@ pub fn boot(opts: &BootOptions) -> Result<BootResult> {
     let log = File::create(&opts.log).with_context(|| format!("creating {}", opts.log))?;
     let log = Arc::new(Mutex::new(log));
 
-    let progress = Progress::start("smoke boot", opts.quiet);
-    progress.note(&format!("console: {}", opts.log));
+    let progress = Progress::new("smoke boot", opts.quiet);
+    progress.note(&format!("starting qemu, console: {}", opts.log));
     let mut command = Command::new(&qemu);
     command
         .args(&args)

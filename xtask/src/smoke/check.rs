@@ -156,6 +156,7 @@ pub fn check_record(
         "rebuild with `cargo xtask build --variant {}`",
         variant.name
     );
+    let before = report.findings.len();
     let findings = &mut report.findings;
     if record.variant != variant.name {
         findings.push(
@@ -369,8 +370,11 @@ pub fn check_record(
             );
         }
     }
+    if report.findings.len() > before {
+        return;
+    }
     report.checked.push(format!(
-        "{} profile(s) list exactly {} at the locked references",
+        "record and {} profile(s) list exactly {} at the locked references",
         record.profiles.len(),
         if variant_names.is_empty() {
             "no extensions".to_owned()
@@ -604,12 +608,18 @@ fn skopeo_raw(sh: &Shell, reference: &str, config: bool) -> Result<Vec<u8>> {
         .context("running skopeo (install it with `apt-get install skopeo`)")?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        anyhow::bail!(
-            "{}",
-            stderr.lines().last().unwrap_or("skopeo failed").trim()
-        );
+        anyhow::bail!("{}", skopeo_message(&stderr));
     }
     Ok(out.stdout)
+}
+
+/// The message of skopeo's last log line (`time=... level=fatal msg="..."`), or the line.
+fn skopeo_message(stderr: &str) -> String {
+    let line = stderr.lines().last().unwrap_or("skopeo failed").trim();
+    match line.split_once("msg=\"") {
+        Some((_, msg)) => msg.strip_suffix('"').unwrap_or(msg).replace("\\\"", "\""),
+        None => line.to_owned(),
+    }
 }
 
 fn manifest_digest(raw: &[u8]) -> String {
@@ -885,6 +895,16 @@ mod tests {
             platform_problem(&amd, Arch::Arm64).unwrap(),
             "image config says linux/amd64, not linux/arm64"
         );
+    }
+
+    #[test]
+    fn skopeo_errors_are_shown_by_their_message() {
+        let stderr = "time=\"2026-01-01T00:00:00Z\" level=fatal msg=\"Error reading manifest v9 in 127.0.0.1:5000/x: manifest unknown\"\n";
+        assert_eq!(
+            skopeo_message(stderr),
+            "Error reading manifest v9 in 127.0.0.1:5000/x: manifest unknown"
+        );
+        assert_eq!(skopeo_message("plain failure\n"), "plain failure");
     }
 
     #[test]
