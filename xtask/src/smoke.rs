@@ -51,6 +51,12 @@ pub struct VariantArgs {
     /// Give up booting after this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = boot::DEFAULT_TIMEOUT.as_secs())]
     pub timeout: u64,
+    /// Guest memory in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = boot::DEFAULT_MEMORY_MIB)]
+    pub memory: u32,
+    /// Guest CPUs.
+    #[arg(long, value_name = "N", default_value_t = boot::DEFAULT_CPUS)]
+    pub cpus: u32,
     /// Print results as JSON on stdout, no progress on stderr.
     #[arg(long)]
     pub json: bool,
@@ -94,7 +100,7 @@ pub struct BootArgs {
     #[arg(long, value_name = "PATH", conflicts_with_all = ["kernel", "initramfs"])]
     pub disk: Option<Utf8PathBuf>,
     /// Succeed when a console line matches this pattern (`.`, `[]`, `\d`, `* + ?`, `^ $`, `|`;
-    /// escape brackets to match them). Default: Talos's maintenance-mode line.
+    /// escape brackets to match them). The default is Talos's maintenance-mode line.
     #[arg(long, value_name = "REGEX", default_value = boot::TALOS_MAINTENANCE)]
     pub expect: String,
     /// Also require this guest TCP port to answer (forwarded from a free host port).
@@ -214,7 +220,9 @@ fn run_variants(project: &Project, args: VariantArgs) -> Result<()> {
     let selected = select(project, &args.variants)?;
     if args.dry_run {
         for variant in &selected {
-            let opts = variant_boot_options(project, variant)?;
+            let mut opts = variant_boot_options(project, variant)?;
+            opts.memory_mib = args.memory;
+            opts.cpus = args.cpus;
             println!("{}", shell_words(&boot::dry_run_command(&opts)));
         }
         return Ok(());
@@ -240,6 +248,8 @@ fn run_variants(project: &Project, args: VariantArgs) -> Result<()> {
         }
         let attempt = variant_boot_options(project, variant).and_then(|mut opts| {
             opts.timeout = std::time::Duration::from_secs(args.timeout);
+            opts.memory_mib = args.memory;
+            opts.cpus = args.cpus;
             opts.quiet = args.json;
             boot::boot(&opts)
         });
@@ -320,6 +330,7 @@ pub fn variant_boot_options(project: &Project, variant: &Variant) -> Result<Boot
         project.target_dir().join("smoke").join(&variant.name),
     );
     opts.port = Some(boot::TALOS_API_PORT);
+    opts.label = format!("smoke {}", variant.name);
     Ok(opts)
 }
 

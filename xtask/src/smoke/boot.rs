@@ -62,6 +62,8 @@ pub struct BootOptions {
     pub quiet: bool,
     /// Scratch space for firmware copies and decompressed disks, removed afterwards.
     pub work_dir: Utf8PathBuf,
+    /// Names the boot in progress lines (`smoke gateway`).
+    pub label: String,
 }
 
 impl BootOptions {
@@ -77,6 +79,7 @@ impl BootOptions {
             cpus: DEFAULT_CPUS,
             quiet: false,
             work_dir,
+            label: "smoke boot".into(),
         }
     }
 }
@@ -521,7 +524,7 @@ pub fn boot(opts: &BootOptions) -> Result<BootResult> {
     let log = File::create(&opts.log).with_context(|| format!("creating {}", opts.log))?;
     let log = Arc::new(Mutex::new(log));
 
-    let progress = Progress::new("smoke boot", opts.quiet);
+    let progress = Progress::new(opts.label.clone(), opts.quiet);
     progress.note(&format!("starting qemu, console: {}", opts.log));
     let mut command = Command::new(&qemu);
     command
