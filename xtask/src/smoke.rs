@@ -106,6 +106,9 @@ pub struct BootArgs {
     /// Also require this guest TCP port to answer (forwarded from a free host port).
     #[arg(long, value_name = "N")]
     pub port: Option<u16>,
+    /// Require the port to answer with a TLS record (as Talos's API does), not just any bytes.
+    #[arg(long, requires = "port")]
+    pub tls: bool,
     /// Give up after this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = boot::DEFAULT_TIMEOUT.as_secs())]
     pub timeout: u64,
@@ -153,6 +156,7 @@ fn run_boot(project: &Project, args: BootArgs) -> Result<()> {
     );
     opts.expect = Pattern::new(&args.expect).context("--expect")?;
     opts.port = args.port;
+    opts.require_tls = args.tls;
     opts.timeout = std::time::Duration::from_secs(args.timeout);
     opts.memory_mib = args.memory;
     opts.cpus = args.cpus;
@@ -330,6 +334,7 @@ pub fn variant_boot_options(project: &Project, variant: &Variant) -> Result<Boot
         project.target_dir().join("smoke").join(&variant.name),
     );
     opts.port = Some(boot::TALOS_API_PORT);
+    opts.require_tls = true;
     opts.label = format!("smoke {}", variant.name);
     Ok(opts)
 }

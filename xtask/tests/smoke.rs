@@ -144,13 +144,11 @@ const NET_MODULES: &[&str] = &[
 const MAINTENANCE_LINE: &str = "[talos] entering maintenance service";
 
 /// /init scripts (busybox sh) for the cases the harness must tell apart.
-fn init_talos_like(listen: bool) -> String {
-    let listener = if listen {
-        "printf '#!/bin/busybox sh\\necho smoke-answer\\n' > /bin/answer\n\
-         /bin/busybox chmod +x /bin/answer\n\
-         /bin/busybox nc -ll -p 50000 -e /bin/answer &\n"
-    } else {
-        ""
+/// With an `answer`, /init serves it on TCP 50000 (busybox nc runs /bin/answer per connection).
+fn init_talos_like(answer: Option<&str>) -> String {
+    let listener = match answer {
+        Some(_) => "/bin/busybox nc -ll -p 50000 -e /bin/answer &\n",
+        None => "",
     };
     format!(
         "#!/bin/busybox sh\n\
@@ -177,8 +175,13 @@ const INIT_SILENT: &str = "#!/bin/busybox sh\nwhile true; do /bin/busybox sleep 
 const INIT_POWEROFF: &str =
     "#!/bin/busybox sh\necho 'init: powering off'\n/bin/busybox poweroff -f\n";
 
-/// A newc cpio initramfs with busybox, the virtio-net modules and `init`.
-fn initramfs(dir: &Path, init: &str) -> PathBuf {
+/// What /bin/answer prints to a connection: plain text, or the start of a TLS alert record.
+const ANSWER_PLAIN: &str = "#!/bin/busybox sh\necho smoke-answer\n";
+const ANSWER_TLS: &str =
+    "#!/bin/busybox sh\n/bin/busybox printf '\\025\\003\\003\\000\\002\\002\\050'\n";
+
+/// A newc cpio initramfs with busybox, the virtio-net modules, `init` and /bin/answer.
+fn initramfs(dir: &Path, init: &str, answer: Option<&str>) -> PathBuf {
     let fixtures = arm64();
     let root = dir.join("root");
     for sub in ["bin", "lib/modules", "proc", "sys", "dev"] {
@@ -193,9 +196,14 @@ fn initramfs(dir: &Path, init: &str) -> PathBuf {
         )
         .unwrap();
     }
-    std::fs::write(root.join("init"), init).unwrap();
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(root.join("init"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for (path, script) in [("init", Some(init)), ("bin/answer", answer)] {
+        if let Some(script) = script {
+            std::fs::write(root.join(path), script).unwrap();
+            std::fs::set_permissions(root.join(path), std::fs::Permissions::from_mode(0o755))
+                .unwrap();
+        }
+    }
 
     let image = dir.join("initramfs.cpio");
     let mut names = Vec::new();
@@ -293,7 +301,11 @@ fn boot_succeeds_on_the_maintenance_line_once_the_port_answers() {
         return;
     }
     let dir = temp_dir("smoke-boot-ok");
-    let image = initramfs(&dir, &init_talos_like(true));
+    let image = initramfs(
+        &dir,
+        &init_talos_like(Some(ANSWER_PLAIN)),
+        Some(ANSWER_PLAIN),
+    );
     let mut args = kernel_args(&image, "console=ttyAMA0");
     args.extend(["--port", "50000", "--timeout", "300"].map(String::from));
     let (result, out) = smoke_boot(&dir, &strs(&args));
@@ -311,6 +323,16 @@ fn boot_succeeds_on_the_maintenance_line_once_the_port_answers() {
     );
     assert!(console.contains(MAINTENANCE_LINE));
     assert!(!qemu_running_with(&image), "qemu left running");
+
+    // Talos's API speaks TLS: with --tls, plain bytes are a failure, said at once.
+    args.push("--tls".into());
+    let (result, out) = smoke_boot(&dir, &strs(&args));
+    assert!(!out.status.success());
+    assert_eq!(result["failure"], "port-not-tls", "{result:#}");
+    assert_eq!(
+        result["reason"],
+        "guest port 50000 answered, but not with TLS: 13 bytes (not TLS)"
+    );
 }
 
 #[test]
@@ -319,7 +341,7 @@ fn boot_fails_fast_on_a_kernel_panic() {
         return;
     }
     let dir = temp_dir("smoke-boot-panic");
-    let image = initramfs(&dir, INIT_PANIC);
+    let image = initramfs(&dir, INIT_PANIC, None);
     let mut args = kernel_args(&image, "console=ttyAMA0");
     args.extend(["--timeout", "300"].map(String::from));
     let (result, out) = smoke_boot(&dir, &strs(&args));
@@ -345,7 +367,7 @@ fn boot_fails_at_the_timeout_when_the_console_stays_silent() {
         return;
     }
     let dir = temp_dir("smoke-boot-silent");
-    let image = initramfs(&dir, INIT_SILENT);
+    let image = initramfs(&dir, INIT_SILENT, None);
     let mut args = kernel_args(&image, "console=ttyAMA0");
     args.extend(["--timeout", "8"].map(String::from));
     let (result, out) = smoke_boot(&dir, &strs(&args));
@@ -367,7 +389,7 @@ fn a_forwarded_port_without_a_listener_does_not_count_as_an_answer() {
         return;
     }
     let dir = temp_dir("smoke-boot-noport");
-    let image = initramfs(&dir, &init_talos_like(false));
+    let image = initramfs(&dir, &init_talos_like(None), None);
     let mut args = kernel_args(&image, "console=ttyAMA0");
     args.extend(["--port", "50000", "--timeout", "20"].map(String::from));
     let (result, out) = smoke_boot(&dir, &strs(&args));
@@ -389,7 +411,7 @@ fn boot_fails_when_qemu_exits_and_custom_patterns_match() {
         return;
     }
     let dir = temp_dir("smoke-boot-exit");
-    let image = initramfs(&dir, INIT_POWEROFF);
+    let image = initramfs(&dir, INIT_POWEROFF, None);
     let mut args = kernel_args(&image, "console=ttyAMA0");
     args.extend(["--timeout", "300", "--expect", r"^login: \w+$"].map(String::from));
     let (result, out) = smoke_boot(&dir, &strs(&args));
@@ -426,7 +448,7 @@ fn qemu_dies_with_xtask_when_killed_or_interrupted() {
         return;
     }
     let dir = temp_dir("smoke-boot-killed");
-    let image = initramfs(&dir, INIT_SILENT);
+    let image = initramfs(&dir, INIT_SILENT, None);
     for signal in ["-KILL", "-INT"] {
         let log = dir.join(format!("console{signal}.log"));
         let mut child = xtask(&dir)
@@ -542,7 +564,7 @@ fn uefi_disk_boots_through_firmware_from_an_esp() {
         return;
     }
     let dir = temp_dir("smoke-boot-uefi");
-    let image = initramfs(&dir, &init_talos_like(true));
+    let image = initramfs(&dir, &init_talos_like(Some(ANSWER_TLS)), Some(ANSWER_TLS));
     let disk = uefi_disk(&dir, &image);
     let (result, out) = smoke_boot(
         &dir,

@@ -53,6 +53,8 @@ pub struct BootOptions {
     pub expect: Pattern,
     /// Guest TCP port that must answer (forwarded from a free host port).
     pub port: Option<u16>,
+    /// The port's answer must be a TLS record (Talos's apid), not just any bytes.
+    pub require_tls: bool,
     pub timeout: Duration,
     /// The console is streamed here as it arrives (kept as a CI artifact).
     pub log: Utf8PathBuf,
@@ -73,6 +75,7 @@ impl BootOptions {
             media,
             expect: Pattern::new(TALOS_MAINTENANCE).expect("the default pattern parses"),
             port: None,
+            require_tls: false,
             timeout: DEFAULT_TIMEOUT,
             log,
             memory_mib: DEFAULT_MEMORY_MIB,
@@ -98,6 +101,8 @@ pub enum Failure {
     KernelPanic,
     QemuExited,
     Timeout,
+    /// The port answered, but not with TLS although TLS was required.
+    PortNotTls,
 }
 
 /// The outcome of one boot: what `--json` prints and what `ci` summarises.
@@ -368,6 +373,11 @@ pub fn client_hello() -> Vec<u8> {
     record
 }
 
+/// A TLS record starts with its content type (20-23) and major version 3.
+pub fn is_tls_record(bytes: &[u8]) -> bool {
+    matches!(bytes, [0x14..=0x17, 0x03, ..])
+}
+
 /// Says what the first bytes from a port are: a TLS record, or just bytes.
 pub fn describe_answer(bytes: &[u8]) -> String {
     let kind = match bytes.first() {
@@ -401,7 +411,7 @@ fn probe_once(addr: SocketAddr) -> Option<Vec<u8>> {
 enum Event {
     Line(String),
     ConsoleClosed,
-    PortAnswered(String),
+    PortAnswered(Vec<u8>),
 }
 
 /// qemu while it runs: killed and reaped when dropped, whatever path drops it.
@@ -724,13 +734,19 @@ impl Watch<'_> {
                 }
                 self.last_line = line;
             }
-            Event::PortAnswered(answer) => {
+            Event::PortAnswered(bytes) => {
+                let answer = describe_answer(&bytes);
+                let port = self.opts.port.unwrap_or(0);
+                self.progress
+                    .note(&format!("guest port {port} answered: {answer}"));
+                self.port_answer = Some(answer.clone());
+                if self.opts.require_tls && !is_tls_record(&bytes) {
+                    return Some(Verdict::Failed(
+                        Failure::PortNotTls,
+                        format!("guest port {port} answered, but not with TLS: {answer}"),
+                    ));
+                }
                 self.port_at = Some(self.start.elapsed());
-                self.progress.note(&format!(
-                    "guest port {} answered: {answer}",
-                    self.opts.port.unwrap_or(0)
-                ));
-                self.port_answer = Some(answer);
             }
             Event::ConsoleClosed => {}
         }
@@ -759,7 +775,7 @@ impl Watch<'_> {
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 if let Some(bytes) = probe_once(addr) {
-                    let _ = tx.send(Event::PortAnswered(describe_answer(&bytes)));
+                    let _ = tx.send(Event::PortAnswered(bytes));
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(300));
@@ -966,6 +982,9 @@ mod tests {
         );
         assert_eq!(describe_answer(&[0x15, 0x03, 0x01]), "TLS record (alert)");
         assert_eq!(describe_answer(b"hello\n"), "6 bytes (not TLS)");
+        assert!(is_tls_record(&[0x15, 0x03, 0x03, 0, 2, 2, 40]));
+        assert!(!is_tls_record(b"\x16\x02"));
+        assert!(!is_tls_record(b"HTTP/1.1 400"));
     }
 
     #[test]
