@@ -241,14 +241,24 @@ fn run_variants(project: &Project, args: VariantArgs) -> Result<()> {
             error: None,
         };
         if !args.no_check {
-            let report = check::static_checks(project, &variant.name)?;
-            if !args.json {
-                print_report(&report);
+            match check::static_checks(project, &variant.name) {
+                Ok(report) => {
+                    if !args.json {
+                        print_report(&report);
+                    }
+                    if let Err(err) = report.into_result() {
+                        failures.push(format!("{err:#}"));
+                    }
+                    result.checks = Some(report);
+                }
+                Err(err) => {
+                    // Not built (or unreadable): booting it cannot work either.
+                    failures.push(format!("variant `{}`: {err:#}", variant.name));
+                    result.error = Some(format!("{err:#}"));
+                    results.push(result);
+                    continue;
+                }
             }
-            if let Err(err) = report.into_result() {
-                failures.push(format!("{err:#}"));
-            }
-            result.checks = Some(report);
         }
         let attempt = variant_boot_options(project, variant).and_then(|mut opts| {
             opts.timeout = std::time::Duration::from_secs(args.timeout);

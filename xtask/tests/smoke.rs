@@ -442,15 +442,19 @@ fn boot_fails_when_qemu_exits_and_custom_patterns_match() {
     assert!(out.status.success(), "{result:#}");
 }
 
+extern "C" {
+    fn kill(pid: i32, signal: i32) -> i32;
+}
+
 #[test]
 fn qemu_dies_with_xtask_when_killed_or_interrupted() {
-    if !have_tools(&[BOOT_TOOLS, &["kill"]].concat()) {
+    if !have_tools(BOOT_TOOLS) {
         return;
     }
     let dir = temp_dir("smoke-boot-killed");
     let image = initramfs(&dir, INIT_SILENT, None);
-    for signal in ["-KILL", "-INT"] {
-        let log = dir.join(format!("console{signal}.log"));
+    for signal in ["KILL", "INT"] {
+        let log = dir.join(format!("console-{signal}.log"));
         let mut child = xtask(&dir)
             .args(["smoke", "boot", "--json", "--cpus", "1", "--timeout", "300"])
             .arg("--log")
@@ -468,13 +472,16 @@ fn qemu_dies_with_xtask_when_killed_or_interrupted() {
         }
         assert!(qemu_running_with(&image));
         // SIGKILL to xtask alone (nothing can run in it); SIGINT to the whole group, as Ctrl-C.
-        let target = if signal == "-KILL" {
-            child.id().to_string()
-        } else {
-            format!("-{}", child.id())
+        let pid = child.id() as i32;
+        let (target, number) = match signal {
+            "KILL" => (pid, 9),
+            _ => (-pid, 2),
         };
-        let out = run(Command::new("kill").args([signal, "--", &target]));
-        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(
+            unsafe { kill(target, number) },
+            0,
+            "kill({target}, {number})"
+        );
         let _ = child.wait();
         let stopped = std::time::Instant::now();
         while qemu_running_with(&image) {
@@ -884,6 +891,20 @@ fn smoke_of_an_unbuilt_variant_says_how_to_build_it() {
         "{}",
         stderr(&out)
     );
+    let out = run(xtask(&root).args(["smoke", "--json"]));
+    assert!(!out.status.success());
+    let results: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["variant"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["compute", "gateway"], "every variant is tried");
+    assert!(results[1]["error"]
+        .as_str()
+        .unwrap()
+        .contains("run `cargo xtask build --variant gateway`"));
     let out = run(xtask(&root).args(["smoke", "--variant", "gateway", "--dry-run"]));
     assert!(out.status.success(), "{}", stderr(&out));
     let command = stdout(&out);
