@@ -186,11 +186,11 @@ fn run_check(project: &Project, args: CheckArgs) -> Result<()> {
     let failed: Vec<&Report> = reports.iter().filter(|r| !r.passed()).collect();
     match failed.as_slice() {
         [] => Ok(()),
-        [one] => one.into_result(),
+        [one] => one.to_result(),
         _ => {
             let errors: Vec<String> = failed
                 .iter()
-                .map(|r| format!("{:#}", r.into_result().unwrap_err()))
+                .map(|r| format!("{:#}", r.to_result().unwrap_err()))
                 .collect();
             bail!("{}", errors.join("\n"))
         }
@@ -246,7 +246,7 @@ fn run_variants(project: &Project, args: VariantArgs) -> Result<()> {
                     if !args.json {
                         print_report(&report);
                     }
-                    if let Err(err) = report.into_result() {
+                    if let Err(err) = report.to_result() {
                         failures.push(format!("{err:#}"));
                     }
                     result.checks = Some(report);

@@ -159,7 +159,7 @@ pub fn find_firmware() -> Result<Firmware> {
         for (code, vars) in FIRMWARE_PAIRS {
             let code = Utf8Path::new(dir).join(code);
             let vars = vars.map(|v| Utf8Path::new(dir).join(v));
-            if code.is_file() && vars.as_ref().map_or(true, |v| v.is_file()) {
+            if code.is_file() && vars.as_ref().is_none_or(|v| v.is_file()) {
                 return Ok(Firmware { code, vars });
             }
         }
@@ -228,6 +228,9 @@ pub fn qemu_args(opts: &BootOptions, prepared: &Prepared) -> Vec<String> {
         "-serial",
         "stdio",
         "-no-reboot",
+        // Entropy for early userspace (Talos generates keys while it boots).
+        "-device",
+        "virtio-rng-pci",
     ]);
     match &opts.media {
         Media::Kernel {
@@ -912,7 +915,7 @@ mod tests {
             },
         )
         .join(" ");
-        assert!(args.starts_with("-machine virt -accel tcg -cpu max,pauth-impdef=on -m 2048 -smp 2 -nographic -monitor none -serial stdio -no-reboot"), "{args}");
+        assert!(args.starts_with("-machine virt -accel tcg -cpu max,pauth-impdef=on -m 2048 -smp 2 -nographic -monitor none -serial stdio -no-reboot -device virtio-rng-pci"), "{args}");
         assert!(
             args.contains("-kernel k -initrd i.xz -append console=ttyAMA0 talos.platform=metal"),
             "{args}"

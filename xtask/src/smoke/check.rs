@@ -89,7 +89,7 @@ impl Report {
     }
 
     /// `Ok` when nothing was found, else one error listing every finding.
-    pub fn into_result(&self) -> Result<()> {
+    pub fn to_result(&self) -> Result<()> {
         crate::diag::into_result(
             &format!("static checks of variant `{}` failed", self.variant),
             self.findings.clone(),
