@@ -391,7 +391,7 @@ fn a_forwarded_port_without_a_listener_does_not_count_as_an_answer() {
     let dir = temp_dir("smoke-boot-noport");
     let image = initramfs(&dir, &init_talos_like(None), None);
     let mut args = kernel_args(&image, "console=ttyAMA0");
-    args.extend(["--port", "50000", "--timeout", "20"].map(String::from));
+    args.extend(["--port", "50000", "--timeout", "30"].map(String::from));
     let (result, out) = smoke_boot(&dir, &strs(&args));
     assert!(!out.status.success());
     assert_eq!(result["failure"], "timeout", "{result:#}");
