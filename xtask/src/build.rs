@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::{self, shell_line, Engine, Need};
 use crate::lockfile::Lock;
 use crate::plan::{self, Plan, PlannedProfile, VariantPlan};
-use crate::progress::Progress;
+use crate::progress::Steps;
 use crate::project::Project;
 use crate::publish::{self, Publisher};
 use crate::variants::Output;
@@ -152,7 +152,7 @@ pub struct Ctx<'a> {
     pub emulate: bool,
     pub force: bool,
     pub dry_run: bool,
-    pub progress: Progress,
+    pub progress: Steps,
 }
 
 pub fn run(project: &Project, args: Args) -> Result<()> {
@@ -190,7 +190,7 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
         .imager
         .clone()
         .unwrap_or_else(|| format!("ghcr.io/siderolabs/imager:{}", plan.talos_version));
-    let progress = Progress::new(args.json || args.dry_run);
+    let progress = Steps::new(args.json || args.dry_run);
     if args.dry_run {
         println!(
             "# engine: {engine}{}",

@@ -154,6 +154,14 @@ pub struct ImageRef {
 }
 
 impl ImageRef {
+    /// The last path component: `zfs` for `ghcr.io/siderolabs/zfs`.
+    pub fn name(&self) -> &str {
+        self.repository
+            .rsplit('/')
+            .next()
+            .unwrap_or(&self.repository)
+    }
+
     pub fn parse(reference: &str) -> Result<ImageRef, String> {
         let (rest, digest) = match reference.split_once('@') {
             Some((rest, digest)) => {

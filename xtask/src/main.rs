@@ -28,6 +28,7 @@ mod patch;
 mod plan;
 mod profiles;
 mod schematic;
+mod smoke;
 mod test;
 mod upstream;
 
@@ -71,6 +72,8 @@ enum Command {
     Schematic(schematic::Args),
     /// Decide from git what CI must build: nothing, some variants, or all (see docs/changed.md).
     Changed(changed::Args),
+    /// Check that built images are exactly their role, then boot them under qemu.
+    Smoke(smoke::Args),
     /// Install the test tools when missing (Debian/Ubuntu), start nothing by hand, run every test.
     Test(test::Args),
 }
@@ -99,6 +102,7 @@ fn try_main() -> anyhow::Result<()> {
         Command::Config(args) => config::run(&project, args),
         Command::Schematic(args) => schematic::run(&project, args),
         Command::Changed(args) => changed::run(&project, args),
+        Command::Smoke(args) => smoke::run(&project, args),
         Command::Test(args) => test::run(&project, args),
     }
 }

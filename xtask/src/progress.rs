@@ -1,57 +1,213 @@
-//! Progress on long steps: a line when a step starts, a line every 15 s while it runs, and one
-//! with the elapsed time when it ends. Quiet under `--json` and `--dry-run`.
+//! Progress of long steps (pulling, imager runs, pushing, booting) on stderr, with elapsed time.
+//!
+//! On a terminal one status line is redrawn in place; elsewhere (CI logs) a heartbeat line is
+//! printed every `HEARTBEAT` so a log shows the step is alive without flooding it. Quiet mode
+//! (`--json`) prints nothing: stdout stays machine-readable and stderr stays empty.
 
-use std::sync::mpsc;
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-#[derive(Debug, Clone, Copy)]
+/// How often a non-terminal log gets a "still running" line.
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
+/// How often a terminal status line is redrawn at most.
+const REDRAW: Duration = Duration::from_millis(250);
+
+#[derive(Debug)]
 pub struct Progress {
+    label: String,
+    start: Instant,
     quiet: bool,
+    tty: bool,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    last_print: Option<Instant>,
+    /// A status line is drawn on the terminal and must be cleared before other output.
+    drawn: bool,
 }
 
 impl Progress {
-    pub fn new(quiet: bool) -> Progress {
-        Progress { quiet }
+    /// Starts timing a step. Prints `label: started` (unless quiet).
+    pub fn start(label: impl Into<String>, quiet: bool) -> Progress {
+        let progress = Progress::new(label, quiet);
+        progress.note("started");
+        progress
     }
 
+    /// Starts timing a step silently; the caller notes how it starts.
+    pub fn new(label: impl Into<String>, quiet: bool) -> Progress {
+        Progress {
+            label: label.into(),
+            start: Instant::now(),
+            quiet,
+            tty: std::io::stderr().is_terminal(),
+            state: Mutex::new(State {
+                last_print: None,
+                drawn: false,
+            }),
+        }
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Shows what the step is doing now; rate-limited, so call it as often as convenient.
+    pub fn update(&self, detail: &str) {
+        if self.quiet {
+            return;
+        }
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let every = if self.tty { REDRAW } else { HEARTBEAT };
+        if state
+            .last_print
+            .is_some_and(|last| now.duration_since(last) < every)
+        {
+            return;
+        }
+        state.last_print = Some(now);
+        let line = format!(
+            "{}: {} {}",
+            self.label,
+            format_elapsed(self.elapsed()),
+            detail
+        );
+        let mut err = std::io::stderr().lock();
+        if self.tty {
+            let width = terminal_width();
+            let shown: String = line.chars().take(width.saturating_sub(1)).collect();
+            let _ = write!(err, "\r\x1b[K{shown}");
+            state.drawn = true;
+        } else {
+            let _ = writeln!(err, "{line}");
+        }
+        let _ = err.flush();
+    }
+
+    /// A milestone: always printed on its own line (unless quiet), with the elapsed time.
+    pub fn note(&self, message: &str) {
+        if self.quiet {
+            return;
+        }
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut err = std::io::stderr().lock();
+        if state.drawn {
+            let _ = write!(err, "\r\x1b[K");
+            state.drawn = false;
+        }
+        let _ = writeln!(
+            err,
+            "{}: {} {message}",
+            self.label,
+            format_elapsed(self.elapsed())
+        );
+        state.last_print = Some(Instant::now());
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        if state.drawn {
+            eprint!("\r\x1b[K");
+        }
+    }
+}
+
+/// Progress for a whole command run: quiet or not, handing out labelled steps.
+#[derive(Debug, Clone, Copy)]
+pub struct Steps {
+    quiet: bool,
+}
+
+impl Steps {
+    pub fn new(quiet: bool) -> Steps {
+        Steps { quiet }
+    }
+
+    /// A one-off line (a cache hit, a skipped step).
     pub fn note(&self, message: &str) {
         if !self.quiet {
             eprintln!("{message}");
         }
     }
 
-    /// Runs `f`, reporting elapsed time on stderr while it runs.
-    pub fn run<T>(&self, label: &str, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
-        if self.quiet {
-            return f();
-        }
-        let started = Instant::now();
-        eprintln!("{label} ...");
-        let (stop, stopped) = mpsc::channel::<()>();
-        let ticker_label = label.to_owned();
-        let ticker = std::thread::spawn(move || {
-            while let Err(mpsc::RecvTimeoutError::Timeout) =
-                stopped.recv_timeout(Duration::from_secs(15))
-            {
-                eprintln!("{ticker_label}: still running ({})", elapsed(started));
-            }
-        });
-        let result = f();
-        let _ = stop.send(());
-        let _ = ticker.join();
-        match &result {
-            Ok(_) => eprintln!("{label}: done in {}", elapsed(started)),
-            Err(_) => eprintln!("{label}: failed after {}", elapsed(started)),
-        }
-        result
+    /// A long step with elapsed-time progress (see `step`).
+    pub fn run<T>(
+        &self,
+        label: &str,
+        work: impl FnOnce() -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        step(label, self.quiet, work)
     }
 }
 
-pub fn elapsed(since: Instant) -> String {
-    let secs = since.elapsed().as_secs_f64();
+/// Runs `work` while a heartbeat shows the step's elapsed time, then notes how it ended.
+/// For steps that print nothing themselves while they run (an imager run, a push).
+pub fn step<T>(
+    label: &str,
+    quiet: bool,
+    work: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let progress = Arc::new(Progress::start(label, quiet));
+    let done = Arc::new(AtomicBool::new(false));
+    let ticker = {
+        let progress = Arc::clone(&progress);
+        let done = Arc::clone(&done);
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                progress.update("running");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let result = work();
+    done.store(true, Ordering::Relaxed);
+    let _ = ticker.join();
+    match &result {
+        Ok(_) => progress.note("done"),
+        Err(_) => progress.note("failed"),
+    }
+    result
+}
+
+/// `12.3s` below a minute, `4m05s` above.
+pub fn format_elapsed(elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64();
     if secs < 60.0 {
-        format!("{secs:.1}s")
+        format!("[{secs:5.1}s]")
     } else {
-        format!("{}m{:02}s", secs as u64 / 60, secs as u64 % 60)
+        let whole = elapsed.as_secs();
+        format!("[{}m{:02}s]", whole / 60, whole % 60)
+    }
+}
+
+fn terminal_width() -> usize {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(100)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn elapsed_time_is_short_and_aligned() {
+        assert_eq!(format_elapsed(Duration::from_millis(2_340)), "[  2.3s]");
+        assert_eq!(format_elapsed(Duration::from_secs(59)), "[ 59.0s]");
+        assert_eq!(format_elapsed(Duration::from_secs(245)), "[4m05s]");
+    }
+
+    #[test]
+    fn step_passes_the_result_through() {
+        assert_eq!(step("t", true, || Ok(7)).unwrap(), 7);
+        assert!(step::<()>("t", true, || anyhow::bail!("no")).is_err());
     }
 }

@@ -55,6 +55,7 @@ pub const TOOLS: &[Tool] = &[
     tool("cpio", "cpio"),
     // actionlint checks the workflows' `run:` scripts with shellcheck when it is on PATH.
     tool("shellcheck", "shellcheck"),
+    tool("xz", "xz-utils"),
     tool("/usr/share/AAVMF/AAVMF_CODE.fd", "qemu-efi-aarch64"),
     Tool {
         probe: "qemu-system-aarch64",

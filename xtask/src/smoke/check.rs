@@ -1,0 +1,922 @@
+//! Static checks of a built variant: is each image exactly the role it claims to be?
+//!
+//! Reads `_out/<variant>/build.json` (written by `cargo xtask build`) and checks, collecting
+//! every finding before reporting: the record is for this variant, arch and Talos version;
+//! every imager profile lists exactly the variant's extensions at the locked references; every
+//! recorded file exists with its size and sha256; the installer archive's config says
+//! linux/arm64; every published image is linux/arm64 in the registry and each of its tags
+//! points at the recorded digest. `check_record` is pure; the rest reads files and asks skopeo.
+
+use std::collections::BTreeSet;
+use std::io::Read;
+
+use anyhow::{Context, Result};
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use xshell::{cmd, Shell};
+
+use crate::diag::Finding;
+use crate::lockfile::{ImageRef, Lock};
+use crate::profile::{self, Arch};
+use crate::project::Project;
+use crate::variants::{self, Output, Variant};
+
+pub const RECORD_NAME: &str = "build.json";
+
+/// `_out/<variant>/build.json`, as far as the checks read it (other fields are allowed).
+#[derive(Debug, Clone, Deserialize)]
+pub struct BuildRecord {
+    pub variant: String,
+    pub talos_version: String,
+    pub arch: String,
+    #[serde(default)]
+    pub extensions: Vec<RecordedExtension>,
+    pub profiles: Vec<RecordedProfile>,
+    pub files: Vec<RecordedFile>,
+    #[serde(default)]
+    pub published: Vec<Published>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RecordedExtension {
+    pub name: String,
+    #[serde(rename = "ref")]
+    pub reference: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RecordedProfile {
+    pub kind: String,
+    pub artifact: String,
+    /// The exact object the imager received.
+    pub profile: Value,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RecordedFile {
+    pub name: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Published {
+    pub kind: String,
+    /// Repository without tag or digest, e.g. `ghcr.io/acme/talos-cozystack-spin-only/talos`.
+    pub image: String,
+    pub digest: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// What the static checks found for one variant.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub variant: String,
+    /// The record checked, relative to the repository.
+    pub record: Utf8PathBuf,
+    /// Each check that ran, in words (`installer-arm64.tar: config is linux/arm64`).
+    pub checked: Vec<String>,
+    #[serde(serialize_with = "findings_as_text")]
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        self.findings.is_empty()
+    }
+
+    /// `Ok` when nothing was found, else one error listing every finding.
+    pub fn to_result(&self) -> Result<()> {
+        crate::diag::into_result(
+            &format!("static checks of variant `{}` failed", self.variant),
+            self.findings.clone(),
+        )
+    }
+}
+
+fn findings_as_text<S: Serializer>(findings: &[Finding], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(findings.iter().map(|f| f.to_string()))
+}
+
+/// Runs every static check of one built variant. `Err` only when the checks cannot run at
+/// all (no record, unreadable variants or lock); problems with the build are findings.
+pub fn static_checks(project: &Project, variant_name: &str) -> Result<Report> {
+    let variants = variants::select(variants::load_all(project)?, &[variant_name.to_owned()])?;
+    let variant = &variants[0];
+    let lock = Lock::load(project)?;
+    let dir = project.out_dir().join(&variant.name);
+    let path = dir.join(RECORD_NAME);
+    let shown = project.display(&path).to_owned();
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "reading {shown}: variant `{}` is not built; run `cargo xtask build --variant {}`",
+            variant.name, variant.name
+        )
+    })?;
+    let record: BuildRecord = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{shown} is not a valid build record: rebuild with `cargo xtask build --variant {}`",
+            variant.name
+        )
+    })?;
+
+    let mut report = Report {
+        variant: variant.name.clone(),
+        record: shown.clone(),
+        checked: Vec::new(),
+        findings: Vec::new(),
+    };
+    check_record(&record, shown.as_str(), variant, &lock, &mut report);
+    check_files(&record, &dir, shown.as_str(), &mut report);
+    let sh = Shell::new()?;
+    check_installer_archive(
+        &sh,
+        &record,
+        &dir,
+        shown.as_str(),
+        variant.arch,
+        &mut report,
+    );
+    check_published(&sh, &record, shown.as_str(), variant.arch, &mut report);
+    Ok(report)
+}
+
+/// The checks that need nothing but the record, the variant and the lock.
+pub fn check_record(
+    record: &BuildRecord,
+    shown: &str,
+    variant: &Variant,
+    lock: &Lock,
+    report: &mut Report,
+) {
+    let rebuild = format!(
+        "rebuild with `cargo xtask build --variant {}`",
+        variant.name
+    );
+    let before = report.findings.len();
+    let findings = &mut report.findings;
+    if record.variant != variant.name {
+        findings.push(
+            Finding::new(
+                shown,
+                "variant",
+                format!("record is not for variant `{}`", variant.name),
+            )
+            .value(&record.variant)
+            .fix(rebuild.clone()),
+        );
+    }
+    if record.arch != variant.arch.as_str() {
+        findings.push(
+            Finding::new(
+                shown,
+                "arch",
+                format!("variant `{}` is {}", variant.name, variant.arch),
+            )
+            .value(&record.arch)
+            .fix(rebuild.clone()),
+        );
+    }
+    if record.talos_version != lock.talos_version {
+        findings.push(
+            Finding::new(
+                shown,
+                "talos_version",
+                format!(
+                    "{} is locked for Talos {}",
+                    crate::lockfile::SHOWN,
+                    lock.talos_version
+                ),
+            )
+            .value(&record.talos_version)
+            .fix(rebuild.clone()),
+        );
+    }
+
+    let resolved = lock.resolve(variant);
+    let expected: Vec<(String, String)> = variant
+        .all_extensions()
+        .filter_map(|name| {
+            lock.extensions
+                .get(name)
+                .map(|r| (name.to_owned(), r.clone()))
+        })
+        .collect();
+    for name in &resolved.missing {
+        findings.push(
+            Finding::new(
+                crate::lockfile::SHOWN,
+                format!("extensions.{name}"),
+                format!("missing (used by variant `{}`)", variant.name),
+            )
+            .fix("run `cargo xtask lock` and rebuild"),
+        );
+    }
+    let recorded: Vec<(String, String)> = record
+        .extensions
+        .iter()
+        .map(|e| (e.name.clone(), e.reference.clone()))
+        .collect();
+    if recorded != expected {
+        findings.push(
+            Finding::new(
+                shown,
+                "extensions",
+                format!(
+                    "not the locked extensions of variant `{}`: {}",
+                    variant.name,
+                    render_refs(&expected)
+                ),
+            )
+            .value(render_refs(&recorded))
+            .fix(rebuild.clone()),
+        );
+    }
+
+    let variant_names: BTreeSet<&str> = variant.all_extensions().collect();
+    for (i, entry) in record.profiles.iter().enumerate() {
+        let base = format!("profiles[{i}].profile");
+        let profile = &entry.profile;
+        if profile["arch"].as_str() != Some(variant.arch.as_str()) {
+            findings.push(
+                Finding::new(
+                    shown,
+                    format!("{base}.arch"),
+                    format!("the imager was not asked for {}", variant.arch),
+                )
+                .value(&profile["arch"])
+                .fix(rebuild.clone()),
+            );
+        }
+        if profile["version"].as_str() != Some(record.talos_version.as_str()) {
+            findings.push(
+                Finding::new(
+                    shown,
+                    format!("{base}.version"),
+                    format!("not the recorded Talos version {}", record.talos_version),
+                )
+                .value(&profile["version"])
+                .fix(rebuild.clone()),
+            );
+        }
+        let refs: Vec<Option<&str>> = match profile["input"]["systemExtensions"].as_array() {
+            Some(list) => list.iter().map(|e| e["imageRef"].as_str()).collect(),
+            None => Vec::new(),
+        };
+        let mut seen = BTreeSet::new();
+        for (j, reference) in refs.iter().enumerate() {
+            let field = format!("{base}.input.systemExtensions[{j}].imageRef");
+            let Some(reference) = reference else {
+                findings.push(
+                    Finding::new(shown, field, "not an image reference").fix(rebuild.clone()),
+                );
+                continue;
+            };
+            let name = match ImageRef::parse(reference) {
+                Ok(parsed) => parsed.name().to_owned(),
+                Err(err) => {
+                    findings.push(
+                        Finding::new(shown, field, err)
+                            .value(reference)
+                            .fix(rebuild.clone()),
+                    );
+                    continue;
+                }
+            };
+            seen.insert(name.clone());
+            if !variant_names.contains(name.as_str()) {
+                findings.push(
+                    Finding::new(
+                        shown,
+                        field,
+                        format!(
+                            "the {} image carries extension `{name}`, which variant `{}` does not have ({})",
+                            entry.kind,
+                            variant.name,
+                            variant_file(variant)
+                        ),
+                    )
+                    .value(reference)
+                    .fix(format!(
+                        "{rebuild}; an image with an extension its nodes do not configure never finishes booting"
+                    )),
+                );
+                continue;
+            }
+            let Some(locked) = lock.extensions.get(&name) else {
+                continue; // reported once above as missing from the lock
+            };
+            if reference != locked {
+                findings.push(
+                    Finding::new(shown, field, format!("not the locked reference {locked}"))
+                        .value(reference)
+                        .fix(rebuild.clone()),
+                );
+            } else if ImageRef::parse(reference).is_ok_and(|r| r.digest.is_none()) {
+                findings.push(
+                    Finding::new(
+                        shown,
+                        field,
+                        "not pinned to a digest: the image may differ from what was reviewed",
+                    )
+                    .value(reference)
+                    .fix("run `cargo xtask lock`, commit the lock and rebuild"),
+                );
+            }
+        }
+        for name in &variant_names {
+            if !seen.contains(*name) {
+                findings.push(
+                    Finding::new(
+                        shown,
+                        format!("{base}.input.systemExtensions"),
+                        format!(
+                            "the {} image lacks extension `{name}` of variant `{}`",
+                            entry.kind, variant.name
+                        ),
+                    )
+                    .fix(rebuild.clone()),
+                );
+            }
+        }
+        if !record.files.iter().any(|f| f.name == entry.artifact) {
+            findings.push(
+                Finding::new(
+                    shown,
+                    format!("profiles[{i}].artifact"),
+                    "not among the recorded files",
+                )
+                .value(&entry.artifact)
+                .fix(rebuild.clone()),
+            );
+        }
+    }
+    for output in &variant.outputs {
+        if !record.profiles.iter().any(|p| p.kind == output.name()) {
+            findings.push(
+                Finding::new(
+                    shown,
+                    "profiles",
+                    format!(
+                        "no `{}` profile, but variant `{}` builds it",
+                        output.name(),
+                        variant.name
+                    ),
+                )
+                .fix(rebuild.clone()),
+            );
+        }
+    }
+    if report.findings.len() > before {
+        return;
+    }
+    report.checked.push(format!(
+        "record and {} profile(s) list exactly {} at the locked references",
+        record.profiles.len(),
+        if variant_names.is_empty() {
+            "no extensions".to_owned()
+        } else {
+            variant_names.iter().copied().collect::<Vec<_>>().join(", ")
+        }
+    ));
+}
+
+fn render_refs(refs: &[(String, String)]) -> String {
+    if refs.is_empty() {
+        return "none".into();
+    }
+    refs.iter()
+        .map(|(_, r)| r.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn variant_file(variant: &Variant) -> String {
+    format!("variants/{}.json", variant.name)
+}
+
+fn check_files(record: &BuildRecord, dir: &Utf8Path, shown: &str, report: &mut Report) {
+    for (i, file) in record.files.iter().enumerate() {
+        let field = format!("files[{i}]");
+        let path = dir.join(&file.name);
+        if file.name.contains('/') || file.name.starts_with('.') {
+            report.findings.push(
+                Finding::new(
+                    shown,
+                    format!("{field}.name"),
+                    "not a file name in the output directory",
+                )
+                .value(&file.name)
+                .fix("rebuild"),
+            );
+            continue;
+        }
+        let rebuild = format!(
+            "rebuild with `cargo xtask build --variant {}` (the file changed after the build)",
+            record.variant
+        );
+        let size = match std::fs::metadata(&path) {
+            Ok(meta) => meta.len(),
+            Err(_) => {
+                report.findings.push(
+                    Finding::new(shown, field, format!("{path} does not exist"))
+                        .value(&file.name)
+                        .fix(rebuild),
+                );
+                continue;
+            }
+        };
+        if size != file.size {
+            report.findings.push(
+                Finding::new(
+                    shown,
+                    format!("{field}.size"),
+                    format!("{} is {size} bytes", file.name),
+                )
+                .value(file.size)
+                .fix(rebuild),
+            );
+            continue;
+        }
+        match sha256_file(&path) {
+            Ok(hex) if hex == file.sha256 => {
+                report
+                    .checked
+                    .push(format!("{}: sha256 {}", file.name, short(&hex)))
+            }
+            Ok(hex) => report.findings.push(
+                Finding::new(
+                    shown,
+                    format!("{field}.sha256"),
+                    format!("{} has sha256 {hex}", file.name),
+                )
+                .value(&file.sha256)
+                .fix(rebuild),
+            ),
+            Err(err) => report
+                .findings
+                .push(Finding::new(shown, field, format!("{err:#}")).fix(rebuild)),
+        }
+    }
+}
+
+fn short(hex: &str) -> &str {
+    &hex[..hex.len().min(12)]
+}
+
+pub fn sha256_file(path: &Utf8Path) -> Result<String> {
+    let mut file = std::fs::File::open(path).with_context(|| format!("opening {path}"))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .with_context(|| format!("reading {path}"))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
+/// `architecture`/`os` of an image config, as a finding's problem when they are wrong.
+pub fn platform_problem(config: &Value, arch: Arch) -> Option<String> {
+    let (a, os) = (config["architecture"].as_str(), config["os"].as_str());
+    (a != Some(arch.as_str()) || os != Some("linux")).then(|| {
+        format!(
+            "image config says {}/{}, not linux/{arch}",
+            os.unwrap_or("?"),
+            a.unwrap_or("?")
+        )
+    })
+}
+
+/// The installer archive (docker-archive, or an OCI layout tar) must hold a linux/<arch> image.
+fn check_installer_archive(
+    sh: &Shell,
+    record: &BuildRecord,
+    dir: &Utf8Path,
+    shown: &str,
+    arch: Arch,
+    report: &mut Report,
+) {
+    let name = profile::artifact_name(Output::Installer, arch);
+    let Some(i) = record.files.iter().position(|f| f.name == name) else {
+        return;
+    };
+    let path = dir.join(&name);
+    if !path.is_file() {
+        return; // already reported by check_files
+    }
+    let field = format!("files[{i}]");
+    match archive_config(sh, &path) {
+        Ok(config) => match platform_problem(&config, arch) {
+            None => report
+                .checked
+                .push(format!("{name}: config is linux/{arch}")),
+            Some(problem) => report.findings.push(
+                Finding::new(shown, field, format!("{name}: {problem}"))
+                    .value(&name)
+                    .fix(format!("rebuild with `cargo xtask build --variant {}`: the imager profile must say `arch: {arch}`", record.variant)),
+            ),
+        },
+        Err(err) => report.findings.push(
+            Finding::new(shown, field, format!("{name}: cannot read the image config: {err:#}"))
+                .value(&name)
+                .fix(format!("rebuild with `cargo xtask build --variant {}`", record.variant)),
+        ),
+    }
+}
+
+fn tar_member(sh: &Shell, archive: &Utf8Path, member: &str) -> Result<Vec<u8>> {
+    let out = cmd!(sh, "tar --force-local -xOf {archive} {member}")
+        .quiet()
+        .ignore_status()
+        .output()?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "`{member}` not in the archive ({})",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(out.stdout)
+}
+
+fn archive_config(sh: &Shell, archive: &Utf8Path) -> Result<Value> {
+    let json = |bytes: Vec<u8>, what: &str| -> Result<Value> {
+        serde_json::from_slice(&bytes).with_context(|| format!("{what} is not JSON"))
+    };
+    if let Ok(manifest) = tar_member(sh, archive, "manifest.json") {
+        // docker-archive: [{"Config": "<member>", "Layers": [...]}]
+        let manifest = json(manifest, "manifest.json")?;
+        let config = manifest[0]["Config"]
+            .as_str()
+            .context("manifest.json names no Config")?;
+        return json(tar_member(sh, archive, config)?, config);
+    }
+    // OCI layout: index.json -> manifest blob -> config blob
+    let index = json(
+        tar_member(sh, archive, "index.json")
+            .context("neither a docker-archive (manifest.json) nor an OCI layout (index.json)")?,
+        "index.json",
+    )?;
+    let blob = |digest: &str| -> Result<Value> {
+        let hex = digest
+            .strip_prefix("sha256:")
+            .context("digest is not sha256")?;
+        json(
+            tar_member(sh, archive, &format!("blobs/sha256/{hex}"))?,
+            digest,
+        )
+    };
+    let manifest = blob(
+        index["manifests"][0]["digest"]
+            .as_str()
+            .context("index.json lists no manifest")?,
+    )?;
+    blob(
+        manifest["config"]["digest"]
+            .as_str()
+            .context("the manifest names no config")?,
+    )
+}
+
+/// Registries on this machine serve plain HTTP.
+fn is_local_registry(image: &str) -> bool {
+    let host = image.split('/').next().unwrap_or_default();
+    let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    matches!(host, "127.0.0.1" | "localhost" | "[::1]")
+}
+
+/// `skopeo inspect --raw [--config] docker://<reference>`: the exact bytes the registry serves.
+fn skopeo_raw(sh: &Shell, reference: &str, config: bool) -> Result<Vec<u8>> {
+    let tls: &[&str] = if is_local_registry(reference) {
+        &["--tls-verify=false"]
+    } else {
+        &[]
+    };
+    let config: &[&str] = if config { &["--config"] } else { &[] };
+    let target = format!("docker://{reference}");
+    let out = cmd!(sh, "skopeo inspect {tls...} --raw {config...} {target}")
+        .quiet()
+        .ignore_status()
+        .output()
+        .context("running skopeo (install it with `apt-get install skopeo`)")?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        anyhow::bail!("{}", skopeo_message(&stderr));
+    }
+    Ok(out.stdout)
+}
+
+/// The message of skopeo's last log line (`time=... level=fatal msg="..."`), or the line.
+fn skopeo_message(stderr: &str) -> String {
+    let line = stderr.lines().last().unwrap_or("skopeo failed").trim();
+    match line.split_once("msg=\"") {
+        Some((_, msg)) => msg.strip_suffix('"').unwrap_or(msg).replace("\\\"", "\""),
+        None => line.to_owned(),
+    }
+}
+
+fn manifest_digest(raw: &[u8]) -> String {
+    format!("sha256:{:x}", Sha256::digest(raw))
+}
+
+const INDEX_TYPES: &[&str] = &[
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+];
+
+fn check_published(sh: &Shell, record: &BuildRecord, shown: &str, arch: Arch, report: &mut Report) {
+    for (i, published) in record.published.iter().enumerate() {
+        let field = format!("published[{i}]");
+        let by_digest = format!("{}@{}", published.image, published.digest);
+        let republish = format!(
+            "publish again with `cargo xtask build --variant {}` (with the registry configured)",
+            record.variant
+        );
+        let raw = match skopeo_raw(sh, &by_digest, false) {
+            Ok(raw) => raw,
+            Err(err) => {
+                report.findings.push(
+                    Finding::new(
+                        shown,
+                        format!("{field}.digest"),
+                        format!("not in the registry: {err:#}"),
+                    )
+                    .value(&by_digest)
+                    .fix(republish),
+                );
+                continue;
+            }
+        };
+        let manifest: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+        let media_type = manifest["mediaType"].as_str().unwrap_or_default();
+        // An index is fine if it holds a linux/<arch> image: check that one's config.
+        let image_digest = if INDEX_TYPES.contains(&media_type) {
+            let found = manifest["manifests"].as_array().and_then(|list| {
+                list.iter().find(|m| {
+                    m["platform"]["architecture"].as_str() == Some(arch.as_str())
+                        && m["platform"]["os"].as_str() == Some("linux")
+                })
+            });
+            match found.and_then(|m| m["digest"].as_str()) {
+                Some(digest) => digest.to_owned(),
+                None => {
+                    report.findings.push(
+                        Finding::new(
+                            shown,
+                            format!("{field}.digest"),
+                            format!("the index in the registry has no linux/{arch} image"),
+                        )
+                        .value(&by_digest)
+                        .fix(republish),
+                    );
+                    continue;
+                }
+            }
+        } else {
+            published.digest.clone()
+        };
+        match skopeo_raw(sh, &format!("{}@{image_digest}", published.image), true)
+            .and_then(|raw| serde_json::from_slice::<Value>(&raw).context("config is not JSON"))
+        {
+            Ok(config) => match platform_problem(&config, arch) {
+                None => report.checked.push(format!(
+                    "{} image {by_digest}: registry config is linux/{arch}",
+                    published.kind
+                )),
+                Some(problem) => report.findings.push(
+                    Finding::new(
+                        shown,
+                        format!("{field}.digest"),
+                        format!("in the registry, {problem}"),
+                    )
+                    .value(&by_digest)
+                    .fix(republish.clone()),
+                ),
+            },
+            Err(err) => report.findings.push(
+                Finding::new(
+                    shown,
+                    format!("{field}.digest"),
+                    format!("cannot read the image config: {err:#}"),
+                )
+                .value(&by_digest)
+                .fix(republish.clone()),
+            ),
+        }
+        for (j, tag) in published.tags.iter().enumerate() {
+            let tagged = format!("{}:{tag}", published.image);
+            match skopeo_raw(sh, &tagged, false) {
+                Ok(raw) => {
+                    let digest = manifest_digest(&raw);
+                    if digest == published.digest {
+                        report
+                            .checked
+                            .push(format!("{tagged} -> {}", short_digest(&digest)));
+                    } else {
+                        report.findings.push(
+                            Finding::new(
+                                shown,
+                                format!("{field}.tags[{j}]"),
+                                format!(
+                                    "{tagged} points at {digest}, not the recorded {}",
+                                    published.digest
+                                ),
+                            )
+                            .value(tag)
+                            .fix(format!(
+                                "{republish}; something else pushed this tag after the build"
+                            )),
+                        );
+                    }
+                }
+                Err(err) => report.findings.push(
+                    Finding::new(
+                        shown,
+                        format!("{field}.tags[{j}]"),
+                        format!("{tagged} is not in the registry: {err:#}"),
+                    )
+                    .value(tag)
+                    .fix(republish.clone()),
+                ),
+            }
+        }
+    }
+}
+
+fn short_digest(digest: &str) -> &str {
+    &digest[..digest.len().min("sha256:".len() + 12)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+    const D3: &str = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
+
+    fn lock() -> Lock {
+        Lock {
+            talos_version: "v1.13.6".into(),
+            extensions_image: format!("ghcr.io/siderolabs/extensions:v1.13.6@{D1}"),
+            extensions: [
+                (
+                    "drbd",
+                    format!("ghcr.io/siderolabs/drbd:9.3.2-v1.13.6@{D1}"),
+                ),
+                (
+                    "tailscale",
+                    format!("ghcr.io/siderolabs/tailscale:1.98.5@{D2}"),
+                ),
+                ("zfs", "ghcr.io/siderolabs/zfs:2.4.3-v1.13.6".to_owned()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+        }
+    }
+
+    fn variant(name: &str, extensions: &str) -> Variant {
+        // tailscale needs its service configuration declared (see config.rs)
+        let config = if extensions.contains("tailscale") {
+            r#","config":{"tailscale":{"mode":"userspace"}}"#
+        } else {
+            ""
+        };
+        variants::parse(
+            &format!("variants/{name}.json"),
+            &format!(r#"{{"name":"{name}","description":"d","arch":"arm64","extensions":{extensions},"repository":"{name}/talos","outputs":["installer"]{config}}}"#),
+        )
+        .unwrap()
+    }
+
+    fn record(name: &str, refs: &[String]) -> BuildRecord {
+        let exts: Vec<Value> = refs
+            .iter()
+            .map(|r| serde_json::json!({"name": ImageRef::parse(r).unwrap().name(), "ref": r}))
+            .collect();
+        let profile = serde_json::json!({
+            "arch": "arm64", "platform": "metal", "version": "v1.13.6",
+            "input": {"systemExtensions": refs.iter().map(|r| serde_json::json!({"imageRef": r})).collect::<Vec<_>>()},
+            "output": {"kind": "installer", "outFormat": "raw"}
+        });
+        serde_json::from_value(serde_json::json!({
+            "variant": name, "talos_version": "v1.13.6", "arch": "arm64",
+            "extensions": exts,
+            "profiles": [{"kind": "installer", "artifact": "installer-arm64.tar", "key": "k", "cache_hit": false, "profile": profile}],
+            "files": [{"name": "installer-arm64.tar", "sha256": "00", "size": 1}],
+        }))
+        .unwrap()
+    }
+
+    fn findings(record: &BuildRecord, variant: &Variant) -> Vec<String> {
+        let mut report = Report {
+            variant: variant.name.clone(),
+            record: "_out/x/build.json".into(),
+            checked: Vec::new(),
+            findings: Vec::new(),
+        };
+        check_record(record, "_out/x/build.json", variant, &lock(), &mut report);
+        report.findings.iter().map(|f| f.to_string()).collect()
+    }
+
+    #[test]
+    fn a_record_with_exactly_the_locked_extensions_passes() {
+        let l = lock();
+        let gateway = variant("gateway", r#"["drbd","tailscale"]"#);
+        let refs = vec![
+            l.extensions["drbd"].clone(),
+            l.extensions["tailscale"].clone(),
+        ];
+        assert_eq!(
+            findings(&record("gateway", &refs), &gateway),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn a_compute_profile_carrying_tailscale_is_reported() {
+        let l = lock();
+        let compute = variant("compute", r#"["drbd"]"#);
+        let refs = vec![
+            l.extensions["drbd"].clone(),
+            l.extensions["tailscale"].clone(),
+        ];
+        let mut rec = record("compute", &refs);
+        rec.extensions.truncate(1);
+        let found = findings(&rec, &compute);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert!(
+            found[0].contains("profiles[0].profile.input.systemExtensions[1].imageRef"),
+            "{}",
+            found[0]
+        );
+        assert!(
+            found[0]
+                .contains("carries extension `tailscale`, which variant `compute` does not have"),
+            "{}",
+            found[0]
+        );
+    }
+
+    #[test]
+    fn missing_extensions_other_digests_and_unpinned_refs_are_all_reported() {
+        let l = lock();
+        let v = variant("gateway", r#"["drbd","tailscale","zfs"]"#);
+        let moved = format!("ghcr.io/siderolabs/drbd:9.3.2-v1.13.6@{D3}");
+        let mut rec = record("gateway", &[moved, l.extensions["zfs"].clone()]);
+        rec.talos_version = "v1.12.0".into();
+        let found = findings(&rec, &v).join("\n");
+        assert!(
+            found.contains(
+                "not the locked reference ghcr.io/siderolabs/drbd:9.3.2-v1.13.6@sha256:1111"
+            ),
+            "{found}"
+        );
+        assert!(
+            found.contains("zfs:2.4.3-v1.13.6: not pinned to a digest"),
+            "{found}"
+        );
+        assert!(
+            found.contains("lacks extension `tailscale` of variant `gateway`"),
+            "{found}"
+        );
+        assert!(found.contains("`talos_version` = v1.12.0"), "{found}");
+        assert!(found.contains("field `extensions`"), "{found}");
+    }
+
+    #[test]
+    fn wrong_platforms_are_named() {
+        let arm = serde_json::json!({"architecture": "arm64", "os": "linux"});
+        assert_eq!(platform_problem(&arm, Arch::Arm64), None);
+        let amd = serde_json::json!({"architecture": "amd64", "os": "linux"});
+        assert_eq!(
+            platform_problem(&amd, Arch::Arm64).unwrap(),
+            "image config says linux/amd64, not linux/arm64"
+        );
+    }
+
+    #[test]
+    fn skopeo_errors_are_shown_by_their_message() {
+        let stderr = "time=\"2026-01-01T00:00:00Z\" level=fatal msg=\"Error reading manifest v9 in 127.0.0.1:5000/x: manifest unknown\"\n";
+        assert_eq!(
+            skopeo_message(stderr),
+            "Error reading manifest v9 in 127.0.0.1:5000/x: manifest unknown"
+        );
+        assert_eq!(skopeo_message("plain failure\n"), "plain failure");
+    }
+
+    #[test]
+    fn only_loopback_registries_skip_tls() {
+        assert!(is_local_registry("127.0.0.1:5000/x/talos@sha256:00"));
+        assert!(is_local_registry("localhost:5000/x/talos:v1"));
+        assert!(!is_local_registry("ghcr.io/acme/talos:v1"));
+    }
+}
