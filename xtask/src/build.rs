@@ -75,6 +75,9 @@ pub struct Args {
     /// Skip the matchbox netboot image.
     #[arg(long)]
     pub no_matchbox: bool,
+    /// Trees already patched per variant (by `ci`'s patch stage), used instead of patching again.
+    #[arg(skip)]
+    pub prepared_trees: std::collections::BTreeMap<String, camino::Utf8PathBuf>,
     /// Override the matchbox Dockerfile's base image (podman `--from`, never pulled), e.g. a
     /// mirror of it for air-gapped builds.
     #[arg(long, value_name = "REF")]
@@ -140,6 +143,8 @@ pub enum TreeSource {
     Given(camino::Utf8PathBuf),
     /// The pinned upstream patched per variant (`patch::prepare_variant`), from `--source`.
     Patch { source: Option<String> },
+    /// Trees patched per variant beforehand.
+    Prepared(std::collections::BTreeMap<String, camino::Utf8PathBuf>),
 }
 
 pub struct Ctx<'a> {
@@ -228,6 +233,9 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
         (Some(tree), false) => {
             crate::matchbox::dockerfile(tree)?;
             TreeSource::Given(tree.clone())
+        }
+        (None, false) if !args.prepared_trees.is_empty() => {
+            TreeSource::Prepared(args.prepared_trees.clone())
         }
         (None, false) => TreeSource::Patch {
             source: args.upstream.source.clone(),
@@ -392,6 +400,11 @@ fn build_variant(ctx: &Ctx, plan: &Plan, vp: &VariantPlan) -> Result<BuildRecord
         TreeSource::Skip => None,
         _ if !builds_matchbox => None,
         TreeSource::Given(tree) => Some(tree.clone()),
+        TreeSource::Prepared(trees) => {
+            Some(trees.get(&vp.name).cloned().with_context(|| {
+                format!("no patched tree was prepared for variant `{}`", vp.name)
+            })?)
+        }
         TreeSource::Patch { .. } if ctx.dry_run => {
             println!("cargo xtask patch --variant {}", vp.name);
             Some(crate::patch::default_out(ctx.project, Some(&vp.name)))
@@ -435,17 +448,6 @@ pub fn write_record(project: &Project, record: &BuildRecord) -> Result<()> {
     let mut text = serde_json::to_string_pretty(record)?;
     text.push('\n');
     crate::fsutil::write_atomic(&path, text.as_bytes())
-}
-
-pub fn read_record(project: &Project, variant: &str) -> Result<BuildRecord> {
-    let path = project.out_dir().join(variant).join(RECORD);
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "reading {}: build the variant first with `cargo xtask build --variant {variant}`",
-            project.display(&path)
-        )
-    })?;
-    serde_json::from_str(&text).with_context(|| format!("parsing {}", project.display(&path)))
 }
 
 /// sha256 over everything that changes an output: the exact profile bytes, the imager

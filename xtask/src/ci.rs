@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 
 use crate::build::{self, BuildRecord};
-use crate::engine::Engine;
+use crate::engine::{Engine, Need};
 use crate::plan;
 use crate::project::Project;
 
@@ -37,6 +37,15 @@ pub struct Args {
     /// Skip the qemu boot (static checks still run).
     #[arg(long)]
     pub no_boot: bool,
+    /// Patched upstream tree for the matchbox image (default: patch the pinned upstream).
+    #[arg(long, env = "XTASK_UPSTREAM_TREE", value_name = "DIR")]
+    pub tree: Option<camino::Utf8PathBuf>,
+    /// Skip the matchbox netboot image.
+    #[arg(long)]
+    pub no_matchbox: bool,
+    /// Override the matchbox base image (podman `--from`), e.g. a local mirror of it.
+    #[arg(long, env = "XTASK_MATCHBOX_BASE", value_name = "REF")]
+    pub matchbox_base: Option<String>,
 }
 
 /// One stage's outcome, for the summary.
@@ -111,60 +120,136 @@ pub fn on_default_branch() -> bool {
 pub const FLOATING_TAGS: &[&str] = &["latest", "demo-stable"];
 
 pub fn run(project: &Project, args: Args) -> Result<()> {
-    let push = args.push;
     let mut stages = Vec::new();
     let mut records: Vec<BuildRecord> = Vec::new();
-    let build_args = build::Args {
-        variants: args.variants.clone(),
-        registry: args.registry.clone(),
-        engine: args.engine,
-        imager: args.imager.clone(),
-        emulate: false,
-        push,
-        force: false,
-        jobs: 2,
-        locked: true,
-        registry_client: args.registry_client.clone(),
-        upstream: args.upstream.clone(),
-        dry_run: false,
-        json: false,
-        tree: None,
-        no_matchbox: false,
-        matchbox_base: None,
-    };
+    let mut smoke: Vec<SmokeResult> = Vec::new();
+    let mut trees = std::collections::BTreeMap::new();
+    let mut skopeo = crate::registry::Skopeo::new(&args.registry_client)?;
+    skopeo.dry_run = false;
+    let plan = plan::load(project, &args.variants, args.registry.resolve())?;
+    let variants: Vec<_> = plan.variants.iter().map(|v| v.variant.clone()).collect();
 
-    let ok = stage("plan and lock (--locked)", &mut stages, || {
-        let plan = plan::load(project, &args.variants, args.registry.resolve())?;
-        let lock = crate::lockfile::Lock::load(project)?;
-        let variants: Vec<_> = plan.variants.iter().map(|v| v.variant.clone()).collect();
-        crate::diag::into_result(
-            "the lock is not usable for a --locked build",
-            lock.locked_problems(&variants, &plan.talos_version),
-        )?;
-        Ok(format!(
-            "Talos {}, variants: {}",
-            plan.talos_version,
-            plan.variants
-                .iter()
-                .map(|v| v.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
+    let mut ok = stage("preflight", &mut stages, || {
+        let engine = Engine::detect(args.engine);
+        let mut needs = vec![
+            Need {
+                program: engine.program(),
+                package: engine.program(),
+                why: "runs the Talos imager",
+            },
+            Need {
+                program: "tar",
+                package: "tar",
+                why: "unpacks the imager's output",
+            },
+            Need {
+                program: "git",
+                package: "git",
+                why: "fetches and patches upstream",
+            },
+            Need {
+                program: "skopeo",
+                package: "skopeo",
+                why: "reads and publishes images",
+            },
+        ];
+        if !args.no_boot {
+            needs.push(Need {
+                program: "qemu-system-aarch64",
+                package: "qemu-system-arm",
+                why: "boots each image for the smoke test",
+            });
+        }
+        crate::engine::preflight(&needs)?;
+        Ok(format!("engine {engine}"))
     });
-    if ok {
-        stage("build", &mut stages, || {
-            records = build::build(project, &build_args)?;
+    ok = ok
+        && stage("lock (--locked)", &mut stages, || {
+            crate::lock::ensure(project, &variants, true, &skopeo)?;
             Ok(format!(
-                "{} imager runs, {} cache hits",
-                records.iter().map(|r| r.imager_runs).sum::<u32>(),
-                records.iter().map(|r| r.cache_hits).sum::<u32>()
+                "Talos {}, every extension pinned",
+                plan.talos_version
+            ))
+        });
+    ok = ok
+        && stage("patch", &mut stages, || {
+            if let Some(tree) = &args.tree {
+                return Ok(format!("using the given tree {tree}"));
+            }
+            for vp in plan.variants.iter().filter(|v| builds_matchbox(&v.variant)) {
+                let applied =
+                    crate::patch::prepare_variant(project, args.upstream.source.as_deref(), vp)?;
+                trees.insert(vp.name.clone(), applied.tree);
+            }
+            Ok(format!("{} patched tree(s)", trees.len()))
+        });
+    ok = ok
+        && stage("build", &mut stages, || {
+            let build_args = build::Args {
+                variants: args.variants.clone(),
+                registry: args.registry.clone(),
+                engine: args.engine,
+                imager: args.imager.clone(),
+                emulate: false,
+                push: args.push,
+                force: false,
+                jobs: 2,
+                locked: true,
+                dry_run: false,
+                json: false,
+                tree: args.tree.clone(),
+                upstream: args.upstream.clone(),
+                no_matchbox: args.no_matchbox,
+                matchbox_base: args.matchbox_base.clone(),
+                registry_client: args.registry_client.clone(),
+                prepared_trees: std::mem::take(&mut trees),
+            };
+            records = build::build(project, &build_args)?;
+            let runs: u32 = records.iter().map(|r| r.imager_runs).sum();
+            let hits: u32 = records.iter().map(|r| r.cache_hits).sum();
+            Ok(format!("{runs} imager runs, {hits} cache hits"))
+        });
+    ok = ok
+        && stage("smoke", &mut stages, || {
+            for variant in &variants {
+                smoke.push(smoke_variant(project, variant, args.no_boot));
+            }
+            let failed: Vec<&str> = smoke
+                .iter()
+                .filter(|s| !s.passed)
+                .map(|s| s.variant.as_str())
+                .collect();
+            if !failed.is_empty() {
+                let details: Vec<String> = smoke
+                    .iter()
+                    .filter(|s| !s.passed)
+                    .map(|s| format!("{}: {}", s.variant, s.detail))
+                    .collect();
+                bail!("{}", details.join("\n"));
+            }
+            Ok(format!("{} variant(s) passed", smoke.len()))
+        });
+    if ok && args.push && on_default_branch() {
+        stage("floating tags", &mut stages, || {
+            let publisher = crate::publish::Publisher::new(project, &skopeo);
+            let tags: Vec<String> = FLOATING_TAGS.iter().map(|t| t.to_string()).collect();
+            for record in &mut records {
+                for published in &mut record.published {
+                    publisher.add_tags(&published.image, &published.digest, &tags)?;
+                    published.tags.extend(tags.iter().cloned());
+                }
+                build::write_record(project, record)?;
+            }
+            Ok(format!(
+                "moved {} to the smoke-tested digests",
+                tags.join(", ")
             ))
         });
     }
 
-    let summary = summary(&stages, &records);
-    if let Ok(path) = std::env::var("GITHUB_STEP_SUMMARY") {
-        if !path.is_empty() {
+    let summary = summary(&stages, &records, &smoke);
+    match std::env::var("GITHUB_STEP_SUMMARY") {
+        Ok(path) if !path.is_empty() => {
             use std::io::Write;
             let mut file = std::fs::OpenOptions::new()
                 .create(true)
@@ -172,8 +257,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
                 .open(&path)?;
             file.write_all(summary.as_bytes())?;
         }
-    } else {
-        eprintln!("\n{summary}");
+        _ => eprintln!("\n{summary}"),
     }
     let failed: Vec<&str> = stages.iter().filter(|s| !s.ok).map(|s| s.name).collect();
     if !failed.is_empty() {
@@ -182,8 +266,63 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     Ok(())
 }
 
+fn builds_matchbox(variant: &crate::variants::Variant) -> bool {
+    use crate::variants::Output;
+    variant.builds(Output::Kernel) && variant.builds(Output::Initramfs)
+}
+
+/// One variant's smoke outcome, for the summary.
+#[derive(Debug, Clone)]
+pub struct SmokeResult {
+    pub variant: String,
+    pub passed: bool,
+    pub detail: String,
+    pub log: Option<String>,
+}
+
+/// Static checks, then (unless `no_boot`) a boot of the variant's kernel and initramfs.
+fn smoke_variant(
+    project: &Project,
+    variant: &crate::variants::Variant,
+    no_boot: bool,
+) -> SmokeResult {
+    let mut result = SmokeResult {
+        variant: variant.name.clone(),
+        passed: false,
+        detail: String::new(),
+        log: None,
+    };
+    let checks =
+        crate::smoke::check::static_checks(project, &variant.name).and_then(|r| r.to_result());
+    if let Err(err) = checks {
+        result.detail = format!("{err:#}");
+        return result;
+    }
+    if no_boot {
+        result.passed = true;
+        result.detail = "static checks passed (boot skipped)".into();
+        return result;
+    }
+    let booted = crate::smoke::variant_boot_options(project, variant)
+        .and_then(|opts| crate::smoke::boot::boot(&opts));
+    match booted {
+        Ok(boot) => {
+            result.passed = boot.passed();
+            result.log = Some(project.display(&boot.log).to_string());
+            result.detail = match boot.time_to_expect_s {
+                Some(t) if boot.passed() => {
+                    format!("static checks passed; booted to maintenance mode in {t:.1}s")
+                }
+                _ => boot.reason.clone(),
+            };
+        }
+        Err(err) => result.detail = format!("{err:#}"),
+    }
+    result
+}
+
 /// The Markdown job summary: stages with times, then per variant its images, extensions and files.
-pub fn summary(stages: &[StageResult], records: &[BuildRecord]) -> String {
+pub fn summary(stages: &[StageResult], records: &[BuildRecord], smoke: &[SmokeResult]) -> String {
     let mut out =
         String::from("## Talos images\n\n| stage | result | time |\n| --- | --- | --- |\n");
     for s in stages {
@@ -205,6 +344,20 @@ pub fn summary(stages: &[StageResult], records: &[BuildRecord]) -> String {
             r.variant, r.talos_version, r.arch
         )
         .unwrap();
+        if let Some(s) = smoke.iter().find(|s| s.variant == r.variant) {
+            let log = s
+                .log
+                .as_deref()
+                .map(|l| format!(" (console log: `{l}`)"))
+                .unwrap_or_default();
+            let first = md_cell(s.detail.lines().next().unwrap_or(""));
+            writeln!(
+                out,
+                "- smoke: {} {first}{log}",
+                if s.passed { "✅" } else { "❌" }
+            )
+            .unwrap();
+        }
         for p in &r.published {
             writeln!(
                 out,
@@ -318,7 +471,19 @@ mod tests {
             }],
             ..BuildRecord::default()
         };
-        let md = summary(&stages, &[record]);
+        let smoke = vec![SmokeResult {
+            variant: "gateway".into(),
+            passed: true,
+            detail: "booted in 9.1s".into(),
+            log: Some("_out/gateway/smoke-console.log".into()),
+        }];
+        let md = summary(&stages, &[record], &smoke);
+        assert!(
+            md.contains(
+                "- smoke: ✅ booted in 9.1s (console log: `_out/gateway/smoke-console.log`)"
+            ),
+            "{md}"
+        );
         assert!(md.contains("| build | ✅ 8 imager runs | 1.2s |"), "{md}");
         assert!(
             md.contains("| smoke | ❌ kernel panic \\| at 3s | 3.0s |"),

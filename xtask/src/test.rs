@@ -87,7 +87,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     let missing = missing_tools();
     let needs_arm64 = !has_arm64_architecture(&sh);
     let needs_actionlint = which::which("actionlint").is_err()
-        && python_scripts_dir(&sh).map_or(true, |d| !d.join("actionlint").exists());
+        && python_scripts_dir(&sh).is_none_or(|d| !d.join("actionlint").exists());
     if !missing.is_empty() || needs_arm64 || needs_actionlint {
         let steps = install_steps(&missing, needs_arm64, needs_actionlint);
         if args.dry_run {

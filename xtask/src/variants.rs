@@ -726,7 +726,7 @@ impl<'a> Fields<'a> {
             } else if !arg.starts_with("--") || arg.len() < 3 {
                 Some((
                     "not a `tailscale up` flag",
-                    format!("write one flag per item, e.g. \"--accept-routes=false\""),
+                    "write one flag per item, e.g. \"--accept-routes=false\"".to_string(),
                 ))
             } else if arg.chars().any(char::is_whitespace) {
                 Some(("contains whitespace", "write one flag per item with `=` before its value, e.g. [\"--hostname=gw\"]; the extension splits TS_EXTRA_ARGS on spaces".to_owned()))

@@ -8,7 +8,6 @@
 //! points at the recorded digest. `check_record` is pure; the rest reads files and asks skopeo.
 
 use std::collections::BTreeSet;
-use std::io::Read;
 
 use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
@@ -441,7 +440,7 @@ fn check_files(record: &BuildRecord, dir: &Utf8Path, shown: &str, report: &mut R
             );
             continue;
         }
-        match sha256_file(&path) {
+        match crate::fsutil::sha256_file(&path).map(|(sha, _)| sha) {
             Ok(hex) if hex == file.sha256 => {
                 report
                     .checked
@@ -465,22 +464,6 @@ fn check_files(record: &BuildRecord, dir: &Utf8Path, shown: &str, report: &mut R
 
 fn short(hex: &str) -> &str {
     &hex[..hex.len().min(12)]
-}
-
-pub fn sha256_file(path: &Utf8Path) -> Result<String> {
-    let mut file = std::fs::File::open(path).with_context(|| format!("opening {path}"))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .with_context(|| format!("reading {path}"))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(format!("{:x}", hasher.finalize()))
 }
 
 /// `architecture`/`os` of an image config, as a finding's problem when they are wrong.
