@@ -4,156 +4,38 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
-use support::podman::Podman;
-use support::registry::Registry;
+use support::pipeline::*;
 use support::*;
 
-const OK: &str = "localhost/standin-imager:ok";
-const FAIL: &str = "localhost/standin-imager:fail";
-const BASE: &str = "localhost/standin-matchbox-base:arm64";
-
-/// A synthetic upstream tree (our own content) whose matchbox Dockerfile follows the patched
-/// upstream contract: `ARG ARCH`, assets copied from `_out/assets/*-${ARCH}*`.
-fn synthetic_tree(dir: &Path) {
-    let pkg = dir.join("packages/core/talos/images");
-    std::fs::create_dir_all(pkg.join("talos/profiles")).unwrap();
-    std::fs::create_dir_all(pkg.join("matchbox/profiles")).unwrap();
-    std::fs::write(
-        pkg.join("talos/profiles/installer.yaml"),
-        "arch: amd64\nversion: v1.13.6\n",
-    )
-    .unwrap();
-    std::fs::write(
-        pkg.join("matchbox/Dockerfile"),
-        "ARG ARCH=amd64\nFROM example.invalid/matchbox:stand-in\nARG ARCH\n\
-         COPY _out/assets/initramfs-metal-${ARCH}.xz /var/lib/matchbox/assets/initramfs.xz\n\
-         COPY _out/assets/kernel-${ARCH} /var/lib/matchbox/assets/vmlinuz\n\
-         COPY packages/core/talos/images/matchbox/profiles /var/lib/matchbox/profiles\n",
-    )
-    .unwrap();
-    std::fs::write(
-        pkg.join("matchbox/profiles/default.json"),
-        r#"{"id": "default", "boot": {"args": ["console=ttyAMA0"]}}"#,
-    )
-    .unwrap();
-}
-
-struct Env {
-    root: std::path::PathBuf,
-    tree: std::path::PathBuf,
-    podman: Podman,
-    registry: Registry,
-}
-
-impl Env {
-    fn build(&self, extra: &[&str]) -> Output {
-        let mut cmd: Command = xtask(&self.root);
-        cmd.envs(self.podman.env())
-            .env("CARGO_TARGET_DIR", self.root.join("target"))
-            .args([
-                "build",
-                "--locked",
-                "--push",
-                "--engine",
-                "podman",
-                "--registry",
-            ])
-            .arg(format!("{}/acme", self.registry.addr))
-            .arg("--tree")
-            .arg(&self.tree)
-            .args(["--matchbox-base", BASE])
-            .args(extra);
-        run(&mut cmd)
-    }
-
-    fn record(&self, variant: &str) -> Value {
-        serde_json::from_str(
-            &std::fs::read_to_string(self.root.join("_out").join(variant).join("build.json"))
-                .unwrap(),
-        )
-        .unwrap()
-    }
-}
-
-/// The committed lock leaves some extensions unpinned until someone with network runs
-/// `cargo xtask lock`; the test pins them to digests of its own, so the build runs `--locked`
-/// as CI does and never reaches for a registry it cannot have.
-fn pin_every_extension(root: &Path) {
-    let path = root.join("variants/extensions.lock");
-    let mut lock: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    for (name, reference) in lock["extensions"].as_object_mut().unwrap() {
-        let text = reference.as_str().unwrap().to_owned();
-        if !text.contains('@') {
-            use sha2::Digest;
-            let digest = format!("{:x}", sha2::Sha256::digest(name.as_bytes()));
-            *reference = Value::String(format!("{text}@sha256:{digest}"));
-        }
-    }
-    std::fs::write(&path, serde_json::to_string_pretty(&lock).unwrap() + "\n").unwrap();
-}
-
-fn setup(name: &str) -> Option<Env> {
-    if !have_tools(&[
+fn build(env: &Pipeline, extra: &[&str]) -> Output {
+    let mut cmd = env.xtask();
+    cmd.args([
+        "build",
+        "--locked",
+        "--push",
+        "--engine",
         "podman",
-        "buildah",
-        "skopeo",
-        "docker-registry",
-        "runc",
-        "git",
-    ]) {
-        return None;
-    }
-    let dir = temp_dir(name);
-    let podman = Podman::new(&dir.join("podman"));
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/standin/imager.sh");
-    podman.busybox_image(OK, &[(&script, "/imager")], "/imager");
-    let marker = dir.join("fail");
-    std::fs::write(&marker, "").unwrap();
-    podman.busybox_image(FAIL, &[(&script, "/imager"), (&marker, "/fail")], "/imager");
-    podman.arm64_base(BASE, &marker);
-    let tree = dir.join("tree");
-    synthetic_tree(&tree);
-    let registry = Registry::start(&dir.join("registry"));
-    let root = dir.join("repo");
-    copy_repo_data(&root);
-    pin_every_extension(&root);
-    for args in [
-        &["init", "-q"][..],
-        &["add", "."],
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "commit",
-            "-qm",
-            "x",
-        ],
-    ] {
-        assert!(run(Command::new("git").args(args).current_dir(&root))
-            .status
-            .success());
-    }
-    Some(Env {
-        root,
-        tree,
-        podman,
-        registry,
-    })
+        "--registry",
+    ])
+    .arg(format!("{}/acme", env.registry.addr))
+    .arg("--tree")
+    .arg(&env.tree)
+    .args(["--matchbox-base", BASE])
+    .args(extra);
+    run(&mut cmd)
 }
 
 #[test]
 fn builds_both_roles_pushes_by_digest_and_caches_by_content() {
-    let Some(env) = setup("build-e2e") else {
+    let Some(env) = Pipeline::setup("build-e2e", None) else {
         return;
     };
 
     // 1. A full build of both variants, pushed.
-    let out = env.build(&["--imager", OK]);
+    let out = build(&env, &["--imager", OK]);
     assert!(out.status.success(), "build failed:\n{}", stderr(&out));
     assert_eq!(
         env.podman.runs_of(OK),
@@ -239,7 +121,7 @@ fn builds_both_roles_pushes_by_digest_and_caches_by_content() {
     }
 
     // 2. Nothing changed: zero imager runs.
-    let out = env.build(&["--imager", OK]);
+    let out = build(&env, &["--imager", OK]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         env.podman.runs_of(OK),
@@ -255,7 +137,7 @@ fn builds_both_roles_pushes_by_digest_and_caches_by_content() {
     // 3. One output corrupted: only it is rebuilt.
     let kernel = env.root.join("_out/compute/kernel-arm64");
     std::fs::write(&kernel, "corrupt").unwrap();
-    let out = env.build(&["--imager", OK]);
+    let out = build(&env, &["--imager", OK]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(env.podman.runs_of(OK), 9);
     let record = env.record("compute");
@@ -277,7 +159,7 @@ fn builds_both_roles_pushes_by_digest_and_caches_by_content() {
         .iter()
         .map(|(repo, _)| env.registry.tags(repo))
         .collect();
-    let out = env.build(&["--imager", FAIL, "--force", "--variant", "compute"]);
+    let out = build(&env, &["--imager", FAIL, "--force", "--variant", "compute"]);
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(
@@ -306,7 +188,7 @@ fn builds_both_roles_pushes_by_digest_and_caches_by_content() {
         "the record of the last good build stays"
     );
     // The next good build still trusts the intact outputs of the last good one.
-    let out = env.build(&["--imager", OK, "--variant", "compute"]);
+    let out = build(&env, &["--imager", OK, "--variant", "compute"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         env.record("compute")["published"][0]["digest"]

@@ -7,7 +7,9 @@
 #     initramfs-metal-<arch>.xz, <platform>-<arch>.raw.xz, metal-<arch>.iso);
 #   - a bad profile: a message on stderr and a non-zero exit.
 # When /fail exists in the image it writes part of an output and then fails, like an imager that
-# dies half way.
+# dies half way. When /assets/kernel and /assets/initramfs exist (a real arm64 kernel and a
+# Talos-like initramfs the test built), they are returned as the kernel and initramfs outputs,
+# so that the smoke boot has something real to boot.
 /bin/busybox mkdir -p /usr/local/bin
 /bin/busybox --install -s /usr/local/bin
 export PATH=/usr/local/bin:/bin
@@ -55,8 +57,14 @@ case "$kind" in
         printf '[{"Config":"%s.json","RepoTags":["ghcr.io/siderolabs/installer:stand-in"],"Layers":["%s.tar"]}]' "$config" "$layer" > /work/archive/manifest.json
         tar -cf $out/installer-$arch.tar -C /work/archive manifest.json $config.json $layer.tar
         ;;
-    kernel) echo "stand-in kernel $arch $sum" > $out/kernel-$arch ;;
-    initramfs) echo "stand-in initramfs $arch $sum" | gzip > $out/initramfs-metal-$arch.xz ;;
+    kernel)
+        if [ -f /assets/kernel ]; then cp /assets/kernel $out/kernel-$arch
+        else echo "stand-in kernel $arch $sum" > $out/kernel-$arch; fi
+        ;;
+    initramfs)
+        if [ -f /assets/initramfs ]; then cp /assets/initramfs $out/initramfs-metal-$arch.xz
+        else echo "stand-in initramfs $arch $sum" | gzip > $out/initramfs-metal-$arch.xz; fi
+        ;;
     image)
         echo "$profile" | grep -q '^    diskSize: [1-9][0-9]*$' || { echo "error: profile: output.imageOptions.diskSize is required for kind image" >&2; exit 1; }
         echo "stand-in disk $platform $arch $sum" | gzip > $out/$platform-$arch.raw.xz

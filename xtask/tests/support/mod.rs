@@ -98,5 +98,7 @@ pub fn which(tool: &str) -> Option<PathBuf> {
         .unwrap_or(None)
 }
 
+pub mod arm64;
+pub mod pipeline;
 pub mod podman;
 pub mod registry;
