@@ -109,12 +109,13 @@ fn ci_publishes_boots_and_moves_floating_tags_only_after_smoke_on_the_default_br
         recorded.contains(&"latest") && recorded.contains(&"demo-stable"),
         "{recorded:?}"
     );
-    assert_eq!(
-        env.registry
-            .manifest("acme/talos-cozystack-spin-only/matchbox", "latest")
-            .is_some(),
-        true
-    );
+    let matchbox = &record["published"][1];
+    assert_eq!(matchbox["kind"], "matchbox");
+    let (_, matchbox_latest) = env
+        .registry
+        .manifest("acme/talos-cozystack-spin-only/matchbox", "latest")
+        .unwrap();
+    assert_eq!(matchbox_latest, matchbox["digest"].as_str().unwrap());
 
     let md = std::fs::read_to_string(&summary).unwrap();
     assert!(md.contains("| smoke | ✅"), "{md}");
