@@ -48,7 +48,9 @@ pub const TOOLS: &[Tool] = &[
     tool("podman", "podman"),
     tool("buildah", "buildah"),
     tool("runc", "runc"),
-    tool("/bin/busybox", "busybox-static"),
+    // The stand-in images copy /bin/busybox into an empty image: it must be the static build,
+    // not Debian's dynamically linked `busybox` that may own the same path.
+    tool("dpkg:busybox-static", "busybox-static"),
     tool("mcopy", "mtools"),
     tool("mkfs.vfat", "dosfstools"),
     tool("sgdisk", "gdisk"),
@@ -73,7 +75,16 @@ pub fn missing_tools() -> Vec<&'static Tool> {
     TOOLS.iter().filter(|t| !is_present(t.probe)).collect()
 }
 
+/// A probe is a command on PATH, an absolute path, or `dpkg:<package>` (installed package).
 fn is_present(probe: &str) -> bool {
+    if let Some(package) = probe.strip_prefix("dpkg:") {
+        return std::process::Command::new("dpkg-query")
+            .args(["-W", "-f=${Status}", package])
+            .output()
+            .is_ok_and(|out| {
+                String::from_utf8_lossy(&out.stdout).contains("install ok installed")
+            });
+    }
     if probe.starts_with('/') {
         std::path::Path::new(probe).exists()
     } else {
@@ -94,9 +105,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
             for step in &steps {
                 println!("{}", step.join(" "));
             }
-            return Ok(());
-        }
-        if args.no_install || !can_install() {
+        } else if args.no_install || !can_install() {
             bail!(
                 "test tools are missing: {}\n    install them with:\n      {}",
                 missing
@@ -111,28 +120,32 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
                     .join("\n      ")
             );
         }
-        eprintln!(
-            "installing test tools: {}",
-            missing
-                .iter()
-                .map(|t| t.package)
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
-        prepare_apt_sources(&sh)?;
-        for step in &steps {
-            let (program, rest) = step.split_first().expect("steps are non-empty");
-            cmd!(sh, "{program} {rest...}")
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .run()
-                .with_context(|| format!("installing test tools: `{}` failed", step.join(" ")))?;
-        }
-        let still = missing_tools();
-        if !still.is_empty() {
-            bail!(
-                "still missing after install: {}",
-                still.iter().map(|t| t.probe).collect::<Vec<_>>().join(", ")
+        if !args.dry_run {
+            eprintln!(
+                "installing test tools: {}",
+                missing
+                    .iter()
+                    .map(|t| t.package)
+                    .collect::<Vec<_>>()
+                    .join(" ")
             );
+            prepare_apt_sources(&sh)?;
+            for step in &steps {
+                let (program, rest) = step.split_first().expect("steps are non-empty");
+                cmd!(sh, "{program} {rest...}")
+                    .env("DEBIAN_FRONTEND", "noninteractive")
+                    .run()
+                    .with_context(|| {
+                        format!("installing test tools: `{}` failed", step.join(" "))
+                    })?;
+            }
+            let still = missing_tools();
+            if !still.is_empty() {
+                bail!(
+                    "still missing after install: {}",
+                    still.iter().map(|t| t.probe).collect::<Vec<_>>().join(", ")
+                );
+            }
         }
     }
 
@@ -145,6 +158,19 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let extra = &args.cargo_args;
+    if args.dry_run {
+        let mut line = vec![
+            "XTASK_REQUIRE_TOOLS=1".to_owned(),
+            cargo,
+            "test".into(),
+            "--workspace".into(),
+            "--locked".into(),
+            "--".into(),
+        ];
+        line.extend(extra.iter().cloned());
+        println!("{}", crate::engine::shell_line(&line));
+        return Ok(());
+    }
     cmd!(sh, "{cargo} test --workspace --locked -- {extra...}")
         .env("XTASK_REQUIRE_TOOLS", "1")
         .env("PATH", path)
@@ -170,7 +196,7 @@ fn install_steps(missing: &[&Tool], needs_arm64: bool, needs_actionlint: bool) -
         .collect();
     if !plain.is_empty() {
         steps.push(
-            to_vec(&["apt-get", "install", "-y", "-q", "--no-install-recommends"])
+            to_vec(&["apt-get", "install", "-y", "-q"])
                 .into_iter()
                 .chain(plain.iter().map(|p| p.to_string()))
                 .collect(),
@@ -184,15 +210,7 @@ fn install_steps(missing: &[&Tool], needs_arm64: bool, needs_actionlint: bool) -
     if !backports.is_empty() {
         // qemu-utils comes from backports on these machines; installing qemu from plain
         // bookworm would remove it, so all three come from the same suite.
-        let mut step = to_vec(&[
-            "apt-get",
-            "install",
-            "-y",
-            "-q",
-            "--no-install-recommends",
-            "-t",
-            "bookworm-backports",
-        ]);
+        let mut step = to_vec(&["apt-get", "install", "-y", "-q", "-t", "bookworm-backports"]);
         step.extend(backports.iter().map(|p| p.to_string()));
         step.push("qemu-utils".into());
         steps.push(step);
