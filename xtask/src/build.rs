@@ -19,7 +19,7 @@ use anyhow::{bail, Context, Result};
 use camino::Utf8Path;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{self, shell_line, Engine, Need};
+use crate::engine::{self, shell_line, Engine};
 use crate::lockfile::Lock;
 use crate::plan::{self, Plan, PlannedProfile, VariantPlan};
 use crate::progress::Steps;
@@ -207,26 +207,7 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
         );
         println!("# imager: {imager}");
     } else {
-        let mut needs = vec![
-            Need {
-                program: engine.program(),
-                package: engine.program(),
-                why: "runs the Talos imager",
-            },
-            Need {
-                program: "tar",
-                package: "tar",
-                why: "unpacks the imager's output",
-            },
-        ];
-        if args.push {
-            needs.push(Need {
-                program: "skopeo",
-                package: "skopeo",
-                why: "publishes images by digest",
-            });
-        }
-        engine::preflight(&needs)?;
+        engine::preflight(&engine::build_needs(engine))?;
     }
     let tree = match (&args.tree, args.no_matchbox) {
         (_, true) => TreeSource::Skip,

@@ -131,28 +131,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
 
     let mut ok = stage("preflight", &mut stages, || {
         let engine = Engine::detect(args.engine);
-        let mut needs = vec![
-            Need {
-                program: engine.program(),
-                package: engine.program(),
-                why: "runs the Talos imager",
-            },
-            Need {
-                program: "tar",
-                package: "tar",
-                why: "unpacks the imager's output",
-            },
-            Need {
-                program: "git",
-                package: "git",
-                why: "fetches and patches upstream",
-            },
-            Need {
-                program: "skopeo",
-                package: "skopeo",
-                why: "reads and publishes images",
-            },
-        ];
+        let mut needs = crate::engine::build_needs(engine);
         if !args.no_boot {
             needs.push(Need {
                 program: "qemu-system-aarch64",

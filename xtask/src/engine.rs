@@ -44,6 +44,32 @@ pub struct Need {
     pub why: &'static str,
 }
 
+/// What `build` runs: the engine, tar, skopeo (lock and publishing) and git (upstream and patch).
+pub fn build_needs(engine: Engine) -> Vec<Need> {
+    vec![
+        Need {
+            program: engine.program(),
+            package: engine.program(),
+            why: "runs the Talos imager",
+        },
+        Need {
+            program: "tar",
+            package: "tar",
+            why: "unpacks the imager's output",
+        },
+        Need {
+            program: "skopeo",
+            package: "skopeo",
+            why: "resolves the lock and publishes images",
+        },
+        Need {
+            program: "git",
+            package: "git",
+            why: "fetches and patches upstream CozyStack",
+        },
+    ]
+}
+
 /// Fails listing every missing tool at once, with one install line.
 pub fn preflight(needs: &[Need]) -> Result<()> {
     let missing: Vec<&Need> = needs

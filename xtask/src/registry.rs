@@ -227,15 +227,9 @@ pub struct SkopeoCmd {
 
 impl fmt::Display for SkopeoCmd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "skopeo")?;
-        for arg in &self.args {
-            if arg.is_empty() || arg.contains(|c: char| c.is_whitespace() || c == '\'') {
-                write!(f, " '{}'", arg.replace('\'', r"'\''"))?;
-            } else {
-                write!(f, " {arg}")?;
-            }
-        }
-        Ok(())
+        let mut words = vec!["skopeo"];
+        words.extend(self.args.iter().map(String::as_str));
+        f.write_str(&crate::engine::shell_line(&words))
     }
 }
 

@@ -162,7 +162,10 @@ fn run_boot(project: &Project, args: BootArgs) -> Result<()> {
     opts.cpus = args.cpus;
     opts.quiet = args.json;
     if args.dry_run {
-        println!("{}", shell_words(&boot::dry_run_command(&opts)));
+        println!(
+            "{}",
+            crate::engine::shell_line(&boot::dry_run_command(&opts))
+        );
         return Ok(());
     }
     let result = boot::boot(&opts)?;
@@ -227,7 +230,10 @@ fn run_variants(project: &Project, args: VariantArgs) -> Result<()> {
             let mut opts = variant_boot_options(project, variant)?;
             opts.memory_mib = args.memory;
             opts.cpus = args.cpus;
-            println!("{}", shell_words(&boot::dry_run_command(&opts)));
+            println!(
+                "{}",
+                crate::engine::shell_line(&boot::dry_run_command(&opts))
+            );
         }
         return Ok(());
     }
@@ -375,24 +381,6 @@ fn boot_result(result: &BootResult) -> Result<()> {
     }
 }
 
-/// A command line as a shell would need it typed.
-fn shell_words(words: &[String]) -> String {
-    words
-        .iter()
-        .map(|w| {
-            if !w.is_empty()
-                && w.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
-            {
-                w.clone()
-            } else {
-                format!("'{}'", w.replace('\'', r"'\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -416,7 +404,7 @@ mod tests {
             .map(String::from)
             .to_vec();
         assert_eq!(
-            shell_words(&words),
+            crate::engine::shell_line(&words),
             "qemu -append 'console=ttyAMA0 quiet' romfile="
         );
     }
