@@ -110,11 +110,18 @@ pub fn escape_annotation(message: &str) -> String {
         .replace('\n', "%0A")
 }
 
-/// Floating tags move only from the default branch.
+/// Floating tags move only from the default branch: `$XTASK_DEFAULT_BRANCH` (the workflow passes
+/// the repository's; empty on scheduled runs, whose event names no repository), else `main`.
 pub fn on_default_branch() -> bool {
-    let reference = std::env::var("GITHUB_REF").unwrap_or_default();
-    let default = std::env::var("XTASK_DEFAULT_BRANCH").unwrap_or_else(|_| "main".into());
-    reference == format!("refs/heads/{default}")
+    is_default_branch(
+        &std::env::var("GITHUB_REF").unwrap_or_default(),
+        std::env::var("XTASK_DEFAULT_BRANCH").ok().as_deref(),
+    )
+}
+
+fn is_default_branch(reference: &str, default: Option<&str>) -> bool {
+    let default = default.filter(|b| !b.is_empty()).unwrap_or("main");
+    reference.strip_prefix("refs/heads/") == Some(default)
 }
 
 pub const FLOATING_TAGS: &[&str] = &["latest", "demo-stable"];
@@ -408,6 +415,20 @@ mod tests {
     #[test]
     fn annotations_are_one_line() {
         assert_eq!(escape_annotation("a\nb 100%\r"), "a%0Ab 100%25%0D");
+    }
+
+    #[test]
+    fn floating_tags_follow_the_named_default_branch_or_main() {
+        assert!(is_default_branch("refs/heads/main", None));
+        assert!(
+            is_default_branch("refs/heads/main", Some("")),
+            "scheduled runs"
+        );
+        assert!(is_default_branch("refs/heads/trunk", Some("trunk")));
+        assert!(!is_default_branch("refs/heads/main", Some("trunk")));
+        assert!(!is_default_branch("refs/tags/main", None));
+        assert!(!is_default_branch("refs/heads/topic", None));
+        assert!(!is_default_branch("", None));
     }
 
     #[test]

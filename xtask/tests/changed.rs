@@ -971,3 +971,61 @@ fn workflow_decides_with_the_base_branch_code_and_gates_on_one_required_job() {
     // Only the publishing job may write packages.
     assert_eq!(text.matches("packages: write").count(), 1);
 }
+
+/// The text of one job: its lines from `  name:` to the next job (or the end).
+fn workflow_job(text: &str, name: &str) -> String {
+    let header = format!("  {name}:");
+    let mut lines = text.lines().skip_while(|l| *l != header);
+    let first = lines.next().unwrap_or_else(|| panic!("no job {name}"));
+    let body = lines.take_while(|l| l.is_empty() || l.starts_with("   "));
+    std::iter::once(first)
+        .chain(body)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn workflow_publishes_only_from_the_publish_job_and_never_drops_a_queued_push() {
+    let text = std::fs::read_to_string(repo_root().join(".github/workflows/build.yml")).unwrap();
+    let build = &workflow_job(&text, "build");
+    let publish = &workflow_job(&text, "publish");
+    assert!(
+        build.contains("run: cargo xtask ci --variant \"$VARIANT\""),
+        "{build}"
+    );
+    assert!(
+        !build.contains("--push"),
+        "pull requests never publish: {build}"
+    );
+    assert!(!build.contains("packages: write"), "{build}");
+    assert!(
+        build.contains("needs.changed.outputs.publish != 'true'"),
+        "{build}"
+    );
+    assert!(
+        publish.contains("run: cargo xtask ci --push --variant \"$VARIANT\""),
+        "{publish}"
+    );
+    assert!(publish.contains("needs: [changed, test]"), "{publish}");
+    assert!(
+        publish.contains("needs.changed.outputs.publish == 'true'"),
+        "{publish}"
+    );
+    // ci moves floating tags only when GITHUB_REF is this branch.
+    assert!(
+        publish.contains("XTASK_DEFAULT_BRANCH: ${{ github.event.repository.default_branch }}"),
+        "{publish}"
+    );
+    // Publishing is serialized per variant, never cancelled in progress.
+    assert!(
+        publish.contains("group: publish-${{ github.ref }}-${{ matrix.variant }}\n      cancel-in-progress: false"),
+        "{publish}"
+    );
+    // GitHub replaces a queued run of a group by a newer one, whose `before` skips the replaced
+    // run's changes: only pull requests share a workflow-level group.
+    let top = text.split("\njobs:\n").next().unwrap();
+    assert!(
+        top.contains("group: ${{ github.workflow }}-${{ github.event_name == 'pull_request' && github.ref || github.run_id }}"),
+        "{top}"
+    );
+}
