@@ -138,15 +138,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
 
     let mut ok = stage("preflight", &mut stages, || {
         let engine = Engine::detect(args.engine);
-        let mut needs = crate::engine::build_needs(engine);
-        if !args.no_boot {
-            needs.push(Need {
-                program: "qemu-system-aarch64",
-                package: "qemu-system-arm",
-                why: "boots each image for the smoke test",
-            });
-        }
-        crate::engine::preflight(&needs)?;
+        crate::engine::preflight(&needs(engine, !args.no_boot))?;
         Ok(format!("engine {engine}"))
     });
     ok = ok
@@ -250,6 +242,19 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         bail!("ci failed in: {}", failed.join(", "));
     }
     Ok(())
+}
+
+/// The tools ci runs; the workflow's build and publish jobs install those a runner lacks.
+fn needs(engine: Engine, boot: bool) -> Vec<Need> {
+    let mut needs = crate::engine::build_needs(engine);
+    if boot {
+        needs.push(Need {
+            program: "qemu-system-aarch64",
+            package: "qemu-system-arm",
+            why: "boots each image for the smoke test",
+        });
+    }
+    needs
 }
 
 fn builds_matchbox(variant: &crate::variants::Variant) -> bool {
@@ -429,6 +434,38 @@ mod tests {
         assert!(!is_default_branch("refs/tags/main", None));
         assert!(!is_default_branch("refs/heads/topic", None));
         assert!(!is_default_branch("", None));
+    }
+
+    #[test]
+    fn the_workflow_installs_every_tool_ci_needs() {
+        let workflow = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.github/workflows/build.yml"),
+        )
+        .unwrap();
+        let installs: Vec<&str> = workflow
+            .lines()
+            .filter(|l| l.contains("apt-get install"))
+            .collect();
+        assert_eq!(
+            installs.len(),
+            2,
+            "one install line in build, one in publish"
+        );
+        // What GitHub's ubuntu runners already have.
+        let preinstalled = ["docker", "tar", "git"];
+        for need in needs(Engine::Docker, true) {
+            if preinstalled.contains(&need.package) {
+                continue;
+            }
+            for line in &installs {
+                assert!(
+                    line.split_whitespace().any(|w| w == need.package),
+                    "{} ({}) is not installed by: {line}",
+                    need.package,
+                    need.why
+                );
+            }
+        }
     }
 
     #[test]
