@@ -190,7 +190,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     ok = ok
         && stage("smoke", &mut stages, || {
             for variant in &variants {
-                smoke.push(smoke_variant(project, variant, args.no_boot));
+                smoke.push(smoke_variant(project, variant, args.no_boot, &skopeo));
             }
             let failed: Vec<&str> = smoke
                 .iter()
@@ -276,6 +276,7 @@ fn smoke_variant(
     project: &Project,
     variant: &crate::variants::Variant,
     no_boot: bool,
+    skopeo: &crate::registry::Skopeo,
 ) -> SmokeResult {
     let mut result = SmokeResult {
         variant: variant.name.clone(),
@@ -283,8 +284,8 @@ fn smoke_variant(
         detail: String::new(),
         log: None,
     };
-    let checks =
-        crate::smoke::check::static_checks(project, &variant.name).and_then(|r| r.to_result());
+    let checks = crate::smoke::check::static_checks(project, &variant.name, skopeo)
+        .and_then(|r| r.to_result());
     if let Err(err) = checks {
         result.detail = format!("{err:#}");
         return result;

@@ -63,6 +63,8 @@ pub struct VariantArgs {
     /// Print the qemu commands instead of running anything.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub registry_client: crate::registry::RegistryArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -73,6 +75,8 @@ pub struct CheckArgs {
     /// Print the reports as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub registry_client: crate::registry::RegistryArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -175,9 +179,10 @@ fn run_boot(project: &Project, args: BootArgs) -> Result<()> {
 
 fn run_check(project: &Project, args: CheckArgs) -> Result<()> {
     let selected = select(project, &args.variants)?;
+    let skopeo = crate::registry::Skopeo::new(&args.registry_client)?;
     let mut reports = Vec::new();
     for variant in &selected {
-        reports.push(check::static_checks(project, &variant.name)?);
+        reports.push(check::static_checks(project, &variant.name, &skopeo)?);
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
@@ -237,6 +242,7 @@ fn run_variants(project: &Project, args: VariantArgs) -> Result<()> {
         }
         return Ok(());
     }
+    let skopeo = crate::registry::Skopeo::new(&args.registry_client)?;
     let mut results = Vec::new();
     let mut failures = Vec::new();
     for variant in &selected {
@@ -247,7 +253,7 @@ fn run_variants(project: &Project, args: VariantArgs) -> Result<()> {
             error: None,
         };
         if !args.no_check {
-            match check::static_checks(project, &variant.name) {
+            match check::static_checks(project, &variant.name, &skopeo) {
                 Ok(report) => {
                     if !args.json {
                         print_report(&report);

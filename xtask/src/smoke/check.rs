@@ -102,7 +102,13 @@ fn findings_as_text<S: Serializer>(findings: &[Finding], s: S) -> Result<S::Ok, 
 
 /// Runs every static check of one built variant. `Err` only when the checks cannot run at
 /// all (no record, unreadable variants or lock); problems with the build are findings.
-pub fn static_checks(project: &Project, variant_name: &str) -> Result<Report> {
+/// `skopeo` is the shared registry client: the same credentials (GITHUB_TOKEN for ghcr.io, whose
+/// new packages are private), mirrors and retries as publishing.
+pub fn static_checks(
+    project: &Project,
+    variant_name: &str,
+    skopeo: &crate::registry::Skopeo,
+) -> Result<Report> {
     let variants = variants::select(variants::load_all(project)?, &[variant_name.to_owned()])?;
     let variant = &variants[0];
     let lock = Lock::load(project)?;
@@ -139,7 +145,7 @@ pub fn static_checks(project: &Project, variant_name: &str) -> Result<Report> {
         variant.arch,
         &mut report,
     );
-    check_published(&sh, &record, shown.as_str(), variant.arch, &mut report);
+    check_published(skopeo, &record, shown.as_str(), variant.arch, &mut report);
     Ok(report)
 }
 
@@ -568,41 +574,30 @@ fn archive_config(sh: &Shell, archive: &Utf8Path) -> Result<Value> {
     )
 }
 
-/// Registries on this machine serve plain HTTP.
-fn is_local_registry(image: &str) -> bool {
-    let host = image.split('/').next().unwrap_or_default();
-    let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
-    matches!(host, "127.0.0.1" | "localhost" | "[::1]")
-}
-
 /// `skopeo inspect --raw [--config] docker://<reference>`: the exact bytes the registry serves.
-fn skopeo_raw(sh: &Shell, reference: &str, config: bool) -> Result<Vec<u8>> {
-    let tls: &[&str] = if is_local_registry(reference) {
-        &["--tls-verify=false"]
-    } else {
-        &[]
-    };
-    let config: &[&str] = if config { &["--config"] } else { &[] };
-    let target = format!("docker://{reference}");
-    let out = cmd!(sh, "skopeo inspect {tls...} --raw {config...} {target}")
-        .quiet()
-        .ignore_status()
-        .output()
-        .context("running skopeo (install it with `apt-get install skopeo`)")?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        anyhow::bail!("{}", skopeo_message(&stderr));
-    }
-    Ok(out.stdout)
+fn registry_raw(
+    skopeo: &crate::registry::Skopeo,
+    reference: &str,
+    config: bool,
+) -> Result<Vec<u8>> {
+    skopeo.run(&inspect_cmd(skopeo, reference, config)?)
 }
 
-/// The message of skopeo's last log line (`time=... level=fatal msg="..."`), or the line.
-fn skopeo_message(stderr: &str) -> String {
-    let line = stderr.lines().last().unwrap_or("skopeo failed").trim();
-    match line.split_once("msg=\"") {
-        Some((_, msg)) => msg.strip_suffix('"').unwrap_or(msg).replace("\\\"", "\""),
-        None => line.to_owned(),
+fn inspect_cmd(
+    skopeo: &crate::registry::Skopeo,
+    reference: &str,
+    config: bool,
+) -> Result<crate::registry::SkopeoCmd> {
+    let mut cmd = skopeo.inspect_raw_cmd(reference)?;
+    if config {
+        let raw = cmd
+            .args
+            .iter()
+            .position(|a| a == "--raw")
+            .context("`skopeo inspect` without --raw")?;
+        cmd.args.insert(raw + 1, "--config".into());
     }
+    Ok(cmd)
 }
 
 fn manifest_digest(raw: &[u8]) -> String {
@@ -614,7 +609,13 @@ const INDEX_TYPES: &[&str] = &[
     "application/vnd.docker.distribution.manifest.list.v2+json",
 ];
 
-fn check_published(sh: &Shell, record: &BuildRecord, shown: &str, arch: Arch, report: &mut Report) {
+fn check_published(
+    skopeo: &crate::registry::Skopeo,
+    record: &BuildRecord,
+    shown: &str,
+    arch: Arch,
+    report: &mut Report,
+) {
     for (i, published) in record.published.iter().enumerate() {
         let field = format!("published[{i}]");
         let by_digest = format!("{}@{}", published.image, published.digest);
@@ -622,7 +623,7 @@ fn check_published(sh: &Shell, record: &BuildRecord, shown: &str, arch: Arch, re
             "publish again with `cargo xtask build --variant {}` (with the registry configured)",
             record.variant
         );
-        let raw = match skopeo_raw(sh, &by_digest, false) {
+        let raw = match registry_raw(skopeo, &by_digest, false) {
             Ok(raw) => raw,
             Err(err) => {
                 report.findings.push(
@@ -665,7 +666,7 @@ fn check_published(sh: &Shell, record: &BuildRecord, shown: &str, arch: Arch, re
         } else {
             published.digest.clone()
         };
-        match skopeo_raw(sh, &format!("{}@{image_digest}", published.image), true)
+        match registry_raw(skopeo, &format!("{}@{image_digest}", published.image), true)
             .and_then(|raw| serde_json::from_slice::<Value>(&raw).context("config is not JSON"))
         {
             Ok(config) => match platform_problem(&config, arch) {
@@ -695,7 +696,7 @@ fn check_published(sh: &Shell, record: &BuildRecord, shown: &str, arch: Arch, re
         }
         for (j, tag) in published.tags.iter().enumerate() {
             let tagged = format!("{}:{tag}", published.image);
-            match skopeo_raw(sh, &tagged, false) {
+            match registry_raw(skopeo, &tagged, false) {
                 Ok(raw) => {
                     let digest = manifest_digest(&raw);
                     if digest == published.digest {
@@ -887,19 +888,26 @@ mod tests {
     }
 
     #[test]
-    fn skopeo_errors_are_shown_by_their_message() {
-        let stderr = "time=\"2026-01-01T00:00:00Z\" level=fatal msg=\"Error reading manifest v9 in 127.0.0.1:5000/x: manifest unknown\"\n";
-        assert_eq!(
-            skopeo_message(stderr),
-            "Error reading manifest v9 in 127.0.0.1:5000/x: manifest unknown"
+    fn registry_reads_use_the_shared_client_credentials_and_mirrors() {
+        let dir = std::env::temp_dir().join(format!("xtask-check-auth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let auth = Utf8PathBuf::from_path_buf(dir.join("auth.json")).unwrap();
+        std::fs::write(&auth, "{}").unwrap();
+        let skopeo = crate::registry::Skopeo::new(&crate::registry::RegistryArgs {
+            mirrors: vec!["ghcr.io=127.0.0.1:5000".into()],
+            authfile: Some(auth.clone()),
+        })
+        .unwrap();
+        let cmd = inspect_cmd(&skopeo, "ghcr.io/acme/x/talos@sha256:00", true).unwrap();
+        let args = cmd.args.join(" ");
+        assert!(args.contains("inspect --raw --config"), "{args}");
+        assert!(args.contains(&format!("--authfile {auth}")), "{args}");
+        assert!(
+            args.ends_with("docker://127.0.0.1:5000/acme/x/talos@sha256:00"),
+            "{args}"
         );
-        assert_eq!(skopeo_message("plain failure\n"), "plain failure");
-    }
-
-    #[test]
-    fn only_loopback_registries_skip_tls() {
-        assert!(is_local_registry("127.0.0.1:5000/x/talos@sha256:00"));
-        assert!(is_local_registry("localhost:5000/x/talos:v1"));
-        assert!(!is_local_registry("ghcr.io/acme/talos:v1"));
+        let manifest = inspect_cmd(&skopeo, "ghcr.io/acme/x/talos:v1", false).unwrap();
+        assert!(!manifest.args.contains(&"--config".to_string()));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
