@@ -3,7 +3,8 @@
 //! Stages: preflight, lock (`--locked`), patch, build (pushing when a registry is configured),
 //! smoke (static checks, then boot), floating tags (default branch only, after smoke passed),
 //! then a Markdown job summary. Output is folded with `::group::`; failures become `::error::`
-//! annotations. Every stage runs that can; the exit status is non-zero when any failed.
+//! annotations. A failed stage skips the stages after it (the summary lists them as skipped);
+//! the exit status is non-zero when any failed.
 
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -26,8 +27,10 @@ pub struct Args {
     /// branch move the floating tags after smoke passed. The workflow's publish job passes it.
     #[arg(long)]
     pub push: bool,
+    /// Container engine that runs the imager. Default: podman if installed, else docker.
     #[arg(long, env = "CONTAINER_ENGINE", value_enum)]
     pub engine: Option<Engine>,
+    /// Imager image. Default: ghcr.io/siderolabs/imager:<talos version>.
     #[arg(long, env = "XTASK_IMAGER", value_name = "REF")]
     pub imager: Option<String>,
     #[command(flatten)]
@@ -53,8 +56,23 @@ pub struct Args {
 pub struct StageResult {
     pub name: &'static str,
     pub ok: bool,
+    /// Not run (an earlier stage failed, or nothing to do); `ok` is true so it fails nothing.
+    pub skipped: bool,
     pub detail: String,
     pub seconds: f64,
+}
+
+/// The stages in order, so the summary lists the ones an earlier failure skipped.
+const STAGES: &[&str] = &["preflight", "lock (--locked)", "patch", "build", "smoke"];
+
+fn skipped(name: &'static str, why: &str) -> StageResult {
+    StageResult {
+        name,
+        ok: true,
+        skipped: true,
+        detail: why.to_owned(),
+        seconds: 0.0,
+    }
 }
 
 /// Runs `f` as a folded stage, turning its error into an annotation.
@@ -92,6 +110,7 @@ pub fn stage(
     results.push(StageResult {
         name,
         ok,
+        skipped: false,
         detail,
         seconds,
     });
@@ -207,22 +226,40 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
             }
             Ok(format!("{} variant(s) passed", smoke.len()))
         });
-    if ok && args.push && on_default_branch() {
-        stage("floating tags", &mut stages, || {
-            let publisher = crate::publish::Publisher::new(project, &skopeo);
-            let tags: Vec<String> = FLOATING_TAGS.iter().map(|t| t.to_string()).collect();
-            for record in &mut records {
-                for published in &mut record.published {
-                    publisher.add_tags(&published.image, &published.digest, &tags)?;
-                    published.tags.extend(tags.iter().cloned());
+    for name in STAGES {
+        if !stages.iter().any(|s| s.name == *name) {
+            stages.push(skipped(name, "skipped: an earlier stage failed"));
+        }
+    }
+    // Without --push nothing is published and the summary has no floating-tags row.
+    if args.push {
+        if !on_default_branch() {
+            stages.push(skipped(
+                "floating tags",
+                "skipped: only the default branch moves them",
+            ));
+        } else if !ok {
+            stages.push(skipped(
+                "floating tags",
+                "skipped: smoke or an earlier stage failed",
+            ));
+        } else {
+            stage("floating tags", &mut stages, || {
+                let publisher = crate::publish::Publisher::new(project, &skopeo);
+                let tags: Vec<String> = FLOATING_TAGS.iter().map(|t| t.to_string()).collect();
+                for record in &mut records {
+                    for published in &mut record.published {
+                        publisher.add_tags(&published.image, &published.digest, &tags)?;
+                        published.tags.extend(tags.iter().cloned());
+                    }
+                    build::write_record(project, record)?;
                 }
-                build::write_record(project, record)?;
-            }
-            Ok(format!(
-                "moved {} to the smoke-tested digests",
-                tags.join(", ")
-            ))
-        });
+                Ok(format!(
+                    "moved {} to the smoke-tested digests",
+                    tags.join(", ")
+                ))
+            });
+        }
     }
 
     let summary = summary(&stages, &records, &smoke);
@@ -323,7 +360,11 @@ pub fn summary(stages: &[StageResult], records: &[BuildRecord], smoke: &[SmokeRe
             out,
             "| {} | {} {} | {:.1}s |",
             s.name,
-            if s.ok { "✅" } else { "❌" },
+            match (s.skipped, s.ok) {
+                (true, _) => "⏭️",
+                (false, true) => "✅",
+                (false, false) => "❌",
+            },
             md_cell(first_line),
             s.seconds
         )
@@ -482,15 +523,18 @@ mod tests {
             StageResult {
                 name: "build",
                 ok: true,
+                skipped: false,
                 detail: "8 imager runs".into(),
                 seconds: 1.25,
             },
             StageResult {
                 name: "smoke",
                 ok: false,
+                skipped: false,
                 detail: "kernel panic | at 3s\nmore".into(),
                 seconds: 3.0,
             },
+            skipped("floating tags", "skipped: smoke or an earlier stage failed"),
         ];
         let record = BuildRecord {
             variant: "gateway".into(),
@@ -525,6 +569,10 @@ mod tests {
         assert!(md.contains("| build | ✅ 8 imager runs | 1.2s |"), "{md}");
         assert!(
             md.contains("| smoke | ❌ kernel panic \\| at 3s | 3.0s |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| floating tags | ⏭️ skipped: smoke or an earlier stage failed | 0.0s |"),
             "{md}"
         );
         assert!(md.contains("### gateway (Talos v1.13.6, arm64)"), "{md}");
