@@ -149,7 +149,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
             .map(|(_, file, _)| file)
             .collect();
         for command in apply_commands(&cache, &pin.commit, &out, &files) {
-            println!("{}", command.join(" "));
+            println!("{}", crate::engine::shell_line(&command));
         }
         return Ok(());
     }
@@ -251,7 +251,6 @@ pub fn default_out(project: &Project, variant: Option<&str>) -> Utf8PathBuf {
 /// written where upstream's Makefile reads them (`<talos package>/images/talos/profiles/`).
 /// Run `make -C <tree>/<talos_package_dir> ARCH=<arch> ...` there; the tree is recreated on
 /// each call, so outputs (`<tree>/_out/assets`) must be collected before the next one.
-#[allow(dead_code)] // the entry point for `cargo xtask build`
 pub fn prepare_variant(
     project: &Project,
     source: Option<&str>,

@@ -53,7 +53,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     if args.dry_run {
         let source = source_url(args.source.source.as_deref().unwrap_or(&pin.repository));
         for command in fetch_commands(&pin, &source, Utf8Path::new("<tmp>")) {
-            println!("{}", command.join(" "));
+            println!("{}", crate::engine::shell_line(&command));
         }
         println!(
             "then verify that refs/tags/{} is {} and move <tmp> to {}",
