@@ -42,6 +42,7 @@ pub struct Args {
     /// Choose base and head from the GitHub Actions event ($GITHUB_EVENT_NAME, $GITHUB_EVENT_PATH).
     #[arg(long, conflicts_with = "base")]
     pub github: bool,
+    /// How to print the decision.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Same as `--format json`.
