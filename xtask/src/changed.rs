@@ -263,7 +263,7 @@ fn compare(git: &mut Git, rules: &Rules, base: &BaseSpec, head: &str) -> Result<
                     merge_base,
                     Some(format!(
                         "old tip {} is gone (force push?): merge base with branch `{}`",
-                        short(commit),
+                        output::shown(output::short(commit)),
                         output::shown(branch)
                     )),
                 )
@@ -307,10 +307,6 @@ fn read_event(gh: &GithubEnv) -> Result<serde_json::Value> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading the event file {path}"))?;
     serde_json::from_str(&text).with_context(|| format!("parsing the event file {path}"))
-}
-
-fn short(rev: &str) -> &str {
-    rev.get(..12).unwrap_or(rev)
 }
 
 /// Used only to list variant files when build-rules.json itself cannot be read.

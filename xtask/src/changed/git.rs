@@ -12,6 +12,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use xshell::{cmd, Shell};
 
 use super::decision::Change;
+use super::output::short;
 use super::rules::Rules;
 
 /// Environment variables that would make git read another repository or other configuration.
@@ -265,10 +266,6 @@ pub fn parse_name_status(out: &[u8]) -> Result<Vec<Change>> {
 /// A full hexadecimal object id (SHA-1 or SHA-256), the only revisions fetched by name.
 pub fn is_object_id(rev: &str) -> bool {
     matches!(rev.len(), 40 | 64) && rev.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-fn short(rev: &str) -> &str {
-    rev.get(..12).unwrap_or(rev)
 }
 
 /// Variant names from the working tree, when git cannot list them.

@@ -193,7 +193,8 @@ fn shown_inline(s: &str) -> String {
         .collect()
 }
 
-fn short(rev: &str) -> &str {
+/// A commit id shortened for people (12 hex digits).
+pub fn short(rev: &str) -> &str {
     rev.get(..12).unwrap_or(rev)
 }
 
