@@ -167,11 +167,7 @@ pub fn summary(d: &Decision) -> String {
 
 /// A `::warning::` workflow command; its data is escaped the way the runner unescapes it.
 pub fn github_warning(message: &str) -> String {
-    let data = message
-        .replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A");
-    format!("::warning::{data}")
+    format!("::warning::{}", crate::ci::escape_annotation(message))
 }
 
 /// Text inside Markdown: every ASCII punctuation character escaped, on one line.
