@@ -166,6 +166,9 @@ fn run_boot(project: &Project, args: BootArgs) -> Result<()> {
     opts.cpus = args.cpus;
     opts.quiet = args.json;
     if args.dry_run {
+        for line in boot::dry_run_preparation(&opts, boot::find_firmware()) {
+            println!("{line}");
+        }
         println!(
             "{}",
             crate::engine::shell_line(&boot::dry_run_command(&opts))

@@ -469,6 +469,44 @@ fn check_inputs(media: &Media) -> Result<()> {
     Ok(())
 }
 
+/// The shell lines that prepare what `dry_run_command` names (for `--dry-run`): the firmware
+/// copies padded to the pflash size and the decompressed disk. Empty for a direct kernel boot.
+pub fn dry_run_preparation(opts: &BootOptions, firmware: Result<Firmware>) -> Vec<String> {
+    let Media::Disk { path } = &opts.media else {
+        return Vec::new();
+    };
+    let line = |words: &[&str]| crate::engine::shell_line(words);
+    let size = format!("{}M", PFLASH_SIZE / (1024 * 1024));
+    let work = &opts.work_dir;
+    let (code, vars) = (work.join("code.fd"), work.join("vars.fd"));
+    let mut lines = vec![line(&["mkdir", "-p", work.as_str()])];
+    match firmware {
+        Ok(firmware) => {
+            lines.push(line(&["cp", firmware.code.as_str(), code.as_str()]));
+            if let Some(template) = &firmware.vars {
+                lines.push(line(&["cp", template.as_str(), vars.as_str()]));
+            }
+        }
+        Err(err) => lines.push(format!("# {err:#}")),
+    }
+    lines.push(line(&[
+        "truncate",
+        "-s",
+        &size,
+        code.as_str(),
+        vars.as_str(),
+    ]));
+    if path.extension() == Some("xz") {
+        let out = work.join(path.file_stem().unwrap_or("disk"));
+        lines.push(format!(
+            "{} > {}",
+            line(&["xz", "-dc", path.as_str()]),
+            line(&[out.as_str()])
+        ));
+    }
+    lines
+}
+
 /// The command `boot` would run, without preparing anything (for `--dry-run`).
 pub fn dry_run_command(opts: &BootOptions) -> Vec<String> {
     let prepared = Prepared {
@@ -922,6 +960,42 @@ mod tests {
         );
         assert!(args.ends_with("-netdev user,id=net0,hostfwd=tcp:127.0.0.1:41234-:50000 -device virtio-net-pci,netdev=net0,romfile="), "{args}");
         assert!(!args.contains("pflash"), "{args}");
+    }
+
+    #[test]
+    fn a_disk_dry_run_prints_how_to_prepare_what_qemu_reads() {
+        let opts = options(Media::Disk {
+            path: "_out/x/metal-arm64.raw.xz".into(),
+        });
+        let firmware = Firmware {
+            code: "/fw/CODE.fd".into(),
+            vars: Some("/fw/VARS.fd".into()),
+        };
+        assert_eq!(
+            dry_run_preparation(&opts, Ok(firmware)),
+            [
+                "mkdir -p target/smoke/run",
+                "cp /fw/CODE.fd target/smoke/run/code.fd",
+                "cp /fw/VARS.fd target/smoke/run/vars.fd",
+                "truncate -s 64M target/smoke/run/code.fd target/smoke/run/vars.fd",
+                "xz -dc _out/x/metal-arm64.raw.xz > target/smoke/run/metal-arm64.raw",
+            ]
+        );
+        let missing = dry_run_preparation(&opts, Err(anyhow::anyhow!("no arm64 UEFI firmware")));
+        assert_eq!(missing[1], "# no arm64 UEFI firmware");
+        let kernel = options(Media::Kernel {
+            kernel: "k".into(),
+            initramfs: "i".into(),
+            cmdline: "console=ttyAMA0".into(),
+        });
+        assert!(dry_run_preparation(&kernel, Ok(firmware_stub())).is_empty());
+    }
+
+    fn firmware_stub() -> Firmware {
+        Firmware {
+            code: "/c".into(),
+            vars: None,
+        }
     }
 
     #[test]
