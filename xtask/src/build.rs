@@ -20,7 +20,6 @@ use camino::Utf8Path;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{self, shell_line, Engine};
-use crate::lockfile::Lock;
 use crate::plan::{self, Plan, PlannedProfile, VariantPlan};
 use crate::progress::Steps;
 use crate::project::Project;
@@ -44,8 +43,8 @@ pub struct Args {
     /// native imager builds arm64 outputs without it).
     #[arg(long)]
     pub emulate: bool,
-    /// Publish the installer to the registry: by digest first, then the Talos version tag and a
-    /// build-unique tag.
+    /// Publish each variant's installer and matchbox image to the registry: by digest first,
+    /// then the Talos version tag and a build-unique tag.
     #[arg(long)]
     pub push: bool,
     /// Rebuild every output even when its content key is unchanged.
@@ -177,20 +176,35 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
     if args.push && registry.is_none() {
         bail!("--push needs a registry: pass --registry HOST/OWNER, or set REGISTRY or GITHUB_REPOSITORY_OWNER");
     }
+    let engine = Engine::detect(args.engine);
+    let preflight = || {
+        let mut needs = engine::build_needs(engine);
+        if args.emulate {
+            needs.push(engine::EMULATION);
+        }
+        engine::preflight(&needs)
+    };
     // The lock comes first: with --locked nothing is built from a lock that is incomplete or
-    // stale; without it, missing entries are resolved from the registry (and it says so).
+    // stale (checked without any tool); without it, missing entries are resolved from the
+    // registry (and it says so), so the tools are checked before that.
     let mut skopeo = crate::registry::Skopeo::new(&args.registry_client)?;
     skopeo.dry_run = args.dry_run;
-    if args.dry_run {
-        warn_unusable_lock(project, &args.variants)?;
+    let selected = crate::variants::select(crate::variants::load_all(project)?, &args.variants)?;
+    let plan = if args.dry_run {
+        let lock = crate::lock::ensure_dry_run(project, &selected, args.locked, &skopeo)?;
+        let talos = crate::pin::talos_version(project, &lock)?;
+        plan::make(selected, &lock, talos, registry)?
     } else {
-        let selected =
-            crate::variants::select(crate::variants::load_all(project)?, &args.variants)?;
+        if !args.locked {
+            preflight()?;
+        }
         crate::lock::ensure(project, &selected, args.locked, &skopeo)?;
-    }
-    let plan = plan::load(project, &args.variants, registry)?;
+        if args.locked {
+            preflight()?;
+        }
+        plan::load(project, &args.variants, registry)?
+    };
 
-    let engine = Engine::detect(args.engine);
     let imager = args
         .imager
         .clone()
@@ -206,8 +220,6 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
             }
         );
         println!("# imager: {imager}");
-    } else {
-        engine::preflight(&engine::build_needs(engine))?;
     }
     let tree = match (&args.tree, args.no_matchbox) {
         (_, true) => TreeSource::Skip,
@@ -284,25 +296,6 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
         return Ok(published);
     }
     Ok(records)
-}
-
-/// A dry run resolves nothing: it says what a real run would resolve first.
-fn warn_unusable_lock(project: &Project, names: &[String]) -> Result<()> {
-    let plan = plan::load(project, names, None)?;
-    let lock = Lock::load(project)?;
-    let selected: Vec<_> = plan.variants.iter().map(|v| v.variant.clone()).collect();
-    let problems = lock.locked_problems(&selected, &plan.talos_version);
-    if !problems.is_empty() {
-        eprintln!(
-            "warning: {} lock entr{} would be resolved first with `cargo xtask lock` (a --locked build refuses them):",
-            problems.len(),
-            if problems.len() == 1 { "y" } else { "ies" }
-        );
-        for p in &problems {
-            eprintln!("  {}", p.to_string().replace('\n', "\n  "));
-        }
-    }
-    Ok(())
 }
 
 fn build_all(ctx: &Ctx, plan: &Plan, jobs: usize) -> Result<Vec<BuildRecord>> {

@@ -231,11 +231,76 @@ fn dry_run_prints_commands_without_an_engine_or_a_complete_lock() {
         "{text}"
     );
     assert!(
-        stderr(&out).contains("would be resolved first with `cargo xtask lock`"),
+        stderr(&out)
+            .contains("would be resolved first from the registry, as `cargo xtask lock` does"),
         "{}",
         stderr(&out)
     );
     assert!(!root.join("_out").exists(), "a dry run writes nothing");
+}
+
+#[test]
+fn dry_run_with_an_extension_absent_from_the_lock_says_what_it_resolves_first() {
+    let root = temp_dir("build-dry-run-absent");
+    copy_repo_data(&root);
+    let path = root.join("variants/gateway.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"tailscale\"]", "\"tailscale\", \"iscsi-tools\"]");
+    std::fs::write(&path, text).unwrap();
+    let lock_before = std::fs::read(root.join("variants/extensions.lock")).unwrap();
+
+    let out = run(xtask(&root).env("PATH", "/nonexistent").args([
+        "build",
+        "--dry-run",
+        "--variant",
+        "gateway",
+        "--registry-mirror",
+        "ghcr.io=127.0.0.1:1",
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("field `extensions.iscsi-tools`: missing (used by variant `gateway`)"),
+        "{err}"
+    );
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("skopeo --command-timeout 60s inspect --raw --tls-verify=false docker://127.0.0.1:1/siderolabs/extensions:v1.13.6\n"),
+        "the registry commands a real run starts with come first:\n{text}"
+    );
+    assert!(
+        text.contains(
+            "- imageRef: ghcr.io/siderolabs/iscsi-tools:<tag and digest from image-digests>\n"
+        ),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read(root.join("variants/extensions.lock")).unwrap(),
+        lock_before,
+        "a dry run writes no lock"
+    );
+    assert!(!root.join("_out").exists(), "a dry run writes nothing");
+
+    // --locked --dry-run fails as the real --locked build would, naming every problem.
+    let out = run(xtask(&root).env("PATH", "/nonexistent").args([
+        "build",
+        "--dry-run",
+        "--locked",
+        "--variant",
+        "gateway",
+    ]));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("--locked: variants/extensions.lock cannot be used as it is: 3 problems"),
+        "{err}"
+    );
+    assert!(err.contains("`extensions.iscsi-tools`: missing"), "{err}");
+    assert!(
+        stdout(&out).is_empty(),
+        "nothing printed as if it would run"
+    );
 }
 
 #[test]
