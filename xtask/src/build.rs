@@ -248,54 +248,76 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
 
     let records = build_all(&ctx, &plan, args.jobs.into())?;
     if args.push {
-        let publisher = Publisher::new(project, &skopeo);
-        let tags = publish::build_tags(project, &plan.talos_version)?;
-        let mut published = Vec::new();
-        for (vp, mut record) in plan.variants.iter().zip(records) {
-            let started = Instant::now();
-            let installer = project
-                .out_dir()
-                .join(&vp.name)
-                .join(crate::profile::artifact_name(Output::Installer, vp.arch));
-            if vp.variant.builds(Output::Installer) {
-                let label = format!("[{}] push installer to {}", vp.name, vp.image);
-                let p = ctx.progress.run(&label, || {
-                    publisher.push_archive("installer", &installer, &vp.image, &tags)
-                })?;
-                record.published.push(p);
-                record
-                    .timings
-                    .insert("push:installer".into(), started.elapsed().as_secs_f64());
-            }
-            let matchbox = project
-                .out_dir()
-                .join(&vp.name)
-                .join(crate::matchbox::archive_name(vp));
-            if record
-                .files
-                .iter()
-                .any(|f| f.name == crate::matchbox::archive_name(vp))
-                || (args.dry_run && !matches!(ctx.tree, TreeSource::Skip))
-            {
-                let started = Instant::now();
-                let image = crate::matchbox::image_for(&vp.image);
-                let label = format!("[{}] push matchbox to {image}", vp.name);
-                let p = ctx.progress.run(&label, || {
-                    publisher.push_archive("matchbox", &matchbox, &image, &tags)
-                })?;
-                record.published.push(p);
-                record
-                    .timings
-                    .insert("push:matchbox".into(), started.elapsed().as_secs_f64());
-            }
-            if !args.dry_run {
-                write_record(project, &record)?;
-            }
-            published.push(record);
-        }
-        return Ok(published);
+        return publish_all(&ctx, &plan, records, &skopeo);
     }
     Ok(records)
+}
+
+/// Publishes every built variant in two phases: each image by digest first, and only when all
+/// of them are in the registry, the tags. A failed push therefore moves no tag of any variant.
+fn publish_all(
+    ctx: &Ctx,
+    plan: &Plan,
+    mut records: Vec<BuildRecord>,
+    skopeo: &crate::registry::Skopeo,
+) -> Result<Vec<BuildRecord>> {
+    let project = ctx.project;
+    let publisher = Publisher::new(project, skopeo);
+    let tags = publish::build_tags(project, &plan.talos_version)?;
+    for (vp, record) in plan.variants.iter().zip(&mut records) {
+        let dir = project.out_dir().join(&vp.name);
+        let mut images = Vec::new();
+        if vp.variant.builds(Output::Installer) {
+            let archive = dir.join(crate::profile::artifact_name(Output::Installer, vp.arch));
+            images.push(("installer", archive, vp.image.clone()));
+        }
+        let matchbox = crate::matchbox::archive_name(vp);
+        let built = record.files.iter().any(|f| f.name == matchbox);
+        if built || (ctx.dry_run && builds_matchbox(ctx, vp)) {
+            images.push((
+                "matchbox",
+                dir.join(&matchbox),
+                crate::matchbox::image_for(&vp.image),
+            ));
+        }
+        for (kind, archive, image) in images {
+            let started = Instant::now();
+            let label = format!("[{}] push {kind} to {image} by digest", vp.name);
+            let p = ctx
+                .progress
+                .run(&label, || publisher.push_by_digest(kind, &archive, &image))
+                .with_context(|| format!("publishing variant `{}`: no tag was moved", vp.name))?;
+            record.published.push(p);
+            record
+                .timings
+                .insert(format!("push:{kind}"), started.elapsed().as_secs_f64());
+        }
+    }
+    for record in &mut records {
+        for p in &mut record.published {
+            let started = Instant::now();
+            let label = format!("[{}] tag {}@{}", record.variant, p.image, p.digest);
+            ctx.progress
+                .run(&label, || publisher.add_tags(&p.image, &p.digest, &tags))?;
+            p.tags = tags.clone();
+            *record
+                .timings
+                .entry(format!("push:{}", p.kind))
+                .or_default() += started.elapsed().as_secs_f64();
+        }
+        if !ctx.dry_run {
+            write_record(project, record)?;
+        }
+    }
+    Ok(records)
+}
+
+/// Whether the matchbox netboot image is built for this variant: it needs the variant's kernel
+/// and initramfs, and a patched upstream tree.
+fn builds_matchbox(ctx: &Ctx, vp: &VariantPlan) -> bool {
+    !matches!(ctx.tree, TreeSource::Skip)
+        && vp.variant.builds(Output::Kernel)
+        && vp.variant.builds(Output::Initramfs)
 }
 
 fn build_all(ctx: &Ctx, plan: &Plan, jobs: usize) -> Result<Vec<BuildRecord>> {
@@ -369,10 +391,9 @@ fn build_variant(ctx: &Ctx, plan: &Plan, vp: &VariantPlan) -> Result<BuildRecord
         record.profiles.push(profile);
         record.files.extend(file);
     }
-    let builds_matchbox = vp.variant.builds(Output::Kernel) && vp.variant.builds(Output::Initramfs);
     let tree = match &ctx.tree {
+        _ if !builds_matchbox(ctx, vp) => None,
         TreeSource::Skip => None,
-        _ if !builds_matchbox => None,
         TreeSource::Given(tree) => Some(tree.clone()),
         TreeSource::Prepared(trees) => {
             Some(trees.get(&vp.name).cloned().with_context(|| {

@@ -240,6 +240,42 @@ fn dry_run_prints_commands_without_an_engine_or_a_complete_lock() {
 }
 
 #[test]
+fn push_moves_no_tag_before_every_image_of_every_variant_is_in_the_registry() {
+    let root = temp_dir("build-dry-run-push-order");
+    copy_repo_data(&root);
+    let out = run(xtask(&root).env("PATH", "/nonexistent").args([
+        "build",
+        "--dry-run",
+        "--push",
+        "--registry",
+        "ghcr.io/acme",
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let pushes: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(" 'docker://ghcr.io/acme/") || l.contains(" docker://ghcr.io/acme/"))
+        .collect();
+    let by_digest = |l: &&str| l.ends_with("@<digest of the OCI manifest>'");
+    let digests = pushes.iter().copied().filter(by_digest).count();
+    assert_eq!(
+        digests, 4,
+        "installer and matchbox of both variants:\n{text}"
+    );
+    assert!(
+        pushes[..digests].iter().all(|l| by_digest(&l)),
+        "every image is pushed by digest before the first tag moves:\n{}",
+        pushes.join("\n")
+    );
+    assert_eq!(
+        pushes.len(),
+        4 + 4 * 2,
+        "two tags per image:\n{}",
+        pushes.join("\n")
+    );
+}
+
+#[test]
 fn dry_run_with_an_extension_absent_from_the_lock_says_what_it_resolves_first() {
     let root = temp_dir("build-dry-run-absent");
     copy_repo_data(&root);
