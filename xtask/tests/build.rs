@@ -263,7 +263,7 @@ fn push_moves_no_tag_before_every_image_of_every_variant_is_in_the_registry() {
         "installer and matchbox of both variants:\n{text}"
     );
     assert!(
-        pushes[..digests].iter().all(|l| by_digest(&l)),
+        pushes[..digests].iter().all(by_digest),
         "every image is pushed by digest before the first tag moves:\n{}",
         pushes.join("\n")
     );
