@@ -196,6 +196,59 @@ fn builds_both_roles_pushes_by_digest_and_caches_by_content() {
             .unwrap(),
         pushed[0].1
     );
+
+    // 5. The stand-in honours the imager's contract for a bad profile: a message on stderr, a
+    // non-zero exit, no output (so the build test above is not passing against a stand-in that
+    // accepts anything).
+    let good =
+        std::fs::read_to_string(repo_root().join("xtask/tests/golden/profiles/compute/metal.yaml"))
+            .unwrap();
+    for (bad, message) in [
+        (
+            good.replace("arch: arm64", "arch: riscv64"),
+            "unsupported arch",
+        ),
+        (
+            good.replace("    diskSize: 1306525696\n", ""),
+            "diskSize is required",
+        ),
+        (
+            good.replace("/usr/install/arm64/vmlinuz", "/boot/vmlinuz"),
+            "input.kernel.path",
+        ),
+        (
+            good.replace("kind: image", "kind: disk"),
+            "unknown output kind",
+        ),
+    ] {
+        assert_ne!(bad, good);
+        let mut child = env
+            .podman
+            .command("podman")
+            .args(["run", "--rm", "-i", OK, "--tar-to-stdout", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(bad.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            !out.status.success(),
+            "the stand-in accepted a bad profile ({message})"
+        );
+        assert!(stderr(&out).contains(message), "{}", stderr(&out));
+        assert!(
+            out.stdout.is_empty(),
+            "no output for a bad profile ({message})"
+        );
+    }
 }
 
 #[test]
