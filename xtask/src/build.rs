@@ -548,8 +548,8 @@ fn build_output(
         let _ = std::fs::remove_dir_all(&tmp);
         bail!("the imager succeeded but did not write {} (it wrote: {}); is {} the imager for Talos {}?", pp.artifact, if found.is_empty() { "nothing".into() } else { found.join(", ") }, ctx.imager, plan.talos_version);
     }
-    // The cache entry goes first so that a crash after the rename leaves an entry whose sha256
-    // no longer matches a stale file, never a trusted half file.
+    // The old cache entry goes first: a crash between the rename and the new entry leaves no
+    // entry (the next run rebuilds), never an entry that vouches for another file.
     let _ = std::fs::remove_file(&cache_path);
     std::fs::rename(&produced, &artifact)
         .with_context(|| format!("moving {produced} to {artifact}"))?;
