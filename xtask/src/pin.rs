@@ -127,7 +127,7 @@ pub fn talos_version(project: &Project, lock: &crate::lockfile::Lock) -> Result<
     Ok(TalosVersion {
         version: lock.talos_version.clone(),
         source: format!(
-            "{} (run `cargo xtask upstream` to read it from CozyStack {})",
+            "{}, as the pinned CozyStack {} is not fetched (`cargo xtask upstream`)",
             crate::lockfile::SHOWN,
             pin.tag
         ),

@@ -192,7 +192,7 @@ pub fn render(plan: &Plan) -> String {
     let mut out = String::new();
     writeln!(
         out,
-        "Talos {} (from {})",
+        "Talos {}, from {}",
         plan.talos_version, plan.talos_version_source
     )
     .unwrap();
