@@ -574,23 +574,7 @@ pub fn load_optional(project: &Project) -> Result<Option<Lock>> {
 
 /// The Talos version to lock for when none is given: the pinned upstream's, else the lock's.
 fn default_version(project: &Project, lock: Option<&Lock>) -> Result<String> {
-    let placeholder;
-    let lock = match lock {
-        Some(lock) => lock,
-        None => {
-            placeholder = Lock {
-                talos_version: String::new(),
-                extensions_image: String::new(),
-                extensions: BTreeMap::new(),
-            };
-            &placeholder
-        }
-    };
-    let version = pin::talos_version(project, lock)?.version;
-    if version.is_empty() {
-        bail!("no Talos version known: there is no {SHOWN} and the pinned upstream is not fetched\n    fix: pass --talos-version, or run `cargo xtask upstream` first");
-    }
-    Ok(version)
+    Ok(pin::talos_version_or(project, lock.map(|l| l.talos_version.as_str()))?.version)
 }
 
 fn fix_command(talos_version: &str, skopeo: &Skopeo) -> String {

@@ -917,3 +917,35 @@ fn rate_limits_and_server_errors_are_retried_a_bounded_number_of_times() {
         }
     }
 }
+
+#[test]
+fn without_a_lock_or_a_fetched_tree_the_talos_version_is_asked_for() {
+    let root = temp_dir("lock-no-version");
+    copy_repo_data(&root);
+    std::fs::remove_file(root.join("variants/extensions.lock")).unwrap();
+    let pin: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("patches/upstream.json")).unwrap())
+            .unwrap();
+    let tag = pin["tag"].as_str().unwrap();
+    for args in [&["lock", "--dry-run"][..], &["build", "--dry-run"]] {
+        let out = run(xtask(&root)
+            .args(args)
+            .env("CARGO_TARGET_DIR", root.join("target")));
+        assert!(!out.status.success(), "{args:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("no Talos version known: there is no variants/extensions.lock and the pinned CozyStack {tag} is not fetched")),
+            "{args:?}: {err}"
+        );
+        assert!(
+            err.contains("fix: run `cargo xtask upstream` first"),
+            "{err}"
+        );
+    }
+    // Given the version, the lock can be written from scratch (here: the commands it would run).
+    let out = run(xtask(&root)
+        .args(["lock", "--dry-run", "--talos-version", "v1.13.6"])
+        .env("CARGO_TARGET_DIR", root.join("target")));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("docker://ghcr.io/siderolabs/extensions:v1.13.6"));
+}
