@@ -63,7 +63,7 @@ pub struct Args {
     #[arg(long)]
     pub dry_run: bool,
     /// Print the build records as JSON on stdout; no progress output.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "dry_run")]
     pub json: bool,
     /// Patched upstream CozyStack tree whose matchbox Dockerfile builds the netboot image.
     /// Default: the pinned upstream, patched per variant as `cargo xtask patch --variant` does.

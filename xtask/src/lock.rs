@@ -47,7 +47,7 @@ pub struct Args {
     #[arg(long)]
     pub dry_run: bool,
     /// Print the result as JSON.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "dry_run")]
     pub json: bool,
     #[command(flatten)]
     pub registry: RegistryArgs,

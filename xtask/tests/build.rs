@@ -416,3 +416,18 @@ fn locked_build_refuses_unpinned_entries_before_building() {
     );
     assert!(!root.join("_out").exists());
 }
+
+#[test]
+fn dry_run_and_json_are_refused_together() {
+    // A dry run prints commands on stdout, so its stdout could not also be the JSON contract.
+    for command in ["build", "lock"] {
+        let out = run(xtask(&repo_root()).args([command, "--dry-run", "--json"]));
+        assert!(!out.status.success(), "{command}");
+        assert!(
+            stderr(&out).contains("'--dry-run' cannot be used with '--json'"),
+            "{command}: {}",
+            stderr(&out)
+        );
+        assert!(out.stdout.is_empty());
+    }
+}
