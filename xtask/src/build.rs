@@ -509,17 +509,21 @@ fn build_output(
     if ctx.dry_run {
         let mut line = vec![ctx.engine.program().to_owned()];
         line.extend(args);
+        let tmp_shown = ctx.project.display(&tmp).to_string();
         println!(
-            "{} <<'PROFILE' | tar -xzf - -C {}",
+            "{} <<'PROFILE' | {}",
             shell_line(&line),
-            ctx.project.display(&tmp)
+            shell_line(&["tar", "-xzf", "-", "-C", &tmp_shown])
         );
         print!("{yaml}");
         println!("PROFILE");
         println!(
-            "mv {} {}",
-            ctx.project.display(&tmp.join(&pp.artifact)),
-            ctx.project.display(&artifact)
+            "{}",
+            shell_line(&[
+                "mv".to_owned(),
+                ctx.project.display(&tmp.join(&pp.artifact)).to_string(),
+                ctx.project.display(&artifact).to_string(),
+            ])
         );
         return Ok((profile, None));
     }

@@ -120,16 +120,24 @@ pub fn build(
 
     if ctx.dry_run {
         println!(
-            "mkdir -p {assets} && cp {} {} {assets}/",
-            out.join(&kernel),
-            out.join(&initramfs)
+            "{} && {}",
+            shell_line(&["mkdir", "-p", assets.as_str()]),
+            shell_line(&[
+                "cp",
+                out.join(&kernel).as_str(),
+                out.join(&initramfs).as_str(),
+                &format!("{assets}/"),
+            ])
         );
         for args in [&build_args, &save_args] {
             let mut line = vec![ctx.engine.program().to_owned()];
             line.extend(args.iter().cloned());
             println!("{}", shell_line(&line));
         }
-        println!("mv {archive}.tmp {archive}");
+        println!(
+            "{}",
+            shell_line(&["mv", &format!("{archive}.tmp"), archive.as_str()])
+        );
         return Ok((
             FileRecord {
                 name: archive_name(vp),
