@@ -177,6 +177,9 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
         bail!("--push needs a registry: pass --registry HOST/OWNER, or set REGISTRY or GITHUB_REPOSITORY_OWNER");
     }
     let engine = Engine::detect(args.engine);
+    if args.matchbox_base.is_some() && !args.no_matchbox && engine == Engine::Docker {
+        bail!("--matchbox-base needs podman: docker build cannot override the Dockerfile's FROM\n    fix: pass --engine podman, or drop --matchbox-base");
+    }
     let preflight = || {
         let mut needs = engine::build_needs(engine);
         if args.emulate {

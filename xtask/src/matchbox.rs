@@ -96,9 +96,8 @@ pub fn build(
         format!("ARCH={}", vp.arch),
     ];
     if let Some(base) = base {
-        if ctx.engine == Engine::Docker {
-            bail!("--matchbox-base needs podman (docker build cannot override FROM)");
-        }
+        // build() refuses --matchbox-base with docker before anything runs
+        debug_assert_eq!(ctx.engine, Engine::Podman);
         build_args.extend(["--pull=never".into(), "--from".into(), base.to_owned()]);
     }
     build_args.extend([

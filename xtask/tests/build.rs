@@ -431,3 +431,28 @@ fn dry_run_and_json_are_refused_together() {
         assert!(out.stdout.is_empty());
     }
 }
+
+#[test]
+fn matchbox_base_with_docker_is_refused_before_anything_runs() {
+    let root = temp_dir("build-docker-base");
+    copy_repo_data(&root);
+    let out = run(xtask(&root).args([
+        "build",
+        "--dry-run",
+        "--engine",
+        "docker",
+        "--matchbox-base",
+        "localhost/base:arm64",
+    ]));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("--matchbox-base needs podman") && err.contains("fix: pass --engine podman"),
+        "{err}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "no command printed: {}",
+        stdout(&out)
+    );
+}
