@@ -301,11 +301,6 @@ impl Skopeo {
         })
     }
 
-    #[allow(dead_code)] // API for build publishing and smoke tag checks
-    pub fn mirrors(&self) -> &[Mirror] {
-        &self.mirrors
-    }
-
     /// The flags that reproduce this client's mirrors, for "run this to fix it" hints.
     pub fn mirror_flags(&self) -> String {
         self.mirrors
@@ -419,24 +414,6 @@ impl Skopeo {
     pub fn inspect_raw(&self, reference: &str) -> Result<Vec<u8>> {
         let cmd = self.inspect_raw_cmd(reference)?;
         self.run(&cmd)
-    }
-
-    /// The digest of `reference` as the registry serves it: sha256 of its raw manifest bytes.
-    #[allow(dead_code)] // API for build publishing and smoke tag checks
-    pub fn digest(&self, reference: &str) -> Result<String> {
-        Ok(sha256_digest(&self.inspect_raw(reference)?))
-    }
-
-    /// Whether `reference` exists; only "not found" counts as no, other failures are errors.
-    #[allow(dead_code)] // API for build publishing and smoke tag checks
-    pub fn exists(&self, reference: &str) -> Result<bool> {
-        match self.inspect_raw(reference) {
-            Ok(_) => Ok(true),
-            Err(err) => match err.downcast_ref::<RegistryError>() {
-                Some(e) if e.failure == Failure::NotFound => Ok(false),
-                _ => Err(err),
-            },
-        }
     }
 
     /// Copies one image (by digest, so it cannot move underneath) into a `dir:` layout: its
