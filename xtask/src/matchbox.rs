@@ -16,12 +16,11 @@ pub fn archive_name(vp: &VariantPlan) -> String {
     format!("matchbox-{}.tar", vp.arch)
 }
 
-/// `talos-cozystack-spin-only/talos` publishes its netboot image as `talos-cozystack-spin-only/matchbox`.
+/// `<registry>/talos-cozystack-spin-only/talos` publishes its netboot image as
+/// `<registry>/talos-cozystack-spin-only/matchbox` (the rule lives with the variants, whose
+/// validation keeps these repositories distinct).
 pub fn image_for(installer_image: &str) -> String {
-    match installer_image.rsplit_once('/') {
-        Some((parent, _)) => format!("{parent}/matchbox"),
-        None => "matchbox".to_owned(),
-    }
+    crate::variants::matchbox_repository(installer_image)
 }
 
 /// Where the Dockerfile lives in a patched upstream tree.
