@@ -111,6 +111,9 @@ pub struct ExtensionRecord {
 pub struct ProfileRecord {
     pub kind: Output,
     pub artifact: String,
+    /// sha256 of the exact profile bytes (YAML) the imager received on stdin.
+    #[serde(default)]
+    pub profile_sha256: String,
     /// Content key: sha256 of the profile bytes, the imager reference and how it ran.
     pub key: String,
     pub cache_hit: bool,
@@ -493,6 +496,7 @@ fn build_output(
     let mut profile = ProfileRecord {
         kind: pp.kind,
         artifact: pp.artifact.clone(),
+        profile_sha256: crate::fsutil::sha256_hex(yaml.as_bytes()),
         key: key.clone(),
         cache_hit: false,
         profile: pp.profile.to_json(),

@@ -73,6 +73,35 @@ fn builds_both_roles_pushes_by_digest_and_caches_by_content() {
             use sha2::Digest;
             assert_eq!(f["sha256"], format!("{:x}", sha2::Sha256::digest(&bytes)));
         }
+        // The recorded profile hash is that of the bytes the imager got (the stand-in keeps
+        // them in the installer's layer).
+        let archive = env
+            .root
+            .join("_out")
+            .join(variant)
+            .join("installer-arm64.tar");
+        let sh = |script: &str| {
+            let out = run(std::process::Command::new("sh").args(["-c", script]));
+            assert!(out.status.success(), "{script}: {}", stderr(&out));
+            out.stdout
+        };
+        let layer = String::from_utf8(sh(&format!(
+            "tar -xOf '{}' manifest.json | sed 's/.*\"Layers\":\\[\"\\([^\"]*\\)\".*/\\1/'",
+            archive.display()
+        )))
+        .unwrap();
+        let received = sh(&format!(
+            "tar -xOf '{}' '{}' | tar -xOf - usr/install/arm64/profile.yaml",
+            archive.display(),
+            layer.trim()
+        ));
+        use sha2::Digest;
+        assert_eq!(
+            record["profiles"][0]["profile_sha256"],
+            format!("{:x}", sha2::Sha256::digest(&received)),
+            "{variant}: {}",
+            String::from_utf8_lossy(&received)
+        );
         let has_tailscale = record["profiles"][0]["profile"]["input"]["systemExtensions"]
             .as_array()
             .unwrap()
