@@ -198,7 +198,10 @@ impl fmt::Display for RegistryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let r = &self.reference;
         match self.failure {
-            Failure::NotFound => write!(f, "{r} was not found in the registry")?,
+            Failure::NotFound => write!(
+                f,
+                "{r} was not found in the registry\n    fix: check the name and tag; behind --registry-mirror, copy the image into the mirror"
+            )?,
             Failure::Unauthorized => write!(
                 f,
                 "{r}: the registry refused the credentials (401 unauthorized)\n    fix: log in with `skopeo login`, pass --authfile, or set GITHUB_TOKEN for ghcr.io"
@@ -207,7 +210,10 @@ impl fmt::Display for RegistryError {
                 f,
                 "{r}: access denied (403): the credentials in use may not read or write it"
             )?,
-            Failure::Transient => write!(f, "{r}: the registry could not be reached")?,
+            Failure::Transient => write!(
+                f,
+                "{r}: the registry could not be reached\n    fix: check the network (or the mirror's address); without network access, resolve through a mirror with --registry-mirror ghcr.io=HOST:PORT"
+            )?,
             Failure::Other => write!(f, "{r}: the registry command failed")?,
         }
         write!(f, "\n    skopeo said: {}", self.message)

@@ -547,6 +547,7 @@ fn missing_extensions_tag_names_the_reference() {
             && err.contains("ghcr.io/siderolabs/extensions:v1.99.0 was not found in the registry"),
         "{err}"
     );
+    assert!(err.contains("fix: check the name and tag"), "{err}");
     assert!(!err.contains("retrying"), "404 is not retried:\n{err}");
 }
 
@@ -571,6 +572,11 @@ fn registry_down_is_retried_a_bounded_number_of_times_then_reported() {
         "{err}"
     );
     assert!(err.contains("could not be reached"), "{err}");
+    assert!(
+        err.contains("fix: check the network")
+            && err.contains("--registry-mirror ghcr.io=HOST:PORT"),
+        "{err}"
+    );
     assert!(err.contains("connection refused"), "{err}");
 }
 
