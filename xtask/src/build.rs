@@ -668,6 +668,35 @@ mod tests {
     }
 
     #[test]
+    fn a_cached_output_is_trusted_only_with_its_key_and_its_recorded_bytes() {
+        let dir = std::env::temp_dir().join(format!("xtask-cache-unit-{}", std::process::id()));
+        let dir = camino::Utf8PathBuf::from_path_buf(dir).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let artifact = dir.join("kernel-arm64");
+        let entry = dir.join("kernel.json");
+        std::fs::write(&artifact, "kernel bytes").unwrap();
+        assert_eq!(cached_file(&entry, "k1", &artifact), None, "no entry yet");
+        let file = file_record(&artifact).unwrap();
+        write_cache(&entry, "k1", &file).unwrap();
+        assert_eq!(cached_file(&entry, "k1", &artifact), Some(file.clone()));
+        assert_eq!(cached_file(&entry, "k2", &artifact), None, "another key");
+        // Same size, other bytes: a half-written or corrupted file is not trusted.
+        std::fs::write(&artifact, "kernel bytez").unwrap();
+        assert_eq!(cached_file(&entry, "k1", &artifact), None);
+        std::fs::remove_file(&artifact).unwrap();
+        assert_eq!(cached_file(&entry, "k1", &artifact), None, "file gone");
+        std::fs::write(&entry, "{not json").unwrap();
+        std::fs::write(&artifact, "kernel bytes").unwrap();
+        assert_eq!(
+            cached_file(&entry, "k1", &artifact),
+            None,
+            "unreadable entry"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn content_key_changes_with_every_input() {
         let base = content_key("arch: arm64\n", "ghcr.io/siderolabs/imager:v1.13.6", false);
         assert_eq!(base.len(), 64);
