@@ -7,7 +7,8 @@
 //!
 //! What this layer adds on top of skopeo:
 //! - mirrors: `--registry-mirror ghcr.io=HOST:PORT` (repeatable, or `REGISTRY_MIRRORS`) rewrites
-//!   references to a plain-HTTP mirror, for air-gapped users and for the tests;
+//!   references to a mirror (plain HTTP, or HTTPS without certificate checks), for air-gapped
+//!   users and for the tests;
 //! - auth: `--authfile`/`REGISTRY_AUTH_FILE`, skopeo's default auth files, or `GITHUB_TOKEN` for
 //!   ghcr.io, handed to skopeo in a private temporary auth file so it never appears on a command
 //!   line, in `--dry-run` output or in an error;
@@ -26,8 +27,8 @@ use xshell::{cmd, Shell};
 /// Registry options shared by every subcommand that talks to a registry.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct RegistryArgs {
-    /// Resolve `REGISTRY` through the plain-HTTP mirror `HOST:PORT` instead, e.g.
-    /// `ghcr.io=127.0.0.1:5000` (repeatable; env: comma-separated list).
+    /// Resolve `REGISTRY` through the mirror `HOST:PORT` instead (plain HTTP, or HTTPS without
+    /// certificate checks), e.g. `ghcr.io=127.0.0.1:5000` (repeatable; env: comma-separated list).
     #[arg(
         long = "registry-mirror",
         value_name = "REGISTRY=HOST:PORT",
@@ -42,7 +43,7 @@ pub struct RegistryArgs {
     pub authfile: Option<Utf8PathBuf>,
 }
 
-/// `ghcr.io=127.0.0.1:5000`: references on `registry` are fetched from `endpoint` over plain HTTP.
+/// `ghcr.io=127.0.0.1:5000`: references on `registry` are fetched from `endpoint` (`--tls-verify=false`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mirror {
     pub registry: String,
