@@ -761,10 +761,20 @@ pub fn ensure(
     }
     let fix = fix_command(&talos_version, skopeo);
     eprintln!(
-        "{SHOWN}: {} problem{} for Talos {talos_version}; resolving from the registry",
+        "{SHOWN}: {} problem{} for Talos {talos_version}; resolving from the registry:",
         problems.len(),
         if problems.len() == 1 { "" } else { "s" }
     );
+    for p in &problems {
+        // the fix is what this is about to do
+        eprintln!(
+            "  {}",
+            Finding {
+                fix: String::new(),
+                ..p.clone()
+            }
+        );
+    }
     let names = used_extensions(variants);
     let resolution = match resolve(project, skopeo, &talos_version, &names) {
         Ok(resolution) => resolution,

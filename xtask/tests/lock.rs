@@ -651,6 +651,10 @@ fn locked_build_refuses_an_unpinned_lock_and_an_unlocked_build_fills_it() {
     let err = stderr(&out);
     assert!(past_the_lock(&err), "{err}");
     assert!(
+        err.contains("resolving from the registry:\n  variants/extensions.lock: field `extensions.spin` = ghcr.io/siderolabs/spin:v0.25.1: has no digest"),
+        "what it resolves is named first: {err}"
+    );
+    assert!(
         err.contains("filled variants/extensions.lock from ghcr.io/siderolabs/extensions:v1.13.6@"),
         "{err}"
     );
