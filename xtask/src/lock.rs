@@ -784,7 +784,10 @@ pub fn ensure(
                     && variants.iter().all(|v| lock.resolve(v).missing.is_empty())
             });
             if only_unpinned {
-                eprintln!("warning: could not pin the lock ({err:#}); building with the unpinned entries as they are");
+                eprintln!(
+                    "warning: could not pin the lock; building with the unpinned entries as they are:\n  {}",
+                    format!("{err:#}").replace('\n', "\n  ")
+                );
                 return Ok(current.expect("checked above"));
             }
             return Err(err.context(format!(

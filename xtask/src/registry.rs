@@ -482,8 +482,9 @@ impl Skopeo {
             return Err(
                 anyhow::Error::new(error).context(if failure == Failure::Transient {
                     format!(
-                        "gave up on {} after {attempt} tries over {} ms of backoff (`{cmd}`)",
+                        "gave up on {} after {attempt} tr{} over {} ms of backoff (`{cmd}`)",
                         cmd.reference,
+                        if attempt == 1 { "y" } else { "ies" },
                         (1..attempt)
                             .map(|a| self.retry.backoff(a).as_millis())
                             .sum::<u128>()
