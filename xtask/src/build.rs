@@ -20,7 +20,6 @@ use camino::Utf8Path;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{self, shell_line, Engine};
-use crate::lockfile::Lock;
 use crate::plan::{self, Plan, PlannedProfile, VariantPlan};
 use crate::progress::Steps;
 use crate::project::Project;
@@ -44,8 +43,8 @@ pub struct Args {
     /// native imager builds arm64 outputs without it).
     #[arg(long)]
     pub emulate: bool,
-    /// Publish the installer to the registry: by digest first, then the Talos version tag and a
-    /// build-unique tag.
+    /// Publish each variant's installer and matchbox image to the registry: by digest first,
+    /// then the Talos version tag and a build-unique tag.
     #[arg(long)]
     pub push: bool,
     /// Rebuild every output even when its content key is unchanged.
@@ -64,7 +63,7 @@ pub struct Args {
     #[arg(long)]
     pub dry_run: bool,
     /// Print the build records as JSON on stdout; no progress output.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "dry_run")]
     pub json: bool,
     /// Patched upstream CozyStack tree whose matchbox Dockerfile builds the netboot image.
     /// Default: the pinned upstream, patched per variant as `cargo xtask patch --variant` does.
@@ -112,6 +111,9 @@ pub struct ExtensionRecord {
 pub struct ProfileRecord {
     pub kind: Output,
     pub artifact: String,
+    /// sha256 of the exact profile bytes (YAML) the imager received on stdin.
+    #[serde(default)]
+    pub profile_sha256: String,
     /// Content key: sha256 of the profile bytes, the imager reference and how it ran.
     pub key: String,
     pub cache_hit: bool,
@@ -177,20 +179,38 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
     if args.push && registry.is_none() {
         bail!("--push needs a registry: pass --registry HOST/OWNER, or set REGISTRY or GITHUB_REPOSITORY_OWNER");
     }
+    let engine = Engine::detect(args.engine);
+    if args.matchbox_base.is_some() && !args.no_matchbox && engine == Engine::Docker {
+        bail!("--matchbox-base needs podman: docker build cannot override the Dockerfile's FROM\n    fix: pass --engine podman, or drop --matchbox-base");
+    }
+    let preflight = || {
+        let mut needs = engine::build_needs(engine);
+        if args.emulate {
+            needs.push(engine::EMULATION);
+        }
+        engine::preflight(&needs)
+    };
     // The lock comes first: with --locked nothing is built from a lock that is incomplete or
-    // stale; without it, missing entries are resolved from the registry (and it says so).
+    // stale (checked without any tool); without it, missing entries are resolved from the
+    // registry (and it says so), so the tools are checked before that.
     let mut skopeo = crate::registry::Skopeo::new(&args.registry_client)?;
     skopeo.dry_run = args.dry_run;
-    if args.dry_run {
-        warn_unusable_lock(project, &args.variants)?;
+    let selected = crate::variants::select(crate::variants::load_all(project)?, &args.variants)?;
+    let plan = if args.dry_run {
+        let lock = crate::lock::ensure_dry_run(project, &selected, args.locked, &skopeo)?;
+        let talos = crate::pin::talos_version(project, &lock)?;
+        plan::make(selected, &lock, talos, registry)?
     } else {
-        let selected =
-            crate::variants::select(crate::variants::load_all(project)?, &args.variants)?;
+        if !args.locked {
+            preflight()?;
+        }
         crate::lock::ensure(project, &selected, args.locked, &skopeo)?;
-    }
-    let plan = plan::load(project, &args.variants, registry)?;
+        if args.locked {
+            preflight()?;
+        }
+        plan::load(project, &args.variants, registry)?
+    };
 
-    let engine = Engine::detect(args.engine);
     let imager = args
         .imager
         .clone()
@@ -206,8 +226,6 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
             }
         );
         println!("# imager: {imager}");
-    } else {
-        engine::preflight(&engine::build_needs(engine))?;
     }
     let tree = match (&args.tree, args.no_matchbox) {
         (_, true) => TreeSource::Skip,
@@ -236,73 +254,76 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
 
     let records = build_all(&ctx, &plan, args.jobs.into())?;
     if args.push {
-        let publisher = Publisher::new(project, &skopeo);
-        let tags = publish::build_tags(project, &plan.talos_version)?;
-        let mut published = Vec::new();
-        for (vp, mut record) in plan.variants.iter().zip(records) {
-            let started = Instant::now();
-            let installer = project
-                .out_dir()
-                .join(&vp.name)
-                .join(crate::profile::artifact_name(Output::Installer, vp.arch));
-            if vp.variant.builds(Output::Installer) {
-                let label = format!("[{}] push installer to {}", vp.name, vp.image);
-                let p = ctx.progress.run(&label, || {
-                    publisher.push_archive("installer", &installer, &vp.image, &tags)
-                })?;
-                record.published.push(p);
-                record
-                    .timings
-                    .insert("push:installer".into(), started.elapsed().as_secs_f64());
-            }
-            let matchbox = project
-                .out_dir()
-                .join(&vp.name)
-                .join(crate::matchbox::archive_name(vp));
-            if record
-                .files
-                .iter()
-                .any(|f| f.name == crate::matchbox::archive_name(vp))
-                || (args.dry_run && !matches!(ctx.tree, TreeSource::Skip))
-            {
-                let started = Instant::now();
-                let image = crate::matchbox::image_for(&vp.image);
-                let label = format!("[{}] push matchbox to {image}", vp.name);
-                let p = ctx.progress.run(&label, || {
-                    publisher.push_archive("matchbox", &matchbox, &image, &tags)
-                })?;
-                record.published.push(p);
-                record
-                    .timings
-                    .insert("push:matchbox".into(), started.elapsed().as_secs_f64());
-            }
-            if !args.dry_run {
-                write_record(project, &record)?;
-            }
-            published.push(record);
-        }
-        return Ok(published);
+        return publish_all(&ctx, &plan, records, &skopeo);
     }
     Ok(records)
 }
 
-/// A dry run resolves nothing: it says what a real run would resolve first.
-fn warn_unusable_lock(project: &Project, names: &[String]) -> Result<()> {
-    let plan = plan::load(project, names, None)?;
-    let lock = Lock::load(project)?;
-    let selected: Vec<_> = plan.variants.iter().map(|v| v.variant.clone()).collect();
-    let problems = lock.locked_problems(&selected, &plan.talos_version);
-    if !problems.is_empty() {
-        eprintln!(
-            "warning: {} lock entr{} would be resolved first with `cargo xtask lock` (a --locked build refuses them):",
-            problems.len(),
-            if problems.len() == 1 { "y" } else { "ies" }
-        );
-        for p in &problems {
-            eprintln!("  {}", p.to_string().replace('\n', "\n  "));
+/// Publishes every built variant in two phases: each image by digest first, and only when all
+/// of them are in the registry, the tags. A failed push therefore moves no tag of any variant.
+fn publish_all(
+    ctx: &Ctx,
+    plan: &Plan,
+    mut records: Vec<BuildRecord>,
+    skopeo: &crate::registry::Skopeo,
+) -> Result<Vec<BuildRecord>> {
+    let project = ctx.project;
+    let publisher = Publisher::new(project, skopeo);
+    let tags = publish::build_tags(project, &plan.talos_version)?;
+    for (vp, record) in plan.variants.iter().zip(&mut records) {
+        let dir = project.out_dir().join(&vp.name);
+        let mut images = Vec::new();
+        if vp.variant.builds(Output::Installer) {
+            let archive = dir.join(crate::profile::artifact_name(Output::Installer, vp.arch));
+            images.push(("installer", archive, vp.image.clone()));
+        }
+        let matchbox = crate::matchbox::archive_name(vp);
+        let built = record.files.iter().any(|f| f.name == matchbox);
+        if built || (ctx.dry_run && builds_matchbox(ctx, vp)) {
+            images.push((
+                "matchbox",
+                dir.join(&matchbox),
+                crate::matchbox::image_for(&vp.image),
+            ));
+        }
+        for (kind, archive, image) in images {
+            let started = Instant::now();
+            let label = format!("[{}] push {kind} to {image} by digest", vp.name);
+            let p = ctx
+                .progress
+                .run(&label, || publisher.push_by_digest(kind, &archive, &image))
+                .with_context(|| format!("publishing variant `{}`: no tag was moved", vp.name))?;
+            record.published.push(p);
+            record
+                .timings
+                .insert(format!("push:{kind}"), started.elapsed().as_secs_f64());
         }
     }
-    Ok(())
+    for record in &mut records {
+        for p in &mut record.published {
+            let started = Instant::now();
+            let label = format!("[{}] tag {}@{}", record.variant, p.image, p.digest);
+            ctx.progress
+                .run(&label, || publisher.add_tags(&p.image, &p.digest, &tags))?;
+            p.tags = tags.clone();
+            *record
+                .timings
+                .entry(format!("push:{}", p.kind))
+                .or_default() += started.elapsed().as_secs_f64();
+        }
+        if !ctx.dry_run {
+            write_record(project, record)?;
+        }
+    }
+    Ok(records)
+}
+
+/// Whether the matchbox netboot image is built for this variant: it needs the variant's kernel
+/// and initramfs, and a patched upstream tree.
+fn builds_matchbox(ctx: &Ctx, vp: &VariantPlan) -> bool {
+    !matches!(ctx.tree, TreeSource::Skip)
+        && vp.variant.builds(Output::Kernel)
+        && vp.variant.builds(Output::Initramfs)
 }
 
 fn build_all(ctx: &Ctx, plan: &Plan, jobs: usize) -> Result<Vec<BuildRecord>> {
@@ -376,10 +397,9 @@ fn build_variant(ctx: &Ctx, plan: &Plan, vp: &VariantPlan) -> Result<BuildRecord
         record.profiles.push(profile);
         record.files.extend(file);
     }
-    let builds_matchbox = vp.variant.builds(Output::Kernel) && vp.variant.builds(Output::Initramfs);
     let tree = match &ctx.tree {
+        _ if !builds_matchbox(ctx, vp) => None,
         TreeSource::Skip => None,
-        _ if !builds_matchbox => None,
         TreeSource::Given(tree) => Some(tree.clone()),
         TreeSource::Prepared(trees) => {
             Some(trees.get(&vp.name).cloned().with_context(|| {
@@ -476,6 +496,7 @@ fn build_output(
     let mut profile = ProfileRecord {
         kind: pp.kind,
         artifact: pp.artifact.clone(),
+        profile_sha256: crate::fsutil::sha256_hex(yaml.as_bytes()),
         key: key.clone(),
         cache_hit: false,
         profile: pp.profile.to_json(),
@@ -495,17 +516,21 @@ fn build_output(
     if ctx.dry_run {
         let mut line = vec![ctx.engine.program().to_owned()];
         line.extend(args);
+        let tmp_shown = ctx.project.display(&tmp).to_string();
         println!(
-            "{} <<'PROFILE' | tar -xzf - -C {}",
+            "{} <<'PROFILE' | {}",
             shell_line(&line),
-            ctx.project.display(&tmp)
+            shell_line(&["tar", "-xzf", "-", "-C", &tmp_shown])
         );
         print!("{yaml}");
         println!("PROFILE");
         println!(
-            "mv {} {}",
-            ctx.project.display(&tmp.join(&pp.artifact)),
-            ctx.project.display(&artifact)
+            "{}",
+            shell_line(&[
+                "mv".to_owned(),
+                ctx.project.display(&tmp.join(&pp.artifact)).to_string(),
+                ctx.project.display(&artifact).to_string(),
+            ])
         );
         return Ok((profile, None));
     }
@@ -534,8 +559,8 @@ fn build_output(
         let _ = std::fs::remove_dir_all(&tmp);
         bail!("the imager succeeded but did not write {} (it wrote: {}); is {} the imager for Talos {}?", pp.artifact, if found.is_empty() { "nothing".into() } else { found.join(", ") }, ctx.imager, plan.talos_version);
     }
-    // The cache entry goes first so that a crash after the rename leaves an entry whose sha256
-    // no longer matches a stale file, never a trusted half file.
+    // The old cache entry goes first: a crash between the rename and the new entry leaves no
+    // entry (the next run rebuilds), never an entry that vouches for another file.
     let _ = std::fs::remove_file(&cache_path);
     std::fs::rename(&produced, &artifact)
         .with_context(|| format!("moving {produced} to {artifact}"))?;
@@ -640,6 +665,35 @@ mod tests {
         assert!(!needs_privileged("v1.14.0", Output::Metal));
         assert!(!needs_privileged("v1.12.4", Output::Installer));
         assert!(!needs_privileged("v1.12.4", Output::Kernel));
+    }
+
+    #[test]
+    fn a_cached_output_is_trusted_only_with_its_key_and_its_recorded_bytes() {
+        let dir = std::env::temp_dir().join(format!("xtask-cache-unit-{}", std::process::id()));
+        let dir = camino::Utf8PathBuf::from_path_buf(dir).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let artifact = dir.join("kernel-arm64");
+        let entry = dir.join("kernel.json");
+        std::fs::write(&artifact, "kernel bytes").unwrap();
+        assert_eq!(cached_file(&entry, "k1", &artifact), None, "no entry yet");
+        let file = file_record(&artifact).unwrap();
+        write_cache(&entry, "k1", &file).unwrap();
+        assert_eq!(cached_file(&entry, "k1", &artifact), Some(file.clone()));
+        assert_eq!(cached_file(&entry, "k2", &artifact), None, "another key");
+        // Same size, other bytes: a half-written or corrupted file is not trusted.
+        std::fs::write(&artifact, "kernel bytez").unwrap();
+        assert_eq!(cached_file(&entry, "k1", &artifact), None);
+        std::fs::remove_file(&artifact).unwrap();
+        assert_eq!(cached_file(&entry, "k1", &artifact), None, "file gone");
+        std::fs::write(&entry, "{not json").unwrap();
+        std::fs::write(&artifact, "kernel bytes").unwrap();
+        assert_eq!(
+            cached_file(&entry, "k1", &artifact),
+            None,
+            "unreadable entry"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -494,7 +494,7 @@ mod tests {
             "one install line in build, one in publish"
         );
         // What GitHub's ubuntu runners already have.
-        let preinstalled = ["docker", "tar", "git"];
+        let preinstalled = ["docker.io", "tar", "git"];
         for need in needs(Engine::Docker, true) {
             if preinstalled.contains(&need.package) {
                 continue;

@@ -44,12 +44,24 @@ pub struct Need {
     pub why: &'static str,
 }
 
+/// What `build --emulate` needs besides [`build_needs`]: qemu registered with binfmt_misc, so
+/// the engine can run the arm64 imager image on another host.
+pub const EMULATION: Need = Need {
+    program: "qemu-aarch64-static",
+    package: "qemu-user-static",
+    why: "runs the arm64 imager under emulation (--emulate)",
+};
+
 /// What `build` runs: the engine, tar, skopeo (lock and publishing) and git (upstream and patch).
 pub fn build_needs(engine: Engine) -> Vec<Need> {
     vec![
         Need {
             program: engine.program(),
-            package: engine.program(),
+            package: match engine {
+                Engine::Podman => "podman",
+                // Debian's package of the docker engine
+                Engine::Docker => "docker.io",
+            },
             why: "runs the Talos imager",
         },
         Need {

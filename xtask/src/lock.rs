@@ -47,7 +47,7 @@ pub struct Args {
     #[arg(long)]
     pub dry_run: bool,
     /// Print the result as JSON.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "dry_run")]
     pub json: bool,
     #[command(flatten)]
     pub registry: RegistryArgs,
@@ -574,23 +574,7 @@ pub fn load_optional(project: &Project) -> Result<Option<Lock>> {
 
 /// The Talos version to lock for when none is given: the pinned upstream's, else the lock's.
 fn default_version(project: &Project, lock: Option<&Lock>) -> Result<String> {
-    let placeholder;
-    let lock = match lock {
-        Some(lock) => lock,
-        None => {
-            placeholder = Lock {
-                talos_version: String::new(),
-                extensions_image: String::new(),
-                extensions: BTreeMap::new(),
-            };
-            &placeholder
-        }
-    };
-    let version = pin::talos_version(project, lock)?.version;
-    if version.is_empty() {
-        bail!("no Talos version known: there is no {SHOWN} and the pinned upstream is not fetched\n    fix: pass --talos-version, or run `cargo xtask upstream` first");
-    }
-    Ok(version)
+    Ok(pin::talos_version_or(project, lock.map(|l| l.talos_version.as_str()))?.version)
 }
 
 fn fix_command(talos_version: &str, skopeo: &Skopeo) -> String {
@@ -620,21 +604,9 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         None => default_version(project, current.as_ref())?,
     };
     let skopeo = Skopeo::new(&args.registry)?;
-    let image = extensions_image(&talos_version);
 
     if args.dry_run {
-        println!("{}", skopeo.inspect_raw_cmd(&image)?);
-        let copy = skopeo.copy_cmd(
-            &registry::Location::Registry(format!(
-                "{EXTENSIONS_REPOSITORY}/extensions@<digest of the linux/amd64 manifest>"
-            )),
-            &registry::Location::Local(format!(
-                "dir:{}/lock/<digest>",
-                project.display(&project.target_dir())
-            )),
-        )?;
-        println!("{copy}");
-        println!("tar -t -z -f <layer> && tar -x -z -O -f <layer> {DIGESTS_FILE}");
+        print_resolve_commands(project, &skopeo, &talos_version)?;
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         println!(
             "# then {} {SHOWN} with: {}",
@@ -695,6 +667,27 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     } else {
         print!("{}", render(&resolution, current.as_ref(), changed));
     }
+    Ok(())
+}
+
+/// The commands [`resolve`] runs, printed by `--dry-run`s: what is not known before the
+/// registry answers is shown as `<...>`.
+fn print_resolve_commands(project: &Project, skopeo: &Skopeo, talos_version: &str) -> Result<()> {
+    println!(
+        "{}",
+        skopeo.inspect_raw_cmd(&extensions_image(talos_version))?
+    );
+    let copy = skopeo.copy_cmd(
+        &registry::Location::Registry(format!(
+            "{EXTENSIONS_REPOSITORY}/extensions@<digest of the linux/amd64 manifest>"
+        )),
+        &registry::Location::Local(format!(
+            "dir:{}/lock/<digest>",
+            project.display(&project.target_dir())
+        )),
+    )?;
+    println!("{copy}");
+    println!("tar -t -z -f <layer> && tar -x -z -O -f <layer> {DIGESTS_FILE}");
     Ok(())
 }
 
@@ -762,27 +755,26 @@ pub fn ensure(
     locked: bool,
     skopeo: &Skopeo,
 ) -> Result<Lock> {
-    let current = load_optional(project)?;
-    let talos_version = default_version(project, current.as_ref())?;
-    let fix = fix_command(&talos_version, skopeo);
-    let problems = match &current {
-        Some(lock) => lock.locked_problems(variants, &talos_version),
-        None => vec![Finding::new(SHOWN, "", "missing: there is no lock file").fix(fix.clone())],
-    };
+    let (current, talos_version, problems) = lock_problems(project, variants, locked, skopeo)?;
     if problems.is_empty() {
         return Ok(current.expect("no problems means a lock exists"));
     }
-    if locked {
-        diag::into_result(
-            &format!("--locked: {SHOWN} cannot be used as it is"),
-            problems.clone(),
-        )?;
-    }
+    let fix = fix_command(&talos_version, skopeo);
     eprintln!(
-        "{SHOWN}: {} problem{} for Talos {talos_version}; resolving from the registry",
+        "{SHOWN}: {} problem{} for Talos {talos_version}; resolving from the registry:",
         problems.len(),
         if problems.len() == 1 { "" } else { "s" }
     );
+    for p in &problems {
+        // the fix is what this is about to do
+        eprintln!(
+            "  {}",
+            Finding {
+                fix: String::new(),
+                ..p.clone()
+            }
+        );
+    }
     let names = used_extensions(variants);
     let resolution = match resolve(project, skopeo, &talos_version, &names) {
         Ok(resolution) => resolution,
@@ -792,7 +784,10 @@ pub fn ensure(
                     && variants.iter().all(|v| lock.resolve(v).missing.is_empty())
             });
             if only_unpinned {
-                eprintln!("warning: could not pin the lock ({err:#}); building with the unpinned entries as they are");
+                eprintln!(
+                    "warning: could not pin the lock; building with the unpinned entries as they are:\n  {}",
+                    format!("{err:#}").replace('\n', "\n  ")
+                );
                 return Ok(current.expect("checked above"));
             }
             return Err(err.context(format!(
@@ -822,6 +817,71 @@ pub fn ensure(
         "filled {SHOWN} from {} ({} registry commands): review and commit it",
         lock.extensions_image, resolution.registry_commands
     );
+    Ok(lock)
+}
+
+/// The lock, the Talos version it must be for, and what keeps a build from using it as it is;
+/// with `locked`, any problem is the error (listing all of them and the fix).
+fn lock_problems(
+    project: &Project,
+    variants: &[Variant],
+    locked: bool,
+    skopeo: &Skopeo,
+) -> Result<(Option<Lock>, String, Vec<Finding>)> {
+    let current = load_optional(project)?;
+    let talos_version = default_version(project, current.as_ref())?;
+    let fix = fix_command(&talos_version, skopeo);
+    let problems = match &current {
+        Some(lock) => lock.locked_problems(variants, &talos_version),
+        None => vec![Finding::new(SHOWN, "", "missing: there is no lock file").fix(fix)],
+    };
+    if locked && !problems.is_empty() {
+        diag::into_result(
+            &format!("--locked: {SHOWN} cannot be used as it is"),
+            problems.clone(),
+        )?;
+    }
+    Ok((current, talos_version, problems))
+}
+
+/// What [`ensure`] would do, for `build --dry-run`: nothing is fetched or written. With
+/// `locked` it fails exactly as a real run would. Otherwise it prints the registry commands a
+/// real run would start with and returns the lock the plan can show: entries a real run would
+/// resolve (absent, or all of them for another Talos version) carry a `<...>` placeholder tag.
+pub fn ensure_dry_run(
+    project: &Project,
+    variants: &[Variant],
+    locked: bool,
+    skopeo: &Skopeo,
+) -> Result<Lock> {
+    let (current, talos_version, problems) = lock_problems(project, variants, locked, skopeo)?;
+    if problems.is_empty() {
+        return Ok(current.expect("no problems means a lock exists"));
+    }
+    eprintln!(
+        "warning: {} lock problem{} would be resolved first from the registry, as `cargo xtask lock` does (a --locked build refuses them):",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    );
+    for p in &problems {
+        eprintln!("  {}", p.to_string().replace('\n', "\n  "));
+    }
+    print_resolve_commands(project, skopeo, &talos_version)?;
+    let mut lock = current
+        .filter(|c| c.talos_version == talos_version)
+        .unwrap_or_else(|| Lock {
+            talos_version: talos_version.clone(),
+            extensions_image: format!(
+                "{}@<digest from the registry>",
+                extensions_image(&talos_version)
+            ),
+            extensions: BTreeMap::new(),
+        });
+    for name in used_extensions(variants) {
+        lock.extensions.entry(name.clone()).or_insert_with(|| {
+            format!("{EXTENSIONS_REPOSITORY}/{name}:<tag and digest from {DIGESTS_FILE}>")
+        });
+    }
     Ok(lock)
 }
 

@@ -42,9 +42,13 @@ impl Lock {
         })?;
         let mut problems = Vec::new();
         for (name, reference) in &lock.extensions {
-            if let Err(err) = ImageRef::parse(reference) {
+            let problem = match ImageRef::parse(reference) {
+                Err(err) => Some(err),
+                Ok(r) => entry_problem(name, &r, &lock.talos_version),
+            };
+            if let Some(problem) = problem {
                 problems.push(
-                    Finding::new(SHOWN, format!("extensions.{name}"), err)
+                    Finding::new(SHOWN, format!("extensions.{name}"), problem)
                         .value(reference)
                         .fix("regenerate it with `cargo xtask lock`"),
                 );
@@ -136,6 +140,23 @@ impl Lock {
         }
         findings
     }
+}
+
+/// What is wrong with a well-formed entry: extension `name` comes from exactly
+/// `ghcr.io/siderolabs/<name>` (mirrors are applied when fetching, never written here), and a
+/// tag built for one Talos release (`2.4.3-v1.13.6`) must be for the lock's release.
+fn entry_problem(name: &str, r: &ImageRef, talos_version: &str) -> Option<String> {
+    let repository = format!("{}/{name}", crate::lock::EXTENSIONS_REPOSITORY);
+    if r.repository != repository {
+        return Some(format!("extension `{name}` must come from {repository}"));
+    }
+    let built_for = r.tag.as_deref()?.rsplit_once("-v").map(|(_, v)| v)?;
+    let is_release = built_for.split('.').count() == 3
+        && built_for
+            .split('.')
+            .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    (is_release && format!("v{built_for}") != talos_version)
+        .then(|| format!("built for Talos v{built_for}, but the lock is for {talos_version}"))
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -303,6 +324,40 @@ mod tests {
         assert!(text.find("\"drbd\"").unwrap() < text.find("\"spin\"").unwrap());
         assert!(text.ends_with("}\n"));
         assert_eq!(Lock::parse(&text).unwrap(), lock());
+    }
+
+    #[test]
+    fn entries_from_elsewhere_or_for_another_talos_release_are_rejected() {
+        let mut edited = lock();
+        edited.extensions.insert(
+            "zfs".into(),
+            format!("ghcr.io/siderolabs/zfs:2.4.3-v1.13.5@{DIGEST}"),
+        );
+        edited.extensions.insert(
+            "drbd".into(),
+            format!("ghcr.io/someone/drbd:9.3.2-v1.13.6@{DIGEST}"),
+        );
+        let err = format!("{:#}", Lock::parse(&edited.to_text()).unwrap_err());
+        assert!(err.contains("invalid lock file: 2 problems"), "{err}");
+        assert!(
+            err.contains("field `extensions.drbd` = ghcr.io/someone/drbd:9.3.2-v1.13.6@sha256:4a6f77f4e3fde41f3656f72d7d68380356afbb289254af8263a154cf7b70598e: extension `drbd` must come from ghcr.io/siderolabs/drbd"),
+            "{err}"
+        );
+        assert!(
+            err.contains("field `extensions.zfs` = ghcr.io/siderolabs/zfs:2.4.3-v1.13.5@sha256:4a6f77f4e3fde41f3656f72d7d68380356afbb289254af8263a154cf7b70598e: built for Talos v1.13.5, but the lock is for v1.13.6"),
+            "{err}"
+        );
+        assert!(
+            err.contains("fix: regenerate it with `cargo xtask lock`"),
+            "{err}"
+        );
+        // Tags that name no Talos release (spin, tailscale) are not version-checked.
+        let mut other = lock();
+        other.extensions.insert(
+            "tailscale".into(),
+            "ghcr.io/siderolabs/tailscale:1.98.5".into(),
+        );
+        Lock::parse(&other.to_text()).unwrap();
     }
 
     #[test]

@@ -16,12 +16,11 @@ pub fn archive_name(vp: &VariantPlan) -> String {
     format!("matchbox-{}.tar", vp.arch)
 }
 
-/// `talos-cozystack-spin-only/talos` publishes its netboot image as `talos-cozystack-spin-only/matchbox`.
+/// `<registry>/talos-cozystack-spin-only/talos` publishes its netboot image as
+/// `<registry>/talos-cozystack-spin-only/matchbox` (the rule lives with the variants, whose
+/// validation keeps these repositories distinct).
 pub fn image_for(installer_image: &str) -> String {
-    match installer_image.rsplit_once('/') {
-        Some((parent, _)) => format!("{parent}/matchbox"),
-        None => "matchbox".to_owned(),
-    }
+    crate::variants::matchbox_repository(installer_image)
 }
 
 /// Where the Dockerfile lives in a patched upstream tree.
@@ -96,9 +95,8 @@ pub fn build(
         format!("ARCH={}", vp.arch),
     ];
     if let Some(base) = base {
-        if ctx.engine == Engine::Docker {
-            bail!("--matchbox-base needs podman (docker build cannot override FROM)");
-        }
+        // build() refuses --matchbox-base with docker before anything runs
+        debug_assert_eq!(ctx.engine, Engine::Podman);
         build_args.extend(["--pull=never".into(), "--from".into(), base.to_owned()]);
     }
     build_args.extend([
@@ -120,16 +118,24 @@ pub fn build(
 
     if ctx.dry_run {
         println!(
-            "mkdir -p {assets} && cp {} {} {assets}/",
-            out.join(&kernel),
-            out.join(&initramfs)
+            "{} && {}",
+            shell_line(&["mkdir", "-p", assets.as_str()]),
+            shell_line(&[
+                "cp",
+                out.join(&kernel).as_str(),
+                out.join(&initramfs).as_str(),
+                &format!("{assets}/"),
+            ])
         );
         for args in [&build_args, &save_args] {
             let mut line = vec![ctx.engine.program().to_owned()];
             line.extend(args.iter().cloned());
             println!("{}", shell_line(&line));
         }
-        println!("mv {archive}.tmp {archive}");
+        println!(
+            "{}",
+            shell_line(&["mv", &format!("{archive}.tmp"), archive.as_str()])
+        );
         return Ok((
             FileRecord {
                 name: archive_name(vp),

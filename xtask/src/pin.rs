@@ -115,6 +115,12 @@ pub struct TalosVersion {
 /// The Talos version from the pinned upstream tree when it is cached, else from the lock (which
 /// `cargo xtask lock --check` keeps equal to the tree's).
 pub fn talos_version(project: &Project, lock: &crate::lockfile::Lock) -> Result<TalosVersion> {
+    talos_version_or(project, Some(&lock.talos_version))
+}
+
+/// [`talos_version`] for callers that may have no lock yet: `lock_version` is the fallback when
+/// the pinned tree is not fetched, and without either the error says how to get one.
+pub fn talos_version_or(project: &Project, lock_version: Option<&str>) -> Result<TalosVersion> {
     let pin = Pin::load(project)?;
     let cache = pin.cache_dir(project);
     if cache.is_dir() {
@@ -124,10 +130,17 @@ pub fn talos_version(project: &Project, lock: &crate::lockfile::Lock) -> Result<
             source: format!("CozyStack {} (pinned tree)", pin.tag),
         });
     }
+    let Some(version) = lock_version else {
+        bail!(
+            "no Talos version known: there is no {} and the pinned CozyStack {} is not fetched\n    fix: run `cargo xtask upstream` first, or `cargo xtask lock --talos-version vX.Y.Z`",
+            crate::lockfile::SHOWN,
+            pin.tag
+        );
+    };
     Ok(TalosVersion {
-        version: lock.talos_version.clone(),
+        version: version.to_owned(),
         source: format!(
-            "{} (run `cargo xtask upstream` to read it from CozyStack {})",
+            "{}, as the pinned CozyStack {} is not fetched (`cargo xtask upstream`)",
             crate::lockfile::SHOWN,
             pin.tag
         ),

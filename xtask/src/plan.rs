@@ -84,6 +84,32 @@ pub struct PlannedProfile {
     pub profile: Profile,
 }
 
+/// `HOST[:PORT][/PATH...]`, each path segment a valid repository path segment (lowercase), as
+/// image references require: caught here, not at the end of a build by the push.
+pub fn check_registry(registry: &str) -> Result<()> {
+    let (host, path) = registry.split_once('/').unwrap_or((registry, ""));
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
+    let bad_segment = path
+        .split('/')
+        .filter(|_| !path.is_empty())
+        .find(|s| !variants::is_path_segment(s));
+    if registry.contains("://") || !host_ok || bad_segment.is_some() {
+        let what = match bad_segment {
+            _ if registry.contains("://") => "image references name a registry without a scheme".to_owned(),
+            Some(s) if host_ok => format!("`{s}` is not a valid repository path segment (lowercase letters, digits, single . _ - between them)"),
+            _ => format!("`{host}` is not a registry host[:port]"),
+        };
+        anyhow::bail!(
+            "--registry (or REGISTRY) = {registry:?}: {what}\n    fix: give HOST/OWNER without a scheme, e.g. --registry ghcr.io/{}",
+            path.split('/').next().filter(|o| !o.is_empty()).unwrap_or("acme").to_lowercase().replace(' ', "-")
+        );
+    }
+    Ok(())
+}
+
 /// Resolves the plan for the selected variants: pure given the variants, lock and version.
 pub fn make(
     variants: Vec<Variant>,
@@ -91,6 +117,9 @@ pub fn make(
     talos: pin::TalosVersion,
     registry: Option<String>,
 ) -> Result<Plan> {
+    if let Some(registry) = &registry {
+        check_registry(registry)?;
+    }
     let mut warnings = Vec::new();
     let mut missing = Vec::new();
     if lock.talos_version != talos.version {
@@ -192,7 +221,7 @@ pub fn render(plan: &Plan) -> String {
     let mut out = String::new();
     writeln!(
         out,
-        "Talos {} (from {})",
+        "Talos {}, from {}",
         plan.talos_version, plan.talos_version_source
     )
     .unwrap();
@@ -339,6 +368,40 @@ mod tests {
         assert!(plan.warnings[0]
             .contains("resolved for Talos v1.13.6 but the pinned upstream uses v1.14.0"));
         assert_eq!(plan.variants[0].profiles[0].profile.version, "v1.14.0");
+    }
+
+    #[test]
+    fn registry_must_be_host_and_lowercase_path() {
+        for good in [
+            "ghcr.io/acme",
+            "127.0.0.1:5000/acme/team",
+            "localhost:5000",
+            "r.example/a-b_c",
+        ] {
+            check_registry(good).unwrap();
+        }
+        let err = check_registry("ghcr.io/Acme").unwrap_err().to_string();
+        assert_eq!(err, "--registry (or REGISTRY) = \"ghcr.io/Acme\": `Acme` is not a valid repository path segment (lowercase letters, digits, single . _ - between them)\n    fix: give HOST/OWNER without a scheme, e.g. --registry ghcr.io/acme");
+        let err = check_registry("https://ghcr.io/acme")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("without a scheme"), "{err}");
+        let err = check_registry("ghcr io/acme").unwrap_err().to_string();
+        assert!(
+            err.contains("`ghcr io` is not a registry host[:port]"),
+            "{err}"
+        );
+        assert!(check_registry("ghcr.io/acme/").is_err(), "empty segment");
+        let plan = make(
+            vec![variant("c", r#"["drbd"]"#)],
+            &lock(),
+            talos(),
+            Some("ghcr.io/Acme".into()),
+        );
+        assert!(
+            plan.is_err(),
+            "plan, build and ci refuse it before anything runs"
+        );
     }
 
     #[test]

@@ -35,14 +35,8 @@ impl<'a> Publisher<'a> {
         }
     }
 
-    /// Pushes a docker-archive to `image` by digest, then tags that digest with each tag.
-    pub fn push_archive(
-        &self,
-        kind: &str,
-        archive: &Utf8Path,
-        image: &str,
-        tags: &[String],
-    ) -> Result<Published> {
+    /// Pushes a docker-archive to `image` by digest only; [`Publisher::add_tags`] tags it later.
+    pub fn push_by_digest(&self, kind: &str, archive: &Utf8Path, image: &str) -> Result<Published> {
         let layout = self.work.join(format!(
             "oci-{}",
             crate::fsutil::sha256_hex(image.as_bytes())
@@ -66,7 +60,6 @@ impl<'a> Publisher<'a> {
         self.skopeo
             .copy(&oci, &Location::Registry(format!("{image}@{digest}")))
             .with_context(|| format!("pushing {archive} to {image}"))?;
-        self.add_tags(image, &digest, tags)?;
         if !self.skopeo.dry_run {
             let _ = std::fs::remove_dir_all(&layout);
         }
@@ -74,7 +67,7 @@ impl<'a> Publisher<'a> {
             kind: kind.to_owned(),
             image: image.to_owned(),
             digest,
-            tags: tags.to_vec(),
+            tags: Vec::new(),
         })
     }
 

@@ -7,7 +7,8 @@
 //!
 //! What this layer adds on top of skopeo:
 //! - mirrors: `--registry-mirror ghcr.io=HOST:PORT` (repeatable, or `REGISTRY_MIRRORS`) rewrites
-//!   references to a plain-HTTP mirror, for air-gapped users and for the tests;
+//!   references to a mirror (plain HTTP, or HTTPS without certificate checks), for air-gapped
+//!   users and for the tests;
 //! - auth: `--authfile`/`REGISTRY_AUTH_FILE`, skopeo's default auth files, or `GITHUB_TOKEN` for
 //!   ghcr.io, handed to skopeo in a private temporary auth file so it never appears on a command
 //!   line, in `--dry-run` output or in an error;
@@ -26,8 +27,8 @@ use xshell::{cmd, Shell};
 /// Registry options shared by every subcommand that talks to a registry.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct RegistryArgs {
-    /// Resolve `REGISTRY` through the plain-HTTP mirror `HOST:PORT` instead, e.g.
-    /// `ghcr.io=127.0.0.1:5000` (repeatable; env: comma-separated list).
+    /// Resolve `REGISTRY` through the mirror `HOST:PORT` instead (plain HTTP, or HTTPS without
+    /// certificate checks), e.g. `ghcr.io=127.0.0.1:5000` (repeatable; env: comma-separated list).
     #[arg(
         long = "registry-mirror",
         value_name = "REGISTRY=HOST:PORT",
@@ -42,7 +43,7 @@ pub struct RegistryArgs {
     pub authfile: Option<Utf8PathBuf>,
 }
 
-/// `ghcr.io=127.0.0.1:5000`: references on `registry` are fetched from `endpoint` over plain HTTP.
+/// `ghcr.io=127.0.0.1:5000`: references on `registry` are fetched from `endpoint` (`--tls-verify=false`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mirror {
     pub registry: String,
@@ -198,7 +199,10 @@ impl fmt::Display for RegistryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let r = &self.reference;
         match self.failure {
-            Failure::NotFound => write!(f, "{r} was not found in the registry")?,
+            Failure::NotFound => write!(
+                f,
+                "{r} was not found in the registry\n    fix: check the name and tag; behind --registry-mirror, copy the image into the mirror"
+            )?,
             Failure::Unauthorized => write!(
                 f,
                 "{r}: the registry refused the credentials (401 unauthorized)\n    fix: log in with `skopeo login`, pass --authfile, or set GITHUB_TOKEN for ghcr.io"
@@ -207,7 +211,10 @@ impl fmt::Display for RegistryError {
                 f,
                 "{r}: access denied (403): the credentials in use may not read or write it"
             )?,
-            Failure::Transient => write!(f, "{r}: the registry could not be reached")?,
+            Failure::Transient => write!(
+                f,
+                "{r}: the registry could not be reached\n    fix: check the network (or the mirror's address); without network access, resolve through a mirror with --registry-mirror ghcr.io=HOST:PORT"
+            )?,
             Failure::Other => write!(f, "{r}: the registry command failed")?,
         }
         write!(f, "\n    skopeo said: {}", self.message)
@@ -299,11 +306,6 @@ impl Skopeo {
             dry_run: false,
             commands: Cell::new(0),
         })
-    }
-
-    #[allow(dead_code)] // API for build publishing and smoke tag checks
-    pub fn mirrors(&self) -> &[Mirror] {
-        &self.mirrors
     }
 
     /// The flags that reproduce this client's mirrors, for "run this to fix it" hints.
@@ -421,24 +423,6 @@ impl Skopeo {
         self.run(&cmd)
     }
 
-    /// The digest of `reference` as the registry serves it: sha256 of its raw manifest bytes.
-    #[allow(dead_code)] // API for build publishing and smoke tag checks
-    pub fn digest(&self, reference: &str) -> Result<String> {
-        Ok(sha256_digest(&self.inspect_raw(reference)?))
-    }
-
-    /// Whether `reference` exists; only "not found" counts as no, other failures are errors.
-    #[allow(dead_code)] // API for build publishing and smoke tag checks
-    pub fn exists(&self, reference: &str) -> Result<bool> {
-        match self.inspect_raw(reference) {
-            Ok(_) => Ok(true),
-            Err(err) => match err.downcast_ref::<RegistryError>() {
-                Some(e) if e.failure == Failure::NotFound => Ok(false),
-                _ => Err(err),
-            },
-        }
-    }
-
     /// Copies one image (by digest, so it cannot move underneath) into a `dir:` layout: its
     /// manifest as `manifest.json` and every blob under its hex digest, compressed as served.
     pub fn fetch_to_dir(&self, reference: &str, dir: &Utf8Path) -> Result<()> {
@@ -498,8 +482,9 @@ impl Skopeo {
             return Err(
                 anyhow::Error::new(error).context(if failure == Failure::Transient {
                     format!(
-                        "gave up on {} after {attempt} tries over {} ms of backoff (`{cmd}`)",
+                        "gave up on {} after {attempt} tr{} over {} ms of backoff (`{cmd}`)",
                         cmd.reference,
+                        if attempt == 1 { "y" } else { "ies" },
                         (1..attempt)
                             .map(|a| self.retry.backoff(a).as_millis())
                             .sum::<u128>()

@@ -124,14 +124,16 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
                 println!("{line}");
             }
         } else if args.no_install || !can_install() {
+            let mut what: Vec<&str> = missing.iter().map(|t| t.probe).collect();
+            if needs_arm64 {
+                what.push("the arm64 dpkg architecture");
+            }
+            if needs_actionlint {
+                what.push("actionlint");
+            }
             bail!(
                 "test tools are missing: {}\n    install them with:\n      {}",
-                missing
-                    .iter()
-                    .map(|t| t.probe)
-                    .chain(needs_actionlint.then_some("actionlint"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                what.join(", "),
                 lines.join("\n      ")
             );
         }

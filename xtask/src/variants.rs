@@ -165,6 +165,22 @@ impl Variant {
     pub fn builds(&self, output: Output) -> bool {
         self.outputs.contains(&output)
     }
+
+    /// Where its matchbox netboot image publishes (beside the installer, see
+    /// [`matchbox_repository`]), when it builds one: it needs the kernel and the initramfs.
+    pub fn matchbox_repository(&self) -> Option<String> {
+        (self.builds(Output::Kernel) && self.builds(Output::Initramfs))
+            .then(|| matchbox_repository(&self.repository))
+    }
+}
+
+/// `talos-cozystack-spin-only/talos` publishes its netboot image as
+/// `talos-cozystack-spin-only/matchbox` (the same rule holds for a full image reference).
+pub fn matchbox_repository(installer: &str) -> String {
+    match installer.rsplit_once('/') {
+        Some((parent, _)) => format!("{parent}/matchbox"),
+        None => "matchbox".to_owned(),
+    }
 }
 
 const FIELDS: &[&str] = &[
@@ -384,21 +400,40 @@ fn check_declared_config(
     findings
 }
 
-/// Checks that hold across variants: names and repositories are unique.
+/// Checks that hold across variants: every repository an image publishes to (the installer's,
+/// and the matchbox image's beside it) belongs to one variant only.
 pub fn check_set(variants: &[(String, Variant)]) -> Vec<Finding> {
     let mut findings = Vec::new();
-    let mut by_repository: BTreeMap<&str, &str> = BTreeMap::new();
+    // repository -> (file, what publishes there)
+    let mut taken: BTreeMap<String, (&str, &str)> = BTreeMap::new();
     for (file, variant) in variants {
-        if let Some(first) = by_repository.insert(&variant.repository, file) {
-            findings.push(
-                Finding::new(
-                    file.as_str(),
-                    "repository",
-                    format!("also published by {first}"),
-                )
-                .value(quoted(&variant.repository))
-                .fix("give each role its own repository, or one image would overwrite the other"),
-            );
+        let published = std::iter::once((variant.repository.clone(), "the installer")).chain(
+            variant
+                .matchbox_repository()
+                .map(|r| (r, "the matchbox image")),
+        );
+        for (repository, what) in published {
+            match taken.get(&repository) {
+                None => {
+                    taken.insert(repository, (file, what));
+                }
+                Some((first, first_what)) => {
+                    let problem = if what == "the installer" && *first_what == "the installer" {
+                        format!("also published by {first}")
+                    } else {
+                        format!(
+                            "{what} would publish to {repository}, where {first_what} of {first} publishes"
+                        )
+                    };
+                    findings.push(
+                        Finding::new(file.as_str(), "repository", problem)
+                            .value(quoted(&variant.repository))
+                            .fix("give each role its own repository directory (the matchbox image publishes to <directory>/matchbox), or one image would overwrite the other"),
+                    );
+                    // one finding per variant: a shared installer repository implies the rest
+                    break;
+                }
+            }
         }
     }
     findings
@@ -1060,6 +1095,44 @@ mod tests {
         assert_eq!(findings.len(), 1);
         let e = findings[0].to_string();
         assert!(e.starts_with("variants/gateway.json: field `repository` = \"talos-cozystack-spin-only/talos\": also published by variants/compute.json"), "{e}");
+    }
+
+    #[test]
+    fn matchbox_images_cannot_share_a_repository_either() {
+        let parse_as = |name: &str, repository: &str, outputs: &str| {
+            let text = GOOD
+                .replace("\"compute\"", &format!("\"{name}\""))
+                .replace("talos-cozystack-spin-only/talos", repository)
+                .replace("\"arch\"", &format!("\"outputs\": {outputs}, \"arch\""));
+            (
+                format!("variants/{name}.json"),
+                parse(&format!("variants/{name}.json"), &text).unwrap(),
+            )
+        };
+        let defaults = r#"["installer", "kernel", "initramfs"]"#;
+        let findings = check_set(&[
+            parse_as("a", "team/talos-a", defaults),
+            parse_as("b", "team/talos-b", defaults),
+        ]);
+        assert_eq!(findings.len(), 1, "{findings:#?}");
+        let e = findings[0].to_string();
+        assert!(e.starts_with("variants/b.json: field `repository` = \"team/talos-b\": the matchbox image would publish to team/matchbox, where the matchbox image of variants/a.json publishes"), "{e}");
+        assert!(e.contains("<directory>/matchbox"), "{e}");
+
+        // An installer repository named like another variant's matchbox image.
+        let findings = check_set(&[
+            parse_as("a", "team/talos", defaults),
+            parse_as("b", "team/matchbox", r#"["installer"]"#),
+        ]);
+        assert_eq!(findings.len(), 1, "{findings:#?}");
+        assert!(findings[0].to_string().contains("the installer would publish to team/matchbox, where the matchbox image of variants/a.json publishes"));
+
+        // Without kernel and initramfs there is no matchbox image, so no conflict.
+        assert!(check_set(&[
+            parse_as("a", "team/talos-a", r#"["installer"]"#),
+            parse_as("b", "team/talos-b", defaults),
+        ])
+        .is_empty());
     }
 
     const GATEWAY: &str = r#"{

@@ -73,6 +73,35 @@ fn builds_both_roles_pushes_by_digest_and_caches_by_content() {
             use sha2::Digest;
             assert_eq!(f["sha256"], format!("{:x}", sha2::Sha256::digest(&bytes)));
         }
+        // The recorded profile hash is that of the bytes the imager got (the stand-in keeps
+        // them in the installer's layer).
+        let archive = env
+            .root
+            .join("_out")
+            .join(variant)
+            .join("installer-arm64.tar");
+        let sh = |script: &str| {
+            let out = run(std::process::Command::new("sh").args(["-c", script]));
+            assert!(out.status.success(), "{script}: {}", stderr(&out));
+            out.stdout
+        };
+        let layer = String::from_utf8(sh(&format!(
+            "tar -xOf '{}' manifest.json | sed 's/.*\"Layers\":\\[\"\\([^\"]*\\)\".*/\\1/'",
+            archive.display()
+        )))
+        .unwrap();
+        let received = sh(&format!(
+            "tar -xOf '{}' '{}' | tar -xOf - usr/install/arm64/profile.yaml",
+            archive.display(),
+            layer.trim()
+        ));
+        use sha2::Digest;
+        assert_eq!(
+            record["profiles"][0]["profile_sha256"],
+            format!("{:x}", sha2::Sha256::digest(&received)),
+            "{variant}: {}",
+            String::from_utf8_lossy(&received)
+        );
         let has_tailscale = record["profiles"][0]["profile"]["input"]["systemExtensions"]
             .as_array()
             .unwrap()
@@ -196,6 +225,59 @@ fn builds_both_roles_pushes_by_digest_and_caches_by_content() {
             .unwrap(),
         pushed[0].1
     );
+
+    // 5. The stand-in honours the imager's contract for a bad profile: a message on stderr, a
+    // non-zero exit, no output (so the build test above is not passing against a stand-in that
+    // accepts anything).
+    let good =
+        std::fs::read_to_string(repo_root().join("xtask/tests/golden/profiles/compute/metal.yaml"))
+            .unwrap();
+    for (bad, message) in [
+        (
+            good.replace("arch: arm64", "arch: riscv64"),
+            "unsupported arch",
+        ),
+        (
+            good.replace("    diskSize: 1306525696\n", ""),
+            "diskSize is required",
+        ),
+        (
+            good.replace("/usr/install/arm64/vmlinuz", "/boot/vmlinuz"),
+            "input.kernel.path",
+        ),
+        (
+            good.replace("kind: image", "kind: disk"),
+            "unknown output kind",
+        ),
+    ] {
+        assert_ne!(bad, good);
+        let mut child = env
+            .podman
+            .command("podman")
+            .args(["run", "--rm", "-i", OK, "--tar-to-stdout", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(bad.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            !out.status.success(),
+            "the stand-in accepted a bad profile ({message})"
+        );
+        assert!(stderr(&out).contains(message), "{}", stderr(&out));
+        assert!(
+            out.stdout.is_empty(),
+            "no output for a bad profile ({message})"
+        );
+    }
 }
 
 #[test]
@@ -231,11 +313,112 @@ fn dry_run_prints_commands_without_an_engine_or_a_complete_lock() {
         "{text}"
     );
     assert!(
-        stderr(&out).contains("would be resolved first with `cargo xtask lock`"),
+        stderr(&out)
+            .contains("would be resolved first from the registry, as `cargo xtask lock` does"),
         "{}",
         stderr(&out)
     );
     assert!(!root.join("_out").exists(), "a dry run writes nothing");
+}
+
+#[test]
+fn push_moves_no_tag_before_every_image_of_every_variant_is_in_the_registry() {
+    let root = temp_dir("build-dry-run-push-order");
+    copy_repo_data(&root);
+    let out = run(xtask(&root).env("PATH", "/nonexistent").args([
+        "build",
+        "--dry-run",
+        "--push",
+        "--registry",
+        "ghcr.io/acme",
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let pushes: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(" 'docker://ghcr.io/acme/") || l.contains(" docker://ghcr.io/acme/"))
+        .collect();
+    let by_digest = |l: &&str| l.ends_with("@<digest of the OCI manifest>'");
+    let digests = pushes.iter().copied().filter(by_digest).count();
+    assert_eq!(
+        digests, 4,
+        "installer and matchbox of both variants:\n{text}"
+    );
+    assert!(
+        pushes[..digests].iter().all(by_digest),
+        "every image is pushed by digest before the first tag moves:\n{}",
+        pushes.join("\n")
+    );
+    assert_eq!(
+        pushes.len(),
+        4 + 4 * 2,
+        "two tags per image:\n{}",
+        pushes.join("\n")
+    );
+}
+
+#[test]
+fn dry_run_with_an_extension_absent_from_the_lock_says_what_it_resolves_first() {
+    let root = temp_dir("build-dry-run-absent");
+    copy_repo_data(&root);
+    let path = root.join("variants/gateway.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"tailscale\"]", "\"tailscale\", \"iscsi-tools\"]");
+    std::fs::write(&path, text).unwrap();
+    let lock_before = std::fs::read(root.join("variants/extensions.lock")).unwrap();
+
+    let out = run(xtask(&root).env("PATH", "/nonexistent").args([
+        "build",
+        "--dry-run",
+        "--variant",
+        "gateway",
+        "--registry-mirror",
+        "ghcr.io=127.0.0.1:1",
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("field `extensions.iscsi-tools`: missing (used by variant `gateway`)"),
+        "{err}"
+    );
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("skopeo --command-timeout 60s inspect --raw --tls-verify=false docker://127.0.0.1:1/siderolabs/extensions:v1.13.6\n"),
+        "the registry commands a real run starts with come first:\n{text}"
+    );
+    assert!(
+        text.contains(
+            "- imageRef: ghcr.io/siderolabs/iscsi-tools:<tag and digest from image-digests>\n"
+        ),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read(root.join("variants/extensions.lock")).unwrap(),
+        lock_before,
+        "a dry run writes no lock"
+    );
+    assert!(!root.join("_out").exists(), "a dry run writes nothing");
+
+    // --locked --dry-run fails as the real --locked build would, naming every problem.
+    let out = run(xtask(&root).env("PATH", "/nonexistent").args([
+        "build",
+        "--dry-run",
+        "--locked",
+        "--variant",
+        "gateway",
+    ]));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("--locked: variants/extensions.lock cannot be used as it is: 3 problems"),
+        "{err}"
+    );
+    assert!(err.contains("`extensions.iscsi-tools`: missing"), "{err}");
+    assert!(
+        stdout(&out).is_empty(),
+        "nothing printed as if it would run"
+    );
 }
 
 #[test]
@@ -261,4 +444,44 @@ fn locked_build_refuses_unpinned_entries_before_building() {
         "{err}"
     );
     assert!(!root.join("_out").exists());
+}
+
+#[test]
+fn dry_run_and_json_are_refused_together() {
+    // A dry run prints commands on stdout, so its stdout could not also be the JSON contract.
+    for command in ["build", "lock"] {
+        let out = run(xtask(&repo_root()).args([command, "--dry-run", "--json"]));
+        assert!(!out.status.success(), "{command}");
+        assert!(
+            stderr(&out).contains("'--dry-run' cannot be used with '--json'"),
+            "{command}: {}",
+            stderr(&out)
+        );
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn matchbox_base_with_docker_is_refused_before_anything_runs() {
+    let root = temp_dir("build-docker-base");
+    copy_repo_data(&root);
+    let out = run(xtask(&root).args([
+        "build",
+        "--dry-run",
+        "--engine",
+        "docker",
+        "--matchbox-base",
+        "localhost/base:arm64",
+    ]));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("--matchbox-base needs podman") && err.contains("fix: pass --engine podman"),
+        "{err}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "no command printed: {}",
+        stdout(&out)
+    );
 }

@@ -547,6 +547,7 @@ fn missing_extensions_tag_names_the_reference() {
             && err.contains("ghcr.io/siderolabs/extensions:v1.99.0 was not found in the registry"),
         "{err}"
     );
+    assert!(err.contains("fix: check the name and tag"), "{err}");
     assert!(!err.contains("retrying"), "404 is not retried:\n{err}");
 }
 
@@ -571,6 +572,11 @@ fn registry_down_is_retried_a_bounded_number_of_times_then_reported() {
         "{err}"
     );
     assert!(err.contains("could not be reached"), "{err}");
+    assert!(
+        err.contains("fix: check the network")
+            && err.contains("--registry-mirror ghcr.io=HOST:PORT"),
+        "{err}"
+    );
     assert!(err.contains("connection refused"), "{err}");
 }
 
@@ -644,6 +650,10 @@ fn locked_build_refuses_an_unpinned_lock_and_an_unlocked_build_fills_it() {
     let out = s.build_until_engine(&["--registry-mirror", &mirror]);
     let err = stderr(&out);
     assert!(past_the_lock(&err), "{err}");
+    assert!(
+        err.contains("resolving from the registry:\n  variants/extensions.lock: field `extensions.spin` = ghcr.io/siderolabs/spin:v0.25.1: has no digest"),
+        "what it resolves is named first: {err}"
+    );
     assert!(
         err.contains("filled variants/extensions.lock from ghcr.io/siderolabs/extensions:v1.13.6@"),
         "{err}"
@@ -916,4 +926,36 @@ fn rate_limits_and_server_errors_are_retried_a_bounded_number_of_times() {
             assert_eq!(hits, 3, "{status}: one manifest request per try:\n{err}");
         }
     }
+}
+
+#[test]
+fn without_a_lock_or_a_fetched_tree_the_talos_version_is_asked_for() {
+    let root = temp_dir("lock-no-version");
+    copy_repo_data(&root);
+    std::fs::remove_file(root.join("variants/extensions.lock")).unwrap();
+    let pin: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("patches/upstream.json")).unwrap())
+            .unwrap();
+    let tag = pin["tag"].as_str().unwrap();
+    for args in [&["lock", "--dry-run"][..], &["build", "--dry-run"]] {
+        let out = run(xtask(&root)
+            .args(args)
+            .env("CARGO_TARGET_DIR", root.join("target")));
+        assert!(!out.status.success(), "{args:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("no Talos version known: there is no variants/extensions.lock and the pinned CozyStack {tag} is not fetched")),
+            "{args:?}: {err}"
+        );
+        assert!(
+            err.contains("fix: run `cargo xtask upstream` first"),
+            "{err}"
+        );
+    }
+    // Given the version, the lock can be written from scratch (here: the commands it would run).
+    let out = run(xtask(&root)
+        .args(["lock", "--dry-run", "--talos-version", "v1.13.6"])
+        .env("CARGO_TARGET_DIR", root.join("target")));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("docker://ghcr.io/siderolabs/extensions:v1.13.6"));
 }

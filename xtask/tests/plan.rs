@@ -157,6 +157,10 @@ fn human_plan_is_a_table() {
     let out = run(xtask(&repo_root()).args(["plan", "--registry", "ghcr.io/acme"]));
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
+    assert!(
+        text.starts_with("Talos v1.13.6, from "),
+        "the Talos version and where it was read come first: {text}"
+    );
     assert!(text.contains("VARIANT  ARCH   EXTENSIONS"), "{text}");
     assert!(text.contains("gateway  arm64  drbd zfs spin tailscale  ghcr.io/acme/talos-cozystack-spin-tailscale/talos:v1.13.6"), "{text}");
 }
