@@ -74,6 +74,9 @@ pub struct Args {
     /// Skip the matchbox netboot image.
     #[arg(long)]
     pub no_matchbox: bool,
+    /// Push with the build-unique tag only; `ci` moves the version tag after smoke passed.
+    #[arg(skip)]
+    pub unique_tag_only: bool,
     /// Trees already patched per variant (by `ci`'s patch stage), used instead of patching again.
     #[arg(skip)]
     pub prepared_trees: std::collections::BTreeMap<String, camino::Utf8PathBuf>,
@@ -254,7 +257,7 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
 
     let records = build_all(&ctx, &plan, args.jobs.into())?;
     if args.push {
-        return publish_all(&ctx, &plan, records, &skopeo);
+        return publish_all(&ctx, &plan, records, &skopeo, args.unique_tag_only);
     }
     Ok(records)
 }
@@ -266,10 +269,14 @@ fn publish_all(
     plan: &Plan,
     mut records: Vec<BuildRecord>,
     skopeo: &crate::registry::Skopeo,
+    unique_tag_only: bool,
 ) -> Result<Vec<BuildRecord>> {
     let project = ctx.project;
     let publisher = Publisher::new(project, skopeo);
-    let tags = publish::build_tags(project, &plan.talos_version)?;
+    let mut tags = publish::build_tags(project, &plan.talos_version)?;
+    if unique_tag_only {
+        tags.retain(|t| t != &plan.talos_version);
+    }
     for (vp, record) in plan.variants.iter().zip(&mut records) {
         let dir = project.out_dir().join(&vp.name);
         let mut images = Vec::new();

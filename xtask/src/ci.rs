@@ -1,7 +1,8 @@
 //! Subcommand: `cargo xtask ci`: what the GitHub workflow runs for each variant.
 //!
 //! Stages: preflight, lock (`--locked`), patch, build (pushing when a registry is configured),
-//! smoke (static checks, then boot), floating tags (default branch only, after smoke passed),
+//! smoke (static checks, then boot), release tags (after smoke passed: the Talos version, and the
+//! floating tags from the default branch only),
 //! then a Markdown job summary. Output is folded with `::group::`; failures become `::error::`
 //! annotations. A failed stage skips the stages after it (the summary lists them as skipped);
 //! the exit status is non-zero when any failed.
@@ -23,8 +24,9 @@ pub struct Args {
     pub variants: Vec<String>,
     #[command(flatten)]
     pub registry: plan::RegistryArg,
-    /// Publish: push installers and matchbox images by digest, tag them, and on the default
-    /// branch move the floating tags after smoke passed. The workflow's publish job passes it.
+    /// Publish: push installers and matchbox images by digest with a build-unique tag; after
+    /// smoke passed, move the Talos version tag, and on the default branch the floating tags.
+    /// The workflow's publish job passes it.
     #[arg(long)]
     pub push: bool,
     /// Container engine that runs the imager. Default: podman if installed, else docker.
@@ -145,6 +147,16 @@ fn is_default_branch(reference: &str, default: Option<&str>) -> bool {
 
 pub const FLOATING_TAGS: &[&str] = &["latest", "demo-stable"];
 
+/// The tags that move after smoke passed: the Talos version, and on the default branch the
+/// floating ones.
+pub fn release_tags(talos_version: &str, default_branch: bool) -> Vec<String> {
+    let mut tags = vec![talos_version.to_owned()];
+    if default_branch {
+        tags.extend(FLOATING_TAGS.iter().map(|t| t.to_string()));
+    }
+    tags
+}
+
 pub fn run(project: &Project, args: Args) -> Result<()> {
     let mut stages = Vec::new();
     let mut records: Vec<BuildRecord> = Vec::new();
@@ -199,6 +211,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
                 no_matchbox: args.no_matchbox,
                 matchbox_base: args.matchbox_base.clone(),
                 registry_client: args.registry_client.clone(),
+                unique_tag_only: true,
                 prepared_trees: std::mem::take(&mut trees),
             };
             records = build::build(project, &build_args)?;
@@ -231,22 +244,20 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
             stages.push(skipped(name, "skipped: an earlier stage failed"));
         }
     }
-    // Without --push nothing is published and the summary has no floating-tags row.
+    // Without --push nothing is published and the summary has no release-tags row. The build
+    // pushed by digest with only the build-unique tag; the tags users pull move here, after
+    // smoke passed: the Talos version always, `latest`/`demo-stable` only from the default branch.
     if args.push {
-        if !on_default_branch() {
+        if !ok {
             stages.push(skipped(
-                "floating tags",
-                "skipped: only the default branch moves them",
-            ));
-        } else if !ok {
-            stages.push(skipped(
-                "floating tags",
-                "skipped: smoke or an earlier stage failed",
+                "release tags",
+                "skipped: smoke or an earlier stage failed, so no release tag moved",
             ));
         } else {
-            stage("floating tags", &mut stages, || {
+            stage("release tags", &mut stages, || {
                 let publisher = crate::publish::Publisher::new(project, &skopeo);
-                let tags: Vec<String> = FLOATING_TAGS.iter().map(|t| t.to_string()).collect();
+                let default_branch = on_default_branch();
+                let tags = release_tags(&plan.talos_version, default_branch);
                 for record in &mut records {
                     for published in &mut record.published {
                         publisher.add_tags(&published.image, &published.digest, &tags)?;
@@ -254,8 +265,13 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
                     }
                     build::write_record(project, record)?;
                 }
+                let note = if default_branch {
+                    ""
+                } else {
+                    " (floating tags move only from the default branch)"
+                };
                 Ok(format!(
-                    "moved {} to the smoke-tested digests",
+                    "moved {} to the smoke-tested digests{note}",
                     tags.join(", ")
                 ))
             });
@@ -460,6 +476,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn release_tags_float_only_from_the_default_branch() {
+        assert_eq!(release_tags("v1.13.6", false), ["v1.13.6"]);
+        assert_eq!(
+            release_tags("v1.13.6", true),
+            ["v1.13.6", "latest", "demo-stable"]
+        );
+    }
+
+    #[test]
     fn annotations_are_one_line() {
         assert_eq!(escape_annotation("a\nb 100%\r"), "a%0Ab 100%25%0D");
     }
@@ -534,7 +559,7 @@ mod tests {
                 detail: "kernel panic | at 3s\nmore".into(),
                 seconds: 3.0,
             },
-            skipped("floating tags", "skipped: smoke or an earlier stage failed"),
+            skipped("release tags", "skipped: smoke or an earlier stage failed"),
         ];
         let record = BuildRecord {
             variant: "gateway".into(),
@@ -572,7 +597,7 @@ mod tests {
             "{md}"
         );
         assert!(
-            md.contains("| floating tags | ⏭️ skipped: smoke or an earlier stage failed | 0.0s |"),
+            md.contains("| release tags | ⏭️ skipped: smoke or an earlier stage failed | 0.0s |"),
             "{md}"
         );
         assert!(md.contains("### gateway (Talos v1.13.6, arm64)"), "{md}");

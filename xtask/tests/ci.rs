@@ -54,7 +54,8 @@ fn ci_publishes_boots_and_moves_floating_tags_only_after_smoke_on_the_default_br
     };
     let summary = env.dir.join("summary.md");
 
-    // A feature branch: built, pushed by digest and smoke-tested, but no floating tag.
+    // A feature branch: built, pushed by digest and smoke-tested; then the version tag moves,
+    // but no floating tag.
     let out = ci(&env, "compute", "refs/heads/feature", &summary);
     assert!(
         out.status.success(),
@@ -84,7 +85,7 @@ fn ci_publishes_boots_and_moves_floating_tags_only_after_smoke_on_the_default_br
         "::group::patch",
         "::group::build",
         "::group::smoke",
-        "::group::floating tags",
+        "::group::release tags",
         "::endgroup::",
     ] {
         assert!(text.contains(group), "missing {group:?} in\n{text}");
@@ -124,7 +125,8 @@ fn ci_publishes_boots_and_moves_floating_tags_only_after_smoke_on_the_default_br
         md.contains("- smoke: ✅ static checks passed; booted to maintenance mode in"),
         "{md}"
     );
-    assert!(md.contains(&format!("@{digest}` tags: `v1.13.6`")), "{md}");
+    assert!(md.contains(&format!("@{digest}` tags: `v1.13.6-")), "{md}");
+    assert!(md.contains("`, `v1.13.6`, `latest`, `demo-stable`"), "{md}");
     let console = std::fs::read_to_string(env.root.join("_out/compute/smoke-console.log")).unwrap();
     assert!(
         console.contains("[talos] entering maintenance service"),
@@ -157,13 +159,13 @@ fn a_failing_smoke_boot_fails_ci_and_moves_no_floating_tag() {
     let repo = "acme/talos-cozystack-spin-tailscale/talos";
     let tags = env.registry.tags(repo);
     assert!(
-        tags.contains(&"v1.13.6".to_owned()),
-        "pushed by digest and versioned before smoke: {tags:?}"
+        tags.len() == 1 && tags[0].starts_with("v1.13.6-"),
+        "only the build-unique tag names an image that failed smoke: {tags:?}"
     );
-    for floating in ["latest", "demo-stable"] {
+    for release in ["v1.13.6", "latest", "demo-stable"] {
         assert!(
-            !tags.contains(&floating.to_owned()),
-            "{floating} moved to an image that failed smoke: {tags:?}"
+            !tags.contains(&release.to_owned()),
+            "{release} moved to an image that failed smoke: {tags:?}"
         );
     }
     let md = std::fs::read_to_string(&summary).unwrap();
