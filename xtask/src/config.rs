@@ -77,7 +77,7 @@ pub fn needs(extension: &str) -> Needs {
         "tailscale" => Needs::Declared {
             field: "tailscale",
             why: "its service ext-tailscale waits for an ExtensionServiceConfig named `tailscale`; without one the node waits 70 minutes in boot and reboots, again and again",
-            example: r#"{"mode": "kernel", "routes": ["10.96.0.0/16"]}"#,
+            example: r#"{"mode": "userspace", "routes": ["10.96.0.0/16"]}"#,
         },
         _ => Needs::Nothing,
     }

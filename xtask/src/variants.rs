@@ -1174,7 +1174,7 @@ mod tests {
             "{e}"
         );
         assert!(
-            e.contains("fix: add \"config\": {\"tailscale\": {\"mode\": \"kernel\""),
+            e.contains("fix: add \"config\": {\"tailscale\": {\"mode\": \"userspace\""),
             "{e}"
         );
     }

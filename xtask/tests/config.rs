@@ -237,7 +237,7 @@ fn variant_without_required_tailscale_config_fails_before_any_build() {
             "{args:?}: {err}"
         );
         assert!(
-            err.contains("fix: add \"config\": {\"tailscale\": {\"mode\": \"kernel\""),
+            err.contains("fix: add \"config\": {\"tailscale\": {\"mode\": \"userspace\""),
             "{err}"
         );
     }
