@@ -322,10 +322,24 @@ pub struct SmokeResult {
     pub passed: bool,
     pub detail: String,
     pub log: Option<String>,
+    /// Static checks and boot together.
+    pub seconds: f64,
 }
 
 /// Static checks, then (unless `no_boot`) a boot of the variant's kernel and initramfs.
 fn smoke_variant(
+    project: &Project,
+    variant: &crate::variants::Variant,
+    no_boot: bool,
+    skopeo: &crate::registry::Skopeo,
+) -> SmokeResult {
+    let started = Instant::now();
+    let mut result = smoke_steps(project, variant, no_boot, skopeo);
+    result.seconds = started.elapsed().as_secs_f64();
+    result
+}
+
+fn smoke_steps(
     project: &Project,
     variant: &crate::variants::Variant,
     no_boot: bool,
@@ -336,6 +350,7 @@ fn smoke_variant(
         passed: false,
         detail: String::new(),
         log: None,
+        seconds: 0.0,
     };
     let checks = crate::smoke::check::static_checks(project, &variant.name, skopeo)
         .and_then(|r| r.to_result());
@@ -433,8 +448,14 @@ pub fn summary(stages: &[StageResult], records: &[BuildRecord], smoke: &[SmokeRe
         .unwrap();
         writeln!(
             out,
-            "- imager runs: {}, cache hits: {}\n",
+            "- imager runs: {}, cache hits: {}",
             r.imager_runs, r.cache_hits
+        )
+        .unwrap();
+        writeln!(
+            out,
+            "- time: {}\n",
+            stage_times(r, smoke.iter().find(|s| s.variant == r.variant))
         )
         .unwrap();
         writeln!(out, "| file | size | sha256 |\n| --- | ---: | --- |").unwrap();
@@ -450,6 +471,38 @@ pub fn summary(stages: &[StageResult], records: &[BuildRecord], smoke: &[SmokeRe
         }
     }
     out
+}
+
+/// `imager:installer 41.2s, matchbox 3.0s, push:installer 5.1s, smoke 62.0s, total 110.3s`:
+/// the variant's steps in the order they ran, then its total.
+fn stage_times(record: &BuildRecord, smoke: Option<&SmokeResult>) -> String {
+    let order = |step: &str| match step.split(':').next() {
+        Some("imager") => 0,
+        Some("matchbox") => 1,
+        Some("push") => 2,
+        _ => 3,
+    };
+    let mut steps: Vec<(&str, f64)> = record
+        .timings
+        .iter()
+        .filter(|(k, _)| *k != "total")
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect();
+    steps.sort_by_key(|(k, _)| order(k));
+    let mut parts: Vec<String> = steps.iter().map(|(k, v)| format!("{k} {v:.1}s")).collect();
+    let mut total = record.timings.get("total").copied().unwrap_or(0.0)
+        + record
+            .timings
+            .iter()
+            .filter(|(k, _)| k.starts_with("push:"))
+            .map(|(_, v)| v)
+            .sum::<f64>();
+    if let Some(s) = smoke {
+        parts.push(format!("smoke {:.1}s", s.seconds));
+        total += s.seconds;
+    }
+    parts.push(format!("total {total:.1}s"));
+    parts.join(", ")
 }
 
 fn md_cell(text: &str) -> String {
@@ -583,8 +636,21 @@ mod tests {
             passed: true,
             detail: "booted in 9.1s".into(),
             log: Some("_out/gateway/smoke-console.log".into()),
+            seconds: 9.5,
         }];
+        let mut record = record;
+        record.timings = [
+            ("total".to_owned(), 40.0),
+            ("push:installer".to_owned(), 2.0),
+            ("imager:installer".to_owned(), 30.0),
+            ("matchbox".to_owned(), 4.0),
+        ]
+        .into();
         let md = summary(&stages, &[record], &smoke);
+        assert!(
+            md.contains("- time: imager:installer 30.0s, matchbox 4.0s, push:installer 2.0s, smoke 9.5s, total 51.5s"),
+            "{md}"
+        );
         assert!(
             md.contains(
                 "- smoke: ✅ booted in 9.1s (console log: `_out/gateway/smoke-console.log`)"
