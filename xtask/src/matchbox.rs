@@ -43,15 +43,12 @@ fn content_key(
         "xtask-matchbox-key-v1\narch={arch}\nbase={}\n",
         base.unwrap_or("(Dockerfile)")
     );
+    // Everything beside the Dockerfile (profiles, groups, per-architecture subdirectories) is
+    // what it may COPY.
     let dir = dockerfile.parent().expect("Dockerfile has a parent");
-    let mut files = vec![dockerfile.to_owned()];
-    for sub in ["profiles", "groups"] {
-        if let Ok(entries) = dir.join(sub).read_dir_utf8() {
-            let mut names: Vec<Utf8PathBuf> = entries.flatten().map(|e| e.into_path()).collect();
-            names.sort();
-            files.extend(names);
-        }
-    }
+    let mut files = Vec::new();
+    files_under(dir, &mut files)?;
+    files.sort();
     for file in files {
         let (sha, _) = crate::fsutil::sha256_file(&file)?;
         text.push_str(&format!(
@@ -63,6 +60,21 @@ fn content_key(
         text.push_str(&format!("{} {}\n", input.name, input.sha256));
     }
     Ok(crate::fsutil::sha256_hex(text.as_bytes()))
+}
+
+fn files_under(dir: &Utf8Path, files: &mut Vec<Utf8PathBuf>) -> Result<()> {
+    for entry in dir
+        .read_dir_utf8()
+        .with_context(|| format!("reading {dir}"))?
+    {
+        let path = entry.with_context(|| format!("reading {dir}"))?.into_path();
+        if path.is_dir() {
+            files_under(&path, files)?;
+        } else {
+            files.push(path);
+        }
+    }
+    Ok(())
 }
 
 /// Builds the variant's matchbox image (unless cached) and returns the archive's record and

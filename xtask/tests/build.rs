@@ -485,3 +485,45 @@ fn matchbox_base_with_docker_is_refused_before_anything_runs() {
         stdout(&out)
     );
 }
+
+/// Opt-in, with `COZYSTACK_SRC` pointing at a clone of upstream CozyStack: without `--tree`,
+/// the build patches the real pinned upstream for the variant and builds the matchbox image
+/// from the patched Dockerfile, with the arm64 assets and the arm64 (ttyAMA0) profile.
+#[test]
+fn real_upstream_matchbox_is_built_from_the_patched_dockerfile() {
+    let Some(src) = std::env::var_os("COZYSTACK_SRC") else {
+        eprintln!("skipping: set COZYSTACK_SRC to a CozyStack clone to run this test");
+        return;
+    };
+    let Some(env) = Pipeline::setup("build-real-upstream", None) else {
+        return;
+    };
+    let mut cmd = env.xtask();
+    cmd.args(["build", "--locked", "--engine", "podman", "--imager", OK])
+        .args(["--variant", "gateway", "--matchbox-base", BASE, "--source"])
+        .arg(&src);
+    let out = run(&mut cmd);
+    assert!(out.status.success(), "build failed:\n{}", stderr(&out));
+    let archive = env.root.join("_out/gateway/matchbox-arm64.tar");
+    // Every layer of the saved image, searched for the profile the Dockerfile copied.
+    let script = r#"set -e
+        for layer in $(tar -xOf "$1" manifest.json | tr ',"[]{}' '\n\n\n\n\n\n' | grep '\.tar$\|/layer\.tar$'); do
+            tar -xOf "$1" "$layer" | tar -xOf - var/lib/matchbox/profiles/default.json 2>/dev/null || true
+        done"#;
+    let out = run(std::process::Command::new("sh")
+        .args(["-c", script, "sh"])
+        .arg(&archive));
+    let profile = stdout(&out);
+    assert!(
+        profile.contains("console=ttyAMA0"),
+        "matchbox profile: {profile:?} {}",
+        stderr(&out)
+    );
+    assert!(!profile.contains("console=ttyS0"), "{profile}");
+    let record = env.record("gateway");
+    assert!(record["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["name"] == "matchbox-arm64.tar"));
+}

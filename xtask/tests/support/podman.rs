@@ -10,21 +10,29 @@ pub struct Podman {
 }
 
 impl Podman {
+    /// Configuration and events live in `dir`; podman's own state (storage, run and tmp
+    /// directories) lives under a short path in the system temp dir, because conmon's sockets
+    /// inside it stop working once the path grows past about 40 characters (every container run
+    /// then waits 20 s for conmon's timeout), and a checkout can sit anywhere.
     pub fn new(dir: &Path) -> Podman {
         std::fs::create_dir_all(dir).unwrap();
+        let state = short_state_dir(dir);
+        let _ = std::fs::remove_dir_all(&state);
+        std::fs::create_dir_all(&state).unwrap();
+        let s = state.display();
         let d = dir.display();
         std::fs::write(
             dir.join("containers.conf"),
             format!(
                 "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\nnetns = \"none\"\n\
-                 [engine]\ncgroup_manager = \"cgroupfs\"\nruntime = \"runc\"\nevents_logger = \"file\"\nevents_logfile_path = \"{d}/events.log\"\n"
+                 [engine]\ncgroup_manager = \"cgroupfs\"\nruntime = \"runc\"\nevents_logger = \"file\"\nevents_logfile_path = \"{d}/events.log\"\ntmp_dir = \"{s}/tmp\"\n"
             ),
         )
         .unwrap();
         std::fs::write(
             dir.join("storage.conf"),
             format!(
-                "[storage]\ndriver = \"vfs\"\nrunroot = \"{d}/run\"\ngraphroot = \"{d}/graph\"\n"
+                "[storage]\ndriver = \"vfs\"\nrunroot = \"{s}/run\"\ngraphroot = \"{s}/graph\"\n"
             ),
         )
         .unwrap();
@@ -160,4 +168,15 @@ impl Podman {
             })
             .count()
     }
+}
+
+/// `/tmp/xtp-<12 hex digits of the bench's path>`: short (not $TMPDIR, which may be long), and
+/// distinct per bench.
+fn short_state_dir(dir: &Path) -> PathBuf {
+    use sha2::Digest;
+    let hash = format!(
+        "{:x}",
+        sha2::Sha256::digest(dir.as_os_str().as_encoded_bytes())
+    );
+    Path::new("/tmp").join(format!("xtp-{}", &hash[..12]))
 }
