@@ -591,7 +591,7 @@ pub fn auth_key_from_env() -> Result<String> {
         bail!("${AUTH_KEY_ENV} is empty\n    fix: export {AUTH_KEY_ENV}=tskey-auth-... (the key from the Tailscale admin console)");
     }
     if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        bail!("${AUTH_KEY_ENV} contains whitespace or control characters ({} characters in all; the value is not shown)\n    fix: export it again without spaces or line breaks", key.chars().count());
+        bail!("${AUTH_KEY_ENV} contains whitespace or control characters (the value is not shown)\n    fix: export it again without spaces or line breaks");
     }
     Ok(key.to_owned())
 }
@@ -694,10 +694,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         let path = dir.join(&f.name);
         if f.secret {
             crate::fsutil::write_private(&path, f.text.as_bytes())?;
-            println!(
-                "wrote {path} (mode 0600: holds {AUTH_KEY_ENV}={REDACTED}, {} characters from ${AUTH_KEY_ENV})",
-                key.as_deref().map_or(0, |k| k.chars().count())
-            );
+            println!("wrote {path} (mode 0600: holds {AUTH_KEY_ENV}={REDACTED}, taken from ${AUTH_KEY_ENV})");
         } else {
             crate::fsutil::write_atomic(&path, f.text.as_bytes())?;
             println!("wrote {path}");

@@ -68,19 +68,6 @@ pub struct Applied {
     pub variant: Option<VariantProfiles>,
 }
 
-impl Applied {
-    /// Upstream's Talos packaging in the patched tree: where `make ARCH=<arch> ...` runs.
-    #[allow(dead_code)] // for `cargo xtask build`
-    pub fn talos_dir(&self) -> Utf8PathBuf {
-        let package = self
-            .upstream
-            .talos_package_dir
-            .as_deref()
-            .unwrap_or(pin::TALOS_PACKAGE_DIRS[0]);
-        self.tree.join(package)
-    }
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct UpstreamRef {
     pub repository: String,
