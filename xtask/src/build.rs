@@ -193,6 +193,14 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
         }
         engine::preflight(&needs)
     };
+    let check_emulation = |plan: &Plan| -> Result<()> {
+        if args.emulate && !args.dry_run {
+            for vp in &plan.variants {
+                engine::check_emulation(vp.arch)?;
+            }
+        }
+        Ok(())
+    };
     // The lock comes first: with --locked nothing is built from a lock that is incomplete or
     // stale (checked without any tool); without it, missing entries are resolved from the
     // registry (and it says so), so the tools are checked before that.
@@ -213,6 +221,7 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
         }
         plan::load(project, &args.variants, registry)?
     };
+    check_emulation(&plan)?;
 
     let imager = args
         .imager

@@ -52,6 +52,46 @@ pub const EMULATION: Need = Need {
     why: "runs the arm64 imager under emulation (--emulate)",
 };
 
+/// Where the kernel lists registered binfmt_misc interpreters.
+const BINFMT: &str = "/proc/sys/fs/binfmt_misc";
+
+/// `--emulate` runs foreign-architecture containers through binfmt_misc: qemu must be
+/// registered for `arch` (a no-op for the host's own architecture).
+pub fn check_emulation(arch: crate::profile::Arch) -> anyhow::Result<()> {
+    let registered = |handler: &str| std::path::Path::new(BINFMT).join(handler).exists();
+    match emulation_problem(arch, std::env::consts::ARCH, registered) {
+        Some(problem) => bail!(problem),
+        None => Ok(()),
+    }
+}
+
+/// Why `arch` images cannot run on a `host` machine, given which binfmt handlers exist.
+fn emulation_problem(
+    arch: crate::profile::Arch,
+    host: &str,
+    registered: impl Fn(&str) -> bool,
+) -> Option<String> {
+    let handler = format!("qemu-{}", qemu_arch(arch));
+    if qemu_arch(arch) == host || registered(&handler) {
+        return None;
+    }
+    Some(format!(
+        "--emulate: no binfmt_misc handler `{handler}` is registered, so the engine cannot run {arch} images here\n    \
+         fix: register qemu (package qemu-user-static), as root: \
+         mount -t binfmt_misc binfmt_misc {BINFMT} 2>/dev/null; \
+         cat /usr/lib/binfmt.d/{handler}.conf > {BINFMT}/register; \
+         or build without --emulate: the native imager builds {arch} outputs"
+    ))
+}
+
+/// qemu's (and Rust's) name for a Talos architecture.
+fn qemu_arch(arch: crate::profile::Arch) -> &'static str {
+    match arch {
+        crate::profile::Arch::Arm64 => "aarch64",
+        crate::profile::Arch::Amd64 => "x86_64",
+    }
+}
+
 /// What `build` runs: the engine, tar, skopeo (lock and publishing) and git (upstream and patch).
 pub fn build_needs(engine: Engine) -> Vec<Need> {
     vec![
@@ -126,6 +166,27 @@ pub fn shell_line<S: AsRef<str>>(words: &[S]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn emulation_needs_a_registered_handler_for_foreign_architectures_only() {
+        use crate::profile::Arch;
+        assert_eq!(emulation_problem(Arch::Amd64, "x86_64", |_| false), None);
+        assert_eq!(
+            emulation_problem(Arch::Arm64, "x86_64", |h| h == "qemu-aarch64"),
+            None
+        );
+        let problem = emulation_problem(Arch::Arm64, "x86_64", |_| false).unwrap();
+        assert!(
+            problem.contains("no binfmt_misc handler `qemu-aarch64`"),
+            "{problem}"
+        );
+        assert!(
+            problem.contains(
+                "cat /usr/lib/binfmt.d/qemu-aarch64.conf > /proc/sys/fs/binfmt_misc/register"
+            ),
+            "{problem}"
+        );
+    }
 
     #[test]
     fn shell_line_quotes_only_what_needs_it() {

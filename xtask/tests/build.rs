@@ -527,3 +527,53 @@ fn real_upstream_matchbox_is_built_from_the_patched_dockerfile() {
         .iter()
         .any(|f| f["name"] == "matchbox-arm64.tar"));
 }
+
+/// `--emulate`, the slow fallback: the engine runs an arm64 imager image (arm64 busybox, our
+/// stand-in script) under qemu user emulation through binfmt_misc; on this amd64 host it could
+/// not run at all otherwise.
+#[test]
+fn emulate_runs_an_arm64_imager_image_under_qemu() {
+    use support::arm64::{arm64, binfmt_aarch64};
+    const ARM64_IMAGER: &str = "localhost/standin-imager:arm64";
+    if !have_tools(&["qemu-aarch64-static", "apt-get", "apt-cache", "dpkg-deb"])
+        || !binfmt_aarch64()
+    {
+        return;
+    }
+    let Some(env) = Pipeline::setup("build-emulate", None) else {
+        return;
+    };
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/standin/imager.sh");
+    env.podman.busybox_image_for(
+        Some("arm64"),
+        &arm64().busybox,
+        ARM64_IMAGER,
+        &[(&script, "/imager")],
+        "/imager",
+    );
+    let mut cmd = env.xtask();
+    cmd.args([
+        "build",
+        "--locked",
+        "--emulate",
+        "--no-matchbox",
+        "--engine",
+        "podman",
+    ])
+    .args(["--imager", ARM64_IMAGER, "--variant", "compute"]);
+    let out = run(&mut cmd);
+    assert!(
+        out.status.success(),
+        "build --emulate failed:\n{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        env.podman.runs_of(ARM64_IMAGER),
+        4,
+        "one emulated imager run per output"
+    );
+    let record = env.record("compute");
+    assert_eq!(record["imager_runs"], 4);
+    let kernel = std::fs::read_to_string(env.root.join("_out/compute/kernel-arm64")).unwrap();
+    assert!(kernel.starts_with("stand-in kernel arm64"), "{kernel}");
+}

@@ -227,3 +227,32 @@ pub fn collect(root: &Path, dir: &Path, names: &mut Vec<String>) {
         }
     }
 }
+
+/// Makes sure qemu is registered with binfmt_misc for aarch64 (mounting binfmt_misc and
+/// registering Debian's qemu-user-static entry when needed, as root). False (test skipped)
+/// when that is impossible, unless XTASK_REQUIRE_TOOLS is set.
+pub fn binfmt_aarch64() -> bool {
+    let dir = Path::new("/proc/sys/fs/binfmt_misc");
+    if dir.join("qemu-aarch64").exists() {
+        return true;
+    }
+    if !dir.join("register").exists() {
+        let _ = run(Command::new("mount")
+            .args(["-t", "binfmt_misc", "binfmt_misc"])
+            .arg(dir));
+    }
+    let entry = std::fs::read_to_string("/usr/lib/binfmt.d/qemu-aarch64.conf").unwrap_or_default();
+    if !entry.is_empty() {
+        let _ = std::fs::write(dir.join("register"), entry.trim_end());
+    }
+    let registered = dir.join("qemu-aarch64").exists();
+    if !registered {
+        let message =
+            "cannot register qemu-aarch64 with binfmt_misc (needs root and qemu-user-static)";
+        if std::env::var_os("XTASK_REQUIRE_TOOLS").is_some() {
+            panic!("{message}");
+        }
+        eprintln!("skipping: {message}");
+    }
+    registered
+}

@@ -71,6 +71,18 @@ impl Podman {
 
     /// Builds an image from scratch holding static busybox and `files` (host path, image path).
     pub fn busybox_image(&self, name: &str, files: &[(&Path, &str)], entrypoint: &str) {
+        self.busybox_image_for(None, Path::new("/bin/busybox"), name, files, entrypoint);
+    }
+
+    /// The same for another architecture (`Some("arm64")`) with that architecture's busybox.
+    pub fn busybox_image_for(
+        &self,
+        arch: Option<&str>,
+        busybox: &Path,
+        name: &str,
+        files: &[(&Path, &str)],
+        entrypoint: &str,
+    ) {
         let out = super::run(self.command("buildah").args(["from", "scratch"]));
         assert!(
             out.status.success(),
@@ -78,7 +90,7 @@ impl Podman {
             super::stderr(&out)
         );
         let container = super::stdout(&out).trim().to_owned();
-        let mut all = vec![(Path::new("/bin/busybox"), "/bin/busybox")];
+        let mut all = vec![(busybox, "/bin/busybox")];
         all.extend_from_slice(files);
         for (src, dest) in all {
             let out = super::run(
@@ -90,6 +102,17 @@ impl Podman {
             assert!(
                 out.status.success(),
                 "buildah copy: {}",
+                super::stderr(&out)
+            );
+        }
+        if let Some(arch) = arch {
+            let out = super::run(
+                self.command("buildah")
+                    .args(["config", "--arch", arch, &container]),
+            );
+            assert!(
+                out.status.success(),
+                "buildah config --arch: {}",
                 super::stderr(&out)
             );
         }
