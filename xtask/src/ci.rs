@@ -147,6 +147,39 @@ fn is_default_branch(reference: &str, default: Option<&str>) -> bool {
 
 pub const FLOATING_TAGS: &[&str] = &["latest", "demo-stable"];
 
+/// Why this run must not move release tags: its branch has moved on past the commit it built
+/// (`$GITHUB_SHA`), so a newer run publishes the newer commit, and a slow older run finishing
+/// last would otherwise point the tags back at older images. `None` when this run is still the
+/// branch tip, for tags and other refs, or when the remote cannot be asked (then the tags move,
+/// as without this check).
+fn superseded_by(project: &Project) -> Option<String> {
+    let reference = std::env::var("GITHUB_REF")
+        .ok()
+        .filter(|r| r.starts_with("refs/heads/"))?;
+    let built = std::env::var("GITHUB_SHA").ok().filter(|s| !s.is_empty())?;
+    let sh = xshell::Shell::new().ok()?;
+    sh.change_dir(&project.root);
+    let listed = xshell::cmd!(sh, "git ls-remote origin {reference}")
+        .quiet()
+        .ignore_stderr()
+        .read();
+    let tip = match listed {
+        Ok(out) => out.split_whitespace().next().map(str::to_owned)?,
+        Err(err) => {
+            eprintln!("warning: cannot ask origin for the tip of {reference} ({err}); moving the release tags");
+            return None;
+        }
+    };
+    (tip != built).then(|| {
+        let short = |id: &str| id.chars().take(12).collect::<String>();
+        format!(
+            "{reference} has moved on to {} since this run's {}: the newer run moves the release tags",
+            short(&tip),
+            short(&built)
+        )
+    })
+}
+
 /// The tags that move after smoke passed: the Talos version, and on the default branch the
 /// floating ones.
 pub fn release_tags(talos_version: &str, default_branch: bool) -> Vec<String> {
@@ -248,11 +281,14 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     // pushed by digest with only the build-unique tag; the tags users pull move here, after
     // smoke passed: the Talos version always, `latest`/`demo-stable` only from the default branch.
     if args.push {
+        let superseded = if ok { superseded_by(project) } else { None };
         if !ok {
             stages.push(skipped(
                 "release tags",
                 "skipped: smoke or an earlier stage failed, so no release tag moved",
             ));
+        } else if let Some(reason) = superseded {
+            stages.push(skipped("release tags", &format!("skipped: {reason}")));
         } else {
             stage("release tags", &mut stages, || {
                 let publisher = crate::publish::Publisher::new(project, &skopeo);

@@ -20,7 +20,18 @@ const BOOT_TOOLS: &[&str] = &[
 ];
 
 fn ci(env: &Pipeline, variant: &str, git_ref: &str, summary: &std::path::Path) -> Output {
+    ci_with(env, variant, git_ref, summary, &[])
+}
+
+fn ci_with(
+    env: &Pipeline,
+    variant: &str,
+    git_ref: &str,
+    summary: &std::path::Path,
+    vars: &[(&str, &str)],
+) -> Output {
     let mut cmd = env.xtask();
+    cmd.envs(vars.iter().copied());
     cmd.args([
         "ci",
         "--push",
@@ -171,4 +182,82 @@ fn a_failing_smoke_boot_fails_ci_and_moves_no_floating_tag() {
     let md = std::fs::read_to_string(&summary).unwrap();
     assert!(md.contains("| smoke | ❌"), "{md}");
     assert!(md.contains("- smoke: ❌"), "{md}");
+}
+
+fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = run(std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args));
+    assert!(out.status.success(), "git {args:?}: {}", stderr(&out));
+    stdout(&out).trim().to_owned()
+}
+
+#[test]
+fn a_run_whose_branch_moved_on_moves_no_release_tag() {
+    if !have_tools(BOOT_TOOLS) {
+        return;
+    }
+    let work = temp_dir("ci-superseded-assets");
+    let talos_like = initramfs(&work, &init_talos_like(Some(ANSWER_TLS)), Some(ANSWER_TLS));
+    let Some(env) = Pipeline::setup("ci-superseded", Some((&arm64().kernel, &talos_like))) else {
+        return;
+    };
+    let summary = env.dir.join("summary.md");
+    // origin's main has a newer commit than the one this run built.
+    let built = git(&env.root, &["rev-parse", "HEAD"]);
+    let origin = env.dir.join("origin.git");
+    git(
+        &env.dir,
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            env.root.to_str().unwrap(),
+            origin.to_str().unwrap(),
+        ],
+    );
+    let newer = git(
+        &origin,
+        &["commit-tree", "HEAD^{tree}", "-p", "HEAD", "-m", "newer"],
+    );
+    git(&origin, &["update-ref", "refs/heads/main", &newer]);
+    git(
+        &env.root,
+        &["remote", "add", "origin", origin.to_str().unwrap()],
+    );
+    let vars = [("GITHUB_SHA", built.as_str())];
+
+    let out = ci_with(&env, "compute", "refs/heads/main", &summary, &vars);
+    assert!(
+        out.status.success(),
+        "ci failed:\n{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let repo = "acme/talos-cozystack-spin-only/talos";
+    let tags = env.registry.tags(repo);
+    assert!(
+        tags.len() == 1 && tags[0].starts_with("v1.13.6-"),
+        "only the build-unique tag: {tags:?}"
+    );
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        md.contains("| release tags | ⏭️ skipped: refs/heads/main has moved on to"),
+        "{md}"
+    );
+
+    // Once this run's commit is the tip again, its release tags move.
+    git(&origin, &["update-ref", "refs/heads/main", &built]);
+    let out = ci_with(&env, "compute", "refs/heads/main", &summary, &vars);
+    assert!(
+        out.status.success(),
+        "ci failed:\n{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let tags = env.registry.tags(repo);
+    for tag in ["v1.13.6", "latest", "demo-stable"] {
+        assert!(tags.contains(&tag.to_owned()), "{tag} missing: {tags:?}");
+    }
 }
