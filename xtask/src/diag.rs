@@ -68,13 +68,22 @@ pub fn into_result(what: &str, findings: Vec<Finding>) -> anyhow::Result<()> {
     let mut message = format!(
         "{what}: {} problem{}",
         findings.len(),
-        if findings.len() == 1 { "" } else { "s" }
+        plural(findings.len())
     );
     for finding in &findings {
         message.push_str("\n  ");
         message.push_str(&finding.to_string().replace('\n', "\n  "));
     }
     Err(anyhow::anyhow!(message))
+}
+
+/// `""` or `"s"`, for "1 problem" / "2 problems".
+pub fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
 }
 
 /// Edit distance, for "did you mean" hints on misspelt keys and names.

@@ -763,7 +763,7 @@ pub fn ensure(
     eprintln!(
         "{SHOWN}: {} problem{} for Talos {talos_version}; resolving from the registry:",
         problems.len(),
-        if problems.len() == 1 { "" } else { "s" }
+        crate::diag::plural(problems.len())
     );
     for p in &problems {
         // the fix is what this is about to do
@@ -861,7 +861,7 @@ pub fn ensure_dry_run(
     eprintln!(
         "warning: {} lock problem{} would be resolved first from the registry, as `cargo xtask lock` does (a --locked build refuses them):",
         problems.len(),
-        if problems.len() == 1 { "" } else { "s" }
+        crate::diag::plural(problems.len())
     );
     for p in &problems {
         eprintln!("  {}", p.to_string().replace('\n', "\n  "));

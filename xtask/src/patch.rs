@@ -441,7 +441,7 @@ fn apply_in(
         bail!(
             "applying the series left {} path{} that no patch names in {out}:\n  {}\n    fix: remove them from the patches (`git -C {out} show --stat`), then refresh",
             stray.len(),
-            if stray.len() == 1 { "" } else { "s" },
+            crate::diag::plural(stray.len()),
             stray.join("\n  ")
         );
     }

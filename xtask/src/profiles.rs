@@ -68,7 +68,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
             anyhow::bail!(
                 "{} profile file{} in {dir} differ from what the variants and lock generate:\n  {}\n    fix: cargo xtask profiles --out {dir}",
                 stale.len(),
-                if stale.len() == 1 { "" } else { "s" },
+                crate::diag::plural(stale.len()),
                 stale.iter().map(|p| p.as_str()).collect::<Vec<_>>().join("\n  ")
             );
         }

@@ -563,8 +563,7 @@ fn is_loopback(host: &str) -> bool {
 }
 
 pub fn sha256_digest(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    format!("sha256:{:x}", sha2::Sha256::digest(bytes))
+    format!("sha256:{}", crate::fsutil::sha256_hex(bytes))
 }
 
 /// A containers auth.json holding one credential, readable by us only, removed on drop.

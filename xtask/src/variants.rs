@@ -486,7 +486,7 @@ pub fn select(all: Vec<Variant>, names: &[String]) -> Result<Vec<Variant>> {
     if !unknown.is_empty() {
         anyhow::bail!(
             "unknown variant{} {}: the variants are {} (one file each under variants/)",
-            if unknown.len() == 1 { "" } else { "s" },
+            crate::diag::plural(unknown.len()),
             unknown
                 .iter()
                 .map(|n| format!("`{n}`"))

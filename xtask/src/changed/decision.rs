@@ -121,10 +121,7 @@ pub fn decide(rules: &Rules, changes: Vec<Change>, known: &Known) -> Decision {
             - 1;
         let reason = match others {
             0 => first,
-            n => format!(
-                "{first} (and {n} more such path{})",
-                if n == 1 { "" } else { "s" }
-            ),
+            n => format!("{first} (and {n} more such path{})", crate::diag::plural(n)),
         };
         Decision::everything(reason, &known.head)
     } else {
@@ -142,7 +139,10 @@ pub fn decide(rules: &Rules, changes: Vec<Change>, known: &Known) -> Decision {
         let reason = if files == 0 {
             "no files changed".to_owned()
         } else if touched.is_empty() {
-            format!("only documentation changed ({files} path{})", plural(files))
+            format!(
+                "only documentation changed ({files} path{})",
+                crate::diag::plural(files)
+            )
         } else if variants.is_empty() {
             "only removed variants changed".to_owned()
         } else {
@@ -188,14 +188,6 @@ fn buildable(names: &BTreeSet<String>, warnings: &mut Vec<String>) -> Vec<String
         }
     }
     out
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 {
-        ""
-    } else {
-        "s"
-    }
 }
 
 #[cfg(test)]

@@ -56,7 +56,7 @@ pub fn text(d: &Decision) -> String {
             short(base),
             short(head),
             d.files,
-            if d.files == 1 { "" } else { "s" }
+            crate::diag::plural(d.files)
         );
     }
     // What decided the build first: unknown, global, variant inputs, then docs.
@@ -156,7 +156,7 @@ pub fn summary(d: &Decision) -> String {
             short(base),
             short(head),
             d.files,
-            if d.files == 1 { "" } else { "s" }
+            crate::diag::plural(d.files)
         );
     }
     for w in &d.warnings {

@@ -13,7 +13,6 @@ use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use xshell::{cmd, Shell};
 
 use crate::diag::Finding;
@@ -600,10 +599,6 @@ fn inspect_cmd(
     Ok(cmd)
 }
 
-fn manifest_digest(raw: &[u8]) -> String {
-    format!("sha256:{:x}", Sha256::digest(raw))
-}
-
 const INDEX_TYPES: &[&str] = &[
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
@@ -698,7 +693,7 @@ fn check_published(
             let tagged = format!("{}:{tag}", published.image);
             match registry_raw(skopeo, &tagged, false) {
                 Ok(raw) => {
-                    let digest = manifest_digest(&raw);
+                    let digest = crate::registry::sha256_digest(&raw);
                     if digest == published.digest {
                         report
                             .checked
