@@ -86,6 +86,78 @@ pub fn plural(n: usize) -> &'static str {
     }
 }
 
+/// `did you mean `x`? ` when a candidate is a near miss of `word`, else nothing: the start of a fix.
+pub fn did_you_mean(word: &str, candidates: &[&str]) -> String {
+    match closest(word, candidates) {
+        Some(near) if near != word => format!("did you mean `{near}`? "),
+        _ => String::new(),
+    }
+}
+
+/// Parses a user-edited JSON file into a value, with findings that point where the problem
+/// is: a UTF-8 byte order mark is named as one (and the rest of the file is still read), and a
+/// trailing comma is reported at the comma, not at the bracket after it.
+pub fn parse_json(file: &str, text: &str) -> (Option<serde_json::Value>, Vec<Finding>) {
+    let mut findings = Vec::new();
+    let body = match text.strip_prefix('\u{feff}') {
+        Some(rest) => {
+            findings.push(
+                Finding::new(file, "", "starts with a UTF-8 byte order mark (BOM), which JSON does not allow")
+                    .fix(format!("save the file as UTF-8 without a BOM, e.g. `sed -i '1s/^\\xEF\\xBB\\xBF//' {file}`")),
+            );
+            rest
+        }
+        None => text,
+    };
+    match serde_json::from_str(body) {
+        Ok(value) => (Some(value), findings),
+        Err(err) => {
+            findings.push(json_syntax_finding(file, body, &err));
+            (None, findings)
+        }
+    }
+}
+
+fn json_syntax_finding(file: &str, text: &str, err: &serde_json::Error) -> Finding {
+    let (mut line, mut column) = (err.line(), err.column());
+    let message = err.to_string();
+    let mut what = message
+        .rsplit_once(" at line ")
+        .map_or(message.as_str(), |(what, _)| what)
+        .to_owned();
+    if what == "trailing comma" {
+        if let Some((l, c)) = comma_before(text, line, column) {
+            (line, column) = (l, c);
+            what = "trailing comma: JSON allows no comma before a closing `]` or `}`".to_owned();
+        }
+    }
+    Finding::new(
+        file,
+        "",
+        format!("malformed JSON at line {line} column {column}: {what}"),
+    )
+    .fix(if what.starts_with("trailing comma") {
+        "remove that comma".to_owned()
+    } else {
+        "correct the JSON syntax at that position".to_owned()
+    })
+}
+
+/// The 1-based line and column of the last `,` before (line, column), skipping whitespace.
+fn comma_before(text: &str, line: usize, column: usize) -> Option<(usize, usize)> {
+    let line_start: usize = text
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum();
+    let end = (line_start + column.saturating_sub(1)).min(text.len());
+    let at = text[..end].trim_end().strip_suffix(',')?.len();
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |n| n + 1) + 1;
+    Some((line, column))
+}
+
 /// Edit distance, for "did you mean" hints on misspelt keys and names.
 pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     fn distance(a: &str, b: &str) -> usize {
@@ -125,6 +197,53 @@ mod tests {
         assert_eq!(closest("systemExtension", &keys), None);
         assert_eq!(closest("repo", &keys), None);
         assert_eq!(closest("repositry", &keys), Some("repository"));
+    }
+
+    #[test]
+    fn a_trailing_comma_is_reported_where_it_is() {
+        let (value, findings) = parse_json("v.json", "{\n  \"a\": [1, 2],\n  \"b\": 3,\n}\n");
+        assert!(value.is_none());
+        let shown = findings[0].to_string();
+        assert!(
+            shown.contains("malformed JSON at line 3 column 9: trailing comma"),
+            "{shown}"
+        );
+        assert!(shown.contains("fix: remove that comma"), "{shown}");
+        let (_, findings) = parse_json("v.json", "[1,\n\n   ]");
+        assert!(
+            findings[0].to_string().contains("line 1 column 3"),
+            "{}",
+            findings[0]
+        );
+    }
+
+    #[test]
+    fn a_bom_is_named_and_the_rest_is_still_read() {
+        let (value, findings) = parse_json("v.json", "\u{feff}{\"a\": 1}");
+        assert_eq!(value, Some(serde_json::json!({"a": 1})));
+        assert_eq!(findings.len(), 1);
+        assert!(
+            findings[0].problem.contains("byte order mark (BOM)"),
+            "{}",
+            findings[0]
+        );
+        let (value, findings) = parse_json("v.json", "\u{feff}{\"a\": }");
+        assert!(value.is_none());
+        assert_eq!(findings.len(), 2, "{findings:?}");
+        assert!(
+            findings[1].problem.contains("line 1 column 7"),
+            "{}",
+            findings[1]
+        );
+    }
+
+    #[test]
+    fn did_you_mean_names_a_near_miss_only() {
+        assert_eq!(
+            did_you_mean("drdb", &["drbd", "zfs"]),
+            "did you mean `drbd`? "
+        );
+        assert_eq!(did_you_mean("nvidia", &["drbd", "zfs"]), "");
     }
 
     #[test]

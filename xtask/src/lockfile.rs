@@ -37,20 +37,68 @@ impl Lock {
     }
 
     pub fn parse(text: &str) -> Result<Lock> {
-        let lock: Lock = serde_json::from_str(text).with_context(|| {
-            format!("{SHOWN} is not a valid lock file: regenerate it with `cargo xtask lock`")
-        })?;
-        let mut problems = Vec::new();
+        let (lock, problems) = Lock::check(text);
+        crate::diag::into_result("invalid lock file", problems)?;
+        Ok(lock.expect("a lock without findings"))
+    }
+
+    /// The lock, when it is usable, and every problem found in it (syntax, shape, the Talos
+    /// version, each entry); a lock with problems is not returned.
+    pub fn check(text: &str) -> (Option<Lock>, Vec<Finding>) {
+        let regenerate = "regenerate it with `cargo xtask lock`";
+        let (value, mut problems) = crate::diag::parse_json(SHOWN, text);
+        let Some(value) = value else {
+            for p in &mut problems {
+                if p.fix.is_empty() {
+                    p.fix = regenerate.into();
+                }
+            }
+            return (None, problems);
+        };
+        let lock: Lock = match serde_json::from_value(value) {
+            Ok(lock) => lock,
+            Err(err) => {
+                problems.push(
+                    Finding::new(SHOWN, "", format!("not a lock file: {err}")).fix(format!(
+                        "{regenerate} (fields: talos_version, extensions_image, extensions)"
+                    )),
+                );
+                return (None, problems);
+            }
+        };
+        let version_ok = crate::lock::check_version(&lock.talos_version).is_ok();
+        if !version_ok {
+            let fix = match lock.talos_version.strip_prefix('v') {
+                None if crate::lock::check_version(&format!("v{}", lock.talos_version)).is_ok() => {
+                    format!(
+                        "write \"v{}\": Talos release tags start with `v`",
+                        lock.talos_version
+                    )
+                }
+                _ => format!("write a Talos release tag such as \"v1.13.6\", or {regenerate}"),
+            };
+            problems.push(
+                Finding::new(
+                    SHOWN,
+                    "talos_version",
+                    "not a Talos release tag (vMAJOR.MINOR.PATCH)",
+                )
+                .value(format!("{:?}", lock.talos_version))
+                .fix(fix),
+            );
+        }
         for (name, reference) in &lock.extensions {
             let problem = match ImageRef::parse(reference) {
                 Err(err) => Some(err),
-                Ok(r) => entry_problem(name, &r, &lock.talos_version),
+                // against a version that is itself wrong every entry would look stale
+                Ok(r) if version_ok => entry_problem(name, &r, &lock.talos_version),
+                Ok(_) => None,
             };
             if let Some(problem) = problem {
                 problems.push(
                     Finding::new(SHOWN, format!("extensions.{name}"), problem)
                         .value(reference)
-                        .fix("regenerate it with `cargo xtask lock`"),
+                        .fix(regenerate),
                 );
             }
         }
@@ -58,11 +106,14 @@ impl Lock {
             problems.push(
                 Finding::new(SHOWN, "extensions_image", err)
                     .value(&lock.extensions_image)
-                    .fix("regenerate it with `cargo xtask lock`"),
+                    .fix(regenerate),
             );
         }
-        crate::diag::into_result("invalid lock file", problems)?;
-        Ok(lock)
+        if problems.is_empty() {
+            (Some(lock), problems)
+        } else {
+            (None, problems)
+        }
     }
 
     /// Stable text: sorted keys, two-space indent, trailing newline.
@@ -166,6 +217,21 @@ pub struct Resolved {
     pub unpinned: Vec<String>,
 }
 
+/// The entry names of the lock, read leniently (a lock with problems of its own still knows
+/// which extensions exist, for "did you mean" hints); none when there is no readable lock.
+pub fn entry_names(project: &Project) -> Vec<String> {
+    std::fs::read_to_string(project.lock_path())
+        .ok()
+        .and_then(|text| {
+            serde_json::from_str::<serde_json::Value>(text.trim_start_matches('\u{feff}')).ok()
+        })
+        .and_then(|value| {
+            let entries = value.get("extensions")?.as_object()?;
+            Some(entries.keys().cloned().collect())
+        })
+        .unwrap_or_default()
+}
+
 /// `registry/path/name[:tag][@sha256:hex]`, split into its parts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRef {
@@ -235,6 +301,39 @@ mod tests {
     use super::*;
 
     const DIGEST: &str = "sha256:4a6f77f4e3fde41f3656f72d7d68380356afbb289254af8263a154cf7b70598e";
+
+    #[test]
+    fn a_talos_version_without_v_blames_the_field_only() {
+        let text = lock().to_text().replace("\"v1.13.6\"", "\"1.13.6\"");
+        let (lock, problems) = Lock::check(&text);
+        assert!(lock.is_none());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].field, "talos_version");
+        assert!(
+            problems[0].fix.contains("write \"v1.13.6\""),
+            "{}",
+            problems[0]
+        );
+    }
+
+    #[test]
+    fn lock_syntax_errors_carry_their_position() {
+        let text = lock().to_text().replacen("\n  }", ",\n  }", 1);
+        let (_, problems) = Lock::check(&text);
+        assert!(
+            problems[0].problem.contains("trailing comma"),
+            "{}",
+            problems[0]
+        );
+        let (line, text) = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.ends_with("\","))
+            .last()
+            .unwrap();
+        let at = format!("at line {} column {}", line + 1, text.len());
+        assert!(problems[0].problem.contains(&at), "{at}: {}", problems[0]);
+    }
 
     #[test]
     fn references_split_into_parts() {

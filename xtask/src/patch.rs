@@ -140,6 +140,8 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         }
         return Ok(());
     }
+    // the series is checked before anything is fetched: its problems need no network
+    load_series(project)?;
     let upstream = upstream::ensure(&sh, project, &pin, args.source.source.as_deref())?;
     let applied = match &args.variant {
         Some(name) => {
@@ -290,11 +292,8 @@ pub fn load_series(project: &Project) -> Result<LoadedSeries> {
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!("reading {SERIES}\n    fix: list the patch files, one per line (docs/patches.md)")
     })?;
-    let entries = match series::parse_series(&text) {
-        Ok(entries) => entries,
-        Err(findings) => return Err(diag::into_result(SERIES, findings).unwrap_err()),
-    };
-    let mut findings = Vec::new();
+    // entries that are well-formed are still checked for their files when others are not
+    let (entries, mut findings) = series::check_series(&text);
     let mut patches = Vec::new();
     let mut hasher = Sha256::new();
     hasher.update(text.as_bytes());

@@ -1,7 +1,7 @@
 //! Subcommand: `cargo xtask plan`: the whole resolved plan, what exactly will be built for each
 //! node role. Other subcommands (build, ci) start from the same `Plan`.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::lockfile::Lock;
@@ -69,6 +69,9 @@ pub struct VariantPlan {
     pub unpinned: Vec<String>,
     /// Repository the installer publishes to, without tag.
     pub image: String,
+    /// Repository the matchbox netboot image publishes to, without tag; none when the variant
+    /// does not build both kernel and initramfs.
+    pub matchbox_image: Option<String>,
     pub profiles: Vec<PlannedProfile>,
     #[serde(skip)]
     pub variant: Variant,
@@ -135,7 +138,21 @@ pub fn make(
     for variant in variants {
         let resolved = lock.resolve(&variant);
         for name in &resolved.missing {
-            missing.push(format!("`{name}` (variant `{}`)", variant.name));
+            let field = [
+                ("firmware", &variant.firmware),
+                ("extensions", &variant.extensions),
+            ]
+            .iter()
+            .find_map(|(field, names)| {
+                let i = names.iter().position(|n| n == name)?;
+                Some(format!("{field}[{i}]"))
+            })
+            .unwrap_or_default();
+            missing.push(
+                crate::diag::Finding::new(format!("variants/{}.json", variant.name), field, format!("has no entry in {}", crate::lockfile::SHOWN))
+                    .value(format!("{name:?}"))
+                    .fix(format!("run `cargo xtask lock` to resolve it for Talos {} (the release must publish it), or check the spelling", talos.version)),
+            );
         }
         for name in &resolved.unpinned {
             unpinned
@@ -163,6 +180,8 @@ pub fn make(
             extensions: variant.all_extensions().map(str::to_owned).collect(),
             extension_refs: resolved.refs,
             unpinned: resolved.unpinned,
+            matchbox_image: (variant.builds(Output::Kernel) && variant.builds(Output::Initramfs))
+                .then(|| crate::matchbox::image_for(&image)),
             image,
             profiles,
             variant,
@@ -175,13 +194,7 @@ pub fn make(
             users.join(", ")
         ));
     }
-    if !missing.is_empty() {
-        anyhow::bail!(
-            "{} has no entry for {}: run `cargo xtask lock` to resolve them",
-            crate::lockfile::SHOWN,
-            missing.join(", ")
-        );
-    }
+    crate::diag::into_result("extensions missing from the lock", missing)?;
     if registry.is_none() {
         warnings.push("no registry given: images are shown without one (set --registry, REGISTRY or GITHUB_REPOSITORY_OWNER)".into());
     }
@@ -194,10 +207,33 @@ pub fn make(
     })
 }
 
+/// Reads the variants and the lock, reporting every problem in either at once (with the
+/// extension names checked against the lock).
+pub fn load_inputs(project: &Project) -> Result<(Vec<Variant>, Lock)> {
+    let text = std::fs::read_to_string(project.lock_path()).with_context(|| {
+        format!(
+            "reading {}: create it with `cargo xtask lock`",
+            crate::lockfile::SHOWN
+        )
+    })?;
+    let (lock, lock_findings) = Lock::check(&text);
+    let lock_names = crate::lockfile::entry_names(project);
+    let names: Vec<&str> = lock_names.iter().map(String::as_str).collect();
+    let (variants, mut findings) = variants::check_all(project, &names)?;
+    let heading = match (findings.is_empty(), lock_findings.is_empty()) {
+        (_, true) => "invalid variants",
+        (true, false) => "invalid lock file",
+        (false, false) => "invalid variants and lock file",
+    };
+    findings.extend(lock_findings);
+    crate::diag::into_result(heading, findings)?;
+    Ok((variants, lock.expect("a lock without findings")))
+}
+
 /// Reads variants, lock and pin from the repository and resolves the plan.
 pub fn load(project: &Project, names: &[String], registry: Option<String>) -> Result<Plan> {
-    let variants = variants::select(variants::load_all(project)?, names)?;
-    let lock = Lock::load(project)?;
+    let (variants, lock) = load_inputs(project)?;
+    let variants = variants::select(variants, names)?;
     let talos = pin::talos_version(project, &lock)?;
     make(variants, &lock, talos, registry)
 }
@@ -268,6 +304,14 @@ pub fn render(plan: &Plan) -> String {
         }
         for p in &v.profiles {
             writeln!(out, "  output    {:<10} {}", p.kind.name(), p.artifact).unwrap();
+        }
+        if let Some(matchbox) = &v.matchbox_image {
+            writeln!(
+                out,
+                "  image     {:<10} {matchbox}:{}  (netboot: the kernel and initramfs above)",
+                "matchbox", plan.talos_version
+            )
+            .unwrap();
         }
     }
     if !plan.warnings.is_empty() {
@@ -347,7 +391,8 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(
-            err.contains("no entry for `zfs` (variant `c`)") && err.contains("cargo xtask lock"),
+            err.contains("variants/c.json: field `extensions[1]` = \"zfs\": has no entry in variants/extensions.lock")
+                && err.contains("cargo xtask lock"),
             "{err}"
         );
     }

@@ -20,6 +20,17 @@ pub struct Entry {
 /// Parses `patches/series`: one patch file name per line, applied in order; `#` starts a
 /// comment (whole line or after whitespace), blank lines are ignored.
 pub fn parse_series(text: &str) -> Result<Vec<Entry>, Vec<Finding>> {
+    let (entries, findings) = check_series(text);
+    if findings.is_empty() {
+        Ok(entries)
+    } else {
+        Err(findings)
+    }
+}
+
+/// [`parse_series`] that keeps the well-formed entries beside the findings, so that the
+/// caller can check their files in the same run.
+pub fn check_series(text: &str) -> (Vec<Entry>, Vec<Finding>) {
     let mut entries: Vec<Entry> = Vec::new();
     let mut findings = Vec::new();
     for (index, raw) in text.lines().enumerate() {
@@ -62,11 +73,7 @@ pub fn parse_series(text: &str) -> Result<Vec<Entry>, Vec<Finding>> {
             });
         }
     }
-    if findings.is_empty() {
-        Ok(entries)
-    } else {
-        Err(findings)
-    }
+    (entries, findings)
 }
 
 /// The leading comment block of a series file, kept when `--refresh` rewrites the list.

@@ -168,6 +168,7 @@ impl Variant {
 
     /// Where its matchbox netboot image publishes (beside the installer, see
     /// [`matchbox_repository`]), when it builds one: it needs the kernel and the initramfs.
+    #[cfg(test)]
     pub fn matchbox_repository(&self) -> Option<String> {
         (self.builds(Output::Kernel) && self.builds(Output::Initramfs))
             .then(|| matchbox_repository(&self.repository))
@@ -197,36 +198,22 @@ const FIELDS: &[&str] = &[
 
 /// Parses one variant file. `file` is the path shown in findings (relative to the repository).
 pub fn parse(file: &str, text: &str) -> Result<Variant, Vec<Finding>> {
-    let mut findings = Vec::new();
     let stem = Utf8Path::new(file)
         .file_stem()
         .unwrap_or_default()
         .to_owned();
-    let object = match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(object)) => object,
-        Ok(other) => {
-            return Err(vec![Finding::new(
-                file,
-                "",
-                "a variant file holds one JSON object",
-            )
-            .value(kind_of(&other))
-            .fix(
-                "write the variant as { \"name\": ..., \"arch\": ..., ... } (see docs/variants.md)",
-            )])
+    let (value, mut findings) = diag::parse_json(file, text);
+    let object = match value {
+        Some(Value::Object(object)) => object,
+        Some(other) => {
+            findings.push(
+                Finding::new(file, "", "a variant file holds one JSON object")
+                    .value(kind_of(&other))
+                    .fix("write the variant as { \"name\": ..., \"arch\": ..., ... } (see docs/variants.md)"),
+            );
+            return Err(findings);
         }
-        Err(err) => {
-            return Err(vec![Finding::new(
-                file,
-                "",
-                format!(
-                    "malformed JSON at line {} column {}: {err}",
-                    err.line(),
-                    err.column()
-                ),
-            )
-            .fix("correct the JSON syntax at that position")])
-        }
+        None => return Err(findings),
     };
 
     for key in object.keys() {
@@ -402,20 +389,85 @@ fn check_declared_config(
 
 /// Checks that hold across variants: every repository an image publishes to (the installer's,
 /// and the matchbox image's beside it) belongs to one variant only.
+#[cfg(test)]
 pub fn check_set(variants: &[(String, Variant)]) -> Vec<Finding> {
+    let published: Vec<Published> = variants
+        .iter()
+        .map(|(file, v)| Published {
+            file: file.clone(),
+            repository: Some(v.repository.clone()),
+            matchbox: v.matchbox_repository().is_some(),
+            extensions: Vec::new(),
+        })
+        .collect();
+    check_repositories(&published)
+}
+
+/// What the checks across variants need from one file, read leniently from its JSON so that a
+/// file with problems of its own (a name that does not match, an unknown output) still takes
+/// part in them: every finding is reported in one run, not one per fix.
+#[derive(Debug, Default)]
+struct Published {
+    file: String,
+    repository: Option<String>,
+    /// Whether it builds a matchbox image (kernel and initramfs among its outputs).
+    matchbox: bool,
+    /// (field path, short name) of every extension and firmware entry that is a string.
+    extensions: Vec<(String, String)>,
+}
+
+impl Published {
+    fn read(file: &str, text: &str) -> Published {
+        let mut published = Published {
+            file: file.to_owned(),
+            ..Published::default()
+        };
+        let Ok(Value::Object(object)) =
+            serde_json::from_str::<Value>(text.trim_start_matches('\u{feff}'))
+        else {
+            return published;
+        };
+        published.repository = object
+            .get("repository")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        published.matchbox = match object.get("outputs").and_then(Value::as_array) {
+            None => true,
+            Some(outputs) => ["kernel", "initramfs"]
+                .iter()
+                .all(|kind| outputs.iter().any(|o| o.as_str() == Some(kind))),
+        };
+        for field in ["firmware", "extensions"] {
+            let items = object.get(field).and_then(Value::as_array);
+            for (i, item) in items.into_iter().flatten().enumerate() {
+                if let Some(name) = item.as_str() {
+                    published
+                        .extensions
+                        .push((format!("{field}[{i}]"), name.to_owned()));
+                }
+            }
+        }
+        published
+    }
+}
+
+fn check_repositories(variants: &[Published]) -> Vec<Finding> {
     let mut findings = Vec::new();
     // repository -> (file, what publishes there)
     let mut taken: BTreeMap<String, (&str, &str)> = BTreeMap::new();
-    for (file, variant) in variants {
-        let published = std::iter::once((variant.repository.clone(), "the installer")).chain(
+    for variant in variants {
+        let Some(installer) = &variant.repository else {
+            continue;
+        };
+        let published = std::iter::once((installer.clone(), "the installer")).chain(
             variant
-                .matchbox_repository()
-                .map(|r| (r, "the matchbox image")),
+                .matchbox
+                .then(|| (matchbox_repository(installer), "the matchbox image")),
         );
         for (repository, what) in published {
             match taken.get(&repository) {
                 None => {
-                    taken.insert(repository, (file, what));
+                    taken.insert(repository, (&variant.file, what));
                 }
                 Some((first, first_what)) => {
                     let problem = if what == "the installer" && *first_what == "the installer" {
@@ -426,8 +478,8 @@ pub fn check_set(variants: &[(String, Variant)]) -> Vec<Finding> {
                         )
                     };
                     findings.push(
-                        Finding::new(file.as_str(), "repository", problem)
-                            .value(quoted(&variant.repository))
+                        Finding::new(variant.file.as_str(), "repository", problem)
+                            .value(quoted(installer))
                             .fix("give each role its own repository directory (the matchbox image publishes to <directory>/matchbox), or one image would overwrite the other"),
                     );
                     // one finding per variant: a shared installer repository implies the rest
@@ -439,8 +491,67 @@ pub fn check_set(variants: &[(String, Variant)]) -> Vec<Finding> {
     findings
 }
 
+/// An extension name that neither the lock nor any other variant knows, but that is a near
+/// miss of one they know, is a typo: say so with the field, before a registry is asked for it.
+/// A near miss counts when the lock has it, or when more variants use it than the name itself
+/// (of two new spellings used once each, neither is the typo of the other).
+fn check_extension_names(variants: &[Published], lock_names: &[&str]) -> Vec<Finding> {
+    let users = |name: &str| {
+        variants
+            .iter()
+            .filter(|v| v.extensions.iter().any(|(_, n)| n == name))
+            .count()
+    };
+    let mut findings = Vec::new();
+    for variant in variants {
+        for (field, name) in &variant.extensions {
+            let used_elsewhere = variants
+                .iter()
+                .any(|o| o.file != variant.file && o.extensions.iter().any(|(_, n)| n == name));
+            if lock_names.contains(&name.as_str()) || used_elsewhere {
+                continue;
+            }
+            let mine = users(name);
+            let known: Vec<&str> = variants
+                .iter()
+                .flat_map(|v| v.extensions.iter().map(|(_, n)| n.as_str()))
+                .filter(|n| *n != name && users(n) > mine)
+                .chain(lock_names.iter().copied())
+                .collect();
+            let hint = diag::did_you_mean(name, &known);
+            if !hint.is_empty() {
+                findings.push(
+                    Finding::new(
+                        variant.file.as_str(),
+                        field.as_str(),
+                        format!(
+                            "unknown extension: neither {} nor another variant has it",
+                            crate::lockfile::SHOWN
+                        ),
+                    )
+                    .value(quoted(name))
+                    .fix(format!(
+                        "{hint}(a new extension is fine: `cargo xtask lock` resolves it)"
+                    )),
+                );
+            }
+        }
+    }
+    findings
+}
+
 /// Reads and validates every `variants/*.json`, sorted by name.
 pub fn load_all(project: &Project) -> Result<Vec<Variant>> {
+    let lock_names = crate::lockfile::entry_names(project);
+    let names: Vec<&str> = lock_names.iter().map(String::as_str).collect();
+    let (variants, findings) = check_all(project, &names)?;
+    diag::into_result("invalid variants", findings)?;
+    Ok(variants)
+}
+
+/// Every variant that is valid, and every finding in any of them: each file's own fields, the
+/// repositories they publish to, and extension names against the lock's and each other's.
+pub fn check_all(project: &Project, lock_names: &[&str]) -> Result<(Vec<Variant>, Vec<Finding>)> {
     let dir = project.variants_dir();
     let mut files: Vec<_> = dir
         .read_dir_utf8()
@@ -453,15 +564,18 @@ pub fn load_all(project: &Project) -> Result<Vec<Variant>> {
 
     let mut findings = Vec::new();
     let mut parsed = Vec::new();
+    let mut published = Vec::new();
     for path in &files {
         let shown = project.display(path).to_string();
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+        published.push(Published::read(&shown, &text));
         match parse(&shown, &text) {
-            Ok(variant) => parsed.push((shown, variant)),
+            Ok(variant) => parsed.push(variant),
             Err(mut found) => findings.append(&mut found),
         }
     }
-    findings.extend(check_set(&parsed));
+    findings.extend(check_repositories(&published));
+    findings.extend(check_extension_names(&published, lock_names));
     if files.is_empty() {
         findings.push(
             Finding::new(project.display(&dir).as_str(), "", "no variant files").fix(
@@ -469,8 +583,7 @@ pub fn load_all(project: &Project) -> Result<Vec<Variant>> {
             ),
         );
     }
-    diag::into_result("invalid variants", findings)?;
-    Ok(parsed.into_iter().map(|(_, v)| v).collect())
+    Ok((parsed, findings))
 }
 
 /// Picks variants by name; an empty selection means all of them.
@@ -484,15 +597,20 @@ pub fn select(all: Vec<Variant>, names: &[String]) -> Result<Vec<Variant>> {
         .filter(|n| !known.contains(&n.as_str()))
         .collect();
     if !unknown.is_empty() {
+        let hints: String = unknown
+            .iter()
+            .map(|n| diag::did_you_mean(n, &known))
+            .collect();
         anyhow::bail!(
-            "unknown variant{} {}: the variants are {} (one file each under variants/)",
+            "unknown variant{} {}: the variants are {} (one file each under variants/)\n    fix: {}pass one of them to --variant",
             crate::diag::plural(unknown.len()),
             unknown
                 .iter()
                 .map(|n| format!("`{n}`"))
                 .collect::<Vec<_>>()
                 .join(", "),
-            known.join(", ")
+            known.join(", "),
+            hints
         );
     }
     Ok(all
@@ -888,7 +1006,11 @@ impl<'a> Fields<'a> {
                     self.findings.push(
                         Finding::new(self.file, format!("outputs[{i}]"), "unknown output")
                             .value(quoted(name))
-                            .fix(format!("use one of: {}", known.join(", "))),
+                            .fix(format!(
+                                "{}use one of: {}",
+                                diag::did_you_mean(name, &known),
+                                known.join(", ")
+                            )),
                     );
                     ok = false;
                 }
@@ -1078,6 +1200,60 @@ mod tests {
             e.contains("field `description` = 42: expected a string, found a number"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_file_with_its_own_problems_still_takes_part_in_the_set_checks() {
+        let bad_name = GOOD.replace("\"compute\"", "\"compute2\"");
+        assert!(parse("variants/compute.json", &bad_name).is_err());
+        let findings = check_repositories(&[
+            Published::read("variants/compute.json", &bad_name),
+            Published::read("variants/gateway.json", GOOD),
+        ]);
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert!(
+            findings[0]
+                .problem
+                .contains("also published by variants/compute.json"),
+            "{}",
+            findings[0]
+        );
+    }
+
+    #[test]
+    fn a_misspelt_extension_is_named_with_its_field_and_the_near_miss() {
+        let typo = Published::read("variants/a.json", &GOOD.replace("\"drbd\"", "\"drdb\""));
+        let good = Published::read("variants/b.json", GOOD);
+        let findings = check_extension_names(&[typo, good], &["drbd", "zfs", "spin"]);
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        let e = findings[0].to_string();
+        assert!(
+            e.starts_with("variants/a.json: field `extensions[0]` = \"drdb\": unknown extension"),
+            "{e}"
+        );
+        assert!(e.contains("did you mean `drbd`?"), "{e}");
+        // without a lock the other variants still know the name
+        let typo = Published::read("variants/a.json", &GOOD.replace("\"drbd\"", "\"drdb\""));
+        let files = [
+            typo,
+            Published::read("variants/b.json", GOOD),
+            Published::read("variants/c.json", GOOD),
+        ];
+        let findings = check_extension_names(&files, &[]);
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert_eq!(findings[0].field, "extensions[0]");
+        // a new name no one else knows is not a typo
+        let new = Published::read("variants/a.json", &GOOD.replace("\"drbd\"", "\"nvidia\""));
+        assert!(check_extension_names(&[new], &["drbd"]).is_empty());
+    }
+
+    #[test]
+    fn an_unknown_output_gets_a_near_miss() {
+        let e = one_error(
+            "variants/compute.json",
+            &GOOD.replace("\"repository\"", "\"outputs\": [\"metl\"], \"repository\""),
+        );
+        assert!(e.contains("did you mean `metal`?"), "{e}");
     }
 
     #[test]
