@@ -82,7 +82,7 @@ pub struct Args {
     pub prepared_trees: std::collections::BTreeMap<String, camino::Utf8PathBuf>,
     /// Override the matchbox Dockerfile's base image (podman `--from`, never pulled), e.g. a
     /// mirror of it for air-gapped builds.
-    #[arg(long, value_name = "REF")]
+    #[arg(long, env = "XTASK_MATCHBOX_BASE", value_name = "REF")]
     pub matchbox_base: Option<String>,
 }
 

@@ -51,6 +51,10 @@ pub struct Args {
     /// Override the matchbox base image (podman `--from`), e.g. a local mirror of it.
     #[arg(long, env = "XTASK_MATCHBOX_BASE", value_name = "REF")]
     pub matchbox_base: Option<String>,
+    /// Print every stage's commands, exactly, without running any (no engine, registry or qemu
+    /// needed); a stage a real run would stop at says so.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// One stage's outcome, for the summary.
@@ -199,6 +203,9 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     skopeo.dry_run = false;
     let plan = plan::load(project, &args.variants, args.registry.resolve())?;
     let variants: Vec<_> = plan.variants.iter().map(|v| v.variant.clone()).collect();
+    if args.dry_run {
+        return dry_run(project, &args, &plan);
+    }
 
     let mut ok = stage("preflight", &mut stages, || {
         let engine = Engine::detect(args.engine);
@@ -334,6 +341,93 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
 }
 
 /// The tools ci runs; the workflow's build and publish jobs install those a runner lacks.
+/// `ci --dry-run`: each stage in order, as a `# stage ...` line followed by the commands that
+/// stage runs. Nothing is run, fetched or written.
+fn dry_run(project: &Project, args: &Args, plan: &plan::Plan) -> Result<()> {
+    let variants: Vec<_> = plan.variants.iter().map(|v| v.variant.clone()).collect();
+    let mut skopeo = crate::registry::Skopeo::new(&args.registry_client)?;
+    skopeo.dry_run = true;
+    let engine = Engine::detect(args.engine);
+    let tools: Vec<&str> = needs(engine, !args.no_boot)
+        .iter()
+        .map(|n| n.program)
+        .collect();
+    println!(
+        "# stage preflight: checks that these are on PATH: {}",
+        tools.join(", ")
+    );
+    println!("# stage lock (--locked): checks variants/extensions.lock offline, runs nothing");
+    let locked = match crate::lock::ensure_dry_run(project, &variants, true, &skopeo) {
+        Ok(_) => true,
+        Err(err) => {
+            println!("# a real run stops here:");
+            for line in format!("{err:#}").lines() {
+                println!("#   {line}");
+            }
+            println!("# the stages below show what runs once the lock is fixed");
+            false
+        }
+    };
+    println!("# stage patch and build (the build patches each variant's upstream tree):");
+    let build_args = build::Args {
+        variants: args.variants.clone(),
+        registry: args.registry.clone(),
+        engine: args.engine,
+        imager: args.imager.clone(),
+        emulate: false,
+        push: args.push,
+        force: false,
+        jobs: 2,
+        locked,
+        dry_run: true,
+        json: false,
+        tree: args.tree.clone(),
+        upstream: args.upstream.clone(),
+        no_matchbox: args.no_matchbox,
+        matchbox_base: args.matchbox_base.clone(),
+        registry_client: args.registry_client.clone(),
+        unique_tag_only: true,
+        prepared_trees: Default::default(),
+    };
+    build::build(project, &build_args)?;
+    println!("# stage smoke: static checks of _out/<variant>/ against its build.json (runs nothing), then:");
+    for variant in &variants {
+        if args.no_boot {
+            println!("# {}: no boot (--no-boot)", variant.name);
+            continue;
+        }
+        match crate::smoke::variant_boot_options(project, variant) {
+            Ok(opts) => println!(
+                "{}",
+                crate::engine::shell_line(&crate::smoke::boot::dry_run_command(&opts))
+            ),
+            Err(err) => println!("# {}: no boot: {err:#}", variant.name),
+        }
+    }
+    if args.push {
+        let tags = release_tags(&plan.talos_version, on_default_branch());
+        println!(
+            "# stage release tags (after smoke passed): {}",
+            tags.join(", ")
+        );
+        let publisher = crate::publish::Publisher::new(project, &skopeo);
+        for vp in &plan.variants {
+            let image = match &plan.registry {
+                Some(registry) => format!("{registry}/{}", vp.variant.repository),
+                None => vp.image.clone(),
+            };
+            let images = std::iter::once(image.clone()).chain(
+                (!args.no_matchbox && builds_matchbox(&vp.variant))
+                    .then(|| crate::matchbox::image_for(&image)),
+            );
+            for image in images {
+                publisher.add_tags(&image, "<digest pushed by the build>", &tags)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn needs(engine: Engine, boot: bool) -> Vec<Need> {
     let mut needs = crate::engine::build_needs(engine);
     if boot {

@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::lockfile::Lock;
@@ -30,6 +30,10 @@ pub struct Args {
     /// Image Factory base URL (a self-hosted factory works the same way).
     #[arg(long, value_name = "URL", default_value = DEFAULT_FACTORY)]
     pub factory: String,
+    /// The factory's PXE frontend (its `http.externalPXEURL`). Default: `https://pxe.factory.talos.dev`
+    /// for the hosted factory, the `--factory` URL itself for any other.
+    #[arg(long, value_name = "URL")]
+    pub pxe_url: Option<String>,
     /// Print JSON: `variant`, `talos_version`, `schematic` (the YAML text), `id`, `installer`,
     /// `assets` (file name to URL), `pxe`.
     #[arg(long)]
@@ -284,7 +288,18 @@ pub fn asset_files(arch: &str) -> Vec<String> {
     .into()
 }
 
-pub fn report(variant: &Variant, talos: &str, factory: &str) -> Report {
+/// Where the factory at `factory` serves iPXE scripts: the hosted one has its own PXE host; a
+/// self-hosted factory serves them itself unless it was given an external PXE URL (`pxe_url`).
+pub fn pxe_base(factory: &str, pxe_url: Option<&str>) -> String {
+    let base = factory.trim_end_matches('/');
+    match pxe_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None if base == DEFAULT_FACTORY => "https://pxe.factory.talos.dev".to_owned(),
+        None => base.to_owned(),
+    }
+}
+
+pub fn report(variant: &Variant, talos: &str, factory: &str, pxe_url: Option<&str>) -> Report {
     let schematic = Schematic::for_variant(variant);
     let id = schematic.id();
     let base = factory.trim_end_matches('/');
@@ -300,10 +315,7 @@ pub fn report(variant: &Variant, talos: &str, factory: &str) -> Report {
             (file, serde_json::Value::String(url))
         })
         .collect();
-    let pxe_host = match base.split_once("://") {
-        Some((scheme, rest)) if rest.starts_with("factory.") => format!("{scheme}://pxe.{rest}"),
-        _ => base.to_owned(),
-    };
+    let pxe_host = pxe_base(base, pxe_url);
     Report {
         variant: variant.name.clone(),
         talos_version: talos.to_owned(),
@@ -315,7 +327,8 @@ pub fn report(variant: &Variant, talos: &str, factory: &str) -> Report {
     }
 }
 
-pub fn render(reports: &[Report], factory: &str) -> String {
+/// The human view; `files` are where each report's schematic was written (what `curl` posts).
+pub fn render(reports: &[Report], factory: &str, files: &[String]) -> String {
     let mut out = String::new();
     for (i, r) in reports.iter().enumerate() {
         if i > 0 {
@@ -330,7 +343,8 @@ pub fn render(reports: &[Report], factory: &str) -> String {
         }
         writeln!(
             out,
-            "  schematic (register it: curl -X POST --data-binary @schematic.yaml {}/schematics):",
+            "  schematic (register it: curl -X POST --data-binary @{} {}/schematics):",
+            files[i],
             factory.trim_end_matches('/')
         )
         .unwrap();
@@ -350,8 +364,24 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     };
     let reports: Vec<Report> = selected
         .iter()
-        .map(|v| report(v, &talos, &args.factory))
+        .map(|v| report(v, &talos, &args.factory, args.pxe_url.as_deref()))
         .collect();
+    // the file the printed `curl` command posts
+    let dir = project.target_dir().join("schematic");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {dir}"))?;
+    let cwd = std::env::current_dir().ok();
+    let mut files = Vec::new();
+    for r in &reports {
+        let path = dir.join(format!("{}.yaml", r.variant));
+        crate::fsutil::write_atomic(&path, r.schematic.as_bytes())?;
+        let shown = match &cwd {
+            Some(cwd) if cwd.as_path() == project.root.as_std_path() => {
+                project.display(&path).to_string()
+            }
+            _ => path.to_string(),
+        };
+        files.push(shown);
+    }
     if args.json {
         let json = match (&args.variant, reports.as_slice()) {
             (Some(_), [one]) => serde_json::to_string_pretty(one)?,
@@ -359,7 +389,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         };
         println!("{json}");
     } else {
-        print!("{}", render(&reports, &args.factory));
+        print!("{}", render(&reports, &args.factory, &files));
     }
     Ok(())
 }
@@ -381,6 +411,25 @@ mod tests {
 
     /// IDs published in siderolabs/image-factory's own tests (pkg/schematic and the
     /// integration suite): each one pins a part of the encoding.
+    #[test]
+    fn a_self_hosted_factory_serves_pxe_itself() {
+        assert_eq!(
+            pxe_base("https://factory.talos.dev/", None),
+            "https://pxe.factory.talos.dev"
+        );
+        assert_eq!(
+            pxe_base("https://factory.example.org", None),
+            "https://factory.example.org"
+        );
+        assert_eq!(
+            pxe_base(
+                "https://factory.example.org",
+                Some("https://boot.example.org/")
+            ),
+            "https://boot.example.org"
+        );
+    }
+
     #[test]
     fn ids_match_the_factory_test_vectors() {
         let cases = [
@@ -503,7 +552,7 @@ mod tests {
                 "extensions": ["drbd", "zfs", "spin"], "repository": "c/talos"}"#,
         )
         .unwrap();
-        let r = report(&variant, "v1.13.6", "https://factory.talos.dev/");
+        let r = report(&variant, "v1.13.6", "https://factory.talos.dev/", None);
         let id = &r.id;
         assert_eq!(
             r.installer,

@@ -119,18 +119,25 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
             .map(|line| format!("echo '{}' >> {BACKPORTS_LIST}", line.trim_end()))
             .collect();
         lines.extend(steps.iter().map(|s| crate::engine::shell_line(s)));
-        if args.dry_run {
+        let mut what: Vec<&str> = missing.iter().map(|t| t.probe).collect();
+        if needs_arm64 {
+            what.push("the arm64 dpkg architecture");
+        }
+        if needs_actionlint {
+            what.push("actionlint");
+        }
+        if args.dry_run && args.no_install {
+            // what the real run does: install nothing (and stop, naming what is missing)
+            println!(
+                "# --no-install: nothing is installed; a real run stops here, missing: {}",
+                what.join(", ")
+            );
+            return Ok(());
+        } else if args.dry_run {
             for line in &lines {
                 println!("{line}");
             }
         } else if args.no_install || !can_install() {
-            let mut what: Vec<&str> = missing.iter().map(|t| t.probe).collect();
-            if needs_arm64 {
-                what.push("the arm64 dpkg architecture");
-            }
-            if needs_actionlint {
-                what.push("actionlint");
-            }
             bail!(
                 "test tools are missing: {}\n    install them with:\n      {}",
                 what.join(", "),

@@ -164,3 +164,163 @@ fn human_plan_is_a_table() {
     assert!(text.contains("VARIANT  ARCH   EXTENSIONS"), "{text}");
     assert!(text.contains("gateway  arm64  drbd zfs spin tailscale  ghcr.io/acme/talos-cozystack-spin-tailscale/talos:v1.13.6"), "{text}");
 }
+
+#[test]
+fn every_offline_problem_is_reported_in_one_run() {
+    let root = temp_dir("plan-all-at-once");
+    copy_repo_data(&root);
+    let compute = root.join("variants/compute.json");
+    let text = std::fs::read_to_string(&compute).unwrap();
+    // a name that does not match the file, the gateway's repository, a misspelt extension
+    let text = text
+        .replace("\"name\": \"compute\"", "\"name\": \"compute2\"")
+        .replace("spin-only", "spin-tailscale")
+        .replace("\"drbd\", \"zfs\"", "\"drdb\", \"zfs\"");
+    std::fs::write(&compute, text).unwrap();
+    let lock = root.join("variants/extensions.lock");
+    let text = std::fs::read_to_string(&lock).unwrap();
+    std::fs::write(
+        &lock,
+        text.replace(
+            "\"talos_version\": \"v1.13.6\"",
+            "\"talos_version\": \"1.13.6\"",
+        ),
+    )
+    .unwrap();
+
+    let out = run(xtask(&root).arg("plan"));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("invalid variants and lock file: 4 problems"),
+        "{err}"
+    );
+    assert!(
+        err.contains("variants/compute.json: field `name` = \"compute2\": does not match"),
+        "{err}"
+    );
+    assert!(
+        err.contains("variants/gateway.json: field `repository`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("variants/compute.json: field `extensions[0]` = \"drdb\": unknown extension"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `drbd`?"), "{err}");
+    assert!(
+        err.contains("variants/extensions.lock: field `talos_version` = \"1.13.6\""),
+        "{err}"
+    );
+    assert!(
+        !err.contains("extensions.drbd"),
+        "only the field is blamed, not every entry: {err}"
+    );
+}
+
+#[test]
+fn json_syntax_errors_point_at_the_problem() {
+    let root = temp_dir("plan-json-syntax");
+    copy_repo_data(&root);
+    let compute = root.join("variants/compute.json");
+    let text = std::fs::read_to_string(&compute).unwrap();
+    let comma_line = text
+        .lines()
+        .position(|l| l.contains("extra_kernel_args"))
+        .unwrap()
+        + 1;
+    let column = text.lines().nth(comma_line - 1).unwrap().len() + 1;
+    let text = text.replace("\"extra_kernel_args\": []", "\"extra_kernel_args\": [],");
+    std::fs::write(&compute, format!("\u{feff}{text}")).unwrap();
+    let err = stderr(&run(xtask(&root).arg("plan")));
+    assert!(
+        err.contains("starts with a UTF-8 byte order mark (BOM)"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "malformed JSON at line {comma_line} column {column}: trailing comma"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unknown_variant_gets_a_near_miss() {
+    let err = stderr(&run(xtask(&repo_root()).args([
+        "plan",
+        "--variant",
+        "gatewy",
+    ])));
+    assert!(err.contains("unknown variant `gatewy`"), "{err}");
+    assert!(err.contains("did you mean `gateway`?"), "{err}");
+}
+
+#[test]
+fn ci_dry_run_prints_every_stage() {
+    let out = run(xtask(&repo_root()).args([
+        "ci",
+        "--dry-run",
+        "--push",
+        "--registry",
+        "ghcr.io/acme",
+        "--variant",
+        "gateway",
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for stage in [
+        "# stage preflight",
+        "# stage lock (--locked)",
+        "# stage patch and build",
+        "podman run --rm -i ghcr.io/siderolabs/imager:v1.13.6",
+        "cargo xtask patch --variant gateway",
+        "# stage smoke",
+        "qemu-system-aarch64 ",
+        "# stage release tags",
+        "docker://ghcr.io/acme/talos-cozystack-spin-tailscale/talos:v1.13.6",
+    ] {
+        assert!(text.contains(stage), "missing {stage:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn schematic_writes_the_file_its_curl_hint_posts() {
+    let root = temp_dir("schematic-file");
+    copy_repo_data(&root);
+    let out = run(xtask(&root).env_remove("CARGO_TARGET_DIR").args([
+        "schematic",
+        "--variant",
+        "gateway",
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let hint = text
+        .lines()
+        .find(|l| l.contains("curl -X POST"))
+        .expect(&text);
+    let file = hint
+        .split("--data-binary @")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
+    let written = std::fs::read_to_string(root.join(file)).unwrap();
+    assert!(written.starts_with("customization:\n"), "{written}");
+    assert!(
+        text.contains("https://pxe.factory.talos.dev/pxe/"),
+        "{text}"
+    );
+    let own = stdout(&run(xtask(&root).args([
+        "schematic",
+        "--variant",
+        "gateway",
+        "--factory",
+        "https://factory.example.org",
+    ])));
+    assert!(
+        own.contains("  pxe        https://factory.example.org/pxe/"),
+        "{own}"
+    );
+}
