@@ -66,7 +66,7 @@ pub struct Args {
     #[arg(long, conflicts_with = "dry_run")]
     pub json: bool,
     /// Patched upstream CozyStack tree whose matchbox Dockerfile builds the netboot image.
-    /// Default: the pinned upstream, patched per variant as `cargo xtask patch --variant` does.
+    /// Default: the pinned upstream, patched per variant as `cargo xtask patch --variant <name>` does.
     #[arg(long, env = "XTASK_UPSTREAM_TREE", value_name = "DIR")]
     pub tree: Option<camino::Utf8PathBuf>,
     #[command(flatten)]

@@ -1,7 +1,7 @@
 //! `cargo xtask`: builds role-based ARM64 Talos images for CozyStack.
 //!
 //! This file only parses the command line and dispatches; each subcommand lives in its own
-//! module with its own `Args` and `run`. See docs/architecture.md for the map.
+//! module with its own `Args` and `run`. See docs/dev/architecture.md for the map.
 
 mod cidr;
 mod diag;

@@ -1,7 +1,7 @@
 //! The registry client: skopeo, wrapped in a small typed API that every stage shares (lock
 //! resolution, build publishing, smoke tag checks).
 //!
-//! Why an external tool and not a crate: see docs/registry-client.md (an HTTP/TLS stack would
+//! Why an external tool and not a crate: see docs/dev/registry-client.md (an HTTP/TLS stack would
 //! triple xtask's cold build; skopeo already speaks the distribution protocol, bearer-token auth
 //! and every auth file format).
 //!

@@ -28,7 +28,7 @@ pub struct Tool {
     /// A command on PATH, or an absolute file path.
     pub probe: &'static str,
     pub package: &'static str,
-    /// Packages that must come from bookworm-backports (qemu 10; see docs/testing.md).
+    /// Packages that must come from bookworm-backports (qemu 10; see docs/dev/testing.md).
     pub backports: bool,
 }
 
