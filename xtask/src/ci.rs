@@ -295,8 +295,18 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
                 let default_branch = on_default_branch();
                 let tags = release_tags(&plan.talos_version, default_branch);
                 for record in &mut records {
+                    // each target its own tags (`aws-v1.13.6`, `rpi_generic-latest`)
+                    let target = plan
+                        .variants
+                        .iter()
+                        .find(|v| v.name == record.variant)
+                        .map(|v| &v.target);
+                    let tags: Vec<String> = tags
+                        .iter()
+                        .map(|t| target.map_or_else(|| t.clone(), |target| target.tag(t)))
+                        .collect();
                     for published in &mut record.published {
-                        publisher.add_tags(&published.image, &published.digest, &tags)?;
+                        publisher.add_tags(published, &tags)?;
                         published.tags.extend(tags.iter().cloned());
                     }
                     build::write_record(project, record)?;
@@ -664,6 +674,7 @@ mod tests {
                 image: "ghcr.io/acme/x/talos".into(),
                 digest: "sha256:00".into(),
                 tags: vec!["v1.13.6".into()],
+                arches: Vec::new(),
             }],
             ..BuildRecord::default()
         };

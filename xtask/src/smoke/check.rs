@@ -759,6 +759,7 @@ mod tests {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
             .collect(),
+            ..Lock::default()
         }
     }
 
