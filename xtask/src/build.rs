@@ -205,7 +205,9 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
     let check_emulation = |plan: &Plan| -> Result<()> {
         if args.emulate && !args.dry_run {
             for vp in &plan.variants {
-                engine::check_emulation(vp.arch)?;
+                for &arch in &vp.target.arches {
+                    engine::check_emulation(arch)?;
+                }
             }
         }
         Ok(())

@@ -409,6 +409,12 @@ fn smoke_steps(
         result.detail = "static checks passed (boot skipped)".into();
         return result;
     }
+    if let Some(reason) = crate::smoke::static_only(variant) {
+        result.passed = true;
+        result.detail =
+            format!("static checks passed; checked statically only, not booted: {reason}");
+        return result;
+    }
     let booted = crate::smoke::variant_boot_options(project, variant)
         .and_then(|opts| crate::smoke::boot::boot(&opts));
     match booted {
