@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::lockfile::Lock;
+use crate::lockfile::{Lock, OverlayEntry};
 use crate::pin;
 use crate::profile::{self, Arch, Profile};
 use crate::project::Project;
@@ -60,18 +60,26 @@ pub struct Plan {
 pub struct VariantPlan {
     pub name: String,
     pub description: String,
+    /// The first of `target.arches` (what the matchbox image and the qemu boot are built for).
     pub arch: Arch,
+    /// Platform, board overlay and every architecture the role is built for.
+    pub target: crate::target::Target,
     /// Short names, in build order (firmware first).
     pub extensions: Vec<String>,
     /// The image references the profiles carry, in the same order.
     pub extension_refs: Vec<String>,
     /// Extensions whose lock entry has no digest yet.
     pub unpinned: Vec<String>,
+    /// The board overlay's image by digest, from the lock.
+    pub overlay_image: Option<String>,
     /// Repository the installer publishes to, without tag.
     pub image: String,
     /// Repository the matchbox netboot image publishes to, without tag; none when the variant
     /// does not build both kernel and initramfs.
     pub matchbox_image: Option<String>,
+    /// The tag of this target for the Talos version (`v1.13.6`, `aws-v1.13.6`,
+    /// `rpi_generic-v1.13.6`); every other tag carries the same prefix (docs/targets.md).
+    pub tag: String,
     pub profiles: Vec<PlannedProfile>,
     #[serde(skip)]
     pub variant: Variant,
@@ -81,10 +89,23 @@ pub struct VariantPlan {
 pub struct PlannedProfile {
     /// The output, named as upstream's `build-talos-<kind>` targets name it.
     pub kind: Output,
+    pub arch: Arch,
     /// The file the imager writes.
     pub artifact: String,
     /// The exact object the imager receives.
     pub profile: Profile,
+}
+
+impl PlannedProfile {
+    /// The step's name in logs, caches and timings: `installer`, or `installer-arm64` when the
+    /// role is built for several architectures.
+    pub fn step(&self, multi_arch: bool) -> String {
+        if multi_arch {
+            format!("{}-{}", self.kind.name(), self.arch)
+        } else {
+            self.kind.name().to_owned()
+        }
+    }
 }
 
 /// `HOST[:PORT][/PATH...]`, each path segment a valid repository path segment (lowercase), as
@@ -134,6 +155,7 @@ pub fn make(
         ));
     }
     let mut plans = Vec::new();
+    let mut findings = Vec::new();
     let mut unpinned: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for variant in variants {
         let resolved = lock.resolve(&variant);
@@ -154,6 +176,28 @@ pub fn make(
                     .fix(format!("run `cargo xtask lock` to resolve it for Talos {} (the release must publish it), or check the spelling", talos.version)),
             );
         }
+        let file = format!("variants/{}.json", variant.name);
+        let overlay_image = match lock.overlay(&variant) {
+            OverlayEntry::None => None,
+            OverlayEntry::Locked(reference) => Some(reference.to_owned()),
+            OverlayEntry::Missing => {
+                let name = &variant.target.overlay.as_ref().expect("has one").name;
+                missing.push(
+                    crate::diag::Finding::new(
+                        file.as_str(),
+                        "overlay",
+                        format!("has no entry in {}", crate::lockfile::SHOWN),
+                    )
+                    .value(format!("{name:?}"))
+                    .fix("run `cargo xtask lock` to pin the board overlay"),
+                );
+                None
+            }
+            OverlayEntry::Unknown { .. } => {
+                findings.extend(lock.unknown_overlay(&file, &variant));
+                None
+            }
+        };
         for name in &resolved.unpinned {
             unpinned
                 .entry(name.clone())
@@ -164,25 +208,42 @@ pub fn make(
             Some(registry) => format!("{registry}/{}", variant.repository),
             None => variant.repository.clone(),
         };
+        let locked = profile::Locked {
+            extension_refs: &resolved.refs,
+            overlay_image: overlay_image.as_deref(),
+        };
+        // Output by output, each for every arch: a two-arch installer is two imager runs
+        // whose results publish as one index.
         let profiles = variant
             .outputs
             .iter()
-            .map(|&output| PlannedProfile {
+            .flat_map(|&output| {
+                variant
+                    .target
+                    .arches
+                    .iter()
+                    .map(move |&arch| (output, arch))
+            })
+            .map(|(output, arch)| PlannedProfile {
                 kind: output,
-                artifact: profile::artifact_name(output, variant.arch),
-                profile: profile::for_output(&variant, output, &talos.version, &resolved.refs),
+                arch,
+                artifact: profile::artifact(&variant.target, output, arch),
+                profile: profile::for_output(&variant, output, arch, &talos.version, locked),
             })
             .collect();
         plans.push(VariantPlan {
             name: variant.name.clone(),
             description: variant.description.clone(),
             arch: variant.arch,
+            target: variant.target.clone(),
             extensions: variant.all_extensions().map(str::to_owned).collect(),
             extension_refs: resolved.refs,
             unpinned: resolved.unpinned,
             matchbox_image: (variant.builds(Output::Kernel) && variant.builds(Output::Initramfs))
                 .then(|| crate::matchbox::image_for(&image)),
+            overlay_image,
             image,
+            tag: variant.target.tag(&talos.version),
             profiles,
             variant,
         });
@@ -194,6 +255,7 @@ pub fn make(
             users.join(", ")
         ));
     }
+    crate::diag::into_result("invalid variants", findings)?;
     crate::diag::into_result("extensions missing from the lock", missing)?;
     if registry.is_none() {
         warnings.push("no registry given: images are shown without one (set --registry, REGISTRY or GITHUB_REPOSITORY_OWNER)".into());
@@ -262,20 +324,22 @@ pub fn render(plan: &Plan) -> String {
     )
     .unwrap();
     writeln!(out).unwrap();
-    let rows: Vec<[String; 4]> = plan
+    let rows: Vec<[String; 5]> = plan
         .variants
         .iter()
         .map(|v| {
+            let arches: Vec<&str> = v.target.arches.iter().map(|a| a.as_str()).collect();
             [
                 v.name.clone(),
-                v.arch.to_string(),
+                arches.join(","),
+                v.target.label(),
                 v.extensions.join(" "),
-                format!("{}:{}", v.image, plan.talos_version),
+                format!("{}:{}", v.image, v.tag),
             ]
         })
         .collect();
-    let header = ["VARIANT", "ARCH", "EXTENSIONS", "IMAGE"].map(String::from);
-    let widths: Vec<usize> = (0..4)
+    let header = ["VARIANT", "ARCH", "TARGET", "EXTENSIONS", "IMAGE"].map(String::from);
+    let widths: Vec<usize> = (0..5)
         .map(|i| {
             rows.iter()
                 .chain([&header])
@@ -302,6 +366,9 @@ pub fn render(plan: &Plan) -> String {
             };
             writeln!(out, "  extension {name:<10} {reference}{note}").unwrap();
         }
+        if let (Some(o), Some(image)) = (&v.target.overlay, &v.overlay_image) {
+            writeln!(out, "  overlay   {:<10} {image}", o.name).unwrap();
+        }
         for p in &v.profiles {
             writeln!(out, "  output    {:<10} {}", p.kind.name(), p.artifact).unwrap();
         }
@@ -310,6 +377,21 @@ pub fn render(plan: &Plan) -> String {
                 out,
                 "  image     {:<10} {matchbox}:{}  (netboot: the kernel and initramfs above)",
                 "matchbox", plan.talos_version
+            )
+            .unwrap();
+        }
+        if v.target.multi_arch() {
+            writeln!(
+                out,
+                "  publish   one image index per tag ({}): {}:{}",
+                v.target
+                    .arches
+                    .iter()
+                    .map(|a| format!("linux/{a}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                v.image,
+                v.tag
             )
             .unwrap();
         }
