@@ -755,6 +755,7 @@ mod tests {
             Some(image),
             "v1.13.6",
             "https://factory.talos.dev",
+            None,
         );
         assert_eq!(
             r.schematic,
@@ -774,7 +775,7 @@ mod tests {
                 "repository": "c/talos", "platform": "aws"}"#,
         )
         .unwrap();
-        let r = report(&variant, None, "v1.13.6", "https://factory.talos.dev");
+        let r = report(&variant, None, "v1.13.6", "https://factory.talos.dev", None);
         let id = &r.id;
         assert_eq!(
             r.installer,

@@ -228,6 +228,20 @@ fn git(dir: &Path, args: &[&str]) -> String {
 
 /// Runs shell text in the scratch copy, offline: stdout and stderr together, and success.
 fn shell(repo: &Path, script: &str, stop_on_error: bool) -> (bool, String) {
+    let started = std::time::Instant::now();
+    let result = shell_inner(repo, script, stop_on_error);
+    let took = started.elapsed();
+    if took > std::time::Duration::from_secs(2) {
+        eprintln!(
+            "slow doc block ({:.1} s): {}",
+            took.as_secs_f64(),
+            script.lines().next().unwrap_or_default()
+        );
+    }
+    result
+}
+
+fn shell_inner(repo: &Path, script: &str, stop_on_error: bool) -> (bool, String) {
     let bin = repo.parent().unwrap().join("bin");
     let path = format!(
         "{}:{}",
@@ -342,7 +356,11 @@ fn every_shell_block_in_the_docs_does_what_its_page_says() {
                         let subcommand = args.split_whitespace().next().unwrap_or_default();
                         let line = command.split("cargo xtask").next().unwrap_or_default();
                         let line = format!("{line}cargo xtask {args}");
-                        let parse = format!("{} --help > /dev/null", placeholders(&line));
+                        // `--help` before any `--`: what follows it goes to another program
+                        let parse = match placeholders(&line).split_once(" -- ") {
+                            Some((ours, _)) => format!("{ours} --help > /dev/null"),
+                            None => format!("{} --help > /dev/null", placeholders(&line)),
+                        };
                         let mut dry = mark == "network" && dry_run_subcommands.contains(subcommand);
                         let (mut ok, mut output) = (true, String::new());
                         if dry {
@@ -632,6 +650,7 @@ fn every_command_the_tool_advises_parses() {
         let args = placeholders(command.trim_start_matches("cargo xtask "));
         let args: Vec<&str> = args
             .split_whitespace()
+            .take_while(|w| *w != "--")
             .filter(|w| *w != "..." && *w != "[...]")
             .collect();
         let out = run(xtask(&root).args(&args).arg("--help"));
