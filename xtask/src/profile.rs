@@ -193,6 +193,11 @@ impl Profile {
     }
 }
 
+/// The base installer the imager adds our extensions to: the imager's own default since Talos
+/// 1.10 (`installer-base`; Talos 1.14 publishes no plain `installer`). The conformance harness
+/// compares every profile with the imager's default (docs/conformance.md).
+pub const BASE_INSTALLER: &str = "ghcr.io/siderolabs/installer-base";
+
 /// Upstream CozyStack's disk size for metal/nocloud images (1.2 GiB and a bit).
 pub const DISK_SIZE: NonZeroU64 = match NonZeroU64::new(1_306_525_696) {
     Some(size) => size,
@@ -242,7 +247,7 @@ pub fn for_output(
                 path: format!("/usr/install/{arch}/initramfs.xz"),
             },
             base_installer: ContainerAsset {
-                image_ref: format!("ghcr.io/siderolabs/installer:{talos_version}"),
+                image_ref: format!("{BASE_INSTALLER}:{talos_version}"),
             },
             system_extensions: extension_refs
                 .iter()
@@ -303,7 +308,7 @@ mod tests {
         );
         assert_eq!(
             json["input"]["baseInstaller"]["imageRef"],
-            "ghcr.io/siderolabs/installer:v1.13.6"
+            "ghcr.io/siderolabs/installer-base:v1.13.6"
         );
         assert_eq!(
             json["input"]["systemExtensions"][0]["imageRef"],
