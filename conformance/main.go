@@ -160,7 +160,12 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 		return fmt.Errorf("reading the request: %w", err)
 	}
 
-	report := Report{TalosVersion: version.Tag}
+	report := Report{
+		TalosVersion: version.Tag,
+		Profiles:     []ProfileReport{},
+		Configs:      []ConfigReport{},
+		Schematics:   []SchematicReport{},
+	}
 
 	for _, p := range req.Profiles {
 		report.Profiles = append(report.Profiles, judgeProfile(p))

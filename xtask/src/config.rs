@@ -448,16 +448,23 @@ fn machine_document(
         }
     }
 
-    let mut comments = vec![
-        format!("Talos machine-config patch for every `{name}` node ({file}); control-plane-only"),
-        format!("settings are in {}.", controlplane_patch_file(name)),
+    let mut comments = vec![format!(
+        "Talos machine-config patch for every `{name}` node, workers and control planes ({file})."
+    )];
+    if selection.is_some() {
+        comments.push(format!(
+            "Control-plane-only settings are in {}.",
+            controlplane_patch_file(name)
+        ));
+    }
+    comments.extend([
         format!(
             "Rendered by `cargo xtask config --variant {name}`; docs/config.md explains each line."
         ),
         String::new(),
         "machine.install.image: the role's installer, which the node installs and upgrades to"
             .into(),
-    ];
+    ]);
     if !modules.is_empty() || !in_base.is_empty() {
         comments.push(String::new());
         comments.push(
@@ -1063,7 +1070,7 @@ mod tests {
         .unwrap();
         let text = file(&r, "v.patch.yaml");
         assert!(
-            text.starts_with("# Talos machine-config patch for every `v` node (variants/v.json); control-plane-only\n"),
+            text.starts_with("# Talos machine-config patch for every `v` node, workers and control planes (variants/v.json).\n"),
             "{text}"
         );
         for module in ["drbd ", "drbd_transport_tcp ", "zfs "] {

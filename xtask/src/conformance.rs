@@ -35,6 +35,10 @@ pub struct Args {
     /// would break and exits 0 whatever it finds.
     #[arg(long)]
     pub next: bool,
+    /// Judge a raw harness request (JSON, `-` for stdin; docs/conformance.md) and print the
+    /// harness's report as it is, instead of judging the variants.
+    #[arg(long, value_name = "FILE")]
+    pub request: Option<Utf8PathBuf>,
 }
 
 /// A profile difference from the imager's own default that is intended, and why
@@ -398,6 +402,48 @@ pub fn harness(project: &Project) -> Result<Option<Utf8PathBuf>> {
     }
 }
 
+/// `cargo xtask schematic`'s check: image-factory's own `ID()` for each schematic equals ours.
+pub fn judge_schematics(project: &Project, reports: &[crate::schematic::Report]) -> Result<()> {
+    let Some(binary) = harness(project)? else {
+        return Ok(());
+    };
+    let request = Request {
+        schematics: reports
+            .iter()
+            .map(|r| SchematicRequest {
+                name: r.variant.clone(),
+                yaml: r.schematic.clone(),
+                id: r.id.clone(),
+            })
+            .collect(),
+        ..Request::default()
+    };
+    let report = judge(&binary, &request)?;
+    let wrong: Vec<String> = report
+        .schematics
+        .iter()
+        .filter(|s| !s.errors.is_empty() || s.id != s.ours)
+        .map(|s| {
+            format!(
+                "{}: image-factory says {} {:?}, we say {}",
+                s.name, s.id, s.errors, s.ours
+            )
+        })
+        .collect();
+    if !wrong.is_empty() {
+        bail!(
+            "image-factory's own code computes other schematic IDs:\n  {}",
+            wrong.join("\n  ")
+        );
+    }
+    eprintln!(
+        "image-factory's own code computes the same ID for {} schematic{}",
+        reports.len(),
+        crate::diag::plural(reports.len())
+    );
+    Ok(())
+}
+
 /// `cargo xtask config`'s check: the role's files through `talosctl gen config` for a worker and
 /// a control plane onto the chosen base, validated for metal; fails with Talos's messages.
 pub fn judge_role(
@@ -714,11 +760,33 @@ pub fn build_with(project: &Project, go: &Go, next: bool) -> Result<Utf8PathBuf>
 }
 
 pub fn run(project: &Project, args: Args) -> Result<()> {
-    let plan = crate::plan::load(project, &args.variants, args.registry.resolve())?;
     let Some(go) = find_go(project)? else {
         bail!("no `go` found: {DIR}/ needs Go {} to judge with Talos's own code\n    fix: install Go (https://go.dev/doc/install), or run `cargo xtask test`, which says how", required_go(project)?);
     };
-    let binary = build_with(project, &go, args.next)?;
+    let binary = match build_with(project, &go, args.next) {
+        Ok(binary) => binary,
+        // A report, never a failure: the next line may not build yet, or not be served.
+        Err(err) if args.next => {
+            eprintln!("warning: forward check not run: {err:#}");
+            return Ok(());
+        }
+        Err(err) => return Err(err),
+    };
+    if let Some(path) = &args.request {
+        let sh = Shell::new()?;
+        let request = if path == "-" {
+            std::io::read_to_string(std::io::stdin()).context("reading the request from stdin")?
+        } else {
+            std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?
+        };
+        let report = cmd!(sh, "{binary}")
+            .stdin(request)
+            .read()
+            .with_context(|| format!("running {binary} on {path}"))?;
+        println!("{report}");
+        return Ok(());
+    }
+    let plan = crate::plan::load(project, &args.variants, args.registry.resolve())?;
     let next_version = if args.next {
         let text = std::fs::read_to_string(project.root.join(DIR).join(NEXT_MOD))?;
         Some(
@@ -789,6 +857,156 @@ mod tests {
         assert_eq!(
             go_line("module x\n\ngo 1.26.5\n").as_deref(),
             Some("1.26.5")
+        );
+    }
+    fn repo_file(path: &str) -> String {
+        let root = Utf8Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        std::fs::read_to_string(root.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// The harness judges with the Talos release the images are built from, or it judges nothing.
+    #[test]
+    fn harness_talos_version_is_the_locks() {
+        let lock: serde_json::Value =
+            serde_json::from_str(&repo_file("variants/extensions.lock")).unwrap();
+        let talos = lock["talos_version"].as_str().unwrap();
+        let go_mod = repo_file("conformance/go.mod");
+        let fix = format!("fix: (cd {DIR} && go get github.com/siderolabs/talos@{talos} github.com/siderolabs/talos/pkg/machinery@{talos} && go mod tidy), with an image-factory version whose go.mod requires Talos {talos} or older (docs/conformance.md)");
+        for module in [
+            "github.com/siderolabs/talos",
+            "github.com/siderolabs/talos/pkg/machinery",
+        ] {
+            let required = go_mod.lines().find_map(|l| {
+                let mut w = l.split_whitespace();
+                (w.next() == Some(module)).then(|| w.next()).flatten()
+            });
+            assert_eq!(
+                required,
+                Some(talos),
+                "{DIR}/go.mod requires {module} {required:?}, the lock's Talos is {talos}\n    {fix}"
+            );
+        }
+        assert!(
+            !go_mod.contains("\nreplace") && !go_mod.contains("\ntoolchain"),
+            "{DIR}/go.mod: no replace or toolchain directive may move the judged version"
+        );
+        let next = talos_requirement(&repo_file("conformance/go.next.mod")).unwrap();
+        let numeric = |v: &str| {
+            v.trim_start_matches('v')
+                .replace("-alpha.", ".")
+                .replace("-beta.", ".")
+                .replace("-rc.", ".")
+        };
+        let (next_minor, lock_minor) = (numeric(&next), numeric(talos));
+        assert!(
+            version_at_least(&next_minor, &lock_minor) && next_minor != lock_minor,
+            "{DIR}/{NEXT_MOD} ({next}) must be newer than the lock's {talos}"
+        );
+    }
+
+    fn config_report(name: &str, modules: &[(&str, &[&str])], subnets: &[&str]) -> ConfigReport {
+        ConfigReport {
+            name: name.into(),
+            errors: vec![],
+            warnings: vec![],
+            modules: modules
+                .iter()
+                .map(|(n, p)| Module {
+                    name: (*n).into(),
+                    parameters: p.iter().map(|s| (*s).into()).collect(),
+                })
+                .collect(),
+            valid_subnets: subnets.iter().map(|s| (*s).into()).collect(),
+            etcd_advertised_subnets: vec![],
+            has_cluster_etcd: false,
+            install_image: "img".into(),
+        }
+    }
+
+    fn variant(extensions: &str) -> crate::variants::Variant {
+        crate::variants::parse(
+            "variants/v.json",
+            &format!(r#"{{"name": "v", "description": "d", "arch": "arm64", "extensions": {extensions}, "repository": "v/talos", "config": {{"tailscale": {{"mode": "userspace"}}}}}}"#),
+        )
+        .unwrap_or_else(|f| panic!("{f:#?}"))
+    }
+
+    #[test]
+    fn a_worker_with_cluster_etcd_or_a_rejected_patch_is_a_finding() {
+        let mut c = config_report("v/talosctl/worker", &[], &[]);
+        c.has_cluster_etcd = true;
+        c.errors.push(
+            "validating for metal: etcd config is only allowed on control plane machines\n".into(),
+        );
+        let f = config_findings(&c, "img");
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert!(f[0].ends_with("Talos rejects it: validating for metal: etcd config is only allowed on control plane machines"), "{f:?}");
+        assert!(f[1].contains("carries cluster.etcd"), "{f:?}");
+        assert!(config_findings(&c, "other")[2].contains("not the role's \"other\""));
+    }
+
+    #[test]
+    fn a_merge_that_duplicates_a_module_or_widens_the_subnets_is_a_finding() {
+        let v = variant(r#"["drbd", "zfs", "tailscale"]"#);
+        let drbd: &[&str] = &["usermode_helper=disabled"];
+        let mut base: Vec<(&str, &[&str])> = COZYSTACK_BASE_MODULES.to_vec();
+        base.push(("drbd_transport_tcp", &[]));
+        let good = config_report(
+            "v/cozystack/worker",
+            &base,
+            &["192.168.100.0/24", "!100.64.0.0/10", "!::/0"],
+        );
+        assert_eq!(
+            merge_findings(&good, &v, Base::Cozystack),
+            Vec::<String>::new()
+        );
+
+        let mut twice = base.clone();
+        twice.push(("zfs", &[]));
+        twice.push(("drbd", drbd));
+        let widened = config_report(
+            "v/cozystack/worker",
+            &twice,
+            &["192.168.100.0/24", "0.0.0.0/0", "!100.64.0.0/10"],
+        );
+        let f = merge_findings(&widened, &v, Base::Cozystack).join("\n");
+        assert!(f.contains("`drbd` is"), "{f}");
+        assert!(f.contains("`zfs` appears 2 times"), "{f}");
+        assert!(f.contains("only exclusions be added"), "{f}");
+
+        let missing = config_report("v/talosctl/worker", &[("drbd", drbd)], &[]);
+        let f = merge_findings(&missing, &v, Base::Talosctl).join("\n");
+        assert!(f.contains("`zfs` (zfs) is missing"), "{f}");
+        assert!(f.contains("does not exclude 100.64.0.0/10"), "{f}");
+    }
+
+    #[test]
+    fn only_listed_profile_differences_pass() {
+        let p = ProfileReport {
+            name: "v/metal".into(),
+            errors: vec![],
+            output_path: "metal-arm64.raw".into(),
+            written: "metal-arm64.raw.xz".into(),
+            differences: vec![
+                Difference {
+                    path: "output.outFormat".into(),
+                    ours: ".xz".into(),
+                    default: ".zst".into(),
+                },
+                Difference {
+                    path: "input.baseInstaller.imageRef".into(),
+                    ours: "a".into(),
+                    default: "b".into(),
+                },
+            ],
+        };
+        let f = profile_findings(&p, Output::Metal, "metal-arm64.raw.xz");
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].contains("input.baseInstaller.imageRef"), "{f:?}");
+        let f = profile_findings(&p, Output::Metal, "metal-arm64.raw.zst");
+        assert!(
+            f[0].contains("the imager writes metal-arm64.raw.xz"),
+            "{f:?}"
         );
     }
 }
