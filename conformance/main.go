@@ -48,9 +48,11 @@ type ProfileRequest struct {
 	Name string `json:"name"`
 	YAML string `json:"yaml"`
 	// Default is the imager's built-in profile (profile.Default) the output would be built from
-	// on the imager's command line; OutputKind overrides its kind (`--output-kind`).
+	// on the imager's command line; OutputKind overrides its kind (`--output-kind`), Platform
+	// its platform (`--platform`); empty: not given.
 	Default    string `json:"default"`
 	OutputKind string `json:"output_kind"`
+	Platform   string `json:"platform"`
 }
 
 // ConfigRequest is one `talosctl gen config` run: patches for every machine type, patches for
@@ -271,8 +273,10 @@ func complete(p *profile.Profile) {
 }
 
 // imagerDefault is the profile the imager would build from `imager <default> --arch <arch>
-// [--output-kind <kind>] --system-extension-image <each of ours>` (cmd/installer imager root
-// command), merged onto its base profile and completed.
+// [--platform <platform>] [--output-kind <kind>] --system-extension-image <each of ours>
+// [--overlay-name <ours> --overlay-image <ours> --overlay-option <ours>]` (cmd/installer imager
+// root command: the overlay image is also its overlay installer), merged onto its base profile
+// and completed.
 func imagerDefault(req ProfileRequest, ours *profile.Profile) (*profile.Profile, error) {
 	base, ok := profile.Default[req.Default]
 	if !ok {
@@ -280,10 +284,17 @@ func imagerDefault(req ProfileRequest, ours *profile.Profile) (*profile.Profile,
 	}
 
 	flags := profile.Profile{
-		Arch:    ours.Arch,
-		Version: ours.Version,
+		Arch:     ours.Arch,
+		Platform: req.Platform,
+		Version:  ours.Version,
 	}
 	flags.Input.SystemExtensions = ours.Input.SystemExtensions
+
+	if ours.Overlay != nil {
+		overlay := *ours.Overlay
+		flags.Overlay = &overlay
+		flags.Input.OverlayInstaller.ImageRef = ours.Overlay.Image.ImageRef
+	}
 
 	if req.OutputKind != "" {
 		kind, err := profile.OutputKindString(req.OutputKind)

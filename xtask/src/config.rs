@@ -54,7 +54,7 @@ pub struct Args {
     pub node_subnets: Vec<Ipv4Cidr>,
     /// The image nodes install and upgrade to (`machine.install.image`). Default: the role's
     /// installer by digest from `_out/<variant>/build.json` when a build published it, else by
-    /// tag, `<registry>/<repository>:<talos>`.
+    /// tag, `<registry>/<repository>:<target tag>` (e.g. `v1.13.6`, `aws-v1.13.6`).
     #[arg(long, value_name = "REF")]
     pub install_image: Option<String>,
     #[command(flatten)]
@@ -813,7 +813,7 @@ pub fn install_image(
         bail!("no registry to name the `{}` role's install image (machine.install.image) with\n    fix: pass --registry ghcr.io/<owner> (or set REGISTRY), or --install-image REF", vp.name);
     }
     Ok(InstallImage {
-        reference: format!("{}:{}", vp.image, plan.talos_version),
+        reference: format!("{}:{}", vp.image, vp.tag),
         source: "by tag: no build record with a published installer (cargo xtask build --push writes one)".into(),
     })
 }
@@ -894,7 +894,10 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         let image =
             install_image(project, &plan, args.install_image.as_deref()).unwrap_or_else(|_| {
                 InstallImage {
-                    reference: format!("<registry>/{}:{}", variant.repository, plan.talos_version),
+                    reference: format!(
+                        "<registry>/{}:{}",
+                        variant.repository, plan.variants[0].tag
+                    ),
                     source: "no registry given (--registry, REGISTRY or --install-image)".into(),
                 }
             });

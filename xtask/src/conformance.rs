@@ -44,40 +44,41 @@ pub struct Args {
 /// A profile difference from the imager's own default that is intended, and why
 /// (docs/conformance.md lists the same).
 pub struct Intended {
-    /// `None`: every output.
-    pub output: Option<Output>,
+    pub outputs: &'static [Output],
     pub path: &'static str,
     pub why: &'static str,
 }
 
+const DISKS: &[Output] = &[Output::Metal, Output::Nocloud, Output::Disk];
+
 pub const INTENDED: &[Intended] = &[
     Intended {
-        output: Some(Output::Metal),
+        outputs: DISKS,
         path: "output.outFormat",
-        why: "xz, as upstream CozyStack ships metal-<arch>.raw.xz and smoke/matchbox read it (the imager's default is zstd)",
+        why: "xz for every disk image, as upstream CozyStack ships metal-<arch>.raw.xz and smoke/matchbox read it (the imager's defaults are zstd)",
     },
     Intended {
-        output: Some(Output::Nocloud),
-        path: "output.outFormat",
-        why: "xz, like metal (the imager's nocloud default is zstd)",
+        outputs: DISKS,
+        path: "input.overlayInstaller",
+        why: "only the installer carries it: the imager reads input.overlayInstaller only when it builds an installer; a disk image runs the overlay from overlay.image (pkg/imager out.go); its command line sets both for every output",
     },
     Intended {
-        output: Some(Output::Kernel),
+        outputs: &[Output::Kernel],
         path: "output.outFormat",
         why: "raw: netboot serves the kernel as is (`imager metal --output-kind kernel` would keep metal's zstd)",
     },
     Intended {
-        output: Some(Output::Kernel),
+        outputs: &[Output::Kernel],
         path: "output.imageOptions",
         why: "a kernel has no disk (the imager keeps metal's imageOptions but does not use them)",
     },
     Intended {
-        output: Some(Output::Initramfs),
+        outputs: &[Output::Initramfs],
         path: "output.outFormat",
         why: "raw: initramfs-metal-<arch>.xz is xz-compressed already; zstd on top would break netboot",
     },
     Intended {
-        output: Some(Output::Initramfs),
+        outputs: &[Output::Initramfs],
         path: "output.imageOptions",
         why: "an initramfs has no disk (the imager keeps metal's imageOptions but does not use them)",
     },
@@ -88,7 +89,7 @@ pub fn intended(output: Output, path: &str) -> Option<&'static str> {
     INTENDED
         .iter()
         .find(|i| {
-            i.output.is_none_or(|o| o == output)
+            i.outputs.contains(&output)
                 && (path == i.path || path.starts_with(&format!("{}.", i.path)))
         })
         .map(|i| i.why)
@@ -105,9 +106,11 @@ pub struct Request {
 pub struct ProfileRequest {
     pub name: String,
     pub yaml: String,
-    /// The imager's built-in profile for the output (`profile.Default`), and `--output-kind`.
+    /// The imager's built-in profile for the output (`profile.Default`), `--output-kind` and
+    /// `--platform` (empty: not given).
     pub default: String,
     pub output_kind: String,
+    pub platform: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -178,16 +181,29 @@ pub struct SchematicReport {
     pub ours: String,
 }
 
-/// The imager's built-in profile an output corresponds to, and the `--output-kind` it needs
-/// (kernel and initramfs have no profile of their own: `imager metal --output-kind kernel`).
-pub fn imager_default(output: Output) -> (&'static str, &'static str) {
+/// The imager command line an output corresponds to: its built-in profile, `--output-kind` and
+/// `--platform` (kernel and initramfs have no profile of their own: `imager metal --output-kind
+/// kernel`; an installer for a cloud is `imager installer --platform aws`; a platform's disk is
+/// that platform's profile).
+pub fn imager_default(
+    output: Output,
+    platform: crate::target::Platform,
+) -> (&'static str, &'static str, &'static str) {
+    let on = |p: crate::target::Platform| {
+        if p == crate::target::Platform::Metal {
+            ""
+        } else {
+            p.name()
+        }
+    };
     match output {
-        Output::Installer => ("installer", ""),
-        Output::Kernel => ("metal", "kernel"),
-        Output::Initramfs => ("metal", "initramfs"),
-        Output::Metal => ("metal", ""),
-        Output::Iso => ("iso", ""),
-        Output::Nocloud => ("nocloud", ""),
+        Output::Installer => ("installer", "", on(platform)),
+        Output::Kernel => ("metal", "kernel", ""),
+        Output::Initramfs => ("metal", "initramfs", ""),
+        Output::Metal => ("metal", "", ""),
+        Output::Iso => ("iso", "", ""),
+        Output::Nocloud => ("nocloud", "", ""),
+        Output::Disk => (platform.name(), "", ""),
     }
 }
 
@@ -197,12 +213,13 @@ pub fn profile_requests(plan: &crate::plan::Plan) -> Vec<ProfileRequest> {
         .iter()
         .flat_map(|v| {
             v.profiles.iter().map(move |p| {
-                let (default, kind) = imager_default(p.kind);
+                let (default, kind, platform) = imager_default(p.kind, v.target.platform);
                 ProfileRequest {
-                    name: format!("{}/{}", v.name, p.kind.name()),
+                    name: format!("{}/{}", v.name, p.step(v.target.multi_arch())),
                     yaml: p.profile.to_yaml(),
                     default: default.into(),
                     output_kind: kind.into(),
+                    platform: platform.into(),
                 }
             })
         })
@@ -537,10 +554,7 @@ pub fn judge_plan(
     for vp in &plan.variants {
         let image = match crate::config::install_image(project, &single(plan, vp), None) {
             Ok(image) => image.reference,
-            Err(_) => format!(
-                "ghcr.io/example/{}:{}",
-                vp.variant.repository, plan.talos_version
-            ),
+            Err(_) => format!("ghcr.io/example/{}:{}", vp.variant.repository, vp.tag),
         };
         for base in [Base::Talosctl, Base::Cozystack] {
             let overrides = crate::config::Overrides {
@@ -569,7 +583,8 @@ pub fn judge_plan(
                 });
             }
         }
-        let schematic = crate::schematic::Schematic::for_variant(&vp.variant);
+        let schematic =
+            crate::schematic::Schematic::for_variant(&vp.variant, vp.overlay_image.as_deref());
         request.schematics.push(SchematicRequest {
             name: vp.name.clone(),
             yaml: schematic.to_yaml(),

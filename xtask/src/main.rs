@@ -16,6 +16,7 @@ mod project;
 mod publish;
 mod registry;
 mod series;
+mod target;
 mod variants;
 mod yaml;
 

@@ -224,3 +224,78 @@ fn forward_check_against_the_next_talos_line_reports_without_failing() {
         verdict["findings"].as_array().unwrap().len()
     );
 }
+
+/// Roles on a board overlay, a cloud platform and two architectures (docs/targets.md): their
+/// profiles are judged like the shipped ones, against `imager installer --platform aws`, `imager
+/// aws`, `imager metal --overlay-name ...`.
+#[test]
+fn talos_accepts_board_cloud_and_multi_arch_profiles() {
+    if !have_tools(&["go"]) {
+        return;
+    }
+    let root = temp_dir("conformance-targets");
+    copy_repo_data(&root);
+    for file in ["go.mod", "go.sum", "go.next.mod", "go.next.sum", "main.go"] {
+        std::fs::create_dir_all(root.join("conformance")).unwrap();
+        std::fs::copy(
+            repo_root().join("conformance").join(file),
+            root.join("conformance").join(file),
+        )
+        .unwrap();
+    }
+    let variants = [
+        (
+            "compute-rpi",
+            json!({"name": "compute-rpi", "description": "d", "arch": "arm64", "overlay": "rpi_generic",
+            "overlay_options": {"configTxtAppend": "dtoverlay=disable-bt"}, "extensions": ["drbd", "zfs", "spin"],
+            "repository": "talos-cozystack-rpi/talos"}),
+        ),
+        (
+            "compute-aws",
+            json!({"name": "compute-aws", "description": "d", "arch": "arm64", "platform": "aws",
+            "extensions": ["drbd", "zfs", "spin"], "repository": "talos-cozystack-aws/talos", "outputs": ["installer", "disk"]}),
+        ),
+        (
+            "mixed",
+            json!({"name": "mixed", "description": "d", "arch": ["amd64", "arm64"], "extensions": ["drbd", "zfs"],
+            "repository": "talos-cozystack-mixed/talos", "outputs": ["installer"]}),
+        ),
+    ];
+    for (name, v) in &variants {
+        std::fs::write(root.join(format!("variants/{name}.json")), v.to_string()).unwrap();
+    }
+    let lock_path = root.join("variants/extensions.lock");
+    let mut lock: Value =
+        serde_json::from_str(&std::fs::read_to_string(&lock_path).unwrap()).unwrap();
+    let digest = format!("sha256:{}", "5ca1ab1e".repeat(8));
+    lock["overlays_image"] = format!("ghcr.io/siderolabs/overlays:v1.13.6@{digest}").into();
+    lock["overlays"] =
+        json!({"rpi_generic": format!("ghcr.io/siderolabs/sbc-raspberrypi:v0.2.0@{digest}")});
+    lock["known_overlays"] = json!(["rpi_generic"]);
+    std::fs::write(&lock_path, serde_json::to_string_pretty(&lock).unwrap()).unwrap();
+
+    let _one = HARNESS.lock().unwrap_or_else(|e| e.into_inner());
+    let out = run(xtask(&root)
+        .args(["conformance", "--json"])
+        .env_remove("CARGO_TARGET_DIR"));
+    let verdict: Value = serde_json::from_str(&stdout(&out))
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(&out), stderr(&out)));
+    assert_eq!(verdict["findings"], json!([]), "{verdict:#}");
+    assert!(out.status.success(), "{}", stderr(&out));
+    // compute, gateway: 4 outputs each; compute-rpi (a board's default) and compute-aws:
+    // installer and disk; mixed: 1 output x 2 arches.
+    assert_eq!(verdict["profiles"], 4 + 4 + 2 + 2 + 2, "{verdict:#}");
+    let intended: Vec<String> = verdict["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| format!("{} {}", d[0].as_str().unwrap(), d[1].as_str().unwrap()))
+        .collect();
+    for expected in [
+        "compute-rpi/disk input.overlayInstaller",
+        "compute-aws/disk output.outFormat",
+    ] {
+        assert!(intended.iter().any(|d| d == expected), "{intended:#?}");
+    }
+    assert_eq!(verdict["schematics"], 5, "{verdict:#}");
+}
