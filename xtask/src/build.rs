@@ -99,6 +99,9 @@ pub struct BuildRecord {
     pub published: Vec<publish::Published>,
     pub imager_runs: u32,
     pub cache_hits: u32,
+    /// Set by `ci` once smoke passed on exactly these files; `ci --publish-only` requires it.
+    #[serde(default)]
+    pub smoke_passed: bool,
     /// Seconds per step (`imager:<kind>`, `push:<kind>`, `total`).
     pub timings: BTreeMap<String, f64>,
 }
@@ -282,39 +285,30 @@ fn publish_all(
 ) -> Result<Vec<BuildRecord>> {
     let project = ctx.project;
     let publisher = Publisher::new(project, skopeo);
+    // The build-unique tag names this build alone; the Talos version tag is a release tag and
+    // moves forward only (or, under `ci`, after smoke passed).
     let mut tags = publish::build_tags(project, &plan.talos_version)?;
-    if unique_tag_only {
-        tags.retain(|t| t != &plan.talos_version);
+    tags.retain(|t| t != &plan.talos_version);
+    let revision = publish::source_revision(project);
+    if let Err(err) = &revision {
+        ctx.progress.note(&format!(
+            "warning: {err:#}; the images record no commit, so no release tag will move to them"
+        ));
     }
-    for (vp, record) in plan.variants.iter().zip(&mut records) {
-        let dir = project.out_dir().join(&vp.name);
-        let mut images = Vec::new();
-        if vp.variant.builds(Output::Installer) {
-            let archive = dir.join(crate::profile::artifact_name(Output::Installer, vp.arch));
-            images.push(("installer", archive, vp.image.clone()));
-        }
-        let matchbox = crate::matchbox::archive_name(vp);
-        let built = record.files.iter().any(|f| f.name == matchbox);
-        if built || (ctx.dry_run && builds_matchbox(ctx, vp)) {
-            images.push((
-                "matchbox",
-                dir.join(&matchbox),
-                crate::matchbox::image_for(&vp.image),
-            ));
-        }
-        for (kind, archive, image) in images {
-            let started = Instant::now();
-            let label = format!("[{}] push {kind} to {image} by digest", vp.name);
-            let p = ctx
-                .progress
-                .run(&label, || publisher.push_by_digest(kind, &archive, &image))
-                .with_context(|| format!("publishing variant `{}`: no tag was moved", vp.name))?;
-            record.published.push(p);
-            record
-                .timings
-                .insert(format!("push:{kind}"), started.elapsed().as_secs_f64());
-        }
-    }
+    let revision = revision.ok();
+    let matchbox_planned = |vp: &VariantPlan| builds_matchbox(ctx, vp);
+    push_records(
+        &PushCtx {
+            project,
+            progress: &ctx.progress,
+            dry_run: ctx.dry_run,
+            publisher: &publisher,
+            revision: revision.as_deref(),
+        },
+        plan,
+        &mut records,
+        &matchbox_planned,
+    )?;
     for record in &mut records {
         for p in &mut record.published {
             let started = Instant::now();
@@ -331,7 +325,109 @@ fn publish_all(
             write_record(project, record)?;
         }
     }
+    if !unique_tag_only {
+        let release = [plan.talos_version.clone()];
+        let mut published: Vec<&mut publish::Published> = records
+            .iter_mut()
+            .flat_map(|r| r.published.iter_mut())
+            .collect();
+        let outcome = publisher.move_forward(&mut published, &release, revision.as_deref())?;
+        ctx.progress.note(&outcome.summary());
+        if !ctx.dry_run {
+            for record in &records {
+                write_record(project, record)?;
+            }
+        }
+    }
     Ok(records)
+}
+
+/// What pushing built outputs needs (`build --push`, and `ci --publish-only` on records built
+/// by an earlier job).
+pub struct PushCtx<'a> {
+    pub project: &'a Project,
+    pub progress: &'a Steps,
+    pub dry_run: bool,
+    pub publisher: &'a Publisher<'a>,
+    /// The commit built, recorded on every manifest.
+    pub revision: Option<&'a str>,
+}
+
+/// Pushes each variant's installer and matchbox archive by digest, after checking each against
+/// the sha256 and size its build record gives (a truncated or replaced file is never pushed).
+/// `matchbox_planned` says, under `--dry-run` only, whether a matchbox image would be built.
+pub fn push_records(
+    ctx: &PushCtx,
+    plan: &Plan,
+    records: &mut [BuildRecord],
+    matchbox_planned: &dyn Fn(&VariantPlan) -> bool,
+) -> Result<()> {
+    for (vp, record) in plan.variants.iter().zip(records.iter_mut()) {
+        let dir = ctx.project.out_dir().join(&vp.name);
+        let mut images = Vec::new();
+        if vp.variant.builds(Output::Installer) {
+            let name = crate::profile::artifact_name(Output::Installer, vp.arch);
+            images.push(("installer", name, vp.image.clone()));
+        }
+        let matchbox = crate::matchbox::archive_name(vp);
+        let built = record.files.iter().any(|f| f.name == matchbox);
+        if built || (ctx.dry_run && matchbox_planned(vp)) {
+            images.push(("matchbox", matchbox, crate::matchbox::image_for(&vp.image)));
+        }
+        record.published.clear();
+        for (kind, name, image) in images {
+            let archive = dir.join(&name);
+            if !ctx.dry_run {
+                verify_recorded(ctx.project, record, &archive).with_context(|| {
+                    format!(
+                        "publishing variant `{}`: nothing was pushed for it",
+                        vp.name
+                    )
+                })?;
+            }
+            let started = Instant::now();
+            let label = format!("[{}] push {kind} to {image} by digest", vp.name);
+            let p = ctx
+                .progress
+                .run(&label, || {
+                    ctx.publisher
+                        .push_by_digest(kind, &archive, &image, ctx.revision)
+                })
+                .with_context(|| format!("publishing variant `{}`: no tag was moved", vp.name))?;
+            record.published.push(p);
+            record
+                .timings
+                .insert(format!("push:{kind}"), started.elapsed().as_secs_f64());
+        }
+    }
+    Ok(())
+}
+
+/// The file is exactly what the record says was built.
+fn verify_recorded(project: &Project, record: &BuildRecord, archive: &Utf8Path) -> Result<()> {
+    let name = archive.file_name().unwrap_or_default();
+    let shown = project.display(archive);
+    let recorded = record
+        .files
+        .iter()
+        .find(|f| f.name == name)
+        .with_context(|| {
+            format!(
+                "{}: `files` lists no {name}: rebuild with `cargo xtask build --variant {}`",
+                RECORD, record.variant
+            )
+        })?;
+    let on_disk = file_record(archive).with_context(|| format!("reading {shown}"))?;
+    anyhow::ensure!(
+        on_disk == *recorded,
+        "{shown} is not the file its build record names (sha256 {} and {} bytes on disk, {} and {} recorded): rebuild with `cargo xtask build --variant {}`",
+        &on_disk.sha256[..12.min(on_disk.sha256.len())],
+        on_disk.size,
+        &recorded.sha256[..12.min(recorded.sha256.len())],
+        recorded.size,
+        record.variant
+    );
+    Ok(())
 }
 
 /// Whether the matchbox netboot image is built for this variant: it needs the variant's kernel
@@ -457,6 +553,27 @@ fn build_variant(ctx: &Ctx, plan: &Plan, vp: &VariantPlan) -> Result<BuildRecord
     if !ctx.dry_run {
         write_record(ctx.project, &record)?;
     }
+    Ok(record)
+}
+
+/// Reads `_out/<variant>/build.json`; an unreadable or foreign record is an error naming the
+/// file and the fix, never a default.
+pub fn read_record(project: &Project, variant: &str) -> Result<BuildRecord> {
+    let path = project.out_dir().join(variant).join(RECORD);
+    let shown = project.display(&path);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!("reading {shown}: build it with `cargo xtask build --variant {variant}`")
+    })?;
+    let record: BuildRecord = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{shown} is not a build record: rebuild with `cargo xtask build --variant {variant}`"
+        )
+    })?;
+    anyhow::ensure!(
+        record.variant == variant,
+        "{shown}: field `variant` is {:?}, expected {variant:?}: rebuild with `cargo xtask build --variant {variant}`",
+        record.variant
+    );
     Ok(record)
 }
 
