@@ -346,3 +346,108 @@ fn the_publish_job_pushes_only_smoke_tested_recorded_outputs_then_moves_tags() {
         stdout(&out)
     );
 }
+
+/// cosign as the tests run it: no key password, its state under `home`, and every request that
+/// is not for the loopback registry sent to a closed local port, so nothing leaves the machine
+/// (cosign tries to refresh Sigstore's public trust root; it warns and goes on).
+fn cosign(home: &Path, args: &[&str]) -> Output {
+    run(std::process::Command::new("cosign")
+        .args(args)
+        .env("HOME", home)
+        .env("COSIGN_PASSWORD", "")
+        .env("HTTPS_PROXY", "http://127.0.0.1:9")
+        .env("HTTP_PROXY", "http://127.0.0.1:9")
+        .env("NO_PROXY", "127.0.0.1"))
+}
+
+#[test]
+fn published_images_are_signed_and_verified_offline_with_a_local_key() {
+    if !have_tools(&["cosign"]) {
+        return;
+    }
+    let Some(env) = Pipeline::setup("release-signing", None) else {
+        return;
+    };
+    ok(&ci(&env, &["--no-boot"], &[]));
+    let outputs = env.dir.join("outputs");
+    ok(&ci(
+        &env,
+        &["--publish-only", "--no-release-tags"],
+        &[("GITHUB_OUTPUT", outputs.to_str().unwrap())],
+    ));
+    let written = std::fs::read_to_string(&outputs).unwrap();
+    let images: Vec<&str> = written
+        .lines()
+        .find_map(|l| l.strip_prefix("images="))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(images.len(), 2, "installer and matchbox: {written}");
+
+    // The workflow's sign-and-verify step, with a local key instead of a keyless identity and
+    // a signing config without a transparency log (none is reachable here).
+    let home = env.dir.join("cosign-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let key = env.dir.join("release");
+    let out = cosign(
+        &home,
+        &[
+            "generate-key-pair",
+            "--output-key-prefix",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let config = env.dir.join("signing-config.json");
+    let out = cosign(
+        &home,
+        &[
+            "signing-config",
+            "create",
+            "--out",
+            config.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let insecure = ["--allow-insecure-registry", "--allow-http-registry"];
+    let private = format!("{}.key", key.display());
+    let public = format!("{}.pub", key.display());
+    let verify = |image: &str, public: &str| {
+        let mut args = vec!["verify", "--key", public, "--insecure-ignore-tlog"];
+        args.extend(insecure);
+        args.push(image);
+        cosign(&home, &args)
+    };
+    // Unsigned: verification fails.
+    assert!(!verify(images[0], &public).status.success());
+    for image in &images {
+        let mut args = vec!["sign", "--yes", "--key", &private, "--signing-config"];
+        args.push(config.to_str().unwrap());
+        args.extend(insecure);
+        args.push(image);
+        let out = cosign(&home, &args);
+        assert!(out.status.success(), "signing {image}: {}", stderr(&out));
+        let out = verify(image, &public);
+        assert!(out.status.success(), "verifying {image}: {}", stderr(&out));
+        assert!(stdout(&out).contains(&image[image.find('@').unwrap() + 1..]));
+    }
+    // Another key does not verify.
+    let other = env.dir.join("other");
+    let out = cosign(
+        &home,
+        &[
+            "generate-key-pair",
+            "--output-key-prefix",
+            other.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success());
+    assert!(!verify(images[0], &format!("{}.pub", other.display()))
+        .status
+        .success());
+
+    // The signature names the digest: a tag moved there afterwards verifies as the same image.
+    ok(&ci(&env, &["--publish-only"], &[]));
+    let tagged = format!("{}/{REPO}:latest", env.registry.addr);
+    assert!(verify(&tagged, &public).status.success());
+}
