@@ -169,6 +169,11 @@ pub struct Ctx<'a> {
 }
 
 pub fn run(project: &Project, args: Args) -> Result<()> {
+    let _lock = if args.dry_run {
+        None
+    } else {
+        Some(crate::interrupt::lock_out_dir(project)?)
+    };
     let records = build(project, &args)?;
     if args.json {
         println!(
@@ -179,8 +184,10 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Builds (and with `--push` publishes) the selected variants; returns their records.
+/// Builds (and with `--push` publishes) the selected variants; returns their records. The
+/// caller holds `_out/`'s lock ([`crate::interrupt::lock_out_dir`]).
 pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
+    let _signals = crate::interrupt::catch();
     let registry = args.registry.resolve();
     if args.push && registry.is_none() {
         bail!("--push needs a registry: pass --registry HOST/OWNER, or set REGISTRY or GITHUB_REPOSITORY_OWNER");
@@ -603,8 +610,15 @@ pub fn needs_privileged(talos_version: &str, kind: Output) -> bool {
     is_disk_image && (major, minor) < (1, 13)
 }
 
+/// The imager's container name, so that an interrupted run can remove it: the container would
+/// otherwise run on after the engine's client is gone.
+pub fn container_name(vp: &VariantPlan, kind: Output) -> String {
+    format!("xtask-{}-{}-{}", vp.name, kind.name(), std::process::id())
+}
+
 pub fn imager_args(ctx: &Ctx, plan: &Plan, vp: &VariantPlan, kind: Output) -> Vec<String> {
     let mut args: Vec<String> = vec!["run".into(), "--rm".into(), "-i".into()];
+    args.extend(["--name".into(), container_name(vp, kind)]);
     if ctx.emulate {
         args.push(format!("--platform=linux/{}", vp.arch));
     }
@@ -644,7 +658,9 @@ fn build_output(
             return Ok((profile, Some(file)));
         }
     }
+    crate::interrupt::check()?;
     let args = imager_args(ctx, plan, vp, pp.kind);
+    let container = container_name(vp, pp.kind);
     let tmp = dir.join(format!(".tmp-{}", pp.kind.name()));
     if ctx.dry_run {
         let mut line = vec![ctx.engine.program().to_owned()];
@@ -674,7 +690,7 @@ fn build_output(
     let ran = ctx
         .progress
         .run(&format!("{label}: imager -> {}", pp.artifact), || {
-            run_imager(ctx.engine, &args, &yaml, &tmp, &log)
+            run_imager(ctx.engine, &args, &container, &yaml, &tmp, &log)
         });
     if let Err(err) = ran {
         let _ = std::fs::remove_dir_all(&tmp);
@@ -731,10 +747,12 @@ pub fn file_record(path: &Utf8Path) -> Result<FileRecord> {
     })
 }
 
-/// `ENGINE run ... < profile | tar -xzf - -C tmp`, the engine's stderr kept in `log`.
+/// `ENGINE run ... < profile | tar -xzf - -C tmp`, the engine's stderr kept in `log`. On SIGINT
+/// or SIGTERM (see [`crate::interrupt`]) the container is removed and the run fails.
 fn run_imager(
     engine: Engine,
     args: &[String],
+    container: &str,
     profile: &str,
     tmp: &Utf8Path,
     log: &Utf8Path,
@@ -748,7 +766,7 @@ fn run_imager(
         .spawn()
         .with_context(|| format!("starting {engine}"))?;
     let stdout = imager.stdout.take().expect("stdout is piped");
-    let tar = Command::new("tar")
+    let mut tar = Command::new("tar")
         .args(["-xzf", "-", "-C", tmp.as_str()])
         .stdin(stdout)
         .stdout(Stdio::null())
@@ -760,18 +778,55 @@ fn run_imager(
         // A write error means the imager exited early; its status below says why.
         let _ = stdin.write_all(profile.as_bytes());
     }
-    let status = imager
-        .wait()
-        .with_context(|| format!("waiting for {engine}"))?;
+    let status = loop {
+        if let Some(status) = imager
+            .try_wait()
+            .with_context(|| format!("waiting for {engine}"))?
+        {
+            break status;
+        }
+        if let Some(sig) = crate::interrupt::pending() {
+            // Remove the container first (the client may be creating it), then the client,
+            // then anything it created meanwhile.
+            let remove = || {
+                Command::new(engine.program())
+                    .args(["rm", "-f", container])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+            };
+            let _ = remove();
+            let _ = imager.kill();
+            let _ = imager.wait();
+            let _ = remove();
+            let _ = tar.kill();
+            let _ = tar.wait();
+            bail!(
+                "interrupted by {}: removed the imager container {container}; the partial output was dropped",
+                crate::interrupt::name(sig)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     let tar_out = tar.wait_with_output().context("waiting for tar")?;
+    let tar_err = String::from_utf8_lossy(&tar_out.stderr).trim().to_owned();
+    // A full disk kills tar, and the imager then fails on the closed pipe: say the cause.
+    // GNU tar says "No space left on device", or "Wrote only N of M bytes" for a short write.
+    let full = ["No space left on device", "Wrote only "]
+        .iter()
+        .any(|m| tar_err.contains(m));
+    if !tar_out.status.success() && full {
+        bail!(
+            "the filesystem of {tmp} is full (tar: {tar_err}); the partial output was dropped: free space (the output needs room for every artifact), then run again"
+        );
+    }
     if !status.success() {
         let tail = tail_lines(&std::fs::read_to_string(log).unwrap_or_default(), 15);
         bail!("the imager failed ({status}); last lines of {log}:\n{tail}");
     }
     if !tar_out.status.success() {
         bail!(
-            "the imager's output is not a gzip tar: {}",
-            String::from_utf8_lossy(&tar_out.stderr).trim()
+            "the imager's output is not a complete gzip tar (cut short, or not gzip): {tar_err}; the partial output was dropped"
         );
     }
     Ok(())
