@@ -169,11 +169,6 @@ pub struct Ctx<'a> {
 }
 
 pub fn run(project: &Project, args: Args) -> Result<()> {
-    let _lock = if args.dry_run {
-        None
-    } else {
-        Some(crate::interrupt::lock_out_dir(project)?)
-    };
     let records = build(project, &args)?;
     if args.json {
         println!(
@@ -184,8 +179,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Builds (and with `--push` publishes) the selected variants; returns their records. The
-/// caller holds `_out/`'s lock ([`crate::interrupt::lock_out_dir`]).
+/// Builds (and with `--push` publishes) the selected variants; returns their records.
 pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
     let _signals = crate::interrupt::catch();
     let registry = args.registry.resolve();
@@ -274,6 +268,12 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
         progress,
     };
 
+    // One build per checkout: taken once the plan is sound, before anything is written.
+    let _lock = if args.dry_run {
+        None
+    } else {
+        Some(crate::interrupt::lock_out_dir(project)?)
+    };
     let records = build_all(&ctx, &plan, args.jobs.into())?;
     if args.push {
         return publish_all(&ctx, &plan, records, &skopeo, args.unique_tag_only);

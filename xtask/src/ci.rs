@@ -224,8 +224,8 @@ pub fn release_tags(talos_version: &str, default_branch: bool) -> Vec<String> {
 }
 
 pub fn run(project: &Project, args: Args) -> Result<()> {
-    let _lock = crate::interrupt::lock_out_dir(project)?;
     if args.publish_only {
+        let _lock = crate::interrupt::lock_out_dir(project)?;
         return publish_only(project, &args);
     }
     let mut stages = Vec::new();

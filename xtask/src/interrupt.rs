@@ -90,13 +90,27 @@ pub fn check() -> Result<()> {
     Ok(())
 }
 
-/// Held while a build uses `_out/`; the lock goes with the process.
+/// Held while a build uses `_out/`; the lock goes with the process. Nested takes in one process
+/// (`ci` holding it while its build stage takes it) hold nothing more.
 pub struct OutLock {
-    _file: File,
+    file: Option<File>,
 }
+
+impl Drop for OutLock {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            HELD.store(false, Ordering::SeqCst);
+        }
+    }
+}
+
+static HELD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Takes `_out/.lock`, or refuses naming the process that holds it.
 pub fn lock_out_dir(project: &Project) -> Result<OutLock> {
+    if HELD.load(Ordering::SeqCst) {
+        return Ok(OutLock { file: None });
+    }
     let dir = project.out_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {dir}"))?;
     let path = dir.join(".lock");
@@ -131,5 +145,6 @@ pub fn lock_out_dir(project: &Project) -> Result<OutLock> {
     file.set_len(0)?;
     file.rewind()?;
     writeln!(file, "{}", std::process::id())?;
-    Ok(OutLock { _file: file })
+    HELD.store(true, Ordering::SeqCst);
+    Ok(OutLock { file: Some(file) })
 }

@@ -341,3 +341,194 @@ fn a_full_output_filesystem_fails_the_output_and_keeps_the_others() {
     assert_eq!(record["cache_hits"], 1, "the installer survived: {record}");
     assert_eq!(record["imager_runs"], 3);
 }
+
+/// A TCP proxy in front of the registry that stops the registry (kills its process) once the
+/// client has sent `budget` bytes through it, and cuts every connection then: a registry that
+/// dies half way through a push. `restart` brings up a new registry on the same storage.
+struct StoppingProxy {
+    addr: String,
+    state: std::sync::Arc<ProxyState>,
+    storage: PathBuf,
+}
+
+struct ProxyState {
+    upstream: std::sync::Mutex<String>,
+    budget: std::sync::atomic::AtomicI64,
+    registry: std::sync::Mutex<Option<support::registry::Registry>>,
+    stopped_after: std::sync::atomic::AtomicI64,
+}
+
+impl StoppingProxy {
+    fn start(storage: &Path, budget: i64) -> StoppingProxy {
+        use std::sync::atomic::AtomicI64;
+        let registry = support::registry::Registry::start(storage);
+        let state = std::sync::Arc::new(ProxyState {
+            upstream: std::sync::Mutex::new(registry.addr.clone()),
+            budget: AtomicI64::new(budget),
+            registry: std::sync::Mutex::new(Some(registry)),
+            stopped_after: AtomicI64::new(-1),
+        });
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let shared = state.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let state = shared.clone();
+                std::thread::spawn(move || serve(client, &state));
+            }
+        });
+        StoppingProxy {
+            addr,
+            state,
+            storage: storage.to_owned(),
+        }
+    }
+
+    fn restart(&self) {
+        use std::sync::atomic::Ordering;
+        let registry = support::registry::Registry::start(&self.storage);
+        *self.state.upstream.lock().unwrap() = registry.addr.clone();
+        *self.state.registry.lock().unwrap() = Some(registry);
+        self.state.budget.store(i64::MAX, Ordering::SeqCst);
+    }
+
+    fn get(&self, path: &str) -> Option<Value> {
+        let guard = self.state.registry.lock().unwrap();
+        let registry = guard.as_ref()?;
+        let (status, _, body) = registry.get(path, "application/json");
+        (status == 200).then(|| serde_json::from_slice(&body).unwrap())
+    }
+}
+
+impl Drop for StoppingProxy {
+    fn drop(&mut self) {
+        // The accept loop keeps the state alive: stop the registry here.
+        drop(self.state.registry.lock().unwrap().take());
+    }
+}
+
+fn serve(mut client: std::net::TcpStream, state: &ProxyState) {
+    use std::io::{Read, Write};
+    use std::net::Shutdown;
+    use std::sync::atomic::Ordering;
+    let upstream = state.upstream.lock().unwrap().clone();
+    let Ok(mut server) = std::net::TcpStream::connect(&upstream) else {
+        return; // the registry is gone: the client sees the connection close
+    };
+    let (mut back_from, mut back_to) = (server.try_clone().unwrap(), client.try_clone().unwrap());
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut back_from, &mut back_to);
+        let _ = back_to.shutdown(Shutdown::Both);
+    });
+    let mut buf = [0u8; 16384];
+    loop {
+        let n = match client.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let left = state.budget.fetch_sub(n as i64, Ordering::SeqCst) - n as i64;
+        if left < 0 {
+            if let Some(registry) = state.registry.lock().unwrap().take() {
+                state.stopped_after.store(left, Ordering::SeqCst);
+                drop(registry); // kills docker-registry
+            }
+            let _ = server.shutdown(Shutdown::Both);
+            let _ = client.shutdown(Shutdown::Both);
+            return;
+        }
+        if server.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = server.shutdown(Shutdown::Write);
+}
+
+#[test]
+fn a_registry_that_stops_half_way_through_a_push_tags_nothing_and_a_rerun_pushes_without_rebuilding(
+) {
+    let Some(env) = Pipeline::setup("faults-registry", None) else {
+        return;
+    };
+    // A 24 MiB incompressible kernel makes the matchbox image's layer big enough to stop the
+    // registry in the middle of its upload: after 8 MiB have gone through.
+    let big = "localhost/fault-imager:big-push";
+    fault_image(&env, big, "big-kernel");
+    let proxy = StoppingProxy::start(&env.dir.join("registry-stopping"), 8 << 20);
+    let push = || {
+        let mut cmd = env.xtask();
+        cmd.args([
+            "build",
+            "--locked",
+            "--push",
+            "--engine",
+            "podman",
+            "--variant",
+            "compute",
+            "--json",
+            "--imager",
+            big,
+            "--matchbox-base",
+            BASE,
+        ])
+        .arg("--tree")
+        .arg(&env.tree)
+        .arg("--registry")
+        .arg(format!("{}/acme", proxy.addr))
+        .env("XTASK_RETRY_ATTEMPTS", "2")
+        .env("XTASK_RETRY_BASE_MS", "100");
+        run(&mut cmd)
+    };
+    let out = push();
+    assert!(
+        !out.status.success(),
+        "the push must fail: {}",
+        stderr(&out)
+    );
+    assert!(
+        proxy
+            .state
+            .stopped_after
+            .load(std::sync::atomic::Ordering::SeqCst)
+            != -1,
+        "the registry was stopped during the push"
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("publishing variant `compute`: no tag was moved"),
+        "{err}"
+    );
+
+    // Back up: nothing half-pushed carries a tag, and the rerun only pushes.
+    proxy.restart();
+    for repo in [
+        "talos-cozystack-spin-only/talos",
+        "talos-cozystack-spin-only/matchbox",
+    ] {
+        let tags = proxy.get(&format!("/v2/acme/{repo}/tags/list"));
+        let tags = tags.map(|t| t["tags"].clone()).unwrap_or(Value::Null);
+        assert!(
+            tags.is_null() || tags.as_array().is_some_and(|a| a.is_empty()),
+            "{repo} has tags after a failed push: {tags}"
+        );
+    }
+    let out = push();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let record = record_of(&out);
+    assert_eq!(record["imager_runs"], 0, "nothing rebuilt: {record}");
+    assert_eq!(record["cache_hits"], 5, "4 outputs and the matchbox image");
+    for published in record["published"].as_array().unwrap() {
+        let image = published["image"].as_str().unwrap();
+        let repo = image.split_once("/acme/").unwrap().1;
+        let tags = proxy
+            .get(&format!("/v2/acme/{repo}/tags/list"))
+            .unwrap_or_else(|| panic!("{repo} has no tags"));
+        assert!(
+            tags["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t == "v1.13.6"),
+            "{repo}: {tags}"
+        );
+    }
+}
