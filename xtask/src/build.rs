@@ -92,6 +92,13 @@ pub struct BuildRecord {
     pub variant: String,
     pub talos_version: String,
     pub arch: String,
+    /// Every architecture built (`arch` is the first), and the target's platform and overlay.
+    #[serde(default)]
+    pub arches: Vec<String>,
+    #[serde(default)]
+    pub platform: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<String>,
     pub imager: String,
     pub extensions: Vec<ExtensionRecord>,
     pub profiles: Vec<ProfileRecord>,
@@ -116,6 +123,8 @@ pub struct ExtensionRecord {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProfileRecord {
     pub kind: Output,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<crate::profile::Arch>,
     pub artifact: String,
     /// sha256 of the exact profile bytes (YAML) the imager received on stdin.
     #[serde(default)]
@@ -200,7 +209,9 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
     let check_emulation = |plan: &Plan| -> Result<()> {
         if args.emulate && !args.dry_run {
             for vp in &plan.variants {
-                engine::check_emulation(vp.arch)?;
+                for &arch in &vp.target.arches {
+                    engine::check_emulation(arch)?;
+                }
             }
         }
         Ok(())
@@ -316,12 +327,13 @@ fn publish_all(
         &mut records,
         &matchbox_planned,
     )?;
-    for record in &mut records {
+    for (vp, record) in plan.variants.iter().zip(&mut records) {
+        // each target its own tags: `v1.13.6`, `aws-v1.13.6`, `rpi_generic-v1.13.6`
+        let tags: Vec<String> = tags.iter().map(|t| vp.target.tag(t)).collect();
         for p in &mut record.published {
             let started = Instant::now();
             let label = format!("[{}] tag {}@{}", record.variant, p.image, p.digest);
-            ctx.progress
-                .run(&label, || publisher.add_tags(&p.image, &p.digest, &tags))?;
+            ctx.progress.run(&label, || publisher.add_tags(p, &tags))?;
             p.tags = tags.clone();
             *record
                 .timings
@@ -334,11 +346,8 @@ fn publish_all(
     }
     if !unique_tag_only {
         let release = [plan.talos_version.clone()];
-        let mut published: Vec<&mut publish::Published> = records
-            .iter_mut()
-            .flat_map(|r| r.published.iter_mut())
-            .collect();
-        let outcome = publisher.move_forward(&mut published, &release, revision.as_deref())?;
+        let mut published = with_target_tags(plan, &mut records, &release);
+        let outcome = publisher.move_forward(&mut published, revision.as_deref())?;
         ctx.progress.note(&outcome.summary());
         if !ctx.dry_run {
             for record in &records {
@@ -347,6 +356,31 @@ fn publish_all(
         }
     }
     Ok(records)
+}
+
+/// Every published image of `records` with its release tags, named for its variant's target
+/// (`v1.13.6`, `aws-v1.13.6`, `rpi_generic-latest`).
+pub fn with_target_tags<'r>(
+    plan: &Plan,
+    records: &'r mut [BuildRecord],
+    tags: &[String],
+) -> Vec<(&'r mut publish::Published, Vec<String>)> {
+    let mut out = Vec::new();
+    for record in records.iter_mut() {
+        let target = plan
+            .variants
+            .iter()
+            .find(|v| v.name == record.variant)
+            .map(|v| &v.target);
+        let tags: Vec<String> = tags
+            .iter()
+            .map(|t| target.map_or_else(|| t.clone(), |target| target.tag(t)))
+            .collect();
+        for p in record.published.iter_mut() {
+            out.push((p, tags.clone()));
+        }
+    }
+    out
 }
 
 /// What pushing built outputs needs (`build --push`, and `ci --publish-only` on records built
@@ -371,34 +405,58 @@ pub fn push_records(
 ) -> Result<()> {
     for (vp, record) in plan.variants.iter().zip(records.iter_mut()) {
         let dir = ctx.project.out_dir().join(&vp.name);
-        let mut images = Vec::new();
+        // (kind, one archive per arch, repository)
+        let mut images: Vec<(
+            &str,
+            Vec<(crate::profile::Arch, camino::Utf8PathBuf)>,
+            String,
+        )> = Vec::new();
         if vp.variant.builds(Output::Installer) {
-            let name = crate::profile::artifact_name(Output::Installer, vp.arch);
-            images.push(("installer", name, vp.image.clone()));
+            let archives = vp
+                .target
+                .arches
+                .iter()
+                .map(|&arch| {
+                    let name = crate::profile::artifact_name(Output::Installer, arch);
+                    (arch, dir.join(name))
+                })
+                .collect();
+            images.push(("installer", archives, vp.image.clone()));
         }
         let matchbox = crate::matchbox::archive_name(vp);
         let built = record.files.iter().any(|f| f.name == matchbox);
         if built || (ctx.dry_run && matchbox_planned(vp)) {
-            images.push(("matchbox", matchbox, crate::matchbox::image_for(&vp.image)));
+            images.push((
+                "matchbox",
+                vec![(vp.arch, dir.join(&matchbox))],
+                crate::matchbox::image_for(&vp.image),
+            ));
         }
         record.published.clear();
-        for (kind, name, image) in images {
-            let archive = dir.join(&name);
+        for (kind, archives, image) in images {
             if !ctx.dry_run {
-                verify_recorded(ctx.project, record, &archive).with_context(|| {
-                    format!(
-                        "publishing variant `{}`: nothing was pushed for it",
-                        vp.name
-                    )
-                })?;
+                for (_, archive) in &archives {
+                    verify_recorded(ctx.project, record, archive).with_context(|| {
+                        format!(
+                            "publishing variant `{}`: nothing was pushed for it",
+                            vp.name
+                        )
+                    })?;
+                }
             }
             let started = Instant::now();
             let label = format!("[{}] push {kind} to {image} by digest", vp.name);
             let p = ctx
                 .progress
-                .run(&label, || {
-                    ctx.publisher
-                        .push_by_digest(kind, &archive, &image, ctx.revision)
+                .run(&label, || match archives.as_slice() {
+                    [(_, archive)] => {
+                        ctx.publisher
+                            .push_by_digest(kind, archive, &image, ctx.revision)
+                    }
+                    several => {
+                        ctx.publisher
+                            .push_index_by_digest(kind, several, &image, ctx.revision)
+                    }
                 })
                 .with_context(|| format!("publishing variant `{}`: no tag was moved", vp.name))?;
             record.published.push(p);
@@ -489,6 +547,9 @@ fn build_variant(ctx: &Ctx, plan: &Plan, vp: &VariantPlan) -> Result<BuildRecord
         variant: vp.name.clone(),
         talos_version: plan.talos_version.clone(),
         arch: vp.arch.to_string(),
+        arches: vp.target.arches.iter().map(|a| a.to_string()).collect(),
+        platform: vp.target.platform.to_string(),
+        overlay: vp.target.overlay.as_ref().map(|o| o.name.clone()),
         imager: ctx.imager.clone(),
         extensions: vp
             .extensions
@@ -509,7 +570,7 @@ fn build_variant(ctx: &Ctx, plan: &Plan, vp: &VariantPlan) -> Result<BuildRecord
         } else if !ctx.dry_run {
             record.imager_runs += 1;
             record.timings.insert(
-                format!("imager:{}", pp.kind.name()),
+                format!("imager:{}", pp.step(vp.target.multi_arch())),
                 step.elapsed().as_secs_f64(),
             );
         }
@@ -611,16 +672,23 @@ pub fn needs_privileged(talos_version: &str, kind: Output) -> bool {
 }
 
 /// The imager's container name, so that an interrupted run can remove it: the container would
-/// otherwise run on after the engine's client is gone.
-pub fn container_name(vp: &VariantPlan, kind: Output) -> String {
-    format!("xtask-{}-{}-{}", vp.name, kind.name(), std::process::id())
+/// otherwise run on after the engine's client is gone. `step` is the output (`installer`, or
+/// `installer-arm64` for a multi-arch target).
+pub fn container_name(vp: &VariantPlan, step: &str) -> String {
+    format!("xtask-{}-{step}-{}", vp.name, std::process::id())
 }
 
-pub fn imager_args(ctx: &Ctx, plan: &Plan, vp: &VariantPlan, kind: Output) -> Vec<String> {
+pub fn imager_args(
+    ctx: &Ctx,
+    plan: &Plan,
+    arch: crate::profile::Arch,
+    kind: Output,
+    container: &str,
+) -> Vec<String> {
     let mut args: Vec<String> = vec!["run".into(), "--rm".into(), "-i".into()];
-    args.extend(["--name".into(), container_name(vp, kind)]);
+    args.extend(["--name".into(), container.to_owned()]);
     if ctx.emulate {
-        args.push(format!("--platform=linux/{}", vp.arch));
+        args.push(format!("--platform=linux/{arch}"));
     }
     if needs_privileged(&plan.talos_version, kind) {
         args.extend(["--privileged".into(), "-v".into(), "/dev:/dev".into()]);
@@ -639,16 +707,18 @@ fn build_output(
     let yaml = pp.profile.to_yaml();
     let key = content_key(&yaml, &ctx.imager, ctx.emulate);
     let artifact = dir.join(&pp.artifact);
-    let cache_path = dir.join(".cache").join(format!("{}.json", pp.kind.name()));
+    let step = pp.step(vp.target.multi_arch());
+    let cache_path = dir.join(".cache").join(format!("{step}.json"));
     let mut profile = ProfileRecord {
         kind: pp.kind,
+        arch: Some(pp.arch),
         artifact: pp.artifact.clone(),
         profile_sha256: crate::fsutil::sha256_hex(yaml.as_bytes()),
         key: key.clone(),
         cache_hit: false,
         profile: pp.profile.to_json(),
     };
-    let label = format!("[{}] {}", vp.name, pp.kind.name());
+    let label = format!("[{}] {step}", vp.name);
 
     if !ctx.force {
         if let Some(file) = cached_file(&cache_path, &key, &artifact) {
@@ -659,9 +729,9 @@ fn build_output(
         }
     }
     crate::interrupt::check()?;
-    let args = imager_args(ctx, plan, vp, pp.kind);
-    let container = container_name(vp, pp.kind);
-    let tmp = dir.join(format!(".tmp-{}", pp.kind.name()));
+    let container = container_name(vp, &step);
+    let args = imager_args(ctx, plan, pp.arch, pp.kind, &container);
+    let tmp = dir.join(format!(".tmp-{step}"));
     if ctx.dry_run {
         let mut line = vec![ctx.engine.program().to_owned()];
         line.extend(args);
@@ -686,7 +756,7 @@ fn build_output(
 
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).with_context(|| format!("creating {tmp}"))?;
-    let log = dir.join(format!("imager-{}.log", pp.kind.name()));
+    let log = dir.join(format!("imager-{step}.log"));
     let ran = ctx
         .progress
         .run(&format!("{label}: imager -> {}", pp.artifact), || {

@@ -189,19 +189,17 @@ fn check_release_ref(project: &Project, revision: &str) -> Result<()> {
 fn move_release_tags(
     project: &Project,
     skopeo: &crate::registry::Skopeo,
+    plan: &plan::Plan,
     records: &mut [BuildRecord],
-    talos_version: &str,
 ) -> Result<String> {
     let revision = crate::publish::source_revision(project).context("moved no release tag")?;
     check_release_ref(project, &revision)?;
     let default_branch = on_default_branch();
-    let tags = release_tags(talos_version, default_branch);
+    let tags = release_tags(&plan.talos_version, default_branch);
     let publisher = crate::publish::Publisher::new(project, skopeo);
-    let mut published: Vec<&mut crate::publish::Published> = records
-        .iter_mut()
-        .flat_map(|r| r.published.iter_mut())
-        .collect();
-    let outcome = publisher.move_forward(&mut published, &tags, Some(&revision))?;
+    // each target its own tags (`aws-v1.13.6`, `rpi_generic-latest`)
+    let mut published = build::with_target_tags(plan, records, &tags);
+    let outcome = publisher.move_forward(&mut published, Some(&revision))?;
     for record in records.iter() {
         build::write_record(project, record)?;
     }
@@ -332,7 +330,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
             ));
         } else {
             stage("release tags", &mut stages, || {
-                move_release_tags(project, &skopeo, &mut records, &plan.talos_version)
+                move_release_tags(project, &skopeo, &plan, &mut records)
             });
         }
     }
@@ -391,9 +389,10 @@ fn publish_only(project: &Project, args: &Args) -> Result<()> {
             .into_iter()
             .filter(|t| t != &plan.talos_version)
             .collect();
-        for record in &mut records {
+        for (vp, record) in plan.variants.iter().zip(records.iter_mut()) {
+            let unique: Vec<String> = unique.iter().map(|t| vp.target.tag(t)).collect();
             for p in &mut record.published {
-                publisher.add_tags(&p.image, &p.digest, &unique)?;
+                publisher.add_tags(p, &unique)?;
                 p.tags = unique.clone();
             }
             build::write_record(project, record)?;
@@ -408,7 +407,7 @@ fn publish_only(project: &Project, args: &Args) -> Result<()> {
         stages.push(skipped("release tags", "skipped: --no-release-tags"));
     } else if ok {
         ok = stage("release tags", &mut stages, || {
-            move_release_tags(project, &skopeo, &mut records, &plan.talos_version)
+            move_release_tags(project, &skopeo, &plan, &mut records)
         });
     } else {
         stages.push(skipped(
@@ -539,6 +538,12 @@ fn smoke_steps(
     if no_boot {
         result.passed = true;
         result.detail = "static checks passed (boot skipped)".into();
+        return result;
+    }
+    if let Some(reason) = crate::smoke::static_only(variant) {
+        result.passed = true;
+        result.detail =
+            format!("static checks passed; checked statically only, not booted: {reason}");
         return result;
     }
     let booted = crate::smoke::variant_boot_options(project, variant)
@@ -804,6 +809,7 @@ mod tests {
                 image: "ghcr.io/acme/x/talos".into(),
                 digest: "sha256:00".into(),
                 tags: vec!["v1.13.6".into()],
+                arches: Vec::new(),
             }],
             ..BuildRecord::default()
         };
