@@ -7,6 +7,7 @@ mod cidr;
 mod diag;
 mod engine;
 mod fsutil;
+mod interrupt;
 mod lockfile;
 mod matchbox;
 mod pin;
@@ -24,6 +25,7 @@ mod build;
 mod changed;
 mod ci;
 mod config;
+mod conformance;
 mod lock;
 mod patch;
 mod plan;
@@ -71,6 +73,8 @@ enum Command {
     Config(config::Args),
     /// Show the Image Factory schematic, ID, installer and asset URLs equivalent to a variant.
     Schematic(schematic::Args),
+    /// Judge profiles, machine-config patches and schematic IDs with Talos's own Go code (needs Go).
+    Conformance(conformance::Args),
     /// Decide from git what CI must build: nothing, some variants, or all (see docs/changed.md).
     Changed(changed::Args),
     /// Check that built images are exactly their role, then boot them under qemu.
@@ -84,7 +88,11 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
-            std::process::ExitCode::FAILURE
+            // Interrupted: the exit status a shell reports for that signal (130, 143).
+            match interrupt::pending() {
+                Some(sig) => std::process::ExitCode::from(128 + sig as u8),
+                None => std::process::ExitCode::FAILURE,
+            }
         }
     }
 }
@@ -102,6 +110,7 @@ fn try_main() -> anyhow::Result<()> {
         Command::Ci(args) => ci::run(&project, args),
         Command::Config(args) => config::run(&project, args),
         Command::Schematic(args) => schematic::run(&project, args),
+        Command::Conformance(args) => conformance::run(&project, args),
         Command::Changed(args) => changed::run(&project, args),
         Command::Smoke(args) => smoke::run(&project, args),
         Command::Test(args) => test::run(&project, args),
