@@ -276,7 +276,7 @@ fn ci_dry_run_prints_every_stage() {
         "# stage preflight",
         "# stage lock (--locked)",
         "# stage patch and build",
-        "podman run --rm -i ghcr.io/siderolabs/imager:v1.13.6",
+        "podman run --rm -i --name xtask-gateway-installer-",
         "cargo xtask patch --variant gateway",
         "# stage smoke",
         "qemu-system-aarch64 ",
