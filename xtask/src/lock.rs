@@ -438,6 +438,20 @@ pub fn compare(current: Option<&Lock>, fresh: &Lock, fix: &str) -> Vec<Finding> 
         }
     }
     findings.extend(compare_overlays(current, fresh, fix));
+    if fresh.imager.is_some() && current.imager != fresh.imager {
+        findings.push(
+            Finding::new(
+                SHOWN,
+                "imager",
+                format!(
+                    "stale: the registry has {}",
+                    fresh.imager.as_deref().unwrap_or_default()
+                ),
+            )
+            .value(current.imager.as_deref().unwrap_or("(absent)"))
+            .fix(fix),
+        );
+    }
     findings
 }
 
@@ -544,11 +558,34 @@ pub fn resolve(
             .map_err(anyhow::Error::msg)?;
         add_overlays(&mut lock, &catalog.pinned, &entries, overlays)?;
     }
+    lock.imager = pin_imager(skopeo, talos_version);
     Ok(Resolution {
         lock,
         platform: found.platform,
         registry_commands: skopeo.commands_run() - before,
     })
+}
+
+/// `ghcr.io/siderolabs/imager:<talos>` by the digest its tag names now (one `inspect --raw`).
+/// Best effort: a registry that lacks it (a mirror holding only the extensions) leaves the
+/// lock without an imager, and `--locked` builds then refuse until it is pinned.
+fn pin_imager(skopeo: &Skopeo, talos_version: &str) -> Option<String> {
+    let image = imager_image(talos_version);
+    match skopeo.inspect_raw(&image) {
+        Ok(raw) => Some(format!("{image}@{}", registry::sha256_digest(&raw))),
+        Err(err) => {
+            eprintln!(
+                "warning: could not pin the imager {image} ({}); `--locked` builds need it: run `cargo xtask lock` where the registry serves it",
+                format!("{err:#}").lines().next().unwrap_or("")
+            );
+            None
+        }
+    }
+}
+
+/// The imager the Talos release publishes.
+pub fn imager_image(talos_version: &str) -> String {
+    format!("ghcr.io/siderolabs/imager:{talos_version}")
 }
 
 /// A file read out of an image by [`read_from_image`].
@@ -764,7 +801,14 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     }
 
     let overlays = used_overlays(&variants);
-    let resolution = resolve(project, &skopeo, &talos_version, &names, &overlays)?;
+    let mut resolution = resolve(project, &skopeo, &talos_version, &names, &overlays)?;
+    if resolution.lock.imager.is_none() {
+        // Not served where this ran: keep the pin the lock has for this version.
+        resolution.lock.imager = current
+            .as_ref()
+            .filter(|c| c.talos_version == talos_version)
+            .and_then(|c| c.imager.clone());
+    }
     let fix = fix_command(&talos_version, &skopeo);
     let findings = compare(current.as_ref(), &resolution.lock, &fix);
 
@@ -1009,6 +1053,9 @@ pub fn ensure(
         if lock.overlays_image.is_none() {
             lock.overlays_image = current.overlays_image.clone();
             lock.known_overlays = current.known_overlays.clone();
+        }
+        if lock.imager.is_none() {
+            lock.imager = current.imager.clone();
         }
     }
     crate::fsutil::write_atomic(&project.lock_path(), lock.to_text().as_bytes())?;

@@ -318,14 +318,33 @@ fn lock_resolves_every_variant_from_one_index_preferring_amd64() {
     let index = s.layout.index(&[("arm64", &arm64), ("amd64", &amd64)]);
     s.layout.tag(&index);
     s.layout.push(&s.registry, v, &["--preserve-digests"]);
+    // The mirror serves an imager for the release too (any image will do: only its digest
+    // is read).
+    let imager = run(std::process::Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        "--all",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        &format!("docker://{}/siderolabs/extensions:{v}", s.registry.addr),
+        &format!("docker://{}/siderolabs/imager:{v}", s.registry.addr),
+    ]));
+    assert!(imager.status.success(), "{}", stderr(&imager));
 
     let out = s.lock(&["--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let result = json(&out);
     assert_eq!(result["platform"], "linux/amd64");
     assert_eq!(result["changed"], true);
-    // One index fetch and one image copy for all variants and all extensions.
-    assert_eq!(result["registry_commands"], 2);
+    // One index fetch and one image copy for all variants and all extensions, and one read of
+    // the imager's digest.
+    assert_eq!(result["registry_commands"], 3);
+    assert_eq!(
+        s.lock_json()["imager"],
+        format!("ghcr.io/siderolabs/imager:{v}@{}", index.digest),
+        "the imager pinned by the digest its tag names"
+    );
 
     let lock = s.lock_json();
     assert_eq!(lock["talos_version"], v);
@@ -366,7 +385,7 @@ fn lock_resolves_every_variant_from_one_index_preferring_amd64() {
     let again = s.lock(&["--json"]);
     assert!(again.status.success(), "{}", stderr(&again));
     assert_eq!(json(&again)["changed"], false);
-    assert_eq!(json(&again)["registry_commands"], 1);
+    assert_eq!(json(&again)["registry_commands"], 2);
     assert_eq!(s.lock_text(), before, "deterministic output");
 
     let check = s.lock(&["--check"]);
@@ -391,9 +410,16 @@ fn first_platform_carrying_the_file_is_used_when_amd64_has_none() {
     let result = json(&out);
     assert_eq!(result["platform"], "linux/arm64");
     assert_eq!(
-        result["registry_commands"], 3,
-        "index, amd64 copy, arm64 copy"
+        result["registry_commands"], 4,
+        "index, amd64 copy, arm64 copy, the imager (absent here)"
     );
+    assert!(
+        stderr(&out)
+            .contains("warning: could not pin the imager ghcr.io/siderolabs/imager:v1.13.6"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(s.lock_json().get("imager").is_none());
     assert_eq!(
         s.lock_json()["extensions"]["drbd"],
         line("ghcr.io/siderolabs/drbd", &format!("9.3.2-{v}"))
