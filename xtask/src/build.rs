@@ -20,6 +20,7 @@ use camino::Utf8Path;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{self, shell_line, Engine};
+use crate::lockfile::SHOWN;
 use crate::plan::{self, Plan, PlannedProfile, VariantPlan};
 use crate::progress::Steps;
 use crate::project::Project;
@@ -238,6 +239,14 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
     };
     check_emulation(&plan)?;
 
+    // The profiles name the base installer by the lock's digest; a `--locked` build needs it.
+    if args.locked && lock.base_installer.is_none() {
+        bail!(
+            "the lock pins no base installer:\n  {SHOWN}: base_installer: missing: a --locked build names {} only by digest\n    fix: run `cargo xtask lock --talos-version {}` and commit {SHOWN}",
+            crate::profile::base_installer_image(&plan.talos_version),
+            plan.talos_version
+        );
+    }
     // `--imager` wins; else the lock's pin; a `--locked` build never runs the imager by tag.
     let imager = match (&args.imager, lock.imager.as_deref()) {
         (Some(imager), _) => imager.clone(),

@@ -438,19 +438,21 @@ pub fn compare(current: Option<&Lock>, fresh: &Lock, fix: &str) -> Vec<Finding> 
         }
     }
     findings.extend(compare_overlays(current, fresh, fix));
-    if fresh.imager.is_some() && current.imager != fresh.imager {
-        findings.push(
-            Finding::new(
-                SHOWN,
-                "imager",
-                format!(
-                    "stale: the registry has {}",
-                    fresh.imager.as_deref().unwrap_or_default()
-                ),
-            )
-            .value(current.imager.as_deref().unwrap_or("(absent)"))
-            .fix(fix),
-        );
+    for (field, have, want) in [
+        ("imager", &current.imager, &fresh.imager),
+        (
+            "base_installer",
+            &current.base_installer,
+            &fresh.base_installer,
+        ),
+    ] {
+        if let Some(want) = want.as_deref().filter(|w| have.as_deref() != Some(*w)) {
+            findings.push(
+                Finding::new(SHOWN, field, format!("stale: the registry has {want}"))
+                    .value(have.as_deref().unwrap_or("(absent)"))
+                    .fix(fix),
+            );
+        }
     }
     findings
 }
@@ -558,7 +560,12 @@ pub fn resolve(
             .map_err(anyhow::Error::msg)?;
         add_overlays(&mut lock, &catalog.pinned, &entries, overlays)?;
     }
-    lock.imager = pin_imager(skopeo, talos_version);
+    lock.imager = pin_image(skopeo, &imager_image(talos_version), "the imager");
+    lock.base_installer = pin_image(
+        skopeo,
+        &crate::profile::base_installer_image(talos_version),
+        "the base installer",
+    );
     Ok(Resolution {
         lock,
         platform: found.platform,
@@ -566,16 +573,15 @@ pub fn resolve(
     })
 }
 
-/// `ghcr.io/siderolabs/imager:<talos>` by the digest its tag names now (one `inspect --raw`).
-/// Best effort: a registry that lacks it (a mirror holding only the extensions) leaves the
-/// lock without an imager, and `--locked` builds then refuse until it is pinned.
-fn pin_imager(skopeo: &Skopeo, talos_version: &str) -> Option<String> {
-    let image = imager_image(talos_version);
-    match skopeo.inspect_raw(&image) {
+/// `image` by the digest its tag names now (one `inspect --raw`). Best effort: a registry that
+/// lacks it (a mirror holding only the extensions) leaves it unpinned, with a warning; a
+/// `--locked` build then refuses to run an unpinned imager.
+fn pin_image(skopeo: &Skopeo, image: &str, what: &str) -> Option<String> {
+    match skopeo.inspect_raw(image) {
         Ok(raw) => Some(format!("{image}@{}", registry::sha256_digest(&raw))),
         Err(err) => {
             eprintln!(
-                "warning: could not pin the imager {image} ({}); `--locked` builds need it: run `cargo xtask lock` where the registry serves it",
+                "warning: could not pin {what} {image} ({}); run `cargo xtask lock` where the registry serves it",
                 format!("{err:#}").lines().next().unwrap_or("")
             );
             None
@@ -802,12 +808,17 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
 
     let overlays = used_overlays(&variants);
     let mut resolution = resolve(project, &skopeo, &talos_version, &names, &overlays)?;
-    if resolution.lock.imager.is_none() {
-        // Not served where this ran: keep the pin the lock has for this version.
-        resolution.lock.imager = current
-            .as_ref()
-            .filter(|c| c.talos_version == talos_version)
-            .and_then(|c| c.imager.clone());
+    // Not served where this ran: keep the pins the lock has for this version.
+    if let Some(c) = current
+        .as_ref()
+        .filter(|c| c.talos_version == talos_version)
+    {
+        if resolution.lock.imager.is_none() {
+            resolution.lock.imager = c.imager.clone();
+        }
+        if resolution.lock.base_installer.is_none() {
+            resolution.lock.base_installer = c.base_installer.clone();
+        }
     }
     let fix = fix_command(&talos_version, &skopeo);
     let findings = compare(current.as_ref(), &resolution.lock, &fix);
@@ -1056,6 +1067,9 @@ pub fn ensure(
         }
         if lock.imager.is_none() {
             lock.imager = current.imager.clone();
+        }
+        if lock.base_installer.is_none() {
+            lock.base_installer = current.base_installer.clone();
         }
     }
     crate::fsutil::write_atomic(&project.lock_path(), lock.to_text().as_bytes())?;

@@ -41,6 +41,10 @@ pub struct Lock {
     /// it, so CI never runs an image a tag could have moved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub imager: Option<String>,
+    /// The base installer the profiles name (`input.baseInstaller`), by digest: profiles name
+    /// this exact reference when its tag is the one they would name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_installer: Option<String>,
 }
 
 /// How a variant's overlay stands in the lock.
@@ -105,7 +109,11 @@ impl Lock {
                 );
             }
         }
-        if let Some(imager) = &lock.imager {
+        for (field, pin) in [
+            ("imager", &lock.imager),
+            ("base_installer", &lock.base_installer),
+        ] {
+            let Some(imager) = pin else { continue };
             let problem = match ImageRef::parse(imager) {
                 Err(err) => Some(err),
                 Ok(r) if r.digest.is_none() => Some("not pinned by digest".to_owned()),
@@ -113,7 +121,7 @@ impl Lock {
             };
             if let Some(problem) = problem {
                 problems.push(
-                    Finding::new(SHOWN, "imager", problem)
+                    Finding::new(SHOWN, field, problem)
                         .value(imager)
                         .fix("regenerate it with `cargo xtask lock`"),
                 );

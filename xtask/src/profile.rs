@@ -213,6 +213,13 @@ impl Profile {
 pub struct Locked<'a> {
     pub extension_refs: &'a [String],
     pub overlay_image: Option<&'a str>,
+    /// The base installer by digest, when the lock pins it (else [`base_installer_image`]).
+    pub base_installer: Option<&'a str>,
+}
+
+/// The base installer the imager adds the extensions to, by tag.
+pub fn base_installer_image(talos_version: &str) -> String {
+    format!("ghcr.io/siderolabs/installer:{talos_version}")
 }
 
 /// Builds the imager profile for one output of a variant, for one of its architectures.
@@ -282,7 +289,9 @@ pub fn for_output(
                 path: format!("/usr/install/{arch}/initramfs.xz"),
             },
             base_installer: ContainerAsset {
-                image_ref: format!("ghcr.io/siderolabs/installer:{talos_version}"),
+                image_ref: locked
+                    .base_installer
+                    .map_or_else(|| base_installer_image(talos_version), str::to_owned),
             },
             overlay_installer,
             system_extensions: locked
@@ -330,6 +339,7 @@ mod tests {
         Locked {
             extension_refs: refs,
             overlay_image: None,
+            base_installer: None,
         }
     }
 
@@ -486,6 +496,7 @@ mod tests {
                 Locked {
                     extension_refs: &[],
                     overlay_image: Some(OVERLAY),
+                    base_installer: None,
                 },
             )
             .to_json()

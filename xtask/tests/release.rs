@@ -502,6 +502,18 @@ fn a_locked_build_runs_the_imager_only_by_the_digest_the_lock_pins() {
         "{text}"
     );
 
+    // Without the base installer's pin, a locked build refuses.
+    let unpinned = lock["base_installer"].take();
+    std::fs::write(&path, lock.to_string()).unwrap();
+    let out = dry_run(&[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("the lock pins no base installer"),
+        "{}",
+        stderr(&out)
+    );
+    lock["base_installer"] = unpinned;
+
     // A pin by tag is no pin.
     lock["imager"] = "ghcr.io/siderolabs/imager:v1.13.6".into();
     std::fs::write(&path, lock.to_string()).unwrap();
