@@ -294,6 +294,24 @@ impl Setup {
     }
 }
 
+/// The mirror serves an imager and a base installer for release `v` too: copies of its
+/// extensions image (any image will do: only their digests are read).
+fn serve_imager_and_base_installer(registry: &support::registry::Registry, v: &str) {
+    for repository in ["siderolabs/imager", "siderolabs/installer"] {
+        let out = run(std::process::Command::new("skopeo").args([
+            "copy",
+            "--quiet",
+            "--all",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            &format!("docker://{}/siderolabs/extensions:{v}", registry.addr),
+            &format!("docker://{}/{repository}:{v}", registry.addr),
+        ]));
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+}
+
 fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(out), stderr(out)))
@@ -318,32 +336,24 @@ fn lock_resolves_every_variant_from_one_index_preferring_amd64() {
     let index = s.layout.index(&[("arm64", &arm64), ("amd64", &amd64)]);
     s.layout.tag(&index);
     s.layout.push(&s.registry, v, &["--preserve-digests"]);
-    // The mirror serves an imager for the release too (any image will do: only its digest
-    // is read).
-    let imager = run(std::process::Command::new("skopeo").args([
-        "copy",
-        "--quiet",
-        "--all",
-        "--preserve-digests",
-        "--src-tls-verify=false",
-        "--dest-tls-verify=false",
-        &format!("docker://{}/siderolabs/extensions:{v}", s.registry.addr),
-        &format!("docker://{}/siderolabs/imager:{v}", s.registry.addr),
-    ]));
-    assert!(imager.status.success(), "{}", stderr(&imager));
+    serve_imager_and_base_installer(&s.registry, v);
 
     let out = s.lock(&["--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let result = json(&out);
     assert_eq!(result["platform"], "linux/amd64");
     assert_eq!(result["changed"], true);
-    // One index fetch and one image copy for all variants and all extensions, and one read of
-    // the imager's digest.
-    assert_eq!(result["registry_commands"], 3);
+    // One index fetch and one image copy for all variants and all extensions, and one read
+    // each of the imager's and the base installer's digests.
+    assert_eq!(result["registry_commands"], 4);
     assert_eq!(
         s.lock_json()["imager"],
         format!("ghcr.io/siderolabs/imager:{v}@{}", index.digest),
         "the imager pinned by the digest its tag names"
+    );
+    assert_eq!(
+        s.lock_json()["base_installer"],
+        format!("ghcr.io/siderolabs/installer:{v}@{}", index.digest)
     );
 
     let lock = s.lock_json();
@@ -385,7 +395,7 @@ fn lock_resolves_every_variant_from_one_index_preferring_amd64() {
     let again = s.lock(&["--json"]);
     assert!(again.status.success(), "{}", stderr(&again));
     assert_eq!(json(&again)["changed"], false);
-    assert_eq!(json(&again)["registry_commands"], 2);
+    assert_eq!(json(&again)["registry_commands"], 3);
     assert_eq!(s.lock_text(), before, "deterministic output");
 
     let check = s.lock(&["--check"]);
@@ -410,8 +420,8 @@ fn first_platform_carrying_the_file_is_used_when_amd64_has_none() {
     let result = json(&out);
     assert_eq!(result["platform"], "linux/arm64");
     assert_eq!(
-        result["registry_commands"], 4,
-        "index, amd64 copy, arm64 copy, the imager (absent here)"
+        result["registry_commands"], 5,
+        "index, amd64 copy, arm64 copy, the imager and the base installer (absent here)"
     );
     assert!(
         stderr(&out)
@@ -653,6 +663,7 @@ fn locked_build_refuses_an_unpinned_lock_and_an_unlocked_build_fills_it() {
     let image = s.layout.image("amd64", &extension_layers(&digests_file(v)));
     s.layout.tag(&image);
     s.layout.push(&s.registry, v, &["--preserve-digests"]);
+    serve_imager_and_base_installer(&s.registry, v);
     let committed = s.lock_json();
     let mirror = s.mirror();
 
