@@ -207,6 +207,11 @@ impl Profile {
     }
 }
 
+/// The base installer the imager adds our extensions to: the imager's own default since Talos
+/// 1.10 (`installer-base`; Talos 1.14 publishes no plain `installer`). The conformance harness
+/// compares every profile with the imager's default (docs/conformance.md).
+pub const BASE_INSTALLER: &str = "ghcr.io/siderolabs/installer-base";
+
 /// What a profile takes from the lock: the variant's extensions in build order, and its board
 /// overlay's image (`None` without an overlay).
 #[derive(Debug, Clone, Copy)]
@@ -217,9 +222,9 @@ pub struct Locked<'a> {
     pub base_installer: Option<&'a str>,
 }
 
-/// The base installer the imager adds the extensions to, by tag.
+/// The base installer the imager adds the extensions to, by tag ([`BASE_INSTALLER`]).
 pub fn base_installer_image(talos_version: &str) -> String {
-    format!("ghcr.io/siderolabs/installer:{talos_version}")
+    format!("{BASE_INSTALLER}:{talos_version}")
 }
 
 /// Builds the imager profile for one output of a variant, for one of its architectures.
@@ -374,7 +379,7 @@ mod tests {
         );
         assert_eq!(
             json["input"]["baseInstaller"]["imageRef"],
-            "ghcr.io/siderolabs/installer:v1.13.6"
+            "ghcr.io/siderolabs/installer-base:v1.13.6"
         );
         assert_eq!(
             json["input"]["systemExtensions"][0]["imageRef"],

@@ -297,7 +297,7 @@ impl Setup {
 /// The mirror serves an imager and a base installer for release `v` too: copies of its
 /// extensions image (any image will do: only their digests are read).
 fn serve_imager_and_base_installer(registry: &support::registry::Registry, v: &str) {
-    for repository in ["siderolabs/imager", "siderolabs/installer"] {
+    for repository in ["siderolabs/imager", "siderolabs/installer-base"] {
         let out = run(std::process::Command::new("skopeo").args([
             "copy",
             "--quiet",
@@ -353,7 +353,7 @@ fn lock_resolves_every_variant_from_one_index_preferring_amd64() {
     );
     assert_eq!(
         s.lock_json()["base_installer"],
-        format!("ghcr.io/siderolabs/installer:{v}@{}", index.digest)
+        format!("ghcr.io/siderolabs/installer-base:{v}@{}", index.digest)
     );
 
     let lock = s.lock_json();

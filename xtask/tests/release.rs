@@ -501,6 +501,15 @@ fn a_locked_build_runs_the_imager_only_by_the_digest_the_lock_pins() {
         text.contains(&format!(" {pinned} --tar-to-stdout -")),
         "{text}"
     );
+    // The profiles name the base installer by the lock's digest too.
+    let base = format!(
+        "ghcr.io/siderolabs/installer-base:v1.13.6@sha256:{}",
+        "b1".repeat(32)
+    );
+    assert!(
+        text.contains(&format!("  baseInstaller:\n    imageRef: {base}\n")),
+        "{text}"
+    );
 
     // Without the base installer's pin, a locked build refuses.
     let unpinned = lock["base_installer"].take();
