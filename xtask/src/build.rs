@@ -47,6 +47,10 @@ pub struct Args {
     /// then the Talos version tag and a build-unique tag.
     #[arg(long)]
     pub push: bool,
+    /// Let each imager run pull its images itself instead of fetching every image once per
+    /// build into `_out/.oci` and handing it over as an `ociPath` input (the default).
+    #[arg(long, env = "XTASK_NO_PREFETCH")]
+    pub no_prefetch: bool,
     /// Rebuild every output even when its content key is unchanged.
     #[arg(long)]
     pub force: bool,
@@ -99,6 +103,13 @@ pub struct BuildRecord {
     pub published: Vec<publish::Published>,
     pub imager_runs: u32,
     pub cache_hits: u32,
+    /// Images this variant's imager runs needed that were copied from the registry into
+    /// `_out/.oci` (each image is copied at most once per build, by whichever variant needs it
+    /// first), and those found there already.
+    #[serde(default)]
+    pub images_fetched: u32,
+    #[serde(default)]
+    pub images_reused: u32,
     /// Seconds per step (`imager:<kind>`, `push:<kind>`, `total`).
     pub timings: BTreeMap<String, f64>,
 }
@@ -163,6 +174,8 @@ pub struct Ctx<'a> {
     pub force: bool,
     pub dry_run: bool,
     pub progress: Steps,
+    /// `None` with `--no-prefetch`: the imager pulls what it needs itself.
+    pub prefetch: Option<crate::prefetch::Prefetch>,
 }
 
 pub fn run(project: &Project, args: Args) -> Result<()> {
@@ -252,8 +265,20 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
             source: args.upstream.source.clone(),
         },
     };
+    let prefetch = if args.no_prefetch {
+        None
+    } else {
+        let mut skopeo = crate::registry::Skopeo::new(&args.registry_client)?;
+        skopeo.dry_run = args.dry_run;
+        Some(crate::prefetch::Prefetch::new(
+            project.out_dir().join(".oci"),
+            skopeo,
+            args.dry_run,
+        ))
+    };
     let ctx = Ctx {
         project,
+        prefetch,
         tree,
         matchbox_base: args.matchbox_base.clone(),
         engine,
@@ -400,7 +425,9 @@ fn build_variant(ctx: &Ctx, plan: &Plan, vp: &VariantPlan) -> Result<BuildRecord
     };
     for pp in &vp.profiles {
         let step = Instant::now();
-        let (profile, file) = build_output(ctx, plan, vp, pp, &dir)?;
+        let (profile, file, fetched) = build_output(ctx, plan, vp, pp, &dir)?;
+        record.images_fetched += fetched.images;
+        record.images_reused += fetched.reused;
         if profile.cache_hit {
             record.cache_hits += 1;
         } else if !ctx.dry_run {
@@ -494,6 +521,9 @@ pub fn imager_args(ctx: &Ctx, plan: &Plan, vp: &VariantPlan, kind: Output) -> Ve
     if needs_privileged(&plan.talos_version, kind) {
         args.extend(["--privileged".into(), "-v".into(), "/dev:/dev".into()]);
     }
+    if let Some(prefetch) = &ctx.prefetch {
+        args.extend(prefetch.volume_args());
+    }
     args.extend([ctx.imager.clone(), "--tar-to-stdout".into(), "-".into()]);
     args
 }
@@ -504,8 +534,12 @@ fn build_output(
     vp: &VariantPlan,
     pp: &PlannedProfile,
     dir: &Utf8Path,
-) -> Result<(ProfileRecord, Option<FileRecord>)> {
-    let yaml = pp.profile.to_yaml();
+) -> Result<(ProfileRecord, Option<FileRecord>, crate::prefetch::Fetched)> {
+    let sent = match &ctx.prefetch {
+        Some(_) => crate::prefetch::with_oci_paths(pp.profile.clone()),
+        None => pp.profile.clone(),
+    };
+    let yaml = sent.to_yaml();
     let key = content_key(&yaml, &ctx.imager, ctx.emulate);
     let artifact = dir.join(&pp.artifact);
     let cache_path = dir.join(".cache").join(format!("{}.json", pp.kind.name()));
@@ -515,7 +549,7 @@ fn build_output(
         profile_sha256: crate::fsutil::sha256_hex(yaml.as_bytes()),
         key: key.clone(),
         cache_hit: false,
-        profile: pp.profile.to_json(),
+        profile: sent.to_json(),
     };
     let label = format!("[{}] {}", vp.name, pp.kind.name());
 
@@ -524,9 +558,13 @@ fn build_output(
             ctx.progress
                 .note(&format!("{label}: cached ({})", pp.artifact));
             profile.cache_hit = true;
-            return Ok((profile, Some(file)));
+            return Ok((profile, Some(file), Default::default()));
         }
     }
+    let fetched = match &ctx.prefetch {
+        Some(prefetch) => prefetch.ensure(&sent)?,
+        None => Default::default(),
+    };
     let args = imager_args(ctx, plan, vp, pp.kind);
     let tmp = dir.join(format!(".tmp-{}", pp.kind.name()));
     if ctx.dry_run {
@@ -548,7 +586,7 @@ fn build_output(
                 ctx.project.display(&artifact).to_string(),
             ])
         );
-        return Ok((profile, None));
+        return Ok((profile, None, fetched));
     }
 
     let _ = std::fs::remove_dir_all(&tmp);
@@ -583,7 +621,7 @@ fn build_output(
     let _ = std::fs::remove_dir_all(&tmp);
     let file = file_record(&artifact)?;
     write_cache(&cache_path, &key, &file)?;
-    Ok((profile, Some(file)))
+    Ok((profile, Some(file), fetched))
 }
 
 pub fn write_cache(cache_path: &Utf8Path, key: &str, file: &FileRecord) -> Result<()> {

@@ -10,6 +10,7 @@ mod fsutil;
 mod lockfile;
 mod matchbox;
 mod pin;
+mod prefetch;
 mod profile;
 mod progress;
 mod project;

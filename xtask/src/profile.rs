@@ -152,6 +152,10 @@ pub struct FileAsset {
 #[serde(rename_all = "camelCase")]
 pub struct ContainerAsset {
     pub image_ref: String,
+    /// An OCI image layout the imager reads instead of pulling `image_ref` (see prefetch.rs);
+    /// set only on the profile handed to the imager.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oci_path: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -183,6 +187,11 @@ pub struct Profile {
 }
 
 impl Profile {
+    /// The container images the profile names: the base installer, then the extensions.
+    pub fn container_assets(&self) -> impl Iterator<Item = &ContainerAsset> {
+        std::iter::once(&self.input.base_installer).chain(&self.input.system_extensions)
+    }
+
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(self).expect("profiles serialize")
     }
@@ -243,11 +252,13 @@ pub fn for_output(
             },
             base_installer: ContainerAsset {
                 image_ref: format!("ghcr.io/siderolabs/installer:{talos_version}"),
+                oci_path: None,
             },
             system_extensions: extension_refs
                 .iter()
                 .map(|r| ContainerAsset {
                     image_ref: r.clone(),
+                    oci_path: None,
                 })
                 .collect(),
         },
