@@ -96,6 +96,13 @@ pub struct BuildRecord {
     pub variant: String,
     pub talos_version: String,
     pub arch: String,
+    /// Every architecture built (`arch` is the first), and the target's platform and overlay.
+    #[serde(default)]
+    pub arches: Vec<String>,
+    #[serde(default)]
+    pub platform: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<String>,
     pub imager: String,
     pub extensions: Vec<ExtensionRecord>,
     pub profiles: Vec<ProfileRecord>,
@@ -124,6 +131,8 @@ pub struct ExtensionRecord {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProfileRecord {
     pub kind: Output,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<crate::profile::Arch>,
     pub artifact: String,
     /// sha256 of the exact profile bytes (YAML) the imager received on stdin.
     #[serde(default)]
@@ -209,7 +218,9 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
     let check_emulation = |plan: &Plan| -> Result<()> {
         if args.emulate && !args.dry_run {
             for vp in &plan.variants {
-                engine::check_emulation(vp.arch)?;
+                for &arch in &vp.target.arches {
+                    engine::check_emulation(arch)?;
+                }
             }
         }
         Ok(())
@@ -313,26 +324,44 @@ fn publish_all(
     }
     for (vp, record) in plan.variants.iter().zip(&mut records) {
         let dir = project.out_dir().join(&vp.name);
-        let mut images = Vec::new();
+        // (kind, one archive per arch, repository)
+        let mut images: Vec<(
+            &str,
+            Vec<(crate::profile::Arch, camino::Utf8PathBuf)>,
+            String,
+        )> = Vec::new();
         if vp.variant.builds(Output::Installer) {
-            let archive = dir.join(crate::profile::artifact_name(Output::Installer, vp.arch));
-            images.push(("installer", archive, vp.image.clone()));
+            let archives = vp
+                .target
+                .arches
+                .iter()
+                .map(|&arch| {
+                    (
+                        arch,
+                        dir.join(crate::profile::artifact_name(Output::Installer, arch)),
+                    )
+                })
+                .collect();
+            images.push(("installer", archives, vp.image.clone()));
         }
         let matchbox = crate::matchbox::archive_name(vp);
         let built = record.files.iter().any(|f| f.name == matchbox);
         if built || (ctx.dry_run && builds_matchbox(ctx, vp)) {
             images.push((
                 "matchbox",
-                dir.join(&matchbox),
+                vec![(vp.arch, dir.join(&matchbox))],
                 crate::matchbox::image_for(&vp.image),
             ));
         }
-        for (kind, archive, image) in images {
+        for (kind, archives, image) in images {
             let started = Instant::now();
             let label = format!("[{}] push {kind} to {image} by digest", vp.name);
             let p = ctx
                 .progress
-                .run(&label, || publisher.push_by_digest(kind, &archive, &image))
+                .run(&label, || match archives.as_slice() {
+                    [(_, archive)] => publisher.push_by_digest(kind, archive, &image),
+                    several => publisher.push_index_by_digest(kind, several, &image),
+                })
                 .with_context(|| format!("publishing variant `{}`: no tag was moved", vp.name))?;
             record.published.push(p);
             record
@@ -340,12 +369,13 @@ fn publish_all(
                 .insert(format!("push:{kind}"), started.elapsed().as_secs_f64());
         }
     }
-    for record in &mut records {
+    for (vp, record) in plan.variants.iter().zip(&mut records) {
+        // each target its own tags: `v1.13.6`, `aws-v1.13.6`, `rpi_generic-v1.13.6`
+        let tags: Vec<String> = tags.iter().map(|t| vp.target.tag(t)).collect();
         for p in &mut record.published {
             let started = Instant::now();
             let label = format!("[{}] tag {}@{}", record.variant, p.image, p.digest);
-            ctx.progress
-                .run(&label, || publisher.add_tags(&p.image, &p.digest, &tags))?;
+            ctx.progress.run(&label, || publisher.add_tags(p, &tags))?;
             p.tags = tags.clone();
             *record
                 .timings
@@ -411,6 +441,9 @@ fn build_variant(ctx: &Ctx, plan: &Plan, vp: &VariantPlan) -> Result<BuildRecord
         variant: vp.name.clone(),
         talos_version: plan.talos_version.clone(),
         arch: vp.arch.to_string(),
+        arches: vp.target.arches.iter().map(|a| a.to_string()).collect(),
+        platform: vp.target.platform.to_string(),
+        overlay: vp.target.overlay.as_ref().map(|o| o.name.clone()),
         imager: ctx.imager.clone(),
         extensions: vp
             .extensions
@@ -433,7 +466,7 @@ fn build_variant(ctx: &Ctx, plan: &Plan, vp: &VariantPlan) -> Result<BuildRecord
         } else if !ctx.dry_run {
             record.imager_runs += 1;
             record.timings.insert(
-                format!("imager:{}", pp.kind.name()),
+                format!("imager:{}", pp.step(vp.target.multi_arch())),
                 step.elapsed().as_secs_f64(),
             );
         }
@@ -513,10 +546,15 @@ pub fn needs_privileged(talos_version: &str, kind: Output) -> bool {
     is_disk_image && (major, minor) < (1, 13)
 }
 
-pub fn imager_args(ctx: &Ctx, plan: &Plan, vp: &VariantPlan, kind: Output) -> Vec<String> {
+pub fn imager_args(
+    ctx: &Ctx,
+    plan: &Plan,
+    arch: crate::profile::Arch,
+    kind: Output,
+) -> Vec<String> {
     let mut args: Vec<String> = vec!["run".into(), "--rm".into(), "-i".into()];
     if ctx.emulate {
-        args.push(format!("--platform=linux/{}", vp.arch));
+        args.push(format!("--platform=linux/{arch}"));
     }
     if needs_privileged(&plan.talos_version, kind) {
         args.extend(["--privileged".into(), "-v".into(), "/dev:/dev".into()]);
@@ -535,23 +573,28 @@ fn build_output(
     pp: &PlannedProfile,
     dir: &Utf8Path,
 ) -> Result<(ProfileRecord, Option<FileRecord>, crate::prefetch::Fetched)> {
-    let sent = match &ctx.prefetch {
-        Some(_) => crate::prefetch::with_oci_paths(pp.profile.clone()),
-        None => pp.profile.clone(),
+    let (sent, wanted) = match &ctx.prefetch {
+        Some(_) => crate::prefetch::with_oci_paths(
+            pp.profile.clone(),
+            crate::prefetch::imager_arch(pp.arch, ctx.emulate),
+        ),
+        None => (pp.profile.clone(), Vec::new()),
     };
     let yaml = sent.to_yaml();
     let key = content_key(&yaml, &ctx.imager, ctx.emulate);
     let artifact = dir.join(&pp.artifact);
-    let cache_path = dir.join(".cache").join(format!("{}.json", pp.kind.name()));
+    let step = pp.step(vp.target.multi_arch());
+    let cache_path = dir.join(".cache").join(format!("{step}.json"));
     let mut profile = ProfileRecord {
         kind: pp.kind,
+        arch: Some(pp.arch),
         artifact: pp.artifact.clone(),
         profile_sha256: crate::fsutil::sha256_hex(yaml.as_bytes()),
         key: key.clone(),
         cache_hit: false,
         profile: sent.to_json(),
     };
-    let label = format!("[{}] {}", vp.name, pp.kind.name());
+    let label = format!("[{}] {step}", vp.name);
 
     if !ctx.force {
         if let Some(file) = cached_file(&cache_path, &key, &artifact) {
@@ -562,11 +605,11 @@ fn build_output(
         }
     }
     let fetched = match &ctx.prefetch {
-        Some(prefetch) => prefetch.ensure(&sent)?,
+        Some(prefetch) => prefetch.ensure(&wanted)?,
         None => Default::default(),
     };
-    let args = imager_args(ctx, plan, vp, pp.kind);
-    let tmp = dir.join(format!(".tmp-{}", pp.kind.name()));
+    let args = imager_args(ctx, plan, pp.arch, pp.kind);
+    let tmp = dir.join(format!(".tmp-{step}"));
     if ctx.dry_run {
         let mut line = vec![ctx.engine.program().to_owned()];
         line.extend(args);
@@ -591,7 +634,7 @@ fn build_output(
 
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).with_context(|| format!("creating {tmp}"))?;
-    let log = dir.join(format!("imager-{}.log", pp.kind.name()));
+    let log = dir.join(format!("imager-{step}.log"));
     let ran = ctx
         .progress
         .run(&format!("{label}: imager -> {}", pp.artifact), || {

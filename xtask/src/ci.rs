@@ -299,8 +299,18 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
                 let default_branch = on_default_branch();
                 let tags = release_tags(&plan.talos_version, default_branch);
                 for record in &mut records {
+                    // each target its own tags (`aws-v1.13.6`, `rpi_generic-latest`)
+                    let target = plan
+                        .variants
+                        .iter()
+                        .find(|v| v.name == record.variant)
+                        .map(|v| &v.target);
+                    let tags: Vec<String> = tags
+                        .iter()
+                        .map(|t| target.map_or_else(|| t.clone(), |target| target.tag(t)))
+                        .collect();
                     for published in &mut record.published {
-                        publisher.add_tags(&published.image, &published.digest, &tags)?;
+                        publisher.add_tags(published, &tags)?;
                         published.tags.extend(tags.iter().cloned());
                     }
                     build::write_record(project, record)?;
@@ -401,6 +411,12 @@ fn smoke_steps(
     if no_boot {
         result.passed = true;
         result.detail = "static checks passed (boot skipped)".into();
+        return result;
+    }
+    if let Some(reason) = crate::smoke::static_only(variant) {
+        result.passed = true;
+        result.detail =
+            format!("static checks passed; checked statically only, not booted: {reason}");
         return result;
     }
     let booted = crate::smoke::variant_boot_options(project, variant)
@@ -606,11 +622,9 @@ mod tests {
             .lines()
             .filter(|l| l.contains("apt-get install"))
             .collect();
-        assert_eq!(
-            installs.len(),
-            2,
-            "one install line in build, one in publish"
-        );
+        // Only the build job runs the pipeline's tools; publish needs skopeo and git, which
+        // GitHub's ubuntu runners have, and installs nothing where the token is.
+        assert_eq!(installs.len(), 1, "one install line, in build");
         // What GitHub's ubuntu runners already have.
         let preinstalled = ["docker.io", "tar", "git"];
         for need in needs(Engine::Docker, true) {
@@ -668,6 +682,7 @@ mod tests {
                 image: "ghcr.io/acme/x/talos".into(),
                 digest: "sha256:00".into(),
                 tags: vec!["v1.13.6".into()],
+                arches: Vec::new(),
             }],
             ..BuildRecord::default()
         };

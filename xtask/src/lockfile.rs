@@ -17,7 +17,7 @@ use crate::variants::Variant;
 pub const FILE_NAME: &str = "extensions.lock";
 pub const SHOWN: &str = "variants/extensions.lock";
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Lock {
     /// The Talos release every entry was resolved for.
@@ -26,6 +26,29 @@ pub struct Lock {
     pub extensions_image: String,
     /// Short name to full image reference.
     pub extensions: BTreeMap<String, String>,
+    /// The `ghcr.io/siderolabs/overlays:<talos>` catalog image the overlays were read from,
+    /// with its digest; absent while no variant names an overlay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlays_image: Option<String>,
+    /// Overlay name to its image by digest, as the catalog lists it, for the overlays variants use.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub overlays: BTreeMap<String, String>,
+    /// Every overlay name in that catalog, so that a name it lacks is refused before a build.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub known_overlays: Vec<String>,
+}
+
+/// How a variant's overlay stands in the lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OverlayEntry<'a> {
+    /// The variant names no overlay.
+    None,
+    /// Locked to this image by digest.
+    Locked(&'a str),
+    /// The catalog of the lock's Talos version has no such overlay.
+    Unknown { near: Option<&'a str> },
+    /// Not locked yet.
+    Missing,
 }
 
 impl Lock {
@@ -50,6 +73,29 @@ impl Lock {
                 problems.push(
                     Finding::new(SHOWN, format!("extensions.{name}"), problem)
                         .value(reference)
+                        .fix("regenerate it with `cargo xtask lock`"),
+                );
+            }
+        }
+        for (name, reference) in &lock.overlays {
+            let problem = match ImageRef::parse(reference) {
+                Err(err) => Some(err),
+                Ok(r) if r.digest.is_none() => Some("has no digest".to_owned()),
+                Ok(_) => None,
+            };
+            if let Some(problem) = problem {
+                problems.push(
+                    Finding::new(SHOWN, format!("overlays.{name}"), problem)
+                        .value(reference)
+                        .fix("regenerate it with `cargo xtask lock`"),
+                );
+            }
+        }
+        if let Some(image) = &lock.overlays_image {
+            if let Err(err) = ImageRef::parse(image) {
+                problems.push(
+                    Finding::new(SHOWN, "overlays_image", err)
+                        .value(image)
                         .fix("regenerate it with `cargo xtask lock`"),
                 );
             }
@@ -91,6 +137,55 @@ impl Lock {
             }
         }
         resolved
+    }
+
+    /// The variant's overlay as the lock has it.
+    pub fn overlay(&self, variant: &Variant) -> OverlayEntry<'_> {
+        let Some(choice) = &variant.target.overlay else {
+            return OverlayEntry::None;
+        };
+        if let Some(reference) = self.overlays.get(&choice.name) {
+            return OverlayEntry::Locked(reference);
+        }
+        if self.known_overlays.is_empty() {
+            return OverlayEntry::Missing;
+        }
+        match self.known_overlays.iter().find(|n| **n == choice.name) {
+            Some(_) => OverlayEntry::Missing,
+            None => {
+                let known: Vec<&str> = self.known_overlays.iter().map(String::as_str).collect();
+                OverlayEntry::Unknown {
+                    near: crate::diag::closest(&choice.name, &known),
+                }
+            }
+        }
+    }
+
+    /// A finding for a variant whose overlay the catalog lacks (`file` is the variant's file).
+    pub fn unknown_overlay(&self, file: &str, variant: &Variant) -> Option<Finding> {
+        let OverlayEntry::Unknown { near } = self.overlay(variant) else {
+            return None;
+        };
+        let name = &variant.target.overlay.as_ref()?.name;
+        let hint = near
+            .map(|n| format!("did you mean \"{n}\"? "))
+            .unwrap_or_default();
+        Some(
+            Finding::new(
+                file,
+                "overlay",
+                format!(
+                    "unknown to the overlays catalog of Talos {} ({})",
+                    self.talos_version,
+                    self.overlays_image.as_deref().unwrap_or("the catalog")
+                ),
+            )
+            .value(format!("\"{name}\""))
+            .fix(format!(
+                "{hint}the catalog lists: {}",
+                self.known_overlays.join(", ")
+            )),
+        )
     }
 
     /// Everything that makes the lock unusable for a `--locked` build of these variants.
@@ -136,6 +231,29 @@ impl Lock {
                         .fix(fix.clone()),
                     );
                 }
+            }
+            if let OverlayEntry::Missing = self.overlay(variant) {
+                let name = &variant
+                    .target
+                    .overlay
+                    .as_ref()
+                    .expect("has an overlay")
+                    .name;
+                if seen.insert(format!("overlay {name}")) {
+                    findings.push(
+                        Finding::new(
+                            SHOWN,
+                            format!("overlays.{name}"),
+                            format!("missing (the overlay of variant `{}`)", variant.name),
+                        )
+                        .fix(fix.clone()),
+                    );
+                }
+            }
+            if let Some(f) =
+                self.unknown_overlay(&format!("variants/{}.json", variant.name), variant)
+            {
+                findings.push(f);
             }
         }
         findings
@@ -280,6 +398,7 @@ mod tests {
                 ),
             ]
             .into(),
+            ..Lock::default()
         }
     }
 

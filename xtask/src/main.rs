@@ -17,6 +17,7 @@ mod project;
 mod publish;
 mod registry;
 mod series;
+mod target;
 mod variants;
 mod yaml;
 

@@ -4,7 +4,7 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::lockfile::Lock;
+use crate::lockfile::{Lock, OverlayEntry};
 use crate::pin;
 use crate::profile::{self, Arch, Profile};
 use crate::project::Project;
@@ -60,15 +60,23 @@ pub struct Plan {
 pub struct VariantPlan {
     pub name: String,
     pub description: String,
+    /// The first of `target.arches` (what the matchbox image and the qemu boot are built for).
     pub arch: Arch,
+    /// Platform, board overlay and every architecture the role is built for.
+    pub target: crate::target::Target,
     /// Short names, in build order (firmware first).
     pub extensions: Vec<String>,
     /// The image references the profiles carry, in the same order.
     pub extension_refs: Vec<String>,
     /// Extensions whose lock entry has no digest yet.
     pub unpinned: Vec<String>,
+    /// The board overlay's image by digest, from the lock.
+    pub overlay_image: Option<String>,
     /// Repository the installer publishes to, without tag.
     pub image: String,
+    /// The tag of this target for the Talos version (`v1.13.6`, `aws-v1.13.6`,
+    /// `rpi_generic-v1.13.6`); every other tag carries the same prefix (docs/targets.md).
+    pub tag: String,
     pub profiles: Vec<PlannedProfile>,
     #[serde(skip)]
     pub variant: Variant,
@@ -78,10 +86,23 @@ pub struct VariantPlan {
 pub struct PlannedProfile {
     /// The output, named as upstream's `build-talos-<kind>` targets name it.
     pub kind: Output,
+    pub arch: Arch,
     /// The file the imager writes.
     pub artifact: String,
     /// The exact object the imager receives.
     pub profile: Profile,
+}
+
+impl PlannedProfile {
+    /// The step's name in logs, caches and timings: `installer`, or `installer-arm64` when the
+    /// role is built for several architectures.
+    pub fn step(&self, multi_arch: bool) -> String {
+        if multi_arch {
+            format!("{}-{}", self.kind.name(), self.arch)
+        } else {
+            self.kind.name().to_owned()
+        }
+    }
 }
 
 /// `HOST[:PORT][/PATH...]`, each path segment a valid repository path segment (lowercase), as
@@ -131,12 +152,27 @@ pub fn make(
         ));
     }
     let mut plans = Vec::new();
+    let mut findings = Vec::new();
     let mut unpinned: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for variant in variants {
         let resolved = lock.resolve(&variant);
         for name in &resolved.missing {
             missing.push(format!("`{name}` (variant `{}`)", variant.name));
         }
+        let file = format!("variants/{}.json", variant.name);
+        let overlay_image = match lock.overlay(&variant) {
+            OverlayEntry::None => None,
+            OverlayEntry::Locked(reference) => Some(reference.to_owned()),
+            OverlayEntry::Missing => {
+                let name = &variant.target.overlay.as_ref().expect("has one").name;
+                missing.push(format!("overlay `{name}` (variant `{}`)", variant.name));
+                None
+            }
+            OverlayEntry::Unknown { .. } => {
+                findings.extend(lock.unknown_overlay(&file, &variant));
+                None
+            }
+        };
         for name in &resolved.unpinned {
             unpinned
                 .entry(name.clone())
@@ -147,23 +183,40 @@ pub fn make(
             Some(registry) => format!("{registry}/{}", variant.repository),
             None => variant.repository.clone(),
         };
+        let locked = profile::Locked {
+            extension_refs: &resolved.refs,
+            overlay_image: overlay_image.as_deref(),
+        };
+        // Output by output, each for every arch: a two-arch installer is two imager runs
+        // whose results publish as one index.
         let profiles = variant
             .outputs
             .iter()
-            .map(|&output| PlannedProfile {
+            .flat_map(|&output| {
+                variant
+                    .target
+                    .arches
+                    .iter()
+                    .map(move |&arch| (output, arch))
+            })
+            .map(|(output, arch)| PlannedProfile {
                 kind: output,
-                artifact: profile::artifact_name(output, variant.arch),
-                profile: profile::for_output(&variant, output, &talos.version, &resolved.refs),
+                arch,
+                artifact: profile::artifact(&variant.target, output, arch),
+                profile: profile::for_output(&variant, output, arch, &talos.version, locked),
             })
             .collect();
         plans.push(VariantPlan {
             name: variant.name.clone(),
             description: variant.description.clone(),
             arch: variant.arch,
+            target: variant.target.clone(),
             extensions: variant.all_extensions().map(str::to_owned).collect(),
             extension_refs: resolved.refs,
             unpinned: resolved.unpinned,
+            overlay_image,
             image,
+            tag: variant.target.tag(&talos.version),
             profiles,
             variant,
         });
@@ -175,6 +228,7 @@ pub fn make(
             users.join(", ")
         ));
     }
+    crate::diag::into_result("invalid variants", findings)?;
     if !missing.is_empty() {
         anyhow::bail!(
             "{} has no entry for {}: run `cargo xtask lock` to resolve them",
@@ -226,20 +280,22 @@ pub fn render(plan: &Plan) -> String {
     )
     .unwrap();
     writeln!(out).unwrap();
-    let rows: Vec<[String; 4]> = plan
+    let rows: Vec<[String; 5]> = plan
         .variants
         .iter()
         .map(|v| {
+            let arches: Vec<&str> = v.target.arches.iter().map(|a| a.as_str()).collect();
             [
                 v.name.clone(),
-                v.arch.to_string(),
+                arches.join(","),
+                v.target.label(),
                 v.extensions.join(" "),
-                format!("{}:{}", v.image, plan.talos_version),
+                format!("{}:{}", v.image, v.tag),
             ]
         })
         .collect();
-    let header = ["VARIANT", "ARCH", "EXTENSIONS", "IMAGE"].map(String::from);
-    let widths: Vec<usize> = (0..4)
+    let header = ["VARIANT", "ARCH", "TARGET", "EXTENSIONS", "IMAGE"].map(String::from);
+    let widths: Vec<usize> = (0..5)
         .map(|i| {
             rows.iter()
                 .chain([&header])
@@ -266,8 +322,26 @@ pub fn render(plan: &Plan) -> String {
             };
             writeln!(out, "  extension {name:<10} {reference}{note}").unwrap();
         }
+        if let (Some(o), Some(image)) = (&v.target.overlay, &v.overlay_image) {
+            writeln!(out, "  overlay   {:<10} {image}", o.name).unwrap();
+        }
         for p in &v.profiles {
             writeln!(out, "  output    {:<10} {}", p.kind.name(), p.artifact).unwrap();
+        }
+        if v.target.multi_arch() {
+            writeln!(
+                out,
+                "  publish   one image index per tag ({}): {}:{}",
+                v.target
+                    .arches
+                    .iter()
+                    .map(|a| format!("linux/{a}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                v.image,
+                v.tag
+            )
+            .unwrap();
         }
     }
     if !plan.warnings.is_empty() {

@@ -20,7 +20,7 @@ use std::sync::Mutex;
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::profile::{Kind, Profile};
+use crate::profile::{ContainerAsset, Kind, Profile};
 use crate::registry::Skopeo;
 
 /// Where the layouts appear inside the imager's container.
@@ -59,28 +59,24 @@ impl Prefetch {
         vec!["-v".into(), format!("{}:{MOUNT}:ro", self.dir)]
     }
 
-    /// Fetches every layout `profile` names in an `ociPath` that is not here yet.
-    pub fn ensure(&self, profile: &Profile) -> Result<Fetched> {
+    /// Fetches every layout in `wanted` that is not here yet.
+    pub fn ensure(&self, wanted: &[Wanted]) -> Result<Fetched> {
         let mut fetched = Fetched::default();
-        for asset in profile.container_assets() {
-            let Some(path) = &asset.oci_path else {
-                continue;
-            };
-            let name = path.trim_start_matches(MOUNT).trim_start_matches('/');
+        for want in wanted {
             // One fetch per layout and build, whichever variant's thread asks first; the
             // others wait for it here instead of fetching the same image again.
             let mut done = self.done.lock().unwrap();
-            if done.contains(name) {
+            if done.contains(&want.name) {
                 continue;
             }
-            let dir = self.dir.join(name);
-            if is_pinned(&asset.image_ref) && dir.join("index.json").is_file() {
+            let dir = self.dir.join(&want.name);
+            if is_pinned(&want.reference) && dir.join("index.json").is_file() {
                 fetched.reused += 1;
             } else {
-                self.fetch(&asset.image_ref, profile.arch.as_str(), &dir)?;
+                self.fetch(&want.reference, &want.arch, &dir)?;
                 fetched.images += 1;
             }
-            done.insert(name.to_owned());
+            done.insert(want.name.clone());
         }
         Ok(fetched)
     }
@@ -143,22 +139,57 @@ pub fn layout_name(reference: &str, arch: &str) -> String {
     }
 }
 
-/// The profile the imager receives: each image the output kind reads gets its `ociPath`.
-/// The imager reads extensions for every kind but `kernel` and `cmdline`, and the base
-/// installer only for `installer`; images it does not read are not fetched.
-pub fn with_oci_paths(mut profile: Profile) -> Profile {
-    let arch = profile.arch.as_str();
-    let path = |reference: &str| Some(format!("{MOUNT}/{}", layout_name(reference, arch)));
+/// An image an imager run reads from `_out/.oci/<name>`: `reference` for linux/`arch`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wanted {
+    pub reference: String,
+    pub arch: String,
+    pub name: String,
+}
+
+/// The profile the imager receives, each image its output kind reads given an `ociPath`, and
+/// those images. The imager reads the extensions for every kind but `kernel` and `cmdline`,
+/// the base installer and the overlay installer (target arch) only for `installer`, and the
+/// board overlay for the arch it runs on itself (`imager_arch`). Images it does not read are
+/// not fetched.
+pub fn with_oci_paths(mut profile: Profile, imager_arch: &str) -> (Profile, Vec<Wanted>) {
+    let target = profile.arch.as_str().to_owned();
+    let mut wanted = Vec::new();
+    let mut give = |asset: &mut ContainerAsset, arch: &str| {
+        let name = layout_name(&asset.image_ref, arch);
+        asset.oci_path = Some(format!("{MOUNT}/{name}"));
+        wanted.push(Wanted {
+            reference: asset.image_ref.clone(),
+            arch: arch.to_owned(),
+            name,
+        });
+    };
     if !matches!(profile.output.kind, Kind::Kernel | Kind::Cmdline) {
         for ext in &mut profile.input.system_extensions {
-            ext.oci_path = path(&ext.image_ref);
+            give(ext, &target);
         }
     }
     if matches!(profile.output.kind, Kind::Installer) {
-        let base = &mut profile.input.base_installer;
-        base.oci_path = path(&base.image_ref);
+        give(&mut profile.input.base_installer, &target);
+        if let Some(overlay) = &mut profile.input.overlay_installer {
+            give(overlay, &target);
+        }
     }
-    profile
+    if let Some(overlay) = &mut profile.overlay {
+        give(&mut overlay.image, imager_arch);
+    }
+    (profile, wanted)
+}
+
+/// The architecture the imager itself runs as: the host's, or the target's under `--emulate`.
+pub fn imager_arch(target: crate::profile::Arch, emulate: bool) -> &'static str {
+    if emulate {
+        return target.as_str();
+    }
+    match std::env::consts::ARCH {
+        "aarch64" => "arm64",
+        _ => "amd64",
+    }
 }
 
 /// Gives every manifest entry of the layout's `index.json` its platform, read from the

@@ -10,6 +10,7 @@ use std::num::NonZeroU64;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
+pub use crate::target::Platform;
 use crate::variants::{Output as VariantOutput, Variant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
@@ -32,21 +33,6 @@ impl std::fmt::Display for Arch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
-}
-
-/// Talos platform names (the ones a CozyStack node can meet).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-#[allow(dead_code)] // mirrors the imager's schema; our variants use a subset
-pub enum Platform {
-    Metal,
-    Nocloud,
-    Aws,
-    Gcp,
-    Azure,
-    Openstack,
-    Hcloud,
-    Vmware,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -74,6 +60,18 @@ pub enum DiskFormat {
     Ova,
 }
 
+impl DiskFormat {
+    /// As the imager spells it (and names the disk file after it).
+    pub fn name(self) -> &'static str {
+        match self {
+            DiskFormat::Raw => "raw",
+            DiskFormat::Qcow2 => "qcow2",
+            DiskFormat::Vhd => "vhd",
+            DiskFormat::Ova => "ova",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 #[allow(dead_code)] // mirrors the imager's schema; our variants use a subset
@@ -89,6 +87,8 @@ pub enum Bootloader {
 pub struct ImageOptions {
     pub disk_size: NonZeroU64,
     pub disk_format: DiskFormat,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_format_options: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bootloader: Option<Bootloader>,
 }
@@ -164,6 +164,9 @@ pub struct Input {
     pub kernel: FileAsset,
     pub initramfs: FileAsset,
     pub base_installer: ContainerAsset,
+    /// The board overlay's image, for the target's arch (installer outputs of a board role).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overlay_installer: Option<ContainerAsset>,
     pub system_extensions: Vec<ContainerAsset>,
 }
 
@@ -183,15 +186,21 @@ pub struct Profile {
     pub input: Input,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub customization: Option<Customization>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<Overlay>,
     pub output: Output,
 }
 
-impl Profile {
-    /// The container images the profile names: the base installer, then the extensions.
-    pub fn container_assets(&self) -> impl Iterator<Item = &ContainerAsset> {
-        std::iter::once(&self.input.base_installer).chain(&self.input.system_extensions)
-    }
+/// `overlay`: the board overlay (its name in the catalog, its image by digest, its options).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Overlay {
+    pub name: String,
+    pub image: ContainerAsset,
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    pub options: serde_json::Map<String, serde_json::Value>,
+}
 
+impl Profile {
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(self).expect("profiles serialize")
     }
@@ -202,35 +211,44 @@ impl Profile {
     }
 }
 
-/// Upstream CozyStack's disk size for metal/nocloud images (1.2 GiB and a bit).
-pub const DISK_SIZE: NonZeroU64 = match NonZeroU64::new(1_306_525_696) {
-    Some(size) => size,
-    None => unreachable!(),
-};
+/// What a profile takes from the lock: the variant's extensions in build order, and its board
+/// overlay's image (`None` without an overlay).
+#[derive(Debug, Clone, Copy)]
+pub struct Locked<'a> {
+    pub extension_refs: &'a [String],
+    pub overlay_image: Option<&'a str>,
+}
 
-/// Builds the imager profile for one output of a variant. `extension_refs` are the image
-/// references of the variant's extensions in build order, as the lock gives them.
+/// Builds the imager profile for one output of a variant, for one of its architectures.
 pub fn for_output(
     variant: &Variant,
     output: VariantOutput,
+    arch: Arch,
     talos_version: &str,
-    extension_refs: &[String],
+    locked: Locked<'_>,
 ) -> Profile {
-    let arch = variant.arch;
-    let image = || {
-        Kind::Image(ImageOptions {
-            disk_size: DISK_SIZE,
-            disk_format: DiskFormat::Raw,
-            bootloader: None,
-        })
+    let target = &variant.target;
+    let image = |platform: Platform| {
+        let d = platform.disk_defaults();
+        (
+            Kind::Image(ImageOptions {
+                disk_size: d.disk_size,
+                disk_format: d.disk_format,
+                disk_format_options: d.disk_format_options.map(str::to_owned),
+                bootloader: None,
+            }),
+            platform,
+            d.out_format,
+        )
     };
     let (kind, platform, out_format) = match output {
-        VariantOutput::Installer => (Kind::Installer, Platform::Metal, OutFormat::Raw),
+        VariantOutput::Installer => (Kind::Installer, target.platform, OutFormat::Raw),
         VariantOutput::Kernel => (Kind::Kernel, Platform::Metal, OutFormat::Raw),
         VariantOutput::Initramfs => (Kind::Initramfs, Platform::Metal, OutFormat::Raw),
-        VariantOutput::Metal => (image(), Platform::Metal, OutFormat::Xz),
+        VariantOutput::Metal => image(Platform::Metal),
         VariantOutput::Iso => (Kind::Iso, Platform::Metal, OutFormat::Raw),
-        VariantOutput::Nocloud => (image(), Platform::Nocloud, OutFormat::Xz),
+        VariantOutput::Nocloud => image(Platform::Nocloud),
+        VariantOutput::Disk => image(target.platform),
     };
     let customization =
         (kind.takes_kernel_args() && !variant.extra_kernel_args.is_empty()).then(|| {
@@ -238,6 +256,24 @@ pub fn for_output(
                 extra_kernel_args: variant.extra_kernel_args.clone(),
             }
         });
+    // The board's firmware, bootloader and device trees go into what boots: the installer
+    // (which also runs the overlay's installer for the target arch) and disk images.
+    let boots = matches!(kind, Kind::Installer | Kind::Image(_));
+    let overlay = match (&target.overlay, locked.overlay_image) {
+        (Some(choice), Some(image_ref)) if boots => Some(Overlay {
+            name: choice.name.clone(),
+            image: ContainerAsset {
+                image_ref: image_ref.to_owned(),
+                oci_path: None,
+            },
+            options: choice.options.clone(),
+        }),
+        _ => None,
+    };
+    let overlay_installer = overlay
+        .as_ref()
+        .filter(|_| kind == Kind::Installer)
+        .map(|o| o.image.clone());
     Profile {
         arch,
         platform,
@@ -254,7 +290,9 @@ pub fn for_output(
                 image_ref: format!("ghcr.io/siderolabs/installer:{talos_version}"),
                 oci_path: None,
             },
-            system_extensions: extension_refs
+            overlay_installer,
+            system_extensions: locked
+                .extension_refs
                 .iter()
                 .map(|r| ContainerAsset {
                     image_ref: r.clone(),
@@ -263,7 +301,16 @@ pub fn for_output(
                 .collect(),
         },
         customization,
+        overlay,
         output: Output { kind, out_format },
+    }
+}
+
+/// The file the imager writes for an output of a variant's target, for one arch.
+pub fn artifact(target: &crate::target::Target, output: VariantOutput, arch: Arch) -> String {
+    match output {
+        VariantOutput::Disk => target.platform.disk_artifact(arch),
+        other => artifact_name(other, arch),
     }
 }
 
@@ -276,6 +323,8 @@ pub fn artifact_name(output: VariantOutput, arch: Arch) -> String {
         VariantOutput::Metal => format!("metal-{arch}.raw.xz"),
         VariantOutput::Iso => format!("metal-{arch}.iso"),
         VariantOutput::Nocloud => format!("nocloud-{arch}.raw.xz"),
+        // on metal; see `artifact` for other platforms
+        VariantOutput::Disk => Platform::Metal.disk_artifact(arch),
     }
 }
 
@@ -283,6 +332,13 @@ pub fn artifact_name(output: VariantOutput, arch: Arch) -> String {
 mod tests {
     use super::*;
     use crate::variants::parse;
+
+    fn locked(refs: &[String]) -> Locked<'_> {
+        Locked {
+            extension_refs: refs,
+            overlay_image: None,
+        }
+    }
 
     fn variant(extra: &str) -> Variant {
         parse(
@@ -300,8 +356,9 @@ mod tests {
         let p = for_output(
             &variant(""),
             VariantOutput::Metal,
+            Arch::Arm64,
             "v1.13.6",
-            &["ghcr.io/siderolabs/drbd:1@sha256:aa".into()],
+            locked(&["ghcr.io/siderolabs/drbd:1@sha256:aa".into()]),
         );
         let json = p.to_json();
         assert_eq!(json["output"]["kind"], "image");
@@ -330,7 +387,8 @@ mod tests {
             VariantOutput::Initramfs,
             VariantOutput::Iso,
         ] {
-            let json = for_output(&variant(""), output, "v1.13.6", &[]).to_json();
+            let json =
+                for_output(&variant(""), output, Arch::Arm64, "v1.13.6", locked(&[])).to_json();
             assert!(
                 json["output"].get("imageOptions").is_none(),
                 "{output:?}: {json}"
@@ -343,8 +401,9 @@ mod tests {
         let json = for_output(
             &variant(r#", "extra_kernel_args": ["console=ttyAMA0"]"#),
             VariantOutput::Nocloud,
+            Arch::Arm64,
             "v1",
-            &[],
+            locked(&[]),
         )
         .to_json();
         let keys: Vec<&str> = json
@@ -381,13 +440,17 @@ mod tests {
     #[test]
     fn kernel_args_go_to_boot_assets_only() {
         let v = variant(r#", "extra_kernel_args": ["console=ttyAMA0"]"#);
-        assert!(for_output(&v, VariantOutput::Kernel, "v1", &[])
-            .customization
-            .is_none());
-        assert!(for_output(&v, VariantOutput::Initramfs, "v1", &[])
-            .customization
-            .is_none());
-        let installer = for_output(&v, VariantOutput::Installer, "v1", &[]);
+        assert!(
+            for_output(&v, VariantOutput::Kernel, Arch::Arm64, "v1", locked(&[]))
+                .customization
+                .is_none()
+        );
+        assert!(
+            for_output(&v, VariantOutput::Initramfs, Arch::Arm64, "v1", locked(&[]))
+                .customization
+                .is_none()
+        );
+        let installer = for_output(&v, VariantOutput::Installer, Arch::Arm64, "v1", locked(&[]));
         assert_eq!(
             installer.customization.unwrap().extra_kernel_args,
             ["console=ttyAMA0"]
@@ -408,8 +471,66 @@ mod tests {
                 "initramfs-metal-arm64.xz",
                 "metal-arm64.raw.xz",
                 "metal-arm64.iso",
-                "nocloud-arm64.raw.xz"
+                "nocloud-arm64.raw.xz",
+                "metal-arm64.raw.xz"
             ]
+        );
+    }
+
+    const OVERLAY: &str = "ghcr.io/siderolabs/sbc-raspberrypi:v0.2.0@sha256:bb";
+
+    #[test]
+    fn a_board_role_carries_its_overlay_where_it_boots() {
+        let v = variant(
+            r#", "overlay": "rpi_generic", "overlay_options": {"configTxtAppend": "dtoverlay=disable-bt"}, "outputs": ["installer", "disk", "kernel"]"#,
+        );
+        let with = |output| {
+            for_output(
+                &v,
+                output,
+                Arch::Arm64,
+                "v1.13.6",
+                Locked {
+                    extension_refs: &[],
+                    overlay_image: Some(OVERLAY),
+                },
+            )
+            .to_json()
+        };
+        let installer = with(VariantOutput::Installer);
+        assert_eq!(installer["overlay"]["name"], "rpi_generic");
+        assert_eq!(installer["overlay"]["image"]["imageRef"], OVERLAY);
+        assert_eq!(
+            installer["overlay"]["options"]["configTxtAppend"],
+            "dtoverlay=disable-bt"
+        );
+        assert_eq!(installer["input"]["overlayInstaller"]["imageRef"], OVERLAY);
+        let disk = with(VariantOutput::Disk);
+        assert_eq!(disk["overlay"]["name"], "rpi_generic");
+        assert!(disk["input"].get("overlayInstaller").is_none(), "{disk}");
+        assert_eq!(disk["platform"], "metal");
+        let kernel = with(VariantOutput::Kernel);
+        assert!(kernel.get("overlay").is_none(), "{kernel}");
+    }
+
+    #[test]
+    fn a_cloud_role_gets_its_platform_and_the_imagers_disk_defaults() {
+        let v = variant(r#", "platform": "oracle""#);
+        assert_eq!(v.outputs, [VariantOutput::Installer, VariantOutput::Disk]);
+        let installer =
+            for_output(&v, VariantOutput::Installer, Arch::Arm64, "v1", locked(&[])).to_json();
+        assert_eq!(installer["platform"], "oracle");
+        let disk = for_output(&v, VariantOutput::Disk, Arch::Arm64, "v1", locked(&[])).to_json();
+        assert_eq!(disk["platform"], "oracle");
+        assert_eq!(disk["output"]["imageOptions"]["diskSize"], 8_589_934_592u64);
+        assert_eq!(disk["output"]["imageOptions"]["diskFormat"], "qcow2");
+        assert_eq!(
+            disk["output"]["imageOptions"]["diskFormatOptions"],
+            "cluster_size=8k"
+        );
+        assert_eq!(
+            artifact(&v.target, VariantOutput::Disk, Arch::Arm64),
+            "oracle-arm64.qcow2.xz"
         );
     }
 }
