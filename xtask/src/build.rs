@@ -20,6 +20,7 @@ use camino::Utf8Path;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{self, shell_line, Engine};
+use crate::lockfile::SHOWN;
 use crate::plan::{self, Plan, PlannedProfile, VariantPlan};
 use crate::progress::Steps;
 use crate::project::Project;
@@ -47,6 +48,10 @@ pub struct Args {
     /// then the Talos version tag and a build-unique tag.
     #[arg(long)]
     pub push: bool,
+    /// Let each imager run pull its images itself instead of fetching every image once per
+    /// build into `_out/.oci` and handing it over as an `ociPath` input (the default).
+    #[arg(long, env = "XTASK_NO_PREFETCH")]
+    pub no_prefetch: bool,
     /// Rebuild every output even when its content key is unchanged.
     #[arg(long)]
     pub force: bool,
@@ -106,6 +111,13 @@ pub struct BuildRecord {
     pub published: Vec<publish::Published>,
     pub imager_runs: u32,
     pub cache_hits: u32,
+    /// Images this variant's imager runs needed that were copied from the registry into
+    /// `_out/.oci` (each image is copied at most once per build, by whichever variant needs it
+    /// first), and those found there already.
+    #[serde(default)]
+    pub images_fetched: u32,
+    #[serde(default)]
+    pub images_reused: u32,
     /// Set by `ci` once smoke passed on exactly these files; `ci --publish-only` requires it.
     #[serde(default)]
     pub smoke_passed: bool,
@@ -175,6 +187,8 @@ pub struct Ctx<'a> {
     pub force: bool,
     pub dry_run: bool,
     pub progress: Steps,
+    /// `None` with `--no-prefetch`: the imager pulls what it needs itself.
+    pub prefetch: Option<crate::prefetch::Prefetch>,
 }
 
 pub fn run(project: &Project, args: Args) -> Result<()> {
@@ -222,26 +236,40 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
     let mut skopeo = crate::registry::Skopeo::new(&args.registry_client)?;
     skopeo.dry_run = args.dry_run;
     let selected = crate::variants::select(crate::variants::load_all(project)?, &args.variants)?;
-    let plan = if args.dry_run {
+    let (plan, lock) = if args.dry_run {
         let lock = crate::lock::ensure_dry_run(project, &selected, args.locked, &skopeo)?;
         let talos = crate::pin::talos_version(project, &lock)?;
-        plan::make(selected, &lock, talos, registry)?
+        (plan::make(selected, &lock, talos, registry)?, lock)
     } else {
         if !args.locked {
             preflight()?;
         }
-        crate::lock::ensure(project, &selected, args.locked, &skopeo)?;
+        let lock = crate::lock::ensure(project, &selected, args.locked, &skopeo)?;
         if args.locked {
             preflight()?;
         }
-        plan::load(project, &args.variants, registry)?
+        (plan::load(project, &args.variants, registry)?, lock)
     };
     check_emulation(&plan)?;
 
-    let imager = args
-        .imager
-        .clone()
-        .unwrap_or_else(|| format!("ghcr.io/siderolabs/imager:{}", plan.talos_version));
+    // The profiles name the base installer by the lock's digest; a `--locked` build needs it.
+    if args.locked && lock.base_installer.is_none() {
+        bail!(
+            "the lock pins no base installer:\n  {SHOWN}: base_installer: missing: a --locked build names {} only by digest\n    fix: run `cargo xtask lock --talos-version {}` and commit {SHOWN}",
+            crate::profile::base_installer_image(&plan.talos_version),
+            plan.talos_version
+        );
+    }
+    // `--imager` wins; else the lock's pin; a `--locked` build never runs the imager by tag.
+    let imager = match (&args.imager, lock.imager.as_deref()) {
+        (Some(imager), _) => imager.clone(),
+        (None, Some(pinned)) => pinned.to_owned(),
+        (None, None) if args.locked => {
+            let finding = lock.locked_imager().expect_err("no imager is pinned");
+            bail!("the lock pins no imager:\n  {finding}");
+        }
+        (None, None) => crate::lock::imager_image(&plan.talos_version),
+    };
     let progress = Steps::new(args.json || args.dry_run);
     if args.dry_run {
         println!(
@@ -267,8 +295,20 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
             source: args.upstream.source.clone(),
         },
     };
+    let prefetch = if args.no_prefetch {
+        None
+    } else {
+        let mut skopeo = crate::registry::Skopeo::new(&args.registry_client)?;
+        skopeo.dry_run = args.dry_run;
+        Some(crate::prefetch::Prefetch::new(
+            project.out_dir().join(".oci"),
+            skopeo,
+            args.dry_run,
+        ))
+    };
     let ctx = Ctx {
         project,
+        prefetch,
         tree,
         matchbox_base: args.matchbox_base.clone(),
         engine,
@@ -564,7 +604,9 @@ fn build_variant(ctx: &Ctx, plan: &Plan, vp: &VariantPlan) -> Result<BuildRecord
     };
     for pp in &vp.profiles {
         let step = Instant::now();
-        let (profile, file) = build_output(ctx, plan, vp, pp, &dir)?;
+        let (profile, file, fetched) = build_output(ctx, plan, vp, pp, &dir)?;
+        record.images_fetched += fetched.images;
+        record.images_reused += fetched.reused;
         if profile.cache_hit {
             record.cache_hits += 1;
         } else if !ctx.dry_run {
@@ -693,6 +735,9 @@ pub fn imager_args(
     if needs_privileged(&plan.talos_version, kind) {
         args.extend(["--privileged".into(), "-v".into(), "/dev:/dev".into()]);
     }
+    if let Some(prefetch) = &ctx.prefetch {
+        args.extend(prefetch.volume_args());
+    }
     args.extend([ctx.imager.clone(), "--tar-to-stdout".into(), "-".into()]);
     args
 }
@@ -703,8 +748,15 @@ fn build_output(
     vp: &VariantPlan,
     pp: &PlannedProfile,
     dir: &Utf8Path,
-) -> Result<(ProfileRecord, Option<FileRecord>)> {
-    let yaml = pp.profile.to_yaml();
+) -> Result<(ProfileRecord, Option<FileRecord>, crate::prefetch::Fetched)> {
+    let (sent, wanted) = match &ctx.prefetch {
+        Some(_) => crate::prefetch::with_oci_paths(
+            pp.profile.clone(),
+            crate::prefetch::imager_arch(pp.arch, ctx.emulate),
+        ),
+        None => (pp.profile.clone(), Vec::new()),
+    };
+    let yaml = sent.to_yaml();
     let key = content_key(&yaml, &ctx.imager, ctx.emulate);
     let artifact = dir.join(&pp.artifact);
     let step = pp.step(vp.target.multi_arch());
@@ -716,7 +768,7 @@ fn build_output(
         profile_sha256: crate::fsutil::sha256_hex(yaml.as_bytes()),
         key: key.clone(),
         cache_hit: false,
-        profile: pp.profile.to_json(),
+        profile: sent.to_json(),
     };
     let label = format!("[{}] {step}", vp.name);
 
@@ -725,10 +777,14 @@ fn build_output(
             ctx.progress
                 .note(&format!("{label}: cached ({})", pp.artifact));
             profile.cache_hit = true;
-            return Ok((profile, Some(file)));
+            return Ok((profile, Some(file), Default::default()));
         }
     }
     crate::interrupt::check()?;
+    let fetched = match &ctx.prefetch {
+        Some(prefetch) => prefetch.ensure(&wanted)?,
+        None => Default::default(),
+    };
     let container = container_name(vp, &step);
     let args = imager_args(ctx, plan, pp.arch, pp.kind, &container);
     let tmp = dir.join(format!(".tmp-{step}"));
@@ -751,7 +807,7 @@ fn build_output(
                 ctx.project.display(&artifact).to_string(),
             ])
         );
-        return Ok((profile, None));
+        return Ok((profile, None, fetched));
     }
 
     let _ = std::fs::remove_dir_all(&tmp);
@@ -786,7 +842,7 @@ fn build_output(
     let _ = std::fs::remove_dir_all(&tmp);
     let file = file_record(&artifact)?;
     write_cache(&cache_path, &key, &file)?;
-    Ok((profile, Some(file)))
+    Ok((profile, Some(file), fetched))
 }
 
 pub fn write_cache(cache_path: &Utf8Path, key: &str, file: &FileRecord) -> Result<()> {

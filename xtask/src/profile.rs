@@ -152,6 +152,10 @@ pub struct FileAsset {
 #[serde(rename_all = "camelCase")]
 pub struct ContainerAsset {
     pub image_ref: String,
+    /// An OCI image layout the imager reads instead of pulling `image_ref` (see prefetch.rs);
+    /// set only on the profile handed to the imager.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oci_path: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -218,6 +222,13 @@ pub const BASE_INSTALLER: &str = "ghcr.io/siderolabs/installer-base";
 pub struct Locked<'a> {
     pub extension_refs: &'a [String],
     pub overlay_image: Option<&'a str>,
+    /// The base installer by digest, when the lock pins it (else [`base_installer_image`]).
+    pub base_installer: Option<&'a str>,
+}
+
+/// The base installer the imager adds the extensions to, by tag ([`BASE_INSTALLER`]).
+pub fn base_installer_image(talos_version: &str) -> String {
+    format!("{BASE_INSTALLER}:{talos_version}")
 }
 
 /// Builds the imager profile for one output of a variant, for one of its architectures.
@@ -265,6 +276,7 @@ pub fn for_output(
             name: choice.name.clone(),
             image: ContainerAsset {
                 image_ref: image_ref.to_owned(),
+                oci_path: None,
             },
             options: choice.options.clone(),
         }),
@@ -287,7 +299,10 @@ pub fn for_output(
                 path: format!("/usr/install/{arch}/initramfs.xz"),
             },
             base_installer: ContainerAsset {
-                image_ref: format!("{BASE_INSTALLER}:{talos_version}"),
+                image_ref: locked
+                    .base_installer
+                    .map_or_else(|| base_installer_image(talos_version), str::to_owned),
+                oci_path: None,
             },
             overlay_installer,
             system_extensions: locked
@@ -295,6 +310,7 @@ pub fn for_output(
                 .iter()
                 .map(|r| ContainerAsset {
                     image_ref: r.clone(),
+                    oci_path: None,
                 })
                 .collect(),
         },
@@ -335,6 +351,7 @@ mod tests {
         Locked {
             extension_refs: refs,
             overlay_image: None,
+            base_installer: None,
         }
     }
 
@@ -491,6 +508,7 @@ mod tests {
                 Locked {
                     extension_refs: &[],
                     overlay_image: Some(OVERLAY),
+                    base_installer: None,
                 },
             )
             .to_json()

@@ -87,8 +87,11 @@ impl Pipeline {
     /// The real xtask binary on this bench: podman's configuration and a private target dir.
     pub fn xtask(&self) -> Command {
         let mut cmd = super::xtask(&self.root);
+        // The stand-in imagers pull nothing, and the pinned digests are made up: nothing to
+        // prefetch (tests/imager.rs covers prefetching with the real imager).
         cmd.envs(self.podman.env())
-            .env("CARGO_TARGET_DIR", self.root.join("target"));
+            .env("CARGO_TARGET_DIR", self.root.join("target"))
+            .env("XTASK_NO_PREFETCH", "true");
         cmd
     }
 
@@ -138,5 +141,11 @@ pub fn pin_every_extension(root: &Path) {
             *reference = Value::String(format!("{text}@sha256:{digest}"));
         }
     }
+    // and the base installer, which a --locked build names only by digest
+    let talos = lock["talos_version"].as_str().unwrap().to_owned();
+    lock["base_installer"] = Value::String(format!(
+        "ghcr.io/siderolabs/installer-base:{talos}@sha256:{}",
+        "b1".repeat(32)
+    ));
     std::fs::write(&path, serde_json::to_string_pretty(&lock).unwrap() + "\n").unwrap();
 }
