@@ -8,6 +8,8 @@
 //! trusts. Publishing happens only after every selected variant built: a failed build pushes
 //! nothing and moves no tag. `_out/<variant>/build.json` records what happened.
 
+mod matchbox;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -17,14 +19,15 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use camino::Utf8Path;
-use serde::{Deserialize, Serialize};
 
+use crate::cache;
+use crate::domain::record::{BuildRecord, ExtensionRecord, FileRecord, ProfileRecord, RECORD};
+use crate::domain::{Output, Plan, PlannedProfile, TalosVersion, VariantPlan};
 use crate::engine::{self, shell_line, Engine};
-use crate::plan::{self, Plan, PlannedProfile, VariantPlan};
+use crate::plan;
 use crate::progress::Steps;
 use crate::project::Project;
 use crate::publish::{self, Publisher};
-use crate::variants::Output;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -85,60 +88,6 @@ pub struct Args {
     #[arg(long, value_name = "REF")]
     pub matchbox_base: Option<String>,
 }
-
-/// `_out/<variant>/build.json`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct BuildRecord {
-    pub variant: String,
-    pub talos_version: String,
-    pub arch: String,
-    pub imager: String,
-    pub extensions: Vec<ExtensionRecord>,
-    pub profiles: Vec<ProfileRecord>,
-    pub files: Vec<FileRecord>,
-    pub published: Vec<publish::Published>,
-    pub imager_runs: u32,
-    pub cache_hits: u32,
-    /// Seconds per step (`imager:<kind>`, `push:<kind>`, `total`).
-    pub timings: BTreeMap<String, f64>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ExtensionRecord {
-    pub name: String,
-    #[serde(rename = "ref")]
-    pub reference: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ProfileRecord {
-    pub kind: Output,
-    pub artifact: String,
-    /// sha256 of the exact profile bytes (YAML) the imager received on stdin.
-    #[serde(default)]
-    pub profile_sha256: String,
-    /// Content key: sha256 of the profile bytes, the imager reference and how it ran.
-    pub key: String,
-    pub cache_hit: bool,
-    /// The exact object the imager received.
-    pub profile: serde_json::Value,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileRecord {
-    pub name: String,
-    pub sha256: String,
-    pub size: u64,
-}
-
-/// What `.cache/<kind>.json` remembers about an output on disk.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct CacheEntry {
-    key: String,
-    file: FileRecord,
-}
-
-pub const RECORD: &str = "build.json";
 
 /// The patched upstream tree the matchbox image is built from.
 pub enum TreeSource {
@@ -206,11 +155,11 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
     // registry (and it says so), so the tools are checked before that.
     let mut skopeo = crate::registry::Skopeo::new(&args.registry_client)?;
     skopeo.dry_run = args.dry_run;
-    let selected = crate::variants::select(crate::variants::load_all(project)?, &args.variants)?;
+    let selected = project.select_variants(&args.variants)?;
     let plan = if args.dry_run {
         let lock = crate::lock::ensure_dry_run(project, &selected, args.locked, &skopeo)?;
         let talos = crate::pin::talos_version(project, &lock)?;
-        plan::make(selected, &lock, talos, registry)?
+        crate::domain::plan::make(selected, &lock, talos, registry)?
     } else {
         if !args.locked {
             preflight()?;
@@ -242,7 +191,7 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
     let tree = match (&args.tree, args.no_matchbox) {
         (_, true) => TreeSource::Skip,
         (Some(tree), false) => {
-            crate::matchbox::dockerfile(tree)?;
+            matchbox::dockerfile(tree)?;
             TreeSource::Given(tree.clone())
         }
         (None, false) if !args.prepared_trees.is_empty() => {
@@ -284,22 +233,25 @@ fn publish_all(
     let publisher = Publisher::new(project, skopeo);
     let mut tags = publish::build_tags(project, &plan.talos_version)?;
     if unique_tag_only {
-        tags.retain(|t| t != &plan.talos_version);
+        tags.retain(|t| *t != plan.talos_version.to_string());
     }
     for (vp, record) in plan.variants.iter().zip(&mut records) {
         let dir = project.out_dir().join(&vp.name);
         let mut images = Vec::new();
         if vp.variant.builds(Output::Installer) {
-            let archive = dir.join(crate::profile::artifact_name(Output::Installer, vp.arch));
+            let archive = dir.join(crate::domain::output::artifact_name(
+                Output::Installer,
+                vp.arch,
+            ));
             images.push(("installer", archive, vp.image.clone()));
         }
-        let matchbox = crate::matchbox::archive_name(vp);
+        let matchbox = matchbox::archive_name(vp);
         let built = record.files.iter().any(|f| f.name == matchbox);
         if built || (ctx.dry_run && builds_matchbox(ctx, vp)) {
             images.push((
                 "matchbox",
                 dir.join(&matchbox),
-                crate::matchbox::image_for(&vp.image),
+                matchbox::image_for(&vp.image),
             ));
         }
         for (kind, archive, image) in images {
@@ -337,9 +289,7 @@ fn publish_all(
 /// Whether the matchbox netboot image is built for this variant: it needs the variant's kernel
 /// and initramfs, and a patched upstream tree.
 fn builds_matchbox(ctx: &Ctx, vp: &VariantPlan) -> bool {
-    !matches!(ctx.tree, TreeSource::Skip)
-        && vp.variant.builds(Output::Kernel)
-        && vp.variant.builds(Output::Initramfs)
+    !matches!(ctx.tree, TreeSource::Skip) && vp.variant.builds_matchbox()
 }
 
 fn build_all(ctx: &Ctx, plan: &Plan, jobs: usize) -> Result<Vec<BuildRecord>> {
@@ -385,7 +335,7 @@ fn build_variant(ctx: &Ctx, plan: &Plan, vp: &VariantPlan) -> Result<BuildRecord
     let mut record = BuildRecord {
         variant: vp.name.clone(),
         talos_version: plan.talos_version.clone(),
-        arch: vp.arch.to_string(),
+        arch: vp.arch,
         imager: ctx.imager.clone(),
         extensions: vp
             .extensions
@@ -396,7 +346,12 @@ fn build_variant(ctx: &Ctx, plan: &Plan, vp: &VariantPlan) -> Result<BuildRecord
                 reference: reference.clone(),
             })
             .collect(),
-        ..BuildRecord::default()
+        profiles: Vec::new(),
+        files: Vec::new(),
+        published: Vec::new(),
+        imager_runs: 0,
+        cache_hits: 0,
+        timings: BTreeMap::new(),
     };
     for pp in &vp.profiles {
         let step = Instant::now();
@@ -438,7 +393,7 @@ fn build_variant(ctx: &Ctx, plan: &Plan, vp: &VariantPlan) -> Result<BuildRecord
         {
             let step = Instant::now();
             let (file, hit) =
-                crate::matchbox::build(ctx, vp, tree, ctx.matchbox_base.as_deref(), &record.files)?;
+                matchbox::build(ctx, vp, tree, ctx.matchbox_base.as_deref(), &record.files)?;
             if hit {
                 record.cache_hits += 1;
             } else if !ctx.dry_run {
@@ -476,14 +431,9 @@ pub fn content_key(profile_yaml: &str, imager: &str, emulate: bool) -> String {
 }
 
 /// Before Talos v1.13 the imager needs loop devices for disk images.
-pub fn needs_privileged(talos_version: &str, kind: Output) -> bool {
+pub fn needs_privileged(talos_version: &TalosVersion, kind: Output) -> bool {
     let is_disk_image = matches!(kind, Output::Metal | Output::Nocloud);
-    let mut parts = talos_version
-        .trim_start_matches('v')
-        .split('.')
-        .map(|p| p.parse::<u32>().unwrap_or(0));
-    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    is_disk_image && (major, minor) < (1, 13)
+    is_disk_image && talos_version.minor_release() < (1, 13)
 }
 
 pub fn imager_args(ctx: &Ctx, plan: &Plan, vp: &VariantPlan, kind: Output) -> Vec<String> {
@@ -520,7 +470,7 @@ fn build_output(
     let label = format!("[{}] {}", vp.name, pp.kind.name());
 
     if !ctx.force {
-        if let Some(file) = cached_file(&cache_path, &key, &artifact) {
+        if let Some(file) = cache::cached_file(&cache_path, &key, &artifact) {
             ctx.progress
                 .note(&format!("{label}: cached ({})", pp.artifact));
             profile.cache_hit = true;
@@ -581,37 +531,9 @@ fn build_output(
     std::fs::rename(&produced, &artifact)
         .with_context(|| format!("moving {produced} to {artifact}"))?;
     let _ = std::fs::remove_dir_all(&tmp);
-    let file = file_record(&artifact)?;
-    write_cache(&cache_path, &key, &file)?;
+    let file = cache::file_record(&artifact)?;
+    cache::write_cache(&cache_path, &key, &file)?;
     Ok((profile, Some(file)))
-}
-
-pub fn write_cache(cache_path: &Utf8Path, key: &str, file: &FileRecord) -> Result<()> {
-    let entry = CacheEntry {
-        key: key.to_owned(),
-        file: file.clone(),
-    };
-    crate::fsutil::write_atomic(cache_path, serde_json::to_string_pretty(&entry)?.as_bytes())
-}
-
-/// The recorded file when the cache entry's key matches and the file on disk is intact.
-pub fn cached_file(cache_path: &Utf8Path, key: &str, artifact: &Utf8Path) -> Option<FileRecord> {
-    let entry: CacheEntry =
-        serde_json::from_str(&std::fs::read_to_string(cache_path).ok()?).ok()?;
-    if entry.key != key {
-        return None;
-    }
-    let on_disk = file_record(artifact).ok()?;
-    (on_disk == entry.file).then_some(on_disk)
-}
-
-pub fn file_record(path: &Utf8Path) -> Result<FileRecord> {
-    let (sha256, size) = crate::fsutil::sha256_file(path)?;
-    Ok(FileRecord {
-        name: path.file_name().unwrap_or_default().to_owned(),
-        sha256,
-        size,
-    })
 }
 
 /// `ENGINE run ... < profile | tar -xzf - -C tmp`, the engine's stderr kept in `log`.
@@ -675,12 +597,12 @@ mod tests {
 
     #[test]
     fn privileged_only_for_disk_images_before_v1_13() {
-        assert!(needs_privileged("v1.12.4", Output::Metal));
-        assert!(needs_privileged("v1.11.0", Output::Nocloud));
-        assert!(!needs_privileged("v1.13.6", Output::Metal));
-        assert!(!needs_privileged("v1.14.0", Output::Metal));
-        assert!(!needs_privileged("v1.12.4", Output::Installer));
-        assert!(!needs_privileged("v1.12.4", Output::Kernel));
+        assert!(needs_privileged(&"v1.12.4".into(), Output::Metal));
+        assert!(needs_privileged(&"v1.11.0".into(), Output::Nocloud));
+        assert!(!needs_privileged(&"v1.13.6".into(), Output::Metal));
+        assert!(!needs_privileged(&"v1.14.0".into(), Output::Metal));
+        assert!(!needs_privileged(&"v1.12.4".into(), Output::Installer));
+        assert!(!needs_privileged(&"v1.12.4".into(), Output::Kernel));
     }
 
     #[test]
@@ -692,20 +614,35 @@ mod tests {
         let artifact = dir.join("kernel-arm64");
         let entry = dir.join("kernel.json");
         std::fs::write(&artifact, "kernel bytes").unwrap();
-        assert_eq!(cached_file(&entry, "k1", &artifact), None, "no entry yet");
-        let file = file_record(&artifact).unwrap();
-        write_cache(&entry, "k1", &file).unwrap();
-        assert_eq!(cached_file(&entry, "k1", &artifact), Some(file.clone()));
-        assert_eq!(cached_file(&entry, "k2", &artifact), None, "another key");
+        assert_eq!(
+            cache::cached_file(&entry, "k1", &artifact),
+            None,
+            "no entry yet"
+        );
+        let file = cache::file_record(&artifact).unwrap();
+        cache::write_cache(&entry, "k1", &file).unwrap();
+        assert_eq!(
+            cache::cached_file(&entry, "k1", &artifact),
+            Some(file.clone())
+        );
+        assert_eq!(
+            cache::cached_file(&entry, "k2", &artifact),
+            None,
+            "another key"
+        );
         // Same size, other bytes: a half-written or corrupted file is not trusted.
         std::fs::write(&artifact, "kernel bytez").unwrap();
-        assert_eq!(cached_file(&entry, "k1", &artifact), None);
+        assert_eq!(cache::cached_file(&entry, "k1", &artifact), None);
         std::fs::remove_file(&artifact).unwrap();
-        assert_eq!(cached_file(&entry, "k1", &artifact), None, "file gone");
+        assert_eq!(
+            cache::cached_file(&entry, "k1", &artifact),
+            None,
+            "file gone"
+        );
         std::fs::write(&entry, "{not json").unwrap();
         std::fs::write(&artifact, "kernel bytes").unwrap();
         assert_eq!(
-            cached_file(&entry, "k1", &artifact),
+            cache::cached_file(&entry, "k1", &artifact),
             None,
             "unreadable entry"
         );

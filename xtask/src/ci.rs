@@ -12,7 +12,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 
-use crate::build::{self, BuildRecord};
+use crate::build;
+use crate::domain::{BuildRecord, TalosVersion};
 use crate::engine::{Engine, Need};
 use crate::plan;
 use crate::project::Project;
@@ -102,7 +103,7 @@ pub fn stage(
             if github {
                 println!(
                     "::error title=xtask ci: {name}::{}",
-                    escape_annotation(&message)
+                    crate::github::escape_annotation(&message)
                 );
             }
             eprintln!("error: {name}: {message}");
@@ -121,14 +122,6 @@ pub fn stage(
 
 pub fn in_github() -> bool {
     std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true")
-}
-
-/// Annotation messages are one line: GitHub's own escapes for `%`, CR and LF.
-pub fn escape_annotation(message: &str) -> String {
-    message
-        .replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
 }
 
 /// Floating tags move only from the default branch: `$XTASK_DEFAULT_BRANCH` (the workflow passes
@@ -182,8 +175,8 @@ fn superseded_by(project: &Project) -> Option<String> {
 
 /// The tags that move after smoke passed: the Talos version, and on the default branch the
 /// floating ones.
-pub fn release_tags(talos_version: &str, default_branch: bool) -> Vec<String> {
-    let mut tags = vec![talos_version.to_owned()];
+pub fn release_tags(talos_version: &TalosVersion, default_branch: bool) -> Vec<String> {
+    let mut tags = vec![talos_version.to_string()];
     if default_branch {
         tags.extend(FLOATING_TAGS.iter().map(|t| t.to_string()));
     }
@@ -218,7 +211,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
             if let Some(tree) = &args.tree {
                 return Ok(format!("using the given tree {tree}"));
             }
-            for vp in plan.variants.iter().filter(|v| builds_matchbox(&v.variant)) {
+            for vp in plan.variants.iter().filter(|v| v.variant.builds_matchbox()) {
                 let applied =
                     crate::patch::prepare_variant(project, args.upstream.source.as_deref(), vp)?;
                 trees.insert(vp.name.clone(), applied.tree);
@@ -346,11 +339,6 @@ fn needs(engine: Engine, boot: bool) -> Vec<Need> {
     needs
 }
 
-fn builds_matchbox(variant: &crate::variants::Variant) -> bool {
-    use crate::variants::Output;
-    variant.builds(Output::Kernel) && variant.builds(Output::Initramfs)
-}
-
 /// One variant's smoke outcome, for the summary.
 #[derive(Debug, Clone)]
 pub struct SmokeResult {
@@ -365,7 +353,7 @@ pub struct SmokeResult {
 /// Static checks, then (unless `no_boot`) a boot of the variant's kernel and initramfs.
 fn smoke_variant(
     project: &Project,
-    variant: &crate::variants::Variant,
+    variant: &crate::domain::variant::Variant,
     no_boot: bool,
     skopeo: &crate::registry::Skopeo,
 ) -> SmokeResult {
@@ -377,7 +365,7 @@ fn smoke_variant(
 
 fn smoke_steps(
     project: &Project,
-    variant: &crate::variants::Variant,
+    variant: &crate::domain::variant::Variant,
     no_boot: bool,
     skopeo: &crate::registry::Skopeo,
 ) -> SmokeResult {
@@ -566,16 +554,9 @@ mod tests {
 
     #[test]
     fn release_tags_float_only_from_the_default_branch() {
-        assert_eq!(release_tags("v1.13.6", false), ["v1.13.6"]);
-        assert_eq!(
-            release_tags("v1.13.6", true),
-            ["v1.13.6", "latest", "demo-stable"]
-        );
-    }
-
-    #[test]
-    fn annotations_are_one_line() {
-        assert_eq!(escape_annotation("a\nb 100%\r"), "a%0Ab 100%25%0D");
+        let v = TalosVersion::parse("v1.13.6").unwrap();
+        assert_eq!(release_tags(&v, false), ["v1.13.6"]);
+        assert_eq!(release_tags(&v, true), ["v1.13.6", "latest", "demo-stable"]);
     }
 
     #[test]
@@ -653,19 +634,24 @@ mod tests {
         let record = BuildRecord {
             variant: "gateway".into(),
             talos_version: "v1.13.6".into(),
-            arch: "arm64".into(),
-            files: vec![build::FileRecord {
+            arch: crate::domain::Arch::Arm64,
+            files: vec![crate::domain::record::FileRecord {
                 name: "kernel-arm64".into(),
                 sha256: "ab".repeat(32),
                 size: 2048,
             }],
-            published: vec![crate::publish::Published {
+            published: vec![crate::domain::record::Published {
                 kind: "installer".into(),
                 image: "ghcr.io/acme/x/talos".into(),
                 digest: "sha256:00".into(),
                 tags: vec!["v1.13.6".into()],
             }],
-            ..BuildRecord::default()
+            imager: String::new(),
+            extensions: Vec::new(),
+            profiles: Vec::new(),
+            imager_runs: 0,
+            cache_hits: 0,
+            timings: Default::default(),
         };
         let smoke = vec![SmokeResult {
             variant: "gateway".into(),

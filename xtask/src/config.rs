@@ -17,9 +17,10 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::cidr::{self, Ipv4Cidr};
+use crate::domain::cidr::{self, Ipv4Cidr};
+use crate::domain::variant::{NodeConfig, TailscaleConfig, TailscaleMode};
+use crate::domain::Variant;
 use crate::project::Project;
-use crate::variants::{self, NodeConfig, TailscaleConfig, TailscaleMode, Variant};
 
 /// The environment variable the Tailscale auth key is read from.
 pub const AUTH_KEY_ENV: &str = "TS_AUTHKEY";
@@ -52,35 +53,6 @@ pub struct Args {
     /// Network to pick node IPs from (repeatable); replaces `config.node_subnets`.
     #[arg(long = "node-subnet", value_name = "CIDR", value_parser = Ipv4Cidr::parse)]
     pub node_subnets: Vec<Ipv4Cidr>,
-}
-
-/// What an extension needs from the machine config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Needs {
-    /// Nothing: the extension works with any machine config.
-    Nothing,
-    /// Settings that follow from the extension alone (kernel modules, a RuntimeClass); rendered
-    /// without a declaration in the variant.
-    Implied,
-    /// Choices the variant must declare under `config.<field>`; a variant carrying the
-    /// extension without them is invalid.
-    Declared {
-        field: &'static str,
-        why: &'static str,
-        example: &'static str,
-    },
-}
-
-pub fn needs(extension: &str) -> Needs {
-    match extension {
-        "drbd" | "zfs" | "spin" => Needs::Implied,
-        "tailscale" => Needs::Declared {
-            field: "tailscale",
-            why: "its service ext-tailscale waits for an ExtensionServiceConfig named `tailscale`; without one the node waits 70 minutes in boot and reboots, again and again",
-            example: r#"{"mode": "userspace", "routes": ["10.96.0.0/16"]}"#,
-        },
-        _ => Needs::Nothing,
-    }
 }
 
 /// A kernel module Talos loads at boot (`machine.kernel.modules[]`).
@@ -536,7 +508,7 @@ fn documents(docs: &[Document]) -> String {
                 out.push('\n');
             }
         }
-        out.push_str(&crate::yaml::to_string(&doc.body));
+        out.push_str(&crate::domain::yaml::to_string(&doc.body));
     }
     out
 }
@@ -636,8 +608,8 @@ pub fn check_secret_destination(project: &Project, dir: &Utf8Path) -> Result<()>
 }
 
 pub fn run(project: &Project, args: Args) -> Result<()> {
-    let all = variants::load_all(project)?;
-    let variant = variants::select(all, std::slice::from_ref(&args.variant))?
+    let all = project.load_variants()?;
+    let variant = crate::domain::variant::select(all, std::slice::from_ref(&args.variant))?
         .pop()
         .expect("select returns the named variant");
     let file = format!("variants/{}.json", variant.name);
@@ -723,7 +695,7 @@ mod tests {
             r#"{{"name": "v", "description": "d", "arch": "arm64", "extensions": {extensions},
                 "repository": "v/talos"{config}}}"#
         );
-        variants::parse("variants/v.json", &text).unwrap_or_else(|f| panic!("{f:#?}"))
+        crate::domain::variant::parse("variants/v.json", &text).unwrap_or_else(|f| panic!("{f:#?}"))
     }
 
     fn gateway(tailscale: &str) -> Variant {

@@ -23,15 +23,15 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 use xshell::{cmd, Shell};
 
-use crate::diag::{self, Finding};
-use crate::lockfile::{ImageRef, Lock, SHOWN};
+use crate::domain::diag::{self, Finding};
+use crate::domain::extension::EXTENSIONS_REPOSITORY;
+use crate::domain::lock::SHOWN;
+use crate::domain::Variant;
+use crate::domain::{ImageRef, Lock, TalosVersion};
 use crate::pin;
 use crate::project::Project;
 use crate::registry::{self, RegistryArgs, Skopeo};
-use crate::variants::{self, Variant};
 
-/// Where Talos extensions are published; `image-digests` lines outside it never match.
-pub const EXTENSIONS_REPOSITORY: &str = "ghcr.io/siderolabs";
 /// The file inside the extensions image listing every extension of the release.
 pub const DIGESTS_FILE: &str = "image-digests";
 
@@ -209,7 +209,7 @@ pub fn layer_format(layer: &Descriptor, image: &str) -> Result<LayerFormat> {
 /// The `image-digests` file: repository (`ghcr.io/siderolabs/zfs`) to full reference.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImageDigests {
-    pub entries: BTreeMap<String, String>,
+    pub entries: BTreeMap<String, ImageRef>,
 }
 
 /// Parses `image-digests`: one `registry/path/name:tag@sha256:hex` per line; blank lines and `#`
@@ -226,8 +226,8 @@ pub fn parse_image_digests(text: &str, source: &str) -> Result<ImageDigests> {
         let at = format!("line {}", i + 1);
         match ImageRef::parse(line) {
             Ok(r) if r.digest.is_some() && r.tag.is_some() => {
-                if let Some(previous) = entries.insert(r.repository.clone(), line.to_owned()) {
-                    if previous != line {
+                if let Some(previous) = entries.insert(r.repository.clone(), r.clone()) {
+                    if previous != r {
                         problems.push(format!(
                             "{at}: {} is listed twice ({previous} and {line})",
                             r.repository
@@ -250,10 +250,8 @@ pub fn parse_image_digests(text: &str, source: &str) -> Result<ImageDigests> {
 
 impl ImageDigests {
     /// The reference of extension `name`: repository exactly `ghcr.io/siderolabs/<name>`.
-    pub fn find(&self, name: &str) -> Option<&str> {
-        self.entries
-            .get(&format!("{EXTENSIONS_REPOSITORY}/{name}"))
-            .map(String::as_str)
+    pub fn find(&self, name: &str) -> Option<&ImageRef> {
+        self.entries.get(&format!("{EXTENSIONS_REPOSITORY}/{name}"))
     }
 
     /// Short names of every official extension listed, for "did you mean" hints.
@@ -267,14 +265,14 @@ impl ImageDigests {
 }
 
 /// The extensions image reference for a Talos version.
-pub fn extensions_image(talos_version: &str) -> String {
+pub fn extensions_image(talos_version: &TalosVersion) -> String {
     format!("{EXTENSIONS_REPOSITORY}/extensions:{talos_version}")
 }
 
 /// A lock for `names`, every entry taken from `digests`; fails naming every absent extension.
 pub fn lock_from_digests(
-    talos_version: &str,
-    image_with_digest: &str,
+    talos_version: &TalosVersion,
+    image_with_digest: &ImageRef,
     digests: &ImageDigests,
     names: &BTreeSet<String>,
 ) -> Result<Lock> {
@@ -283,7 +281,7 @@ pub fn lock_from_digests(
     for name in names {
         match digests.find(name) {
             Some(reference) => {
-                extensions.insert(name.clone(), reference.to_owned());
+                extensions.insert(name.clone(), reference.clone());
             }
             None => {
                 let hint = match diag::closest(name, &digests.names()) {
@@ -303,8 +301,8 @@ pub fn lock_from_digests(
         );
     }
     Ok(Lock {
-        talos_version: talos_version.to_owned(),
-        extensions_image: image_with_digest.to_owned(),
+        talos_version: talos_version.clone(),
+        extensions_image: image_with_digest.clone(),
         extensions,
     })
 }
@@ -353,11 +351,9 @@ pub fn compare(current: Option<&Lock>, fresh: &Lock, fix: &str) -> Vec<Finding> 
             ),
             Some(have) if have == want => {}
             Some(have) => {
-                let problem = match ImageRef::parse(have) {
-                    Ok(r) if r.digest.is_none() => {
-                        format!("has no digest: the registry has {want}")
-                    }
-                    _ => format!("stale: the registry has {want}"),
+                let problem = match have.digest {
+                    None => format!("has no digest: the registry has {want}"),
+                    Some(_) => format!("stale: the registry has {want}"),
                 };
                 findings.push(Finding::new(SHOWN, field, problem).value(have).fix(fix));
             }
@@ -380,21 +376,19 @@ pub fn compare(current: Option<&Lock>, fresh: &Lock, fix: &str) -> Vec<Finding> 
 }
 
 /// `vX.Y.Z` with an optional pre-release suffix: what a Talos release tag looks like.
-pub fn check_version(version: &str) -> Result<()> {
-    let ok = version.strip_prefix('v').is_some_and(|rest| {
-        let (core, pre) = rest.split_once('-').unwrap_or((rest, ""));
-        core.split('.').count() == 3
-            && core
-                .split('.')
-                .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-            && pre
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
-    });
-    if !ok {
-        bail!("--talos-version {version:?} is not a Talos release tag\n    fix: write it as vMAJOR.MINOR.PATCH, e.g. v1.13.6");
+pub fn check_version(version: &str) -> Result<TalosVersion> {
+    TalosVersion::parse(version).map_err(|_| {
+        anyhow::anyhow!("--talos-version {version:?} is not a Talos release tag\n    fix: write it as vMAJOR.MINOR.PATCH, e.g. v1.13.6")
+    })
+}
+
+/// A dry run's stand-in for a reference only a real run learns: shown as `repository:text`.
+fn placeholder(repository: String, text: String) -> ImageRef {
+    ImageRef {
+        repository,
+        tag: Some(text),
+        digest: None,
     }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -415,7 +409,7 @@ pub struct Resolution {
 pub fn resolve(
     project: &Project,
     skopeo: &Skopeo,
-    talos_version: &str,
+    talos_version: &TalosVersion,
     names: &BTreeSet<String>,
 ) -> Result<Resolution> {
     let before = skopeo.commands_run();
@@ -428,7 +422,7 @@ pub fn resolve(
     let repository = format!("{EXTENSIONS_REPOSITORY}/extensions");
     let (candidates, platforms): (Vec<String>, Vec<Option<String>>) =
         match parse_manifest(&raw, &image)? {
-            Manifest::Image(_) => (vec![index_digest.clone()], vec![None]),
+            Manifest::Image(_) => (vec![index_digest.to_string()], vec![None]),
             Manifest::Index(manifests) => {
                 let order = platform_order(&manifests);
                 if order.is_empty() {
@@ -442,14 +436,15 @@ pub fn resolve(
         };
     let mut tried = Vec::new();
     for (digest, platform) in candidates.iter().zip(&platforms) {
-        if !crate::lockfile::is_sha256_digest(digest) {
+        if !crate::domain::image::is_sha256_digest(digest) {
             bail!("{pinned}: index entry digest `{digest}` is not sha256:<64 hex digits>");
         }
         let reference = format!("{repository}@{digest}");
         let dir = fetch_cached(project, skopeo, &reference, digest)?;
         if let Some(text) = find_digests_file(&dir, &reference)? {
             let digests = parse_image_digests(&text, &reference)?;
-            let lock = lock_from_digests(talos_version, &pinned, &digests, names)?;
+            let image_with_digest = ImageRef::parse(&pinned).map_err(anyhow::Error::msg)?;
+            let lock = lock_from_digests(talos_version, &image_with_digest, &digests, names)?;
             return Ok(Resolution {
                 lock,
                 platform: platform.clone(),
@@ -475,7 +470,7 @@ fn fetch_cached(
     let dir = cache.join(digest.trim_start_matches("sha256:"));
     // A cached copy is used only if its manifest still hashes to the digest asked for.
     let cached = std::fs::read(dir.join("manifest.json"))
-        .is_ok_and(|bytes| registry::sha256_digest(&bytes) == digest);
+        .is_ok_and(|bytes| registry::sha256_digest(&bytes).as_str() == digest);
     if cached {
         return Ok(dir);
     }
@@ -510,7 +505,7 @@ fn find_digests_file(dir: &Utf8Path, reference: &str) -> Result<Option<String>> 
         let hex = layer
             .digest
             .strip_prefix("sha256:")
-            .filter(|_| crate::lockfile::is_sha256_digest(&layer.digest))
+            .filter(|_| crate::domain::image::is_sha256_digest(&layer.digest))
             .with_context(|| {
                 format!("{reference}: layer digest `{}` is not sha256", layer.digest)
             })?;
@@ -566,18 +561,18 @@ fn read_head(path: &Utf8Path) -> Result<Vec<u8>> {
 /// The lock file if there is one.
 pub fn load_optional(project: &Project) -> Result<Option<Lock>> {
     if project.lock_path().exists() {
-        Lock::load(project).map(Some)
+        project.load_lock().map(Some)
     } else {
         Ok(None)
     }
 }
 
 /// The Talos version to lock for when none is given: the pinned upstream's, else the lock's.
-fn default_version(project: &Project, lock: Option<&Lock>) -> Result<String> {
-    Ok(pin::talos_version_or(project, lock.map(|l| l.talos_version.as_str()))?.version)
+fn default_version(project: &Project, lock: Option<&Lock>) -> Result<TalosVersion> {
+    Ok(pin::talos_version_or(project, lock.map(|l| &l.talos_version))?.version)
 }
 
-fn fix_command(talos_version: &str, skopeo: &Skopeo) -> String {
+fn fix_command(talos_version: &TalosVersion, skopeo: &Skopeo) -> String {
     format!(
         "run `cargo xtask lock --talos-version {talos_version}{}` and commit {SHOWN}",
         skopeo.mirror_flags()
@@ -585,7 +580,7 @@ fn fix_command(talos_version: &str, skopeo: &Skopeo) -> String {
 }
 
 pub fn run(project: &Project, args: Args) -> Result<()> {
-    let variants = variants::load_all(project)?;
+    let variants = project.load_variants()?;
     let names = used_extensions(&variants);
     let current = match load_optional(project) {
         Ok(current) => current,
@@ -597,10 +592,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         Err(err) => return Err(err),
     };
     let talos_version = match &args.talos_version {
-        Some(v) => {
-            check_version(v)?;
-            v.clone()
-        }
+        Some(v) => check_version(v)?,
         None => default_version(project, current.as_ref())?,
     };
     let skopeo = Skopeo::new(&args.registry)?;
@@ -672,7 +664,11 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
 
 /// The commands [`resolve`] runs, printed by `--dry-run`s: what is not known before the
 /// registry answers is shown as `<...>`.
-fn print_resolve_commands(project: &Project, skopeo: &Skopeo, talos_version: &str) -> Result<()> {
+fn print_resolve_commands(
+    project: &Project,
+    skopeo: &Skopeo,
+    talos_version: &TalosVersion,
+) -> Result<()> {
     println!(
         "{}",
         skopeo.inspect_raw_cmd(&extensions_image(talos_version))?
@@ -710,7 +706,7 @@ fn render(resolution: &Resolution, previous: Option<&Lock>, changed: bool) -> St
         let state = match previous.and_then(|p| p.extensions.get(name)) {
             None => "added",
             Some(old) if old == reference => "unchanged",
-            Some(old) if !old.contains('@') => "pinned",
+            Some(old) if old.digest.is_none() => "pinned",
             Some(_) => "updated",
         };
         writeln!(out, "  {name:<10} {reference}  ({state})").unwrap();
@@ -763,7 +759,7 @@ pub fn ensure(
     eprintln!(
         "{SHOWN}: {} problem{} for Talos {talos_version}; resolving from the registry:",
         problems.len(),
-        crate::diag::plural(problems.len())
+        crate::domain::diag::plural(problems.len())
     );
     for p in &problems {
         // the fix is what this is about to do
@@ -798,7 +794,7 @@ pub fn ensure(
     let mut lock = resolution.lock;
     if let Some(current) = current.filter(|c| c.talos_version == talos_version) {
         for (name, reference) in &current.extensions {
-            let pinned = ImageRef::parse(reference).is_ok_and(|r| r.digest.is_some());
+            let pinned = reference.digest.is_some();
             match lock.extensions.get(name) {
                 Some(fresh) if pinned && fresh != reference => {
                     eprintln!("warning: {SHOWN}: extensions.{name} = {reference} but the registry has {fresh}; keeping the locked one ({fix})");
@@ -827,7 +823,7 @@ fn lock_problems(
     variants: &[Variant],
     locked: bool,
     skopeo: &Skopeo,
-) -> Result<(Option<Lock>, String, Vec<Finding>)> {
+) -> Result<(Option<Lock>, TalosVersion, Vec<Finding>)> {
     let current = load_optional(project)?;
     let talos_version = default_version(project, current.as_ref())?;
     let fix = fix_command(&talos_version, skopeo);
@@ -861,7 +857,7 @@ pub fn ensure_dry_run(
     eprintln!(
         "warning: {} lock problem{} would be resolved first from the registry, as `cargo xtask lock` does (a --locked build refuses them):",
         problems.len(),
-        crate::diag::plural(problems.len())
+        crate::domain::diag::plural(problems.len())
     );
     for p in &problems {
         eprintln!("  {}", p.to_string().replace('\n', "\n  "));
@@ -871,15 +867,18 @@ pub fn ensure_dry_run(
         .filter(|c| c.talos_version == talos_version)
         .unwrap_or_else(|| Lock {
             talos_version: talos_version.clone(),
-            extensions_image: format!(
-                "{}@<digest from the registry>",
-                extensions_image(&talos_version)
+            extensions_image: placeholder(
+                format!("{EXTENSIONS_REPOSITORY}/extensions"),
+                format!("{talos_version}@<digest from the registry>"),
             ),
             extensions: BTreeMap::new(),
         });
     for name in used_extensions(variants) {
         lock.extensions.entry(name.clone()).or_insert_with(|| {
-            format!("{EXTENSIONS_REPOSITORY}/{name}:<tag and digest from {DIGESTS_FILE}>")
+            placeholder(
+                format!("{EXTENSIONS_REPOSITORY}/{name}"),
+                format!("<tag and digest from {DIGESTS_FILE}>"),
+            )
         });
     }
     Ok(lock)
@@ -913,12 +912,12 @@ mod tests {
     fn names_match_the_exact_repository_only() {
         let d = digests();
         assert_eq!(
-            d.find("zfs"),
-            Some(format!("ghcr.io/siderolabs/zfs:2.4.3-v1.13.6@{D2}").as_str())
+            d.find("zfs").map(ToString::to_string),
+            Some(format!("ghcr.io/siderolabs/zfs:2.4.3-v1.13.6@{D2}"))
         );
         assert_eq!(
-            d.find("zfs-utils"),
-            Some(format!("ghcr.io/siderolabs/zfs-utils:1.0@{D1}").as_str())
+            d.find("zfs-utils").map(ToString::to_string),
+            Some(format!("ghcr.io/siderolabs/zfs-utils:1.0@{D1}"))
         );
         assert_eq!(d.find("utils"), None);
         assert_eq!(d.find("fs"), None);
@@ -930,11 +929,14 @@ mod tests {
         let names: BTreeSet<String> = ["drbd", "zfs", "tailscale", "zfs-util"]
             .map(String::from)
             .into();
-        let err = lock_from_digests("v1.13.6", "img@x", &digests(), &names)
+        let image = format!("ghcr.io/siderolabs/extensions@{D1}").into();
+        let err = lock_from_digests(&"v1.13.6".into(), &image, &digests(), &names)
             .unwrap_err()
             .to_string();
         assert!(
-            err.starts_with("Talos v1.13.6 has no such extension in img@x"),
+            err.starts_with(&format!(
+                "Talos v1.13.6 has no such extension in ghcr.io/siderolabs/extensions@{D1}"
+            )),
             "{err}"
         );
         assert!(
@@ -1039,10 +1041,10 @@ mod tests {
     fn lock(extensions: &[(&str, &str)]) -> Lock {
         Lock {
             talos_version: "v1.13.6".into(),
-            extensions_image: format!("ghcr.io/siderolabs/extensions:v1.13.6@{D1}"),
+            extensions_image: format!("ghcr.io/siderolabs/extensions:v1.13.6@{D1}").into(),
             extensions: extensions
                 .iter()
-                .map(|(n, r)| (n.to_string(), r.to_string()))
+                .map(|(n, r)| (n.to_string(), (*r).into()))
                 .collect(),
         }
     }

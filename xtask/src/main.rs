@@ -3,21 +3,18 @@
 //! This file only parses the command line and dispatches; each subcommand lives in its own
 //! module with its own `Args` and `run`. See docs/architecture.md for the map.
 
-mod cidr;
-mod diag;
+mod domain;
+
+mod cache;
 mod engine;
 mod fsutil;
-mod lockfile;
-mod matchbox;
+mod github;
 mod pin;
-mod profile;
 mod progress;
 mod project;
 mod publish;
 mod registry;
 mod series;
-mod variants;
-mod yaml;
 
 mod build;
 mod changed;

@@ -13,9 +13,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use xshell::{cmd, Cmd, Shell};
 
-use crate::diag;
+use crate::domain::diag;
+use crate::domain::VariantPlan;
 use crate::pin::{self, Pin};
-use crate::plan::{self, VariantPlan};
+use crate::plan;
 use crate::project::Project;
 use crate::series::{self, PatchInfo, SERIES};
 use crate::upstream::{self, SourceArg, Upstream};
@@ -441,7 +442,7 @@ fn apply_in(
         bail!(
             "applying the series left {} path{} that no patch names in {out}:\n  {}\n    fix: remove them from the patches (`git -C {out} show --stat`), then refresh",
             stray.len(),
-            crate::diag::plural(stray.len()),
+            crate::domain::diag::plural(stray.len()),
             stray.join("\n  ")
         );
     }
@@ -451,7 +452,7 @@ fn apply_in(
             repository: upstream.repository.clone(),
             tag: upstream.tag.clone(),
             commit: upstream.commit.clone(),
-            talos_version: upstream.talos_version.clone(),
+            talos_version: upstream.talos_version.to_string(),
             talos_package_dir: upstream.talos_package_dir.clone(),
         },
         tree: out.to_owned(),

@@ -2,13 +2,10 @@
 //! node role. Other subcommands (build, ci) start from the same `Plan`.
 
 use anyhow::Result;
-use serde::Serialize;
 
-use crate::lockfile::Lock;
+use crate::domain::plan::{self, Plan};
 use crate::pin;
-use crate::profile::{self, Arch, Profile};
 use crate::project::Project;
-use crate::variants::{self, Output, Variant};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -46,160 +43,12 @@ impl RegistryArg {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct Plan {
-    pub talos_version: String,
-    /// Where the Talos version was read.
-    pub talos_version_source: String,
-    pub registry: Option<String>,
-    pub variants: Vec<VariantPlan>,
-    pub warnings: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct VariantPlan {
-    pub name: String,
-    pub description: String,
-    pub arch: Arch,
-    /// Short names, in build order (firmware first).
-    pub extensions: Vec<String>,
-    /// The image references the profiles carry, in the same order.
-    pub extension_refs: Vec<String>,
-    /// Extensions whose lock entry has no digest yet.
-    pub unpinned: Vec<String>,
-    /// Repository the installer publishes to, without tag.
-    pub image: String,
-    pub profiles: Vec<PlannedProfile>,
-    #[serde(skip)]
-    pub variant: Variant,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct PlannedProfile {
-    /// The output, named as upstream's `build-talos-<kind>` targets name it.
-    pub kind: Output,
-    /// The file the imager writes.
-    pub artifact: String,
-    /// The exact object the imager receives.
-    pub profile: Profile,
-}
-
-/// `HOST[:PORT][/PATH...]`, each path segment a valid repository path segment (lowercase), as
-/// image references require: caught here, not at the end of a build by the push.
-pub fn check_registry(registry: &str) -> Result<()> {
-    let (host, path) = registry.split_once('/').unwrap_or((registry, ""));
-    let host_ok = !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
-    let bad_segment = path
-        .split('/')
-        .filter(|_| !path.is_empty())
-        .find(|s| !variants::is_path_segment(s));
-    if registry.contains("://") || !host_ok || bad_segment.is_some() {
-        let what = match bad_segment {
-            _ if registry.contains("://") => "image references name a registry without a scheme".to_owned(),
-            Some(s) if host_ok => format!("`{s}` is not a valid repository path segment (lowercase letters, digits, single . _ - between them)"),
-            _ => format!("`{host}` is not a registry host[:port]"),
-        };
-        anyhow::bail!(
-            "--registry (or REGISTRY) = {registry:?}: {what}\n    fix: give HOST/OWNER without a scheme, e.g. --registry ghcr.io/{}",
-            path.split('/').next().filter(|o| !o.is_empty()).unwrap_or("acme").to_lowercase().replace(' ', "-")
-        );
-    }
-    Ok(())
-}
-
-/// Resolves the plan for the selected variants: pure given the variants, lock and version.
-pub fn make(
-    variants: Vec<Variant>,
-    lock: &Lock,
-    talos: pin::TalosVersion,
-    registry: Option<String>,
-) -> Result<Plan> {
-    if let Some(registry) = &registry {
-        check_registry(registry)?;
-    }
-    let mut warnings = Vec::new();
-    let mut missing = Vec::new();
-    if lock.talos_version != talos.version {
-        warnings.push(format!(
-            "{} was resolved for Talos {} but the pinned upstream uses {}: run `cargo xtask lock`",
-            crate::lockfile::SHOWN,
-            lock.talos_version,
-            talos.version
-        ));
-    }
-    let mut plans = Vec::new();
-    let mut unpinned: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    for variant in variants {
-        let resolved = lock.resolve(&variant);
-        for name in &resolved.missing {
-            missing.push(format!("`{name}` (variant `{}`)", variant.name));
-        }
-        for name in &resolved.unpinned {
-            unpinned
-                .entry(name.clone())
-                .or_default()
-                .push(format!("`{}`", variant.name));
-        }
-        let image = match &registry {
-            Some(registry) => format!("{registry}/{}", variant.repository),
-            None => variant.repository.clone(),
-        };
-        let profiles = variant
-            .outputs
-            .iter()
-            .map(|&output| PlannedProfile {
-                kind: output,
-                artifact: profile::artifact_name(output, variant.arch),
-                profile: profile::for_output(&variant, output, &talos.version, &resolved.refs),
-            })
-            .collect();
-        plans.push(VariantPlan {
-            name: variant.name.clone(),
-            description: variant.description.clone(),
-            arch: variant.arch,
-            extensions: variant.all_extensions().map(str::to_owned).collect(),
-            extension_refs: resolved.refs,
-            unpinned: resolved.unpinned,
-            image,
-            profiles,
-            variant,
-        });
-    }
-    for (name, users) in unpinned {
-        warnings.push(format!(
-            "extension `{name}` ({}, used by {}) is not pinned to a digest: run `cargo xtask lock` to pin it",
-            lock.extensions[&name],
-            users.join(", ")
-        ));
-    }
-    if !missing.is_empty() {
-        anyhow::bail!(
-            "{} has no entry for {}: run `cargo xtask lock` to resolve them",
-            crate::lockfile::SHOWN,
-            missing.join(", ")
-        );
-    }
-    if registry.is_none() {
-        warnings.push("no registry given: images are shown without one (set --registry, REGISTRY or GITHUB_REPOSITORY_OWNER)".into());
-    }
-    Ok(Plan {
-        talos_version: talos.version,
-        talos_version_source: talos.source,
-        registry,
-        variants: plans,
-        warnings,
-    })
-}
-
 /// Reads variants, lock and pin from the repository and resolves the plan.
 pub fn load(project: &Project, names: &[String], registry: Option<String>) -> Result<Plan> {
-    let variants = variants::select(variants::load_all(project)?, names)?;
-    let lock = Lock::load(project)?;
+    let variants = project.select_variants(names)?;
+    let lock = project.load_lock()?;
     let talos = pin::talos_version(project, &lock)?;
-    make(variants, &lock, talos, registry)
+    plan::make(variants, &lock, talos, registry)
 }
 
 pub fn run(project: &Project, args: Args) -> Result<()> {
@@ -282,127 +131,6 @@ pub fn render(plan: &Plan) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn lock() -> Lock {
-        Lock::parse(
-            r#"{"talos_version": "v1.13.6", "extensions_image": "ghcr.io/siderolabs/extensions:v1.13.6",
-                "extensions": {"drbd": "ghcr.io/siderolabs/drbd:9.3.2-v1.13.6@sha256:4a6f77f4e3fde41f3656f72d7d68380356afbb289254af8263a154cf7b70598e",
-                               "tailscale": "ghcr.io/siderolabs/tailscale:1.98.5"}}"#,
-        )
-        .unwrap()
-    }
-
-    fn variant(name: &str, extensions: &str) -> Variant {
-        let config = if extensions.contains("tailscale") {
-            r#","config":{"tailscale":{"mode":"userspace"}}"#
-        } else {
-            ""
-        };
-        crate::variants::parse(
-            &format!("variants/{name}.json"),
-            &format!(r#"{{"name":"{name}","description":"d","arch":"arm64","extensions":{extensions},"repository":"{name}/talos"{config}}}"#),
-        )
-        .unwrap()
-    }
-
-    fn talos() -> pin::TalosVersion {
-        pin::TalosVersion {
-            version: "v1.13.6".into(),
-            source: "test".into(),
-        }
-    }
-
-    #[test]
-    fn unpinned_entries_are_planned_with_a_warning() {
-        let plan = make(
-            vec![variant("gw", r#"["drbd","tailscale"]"#)],
-            &lock(),
-            talos(),
-            Some("ghcr.io/acme".into()),
-        )
-        .unwrap();
-        let v = &plan.variants[0];
-        assert_eq!(v.image, "ghcr.io/acme/gw/talos");
-        assert_eq!(v.unpinned, ["tailscale"]);
-        assert_eq!(plan.warnings.len(), 1);
-        assert_eq!(
-            plan.warnings[0],
-            "extension `tailscale` (ghcr.io/siderolabs/tailscale:1.98.5, used by `gw`) is not pinned to a digest: run `cargo xtask lock` to pin it"
-        );
-        let installer = &v.profiles[0].profile.to_json();
-        assert_eq!(
-            installer["input"]["systemExtensions"][1]["imageRef"],
-            "ghcr.io/siderolabs/tailscale:1.98.5"
-        );
-    }
-
-    #[test]
-    fn missing_entries_fail_with_the_fix() {
-        let err = make(
-            vec![variant("c", r#"["drbd","zfs"]"#)],
-            &lock(),
-            talos(),
-            None,
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("no entry for `zfs` (variant `c`)") && err.contains("cargo xtask lock"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn stale_lock_version_is_a_warning() {
-        let talos = pin::TalosVersion {
-            version: "v1.14.0".into(),
-            source: "test".into(),
-        };
-        let plan = make(
-            vec![variant("c", r#"["drbd"]"#)],
-            &lock(),
-            talos,
-            Some("r".into()),
-        )
-        .unwrap();
-        assert!(plan.warnings[0]
-            .contains("resolved for Talos v1.13.6 but the pinned upstream uses v1.14.0"));
-        assert_eq!(plan.variants[0].profiles[0].profile.version, "v1.14.0");
-    }
-
-    #[test]
-    fn registry_must_be_host_and_lowercase_path() {
-        for good in [
-            "ghcr.io/acme",
-            "127.0.0.1:5000/acme/team",
-            "localhost:5000",
-            "r.example/a-b_c",
-        ] {
-            check_registry(good).unwrap();
-        }
-        let err = check_registry("ghcr.io/Acme").unwrap_err().to_string();
-        assert_eq!(err, "--registry (or REGISTRY) = \"ghcr.io/Acme\": `Acme` is not a valid repository path segment (lowercase letters, digits, single . _ - between them)\n    fix: give HOST/OWNER without a scheme, e.g. --registry ghcr.io/acme");
-        let err = check_registry("https://ghcr.io/acme")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("without a scheme"), "{err}");
-        let err = check_registry("ghcr io/acme").unwrap_err().to_string();
-        assert!(
-            err.contains("`ghcr io` is not a registry host[:port]"),
-            "{err}"
-        );
-        assert!(check_registry("ghcr.io/acme/").is_err(), "empty segment");
-        let plan = make(
-            vec![variant("c", r#"["drbd"]"#)],
-            &lock(),
-            talos(),
-            Some("ghcr.io/Acme".into()),
-        );
-        assert!(
-            plan.is_err(),
-            "plan, build and ci refuse it before anything runs"
-        );
-    }
 
     #[test]
     fn registry_comes_from_flag_then_github_owner() {

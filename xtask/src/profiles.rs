@@ -4,7 +4,8 @@
 use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::plan::{self, Plan};
+use crate::domain::Plan;
+use crate::plan;
 use crate::project::Project;
 
 #[derive(Debug, clap::Args)]
@@ -68,7 +69,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
             anyhow::bail!(
                 "{} profile file{} in {dir} differ from what the variants and lock generate:\n  {}\n    fix: cargo xtask profiles --out {dir}",
                 stale.len(),
-                crate::diag::plural(stale.len()),
+                crate::domain::diag::plural(stale.len()),
                 stale.iter().map(|p| p.as_str()).collect::<Vec<_>>().join("\n  ")
             );
         }

@@ -7,20 +7,12 @@
 
 use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
-use serde::{Deserialize, Serialize};
 use xshell::{cmd, Shell};
 
+use crate::domain::record::Published;
+use crate::domain::TalosVersion;
 use crate::project::Project;
 use crate::registry::{Location, Skopeo};
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Published {
-    pub kind: String,
-    /// Repository, without tag.
-    pub image: String,
-    pub digest: String,
-    pub tags: Vec<String>,
-}
 
 pub struct Publisher<'a> {
     skopeo: &'a Skopeo,
@@ -96,14 +88,14 @@ fn layout_digest(layout: &Utf8Path) -> Result<String> {
         .as_str()
         .with_context(|| format!("{path} lists no manifest"))?;
     anyhow::ensure!(
-        crate::lockfile::is_sha256_digest(digest),
+        crate::domain::image::is_sha256_digest(digest),
         "{path}: unexpected digest {digest}"
     );
     Ok(digest.to_owned())
 }
 
 /// Tags for a build: the Talos version, and a build-unique `<talos>-<yyyymmdd>-<commit>`.
-pub fn build_tags(project: &Project, talos_version: &str) -> Result<Vec<String>> {
+pub fn build_tags(project: &Project, talos_version: &TalosVersion) -> Result<Vec<String>> {
     let sh = Shell::new()?;
     sh.change_dir(&project.root);
     let commit = cmd!(sh, "git rev-parse --short=12 HEAD")
@@ -124,7 +116,7 @@ pub fn build_tags(project: &Project, talos_version: &str) -> Result<Vec<String>>
     let (y, m, d) = civil_date(secs / 86_400);
     let suffix = if dirty { "-dirty" } else { "" };
     Ok(vec![
-        talos_version.to_owned(),
+        talos_version.to_string(),
         format!("{talos_version}-{y:04}{m:02}{d:02}-{commit}{suffix}"),
     ])
 }

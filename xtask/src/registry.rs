@@ -24,6 +24,8 @@ use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use xshell::{cmd, Shell};
 
+use crate::domain::Digest;
+
 /// Registry options shared by every subcommand that talks to a registry.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct RegistryArgs {
@@ -562,8 +564,8 @@ fn is_loopback(host: &str) -> bool {
     name == "localhost" || name.starts_with("127.") || name == "[::1]"
 }
 
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", crate::fsutil::sha256_hex(bytes))
+pub fn sha256_digest(bytes: &[u8]) -> Digest {
+    Digest::of_hex(&crate::fsutil::sha256_hex(bytes))
 }
 
 /// A containers auth.json holding one credential, readable by us only, removed on drop.

@@ -12,10 +12,9 @@ use std::fmt::Write as _;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::lockfile::Lock;
+use crate::domain::Variant;
 use crate::pin;
 use crate::project::Project;
-use crate::variants::{self, Variant};
 
 pub const DEFAULT_FACTORY: &str = "https://factory.talos.dev";
 
@@ -343,10 +342,12 @@ pub fn render(reports: &[Report], factory: &str) -> String {
 
 pub fn run(project: &Project, args: Args) -> Result<()> {
     let names: Vec<String> = args.variant.iter().cloned().collect();
-    let selected = variants::select(variants::load_all(project)?, &names)?;
+    let selected = project.select_variants(&names)?;
     let talos = match args.talos_version {
         Some(v) => v,
-        None => pin::talos_version(project, &Lock::load(project)?)?.version,
+        None => pin::talos_version(project, &project.load_lock()?)?
+            .version
+            .to_string(),
     };
     let reports: Vec<Report> = selected
         .iter()
@@ -479,7 +480,7 @@ mod tests {
 
     #[test]
     fn variant_schematic_sorts_extensions_and_keeps_kernel_args() {
-        let variant = variants::parse(
+        let variant = crate::domain::variant::parse(
             "variants/gateway.json",
             r#"{"name": "gateway", "description": "d", "arch": "arm64",
                 "extensions": ["drbd", "zfs", "spin", "tailscale"], "firmware": ["bnx2-bnx2x"],
@@ -497,7 +498,7 @@ mod tests {
 
     #[test]
     fn report_names_the_installer_and_arm64_assets() {
-        let variant = variants::parse(
+        let variant = crate::domain::variant::parse(
             "variants/compute.json",
             r#"{"name": "compute", "description": "d", "arch": "arm64",
                 "extensions": ["drbd", "zfs", "spin"], "repository": "c/talos"}"#,

@@ -7,6 +7,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
 use xshell::{cmd, Shell};
 
+use crate::domain::TalosVersion;
 use crate::pin::{self, Pin};
 use crate::project::Project;
 
@@ -41,7 +42,7 @@ pub struct Upstream {
     /// Where it was fetched from, or `None` when the cache was reused.
     pub fetched_from: Option<String>,
     /// The Talos version upstream's installer profile names.
-    pub talos_version: String,
+    pub talos_version: TalosVersion,
     /// Upstream's Talos packaging directory (`packages/core/talos`, or `packages/core/installer`
     /// before v0.40.0).
     pub talos_package_dir: Option<String>,

@@ -11,63 +11,13 @@ use std::collections::BTreeSet;
 
 use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Serialize, Serializer};
 use serde_json::Value;
 use xshell::{cmd, Shell};
 
-use crate::diag::Finding;
-use crate::lockfile::{ImageRef, Lock};
-use crate::profile::{self, Arch};
+use crate::domain::record::{BuildRecord, RECORD};
+use crate::domain::{Arch, Finding, ImageRef, Lock, Output, Variant};
 use crate::project::Project;
-use crate::variants::{self, Output, Variant};
-
-pub const RECORD_NAME: &str = "build.json";
-
-/// `_out/<variant>/build.json`, as far as the checks read it (other fields are allowed).
-#[derive(Debug, Clone, Deserialize)]
-pub struct BuildRecord {
-    pub variant: String,
-    pub talos_version: String,
-    pub arch: String,
-    #[serde(default)]
-    pub extensions: Vec<RecordedExtension>,
-    pub profiles: Vec<RecordedProfile>,
-    pub files: Vec<RecordedFile>,
-    #[serde(default)]
-    pub published: Vec<Published>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct RecordedExtension {
-    pub name: String,
-    #[serde(rename = "ref")]
-    pub reference: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct RecordedProfile {
-    pub kind: String,
-    pub artifact: String,
-    /// The exact object the imager received.
-    pub profile: Value,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct RecordedFile {
-    pub name: String,
-    pub sha256: String,
-    pub size: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Published {
-    pub kind: String,
-    /// Repository without tag or digest, e.g. `ghcr.io/acme/talos-cozystack-spin-only/talos`.
-    pub image: String,
-    pub digest: String,
-    #[serde(default)]
-    pub tags: Vec<String>,
-}
 
 /// What the static checks found for one variant.
 #[derive(Debug, Clone, Serialize)]
@@ -88,7 +38,7 @@ impl Report {
 
     /// `Ok` when nothing was found, else one error listing every finding.
     pub fn to_result(&self) -> Result<()> {
-        crate::diag::into_result(
+        crate::domain::diag::into_result(
             &format!("static checks of variant `{}` failed", self.variant),
             self.findings.clone(),
         )
@@ -108,11 +58,11 @@ pub fn static_checks(
     variant_name: &str,
     skopeo: &crate::registry::Skopeo,
 ) -> Result<Report> {
-    let variants = variants::select(variants::load_all(project)?, &[variant_name.to_owned()])?;
+    let variants = project.select_variants(&[variant_name.to_owned()])?;
     let variant = &variants[0];
-    let lock = Lock::load(project)?;
+    let lock = project.load_lock()?;
     let dir = project.out_dir().join(&variant.name);
-    let path = dir.join(RECORD_NAME);
+    let path = dir.join(RECORD);
     let shown = project.display(&path).to_owned();
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!(
@@ -173,7 +123,7 @@ pub fn check_record(
             .fix(rebuild.clone()),
         );
     }
-    if record.arch != variant.arch.as_str() {
+    if record.arch != variant.arch {
         findings.push(
             Finding::new(
                 shown,
@@ -191,7 +141,7 @@ pub fn check_record(
                 "talos_version",
                 format!(
                     "{} is locked for Talos {}",
-                    crate::lockfile::SHOWN,
+                    crate::domain::lock::SHOWN,
                     lock.talos_version
                 ),
             )
@@ -201,7 +151,7 @@ pub fn check_record(
     }
 
     let resolved = lock.resolve(variant);
-    let expected: Vec<(String, String)> = variant
+    let expected: Vec<(String, ImageRef)> = variant
         .all_extensions()
         .filter_map(|name| {
             lock.extensions
@@ -212,14 +162,14 @@ pub fn check_record(
     for name in &resolved.missing {
         findings.push(
             Finding::new(
-                crate::lockfile::SHOWN,
+                crate::domain::lock::SHOWN,
                 format!("extensions.{name}"),
                 format!("missing (used by variant `{}`)", variant.name),
             )
             .fix("run `cargo xtask lock` and rebuild"),
         );
     }
-    let recorded: Vec<(String, String)> = record
+    let recorded: Vec<(String, ImageRef)> = record
         .extensions
         .iter()
         .map(|e| (e.name.clone(), e.reference.clone()))
@@ -255,7 +205,7 @@ pub fn check_record(
                 .fix(rebuild.clone()),
             );
         }
-        if profile["version"].as_str() != Some(record.talos_version.as_str()) {
+        if profile["version"].as_str() != Some(record.talos_version.to_string().as_str()) {
             findings.push(
                 Finding::new(
                     shown,
@@ -313,13 +263,13 @@ pub fn check_record(
             let Some(locked) = lock.extensions.get(&name) else {
                 continue; // reported once above as missing from the lock
             };
-            if reference != locked {
+            if *reference != locked.to_string() {
                 findings.push(
                     Finding::new(shown, field, format!("not the locked reference {locked}"))
                         .value(reference)
                         .fix(rebuild.clone()),
                 );
-            } else if ImageRef::parse(reference).is_ok_and(|r| r.digest.is_none()) {
+            } else if locked.digest.is_none() {
                 findings.push(
                     Finding::new(
                         shown,
@@ -359,7 +309,7 @@ pub fn check_record(
         }
     }
     for output in &variant.outputs {
-        if !record.profiles.iter().any(|p| p.kind == output.name()) {
+        if !record.profiles.iter().any(|p| p.kind == *output) {
             findings.push(
                 Finding::new(
                     shown,
@@ -388,12 +338,12 @@ pub fn check_record(
     ));
 }
 
-fn render_refs(refs: &[(String, String)]) -> String {
+fn render_refs(refs: &[(String, ImageRef)]) -> String {
     if refs.is_empty() {
         return "none".into();
     }
     refs.iter()
-        .map(|(_, r)| r.as_str())
+        .map(|(_, r)| r.to_string())
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -492,7 +442,7 @@ fn check_installer_archive(
     arch: Arch,
     report: &mut Report,
 ) {
-    let name = profile::artifact_name(Output::Installer, arch);
+    let name = crate::domain::output::artifact_name(Output::Installer, arch);
     let Some(i) = record.files.iter().position(|f| f.name == name) else {
         return;
     };
@@ -694,10 +644,10 @@ fn check_published(
             match registry_raw(skopeo, &tagged, false) {
                 Ok(raw) => {
                     let digest = crate::registry::sha256_digest(&raw);
-                    if digest == published.digest {
+                    if digest.as_str() == published.digest {
                         report
                             .checked
-                            .push(format!("{tagged} -> {}", short_digest(&digest)));
+                            .push(format!("{tagged} -> {}", short_digest(digest.as_str())));
                     } else {
                         report.findings.push(
                             Finding::new(
@@ -744,7 +694,7 @@ mod tests {
     fn lock() -> Lock {
         Lock {
             talos_version: "v1.13.6".into(),
-            extensions_image: format!("ghcr.io/siderolabs/extensions:v1.13.6@{D1}"),
+            extensions_image: format!("ghcr.io/siderolabs/extensions:v1.13.6@{D1}").into(),
             extensions: [
                 (
                     "drbd",
@@ -757,7 +707,7 @@ mod tests {
                 ("zfs", "ghcr.io/siderolabs/zfs:2.4.3-v1.13.6".to_owned()),
             ]
             .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
+            .map(|(k, v)| (k.to_owned(), v.into()))
             .collect(),
         }
     }
@@ -769,7 +719,7 @@ mod tests {
         } else {
             ""
         };
-        variants::parse(
+        crate::domain::variant::parse(
             &format!("variants/{name}.json"),
             &format!(r#"{{"name":"{name}","description":"d","arch":"arm64","extensions":{extensions},"repository":"{name}/talos","outputs":["installer"]{config}}}"#),
         )
@@ -811,8 +761,8 @@ mod tests {
         let l = lock();
         let gateway = variant("gateway", r#"["drbd","tailscale"]"#);
         let refs = vec![
-            l.extensions["drbd"].clone(),
-            l.extensions["tailscale"].clone(),
+            l.extensions["drbd"].to_string(),
+            l.extensions["tailscale"].to_string(),
         ];
         assert_eq!(
             findings(&record("gateway", &refs), &gateway),
@@ -825,8 +775,8 @@ mod tests {
         let l = lock();
         let compute = variant("compute", r#"["drbd"]"#);
         let refs = vec![
-            l.extensions["drbd"].clone(),
-            l.extensions["tailscale"].clone(),
+            l.extensions["drbd"].to_string(),
+            l.extensions["tailscale"].to_string(),
         ];
         let mut rec = record("compute", &refs);
         rec.extensions.truncate(1);
@@ -850,7 +800,7 @@ mod tests {
         let l = lock();
         let v = variant("gateway", r#"["drbd","tailscale","zfs"]"#);
         let moved = format!("ghcr.io/siderolabs/drbd:9.3.2-v1.13.6@{D3}");
-        let mut rec = record("gateway", &[moved, l.extensions["zfs"].clone()]);
+        let mut rec = record("gateway", &[moved, l.extensions["zfs"].to_string()]);
         rec.talos_version = "v1.12.0".into();
         let found = findings(&rec, &v).join("\n");
         assert!(

@@ -8,31 +8,13 @@
 use std::num::NonZeroU64;
 
 use serde::ser::SerializeMap;
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Serialize, Serializer};
 
-use crate::variants::{Output as VariantOutput, Variant};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Arch {
-    Amd64,
-    Arm64,
-}
-
-impl Arch {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Arch::Amd64 => "amd64",
-            Arch::Arm64 => "arm64",
-        }
-    }
-}
-
-impl std::fmt::Display for Arch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use super::arch::Arch;
+use super::image::ImageRef;
+use super::output::Output as VariantOutput;
+use super::talos::TalosVersion;
+use super::variant::Variant;
 
 /// Talos platform names (the ones a CozyStack node can meet).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -189,7 +171,7 @@ impl Profile {
 
     /// The exact bytes the imager receives on stdin.
     pub fn to_yaml(&self) -> String {
-        crate::yaml::to_string(&self.to_json())
+        crate::domain::yaml::to_string(&self.to_json())
     }
 }
 
@@ -204,8 +186,8 @@ pub const DISK_SIZE: NonZeroU64 = match NonZeroU64::new(1_306_525_696) {
 pub fn for_output(
     variant: &Variant,
     output: VariantOutput,
-    talos_version: &str,
-    extension_refs: &[String],
+    talos_version: &TalosVersion,
+    extension_refs: &[ImageRef],
 ) -> Profile {
     let arch = variant.arch;
     let image = || {
@@ -233,7 +215,7 @@ pub fn for_output(
         arch,
         platform,
         secureboot: false,
-        version: talos_version.to_owned(),
+        version: talos_version.to_string(),
         input: Input {
             kernel: FileAsset {
                 path: format!("/usr/install/{arch}/vmlinuz"),
@@ -247,7 +229,7 @@ pub fn for_output(
             system_extensions: extension_refs
                 .iter()
                 .map(|r| ContainerAsset {
-                    image_ref: r.clone(),
+                    image_ref: r.to_string(),
                 })
                 .collect(),
         },
@@ -256,22 +238,10 @@ pub fn for_output(
     }
 }
 
-/// The file the imager writes for an output, at the root of its tar stream.
-pub fn artifact_name(output: VariantOutput, arch: Arch) -> String {
-    match output {
-        VariantOutput::Installer => format!("installer-{arch}.tar"),
-        VariantOutput::Kernel => format!("kernel-{arch}"),
-        VariantOutput::Initramfs => format!("initramfs-metal-{arch}.xz"),
-        VariantOutput::Metal => format!("metal-{arch}.raw.xz"),
-        VariantOutput::Iso => format!("metal-{arch}.iso"),
-        VariantOutput::Nocloud => format!("nocloud-{arch}.raw.xz"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::variants::parse;
+    use crate::domain::variant::parse;
 
     fn variant(extra: &str) -> Variant {
         parse(
@@ -289,8 +259,8 @@ mod tests {
         let p = for_output(
             &variant(""),
             VariantOutput::Metal,
-            "v1.13.6",
-            &["ghcr.io/siderolabs/drbd:1@sha256:aa".into()],
+            &"v1.13.6".into(),
+            &[format!("ghcr.io/siderolabs/drbd:1@sha256:{}", "a".repeat(64)).into()],
         );
         let json = p.to_json();
         assert_eq!(json["output"]["kind"], "image");
@@ -307,7 +277,7 @@ mod tests {
         );
         assert_eq!(
             json["input"]["systemExtensions"][0]["imageRef"],
-            "ghcr.io/siderolabs/drbd:1@sha256:aa"
+            format!("ghcr.io/siderolabs/drbd:1@sha256:{}", "a".repeat(64))
         );
     }
 
@@ -319,7 +289,7 @@ mod tests {
             VariantOutput::Initramfs,
             VariantOutput::Iso,
         ] {
-            let json = for_output(&variant(""), output, "v1.13.6", &[]).to_json();
+            let json = for_output(&variant(""), output, &"v1.13.6".into(), &[]).to_json();
             assert!(
                 json["output"].get("imageOptions").is_none(),
                 "{output:?}: {json}"
@@ -332,7 +302,7 @@ mod tests {
         let json = for_output(
             &variant(r#", "extra_kernel_args": ["console=ttyAMA0"]"#),
             VariantOutput::Nocloud,
-            "v1",
+            &"v1.13.6".into(),
             &[],
         )
         .to_json();
@@ -370,35 +340,20 @@ mod tests {
     #[test]
     fn kernel_args_go_to_boot_assets_only() {
         let v = variant(r#", "extra_kernel_args": ["console=ttyAMA0"]"#);
-        assert!(for_output(&v, VariantOutput::Kernel, "v1", &[])
-            .customization
-            .is_none());
-        assert!(for_output(&v, VariantOutput::Initramfs, "v1", &[])
-            .customization
-            .is_none());
-        let installer = for_output(&v, VariantOutput::Installer, "v1", &[]);
+        assert!(
+            for_output(&v, VariantOutput::Kernel, &"v1.13.6".into(), &[])
+                .customization
+                .is_none()
+        );
+        assert!(
+            for_output(&v, VariantOutput::Initramfs, &"v1.13.6".into(), &[])
+                .customization
+                .is_none()
+        );
+        let installer = for_output(&v, VariantOutput::Installer, &"v1.13.6".into(), &[]);
         assert_eq!(
             installer.customization.unwrap().extra_kernel_args,
             ["console=ttyAMA0"]
-        );
-    }
-
-    #[test]
-    fn artifact_names_follow_the_imager() {
-        let names: Vec<String> = VariantOutput::ALL
-            .iter()
-            .map(|o| artifact_name(*o, Arch::Arm64))
-            .collect();
-        assert_eq!(
-            names,
-            [
-                "installer-arm64.tar",
-                "kernel-arm64",
-                "initramfs-metal-arm64.xz",
-                "metal-arm64.raw.xz",
-                "metal-arm64.iso",
-                "nocloud-arm64.raw.xz"
-            ]
         );
     }
 }

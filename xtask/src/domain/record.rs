@@ -1,0 +1,78 @@
+//! The build record, `_out/<variant>/build.json`: written by `cargo xtask build`, read back
+//! through the same types by `smoke` and `ci`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::arch::Arch;
+use super::image::ImageRef;
+use super::output::Output;
+use super::talos::TalosVersion;
+
+/// The record's file name in `_out/<variant>/`.
+pub const RECORD: &str = "build.json";
+
+/// `_out/<variant>/build.json`. Fields a reader can do without default, so an older record
+/// still reads (and other fields are allowed).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuildRecord {
+    pub variant: String,
+    pub talos_version: TalosVersion,
+    pub arch: Arch,
+    #[serde(default)]
+    pub imager: String,
+    #[serde(default)]
+    pub extensions: Vec<ExtensionRecord>,
+    pub profiles: Vec<ProfileRecord>,
+    pub files: Vec<FileRecord>,
+    #[serde(default)]
+    pub published: Vec<Published>,
+    #[serde(default)]
+    pub imager_runs: u32,
+    #[serde(default)]
+    pub cache_hits: u32,
+    /// Seconds per step (`imager:<kind>`, `push:<kind>`, `total`).
+    #[serde(default)]
+    pub timings: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExtensionRecord {
+    pub name: String,
+    #[serde(rename = "ref")]
+    pub reference: ImageRef,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProfileRecord {
+    pub kind: Output,
+    pub artifact: String,
+    /// sha256 of the exact profile bytes (YAML) the imager received on stdin.
+    #[serde(default)]
+    pub profile_sha256: String,
+    /// Content key: sha256 of the profile bytes, the imager reference and how it ran.
+    #[serde(default)]
+    pub key: String,
+    #[serde(default)]
+    pub cache_hit: bool,
+    /// The exact object the imager received.
+    pub profile: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRecord {
+    pub name: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Published {
+    pub kind: String,
+    /// Repository, without tag.
+    pub image: String,
+    pub digest: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
