@@ -9,22 +9,29 @@ use crate::domain::variant::{self, Variant};
 
 /// The repository a subcommand works on.
 ///
-/// Defaults to the checkout xtask was built from; `XTASK_ROOT` points it elsewhere (tests use
-/// it to run the real binary against a temporary copy of the repository).
+/// Found when xtask runs, never baked in when it is compiled: two worktrees (or clones) that
+/// share one `CARGO_TARGET_DIR` share one binary, and each must still act on its own files.
 #[derive(Debug, Clone)]
 pub struct Project {
     pub root: Utf8PathBuf,
 }
 
 impl Project {
+    /// `XTASK_ROOT` (tests point it at a temporary copy of the repository), else the
+    /// `CARGO_MANIFEST_DIR` that `cargo run` (the `cargo xtask` alias) sets for the process, else
+    /// the checkout enclosing the current directory (the binary run directly).
     pub fn discover() -> Result<Project> {
-        let root = match std::env::var("XTASK_ROOT") {
-            Ok(dir) if !dir.is_empty() => Utf8PathBuf::from(dir),
-            _ => Utf8Path::new(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .context("xtask lives one directory below the repository root")?
-                .to_owned(),
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let cwd = || {
+            std::env::current_dir()
+                .ok()
+                .and_then(|d| Utf8PathBuf::try_from(d).ok())
         };
+        let root = find_root(
+            var("XTASK_ROOT").as_deref(),
+            var("CARGO_MANIFEST_DIR").as_deref(),
+            cwd().as_deref(),
+        )?;
         let root = root
             .canonicalize_utf8()
             .with_context(|| format!("repository root {root} does not exist (check XTASK_ROOT)"))?;
@@ -107,5 +114,76 @@ impl Project {
             format!("reading {}: create it with `cargo xtask lock`", lock::SHOWN)
         })?;
         Lock::parse(&text)
+    }
+}
+
+/// Where the repository is, from (in this order) `XTASK_ROOT`, the xtask package directory
+/// cargo names, or the nearest directory above `cwd` that holds `xtask/Cargo.toml`.
+fn find_root(
+    xtask_root: Option<&str>,
+    manifest_dir: Option<&str>,
+    cwd: Option<&Utf8Path>,
+) -> Result<Utf8PathBuf> {
+    if let Some(root) = xtask_root {
+        return Ok(root.into());
+    }
+    // cargo sets it to the package being run; only xtask's own is the repository's child
+    if let Some(dir) = manifest_dir.map(Utf8Path::new) {
+        if dir.join("src/main.rs").is_file() && dir.file_name() == Some("xtask") {
+            if let Some(parent) = dir.parent() {
+                return Ok(parent.to_owned());
+            }
+        }
+    }
+    cwd.and_then(|cwd| {
+        cwd.ancestors()
+            .find(|d| d.join("xtask/Cargo.toml").is_file() && d.join("variants").is_dir())
+    })
+    .map(Utf8Path::to_owned)
+    .context("no repository found: run xtask as `cargo xtask` inside a checkout, or set XTASK_ROOT to one")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_root_is_found_at_run_time_in_order() {
+        let tmp = std::env::temp_dir().join(format!("xtask-root-{}", std::process::id()));
+        let tmp = Utf8PathBuf::try_from(tmp).unwrap();
+        for dir in [
+            "a/xtask/src",
+            "a/variants",
+            "b/xtask/src",
+            "b/variants",
+            "b/docs/deep",
+        ] {
+            std::fs::create_dir_all(tmp.join(dir)).unwrap();
+        }
+        for repo in ["a", "b"] {
+            std::fs::write(tmp.join(repo).join("xtask/Cargo.toml"), "").unwrap();
+            std::fs::write(tmp.join(repo).join("xtask/src/main.rs"), "").unwrap();
+        }
+        let (a, b) = (tmp.join("a"), tmp.join("b"));
+        let a_pkg = a.join("xtask");
+        let deep = b.join("docs/deep");
+        assert_eq!(
+            find_root(Some("/x"), Some(a_pkg.as_str()), Some(&deep)).unwrap(),
+            "/x"
+        );
+        assert_eq!(
+            find_root(None, Some(a_pkg.as_str()), Some(&deep)).unwrap(),
+            a
+        );
+        assert_eq!(find_root(None, None, Some(&deep)).unwrap(), b);
+        // another package's manifest dir (a dependency's build) is not the repository
+        let other = tmp.join("b/docs");
+        assert_eq!(
+            find_root(None, Some(other.as_str()), Some(&deep)).unwrap(),
+            b
+        );
+        let err = find_root(None, None, Some(Utf8Path::new("/"))).unwrap_err();
+        assert!(format!("{err:#}").contains("set XTASK_ROOT"), "{err:#}");
+        std::fs::remove_dir_all(&tmp).unwrap();
     }
 }

@@ -16,8 +16,7 @@ use super::image::ImageRef;
 use super::talos::TalosVersion;
 use super::variant::Variant;
 
-pub const FILE_NAME: &str = "extensions.lock";
-pub const SHOWN: &str = "variants/extensions.lock";
+pub use super::layout::{LOCK_FILE_NAME as FILE_NAME, LOCK_SHOWN as SHOWN};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Lock {

@@ -13,6 +13,7 @@ pub mod cidr;
 pub mod diag;
 pub mod extension;
 pub mod image;
+pub mod layout;
 pub mod lock;
 pub mod output;
 pub mod plan;

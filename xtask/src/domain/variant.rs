@@ -751,7 +751,7 @@ impl<'a> Fields<'a> {
                         .fix(format!(
                             "write the short name (\"{}\"); the image reference comes from variants/{}",
                             short_name(name),
-                            super::lock::FILE_NAME
+                            super::layout::LOCK_FILE_NAME
                         )),
                 );
                 ok = false;

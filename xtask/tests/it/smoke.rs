@@ -5,17 +5,15 @@
 //! `apt-get download` (cached under the target directory), build initramfs images whose /init
 //! behaves like Talos (or panics, or stays silent), and run the real xtask binary on them.
 
-mod support;
-
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::support::arm64::*;
+use crate::support::registry::Registry;
+use crate::support::*;
 use serde_json::{json, Value};
 use sha2::Digest;
-use support::arm64::*;
-use support::registry::Registry;
-use support::*;
 
 /// Runs `xtask smoke boot ... --json` and returns its result object and stderr.
 fn smoke_boot(dir: &Path, extra: &[&str]) -> (Value, std::process::Output) {

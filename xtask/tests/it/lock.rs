@@ -3,14 +3,12 @@
 //! `image-digests`), pushes it with skopeo, and resolves through `--registry-mirror`.
 //! Every run works on a temporary copy of the repository data, so the real lock is never touched.
 
-mod support;
-
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+use crate::support::registry::{free_port, Registry};
+use crate::support::*;
 use sha2::Digest;
-use support::registry::{free_port, Registry};
-use support::*;
 
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";

@@ -1,0 +1,17 @@
+//! The integration tests: one binary (so `support/` compiles once), one module per subcommand
+//! or concern. They run the real xtask binary against temporary copies of the repository and
+//! real tools (git, docker-registry, skopeo, podman, qemu); `cargo xtask test` installs those.
+
+mod support;
+
+mod build;
+mod changed;
+mod ci;
+mod config;
+mod lock;
+mod patch;
+mod plan;
+mod registry_support;
+mod smoke;
+mod tidy;
+mod worktrees;
