@@ -583,11 +583,9 @@ mod tests {
             .lines()
             .filter(|l| l.contains("apt-get install"))
             .collect();
-        assert_eq!(
-            installs.len(),
-            2,
-            "one install line in build, one in publish"
-        );
+        // Only the build job runs the pipeline's tools; publish needs skopeo and git, which
+        // GitHub's ubuntu runners have, and installs nothing where the token is.
+        assert_eq!(installs.len(), 1, "one install line, in build");
         // What GitHub's ubuntu runners already have.
         let preinstalled = ["docker.io", "tar", "git"];
         for need in needs(Engine::Docker, true) {

