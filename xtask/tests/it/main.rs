@@ -14,4 +14,5 @@ mod plan;
 mod registry_support;
 mod smoke;
 mod tidy;
+mod workflow;
 mod worktrees;

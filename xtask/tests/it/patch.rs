@@ -672,7 +672,7 @@ fn moved_packaging_is_found_through_the_root_makefile() {
     );
 }
 
-/// Opt-in: `COZYSTACK_SRC=<CozyStack clone or mirror> cargo test -p xtask --test patch real`.
+/// Opt-in: `COZYSTACK_SRC=<CozyStack clone or mirror> cargo test -p xtask --test it patch::real`.
 /// The real series applies cleanly at the pin, and the patched Makefile names the arm64
 /// assets with ARCH=arm64 and upstream's amd64 ones without it.
 #[test]
