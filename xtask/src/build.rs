@@ -145,7 +145,9 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
     let check_emulation = |plan: &Plan| -> Result<()> {
         if args.emulate && !args.dry_run {
             for vp in &plan.variants {
-                engine::check_emulation(vp.arch)?;
+                for &arch in &vp.target.arches {
+                    engine::check_emulation(arch)?;
+                }
             }
         }
         Ok(())
@@ -237,29 +239,47 @@ fn publish_all(
     }
     for (vp, record) in plan.variants.iter().zip(&mut records) {
         let dir = project.out_dir().join(&vp.name);
-        let mut images = Vec::new();
+        // (kind, one archive per arch, repository)
+        let mut images: Vec<(
+            &str,
+            Vec<(crate::domain::Arch, camino::Utf8PathBuf)>,
+            String,
+        )> = Vec::new();
         if vp.variant.builds(Output::Installer) {
-            let archive = dir.join(crate::domain::output::artifact_name(
-                Output::Installer,
-                vp.arch,
-            ));
-            images.push(("installer", archive, vp.image.clone()));
+            let archives = vp
+                .target
+                .arches
+                .iter()
+                .map(|&arch| {
+                    (
+                        arch,
+                        dir.join(crate::domain::output::artifact_name(
+                            Output::Installer,
+                            arch,
+                        )),
+                    )
+                })
+                .collect();
+            images.push(("installer", archives, vp.image.clone()));
         }
         let matchbox = matchbox::archive_name(vp);
         let built = record.files.iter().any(|f| f.name == matchbox);
         if built || (ctx.dry_run && builds_matchbox(ctx, vp)) {
             images.push((
                 "matchbox",
-                dir.join(&matchbox),
+                vec![(vp.arch, dir.join(&matchbox))],
                 matchbox::image_for(&vp.image),
             ));
         }
-        for (kind, archive, image) in images {
+        for (kind, archives, image) in images {
             let started = Instant::now();
             let label = format!("[{}] push {kind} to {image} by digest", vp.name);
             let p = ctx
                 .progress
-                .run(&label, || publisher.push_by_digest(kind, &archive, &image))
+                .run(&label, || match archives.as_slice() {
+                    [(_, archive)] => publisher.push_by_digest(kind, archive, &image),
+                    several => publisher.push_index_by_digest(kind, several, &image),
+                })
                 .with_context(|| format!("publishing variant `{}`: no tag was moved", vp.name))?;
             record.published.push(p);
             record
@@ -267,12 +287,13 @@ fn publish_all(
                 .insert(format!("push:{kind}"), started.elapsed().as_secs_f64());
         }
     }
-    for record in &mut records {
+    for (vp, record) in plan.variants.iter().zip(&mut records) {
+        // each target its own tags: `v1.13.6`, `aws-v1.13.6`, `rpi_generic-v1.13.6`
+        let tags: Vec<String> = tags.iter().map(|t| vp.target.tag(t)).collect();
         for p in &mut record.published {
             let started = Instant::now();
             let label = format!("[{}] tag {}@{}", record.variant, p.image, p.digest);
-            ctx.progress
-                .run(&label, || publisher.add_tags(&p.image, &p.digest, &tags))?;
+            ctx.progress.run(&label, || publisher.add_tags(p, &tags))?;
             p.tags = tags.clone();
             *record
                 .timings
@@ -336,6 +357,9 @@ fn build_variant(ctx: &Ctx, plan: &Plan, vp: &VariantPlan) -> Result<BuildRecord
         variant: vp.name.clone(),
         talos_version: plan.talos_version.clone(),
         arch: vp.arch,
+        arches: vp.target.arches.clone(),
+        platform: Some(vp.target.platform.to_string()),
+        overlay: vp.target.overlay.as_ref().map(|o| o.name.clone()),
         imager: ctx.imager.clone(),
         extensions: vp
             .extensions
@@ -361,7 +385,7 @@ fn build_variant(ctx: &Ctx, plan: &Plan, vp: &VariantPlan) -> Result<BuildRecord
         } else if !ctx.dry_run {
             record.imager_runs += 1;
             record.timings.insert(
-                format!("imager:{}", pp.kind.name()),
+                format!("imager:{}", pp.step(vp.target.multi_arch())),
                 step.elapsed().as_secs_f64(),
             );
         }
@@ -436,10 +460,10 @@ pub fn needs_privileged(talos_version: &TalosVersion, kind: Output) -> bool {
     is_disk_image && talos_version.minor_release() < (1, 13)
 }
 
-pub fn imager_args(ctx: &Ctx, plan: &Plan, vp: &VariantPlan, kind: Output) -> Vec<String> {
+pub fn imager_args(ctx: &Ctx, plan: &Plan, arch: crate::domain::Arch, kind: Output) -> Vec<String> {
     let mut args: Vec<String> = vec!["run".into(), "--rm".into(), "-i".into()];
     if ctx.emulate {
-        args.push(format!("--platform=linux/{}", vp.arch));
+        args.push(format!("--platform=linux/{arch}"));
     }
     if needs_privileged(&plan.talos_version, kind) {
         args.extend(["--privileged".into(), "-v".into(), "/dev:/dev".into()]);
@@ -458,16 +482,18 @@ fn build_output(
     let yaml = pp.profile.to_yaml();
     let key = content_key(&yaml, &ctx.imager, ctx.emulate);
     let artifact = dir.join(&pp.artifact);
-    let cache_path = dir.join(".cache").join(format!("{}.json", pp.kind.name()));
+    let step = pp.step(vp.target.multi_arch());
+    let cache_path = dir.join(".cache").join(format!("{step}.json"));
     let mut profile = ProfileRecord {
         kind: pp.kind,
+        arch: Some(pp.arch),
         artifact: pp.artifact.clone(),
         profile_sha256: crate::fsutil::sha256_hex(yaml.as_bytes()),
         key: key.clone(),
         cache_hit: false,
         profile: pp.profile.to_json(),
     };
-    let label = format!("[{}] {}", vp.name, pp.kind.name());
+    let label = format!("[{}] {step}", vp.name);
 
     if !ctx.force {
         if let Some(file) = cache::cached_file(&cache_path, &key, &artifact) {
@@ -477,8 +503,8 @@ fn build_output(
             return Ok((profile, Some(file)));
         }
     }
-    let args = imager_args(ctx, plan, vp, pp.kind);
-    let tmp = dir.join(format!(".tmp-{}", pp.kind.name()));
+    let args = imager_args(ctx, plan, pp.arch, pp.kind);
+    let tmp = dir.join(format!(".tmp-{step}"));
     if ctx.dry_run {
         let mut line = vec![ctx.engine.program().to_owned()];
         line.extend(args);
@@ -503,7 +529,7 @@ fn build_output(
 
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).with_context(|| format!("creating {tmp}"))?;
-    let log = dir.join(format!("imager-{}.log", pp.kind.name()));
+    let log = dir.join(format!("imager-{step}.log"));
     let ran = ctx
         .progress
         .run(&format!("{label}: imager -> {}", pp.artifact), || {

@@ -288,8 +288,18 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
                 let default_branch = on_default_branch();
                 let tags = release_tags(&plan.talos_version, default_branch);
                 for record in &mut records {
+                    // each target its own tags (`aws-v1.13.6`, `rpi_generic-latest`)
+                    let target = plan
+                        .variants
+                        .iter()
+                        .find(|v| v.name == record.variant)
+                        .map(|v| &v.target);
+                    let tags: Vec<String> = tags
+                        .iter()
+                        .map(|t| target.map_or_else(|| t.clone(), |target| target.tag(t)))
+                        .collect();
                     for published in &mut record.published {
-                        publisher.add_tags(&published.image, &published.digest, &tags)?;
+                        publisher.add_tags(published, &tags)?;
                         published.tags.extend(tags.iter().cloned());
                     }
                     build::write_record(project, record)?;
@@ -385,6 +395,12 @@ fn smoke_steps(
     if no_boot {
         result.passed = true;
         result.detail = "static checks passed (boot skipped)".into();
+        return result;
+    }
+    if let Some(reason) = crate::smoke::static_only(variant) {
+        result.passed = true;
+        result.detail =
+            format!("static checks passed; checked statically only, not booted: {reason}");
         return result;
     }
     let booted = crate::smoke::variant_boot_options(project, variant)
@@ -633,6 +649,9 @@ mod tests {
             variant: "gateway".into(),
             talos_version: "v1.13.6".into(),
             arch: crate::domain::Arch::Arm64,
+            arches: Vec::new(),
+            platform: None,
+            overlay: None,
             files: vec![crate::domain::record::FileRecord {
                 name: "kernel-arm64".into(),
                 sha256: "ab".repeat(32),
@@ -643,6 +662,7 @@ mod tests {
                 image: "ghcr.io/acme/x/talos".into(),
                 digest: "sha256:00".into(),
                 tags: vec!["v1.13.6".into()],
+                arches: Vec::new(),
             }],
             imager: String::new(),
             extensions: Vec::new(),

@@ -34,6 +34,8 @@ use crate::registry::{self, RegistryArgs, Skopeo};
 
 /// The file inside the extensions image listing every extension of the release.
 pub const DIGESTS_FILE: &str = "image-digests";
+/// The file inside the overlays catalog image listing every board overlay of the release.
+pub const OVERLAYS_FILE: &str = "overlays.yaml";
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -304,7 +306,68 @@ pub fn lock_from_digests(
         talos_version: talos_version.clone(),
         extensions_image: image_with_digest.clone(),
         extensions,
+        overlays_image: None,
+        overlays: BTreeMap::new(),
+        known_overlays: Vec::new(),
     })
+}
+
+/// The overlays catalog image reference for a Talos version.
+pub fn overlays_image(talos_version: &TalosVersion) -> String {
+    format!("{EXTENSIONS_REPOSITORY}/overlays:{talos_version}")
+}
+
+/// Every board overlay any of `variants` names.
+pub fn used_overlays(variants: &[Variant]) -> BTreeSet<String> {
+    variants
+        .iter()
+        .filter_map(|v| v.target.overlay.as_ref().map(|o| o.name.clone()))
+        .collect()
+}
+
+/// Fills `lock`'s overlay fields for `names` from the catalog (`catalog_image` with its
+/// digest): each overlay as `image:tag@digest`, and every name the catalog knows. Fails
+/// naming every overlay the catalog lacks.
+pub fn add_overlays(
+    lock: &mut Lock,
+    catalog_image: &str,
+    catalog: &[crate::domain::target::CatalogEntry],
+    names: &BTreeSet<String>,
+) -> Result<()> {
+    let known: Vec<&str> = catalog.iter().map(|e| e.name.as_str()).collect();
+    let mut absent = Vec::new();
+    for name in names {
+        match catalog.iter().find(|e| &e.name == name) {
+            Some(entry) if entry.image.contains('@') => bail!(
+                "{catalog_image} ({OVERLAYS_FILE}): overlay `{name}` has image `{}` with a digest already; expected image:tag and a separate digest",
+                entry.image
+            ),
+            Some(entry) => {
+                lock.overlays
+                    .insert(name.clone(), format!("{}@{}", entry.image, entry.digest));
+            }
+            None => {
+                let hint = match diag::closest(name, &known) {
+                    Some(near) => format!(" (did you mean `{near}`?)"),
+                    None => String::new(),
+                };
+                absent.push(format!("`{name}`{hint}"));
+            }
+        }
+    }
+    if !absent.is_empty() {
+        bail!(
+            "Talos {} has no such overlay in {catalog_image} ({OVERLAYS_FILE}):\n  {}\n    fix: set `overlay` in variants/*.json to one of: {}",
+            lock.talos_version,
+            absent.join("\n  "),
+            known.join(", ")
+        );
+    }
+    lock.overlays_image = Some(catalog_image.to_owned());
+    let mut all: Vec<String> = known.iter().map(|n| n.to_string()).collect();
+    all.sort();
+    lock.known_overlays = all;
+    Ok(())
 }
 
 /// Every extension any of `variants` uses.
@@ -372,6 +435,54 @@ pub fn compare(current: Option<&Lock>, fresh: &Lock, fix: &str) -> Vec<Finding> 
             );
         }
     }
+    findings.extend(compare_overlays(current, fresh, fix));
+    findings
+}
+
+/// The overlay part of [`compare`]: the catalog image, each overlay, and the known names.
+fn compare_overlays(current: &Lock, fresh: &Lock, fix: &str) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    if current.overlays_image != fresh.overlays_image {
+        let problem = match &fresh.overlays_image {
+            Some(image) => format!("stale: the registry serves {image}"),
+            None => "no variant names an overlay".to_owned(),
+        };
+        findings.push(
+            Finding::new(SHOWN, "overlays_image", problem)
+                .value(current.overlays_image.as_deref().unwrap_or("(absent)"))
+                .fix(fix),
+        );
+    }
+    for (name, want) in &fresh.overlays {
+        let field = format!("overlays.{name}");
+        match current.overlays.get(name) {
+            None => findings.push(
+                Finding::new(SHOWN, field, format!("missing: the catalog has {want}")).fix(fix),
+            ),
+            Some(have) if have == want => {}
+            Some(have) => findings.push(
+                Finding::new(SHOWN, field, format!("stale: the catalog has {want}"))
+                    .value(have)
+                    .fix(fix),
+            ),
+        }
+    }
+    for (name, have) in &current.overlays {
+        if !fresh.overlays.contains_key(name) {
+            findings.push(
+                Finding::new(SHOWN, format!("overlays.{name}"), "not used by any variant")
+                    .value(have)
+                    .fix(fix),
+            );
+        }
+    }
+    if current.known_overlays != fresh.known_overlays
+        && current.overlays_image == fresh.overlays_image
+    {
+        findings.push(
+            Finding::new(SHOWN, "known_overlays", "differs from the catalog's list").fix(fix),
+        );
+    }
     findings
 }
 
@@ -405,23 +516,58 @@ pub struct Resolution {
     pub registry_commands: u32,
 }
 
-/// Reads `ghcr.io/siderolabs/extensions:<version>` and resolves `names` from its `image-digests`.
+/// Reads `ghcr.io/siderolabs/extensions:<version>` and resolves `names` from its `image-digests`;
+/// when `overlays` is not empty, also reads `ghcr.io/siderolabs/overlays:<version>` (one
+/// catalog fetch per Talos version, through the same client and cache) and pins them.
 pub fn resolve(
     project: &Project,
     skopeo: &Skopeo,
     talos_version: &TalosVersion,
     names: &BTreeSet<String>,
+    overlays: &BTreeSet<String>,
 ) -> Result<Resolution> {
     let before = skopeo.commands_run();
     let image = extensions_image(talos_version);
-    let raw = skopeo
-        .inspect_raw(&image)
+    let found = read_from_image(project, skopeo, &image, DIGESTS_FILE)
         .with_context(|| format!("reading the extensions image for Talos {talos_version}"))?;
+    let digests = parse_image_digests(&found.text, &found.read_from)?;
+    let pinned = ImageRef::parse(&found.pinned).map_err(anyhow::Error::msg)?;
+    let mut lock = lock_from_digests(talos_version, &pinned, &digests, names)?;
+    if !overlays.is_empty() {
+        let catalog_image = overlays_image(talos_version);
+        let catalog = read_from_image(project, skopeo, &catalog_image, OVERLAYS_FILE)
+            .with_context(|| format!("reading the overlays catalog for Talos {talos_version}"))?;
+        let entries = crate::domain::target::parse_catalog(&catalog.text, &catalog.read_from)
+            .map_err(anyhow::Error::msg)?;
+        add_overlays(&mut lock, &catalog.pinned, &entries, overlays)?;
+    }
+    Ok(Resolution {
+        lock,
+        platform: found.platform,
+        registry_commands: skopeo.commands_run() - before,
+    })
+}
+
+/// A file read out of an image by [`read_from_image`].
+struct Found {
+    /// The image tag with the digest of what it pointed to.
+    pinned: String,
+    /// The platform whose image carried the file (`None` for a single-platform tag).
+    platform: Option<String>,
+    /// The exact image it was read from (`repository@digest`), for messages.
+    read_from: String,
+    text: String,
+}
+
+/// `file` from the image `image` points to: an index (the first platform, linux/amd64 first,
+/// whose image carries the file) or a single image; layers are searched topmost first.
+fn read_from_image(project: &Project, skopeo: &Skopeo, image: &str, file: &str) -> Result<Found> {
+    let raw = skopeo.inspect_raw(image)?;
     let index_digest = registry::sha256_digest(&raw);
+    let repository = image.rsplit_once(':').map_or(image, |(r, _)| r);
     let pinned = format!("{image}@{index_digest}");
-    let repository = format!("{EXTENSIONS_REPOSITORY}/extensions");
     let (candidates, platforms): (Vec<String>, Vec<Option<String>>) =
-        match parse_manifest(&raw, &image)? {
+        match parse_manifest(&raw, image)? {
             Manifest::Image(_) => (vec![index_digest.to_string()], vec![None]),
             Manifest::Index(manifests) => {
                 let order = platform_order(&manifests);
@@ -441,20 +587,18 @@ pub fn resolve(
         }
         let reference = format!("{repository}@{digest}");
         let dir = fetch_cached(project, skopeo, &reference, digest)?;
-        if let Some(text) = find_digests_file(&dir, &reference)? {
-            let digests = parse_image_digests(&text, &reference)?;
-            let image_with_digest = ImageRef::parse(&pinned).map_err(anyhow::Error::msg)?;
-            let lock = lock_from_digests(talos_version, &image_with_digest, &digests, names)?;
-            return Ok(Resolution {
-                lock,
+        if let Some(text) = find_file(&dir, &reference, file)? {
+            return Ok(Found {
+                pinned,
                 platform: platform.clone(),
-                registry_commands: skopeo.commands_run() - before,
+                read_from: reference,
+                text,
             });
         }
         tried.push(platform.clone().unwrap_or_else(|| digest.clone()));
     }
     bail!(
-        "{pinned} (Talos {talos_version}): no image carries an `{DIGESTS_FILE}` file (tried {})",
+        "{pinned}: no image carries an `{file}` file (tried {})",
         tried.join(", ")
     )
 }
@@ -490,8 +634,8 @@ fn fetch_cached(
     Ok(dir)
 }
 
-/// The text of `image-digests` from the topmost layer that has it, or `None`.
-fn find_digests_file(dir: &Utf8Path, reference: &str) -> Result<Option<String>> {
+/// The text of `file` from the topmost layer that has it, or `None`.
+fn find_file(dir: &Utf8Path, reference: &str, file: &str) -> Result<Option<String>> {
     let manifest_path = dir.join("manifest.json");
     let bytes =
         std::fs::read(&manifest_path).with_context(|| format!("reading {manifest_path}"))?;
@@ -533,7 +677,7 @@ fn find_digests_file(dir: &Utf8Path, reference: &str) -> Result<Option<String>> 
             .map_err(|e| corrupt(format!("`tar -t` failed: {e}")))?;
         let Some(member) = listing
             .lines()
-            .find(|m| m.trim_start_matches("./").trim_start_matches('/') == DIGESTS_FILE)
+            .find(|m| m.trim_start_matches("./").trim_start_matches('/') == file)
         else {
             continue;
         };
@@ -598,7 +742,12 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     let skopeo = Skopeo::new(&args.registry)?;
 
     if args.dry_run {
-        print_resolve_commands(project, &skopeo, &talos_version)?;
+        print_resolve_commands(
+            project,
+            &skopeo,
+            &talos_version,
+            !used_overlays(&variants).is_empty(),
+        )?;
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         println!(
             "# then {} {SHOWN} with: {}",
@@ -608,7 +757,8 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         return Ok(());
     }
 
-    let resolution = resolve(project, &skopeo, &talos_version, &names)?;
+    let overlays = used_overlays(&variants);
+    let resolution = resolve(project, &skopeo, &talos_version, &names, &overlays)?;
     let fix = fix_command(&talos_version, &skopeo);
     let findings = compare(current.as_ref(), &resolution.lock, &fix);
 
@@ -668,6 +818,7 @@ fn print_resolve_commands(
     project: &Project,
     skopeo: &Skopeo,
     talos_version: &TalosVersion,
+    overlays: bool,
 ) -> Result<()> {
     println!(
         "{}",
@@ -684,6 +835,23 @@ fn print_resolve_commands(
     )?;
     println!("{copy}");
     println!("tar -t -z -f <layer> && tar -x -z -O -f <layer> {DIGESTS_FILE}");
+    if overlays {
+        println!(
+            "{}",
+            skopeo.inspect_raw_cmd(&overlays_image(talos_version))?
+        );
+        let copy = skopeo.copy_cmd(
+            &registry::Location::Registry(format!(
+                "{EXTENSIONS_REPOSITORY}/overlays@<digest of the linux/amd64 manifest>"
+            )),
+            &registry::Location::Local(format!(
+                "dir:{}/lock/<digest>",
+                project.display(&project.target_dir())
+            )),
+        )?;
+        println!("{copy}");
+        println!("tar -t -z -f <layer> && tar -x -z -O -f <layer> {OVERLAYS_FILE}");
+    }
     Ok(())
 }
 
@@ -710,6 +878,17 @@ fn render(resolution: &Resolution, previous: Option<&Lock>, changed: bool) -> St
             Some(_) => "updated",
         };
         writeln!(out, "  {name:<10} {reference}  ({state})").unwrap();
+    }
+    if let Some(catalog) = &lock.overlays_image {
+        writeln!(out, "overlays: {catalog}").unwrap();
+        for (name, reference) in &lock.overlays {
+            let state = match previous.and_then(|p| p.overlays.get(name)) {
+                None => "added",
+                Some(old) if old == reference => "unchanged",
+                Some(_) => "updated",
+            };
+            writeln!(out, "  {name:<10} {reference}  ({state})").unwrap();
+        }
     }
     if let Some(previous) = previous {
         for name in previous.extensions.keys() {
@@ -772,7 +951,13 @@ pub fn ensure(
         );
     }
     let names = used_extensions(variants);
-    let resolution = match resolve(project, skopeo, &talos_version, &names) {
+    let resolution = match resolve(
+        project,
+        skopeo,
+        &talos_version,
+        &names,
+        &used_overlays(variants),
+    ) {
         Ok(resolution) => resolution,
         Err(err) => {
             let only_unpinned = current.as_ref().is_some_and(|lock| {
@@ -806,6 +991,15 @@ pub fn ensure(
                 }
                 _ => {}
             }
+        }
+        for (name, reference) in &current.overlays {
+            lock.overlays
+                .entry(name.clone())
+                .or_insert_with(|| reference.clone());
+        }
+        if lock.overlays_image.is_none() {
+            lock.overlays_image = current.overlays_image.clone();
+            lock.known_overlays = current.known_overlays.clone();
         }
     }
     crate::fsutil::write_atomic(&project.lock_path(), lock.to_text().as_bytes())?;
@@ -862,7 +1056,12 @@ pub fn ensure_dry_run(
     for p in &problems {
         eprintln!("  {}", p.to_string().replace('\n', "\n  "));
     }
-    print_resolve_commands(project, skopeo, &talos_version)?;
+    print_resolve_commands(
+        project,
+        skopeo,
+        &talos_version,
+        !used_overlays(variants).is_empty(),
+    )?;
     let mut lock = current
         .filter(|c| c.talos_version == talos_version)
         .unwrap_or_else(|| Lock {
@@ -872,6 +1071,9 @@ pub fn ensure_dry_run(
                 format!("{talos_version}@<digest from the registry>"),
             ),
             extensions: BTreeMap::new(),
+            overlays_image: None,
+            overlays: BTreeMap::new(),
+            known_overlays: Vec::new(),
         });
     for name in used_extensions(variants) {
         lock.extensions.entry(name.clone()).or_insert_with(|| {
@@ -879,6 +1081,11 @@ pub fn ensure_dry_run(
                 format!("{EXTENSIONS_REPOSITORY}/{name}"),
                 format!("<tag and digest from {DIGESTS_FILE}>"),
             )
+        });
+    }
+    for name in used_overlays(variants) {
+        lock.overlays.entry(name.clone()).or_insert_with(|| {
+            format!("{EXTENSIONS_REPOSITORY}/<overlay image>:<tag and digest from {OVERLAYS_FILE}>")
         });
     }
     Ok(lock)
@@ -1046,6 +1253,7 @@ mod tests {
                 .iter()
                 .map(|(n, r)| (n.to_string(), (*r).into()))
                 .collect(),
+            ..Lock::default()
         }
     }
 
@@ -1094,5 +1302,134 @@ mod tests {
         for bad in ["1.13.6", "v1.13", "latest", "v1.13.6 ", "v1.x.0"] {
             assert!(check_version(bad).is_err(), "{bad}");
         }
+    }
+
+    fn catalog() -> Vec<crate::domain::target::CatalogEntry> {
+        ["rpi_generic", "rpi_5", "rock5b"]
+            .iter()
+            .map(|n| crate::domain::target::CatalogEntry {
+                name: n.to_string(),
+                image: format!("ghcr.io/siderolabs/sbc-{n}:v0.2.0"),
+                digest: D2.into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn overlays_are_pinned_from_the_catalog_with_every_known_name() {
+        let mut l = lock(&[]);
+        let names: BTreeSet<String> = ["rpi_generic".to_owned()].into();
+        add_overlays(
+            &mut l,
+            &format!("ghcr.io/siderolabs/overlays:v1.13.6@{D3}"),
+            &catalog(),
+            &names,
+        )
+        .unwrap();
+        assert_eq!(
+            l.overlays["rpi_generic"],
+            format!("ghcr.io/siderolabs/sbc-rpi_generic:v0.2.0@{D2}")
+        );
+        assert_eq!(l.known_overlays, ["rock5b", "rpi_5", "rpi_generic"]);
+        assert_eq!(Lock::parse(&l.to_text()).unwrap(), l, "round trip");
+
+        let mut l = lock(&[]);
+        let err = add_overlays(&mut l, "c", &catalog(), &["rpi-generic".to_owned()].into())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`rpi-generic` (did you mean `rpi_generic`?)"),
+            "{err}"
+        );
+        assert!(
+            err.contains(
+                "fix: set `overlay` in variants/*.json to one of: rpi_generic, rpi_5, rock5b"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn compare_covers_overlays() {
+        let mut fresh = lock(&[]);
+        add_overlays(
+            &mut fresh,
+            "ghcr.io/siderolabs/overlays:v1.13.6",
+            &catalog(),
+            &["rpi_5".to_owned()].into(),
+        )
+        .unwrap();
+        let mut current = fresh.clone();
+        assert!(compare(Some(&current), &fresh, "fix").is_empty());
+        current.overlays.insert(
+            "rpi_5".into(),
+            format!("ghcr.io/siderolabs/sbc-rpi_5:v0.1.0@{D1}"),
+        );
+        current.overlays.insert(
+            "rock5b".into(),
+            format!("ghcr.io/siderolabs/sbc-rock5b:v0.1.0@{D1}"),
+        );
+        let text: Vec<String> = compare(Some(&current), &fresh, "fix")
+            .iter()
+            .map(|f| f.to_string())
+            .collect();
+        assert_eq!(text.len(), 2, "{text:#?}");
+        assert!(
+            text[0].contains("`overlays.rpi_5` = ghcr.io/siderolabs/sbc-rpi_5:v0.1.0@"),
+            "{text:#?}"
+        );
+        assert!(
+            text[0].contains("stale: the catalog has ghcr.io/siderolabs/sbc-rpi_5:v0.2.0@"),
+            "{text:#?}"
+        );
+        assert!(
+            text[1].contains("`overlays.rock5b`") && text[1].contains("not used by any variant"),
+            "{text:#?}"
+        );
+        let without = lock(&[]);
+        let text = compare(Some(&without), &fresh, "fix")[0].to_string();
+        assert!(text.contains("`overlays_image` = (absent): stale: the registry serves ghcr.io/siderolabs/overlays:v1.13.6"), "{text}");
+    }
+
+    #[test]
+    fn a_variant_overlay_the_catalog_lacks_is_named_with_a_suggestion() {
+        let mut l = lock(&[]);
+        add_overlays(
+            &mut l,
+            "ghcr.io/siderolabs/overlays:v1.13.6",
+            &catalog(),
+            &["rpi_5".to_owned()].into(),
+        )
+        .unwrap();
+        let v = |overlay: &str| {
+            crate::domain::variant::parse(
+                "variants/pi.json",
+                &format!(r#"{{"name":"pi","description":"d","arch":"arm64","extensions":["drbd"],"repository":"pi/talos","overlay":"{overlay}"}}"#),
+            )
+            .unwrap()
+        };
+        assert_eq!(
+            l.overlay(&v("rpi_5")),
+            crate::domain::lock::OverlayEntry::Locked(&l.overlays["rpi_5"])
+        );
+        assert_eq!(
+            l.overlay(&v("rpi_generic")),
+            crate::domain::lock::OverlayEntry::Missing
+        );
+        let f = l
+            .unknown_overlay("variants/pi.json", &v("rpi5"))
+            .unwrap()
+            .to_string();
+        assert!(f.starts_with("variants/pi.json: field `overlay` = \"rpi5\": unknown to the overlays catalog of Talos v1.13.6"), "{f}");
+        assert!(f.contains("did you mean \"rpi_5\"?"), "{f}");
+        let problems: Vec<_> = l
+            .locked_problems(&[v("rpi_generic")], &"v1.13.6".into())
+            .into_iter()
+            .filter(|p| p.field.starts_with("overlays"))
+            .collect();
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0]
+            .to_string()
+            .contains("`overlays.rpi_generic`: missing (the overlay of variant `pi`)"));
     }
 }

@@ -75,20 +75,22 @@ pub fn render(plan: &Plan) -> String {
     )
     .unwrap();
     writeln!(out).unwrap();
-    let rows: Vec<[String; 4]> = plan
+    let rows: Vec<[String; 5]> = plan
         .variants
         .iter()
         .map(|v| {
+            let arches: Vec<&str> = v.target.arches.iter().map(|a| a.as_str()).collect();
             [
                 v.name.clone(),
-                v.arch.to_string(),
+                arches.join(","),
+                v.target.label(),
                 v.extensions.join(" "),
-                format!("{}:{}", v.image, plan.talos_version),
+                format!("{}:{}", v.image, v.tag),
             ]
         })
         .collect();
-    let header = ["VARIANT", "ARCH", "EXTENSIONS", "IMAGE"].map(String::from);
-    let widths: Vec<usize> = (0..4)
+    let header = ["VARIANT", "ARCH", "TARGET", "EXTENSIONS", "IMAGE"].map(String::from);
+    let widths: Vec<usize> = (0..5)
         .map(|i| {
             rows.iter()
                 .chain([&header])
@@ -115,8 +117,26 @@ pub fn render(plan: &Plan) -> String {
             };
             writeln!(out, "  extension {name:<10} {reference}{note}").unwrap();
         }
+        if let (Some(o), Some(image)) = (&v.target.overlay, &v.overlay_image) {
+            writeln!(out, "  overlay   {:<10} {image}", o.name).unwrap();
+        }
         for p in &v.profiles {
             writeln!(out, "  output    {:<10} {}", p.kind.name(), p.artifact).unwrap();
+        }
+        if v.target.multi_arch() {
+            writeln!(
+                out,
+                "  publish   one image index per tag ({}): {}:{}",
+                v.target
+                    .arches
+                    .iter()
+                    .map(|a| format!("linux/{a}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                v.image,
+                v.tag
+            )
+            .unwrap();
         }
     }
     if !plan.warnings.is_empty() {

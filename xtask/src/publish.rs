@@ -10,7 +10,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use xshell::{cmd, Shell};
 
 use crate::domain::record::Published;
-use crate::domain::TalosVersion;
+use crate::domain::{Arch, TalosVersion};
 use crate::project::Project;
 use crate::registry::{Location, Skopeo};
 
@@ -60,22 +60,130 @@ impl<'a> Publisher<'a> {
             image: image.to_owned(),
             digest,
             tags: Vec::new(),
+            arches: Vec::new(),
         })
     }
 
-    /// Points each tag at an image already in the registry by digest.
-    pub fn add_tags(&self, image: &str, digest: &str, tags: &[String]) -> Result<()> {
-        for tag in tags {
+    /// Pushes one docker-archive per architecture to `image` as one OCI image index, by the
+    /// index's digest only: each archive becomes an image in one OCI layout, an index listing
+    /// them with their platforms is written beside them, and the layout is copied whole.
+    pub fn push_index_by_digest(
+        &self,
+        kind: &str,
+        archives: &[(Arch, Utf8PathBuf)],
+        image: &str,
+    ) -> Result<Published> {
+        let layout = self.work.join(format!(
+            "oci-{}",
+            crate::fsutil::sha256_hex(image.as_bytes())
+        ));
+        if !self.skopeo.dry_run {
+            let _ = std::fs::remove_dir_all(&layout);
+            std::fs::create_dir_all(&self.work)
+                .with_context(|| format!("creating {}", self.work))?;
+        }
+        for (arch, archive) in archives {
             self.skopeo
                 .copy(
+                    &Location::Local(format!("docker-archive:{archive}")),
+                    &Location::Local(format!("oci:{layout}:{arch}")),
+                )
+                .with_context(|| format!("reading {archive}"))?;
+        }
+        let arches: Vec<Arch> = archives.iter().map(|(a, _)| *a).collect();
+        let digest =
+            if self.skopeo.dry_run {
+                println!(
+                "# write an OCI image index of {} into {layout} (index.json then names it `build`)",
+                arches.iter().map(|a| format!("linux/{a}")).collect::<Vec<_>>().join(", ")
+            );
+                "<digest of the OCI image index>".to_owned()
+            } else {
+                write_layout_index(&layout, &arches)?
+            };
+        self.skopeo
+            .copy_with(
+                &Location::Local(format!("oci:{layout}:build")),
+                &Location::Registry(format!("{image}@{digest}")),
+                true,
+            )
+            .with_context(|| format!("pushing the {kind} index to {image}"))?;
+        if !self.skopeo.dry_run {
+            let _ = std::fs::remove_dir_all(&layout);
+        }
+        Ok(Published {
+            kind: kind.to_owned(),
+            image: image.to_owned(),
+            digest,
+            tags: Vec::new(),
+            arches: arches.iter().map(|a| a.to_string()).collect(),
+        })
+    }
+
+    /// Points each tag at what is already in the registry by digest (every image of an index).
+    pub fn add_tags(&self, published: &Published, tags: &[String]) -> Result<()> {
+        let (image, digest) = (&published.image, &published.digest);
+        for tag in tags {
+            self.skopeo
+                .copy_with(
                     &Location::Registry(format!("{image}@{digest}")),
                     &Location::Registry(format!("{image}:{tag}")),
+                    published.is_index(),
                 )
                 .with_context(|| format!("tagging {image}@{digest} as {tag}"))?;
         }
         Ok(())
     }
 }
+
+/// The image index of an OCI layout's images, one per arch (named by their arch in
+/// `index.json`): written as a blob, and `index.json` then lists that index alone, as `build`.
+/// Returns the index digest.
+fn write_layout_index(layout: &Utf8Path, arches: &[Arch]) -> Result<String> {
+    let path = layout.join("index.json");
+    let top: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?,
+    )
+    .with_context(|| format!("parsing {path}"))?;
+    let listed = top["manifests"].as_array().cloned().unwrap_or_default();
+    let mut manifests = Vec::new();
+    for arch in arches {
+        let entry = listed
+            .iter()
+            .find(|m| m["annotations"][REF_NAME].as_str() == Some(arch.as_str()))
+            .with_context(|| format!("{path} has no image named {arch}"))?;
+        manifests.push(serde_json::json!({
+            "mediaType": entry["mediaType"],
+            "digest": entry["digest"],
+            "size": entry["size"],
+            "platform": {"architecture": arch.as_str(), "os": "linux"},
+        }));
+    }
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": crate::lock::media::OCI_INDEX,
+        "manifests": manifests,
+    });
+    let bytes = serde_json::to_vec(&index)?;
+    let digest = crate::registry::sha256_digest(&bytes);
+    let blob = layout
+        .join("blobs/sha256")
+        .join(digest.as_str().trim_start_matches("sha256:"));
+    std::fs::write(&blob, &bytes).with_context(|| format!("writing {blob}"))?;
+    let top = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": crate::lock::media::OCI_INDEX,
+            "digest": digest,
+            "size": bytes.len(),
+            "annotations": {REF_NAME: "build"},
+        }],
+    });
+    std::fs::write(&path, serde_json::to_vec(&top)?).with_context(|| format!("writing {path}"))?;
+    Ok(digest.to_string())
+}
+
+const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 /// The manifest digest of the single image in an OCI layout.
 fn layout_digest(layout: &Utf8Path) -> Result<String> {

@@ -386,12 +386,26 @@ impl Skopeo {
     /// `skopeo copy SRC DEST` where either side may be a registry reference
     /// (`Location::Registry`) or a local transport (`dir:`, `oci:`, `docker-archive:`).
     pub fn copy_cmd(&self, src: &Location, dest: &Location) -> Result<SkopeoCmd> {
+        self.copy_cmd_with(src, dest, false)
+    }
+
+    /// Like [`Skopeo::copy_cmd`]; with `all_arches`, an image index is copied whole
+    /// (`--multi-arch all`: the index and every image it lists), not only this host's image.
+    pub fn copy_cmd_with(
+        &self,
+        src: &Location,
+        dest: &Location,
+        all_arches: bool,
+    ) -> Result<SkopeoCmd> {
         let mut args = self.timeout_args(10);
         args.extend(["copy".into(), "--quiet".into()]);
         // Registry copies must not rewrite manifests (a digest names what was built); a copy
         // between two local layouts is a format conversion (docker-archive to OCI) on purpose.
         if matches!(src, Location::Registry(_)) || matches!(dest, Location::Registry(_)) {
             args.push("--preserve-digests".into());
+        }
+        if all_arches {
+            args.extend(["--multi-arch".into(), "all".into()]);
         }
         let mut reference = String::new();
         let mut endpoint = |location: &Location, prefix: &str, args: &mut Vec<String>| {
@@ -438,7 +452,12 @@ impl Skopeo {
 
     /// Copies between two locations; printed instead of run under `dry_run` (publishing uses it).
     pub fn copy(&self, src: &Location, dest: &Location) -> Result<()> {
-        let cmd = self.copy_cmd(src, dest)?;
+        self.copy_with(src, dest, false)
+    }
+
+    /// [`Skopeo::copy`], of every architecture of an index with `all_arches`.
+    pub fn copy_with(&self, src: &Location, dest: &Location, all_arches: bool) -> Result<()> {
+        let cmd = self.copy_cmd_with(src, dest, all_arches)?;
         if self.dry_run {
             println!("{cmd}");
             return Ok(());

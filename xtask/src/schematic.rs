@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::domain::Variant;
@@ -36,8 +36,8 @@ pub struct Args {
 }
 
 /// The factory's `schematic.Schematic`, in its field order, for the fields we model (the
-/// enterprise `owner`, `embeddedMachineConfiguration`, `bootloader`, `secureboot.enrollKeys` and
-/// `overlay.options` are left out: no variant sets them).
+/// enterprise `owner`, `embeddedMachineConfiguration`, `bootloader` and `secureboot.enrollKeys`
+/// are left out: no variant sets them).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Schematic {
     pub overlay: Option<Overlay>,
@@ -46,8 +46,12 @@ pub struct Schematic {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Overlay {
+    /// `siderolabs/sbc-raspberrypi`: the overlay image's repository without registry or tag
+    /// (the factory resolves the overlay by name; the image is shown by its UI).
     pub image: String,
     pub name: String,
+    /// `overlay.options`, string values only (a Go `map[string]any`: keys sorted).
+    pub options: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -70,14 +74,28 @@ impl Schematic {
     /// The schematic the factory's web UI makes for the variant: every extension (firmware
     /// included) as `siderolabs/<name>`, sorted as the UI sorts them (byte order), and the
     /// variant's extra kernel arguments in their order.
-    pub fn for_variant(variant: &Variant) -> Schematic {
+    /// A board role's overlay comes with the image its lock entry names (`overlay_image`).
+    pub fn for_variant(variant: &Variant, overlay_image: Option<&str>) -> Schematic {
         let mut official: Vec<String> = variant
             .all_extensions()
             .map(|name| format!("siderolabs/{name}"))
             .collect();
         official.sort();
+        let overlay = variant.target.overlay.as_ref().map(|o| {
+            let mut options: Vec<(String, String)> = o
+                .options
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect();
+            options.sort();
+            Overlay {
+                image: overlay_image.map(factory_image).unwrap_or_default(),
+                name: o.name.clone(),
+                options,
+            }
+        });
         Schematic {
-            overlay: None,
+            overlay,
             customization: Customization {
                 extra_kernel_args: variant.extra_kernel_args.clone(),
                 official_extensions: official,
@@ -93,6 +111,18 @@ impl Schematic {
             out.push_str("overlay:\n");
             writeln!(out, "    image: {}", scalar(&overlay.image)).unwrap();
             writeln!(out, "    name: {}", scalar(&overlay.name)).unwrap();
+            if !overlay.options.is_empty() {
+                out.push_str("    options:\n");
+                for (key, value) in &overlay.options {
+                    writeln!(
+                        out,
+                        "        {}: {}",
+                        scalar(key),
+                        block_or_scalar(value, 12)
+                    )
+                    .unwrap();
+                }
+            }
         }
         let c = &self.customization;
         if *c == Customization::default() {
@@ -137,6 +167,51 @@ impl Schematic {
     pub fn id(&self) -> String {
         crate::fsutil::sha256_hex(self.to_yaml().as_bytes())
     }
+}
+
+/// `ghcr.io/siderolabs/sbc-raspberrypi:v0.2.0@sha256:...` as a schematic names it:
+/// `siderolabs/sbc-raspberrypi`.
+pub fn factory_image(reference: &str) -> String {
+    let repository = match crate::domain::ImageRef::parse(reference) {
+        Ok(r) => r.repository,
+        Err(_) => reference.to_owned(),
+    };
+    match repository.split_once('/') {
+        Some((host, rest)) if host.contains('.') || host.contains(':') => rest.to_owned(),
+        _ => repository,
+    }
+}
+
+/// A map value the way yaml.v3 writes it: a string with line breaks as a literal block
+/// (`|-`, `|` or `|+` after its trailing breaks, lines indented to `indent`), when libyaml
+/// allows a block for it; anything else as [`scalar`] does.
+fn block_or_scalar(s: &str, indent: usize) -> String {
+    let printable = s.chars().all(|c| c == '\n' || !c.is_control());
+    let space_break = s.contains(" \n");
+    let block_allowed = printable && !space_break && !s.ends_with(' ');
+    if !s.contains('\n') || !block_allowed {
+        return scalar(s);
+    }
+    let mut header = String::from("|");
+    if s.starts_with(' ') || s.starts_with('\n') {
+        header.push_str("4");
+    }
+    let trailing = s.len() - s.trim_end_matches('\n').len();
+    match trailing {
+        0 => header.push('-'),
+        1 => {}
+        _ => header.push('+'),
+    }
+    let body = s.strip_suffix('\n').unwrap_or(s);
+    let mut out = header;
+    for line in body.split('\n') {
+        out.push('\n');
+        if !line.is_empty() {
+            out.push_str(&" ".repeat(indent));
+            out.push_str(line);
+        }
+    }
+    out
 }
 
 /// A string the way yaml.v3 writes it in block context: plain when it reads back as the same
@@ -283,17 +358,44 @@ pub fn asset_files(arch: &str) -> Vec<String> {
     .into()
 }
 
-pub fn report(variant: &Variant, talos: &str, factory: &str) -> Report {
-    let schematic = Schematic::for_variant(variant);
+/// The asset files the factory serves for a cloud platform's role: its disk image as we build it
+/// (`aws-arm64.raw.xz`, `oracle-arm64.qcow2.xz`, ...), the kernel and the initramfs.
+pub fn platform_asset_files(platform: crate::domain::target::Platform, arch: &str) -> Vec<String> {
+    let a = if arch == "amd64" {
+        crate::domain::Arch::Amd64
+    } else {
+        crate::domain::Arch::Arm64
+    };
+    vec![
+        platform.disk_artifact(a),
+        format!("kernel-{arch}"),
+        format!("initramfs-{arch}.xz"),
+    ]
+}
+
+pub fn report(
+    variant: &Variant,
+    overlay_image: Option<&str>,
+    talos: &str,
+    factory: &str,
+) -> Report {
+    let schematic = Schematic::for_variant(variant, overlay_image);
     let id = schematic.id();
     let base = factory.trim_end_matches('/');
     let host = base
         .split_once("://")
         .map_or(base, |(_, rest)| rest)
         .to_owned();
+    let platform = variant.target.platform;
     let arch = variant.arch.as_str();
-    let assets = asset_files(arch)
-        .into_iter()
+    let assets = variant
+        .target
+        .arches
+        .iter()
+        .flat_map(|a| match platform {
+            crate::domain::target::Platform::Metal => asset_files(a.as_str()),
+            other => platform_asset_files(other, a.as_str()),
+        })
         .map(|file| {
             let url = format!("{base}/image/{id}/{talos}/{file}");
             (file, serde_json::Value::String(url))
@@ -307,8 +409,8 @@ pub fn report(variant: &Variant, talos: &str, factory: &str) -> Report {
         variant: variant.name.clone(),
         talos_version: talos.to_owned(),
         schematic: schematic.to_yaml(),
-        installer: format!("{host}/metal-installer/{id}:{talos}"),
-        pxe: format!("{pxe_host}/pxe/{id}/{talos}/metal-{arch}"),
+        installer: format!("{host}/{platform}-installer/{id}:{talos}"),
+        pxe: format!("{pxe_host}/pxe/{id}/{talos}/{platform}-{arch}"),
         assets,
         id,
     }
@@ -349,10 +451,20 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
             .version
             .to_string(),
     };
-    let reports: Vec<Report> = selected
-        .iter()
-        .map(|v| report(v, &talos, &args.factory))
-        .collect();
+    let lock = crate::lock::load_optional(project)?;
+    let mut reports = Vec::new();
+    for v in &selected {
+        let overlay_image = match (&v.target.overlay, &lock) {
+            (None, _) => None,
+            (Some(o), lock) => Some(
+                lock.as_ref()
+                    .and_then(|l| l.overlays.get(&o.name))
+                    .with_context(|| format!("{}: overlay `{}` of variant `{}` is not locked yet\n    fix: run `cargo xtask lock`", crate::domain::lock::SHOWN, o.name, v.name))?
+                    .as_str(),
+            ),
+        };
+        reports.push(report(v, overlay_image, &talos, &args.factory));
+    }
     if args.json {
         let json = match (&args.variant, reports.as_slice()) {
             (Some(_), [one]) => serde_json::to_string_pretty(one)?,
@@ -462,6 +574,7 @@ mod tests {
                     overlay: Some(Overlay {
                         image: "siderolabs/sbc-raspberrypi".into(),
                         name: "rpi_generic".into(),
+                        options: Vec::new(),
                     }),
                     customization: Customization::default(),
                 },
@@ -488,7 +601,7 @@ mod tests {
                 "config": {"tailscale": {"mode": "userspace"}}}"#,
         )
         .unwrap();
-        let schematic = Schematic::for_variant(&variant);
+        let schematic = Schematic::for_variant(&variant, None);
         assert_eq!(
             schematic.to_yaml(),
             "customization:\n    extraKernelArgs:\n        - console=ttyAMA0\n        - net.ifnames=0\n    systemExtensions:\n        officialExtensions:\n            - siderolabs/bnx2-bnx2x\n            - siderolabs/drbd\n            - siderolabs/spin\n            - siderolabs/tailscale\n            - siderolabs/zfs\n"
@@ -504,7 +617,7 @@ mod tests {
                 "extensions": ["drbd", "zfs", "spin"], "repository": "c/talos"}"#,
         )
         .unwrap();
-        let r = report(&variant, "v1.13.6", "https://factory.talos.dev/");
+        let r = report(&variant, None, "v1.13.6", "https://factory.talos.dev/");
         let id = &r.id;
         assert_eq!(
             r.installer,
@@ -564,5 +677,72 @@ mod tests {
         ] {
             assert_eq!(scalar(s), want, "{s:?}");
         }
+    }
+
+    #[test]
+    fn a_board_role_names_its_overlay_before_customization() {
+        let variant = crate::domain::variant::parse(
+            "variants/pi.json",
+            r#"{"name": "pi", "description": "d", "arch": "arm64", "extensions": ["drbd"],
+                "repository": "c/talos", "overlay": "rpi_generic",
+                "overlay_options": {"configTxtAppend": "dtoverlay=disable-bt\ndtparam=audio=off", "configTxt": "x"}}"#,
+        )
+        .unwrap();
+        let image = "ghcr.io/siderolabs/sbc-raspberrypi:v0.2.0@sha256:1111111111111111111111111111111111111111111111111111111111111111";
+        let r = report(
+            &variant,
+            Some(image),
+            "v1.13.6",
+            "https://factory.talos.dev",
+        );
+        assert_eq!(
+            r.schematic,
+            "overlay:\n    image: siderolabs/sbc-raspberrypi\n    name: rpi_generic\n    options:\n        configTxt: x\n        configTxtAppend: |-\n            dtoverlay=disable-bt\n            dtparam=audio=off\ncustomization:\n    systemExtensions:\n        officialExtensions:\n            - siderolabs/drbd\n"
+        );
+        assert!(r
+            .installer
+            .starts_with("factory.talos.dev/metal-installer/"));
+        assert!(r.assets.contains_key("metal-arm64.raw.xz"));
+    }
+
+    #[test]
+    fn a_cloud_role_names_its_platform_installer_and_disk() {
+        let variant = crate::domain::variant::parse(
+            "variants/aws.json",
+            r#"{"name": "aws", "description": "d", "arch": ["amd64", "arm64"], "extensions": ["drbd"],
+                "repository": "c/talos", "platform": "aws"}"#,
+        )
+        .unwrap();
+        let r = report(&variant, None, "v1.13.6", "https://factory.talos.dev");
+        let id = &r.id;
+        assert_eq!(
+            r.installer,
+            format!("factory.talos.dev/aws-installer/{id}:v1.13.6")
+        );
+        assert_eq!(
+            r.assets["aws-arm64.raw.xz"],
+            format!("https://factory.talos.dev/image/{id}/v1.13.6/aws-arm64.raw.xz")
+        );
+        assert!(r.assets.contains_key("aws-amd64.raw.xz"));
+        assert!(r.pxe.ends_with("/aws-amd64"));
+    }
+
+    #[test]
+    fn literal_blocks_follow_libyaml() {
+        assert_eq!(block_or_scalar("a\nb", 4), "|-\n    a\n    b");
+        assert_eq!(block_or_scalar("a\n", 4), "|\n    a");
+        assert_eq!(block_or_scalar("a\n\n", 4), "|+\n    a\n");
+        assert_eq!(block_or_scalar("a\n\nb", 4), "|-\n    a\n\n    b");
+        assert_eq!(block_or_scalar(" a\nb", 4), "|4-\n     a\n    b");
+        assert_eq!(
+            block_or_scalar("a \nb", 4),
+            "\"a \\nb\"",
+            "a space before a break is never a block"
+        );
+        assert_eq!(block_or_scalar("plain", 4), "plain");
+        assert_eq!(
+            factory_image("ghcr.io/siderolabs/sbc-raspberrypi:v0.2.0"),
+            "siderolabs/sbc-raspberrypi"
+        );
     }
 }

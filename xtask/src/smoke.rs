@@ -228,6 +228,30 @@ pub struct VariantResult {
     pub boot: Option<BootResult>,
     /// Why the boot could not be attempted at all (e.g. the kernel was not built).
     pub error: Option<String>,
+    /// Why this target is checked statically only (a board, a cloud, amd64 only).
+    pub static_only: Option<String>,
+}
+
+/// Why a variant's target is not booted under qemu, which boots generic arm64 metal only:
+/// `None` when it is. The static checks still cover every output and index entry.
+pub fn static_only(variant: &Variant) -> Option<String> {
+    let target = &variant.target;
+    if let Some(overlay) = &target.overlay {
+        return Some(format!(
+            "board overlay `{}`: qemu's virt machine is not that board (its firmware and device trees do not apply)",
+            overlay.name
+        ));
+    }
+    if target.platform != crate::domain::target::Platform::Metal {
+        return Some(format!(
+            "platform `{}`: the image expects that cloud's metadata service, which qemu does not have",
+            target.platform
+        ));
+    }
+    if !target.arches.contains(&Arch::Arm64) {
+        return Some("amd64 only: the smoke boot emulates arm64".to_owned());
+    }
+    None
 }
 
 fn run_variants(project: &Project, args: VariantArgs) -> Result<()> {
@@ -253,6 +277,7 @@ fn run_variants(project: &Project, args: VariantArgs) -> Result<()> {
             checks: None,
             boot: None,
             error: None,
+            static_only: static_only(variant),
         };
         if !args.no_check {
             match check::static_checks(project, &variant.name, &skopeo) {
@@ -273,6 +298,16 @@ fn run_variants(project: &Project, args: VariantArgs) -> Result<()> {
                     continue;
                 }
             }
+        }
+        if let Some(reason) = &result.static_only {
+            if !args.json {
+                println!(
+                    "{}: checked statically only, not booted: {reason}",
+                    variant.name
+                );
+            }
+            results.push(result);
+            continue;
         }
         let attempt = variant_boot_options(project, variant).and_then(|mut opts| {
             opts.timeout = std::time::Duration::from_secs(args.timeout);
@@ -328,13 +363,14 @@ pub fn talos_cmdline(variant: &Variant) -> String {
 /// `_out/V/`, Talos's command line, the maintenance-mode line and API port 50000, the console
 /// streamed to `_out/V/smoke-console.log`.
 pub fn variant_boot_options(project: &Project, variant: &Variant) -> Result<BootOptions> {
-    if variant.arch != Arch::Arm64 {
+    if !variant.target.arches.contains(&Arch::Arm64) {
         bail!(
             "variant `{}` is {}: the smoke boot emulates arm64 only",
             variant.name,
             variant.arch
         );
     }
+    let arch = Arch::Arm64;
     for output in [Output::Kernel, Output::Initramfs] {
         if !variant.builds(output) {
             bail!(
@@ -348,13 +384,10 @@ pub fn variant_boot_options(project: &Project, variant: &Variant) -> Result<Boot
     }
     let dir = project.out_dir().join(&variant.name);
     let media = Media::Kernel {
-        kernel: dir.join(crate::domain::output::artifact_name(
-            Output::Kernel,
-            variant.arch,
-        )),
+        kernel: dir.join(crate::domain::output::artifact_name(Output::Kernel, arch)),
         initramfs: dir.join(crate::domain::output::artifact_name(
             Output::Initramfs,
-            variant.arch,
+            arch,
         )),
         cmdline: talos_cmdline(variant),
     };

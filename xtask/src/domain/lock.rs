@@ -26,6 +26,16 @@ pub struct Lock {
     pub extensions_image: ImageRef,
     /// Short name to full image reference.
     pub extensions: BTreeMap<String, ImageRef>,
+    /// The `ghcr.io/siderolabs/overlays:<talos>` catalog image the overlays were read from,
+    /// with its digest; absent while no variant names an overlay.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overlays_image: Option<String>,
+    /// Overlay name to its image by digest, as the catalog lists it, for the overlays variants use.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub overlays: BTreeMap<String, String>,
+    /// Every overlay name in that catalog, so that a name it lacks is refused before a build.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub known_overlays: Vec<String>,
 }
 
 /// The file as written, before its entries are checked and typed.
@@ -35,6 +45,40 @@ struct LockFile {
     talos_version: String,
     extensions_image: String,
     extensions: BTreeMap<String, String>,
+    #[serde(default)]
+    overlays_image: Option<String>,
+    #[serde(default)]
+    overlays: BTreeMap<String, String>,
+    #[serde(default)]
+    known_overlays: Vec<String>,
+}
+
+/// How a variant's overlay stands in the lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OverlayEntry<'a> {
+    /// The variant names no overlay.
+    None,
+    /// Locked to this image by digest.
+    Locked(&'a str),
+    /// The catalog of the lock's Talos version has no such overlay.
+    Unknown { near: Option<&'a str> },
+    /// Not locked yet.
+    Missing,
+}
+
+/// Tests build locks field by field and leave the rest empty.
+#[cfg(test)]
+impl Default for Lock {
+    fn default() -> Lock {
+        Lock {
+            talos_version: "v0.0.0".into(),
+            extensions_image: "ghcr.io/siderolabs/extensions:v0.0.0".into(),
+            extensions: BTreeMap::new(),
+            overlays_image: None,
+            overlays: BTreeMap::new(),
+            known_overlays: Vec::new(),
+        }
+    }
 }
 
 impl Lock {
@@ -76,6 +120,29 @@ impl Lock {
                 ),
             }
         }
+        for (name, reference) in &file.overlays {
+            let problem = match ImageRef::parse(reference) {
+                Err(err) => Some(err),
+                Ok(r) if r.digest.is_none() => Some("has no digest".to_owned()),
+                Ok(_) => None,
+            };
+            if let Some(problem) = problem {
+                problems.push(
+                    Finding::new(SHOWN, format!("overlays.{name}"), problem)
+                        .value(reference)
+                        .fix(fix),
+                );
+            }
+        }
+        if let Some(image) = &file.overlays_image {
+            if let Err(err) = ImageRef::parse(image) {
+                problems.push(
+                    Finding::new(SHOWN, "overlays_image", err)
+                        .value(image)
+                        .fix(fix),
+                );
+            }
+        }
         let extensions_image = ImageRef::parse(&file.extensions_image)
             .map_err(|err| {
                 problems.push(
@@ -90,6 +157,9 @@ impl Lock {
             talos_version: talos_version.expect("no findings"),
             extensions_image: extensions_image.expect("no findings"),
             extensions,
+            overlays_image: file.overlays_image,
+            overlays: file.overlays,
+            known_overlays: file.known_overlays,
         })
     }
 
@@ -116,6 +186,55 @@ impl Lock {
             }
         }
         resolved
+    }
+
+    /// The variant's overlay as the lock has it.
+    pub fn overlay(&self, variant: &Variant) -> OverlayEntry<'_> {
+        let Some(choice) = &variant.target.overlay else {
+            return OverlayEntry::None;
+        };
+        if let Some(reference) = self.overlays.get(&choice.name) {
+            return OverlayEntry::Locked(reference);
+        }
+        if self.known_overlays.is_empty() {
+            return OverlayEntry::Missing;
+        }
+        match self.known_overlays.iter().find(|n| **n == choice.name) {
+            Some(_) => OverlayEntry::Missing,
+            None => {
+                let known: Vec<&str> = self.known_overlays.iter().map(String::as_str).collect();
+                OverlayEntry::Unknown {
+                    near: diag::closest(&choice.name, &known),
+                }
+            }
+        }
+    }
+
+    /// A finding for a variant whose overlay the catalog lacks (`file` is the variant's file).
+    pub fn unknown_overlay(&self, file: &str, variant: &Variant) -> Option<Finding> {
+        let OverlayEntry::Unknown { near } = self.overlay(variant) else {
+            return None;
+        };
+        let name = &variant.target.overlay.as_ref()?.name;
+        let hint = near
+            .map(|n| format!("did you mean \"{n}\"? "))
+            .unwrap_or_default();
+        Some(
+            Finding::new(
+                file,
+                "overlay",
+                format!(
+                    "unknown to the overlays catalog of Talos {} ({})",
+                    self.talos_version,
+                    self.overlays_image.as_deref().unwrap_or("the catalog")
+                ),
+            )
+            .value(format!("\"{name}\""))
+            .fix(format!(
+                "{hint}the catalog lists: {}",
+                self.known_overlays.join(", ")
+            )),
+        )
     }
 
     /// Everything that makes the lock unusable for a `--locked` build of these variants.
@@ -166,6 +285,29 @@ impl Lock {
                     );
                 }
             }
+            if let OverlayEntry::Missing = self.overlay(variant) {
+                let name = &variant
+                    .target
+                    .overlay
+                    .as_ref()
+                    .expect("has an overlay")
+                    .name;
+                if seen.insert(format!("overlay {name}")) {
+                    findings.push(
+                        Finding::new(
+                            SHOWN,
+                            format!("overlays.{name}"),
+                            format!("missing (the overlay of variant `{}`)", variant.name),
+                        )
+                        .fix(fix.clone()),
+                    );
+                }
+            }
+            if let Some(f) =
+                self.unknown_overlay(&format!("variants/{}.json", variant.name), variant)
+            {
+                findings.push(f);
+            }
         }
         findings
     }
@@ -213,6 +355,7 @@ mod tests {
             ]
             .map(|(name, reference)| (name, reference.into()))
             .into(),
+            ..Lock::default()
         }
     }
 

@@ -12,6 +12,7 @@ pub mod arch;
 pub mod cidr;
 pub mod diag;
 pub mod extension;
+pub mod format;
 pub mod image;
 pub mod layout;
 pub mod lock;
@@ -20,6 +21,7 @@ pub mod plan;
 pub mod profile;
 pub mod record;
 pub mod talos;
+pub mod target;
 pub mod variant;
 pub mod yaml;
 

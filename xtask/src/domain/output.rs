@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::arch::Arch;
+use super::target::{Platform, Target};
 
 /// What a variant can build. Each maps to one imager profile (see `profile::for_output`).
 #[derive(
@@ -32,16 +33,20 @@ pub enum Output {
     Iso,
     /// a disk image for cloud-init style platforms (`nocloud-<arch>.raw.xz`)
     Nocloud,
+    /// the disk image of the variant's platform, with the imager's disk defaults for it
+    /// (`aws-<arch>.raw.xz`; `metal-<arch>.raw.xz` on metal)
+    Disk,
 }
 
 impl Output {
-    pub const ALL: [Output; 6] = [
+    pub const ALL: [Output; 7] = [
         Output::Installer,
         Output::Kernel,
         Output::Initramfs,
         Output::Metal,
         Output::Iso,
         Output::Nocloud,
+        Output::Disk,
     ];
     /// What a variant builds when its file does not say: everything a node and a netboot server need.
     pub const DEFAULT: [Output; 4] = [
@@ -59,6 +64,7 @@ impl Output {
             Output::Metal => "metal",
             Output::Iso => "iso",
             Output::Nocloud => "nocloud",
+            Output::Disk => "disk",
         }
     }
 }
@@ -66,6 +72,14 @@ impl Output {
 impl std::fmt::Display for Output {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// The file the imager writes for an output of a variant's target, for one arch.
+pub fn artifact(target: &Target, output: Output, arch: Arch) -> String {
+    match output {
+        Output::Disk => target.platform.disk_artifact(arch),
+        other => artifact_name(other, arch),
     }
 }
 
@@ -78,6 +92,8 @@ pub fn artifact_name(output: Output, arch: Arch) -> String {
         Output::Metal => format!("metal-{arch}.raw.xz"),
         Output::Iso => format!("metal-{arch}.iso"),
         Output::Nocloud => format!("nocloud-{arch}.raw.xz"),
+        // on metal; see `artifact` for other platforms
+        Output::Disk => Platform::Metal.disk_artifact(arch),
     }
 }
 
@@ -104,7 +120,8 @@ mod tests {
                 "initramfs-metal-arm64.xz",
                 "metal-arm64.raw.xz",
                 "metal-arm64.iso",
-                "nocloud-arm64.raw.xz"
+                "nocloud-arm64.raw.xz",
+                "metal-arm64.raw.xz"
             ]
         );
     }

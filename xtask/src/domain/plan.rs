@@ -6,11 +6,13 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::arch::Arch;
+use super::diag;
 use super::image::ImageRef;
-use super::lock::Lock;
-use super::output::Output;
+use super::lock::{self, Lock, OverlayEntry};
+use super::output::{artifact, Output};
 use super::profile::{self, Profile};
 use super::talos::{Talos, TalosVersion};
+use super::target::Target;
 use super::variant::{self, Variant};
 
 #[derive(Debug, Clone, Serialize)]
@@ -27,15 +29,23 @@ pub struct Plan {
 pub struct VariantPlan {
     pub name: String,
     pub description: String,
+    /// The first of `target.arches` (what the matchbox image and the qemu boot are built for).
     pub arch: Arch,
+    /// Platform, board overlay and every architecture the role is built for.
+    pub target: Target,
     /// Short names, in build order (firmware first).
     pub extensions: Vec<String>,
     /// The image references the profiles carry, in the same order.
     pub extension_refs: Vec<ImageRef>,
     /// Extensions whose lock entry has no digest yet.
     pub unpinned: Vec<String>,
+    /// The board overlay's image by digest, from the lock.
+    pub overlay_image: Option<String>,
     /// Repository the installer publishes to, without tag.
     pub image: String,
+    /// The tag of this target for the Talos version (`v1.13.6`, `aws-v1.13.6`,
+    /// `rpi_generic-v1.13.6`); every other tag carries the same prefix (docs/targets.md).
+    pub tag: String,
     pub profiles: Vec<PlannedProfile>,
     #[serde(skip)]
     pub variant: Variant,
@@ -45,10 +55,23 @@ pub struct VariantPlan {
 pub struct PlannedProfile {
     /// The output, named as upstream's `build-talos-<kind>` targets name it.
     pub kind: Output,
+    pub arch: Arch,
     /// The file the imager writes.
     pub artifact: String,
     /// The exact object the imager receives.
     pub profile: Profile,
+}
+
+impl PlannedProfile {
+    /// The step's name in logs, caches and timings: `installer`, or `installer-arm64` when the
+    /// role is built for several architectures.
+    pub fn step(&self, multi_arch: bool) -> String {
+        if multi_arch {
+            format!("{}-{}", self.kind.name(), self.arch)
+        } else {
+            self.kind.name().to_owned()
+        }
+    }
 }
 
 /// `HOST[:PORT][/PATH...]`, each path segment a valid repository path segment (lowercase), as
@@ -92,18 +115,33 @@ pub fn make(
     if lock.talos_version != talos.version {
         warnings.push(format!(
             "{} was resolved for Talos {} but the pinned upstream uses {}: run `cargo xtask lock`",
-            crate::domain::lock::SHOWN,
+            lock::SHOWN,
             lock.talos_version,
             talos.version
         ));
     }
     let mut plans = Vec::new();
+    let mut findings = Vec::new();
     let mut unpinned: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for variant in variants {
         let resolved = lock.resolve(&variant);
         for name in &resolved.missing {
             missing.push(format!("`{name}` (variant `{}`)", variant.name));
         }
+        let file = format!("variants/{}.json", variant.name);
+        let overlay_image = match lock.overlay(&variant) {
+            OverlayEntry::None => None,
+            OverlayEntry::Locked(reference) => Some(reference.to_owned()),
+            OverlayEntry::Missing => {
+                let name = &variant.target.overlay.as_ref().expect("has one").name;
+                missing.push(format!("overlay `{name}` (variant `{}`)", variant.name));
+                None
+            }
+            OverlayEntry::Unknown { .. } => {
+                findings.extend(lock.unknown_overlay(&file, &variant));
+                None
+            }
+        };
         for name in &resolved.unpinned {
             unpinned
                 .entry(name.clone())
@@ -114,23 +152,40 @@ pub fn make(
             Some(registry) => format!("{registry}/{}", variant.repository),
             None => variant.repository.clone(),
         };
+        let locked = profile::Locked {
+            extension_refs: &resolved.refs,
+            overlay_image: overlay_image.as_deref(),
+        };
+        // Output by output, each for every arch: a two-arch installer is two imager runs
+        // whose results publish as one index.
         let profiles = variant
             .outputs
             .iter()
-            .map(|&output| PlannedProfile {
+            .flat_map(|&output| {
+                variant
+                    .target
+                    .arches
+                    .iter()
+                    .map(move |&arch| (output, arch))
+            })
+            .map(|(output, arch)| PlannedProfile {
                 kind: output,
-                artifact: crate::domain::output::artifact_name(output, variant.arch),
-                profile: profile::for_output(&variant, output, &talos.version, &resolved.refs),
+                arch,
+                artifact: artifact(&variant.target, output, arch),
+                profile: profile::for_output(&variant, output, arch, &talos.version, locked),
             })
             .collect();
         plans.push(VariantPlan {
             name: variant.name.clone(),
             description: variant.description.clone(),
             arch: variant.arch,
+            target: variant.target.clone(),
             extensions: variant.all_extensions().map(str::to_owned).collect(),
             extension_refs: resolved.refs,
             unpinned: resolved.unpinned,
+            overlay_image,
             image,
+            tag: variant.target.tag(&talos.version.to_string()),
             profiles,
             variant,
         });
@@ -142,10 +197,11 @@ pub fn make(
             users.join(", ")
         ));
     }
+    diag::into_result("invalid variants", findings)?;
     if !missing.is_empty() {
         anyhow::bail!(
             "{} has no entry for {}: run `cargo xtask lock` to resolve them",
-            crate::domain::lock::SHOWN,
+            lock::SHOWN,
             missing.join(", ")
         );
     }

@@ -14,47 +14,10 @@ use super::arch::Arch;
 use super::image::ImageRef;
 use super::output::Output as VariantOutput;
 use super::talos::TalosVersion;
+pub use super::target::Platform;
 use super::variant::Variant;
 
-/// Talos platform names (the ones a CozyStack node can meet).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-#[allow(dead_code)] // mirrors the imager's schema; our variants use a subset
-pub enum Platform {
-    Metal,
-    Nocloud,
-    Aws,
-    Gcp,
-    Azure,
-    Openstack,
-    Hcloud,
-    Vmware,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[allow(dead_code)] // mirrors the imager's schema; our variants use a subset
-pub enum OutFormat {
-    #[serde(rename = "raw")]
-    Raw,
-    #[serde(rename = ".tar.gz")]
-    TarGz,
-    #[serde(rename = ".xz")]
-    Xz,
-    #[serde(rename = ".gz")]
-    Gz,
-    #[serde(rename = ".zst")]
-    Zst,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-#[allow(dead_code)] // mirrors the imager's schema; our variants use a subset
-pub enum DiskFormat {
-    Raw,
-    Qcow2,
-    Vhd,
-    Ova,
-}
+pub use super::format::{DiskFormat, OutFormat};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -71,6 +34,8 @@ pub enum Bootloader {
 pub struct ImageOptions {
     pub disk_size: NonZeroU64,
     pub disk_format: DiskFormat,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_format_options: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bootloader: Option<Bootloader>,
 }
@@ -142,6 +107,9 @@ pub struct Input {
     pub kernel: FileAsset,
     pub initramfs: FileAsset,
     pub base_installer: ContainerAsset,
+    /// The board overlay's image, for the target's arch (installer outputs of a board role).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overlay_installer: Option<ContainerAsset>,
     pub system_extensions: Vec<ContainerAsset>,
 }
 
@@ -161,7 +129,18 @@ pub struct Profile {
     pub input: Input,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub customization: Option<Customization>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<Overlay>,
     pub output: Output,
+}
+
+/// `overlay`: the board overlay (its name in the catalog, its image by digest, its options).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Overlay {
+    pub name: String,
+    pub image: ContainerAsset,
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    pub options: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Profile {
@@ -175,35 +154,44 @@ impl Profile {
     }
 }
 
-/// Upstream CozyStack's disk size for metal/nocloud images (1.2 GiB and a bit).
-pub const DISK_SIZE: NonZeroU64 = match NonZeroU64::new(1_306_525_696) {
-    Some(size) => size,
-    None => unreachable!(),
-};
+/// What a profile takes from the lock: the variant's extensions in build order, and its board
+/// overlay's image (`None` without an overlay).
+#[derive(Debug, Clone, Copy)]
+pub struct Locked<'a> {
+    pub extension_refs: &'a [ImageRef],
+    pub overlay_image: Option<&'a str>,
+}
 
-/// Builds the imager profile for one output of a variant. `extension_refs` are the image
-/// references of the variant's extensions in build order, as the lock gives them.
+/// Builds the imager profile for one output of a variant, for one of its architectures.
 pub fn for_output(
     variant: &Variant,
     output: VariantOutput,
+    arch: Arch,
     talos_version: &TalosVersion,
-    extension_refs: &[ImageRef],
+    locked: Locked<'_>,
 ) -> Profile {
-    let arch = variant.arch;
-    let image = || {
-        Kind::Image(ImageOptions {
-            disk_size: DISK_SIZE,
-            disk_format: DiskFormat::Raw,
-            bootloader: None,
-        })
+    let target = &variant.target;
+    let image = |platform: Platform| {
+        let d = platform.disk_defaults();
+        (
+            Kind::Image(ImageOptions {
+                disk_size: d.disk_size,
+                disk_format: d.disk_format,
+                disk_format_options: d.disk_format_options.map(str::to_owned),
+                bootloader: None,
+            }),
+            platform,
+            d.out_format,
+        )
     };
     let (kind, platform, out_format) = match output {
-        VariantOutput::Installer => (Kind::Installer, Platform::Metal, OutFormat::Raw),
+        VariantOutput::Installer => (Kind::Installer, target.platform, OutFormat::Raw),
         VariantOutput::Kernel => (Kind::Kernel, Platform::Metal, OutFormat::Raw),
         VariantOutput::Initramfs => (Kind::Initramfs, Platform::Metal, OutFormat::Raw),
-        VariantOutput::Metal => (image(), Platform::Metal, OutFormat::Xz),
+        VariantOutput::Metal => image(Platform::Metal),
         VariantOutput::Iso => (Kind::Iso, Platform::Metal, OutFormat::Raw),
-        VariantOutput::Nocloud => (image(), Platform::Nocloud, OutFormat::Xz),
+        VariantOutput::Nocloud => image(Platform::Nocloud),
+        VariantOutput::Disk => image(target.platform),
     };
     let customization =
         (kind.takes_kernel_args() && !variant.extra_kernel_args.is_empty()).then(|| {
@@ -211,6 +199,23 @@ pub fn for_output(
                 extra_kernel_args: variant.extra_kernel_args.clone(),
             }
         });
+    // The board's firmware, bootloader and device trees go into what boots: the installer
+    // (which also runs the overlay's installer for the target arch) and disk images.
+    let boots = matches!(kind, Kind::Installer | Kind::Image(_));
+    let overlay = match (&target.overlay, locked.overlay_image) {
+        (Some(choice), Some(image_ref)) if boots => Some(Overlay {
+            name: choice.name.clone(),
+            image: ContainerAsset {
+                image_ref: image_ref.to_owned(),
+            },
+            options: choice.options.clone(),
+        }),
+        _ => None,
+    };
+    let overlay_installer = overlay
+        .as_ref()
+        .filter(|_| kind == Kind::Installer)
+        .map(|o| o.image.clone());
     Profile {
         arch,
         platform,
@@ -226,7 +231,9 @@ pub fn for_output(
             base_installer: ContainerAsset {
                 image_ref: format!("ghcr.io/siderolabs/installer:{talos_version}"),
             },
-            system_extensions: extension_refs
+            overlay_installer,
+            system_extensions: locked
+                .extension_refs
                 .iter()
                 .map(|r| ContainerAsset {
                     image_ref: r.to_string(),
@@ -234,6 +241,7 @@ pub fn for_output(
                 .collect(),
         },
         customization,
+        overlay,
         output: Output { kind, out_format },
     }
 }
@@ -242,6 +250,13 @@ pub fn for_output(
 mod tests {
     use super::*;
     use crate::domain::variant::parse;
+
+    fn locked(refs: &[ImageRef]) -> Locked<'_> {
+        Locked {
+            extension_refs: refs,
+            overlay_image: None,
+        }
+    }
 
     fn variant(extra: &str) -> Variant {
         parse(
@@ -259,8 +274,9 @@ mod tests {
         let p = for_output(
             &variant(""),
             VariantOutput::Metal,
+            Arch::Arm64,
             &"v1.13.6".into(),
-            &[format!("ghcr.io/siderolabs/drbd:1@sha256:{}", "a".repeat(64)).into()],
+            locked(&[format!("ghcr.io/siderolabs/drbd:1@sha256:{}", "a".repeat(64)).into()]),
         );
         let json = p.to_json();
         assert_eq!(json["output"]["kind"], "image");
@@ -289,7 +305,14 @@ mod tests {
             VariantOutput::Initramfs,
             VariantOutput::Iso,
         ] {
-            let json = for_output(&variant(""), output, &"v1.13.6".into(), &[]).to_json();
+            let json = for_output(
+                &variant(""),
+                output,
+                Arch::Arm64,
+                &"v1.13.6".into(),
+                locked(&[]),
+            )
+            .to_json();
             assert!(
                 json["output"].get("imageOptions").is_none(),
                 "{output:?}: {json}"
@@ -302,8 +325,9 @@ mod tests {
         let json = for_output(
             &variant(r#", "extra_kernel_args": ["console=ttyAMA0"]"#),
             VariantOutput::Nocloud,
+            Arch::Arm64,
             &"v1.13.6".into(),
-            &[],
+            locked(&[]),
         )
         .to_json();
         let keys: Vec<&str> = json
@@ -340,20 +364,104 @@ mod tests {
     #[test]
     fn kernel_args_go_to_boot_assets_only() {
         let v = variant(r#", "extra_kernel_args": ["console=ttyAMA0"]"#);
-        assert!(
-            for_output(&v, VariantOutput::Kernel, &"v1.13.6".into(), &[])
-                .customization
-                .is_none()
+        assert!(for_output(
+            &v,
+            VariantOutput::Kernel,
+            Arch::Arm64,
+            &"v1.13.6".into(),
+            locked(&[])
+        )
+        .customization
+        .is_none());
+        assert!(for_output(
+            &v,
+            VariantOutput::Initramfs,
+            Arch::Arm64,
+            &"v1.13.6".into(),
+            locked(&[])
+        )
+        .customization
+        .is_none());
+        let installer = for_output(
+            &v,
+            VariantOutput::Installer,
+            Arch::Arm64,
+            &"v1.13.6".into(),
+            locked(&[]),
         );
-        assert!(
-            for_output(&v, VariantOutput::Initramfs, &"v1.13.6".into(), &[])
-                .customization
-                .is_none()
-        );
-        let installer = for_output(&v, VariantOutput::Installer, &"v1.13.6".into(), &[]);
         assert_eq!(
             installer.customization.unwrap().extra_kernel_args,
             ["console=ttyAMA0"]
+        );
+    }
+
+    const OVERLAY: &str = "ghcr.io/siderolabs/sbc-raspberrypi:v0.2.0@sha256:bb";
+
+    #[test]
+    fn a_board_role_carries_its_overlay_where_it_boots() {
+        let v = variant(
+            r#", "overlay": "rpi_generic", "overlay_options": {"configTxtAppend": "dtoverlay=disable-bt"}, "outputs": ["installer", "disk", "kernel"]"#,
+        );
+        let with = |output| {
+            for_output(
+                &v,
+                output,
+                Arch::Arm64,
+                &"v1.13.6".into(),
+                Locked {
+                    extension_refs: &[],
+                    overlay_image: Some(OVERLAY),
+                },
+            )
+            .to_json()
+        };
+        let installer = with(VariantOutput::Installer);
+        assert_eq!(installer["overlay"]["name"], "rpi_generic");
+        assert_eq!(installer["overlay"]["image"]["imageRef"], OVERLAY);
+        assert_eq!(
+            installer["overlay"]["options"]["configTxtAppend"],
+            "dtoverlay=disable-bt"
+        );
+        assert_eq!(installer["input"]["overlayInstaller"]["imageRef"], OVERLAY);
+        let disk = with(VariantOutput::Disk);
+        assert_eq!(disk["overlay"]["name"], "rpi_generic");
+        assert!(disk["input"].get("overlayInstaller").is_none(), "{disk}");
+        assert_eq!(disk["platform"], "metal");
+        let kernel = with(VariantOutput::Kernel);
+        assert!(kernel.get("overlay").is_none(), "{kernel}");
+    }
+
+    #[test]
+    fn a_cloud_role_gets_its_platform_and_the_imagers_disk_defaults() {
+        let v = variant(r#", "platform": "oracle""#);
+        assert_eq!(v.outputs, [VariantOutput::Installer, VariantOutput::Disk]);
+        let installer = for_output(
+            &v,
+            VariantOutput::Installer,
+            Arch::Arm64,
+            &"v1.13.6".into(),
+            locked(&[]),
+        )
+        .to_json();
+        assert_eq!(installer["platform"], "oracle");
+        let disk = for_output(
+            &v,
+            VariantOutput::Disk,
+            Arch::Arm64,
+            &"v1.13.6".into(),
+            locked(&[]),
+        )
+        .to_json();
+        assert_eq!(disk["platform"], "oracle");
+        assert_eq!(disk["output"]["imageOptions"]["diskSize"], 8_589_934_592u64);
+        assert_eq!(disk["output"]["imageOptions"]["diskFormat"], "qcow2");
+        assert_eq!(
+            disk["output"]["imageOptions"]["diskFormatOptions"],
+            "cluster_size=8k"
+        );
+        assert_eq!(
+            crate::domain::output::artifact(&v.target, VariantOutput::Disk, Arch::Arm64),
+            "oracle-arm64.qcow2.xz"
         );
     }
 }

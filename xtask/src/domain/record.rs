@@ -20,6 +20,13 @@ pub struct BuildRecord {
     pub variant: String,
     pub talos_version: TalosVersion,
     pub arch: Arch,
+    /// Every architecture built (`arch` is the first), and the target's platform and overlay.
+    #[serde(default)]
+    pub arches: Vec<Arch>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<String>,
     #[serde(default)]
     pub imager: String,
     #[serde(default)]
@@ -47,6 +54,8 @@ pub struct ExtensionRecord {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProfileRecord {
     pub kind: Output,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<Arch>,
     pub artifact: String,
     /// sha256 of the exact profile bytes (YAML) the imager received on stdin.
     #[serde(default)]
@@ -75,4 +84,13 @@ pub struct Published {
     pub digest: String,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// The architectures of an image index (one entry per arch); empty for a single image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub arches: Vec<String>,
+}
+
+impl Published {
+    pub fn is_index(&self) -> bool {
+        !self.arches.is_empty()
+    }
 }

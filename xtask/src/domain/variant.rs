@@ -16,13 +16,18 @@ use super::cidr::{self, Ipv4Cidr};
 use super::diag::{self, Finding};
 use super::extension::{self, Needs, X86_ONLY_FIRMWARE};
 use super::output::Output;
+use super::target::{OverlayChoice, Platform, Target};
 
 /// One node role, as read from `variants/<name>.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Variant {
     pub name: String,
     pub description: String,
+    /// The first of `target.arches`: what stages that handle one architecture per role use
+    /// (the matchbox netboot image, the qemu boot).
     pub arch: Arch,
+    /// Platform, board overlay and every architecture (docs/variants.md).
+    pub target: Target,
     /// System extensions by short name (`drbd`), in build order.
     pub extensions: Vec<String>,
     /// Firmware extensions by short name; built before the system extensions.
@@ -131,6 +136,9 @@ const FIELDS: &[&str] = &[
     "name",
     "description",
     "arch",
+    "platform",
+    "overlay",
+    "overlay_options",
     "extensions",
     "firmware",
     "repository",
@@ -194,11 +202,22 @@ pub fn parse(file: &str, text: &str) -> Result<Variant, Vec<Finding>> {
     };
     let name = fields.required_string("name");
     let description = fields.required_string("description");
-    let arch = fields.required_arch();
+    let arches = fields.arches();
+    let platform = fields.optional(|f| f.platform(), Platform::Metal, "platform");
+    let overlay = fields.optional(|f| f.overlay_name().map(Some), None, "overlay");
+    let overlay_options = fields.optional(
+        |f| f.object_field("overlay_options"),
+        Map::new(),
+        "overlay_options",
+    );
     let extensions = fields.name_list("extensions", true);
     let firmware = fields.optional(|f| f.name_list("firmware", false), Vec::new(), "firmware");
     let repository = fields.required_string("repository");
-    let outputs = fields.optional(|f| f.outputs(), Output::DEFAULT.to_vec(), "outputs");
+    let default_outputs = match (&platform, &overlay) {
+        (Some(Platform::Metal), Some(None)) => Output::DEFAULT.to_vec(),
+        _ => vec![Output::Installer, Output::Disk],
+    };
+    let outputs = fields.optional(|f| f.outputs(), default_outputs, "outputs");
     let extra_kernel_args = fields.optional(
         |f| f.string_list("extra_kernel_args"),
         Vec::new(),
@@ -236,18 +255,35 @@ pub fn parse(file: &str, text: &str) -> Result<Variant, Vec<Finding>> {
             );
         }
     }
-    if let (Some(arch), Some(firmware)) = (arch, &firmware) {
-        if arch == Arch::Arm64 {
+    if let (Some(arches), Some(firmware)) = (&arches, &firmware) {
+        if arches.contains(&Arch::Arm64) {
+            let more = if arches.len() > 1 {
+                " (a role built for several architectures carries the same extensions on each)"
+            } else {
+                ""
+            };
             for (i, fw) in firmware.iter().enumerate() {
                 if X86_ONLY_FIRMWARE.contains(&fw.as_str()) {
                     findings.push(
                         Finding::new(file, format!("firmware[{i}]"), "x86-only firmware in an arm64 variant")
                             .value(quoted(fw))
-                            .fix(format!("remove \"{fw}\": it builds into an arm64 image but is dead weight there")),
+                            .fix(format!("remove \"{fw}\": it builds into an arm64 image but is dead weight there{more}")),
                     );
                 }
             }
         }
+    }
+    if let (Some(arches), Some(platform), Some(overlay), Some(options), Some(outputs)) =
+        (&arches, platform, &overlay, &overlay_options, &outputs)
+    {
+        findings.extend(check_target(
+            file,
+            arches,
+            platform,
+            overlay.as_deref(),
+            options,
+            outputs,
+        ));
     }
     if let (Some(extensions), Some(firmware)) = (&extensions, &firmware) {
         for (i, fw) in firmware.iter().enumerate() {
@@ -269,10 +305,18 @@ pub fn parse(file: &str, text: &str) -> Result<Variant, Vec<Finding>> {
         findings.extend(check_declared_config(file, extensions, firmware, config));
     }
 
+    let target = match (arches, platform, overlay, overlay_options) {
+        (Some(arches), Some(platform), Some(overlay), Some(options)) => Some(Target {
+            platform,
+            overlay: overlay.map(|name| OverlayChoice { name, options }),
+            arches,
+        }),
+        _ => None,
+    };
     match (
         name,
         description,
-        arch,
+        target,
         extensions,
         firmware,
         repository,
@@ -283,7 +327,7 @@ pub fn parse(file: &str, text: &str) -> Result<Variant, Vec<Finding>> {
         (
             Some(name),
             Some(description),
-            Some(arch),
+            Some(target),
             Some(extensions),
             Some(firmware),
             Some(repository),
@@ -293,7 +337,8 @@ pub fn parse(file: &str, text: &str) -> Result<Variant, Vec<Finding>> {
         ) if findings.is_empty() => Ok(Variant {
             name,
             description,
-            arch,
+            arch: target.arches[0],
+            target,
             extensions,
             firmware,
             repository,
@@ -303,6 +348,90 @@ pub fn parse(file: &str, text: &str) -> Result<Variant, Vec<Finding>> {
         }),
         _ => Err(findings),
     }
+}
+
+/// The target's own rules: a board overlay is for arm64 boards booting Talos's metal image
+/// (every board in the catalog is an arm64 single-board computer), options need an overlay,
+/// and a cloud platform's disk is `disk`, not the metal image or ISO.
+fn check_target(
+    file: &str,
+    arches: &[Arch],
+    platform: Platform,
+    overlay: Option<&str>,
+    options: &Map<String, Value>,
+    outputs: &[Output],
+) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    if let Some(name) = overlay {
+        if let Some(i) = arches.iter().position(|a| *a == Arch::Amd64) {
+            let field = if arches.len() > 1 {
+                format!("arch[{i}]")
+            } else {
+                "arch".to_owned()
+            };
+            findings.push(
+                Finding::new(file, field, format!("board overlay `{name}` on amd64: overlays are for arm64 boards"))
+                    .value("\"amd64\"")
+                    .fix("set \"arch\": \"arm64\" for the board role, and put amd64 nodes in a role of their own without `overlay`"),
+            );
+        }
+        if platform != Platform::Metal {
+            findings.push(
+                Finding::new(file, "platform", format!("board overlay `{name}` on a cloud platform: boards boot Talos's metal image"))
+                    .value(quoted(platform.name()))
+                    .fix("drop \"platform\" (boards are metal), or drop \"overlay\" for a cloud role"),
+            );
+        }
+        if let Some(i) = outputs.iter().position(|o| *o == Output::Iso) {
+            findings.push(
+                Finding::new(
+                    file,
+                    format!("outputs[{i}]"),
+                    "an ISO for a board: boards boot from the disk image",
+                )
+                .value("\"iso\"")
+                .fix("drop \"iso\"; flash the disk image (`disk`) instead (docs/targets.md)"),
+            );
+        }
+    } else if !options.is_empty() {
+        findings.push(
+            Finding::new(file, "overlay_options", "given without `overlay`")
+                .fix("add \"overlay\": \"rpi_generic\" (or the board's overlay), or drop `overlay_options`"),
+        );
+    }
+    for (key, value) in options {
+        if !value.is_string() {
+            findings.push(
+                Finding::new(file, format!("overlay_options.{key}"), "overlay options are strings here")
+                    .value(value)
+                    .fix(format!("write `overlay_options.{key}` as a string (for Raspberry Pi: configTxt, configTxtAppend)")),
+            );
+        }
+    }
+    if platform != Platform::Metal {
+        for (i, output) in outputs.iter().enumerate() {
+            if matches!(output, Output::Metal | Output::Iso | Output::Nocloud) {
+                findings.push(
+                    Finding::new(file, format!("outputs[{i}]"), format!("a `{}` image in a `{platform}` role: it would boot as {}, not {platform}", output.name(), if *output == Output::Nocloud { "nocloud" } else { "metal" }))
+                        .value(quoted(output.name()))
+                        .fix(format!("use \"disk\" for the {platform} disk image ({})", platform.disk_artifact(arches.first().copied().unwrap_or(Arch::Arm64)))),
+                );
+            }
+        }
+    } else if let (Some(m), Some(d)) = (
+        outputs.iter().position(|o| *o == Output::Metal),
+        outputs.iter().position(|o| *o == Output::Disk),
+    ) {
+        findings.push(
+            Finding::new(
+                file,
+                format!("outputs[{}]", m.max(d)),
+                "`disk` and `metal` are the same image on metal",
+            )
+            .fix("list one of them"),
+        );
+    }
+    findings
 }
 
 /// An extension whose service waits for configuration the variant must declare (tailscale) is
@@ -348,18 +477,20 @@ fn check_declared_config(
 /// and the matchbox image's beside it) belongs to one variant only.
 pub fn check_set(variants: &[(String, Variant)]) -> Vec<Finding> {
     let mut findings = Vec::new();
-    // repository -> (file, what publishes there)
-    let mut taken: BTreeMap<String, (&str, &str)> = BTreeMap::new();
+    // (repository, target's tag prefix) -> (file, what publishes there)
+    let mut taken: BTreeMap<(String, Option<String>), (&str, &str)> = BTreeMap::new();
     for (file, variant) in variants {
+        let prefix = variant.target.tag_prefix();
         let published = std::iter::once((variant.repository.clone(), "the installer")).chain(
             variant
                 .matchbox_repository()
                 .map(|r| (r, "the matchbox image")),
         );
         for (repository, what) in published {
-            match taken.get(&repository) {
+            let key = (repository.clone(), prefix.clone());
+            match taken.get(&key) {
                 None => {
-                    taken.insert(repository, (file, what));
+                    taken.insert(key, (file, what));
                 }
                 Some((first, first_what)) => {
                     let problem = if what == "the installer" && *first_what == "the installer" {
@@ -369,10 +500,11 @@ pub fn check_set(variants: &[(String, Variant)]) -> Vec<Finding> {
                             "{what} would publish to {repository}, where {first_what} of {first} publishes"
                         )
                     };
+                    let tags = variant.target.tag("<talos>");
                     findings.push(
-                        Finding::new(file.as_str(), "repository", problem)
+                        Finding::new(file.as_str(), "repository", format!("{problem}, with the same tags ({tags})"))
                             .value(quoted(&variant.repository))
-                            .fix("give each role its own repository directory (the matchbox image publishes to <directory>/matchbox), or one image would overwrite the other"),
+                            .fix("give each role its own repository directory (the matchbox image publishes to <directory>/matchbox), or one image would overwrite the other; roles may share a repository only for different targets (platform or overlay), whose tags differ"),
                     );
                     // one finding per variant: a shared installer repository implies the rest
                     break;
@@ -690,17 +822,124 @@ impl<'a> Fields<'a> {
         ok.then_some(args)
     }
 
-    fn required_arch(&mut self) -> Option<Arch> {
-        let value = self.required_string("arch")?;
-        match value.as_str() {
+    fn parse_arch(&mut self, path: &str, value: &str) -> Option<Arch> {
+        match value {
             "arm64" => Some(Arch::Arm64),
             "amd64" => Some(Arch::Amd64),
             _ => {
                 self.findings.push(
-                    Finding::new(self.file, "arch", "unknown architecture")
-                        .value(quoted(&value))
+                    Finding::new(self.file, path, "unknown architecture")
+                        .value(quoted(value))
                         .fix("use \"arm64\" (or \"amd64\"); Talos names them the Go way, not aarch64/x86_64"),
                 );
+                None
+            }
+        }
+    }
+
+    /// `"arch": "arm64"` or `"arch": ["amd64", "arm64"]` (one image index per tag).
+    fn arches(&mut self) -> Option<Vec<Arch>> {
+        match self.object.get("arch") {
+            Some(Value::Array(_)) => {
+                let names = self.string_list("arch")?;
+                let mut out = Vec::new();
+                let mut ok = true;
+                for (i, name) in names.iter().enumerate() {
+                    match self.parse_arch(&format!("arch[{i}]"), name) {
+                        Some(a) if out.contains(&a) => {
+                            self.findings.push(
+                                Finding::new(
+                                    self.file,
+                                    format!("arch[{i}]"),
+                                    "duplicate architecture",
+                                )
+                                .value(quoted(name))
+                                .fix("list each architecture once"),
+                            );
+                            ok = false;
+                        }
+                        Some(a) => out.push(a),
+                        None => ok = false,
+                    }
+                }
+                if out.is_empty() && ok {
+                    self.findings.push(
+                        Finding::new(self.file, "arch", "empty")
+                            .value("[]")
+                            .fix("write \"arch\": \"arm64\", or list the architectures, e.g. [\"amd64\", \"arm64\"]"),
+                    );
+                    ok = false;
+                }
+                ok.then_some(out)
+            }
+            Some(Value::String(_)) | None => {
+                let value = self.required_string("arch")?;
+                Some(vec![self.parse_arch("arch", &value)?])
+            }
+            Some(other) => {
+                self.wrong_type("arch", other, "a string or an array of strings");
+                None
+            }
+        }
+    }
+
+    fn platform(&mut self) -> Option<Platform> {
+        let value = self.required_string("platform")?;
+        if let Some(platform) = Platform::parse(&value) {
+            return Some(platform);
+        }
+        let names = Platform::names();
+        let hint = match diag::closest(&value.to_lowercase(), &names) {
+            Some(near) => format!("did you mean \"{near}\"? "),
+            None => String::new(),
+        };
+        let why = match value.as_str() {
+            "container" => " (`container` runs Talos in a container and boots no image)",
+            "equinixMetal" | "packet" => {
+                " (Equinix Metal boots over iPXE: build `kernel` and `initramfs` on metal)"
+            }
+            _ => "",
+        };
+        self.findings.push(
+            Finding::new(
+                self.file,
+                "platform",
+                format!("unknown Talos platform{why}"),
+            )
+            .value(quoted(&value))
+            .fix(format!(
+                "{hint}Talos platforms with a disk image are: {}",
+                names.join(", ")
+            )),
+        );
+        None
+    }
+
+    fn overlay_name(&mut self) -> Option<String> {
+        let value = self.required_string("overlay")?;
+        let ok = value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+            && value
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphanumeric());
+        if !ok {
+            self.findings.push(
+                Finding::new(self.file, "overlay", "not an overlay name")
+                    .value(quoted(&value))
+                    .fix("write the overlay's name from the overlays catalog, e.g. \"rpi_generic\" (Raspberry Pi 4, CM4) or \"rpi_5\"; the image comes from variants/extensions.lock"),
+            );
+            return None;
+        }
+        Some(value)
+    }
+
+    fn object_field(&mut self, field: &str) -> Option<Map<String, Value>> {
+        match self.object.get(field)? {
+            Value::Object(map) => Some(map.clone()),
+            other => {
+                self.wrong_type(field, other, "an object");
                 None
             }
         }
@@ -1134,5 +1373,180 @@ mod tests {
         for bad in ["", "Talos", "-a", "a-", "a..b", "a._b", "a b", "a/b"] {
             assert!(!is_path_segment(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn arch_is_a_string_or_a_list() {
+        let v = parse(
+            "variants/compute.json",
+            &GOOD.replace("\"arm64\"", "[\"amd64\", \"arm64\"]"),
+        )
+        .unwrap();
+        assert_eq!(v.target.arches, [Arch::Amd64, Arch::Arm64]);
+        assert_eq!(v.arch, Arch::Amd64);
+        let joined = errors(
+            "variants/compute.json",
+            &GOOD.replace("\"arm64\"", "[\"arm64\", \"aarch64\", \"arm64\"]"),
+        )
+        .join("\n");
+        assert!(
+            joined.contains("field `arch[1]` = \"aarch64\": unknown architecture"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("field `arch[2]` = \"arm64\": duplicate architecture"),
+            "{joined}"
+        );
+        let e = one_error("variants/compute.json", &GOOD.replace("\"arm64\"", "[]"));
+        assert!(e.contains("field `arch` = []: empty"), "{e}");
+        let e = one_error("variants/compute.json", &GOOD.replace("\"arm64\"", "64"));
+        assert!(
+            e.contains("expected a string or an array of strings"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_platforms_get_a_did_you_mean() {
+        let e = one_error(
+            "variants/compute.json",
+            &GOOD.replace("\"arch\"", "\"platform\": \"hetzner-cloud\", \"arch\""),
+        );
+        assert!(
+            e.contains("field `platform` = \"hetzner-cloud\": unknown Talos platform"),
+            "{e}"
+        );
+        let e = one_error(
+            "variants/compute.json",
+            &GOOD.replace("\"arch\"", "\"platform\": \"AWS\", \"arch\""),
+        );
+        assert!(e.contains("did you mean \"aws\"?"), "{e}");
+        assert!(e.contains("metal, akamai, aws"), "{e}");
+        let e = one_error(
+            "variants/compute.json",
+            &GOOD.replace("\"arch\"", "\"platform\": \"container\", \"arch\""),
+        );
+        assert!(e.contains("boots no image"), "{e}");
+        let aws = parse(
+            "variants/compute.json",
+            &GOOD.replace("\"arch\"", "\"platform\": \"aws\", \"arch\""),
+        )
+        .unwrap();
+        assert_eq!(aws.target.platform, Platform::Aws);
+        assert_eq!(aws.outputs, [Output::Installer, Output::Disk]);
+    }
+
+    #[test]
+    fn a_cloud_role_builds_its_own_disk_not_the_metal_one() {
+        let text = GOOD.replace(
+            "\"arch\"",
+            "\"platform\": \"aws\", \"outputs\": [\"installer\", \"metal\"], \"arch\"",
+        );
+        let e = one_error("variants/compute.json", &text);
+        assert!(
+            e.contains("field `outputs[1]` = \"metal\": a `metal` image in a `aws` role"),
+            "{e}"
+        );
+        assert!(
+            e.contains("use \"disk\" for the aws disk image (aws-arm64.raw.xz)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn overlays_are_for_arm64_boards() {
+        let board = GOOD.replace("\"arch\"", "\"overlay\": \"rpi_generic\", \"arch\"");
+        let v = parse("variants/compute.json", &board).unwrap();
+        assert_eq!(v.target.overlay.as_ref().unwrap().name, "rpi_generic");
+        assert_eq!(v.outputs, [Output::Installer, Output::Disk]);
+        let e = one_error(
+            "variants/compute.json",
+            &board.replace("\"arm64\"", "[\"arm64\", \"amd64\"]"),
+        );
+        assert!(
+            e.contains("field `arch[1]` = \"amd64\": board overlay `rpi_generic` on amd64"),
+            "{e}"
+        );
+        let e = one_error(
+            "variants/compute.json",
+            &board.replace("\"arch\"", "\"platform\": \"aws\", \"arch\""),
+        );
+        assert!(
+            e.contains(
+                "field `platform` = \"aws\": board overlay `rpi_generic` on a cloud platform"
+            ),
+            "{e}"
+        );
+        let e = one_error(
+            "variants/compute.json",
+            &GOOD.replace(
+                "\"arch\"",
+                "\"overlay_options\": {\"configTxt\": \"x\"}, \"arch\"",
+            ),
+        );
+        assert!(
+            e.contains("field `overlay_options`: given without `overlay`"),
+            "{e}"
+        );
+        let e = one_error(
+            "variants/compute.json",
+            &board.replace(
+                "\"arch\"",
+                "\"overlay_options\": {\"configTxt\": 1}, \"arch\"",
+            ),
+        );
+        assert!(
+            e.contains("field `overlay_options.configTxt` = 1: overlay options are strings here"),
+            "{e}"
+        );
+        let e = one_error(
+            "variants/compute.json",
+            &GOOD.replace(
+                "\"arch\"",
+                "\"overlay\": \"sbc-raspberrypi:v0.2.0\", \"arch\"",
+            ),
+        );
+        assert!(e.contains("not an overlay name"), "{e}");
+    }
+
+    #[test]
+    fn x86_firmware_is_refused_in_any_arm64_build_of_a_role() {
+        let text = GOOD
+            .replace("\"arm64\"", "[\"amd64\", \"arm64\"]")
+            .replace("\"arch\"", "\"firmware\": [\"amd-ucode\"], \"arch\"");
+        let e = one_error("variants/compute.json", &text);
+        assert!(
+            e.contains(
+                "field `firmware[0]` = \"amd-ucode\": x86-only firmware in an arm64 variant"
+            ),
+            "{e}"
+        );
+        assert!(e.contains("carries the same extensions on each"), "{e}");
+    }
+
+    #[test]
+    fn targets_of_one_role_share_a_repository_with_their_own_tags() {
+        let metal = parse("variants/compute.json", GOOD).unwrap();
+        let rpi_text = GOOD
+            .replace("\"compute\"", "\"compute-rpi\"")
+            .replace("\"arch\"", "\"overlay\": \"rpi_generic\", \"arch\"");
+        let rpi = parse("variants/compute-rpi.json", &rpi_text).unwrap();
+        let rpi2 = parse(
+            "variants/compute-rpi2.json",
+            &rpi_text.replace("\"compute-rpi\"", "\"compute-rpi2\""),
+        )
+        .unwrap();
+        assert!(check_set(&[
+            ("variants/compute.json".into(), metal),
+            ("variants/compute-rpi.json".into(), rpi.clone()),
+        ])
+        .is_empty());
+        let findings = check_set(&[
+            ("variants/compute-rpi.json".into(), rpi),
+            ("variants/compute-rpi2.json".into(), rpi2),
+        ]);
+        assert_eq!(findings.len(), 1, "{findings:#?}");
+        let e = findings[0].to_string();
+        assert!(e.contains("also published by variants/compute-rpi.json, with the same tags (rpi_generic-<talos>)"), "{e}");
     }
 }

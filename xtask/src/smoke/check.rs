@@ -15,7 +15,7 @@ use serde::{Serialize, Serializer};
 use serde_json::Value;
 use xshell::{cmd, Shell};
 
-use crate::domain::record::{BuildRecord, RECORD};
+use crate::domain::record::{BuildRecord, Published, RECORD};
 use crate::domain::{Arch, Finding, ImageRef, Lock, Output, Variant};
 use crate::project::Project;
 
@@ -84,17 +84,13 @@ pub fn static_checks(
         findings: Vec::new(),
     };
     check_record(&record, shown.as_str(), variant, &lock, &mut report);
+    check_target(&record, shown.as_str(), variant, &lock, &mut report);
     check_files(&record, &dir, shown.as_str(), &mut report);
     let sh = Shell::new()?;
-    check_installer_archive(
-        &sh,
-        &record,
-        &dir,
-        shown.as_str(),
-        variant.arch,
-        &mut report,
-    );
-    check_published(skopeo, &record, shown.as_str(), variant.arch, &mut report);
+    for &arch in &variant.target.arches {
+        check_installer_archive(&sh, &record, &dir, shown.as_str(), arch, &mut report);
+    }
+    check_published(skopeo, &record, shown.as_str(), variant, &mut report);
     Ok(report)
 }
 
@@ -194,12 +190,17 @@ pub fn check_record(
     for (i, entry) in record.profiles.iter().enumerate() {
         let base = format!("profiles[{i}].profile");
         let profile = &entry.profile;
-        if profile["arch"].as_str() != Some(variant.arch.as_str()) {
+        let arches: Vec<&str> = variant.target.arches.iter().map(|a| a.as_str()).collect();
+        let asked = profile["arch"].as_str().unwrap_or_default();
+        if !arches.contains(&asked) || entry.arch.is_some_and(|a| a.as_str() != asked) {
             findings.push(
                 Finding::new(
                     shown,
                     format!("{base}.arch"),
-                    format!("the imager was not asked for {}", variant.arch),
+                    format!(
+                        "the imager was not asked for {}",
+                        entry.arch.map_or(arches.join(" or "), |a| a.to_string())
+                    ),
                 )
                 .value(&profile["arch"])
                 .fix(rebuild.clone()),
@@ -309,19 +310,25 @@ pub fn check_record(
         }
     }
     for output in &variant.outputs {
-        if !record.profiles.iter().any(|p| p.kind == *output) {
-            findings.push(
-                Finding::new(
-                    shown,
-                    "profiles",
-                    format!(
-                        "no `{}` profile, but variant `{}` builds it",
-                        output.name(),
-                        variant.name
-                    ),
-                )
-                .fix(rebuild.clone()),
-            );
+        for arch in &variant.target.arches {
+            let found = record
+                .profiles
+                .iter()
+                .any(|p| p.kind == *output && p.profile["arch"].as_str() == Some(arch.as_str()));
+            if !found {
+                findings.push(
+                    Finding::new(
+                        shown,
+                        "profiles",
+                        format!(
+                            "no `{}` profile for {arch}, but variant `{}` builds it",
+                            output.name(),
+                            variant.name
+                        ),
+                    )
+                    .fix(rebuild.clone()),
+                );
+            }
         }
     }
     if report.findings.len() > before {
@@ -336,6 +343,163 @@ pub fn check_record(
             variant_names.iter().copied().collect::<Vec<_>>().join(", ")
         }
     ));
+}
+
+/// The target of every output: the record names the variant's platform, overlay and arches;
+/// each profile asks for the platform its output boots on, and carries the board overlay
+/// (locked image) exactly where it boots (installer, disk images), the installer also as
+/// `input.overlayInstaller`.
+pub fn check_target(
+    record: &BuildRecord,
+    shown: &str,
+    variant: &Variant,
+    lock: &Lock,
+    report: &mut Report,
+) {
+    let rebuild = format!(
+        "rebuild with `cargo xtask build --variant {}`",
+        variant.name
+    );
+    let target = &variant.target;
+    let before = report.findings.len();
+    let findings = &mut report.findings;
+    let arches: Vec<String> = target.arches.iter().map(|a| a.to_string()).collect();
+    let recorded_arches: Vec<String> = if record.arches.is_empty() {
+        vec![record.arch.to_string()]
+    } else {
+        record.arches.iter().map(|a| a.to_string()).collect()
+    };
+    if recorded_arches != arches {
+        findings.push(
+            Finding::new(
+                shown,
+                "arches",
+                format!(
+                    "variant `{}` is built for {}",
+                    variant.name,
+                    arches.join(", ")
+                ),
+            )
+            .value(recorded_arches.join(", "))
+            .fix(rebuild.clone()),
+        );
+    }
+    if record.platform.as_deref().unwrap_or("metal") != target.platform.name() {
+        findings.push(
+            Finding::new(
+                shown,
+                "platform",
+                format!(
+                    "variant `{}` is for platform {}",
+                    variant.name, target.platform
+                ),
+            )
+            .value(record.platform.as_deref().unwrap_or("metal"))
+            .fix(rebuild.clone()),
+        );
+    }
+    let overlay = target.overlay.as_ref().map(|o| o.name.as_str());
+    if record.overlay.as_deref() != overlay {
+        findings.push(
+            Finding::new(
+                shown,
+                "overlay",
+                format!(
+                    "variant `{}` has overlay {}",
+                    variant.name,
+                    overlay.unwrap_or("none")
+                ),
+            )
+            .value(record.overlay.as_deref().unwrap_or("none"))
+            .fix(rebuild.clone()),
+        );
+    }
+    let locked_overlay = overlay.and_then(|name| lock.overlays.get(name));
+    for (i, entry) in record.profiles.iter().enumerate() {
+        let base = format!("profiles[{i}].profile");
+        let profile = &entry.profile;
+        let output = entry.kind;
+        let want_platform = match output {
+            Output::Installer | Output::Disk => target.platform.name(),
+            Output::Nocloud => "nocloud",
+            _ => "metal",
+        };
+        if profile["platform"].as_str() != Some(want_platform) {
+            findings.push(
+                Finding::new(
+                    shown,
+                    format!("{base}.platform"),
+                    format!(
+                        "the {} of variant `{}` boots on {want_platform}",
+                        entry.kind, variant.name
+                    ),
+                )
+                .value(&profile["platform"])
+                .fix(rebuild.clone()),
+            );
+        }
+        let boots = matches!(
+            output,
+            Output::Installer | Output::Metal | Output::Disk | Output::Nocloud
+        );
+        let want = locked_overlay.filter(|_| boots);
+        let have_name = profile["overlay"]["name"].as_str();
+        let have_image = profile["overlay"]["image"]["imageRef"].as_str();
+        match want {
+            Some(image) if have_name != overlay || have_image != Some(image.as_str()) => findings
+                .push(
+                    Finding::new(
+                        shown,
+                        format!("{base}.overlay"),
+                        format!(
+                            "not the locked overlay {} {image}",
+                            overlay.unwrap_or_default()
+                        ),
+                    )
+                    .value(&profile["overlay"])
+                    .fix(format!(
+                        "{rebuild}; without its overlay a board gets no firmware and does not boot"
+                    )),
+                ),
+            None if !profile["overlay"].is_null() => findings.push(
+                Finding::new(
+                    shown,
+                    format!("{base}.overlay"),
+                    format!(
+                        "the {} of variant `{}` carries no overlay",
+                        entry.kind, variant.name
+                    ),
+                )
+                .value(&profile["overlay"])
+                .fix(rebuild.clone()),
+            ),
+            _ => {}
+        }
+        let installer_overlay = profile["input"]["overlayInstaller"]["imageRef"].as_str();
+        let want_installer = want
+            .filter(|_| output == Output::Installer)
+            .map(String::as_str);
+        if installer_overlay != want_installer {
+            findings.push(
+                Finding::new(shown, format!("{base}.input.overlayInstaller"), match want_installer {
+                    Some(image) => format!("an installer of a board role runs the overlay's installer: expected {image}"),
+                    None => "only the installer of a board role has one".to_owned(),
+                })
+                .value(installer_overlay.unwrap_or("none"))
+                .fix(rebuild.clone()),
+            );
+        }
+    }
+    if report.findings.len() == before {
+        report.checked.push(format!(
+            "every profile: platform {}{}, arch {}",
+            target.platform,
+            overlay
+                .map(|o| format!(", overlay {o} where it boots"))
+                .unwrap_or_default(),
+            arches.join(", ")
+        ));
+    }
 }
 
 fn render_refs(refs: &[(String, ImageRef)]) -> String {
@@ -558,10 +722,18 @@ fn check_published(
     skopeo: &crate::registry::Skopeo,
     record: &BuildRecord,
     shown: &str,
-    arch: Arch,
+    variant: &Variant,
     report: &mut Report,
 ) {
     for (i, published) in record.published.iter().enumerate() {
+        // The installer of a role built for several arches is one index of all of them;
+        // everything else is one image of the role's first arch.
+        let arches: Vec<Arch> = if published.kind == "installer" {
+            variant.target.arches.clone()
+        } else {
+            vec![variant.arch]
+        };
+        check_tag_names(published, shown, i, variant, report);
         let field = format!("published[{i}]");
         let by_digest = format!("{}@{}", published.image, published.digest);
         let republish = format!(
@@ -585,59 +757,113 @@ fn check_published(
         };
         let manifest: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
         let media_type = manifest["mediaType"].as_str().unwrap_or_default();
-        // An index is fine if it holds a linux/<arch> image: check that one's config.
-        let image_digest = if INDEX_TYPES.contains(&media_type) {
-            let found = manifest["manifests"].as_array().and_then(|list| {
-                list.iter().find(|m| {
-                    m["platform"]["architecture"].as_str() == Some(arch.as_str())
-                        && m["platform"]["os"].as_str() == Some("linux")
-                })
-            });
-            match found.and_then(|m| m["digest"].as_str()) {
-                Some(digest) => digest.to_owned(),
-                None => {
-                    report.findings.push(
-                        Finding::new(
-                            shown,
-                            format!("{field}.digest"),
-                            format!("the index in the registry has no linux/{arch} image"),
-                        )
-                        .value(&by_digest)
-                        .fix(republish),
-                    );
-                    continue;
-                }
-            }
-        } else {
-            published.digest.clone()
-        };
-        match registry_raw(skopeo, &format!("{}@{image_digest}", published.image), true)
-            .and_then(|raw| serde_json::from_slice::<Value>(&raw).context("config is not JSON"))
-        {
-            Ok(config) => match platform_problem(&config, arch) {
-                None => report.checked.push(format!(
-                    "{} image {by_digest}: registry config is linux/{arch}",
-                    published.kind
-                )),
-                Some(problem) => report.findings.push(
+        let is_index = INDEX_TYPES.contains(&media_type);
+        if arches.len() > 1 {
+            if !is_index {
+                report.findings.push(
                     Finding::new(
                         shown,
                         format!("{field}.digest"),
-                        format!("in the registry, {problem}"),
+                        format!(
+                            "a single image in the registry, not one index of {}",
+                            render_arches(&arches)
+                        ),
+                    )
+                    .value(&by_digest)
+                    .fix(republish.clone()),
+                );
+                continue;
+            }
+            let listed: Vec<String> = manifest["manifests"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|m| {
+                    format!(
+                        "{}/{}",
+                        m["platform"]["os"].as_str().unwrap_or("?"),
+                        m["platform"]["architecture"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect();
+            let want: Vec<String> = arches.iter().map(|a| format!("linux/{a}")).collect();
+            if listed != want {
+                report.findings.push(
+                    Finding::new(
+                        shown,
+                        format!("{field}.digest"),
+                        format!(
+                            "the index in the registry lists {}, not exactly {}",
+                            listed.join(", "),
+                            want.join(", ")
+                        ),
+                    )
+                    .value(&by_digest)
+                    .fix(republish.clone()),
+                );
+                continue;
+            }
+        }
+        for arch in arches.iter().copied() {
+            // An index is fine if it holds a linux/<arch> image: check that one's config.
+            let image_digest = if is_index {
+                let found = manifest["manifests"].as_array().and_then(|list| {
+                    list.iter().find(|m| {
+                        m["platform"]["architecture"].as_str() == Some(arch.as_str())
+                            && m["platform"]["os"].as_str() == Some("linux")
+                    })
+                });
+                match found.and_then(|m| m["digest"].as_str()) {
+                    Some(digest) => digest.to_owned(),
+                    None => {
+                        report.findings.push(
+                            Finding::new(
+                                shown,
+                                format!("{field}.digest"),
+                                format!("the index in the registry has no linux/{arch} image"),
+                            )
+                            .value(&by_digest)
+                            .fix(republish.clone()),
+                        );
+                        continue;
+                    }
+                }
+            } else {
+                published.digest.clone()
+            };
+            let entry = if is_index {
+                format!(" entry {}", short_digest(&image_digest))
+            } else {
+                String::new()
+            };
+            match registry_raw(skopeo, &format!("{}@{image_digest}", published.image), true)
+                .and_then(|raw| serde_json::from_slice::<Value>(&raw).context("config is not JSON"))
+            {
+                Ok(config) => match platform_problem(&config, arch) {
+                    None => report.checked.push(format!(
+                        "{} image {by_digest}{entry}: registry config is linux/{arch}",
+                        published.kind
+                    )),
+                    Some(problem) => report.findings.push(
+                        Finding::new(
+                            shown,
+                            format!("{field}.digest"),
+                            format!("in the registry,{entry} {problem}"),
+                        )
+                        .value(&by_digest)
+                        .fix(republish.clone()),
+                    ),
+                },
+                Err(err) => report.findings.push(
+                    Finding::new(
+                        shown,
+                        format!("{field}.digest"),
+                        format!("cannot read the image config{entry}: {err:#}"),
                     )
                     .value(&by_digest)
                     .fix(republish.clone()),
                 ),
-            },
-            Err(err) => report.findings.push(
-                Finding::new(
-                    shown,
-                    format!("{field}.digest"),
-                    format!("cannot read the image config: {err:#}"),
-                )
-                .value(&by_digest)
-                .fix(republish.clone()),
-            ),
+            }
         }
         for (j, tag) in published.tags.iter().enumerate() {
             let tagged = format!("{}:{tag}", published.image);
@@ -679,6 +905,59 @@ fn check_published(
     }
 }
 
+fn render_arches(arches: &[Arch]) -> String {
+    arches
+        .iter()
+        .map(|a| format!("linux/{a}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Each tag names its target (docs/targets.md): `aws-v1.13.6` for an AWS role, `v1.13.6`
+/// for generic metal, so that two targets of a role in one repository never share a tag.
+fn check_tag_names(
+    published: &Published,
+    shown: &str,
+    i: usize,
+    variant: &Variant,
+    report: &mut Report,
+) {
+    let prefix = variant.target.tag_prefix();
+    for (j, tag) in published.tags.iter().enumerate() {
+        let ok = match &prefix {
+            Some(p) => tag
+                .strip_prefix(p.as_str())
+                .is_some_and(|rest| rest.starts_with('-')),
+            None => !tag_names_a_target(tag),
+        };
+        if !ok {
+            report.findings.push(
+                Finding::new(
+                    shown,
+                    format!("published[{i}].tags[{j}]"),
+                    format!(
+                        "not a tag of target {}: expected {}",
+                        variant.target.label(),
+                        variant.target.tag("<tag>")
+                    ),
+                )
+                .value(tag)
+                .fix(format!(
+                    "publish again with `cargo xtask build --push --variant {}`",
+                    variant.name
+                )),
+            );
+        }
+    }
+}
+
+/// Whether a tag starts with a platform or board name (`aws-...`), as another target's would.
+fn tag_names_a_target(tag: &str) -> bool {
+    let first = tag.split('-').next().unwrap_or_default();
+    crate::domain::target::Platform::parse(first)
+        .is_some_and(|p| p != crate::domain::target::Platform::Metal)
+}
+
 fn short_digest(digest: &str) -> &str {
     &digest[..digest.len().min("sha256:".len() + 12)]
 }
@@ -709,6 +988,7 @@ mod tests {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.into()))
             .collect(),
+            ..Lock::default()
         }
     }
 

@@ -13,6 +13,7 @@ mod patch;
 mod plan;
 mod registry_support;
 mod smoke;
+mod targets;
 mod tidy;
 mod workflow;
 mod worktrees;

@@ -159,6 +159,9 @@ fn human_plan_is_a_table() {
         text.starts_with("Talos v1.13.6, from "),
         "the Talos version and where it was read come first: {text}"
     );
-    assert!(text.contains("VARIANT  ARCH   EXTENSIONS"), "{text}");
-    assert!(text.contains("gateway  arm64  drbd zfs spin tailscale  ghcr.io/acme/talos-cozystack-spin-tailscale/talos:v1.13.6"), "{text}");
+    assert!(
+        text.contains("VARIANT  ARCH   TARGET  EXTENSIONS"),
+        "{text}"
+    );
+    assert!(text.contains("gateway  arm64  metal   drbd zfs spin tailscale  ghcr.io/acme/talos-cozystack-spin-tailscale/talos:v1.13.6"), "{text}");
 }

@@ -1,7 +1,6 @@
 //! The GitHub workflow's own logic, run for real: zizmor's audit, the `required` gate's script
 //! under every combination of job results, and the tag gate against real git histories.
 
-
 use std::path::Path;
 use std::process::Command;
 
