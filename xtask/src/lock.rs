@@ -962,7 +962,10 @@ pub fn ensure(
         Err(err) => {
             let only_unpinned = current.as_ref().is_some_and(|lock| {
                 lock.talos_version == talos_version
-                    && variants.iter().all(|v| lock.resolve(v).missing.is_empty())
+                    && variants.iter().all(|v| {
+                        lock.resolve(v).missing.is_empty()
+                            && lock.overlay(v) != crate::lockfile::OverlayEntry::Missing
+                    })
             });
             if only_unpinned {
                 eprintln!(

@@ -13,7 +13,8 @@ pub struct Args {
     /// Only these variants (repeatable); default: all.
     #[arg(long = "variant", value_name = "NAME")]
     pub variants: Vec<String>,
-    /// Directory to write `<variant>/<kind>.yaml` into. Default: target/profiles.
+    /// Directory to write `<variant>/<kind>.yaml` (`<kind>-<arch>.yaml` for a role built for
+    /// several architectures) into. Default: target/profiles.
     #[arg(long, value_name = "DIR")]
     pub out: Option<Utf8PathBuf>,
     /// Compare with the files in the directory instead of writing; fail listing every difference.
@@ -28,7 +29,7 @@ pub fn render(plan: &Plan) -> Vec<(Utf8PathBuf, String)> {
         .flat_map(|v| {
             v.profiles.iter().map(move |p| {
                 (
-                    Utf8PathBuf::from(format!("{}/{}.yaml", v.name, p.kind.name())),
+                    Utf8PathBuf::from(format!("{}/{}.yaml", v.name, p.step(v.target.multi_arch()))),
                     p.profile.to_yaml(),
                 )
             })
@@ -104,5 +105,67 @@ mod tests {
         assert!(gateway.contains("tailscale") && gateway.contains("arch: arm64"));
         let compute = std::fs::read_to_string(golden.join("compute/installer.yaml")).unwrap();
         assert!(!compute.contains("tailscale"));
+    }
+
+    /// Golden profiles of one role per kind of target (a Raspberry Pi board, an AWS role, a
+    /// two-arch role), from fixture variants and a fixture lock: the overlay, the overlay
+    /// installer, the platform and its disk defaults, and each arch, as the imager gets them.
+    #[test]
+    fn target_profiles_match_golden_files() {
+        const D: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+        let lock = crate::lockfile::Lock::parse(&format!(
+            r#"{{"talos_version": "v1.13.6", "extensions_image": "ghcr.io/siderolabs/extensions:v1.13.6@{D}",
+                "extensions": {{"drbd": "ghcr.io/siderolabs/drbd:9.3.2-v1.13.6@{D}"}},
+                "overlays_image": "ghcr.io/siderolabs/overlays:v1.13.6@{D}",
+                "overlays": {{"rpi_generic": "ghcr.io/siderolabs/sbc-raspberrypi:v0.2.0@{D}"}},
+                "known_overlays": ["rpi_5", "rpi_generic"]}}"#
+        ))
+        .unwrap();
+        let variant = |name: &str, arch: &str, extra: &str| {
+            crate::variants::parse(
+                &format!("variants/{name}.json"),
+                &format!(r#"{{"name": "{name}", "description": "d", "arch": {arch}, "extensions": ["drbd"], "repository": "{name}/talos"{extra}}}"#),
+            )
+            .unwrap()
+        };
+        let variants = vec![
+            variant(
+                "rpi",
+                r#""arm64""#,
+                r#", "overlay": "rpi_generic", "overlay_options": {"configTxtAppend": "dtoverlay=disable-bt"}"#,
+            ),
+            variant("aws", r#""arm64""#, r#", "platform": "aws""#),
+            variant(
+                "mixed",
+                r#"["amd64", "arm64"]"#,
+                r#", "outputs": ["installer", "metal"]"#,
+            ),
+        ];
+        let talos = crate::pin::TalosVersion {
+            version: "v1.13.6".into(),
+            source: "test".into(),
+        };
+        let plan = plan::make(variants, &lock, talos, None).unwrap();
+        let golden = Utf8PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/targets");
+        let files = render(&plan);
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            write(&golden, &files).unwrap();
+        }
+        let names: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "rpi/installer.yaml",
+                "rpi/disk.yaml",
+                "aws/installer.yaml",
+                "aws/disk.yaml",
+                "mixed/installer-amd64.yaml",
+                "mixed/installer-arm64.yaml",
+                "mixed/metal-amd64.yaml",
+                "mixed/metal-arm64.yaml"
+            ]
+        );
+        let stale = differences(&golden, &files);
+        assert!(stale.is_empty(), "profiles differ from xtask/tests/golden/targets: {stale:?}\nrun `UPDATE_GOLDEN=1 cargo test -p xtask golden` and review the diff");
     }
 }

@@ -26,6 +26,16 @@ const RPI: &str = r#"{
 }
 "#;
 
+const AWS: &str = r#"{
+  "name": "compute-aws",
+  "description": "Compute on AWS Graviton",
+  "arch": "arm64",
+  "platform": "aws",
+  "extensions": ["drbd", "zfs", "spin"],
+  "repository": "talos-cozystack-spin-only/talos"
+}
+"#;
+
 const MIXED: &str = r#"{
   "name": "mixed",
   "description": "One installer for amd64 control planes and arm64 workers",
@@ -128,6 +138,7 @@ fn a_board_role_and_a_two_arch_role_lock_plan_build_publish_and_pass_static_chec
     let variants = env.root.join("variants");
     std::fs::write(variants.join("compute-rpi.json"), RPI).unwrap();
     std::fs::write(variants.join("mixed.json"), MIXED).unwrap();
+    std::fs::write(variants.join("compute-aws.json"), AWS).unwrap();
     push_data_image(
         &env,
         &format!("{}/siderolabs/extensions:{TALOS}", env.registry.addr),
@@ -266,17 +277,32 @@ fn a_board_role_and_a_two_arch_role_lock_plan_build_publish_and_pass_static_chec
         ])
         .arg(&registry)
         .args(["--imager", OK, "--no-matchbox"])
-        .args(["--variant", "compute-rpi", "--variant", "mixed"]));
+        .args([
+            "--variant",
+            "compute-rpi",
+            "--variant",
+            "mixed",
+            "--variant",
+            "compute-aws",
+        ]));
     assert!(out.status.success(), "build: {}", stderr(&out));
     assert_eq!(
         env.podman.runs_of(OK),
-        4,
-        "2 outputs of the board, 2 arches of mixed"
+        6,
+        "2 outputs of the board, 2 arches of mixed, 2 outputs of the cloud role"
+    );
+    let aws = env.record("compute-aws");
+    assert_eq!(aws["files"][1]["name"], "aws-arm64.raw.xz");
+    assert_eq!(aws["profiles"][0]["profile"]["platform"], "aws");
+    assert_eq!(
+        aws["profiles"][1]["profile"]["output"]["imageOptions"]["diskSize"], 8_589_934_592u64,
+        "the imager's AWS disk size"
     );
 
     let spin_only = "acme/talos-cozystack-spin-only/talos";
     let tags = env.registry.tags(spin_only);
     assert!(tags.contains(&"rpi_generic-v1.13.6".to_owned()), "{tags:?}");
+    assert!(tags.contains(&"aws-v1.13.6".to_owned()), "{tags:?}");
     assert!(
         !tags.contains(&"v1.13.6".to_owned()),
         "the board's tags never take generic metal's: {tags:?}"
@@ -330,6 +356,8 @@ fn a_board_role_and_a_two_arch_role_lock_plan_build_publish_and_pass_static_chec
             "compute-rpi",
             "--variant",
             "mixed",
+            "--variant",
+            "compute-aws",
         ],
     );
     assert!(
@@ -351,14 +379,27 @@ fn a_board_role_and_a_two_arch_role_lock_plan_build_publish_and_pass_static_chec
     );
     assert!(text.contains("registry config is linux/amd64"), "{text}");
     assert!(text.contains("registry config is linux/arm64"), "{text}");
-    let out = xtask_out(&env, &["smoke", "--variant", "compute-rpi"]);
-    assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains(
+        text.contains("every profile: platform aws, arch arm64"),
+        "{text}"
+    );
+    let out = xtask_out(
+        &env,
+        &[
+            "smoke",
+            "--variant",
+            "compute-rpi",
+            "--variant",
+            "compute-aws",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(
             "compute-rpi: checked statically only, not booted: board overlay `rpi_generic`"
-        ),
-        "{}",
-        stdout(&out)
+        ) && text.contains("compute-aws: checked statically only, not booted: platform `aws`"),
+        "{text}"
     );
 
     // The checks fail when a board's profile lost its overlay.
