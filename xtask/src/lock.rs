@@ -964,7 +964,7 @@ pub fn ensure(
                 lock.talos_version == talos_version
                     && variants.iter().all(|v| {
                         lock.resolve(v).missing.is_empty()
-                            && lock.overlay(v) != crate::lockfile::OverlayEntry::Missing
+                            && lock.overlay(v) != crate::domain::lock::OverlayEntry::Missing
                     })
             });
             if only_unpinned {
