@@ -568,7 +568,7 @@ fn read_from_image(project: &Project, skopeo: &Skopeo, image: &str, file: &str) 
     let pinned = format!("{image}@{index_digest}");
     let (candidates, platforms): (Vec<String>, Vec<Option<String>>) =
         match parse_manifest(&raw, image)? {
-            Manifest::Image(_) => (vec![index_digest.to_string()], vec![None]),
+            Manifest::Image(_) => (vec![index_digest.clone()], vec![None]),
             Manifest::Index(manifests) => {
                 let order = platform_order(&manifests);
                 if order.is_empty() {
@@ -614,7 +614,7 @@ fn fetch_cached(
     let dir = cache.join(digest.trim_start_matches("sha256:"));
     // A cached copy is used only if its manifest still hashes to the digest asked for.
     let cached = std::fs::read(dir.join("manifest.json"))
-        .is_ok_and(|bytes| registry::sha256_digest(&bytes).as_str() == digest);
+        .is_ok_and(|bytes| registry::sha256_digest(&bytes) == digest);
     if cached {
         return Ok(dir);
     }

@@ -9,6 +9,7 @@ mod cache;
 mod engine;
 mod fsutil;
 mod github;
+mod interrupt;
 mod pin;
 mod progress;
 mod project;
@@ -80,7 +81,11 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
-            std::process::ExitCode::FAILURE
+            // Interrupted: the exit status a shell reports for that signal (130, 143).
+            match interrupt::pending() {
+                Some(sig) => std::process::ExitCode::from(128 + sig as u8),
+                None => std::process::ExitCode::FAILURE,
+            }
         }
     }
 }

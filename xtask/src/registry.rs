@@ -583,8 +583,8 @@ fn is_loopback(host: &str) -> bool {
     name == "localhost" || name.starts_with("127.") || name == "[::1]"
 }
 
-pub fn sha256_digest(bytes: &[u8]) -> Digest {
-    Digest::of_hex(&crate::fsutil::sha256_hex(bytes))
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    Digest::of_hex(&crate::fsutil::sha256_hex(bytes)).to_string()
 }
 
 /// A containers auth.json holding one credential, readable by us only, removed on drop.

@@ -24,10 +24,6 @@ impl Digest {
         debug_assert!(is_sha256_digest(&format!("sha256:{sha256_hex}")));
         Digest(format!("sha256:{sha256_hex}"))
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
 impl fmt::Display for Digest {
@@ -157,7 +153,10 @@ mod tests {
             ImageRef::parse(&format!("ghcr.io/siderolabs/drbd:9.3.2-v1.13.6@{DIGEST}")).unwrap();
         assert_eq!(r.repository, "ghcr.io/siderolabs/drbd");
         assert_eq!(r.tag.as_deref(), Some("9.3.2-v1.13.6"));
-        assert_eq!(r.digest.as_ref().map(Digest::as_str), Some(DIGEST));
+        assert_eq!(
+            r.digest.as_ref().map(ToString::to_string).as_deref(),
+            Some(DIGEST)
+        );
         assert_eq!(
             r.to_string(),
             format!("ghcr.io/siderolabs/drbd:9.3.2-v1.13.6@{DIGEST}")

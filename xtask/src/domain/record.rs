@@ -39,6 +39,9 @@ pub struct BuildRecord {
     pub imager_runs: u32,
     #[serde(default)]
     pub cache_hits: u32,
+    /// Set by `ci` once smoke passed on exactly these files; `ci --publish-only` requires it.
+    #[serde(default)]
+    pub smoke_passed: bool,
     /// Seconds per step (`imager:<kind>`, `push:<kind>`, `total`).
     #[serde(default)]
     pub timings: BTreeMap<String, f64>,

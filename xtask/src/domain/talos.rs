@@ -92,6 +92,19 @@ impl From<&str> for TalosVersion {
     }
 }
 
+/// A tag compares equal to the version it spells (`"v1.13.6" == v1.13.6`).
+impl PartialEq<TalosVersion> for String {
+    fn eq(&self, version: &TalosVersion) -> bool {
+        *self == version.to_string()
+    }
+}
+
+impl PartialEq<TalosVersion> for str {
+    fn eq(&self, version: &TalosVersion) -> bool {
+        *self == version.to_string()
+    }
+}
+
 impl std::str::FromStr for TalosVersion {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

@@ -870,10 +870,10 @@ fn check_published(
             match registry_raw(skopeo, &tagged, false) {
                 Ok(raw) => {
                     let digest = crate::registry::sha256_digest(&raw);
-                    if digest.as_str() == published.digest {
+                    if digest == published.digest {
                         report
                             .checked
-                            .push(format!("{tagged} -> {}", short_digest(digest.as_str())));
+                            .push(format!("{tagged} -> {}", short_digest(&digest)));
                     } else {
                         report.findings.push(
                             Finding::new(
