@@ -8,6 +8,7 @@ mod build;
 mod changed;
 mod ci;
 mod config;
+mod conformance;
 mod faults;
 mod lock;
 mod patch;
