@@ -29,8 +29,10 @@ use crate::progress::Steps;
 use crate::project::Project;
 use crate::publish::{self, Publisher};
 
+/// The options `build` and `ci` share, flattened into both with the same environment
+/// fallbacks, so that a CI matrix value and a local variable reach either under one name.
 #[derive(Debug, Clone, clap::Args)]
-pub struct Args {
+pub struct Options {
     /// Only these variants (repeatable); default: all.
     #[arg(long = "variant", value_name = "NAME")]
     pub variants: Vec<String>,
@@ -42,14 +44,36 @@ pub struct Args {
     /// Imager image. Default: ghcr.io/siderolabs/imager:<talos version>.
     #[arg(long, env = "XTASK_IMAGER", value_name = "REF")]
     pub imager: Option<String>,
+    /// Publish each variant's installer and matchbox image to the registry: by digest first,
+    /// then the Talos version tag and a build-unique tag (`ci` pushes with the build-unique
+    /// tag and moves the Talos version tag only after smoke passed).
+    #[arg(long)]
+    pub push: bool,
+    #[command(flatten)]
+    pub registry_client: crate::registry::RegistryArgs,
+    /// Patched upstream CozyStack tree whose matchbox Dockerfile builds the netboot image.
+    /// Default: the pinned upstream, patched per variant as `cargo xtask patch --variant` does.
+    #[arg(long, env = "XTASK_UPSTREAM_TREE", value_name = "DIR")]
+    pub tree: Option<camino::Utf8PathBuf>,
+    #[command(flatten)]
+    pub upstream: crate::upstream::SourceArg,
+    /// Skip the matchbox netboot image.
+    #[arg(long)]
+    pub no_matchbox: bool,
+    /// Override the matchbox Dockerfile's base image (podman `--from`, never pulled), e.g. a
+    /// mirror of it for air-gapped builds.
+    #[arg(long, env = "XTASK_MATCHBOX_BASE", value_name = "REF")]
+    pub matchbox_base: Option<String>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub options: Options,
     /// Run the imager for the target architecture under qemu emulation (slow fallback; the
     /// native imager builds arm64 outputs without it).
     #[arg(long)]
     pub emulate: bool,
-    /// Publish each variant's installer and matchbox image to the registry: by digest first,
-    /// then the Talos version tag and a build-unique tag.
-    #[arg(long)]
-    pub push: bool,
     /// Rebuild every output even when its content key is unchanged.
     #[arg(long)]
     pub force: bool,
@@ -60,33 +84,27 @@ pub struct Args {
     /// without it, missing entries are resolved from the registry first.
     #[arg(long)]
     pub locked: bool,
-    #[command(flatten)]
-    pub registry_client: crate::registry::RegistryArgs,
     /// Print every command exactly (secrets redacted) and build nothing.
     #[arg(long)]
     pub dry_run: bool,
     /// Print the build records as JSON on stdout; no progress output.
     #[arg(long, conflicts_with = "dry_run")]
     pub json: bool,
-    /// Patched upstream CozyStack tree whose matchbox Dockerfile builds the netboot image.
-    /// Default: the pinned upstream, patched per variant as `cargo xtask patch --variant` does.
-    #[arg(long, env = "XTASK_UPSTREAM_TREE", value_name = "DIR")]
-    pub tree: Option<camino::Utf8PathBuf>,
-    #[command(flatten)]
-    pub upstream: crate::upstream::SourceArg,
-    /// Skip the matchbox netboot image.
-    #[arg(long)]
-    pub no_matchbox: bool,
+}
+
+/// How one build runs beyond the shared [`Options`]: from `build`'s own flags, or set by `ci`.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub emulate: bool,
+    pub force: bool,
+    pub jobs: usize,
+    pub dry_run: bool,
+    /// No progress lines (`--json`, `--dry-run`).
+    pub quiet: bool,
     /// Push with the build-unique tag only; `ci` moves the version tag after smoke passed.
-    #[arg(skip)]
     pub unique_tag_only: bool,
     /// Trees already patched per variant (by `ci`'s patch stage), used instead of patching again.
-    #[arg(skip)]
     pub prepared_trees: std::collections::BTreeMap<String, camino::Utf8PathBuf>,
-    /// Override the matchbox Dockerfile's base image (podman `--from`, never pulled), e.g. a
-    /// mirror of it for air-gapped builds.
-    #[arg(long, value_name = "REF")]
-    pub matchbox_base: Option<String>,
 }
 
 /// The patched upstream tree the matchbox image is built from.
@@ -125,17 +143,25 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Builds (and with `--push` publishes) the selected variants; returns their records.
+/// Builds (and with `--push` publishes) the selected variants; returns their records. The lock
+/// is checked (or completed) once and the plan made from exactly that lock.
 pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
     let _signals = crate::interrupt::catch();
-    let registry = args.registry.resolve();
-    if args.push && registry.is_none() {
+    let opts = &args.options;
+    let settings = Settings {
+        emulate: args.emulate,
+        force: args.force,
+        jobs: args.jobs.into(),
+        dry_run: args.dry_run,
+        quiet: args.json || args.dry_run,
+        ..Settings::default()
+    };
+    let registry = opts.registry.resolve();
+    if opts.push && registry.is_none() {
         bail!("--push needs a registry: pass --registry HOST/OWNER, or set REGISTRY or GITHUB_REPOSITORY_OWNER");
     }
-    let engine = Engine::detect(args.engine);
-    if args.matchbox_base.is_some() && !args.no_matchbox && engine == Engine::Docker {
-        bail!("--matchbox-base needs podman: docker build cannot override the Dockerfile's FROM\n    fix: pass --engine podman, or drop --matchbox-base");
-    }
+    let engine = Engine::detect(opts.engine);
+    check_matchbox_base(opts, engine)?;
     let preflight = || {
         let mut needs = engine::build_needs(engine);
         if args.emulate {
@@ -143,44 +169,61 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
         }
         engine::preflight(&needs)
     };
-    let check_emulation = |plan: &Plan| -> Result<()> {
-        if args.emulate && !args.dry_run {
-            for vp in &plan.variants {
-                for &arch in &vp.target.arches {
-                    engine::check_emulation(arch)?;
-                }
-            }
-        }
-        Ok(())
-    };
     // The lock comes first: with --locked nothing is built from a lock that is incomplete or
     // stale (checked without any tool); without it, missing entries are resolved from the
     // registry (and it says so), so the tools are checked before that.
-    let mut skopeo = crate::registry::Skopeo::new(&args.registry_client)?;
+    let mut skopeo = crate::registry::Skopeo::new(&opts.registry_client)?;
     skopeo.dry_run = args.dry_run;
-    let selected = project.select_variants(&args.variants)?;
-    let plan = if args.dry_run {
-        let lock = crate::lock::ensure_dry_run(project, &selected, args.locked, &skopeo)?;
-        let talos = crate::pin::talos_version(project, &lock)?;
-        crate::domain::plan::make(selected, &lock, talos, registry)?
+    let selected = project.select_variants(&opts.variants)?;
+    let lock = if args.dry_run {
+        crate::lock::ensure_dry_run(project, &selected, args.locked, &skopeo)?
     } else {
         if !args.locked {
             preflight()?;
         }
-        crate::lock::ensure(project, &selected, args.locked, &skopeo)?;
+        let lock = crate::lock::ensure(project, &selected, args.locked, &skopeo)?;
         if args.locked {
             preflight()?;
         }
-        plan::load(project, &args.variants, registry)?
+        lock
     };
-    check_emulation(&plan)?;
+    let talos = crate::pin::talos_version(project, &lock)?;
+    let plan = crate::domain::plan::make(selected, &lock, talos, registry)?;
+    if args.emulate && !args.dry_run {
+        for vp in &plan.variants {
+            engine::check_emulation(vp.arch)?;
+        }
+    }
+    build_plan(project, opts, &settings, &plan, &skopeo)
+}
 
-    let imager = args
+fn check_matchbox_base(opts: &Options, engine: Engine) -> Result<()> {
+    if opts.matchbox_base.is_some() && !opts.no_matchbox && engine == Engine::Docker {
+        bail!("--matchbox-base needs podman: docker build cannot override the Dockerfile's FROM\n    fix: pass --engine podman, or drop --matchbox-base");
+    }
+    Ok(())
+}
+
+/// Builds the variants of `plan` (made by [`build`], or by `ci` from the lock it checked) and
+/// with `--push` publishes them. Nothing is reloaded: the plan carries the variants and the
+/// locked references.
+pub fn build_plan(
+    project: &Project,
+    opts: &Options,
+    settings: &Settings,
+    plan: &Plan,
+    skopeo: &crate::registry::Skopeo,
+) -> Result<Vec<BuildRecord>> {
+    // also when `ci` calls this directly; nested catches restore each other's handlers
+    let _signals = crate::interrupt::catch();
+    let engine = Engine::detect(opts.engine);
+    check_matchbox_base(opts, engine)?;
+    let imager = opts
         .imager
         .clone()
         .unwrap_or_else(|| format!("ghcr.io/siderolabs/imager:{}", plan.talos_version));
-    let progress = Steps::new(args.json || args.dry_run);
-    if args.dry_run {
+    let progress = Steps::new(settings.quiet);
+    if settings.dry_run {
         println!(
             "# engine: {engine}{}",
             if which::which(engine.program()).is_err() {
@@ -191,40 +234,40 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
         );
         println!("# imager: {imager}");
     }
-    let tree = match (&args.tree, args.no_matchbox) {
+    let tree = match (&opts.tree, opts.no_matchbox) {
         (_, true) => TreeSource::Skip,
         (Some(tree), false) => {
             matchbox::dockerfile(tree)?;
             TreeSource::Given(tree.clone())
         }
-        (None, false) if !args.prepared_trees.is_empty() => {
-            TreeSource::Prepared(args.prepared_trees.clone())
+        (None, false) if !settings.prepared_trees.is_empty() => {
+            TreeSource::Prepared(settings.prepared_trees.clone())
         }
         (None, false) => TreeSource::Patch {
-            source: args.upstream.source.clone(),
+            source: opts.upstream.source.clone(),
         },
     };
     let ctx = Ctx {
         project,
         tree,
-        matchbox_base: args.matchbox_base.clone(),
+        matchbox_base: opts.matchbox_base.clone(),
         engine,
         imager,
-        emulate: args.emulate,
-        force: args.force,
-        dry_run: args.dry_run,
+        emulate: settings.emulate,
+        force: settings.force,
+        dry_run: settings.dry_run,
         progress,
     };
 
     // One build per checkout: taken once the plan is sound, before anything is written.
-    let _lock = if args.dry_run {
+    let _lock = if settings.dry_run {
         None
     } else {
         Some(crate::interrupt::lock_out_dir(project)?)
     };
-    let records = build_all(&ctx, &plan, args.jobs.into())?;
-    if args.push {
-        return publish_all(&ctx, &plan, records, &skopeo, args.unique_tag_only);
+    let records = build_all(&ctx, plan, settings.jobs)?;
+    if opts.push {
+        return publish_all(&ctx, plan, records, skopeo, settings.unique_tag_only);
     }
     Ok(records)
 }

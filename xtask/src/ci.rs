@@ -20,16 +20,11 @@ use crate::project::Project;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Only these variants (repeatable); default: all.
-    #[arg(long = "variant", value_name = "NAME")]
-    pub variants: Vec<String>,
+    /// What build takes too; with `--push`: publish installers and matchbox images by digest
+    /// with a build-unique tag, and after smoke passed move the Talos version tag (on the
+    /// default branch the floating tags too).
     #[command(flatten)]
-    pub registry: plan::RegistryArg,
-    /// Publish: push installers and matchbox images by digest with a build-unique tag; after
-    /// smoke passed, move the Talos version tag, and on the default branch the floating tags.
-    /// The workflow's publish job passes it.
-    #[arg(long)]
-    pub push: bool,
+    pub options: build::Options,
     /// Publish what an earlier `ci` run built and smoke-tested in `_out/` (the workflow's
     /// publish job): check each output against its build record, push it by digest recording
     /// this commit, then move the release tags forward only. Runs no image and no smoke test.
@@ -39,28 +34,9 @@ pub struct Args {
     /// signs the pushed digests before it moves the tags).
     #[arg(long, requires = "publish_only")]
     pub no_release_tags: bool,
-    /// Container engine that runs the imager. Default: podman if installed, else docker.
-    #[arg(long, env = "CONTAINER_ENGINE", value_enum)]
-    pub engine: Option<Engine>,
-    /// Imager image. Default: ghcr.io/siderolabs/imager:<talos version>.
-    #[arg(long, env = "XTASK_IMAGER", value_name = "REF")]
-    pub imager: Option<String>,
-    #[command(flatten)]
-    pub registry_client: crate::registry::RegistryArgs,
-    #[command(flatten)]
-    pub upstream: crate::upstream::SourceArg,
     /// Skip the qemu boot (static checks still run).
     #[arg(long)]
     pub no_boot: bool,
-    /// Patched upstream tree for the matchbox image (default: patch the pinned upstream).
-    #[arg(long, env = "XTASK_UPSTREAM_TREE", value_name = "DIR")]
-    pub tree: Option<camino::Utf8PathBuf>,
-    /// Skip the matchbox netboot image.
-    #[arg(long)]
-    pub no_matchbox: bool,
-    /// Override the matchbox base image (podman `--from`), e.g. a local mirror of it.
-    #[arg(long, env = "XTASK_MATCHBOX_BASE", value_name = "REF")]
-    pub matchbox_base: Option<String>,
 }
 
 /// One stage's outcome, for the summary.
@@ -223,13 +199,17 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     let mut records: Vec<BuildRecord> = Vec::new();
     let mut smoke: Vec<SmokeResult> = Vec::new();
     let mut trees = std::collections::BTreeMap::new();
-    let mut skopeo = crate::registry::Skopeo::new(&args.registry_client)?;
+    let mut skopeo = crate::registry::Skopeo::new(&args.options.registry_client)?;
     skopeo.dry_run = false;
-    let plan = plan::load(project, &args.variants, args.registry.resolve())?;
+    let plan = plan::load(
+        project,
+        &args.options.variants,
+        args.options.registry.resolve(),
+    )?;
     let variants: Vec<_> = plan.variants.iter().map(|v| v.variant.clone()).collect();
 
     let mut ok = stage("preflight", &mut stages, || {
-        let engine = Engine::detect(args.engine);
+        let engine = Engine::detect(args.options.engine);
         crate::engine::preflight(&needs(engine, !args.no_boot))?;
         Ok(format!("engine {engine}"))
     });
@@ -243,39 +223,28 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         });
     ok = ok
         && stage("patch", &mut stages, || {
-            if let Some(tree) = &args.tree {
+            if let Some(tree) = &args.options.tree {
                 return Ok(format!("using the given tree {tree}"));
             }
             for vp in plan.variants.iter().filter(|v| v.variant.builds_matchbox()) {
-                let applied =
-                    crate::patch::prepare_variant(project, args.upstream.source.as_deref(), vp)?;
+                let applied = crate::patch::prepare_variant(
+                    project,
+                    args.options.upstream.source.as_deref(),
+                    vp,
+                )?;
                 trees.insert(vp.name.clone(), applied.tree);
             }
             Ok(format!("{} patched tree(s)", trees.len()))
         });
     ok = ok
         && stage("build", &mut stages, || {
-            let build_args = build::Args {
-                variants: args.variants.clone(),
-                registry: args.registry.clone(),
-                engine: args.engine,
-                imager: args.imager.clone(),
-                emulate: false,
-                push: args.push,
-                force: false,
+            let settings = build::Settings {
                 jobs: 2,
-                locked: true,
-                dry_run: false,
-                json: false,
-                tree: args.tree.clone(),
-                upstream: args.upstream.clone(),
-                no_matchbox: args.no_matchbox,
-                matchbox_base: args.matchbox_base.clone(),
-                registry_client: args.registry_client.clone(),
                 unique_tag_only: true,
                 prepared_trees: std::mem::take(&mut trees),
+                ..build::Settings::default()
             };
-            records = build::build(project, &build_args)?;
+            records = build::build_plan(project, &args.options, &settings, &plan, &skopeo)?;
             let runs: u32 = records.iter().map(|r| r.imager_runs).sum();
             let hits: u32 = records.iter().map(|r| r.cache_hits).sum();
             Ok(format!("{runs} imager runs, {hits} cache hits"))
@@ -315,7 +284,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     // Without --push nothing is published and the summary has no release-tags row. The build
     // pushed by digest with only the build-unique tag; the tags users pull move here, after
     // smoke passed: the Talos version always, `latest`/`demo-stable` only from the default branch.
-    if args.push {
+    if args.options.push {
         if !ok {
             stages.push(skipped(
                 "release tags",
@@ -340,12 +309,12 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
 /// checked file by file against its record) by digest, then move the release tags.
 fn publish_only(project: &Project, args: &Args) -> Result<()> {
     let mut stages = Vec::new();
-    let skopeo = crate::registry::Skopeo::new(&args.registry_client)?;
-    let registry = args.registry.resolve();
+    let skopeo = crate::registry::Skopeo::new(&args.options.registry_client)?;
+    let registry = args.options.registry.resolve();
     if registry.is_none() {
         bail!("--publish-only needs a registry: pass --registry HOST/OWNER, or set REGISTRY or GITHUB_REPOSITORY_OWNER");
     }
-    let plan = plan::load(project, &args.variants, registry)?;
+    let plan = plan::load(project, &args.options.variants, registry)?;
     let mut records = Vec::new();
     let mut ok = stage("publish", &mut stages, || {
         for vp in &plan.variants {

@@ -842,7 +842,11 @@ pub fn next_steps(
     steps
 }
 
-pub fn run(project: &Project, args: Args) -> Result<()> {
+/// Talos's verdict on a role's rendered patches (`conformance::judge_role`, handed in by
+/// `main.rs` so that this module does not depend on the one that judges it).
+pub type Judge = fn(&Project, &str, &str, Base, &Rendered) -> Result<()>;
+
+pub fn run(project: &Project, args: Args, judge: Judge) -> Result<()> {
     let plan = crate::plan::load(
         project,
         std::slice::from_ref(&args.variant),
@@ -898,7 +902,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
             eprintln!("warning: {warning}");
         }
         if !args.no_judge {
-            crate::conformance::judge_role(
+            judge(
                 project,
                 &variant.name,
                 &image.reference,
@@ -931,7 +935,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
             &overrides,
             AuthKey::Redacted,
         )?;
-        crate::conformance::judge_role(
+        judge(
             project,
             &variant.name,
             &image.reference,

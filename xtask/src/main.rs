@@ -8,6 +8,7 @@ mod domain;
 mod cache;
 mod engine;
 mod fsutil;
+mod git;
 mod github;
 mod interrupt;
 mod pin;
@@ -104,8 +105,8 @@ fn try_main() -> anyhow::Result<()> {
         Command::Lock(args) => lock::run(&project, args),
         Command::Build(args) => build::run(&project, args),
         Command::Ci(args) => ci::run(&project, args),
-        Command::Config(args) => config::run(&project, args),
-        Command::Schematic(args) => schematic::run(&project, args),
+        Command::Config(args) => config::run(&project, args, conformance::judge_role),
+        Command::Schematic(args) => schematic::run(&project, args, conformance::judge_schematics),
         Command::Conformance(args) => conformance::run(&project, args),
         Command::Changed(args) => changed::run(&project, args),
         Command::Smoke(args) => smoke::run(&project, args),

@@ -12,7 +12,7 @@
 
 use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
-use xshell::{cmd, Shell};
+use xshell::Shell;
 
 use crate::domain::record::Published;
 use crate::domain::{Arch, TalosVersion};
@@ -471,16 +471,13 @@ pub fn current(skopeo: &Skopeo, image: &str, tag: &str) -> Current {
 /// The commit this checkout is: `HEAD` of a clean work tree, else why not.
 pub fn source_revision(project: &Project) -> Result<String> {
     let sh = Shell::new()?;
-    sh.change_dir(&project.root);
-    let spec = "HEAD^{commit}";
-    let head = cmd!(sh, "git rev-parse --verify {spec}")
-        .quiet()
-        .ignore_stderr()
+    let git = || crate::git::git(&sh, &project.root).ignore_stderr();
+    let head = git()
+        .args(["rev-parse", "--verify", "HEAD^{commit}"])
         .read()
         .context("this checkout's commit cannot be read (`git rev-parse HEAD` failed): release tags need a git checkout")?;
-    let dirty = cmd!(sh, "git status --porcelain --untracked-files=no")
-        .quiet()
-        .ignore_stderr()
+    let dirty = git()
+        .args(["status", "--porcelain", "--untracked-files=no"])
         .read()
         .context("`git status` failed")?;
     anyhow::ensure!(
@@ -492,14 +489,13 @@ pub fn source_revision(project: &Project) -> Result<String> {
 
 /// How commit `recorded` relates to `this`, in the repository at `root`.
 pub fn ancestry(root: &Utf8Path, recorded: &str, this: &str) -> Ancestry {
+    let Ok(sh) = Shell::new() else {
+        return Ancestry::Unknown("cannot start a shell".into());
+    };
     let is_ancestor = |a: &str, b: &str| {
-        std::process::Command::new("git")
-            .arg("-C")
-            .arg(root)
+        crate::git::git(&sh, root)
             .args(["merge-base", "--is-ancestor", a, b])
-            .env_remove("GIT_DIR")
-            .env_remove("GIT_WORK_TREE")
-            .stderr(std::process::Stdio::piped())
+            .ignore_status()
             .output()
     };
     match is_ancestor(recorded, this) {
@@ -519,15 +515,13 @@ pub fn ancestry(root: &Utf8Path, recorded: &str, this: &str) -> Ancestry {
 /// Tags for a build: the Talos version, and a build-unique `<talos>-<yyyymmdd>-<commit>`.
 pub fn build_tags(project: &Project, talos_version: &TalosVersion) -> Result<Vec<String>> {
     let sh = Shell::new()?;
-    sh.change_dir(&project.root);
-    let commit = cmd!(sh, "git rev-parse --short=12 HEAD")
-        .quiet()
-        .ignore_stderr()
+    let git = || crate::git::git(&sh, &project.root).ignore_stderr();
+    let commit = git()
+        .args(["rev-parse", "--short=12", "HEAD"])
         .read()
         .unwrap_or_else(|_| "nogit".into());
-    let dirty = cmd!(sh, "git status --porcelain --untracked-files=no")
-        .quiet()
-        .ignore_stderr()
+    let dirty = git()
+        .args(["status", "--porcelain", "--untracked-files=no"])
         .read()
         .map(|s| !s.trim().is_empty())
         .unwrap_or(false);

@@ -186,8 +186,8 @@ fn fetch_into(sh: &Shell, pin: &Pin, source: &str, dir: &Utf8Path) -> Result<()>
             })?;
     }
     let tag = format!("refs/tags/{}^{{commit}}", pin.tag);
-    let commit = cmd!(sh, "git -C {dir} rev-parse --verify --quiet {tag}")
-        .quiet()
+    let commit = crate::git::git(sh, dir)
+        .args(["rev-parse", "--verify", "--quiet", &tag])
         .read()
         .with_context(|| format!("{source} has no tag {}", pin.tag))?;
     check_commit(pin, &commit, source)?;
@@ -217,8 +217,8 @@ pub fn check_commit(pin: &Pin, found: &str, source: &str) -> Result<()> {
 
 /// A cached tree is reused only when it is still exactly the pinned commit, unmodified.
 fn verify_cache(sh: &Shell, pin: &Pin, cache: &Utf8Path) -> Result<()> {
-    let head = cmd!(sh, "git -C {cache} rev-parse --verify HEAD")
-        .quiet()
+    let head = crate::git::git(sh, cache)
+        .args(["rev-parse", "--verify", "HEAD"])
         .read()
         .with_context(|| {
             format!(
@@ -228,13 +228,15 @@ fn verify_cache(sh: &Shell, pin: &Pin, cache: &Utf8Path) -> Result<()> {
     if head != pin.commit {
         bail!("the cached upstream tree {cache} is at {head}, not the pinned {}\n    fix: remove it and run `cargo xtask upstream`", pin.commit);
     }
-    let status = cmd!(
-        sh,
-        "git -C {cache} status --porcelain --untracked-files=all --ignored"
-    )
-    .quiet()
-    .read()
-    .with_context(|| format!("checking that {cache} is unmodified"))?;
+    let status = crate::git::git(sh, cache)
+        .args([
+            "status",
+            "--porcelain",
+            "--untracked-files=all",
+            "--ignored",
+        ])
+        .read()
+        .with_context(|| format!("checking that {cache} is unmodified"))?;
     if !status.is_empty() {
         let shown: Vec<&str> = status.lines().take(10).collect();
         bail!(

@@ -5,6 +5,7 @@
 mod support;
 
 mod build;
+mod bump;
 mod changed;
 mod ci;
 mod config;
