@@ -10,7 +10,6 @@
 
 mod matchbox;
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -60,6 +59,10 @@ pub struct Options {
     /// Skip the matchbox netboot image.
     #[arg(long)]
     pub no_matchbox: bool,
+    /// Let each imager run pull its images itself instead of fetching every image once per
+    /// build into `_out/.oci` and handing it over as an `ociPath` input (the default).
+    #[arg(long, env = "XTASK_NO_PREFETCH")]
+    pub no_prefetch: bool,
     /// Override the matchbox Dockerfile's base image (podman `--from`, never pulled), e.g. a
     /// mirror of it for air-gapped builds.
     #[arg(long, env = "XTASK_MATCHBOX_BASE", value_name = "REF")]
@@ -130,6 +133,8 @@ pub struct Ctx<'a> {
     pub force: bool,
     pub dry_run: bool,
     pub progress: Steps,
+    /// `None` with `--no-prefetch`: the imager pulls what it needs itself.
+    pub prefetch: Option<crate::prefetch::Prefetch>,
 }
 
 pub fn run(project: &Project, args: Args) -> Result<()> {
@@ -247,8 +252,20 @@ pub fn build_plan(
             source: opts.upstream.source.clone(),
         },
     };
+    let prefetch = if opts.no_prefetch {
+        None
+    } else {
+        let mut skopeo = crate::registry::Skopeo::new(&opts.registry_client)?;
+        skopeo.dry_run = settings.dry_run;
+        Some(crate::prefetch::Prefetch::new(
+            project.out_dir().join(".oci"),
+            skopeo,
+            settings.dry_run,
+        ))
+    };
     let ctx = Ctx {
         project,
+        prefetch,
         tree,
         matchbox_base: opts.matchbox_base.clone(),
         engine,
@@ -522,13 +539,9 @@ fn build_variant(ctx: &Ctx, plan: &Plan, vp: &VariantPlan) -> Result<BuildRecord
         std::fs::create_dir_all(dir.join(".cache")).with_context(|| format!("creating {dir}"))?;
     }
     let mut record = BuildRecord {
-        variant: vp.name.clone(),
-        talos_version: plan.talos_version.clone(),
-        arch: vp.arch,
         arches: vp.target.arches.clone(),
         platform: Some(vp.target.platform.to_string()),
         overlay: vp.target.overlay.as_ref().map(|o| o.name.clone()),
-        imager: ctx.imager.clone(),
         extensions: vp
             .extensions
             .iter()
@@ -538,17 +551,13 @@ fn build_variant(ctx: &Ctx, plan: &Plan, vp: &VariantPlan) -> Result<BuildRecord
                 reference: reference.clone(),
             })
             .collect(),
-        profiles: Vec::new(),
-        files: Vec::new(),
-        published: Vec::new(),
-        imager_runs: 0,
-        cache_hits: 0,
-        smoke_passed: false,
-        timings: BTreeMap::new(),
+        ..BuildRecord::new(&vp.name, plan.talos_version.clone(), vp.arch, &ctx.imager)
     };
     for pp in &vp.profiles {
         let step = Instant::now();
-        let (profile, file) = build_output(ctx, plan, vp, pp, &dir)?;
+        let (profile, file, fetched) = build_output(ctx, plan, vp, pp, &dir)?;
+        record.images_fetched += fetched.images;
+        record.images_reused += fetched.reused;
         if profile.cache_hit {
             record.cache_hits += 1;
         } else if !ctx.dry_run {
@@ -672,6 +681,9 @@ pub fn imager_args(
     if needs_privileged(&plan.talos_version, kind) {
         args.extend(["--privileged".into(), "-v".into(), "/dev:/dev".into()]);
     }
+    if let Some(prefetch) = &ctx.prefetch {
+        args.extend(prefetch.volume_args());
+    }
     args.extend([ctx.imager.clone(), "--tar-to-stdout".into(), "-".into()]);
     args
 }
@@ -682,8 +694,15 @@ fn build_output(
     vp: &VariantPlan,
     pp: &PlannedProfile,
     dir: &Utf8Path,
-) -> Result<(ProfileRecord, Option<FileRecord>)> {
-    let yaml = pp.profile.to_yaml();
+) -> Result<(ProfileRecord, Option<FileRecord>, crate::prefetch::Fetched)> {
+    let (sent, wanted) = match &ctx.prefetch {
+        Some(_) => crate::prefetch::with_oci_paths(
+            pp.profile.clone(),
+            crate::prefetch::imager_arch(pp.arch, ctx.emulate),
+        ),
+        None => (pp.profile.clone(), Vec::new()),
+    };
+    let yaml = sent.to_yaml();
     let key = content_key(&yaml, &ctx.imager, ctx.emulate);
     let artifact = dir.join(&pp.artifact);
     let step = pp.step(vp.target.multi_arch());
@@ -695,7 +714,7 @@ fn build_output(
         profile_sha256: crate::fsutil::sha256_hex(yaml.as_bytes()),
         key: key.clone(),
         cache_hit: false,
-        profile: pp.profile.to_json(),
+        profile: sent.to_json(),
     };
     let label = format!("[{}] {step}", vp.name);
 
@@ -704,10 +723,14 @@ fn build_output(
             ctx.progress
                 .note(&format!("{label}: cached ({})", pp.artifact));
             profile.cache_hit = true;
-            return Ok((profile, Some(file)));
+            return Ok((profile, Some(file), Default::default()));
         }
     }
     crate::interrupt::check()?;
+    let fetched = match &ctx.prefetch {
+        Some(prefetch) => prefetch.ensure(&wanted)?,
+        None => Default::default(),
+    };
     let container = container_name(vp, &step);
     let args = imager_args(ctx, plan, pp.arch, pp.kind, &container);
     let tmp = dir.join(format!(".tmp-{step}"));
@@ -730,7 +753,7 @@ fn build_output(
                 ctx.project.display(&artifact).to_string(),
             ])
         );
-        return Ok((profile, None));
+        return Ok((profile, None, fetched));
     }
 
     let _ = std::fs::remove_dir_all(&tmp);
@@ -765,7 +788,7 @@ fn build_output(
     let _ = std::fs::remove_dir_all(&tmp);
     let file = cache::file_record(&artifact)?;
     cache::write_cache(&cache_path, &key, &file)?;
-    Ok((profile, Some(file)))
+    Ok((profile, Some(file), fetched))
 }
 
 /// `ENGINE run ... < profile | tar -xzf - -C tmp`, the engine's stderr kept in `log`. On SIGINT

@@ -746,13 +746,6 @@ mod tests {
             skipped("release tags", "skipped: smoke or an earlier stage failed"),
         ];
         let record = BuildRecord {
-            smoke_passed: false,
-            variant: "gateway".into(),
-            talos_version: "v1.13.6".into(),
-            arch: crate::domain::Arch::Arm64,
-            arches: Vec::new(),
-            platform: None,
-            overlay: None,
             files: vec![crate::domain::record::FileRecord {
                 name: "kernel-arm64".into(),
                 sha256: "ab".repeat(32),
@@ -765,12 +758,7 @@ mod tests {
                 tags: vec!["v1.13.6".into()],
                 arches: Vec::new(),
             }],
-            imager: String::new(),
-            extensions: Vec::new(),
-            profiles: Vec::new(),
-            imager_runs: 0,
-            cache_hits: 0,
-            timings: Default::default(),
+            ..BuildRecord::new("gateway", "v1.13.6".into(), crate::domain::Arch::Arm64, "")
         };
         let smoke = vec![SmokeResult {
             variant: "gateway".into(),

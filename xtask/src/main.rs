@@ -12,6 +12,7 @@ mod git;
 mod github;
 mod interrupt;
 mod pin;
+mod prefetch;
 mod progress;
 mod project;
 mod publish;

@@ -39,12 +39,49 @@ pub struct BuildRecord {
     pub imager_runs: u32,
     #[serde(default)]
     pub cache_hits: u32,
+    /// Images this variant's imager runs needed that were copied from the registry into
+    /// `_out/.oci` (each image is copied at most once per build, by whichever variant needs it
+    /// first), and those found there already.
+    #[serde(default)]
+    pub images_fetched: u32,
+    #[serde(default)]
+    pub images_reused: u32,
     /// Set by `ci` once smoke passed on exactly these files; `ci --publish-only` requires it.
     #[serde(default)]
     pub smoke_passed: bool,
     /// Seconds per step (`imager:<kind>`, `push:<kind>`, `total`).
     #[serde(default)]
     pub timings: BTreeMap<String, f64>,
+}
+
+impl BuildRecord {
+    /// A record with nothing built yet: what the build fills in as it goes.
+    pub fn new(
+        variant: &str,
+        talos_version: TalosVersion,
+        arch: Arch,
+        imager: &str,
+    ) -> BuildRecord {
+        BuildRecord {
+            variant: variant.to_owned(),
+            talos_version,
+            arch,
+            arches: Vec::new(),
+            platform: None,
+            overlay: None,
+            imager: imager.to_owned(),
+            extensions: Vec::new(),
+            profiles: Vec::new(),
+            files: Vec::new(),
+            published: Vec::new(),
+            imager_runs: 0,
+            cache_hits: 0,
+            images_fetched: 0,
+            images_reused: 0,
+            smoke_passed: false,
+            timings: BTreeMap::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -11,6 +11,7 @@ mod ci;
 mod config;
 mod conformance;
 mod faults;
+mod imager;
 mod lock;
 mod patch;
 mod plan;

@@ -206,7 +206,8 @@ fn boot_fails_when_qemu_exits_and_custom_patterns_match() {
     let out = run(xtask(&dir).args(["smoke", "boot"]).args(&args));
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("--expect: pattern `^init: power(ing off` is not a regular expression")
+        stderr(&out)
+            .contains("--expect: pattern `^init: power(ing off` is not a regular expression")
             && stderr(&out).contains("fix: escape characters meant literally with `\\`"),
         "{}",
         stderr(&out)
