@@ -20,7 +20,9 @@ use anyhow::{bail, Context, Result};
 use camino::Utf8Path;
 
 use crate::cache;
+use crate::domain::lock::SHOWN;
 use crate::domain::record::{BuildRecord, ExtensionRecord, FileRecord, ProfileRecord, RECORD};
+use crate::domain::Lock;
 use crate::domain::{Output, Plan, PlannedProfile, TalosVersion, VariantPlan};
 use crate::engine::{self, shell_line, Engine};
 use crate::plan;
@@ -102,6 +104,8 @@ pub struct Settings {
     pub force: bool,
     pub jobs: usize,
     pub dry_run: bool,
+    /// `--locked`: the imager and the base installer only by the digests the lock pins.
+    pub locked: bool,
     /// No progress lines (`--json`, `--dry-run`).
     pub quiet: bool,
     /// Push with the build-unique tag only; `ci` moves the version tag after smoke passed.
@@ -158,6 +162,7 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
         force: args.force,
         jobs: args.jobs.into(),
         dry_run: args.dry_run,
+        locked: args.locked,
         quiet: args.json || args.dry_run,
         ..Settings::default()
     };
@@ -199,7 +204,7 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
             engine::check_emulation(vp.arch)?;
         }
     }
-    build_plan(project, opts, &settings, &plan, &skopeo)
+    build_plan(project, opts, &settings, &plan, &lock, &skopeo)
 }
 
 fn check_matchbox_base(opts: &Options, engine: Engine) -> Result<()> {
@@ -217,16 +222,31 @@ pub fn build_plan(
     opts: &Options,
     settings: &Settings,
     plan: &Plan,
+    lock: &Lock,
     skopeo: &crate::registry::Skopeo,
 ) -> Result<Vec<BuildRecord>> {
     // also when `ci` calls this directly; nested catches restore each other's handlers
     let _signals = crate::interrupt::catch();
     let engine = Engine::detect(opts.engine);
     check_matchbox_base(opts, engine)?;
-    let imager = opts
-        .imager
-        .clone()
-        .unwrap_or_else(|| format!("ghcr.io/siderolabs/imager:{}", plan.talos_version));
+    // The profiles name the base installer by the lock's digest; a `--locked` build needs it.
+    if settings.locked && lock.base_installer.is_none() {
+        bail!(
+            "the lock pins no base installer:\n  {SHOWN}: base_installer: missing: a --locked build names {} only by digest\n    fix: run `cargo xtask lock --talos-version {}` and commit {SHOWN}",
+            crate::domain::profile::base_installer_image(&plan.talos_version),
+            plan.talos_version
+        );
+    }
+    // `--imager` wins; else the lock's pin; a `--locked` build never runs the imager by tag.
+    let imager = match (&opts.imager, lock.imager.as_deref()) {
+        (Some(imager), _) => imager.clone(),
+        (None, Some(pinned)) => pinned.to_owned(),
+        (None, None) if settings.locked => {
+            let finding = lock.locked_imager().expect_err("no imager is pinned");
+            bail!("the lock pins no imager:\n  {finding}");
+        }
+        (None, None) => crate::lock::imager_image(&plan.talos_version),
+    };
     let progress = Steps::new(settings.quiet);
     if settings.dry_run {
         println!(

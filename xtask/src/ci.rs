@@ -213,9 +213,10 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         crate::engine::preflight(&needs(engine, !args.no_boot))?;
         Ok(format!("engine {engine}"))
     });
+    let mut lock = None;
     ok = ok
         && stage("lock (--locked)", &mut stages, || {
-            crate::lock::ensure(project, &variants, true, &skopeo)?;
+            lock = Some(crate::lock::ensure(project, &variants, true, &skopeo)?);
             Ok(format!(
                 "Talos {}, every extension pinned",
                 plan.talos_version
@@ -238,13 +239,15 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         });
     ok = ok
         && stage("build", &mut stages, || {
+            let lock = lock.as_ref().expect("the lock stage passed");
             let settings = build::Settings {
                 jobs: 2,
+                locked: true,
                 unique_tag_only: true,
                 prepared_trees: std::mem::take(&mut trees),
                 ..build::Settings::default()
             };
-            records = build::build_plan(project, &args.options, &settings, &plan, &skopeo)?;
+            records = build::build_plan(project, &args.options, &settings, &plan, lock, &skopeo)?;
             let runs: u32 = records.iter().map(|r| r.imager_runs).sum();
             let hits: u32 = records.iter().map(|r| r.cache_hits).sum();
             Ok(format!("{runs} imager runs, {hits} cache hits"))

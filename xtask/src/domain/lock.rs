@@ -36,6 +36,15 @@ pub struct Lock {
     /// Every overlay name in that catalog, so that a name it lacks is refused before a build.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub known_overlays: Vec<String>,
+    /// The imager image by digest (`ghcr.io/siderolabs/imager:<talos>@sha256:...`): what a
+    /// build runs unless `--imager` names another; a `--locked` build refuses to run without
+    /// it, so CI never runs an image a tag could have moved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imager: Option<String>,
+    /// The base installer the profiles name (`input.baseInstaller`), by digest: profiles name
+    /// this exact reference when its tag is the one they would name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_installer: Option<String>,
 }
 
 /// The file as written, before its entries are checked and typed.
@@ -51,6 +60,10 @@ struct LockFile {
     overlays: BTreeMap<String, String>,
     #[serde(default)]
     known_overlays: Vec<String>,
+    #[serde(default)]
+    imager: Option<String>,
+    #[serde(default)]
+    base_installer: Option<String>,
 }
 
 /// How a variant's overlay stands in the lock.
@@ -77,11 +90,27 @@ impl Default for Lock {
             overlays_image: None,
             overlays: BTreeMap::new(),
             known_overlays: Vec::new(),
+            imager: None,
+            base_installer: None,
         }
     }
 }
 
 impl Lock {
+    /// A lock for `talos_version` read from `extensions_image`, with no entries yet.
+    pub fn new(talos_version: TalosVersion, extensions_image: ImageRef) -> Lock {
+        Lock {
+            talos_version,
+            extensions_image,
+            extensions: BTreeMap::new(),
+            overlays_image: None,
+            overlays: BTreeMap::new(),
+            known_overlays: Vec::new(),
+            imager: None,
+            base_installer: None,
+        }
+    }
+
     /// Parses and checks the lock, reporting every bad entry at once.
     pub fn parse(text: &str) -> Result<Lock> {
         let file: LockFile = serde_json::from_str(text).with_context(|| {
@@ -143,6 +172,20 @@ impl Lock {
                 );
             }
         }
+        for (field, pin) in [
+            ("imager", &file.imager),
+            ("base_installer", &file.base_installer),
+        ] {
+            let Some(imager) = pin else { continue };
+            let problem = match ImageRef::parse(imager) {
+                Err(err) => Some(err),
+                Ok(r) if r.digest.is_none() => Some("not pinned by digest".to_owned()),
+                Ok(_) => None,
+            };
+            if let Some(problem) = problem {
+                problems.push(Finding::new(SHOWN, field, problem).value(imager).fix(fix));
+            }
+        }
         let extensions_image = ImageRef::parse(&file.extensions_image)
             .map_err(|err| {
                 problems.push(
@@ -160,6 +203,23 @@ impl Lock {
             overlays_image: file.overlays_image,
             overlays: file.overlays,
             known_overlays: file.known_overlays,
+            imager: file.imager,
+            base_installer: file.base_installer,
+        })
+    }
+
+    /// The imager a `--locked` build runs: the lock's pin, else a finding that says how to pin it.
+    pub fn locked_imager(&self) -> Result<&str, Finding> {
+        self.imager.as_deref().ok_or_else(|| {
+            Finding::new(
+                SHOWN,
+                "imager",
+                "missing: a --locked build runs the imager only by the digest the lock pins",
+            )
+            .fix(format!(
+                "run `cargo xtask lock --talos-version {}` and commit {SHOWN}, or pass --imager REF@sha256:DIGEST",
+                self.talos_version
+            ))
         })
     }
 
