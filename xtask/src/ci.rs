@@ -12,23 +12,19 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use crate::build::{self, BuildRecord};
+use crate::build;
+use crate::domain::{BuildRecord, TalosVersion};
 use crate::engine::{Engine, Need};
 use crate::plan;
 use crate::project::Project;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Only these variants (repeatable); default: all.
-    #[arg(long = "variant", value_name = "NAME")]
-    pub variants: Vec<String>,
+    /// What build takes too; with `--push`: publish installers and matchbox images by digest
+    /// with a build-unique tag, and after smoke passed move the Talos version tag (on the
+    /// default branch the floating tags too).
     #[command(flatten)]
-    pub registry: plan::RegistryArg,
-    /// Publish: push installers and matchbox images by digest with a build-unique tag; after
-    /// smoke passed, move the Talos version tag, and on the default branch the floating tags.
-    /// The workflow's publish job passes it.
-    #[arg(long)]
-    pub push: bool,
+    pub options: build::Options,
     /// Publish what an earlier `ci` run built and smoke-tested in `_out/` (the workflow's
     /// publish job): check each output against its build record, push it by digest recording
     /// this commit, then move the release tags forward only. Runs no image and no smoke test.
@@ -38,31 +34,9 @@ pub struct Args {
     /// signs the pushed digests before it moves the tags).
     #[arg(long, requires = "publish_only")]
     pub no_release_tags: bool,
-    /// Container engine that runs the imager. Default: podman if installed, else docker.
-    #[arg(long, env = "CONTAINER_ENGINE", value_enum)]
-    pub engine: Option<Engine>,
-    /// Imager image. Default: ghcr.io/siderolabs/imager:<talos version>.
-    #[arg(long, env = "XTASK_IMAGER", value_name = "REF")]
-    pub imager: Option<String>,
-    #[command(flatten)]
-    pub registry_client: crate::registry::RegistryArgs,
-    #[command(flatten)]
-    pub upstream: crate::upstream::SourceArg,
     /// Skip the qemu boot (static checks still run).
     #[arg(long)]
     pub no_boot: bool,
-    /// Patched upstream tree for the matchbox image (default: patch the pinned upstream).
-    #[arg(long, env = "XTASK_UPSTREAM_TREE", value_name = "DIR")]
-    pub tree: Option<camino::Utf8PathBuf>,
-    /// Skip the matchbox netboot image.
-    #[arg(long)]
-    pub no_matchbox: bool,
-    /// Let each imager run pull its images itself (see `cargo xtask build --help`).
-    #[arg(long, env = "XTASK_NO_PREFETCH")]
-    pub no_prefetch: bool,
-    /// Override the matchbox base image (podman `--from`), e.g. a local mirror of it.
-    #[arg(long, env = "XTASK_MATCHBOX_BASE", value_name = "REF")]
-    pub matchbox_base: Option<String>,
     /// Print every stage's commands, exactly, without running any (no engine, registry or qemu
     /// needed); a stage a real run would stop at says so.
     #[arg(long)]
@@ -118,7 +92,7 @@ pub fn stage(
             if github {
                 println!(
                     "::error title=xtask ci: {name}::{}",
-                    escape_annotation(&message)
+                    crate::github::escape_annotation(&message)
                 );
             }
             eprintln!("error: {name}: {message}");
@@ -137,14 +111,6 @@ pub fn stage(
 
 pub fn in_github() -> bool {
     std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true")
-}
-
-/// Annotation messages are one line: GitHub's own escapes for `%`, CR and LF.
-pub fn escape_annotation(message: &str) -> String {
-    message
-        .replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
 }
 
 /// Floating tags move only from the default branch: `$XTASK_DEFAULT_BRANCH` (the workflow passes
@@ -196,7 +162,7 @@ fn check_release_ref(project: &Project, revision: &str) -> Result<()> {
 fn move_release_tags(
     project: &Project,
     skopeo: &crate::registry::Skopeo,
-    plan: &plan::Plan,
+    plan: &crate::domain::Plan,
     records: &mut [BuildRecord],
 ) -> Result<String> {
     let revision = crate::publish::source_revision(project).context("moved no release tag")?;
@@ -220,8 +186,8 @@ fn move_release_tags(
 
 /// The tags that move after smoke passed: the Talos version, and on the default branch the
 /// floating ones.
-pub fn release_tags(talos_version: &str, default_branch: bool) -> Vec<String> {
-    let mut tags = vec![talos_version.to_owned()];
+pub fn release_tags(talos_version: &TalosVersion, default_branch: bool) -> Vec<String> {
+    let mut tags = vec![talos_version.to_string()];
     if default_branch {
         tags.extend(FLOATING_TAGS.iter().map(|t| t.to_string()));
     }
@@ -237,22 +203,27 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     let mut records: Vec<BuildRecord> = Vec::new();
     let mut smoke: Vec<SmokeResult> = Vec::new();
     let mut trees = std::collections::BTreeMap::new();
-    let mut skopeo = crate::registry::Skopeo::new(&args.registry_client)?;
+    let mut skopeo = crate::registry::Skopeo::new(&args.options.registry_client)?;
     skopeo.dry_run = false;
-    let plan = plan::load(project, &args.variants, args.registry.resolve())?;
+    let plan = plan::load(
+        project,
+        &args.options.variants,
+        args.options.registry.resolve(),
+    )?;
     let variants: Vec<_> = plan.variants.iter().map(|v| v.variant.clone()).collect();
     if args.dry_run {
         return dry_run(project, &args, &plan);
     }
 
     let mut ok = stage("preflight", &mut stages, || {
-        let engine = Engine::detect(args.engine);
+        let engine = Engine::detect(args.options.engine);
         crate::engine::preflight(&needs(engine, !args.no_boot))?;
         Ok(format!("engine {engine}"))
     });
+    let mut lock = None;
     ok = ok
         && stage("lock (--locked)", &mut stages, || {
-            crate::lock::ensure(project, &variants, true, &skopeo)?;
+            lock = Some(crate::lock::ensure(project, &variants, true, &skopeo)?);
             Ok(format!(
                 "Talos {}, every extension pinned",
                 plan.talos_version
@@ -260,40 +231,30 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         });
     ok = ok
         && stage("patch", &mut stages, || {
-            if let Some(tree) = &args.tree {
+            if let Some(tree) = &args.options.tree {
                 return Ok(format!("using the given tree {tree}"));
             }
-            for vp in plan.variants.iter().filter(|v| builds_matchbox(&v.variant)) {
-                let applied =
-                    crate::patch::prepare_variant(project, args.upstream.source.as_deref(), vp)?;
+            for vp in plan.variants.iter().filter(|v| v.variant.builds_matchbox()) {
+                let applied = crate::patch::prepare_variant(
+                    project,
+                    args.options.upstream.source.as_deref(),
+                    vp,
+                )?;
                 trees.insert(vp.name.clone(), applied.tree);
             }
             Ok(format!("{} patched tree(s)", trees.len()))
         });
     ok = ok
         && stage("build", &mut stages, || {
-            let build_args = build::Args {
-                variants: args.variants.clone(),
-                registry: args.registry.clone(),
-                engine: args.engine,
-                imager: args.imager.clone(),
-                emulate: false,
-                push: args.push,
-                force: false,
+            let lock = lock.as_ref().expect("the lock stage passed");
+            let settings = build::Settings {
                 jobs: 2,
                 locked: true,
-                dry_run: false,
-                json: false,
-                tree: args.tree.clone(),
-                upstream: args.upstream.clone(),
-                no_matchbox: args.no_matchbox,
-                no_prefetch: args.no_prefetch,
-                matchbox_base: args.matchbox_base.clone(),
-                registry_client: args.registry_client.clone(),
                 unique_tag_only: true,
                 prepared_trees: std::mem::take(&mut trees),
+                ..build::Settings::default()
             };
-            records = build::build(project, &build_args)?;
+            records = build::build_plan(project, &args.options, &settings, &plan, lock, &skopeo)?;
             let runs: u32 = records.iter().map(|r| r.imager_runs).sum();
             let hits: u32 = records.iter().map(|r| r.cache_hits).sum();
             Ok(format!("{runs} imager runs, {hits} cache hits"))
@@ -333,7 +294,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     // Without --push nothing is published and the summary has no release-tags row. The build
     // pushed by digest with only the build-unique tag; the tags users pull move here, after
     // smoke passed: the Talos version always, `latest`/`demo-stable` only from the default branch.
-    if args.push {
+    if args.options.push {
         if !ok {
             stages.push(skipped(
                 "release tags",
@@ -358,12 +319,12 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
 /// checked file by file against its record) by digest, then move the release tags.
 fn publish_only(project: &Project, args: &Args) -> Result<()> {
     let mut stages = Vec::new();
-    let skopeo = crate::registry::Skopeo::new(&args.registry_client)?;
-    let registry = args.registry.resolve();
+    let skopeo = crate::registry::Skopeo::new(&args.options.registry_client)?;
+    let registry = args.options.registry.resolve();
     if registry.is_none() {
         bail!("--publish-only needs a registry: pass --registry HOST/OWNER, or set REGISTRY or GITHUB_REPOSITORY_OWNER");
     }
-    let plan = plan::load(project, &args.variants, registry)?;
+    let plan = plan::load(project, &args.options.variants, registry)?;
     let mut records = Vec::new();
     let mut ok = stage("publish", &mut stages, || {
         for vp in &plan.variants {
@@ -488,11 +449,12 @@ fn write_summary(summary: &str) -> Result<()> {
 /// The tools ci runs; the workflow's build and publish jobs install those a runner lacks.
 /// `ci --dry-run`: each stage in order, as a `# stage ...` line followed by the commands that
 /// stage runs. Nothing is run, fetched or written.
-fn dry_run(project: &Project, args: &Args, plan: &plan::Plan) -> Result<()> {
+fn dry_run(project: &Project, args: &Args, plan: &crate::domain::Plan) -> Result<()> {
+    let opts = &args.options;
     let variants: Vec<_> = plan.variants.iter().map(|v| v.variant.clone()).collect();
-    let mut skopeo = crate::registry::Skopeo::new(&args.registry_client)?;
+    let mut skopeo = crate::registry::Skopeo::new(&opts.registry_client)?;
     skopeo.dry_run = true;
-    let engine = Engine::detect(args.engine);
+    let engine = Engine::detect(opts.engine);
     let tools: Vec<&str> = needs(engine, !args.no_boot)
         .iter()
         .map(|n| n.program)
@@ -502,40 +464,30 @@ fn dry_run(project: &Project, args: &Args, plan: &plan::Plan) -> Result<()> {
         tools.join(", ")
     );
     println!("# stage lock (--locked): checks variants/extensions.lock offline, runs nothing");
-    let locked = match crate::lock::ensure_dry_run(project, &variants, true, &skopeo) {
-        Ok(_) => true,
+    let (lock, locked) = match crate::lock::ensure_dry_run(project, &variants, true, &skopeo) {
+        Ok(lock) => (lock, true),
         Err(err) => {
             println!("# a real run stops here:");
             for line in format!("{err:#}").lines() {
                 println!("#   {line}");
             }
             println!("# the stages below show what runs once the lock is fixed");
-            false
+            (
+                crate::lock::ensure_dry_run(project, &variants, false, &skopeo)?,
+                false,
+            )
         }
     };
     println!("# stage patch and build (the build patches each variant's upstream tree):");
-    let build_args = build::Args {
-        variants: args.variants.clone(),
-        registry: args.registry.clone(),
-        engine: args.engine,
-        imager: args.imager.clone(),
-        emulate: false,
-        push: args.push,
-        force: false,
+    let settings = build::Settings {
         jobs: 2,
         locked,
         dry_run: true,
-        json: false,
-        tree: args.tree.clone(),
-        upstream: args.upstream.clone(),
-        no_matchbox: args.no_matchbox,
-        matchbox_base: args.matchbox_base.clone(),
-        no_prefetch: args.no_prefetch,
-        registry_client: args.registry_client.clone(),
+        quiet: true,
         unique_tag_only: true,
-        prepared_trees: Default::default(),
+        ..build::Settings::default()
     };
-    build::build(project, &build_args)?;
+    build::build_plan(project, opts, &settings, plan, &lock, &skopeo)?;
     println!("# stage smoke: static checks of _out/<variant>/ against its build.json (runs nothing), then:");
     for variant in &variants {
         if args.no_boot {
@@ -550,7 +502,7 @@ fn dry_run(project: &Project, args: &Args, plan: &plan::Plan) -> Result<()> {
             Err(err) => println!("# {}: no boot: {err:#}", variant.name),
         }
     }
-    if args.push {
+    if opts.push {
         let tags = release_tags(&plan.talos_version, on_default_branch());
         println!(
             "# stage release tags (after smoke passed): {}",
@@ -563,11 +515,11 @@ fn dry_run(project: &Project, args: &Args, plan: &plan::Plan) -> Result<()> {
                 None => vp.image.clone(),
             };
             let images = std::iter::once(image.clone()).chain(
-                (!args.no_matchbox && builds_matchbox(&vp.variant))
-                    .then(|| crate::matchbox::image_for(&image)),
+                (!opts.no_matchbox && vp.variant.matchbox_repository().is_some())
+                    .then(|| crate::domain::variant::matchbox_repository(&image)),
             );
             for image in images {
-                let published = crate::publish::Published {
+                let published = crate::domain::record::Published {
                     kind: String::new(),
                     image,
                     digest: "<digest pushed by the build>".to_owned(),
@@ -593,11 +545,6 @@ fn needs(engine: Engine, boot: bool) -> Vec<Need> {
     needs
 }
 
-fn builds_matchbox(variant: &crate::variants::Variant) -> bool {
-    use crate::variants::Output;
-    variant.builds(Output::Kernel) && variant.builds(Output::Initramfs)
-}
-
 /// One variant's smoke outcome, for the summary.
 #[derive(Debug, Clone)]
 pub struct SmokeResult {
@@ -612,7 +559,7 @@ pub struct SmokeResult {
 /// Static checks, then (unless `no_boot`) a boot of the variant's kernel and initramfs.
 fn smoke_variant(
     project: &Project,
-    variant: &crate::variants::Variant,
+    variant: &crate::domain::variant::Variant,
     no_boot: bool,
     skopeo: &crate::registry::Skopeo,
 ) -> SmokeResult {
@@ -624,7 +571,7 @@ fn smoke_variant(
 
 fn smoke_steps(
     project: &Project,
-    variant: &crate::variants::Variant,
+    variant: &crate::domain::variant::Variant,
     no_boot: bool,
     skopeo: &crate::registry::Skopeo,
 ) -> SmokeResult {
@@ -819,16 +766,9 @@ mod tests {
 
     #[test]
     fn release_tags_float_only_from_the_default_branch() {
-        assert_eq!(release_tags("v1.13.6", false), ["v1.13.6"]);
-        assert_eq!(
-            release_tags("v1.13.6", true),
-            ["v1.13.6", "latest", "demo-stable"]
-        );
-    }
-
-    #[test]
-    fn annotations_are_one_line() {
-        assert_eq!(escape_annotation("a\nb 100%\r"), "a%0Ab 100%25%0D");
+        let v = TalosVersion::parse("v1.13.6").unwrap();
+        assert_eq!(release_tags(&v, false), ["v1.13.6"]);
+        assert_eq!(release_tags(&v, true), ["v1.13.6", "latest", "demo-stable"]);
     }
 
     #[test]
@@ -902,22 +842,19 @@ mod tests {
             skipped("release tags", "skipped: smoke or an earlier stage failed"),
         ];
         let record = BuildRecord {
-            variant: "gateway".into(),
-            talos_version: "v1.13.6".into(),
-            arch: "arm64".into(),
-            files: vec![build::FileRecord {
+            files: vec![crate::domain::record::FileRecord {
                 name: "kernel-arm64".into(),
                 sha256: "ab".repeat(32),
                 size: 2048,
             }],
-            published: vec![crate::publish::Published {
+            published: vec![crate::domain::record::Published {
                 kind: "installer".into(),
                 image: "ghcr.io/acme/x/talos".into(),
                 digest: "sha256:00".into(),
                 tags: vec!["v1.13.6".into()],
                 arches: Vec::new(),
             }],
-            ..BuildRecord::default()
+            ..BuildRecord::new("gateway", "v1.13.6".into(), crate::domain::Arch::Arm64, "")
         };
         let smoke = vec![SmokeResult {
             variant: "gateway".into(),

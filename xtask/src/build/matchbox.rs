@@ -1,0 +1,233 @@
+//! The matchbox netboot image of a variant: upstream's (patched, arch-parametric) matchbox
+//! Dockerfile built with that variant's kernel and initramfs for `linux/<arch>`, saved as a
+//! docker-archive beside the other outputs, and published beside the installer.
+
+use anyhow::{bail, Context, Result};
+use camino::{Utf8Path, Utf8PathBuf};
+
+use super::Ctx;
+use crate::domain::output::{artifact_name, matchbox_archive_name};
+use crate::domain::record::FileRecord;
+use crate::domain::{Output, VariantPlan};
+use crate::engine::{shell_line, Engine};
+
+/// The archive name in `_out/<variant>/`.
+pub fn archive_name(vp: &VariantPlan) -> String {
+    matchbox_archive_name(vp.arch)
+}
+
+/// `<registry>/talos-cozystack-spin-only/talos` publishes its netboot image as
+/// `<registry>/talos-cozystack-spin-only/matchbox` (the rule lives with the variants, whose
+/// validation keeps these repositories distinct).
+pub fn image_for(installer_image: &str) -> String {
+    crate::domain::variant::matchbox_repository(installer_image)
+}
+
+/// Where the Dockerfile lives in a patched upstream tree.
+pub fn dockerfile(tree: &Utf8Path) -> Result<Utf8PathBuf> {
+    let dir = crate::pin::talos_package_dir(tree).with_context(|| {
+        format!("{tree} is not a CozyStack tree with Talos packaging (run `cargo xtask patch`)")
+    })?;
+    Ok(tree.join(dir).join("images/matchbox/Dockerfile"))
+}
+
+/// Content key: the Dockerfile and matchbox profiles/groups, the kernel and initramfs, the base.
+fn content_key(
+    tree: &Utf8Path,
+    dockerfile: &Utf8Path,
+    inputs: &[&FileRecord],
+    base: Option<&str>,
+    arch: &str,
+) -> Result<String> {
+    let mut text = format!(
+        "xtask-matchbox-key-v1\narch={arch}\nbase={}\n",
+        base.unwrap_or("(Dockerfile)")
+    );
+    // Everything beside the Dockerfile (profiles, groups, per-architecture subdirectories) is
+    // what it may COPY.
+    let dir = dockerfile.parent().expect("Dockerfile has a parent");
+    let mut files = Vec::new();
+    files_under(dir, &mut files)?;
+    files.sort();
+    for file in files {
+        let (sha, _) = crate::fsutil::sha256_file(&file)?;
+        text.push_str(&format!(
+            "{} {sha}\n",
+            file.strip_prefix(tree).unwrap_or(&file)
+        ));
+    }
+    for input in inputs {
+        text.push_str(&format!("{} {}\n", input.name, input.sha256));
+    }
+    Ok(crate::fsutil::sha256_hex(text.as_bytes()))
+}
+
+fn files_under(dir: &Utf8Path, files: &mut Vec<Utf8PathBuf>) -> Result<()> {
+    for entry in dir
+        .read_dir_utf8()
+        .with_context(|| format!("reading {dir}"))?
+    {
+        let path = entry.with_context(|| format!("reading {dir}"))?.into_path();
+        if path.is_dir() {
+            files_under(&path, files)?;
+        } else {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Builds the variant's matchbox image (unless cached) and returns the archive's record and
+/// whether it was a cache hit.
+pub fn build(
+    ctx: &Ctx,
+    vp: &VariantPlan,
+    tree: &Utf8Path,
+    base: Option<&str>,
+    files: &[FileRecord],
+) -> Result<(FileRecord, bool)> {
+    let kernel = artifact_name(Output::Kernel, vp.arch);
+    let initramfs = artifact_name(Output::Initramfs, vp.arch);
+    let dockerfile = match dockerfile(tree) {
+        // A dry run names the tree `cargo xtask patch` would prepare, before it exists.
+        Err(_) if ctx.dry_run => tree
+            .join(crate::pin::TALOS_PACKAGE_DIRS[0])
+            .join("images/matchbox/Dockerfile"),
+        found => found?,
+    };
+    let out = ctx.project.out_dir().join(&vp.name);
+    let archive = out.join(archive_name(vp));
+    let tag = format!("localhost/xtask-matchbox-{}:build", vp.name);
+    let platform = format!("linux/{}", vp.arch);
+    let mut build_args: Vec<String> = vec![
+        "build".into(),
+        "--platform".into(),
+        platform,
+        "--build-arg".into(),
+        format!("ARCH={}", vp.arch),
+    ];
+    if let Some(base) = base {
+        // build() refuses --matchbox-base with docker before anything runs
+        debug_assert_eq!(ctx.engine, Engine::Podman);
+        build_args.extend(["--pull=never".into(), "--from".into(), base.to_owned()]);
+    }
+    build_args.extend([
+        "-f".into(),
+        dockerfile.to_string(),
+        "-t".into(),
+        tag.clone(),
+        tree.to_string(),
+    ]);
+    let save_args: Vec<String> = vec![
+        "save".into(),
+        "--format".into(),
+        "docker-archive".into(),
+        "-o".into(),
+        format!("{archive}.tmp"),
+        tag.clone(),
+    ];
+    let assets = tree.join("_out/assets");
+
+    if ctx.dry_run {
+        println!(
+            "{} && {}",
+            shell_line(&["mkdir", "-p", assets.as_str()]),
+            shell_line(&[
+                "cp",
+                out.join(&kernel).as_str(),
+                out.join(&initramfs).as_str(),
+                &format!("{assets}/"),
+            ])
+        );
+        for args in [&build_args, &save_args] {
+            let mut line = vec![ctx.engine.program().to_owned()];
+            line.extend(args.iter().cloned());
+            println!("{}", shell_line(&line));
+        }
+        println!(
+            "{}",
+            shell_line(&["mv", &format!("{archive}.tmp"), archive.as_str()])
+        );
+        return Ok((
+            FileRecord {
+                name: archive_name(vp),
+                sha256: String::new(),
+                size: 0,
+            },
+            false,
+        ));
+    }
+
+    let find = |name: &str| {
+        files.iter().find(|f| f.name == name).with_context(|| format!("the matchbox image needs {name}: add \"kernel\" and \"initramfs\" to the variant's outputs"))
+    };
+    let (kernel_rec, initramfs_rec) = (find(&kernel)?, find(&initramfs)?);
+    let key = content_key(
+        tree,
+        &dockerfile,
+        &[kernel_rec, initramfs_rec],
+        base,
+        vp.arch.as_str(),
+    )?;
+    let cache_path = out.join(".cache/matchbox.json");
+    if let Some(file) = crate::cache::cached_file(&cache_path, &key, &archive) {
+        ctx.progress.note(&format!(
+            "[{}] matchbox: cached ({})",
+            vp.name,
+            archive_name(vp)
+        ));
+        return Ok((file, true));
+    }
+    std::fs::create_dir_all(&assets).with_context(|| format!("creating {assets}"))?;
+    for name in [&kernel, &initramfs] {
+        std::fs::copy(out.join(name), assets.join(name))
+            .with_context(|| format!("staging {name} into {assets}"))?;
+    }
+    let sh = xshell::Shell::new()?;
+    let program = ctx.engine.program();
+    ctx.progress
+        .run(&format!("[{}] matchbox: {program} build", vp.name), || {
+            let output = xshell::cmd!(sh, "{program} {build_args...}")
+                .quiet()
+                .ignore_status()
+                .output()?;
+            if !output.status.success() {
+                bail!(
+                    "building the matchbox image failed:\n{}",
+                    String::from_utf8_lossy(&output.stderr).trim()
+                );
+            }
+            let _ = std::fs::remove_file(format!("{archive}.tmp"));
+            let output = xshell::cmd!(sh, "{program} {save_args...}")
+                .quiet()
+                .ignore_status()
+                .output()?;
+            if !output.status.success() {
+                bail!(
+                    "saving the matchbox image failed:\n{}",
+                    String::from_utf8_lossy(&output.stderr).trim()
+                );
+            }
+            Ok(())
+        })?;
+    let _ = std::fs::remove_file(&cache_path);
+    std::fs::rename(format!("{archive}.tmp"), &archive)
+        .with_context(|| format!("moving {archive}.tmp into place"))?;
+    let file = crate::cache::file_record(&archive)?;
+    crate::cache::write_cache(&cache_path, &key, &file)?;
+    Ok((file, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matchbox_publishes_beside_the_installer() {
+        assert_eq!(
+            image_for("ghcr.io/acme/talos-cozystack-spin-only/talos"),
+            "ghcr.io/acme/talos-cozystack-spin-only/matchbox"
+        );
+        assert_eq!(image_for("talos"), "matchbox");
+    }
+}

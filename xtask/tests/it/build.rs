@@ -1,0 +1,589 @@
+//! `cargo xtask build` end to end: real podman, a real registry, and a STAND-IN imager image
+//! (tests/standin/imager.sh: static busybox and a script honouring the imager's contract),
+//! because the real imager cannot be pulled here. Users and the workflow run the real imager.
+
+use std::process::Output;
+
+use crate::support::pipeline::*;
+use crate::support::*;
+use serde_json::Value;
+
+fn build(env: &Pipeline, extra: &[&str]) -> Output {
+    let mut cmd = env.xtask();
+    cmd.args([
+        "build",
+        "--locked",
+        "--push",
+        "--engine",
+        "podman",
+        "--registry",
+    ])
+    .arg(format!("{}/acme", env.registry.addr))
+    .arg("--tree")
+    .arg(&env.tree)
+    .args(["--matchbox-base", BASE])
+    .args(extra);
+    run(&mut cmd)
+}
+
+#[test]
+fn builds_both_roles_pushes_by_digest_and_caches_by_content() {
+    let Some(env) = Pipeline::setup("build-e2e", None) else {
+        return;
+    };
+
+    // 1. A full build of both variants, pushed.
+    let out = build(&env, &["--imager", OK]);
+    assert!(out.status.success(), "build failed:\n{}", stderr(&out));
+    assert_eq!(
+        env.podman.runs_of(OK),
+        8,
+        "2 variants x 4 outputs, each one imager run"
+    );
+    let mut pushed = Vec::new();
+    for (variant, repo) in [
+        ("compute", "acme/talos-cozystack-spin-only/talos"),
+        ("gateway", "acme/talos-cozystack-spin-tailscale/talos"),
+    ] {
+        let record = env.record(variant);
+        assert_eq!(record["imager_runs"], 4);
+        assert_eq!(record["talos_version"], "v1.13.6");
+        let files = record["files"].as_array().unwrap();
+        let names: Vec<&str> = files.iter().map(|f| f["name"].as_str().unwrap()).collect();
+        assert_eq!(
+            names,
+            [
+                "installer-arm64.tar",
+                "kernel-arm64",
+                "initramfs-metal-arm64.xz",
+                "metal-arm64.raw.xz",
+                "matchbox-arm64.tar"
+            ]
+        );
+        for f in files {
+            let path = env
+                .root
+                .join("_out")
+                .join(variant)
+                .join(f["name"].as_str().unwrap());
+            let bytes = std::fs::read(&path).unwrap();
+            assert_eq!(f["size"], bytes.len() as u64);
+            use sha2::Digest;
+            assert_eq!(f["sha256"], format!("{:x}", sha2::Sha256::digest(&bytes)));
+        }
+        // The recorded profile hash is that of the bytes the imager got (the stand-in keeps
+        // them in the installer's layer).
+        let archive = env
+            .root
+            .join("_out")
+            .join(variant)
+            .join("installer-arm64.tar");
+        let sh = |script: &str| {
+            let out = run(std::process::Command::new("sh").args(["-c", script]));
+            assert!(out.status.success(), "{script}: {}", stderr(&out));
+            out.stdout
+        };
+        let layer = String::from_utf8(sh(&format!(
+            "tar -xOf '{}' manifest.json | sed 's/.*\"Layers\":\\[\"\\([^\"]*\\)\".*/\\1/'",
+            archive.display()
+        )))
+        .unwrap();
+        let received = sh(&format!(
+            "tar -xOf '{}' '{}' | tar -xOf - usr/install/arm64/profile.yaml",
+            archive.display(),
+            layer.trim()
+        ));
+        use sha2::Digest;
+        assert_eq!(
+            record["profiles"][0]["profile_sha256"],
+            format!("{:x}", sha2::Sha256::digest(&received)),
+            "{variant}: {}",
+            String::from_utf8_lossy(&received)
+        );
+        let has_tailscale = record["profiles"][0]["profile"]["input"]["systemExtensions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["imageRef"].as_str().unwrap().contains("/tailscale:"));
+        assert_eq!(has_tailscale, variant == "gateway");
+
+        // Through the registry API: tags exist, point at the recorded digest, config says arm64.
+        let published = &record["published"][0];
+        let digest = published["digest"].as_str().unwrap();
+        let tags = env.registry.tags(repo);
+        assert!(tags.contains(&"v1.13.6".to_owned()), "{tags:?}");
+        let unique = tags
+            .iter()
+            .find(|t| t.starts_with("v1.13.6-"))
+            .expect("a build-unique tag");
+        assert!(
+            !tags.contains(&"latest".to_owned()),
+            "floating tags only after smoke, from ci"
+        );
+        for tag in [String::from("v1.13.6"), unique.clone()] {
+            let (manifest, at) = env.registry.manifest(repo, &tag).unwrap();
+            assert_eq!(at, digest, "{repo}:{tag}");
+            let config: Value = serde_json::from_slice(
+                &env.registry
+                    .blob(repo, manifest["config"]["digest"].as_str().unwrap()),
+            )
+            .unwrap();
+            assert_eq!(config["architecture"], "arm64");
+            assert_eq!(config["os"], "linux");
+        }
+        pushed.push((repo, digest.to_owned()));
+
+        // The matchbox netboot image, beside the installer: arm64, carrying this variant's kernel.
+        let matchbox_repo = format!("{}/matchbox", repo.rsplit_once('/').unwrap().0);
+        let (manifest, _) = env
+            .registry
+            .manifest(&matchbox_repo, "v1.13.6")
+            .expect("matchbox image pushed");
+        let config: Value = serde_json::from_slice(&env.registry.blob(
+            &matchbox_repo,
+            manifest["config"]["digest"].as_str().unwrap(),
+        ))
+        .unwrap();
+        assert_eq!(config["architecture"], "arm64");
+    }
+
+    // 2. Nothing changed: zero imager runs.
+    let out = build(&env, &["--imager", OK]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        env.podman.runs_of(OK),
+        8,
+        "a rebuild with nothing changed must not run the imager"
+    );
+    assert_eq!(
+        env.record("gateway")["cache_hits"],
+        5,
+        "four imager outputs and the matchbox image"
+    );
+
+    // 3. One output corrupted: only it is rebuilt.
+    let kernel = env.root.join("_out/compute/kernel-arm64");
+    std::fs::write(&kernel, "corrupt").unwrap();
+    let out = build(&env, &["--imager", OK]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(env.podman.runs_of(OK), 9);
+    let record = env.record("compute");
+    assert_eq!(record["imager_runs"], 1);
+    let rebuilt: Vec<&str> = record["profiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["cache_hit"] == false)
+        .map(|p| p["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(rebuilt, ["kernel"]);
+    assert!(std::fs::read_to_string(&kernel)
+        .unwrap()
+        .starts_with("stand-in kernel arm64"));
+
+    // 4. The imager fails: a clear error, nothing pushed, no tag moved, no half output trusted.
+    let tags_before: Vec<Vec<String>> = pushed
+        .iter()
+        .map(|(repo, _)| env.registry.tags(repo))
+        .collect();
+    let out = build(&env, &["--imager", FAIL, "--force", "--variant", "compute"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("the imager failed") && err.contains("stand-in imager told to fail"),
+        "{err}"
+    );
+    assert!(
+        err.contains("nothing was pushed and no tag was moved"),
+        "{err}"
+    );
+    for ((repo, digest), before) in pushed.iter().zip(&tags_before) {
+        assert_eq!(&env.registry.tags(repo), before);
+        assert_eq!(
+            &env.registry.manifest(repo, "v1.13.6").unwrap().1,
+            digest,
+            "{repo}:v1.13.6 moved"
+        );
+    }
+    assert!(
+        !env.root.join("_out/compute/.tmp-installer").exists(),
+        "a failed run leaves no temporary output"
+    );
+    assert_eq!(
+        env.record("compute")["imager"],
+        OK,
+        "the record of the last good build stays"
+    );
+    // The next good build still trusts the intact outputs of the last good one.
+    let out = build(&env, &["--imager", OK, "--variant", "compute"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        env.record("compute")["published"][0]["digest"]
+            .as_str()
+            .unwrap(),
+        pushed[0].1
+    );
+
+    // 5. The stand-in honours the imager's contract for a bad profile: a message on stderr, a
+    // non-zero exit, no output (so the build test above is not passing against a stand-in that
+    // accepts anything).
+    let good =
+        std::fs::read_to_string(repo_root().join("xtask/tests/golden/profiles/compute/metal.yaml"))
+            .unwrap();
+    for (bad, message) in [
+        (
+            good.replace("arch: arm64", "arch: riscv64"),
+            "unsupported arch",
+        ),
+        (
+            good.replace("    diskSize: 1306525696\n", ""),
+            "diskSize is required",
+        ),
+        (
+            good.replace("/usr/install/arm64/vmlinuz", "/boot/vmlinuz"),
+            "input.kernel.path",
+        ),
+        (
+            good.replace("kind: image", "kind: disk"),
+            "unknown output kind",
+        ),
+    ] {
+        assert_ne!(bad, good);
+        let mut child = env
+            .podman
+            .command("podman")
+            .args(["run", "--rm", "-i", OK, "--tar-to-stdout", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(bad.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            !out.status.success(),
+            "the stand-in accepted a bad profile ({message})"
+        );
+        assert!(stderr(&out).contains(message), "{}", stderr(&out));
+        assert!(
+            out.stdout.is_empty(),
+            "no output for a bad profile ({message})"
+        );
+    }
+}
+
+#[test]
+fn dry_run_prints_commands_without_an_engine_or_a_complete_lock() {
+    let root = temp_dir("build-dry-run");
+    copy_repo_data(&root);
+    let out = run(xtask(&root).env("PATH", "/nonexistent").args([
+        "build",
+        "--dry-run",
+        "--push",
+        "--registry",
+        "ghcr.io/acme",
+        "--variant",
+        "gateway",
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("# engine: podman (not installed here)"),
+        "{text}"
+    );
+    // The container is named (xtask-<variant>-<kind>-<pid>) so that an interrupt can remove it.
+    let run = text
+        .lines()
+        .find(|l| l.starts_with("podman run --rm -i --name xtask-gateway-installer-"))
+        .unwrap_or_else(|| panic!("no imager line in {text}"));
+    // Every image the imager reads is fetched once into _out/.oci and mounted read-only.
+    let oci = root.join("_out/.oci");
+    assert!(run.ends_with(&format!(" -v {}:/oci:ro ghcr.io/siderolabs/imager:v1.13.6 --tar-to-stdout - <<'PROFILE' | tar -xzf - -C _out/gateway/.tmp-installer", oci.display())), "{run}");
+    assert!(
+        text.contains("skopeo --override-arch arm64 --override-os linux --command-timeout 600s copy --quiet --preserve-digests docker://ghcr.io/siderolabs/drbd@sha256:"),
+        "{text}"
+    );
+    assert!(text.contains("      ociPath: /oci/sha256-"), "{text}");
+    assert!(
+        text.contains("  systemExtensions:\n    - imageRef: ghcr.io/siderolabs/drbd:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("copy --quiet --preserve-digests oci:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("docker://ghcr.io/acme/talos-cozystack-spin-tailscale/talos:v1.13.6"),
+        "{text}"
+    );
+    assert!(
+        stderr(&out)
+            .contains("would be resolved first from the registry, as `cargo xtask lock` does"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!root.join("_out").exists(), "a dry run writes nothing");
+}
+
+#[test]
+fn push_moves_no_tag_before_every_image_of_every_variant_is_in_the_registry() {
+    let root = temp_dir("build-dry-run-push-order");
+    copy_repo_data(&root);
+    let out = run(xtask(&root).env("PATH", "/nonexistent").args([
+        "build",
+        "--dry-run",
+        "--push",
+        "--registry",
+        "ghcr.io/acme",
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let pushes: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(" 'docker://ghcr.io/acme/") || l.contains(" docker://ghcr.io/acme/"))
+        .collect();
+    let by_digest = |l: &&str| l.ends_with("@<digest of the OCI manifest>'");
+    let digests = pushes.iter().copied().filter(by_digest).count();
+    assert_eq!(
+        digests, 4,
+        "installer and matchbox of both variants:\n{text}"
+    );
+    assert!(
+        pushes[..digests].iter().all(by_digest),
+        "every image is pushed by digest before the first tag moves:\n{}",
+        pushes.join("\n")
+    );
+    assert_eq!(
+        pushes.len(),
+        4 + 4 * 2,
+        "two tags per image:\n{}",
+        pushes.join("\n")
+    );
+}
+
+#[test]
+fn dry_run_with_an_extension_absent_from_the_lock_says_what_it_resolves_first() {
+    let root = temp_dir("build-dry-run-absent");
+    copy_repo_data(&root);
+    let path = root.join("variants/gateway.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"tailscale\"]", "\"tailscale\", \"iscsi-tools\"]");
+    std::fs::write(&path, text).unwrap();
+    let lock_before = std::fs::read(root.join("variants/extensions.lock")).unwrap();
+
+    let out = run(xtask(&root).env("PATH", "/nonexistent").args([
+        "build",
+        "--dry-run",
+        "--variant",
+        "gateway",
+        "--registry-mirror",
+        "ghcr.io=127.0.0.1:1",
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("field `extensions.iscsi-tools`: missing (used by variant `gateway`)"),
+        "{err}"
+    );
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("skopeo --command-timeout 60s inspect --raw --tls-verify=false docker://127.0.0.1:1/siderolabs/extensions:v1.13.6\n"),
+        "the registry commands a real run starts with come first:\n{text}"
+    );
+    assert!(
+        text.contains(
+            "- imageRef: ghcr.io/siderolabs/iscsi-tools:<tag and digest from image-digests>\n"
+        ),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read(root.join("variants/extensions.lock")).unwrap(),
+        lock_before,
+        "a dry run writes no lock"
+    );
+    assert!(!root.join("_out").exists(), "a dry run writes nothing");
+
+    // --locked --dry-run fails as the real --locked build would, naming every problem.
+    let out = run(xtask(&root).env("PATH", "/nonexistent").args([
+        "build",
+        "--dry-run",
+        "--locked",
+        "--variant",
+        "gateway",
+    ]));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("--locked: variants/extensions.lock cannot be used as it is: 3 problems"),
+        "{err}"
+    );
+    assert!(err.contains("`extensions.iscsi-tools`: missing"), "{err}");
+    assert!(
+        stdout(&out).is_empty(),
+        "nothing printed as if it would run"
+    );
+}
+
+#[test]
+fn locked_build_refuses_unpinned_entries_before_building() {
+    let root = temp_dir("build-locked");
+    copy_repo_data(&root);
+    let out = run(xtask(&root).args([
+        "build",
+        "--locked",
+        "--variant",
+        "gateway",
+        "--imager",
+        "localhost/none",
+    ]));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("--locked: variants/extensions.lock cannot be used"),
+        "{err}"
+    );
+    assert!(
+        err.contains("`extensions.tailscale`") && err.contains("has no digest"),
+        "{err}"
+    );
+    assert!(!root.join("_out").exists());
+}
+
+#[test]
+fn dry_run_and_json_are_refused_together() {
+    // A dry run prints commands on stdout, so its stdout could not also be the JSON contract.
+    for command in ["build", "lock"] {
+        let out = run(xtask(&repo_root()).args([command, "--dry-run", "--json"]));
+        assert!(!out.status.success(), "{command}");
+        assert!(
+            stderr(&out).contains("'--dry-run' cannot be used with '--json'"),
+            "{command}: {}",
+            stderr(&out)
+        );
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn matchbox_base_with_docker_is_refused_before_anything_runs() {
+    let root = temp_dir("build-docker-base");
+    copy_repo_data(&root);
+    let out = run(xtask(&root).args([
+        "build",
+        "--dry-run",
+        "--engine",
+        "docker",
+        "--matchbox-base",
+        "localhost/base:arm64",
+    ]));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("--matchbox-base needs podman") && err.contains("fix: pass --engine podman"),
+        "{err}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "no command printed: {}",
+        stdout(&out)
+    );
+}
+
+/// Opt-in, with `COZYSTACK_SRC` pointing at a clone of upstream CozyStack: without `--tree`,
+/// the build patches the real pinned upstream for the variant and builds the matchbox image
+/// from the patched Dockerfile, with the arm64 assets and the arm64 (ttyAMA0) profile.
+#[test]
+fn real_upstream_matchbox_is_built_from_the_patched_dockerfile() {
+    let Some(src) = std::env::var_os("COZYSTACK_SRC") else {
+        skipped("set COZYSTACK_SRC to a CozyStack clone to run this test");
+        return;
+    };
+    let Some(env) = Pipeline::setup("build-real-upstream", None) else {
+        return;
+    };
+    let mut cmd = env.xtask();
+    cmd.args(["build", "--locked", "--engine", "podman", "--imager", OK])
+        .args(["--variant", "gateway", "--matchbox-base", BASE, "--source"])
+        .arg(&src);
+    let out = run(&mut cmd);
+    assert!(out.status.success(), "build failed:\n{}", stderr(&out));
+    let archive = env.root.join("_out/gateway/matchbox-arm64.tar");
+    // Every layer of the saved image, searched for the profile the Dockerfile copied.
+    let script = r#"set -e
+        for layer in $(tar -xOf "$1" manifest.json | tr ',"[]{}' '\n\n\n\n\n\n' | grep '\.tar$\|/layer\.tar$'); do
+            tar -xOf "$1" "$layer" | tar -xOf - var/lib/matchbox/profiles/default.json 2>/dev/null || true
+        done"#;
+    let out = run(std::process::Command::new("sh")
+        .args(["-c", script, "sh"])
+        .arg(&archive));
+    let profile = stdout(&out);
+    assert!(
+        profile.contains("console=ttyAMA0"),
+        "matchbox profile: {profile:?} {}",
+        stderr(&out)
+    );
+    assert!(!profile.contains("console=ttyS0"), "{profile}");
+    let record = env.record("gateway");
+    assert!(record["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["name"] == "matchbox-arm64.tar"));
+}
+
+/// `--emulate`, the slow fallback: the engine runs an arm64 imager image (arm64 busybox, our
+/// stand-in script) under qemu user emulation through binfmt_misc; on this amd64 host it could
+/// not run at all otherwise.
+#[test]
+fn emulate_runs_an_arm64_imager_image_under_qemu() {
+    use crate::support::arm64::{arm64, binfmt_aarch64};
+    const ARM64_IMAGER: &str = "localhost/standin-imager:arm64";
+    if !have_tools(&["qemu-aarch64-static", "apt-get", "apt-cache", "dpkg-deb"])
+        || !binfmt_aarch64()
+    {
+        return;
+    }
+    let Some(env) = Pipeline::setup("build-emulate", None) else {
+        return;
+    };
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/standin/imager.sh");
+    env.podman.busybox_image_for(
+        Some("arm64"),
+        &arm64().busybox,
+        ARM64_IMAGER,
+        &[(&script, "/imager")],
+        "/imager",
+    );
+    let mut cmd = env.xtask();
+    cmd.args([
+        "build",
+        "--locked",
+        "--emulate",
+        "--no-matchbox",
+        "--engine",
+        "podman",
+    ])
+    .args(["--imager", ARM64_IMAGER, "--variant", "compute"]);
+    let out = run(&mut cmd);
+    assert!(
+        out.status.success(),
+        "build --emulate failed:\n{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        env.podman.runs_of(ARM64_IMAGER),
+        4,
+        "one emulated imager run per output"
+    );
+    let record = env.record("compute");
+    assert_eq!(record["imager_runs"], 4);
+    let kernel = std::fs::read_to_string(env.root.join("_out/compute/kernel-arm64")).unwrap();
+    assert!(kernel.starts_with("stand-in kernel arm64"), "{kernel}");
+}

@@ -1,0 +1,327 @@
+//! `cargo xtask plan` through the real binary: the JSON contract, adding a role by adding a
+//! file, and errors for bad variant files.
+
+use crate::support::*;
+use serde_json::Value;
+
+fn plan_json(root: &std::path::Path, extra: &[&str]) -> Value {
+    let out = run(xtask(root).arg("plan").arg("--json").args(extra));
+    assert!(out.status.success(), "plan failed: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).expect("plan --json prints JSON")
+}
+
+#[test]
+fn plan_json_lists_both_roles_and_only_gateway_has_tailscale() {
+    let plan = plan_json(&repo_root(), &["--registry", "ghcr.io/acme"]);
+    assert_eq!(plan["talos_version"], "v1.13.6");
+    let variants = plan["variants"].as_array().unwrap();
+    let names: Vec<&str> = variants
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["compute", "gateway"]);
+    for v in variants {
+        assert_eq!(v["arch"], "arm64");
+        let exts: Vec<&str> = v["extensions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.as_str().unwrap())
+            .collect();
+        let profiles = v["profiles"].as_array().unwrap();
+        assert!(!profiles.is_empty());
+        for p in profiles {
+            assert!(p["kind"].is_string());
+            assert_eq!(p["profile"]["arch"], "arm64", "{p}");
+            let refs = p["profile"]["input"]["systemExtensions"]
+                .as_array()
+                .unwrap();
+            assert_eq!(refs.len(), exts.len());
+            let has_tailscale = refs
+                .iter()
+                .any(|r| r["imageRef"].as_str().unwrap().contains("/tailscale:"));
+            assert_eq!(has_tailscale, v["name"] == "gateway", "{}: {p}", v["name"]);
+        }
+        match v["name"].as_str().unwrap() {
+            "compute" => {
+                assert_eq!(exts, ["drbd", "zfs", "spin"]);
+                assert_eq!(v["image"], "ghcr.io/acme/talos-cozystack-spin-only/talos");
+            }
+            _ => {
+                assert_eq!(exts, ["drbd", "zfs", "spin", "tailscale"]);
+                assert_eq!(
+                    v["image"],
+                    "ghcr.io/acme/talos-cozystack-spin-tailscale/talos"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn registry_defaults_to_the_github_owner() {
+    let out = run(xtask(&repo_root())
+        .args(["plan", "--json", "--variant", "gateway"])
+        .env("GITHUB_REPOSITORY_OWNER", "Acme"));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        plan["variants"][0]["image"],
+        "ghcr.io/acme/talos-cozystack-spin-tailscale/talos"
+    );
+}
+
+#[test]
+fn adding_a_role_is_adding_a_file() {
+    let root = temp_dir("plan-third-variant");
+    copy_repo_data(&root);
+    std::fs::write(
+        root.join("variants/storage.json"),
+        r#"{"name": "storage", "description": "storage only", "arch": "arm64",
+            "extensions": ["drbd", "zfs"], "repository": "talos-cozystack-storage/talos",
+            "outputs": ["installer", "nocloud"]}"#,
+    )
+    .unwrap();
+    let plan = plan_json(&root, &[]);
+    let names: Vec<&str> = plan["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["compute", "gateway", "storage"]);
+    let storage = &plan["variants"][2];
+    let kinds: Vec<&str> = storage["profiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["installer", "nocloud"]);
+    assert_eq!(storage["profiles"][1]["profile"]["platform"], "nocloud");
+    assert_eq!(
+        storage["profiles"][1]["profile"]["output"]["imageOptions"]["diskSize"],
+        1306525696u64
+    );
+}
+
+#[test]
+fn a_typo_in_a_variant_file_names_the_file_and_field() {
+    let root = temp_dir("plan-typo");
+    copy_repo_data(&root);
+    let path = root.join("variants/gateway.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"extensions\"", "\"extentions\"");
+    std::fs::write(&path, text).unwrap();
+    let broken = root.join("variants/compute.json");
+    let text = std::fs::read_to_string(&broken)
+        .unwrap()
+        .replace("\"arm64\"", "\"aarch64\"");
+    std::fs::write(&broken, text).unwrap();
+
+    let out = run(xtask(&root).args(["plan", "--json"]));
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "no partial plan on stdout");
+    let err = stderr(&out);
+    assert!(err.contains("invalid variants: 3 problems"), "{err}");
+    assert!(
+        err.contains("variants/gateway.json: field `extentions`: unknown field"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `extensions`?"), "{err}");
+    assert!(
+        err.contains("variants/gateway.json: field `extensions`: missing required field"),
+        "{err}"
+    );
+    assert!(
+        err.contains("variants/compute.json: field `arch` = \"aarch64\": unknown architecture"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_variant_selection_is_an_error() {
+    let out = run(xtask(&repo_root()).args(["plan", "--variant", "nope"]));
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("unknown variant `nope`: the variants are compute, gateway"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn human_plan_is_a_table() {
+    let out = run(xtask(&repo_root()).args(["plan", "--registry", "ghcr.io/acme"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("Talos v1.13.6, from "),
+        "the Talos version and where it was read come first: {text}"
+    );
+    assert!(
+        text.contains("VARIANT  ARCH   TARGET  EXTENSIONS"),
+        "{text}"
+    );
+    assert!(text.contains("gateway  arm64  metal   drbd zfs spin tailscale  ghcr.io/acme/talos-cozystack-spin-tailscale/talos:v1.13.6"), "{text}");
+}
+
+#[test]
+fn every_offline_problem_is_reported_in_one_run() {
+    let root = temp_dir("plan-all-at-once");
+    copy_repo_data(&root);
+    let compute = root.join("variants/compute.json");
+    let text = std::fs::read_to_string(&compute).unwrap();
+    // a name that does not match the file, the gateway's repository, a misspelt extension
+    let text = text
+        .replace("\"name\": \"compute\"", "\"name\": \"compute2\"")
+        .replace("spin-only", "spin-tailscale")
+        .replace("\"drbd\", \"zfs\"", "\"drdb\", \"zfs\"");
+    std::fs::write(&compute, text).unwrap();
+    let lock = root.join("variants/extensions.lock");
+    let text = std::fs::read_to_string(&lock).unwrap();
+    std::fs::write(
+        &lock,
+        text.replace(
+            "\"talos_version\": \"v1.13.6\"",
+            "\"talos_version\": \"1.13.6\"",
+        ),
+    )
+    .unwrap();
+
+    let out = run(xtask(&root).arg("plan"));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("invalid variants and lock file: 4 problems"),
+        "{err}"
+    );
+    assert!(
+        err.contains("variants/compute.json: field `name` = \"compute2\": does not match"),
+        "{err}"
+    );
+    assert!(
+        err.contains("variants/gateway.json: field `repository`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("variants/compute.json: field `extensions[0]` = \"drdb\": unknown extension"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `drbd`?"), "{err}");
+    assert!(
+        err.contains("variants/extensions.lock: field `talos_version` = 1.13.6"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("extensions.drbd"),
+        "only the field is blamed, not every entry: {err}"
+    );
+}
+
+#[test]
+fn json_syntax_errors_point_at_the_problem() {
+    let root = temp_dir("plan-json-syntax");
+    copy_repo_data(&root);
+    let compute = root.join("variants/compute.json");
+    let text = std::fs::read_to_string(&compute).unwrap();
+    let comma_line = text
+        .lines()
+        .position(|l| l.contains("extra_kernel_args"))
+        .unwrap()
+        + 1;
+    let column = text.lines().nth(comma_line - 1).unwrap().len() + 1;
+    let text = text.replace("\"extra_kernel_args\": []", "\"extra_kernel_args\": [],");
+    std::fs::write(&compute, format!("\u{feff}{text}")).unwrap();
+    let err = stderr(&run(xtask(&root).arg("plan")));
+    assert!(
+        err.contains("starts with a UTF-8 byte order mark (BOM)"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "malformed JSON at line {comma_line} column {column}: trailing comma"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unknown_variant_gets_a_near_miss() {
+    let err = stderr(&run(xtask(&repo_root()).args([
+        "plan",
+        "--variant",
+        "gatewy",
+    ])));
+    assert!(err.contains("unknown variant `gatewy`"), "{err}");
+    assert!(err.contains("did you mean `gateway`?"), "{err}");
+}
+
+#[test]
+fn ci_dry_run_prints_every_stage() {
+    let out = run(xtask(&repo_root()).args([
+        "ci",
+        "--dry-run",
+        "--push",
+        "--registry",
+        "ghcr.io/acme",
+        "--variant",
+        "gateway",
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for stage in [
+        "# stage preflight",
+        "# stage lock (--locked)",
+        "# stage patch and build",
+        "podman run --rm -i --name xtask-gateway-installer-",
+        "cargo xtask patch --variant gateway",
+        "# stage smoke",
+        "qemu-system-aarch64 ",
+        "# stage release tags",
+        "docker://ghcr.io/acme/talos-cozystack-spin-tailscale/talos:v1.13.6",
+    ] {
+        assert!(text.contains(stage), "missing {stage:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn schematic_writes_the_file_its_curl_hint_posts() {
+    let root = temp_dir("schematic-file");
+    copy_repo_data(&root);
+    let out = run(xtask(&root).env_remove("CARGO_TARGET_DIR").args([
+        "schematic",
+        "--variant",
+        "gateway",
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let hint = text
+        .lines()
+        .find(|l| l.contains("curl -X POST"))
+        .expect(&text);
+    let file = hint
+        .split("--data-binary @")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
+    let written = std::fs::read_to_string(root.join(file)).unwrap();
+    assert!(written.starts_with("customization:\n"), "{written}");
+    assert!(
+        text.contains("https://pxe.factory.talos.dev/pxe/"),
+        "{text}"
+    );
+    let own = stdout(&run(xtask(&root).args([
+        "schematic",
+        "--variant",
+        "gateway",
+        "--factory",
+        "https://factory.example.org",
+    ])));
+    assert!(
+        own.contains("  pxe        https://factory.example.org/pxe/"),
+        "{own}"
+    );
+}

@@ -1,0 +1,116 @@
+//! Helpers shared by the integration tests: temporary directories, the real xtask binary,
+//! and tool checks that skip locally but fail under `cargo xtask test` (XTASK_REQUIRE_TOOLS=1).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A fresh directory under cargo's per-target temp dir, removed first if a previous run left it.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The repository this test binary was built from.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+/// The real xtask binary, run against `root` (a repository or a copy of one).
+pub fn xtask(root: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    cmd.env("XTASK_ROOT", root).current_dir(root);
+    for var in [
+        "REGISTRY",
+        "GITHUB_REPOSITORY_OWNER",
+        "GITHUB_ACTIONS",
+        "GITHUB_OUTPUT",
+        "GITHUB_STEP_SUMMARY",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Copies the repository's data (variants, patches) into a temporary root.
+pub fn copy_repo_data(dest: &Path) {
+    for dir in ["variants", "patches"] {
+        copy_dir(&repo_root().join(dir), &dest.join(dir));
+    }
+}
+
+pub fn copy_dir(src: &Path, dest: &Path) {
+    std::fs::create_dir_all(dest).unwrap();
+    for entry in std::fs::read_dir(src).unwrap() {
+        let entry = entry.unwrap();
+        let to = dest.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to);
+        } else {
+            std::fs::copy(entry.path(), &to).unwrap();
+        }
+    }
+}
+
+/// True when every tool is on PATH. Otherwise the test is skipped with a visible `SKIPPED` line
+/// (written past the test harness's capture, so it shows in a passing run), unless
+/// XTASK_REQUIRE_TOOLS is set (as `cargo xtask test` does), when it fails.
+pub fn have_tools(tools: &[&str]) -> bool {
+    let missing: Vec<&str> = tools
+        .iter()
+        .copied()
+        .filter(|t| which(t).is_none())
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var_os("XTASK_REQUIRE_TOOLS").is_some() {
+        panic!("required test tools missing: {missing:?} (run `cargo xtask test`, which installs them)");
+    }
+    skipped(&format!(
+        "tools missing: {missing:?} (run `cargo xtask test` to install them)"
+    ));
+    false
+}
+
+/// Reports the running test as skipped, on the real stderr: `eprintln!` would be captured and
+/// shown only if the test failed, and a skipped test must not pass silently.
+pub fn skipped(why: &str) {
+    use std::io::Write;
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
+
+pub fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(tool))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or(None)
+}
+
+pub mod arm64;
+pub mod imager;
+pub mod pipeline;
+pub mod podman;
+pub mod registry;
