@@ -454,10 +454,20 @@ pub fn summary(stages: &[StageResult], records: &[BuildRecord], smoke: &[SmokeRe
         .unwrap();
     }
     for r in records {
+        let arches = if r.arches.is_empty() {
+            r.arch.clone()
+        } else {
+            r.arches.join(", ")
+        };
+        let target = match (r.platform.as_str(), &r.overlay) {
+            ("" | "metal", None) => String::new(),
+            (platform, None) => format!("{platform}, "),
+            (platform, Some(overlay)) => format!("{platform}/{overlay}, "),
+        };
         writeln!(
             out,
-            "\n### {} (Talos {}, {})\n",
-            r.variant, r.talos_version, r.arch
+            "\n### {} (Talos {}, {target}{arches})\n",
+            r.variant, r.talos_version
         )
         .unwrap();
         if let Some(s) = smoke.iter().find(|s| s.variant == r.variant) {
@@ -475,9 +485,14 @@ pub fn summary(stages: &[StageResult], records: &[BuildRecord], smoke: &[SmokeRe
             .unwrap();
         }
         for p in &r.published {
+            let index = if p.is_index() {
+                format!(" (one index: {})", p.arches.join(", "))
+            } else {
+                String::new()
+            };
             writeln!(
                 out,
-                "- image: `{}@{}` tags: {}",
+                "- image: `{}@{}`{index} tags: {}",
                 p.image,
                 p.digest,
                 p.tags
