@@ -106,6 +106,9 @@ pub struct BuildRecord {
     pub published: Vec<publish::Published>,
     pub imager_runs: u32,
     pub cache_hits: u32,
+    /// Set by `ci` once smoke passed on exactly these files; `ci --publish-only` requires it.
+    #[serde(default)]
+    pub smoke_passed: bool,
     /// Seconds per step (`imager:<kind>`, `push:<kind>`, `total`).
     pub timings: BTreeMap<String, f64>,
 }
@@ -187,6 +190,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
 
 /// Builds (and with `--push` publishes) the selected variants; returns their records.
 pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
+    let _signals = crate::interrupt::catch();
     let registry = args.registry.resolve();
     if args.push && registry.is_none() {
         bail!("--push needs a registry: pass --registry HOST/OWNER, or set REGISTRY or GITHUB_REPOSITORY_OWNER");
@@ -275,6 +279,12 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
         progress,
     };
 
+    // One build per checkout: taken once the plan is sound, before anything is written.
+    let _lock = if args.dry_run {
+        None
+    } else {
+        Some(crate::interrupt::lock_out_dir(project)?)
+    };
     let records = build_all(&ctx, &plan, args.jobs.into())?;
     if args.push {
         return publish_all(&ctx, &plan, records, &skopeo, args.unique_tag_only);
@@ -293,57 +303,30 @@ fn publish_all(
 ) -> Result<Vec<BuildRecord>> {
     let project = ctx.project;
     let publisher = Publisher::new(project, skopeo);
+    // The build-unique tag names this build alone; the Talos version tag is a release tag and
+    // moves forward only (or, under `ci`, after smoke passed).
     let mut tags = publish::build_tags(project, &plan.talos_version)?;
-    if unique_tag_only {
-        tags.retain(|t| t != &plan.talos_version);
+    tags.retain(|t| t != &plan.talos_version);
+    let revision = publish::source_revision(project);
+    if let Err(err) = &revision {
+        ctx.progress.note(&format!(
+            "warning: {err:#}; the images record no commit, so no release tag will move to them"
+        ));
     }
-    for (vp, record) in plan.variants.iter().zip(&mut records) {
-        let dir = project.out_dir().join(&vp.name);
-        // (kind, one archive per arch, repository)
-        let mut images: Vec<(
-            &str,
-            Vec<(crate::profile::Arch, camino::Utf8PathBuf)>,
-            String,
-        )> = Vec::new();
-        if vp.variant.builds(Output::Installer) {
-            let archives = vp
-                .target
-                .arches
-                .iter()
-                .map(|&arch| {
-                    (
-                        arch,
-                        dir.join(crate::profile::artifact_name(Output::Installer, arch)),
-                    )
-                })
-                .collect();
-            images.push(("installer", archives, vp.image.clone()));
-        }
-        let matchbox = crate::matchbox::archive_name(vp);
-        let built = record.files.iter().any(|f| f.name == matchbox);
-        if built || (ctx.dry_run && builds_matchbox(ctx, vp)) {
-            images.push((
-                "matchbox",
-                vec![(vp.arch, dir.join(&matchbox))],
-                crate::matchbox::image_for(&vp.image),
-            ));
-        }
-        for (kind, archives, image) in images {
-            let started = Instant::now();
-            let label = format!("[{}] push {kind} to {image} by digest", vp.name);
-            let p = ctx
-                .progress
-                .run(&label, || match archives.as_slice() {
-                    [(_, archive)] => publisher.push_by_digest(kind, archive, &image),
-                    several => publisher.push_index_by_digest(kind, several, &image),
-                })
-                .with_context(|| format!("publishing variant `{}`: no tag was moved", vp.name))?;
-            record.published.push(p);
-            record
-                .timings
-                .insert(format!("push:{kind}"), started.elapsed().as_secs_f64());
-        }
-    }
+    let revision = revision.ok();
+    let matchbox_planned = |vp: &VariantPlan| builds_matchbox(ctx, vp);
+    push_records(
+        &PushCtx {
+            project,
+            progress: &ctx.progress,
+            dry_run: ctx.dry_run,
+            publisher: &publisher,
+            revision: revision.as_deref(),
+        },
+        plan,
+        &mut records,
+        &matchbox_planned,
+    )?;
     for (vp, record) in plan.variants.iter().zip(&mut records) {
         // each target its own tags: `v1.13.6`, `aws-v1.13.6`, `rpi_generic-v1.13.6`
         let tags: Vec<String> = tags.iter().map(|t| vp.target.tag(t)).collect();
@@ -361,7 +344,155 @@ fn publish_all(
             write_record(project, record)?;
         }
     }
+    if !unique_tag_only {
+        let release = [plan.talos_version.clone()];
+        let mut published = with_target_tags(plan, &mut records, &release);
+        let outcome = publisher.move_forward(&mut published, revision.as_deref())?;
+        ctx.progress.note(&outcome.summary());
+        if !ctx.dry_run {
+            for record in &records {
+                write_record(project, record)?;
+            }
+        }
+    }
     Ok(records)
+}
+
+/// Every published image of `records` with its release tags, named for its variant's target
+/// (`v1.13.6`, `aws-v1.13.6`, `rpi_generic-latest`).
+pub fn with_target_tags<'r>(
+    plan: &Plan,
+    records: &'r mut [BuildRecord],
+    tags: &[String],
+) -> Vec<(&'r mut publish::Published, Vec<String>)> {
+    let mut out = Vec::new();
+    for record in records.iter_mut() {
+        let target = plan
+            .variants
+            .iter()
+            .find(|v| v.name == record.variant)
+            .map(|v| &v.target);
+        let tags: Vec<String> = tags
+            .iter()
+            .map(|t| target.map_or_else(|| t.clone(), |target| target.tag(t)))
+            .collect();
+        for p in record.published.iter_mut() {
+            out.push((p, tags.clone()));
+        }
+    }
+    out
+}
+
+/// What pushing built outputs needs (`build --push`, and `ci --publish-only` on records built
+/// by an earlier job).
+pub struct PushCtx<'a> {
+    pub project: &'a Project,
+    pub progress: &'a Steps,
+    pub dry_run: bool,
+    pub publisher: &'a Publisher<'a>,
+    /// The commit built, recorded on every manifest.
+    pub revision: Option<&'a str>,
+}
+
+/// Pushes each variant's installer and matchbox archive by digest, after checking each against
+/// the sha256 and size its build record gives (a truncated or replaced file is never pushed).
+/// `matchbox_planned` says, under `--dry-run` only, whether a matchbox image would be built.
+pub fn push_records(
+    ctx: &PushCtx,
+    plan: &Plan,
+    records: &mut [BuildRecord],
+    matchbox_planned: &dyn Fn(&VariantPlan) -> bool,
+) -> Result<()> {
+    for (vp, record) in plan.variants.iter().zip(records.iter_mut()) {
+        let dir = ctx.project.out_dir().join(&vp.name);
+        // (kind, one archive per arch, repository)
+        let mut images: Vec<(
+            &str,
+            Vec<(crate::profile::Arch, camino::Utf8PathBuf)>,
+            String,
+        )> = Vec::new();
+        if vp.variant.builds(Output::Installer) {
+            let archives = vp
+                .target
+                .arches
+                .iter()
+                .map(|&arch| {
+                    let name = crate::profile::artifact_name(Output::Installer, arch);
+                    (arch, dir.join(name))
+                })
+                .collect();
+            images.push(("installer", archives, vp.image.clone()));
+        }
+        let matchbox = crate::matchbox::archive_name(vp);
+        let built = record.files.iter().any(|f| f.name == matchbox);
+        if built || (ctx.dry_run && matchbox_planned(vp)) {
+            images.push((
+                "matchbox",
+                vec![(vp.arch, dir.join(&matchbox))],
+                crate::matchbox::image_for(&vp.image),
+            ));
+        }
+        record.published.clear();
+        for (kind, archives, image) in images {
+            if !ctx.dry_run {
+                for (_, archive) in &archives {
+                    verify_recorded(ctx.project, record, archive).with_context(|| {
+                        format!(
+                            "publishing variant `{}`: nothing was pushed for it",
+                            vp.name
+                        )
+                    })?;
+                }
+            }
+            let started = Instant::now();
+            let label = format!("[{}] push {kind} to {image} by digest", vp.name);
+            let p = ctx
+                .progress
+                .run(&label, || match archives.as_slice() {
+                    [(_, archive)] => {
+                        ctx.publisher
+                            .push_by_digest(kind, archive, &image, ctx.revision)
+                    }
+                    several => {
+                        ctx.publisher
+                            .push_index_by_digest(kind, several, &image, ctx.revision)
+                    }
+                })
+                .with_context(|| format!("publishing variant `{}`: no tag was moved", vp.name))?;
+            record.published.push(p);
+            record
+                .timings
+                .insert(format!("push:{kind}"), started.elapsed().as_secs_f64());
+        }
+    }
+    Ok(())
+}
+
+/// The file is exactly what the record says was built.
+fn verify_recorded(project: &Project, record: &BuildRecord, archive: &Utf8Path) -> Result<()> {
+    let name = archive.file_name().unwrap_or_default();
+    let shown = project.display(archive);
+    let recorded = record
+        .files
+        .iter()
+        .find(|f| f.name == name)
+        .with_context(|| {
+            format!(
+                "{}: `files` lists no {name}: rebuild with `cargo xtask build --variant {}`",
+                RECORD, record.variant
+            )
+        })?;
+    let on_disk = file_record(archive).with_context(|| format!("reading {shown}"))?;
+    anyhow::ensure!(
+        on_disk == *recorded,
+        "{shown} is not the file its build record names (sha256 {} and {} bytes on disk, {} and {} recorded): rebuild with `cargo xtask build --variant {}`",
+        &on_disk.sha256[..12.min(on_disk.sha256.len())],
+        on_disk.size,
+        &recorded.sha256[..12.min(recorded.sha256.len())],
+        recorded.size,
+        record.variant
+    );
+    Ok(())
 }
 
 /// Whether the matchbox netboot image is built for this variant: it needs the variant's kernel
@@ -493,6 +624,27 @@ fn build_variant(ctx: &Ctx, plan: &Plan, vp: &VariantPlan) -> Result<BuildRecord
     Ok(record)
 }
 
+/// Reads `_out/<variant>/build.json`; an unreadable or foreign record is an error naming the
+/// file and the fix, never a default.
+pub fn read_record(project: &Project, variant: &str) -> Result<BuildRecord> {
+    let path = project.out_dir().join(variant).join(RECORD);
+    let shown = project.display(&path);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!("reading {shown}: build it with `cargo xtask build --variant {variant}`")
+    })?;
+    let record: BuildRecord = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{shown} is not a build record: rebuild with `cargo xtask build --variant {variant}`"
+        )
+    })?;
+    anyhow::ensure!(
+        record.variant == variant,
+        "{shown}: field `variant` is {:?}, expected {variant:?}: rebuild with `cargo xtask build --variant {variant}`",
+        record.variant
+    );
+    Ok(record)
+}
+
 pub fn write_record(project: &Project, record: &BuildRecord) -> Result<()> {
     let path = project.out_dir().join(&record.variant).join(RECORD);
     let mut text = serde_json::to_string_pretty(record)?;
@@ -519,13 +671,22 @@ pub fn needs_privileged(talos_version: &str, kind: Output) -> bool {
     is_disk_image && (major, minor) < (1, 13)
 }
 
+/// The imager's container name, so that an interrupted run can remove it: the container would
+/// otherwise run on after the engine's client is gone. `step` is the output (`installer`, or
+/// `installer-arm64` for a multi-arch target).
+pub fn container_name(vp: &VariantPlan, step: &str) -> String {
+    format!("xtask-{}-{step}-{}", vp.name, std::process::id())
+}
+
 pub fn imager_args(
     ctx: &Ctx,
     plan: &Plan,
     arch: crate::profile::Arch,
     kind: Output,
+    container: &str,
 ) -> Vec<String> {
     let mut args: Vec<String> = vec!["run".into(), "--rm".into(), "-i".into()];
+    args.extend(["--name".into(), container.to_owned()]);
     if ctx.emulate {
         args.push(format!("--platform=linux/{arch}"));
     }
@@ -567,7 +728,9 @@ fn build_output(
             return Ok((profile, Some(file)));
         }
     }
-    let args = imager_args(ctx, plan, pp.arch, pp.kind);
+    crate::interrupt::check()?;
+    let container = container_name(vp, &step);
+    let args = imager_args(ctx, plan, pp.arch, pp.kind, &container);
     let tmp = dir.join(format!(".tmp-{step}"));
     if ctx.dry_run {
         let mut line = vec![ctx.engine.program().to_owned()];
@@ -597,7 +760,7 @@ fn build_output(
     let ran = ctx
         .progress
         .run(&format!("{label}: imager -> {}", pp.artifact), || {
-            run_imager(ctx.engine, &args, &yaml, &tmp, &log)
+            run_imager(ctx.engine, &args, &container, &yaml, &tmp, &log)
         });
     if let Err(err) = ran {
         let _ = std::fs::remove_dir_all(&tmp);
@@ -654,10 +817,12 @@ pub fn file_record(path: &Utf8Path) -> Result<FileRecord> {
     })
 }
 
-/// `ENGINE run ... < profile | tar -xzf - -C tmp`, the engine's stderr kept in `log`.
+/// `ENGINE run ... < profile | tar -xzf - -C tmp`, the engine's stderr kept in `log`. On SIGINT
+/// or SIGTERM (see [`crate::interrupt`]) the container is removed and the run fails.
 fn run_imager(
     engine: Engine,
     args: &[String],
+    container: &str,
     profile: &str,
     tmp: &Utf8Path,
     log: &Utf8Path,
@@ -671,7 +836,7 @@ fn run_imager(
         .spawn()
         .with_context(|| format!("starting {engine}"))?;
     let stdout = imager.stdout.take().expect("stdout is piped");
-    let tar = Command::new("tar")
+    let mut tar = Command::new("tar")
         .args(["-xzf", "-", "-C", tmp.as_str()])
         .stdin(stdout)
         .stdout(Stdio::null())
@@ -683,18 +848,55 @@ fn run_imager(
         // A write error means the imager exited early; its status below says why.
         let _ = stdin.write_all(profile.as_bytes());
     }
-    let status = imager
-        .wait()
-        .with_context(|| format!("waiting for {engine}"))?;
+    let status = loop {
+        if let Some(status) = imager
+            .try_wait()
+            .with_context(|| format!("waiting for {engine}"))?
+        {
+            break status;
+        }
+        if let Some(sig) = crate::interrupt::pending() {
+            // Remove the container first (the client may be creating it), then the client,
+            // then anything it created meanwhile.
+            let remove = || {
+                Command::new(engine.program())
+                    .args(["rm", "-f", container])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+            };
+            let _ = remove();
+            let _ = imager.kill();
+            let _ = imager.wait();
+            let _ = remove();
+            let _ = tar.kill();
+            let _ = tar.wait();
+            bail!(
+                "interrupted by {}: removed the imager container {container}; the partial output was dropped",
+                crate::interrupt::name(sig)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     let tar_out = tar.wait_with_output().context("waiting for tar")?;
+    let tar_err = String::from_utf8_lossy(&tar_out.stderr).trim().to_owned();
+    // A full disk kills tar, and the imager then fails on the closed pipe: say the cause.
+    // GNU tar says "No space left on device", or "Wrote only N of M bytes" for a short write.
+    let full = ["No space left on device", "Wrote only "]
+        .iter()
+        .any(|m| tar_err.contains(m));
+    if !tar_out.status.success() && full {
+        bail!(
+            "the filesystem of {tmp} is full (tar: {tar_err}); the partial output was dropped: free space (the output needs room for every artifact), then run again"
+        );
+    }
     if !status.success() {
         let tail = tail_lines(&std::fs::read_to_string(log).unwrap_or_default(), 15);
         bail!("the imager failed ({status}); last lines of {log}:\n{tail}");
     }
     if !tar_out.status.success() {
         bail!(
-            "the imager's output is not a gzip tar: {}",
-            String::from_utf8_lossy(&tar_out.stderr).trim()
+            "the imager's output is not a complete gzip tar (cut short, or not gzip): {tar_err}; the partial output was dropped"
         );
     }
     Ok(())

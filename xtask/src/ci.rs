@@ -10,7 +10,7 @@
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::build::{self, BuildRecord};
 use crate::engine::{Engine, Need};
@@ -29,6 +29,15 @@ pub struct Args {
     /// The workflow's publish job passes it.
     #[arg(long)]
     pub push: bool,
+    /// Publish what an earlier `ci` run built and smoke-tested in `_out/` (the workflow's
+    /// publish job): check each output against its build record, push it by digest recording
+    /// this commit, then move the release tags forward only. Runs no image and no smoke test.
+    #[arg(long, conflicts_with = "push")]
+    pub publish_only: bool,
+    /// With `--publish-only`: push by digest and move no release tag (the workflow attests and
+    /// signs the pushed digests before it moves the tags).
+    #[arg(long, requires = "publish_only")]
+    pub no_release_tags: bool,
     /// Container engine that runs the imager. Default: podman if installed, else docker.
     #[arg(long, env = "CONTAINER_ENGINE", value_enum)]
     pub engine: Option<Engine>,
@@ -147,37 +156,59 @@ fn is_default_branch(reference: &str, default: Option<&str>) -> bool {
 
 pub const FLOATING_TAGS: &[&str] = &["latest", "demo-stable"];
 
-/// Why this run must not move release tags: its branch has moved on past the commit it built
-/// (`$GITHUB_SHA`), so a newer run publishes the newer commit, and a slow older run finishing
-/// last would otherwise point the tags back at older images. `None` when this run is still the
-/// branch tip, for tags and other refs, or when the remote cannot be asked (then the tags move,
-/// as without this check).
-fn superseded_by(project: &Project) -> Option<String> {
-    let reference = std::env::var("GITHUB_REF")
+/// A tag run publishes only a commit on the default branch: `HEAD` must be an ancestor of
+/// `origin/<default branch>`. The checkout must also be the commit the run is for.
+fn check_release_ref(project: &Project, revision: &str) -> Result<()> {
+    if let Ok(sha) = std::env::var("GITHUB_SHA") {
+        anyhow::ensure!(
+            sha.is_empty() || sha == revision,
+            "moved no release tag: the checkout is {revision}, but GITHUB_SHA is {sha}"
+        );
+    }
+    let reference = std::env::var("GITHUB_REF").unwrap_or_default();
+    if !reference.starts_with("refs/tags/") {
+        return Ok(());
+    }
+    let default = std::env::var("XTASK_DEFAULT_BRANCH")
         .ok()
-        .filter(|r| r.starts_with("refs/heads/"))?;
-    let built = std::env::var("GITHUB_SHA").ok().filter(|s| !s.is_empty())?;
-    let sh = xshell::Shell::new().ok()?;
-    sh.change_dir(&project.root);
-    let listed = xshell::cmd!(sh, "git ls-remote origin {reference}")
-        .quiet()
-        .ignore_stderr()
-        .read();
-    let tip = match listed {
-        Ok(out) => out.split_whitespace().next().map(str::to_owned)?,
-        Err(err) => {
-            eprintln!("warning: cannot ask origin for the tip of {reference} ({err}); moving the release tags");
-            return None;
-        }
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| "main".into());
+    let branch = format!("refs/remotes/origin/{default}");
+    match crate::publish::ancestry(&project.root, revision, &branch) {
+        crate::publish::Ancestry::Ancestor => Ok(()),
+        crate::publish::Ancestry::NotAncestor { .. } => bail!(
+            "moved no release tag: {reference} points at {revision}, which is not on {default}: only commits on the default branch are released"
+        ),
+        crate::publish::Ancestry::Unknown(why) => bail!(
+            "moved no release tag: whether {reference} ({revision}) is on {default} cannot be established ({branch}): {why}"
+        ),
+    }
+}
+
+/// Moves the release tags of every published image forward only, and records them.
+fn move_release_tags(
+    project: &Project,
+    skopeo: &crate::registry::Skopeo,
+    plan: &plan::Plan,
+    records: &mut [BuildRecord],
+) -> Result<String> {
+    let revision = crate::publish::source_revision(project).context("moved no release tag")?;
+    check_release_ref(project, &revision)?;
+    let default_branch = on_default_branch();
+    let tags = release_tags(&plan.talos_version, default_branch);
+    let publisher = crate::publish::Publisher::new(project, skopeo);
+    // each target its own tags (`aws-v1.13.6`, `rpi_generic-latest`)
+    let mut published = build::with_target_tags(plan, records, &tags);
+    let outcome = publisher.move_forward(&mut published, Some(&revision))?;
+    for record in records.iter() {
+        build::write_record(project, record)?;
+    }
+    let note = if default_branch {
+        ""
+    } else {
+        " (floating tags move only from the default branch)"
     };
-    (tip != built).then(|| {
-        let short = |id: &str| id.chars().take(12).collect::<String>();
-        format!(
-            "{reference} has moved on to {} since this run's {}: the newer run moves the release tags",
-            short(&tip),
-            short(&built)
-        )
-    })
+    Ok(format!("{}{note}", outcome.summary()))
 }
 
 /// The tags that move after smoke passed: the Talos version, and on the default branch the
@@ -191,6 +222,10 @@ pub fn release_tags(talos_version: &str, default_branch: bool) -> Vec<String> {
 }
 
 pub fn run(project: &Project, args: Args) -> Result<()> {
+    if args.publish_only {
+        let _lock = crate::interrupt::lock_out_dir(project)?;
+        return publish_only(project, &args);
+    }
     let mut stages = Vec::new();
     let mut records: Vec<BuildRecord> = Vec::new();
     let mut smoke: Vec<SmokeResult> = Vec::new();
@@ -272,6 +307,13 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
             }
             Ok(format!("{} variant(s) passed", smoke.len()))
         });
+    if ok {
+        // What `--publish-only` requires of a record: smoke passed on exactly these files.
+        for record in &mut records {
+            record.smoke_passed = true;
+            build::write_record(project, record)?;
+        }
+    }
     for name in STAGES {
         if !stages.iter().any(|s| s.name == *name) {
             stages.push(skipped(name, "skipped: an earlier stage failed"));
@@ -281,50 +323,143 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     // pushed by digest with only the build-unique tag; the tags users pull move here, after
     // smoke passed: the Talos version always, `latest`/`demo-stable` only from the default branch.
     if args.push {
-        let superseded = if ok { superseded_by(project) } else { None };
         if !ok {
             stages.push(skipped(
                 "release tags",
                 "skipped: smoke or an earlier stage failed, so no release tag moved",
             ));
-        } else if let Some(reason) = superseded {
-            stages.push(skipped("release tags", &format!("skipped: {reason}")));
         } else {
             stage("release tags", &mut stages, || {
-                let publisher = crate::publish::Publisher::new(project, &skopeo);
-                let default_branch = on_default_branch();
-                let tags = release_tags(&plan.talos_version, default_branch);
-                for record in &mut records {
-                    // each target its own tags (`aws-v1.13.6`, `rpi_generic-latest`)
-                    let target = plan
-                        .variants
-                        .iter()
-                        .find(|v| v.name == record.variant)
-                        .map(|v| &v.target);
-                    let tags: Vec<String> = tags
-                        .iter()
-                        .map(|t| target.map_or_else(|| t.clone(), |target| target.tag(t)))
-                        .collect();
-                    for published in &mut record.published {
-                        publisher.add_tags(published, &tags)?;
-                        published.tags.extend(tags.iter().cloned());
-                    }
-                    build::write_record(project, record)?;
-                }
-                let note = if default_branch {
-                    ""
-                } else {
-                    " (floating tags move only from the default branch)"
-                };
-                Ok(format!(
-                    "moved {} to the smoke-tested digests{note}",
-                    tags.join(", ")
-                ))
+                move_release_tags(project, &skopeo, &plan, &mut records)
             });
         }
     }
 
-    let summary = summary(&stages, &records, &smoke);
+    write_summary(&summary(&stages, &records, &smoke))?;
+    let failed: Vec<&str> = stages.iter().filter(|s| !s.ok).map(|s| s.name).collect();
+    if !failed.is_empty() {
+        bail!("ci failed in: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// `ci --publish-only`: push what `_out/` holds (built and smoke-tested by an earlier `ci` run,
+/// checked file by file against its record) by digest, then move the release tags.
+fn publish_only(project: &Project, args: &Args) -> Result<()> {
+    let mut stages = Vec::new();
+    let skopeo = crate::registry::Skopeo::new(&args.registry_client)?;
+    let registry = args.registry.resolve();
+    if registry.is_none() {
+        bail!("--publish-only needs a registry: pass --registry HOST/OWNER, or set REGISTRY or GITHUB_REPOSITORY_OWNER");
+    }
+    let plan = plan::load(project, &args.variants, registry)?;
+    let mut records = Vec::new();
+    let mut ok = stage("publish", &mut stages, || {
+        for vp in &plan.variants {
+            let record = build::read_record(project, &vp.name)?;
+            anyhow::ensure!(
+                record.smoke_passed,
+                "_out/{}/build.json: `smoke_passed` is false: only smoke-tested outputs are published; run `cargo xtask ci --variant {}` first",
+                vp.name,
+                vp.name
+            );
+            anyhow::ensure!(
+                record.talos_version == plan.talos_version,
+                "_out/{}/build.json: `talos_version` is {}, the lock says {}: rebuild with `cargo xtask ci --variant {}`",
+                vp.name,
+                record.talos_version,
+                plan.talos_version,
+                vp.name
+            );
+            records.push(record);
+        }
+        let revision = crate::publish::source_revision(project)?;
+        let publisher = crate::publish::Publisher::new(project, &skopeo);
+        let progress = crate::progress::Steps::new(false);
+        let push = build::PushCtx {
+            project,
+            progress: &progress,
+            dry_run: false,
+            publisher: &publisher,
+            revision: Some(&revision),
+        };
+        build::push_records(&push, &plan, &mut records, &|_| false)?;
+        let unique = crate::publish::build_tags(project, &plan.talos_version)?;
+        let unique: Vec<String> = unique
+            .into_iter()
+            .filter(|t| t != &plan.talos_version)
+            .collect();
+        for (vp, record) in plan.variants.iter().zip(records.iter_mut()) {
+            let unique: Vec<String> = unique.iter().map(|t| vp.target.tag(t)).collect();
+            for p in &mut record.published {
+                publisher.add_tags(p, &unique)?;
+                p.tags = unique.clone();
+            }
+            build::write_record(project, record)?;
+        }
+        write_publish_outputs(&records)?;
+        let n: usize = records.iter().map(|r| r.published.len()).sum();
+        Ok(format!(
+            "pushed {n} image(s) by digest, recording commit {revision}"
+        ))
+    });
+    if args.no_release_tags {
+        stages.push(skipped("release tags", "skipped: --no-release-tags"));
+    } else if ok {
+        ok = stage("release tags", &mut stages, || {
+            move_release_tags(project, &skopeo, &plan, &mut records)
+        });
+    } else {
+        stages.push(skipped(
+            "release tags",
+            "skipped: the push failed, so no release tag moved",
+        ));
+    }
+    write_summary(&summary(&stages, &records, &[]))?;
+    if !ok {
+        let failed: Vec<&str> = stages.iter().filter(|s| !s.ok).map(|s| s.name).collect();
+        bail!("ci failed in: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// `installer-image`, `installer-digest`, `matchbox-image`, `matchbox-digest` (of the first
+/// variant: the workflow publishes one per job) and `images` (every `image@digest`), for the
+/// attestation and signing steps.
+fn write_publish_outputs(records: &[BuildRecord]) -> Result<()> {
+    let Ok(path) = std::env::var("GITHUB_OUTPUT") else {
+        return Ok(());
+    };
+    if path.is_empty() {
+        return Ok(());
+    }
+    let mut out = String::new();
+    if let Some(first) = records.first() {
+        for p in &first.published {
+            writeln!(out, "{}-image={}", p.kind, p.image).unwrap();
+            writeln!(out, "{}-digest={}", p.kind, p.digest).unwrap();
+        }
+    }
+    let all: Vec<String> = records
+        .iter()
+        .flat_map(|r| &r.published)
+        .map(|p| format!("{}@{}", p.image, p.digest))
+        .collect();
+    writeln!(out, "images={}", all.join(" ")).unwrap();
+    anyhow::ensure!(
+        out.lines().all(|l| !l.contains('\r')),
+        "an image name holds a carriage return"
+    );
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(out.as_bytes()))
+        .with_context(|| format!("writing GitHub outputs to {path}"))
+}
+
+fn write_summary(summary: &str) -> Result<()> {
     match std::env::var("GITHUB_STEP_SUMMARY") {
         Ok(path) if !path.is_empty() => {
             use std::io::Write;
@@ -335,10 +470,6 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
             file.write_all(summary.as_bytes())?;
         }
         _ => eprintln!("\n{summary}"),
-    }
-    let failed: Vec<&str> = stages.iter().filter(|s| !s.ok).map(|s| s.name).collect();
-    if !failed.is_empty() {
-        bail!("ci failed in: {}", failed.join(", "));
     }
     Ok(())
 }

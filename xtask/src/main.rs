@@ -7,6 +7,7 @@ mod cidr;
 mod diag;
 mod engine;
 mod fsutil;
+mod interrupt;
 mod lockfile;
 mod matchbox;
 mod pin;
@@ -84,7 +85,11 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
-            std::process::ExitCode::FAILURE
+            // Interrupted: the exit status a shell reports for that signal (130, 143).
+            match interrupt::pending() {
+                Some(sig) => std::process::ExitCode::from(128 + sig as u8),
+                None => std::process::ExitCode::FAILURE,
+            }
         }
     }
 }

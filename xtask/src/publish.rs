@@ -4,6 +4,11 @@
 //! All registry traffic goes through `registry::Skopeo` (credentials, mirrors, loopback
 //! registries over plain HTTP, bounded retries, `--dry-run` printing); secrets never reach a
 //! command line.
+//!
+//! Every pushed manifest records the commit it was built from (the OCI annotation
+//! `org.opencontainers.image.revision`), and release tags move forward only: a tag moves to a new
+//! image only when the commit its current image records is an ancestor of this run's commit, or
+//! when the tag does not exist yet ([`judge`]). When that cannot be established, nothing moves.
 
 use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
@@ -35,6 +40,8 @@ impl Published {
 pub struct Publisher<'a> {
     skopeo: &'a Skopeo,
     work: Utf8PathBuf,
+    /// The checkout whose history decides whether a tag may move.
+    root: Utf8PathBuf,
 }
 
 impl<'a> Publisher<'a> {
@@ -42,11 +49,19 @@ impl<'a> Publisher<'a> {
         Publisher {
             skopeo,
             work: project.target_dir().join("publish"),
+            root: project.root.clone(),
         }
     }
 
     /// Pushes a docker-archive to `image` by digest only; [`Publisher::add_tags`] tags it later.
-    pub fn push_by_digest(&self, kind: &str, archive: &Utf8Path, image: &str) -> Result<Published> {
+    /// `revision` (the commit built) is recorded on the manifest as [`REVISION`].
+    pub fn push_by_digest(
+        &self,
+        kind: &str,
+        archive: &Utf8Path,
+        image: &str,
+        revision: Option<&str>,
+    ) -> Result<Published> {
         let layout = self.work.join(format!(
             "oci-{}",
             crate::fsutil::sha256_hex(image.as_bytes())
@@ -62,10 +77,14 @@ impl<'a> Publisher<'a> {
         self.skopeo
             .copy(&Location::Local(format!("docker-archive:{archive}")), &oci)
             .with_context(|| format!("reading {archive}"))?;
-        let digest = if self.skopeo.dry_run {
-            "<digest of the OCI manifest>".to_owned()
-        } else {
-            layout_digest(&layout)?
+        let digest = match (self.skopeo.dry_run, revision) {
+            (true, Some(rev)) => {
+                println!("# annotate the manifest in {layout}: {REVISION}={rev}");
+                "<digest of the annotated OCI manifest>".to_owned()
+            }
+            (true, None) => "<digest of the OCI manifest>".to_owned(),
+            (false, Some(rev)) => annotate_layout(&layout, &[(REVISION, rev)])?,
+            (false, None) => layout_digest(&layout)?,
         };
         self.skopeo
             .copy(&oci, &Location::Registry(format!("{image}@{digest}")))
@@ -85,11 +104,13 @@ impl<'a> Publisher<'a> {
     /// Pushes one docker-archive per architecture to `image` as one OCI image index, by the
     /// index's digest only: each archive becomes an image in one OCI layout, an index listing
     /// them with their platforms is written beside them, and the layout is copied whole.
+    /// `revision` is recorded on the index as [`REVISION`].
     pub fn push_index_by_digest(
         &self,
         kind: &str,
         archives: &[(Arch, Utf8PathBuf)],
         image: &str,
+        revision: Option<&str>,
     ) -> Result<Published> {
         let layout = self.work.join(format!(
             "oci-{}",
@@ -117,7 +138,11 @@ impl<'a> Publisher<'a> {
             );
                 "<digest of the OCI image index>".to_owned()
             } else {
-                write_layout_index(&layout, &arches)?
+                let digest = write_layout_index(&layout, &arches)?;
+                match revision {
+                    Some(rev) => annotate_layout(&layout, &[(REVISION, rev)])?,
+                    None => digest,
+                }
             };
         self.skopeo
             .copy_with(
@@ -152,6 +177,142 @@ impl<'a> Publisher<'a> {
         }
         Ok(())
     }
+}
+
+/// What happened to the release tags of one run.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// `image:tag` moved to this run's digest.
+    pub moved: Vec<String>,
+    /// `image:tag` already pointed at it.
+    pub already: Vec<String>,
+    /// `image:tag` left alone, and why.
+    pub kept: Vec<(String, String)>,
+}
+
+impl Outcome {
+    /// One line for the summary table, then one line per tag left alone.
+    pub fn summary(&self) -> String {
+        let mut line = format!(
+            "moved {} release tag{}",
+            self.moved.len(),
+            crate::diag::plural(self.moved.len())
+        );
+        if !self.already.is_empty() {
+            line.push_str(&format!(", {} already there", self.already.len()));
+        }
+        if !self.kept.is_empty() {
+            let kept: Vec<String> = self
+                .kept
+                .iter()
+                .map(|(t, why)| format!("{t} ({why})"))
+                .collect();
+            line.push_str(&format!("; left alone: {}", kept.join("; ")));
+        }
+        line
+    }
+}
+
+impl Publisher<'_> {
+    /// Moves each published image's release tags forward only (see [`judge`]): all tags are
+    /// judged first, and when any cannot be, none moves and the error lists why. `revision` is
+    /// this run's commit (`None`: unknown, so nothing can be established).
+    pub fn move_forward(
+        &self,
+        published: &mut [(&mut Published, Vec<String>)],
+        revision: Option<&str>,
+    ) -> Result<Outcome> {
+        let mut outcome = Outcome::default();
+        if self.skopeo.dry_run {
+            println!("# release tags move forward only: each is read with `skopeo inspect --raw`, and moves when the commit its image records ({REVISION}) is an ancestor of this one (`git merge-base --is-ancestor`)");
+            for (p, tags) in published.iter() {
+                self.add_tags(p, tags)?;
+            }
+            return Ok(outcome);
+        }
+        let Some(revision) = revision else {
+            anyhow::bail!("moved no release tag: this run's commit is unknown, so whether its images are newer than the tagged ones cannot be established");
+        };
+        let mut plan = Vec::new();
+        let mut unsure = Vec::new();
+        for (i, (p, tags)) in published.iter().enumerate() {
+            for tag in tags {
+                let current = current(self.skopeo, &p.image, tag);
+                let verdict = judge(&current, &p.digest, &mut |recorded| {
+                    ancestry(&self.root, recorded, revision)
+                });
+                let name = format!("{}:{tag}", p.image);
+                match verdict {
+                    Verdict::Unsure(why) => unsure.push(format!("{name}: {why}")),
+                    v => plan.push((i, tag.clone(), name, v)),
+                }
+            }
+        }
+        anyhow::ensure!(
+            unsure.is_empty(),
+            "moved no release tag: whether this run's images (commit {}) are newer than the tagged ones cannot be established:\n  {}\n    fix: fetch the full history (fetch-depth: 0) or, for an image that records no commit, point the tag at a recorded image by hand (`skopeo copy docker://IMAGE@DIGEST docker://IMAGE:TAG`)",
+            &revision[..12.min(revision.len())],
+            unsure.join("\n  ")
+        );
+        for (i, tag, name, verdict) in plan {
+            let p = &mut published[i].0;
+            match verdict {
+                Verdict::Move => {
+                    self.add_tags(p, std::slice::from_ref(&tag))?;
+                    p.tags.push(tag);
+                    outcome.moved.push(name);
+                }
+                Verdict::AlreadyThere => {
+                    if !p.tags.contains(&tag) {
+                        p.tags.push(tag);
+                    }
+                    outcome.already.push(name);
+                }
+                Verdict::Keep(why) => outcome.kept.push((name, why)),
+                Verdict::Unsure(_) => unreachable!("refused above"),
+            }
+        }
+        Ok(outcome)
+    }
+}
+
+/// The OCI annotation that records the commit an image was built from.
+pub const REVISION: &str = "org.opencontainers.image.revision";
+
+/// Adds annotations to the single manifest of an OCI layout (a new blob, and `index.json`
+/// pointing at it); returns the new manifest digest. The old manifest blob stays unreferenced.
+fn annotate_layout(layout: &Utf8Path, annotations: &[(&str, &str)]) -> Result<String> {
+    let index_path = layout.join("index.json");
+    let mut index: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&index_path).with_context(|| format!("reading {index_path}"))?,
+    )
+    .with_context(|| format!("parsing {index_path}"))?;
+    let old = layout_digest(layout)?;
+    let blob = |digest: &str| layout.join("blobs/sha256").join(&digest["sha256:".len()..]);
+    let old_path = blob(&old);
+    let mut manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&old_path).with_context(|| format!("reading {old_path}"))?,
+    )
+    .with_context(|| format!("parsing {old_path}"))?;
+    let map = manifest
+        .as_object_mut()
+        .with_context(|| format!("{old_path}: the manifest is not a JSON object"))?
+        .entry("annotations")
+        .or_insert_with(|| serde_json::json!({}));
+    let map = map
+        .as_object_mut()
+        .with_context(|| format!("{old_path}: annotations is not an object"))?;
+    for (key, value) in annotations {
+        map.insert((*key).to_owned(), serde_json::Value::from(*value));
+    }
+    let bytes = serde_json::to_vec(&manifest)?;
+    let digest = crate::registry::sha256_digest(&bytes);
+    crate::fsutil::write_atomic(&blob(&digest), &bytes)?;
+    let entry = &mut index["manifests"][0];
+    entry["digest"] = digest.clone().into();
+    entry["size"] = bytes.len().into();
+    crate::fsutil::write_atomic(&index_path, &serde_json::to_vec(&index)?)?;
+    Ok(digest)
 }
 
 /// The image index of an OCI layout's images, one per arch (named by their arch in
@@ -220,6 +381,159 @@ fn layout_digest(layout: &Utf8Path) -> Result<String> {
     Ok(digest.to_owned())
 }
 
+/// What a release tag points at now, as read from the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Current {
+    /// The tag does not exist yet.
+    Absent,
+    /// It points at a manifest with this digest, which records this revision (or none).
+    Image {
+        digest: String,
+        revision: Option<String>,
+    },
+    /// It could not be read (unauthorized, unreachable, not a manifest): nothing is known.
+    Unreadable(String),
+}
+
+/// Whether one release tag moves to this run's image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Absent, or its image's commit is an ancestor of (or is) this run's commit.
+    Move,
+    /// It already points at this run's image.
+    AlreadyThere,
+    /// Left alone: it points at a newer or unrelated commit's image (why).
+    Keep(String),
+    /// Ancestry cannot be established (why): the whole release moves nothing.
+    Unsure(String),
+}
+
+/// How two commits relate, as git says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ancestry {
+    /// The image's commit is an ancestor of (or the same as) this run's.
+    Ancestor,
+    /// Not an ancestor: `newer` when this run's commit is an ancestor of it instead.
+    NotAncestor { newer: bool },
+    /// git cannot tell (the commit is not in this checkout's history, or git failed).
+    Unknown(String),
+}
+
+/// Decides one tag: forward only. `ancestry(recorded)` relates the commit recorded on the
+/// current image to this run's commit.
+pub fn judge(
+    current: &Current,
+    digest: &str,
+    ancestry: &mut dyn FnMut(&str) -> Ancestry,
+) -> Verdict {
+    let short = |id: &str| id.chars().take(12).collect::<String>();
+    match current {
+        Current::Absent => Verdict::Move,
+        Current::Unreadable(why) => Verdict::Unsure(format!("cannot read it: {why}")),
+        Current::Image { digest: now, .. } if now == digest => Verdict::AlreadyThere,
+        Current::Image {
+            revision: None,
+            digest: now,
+        } => Verdict::Unsure(format!("its image {} records no {REVISION}", short(now))),
+        Current::Image {
+            revision: Some(rev),
+            ..
+        } if !is_commit_id(rev) => Verdict::Unsure(format!(
+            "its image records {REVISION}={rev:?}, not a commit id"
+        )),
+        Current::Image {
+            revision: Some(rev),
+            ..
+        } => match ancestry(rev) {
+            Ancestry::Ancestor => Verdict::Move,
+            Ancestry::NotAncestor { newer: true } => Verdict::Keep(format!(
+                "it points at an image of the newer commit {}",
+                short(rev)
+            )),
+            Ancestry::NotAncestor { newer: false } => Verdict::Keep(format!(
+                "it points at an image of commit {}, which is not an ancestor of this run's",
+                short(rev)
+            )),
+            Ancestry::Unknown(why) => Verdict::Unsure(format!(
+                "the commit {} its image records: {why}",
+                short(rev)
+            )),
+        },
+    }
+}
+
+/// A full hexadecimal commit id (SHA-1 or SHA-256 object format).
+pub fn is_commit_id(s: &str) -> bool {
+    (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Reads what `image:tag` points at now.
+pub fn current(skopeo: &Skopeo, image: &str, tag: &str) -> Current {
+    match skopeo.inspect_raw(&format!("{image}:{tag}")) {
+        Ok(bytes) => {
+            let revision = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|m| m["annotations"][REVISION].as_str().map(str::to_owned));
+            Current::Image {
+                digest: crate::registry::sha256_digest(&bytes),
+                revision,
+            }
+        }
+        Err(err) => match err.downcast_ref::<crate::registry::RegistryError>() {
+            Some(e) if e.failure == crate::registry::Failure::NotFound => Current::Absent,
+            _ => Current::Unreadable(format!("{err:#}")),
+        },
+    }
+}
+
+/// The commit this checkout is: `HEAD` of a clean work tree, else why not.
+pub fn source_revision(project: &Project) -> Result<String> {
+    let sh = Shell::new()?;
+    sh.change_dir(&project.root);
+    let spec = "HEAD^{commit}";
+    let head = cmd!(sh, "git rev-parse --verify {spec}")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .context("this checkout's commit cannot be read (`git rev-parse HEAD` failed): release tags need a git checkout")?;
+    let dirty = cmd!(sh, "git status --porcelain --untracked-files=no")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .context("`git status` failed")?;
+    anyhow::ensure!(
+        dirty.trim().is_empty(),
+        "the checkout has uncommitted changes, so its images are not commit {head}: commit or stash them"
+    );
+    Ok(head)
+}
+
+/// How commit `recorded` relates to `this`, in the repository at `root`.
+pub fn ancestry(root: &Utf8Path, recorded: &str, this: &str) -> Ancestry {
+    let is_ancestor = |a: &str, b: &str| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(root)
+            .args(["merge-base", "--is-ancestor", a, b])
+            .env_remove("GIT_DIR")
+            .env_remove("GIT_WORK_TREE")
+            .stderr(std::process::Stdio::piped())
+            .output()
+    };
+    match is_ancestor(recorded, this) {
+        Ok(out) if out.status.code() == Some(0) => Ancestry::Ancestor,
+        Ok(out) if out.status.code() == Some(1) => {
+            let newer = is_ancestor(this, recorded).is_ok_and(|o| o.status.code() == Some(0));
+            Ancestry::NotAncestor { newer }
+        }
+        Ok(out) => Ancestry::Unknown(format!(
+            "not in this checkout's history (`git merge-base --is-ancestor` said: {}); fetch the full history (fetch-depth: 0)",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(err) => Ancestry::Unknown(format!("running git: {err}")),
+    }
+}
+
 /// Tags for a build: the Talos version, and a build-unique `<talos>-<yyyymmdd>-<commit>`.
 pub fn build_tags(project: &Project, talos_version: &str) -> Result<Vec<String>> {
     let sh = Shell::new()?;
@@ -264,6 +578,79 @@ fn civil_date(days: u64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn judged(current: Current, relation: Ancestry) -> Verdict {
+        judge(&current, "sha256:new", &mut |_| relation.clone())
+    }
+
+    const C: &str = "0123456789abcdef0123456789abcdef01234567";
+
+    #[test]
+    fn release_tags_move_forward_only() {
+        let image = |revision: Option<&str>| Current::Image {
+            digest: "sha256:old".into(),
+            revision: revision.map(str::to_owned),
+        };
+        assert_eq!(judged(Current::Absent, Ancestry::Ancestor), Verdict::Move);
+        assert_eq!(judged(image(Some(C)), Ancestry::Ancestor), Verdict::Move);
+        let same = Current::Image {
+            digest: "sha256:new".into(),
+            revision: None,
+        };
+        assert_eq!(judged(same, Ancestry::Ancestor), Verdict::AlreadyThere);
+        let newer = judged(image(Some(C)), Ancestry::NotAncestor { newer: true });
+        assert!(
+            matches!(&newer, Verdict::Keep(why) if why.contains("newer commit 0123456789ab")),
+            "{newer:?}"
+        );
+        assert!(matches!(
+            judged(image(Some(C)), Ancestry::NotAncestor { newer: false }),
+            Verdict::Keep(_)
+        ));
+        // Fail closed: whatever cannot be established is Unsure.
+        for (current, relation) in [
+            (image(Some(C)), Ancestry::Unknown("shallow".into())),
+            (image(None), Ancestry::Ancestor),
+            (image(Some("main")), Ancestry::Ancestor),
+            (Current::Unreadable("401".into()), Ancestry::Ancestor),
+        ] {
+            let verdict = judged(current.clone(), relation);
+            assert!(
+                matches!(verdict, Verdict::Unsure(_)),
+                "{current:?}: {verdict:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn annotating_a_layout_changes_the_digest_and_keeps_the_manifest() {
+        let dir = std::env::temp_dir().join(format!("xtask-annotate-{}", std::process::id()));
+        let dir = camino::Utf8PathBuf::from_path_buf(dir).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[]}"#;
+        let old = crate::registry::sha256_digest(manifest);
+        std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+        std::fs::write(dir.join("blobs/sha256").join(&old[7..]), manifest).unwrap();
+        let index = serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": old, "size": manifest.len(), "annotations": {"org.opencontainers.image.ref.name": "build"}}]});
+        std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+        let new = annotate_layout(&dir, &[(REVISION, C)]).unwrap();
+        assert_ne!(new, old);
+        assert_eq!(layout_digest(&dir).unwrap(), new);
+        let bytes = std::fs::read(dir.join("blobs/sha256").join(&new[7..])).unwrap();
+        assert_eq!(crate::registry::sha256_digest(&bytes), new);
+        let written: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(written["annotations"][REVISION], C);
+        assert_eq!(written["schemaVersion"], 2);
+        let index: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("index.json")).unwrap())
+                .unwrap();
+        assert_eq!(index["manifests"][0]["size"], bytes.len());
+        assert_eq!(
+            index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"],
+            "build"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn civil_dates() {

@@ -195,6 +195,30 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
             .context("building actionlint from the pinned Go module")?;
     }
 
+    // cosign (for the offline sign-and-verify test) links for ~20 s even from a warm Go cache:
+    // rebuilt only when its pin changed.
+    let cosign = linters.cosign_build();
+    if args.dry_run {
+        println!(
+            "(cd {} && {})",
+            project.display(&linters.cosign_module),
+            crate::engine::shell_line(&cosign)
+        );
+    } else if !linters.cosign_current() {
+        eprintln!(
+            "building cosign from {} (a cold Go cache downloads and compiles for several minutes)",
+            project.display(&linters.cosign_module)
+        );
+        let (program, rest) = cosign.split_first().expect("non-empty");
+        let go_sh = Shell::new()?;
+        go_sh.change_dir(&linters.cosign_module);
+        cmd!(go_sh, "{program} {rest...}")
+            .run()
+            .context("building cosign from the pinned Go module")?;
+        std::fs::write(linters.cosign_stamp(), linters.cosign_pin()?)
+            .context("writing the cosign stamp")?;
+    }
+
     // The linters installed by this command live under target/, not on PATH.
     let mut dirs: Vec<std::path::PathBuf> =
         std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).collect();
@@ -232,6 +256,8 @@ const ZIZMOR: &str = "zizmor";
 pub struct Linters {
     /// The Go module that pins actionlint.
     pub go_module: camino::Utf8PathBuf,
+    /// The Go module that pins cosign (signing tests).
+    pub cosign_module: camino::Utf8PathBuf,
     /// pip's requirements file that pins zizmor by hash.
     pub requirements: camino::Utf8PathBuf,
     /// Where actionlint is built to.
@@ -245,6 +271,7 @@ impl Linters {
         let go_module = project.root.join("xtask/tools/lint");
         let tools = project.target_dir().join("tools");
         Linters {
+            cosign_module: project.root.join("xtask/tools/cosign"),
             requirements: go_module.join("requirements.txt"),
             go_module,
             bin: tools.join("bin"),
@@ -264,6 +291,36 @@ impl Linters {
         ]
         .map(str::to_owned)
         .to_vec()
+    }
+
+    fn cosign_build(&self) -> Vec<String> {
+        let out = self.bin.join("cosign");
+        [
+            "go",
+            "build",
+            "-mod=readonly",
+            "-o",
+            out.as_str(),
+            "github.com/sigstore/cosign/v3/cmd/cosign",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
+    fn cosign_stamp(&self) -> camino::Utf8PathBuf {
+        self.bin.join(".cosign.pin")
+    }
+
+    /// The pin as built: sha256 of go.mod and go.sum.
+    fn cosign_pin(&self) -> Result<String> {
+        let mut bytes = std::fs::read(self.cosign_module.join("go.mod"))?;
+        bytes.extend(std::fs::read(self.cosign_module.join("go.sum"))?);
+        Ok(crate::fsutil::sha256_hex(&bytes))
+    }
+
+    fn cosign_current(&self) -> bool {
+        self.bin.join("cosign").is_file()
+            && std::fs::read_to_string(self.cosign_stamp()).ok() == self.cosign_pin().ok()
     }
 
     /// The version the requirements file pins, e.g. `1.32.0`.
@@ -532,6 +589,7 @@ mod tests {
     fn zizmor_installs_under_target_by_hash_with_pip_from_apt_when_python_has_none() {
         let linters = Linters {
             go_module: "/p/xtask/tools/lint".into(),
+            cosign_module: "/p/xtask/tools/cosign".into(),
             requirements: "/p/xtask/tools/lint/requirements.txt".into(),
             bin: "/p/target/tools/bin".into(),
             zizmor_dir: "/p/target/tools/zizmor".into(),

@@ -299,7 +299,12 @@ fn dry_run_prints_commands_without_an_engine_or_a_complete_lock() {
         text.contains("# engine: podman (not installed here)"),
         "{text}"
     );
-    assert!(text.contains("podman run --rm -i ghcr.io/siderolabs/imager:v1.13.6 --tar-to-stdout - <<'PROFILE' | tar -xzf - -C _out/gateway/.tmp-installer"), "{text}");
+    // The container is named (xtask-<variant>-<kind>-<pid>) so that an interrupt can remove it.
+    let run = text
+        .lines()
+        .find(|l| l.starts_with("podman run --rm -i --name xtask-gateway-installer-"))
+        .unwrap_or_else(|| panic!("no imager line in {text}"));
+    assert!(run.ends_with(" ghcr.io/siderolabs/imager:v1.13.6 --tar-to-stdout - <<'PROFILE' | tar -xzf - -C _out/gateway/.tmp-installer"), "{run}");
     assert!(
         text.contains("  systemExtensions:\n    - imageRef: ghcr.io/siderolabs/drbd:"),
         "{text}"

@@ -1,0 +1,453 @@
+//! Release tags move forward only, against the real registry and real git histories: every
+//! pushed manifest records its commit (`org.opencontainers.image.revision`), and `ci` moves a
+//! tag only to a descendant of the commit the tagged image records. Stand-in imager (see
+//! tests/standin/imager.sh), real podman, skopeo, registry and git; no qemu boot (`--no-boot`).
+
+mod support;
+
+use std::path::Path;
+use std::process::Output;
+
+use support::pipeline::*;
+use support::*;
+
+const REPO: &str = "acme/talos-cozystack-spin-only/talos";
+const REVISION: &str = "org.opencontainers.image.revision";
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = run(std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+        .args(args));
+    assert!(out.status.success(), "git {args:?}: {}", stderr(&out));
+    stdout(&out).trim().to_owned()
+}
+
+/// `cargo xtask ci` as the workflow runs it: `args` then the bench's registry and images.
+fn ci(env: &Pipeline, args: &[&str], vars: &[(&str, &str)]) -> Output {
+    let mut cmd = env.xtask();
+    cmd.arg("ci")
+        .args(args)
+        .args(["--variant", "compute", "--engine", "podman", "--imager", OK])
+        .arg("--registry")
+        .arg(format!("{}/acme", env.registry.addr))
+        .arg("--tree")
+        .arg(&env.tree)
+        .args(["--matchbox-base", BASE])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_REF", "refs/heads/main")
+        .env("GITHUB_STEP_SUMMARY", env.dir.join("summary.md"))
+        .envs(vars.iter().copied());
+    run(&mut cmd)
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "ci failed:\n{}\n{}",
+        stdout(out),
+        stderr(out)
+    );
+    stdout(out)
+}
+
+/// The commit the image `REPO:tag` records, and its digest.
+fn tagged(env: &Pipeline, tag: &str) -> Option<(String, String)> {
+    let (manifest, digest) = env.registry.manifest(REPO, tag)?;
+    let revision = manifest["annotations"][REVISION]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    Some((revision, digest))
+}
+
+fn summary(env: &Pipeline) -> String {
+    std::fs::read_to_string(env.dir.join("summary.md")).unwrap_or_default()
+}
+
+#[test]
+fn release_tags_move_forward_only_across_docs_commits_and_late_older_runs() {
+    let Some(env) = Pipeline::setup("release-forward", None) else {
+        return;
+    };
+    let root = &env.root;
+    let a = git(root, &["rev-parse", "HEAD"]);
+
+    // A fresh registry: the tags do not exist yet, so they move, and the image records `a`.
+    ok(&ci(&env, &["--push", "--no-boot"], &[]));
+    for tag in ["v1.13.6", "latest", "demo-stable"] {
+        let (revision, _) = tagged(&env, tag).unwrap_or_else(|| panic!("{tag} missing"));
+        assert_eq!(revision, a, "{tag}");
+    }
+    let record = env.record("compute");
+    assert_eq!(record["smoke_passed"], true, "{record}");
+
+    // A docs-only commit lands on the branch after that build; no run builds this variant for
+    // it. The next change to the variant (`c`) still moves the tags: `a` is its ancestor. The
+    // old rule (move only while this run is the branch tip) stalled here.
+    std::fs::write(root.join("NOTES.md"), "docs\n").unwrap();
+    git(root, &["add", "NOTES.md"]);
+    git(root, &["commit", "-qm", "docs only"]);
+    git(
+        root,
+        &["commit", "-q", "--allow-empty", "-m", "variant change"],
+    );
+    let c = git(root, &["rev-parse", "HEAD"]);
+    let out = ok(&ci(
+        &env,
+        &["--push", "--no-boot"],
+        &[("GITHUB_SHA", c.as_str())],
+    ));
+    assert!(out.contains("::group::release tags"), "{out}");
+    for tag in ["v1.13.6", "latest", "demo-stable"] {
+        assert_eq!(tagged(&env, tag).unwrap().0, c, "{tag} moved forward to c");
+    }
+    let at_c = tagged(&env, "latest").unwrap().1;
+
+    // An older run (of `a`) finishing last: it pushes its image by digest, and leaves every
+    // release tag alone, saying why; it does not fail.
+    git(root, &["checkout", "-q", &a]);
+    let out = ci(
+        &env,
+        &["--push", "--no-boot"],
+        &[("GITHUB_SHA", a.as_str())],
+    );
+    ok(&out);
+    for tag in ["v1.13.6", "latest", "demo-stable"] {
+        assert_eq!(tagged(&env, tag).unwrap().1, at_c, "{tag} moved back");
+    }
+    let md = summary(&env);
+    assert!(
+        md.contains("left alone: ") && md.contains(&format!("newer commit {}", &c[..12])),
+        "{md}"
+    );
+    let record = env.record("compute");
+    let tags = record["published"][0]["tags"].as_array().unwrap();
+    assert_eq!(tags.len(), 1, "only the build-unique tag: {tags:?}");
+
+    // A tag run whose commit is not on the default branch publishes nothing to the release tags.
+    let origin = env.dir.join("origin.git");
+    git(
+        &env.dir,
+        &["init", "-q", "--bare", origin.to_str().unwrap()],
+    );
+    git(root, &["remote", "add", "origin", origin.to_str().unwrap()]);
+    git(
+        root,
+        &["push", "-q", "origin", &format!("{c}:refs/heads/main")],
+    );
+    git(root, &["fetch", "-q", "origin"]);
+    git(root, &["checkout", "-q", "-b", "topic", &c]);
+    git(root, &["commit", "-q", "--allow-empty", "-m", "unreviewed"]);
+    let d = git(root, &["rev-parse", "HEAD"]);
+    let out = ci(
+        &env,
+        &["--push", "--no-boot"],
+        &[("GITHUB_SHA", d.as_str()), ("GITHUB_REF", "refs/tags/v9")],
+    );
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        stderr(&out)
+            .contains("which is not on main: only commits on the default branch are released"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(tagged(&env, "v1.13.6").unwrap().1, at_c);
+}
+
+#[test]
+fn release_tags_fail_closed_when_ancestry_cannot_be_established() {
+    let Some(env) = Pipeline::setup("release-unsure", None) else {
+        return;
+    };
+    let root = &env.root;
+    // The tags point at an image that records a commit this checkout has never seen (another
+    // clone's history, or a shallow one).
+    ok(&ci(&env, &["--push", "--no-boot"], &[]));
+    let foreign = "f".repeat(40);
+    let (_, digest) = tagged(&env, "latest").unwrap();
+    retag_with_revision(&env, &digest, &foreign);
+    let before = tagged(&env, "latest").unwrap();
+    assert_eq!(before.0, foreign);
+
+    git(root, &["commit", "-q", "--allow-empty", "-m", "next"]);
+    let out = ci(&env, &["--push", "--no-boot"], &[]);
+    assert!(!out.status.success(), "must fail closed: {}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("::error title=xtask ci: release tags::moved no release tag"),
+        "{text}"
+    );
+    assert!(text.contains("not in this checkout"), "{text}");
+    for tag in ["latest", "demo-stable"] {
+        assert_eq!(tagged(&env, tag).unwrap(), before, "{tag} moved");
+    }
+    // The version tag still points at the first image, which records a known commit: it could
+    // move, yet nothing moves when any tag is unsure.
+    let (_, version) = tagged(&env, "v1.13.6").unwrap();
+    assert_eq!(version, digest);
+
+    // An image that records no commit at all (pushed by hand, or before this rule): the same.
+    let plain = env.dir.join("plain");
+    let oci = format!("oci:{}:x", plain.display());
+    let src = format!("docker://{}/{REPO}@{digest}", env.registry.addr);
+    skopeo(&["copy", "--src-tls-verify=false", &src, &oci]);
+    strip_annotations(&plain);
+    let dest = format!("docker://{}/{REPO}:latest", env.registry.addr);
+    skopeo(&["copy", "--dest-tls-verify=false", &oci, &dest]);
+    let out = ci(&env, &["--push", "--no-boot"], &[]);
+    assert!(!out.status.success());
+    assert!(
+        stdout(&out).contains("records no org.opencontainers.image.revision"),
+        "{}",
+        stdout(&out)
+    );
+
+    // A dirty checkout is no commit: its images are pushed, no release tag moves.
+    std::fs::write(
+        root.join("variants/compute.json"),
+        std::fs::read_to_string(root.join("variants/compute.json")).unwrap() + "\n",
+    )
+    .unwrap();
+    let out = ci(&env, &["--push", "--no-boot"], &[]);
+    assert!(!out.status.success());
+    assert!(
+        stdout(&out).contains("uncommitted changes"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+fn skopeo(args: &[&str]) {
+    let out = run(std::process::Command::new("skopeo").args(args));
+    assert!(out.status.success(), "skopeo {args:?}: {}", stderr(&out));
+}
+
+/// Points `latest` and `demo-stable` at a copy of `digest` whose manifest records `revision`.
+fn retag_with_revision(env: &Pipeline, digest: &str, revision: &str) {
+    let layout = env.dir.join("foreign");
+    let _ = std::fs::remove_dir_all(&layout);
+    let oci = format!("oci:{}:x", layout.display());
+    let src = format!("docker://{}/{REPO}@{digest}", env.registry.addr);
+    skopeo(&["copy", "--src-tls-verify=false", &src, &oci]);
+    edit_manifest(&layout, |m| {
+        m["annotations"][REVISION] = revision.into();
+    });
+    for tag in ["latest", "demo-stable"] {
+        let dest = format!("docker://{}/{REPO}:{tag}", env.registry.addr);
+        skopeo(&["copy", "--dest-tls-verify=false", &oci, &dest]);
+    }
+}
+
+fn strip_annotations(layout: &Path) {
+    edit_manifest(layout, |m| {
+        m.as_object_mut().unwrap().remove("annotations");
+    });
+}
+
+/// Rewrites the single manifest of an OCI layout (new blob, index pointing at it).
+fn edit_manifest(layout: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    use sha2::Digest;
+    let index_path = layout.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&index_path).unwrap()).unwrap();
+    let old = index["manifests"][0]["digest"].as_str().unwrap().to_owned();
+    let blobs = layout.join("blobs/sha256");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blobs.join(&old[7..])).unwrap()).unwrap();
+    edit(&mut manifest);
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    let hex = format!("{:x}", sha2::Sha256::digest(&bytes));
+    std::fs::write(blobs.join(&hex), &bytes).unwrap();
+    index["manifests"][0]["digest"] = format!("sha256:{hex}").into();
+    index["manifests"][0]["size"] = bytes.len().into();
+    std::fs::write(&index_path, index.to_string()).unwrap();
+}
+
+#[test]
+fn the_publish_job_pushes_only_smoke_tested_recorded_outputs_then_moves_tags() {
+    let Some(env) = Pipeline::setup("release-publish-only", None) else {
+        return;
+    };
+    let head = git(&env.root, &["rev-parse", "HEAD"]);
+    // Nothing built yet: the publish job has nothing to trust.
+    let out = ci(&env, &["--publish-only"], &[]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("build.json"), "{}", stderr(&out));
+
+    // `ci` without --push, as the build job runs it: built and smoke-tested, nothing pushed.
+    ok(&ci(&env, &["--no-boot"], &[]));
+    assert!(env.registry.tags(REPO).is_empty());
+    let installer = env.root.join("_out/compute/installer-arm64.tar");
+    let good = std::fs::read(&installer).unwrap();
+
+    // A file that is not what the record names (cut short in transit, or replaced) is refused.
+    std::fs::write(&installer, &good[..good.len() / 2]).unwrap();
+    let out = ci(&env, &["--publish-only", "--no-release-tags"], &[]);
+    assert!(!out.status.success());
+    assert!(
+        stdout(&out).contains("is not the file its build record names"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(env.registry.tags(REPO).is_empty(), "nothing pushed");
+    std::fs::write(&installer, &good).unwrap();
+
+    // Push by digest only, with the outputs the attest and sign steps read.
+    let outputs = env.dir.join("outputs");
+    let out = ci(
+        &env,
+        &["--publish-only", "--no-release-tags"],
+        &[("GITHUB_OUTPUT", outputs.to_str().unwrap())],
+    );
+    ok(&out);
+    let written = std::fs::read_to_string(&outputs).unwrap();
+    let value = |key: &str| {
+        written
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key} in {written}"))
+            .to_owned()
+    };
+    let image = format!("{}/{REPO}", env.registry.addr);
+    assert_eq!(value("installer-image"), image);
+    let digest = value("installer-digest");
+    assert!(
+        value("images").contains(&format!("{image}@{digest}")),
+        "{written}"
+    );
+    assert!(!value("matchbox-digest").is_empty(), "{written}");
+    let tags = env.registry.tags(REPO);
+    assert!(
+        tags.len() == 1 && tags[0].starts_with("v1.13.6-"),
+        "only the build-unique tag before signing: {tags:?}"
+    );
+    let (manifest, pushed) = env.registry.manifest(REPO, &tags[0]).unwrap();
+    assert_eq!(pushed, digest);
+    assert_eq!(manifest["annotations"][REVISION], head.as_str());
+
+    // Then the tags, after the workflow attested and signed that digest.
+    ok(&ci(&env, &["--publish-only"], &[]));
+    for tag in ["v1.13.6", "latest", "demo-stable"] {
+        assert_eq!(tagged(&env, tag).unwrap().1, digest, "{tag}");
+    }
+
+    // A record that smoke did not pass (a plain `build` rewrote it) is never published.
+    let record_path = env.root.join("_out/compute/build.json");
+    let mut record = env.record("compute");
+    record["smoke_passed"] = false.into();
+    std::fs::write(&record_path, record.to_string()).unwrap();
+    let out = ci(&env, &["--publish-only"], &[]);
+    assert!(!out.status.success());
+    assert!(
+        stdout(&out).contains("`smoke_passed` is false"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+/// cosign as the tests run it: no key password, its state under `home`, and every request that
+/// is not for the loopback registry sent to a closed local port, so nothing leaves the machine
+/// (cosign tries to refresh Sigstore's public trust root; it warns and goes on).
+fn cosign(home: &Path, args: &[&str]) -> Output {
+    run(std::process::Command::new("cosign")
+        .args(args)
+        .env("HOME", home)
+        .env("COSIGN_PASSWORD", "")
+        .env("HTTPS_PROXY", "http://127.0.0.1:9")
+        .env("HTTP_PROXY", "http://127.0.0.1:9")
+        .env("NO_PROXY", "127.0.0.1"))
+}
+
+#[test]
+fn published_images_are_signed_and_verified_offline_with_a_local_key() {
+    if !have_tools(&["cosign"]) {
+        return;
+    }
+    let Some(env) = Pipeline::setup("release-signing", None) else {
+        return;
+    };
+    ok(&ci(&env, &["--no-boot"], &[]));
+    let outputs = env.dir.join("outputs");
+    ok(&ci(
+        &env,
+        &["--publish-only", "--no-release-tags"],
+        &[("GITHUB_OUTPUT", outputs.to_str().unwrap())],
+    ));
+    let written = std::fs::read_to_string(&outputs).unwrap();
+    let images: Vec<&str> = written
+        .lines()
+        .find_map(|l| l.strip_prefix("images="))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(images.len(), 2, "installer and matchbox: {written}");
+
+    // The workflow's sign-and-verify step, with a local key instead of a keyless identity and
+    // a signing config without a transparency log (none is reachable here).
+    let home = env.dir.join("cosign-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let key = env.dir.join("release");
+    let out = cosign(
+        &home,
+        &[
+            "generate-key-pair",
+            "--output-key-prefix",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let config = env.dir.join("signing-config.json");
+    let out = cosign(
+        &home,
+        &[
+            "signing-config",
+            "create",
+            "--out",
+            config.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let insecure = ["--allow-insecure-registry", "--allow-http-registry"];
+    let private = format!("{}.key", key.display());
+    let public = format!("{}.pub", key.display());
+    let verify = |image: &str, public: &str| {
+        let mut args = vec!["verify", "--key", public, "--insecure-ignore-tlog"];
+        args.extend(insecure);
+        args.push(image);
+        cosign(&home, &args)
+    };
+    // Unsigned: verification fails.
+    assert!(!verify(images[0], &public).status.success());
+    for image in &images {
+        let mut args = vec!["sign", "--yes", "--key", &private, "--signing-config"];
+        args.push(config.to_str().unwrap());
+        args.extend(insecure);
+        args.push(image);
+        let out = cosign(&home, &args);
+        assert!(out.status.success(), "signing {image}: {}", stderr(&out));
+        let out = verify(image, &public);
+        assert!(out.status.success(), "verifying {image}: {}", stderr(&out));
+        assert!(stdout(&out).contains(&image[image.find('@').unwrap() + 1..]));
+    }
+    // Another key does not verify.
+    let other = env.dir.join("other");
+    let out = cosign(
+        &home,
+        &[
+            "generate-key-pair",
+            "--output-key-prefix",
+            other.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success());
+    assert!(!verify(images[0], &format!("{}.pub", other.display()))
+        .status
+        .success());
+
+    // The signature names the digest: a tag moved there afterwards verifies as the same image.
+    ok(&ci(&env, &["--publish-only"], &[]));
+    let tagged = format!("{}/{REPO}:latest", env.registry.addr);
+    assert!(verify(&tagged, &public).status.success());
+}
