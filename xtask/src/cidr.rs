@@ -18,6 +18,7 @@ pub const CGNAT: Ipv4Cidr = Ipv4Cidr {
 };
 
 /// Every IPv4 address: the default include list for node IP selection.
+#[cfg(test)]
 pub const ANY: Ipv4Cidr = Ipv4Cidr {
     network: 0,
     prefix: 0,

@@ -25,6 +25,7 @@ mod build;
 mod changed;
 mod ci;
 mod config;
+mod conformance;
 mod lock;
 mod patch;
 mod plan;
@@ -72,6 +73,8 @@ enum Command {
     Config(config::Args),
     /// Show the Image Factory schematic, ID, installer and asset URLs equivalent to a variant.
     Schematic(schematic::Args),
+    /// Judge profiles, machine-config patches and schematic IDs with Talos's own Go code (needs Go).
+    Conformance(conformance::Args),
     /// Decide from git what CI must build: nothing, some variants, or all (see docs/changed.md).
     Changed(changed::Args),
     /// Check that built images are exactly their role, then boot them under qemu.
@@ -107,6 +110,7 @@ fn try_main() -> anyhow::Result<()> {
         Command::Ci(args) => ci::run(&project, args),
         Command::Config(args) => config::run(&project, args),
         Command::Schematic(args) => schematic::run(&project, args),
+        Command::Conformance(args) => conformance::run(&project, args),
         Command::Changed(args) => changed::run(&project, args),
         Command::Smoke(args) => smoke::run(&project, args),
         Command::Test(args) => test::run(&project, args),

@@ -207,6 +207,11 @@ impl Profile {
     }
 }
 
+/// The base installer the imager adds our extensions to: the imager's own default since Talos
+/// 1.10 (`installer-base`; Talos 1.14 publishes no plain `installer`). The conformance harness
+/// compares every profile with the imager's default (docs/conformance.md).
+pub const BASE_INSTALLER: &str = "ghcr.io/siderolabs/installer-base";
+
 /// What a profile takes from the lock: the variant's extensions in build order, and its board
 /// overlay's image (`None` without an overlay).
 #[derive(Debug, Clone, Copy)]
@@ -282,7 +287,7 @@ pub fn for_output(
                 path: format!("/usr/install/{arch}/initramfs.xz"),
             },
             base_installer: ContainerAsset {
-                image_ref: format!("ghcr.io/siderolabs/installer:{talos_version}"),
+                image_ref: format!("{BASE_INSTALLER}:{talos_version}"),
             },
             overlay_installer,
             system_extensions: locked
@@ -364,7 +369,7 @@ mod tests {
         );
         assert_eq!(
             json["input"]["baseInstaller"]["imageRef"],
-            "ghcr.io/siderolabs/installer:v1.13.6"
+            "ghcr.io/siderolabs/installer-base:v1.13.6"
         );
         assert_eq!(
             json["input"]["systemExtensions"][0]["imageRef"],

@@ -34,6 +34,9 @@ pub struct Args {
     /// `assets` (file name to URL), `pxe`.
     #[arg(long)]
     pub json: bool,
+    /// Do not check the IDs with image-factory's own code (conformance/, needs Go).
+    #[arg(long)]
+    pub no_judge: bool,
 }
 
 /// The factory's `schematic.Schematic`, in its field order, for the fields we model (the
@@ -463,6 +466,9 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
             ),
         };
         reports.push(report(v, overlay_image, &talos, &args.factory));
+    }
+    if !args.no_judge {
+        crate::conformance::judge_schematics(project, &reports)?;
     }
     if args.json {
         let json = match (&args.variant, reports.as_slice()) {

@@ -18,7 +18,12 @@ fn config(root: &Path, args: &[&str], key: Option<&str>) -> std::process::Output
     let mut cmd = xtask(root);
     // The temporary roots live under cargo's target directory; with CARGO_TARGET_DIR set, xtask
     // would take the whole root for its (git-ignored) target directory.
-    cmd.arg("config").args(args).env_remove("CARGO_TARGET_DIR");
+    // Judging with Talos's code is tested in conformance.rs; a registry names the install image.
+    cmd.arg("config")
+        .args(args)
+        .arg("--no-judge")
+        .env("REGISTRY", "ghcr.io/acme")
+        .env_remove("CARGO_TARGET_DIR");
     match key {
         Some(key) => cmd.env("TS_AUTHKEY", key),
         None => cmd.env_remove("TS_AUTHKEY"),
@@ -67,9 +72,13 @@ fn compute_patch_loads_drbd_and_zfs_and_spin_gets_its_runtime_class() {
     let patch = std::fs::read_to_string(out_dir.join("compute.patch.yaml")).unwrap();
     assert!(
         patch.contains(
-            "machine:\n  kernel:\n    modules:\n      - name: drbd\n        parameters:\n          - usermode_helper=disabled\n      - name: drbd_transport_tcp\n      - name: zfs\n"
+            "machine:\n  install:\n    image: ghcr.io/acme/talos-cozystack-spin-only/talos:v1.13.6\n  kernel:\n    modules:\n      - name: drbd\n        parameters:\n          - usermode_helper=disabled\n      - name: drbd_transport_tcp\n      - name: zfs\n"
         ),
         "{patch}"
+    );
+    assert!(
+        !out_dir.join("compute.controlplane.patch.yaml").exists(),
+        "compute selects no node IPs: nothing control-plane-only"
     );
     assert!(!patch.contains("ExtensionServiceConfig") && !patch.contains("TS_AUTHKEY"));
     assert!(!patch.contains("---"), "one document: {patch}");
@@ -81,8 +90,73 @@ fn compute_patch_loads_drbd_and_zfs_and_spin_gets_its_runtime_class() {
         "{runtime_class}"
     );
     let text = stdout(&out);
-    assert!(text.contains("--config-patch @"), "{text}");
+    assert!(
+        text.contains("install image: ghcr.io/acme/talos-cozystack-spin-only/talos:v1.13.6 (by tag: no build record"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  talosctl gen secrets --output-file secrets.yaml"),
+        "{text}"
+    );
+    let patch_path = out_dir.join("compute.patch.yaml");
+    assert!(
+        text.contains(&format!("  talosctl gen config <cluster> https://<endpoint>:6443 --with-secrets secrets.yaml --install-image ghcr.io/acme/talos-cozystack-spin-only/talos:v1.13.6 --config-patch @{} --output compute/\n", patch_path.display())),
+        "{text}"
+    );
     assert!(text.contains("kubectl apply -f "), "{text}");
+}
+
+#[test]
+fn install_image_is_the_published_digest_when_a_build_record_exists_unless_overridden() {
+    let root = temp_dir("config-record");
+    copy_repo_data(&root);
+    std::fs::copy(
+        repo_root().join("build-rules.json"),
+        root.join("build-rules.json"),
+    )
+    .unwrap();
+    let record = root.join("_out/compute/build.json");
+    std::fs::create_dir_all(record.parent().unwrap()).unwrap();
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    std::fs::write(
+        &record,
+        serde_json::json!({
+            "variant": "compute", "talos_version": "v1.13.6", "arch": "arm64", "imager": "i",
+            "extensions": [], "profiles": [], "files": [], "imager_runs": 0, "cache_hits": 0, "timings": {},
+            "published": [{"kind": "installer", "image": "ghcr.io/acme/talos-cozystack-spin-only/talos", "digest": digest, "tags": ["v1.13.6"]}]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let out = config(&root, &["--variant", "compute"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let image = format!("ghcr.io/acme/talos-cozystack-spin-only/talos@{digest}");
+    assert!(
+        stdout(&out).contains(&format!("    image: {image}\n")),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("by digest, from _out/compute/build.json"),
+        "{}",
+        stderr(&out)
+    );
+
+    let flag = config(
+        &root,
+        &[
+            "--variant",
+            "compute",
+            "--install-image",
+            "registry.example/mine:1",
+        ],
+        None,
+    );
+    assert!(
+        stdout(&flag).contains("    image: registry.example/mine:1\n"),
+        "{}",
+        stdout(&flag)
+    );
 }
 
 #[test]
@@ -104,15 +178,23 @@ fn gateway_patch_holds_the_key_only_in_a_private_file() {
     assert!(machine.contains("      - name: zfs\n"), "{machine}");
     assert!(
         machine.contains(
-            "    nodeIP:\n      validSubnets:\n        - 0.0.0.0/0\n        - \"!100.64.0.0/10\"\n"
+            "    nodeIP:\n      validSubnets:\n        - \"!100.64.0.0/10\"\n        - \"!::/0\"\n"
         ),
         "{machine}"
     );
+    assert!(!patch.contains("etcd"), "workers get this file: {patch}");
+    let controlplane =
+        std::fs::read_to_string(out_dir.join("gateway.controlplane.patch.yaml")).unwrap();
     assert!(
-        machine.contains(
-            "  etcd:\n    advertisedSubnets:\n      - 0.0.0.0/0\n      - \"!100.64.0.0/10\"\n"
+        controlplane.contains(
+            "cluster:\n  etcd:\n    advertisedSubnets:\n      - \"!100.64.0.0/10\"\n      - \"!::/0\"\n"
         ),
-        "{machine}"
+        "{controlplane}"
+    );
+    assert!(
+        stdout(&out).contains("--config-patch-control-plane @"),
+        "{}",
+        stdout(&out)
     );
     assert!(
         service.contains(&format!(

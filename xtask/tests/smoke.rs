@@ -489,7 +489,7 @@ fn built_variant(
                     "input": {
                         "kernel": {"path": "/usr/install/arm64/vmlinuz"},
                         "initramfs": {"path": "/usr/install/arm64/initramfs.xz"},
-                        "baseInstaller": {"imageRef": "ghcr.io/siderolabs/installer:v1.13.6"},
+                        "baseInstaller": {"imageRef": "ghcr.io/siderolabs/installer-base:v1.13.6"},
                         "systemExtensions": refs.iter().map(|r| json!({"imageRef": r})).collect::<Vec<_>>()
                     },
                     "output": {"kind": if *kind == "metal" { "image" } else { kind }, "outFormat": "raw"}

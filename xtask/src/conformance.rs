@@ -1,0 +1,1027 @@
+//! Subcommand: `cargo xtask conformance`: Talos's own code as the judge. Runs the test-only Go module in `conformance/` (Talos's
+//! `pkg/imager/profile`, the config bundle and patcher of `pkg/machinery`, image-factory's
+//! `pkg/schematic`, all at the lock's Talos version) on what this project hands to Talos, and
+//! turns its report into findings. docs/conformance.md describes it.
+//!
+//! The harness reports facts (errors, output paths, merged values); what is wrong is decided here,
+//! so the rules sit beside the code that renders the artefacts.
+
+use anyhow::{bail, Context, Result};
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::{Deserialize, Serialize};
+use xshell::{cmd, Shell};
+
+use crate::config::{Base, FileRole, Rendered, COZYSTACK_BASE_MODULES};
+use crate::project::Project;
+use crate::variants::Output;
+
+/// The harness's directory, relative to the repository root.
+pub const DIR: &str = "conformance";
+/// The alternate go.mod of the forward check (`--next`): the same harness on the newest Talos
+/// line the module proxy serves.
+pub const NEXT_MOD: &str = "go.next.mod";
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only these variants (repeatable); default: all.
+    #[arg(long = "variant", value_name = "NAME")]
+    pub variants: Vec<String>,
+    #[command(flatten)]
+    pub registry: crate::plan::RegistryArg,
+    /// Print the report and the findings as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Forward check: judge with the Talos line of conformance/go.next.mod instead; prints what
+    /// would break and exits 0 whatever it finds.
+    #[arg(long)]
+    pub next: bool,
+    /// Judge a raw harness request (JSON, `-` for stdin; docs/conformance.md) and print the
+    /// harness's report as it is, instead of judging the variants.
+    #[arg(long, value_name = "FILE")]
+    pub request: Option<Utf8PathBuf>,
+}
+
+/// A profile difference from the imager's own default that is intended, and why
+/// (docs/conformance.md lists the same).
+pub struct Intended {
+    pub outputs: &'static [Output],
+    pub path: &'static str,
+    pub why: &'static str,
+}
+
+const DISKS: &[Output] = &[Output::Metal, Output::Nocloud, Output::Disk];
+
+pub const INTENDED: &[Intended] = &[
+    Intended {
+        outputs: DISKS,
+        path: "output.outFormat",
+        why: "xz for every disk image, as upstream CozyStack ships metal-<arch>.raw.xz and smoke/matchbox read it (the imager's defaults are zstd)",
+    },
+    Intended {
+        outputs: DISKS,
+        path: "input.overlayInstaller",
+        why: "only the installer carries it: the imager reads input.overlayInstaller only when it builds an installer; a disk image runs the overlay from overlay.image (pkg/imager out.go); its command line sets both for every output",
+    },
+    Intended {
+        outputs: &[Output::Kernel],
+        path: "output.outFormat",
+        why: "raw: netboot serves the kernel as is (`imager metal --output-kind kernel` would keep metal's zstd)",
+    },
+    Intended {
+        outputs: &[Output::Kernel],
+        path: "output.imageOptions",
+        why: "a kernel has no disk (the imager keeps metal's imageOptions but does not use them)",
+    },
+    Intended {
+        outputs: &[Output::Initramfs],
+        path: "output.outFormat",
+        why: "raw: initramfs-metal-<arch>.xz is xz-compressed already; zstd on top would break netboot",
+    },
+    Intended {
+        outputs: &[Output::Initramfs],
+        path: "output.imageOptions",
+        why: "an initramfs has no disk (the imager keeps metal's imageOptions but does not use them)",
+    },
+];
+
+/// Why a difference is intended, or `None` when it is not.
+pub fn intended(output: Output, path: &str) -> Option<&'static str> {
+    INTENDED
+        .iter()
+        .find(|i| {
+            i.outputs.contains(&output)
+                && (path == i.path || path.starts_with(&format!("{}.", i.path)))
+        })
+        .map(|i| i.why)
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Request {
+    pub profiles: Vec<ProfileRequest>,
+    pub configs: Vec<ConfigRequest>,
+    pub schematics: Vec<SchematicRequest>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProfileRequest {
+    pub name: String,
+    pub yaml: String,
+    /// The imager's built-in profile for the output (`profile.Default`), `--output-kind` and
+    /// `--platform` (empty: not given).
+    pub default: String,
+    pub output_kind: String,
+    pub platform: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ConfigRequest {
+    pub name: String,
+    pub machine_type: String,
+    pub patches: Vec<String>,
+    pub controlplane_patches: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SchematicRequest {
+    pub name: String,
+    pub yaml: String,
+    pub id: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Report {
+    pub talos_version: String,
+    #[serde(default)]
+    pub profiles: Vec<ProfileReport>,
+    #[serde(default)]
+    pub configs: Vec<ConfigReport>,
+    #[serde(default)]
+    pub schematics: Vec<SchematicReport>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ProfileReport {
+    pub name: String,
+    pub errors: Vec<String>,
+    pub output_path: String,
+    pub written: String,
+    pub differences: Vec<Difference>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Difference {
+    pub path: String,
+    pub ours: serde_json::Value,
+    pub default: serde_json::Value,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ConfigReport {
+    pub name: String,
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+    pub modules: Vec<Module>,
+    pub valid_subnets: Vec<String>,
+    pub etcd_advertised_subnets: Vec<String>,
+    pub has_cluster_etcd: bool,
+    pub install_image: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Module {
+    pub name: String,
+    pub parameters: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SchematicReport {
+    pub name: String,
+    pub errors: Vec<String>,
+    pub id: String,
+    pub ours: String,
+}
+
+/// The imager command line an output corresponds to: its built-in profile, `--output-kind` and
+/// `--platform` (kernel and initramfs have no profile of their own: `imager metal --output-kind
+/// kernel`; an installer for a cloud is `imager installer --platform aws`; a platform's disk is
+/// that platform's profile).
+pub fn imager_default(
+    output: Output,
+    platform: crate::target::Platform,
+) -> (&'static str, &'static str, &'static str) {
+    let on = |p: crate::target::Platform| {
+        if p == crate::target::Platform::Metal {
+            ""
+        } else {
+            p.name()
+        }
+    };
+    match output {
+        Output::Installer => ("installer", "", on(platform)),
+        Output::Kernel => ("metal", "kernel", ""),
+        Output::Initramfs => ("metal", "initramfs", ""),
+        Output::Metal => ("metal", "", ""),
+        Output::Iso => ("iso", "", ""),
+        Output::Nocloud => ("nocloud", "", ""),
+        Output::Disk => (platform.name(), "", ""),
+    }
+}
+
+/// Every profile of the plan, named `<variant>/<output>`.
+pub fn profile_requests(plan: &crate::plan::Plan) -> Vec<ProfileRequest> {
+    plan.variants
+        .iter()
+        .flat_map(|v| {
+            v.profiles.iter().map(move |p| {
+                let (default, kind, platform) = imager_default(p.kind, v.target.platform);
+                ProfileRequest {
+                    name: format!("{}/{}", v.name, p.step(v.target.multi_arch())),
+                    yaml: p.profile.to_yaml(),
+                    default: default.into(),
+                    output_kind: kind.into(),
+                    platform: platform.into(),
+                }
+            })
+        })
+        .collect()
+}
+
+/// A CozyStack-style base as a patch onto `talosctl gen config`'s output: the kernel modules
+/// CozyStack loads on every node and a node IP selection of the user's own.
+pub fn cozystack_base(valid_subnets: &[&str]) -> String {
+    let mut text = String::from("machine:\n  kernel:\n    modules:\n");
+    for (name, parameters) in COZYSTACK_BASE_MODULES {
+        text.push_str(&format!("      - name: {name}\n"));
+        if !parameters.is_empty() {
+            text.push_str("        parameters:\n");
+            for p in *parameters {
+                text.push_str(&format!("          - {p}\n"));
+            }
+        }
+    }
+    text.push_str("  kubelet:\n    nodeIP:\n      validSubnets:\n");
+    for s in valid_subnets {
+        text.push_str(&format!("        - \"{s}\"\n"));
+    }
+    text
+}
+
+/// The two `talosctl gen config` runs (worker, control plane) of a role's rendered files onto a
+/// base: `base` patches first, then the role's.
+pub fn config_requests(name: &str, base: &[String], rendered: &Rendered) -> Vec<ConfigRequest> {
+    let of = |role: FileRole| -> Vec<String> {
+        rendered
+            .files
+            .iter()
+            .filter(|f| f.role == role)
+            .map(|f| f.text.clone())
+            .collect()
+    };
+    let patches: Vec<String> = base.iter().cloned().chain(of(FileRole::Patch)).collect();
+    ["worker", "controlplane"]
+        .into_iter()
+        .map(|machine_type| ConfigRequest {
+            name: format!("{name}/{machine_type}"),
+            machine_type: machine_type.into(),
+            patches: patches.clone(),
+            controlplane_patches: of(FileRole::ControlPlanePatch),
+        })
+        .collect()
+}
+
+/// What is wrong with one merged config, whatever the base: Talos's own errors, `cluster.etcd`
+/// on a worker, a module loaded twice, an install image other than the role's.
+pub fn config_findings(report: &ConfigReport, install_image: &str) -> Vec<String> {
+    let mut findings: Vec<String> = report
+        .errors
+        .iter()
+        .map(|e| format!("{}: Talos rejects it: {}", report.name, e.trim_end()))
+        .collect();
+    if report.name.ends_with("/worker") && report.has_cluster_etcd {
+        findings.push(format!(
+            "{}: the worker config carries cluster.etcd (control-plane-only settings belong in the control-plane patch)",
+            report.name
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for m in &report.modules {
+        if !seen.insert(&m.name) {
+            findings.push(format!(
+                "{}: kernel module `{}` is listed twice in the merged config",
+                report.name, m.name
+            ));
+        }
+    }
+    if report.install_image != install_image {
+        findings.push(format!(
+            "{}: machine.install.image is {:?}, not the role's {install_image:?}",
+            report.name, report.install_image
+        ));
+    }
+    findings
+}
+
+/// A Go toolchain that can build the harness.
+pub struct Go {
+    pub program: Utf8PathBuf,
+    /// `GOTOOLCHAIN` to set when the installed Go is older than the module needs.
+    pub toolchain: Option<String>,
+}
+
+/// The `go` line of the harness's go.mod, e.g. `1.26.5`.
+pub fn required_go(project: &Project) -> Result<String> {
+    let path = project.root.join(DIR).join("go.mod");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading {}", project.display(&path)))?;
+    go_line(&text).with_context(|| format!("{}: no `go` line", project.display(&path)))
+}
+
+pub fn go_line(go_mod: &str) -> Option<String> {
+    go_mod
+        .lines()
+        .find_map(|l| l.strip_prefix("go "))
+        .map(|v| v.trim().to_owned())
+}
+
+/// `1.26.8` from `go1.26.8`, compared numerically.
+pub fn version_at_least(have: &str, need: &str) -> bool {
+    let parse = |v: &str| -> Vec<u64> {
+        v.trim_start_matches("go")
+            .split(['.', '-', 'r', 'b'])
+            .map(|p| p.parse().unwrap_or(0))
+            .collect()
+    };
+    let (have, need) = (parse(have), parse(need));
+    for i in 0..need.len().max(have.len()) {
+        let (h, n) = (
+            have.get(i).copied().unwrap_or(0),
+            need.get(i).copied().unwrap_or(0),
+        );
+        if h != n {
+            return h > n;
+        }
+    }
+    true
+}
+
+/// Finds `go` (PATH, then Go's default install directory). An older Go from 1.21 on fetches the
+/// needed toolchain itself through the module proxy when GOTOOLCHAIN names it.
+pub fn find_go(project: &Project) -> Result<Option<Go>> {
+    let need = required_go(project)?;
+    let program = which::which("go")
+        .ok()
+        .and_then(|p| Utf8PathBuf::try_from(p).ok())
+        .or_else(|| {
+            let default = Utf8PathBuf::from("/usr/local/go/bin/go");
+            default.exists().then_some(default)
+        });
+    let Some(program) = program else {
+        return Ok(None);
+    };
+    let sh = Shell::new()?;
+    let have = cmd!(sh, "{program} env GOVERSION")
+        .env("GOTOOLCHAIN", "local")
+        .quiet()
+        .read()
+        .with_context(|| format!("running `{program} env GOVERSION`"))?;
+    let toolchain = (!version_at_least(&have, &need)).then(|| format!("go{need}"));
+    if toolchain.is_some() && !version_at_least(&have, "1.21") {
+        bail!("{program} is {have}: too old to build {DIR}/ (its go.mod needs go {need}) and too old to fetch a newer toolchain (Go 1.21+ does)\n    fix: install Go {need} or newer (https://go.dev/doc/install), or Debian's golang-1.2x-go from bookworm-backports");
+    }
+    Ok(Some(Go { program, toolchain }))
+}
+
+/// Builds the harness into `target/conformance/` (Go's build cache makes a rebuild cheap).
+pub fn build(project: &Project, go: &Go) -> Result<Utf8PathBuf> {
+    let sh = Shell::new()?;
+    sh.change_dir(project.root.join(DIR));
+    let out = project.target_dir().join("conformance").join("conformance");
+    let program = &go.program;
+    let mut c = cmd!(sh, "{program} build -mod=readonly -o {out} .");
+    if let Some(toolchain) = &go.toolchain {
+        c = c.env("GOTOOLCHAIN", toolchain);
+    }
+    c.quiet()
+        .run()
+        .with_context(|| format!("building {DIR}/ with {program} (Talos's code as the judge)"))?;
+    Ok(out)
+}
+
+/// Runs the built harness on a request.
+pub fn judge(binary: &Utf8Path, request: &Request) -> Result<Report> {
+    let sh = Shell::new()?;
+    let input = serde_json::to_string(request).expect("requests serialize");
+    let out = cmd!(sh, "{binary}")
+        .stdin(input)
+        .quiet()
+        .read()
+        .with_context(|| format!("running {binary}"))?;
+    serde_json::from_str(&out).with_context(|| format!("reading the report of {binary}"))
+}
+
+/// Builds the harness when Go is there; `None` (with a note on stderr) when it is not.
+pub fn harness(project: &Project) -> Result<Option<Utf8PathBuf>> {
+    if !project.root.join(DIR).join("go.mod").exists() {
+        return Ok(None);
+    }
+    match find_go(project)? {
+        Some(go) => {
+            eprintln!("judging with Talos's own code ({DIR}/; its first build takes minutes, --no-judge skips it)");
+            build(project, &go).map(Some)
+        }
+        None => {
+            eprintln!(
+                "note: not judged by Talos's own code: no `go` found ({DIR}/ needs Go {})",
+                required_go(project)?
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// `cargo xtask schematic`'s check: image-factory's own `ID()` for each schematic equals ours.
+pub fn judge_schematics(project: &Project, reports: &[crate::schematic::Report]) -> Result<()> {
+    let Some(binary) = harness(project)? else {
+        return Ok(());
+    };
+    let request = Request {
+        schematics: reports
+            .iter()
+            .map(|r| SchematicRequest {
+                name: r.variant.clone(),
+                yaml: r.schematic.clone(),
+                id: r.id.clone(),
+            })
+            .collect(),
+        ..Request::default()
+    };
+    let report = judge(&binary, &request)?;
+    let wrong: Vec<String> = report
+        .schematics
+        .iter()
+        .filter(|s| !s.errors.is_empty() || s.id != s.ours)
+        .map(|s| {
+            format!(
+                "{}: image-factory says {} {:?}, we say {}",
+                s.name, s.id, s.errors, s.ours
+            )
+        })
+        .collect();
+    if !wrong.is_empty() {
+        bail!(
+            "image-factory's own code computes other schematic IDs:\n  {}",
+            wrong.join("\n  ")
+        );
+    }
+    eprintln!(
+        "image-factory's own code computes the same ID for {} schematic{}",
+        reports.len(),
+        crate::diag::plural(reports.len())
+    );
+    Ok(())
+}
+
+/// `cargo xtask config`'s check: the role's files through `talosctl gen config` for a worker and
+/// a control plane onto the chosen base, validated for metal; fails with Talos's messages.
+pub fn judge_role(
+    project: &Project,
+    variant: &str,
+    install_image: &str,
+    base: Base,
+    rendered: &Rendered,
+) -> Result<()> {
+    let Some(binary) = harness(project)? else {
+        return Ok(());
+    };
+    let base_patches = match base {
+        Base::Talosctl => vec![],
+        Base::Cozystack => vec![cozystack_base(&["192.168.0.0/16"])],
+    };
+    let request = Request {
+        configs: config_requests(variant, &base_patches, rendered),
+        ..Request::default()
+    };
+    let report = judge(&binary, &request)?;
+    let findings: Vec<String> = report
+        .configs
+        .iter()
+        .flat_map(|c| config_findings(c, install_image))
+        .collect();
+    if !findings.is_empty() {
+        bail!(
+            "Talos {} does not accept the `{variant}` role's patches:\n  {}",
+            report.talos_version,
+            findings.join("\n  ")
+        );
+    }
+    eprintln!(
+        "Talos {} accepts the `{variant}` patches on a worker and a control plane (metal)",
+        report.talos_version
+    );
+    Ok(())
+}
+
+/// The base a CozyStack-style case starts from: its own node IP selection.
+pub const COZYSTACK_SUBNETS: &[&str] = &["192.168.100.0/24"];
+
+/// What one config case must come out as.
+struct ConfigCase {
+    variant: crate::variants::Variant,
+    base: Base,
+    install_image: String,
+}
+
+/// Everything judged in one run, and what was found.
+#[derive(Debug, Serialize)]
+pub struct Verdict {
+    pub talos_version: String,
+    pub profiles: usize,
+    pub configs: usize,
+    pub schematics: usize,
+    /// Profile differences from the imager's defaults, with why each is intended.
+    pub differences: Vec<(String, String, String)>,
+    /// Talos's validation warnings (not failures).
+    pub warnings: Vec<String>,
+    pub findings: Vec<String>,
+}
+
+fn base_name(base: Base) -> &'static str {
+    match base {
+        Base::Talosctl => "talosctl",
+        Base::Cozystack => "cozystack",
+    }
+}
+
+/// Judges every profile, every role's patches on both bases and machine types, and every
+/// schematic ID of the plan with the harness at `binary`. `version` rewrites the Talos version
+/// in the profiles (forward check).
+pub fn judge_plan(
+    project: &Project,
+    plan: &crate::plan::Plan,
+    binary: &Utf8Path,
+    version: Option<&str>,
+) -> Result<Verdict> {
+    let mut request = Request {
+        profiles: profile_requests(plan),
+        ..Request::default()
+    };
+    if let Some(next) = version {
+        for p in &mut request.profiles {
+            p.yaml = p.yaml.replace(&plan.talos_version, next);
+        }
+    }
+    let mut cases = Vec::new();
+    for vp in &plan.variants {
+        let image = match crate::config::install_image(project, &single(plan, vp), None) {
+            Ok(image) => image.reference,
+            Err(_) => format!("ghcr.io/example/{}:{}", vp.variant.repository, vp.tag),
+        };
+        for base in [Base::Talosctl, Base::Cozystack] {
+            let overrides = crate::config::Overrides {
+                base,
+                ..Default::default()
+            };
+            let file = format!("variants/{}.json", vp.name);
+            let rendered = crate::config::render(
+                &vp.variant,
+                &file,
+                &image,
+                &overrides,
+                crate::config::AuthKey::Redacted,
+            )?;
+            let base_patches = match base {
+                Base::Talosctl => vec![],
+                Base::Cozystack => vec![cozystack_base(COZYSTACK_SUBNETS)],
+            };
+            let name = format!("{}/{}", vp.name, base_name(base));
+            for c in config_requests(&name, &base_patches, &rendered) {
+                request.configs.push(c);
+                cases.push(ConfigCase {
+                    variant: vp.variant.clone(),
+                    base,
+                    install_image: image.clone(),
+                });
+            }
+        }
+        let schematic =
+            crate::schematic::Schematic::for_variant(&vp.variant, vp.overlay_image.as_deref());
+        request.schematics.push(SchematicRequest {
+            name: vp.name.clone(),
+            yaml: schematic.to_yaml(),
+            id: schematic.id(),
+        });
+    }
+    let report = judge(binary, &request)?;
+
+    let mut findings = Vec::new();
+    let mut differences = Vec::new();
+    let expected: Vec<(Output, &str)> = plan
+        .variants
+        .iter()
+        .flat_map(|v| v.profiles.iter().map(|p| (p.kind, p.artifact.as_str())))
+        .collect();
+    if report.profiles.len() != expected.len()
+        || report.configs.len() != cases.len()
+        || report.schematics.len() != request.schematics.len()
+    {
+        bail!(
+            "the harness answered {} profiles, {} configs, {} schematics for {}, {}, {} asked",
+            report.profiles.len(),
+            report.configs.len(),
+            report.schematics.len(),
+            expected.len(),
+            cases.len(),
+            request.schematics.len()
+        );
+    }
+    for (p, (output, artifact)) in report.profiles.iter().zip(&expected) {
+        findings.extend(profile_findings(p, *output, artifact));
+        for d in &p.differences {
+            if let Some(why) = intended(*output, &d.path) {
+                differences.push((p.name.clone(), d.path.clone(), why.to_owned()));
+            }
+        }
+    }
+    let mut warnings = Vec::new();
+    for (c, case) in report.configs.iter().zip(&cases) {
+        warnings.extend(c.warnings.iter().map(|w| format!("{}: {w}", c.name)));
+        findings.extend(config_findings(c, &case.install_image));
+        findings.extend(merge_findings(c, &case.variant, case.base));
+    }
+    for s in &report.schematics {
+        findings.extend(
+            s.errors
+                .iter()
+                .map(|e| format!("schematic {}: {e}", s.name)),
+        );
+        if s.errors.is_empty() && s.id != s.ours {
+            findings.push(format!(
+                "schematic {}: image-factory computes ID {}, we compute {}",
+                s.name, s.id, s.ours
+            ));
+        }
+    }
+    Ok(Verdict {
+        talos_version: report.talos_version,
+        profiles: report.profiles.len(),
+        configs: report.configs.len(),
+        schematics: report.schematics.len(),
+        differences,
+        warnings,
+        findings,
+    })
+}
+
+/// The plan narrowed to one variant (what `config` sees).
+fn single(plan: &crate::plan::Plan, vp: &crate::plan::VariantPlan) -> crate::plan::Plan {
+    crate::plan::Plan {
+        variants: vec![vp.clone()],
+        ..plan.clone()
+    }
+}
+
+/// Talos's errors, the file name `build` expects, differences nobody intended.
+pub fn profile_findings(p: &ProfileReport, output: Output, artifact: &str) -> Vec<String> {
+    let mut findings: Vec<String> = p
+        .errors
+        .iter()
+        .map(|e| format!("profile {}: {}", p.name, e.trim_end()))
+        .collect();
+    if p.errors.is_empty() && p.written != artifact {
+        findings.push(format!(
+            "profile {}: the imager writes {} (OutputPath {}), build expects {artifact}",
+            p.name, p.written, p.output_path
+        ));
+    }
+    for d in &p.differences {
+        if intended(output, &d.path).is_none() {
+            findings.push(format!(
+                "profile {}: {} is {} where the imager's default has {}; intended? add it to conformance::INTENDED and docs/conformance.md, or follow the default",
+                p.name, d.path, d.ours, d.default
+            ));
+        }
+    }
+    findings
+}
+
+/// The merged result is what the role needs: each implied module once with its parameters, the
+/// base's modules and subnet selection kept (only exclusions added), node IPs off 100.64.0.0/10.
+pub fn merge_findings(
+    c: &ConfigReport,
+    variant: &crate::variants::Variant,
+    base: Base,
+) -> Vec<String> {
+    let mut findings = Vec::new();
+    let count = |name: &str| c.modules.iter().filter(|m| m.name == name).count();
+    for ext in variant.all_extensions() {
+        for m in crate::config::implied_modules(ext) {
+            let found: Vec<&Module> = c.modules.iter().filter(|x| x.name == m.name).collect();
+            match found.as_slice() {
+                [one] if one.parameters == m.parameters => {}
+                [] => findings.push(format!(
+                    "{}: kernel module `{}` ({ext}) is missing from the merged config",
+                    c.name, m.name
+                )),
+                _ => findings.push(format!(
+                    "{}: kernel module `{}` is {:?} in the merged config, want once with {:?}",
+                    c.name, m.name, found, m.parameters
+                )),
+            }
+        }
+    }
+    let exclude = format!("!{}", crate::cidr::CGNAT);
+    if base == Base::Cozystack {
+        for (name, _) in COZYSTACK_BASE_MODULES {
+            if count(name) != 1 {
+                findings.push(format!(
+                    "{}: the base's kernel module `{name}` appears {} times in the merged config",
+                    c.name,
+                    count(name)
+                ));
+            }
+        }
+        let kept = c.valid_subnets.len() >= COZYSTACK_SUBNETS.len()
+            && c.valid_subnets[..COZYSTACK_SUBNETS.len()] == *COZYSTACK_SUBNETS;
+        let added = &c.valid_subnets[COZYSTACK_SUBNETS.len().min(c.valid_subnets.len())..];
+        if !kept || added.iter().any(|s| !s.starts_with('!')) {
+            findings.push(format!("{}: machine.kubelet.nodeIP.validSubnets is {:?} after the merge: the base's selection {:?} must stay and only exclusions be added", c.name, c.valid_subnets, COZYSTACK_SUBNETS));
+        }
+    }
+    let selects = variant.all_extensions().any(|e| e == "tailscale")
+        || !variant.config.node_subnets.is_empty();
+    if selects && !c.valid_subnets.contains(&exclude) {
+        findings.push(format!(
+            "{}: machine.kubelet.nodeIP.validSubnets {:?} does not exclude {}",
+            c.name,
+            c.valid_subnets,
+            crate::cidr::CGNAT
+        ));
+    }
+    if selects && c.name.ends_with("/controlplane") && !c.etcd_advertised_subnets.contains(&exclude)
+    {
+        findings.push(format!(
+            "{}: cluster.etcd.advertisedSubnets {:?} does not exclude {}",
+            c.name,
+            c.etcd_advertised_subnets,
+            crate::cidr::CGNAT
+        ));
+    }
+    findings
+}
+
+/// The harness for `--next` (go.next.mod), or the pinned one.
+pub fn build_with(project: &Project, go: &Go, next: bool) -> Result<Utf8PathBuf> {
+    if !next {
+        return build(project, go);
+    }
+    let sh = Shell::new()?;
+    sh.change_dir(project.root.join(DIR));
+    let out = project
+        .target_dir()
+        .join("conformance")
+        .join("conformance-next");
+    let program = &go.program;
+    let mut c = cmd!(
+        sh,
+        "{program} build -mod=readonly -modfile={NEXT_MOD} -o {out} ."
+    );
+    if let Some(toolchain) = &go.toolchain {
+        c = c.env("GOTOOLCHAIN", toolchain);
+    }
+    c.quiet()
+        .run()
+        .with_context(|| format!("building {DIR}/ with {NEXT_MOD}"))?;
+    Ok(out)
+}
+
+pub fn run(project: &Project, args: Args) -> Result<()> {
+    let Some(go) = find_go(project)? else {
+        bail!("no `go` found: {DIR}/ needs Go {} to judge with Talos's own code\n    fix: install Go (https://go.dev/doc/install), or run `cargo xtask test`, which says how", required_go(project)?);
+    };
+    let binary = match build_with(project, &go, args.next) {
+        Ok(binary) => binary,
+        // A report, never a failure: the next line may not build yet, or not be served.
+        Err(err) if args.next => {
+            eprintln!("warning: forward check not run: {err:#}");
+            return Ok(());
+        }
+        Err(err) => return Err(err),
+    };
+    if let Some(path) = &args.request {
+        let sh = Shell::new()?;
+        let request = if path == "-" {
+            std::io::read_to_string(std::io::stdin()).context("reading the request from stdin")?
+        } else {
+            std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?
+        };
+        let report = cmd!(sh, "{binary}")
+            .stdin(request)
+            .read()
+            .with_context(|| format!("running {binary} on {path}"))?;
+        println!("{report}");
+        return Ok(());
+    }
+    let plan = crate::plan::load(project, &args.variants, args.registry.resolve())?;
+    let next_version = if args.next {
+        let text = std::fs::read_to_string(project.root.join(DIR).join(NEXT_MOD))?;
+        Some(
+            talos_requirement(&text)
+                .context("go.next.mod names no github.com/siderolabs/talos version")?,
+        )
+    } else {
+        None
+    };
+    let verdict = judge_plan(project, &plan, &binary, next_version.as_deref())?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&verdict).expect("verdicts serialize")
+        );
+    } else {
+        println!(
+            "Talos {} judged {} profiles, {} machine configs (patch x machine type x base) and {} schematic IDs",
+            verdict.talos_version, verdict.profiles, verdict.configs, verdict.schematics
+        );
+        for (name, path, why) in &verdict.differences {
+            println!("  intended: {name}: {path}: {why}");
+        }
+        for w in &verdict.warnings {
+            println!("  Talos warns: {w}");
+        }
+        for f in &verdict.findings {
+            println!("  finding: {f}");
+        }
+    }
+    if args.next {
+        if !verdict.findings.is_empty() {
+            eprintln!("warning: forward check: Talos {} would not accept {} of our artefacts as they are (report only)", verdict.talos_version, verdict.findings.len());
+        }
+        return Ok(());
+    }
+    if !verdict.findings.is_empty() {
+        bail!(
+            "Talos {}'s own code does not accept {} of our artefacts (listed above)",
+            verdict.talos_version,
+            verdict.findings.len()
+        );
+    }
+    Ok(())
+}
+
+/// The `github.com/siderolabs/talos` version a go.mod requires.
+pub fn talos_requirement(go_mod: &str) -> Option<String> {
+    go_mod.lines().find_map(|l| {
+        let mut words = l.split_whitespace();
+        (words.next() == Some("github.com/siderolabs/talos"))
+            .then(|| words.next().map(str::to_owned))
+            .flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_versions_compare_numerically() {
+        assert!(version_at_least("go1.26.8", "1.26.5"));
+        assert!(version_at_least("go1.26.5", "1.26.5"));
+        assert!(!version_at_least("go1.26.4", "1.26.5"));
+        assert!(!version_at_least("go1.9", "1.26"));
+        assert!(version_at_least("go1.27rc1", "1.26.5"));
+        assert_eq!(
+            go_line("module x\n\ngo 1.26.5\n").as_deref(),
+            Some("1.26.5")
+        );
+    }
+    fn repo_file(path: &str) -> String {
+        let root = Utf8Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        std::fs::read_to_string(root.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// The harness judges with the Talos release the images are built from, or it judges nothing.
+    #[test]
+    fn harness_talos_version_is_the_locks() {
+        let lock: serde_json::Value =
+            serde_json::from_str(&repo_file("variants/extensions.lock")).unwrap();
+        let talos = lock["talos_version"].as_str().unwrap();
+        let go_mod = repo_file("conformance/go.mod");
+        let fix = format!("fix: (cd {DIR} && go get github.com/siderolabs/talos@{talos} github.com/siderolabs/talos/pkg/machinery@{talos} && go mod tidy), with an image-factory version whose go.mod requires Talos {talos} or older (docs/conformance.md)");
+        for module in [
+            "github.com/siderolabs/talos",
+            "github.com/siderolabs/talos/pkg/machinery",
+        ] {
+            let required = go_mod.lines().find_map(|l| {
+                let mut w = l.split_whitespace();
+                (w.next() == Some(module)).then(|| w.next()).flatten()
+            });
+            assert_eq!(
+                required,
+                Some(talos),
+                "{DIR}/go.mod requires {module} {required:?}, the lock's Talos is {talos}\n    {fix}"
+            );
+        }
+        assert!(
+            !go_mod.contains("\nreplace") && !go_mod.contains("\ntoolchain"),
+            "{DIR}/go.mod: no replace or toolchain directive may move the judged version"
+        );
+        let next = talos_requirement(&repo_file("conformance/go.next.mod")).unwrap();
+        let numeric = |v: &str| {
+            v.trim_start_matches('v')
+                .replace("-alpha.", ".")
+                .replace("-beta.", ".")
+                .replace("-rc.", ".")
+        };
+        let (next_minor, lock_minor) = (numeric(&next), numeric(talos));
+        assert!(
+            version_at_least(&next_minor, &lock_minor) && next_minor != lock_minor,
+            "{DIR}/{NEXT_MOD} ({next}) must be newer than the lock's {talos}"
+        );
+    }
+
+    fn config_report(name: &str, modules: &[(&str, &[&str])], subnets: &[&str]) -> ConfigReport {
+        ConfigReport {
+            name: name.into(),
+            errors: vec![],
+            warnings: vec![],
+            modules: modules
+                .iter()
+                .map(|(n, p)| Module {
+                    name: (*n).into(),
+                    parameters: p.iter().map(|s| (*s).into()).collect(),
+                })
+                .collect(),
+            valid_subnets: subnets.iter().map(|s| (*s).into()).collect(),
+            etcd_advertised_subnets: vec![],
+            has_cluster_etcd: false,
+            install_image: "img".into(),
+        }
+    }
+
+    fn variant(extensions: &str) -> crate::variants::Variant {
+        crate::variants::parse(
+            "variants/v.json",
+            &format!(r#"{{"name": "v", "description": "d", "arch": "arm64", "extensions": {extensions}, "repository": "v/talos", "config": {{"tailscale": {{"mode": "userspace"}}}}}}"#),
+        )
+        .unwrap_or_else(|f| panic!("{f:#?}"))
+    }
+
+    #[test]
+    fn a_worker_with_cluster_etcd_or_a_rejected_patch_is_a_finding() {
+        let mut c = config_report("v/talosctl/worker", &[], &[]);
+        c.has_cluster_etcd = true;
+        c.errors.push(
+            "validating for metal: etcd config is only allowed on control plane machines\n".into(),
+        );
+        let f = config_findings(&c, "img");
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert!(f[0].ends_with("Talos rejects it: validating for metal: etcd config is only allowed on control plane machines"), "{f:?}");
+        assert!(f[1].contains("carries cluster.etcd"), "{f:?}");
+        assert!(config_findings(&c, "other")[2].contains("not the role's \"other\""));
+    }
+
+    #[test]
+    fn a_merge_that_duplicates_a_module_or_widens_the_subnets_is_a_finding() {
+        let v = variant(r#"["drbd", "zfs", "tailscale"]"#);
+        let drbd: &[&str] = &["usermode_helper=disabled"];
+        let mut base: Vec<(&str, &[&str])> = COZYSTACK_BASE_MODULES.to_vec();
+        base.push(("drbd_transport_tcp", &[]));
+        let good = config_report(
+            "v/cozystack/worker",
+            &base,
+            &["192.168.100.0/24", "!100.64.0.0/10", "!::/0"],
+        );
+        assert_eq!(
+            merge_findings(&good, &v, Base::Cozystack),
+            Vec::<String>::new()
+        );
+
+        let mut twice = base.clone();
+        twice.push(("zfs", &[]));
+        twice.push(("drbd", drbd));
+        let widened = config_report(
+            "v/cozystack/worker",
+            &twice,
+            &["192.168.100.0/24", "0.0.0.0/0", "!100.64.0.0/10"],
+        );
+        let f = merge_findings(&widened, &v, Base::Cozystack).join("\n");
+        assert!(f.contains("`drbd` is"), "{f}");
+        assert!(f.contains("`zfs` appears 2 times"), "{f}");
+        assert!(f.contains("only exclusions be added"), "{f}");
+
+        let missing = config_report("v/talosctl/worker", &[("drbd", drbd)], &[]);
+        let f = merge_findings(&missing, &v, Base::Talosctl).join("\n");
+        assert!(f.contains("`zfs` (zfs) is missing"), "{f}");
+        assert!(f.contains("does not exclude 100.64.0.0/10"), "{f}");
+    }
+
+    #[test]
+    fn only_listed_profile_differences_pass() {
+        let p = ProfileReport {
+            name: "v/metal".into(),
+            errors: vec![],
+            output_path: "metal-arm64.raw".into(),
+            written: "metal-arm64.raw.xz".into(),
+            differences: vec![
+                Difference {
+                    path: "output.outFormat".into(),
+                    ours: ".xz".into(),
+                    default: ".zst".into(),
+                },
+                Difference {
+                    path: "input.baseInstaller.imageRef".into(),
+                    ours: "a".into(),
+                    default: "b".into(),
+                },
+            ],
+        };
+        let f = profile_findings(&p, Output::Metal, "metal-arm64.raw.xz");
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].contains("input.baseInstaller.imageRef"), "{f:?}");
+        let f = profile_findings(&p, Output::Metal, "metal-arm64.raw.zst");
+        assert!(
+            f[0].contains("the imager writes metal-arm64.raw.xz"),
+            "{f:?}"
+        );
+    }
+}

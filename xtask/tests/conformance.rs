@@ -1,0 +1,301 @@
+//! Talos's own code as the judge (`cargo xtask conformance`, the Go module in conformance/): every
+//! profile, every role's patches on a worker and a control plane over two bases, every schematic
+//! ID at the lock's Talos version; and the Talos behaviours our patch shapes rely on, pinned
+//! through raw harness requests so that a Talos bump that changes them fails here.
+
+mod support;
+
+use std::sync::Mutex;
+
+use serde_json::{json, Value};
+use support::*;
+
+/// The tests share one harness binary under target/: one `go build` at a time.
+static HARNESS: Mutex<()> = Mutex::new(());
+
+fn conformance(args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    let _one = HARNESS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cmd = xtask(&repo_root());
+    cmd.arg("conformance").args(args);
+    match stdin {
+        Some(text) => {
+            use std::io::Write;
+            let mut child = cmd
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+            child.wait_with_output().unwrap()
+        }
+        None => run(&mut cmd),
+    }
+}
+
+/// The harness's raw report for a request.
+fn judge(request: Value) -> Value {
+    let out = conformance(&["--request", "-"], Some(&request.to_string()));
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)))
+}
+
+fn worker(name: &str, patches: &[&str], controlplane: &[&str]) -> Value {
+    json!({"name": name, "machine_type": "worker", "patches": patches, "controlplane_patches": controlplane})
+}
+
+#[test]
+fn talos_accepts_every_profile_patch_and_schematic_id() {
+    if !have_tools(&["go"]) {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let out = conformance(&["--json"], None);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let verdict: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(verdict["talos_version"], "v1.13.6");
+    assert_eq!(verdict["findings"], json!([]), "{verdict:#}");
+    // 2 variants x 4 outputs; 2 variants x 2 bases x 2 machine types; 2 schematics.
+    assert_eq!(verdict["profiles"], 8, "{verdict:#}");
+    assert_eq!(verdict["configs"], 8, "{verdict:#}");
+    assert_eq!(verdict["schematics"], 2, "{verdict:#}");
+    eprintln!(
+        "conformance: {} profiles, {} configs, {} schematic IDs judged in {:.1}s",
+        verdict["profiles"],
+        verdict["configs"],
+        verdict["schematics"],
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn config_judges_its_patches_with_talos_before_writing() {
+    if !have_tools(&["go"]) {
+        return;
+    }
+    let _one = HARNESS.lock().unwrap_or_else(|e| e.into_inner());
+    for base in ["talosctl", "cozystack"] {
+        let out = run(xtask(&repo_root())
+            .args(["config", "--variant", "gateway", "--base", base])
+            .env("REGISTRY", "ghcr.io/acme"));
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains(
+                "Talos v1.13.6 accepts the `gateway` patches on a worker and a control plane (metal)"
+            ),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
+
+/// The defect this harness was built for: `cluster.etcd` in the patch every gateway node gets.
+/// `talosctl gen config` writes worker.yaml anyway; Talos's validation refuses it.
+#[test]
+fn talos_refuses_cluster_etcd_on_a_worker() {
+    if !have_tools(&["go"]) {
+        return;
+    }
+    let etcd = "cluster:\n  etcd:\n    advertisedSubnets:\n      - 0.0.0.0/0\n";
+    let report = judge(json!({
+        "profiles": [], "schematics": [],
+        "configs": [
+            worker("all-machines", &[etcd], &[]),
+            worker("control-plane-only", &[], &[etcd]),
+        ],
+    }));
+    let errors = &report["configs"][0]["errors"];
+    assert!(
+        errors[0]
+            .as_str()
+            .unwrap()
+            .contains("etcd config is only allowed on control plane machines"),
+        "{report:#}"
+    );
+    assert_eq!(report["configs"][1]["errors"], json!([]), "{report:#}");
+    assert_eq!(report["configs"][1]["has_cluster_etcd"], false);
+}
+
+/// Talos's patcher appends list entries: a module the base loads already is loaded twice, an
+/// inclusion widens the base's node IP selection. This is why `--base cozystack` leaves drbd and
+/// zfs out and node IP selection only ever adds exclusions.
+#[test]
+fn talos_appends_modules_and_subnets_when_it_merges() {
+    if !have_tools(&["go"]) {
+        return;
+    }
+    let base = "machine:\n  kernel:\n    modules:\n      - name: zfs\n  kubelet:\n    nodeIP:\n      validSubnets:\n        - 192.168.100.0/24\n";
+    let patch = "machine:\n  kernel:\n    modules:\n      - name: zfs\n  kubelet:\n    nodeIP:\n      validSubnets:\n        - 0.0.0.0/0\n        - \"!100.64.0.0/10\"\n";
+    let report = judge(json!({
+        "profiles": [], "schematics": [],
+        "configs": [worker("appended", &[base, patch], &[])],
+    }));
+    let c = &report["configs"][0];
+    assert_eq!(c["errors"], json!([]), "{report:#}");
+    assert_eq!(
+        c["modules"],
+        json!([{"name": "zfs", "parameters": []}, {"name": "zfs", "parameters": []}])
+    );
+    assert_eq!(
+        c["valid_subnets"],
+        json!(["192.168.100.0/24", "0.0.0.0/0", "!100.64.0.0/10"])
+    );
+}
+
+/// The imager reads profiles without rejecting unknown fields; the harness does reject them, and
+/// Validate() refuses what the imager would refuse only after pulling every input.
+#[test]
+fn talos_profile_checks_catch_a_typo_and_kernel_args_on_a_kernel() {
+    if !have_tools(&["go"]) {
+        return;
+    }
+    let profile = std::fs::read_to_string(
+        repo_root().join("xtask/tests/golden/profiles/compute/kernel.yaml"),
+    )
+    .unwrap();
+    let typo = profile.replace("systemExtensions:", "systemExtension:");
+    let args = format!("{profile}customization:\n  extraKernelArgs:\n    - console=ttyAMA0\n");
+    let report = judge(json!({
+        "configs": [], "schematics": [],
+        "profiles": [
+            {"name": "as-built", "yaml": profile, "default": "metal", "output_kind": "kernel"},
+            {"name": "typo", "yaml": typo, "default": "metal", "output_kind": "kernel"},
+            {"name": "args", "yaml": args, "default": "metal", "output_kind": "kernel"},
+        ],
+    }));
+    let p = &report["profiles"];
+    assert_eq!(p[0]["errors"], json!([]), "{report:#}");
+    assert_eq!(p[0]["written"], "kernel-arm64");
+    assert!(
+        p[1]["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("field systemExtension not found"),
+        "{report:#}"
+    );
+    assert!(
+        p[2]["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("customization of kernel args is not supported for kernel output"),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn image_factory_computes_the_empty_schematics_id() {
+    if !have_tools(&["go"]) {
+        return;
+    }
+    let report = judge(json!({
+        "configs": [], "profiles": [],
+        "schematics": [{"name": "empty", "yaml": "customization: {}\n", "id": ""}],
+    }));
+    assert_eq!(
+        report["schematics"][0]["id"],
+        "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"
+    );
+}
+
+/// The forward check reports and never fails: its findings are what the next Talos minor would
+/// break.
+#[test]
+fn forward_check_against_the_next_talos_line_reports_without_failing() {
+    if !have_tools(&["go"]) {
+        return;
+    }
+    let out = conformance(&["--next", "--json"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    if stdout(&out).is_empty() {
+        eprintln!("{}", stderr(&out));
+        assert!(stderr(&out).contains("warning: forward check not run"));
+        return;
+    }
+    let verdict: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let version = verdict["talos_version"].as_str().unwrap();
+    assert!(version.starts_with("v1.14."), "{verdict:#}");
+    eprintln!(
+        "forward check (Talos {version}): {} findings",
+        verdict["findings"].as_array().unwrap().len()
+    );
+}
+
+/// Roles on a board overlay, a cloud platform and two architectures (docs/targets.md): their
+/// profiles are judged like the shipped ones, against `imager installer --platform aws`, `imager
+/// aws`, `imager metal --overlay-name ...`.
+#[test]
+fn talos_accepts_board_cloud_and_multi_arch_profiles() {
+    if !have_tools(&["go"]) {
+        return;
+    }
+    let root = temp_dir("conformance-targets");
+    copy_repo_data(&root);
+    for file in ["go.mod", "go.sum", "go.next.mod", "go.next.sum", "main.go"] {
+        std::fs::create_dir_all(root.join("conformance")).unwrap();
+        std::fs::copy(
+            repo_root().join("conformance").join(file),
+            root.join("conformance").join(file),
+        )
+        .unwrap();
+    }
+    let variants = [
+        (
+            "compute-rpi",
+            json!({"name": "compute-rpi", "description": "d", "arch": "arm64", "overlay": "rpi_generic",
+            "overlay_options": {"configTxtAppend": "dtoverlay=disable-bt"}, "extensions": ["drbd", "zfs", "spin"],
+            "repository": "talos-cozystack-rpi/talos"}),
+        ),
+        (
+            "compute-aws",
+            json!({"name": "compute-aws", "description": "d", "arch": "arm64", "platform": "aws",
+            "extensions": ["drbd", "zfs", "spin"], "repository": "talos-cozystack-aws/talos", "outputs": ["installer", "disk"]}),
+        ),
+        (
+            "mixed",
+            json!({"name": "mixed", "description": "d", "arch": ["amd64", "arm64"], "extensions": ["drbd", "zfs"],
+            "repository": "talos-cozystack-mixed/talos", "outputs": ["installer"]}),
+        ),
+    ];
+    for (name, v) in &variants {
+        std::fs::write(root.join(format!("variants/{name}.json")), v.to_string()).unwrap();
+    }
+    let lock_path = root.join("variants/extensions.lock");
+    let mut lock: Value =
+        serde_json::from_str(&std::fs::read_to_string(&lock_path).unwrap()).unwrap();
+    let digest = format!("sha256:{}", "5ca1ab1e".repeat(8));
+    lock["overlays_image"] = format!("ghcr.io/siderolabs/overlays:v1.13.6@{digest}").into();
+    lock["overlays"] =
+        json!({"rpi_generic": format!("ghcr.io/siderolabs/sbc-raspberrypi:v0.2.0@{digest}")});
+    lock["known_overlays"] = json!(["rpi_generic"]);
+    std::fs::write(&lock_path, serde_json::to_string_pretty(&lock).unwrap()).unwrap();
+
+    let _one = HARNESS.lock().unwrap_or_else(|e| e.into_inner());
+    let out = run(xtask(&root)
+        .args(["conformance", "--json"])
+        .env_remove("CARGO_TARGET_DIR"));
+    let verdict: Value = serde_json::from_str(&stdout(&out))
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(&out), stderr(&out)));
+    assert_eq!(verdict["findings"], json!([]), "{verdict:#}");
+    assert!(out.status.success(), "{}", stderr(&out));
+    // compute, gateway: 4 outputs each; compute-rpi (a board's default) and compute-aws:
+    // installer and disk; mixed: 1 output x 2 arches.
+    assert_eq!(verdict["profiles"], 4 + 4 + 2 + 2 + 2, "{verdict:#}");
+    let intended: Vec<String> = verdict["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| format!("{} {}", d[0].as_str().unwrap(), d[1].as_str().unwrap()))
+        .collect();
+    for expected in [
+        "compute-rpi/disk input.overlayInstaller",
+        "compute-aws/disk output.outFormat",
+    ] {
+        assert!(intended.iter().any(|d| d == expected), "{intended:#?}");
+    }
+    assert_eq!(verdict["schematics"], 5, "{verdict:#}");
+}
