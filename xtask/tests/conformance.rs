@@ -247,8 +247,8 @@ fn talos_accepts_board_cloud_and_multi_arch_profiles() {
         (
             "compute-rpi",
             json!({"name": "compute-rpi", "description": "d", "arch": "arm64", "overlay": "rpi_generic",
-            "overlay_options": {"configTxtAppend": "dtoverlay=disable-bt"}, "extensions": ["drbd", "zfs", "spin"],
-            "repository": "talos-cozystack-rpi/talos"}),
+            "overlay_options": {"configTxtAppend": "dtoverlay=disable-bt\ndtparam=audio=off\n", "configTxt": "arm_64bit=1"},
+            "extensions": ["drbd", "zfs", "spin"], "repository": "talos-cozystack-rpi/talos"}),
         ),
         (
             "compute-aws",
