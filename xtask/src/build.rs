@@ -47,6 +47,10 @@ pub struct Args {
     /// then the Talos version tag and a build-unique tag.
     #[arg(long)]
     pub push: bool,
+    /// Let each imager run pull its images itself instead of fetching every image once per
+    /// build into `_out/.oci` and handing it over as an `ociPath` input (the default).
+    #[arg(long, env = "XTASK_NO_PREFETCH")]
+    pub no_prefetch: bool,
     /// Rebuild every output even when its content key is unchanged.
     #[arg(long)]
     pub force: bool,
@@ -106,6 +110,13 @@ pub struct BuildRecord {
     pub published: Vec<publish::Published>,
     pub imager_runs: u32,
     pub cache_hits: u32,
+    /// Images this variant's imager runs needed that were copied from the registry into
+    /// `_out/.oci` (each image is copied at most once per build, by whichever variant needs it
+    /// first), and those found there already.
+    #[serde(default)]
+    pub images_fetched: u32,
+    #[serde(default)]
+    pub images_reused: u32,
     /// Set by `ci` once smoke passed on exactly these files; `ci --publish-only` requires it.
     #[serde(default)]
     pub smoke_passed: bool,
@@ -175,6 +186,8 @@ pub struct Ctx<'a> {
     pub force: bool,
     pub dry_run: bool,
     pub progress: Steps,
+    /// `None` with `--no-prefetch`: the imager pulls what it needs itself.
+    pub prefetch: Option<crate::prefetch::Prefetch>,
 }
 
 pub fn run(project: &Project, args: Args) -> Result<()> {
@@ -267,8 +280,20 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
             source: args.upstream.source.clone(),
         },
     };
+    let prefetch = if args.no_prefetch {
+        None
+    } else {
+        let mut skopeo = crate::registry::Skopeo::new(&args.registry_client)?;
+        skopeo.dry_run = args.dry_run;
+        Some(crate::prefetch::Prefetch::new(
+            project.out_dir().join(".oci"),
+            skopeo,
+            args.dry_run,
+        ))
+    };
     let ctx = Ctx {
         project,
+        prefetch,
         tree,
         matchbox_base: args.matchbox_base.clone(),
         engine,
@@ -564,7 +589,9 @@ fn build_variant(ctx: &Ctx, plan: &Plan, vp: &VariantPlan) -> Result<BuildRecord
     };
     for pp in &vp.profiles {
         let step = Instant::now();
-        let (profile, file) = build_output(ctx, plan, vp, pp, &dir)?;
+        let (profile, file, fetched) = build_output(ctx, plan, vp, pp, &dir)?;
+        record.images_fetched += fetched.images;
+        record.images_reused += fetched.reused;
         if profile.cache_hit {
             record.cache_hits += 1;
         } else if !ctx.dry_run {
@@ -693,6 +720,9 @@ pub fn imager_args(
     if needs_privileged(&plan.talos_version, kind) {
         args.extend(["--privileged".into(), "-v".into(), "/dev:/dev".into()]);
     }
+    if let Some(prefetch) = &ctx.prefetch {
+        args.extend(prefetch.volume_args());
+    }
     args.extend([ctx.imager.clone(), "--tar-to-stdout".into(), "-".into()]);
     args
 }
@@ -703,8 +733,15 @@ fn build_output(
     vp: &VariantPlan,
     pp: &PlannedProfile,
     dir: &Utf8Path,
-) -> Result<(ProfileRecord, Option<FileRecord>)> {
-    let yaml = pp.profile.to_yaml();
+) -> Result<(ProfileRecord, Option<FileRecord>, crate::prefetch::Fetched)> {
+    let (sent, wanted) = match &ctx.prefetch {
+        Some(_) => crate::prefetch::with_oci_paths(
+            pp.profile.clone(),
+            crate::prefetch::imager_arch(pp.arch, ctx.emulate),
+        ),
+        None => (pp.profile.clone(), Vec::new()),
+    };
+    let yaml = sent.to_yaml();
     let key = content_key(&yaml, &ctx.imager, ctx.emulate);
     let artifact = dir.join(&pp.artifact);
     let step = pp.step(vp.target.multi_arch());
@@ -716,7 +753,7 @@ fn build_output(
         profile_sha256: crate::fsutil::sha256_hex(yaml.as_bytes()),
         key: key.clone(),
         cache_hit: false,
-        profile: pp.profile.to_json(),
+        profile: sent.to_json(),
     };
     let label = format!("[{}] {step}", vp.name);
 
@@ -725,10 +762,14 @@ fn build_output(
             ctx.progress
                 .note(&format!("{label}: cached ({})", pp.artifact));
             profile.cache_hit = true;
-            return Ok((profile, Some(file)));
+            return Ok((profile, Some(file), Default::default()));
         }
     }
     crate::interrupt::check()?;
+    let fetched = match &ctx.prefetch {
+        Some(prefetch) => prefetch.ensure(&wanted)?,
+        None => Default::default(),
+    };
     let container = container_name(vp, &step);
     let args = imager_args(ctx, plan, pp.arch, pp.kind, &container);
     let tmp = dir.join(format!(".tmp-{step}"));
@@ -751,7 +792,7 @@ fn build_output(
                 ctx.project.display(&artifact).to_string(),
             ])
         );
-        return Ok((profile, None));
+        return Ok((profile, None, fetched));
     }
 
     let _ = std::fs::remove_dir_all(&tmp);
@@ -786,7 +827,7 @@ fn build_output(
     let _ = std::fs::remove_dir_all(&tmp);
     let file = file_record(&artifact)?;
     write_cache(&cache_path, &key, &file)?;
-    Ok((profile, Some(file)))
+    Ok((profile, Some(file), fetched))
 }
 
 pub fn write_cache(cache_path: &Utf8Path, key: &str, file: &FileRecord) -> Result<()> {

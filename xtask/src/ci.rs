@@ -57,6 +57,9 @@ pub struct Args {
     /// Skip the matchbox netboot image.
     #[arg(long)]
     pub no_matchbox: bool,
+    /// Let each imager run pull its images itself (see `cargo xtask build --help`).
+    #[arg(long, env = "XTASK_NO_PREFETCH")]
+    pub no_prefetch: bool,
     /// Override the matchbox base image (podman `--from`), e.g. a local mirror of it.
     #[arg(long, env = "XTASK_MATCHBOX_BASE", value_name = "REF")]
     pub matchbox_base: Option<String>,
@@ -277,6 +280,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
                 tree: args.tree.clone(),
                 upstream: args.upstream.clone(),
                 no_matchbox: args.no_matchbox,
+                no_prefetch: args.no_prefetch,
                 matchbox_base: args.matchbox_base.clone(),
                 registry_client: args.registry_client.clone(),
                 unique_tag_only: true,

@@ -11,6 +11,7 @@ mod interrupt;
 mod lockfile;
 mod matchbox;
 mod pin;
+mod prefetch;
 mod profile;
 mod progress;
 mod project;

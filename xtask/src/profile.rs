@@ -152,6 +152,10 @@ pub struct FileAsset {
 #[serde(rename_all = "camelCase")]
 pub struct ContainerAsset {
     pub image_ref: String,
+    /// An OCI image layout the imager reads instead of pulling `image_ref` (see prefetch.rs);
+    /// set only on the profile handed to the imager.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oci_path: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -265,6 +269,7 @@ pub fn for_output(
             name: choice.name.clone(),
             image: ContainerAsset {
                 image_ref: image_ref.to_owned(),
+                oci_path: None,
             },
             options: choice.options.clone(),
         }),
@@ -288,6 +293,7 @@ pub fn for_output(
             },
             base_installer: ContainerAsset {
                 image_ref: format!("{BASE_INSTALLER}:{talos_version}"),
+                oci_path: None,
             },
             overlay_installer,
             system_extensions: locked
@@ -295,6 +301,7 @@ pub fn for_output(
                 .iter()
                 .map(|r| ContainerAsset {
                     image_ref: r.clone(),
+                    oci_path: None,
                 })
                 .collect(),
         },

@@ -448,6 +448,24 @@ impl Skopeo {
         Ok(())
     }
 
+    /// `skopeo --override-arch ARCH --override-os linux copy docker://REF oci:DIR`: the one
+    /// image of `reference` for linux/`arch` (an index is resolved to that platform's manifest)
+    /// as an OCI image layout, the form the imager reads from `ociPath`.
+    pub fn fetch_to_oci_cmd(
+        &self,
+        reference: &str,
+        arch: &str,
+        dir: &Utf8Path,
+    ) -> Result<SkopeoCmd> {
+        let mut cmd = self.copy_cmd(
+            &Location::Registry(reference.to_owned()),
+            &Location::Local(format!("oci:{dir}")),
+        )?;
+        let platform = ["--override-arch", arch, "--override-os", "linux"].map(String::from);
+        cmd.args.splice(0..0, platform);
+        Ok(cmd)
+    }
+
     /// Copies between two locations; printed instead of run under `dry_run` (publishing uses it).
     pub fn copy(&self, src: &Location, dest: &Location) -> Result<()> {
         self.copy_with(src, dest, false)

@@ -58,6 +58,12 @@ pub const TOOLS: &[Tool] = &[
     // actionlint checks the workflows' `run:` scripts with shellcheck when it is on PATH.
     tool("shellcheck", "shellcheck"),
     tool("xz", "xz-utils"),
+    // The tools the imager built from source runs (tests/imager.rs copies them into its image).
+    tool("mksquashfs", "squashfs-tools"),
+    tool("zstd", "zstd"),
+    tool("pigz", "pigz"),
+    tool("depmod", "kmod"),
+    tool("mkfs.xfs", "xfsprogs"),
     tool("/usr/share/AAVMF/AAVMF_CODE.fd", "qemu-efi-aarch64"),
     Tool {
         probe: "qemu-system-aarch64",
@@ -67,6 +73,14 @@ pub const TOOLS: &[Tool] = &[
     Tool {
         probe: "qemu-aarch64-static",
         package: "qemu-user-static",
+        backports: true,
+    },
+    // Go builds the conformance harness and the Go-pinned linters. Bookworm's own is 1.19, too old
+    // to fetch a toolchain; bookworm-backports' 1.23 fetches the one go.mod asks for through the
+    // module proxy (GOTOOLCHAIN, see conformance::find_go).
+    Tool {
+        probe: "go",
+        package: "golang-go",
         backports: true,
     },
 ];
@@ -97,17 +111,30 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     sh.change_dir(&project.root);
     let missing = missing_tools();
     let needs_arm64 = !has_arm64_architecture(&sh);
+    let os_release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    // The imager test downloads systemd-boot-efi:arm64 from bookworm-backports (the bookworm
+    // build's stub has no .sbat section), so the suite needs that source even when qemu is
+    // already installed.
+    let needs_backports =
+        is_bookworm(&os_release) && !read_apt_sources().contains("bookworm-backports");
     let linters = Linters::new(project);
     let needs_zizmor = !linters.zizmor_installed();
     // Debian's python3 comes without pip (python3-pip), e.g. in the rust:1-bookworm image.
     let needs_pip = needs_zizmor && !has_pip(&sh);
-    if !missing.is_empty() || needs_arm64 || needs_zizmor {
+    if !missing.is_empty() || needs_arm64 || needs_zizmor || needs_backports {
         let zizmor = needs_zizmor.then_some(&linters);
-        let os_release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
         let bookworm = is_bookworm(&os_release);
-        let steps = install_steps(&missing, bookworm, needs_arm64, needs_pip, zizmor);
-        // The backports source, written before the first `apt-get update` when qemu needs it.
-        let source = if steps.iter().flatten().any(|w| w == "bookworm-backports") {
+        let mut steps = install_steps(&missing, bookworm, needs_arm64, needs_pip, zizmor);
+        if needs_backports
+            && !steps
+                .iter()
+                .any(|s| s.len() > 1 && s[..2] == ["apt-get", "update"])
+        {
+            steps.insert(0, ["apt-get", "update", "-q"].map(String::from).to_vec());
+        }
+        // The backports source, written before the first `apt-get update`.
+        let source = if needs_backports || steps.iter().flatten().any(|w| w == "bookworm-backports")
+        {
             backports_source(&os_release, &read_apt_sources())?
         } else {
             None
@@ -128,6 +155,9 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
             }
             if needs_zizmor {
                 what.push("zizmor");
+            }
+            if needs_backports {
+                what.push("the bookworm-backports apt source");
             }
             bail!(
                 "test tools are missing: {}\n    install them with:\n      {}",

@@ -304,7 +304,14 @@ fn dry_run_prints_commands_without_an_engine_or_a_complete_lock() {
         .lines()
         .find(|l| l.starts_with("podman run --rm -i --name xtask-gateway-installer-"))
         .unwrap_or_else(|| panic!("no imager line in {text}"));
-    assert!(run.ends_with(" ghcr.io/siderolabs/imager:v1.13.6 --tar-to-stdout - <<'PROFILE' | tar -xzf - -C _out/gateway/.tmp-installer"), "{run}");
+    // Every image the imager reads is fetched once into _out/.oci and mounted read-only.
+    let oci = root.join("_out/.oci");
+    assert!(run.ends_with(&format!(" -v {}:/oci:ro ghcr.io/siderolabs/imager:v1.13.6 --tar-to-stdout - <<'PROFILE' | tar -xzf - -C _out/gateway/.tmp-installer", oci.display())), "{run}");
+    assert!(
+        text.contains("skopeo --override-arch arm64 --override-os linux --command-timeout 600s copy --quiet --preserve-digests docker://ghcr.io/siderolabs/drbd@sha256:"),
+        "{text}"
+    );
+    assert!(text.contains("      ociPath: /oci/sha256-"), "{text}");
     assert!(
         text.contains("  systemExtensions:\n    - imageRef: ghcr.io/siderolabs/drbd:"),
         "{text}"

@@ -39,32 +39,7 @@ pub fn arm64() -> &'static Arm64 {
             "systemd-boot-efi:arm64",
         ];
         for package in packages {
-            let name = package.split(':').next().unwrap();
-            let unpacked = cache.join(name);
-            if unpacked.join(".done").exists() {
-                continue;
-            }
-            let download = cache.join("download");
-            let _ = std::fs::remove_dir_all(&download);
-            std::fs::create_dir_all(&download).unwrap();
-            let out = run(Command::new("apt-get")
-                .args(["download", "-q", package])
-                .current_dir(&download));
-            assert!(
-                out.status.success(),
-                "apt-get download {package} failed (the arm64 architecture must be enabled and apt lists updated: `cargo xtask test` does both): {}",
-                stderr(&out)
-            );
-            let deb = std::fs::read_dir(&download)
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .find(|p| p.extension().is_some_and(|e| e == "deb"))
-                .expect("apt-get download left a .deb");
-            let _ = std::fs::remove_dir_all(&unpacked);
-            let out = run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked));
-            assert!(out.status.success(), "dpkg-deb -x {deb:?}: {}", stderr(&out));
-            std::fs::write(unpacked.join(".done"), "").unwrap();
-            let _ = std::fs::remove_dir_all(&download);
+            unpack(&cache, package, &[], package.split(':').next().unwrap());
         }
         let kernel_dir = cache.join(kernel_package.split(':').next().unwrap());
         let kernel = find_file(&kernel_dir.join("boot"), "vmlinuz-");
@@ -83,6 +58,43 @@ pub fn arm64() -> &'static Arm64 {
                 .join("systemd-boot-efi/usr/lib/systemd/boot/efi/systemd-bootaa64.efi"),
         }
     })
+}
+
+/// `apt-get download [APT_ARGS] PACKAGE`, unpacked with `dpkg-deb -x` into `cache/name` (once:
+/// a `.done` marker says the unpacking finished).
+pub fn unpack(cache: &Path, package: &str, apt_args: &[&str], name: &str) -> PathBuf {
+    let unpacked = cache.join(name);
+    if unpacked.join(".done").exists() {
+        return unpacked;
+    }
+    let download = cache.join(format!("download-{name}"));
+    let _ = std::fs::remove_dir_all(&download);
+    std::fs::create_dir_all(&download).unwrap();
+    let out = run(Command::new("apt-get")
+        .args(["download", "-q"])
+        .args(apt_args)
+        .arg(package)
+        .current_dir(&download));
+    assert!(
+        out.status.success(),
+        "apt-get download {apt_args:?} {package} failed (the arm64 architecture must be enabled and apt lists updated: `cargo xtask test` does both): {}",
+        stderr(&out)
+    );
+    let deb = std::fs::read_dir(&download)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .expect("apt-get download left a .deb");
+    let _ = std::fs::remove_dir_all(&unpacked);
+    let out = run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked));
+    assert!(
+        out.status.success(),
+        "dpkg-deb -x {deb:?}: {}",
+        stderr(&out)
+    );
+    std::fs::write(unpacked.join(".done"), "").unwrap();
+    let _ = std::fs::remove_dir_all(&download);
+    unpacked
 }
 
 /// `linux-image-<version>-arm64`, as the `linux-image-arm64:arm64` metapackage names it.

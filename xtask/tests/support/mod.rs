@@ -99,6 +99,7 @@ pub fn which(tool: &str) -> Option<PathBuf> {
 }
 
 pub mod arm64;
+pub mod imager;
 pub mod pipeline;
 pub mod podman;
 pub mod registry;

@@ -87,8 +87,11 @@ impl Pipeline {
     /// The real xtask binary on this bench: podman's configuration and a private target dir.
     pub fn xtask(&self) -> Command {
         let mut cmd = super::xtask(&self.root);
+        // The stand-in imagers pull nothing, and the pinned digests are made up: nothing to
+        // prefetch (tests/imager.rs covers prefetching with the real imager).
         cmd.envs(self.podman.env())
-            .env("CARGO_TARGET_DIR", self.root.join("target"));
+            .env("CARGO_TARGET_DIR", self.root.join("target"))
+            .env("XTASK_NO_PREFETCH", "true");
         cmd
     }
 

@@ -3,11 +3,12 @@
 
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 pub struct Registry {
     child: Child,
+    dir: std::path::PathBuf,
     /// `127.0.0.1:<port>`
     pub addr: String,
 }
@@ -33,14 +34,20 @@ impl Registry {
         )
         .unwrap();
         let log = std::fs::File::create(dir.join("registry.log")).unwrap();
+        // The access log (one line per request) goes to stdout.
+        let access = std::fs::File::create(dir.join("access.log")).unwrap();
         let child = Command::new("docker-registry")
             .arg("serve")
             .arg(&config)
-            .stdout(Stdio::null())
+            .stdout(access)
             .stderr(log)
             .spawn()
             .expect("starting docker-registry");
-        let registry = Registry { child, addr };
+        let registry = Registry {
+            child,
+            addr,
+            dir: dir.to_owned(),
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(&registry.addr).is_err() {
             assert!(
@@ -112,6 +119,24 @@ impl Registry {
             .unwrap_or_default();
         tags.sort();
         tags
+    }
+
+    /// Every blob served so far (`GET /v2/<repo>/blobs/<digest>` answered 200), in order, as
+    /// `<repo>@<digest>`; from the registry's access log.
+    pub fn blob_fetches(&self) -> Vec<String> {
+        let log = std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default();
+        log.lines()
+            .filter_map(|line| {
+                let request = line.split('"').nth(1)?;
+                let status = line.split('"').nth(2)?.split_whitespace().next()?;
+                let path = request
+                    .strip_prefix("GET /v2/")?
+                    .split_whitespace()
+                    .next()?;
+                let (repo, digest) = path.split_once("/blobs/")?;
+                (status == "200").then(|| format!("{repo}@{digest}"))
+            })
+            .collect()
     }
 
     pub fn blob(&self, repository: &str, digest: &str) -> Vec<u8> {
