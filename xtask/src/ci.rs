@@ -546,12 +546,16 @@ pub fn summary(stages: &[StageResult], records: &[BuildRecord], smoke: &[SmokeRe
     }
     for r in records {
         let arches = if r.arches.is_empty() {
-            r.arch.clone()
+            r.arch.to_string()
         } else {
-            r.arches.join(", ")
+            r.arches
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         };
-        let target = match (r.platform.as_str(), &r.overlay) {
-            ("" | "metal", None) => String::new(),
+        let target = match (r.platform.as_deref().unwrap_or("metal"), &r.overlay) {
+            ("metal", None) => String::new(),
             (platform, None) => format!("{platform}, "),
             (platform, Some(overlay)) => format!("{platform}/{overlay}, "),
         };
