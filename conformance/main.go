@@ -41,6 +41,15 @@ type Request struct {
 	Profiles   []ProfileRequest   `json:"profiles"`
 	Configs    []ConfigRequest    `json:"configs"`
 	Schematics []SchematicRequest `json:"schematics"`
+	// Commands are talosctl command lines (without the program name) to check against
+	// talosctl's own command and flag definitions (its `gen` commands; see talosctl.go).
+	Commands []CommandRequest `json:"commands"`
+}
+
+// CommandRequest is one talosctl command line.
+type CommandRequest struct {
+	Name string   `json:"name"`
+	Argv []string `json:"argv"`
 }
 
 // ProfileRequest is one imager profile, as the imager receives it on stdin.
@@ -77,6 +86,15 @@ type Report struct {
 	Profiles     []ProfileReport   `json:"profiles"`
 	Configs      []ConfigReport    `json:"configs"`
 	Schematics   []SchematicReport `json:"schematics"`
+	Commands     []CommandReport   `json:"commands"`
+}
+
+// CommandReport is talosctl's verdict on one command line: which command it found, and the
+// errors its flag parsing and argument validation report.
+type CommandReport struct {
+	Name    string   `json:"name"`
+	Command string   `json:"command"`
+	Errors  []string `json:"errors"`
 }
 
 // ProfileReport is the verdict on one profile.
@@ -167,6 +185,7 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 		Profiles:     []ProfileReport{},
 		Configs:      []ConfigReport{},
 		Schematics:   []SchematicReport{},
+		Commands:     []CommandReport{},
 	}
 
 	for _, p := range req.Profiles {
@@ -186,6 +205,10 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 
 	for _, s := range req.Schematics {
 		report.Schematics = append(report.Schematics, judgeSchematic(s))
+	}
+
+	for _, c := range req.Commands {
+		report.Commands = append(report.Commands, judgeCommand(c))
 	}
 
 	enc := json.NewEncoder(stdout)

@@ -818,6 +818,37 @@ pub fn install_image(
     })
 }
 
+/// One printed next step: a command and what it is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// Program and arguments; `<cluster>`, `<endpoint>` and `<node>` are for the user to fill.
+    pub argv: Vec<String>,
+    pub note: &'static str,
+}
+
+impl Step {
+    /// The command as a shell line (words quoted where the shell needs it, placeholders kept
+    /// readable), then its note.
+    pub fn line(&self) -> String {
+        let words: Vec<String> = self
+            .argv
+            .iter()
+            .map(|w| {
+                let bare: String = w
+                    .replace("<cluster>", "c")
+                    .replace("<endpoint>", "e")
+                    .replace("<node>", "n");
+                if crate::engine::shell_line(&[&bare]) == bare {
+                    w.clone()
+                } else {
+                    crate::engine::shell_line(&[w])
+                }
+            })
+            .collect();
+        format!("{}   # {}", words.join(" "), self.note)
+    }
+}
+
 /// The talosctl and kubectl commands that use the files in `dir`: one secrets bundle for every
 /// role of the cluster, then each role's configs with its install image and patches.
 pub fn next_steps(
@@ -825,44 +856,66 @@ pub fn next_steps(
     install_image: &str,
     files: &[RenderedFile],
     dir: &str,
-) -> Vec<String> {
-    let path = |name: &str| format!("{dir}/{name}");
-    let mut gen = format!(
-        "talosctl gen config <cluster> https://<endpoint>:6443 --with-secrets secrets.yaml --install-image {install_image}"
-    );
-    let mut patch_node = "talosctl -n <node> patch mc".to_owned();
+) -> Vec<Step> {
+    let words = |s: &str| s.split(' ').map(str::to_owned).collect::<Vec<_>>();
+    let path = |name: &str| format!("@{dir}/{name}");
+    let mut gen = words("talosctl gen config <cluster> https://<endpoint>:6443 --with-secrets secrets.yaml --install-image");
+    gen.push(install_image.to_owned());
+    let mut patch_node = words("talosctl -n <node> patch mc");
     let mut patch_cp = patch_node.clone();
     for f in files {
         match f.role {
             FileRole::Patch => {
-                gen.push_str(&format!(" --config-patch @{}", path(&f.name)));
-                patch_node.push_str(&format!(" --patch @{}", path(&f.name)));
-                patch_cp.push_str(&format!(" --patch @{}", path(&f.name)));
+                gen.extend(["--config-patch".into(), path(&f.name)]);
+                patch_node.extend(["--patch".into(), path(&f.name)]);
+                patch_cp.extend(["--patch".into(), path(&f.name)]);
             }
             FileRole::ControlPlanePatch => {
-                gen.push_str(&format!(" --config-patch-control-plane @{}", path(&f.name)));
-                patch_cp.push_str(&format!(" --patch @{}", path(&f.name)));
+                gen.extend(["--config-patch-control-plane".into(), path(&f.name)]);
+                patch_cp.extend(["--patch".into(), path(&f.name)]);
             }
             FileRole::Kubernetes => {}
         }
     }
-    gen.push_str(&format!(" --output {variant}/"));
+    gen.extend(["--output".into(), format!("{variant}/")]);
+    let mut apply = words("talosctl apply-config --insecure -n <node> --file");
+    apply.push(format!("{variant}/worker.yaml"));
     let mut steps = vec![
-        "talosctl gen secrets --output-file secrets.yaml   # once per cluster: every role's configs use the same secrets".to_owned(),
-        gen,
-        format!("talosctl apply-config --insecure -n <node> --file {variant}/worker.yaml   # or {variant}/controlplane.yaml on a control-plane node"),
+        Step {
+            argv: words("talosctl gen secrets --output-file secrets.yaml"),
+            note: "once per cluster: every role's configs use the same secrets",
+        },
+        Step {
+            argv: gen,
+            note: "this role's controlplane.yaml and worker.yaml",
+        },
+        Step {
+            argv: apply,
+            note: "a new worker; controlplane.yaml on a new control-plane node",
+        },
     ];
     if patch_cp != patch_node {
-        steps.push(format!("{patch_node}   # a running worker"));
-        steps.push(format!("{patch_cp}   # a running control-plane node"));
+        steps.push(Step {
+            argv: patch_node,
+            note: "a running worker",
+        });
+        steps.push(Step {
+            argv: patch_cp,
+            note: "a running control-plane node",
+        });
     } else {
-        steps.push(format!("{patch_node}   # a running node"));
+        steps.push(Step {
+            argv: patch_node,
+            note: "a running node",
+        });
     }
     for f in files.iter().filter(|f| f.role == FileRole::Kubernetes) {
-        steps.push(format!(
-            "kubectl apply -f {}   # once per cluster",
-            path(&f.name)
-        ));
+        let mut argv = words("kubectl apply -f");
+        argv.push(format!("{dir}/{}", f.name));
+        steps.push(Step {
+            argv,
+            note: "once per cluster",
+        });
     }
     steps
 }
@@ -929,6 +982,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
                 &image.reference,
                 overrides.base,
                 &rendered,
+                &[],
             )?;
         }
         return Ok(());
@@ -947,6 +1001,14 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         &overrides,
         key.as_deref().map_or(AuthKey::Redacted, AuthKey::Value),
     )?;
+    // Checked before anything is created, so a refused directory is not left behind either.
+    let dir = resolve(&dir)?;
+    let steps = next_steps(
+        &variant.name,
+        &image.reference,
+        &rendered.files,
+        dir.as_str(),
+    );
     if !args.no_judge {
         // The redacted text is judged: the key's value changes nothing Talos checks.
         let redacted = render(
@@ -962,10 +1024,9 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
             &image.reference,
             overrides.base,
             &redacted,
+            &steps,
         )?;
     }
-    // Checked before anything is created, so a refused directory is not left behind either.
-    let dir = resolve(&dir)?;
     if rendered.files.iter().any(|f| f.secret) {
         check_secret_destination(project, &dir)?;
     }
@@ -982,13 +1043,8 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     }
     println!("install image: {} ({})", image.reference, image.source);
     println!("\nnext steps (docs/config.md):");
-    for step in next_steps(
-        &variant.name,
-        &image.reference,
-        &rendered.files,
-        dir.as_str(),
-    ) {
-        println!("  {step}");
+    for step in &steps {
+        println!("  {}", step.line());
     }
     for warning in &rendered.warnings {
         eprintln!("warning: {warning}");
@@ -1294,14 +1350,19 @@ mod tests {
             AuthKey::Redacted,
         )
         .unwrap();
-        let steps = next_steps("v", IMAGE, &r.files, "/c");
+        let steps: Vec<String> = next_steps("v", IMAGE, &r.files, "/c")
+            .iter()
+            .map(Step::line)
+            .collect();
         assert!(
-            steps[0].starts_with("talosctl gen secrets --output-file secrets.yaml "),
+            steps[0].starts_with(
+                "talosctl gen secrets --output-file secrets.yaml   # once per cluster"
+            ),
             "{steps:?}"
         );
         assert_eq!(
             steps[1],
-            "talosctl gen config <cluster> https://<endpoint>:6443 --with-secrets secrets.yaml --install-image ghcr.io/acme/v/talos:v1.13.6 --config-patch @/c/v.patch.yaml --config-patch-control-plane @/c/v.controlplane.patch.yaml --output v/"
+            "talosctl gen config <cluster> https://<endpoint>:6443 --with-secrets secrets.yaml --install-image ghcr.io/acme/v/talos:v1.13.6 --config-patch @/c/v.patch.yaml --config-patch-control-plane @/c/v.controlplane.patch.yaml --output v/   # this role's controlplane.yaml and worker.yaml"
         );
         assert!(
             steps.iter().any(|s| s.starts_with(
@@ -1316,6 +1377,14 @@ mod tests {
                 .unwrap()
                 .starts_with("kubectl apply -f /c/runtimeclass.yaml"),
             "{steps:?}"
+        );
+        let spaced = next_steps("v", IMAGE, &r.files, "/my cluster");
+        assert!(
+            spaced[1]
+                .line()
+                .contains(" --config-patch '@/my cluster/v.patch.yaml' "),
+            "{}",
+            spaced[1].line()
         );
     }
 

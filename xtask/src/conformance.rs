@@ -100,6 +100,21 @@ pub struct Request {
     pub profiles: Vec<ProfileRequest>,
     pub configs: Vec<ConfigRequest>,
     pub schematics: Vec<SchematicRequest>,
+    pub commands: Vec<CommandRequest>,
+}
+
+/// A talosctl command line, without the program name.
+#[derive(Debug, Serialize)]
+pub struct CommandRequest {
+    pub name: String,
+    pub argv: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CommandReport {
+    pub name: String,
+    pub command: String,
+    pub errors: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -137,6 +152,8 @@ pub struct Report {
     pub configs: Vec<ConfigReport>,
     #[serde(default)]
     pub schematics: Vec<SchematicReport>,
+    #[serde(default)]
+    pub commands: Vec<CommandReport>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -299,6 +316,40 @@ pub fn config_findings(report: &ConfigReport, install_image: &str) -> Vec<String
         ));
     }
     findings
+}
+
+/// The printed `talosctl gen ...` steps as talosctl command lines, placeholders filled with
+/// sample values. talosctl's node commands (`apply-config`, `patch`) cannot be judged: their
+/// package needs a module the proxy does not serve (docs/conformance.md).
+pub fn command_requests(name: &str, steps: &[crate::config::Step]) -> Vec<CommandRequest> {
+    steps
+        .iter()
+        .filter(|s| s.argv.len() > 1 && s.argv[0] == "talosctl" && s.argv[1] == "gen")
+        .map(|s| CommandRequest {
+            name: format!("{name}: {}", s.line()),
+            argv: s.argv[1..]
+                .iter()
+                .map(|w| {
+                    w.replace("<cluster>", "cozystack")
+                        .replace("<endpoint>", "192.0.2.10")
+                        .replace("<node>", "192.0.2.11")
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// talosctl's own flag parsing refused a printed command.
+pub fn command_findings(report: &Report) -> Vec<String> {
+    report
+        .commands
+        .iter()
+        .flat_map(|c| {
+            c.errors
+                .iter()
+                .map(move |e| format!("{} ({}): talosctl refuses it: {e}", c.name, c.command))
+        })
+        .collect()
 }
 
 /// A Go toolchain that can build the harness.
@@ -469,6 +520,7 @@ pub fn judge_role(
     install_image: &str,
     base: Base,
     rendered: &Rendered,
+    steps: &[crate::config::Step],
 ) -> Result<()> {
     let Some(binary) = harness(project)? else {
         return Ok(());
@@ -479,14 +531,16 @@ pub fn judge_role(
     };
     let request = Request {
         configs: config_requests(variant, &base_patches, rendered),
+        commands: command_requests(variant, steps),
         ..Request::default()
     };
     let report = judge(&binary, &request)?;
-    let findings: Vec<String> = report
+    let mut findings: Vec<String> = report
         .configs
         .iter()
         .flat_map(|c| config_findings(c, install_image))
         .collect();
+    findings.extend(command_findings(&report));
     if !findings.is_empty() {
         bail!(
             "Talos {} does not accept the `{variant}` role's patches:\n  {}",
@@ -495,8 +549,16 @@ pub fn judge_role(
         );
     }
     eprintln!(
-        "Talos {} accepts the `{variant}` patches on a worker and a control plane (metal)",
-        report.talos_version
+        "Talos {} accepts the `{variant}` patches on a worker and a control plane (metal){}",
+        report.talos_version,
+        if report.commands.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", and talosctl parses the {} printed `talosctl gen` commands",
+                report.commands.len()
+            )
+        }
     );
     Ok(())
 }
@@ -518,6 +580,8 @@ pub struct Verdict {
     pub profiles: usize,
     pub configs: usize,
     pub schematics: usize,
+    /// Printed `talosctl gen` commands parsed by talosctl's own flag definitions.
+    pub commands: usize,
     /// Profile differences from the imager's defaults, with why each is intended.
     pub differences: Vec<(String, String, String)>,
     /// Talos's validation warnings (not failures).
@@ -574,6 +638,11 @@ pub fn judge_plan(
                 Base::Cozystack => vec![cozystack_base(COZYSTACK_SUBNETS)],
             };
             let name = format!("{}/{}", vp.name, base_name(base));
+            if base == Base::Talosctl {
+                let steps =
+                    crate::config::next_steps(&vp.name, &image, &rendered.files, "/tmp/cluster");
+                request.commands.extend(command_requests(&vp.name, &steps));
+            }
             for c in config_requests(&name, &base_patches, &rendered) {
                 request.configs.push(c);
                 cases.push(ConfigCase {
@@ -628,6 +697,7 @@ pub fn judge_plan(
         findings.extend(config_findings(c, &case.install_image));
         findings.extend(merge_findings(c, &case.variant, case.base));
     }
+    findings.extend(command_findings(&report));
     for s in &report.schematics {
         findings.extend(
             s.errors
@@ -646,6 +716,7 @@ pub fn judge_plan(
         profiles: report.profiles.len(),
         configs: report.configs.len(),
         schematics: report.schematics.len(),
+        commands: report.commands.len(),
         differences,
         warnings,
         findings,
@@ -819,8 +890,8 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         );
     } else {
         println!(
-            "Talos {} judged {} profiles, {} machine configs (patch x machine type x base) and {} schematic IDs",
-            verdict.talos_version, verdict.profiles, verdict.configs, verdict.schematics
+            "Talos {} judged {} profiles, {} machine configs (patch x machine type x base), {} schematic IDs and {} printed talosctl commands",
+            verdict.talos_version, verdict.profiles, verdict.configs, verdict.schematics, verdict.commands
         );
         for (name, path, why) in &verdict.differences {
             println!("  intended: {name}: {path}: {why}");

@@ -75,6 +75,14 @@ pub const TOOLS: &[Tool] = &[
         package: "qemu-user-static",
         backports: true,
     },
+    // Go builds the conformance harness and the Go-pinned linters. Bookworm's own is 1.19, too old
+    // to fetch a toolchain; bookworm-backports' 1.23 fetches the one go.mod asks for through the
+    // module proxy (GOTOOLCHAIN, see conformance::find_go).
+    Tool {
+        probe: "go",
+        package: "golang-go",
+        backports: true,
+    },
 ];
 
 pub fn missing_tools() -> Vec<&'static Tool> {

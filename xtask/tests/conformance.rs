@@ -235,14 +235,7 @@ fn talos_accepts_board_cloud_and_multi_arch_profiles() {
     }
     let root = temp_dir("conformance-targets");
     copy_repo_data(&root);
-    for file in ["go.mod", "go.sum", "go.next.mod", "go.next.sum", "main.go"] {
-        std::fs::create_dir_all(root.join("conformance")).unwrap();
-        std::fs::copy(
-            repo_root().join("conformance").join(file),
-            root.join("conformance").join(file),
-        )
-        .unwrap();
-    }
+    copy_dir(&repo_root().join("conformance"), &root.join("conformance"));
     let variants = [
         (
             "compute-rpi",
@@ -298,4 +291,39 @@ fn talos_accepts_board_cloud_and_multi_arch_profiles() {
         assert!(intended.iter().any(|d| d == expected), "{intended:#?}");
     }
     assert_eq!(verdict["schematics"], 5, "{verdict:#}");
+}
+
+/// The printed `talosctl gen` commands are parsed by talosctl's own command definitions: a
+/// misspelt flag or a missing argument is caught, a correct line passes.
+#[test]
+fn talosctl_parses_gen_commands_and_refuses_a_misspelt_flag() {
+    if !have_tools(&["go"]) {
+        return;
+    }
+    let line = |args: &str| json!({"name": args, "argv": args.split(' ').collect::<Vec<_>>()});
+    let report = judge(json!({
+        "configs": [], "profiles": [], "schematics": [],
+        "commands": [
+            line("gen secrets --output-file secrets.yaml"),
+            line("gen config c https://192.0.2.10:6443 --with-secrets secrets.yaml --config-patch @a.yaml --config-patch-control-plane @b.yaml --output c/"),
+            line("gen config c https://192.0.2.10:6443 --config-patch-controlplane @b.yaml"),
+            line("gen config c"),
+        ],
+    }));
+    let c = &report["commands"];
+    assert_eq!(c[0]["errors"], json!([]), "{report:#}");
+    assert_eq!(c[0]["command"], "talosctl gen secrets");
+    assert_eq!(c[1]["errors"], json!([]), "{report:#}");
+    assert_eq!(c[1]["command"], "talosctl gen config");
+    assert!(
+        c[2]["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("unknown flag: --config-patch-controlplane"),
+        "{report:#}"
+    );
+    assert!(
+        c[3]["errors"][0].as_str().unwrap().contains("arg(s)"),
+        "{report:#}"
+    );
 }
