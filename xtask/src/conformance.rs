@@ -49,6 +49,9 @@ pub struct Intended {
     pub why: &'static str,
 }
 
+/// Why `build`'s profiles carry `ociPath` where the imager's defaults have none.
+pub const OCI_PATH: &str = "build prefetches every image once into an OCI layout and hands it over as ociPath, which the imager reads instead of pulling imageRef (prefetch.rs; --no-prefetch keeps imageRef only)";
+
 const DISKS: &[Output] = &[Output::Metal, Output::Nocloud, Output::Disk];
 
 pub const INTENDED: &[Intended] = &[
@@ -86,6 +89,9 @@ pub const INTENDED: &[Intended] = &[
 
 /// Why a difference is intended, or `None` when it is not.
 pub fn intended(output: Output, path: &str) -> Option<&'static str> {
+    if path.ends_with(".ociPath") {
+        return Some(OCI_PATH);
+    }
     INTENDED
         .iter()
         .find(|i| {
@@ -224,23 +230,37 @@ pub fn imager_default(
     }
 }
 
-/// Every profile of the plan, named `<variant>/<output>`.
-pub fn profile_requests(plan: &crate::plan::Plan) -> Vec<ProfileRequest> {
-    plan.variants
-        .iter()
-        .flat_map(|v| {
-            v.profiles.iter().map(move |p| {
-                let (default, kind, platform) = imager_default(p.kind, v.target.platform);
-                ProfileRequest {
-                    name: format!("{}/{}", v.name, p.step(v.target.multi_arch())),
-                    yaml: p.profile.to_yaml(),
-                    default: default.into(),
-                    output_kind: kind.into(),
-                    platform: platform.into(),
-                }
-            })
-        })
-        .collect()
+/// Every profile of the plan twice: as planned (`<variant>/<output>`), and as `build` hands it
+/// to the imager with prefetched `ociPath` inputs (`<variant>/<output>+ociPath`, prefetch.rs).
+/// Each with the output it is for.
+pub fn profile_requests(plan: &crate::plan::Plan) -> Vec<(ProfileRequest, Output)> {
+    let mut requests = Vec::new();
+    for v in &plan.variants {
+        for p in &v.profiles {
+            let (default, kind, platform) = imager_default(p.kind, v.target.platform);
+            let name = format!("{}/{}", v.name, p.step(v.target.multi_arch()));
+            let (prefetched, _) = crate::prefetch::with_oci_paths(
+                p.profile.clone(),
+                crate::prefetch::imager_arch(p.arch, false),
+            );
+            for (name, profile) in [
+                (name.clone(), &p.profile),
+                (format!("{name}+ociPath"), &prefetched),
+            ] {
+                requests.push((
+                    ProfileRequest {
+                        name,
+                        yaml: profile.to_yaml(),
+                        default: default.into(),
+                        output_kind: kind.into(),
+                        platform: platform.into(),
+                    },
+                    p.kind,
+                ));
+            }
+        }
+    }
+    requests
 }
 
 /// A CozyStack-style base as a patch onto `talosctl gen config`'s output: the kernel modules
@@ -605,8 +625,10 @@ pub fn judge_plan(
     binary: &Utf8Path,
     version: Option<&str>,
 ) -> Result<Verdict> {
+    let (profiles, outputs): (Vec<ProfileRequest>, Vec<Output>) =
+        profile_requests(plan).into_iter().unzip();
     let mut request = Request {
-        profiles: profile_requests(plan),
+        profiles,
         ..Request::default()
     };
     if let Some(next) = version {
@@ -664,11 +686,17 @@ pub fn judge_plan(
 
     let mut findings = Vec::new();
     let mut differences = Vec::new();
+    // Each planned profile twice (as planned, and with ociPath inputs), as profile_requests.
     let expected: Vec<(Output, &str)> = plan
         .variants
         .iter()
-        .flat_map(|v| v.profiles.iter().map(|p| (p.kind, p.artifact.as_str())))
+        .flat_map(|v| {
+            v.profiles
+                .iter()
+                .flat_map(|p| [(p.kind, p.artifact.as_str()); 2])
+        })
         .collect();
+    debug_assert!(expected.iter().map(|e| e.0).eq(outputs.iter().copied()));
     if report.profiles.len() != expected.len()
         || report.configs.len() != cases.len()
         || report.schematics.len() != request.schematics.len()
