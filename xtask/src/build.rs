@@ -20,6 +20,7 @@ use camino::Utf8Path;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{self, shell_line, Engine};
+use crate::lockfile::SHOWN;
 use crate::plan::{self, Plan, PlannedProfile, VariantPlan};
 use crate::progress::Steps;
 use crate::project::Project;
@@ -235,26 +236,40 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
     let mut skopeo = crate::registry::Skopeo::new(&args.registry_client)?;
     skopeo.dry_run = args.dry_run;
     let selected = crate::variants::select(crate::variants::load_all(project)?, &args.variants)?;
-    let plan = if args.dry_run {
+    let (plan, lock) = if args.dry_run {
         let lock = crate::lock::ensure_dry_run(project, &selected, args.locked, &skopeo)?;
         let talos = crate::pin::talos_version(project, &lock)?;
-        plan::make(selected, &lock, talos, registry)?
+        (plan::make(selected, &lock, talos, registry)?, lock)
     } else {
         if !args.locked {
             preflight()?;
         }
-        crate::lock::ensure(project, &selected, args.locked, &skopeo)?;
+        let lock = crate::lock::ensure(project, &selected, args.locked, &skopeo)?;
         if args.locked {
             preflight()?;
         }
-        plan::load(project, &args.variants, registry)?
+        (plan::load(project, &args.variants, registry)?, lock)
     };
     check_emulation(&plan)?;
 
-    let imager = args
-        .imager
-        .clone()
-        .unwrap_or_else(|| format!("ghcr.io/siderolabs/imager:{}", plan.talos_version));
+    // The profiles name the base installer by the lock's digest; a `--locked` build needs it.
+    if args.locked && lock.base_installer.is_none() {
+        bail!(
+            "the lock pins no base installer:\n  {SHOWN}: base_installer: missing: a --locked build names {} only by digest\n    fix: run `cargo xtask lock --talos-version {}` and commit {SHOWN}",
+            crate::profile::base_installer_image(&plan.talos_version),
+            plan.talos_version
+        );
+    }
+    // `--imager` wins; else the lock's pin; a `--locked` build never runs the imager by tag.
+    let imager = match (&args.imager, lock.imager.as_deref()) {
+        (Some(imager), _) => imager.clone(),
+        (None, Some(pinned)) => pinned.to_owned(),
+        (None, None) if args.locked => {
+            let finding = lock.locked_imager().expect_err("no imager is pinned");
+            bail!("the lock pins no imager:\n  {finding}");
+        }
+        (None, None) => crate::lock::imager_image(&plan.talos_version),
+    };
     let progress = Steps::new(args.json || args.dry_run);
     if args.dry_run {
         println!(

@@ -438,6 +438,22 @@ pub fn compare(current: Option<&Lock>, fresh: &Lock, fix: &str) -> Vec<Finding> 
         }
     }
     findings.extend(compare_overlays(current, fresh, fix));
+    for (field, have, want) in [
+        ("imager", &current.imager, &fresh.imager),
+        (
+            "base_installer",
+            &current.base_installer,
+            &fresh.base_installer,
+        ),
+    ] {
+        if let Some(want) = want.as_deref().filter(|w| have.as_deref() != Some(*w)) {
+            findings.push(
+                Finding::new(SHOWN, field, format!("stale: the registry has {want}"))
+                    .value(have.as_deref().unwrap_or("(absent)"))
+                    .fix(fix),
+            );
+        }
+    }
     findings
 }
 
@@ -544,11 +560,38 @@ pub fn resolve(
             .map_err(anyhow::Error::msg)?;
         add_overlays(&mut lock, &catalog.pinned, &entries, overlays)?;
     }
+    lock.imager = pin_image(skopeo, &imager_image(talos_version), "the imager");
+    lock.base_installer = pin_image(
+        skopeo,
+        &crate::profile::base_installer_image(talos_version),
+        "the base installer",
+    );
     Ok(Resolution {
         lock,
         platform: found.platform,
         registry_commands: skopeo.commands_run() - before,
     })
+}
+
+/// `image` by the digest its tag names now (one `inspect --raw`). Best effort: a registry that
+/// lacks it (a mirror holding only the extensions) leaves it unpinned, with a warning; a
+/// `--locked` build then refuses to run an unpinned imager.
+fn pin_image(skopeo: &Skopeo, image: &str, what: &str) -> Option<String> {
+    match skopeo.inspect_raw(image) {
+        Ok(raw) => Some(format!("{image}@{}", registry::sha256_digest(&raw))),
+        Err(err) => {
+            eprintln!(
+                "warning: could not pin {what} {image} ({}); run `cargo xtask lock` where the registry serves it",
+                format!("{err:#}").lines().next().unwrap_or("")
+            );
+            None
+        }
+    }
+}
+
+/// The imager the Talos release publishes.
+pub fn imager_image(talos_version: &str) -> String {
+    format!("ghcr.io/siderolabs/imager:{talos_version}")
 }
 
 /// A file read out of an image by [`read_from_image`].
@@ -764,7 +807,19 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     }
 
     let overlays = used_overlays(&variants);
-    let resolution = resolve(project, &skopeo, &talos_version, &names, &overlays)?;
+    let mut resolution = resolve(project, &skopeo, &talos_version, &names, &overlays)?;
+    // Not served where this ran: keep the pins the lock has for this version.
+    if let Some(c) = current
+        .as_ref()
+        .filter(|c| c.talos_version == talos_version)
+    {
+        if resolution.lock.imager.is_none() {
+            resolution.lock.imager = c.imager.clone();
+        }
+        if resolution.lock.base_installer.is_none() {
+            resolution.lock.base_installer = c.base_installer.clone();
+        }
+    }
     let fix = fix_command(&talos_version, &skopeo);
     let findings = compare(current.as_ref(), &resolution.lock, &fix);
 
@@ -1009,6 +1064,12 @@ pub fn ensure(
         if lock.overlays_image.is_none() {
             lock.overlays_image = current.overlays_image.clone();
             lock.known_overlays = current.known_overlays.clone();
+        }
+        if lock.imager.is_none() {
+            lock.imager = current.imager.clone();
+        }
+        if lock.base_installer.is_none() {
+            lock.base_installer = current.base_installer.clone();
         }
     }
     crate::fsutil::write_atomic(&project.lock_path(), lock.to_text().as_bytes())?;

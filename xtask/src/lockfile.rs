@@ -36,6 +36,15 @@ pub struct Lock {
     /// Every overlay name in that catalog, so that a name it lacks is refused before a build.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub known_overlays: Vec<String>,
+    /// The imager image by digest (`ghcr.io/siderolabs/imager:<talos>@sha256:...`): what a
+    /// build runs unless `--imager` names another; a `--locked` build refuses to run without
+    /// it, so CI never runs an image a tag could have moved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imager: Option<String>,
+    /// The base installer the profiles name (`input.baseInstaller`), by digest: profiles name
+    /// this exact reference when its tag is the one they would name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_installer: Option<String>,
 }
 
 /// How a variant's overlay stands in the lock.
@@ -100,6 +109,24 @@ impl Lock {
                 );
             }
         }
+        for (field, pin) in [
+            ("imager", &lock.imager),
+            ("base_installer", &lock.base_installer),
+        ] {
+            let Some(imager) = pin else { continue };
+            let problem = match ImageRef::parse(imager) {
+                Err(err) => Some(err),
+                Ok(r) if r.digest.is_none() => Some("not pinned by digest".to_owned()),
+                Ok(_) => None,
+            };
+            if let Some(problem) = problem {
+                problems.push(
+                    Finding::new(SHOWN, field, problem)
+                        .value(imager)
+                        .fix("regenerate it with `cargo xtask lock`"),
+                );
+            }
+        }
         if let Err(err) = ImageRef::parse(&lock.extensions_image) {
             problems.push(
                 Finding::new(SHOWN, "extensions_image", err)
@@ -109,6 +136,21 @@ impl Lock {
         }
         crate::diag::into_result("invalid lock file", problems)?;
         Ok(lock)
+    }
+
+    /// The imager a `--locked` build runs: the lock's pin, else a finding that says how to pin it.
+    pub fn locked_imager(&self) -> Result<&str, Finding> {
+        self.imager.as_deref().ok_or_else(|| {
+            Finding::new(
+                SHOWN,
+                "imager",
+                "missing: a --locked build runs the imager only by the digest the lock pins",
+            )
+            .fix(format!(
+                "run `cargo xtask lock --talos-version {}` and commit {SHOWN}, or pass --imager REF@sha256:DIGEST",
+                self.talos_version
+            ))
+        })
     }
 
     /// Stable text: sorted keys, two-space indent, trailing newline.

@@ -183,9 +183,17 @@ pub fn make(
             Some(registry) => format!("{registry}/{}", variant.repository),
             None => variant.repository.clone(),
         };
+        // A pin for another base installer (the profile's choice changed) is not used.
+        let base_installer = lock.base_installer.as_deref().filter(|pin| {
+            pin.starts_with(&format!(
+                "{}@",
+                profile::base_installer_image(&talos.version)
+            ))
+        });
         let locked = profile::Locked {
             extension_refs: &resolved.refs,
             overlay_image: overlay_image.as_deref(),
+            base_installer,
         };
         // Output by output, each for every arch: a two-arch installer is two imager runs
         // whose results publish as one index.

@@ -222,6 +222,13 @@ pub const BASE_INSTALLER: &str = "ghcr.io/siderolabs/installer-base";
 pub struct Locked<'a> {
     pub extension_refs: &'a [String],
     pub overlay_image: Option<&'a str>,
+    /// The base installer by digest, when the lock pins it (else [`base_installer_image`]).
+    pub base_installer: Option<&'a str>,
+}
+
+/// The base installer the imager adds the extensions to, by tag ([`BASE_INSTALLER`]).
+pub fn base_installer_image(talos_version: &str) -> String {
+    format!("{BASE_INSTALLER}:{talos_version}")
 }
 
 /// Builds the imager profile for one output of a variant, for one of its architectures.
@@ -292,7 +299,9 @@ pub fn for_output(
                 path: format!("/usr/install/{arch}/initramfs.xz"),
             },
             base_installer: ContainerAsset {
-                image_ref: format!("{BASE_INSTALLER}:{talos_version}"),
+                image_ref: locked
+                    .base_installer
+                    .map_or_else(|| base_installer_image(talos_version), str::to_owned),
                 oci_path: None,
             },
             overlay_installer,
@@ -342,6 +351,7 @@ mod tests {
         Locked {
             extension_refs: refs,
             overlay_image: None,
+            base_installer: None,
         }
     }
 
@@ -498,6 +508,7 @@ mod tests {
                 Locked {
                     extension_refs: &[],
                     overlay_image: Some(OVERLAY),
+                    base_installer: None,
                 },
             )
             .to_json()

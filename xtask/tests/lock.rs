@@ -294,6 +294,24 @@ impl Setup {
     }
 }
 
+/// The mirror serves an imager and a base installer for release `v` too: copies of its
+/// extensions image (any image will do: only their digests are read).
+fn serve_imager_and_base_installer(registry: &support::registry::Registry, v: &str) {
+    for repository in ["siderolabs/imager", "siderolabs/installer-base"] {
+        let out = run(std::process::Command::new("skopeo").args([
+            "copy",
+            "--quiet",
+            "--all",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            &format!("docker://{}/siderolabs/extensions:{v}", registry.addr),
+            &format!("docker://{}/{repository}:{v}", registry.addr),
+        ]));
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+}
+
 fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(out), stderr(out)))
@@ -318,14 +336,25 @@ fn lock_resolves_every_variant_from_one_index_preferring_amd64() {
     let index = s.layout.index(&[("arm64", &arm64), ("amd64", &amd64)]);
     s.layout.tag(&index);
     s.layout.push(&s.registry, v, &["--preserve-digests"]);
+    serve_imager_and_base_installer(&s.registry, v);
 
     let out = s.lock(&["--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let result = json(&out);
     assert_eq!(result["platform"], "linux/amd64");
     assert_eq!(result["changed"], true);
-    // One index fetch and one image copy for all variants and all extensions.
-    assert_eq!(result["registry_commands"], 2);
+    // One index fetch and one image copy for all variants and all extensions, and one read
+    // each of the imager's and the base installer's digests.
+    assert_eq!(result["registry_commands"], 4);
+    assert_eq!(
+        s.lock_json()["imager"],
+        format!("ghcr.io/siderolabs/imager:{v}@{}", index.digest),
+        "the imager pinned by the digest its tag names"
+    );
+    assert_eq!(
+        s.lock_json()["base_installer"],
+        format!("ghcr.io/siderolabs/installer-base:{v}@{}", index.digest)
+    );
 
     let lock = s.lock_json();
     assert_eq!(lock["talos_version"], v);
@@ -366,7 +395,7 @@ fn lock_resolves_every_variant_from_one_index_preferring_amd64() {
     let again = s.lock(&["--json"]);
     assert!(again.status.success(), "{}", stderr(&again));
     assert_eq!(json(&again)["changed"], false);
-    assert_eq!(json(&again)["registry_commands"], 1);
+    assert_eq!(json(&again)["registry_commands"], 3);
     assert_eq!(s.lock_text(), before, "deterministic output");
 
     let check = s.lock(&["--check"]);
@@ -391,9 +420,16 @@ fn first_platform_carrying_the_file_is_used_when_amd64_has_none() {
     let result = json(&out);
     assert_eq!(result["platform"], "linux/arm64");
     assert_eq!(
-        result["registry_commands"], 3,
-        "index, amd64 copy, arm64 copy"
+        result["registry_commands"], 5,
+        "index, amd64 copy, arm64 copy, the imager and the base installer (absent here)"
     );
+    assert!(
+        stderr(&out)
+            .contains("warning: could not pin the imager ghcr.io/siderolabs/imager:v1.13.6"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(s.lock_json().get("imager").is_none());
     assert_eq!(
         s.lock_json()["extensions"]["drbd"],
         line("ghcr.io/siderolabs/drbd", &format!("9.3.2-{v}"))
@@ -627,6 +663,7 @@ fn locked_build_refuses_an_unpinned_lock_and_an_unlocked_build_fills_it() {
     let image = s.layout.image("amd64", &extension_layers(&digests_file(v)));
     s.layout.tag(&image);
     s.layout.push(&s.registry, v, &["--preserve-digests"]);
+    serve_imager_and_base_installer(&s.registry, v);
     let committed = s.lock_json();
     let mirror = s.mirror();
 

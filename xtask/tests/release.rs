@@ -451,3 +451,86 @@ fn published_images_are_signed_and_verified_offline_with_a_local_key() {
     let tagged = format!("{}/{REPO}:latest", env.registry.addr);
     assert!(verify(&tagged, &public).status.success());
 }
+
+#[test]
+fn a_locked_build_runs_the_imager_only_by_the_digest_the_lock_pins() {
+    let root = temp_dir("release-imager-pin");
+    copy_repo_data(&root);
+    pin_every_extension(&root);
+    let dry_run = |extra: &[&str]| {
+        let mut cmd = xtask(&root);
+        cmd.args([
+            "build",
+            "--locked",
+            "--dry-run",
+            "--no-matchbox",
+            "--engine",
+            "podman",
+        ])
+        .args(extra)
+        .env("CARGO_TARGET_DIR", root.join("target"));
+        run(&mut cmd)
+    };
+    // No pin: refused, naming the field and the fix.
+    let out = dry_run(&[]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("the lock pins no imager"), "{err}");
+    assert!(err.contains("variants/extensions.lock"), "{err}");
+    assert!(err.contains("imager"), "{err}");
+    assert!(
+        err.contains("cargo xtask lock --talos-version v1.13.6"),
+        "{err}"
+    );
+
+    // Pinned: that exact reference runs.
+    let path = root.join("variants/extensions.lock");
+    let mut lock: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let pinned = format!(
+        "ghcr.io/siderolabs/imager:v1.13.6@sha256:{}",
+        "ab".repeat(32)
+    );
+    lock["imager"] = pinned.clone().into();
+    std::fs::write(&path, lock.to_string()).unwrap();
+    let out = dry_run(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains(&format!("# imager: {pinned}\n")), "{text}");
+    assert!(
+        text.contains(&format!(" {pinned} --tar-to-stdout -")),
+        "{text}"
+    );
+    // The profiles name the base installer by the lock's digest too.
+    let base = format!(
+        "ghcr.io/siderolabs/installer-base:v1.13.6@sha256:{}",
+        "b1".repeat(32)
+    );
+    assert!(
+        text.contains(&format!("  baseInstaller:\n    imageRef: {base}\n")),
+        "{text}"
+    );
+
+    // Without the base installer's pin, a locked build refuses.
+    let unpinned = lock["base_installer"].take();
+    std::fs::write(&path, lock.to_string()).unwrap();
+    let out = dry_run(&[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("the lock pins no base installer"),
+        "{}",
+        stderr(&out)
+    );
+    lock["base_installer"] = unpinned;
+
+    // A pin by tag is no pin.
+    lock["imager"] = "ghcr.io/siderolabs/imager:v1.13.6".into();
+    std::fs::write(&path, lock.to_string()).unwrap();
+    let out = dry_run(&[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("not pinned by digest"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -157,8 +157,8 @@ fn a_board_role_and_a_two_arch_role_lock_plan_build_publish_and_pass_static_chec
     assert!(out.status.success(), "lock: {}", stderr(&out));
     let result: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(
-        result["registry_commands"], 4,
-        "one inspect and one copy for the extensions image, the same for the catalog: {result}"
+        result["registry_commands"], 6,
+        "one inspect and one copy for the extensions image, the same for the catalog, one inspect each for the imager and the base installer: {result}"
     );
     let lock: Value =
         serde_json::from_str(&std::fs::read_to_string(variants.join("extensions.lock")).unwrap())
@@ -178,7 +178,7 @@ fn a_board_role_and_a_two_arch_role_lock_plan_build_publish_and_pass_static_chec
     let out = xtask_out(&env, &["lock", "--check", "--registry-mirror", &mirror]);
     assert!(out.status.success(), "lock --check: {}", stderr(&out));
     assert!(
-        stdout(&out).contains("(2 registry commands)"),
+        stdout(&out).contains("(4 registry commands)"),
         "{}",
         stdout(&out)
     );

@@ -141,5 +141,11 @@ pub fn pin_every_extension(root: &Path) {
             *reference = Value::String(format!("{text}@sha256:{digest}"));
         }
     }
+    // and the base installer, which a --locked build names only by digest
+    let talos = lock["talos_version"].as_str().unwrap().to_owned();
+    lock["base_installer"] = Value::String(format!(
+        "ghcr.io/siderolabs/installer-base:{talos}@sha256:{}",
+        "b1".repeat(32)
+    ));
     std::fs::write(&path, serde_json::to_string_pretty(&lock).unwrap() + "\n").unwrap();
 }
