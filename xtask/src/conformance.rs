@@ -87,7 +87,24 @@ pub const INTENDED: &[Intended] = &[
     },
 ];
 
+/// Why the base installer may carry a digest where the imager's default names the tag only.
+pub const PINNED_BASE: &str = "the same image and tag, pinned by digest in the lock (docs/lock.md): the build cannot move under a re-pushed tag";
+
 /// Why a difference is intended, or `None` when it is not.
+pub fn intended_difference(output: Output, d: &Difference) -> Option<&'static str> {
+    let pinned = match (&d.ours, &d.default) {
+        (serde_json::Value::String(ours), serde_json::Value::String(default)) => ours
+            .strip_prefix(default.as_str())
+            .is_some_and(|rest| rest.starts_with("@sha256:")),
+        _ => false,
+    };
+    if d.path == "input.baseInstaller.imageRef" && pinned {
+        return Some(PINNED_BASE);
+    }
+    intended(output, &d.path)
+}
+
+/// Why a difference at `path` is intended whatever its values, or `None`.
 pub fn intended(output: Output, path: &str) -> Option<&'static str> {
     if path.ends_with(".ociPath") {
         return Some(OCI_PATH);
@@ -714,7 +731,7 @@ pub fn judge_plan(
     for (p, (output, artifact)) in report.profiles.iter().zip(&expected) {
         findings.extend(profile_findings(p, *output, artifact));
         for d in &p.differences {
-            if let Some(why) = intended(*output, &d.path) {
+            if let Some(why) = intended_difference(*output, d) {
                 differences.push((p.name.clone(), d.path.clone(), why.to_owned()));
             }
         }
@@ -773,7 +790,7 @@ pub fn profile_findings(p: &ProfileReport, output: Output, artifact: &str) -> Ve
         ));
     }
     for d in &p.differences {
-        if intended(output, &d.path).is_none() {
+        if intended_difference(output, d).is_none() {
             findings.push(format!(
                 "profile {}: {} is {} where the imager's default has {}; intended? add it to conformance::INTENDED and docs/conformance.md, or follow the default",
                 p.name, d.path, d.ours, d.default
@@ -1117,6 +1134,9 @@ mod tests {
         let f = profile_findings(&p, Output::Metal, "metal-arm64.raw.xz");
         assert_eq!(f.len(), 1, "{f:?}");
         assert!(f[0].contains("input.baseInstaller.imageRef"), "{f:?}");
+        let mut pinned = p.differences[1].clone();
+        pinned.ours = "b@sha256:aa".into();
+        assert!(intended_difference(Output::Metal, &pinned).is_some());
         let f = profile_findings(&p, Output::Metal, "metal-arm64.raw.zst");
         assert!(
             f[0].contains("the imager writes metal-arm64.raw.xz"),
