@@ -8,7 +8,8 @@
 //! trusts. Publishing happens only after every selected variant built: a failed build pushes
 //! nothing and moves no tag. `_out/<variant>/build.json` records what happened.
 
-use std::collections::BTreeMap;
+mod matchbox;
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,18 +18,22 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use camino::Utf8Path;
-use serde::{Deserialize, Serialize};
 
+use crate::cache;
+use crate::domain::lock::SHOWN;
+use crate::domain::record::{BuildRecord, ExtensionRecord, FileRecord, ProfileRecord, RECORD};
+use crate::domain::Lock;
+use crate::domain::{Output, Plan, PlannedProfile, TalosVersion, VariantPlan};
 use crate::engine::{self, shell_line, Engine};
-use crate::lockfile::SHOWN;
-use crate::plan::{self, Plan, PlannedProfile, VariantPlan};
+use crate::plan;
 use crate::progress::Steps;
 use crate::project::Project;
 use crate::publish::{self, Publisher};
-use crate::variants::Output;
 
+/// The options `build` and `ci` share, flattened into both with the same environment
+/// fallbacks, so that a CI matrix value and a local variable reach either under one name.
 #[derive(Debug, Clone, clap::Args)]
-pub struct Args {
+pub struct Options {
     /// Only these variants (repeatable); default: all.
     #[arg(long = "variant", value_name = "NAME")]
     pub variants: Vec<String>,
@@ -40,18 +45,40 @@ pub struct Args {
     /// Imager image. Default: ghcr.io/siderolabs/imager:<talos version>.
     #[arg(long, env = "XTASK_IMAGER", value_name = "REF")]
     pub imager: Option<String>,
-    /// Run the imager for the target architecture under qemu emulation (slow fallback; the
-    /// native imager builds arm64 outputs without it).
-    #[arg(long)]
-    pub emulate: bool,
     /// Publish each variant's installer and matchbox image to the registry: by digest first,
-    /// then the Talos version tag and a build-unique tag.
+    /// then the Talos version tag and a build-unique tag (`ci` pushes with the build-unique
+    /// tag and moves the Talos version tag only after smoke passed).
     #[arg(long)]
     pub push: bool,
+    #[command(flatten)]
+    pub registry_client: crate::registry::RegistryArgs,
+    /// Patched upstream CozyStack tree whose matchbox Dockerfile builds the netboot image.
+    /// Default: the pinned upstream, patched per variant as `cargo xtask patch --variant` does.
+    #[arg(long, env = "XTASK_UPSTREAM_TREE", value_name = "DIR")]
+    pub tree: Option<camino::Utf8PathBuf>,
+    #[command(flatten)]
+    pub upstream: crate::upstream::SourceArg,
+    /// Skip the matchbox netboot image.
+    #[arg(long)]
+    pub no_matchbox: bool,
     /// Let each imager run pull its images itself instead of fetching every image once per
     /// build into `_out/.oci` and handing it over as an `ociPath` input (the default).
     #[arg(long, env = "XTASK_NO_PREFETCH")]
     pub no_prefetch: bool,
+    /// Override the matchbox Dockerfile's base image (podman `--from`, never pulled), e.g. a
+    /// mirror of it for air-gapped builds.
+    #[arg(long, env = "XTASK_MATCHBOX_BASE", value_name = "REF")]
+    pub matchbox_base: Option<String>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub options: Options,
+    /// Run the imager for the target architecture under qemu emulation (slow fallback; the
+    /// native imager builds arm64 outputs without it).
+    #[arg(long)]
+    pub emulate: bool,
     /// Rebuild every output even when its content key is unchanged.
     #[arg(long)]
     pub force: bool,
@@ -62,107 +89,30 @@ pub struct Args {
     /// without it, missing entries are resolved from the registry first.
     #[arg(long)]
     pub locked: bool,
-    #[command(flatten)]
-    pub registry_client: crate::registry::RegistryArgs,
     /// Print every command exactly (secrets redacted) and build nothing.
     #[arg(long)]
     pub dry_run: bool,
     /// Print the build records as JSON on stdout; no progress output.
     #[arg(long, conflicts_with = "dry_run")]
     pub json: bool,
-    /// Patched upstream CozyStack tree whose matchbox Dockerfile builds the netboot image.
-    /// Default: the pinned upstream, patched per variant as `cargo xtask patch --variant` does.
-    #[arg(long, env = "XTASK_UPSTREAM_TREE", value_name = "DIR")]
-    pub tree: Option<camino::Utf8PathBuf>,
-    #[command(flatten)]
-    pub upstream: crate::upstream::SourceArg,
-    /// Skip the matchbox netboot image.
-    #[arg(long)]
-    pub no_matchbox: bool,
+}
+
+/// How one build runs beyond the shared [`Options`]: from `build`'s own flags, or set by `ci`.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub emulate: bool,
+    pub force: bool,
+    pub jobs: usize,
+    pub dry_run: bool,
+    /// `--locked`: the imager and the base installer only by the digests the lock pins.
+    pub locked: bool,
+    /// No progress lines (`--json`, `--dry-run`).
+    pub quiet: bool,
     /// Push with the build-unique tag only; `ci` moves the version tag after smoke passed.
-    #[arg(skip)]
     pub unique_tag_only: bool,
     /// Trees already patched per variant (by `ci`'s patch stage), used instead of patching again.
-    #[arg(skip)]
     pub prepared_trees: std::collections::BTreeMap<String, camino::Utf8PathBuf>,
-    /// Override the matchbox Dockerfile's base image (podman `--from`, never pulled), e.g. a
-    /// mirror of it for air-gapped builds.
-    #[arg(long, value_name = "REF")]
-    pub matchbox_base: Option<String>,
 }
-
-/// `_out/<variant>/build.json`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct BuildRecord {
-    pub variant: String,
-    pub talos_version: String,
-    pub arch: String,
-    /// Every architecture built (`arch` is the first), and the target's platform and overlay.
-    #[serde(default)]
-    pub arches: Vec<String>,
-    #[serde(default)]
-    pub platform: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub overlay: Option<String>,
-    pub imager: String,
-    pub extensions: Vec<ExtensionRecord>,
-    pub profiles: Vec<ProfileRecord>,
-    pub files: Vec<FileRecord>,
-    pub published: Vec<publish::Published>,
-    pub imager_runs: u32,
-    pub cache_hits: u32,
-    /// Images this variant's imager runs needed that were copied from the registry into
-    /// `_out/.oci` (each image is copied at most once per build, by whichever variant needs it
-    /// first), and those found there already.
-    #[serde(default)]
-    pub images_fetched: u32,
-    #[serde(default)]
-    pub images_reused: u32,
-    /// Set by `ci` once smoke passed on exactly these files; `ci --publish-only` requires it.
-    #[serde(default)]
-    pub smoke_passed: bool,
-    /// Seconds per step (`imager:<kind>`, `push:<kind>`, `total`).
-    pub timings: BTreeMap<String, f64>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ExtensionRecord {
-    pub name: String,
-    #[serde(rename = "ref")]
-    pub reference: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ProfileRecord {
-    pub kind: Output,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub arch: Option<crate::profile::Arch>,
-    pub artifact: String,
-    /// sha256 of the exact profile bytes (YAML) the imager received on stdin.
-    #[serde(default)]
-    pub profile_sha256: String,
-    /// Content key: sha256 of the profile bytes, the imager reference and how it ran.
-    pub key: String,
-    pub cache_hit: bool,
-    /// The exact object the imager received.
-    pub profile: serde_json::Value,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileRecord {
-    pub name: String,
-    pub sha256: String,
-    pub size: u64,
-}
-
-/// What `.cache/<kind>.json` remembers about an output on disk.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct CacheEntry {
-    key: String,
-    file: FileRecord,
-}
-
-pub const RECORD: &str = "build.json";
 
 /// The patched upstream tree the matchbox image is built from.
 pub enum TreeSource {
@@ -202,17 +152,26 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Builds (and with `--push` publishes) the selected variants; returns their records.
+/// Builds (and with `--push` publishes) the selected variants; returns their records. The lock
+/// is checked (or completed) once and the plan made from exactly that lock.
 pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
     let _signals = crate::interrupt::catch();
-    let registry = args.registry.resolve();
-    if args.push && registry.is_none() {
+    let opts = &args.options;
+    let settings = Settings {
+        emulate: args.emulate,
+        force: args.force,
+        jobs: args.jobs.into(),
+        dry_run: args.dry_run,
+        locked: args.locked,
+        quiet: args.json || args.dry_run,
+        ..Settings::default()
+    };
+    let registry = opts.registry.resolve();
+    if opts.push && registry.is_none() {
         bail!("--push needs a registry: pass --registry HOST/OWNER, or set REGISTRY or GITHUB_REPOSITORY_OWNER");
     }
-    let engine = Engine::detect(args.engine);
-    if args.matchbox_base.is_some() && !args.no_matchbox && engine == Engine::Docker {
-        bail!("--matchbox-base needs podman: docker build cannot override the Dockerfile's FROM\n    fix: pass --engine podman, or drop --matchbox-base");
-    }
+    let engine = Engine::detect(opts.engine);
+    check_matchbox_base(opts, engine)?;
     let preflight = || {
         let mut needs = engine::build_needs(engine);
         if args.emulate {
@@ -220,26 +179,14 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
         }
         engine::preflight(&needs)
     };
-    let check_emulation = |plan: &Plan| -> Result<()> {
-        if args.emulate && !args.dry_run {
-            for vp in &plan.variants {
-                for &arch in &vp.target.arches {
-                    engine::check_emulation(arch)?;
-                }
-            }
-        }
-        Ok(())
-    };
     // The lock comes first: with --locked nothing is built from a lock that is incomplete or
     // stale (checked without any tool); without it, missing entries are resolved from the
     // registry (and it says so), so the tools are checked before that.
-    let mut skopeo = crate::registry::Skopeo::new(&args.registry_client)?;
+    let mut skopeo = crate::registry::Skopeo::new(&opts.registry_client)?;
     skopeo.dry_run = args.dry_run;
-    let selected = crate::variants::select(crate::variants::load_all(project)?, &args.variants)?;
-    let (plan, lock) = if args.dry_run {
-        let lock = crate::lock::ensure_dry_run(project, &selected, args.locked, &skopeo)?;
-        let talos = crate::pin::talos_version(project, &lock)?;
-        (plan::make(selected, &lock, talos, registry)?, lock)
+    let selected = project.select_variants(&opts.variants)?;
+    let lock = if args.dry_run {
+        crate::lock::ensure_dry_run(project, &selected, args.locked, &skopeo)?
     } else {
         if !args.locked {
             preflight()?;
@@ -248,30 +195,60 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
         if args.locked {
             preflight()?;
         }
-        (plan::load(project, &args.variants, registry)?, lock)
+        lock
     };
-    check_emulation(&plan)?;
+    let talos = crate::pin::talos_version(project, &lock)?;
+    let plan = crate::domain::plan::make(selected, &lock, talos, registry)?;
+    if args.emulate && !args.dry_run {
+        for vp in &plan.variants {
+            engine::check_emulation(vp.arch)?;
+        }
+    }
+    build_plan(project, opts, &settings, &plan, &lock, &skopeo)
+}
 
+fn check_matchbox_base(opts: &Options, engine: Engine) -> Result<()> {
+    if opts.matchbox_base.is_some() && !opts.no_matchbox && engine == Engine::Docker {
+        bail!("--matchbox-base needs podman: docker build cannot override the Dockerfile's FROM\n    fix: pass --engine podman, or drop --matchbox-base");
+    }
+    Ok(())
+}
+
+/// Builds the variants of `plan` (made by [`build`], or by `ci` from the lock it checked) and
+/// with `--push` publishes them. Nothing is reloaded: the plan carries the variants and the
+/// locked references.
+pub fn build_plan(
+    project: &Project,
+    opts: &Options,
+    settings: &Settings,
+    plan: &Plan,
+    lock: &Lock,
+    skopeo: &crate::registry::Skopeo,
+) -> Result<Vec<BuildRecord>> {
+    // also when `ci` calls this directly; nested catches restore each other's handlers
+    let _signals = crate::interrupt::catch();
+    let engine = Engine::detect(opts.engine);
+    check_matchbox_base(opts, engine)?;
     // The profiles name the base installer by the lock's digest; a `--locked` build needs it.
-    if args.locked && lock.base_installer.is_none() {
+    if settings.locked && lock.base_installer.is_none() {
         bail!(
             "the lock pins no base installer:\n  {SHOWN}: base_installer: missing: a --locked build names {} only by digest\n    fix: run `cargo xtask lock --talos-version {}` and commit {SHOWN}",
-            crate::profile::base_installer_image(&plan.talos_version),
+            crate::domain::profile::base_installer_image(&plan.talos_version),
             plan.talos_version
         );
     }
     // `--imager` wins; else the lock's pin; a `--locked` build never runs the imager by tag.
-    let imager = match (&args.imager, lock.imager.as_deref()) {
+    let imager = match (&opts.imager, lock.imager.as_deref()) {
         (Some(imager), _) => imager.clone(),
         (None, Some(pinned)) => pinned.to_owned(),
-        (None, None) if args.locked => {
+        (None, None) if settings.locked => {
             let finding = lock.locked_imager().expect_err("no imager is pinned");
             bail!("the lock pins no imager:\n  {finding}");
         }
         (None, None) => crate::lock::imager_image(&plan.talos_version),
     };
-    let progress = Steps::new(args.json || args.dry_run);
-    if args.dry_run {
+    let progress = Steps::new(settings.quiet);
+    if settings.dry_run {
         println!(
             "# engine: {engine}{}",
             if which::which(engine.program()).is_err() {
@@ -282,52 +259,52 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
         );
         println!("# imager: {imager}");
     }
-    let tree = match (&args.tree, args.no_matchbox) {
+    let tree = match (&opts.tree, opts.no_matchbox) {
         (_, true) => TreeSource::Skip,
         (Some(tree), false) => {
-            crate::matchbox::dockerfile(tree)?;
+            matchbox::dockerfile(tree)?;
             TreeSource::Given(tree.clone())
         }
-        (None, false) if !args.prepared_trees.is_empty() => {
-            TreeSource::Prepared(args.prepared_trees.clone())
+        (None, false) if !settings.prepared_trees.is_empty() => {
+            TreeSource::Prepared(settings.prepared_trees.clone())
         }
         (None, false) => TreeSource::Patch {
-            source: args.upstream.source.clone(),
+            source: opts.upstream.source.clone(),
         },
     };
-    let prefetch = if args.no_prefetch {
+    let prefetch = if opts.no_prefetch {
         None
     } else {
-        let mut skopeo = crate::registry::Skopeo::new(&args.registry_client)?;
-        skopeo.dry_run = args.dry_run;
+        let mut skopeo = crate::registry::Skopeo::new(&opts.registry_client)?;
+        skopeo.dry_run = settings.dry_run;
         Some(crate::prefetch::Prefetch::new(
             project.out_dir().join(".oci"),
             skopeo,
-            args.dry_run,
+            settings.dry_run,
         ))
     };
     let ctx = Ctx {
         project,
         prefetch,
         tree,
-        matchbox_base: args.matchbox_base.clone(),
+        matchbox_base: opts.matchbox_base.clone(),
         engine,
         imager,
-        emulate: args.emulate,
-        force: args.force,
-        dry_run: args.dry_run,
+        emulate: settings.emulate,
+        force: settings.force,
+        dry_run: settings.dry_run,
         progress,
     };
 
     // One build per checkout: taken once the plan is sound, before anything is written.
-    let _lock = if args.dry_run {
+    let _lock = if settings.dry_run {
         None
     } else {
         Some(crate::interrupt::lock_out_dir(project)?)
     };
-    let records = build_all(&ctx, &plan, args.jobs.into())?;
-    if args.push {
-        return publish_all(&ctx, &plan, records, &skopeo, args.unique_tag_only);
+    let records = build_all(&ctx, plan, settings.jobs)?;
+    if opts.push {
+        return publish_all(&ctx, plan, records, skopeo, settings.unique_tag_only);
     }
     Ok(records)
 }
@@ -346,7 +323,7 @@ fn publish_all(
     // The build-unique tag names this build alone; the Talos version tag is a release tag and
     // moves forward only (or, under `ci`, after smoke passed).
     let mut tags = publish::build_tags(project, &plan.talos_version)?;
-    tags.retain(|t| t != &plan.talos_version);
+    tags.retain(|t| *t != plan.talos_version.to_string());
     let revision = publish::source_revision(project);
     if let Err(err) = &revision {
         ctx.progress.note(&format!(
@@ -385,7 +362,7 @@ fn publish_all(
         }
     }
     if !unique_tag_only {
-        let release = [plan.talos_version.clone()];
+        let release = [plan.talos_version.to_string()];
         let mut published = with_target_tags(plan, &mut records, &release);
         let outcome = publisher.move_forward(&mut published, revision.as_deref())?;
         ctx.progress.note(&outcome.summary());
@@ -404,7 +381,7 @@ pub fn with_target_tags<'r>(
     plan: &Plan,
     records: &'r mut [BuildRecord],
     tags: &[String],
-) -> Vec<(&'r mut publish::Published, Vec<String>)> {
+) -> Vec<(&'r mut crate::domain::record::Published, Vec<String>)> {
     let mut out = Vec::new();
     for record in records.iter_mut() {
         let target = plan
@@ -448,7 +425,7 @@ pub fn push_records(
         // (kind, one archive per arch, repository)
         let mut images: Vec<(
             &str,
-            Vec<(crate::profile::Arch, camino::Utf8PathBuf)>,
+            Vec<(crate::domain::Arch, camino::Utf8PathBuf)>,
             String,
         )> = Vec::new();
         if vp.variant.builds(Output::Installer) {
@@ -457,19 +434,19 @@ pub fn push_records(
                 .arches
                 .iter()
                 .map(|&arch| {
-                    let name = crate::profile::artifact_name(Output::Installer, arch);
+                    let name = crate::domain::output::artifact_name(Output::Installer, arch);
                     (arch, dir.join(name))
                 })
                 .collect();
             images.push(("installer", archives, vp.image.clone()));
         }
-        let matchbox = crate::matchbox::archive_name(vp);
+        let matchbox = matchbox::archive_name(vp);
         let built = record.files.iter().any(|f| f.name == matchbox);
         if built || (ctx.dry_run && matchbox_planned(vp)) {
             images.push((
                 "matchbox",
                 vec![(vp.arch, dir.join(&matchbox))],
-                crate::matchbox::image_for(&vp.image),
+                matchbox::image_for(&vp.image),
             ));
         }
         record.published.clear();
@@ -522,7 +499,7 @@ fn verify_recorded(project: &Project, record: &BuildRecord, archive: &Utf8Path) 
                 RECORD, record.variant
             )
         })?;
-    let on_disk = file_record(archive).with_context(|| format!("reading {shown}"))?;
+    let on_disk = cache::file_record(archive).with_context(|| format!("reading {shown}"))?;
     anyhow::ensure!(
         on_disk == *recorded,
         "{shown} is not the file its build record names (sha256 {} and {} bytes on disk, {} and {} recorded): rebuild with `cargo xtask build --variant {}`",
@@ -538,9 +515,7 @@ fn verify_recorded(project: &Project, record: &BuildRecord, archive: &Utf8Path) 
 /// Whether the matchbox netboot image is built for this variant: it needs the variant's kernel
 /// and initramfs, and a patched upstream tree.
 fn builds_matchbox(ctx: &Ctx, vp: &VariantPlan) -> bool {
-    !matches!(ctx.tree, TreeSource::Skip)
-        && vp.variant.builds(Output::Kernel)
-        && vp.variant.builds(Output::Initramfs)
+    !matches!(ctx.tree, TreeSource::Skip) && vp.variant.builds_matchbox()
 }
 
 fn build_all(ctx: &Ctx, plan: &Plan, jobs: usize) -> Result<Vec<BuildRecord>> {
@@ -584,13 +559,9 @@ fn build_variant(ctx: &Ctx, plan: &Plan, vp: &VariantPlan) -> Result<BuildRecord
         std::fs::create_dir_all(dir.join(".cache")).with_context(|| format!("creating {dir}"))?;
     }
     let mut record = BuildRecord {
-        variant: vp.name.clone(),
-        talos_version: plan.talos_version.clone(),
-        arch: vp.arch.to_string(),
-        arches: vp.target.arches.iter().map(|a| a.to_string()).collect(),
-        platform: vp.target.platform.to_string(),
+        arches: vp.target.arches.clone(),
+        platform: Some(vp.target.platform.to_string()),
         overlay: vp.target.overlay.as_ref().map(|o| o.name.clone()),
-        imager: ctx.imager.clone(),
         extensions: vp
             .extensions
             .iter()
@@ -600,7 +571,7 @@ fn build_variant(ctx: &Ctx, plan: &Plan, vp: &VariantPlan) -> Result<BuildRecord
                 reference: reference.clone(),
             })
             .collect(),
-        ..BuildRecord::default()
+        ..BuildRecord::new(&vp.name, plan.talos_version.clone(), vp.arch, &ctx.imager)
     };
     for pp in &vp.profiles {
         let step = Instant::now();
@@ -644,7 +615,7 @@ fn build_variant(ctx: &Ctx, plan: &Plan, vp: &VariantPlan) -> Result<BuildRecord
         {
             let step = Instant::now();
             let (file, hit) =
-                crate::matchbox::build(ctx, vp, tree, ctx.matchbox_base.as_deref(), &record.files)?;
+                matchbox::build(ctx, vp, tree, ctx.matchbox_base.as_deref(), &record.files)?;
             if hit {
                 record.cache_hits += 1;
             } else if !ctx.dry_run {
@@ -703,14 +674,9 @@ pub fn content_key(profile_yaml: &str, imager: &str, emulate: bool) -> String {
 }
 
 /// Before Talos v1.13 the imager needs loop devices for disk images.
-pub fn needs_privileged(talos_version: &str, kind: Output) -> bool {
+pub fn needs_privileged(talos_version: &TalosVersion, kind: Output) -> bool {
     let is_disk_image = matches!(kind, Output::Metal | Output::Nocloud);
-    let mut parts = talos_version
-        .trim_start_matches('v')
-        .split('.')
-        .map(|p| p.parse::<u32>().unwrap_or(0));
-    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    is_disk_image && (major, minor) < (1, 13)
+    is_disk_image && talos_version.minor_release() < (1, 13)
 }
 
 /// The imager's container name, so that an interrupted run can remove it: the container would
@@ -723,7 +689,7 @@ pub fn container_name(vp: &VariantPlan, step: &str) -> String {
 pub fn imager_args(
     ctx: &Ctx,
     plan: &Plan,
-    arch: crate::profile::Arch,
+    arch: crate::domain::Arch,
     kind: Output,
     container: &str,
 ) -> Vec<String> {
@@ -773,7 +739,7 @@ fn build_output(
     let label = format!("[{}] {step}", vp.name);
 
     if !ctx.force {
-        if let Some(file) = cached_file(&cache_path, &key, &artifact) {
+        if let Some(file) = cache::cached_file(&cache_path, &key, &artifact) {
             ctx.progress
                 .note(&format!("{label}: cached ({})", pp.artifact));
             profile.cache_hit = true;
@@ -840,37 +806,9 @@ fn build_output(
     std::fs::rename(&produced, &artifact)
         .with_context(|| format!("moving {produced} to {artifact}"))?;
     let _ = std::fs::remove_dir_all(&tmp);
-    let file = file_record(&artifact)?;
-    write_cache(&cache_path, &key, &file)?;
+    let file = cache::file_record(&artifact)?;
+    cache::write_cache(&cache_path, &key, &file)?;
     Ok((profile, Some(file), fetched))
-}
-
-pub fn write_cache(cache_path: &Utf8Path, key: &str, file: &FileRecord) -> Result<()> {
-    let entry = CacheEntry {
-        key: key.to_owned(),
-        file: file.clone(),
-    };
-    crate::fsutil::write_atomic(cache_path, serde_json::to_string_pretty(&entry)?.as_bytes())
-}
-
-/// The recorded file when the cache entry's key matches and the file on disk is intact.
-pub fn cached_file(cache_path: &Utf8Path, key: &str, artifact: &Utf8Path) -> Option<FileRecord> {
-    let entry: CacheEntry =
-        serde_json::from_str(&std::fs::read_to_string(cache_path).ok()?).ok()?;
-    if entry.key != key {
-        return None;
-    }
-    let on_disk = file_record(artifact).ok()?;
-    (on_disk == entry.file).then_some(on_disk)
-}
-
-pub fn file_record(path: &Utf8Path) -> Result<FileRecord> {
-    let (sha256, size) = crate::fsutil::sha256_file(path)?;
-    Ok(FileRecord {
-        name: path.file_name().unwrap_or_default().to_owned(),
-        sha256,
-        size,
-    })
 }
 
 /// `ENGINE run ... < profile | tar -xzf - -C tmp`, the engine's stderr kept in `log`. On SIGINT
@@ -973,12 +911,12 @@ mod tests {
 
     #[test]
     fn privileged_only_for_disk_images_before_v1_13() {
-        assert!(needs_privileged("v1.12.4", Output::Metal));
-        assert!(needs_privileged("v1.11.0", Output::Nocloud));
-        assert!(!needs_privileged("v1.13.6", Output::Metal));
-        assert!(!needs_privileged("v1.14.0", Output::Metal));
-        assert!(!needs_privileged("v1.12.4", Output::Installer));
-        assert!(!needs_privileged("v1.12.4", Output::Kernel));
+        assert!(needs_privileged(&"v1.12.4".into(), Output::Metal));
+        assert!(needs_privileged(&"v1.11.0".into(), Output::Nocloud));
+        assert!(!needs_privileged(&"v1.13.6".into(), Output::Metal));
+        assert!(!needs_privileged(&"v1.14.0".into(), Output::Metal));
+        assert!(!needs_privileged(&"v1.12.4".into(), Output::Installer));
+        assert!(!needs_privileged(&"v1.12.4".into(), Output::Kernel));
     }
 
     #[test]
@@ -990,20 +928,35 @@ mod tests {
         let artifact = dir.join("kernel-arm64");
         let entry = dir.join("kernel.json");
         std::fs::write(&artifact, "kernel bytes").unwrap();
-        assert_eq!(cached_file(&entry, "k1", &artifact), None, "no entry yet");
-        let file = file_record(&artifact).unwrap();
-        write_cache(&entry, "k1", &file).unwrap();
-        assert_eq!(cached_file(&entry, "k1", &artifact), Some(file.clone()));
-        assert_eq!(cached_file(&entry, "k2", &artifact), None, "another key");
+        assert_eq!(
+            cache::cached_file(&entry, "k1", &artifact),
+            None,
+            "no entry yet"
+        );
+        let file = cache::file_record(&artifact).unwrap();
+        cache::write_cache(&entry, "k1", &file).unwrap();
+        assert_eq!(
+            cache::cached_file(&entry, "k1", &artifact),
+            Some(file.clone())
+        );
+        assert_eq!(
+            cache::cached_file(&entry, "k2", &artifact),
+            None,
+            "another key"
+        );
         // Same size, other bytes: a half-written or corrupted file is not trusted.
         std::fs::write(&artifact, "kernel bytez").unwrap();
-        assert_eq!(cached_file(&entry, "k1", &artifact), None);
+        assert_eq!(cache::cached_file(&entry, "k1", &artifact), None);
         std::fs::remove_file(&artifact).unwrap();
-        assert_eq!(cached_file(&entry, "k1", &artifact), None, "file gone");
+        assert_eq!(
+            cache::cached_file(&entry, "k1", &artifact),
+            None,
+            "file gone"
+        );
         std::fs::write(&entry, "{not json").unwrap();
         std::fs::write(&artifact, "kernel bytes").unwrap();
         assert_eq!(
-            cached_file(&entry, "k1", &artifact),
+            cache::cached_file(&entry, "k1", &artifact),
             None,
             "unreadable entry"
         );

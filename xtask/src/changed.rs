@@ -141,8 +141,9 @@ fn decide(project: &Project, repo: &Utf8Path, args: &Args, github: Option<&Githu
     let rules = std::fs::read_to_string(&rules_path)
         .with_context(|| format!("reading {rules_path}"))
         .and_then(|text| {
-            Rules::parse(&text)
-                .map_err(|findings| crate::diag::into_result(rules::FILE, findings).unwrap_err())
+            Rules::parse(&text).map_err(|findings| {
+                crate::domain::diag::into_result(rules::FILE, findings).unwrap_err()
+            })
         });
     let rules = match rules {
         Ok(rules) => rules,

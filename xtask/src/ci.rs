@@ -12,23 +12,19 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use crate::build::{self, BuildRecord};
+use crate::build;
+use crate::domain::{BuildRecord, TalosVersion};
 use crate::engine::{Engine, Need};
 use crate::plan;
 use crate::project::Project;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Only these variants (repeatable); default: all.
-    #[arg(long = "variant", value_name = "NAME")]
-    pub variants: Vec<String>,
+    /// What build takes too; with `--push`: publish installers and matchbox images by digest
+    /// with a build-unique tag, and after smoke passed move the Talos version tag (on the
+    /// default branch the floating tags too).
     #[command(flatten)]
-    pub registry: plan::RegistryArg,
-    /// Publish: push installers and matchbox images by digest with a build-unique tag; after
-    /// smoke passed, move the Talos version tag, and on the default branch the floating tags.
-    /// The workflow's publish job passes it.
-    #[arg(long)]
-    pub push: bool,
+    pub options: build::Options,
     /// Publish what an earlier `ci` run built and smoke-tested in `_out/` (the workflow's
     /// publish job): check each output against its build record, push it by digest recording
     /// this commit, then move the release tags forward only. Runs no image and no smoke test.
@@ -38,31 +34,9 @@ pub struct Args {
     /// signs the pushed digests before it moves the tags).
     #[arg(long, requires = "publish_only")]
     pub no_release_tags: bool,
-    /// Container engine that runs the imager. Default: podman if installed, else docker.
-    #[arg(long, env = "CONTAINER_ENGINE", value_enum)]
-    pub engine: Option<Engine>,
-    /// Imager image. Default: ghcr.io/siderolabs/imager:<talos version>.
-    #[arg(long, env = "XTASK_IMAGER", value_name = "REF")]
-    pub imager: Option<String>,
-    #[command(flatten)]
-    pub registry_client: crate::registry::RegistryArgs,
-    #[command(flatten)]
-    pub upstream: crate::upstream::SourceArg,
     /// Skip the qemu boot (static checks still run).
     #[arg(long)]
     pub no_boot: bool,
-    /// Patched upstream tree for the matchbox image (default: patch the pinned upstream).
-    #[arg(long, env = "XTASK_UPSTREAM_TREE", value_name = "DIR")]
-    pub tree: Option<camino::Utf8PathBuf>,
-    /// Skip the matchbox netboot image.
-    #[arg(long)]
-    pub no_matchbox: bool,
-    /// Let each imager run pull its images itself (see `cargo xtask build --help`).
-    #[arg(long, env = "XTASK_NO_PREFETCH")]
-    pub no_prefetch: bool,
-    /// Override the matchbox base image (podman `--from`), e.g. a local mirror of it.
-    #[arg(long, env = "XTASK_MATCHBOX_BASE", value_name = "REF")]
-    pub matchbox_base: Option<String>,
 }
 
 /// One stage's outcome, for the summary.
@@ -114,7 +88,7 @@ pub fn stage(
             if github {
                 println!(
                     "::error title=xtask ci: {name}::{}",
-                    escape_annotation(&message)
+                    crate::github::escape_annotation(&message)
                 );
             }
             eprintln!("error: {name}: {message}");
@@ -133,14 +107,6 @@ pub fn stage(
 
 pub fn in_github() -> bool {
     std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true")
-}
-
-/// Annotation messages are one line: GitHub's own escapes for `%`, CR and LF.
-pub fn escape_annotation(message: &str) -> String {
-    message
-        .replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
 }
 
 /// Floating tags move only from the default branch: `$XTASK_DEFAULT_BRANCH` (the workflow passes
@@ -192,7 +158,7 @@ fn check_release_ref(project: &Project, revision: &str) -> Result<()> {
 fn move_release_tags(
     project: &Project,
     skopeo: &crate::registry::Skopeo,
-    plan: &plan::Plan,
+    plan: &crate::domain::Plan,
     records: &mut [BuildRecord],
 ) -> Result<String> {
     let revision = crate::publish::source_revision(project).context("moved no release tag")?;
@@ -216,8 +182,8 @@ fn move_release_tags(
 
 /// The tags that move after smoke passed: the Talos version, and on the default branch the
 /// floating ones.
-pub fn release_tags(talos_version: &str, default_branch: bool) -> Vec<String> {
-    let mut tags = vec![talos_version.to_owned()];
+pub fn release_tags(talos_version: &TalosVersion, default_branch: bool) -> Vec<String> {
+    let mut tags = vec![talos_version.to_string()];
     if default_branch {
         tags.extend(FLOATING_TAGS.iter().map(|t| t.to_string()));
     }
@@ -233,19 +199,24 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     let mut records: Vec<BuildRecord> = Vec::new();
     let mut smoke: Vec<SmokeResult> = Vec::new();
     let mut trees = std::collections::BTreeMap::new();
-    let mut skopeo = crate::registry::Skopeo::new(&args.registry_client)?;
+    let mut skopeo = crate::registry::Skopeo::new(&args.options.registry_client)?;
     skopeo.dry_run = false;
-    let plan = plan::load(project, &args.variants, args.registry.resolve())?;
+    let plan = plan::load(
+        project,
+        &args.options.variants,
+        args.options.registry.resolve(),
+    )?;
     let variants: Vec<_> = plan.variants.iter().map(|v| v.variant.clone()).collect();
 
     let mut ok = stage("preflight", &mut stages, || {
-        let engine = Engine::detect(args.engine);
+        let engine = Engine::detect(args.options.engine);
         crate::engine::preflight(&needs(engine, !args.no_boot))?;
         Ok(format!("engine {engine}"))
     });
+    let mut lock = None;
     ok = ok
         && stage("lock (--locked)", &mut stages, || {
-            crate::lock::ensure(project, &variants, true, &skopeo)?;
+            lock = Some(crate::lock::ensure(project, &variants, true, &skopeo)?);
             Ok(format!(
                 "Talos {}, every extension pinned",
                 plan.talos_version
@@ -253,40 +224,30 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         });
     ok = ok
         && stage("patch", &mut stages, || {
-            if let Some(tree) = &args.tree {
+            if let Some(tree) = &args.options.tree {
                 return Ok(format!("using the given tree {tree}"));
             }
-            for vp in plan.variants.iter().filter(|v| builds_matchbox(&v.variant)) {
-                let applied =
-                    crate::patch::prepare_variant(project, args.upstream.source.as_deref(), vp)?;
+            for vp in plan.variants.iter().filter(|v| v.variant.builds_matchbox()) {
+                let applied = crate::patch::prepare_variant(
+                    project,
+                    args.options.upstream.source.as_deref(),
+                    vp,
+                )?;
                 trees.insert(vp.name.clone(), applied.tree);
             }
             Ok(format!("{} patched tree(s)", trees.len()))
         });
     ok = ok
         && stage("build", &mut stages, || {
-            let build_args = build::Args {
-                variants: args.variants.clone(),
-                registry: args.registry.clone(),
-                engine: args.engine,
-                imager: args.imager.clone(),
-                emulate: false,
-                push: args.push,
-                force: false,
+            let lock = lock.as_ref().expect("the lock stage passed");
+            let settings = build::Settings {
                 jobs: 2,
                 locked: true,
-                dry_run: false,
-                json: false,
-                tree: args.tree.clone(),
-                upstream: args.upstream.clone(),
-                no_matchbox: args.no_matchbox,
-                no_prefetch: args.no_prefetch,
-                matchbox_base: args.matchbox_base.clone(),
-                registry_client: args.registry_client.clone(),
                 unique_tag_only: true,
                 prepared_trees: std::mem::take(&mut trees),
+                ..build::Settings::default()
             };
-            records = build::build(project, &build_args)?;
+            records = build::build_plan(project, &args.options, &settings, &plan, lock, &skopeo)?;
             let runs: u32 = records.iter().map(|r| r.imager_runs).sum();
             let hits: u32 = records.iter().map(|r| r.cache_hits).sum();
             Ok(format!("{runs} imager runs, {hits} cache hits"))
@@ -326,7 +287,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     // Without --push nothing is published and the summary has no release-tags row. The build
     // pushed by digest with only the build-unique tag; the tags users pull move here, after
     // smoke passed: the Talos version always, `latest`/`demo-stable` only from the default branch.
-    if args.push {
+    if args.options.push {
         if !ok {
             stages.push(skipped(
                 "release tags",
@@ -351,12 +312,12 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
 /// checked file by file against its record) by digest, then move the release tags.
 fn publish_only(project: &Project, args: &Args) -> Result<()> {
     let mut stages = Vec::new();
-    let skopeo = crate::registry::Skopeo::new(&args.registry_client)?;
-    let registry = args.registry.resolve();
+    let skopeo = crate::registry::Skopeo::new(&args.options.registry_client)?;
+    let registry = args.options.registry.resolve();
     if registry.is_none() {
         bail!("--publish-only needs a registry: pass --registry HOST/OWNER, or set REGISTRY or GITHUB_REPOSITORY_OWNER");
     }
-    let plan = plan::load(project, &args.variants, registry)?;
+    let plan = plan::load(project, &args.options.variants, registry)?;
     let mut records = Vec::new();
     let mut ok = stage("publish", &mut stages, || {
         for vp in &plan.variants {
@@ -491,11 +452,6 @@ fn needs(engine: Engine, boot: bool) -> Vec<Need> {
     needs
 }
 
-fn builds_matchbox(variant: &crate::variants::Variant) -> bool {
-    use crate::variants::Output;
-    variant.builds(Output::Kernel) && variant.builds(Output::Initramfs)
-}
-
 /// One variant's smoke outcome, for the summary.
 #[derive(Debug, Clone)]
 pub struct SmokeResult {
@@ -510,7 +466,7 @@ pub struct SmokeResult {
 /// Static checks, then (unless `no_boot`) a boot of the variant's kernel and initramfs.
 fn smoke_variant(
     project: &Project,
-    variant: &crate::variants::Variant,
+    variant: &crate::domain::variant::Variant,
     no_boot: bool,
     skopeo: &crate::registry::Skopeo,
 ) -> SmokeResult {
@@ -522,7 +478,7 @@ fn smoke_variant(
 
 fn smoke_steps(
     project: &Project,
-    variant: &crate::variants::Variant,
+    variant: &crate::domain::variant::Variant,
     no_boot: bool,
     skopeo: &crate::registry::Skopeo,
 ) -> SmokeResult {
@@ -717,16 +673,9 @@ mod tests {
 
     #[test]
     fn release_tags_float_only_from_the_default_branch() {
-        assert_eq!(release_tags("v1.13.6", false), ["v1.13.6"]);
-        assert_eq!(
-            release_tags("v1.13.6", true),
-            ["v1.13.6", "latest", "demo-stable"]
-        );
-    }
-
-    #[test]
-    fn annotations_are_one_line() {
-        assert_eq!(escape_annotation("a\nb 100%\r"), "a%0Ab 100%25%0D");
+        let v = TalosVersion::parse("v1.13.6").unwrap();
+        assert_eq!(release_tags(&v, false), ["v1.13.6"]);
+        assert_eq!(release_tags(&v, true), ["v1.13.6", "latest", "demo-stable"]);
     }
 
     #[test]
@@ -800,22 +749,19 @@ mod tests {
             skipped("release tags", "skipped: smoke or an earlier stage failed"),
         ];
         let record = BuildRecord {
-            variant: "gateway".into(),
-            talos_version: "v1.13.6".into(),
-            arch: "arm64".into(),
-            files: vec![build::FileRecord {
+            files: vec![crate::domain::record::FileRecord {
                 name: "kernel-arm64".into(),
                 sha256: "ab".repeat(32),
                 size: 2048,
             }],
-            published: vec![crate::publish::Published {
+            published: vec![crate::domain::record::Published {
                 kind: "installer".into(),
                 image: "ghcr.io/acme/x/talos".into(),
                 digest: "sha256:00".into(),
                 tags: vec!["v1.13.6".into()],
                 arches: Vec::new(),
             }],
-            ..BuildRecord::default()
+            ..BuildRecord::new("gateway", "v1.13.6".into(), crate::domain::Arch::Arm64, "")
         };
         let smoke = vec![SmokeResult {
             variant: "gateway".into(),

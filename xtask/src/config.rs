@@ -17,9 +17,10 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::cidr::{self, Ipv4Cidr};
+use crate::domain::cidr::{self, Ipv4Cidr};
+use crate::domain::variant::{NodeConfig, TailscaleConfig, TailscaleMode};
+use crate::domain::Variant;
 use crate::project::Project;
-use crate::variants::{NodeConfig, TailscaleConfig, TailscaleMode, Variant};
 
 /// The environment variable the Tailscale auth key is read from.
 pub const AUTH_KEY_ENV: &str = "TS_AUTHKEY";
@@ -90,35 +91,6 @@ pub const COZYSTACK_BASE_MODULES: &[(&str, &[&str])] = &[
     ("vfio_pci", &[]),
     ("vfio_iommu_type1", &[]),
 ];
-
-/// What an extension needs from the machine config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Needs {
-    /// Nothing: the extension works with any machine config.
-    Nothing,
-    /// Settings that follow from the extension alone (kernel modules, a RuntimeClass); rendered
-    /// without a declaration in the variant.
-    Implied,
-    /// Choices the variant must declare under `config.<field>`; a variant carrying the
-    /// extension without them is invalid.
-    Declared {
-        field: &'static str,
-        why: &'static str,
-        example: &'static str,
-    },
-}
-
-pub fn needs(extension: &str) -> Needs {
-    match extension {
-        "drbd" | "zfs" | "spin" => Needs::Implied,
-        "tailscale" => Needs::Declared {
-            field: "tailscale",
-            why: "its service ext-tailscale waits for an ExtensionServiceConfig named `tailscale`; without one the node waits 70 minutes in boot and reboots, again and again",
-            example: r#"{"mode": "userspace", "routes": ["10.96.0.0/16"]}"#,
-        },
-        _ => Needs::Nothing,
-    }
-}
 
 /// A kernel module Talos loads at boot (`machine.kernel.modules[]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -674,7 +646,7 @@ fn documents(docs: &[Document]) -> String {
                 out.push('\n');
             }
         }
-        out.push_str(&crate::yaml::to_string(&doc.body));
+        out.push_str(&crate::domain::yaml::to_string(&doc.body));
     }
     out
 }
@@ -784,7 +756,7 @@ pub struct InstallImage {
 /// published it for this Talos version, else by tag.
 pub fn install_image(
     project: &Project,
-    plan: &crate::plan::Plan,
+    plan: &crate::domain::Plan,
     flag: Option<&str>,
 ) -> Result<InstallImage> {
     let vp = &plan.variants[0];
@@ -794,9 +766,12 @@ pub fn install_image(
             source: "--install-image".into(),
         });
     }
-    let record_path = project.out_dir().join(&vp.name).join(crate::build::RECORD);
+    let record_path = project
+        .out_dir()
+        .join(&vp.name)
+        .join(crate::domain::record::RECORD);
     if let Ok(text) = std::fs::read_to_string(&record_path) {
-        let record: crate::build::BuildRecord = serde_json::from_str(&text)
+        let record: crate::domain::BuildRecord = serde_json::from_str(&text)
             .with_context(|| format!("reading {}", project.display(&record_path)))?;
         let published = record
             .published
@@ -920,7 +895,11 @@ pub fn next_steps(
     steps
 }
 
-pub fn run(project: &Project, args: Args) -> Result<()> {
+/// Talos's verdict on a role's rendered patches (`conformance::judge_role`, handed in by
+/// `main.rs` so that this module does not depend on the one that judges it).
+pub type Judge = fn(&Project, &str, &str, Base, &Rendered, &[Step]) -> Result<()>;
+
+pub fn run(project: &Project, args: Args, judge: Judge) -> Result<()> {
     let plan = crate::plan::load(
         project,
         std::slice::from_ref(&args.variant),
@@ -976,7 +955,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
             eprintln!("warning: {warning}");
         }
         if !args.no_judge {
-            crate::conformance::judge_role(
+            judge(
                 project,
                 &variant.name,
                 &image.reference,
@@ -1018,7 +997,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
             &overrides,
             AuthKey::Redacted,
         )?;
-        crate::conformance::judge_role(
+        judge(
             project,
             &variant.name,
             &image.reference,
@@ -1063,7 +1042,7 @@ mod tests {
             r#"{{"name": "v", "description": "d", "arch": "arm64", "extensions": {extensions},
                 "repository": "v/talos"{config}}}"#
         );
-        crate::variants::parse("variants/v.json", &text).unwrap_or_else(|f| panic!("{f:#?}"))
+        crate::domain::variant::parse("variants/v.json", &text).unwrap_or_else(|f| panic!("{f:#?}"))
     }
 
     fn gateway(tailscale: &str) -> Variant {

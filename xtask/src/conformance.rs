@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use xshell::{cmd, Shell};
 
 use crate::config::{Base, FileRole, Rendered, COZYSTACK_BASE_MODULES};
+use crate::domain::Output;
 use crate::project::Project;
-use crate::variants::Output;
 
 /// The harness's directory, relative to the repository root.
 pub const DIR: &str = "conformance";
@@ -227,10 +227,10 @@ pub struct SchematicReport {
 /// that platform's profile).
 pub fn imager_default(
     output: Output,
-    platform: crate::target::Platform,
+    platform: crate::domain::target::Platform,
 ) -> (&'static str, &'static str, &'static str) {
-    let on = |p: crate::target::Platform| {
-        if p == crate::target::Platform::Metal {
+    let on = |p: crate::domain::target::Platform| {
+        if p == crate::domain::target::Platform::Metal {
             ""
         } else {
             p.name()
@@ -250,7 +250,7 @@ pub fn imager_default(
 /// Every profile of the plan twice: as planned (`<variant>/<output>`), and as `build` hands it
 /// to the imager with prefetched `ociPath` inputs (`<variant>/<output>+ociPath`, prefetch.rs).
 /// Each with the output it is for.
-pub fn profile_requests(plan: &crate::plan::Plan) -> Vec<(ProfileRequest, Output)> {
+pub fn profile_requests(plan: &crate::domain::Plan) -> Vec<(ProfileRequest, Output)> {
     let mut requests = Vec::new();
     for v in &plan.variants {
         for p in &v.profiles {
@@ -544,7 +544,7 @@ pub fn judge_schematics(project: &Project, reports: &[crate::schematic::Report])
     eprintln!(
         "image-factory's own code computes the same ID for {} schematic{}",
         reports.len(),
-        crate::diag::plural(reports.len())
+        crate::domain::diag::plural(reports.len())
     );
     Ok(())
 }
@@ -605,7 +605,7 @@ pub const COZYSTACK_SUBNETS: &[&str] = &["192.168.100.0/24"];
 
 /// What one config case must come out as.
 struct ConfigCase {
-    variant: crate::variants::Variant,
+    variant: crate::domain::variant::Variant,
     base: Base,
     install_image: String,
 }
@@ -638,7 +638,7 @@ fn base_name(base: Base) -> &'static str {
 /// in the profiles (forward check).
 pub fn judge_plan(
     project: &Project,
-    plan: &crate::plan::Plan,
+    plan: &crate::domain::Plan,
     binary: &Utf8Path,
     version: Option<&str>,
 ) -> Result<Verdict> {
@@ -650,7 +650,7 @@ pub fn judge_plan(
     };
     if let Some(next) = version {
         for p in &mut request.profiles {
-            p.yaml = p.yaml.replace(&plan.talos_version, next);
+            p.yaml = p.yaml.replace(&plan.talos_version.to_string(), next);
         }
     }
     let mut cases = Vec::new();
@@ -769,8 +769,8 @@ pub fn judge_plan(
 }
 
 /// The plan narrowed to one variant (what `config` sees).
-fn single(plan: &crate::plan::Plan, vp: &crate::plan::VariantPlan) -> crate::plan::Plan {
-    crate::plan::Plan {
+fn single(plan: &crate::domain::Plan, vp: &crate::domain::VariantPlan) -> crate::domain::Plan {
+    crate::domain::Plan {
         variants: vec![vp.clone()],
         ..plan.clone()
     }
@@ -804,7 +804,7 @@ pub fn profile_findings(p: &ProfileReport, output: Output, artifact: &str) -> Ve
 /// base's modules and subnet selection kept (only exclusions added), node IPs off 100.64.0.0/10.
 pub fn merge_findings(
     c: &ConfigReport,
-    variant: &crate::variants::Variant,
+    variant: &crate::domain::variant::Variant,
     base: Base,
 ) -> Vec<String> {
     let mut findings = Vec::new();
@@ -825,7 +825,7 @@ pub fn merge_findings(
             }
         }
     }
-    let exclude = format!("!{}", crate::cidr::CGNAT);
+    let exclude = format!("!{}", crate::domain::cidr::CGNAT);
     if base == Base::Cozystack {
         for (name, _) in COZYSTACK_BASE_MODULES {
             if count(name) != 1 {
@@ -850,7 +850,7 @@ pub fn merge_findings(
             "{}: machine.kubelet.nodeIP.validSubnets {:?} does not exclude {}",
             c.name,
             c.valid_subnets,
-            crate::cidr::CGNAT
+            crate::domain::cidr::CGNAT
         ));
     }
     if selects && c.name.ends_with("/controlplane") && !c.etcd_advertised_subnets.contains(&exclude)
@@ -859,7 +859,7 @@ pub fn merge_findings(
             "{}: cluster.etcd.advertisedSubnets {:?} does not exclude {}",
             c.name,
             c.etcd_advertised_subnets,
-            crate::cidr::CGNAT
+            crate::domain::cidr::CGNAT
         ));
     }
     findings
@@ -1054,8 +1054,8 @@ mod tests {
         }
     }
 
-    fn variant(extensions: &str) -> crate::variants::Variant {
-        crate::variants::parse(
+    fn variant(extensions: &str) -> crate::domain::variant::Variant {
+        crate::domain::variant::parse(
             "variants/v.json",
             &format!(r#"{{"name": "v", "description": "d", "arch": "arm64", "extensions": {extensions}, "repository": "v/talos", "config": {{"tailscale": {{"mode": "userspace"}}}}}}"#),
         )

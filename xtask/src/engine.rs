@@ -57,7 +57,7 @@ const BINFMT: &str = "/proc/sys/fs/binfmt_misc";
 
 /// `--emulate` runs foreign-architecture containers through binfmt_misc: qemu must be
 /// registered for `arch` (a no-op for the host's own architecture).
-pub fn check_emulation(arch: crate::profile::Arch) -> anyhow::Result<()> {
+pub fn check_emulation(arch: crate::domain::Arch) -> anyhow::Result<()> {
     let registered = |handler: &str| std::path::Path::new(BINFMT).join(handler).exists();
     match emulation_problem(arch, std::env::consts::ARCH, registered) {
         Some(problem) => bail!(problem),
@@ -67,7 +67,7 @@ pub fn check_emulation(arch: crate::profile::Arch) -> anyhow::Result<()> {
 
 /// Why `arch` images cannot run on a `host` machine, given which binfmt handlers exist.
 fn emulation_problem(
-    arch: crate::profile::Arch,
+    arch: crate::domain::Arch,
     host: &str,
     registered: impl Fn(&str) -> bool,
 ) -> Option<String> {
@@ -85,10 +85,10 @@ fn emulation_problem(
 }
 
 /// qemu's (and Rust's) name for a Talos architecture.
-fn qemu_arch(arch: crate::profile::Arch) -> &'static str {
+fn qemu_arch(arch: crate::domain::Arch) -> &'static str {
     match arch {
-        crate::profile::Arch::Arm64 => "aarch64",
-        crate::profile::Arch::Amd64 => "x86_64",
+        crate::domain::Arch::Arm64 => "aarch64",
+        crate::domain::Arch::Amd64 => "x86_64",
     }
 }
 
@@ -169,7 +169,7 @@ mod tests {
 
     #[test]
     fn emulation_needs_a_registered_handler_for_foreign_architectures_only() {
-        use crate::profile::Arch;
+        use crate::domain::Arch;
         assert_eq!(emulation_problem(Arch::Amd64, "x86_64", |_| false), None);
         assert_eq!(
             emulation_problem(Arch::Arm64, "x86_64", |h| h == "qemu-aarch64"),

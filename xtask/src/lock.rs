@@ -23,15 +23,15 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 use xshell::{cmd, Shell};
 
-use crate::diag::{self, Finding};
-use crate::lockfile::{ImageRef, Lock, SHOWN};
+use crate::domain::diag::{self, Finding};
+use crate::domain::extension::EXTENSIONS_REPOSITORY;
+use crate::domain::lock::SHOWN;
+use crate::domain::Variant;
+use crate::domain::{ImageRef, Lock, TalosVersion};
 use crate::pin;
 use crate::project::Project;
 use crate::registry::{self, RegistryArgs, Skopeo};
-use crate::variants::{self, Variant};
 
-/// Where Talos extensions are published; `image-digests` lines outside it never match.
-pub const EXTENSIONS_REPOSITORY: &str = "ghcr.io/siderolabs";
 /// The file inside the extensions image listing every extension of the release.
 pub const DIGESTS_FILE: &str = "image-digests";
 /// The file inside the overlays catalog image listing every board overlay of the release.
@@ -211,7 +211,7 @@ pub fn layer_format(layer: &Descriptor, image: &str) -> Result<LayerFormat> {
 /// The `image-digests` file: repository (`ghcr.io/siderolabs/zfs`) to full reference.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImageDigests {
-    pub entries: BTreeMap<String, String>,
+    pub entries: BTreeMap<String, ImageRef>,
 }
 
 /// Parses `image-digests`: one `registry/path/name:tag@sha256:hex` per line; blank lines and `#`
@@ -228,8 +228,8 @@ pub fn parse_image_digests(text: &str, source: &str) -> Result<ImageDigests> {
         let at = format!("line {}", i + 1);
         match ImageRef::parse(line) {
             Ok(r) if r.digest.is_some() && r.tag.is_some() => {
-                if let Some(previous) = entries.insert(r.repository.clone(), line.to_owned()) {
-                    if previous != line {
+                if let Some(previous) = entries.insert(r.repository.clone(), r.clone()) {
+                    if previous != r {
                         problems.push(format!(
                             "{at}: {} is listed twice ({previous} and {line})",
                             r.repository
@@ -252,10 +252,8 @@ pub fn parse_image_digests(text: &str, source: &str) -> Result<ImageDigests> {
 
 impl ImageDigests {
     /// The reference of extension `name`: repository exactly `ghcr.io/siderolabs/<name>`.
-    pub fn find(&self, name: &str) -> Option<&str> {
-        self.entries
-            .get(&format!("{EXTENSIONS_REPOSITORY}/{name}"))
-            .map(String::as_str)
+    pub fn find(&self, name: &str) -> Option<&ImageRef> {
+        self.entries.get(&format!("{EXTENSIONS_REPOSITORY}/{name}"))
     }
 
     /// Short names of every official extension listed, for "did you mean" hints.
@@ -269,14 +267,14 @@ impl ImageDigests {
 }
 
 /// The extensions image reference for a Talos version.
-pub fn extensions_image(talos_version: &str) -> String {
+pub fn extensions_image(talos_version: &TalosVersion) -> String {
     format!("{EXTENSIONS_REPOSITORY}/extensions:{talos_version}")
 }
 
 /// A lock for `names`, every entry taken from `digests`; fails naming every absent extension.
 pub fn lock_from_digests(
-    talos_version: &str,
-    image_with_digest: &str,
+    talos_version: &TalosVersion,
+    image_with_digest: &ImageRef,
     digests: &ImageDigests,
     names: &BTreeSet<String>,
 ) -> Result<Lock> {
@@ -285,7 +283,7 @@ pub fn lock_from_digests(
     for name in names {
         match digests.find(name) {
             Some(reference) => {
-                extensions.insert(name.clone(), reference.to_owned());
+                extensions.insert(name.clone(), reference.clone());
             }
             None => {
                 let hint = match diag::closest(name, &digests.names()) {
@@ -305,15 +303,13 @@ pub fn lock_from_digests(
         );
     }
     Ok(Lock {
-        talos_version: talos_version.to_owned(),
-        extensions_image: image_with_digest.to_owned(),
         extensions,
-        ..Lock::default()
+        ..Lock::new(talos_version.clone(), image_with_digest.clone())
     })
 }
 
 /// The overlays catalog image reference for a Talos version.
-pub fn overlays_image(talos_version: &str) -> String {
+pub fn overlays_image(talos_version: &TalosVersion) -> String {
     format!("{EXTENSIONS_REPOSITORY}/overlays:{talos_version}")
 }
 
@@ -331,7 +327,7 @@ pub fn used_overlays(variants: &[Variant]) -> BTreeSet<String> {
 pub fn add_overlays(
     lock: &mut Lock,
     catalog_image: &str,
-    catalog: &[crate::target::CatalogEntry],
+    catalog: &[crate::domain::target::CatalogEntry],
     names: &BTreeSet<String>,
 ) -> Result<()> {
     let known: Vec<&str> = catalog.iter().map(|e| e.name.as_str()).collect();
@@ -414,11 +410,9 @@ pub fn compare(current: Option<&Lock>, fresh: &Lock, fix: &str) -> Vec<Finding> 
             ),
             Some(have) if have == want => {}
             Some(have) => {
-                let problem = match ImageRef::parse(have) {
-                    Ok(r) if r.digest.is_none() => {
-                        format!("has no digest: the registry has {want}")
-                    }
-                    _ => format!("stale: the registry has {want}"),
+                let problem = match have.digest {
+                    None => format!("has no digest: the registry has {want}"),
+                    Some(_) => format!("stale: the registry has {want}"),
                 };
                 findings.push(Finding::new(SHOWN, field, problem).value(have).fix(fix));
             }
@@ -505,21 +499,19 @@ fn compare_overlays(current: &Lock, fresh: &Lock, fix: &str) -> Vec<Finding> {
 }
 
 /// `vX.Y.Z` with an optional pre-release suffix: what a Talos release tag looks like.
-pub fn check_version(version: &str) -> Result<()> {
-    let ok = version.strip_prefix('v').is_some_and(|rest| {
-        let (core, pre) = rest.split_once('-').unwrap_or((rest, ""));
-        core.split('.').count() == 3
-            && core
-                .split('.')
-                .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-            && pre
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
-    });
-    if !ok {
-        bail!("--talos-version {version:?} is not a Talos release tag\n    fix: write it as vMAJOR.MINOR.PATCH, e.g. v1.13.6");
+pub fn check_version(version: &str) -> Result<TalosVersion> {
+    TalosVersion::parse(version).map_err(|_| {
+        anyhow::anyhow!("--talos-version {version:?} is not a Talos release tag\n    fix: write it as vMAJOR.MINOR.PATCH, e.g. v1.13.6")
+    })
+}
+
+/// A dry run's stand-in for a reference only a real run learns: shown as `repository:text`.
+fn placeholder(repository: String, text: String) -> ImageRef {
+    ImageRef {
+        repository,
+        tag: Some(text),
+        digest: None,
     }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -542,7 +534,7 @@ pub struct Resolution {
 pub fn resolve(
     project: &Project,
     skopeo: &Skopeo,
-    talos_version: &str,
+    talos_version: &TalosVersion,
     names: &BTreeSet<String>,
     overlays: &BTreeSet<String>,
 ) -> Result<Resolution> {
@@ -551,19 +543,20 @@ pub fn resolve(
     let found = read_from_image(project, skopeo, &image, DIGESTS_FILE)
         .with_context(|| format!("reading the extensions image for Talos {talos_version}"))?;
     let digests = parse_image_digests(&found.text, &found.read_from)?;
-    let mut lock = lock_from_digests(talos_version, &found.pinned, &digests, names)?;
+    let pinned = ImageRef::parse(&found.pinned).map_err(anyhow::Error::msg)?;
+    let mut lock = lock_from_digests(talos_version, &pinned, &digests, names)?;
     if !overlays.is_empty() {
         let catalog_image = overlays_image(talos_version);
         let catalog = read_from_image(project, skopeo, &catalog_image, OVERLAYS_FILE)
             .with_context(|| format!("reading the overlays catalog for Talos {talos_version}"))?;
-        let entries = crate::target::parse_catalog(&catalog.text, &catalog.read_from)
+        let entries = crate::domain::target::parse_catalog(&catalog.text, &catalog.read_from)
             .map_err(anyhow::Error::msg)?;
         add_overlays(&mut lock, &catalog.pinned, &entries, overlays)?;
     }
     lock.imager = pin_image(skopeo, &imager_image(talos_version), "the imager");
     lock.base_installer = pin_image(
         skopeo,
-        &crate::profile::base_installer_image(talos_version),
+        &crate::domain::profile::base_installer_image(talos_version),
         "the base installer",
     );
     Ok(Resolution {
@@ -590,7 +583,7 @@ fn pin_image(skopeo: &Skopeo, image: &str, what: &str) -> Option<String> {
 }
 
 /// The imager the Talos release publishes.
-pub fn imager_image(talos_version: &str) -> String {
+pub fn imager_image(talos_version: &impl std::fmt::Display) -> String {
     format!("ghcr.io/siderolabs/imager:{talos_version}")
 }
 
@@ -628,7 +621,7 @@ fn read_from_image(project: &Project, skopeo: &Skopeo, image: &str, file: &str) 
         };
     let mut tried = Vec::new();
     for (digest, platform) in candidates.iter().zip(&platforms) {
-        if !crate::lockfile::is_sha256_digest(digest) {
+        if !crate::domain::image::is_sha256_digest(digest) {
             bail!("{pinned}: index entry digest `{digest}` is not sha256:<64 hex digits>");
         }
         let reference = format!("{repository}@{digest}");
@@ -695,7 +688,7 @@ fn find_file(dir: &Utf8Path, reference: &str, file: &str) -> Result<Option<Strin
         let hex = layer
             .digest
             .strip_prefix("sha256:")
-            .filter(|_| crate::lockfile::is_sha256_digest(&layer.digest))
+            .filter(|_| crate::domain::image::is_sha256_digest(&layer.digest))
             .with_context(|| {
                 format!("{reference}: layer digest `{}` is not sha256", layer.digest)
             })?;
@@ -751,18 +744,18 @@ fn read_head(path: &Utf8Path) -> Result<Vec<u8>> {
 /// The lock file if there is one.
 pub fn load_optional(project: &Project) -> Result<Option<Lock>> {
     if project.lock_path().exists() {
-        Lock::load(project).map(Some)
+        project.load_lock().map(Some)
     } else {
         Ok(None)
     }
 }
 
 /// The Talos version to lock for when none is given: the pinned upstream's, else the lock's.
-fn default_version(project: &Project, lock: Option<&Lock>) -> Result<String> {
-    Ok(pin::talos_version_or(project, lock.map(|l| l.talos_version.as_str()))?.version)
+fn default_version(project: &Project, lock: Option<&Lock>) -> Result<TalosVersion> {
+    Ok(pin::talos_version_or(project, lock.map(|l| &l.talos_version))?.version)
 }
 
-fn fix_command(talos_version: &str, skopeo: &Skopeo) -> String {
+fn fix_command(talos_version: &TalosVersion, skopeo: &Skopeo) -> String {
     format!(
         "run `cargo xtask lock --talos-version {talos_version}{}` and commit {SHOWN}",
         skopeo.mirror_flags()
@@ -770,7 +763,7 @@ fn fix_command(talos_version: &str, skopeo: &Skopeo) -> String {
 }
 
 pub fn run(project: &Project, args: Args) -> Result<()> {
-    let variants = variants::load_all(project)?;
+    let variants = project.load_variants()?;
     let names = used_extensions(&variants);
     let current = match load_optional(project) {
         Ok(current) => current,
@@ -782,10 +775,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         Err(err) => return Err(err),
     };
     let talos_version = match &args.talos_version {
-        Some(v) => {
-            check_version(v)?;
-            v.clone()
-        }
+        Some(v) => check_version(v)?,
         None => default_version(project, current.as_ref())?,
     };
     let skopeo = Skopeo::new(&args.registry)?;
@@ -878,7 +868,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
 fn print_resolve_commands(
     project: &Project,
     skopeo: &Skopeo,
-    talos_version: &str,
+    talos_version: &TalosVersion,
     overlays: bool,
 ) -> Result<()> {
     println!(
@@ -935,7 +925,7 @@ fn render(resolution: &Resolution, previous: Option<&Lock>, changed: bool) -> St
         let state = match previous.and_then(|p| p.extensions.get(name)) {
             None => "added",
             Some(old) if old == reference => "unchanged",
-            Some(old) if !old.contains('@') => "pinned",
+            Some(old) if old.digest.is_none() => "pinned",
             Some(_) => "updated",
         };
         writeln!(out, "  {name:<10} {reference}  ({state})").unwrap();
@@ -999,7 +989,7 @@ pub fn ensure(
     eprintln!(
         "{SHOWN}: {} problem{} for Talos {talos_version}; resolving from the registry:",
         problems.len(),
-        crate::diag::plural(problems.len())
+        crate::domain::diag::plural(problems.len())
     );
     for p in &problems {
         // the fix is what this is about to do
@@ -1025,7 +1015,7 @@ pub fn ensure(
                 lock.talos_version == talos_version
                     && variants.iter().all(|v| {
                         lock.resolve(v).missing.is_empty()
-                            && lock.overlay(v) != crate::lockfile::OverlayEntry::Missing
+                            && lock.overlay(v) != crate::domain::lock::OverlayEntry::Missing
                     })
             });
             if only_unpinned {
@@ -1043,7 +1033,7 @@ pub fn ensure(
     let mut lock = resolution.lock;
     if let Some(current) = current.filter(|c| c.talos_version == talos_version) {
         for (name, reference) in &current.extensions {
-            let pinned = ImageRef::parse(reference).is_ok_and(|r| r.digest.is_some());
+            let pinned = reference.digest.is_some();
             match lock.extensions.get(name) {
                 Some(fresh) if pinned && fresh != reference => {
                     eprintln!("warning: {SHOWN}: extensions.{name} = {reference} but the registry has {fresh}; keeping the locked one ({fix})");
@@ -1087,7 +1077,7 @@ fn lock_problems(
     variants: &[Variant],
     locked: bool,
     skopeo: &Skopeo,
-) -> Result<(Option<Lock>, String, Vec<Finding>)> {
+) -> Result<(Option<Lock>, TalosVersion, Vec<Finding>)> {
     let current = load_optional(project)?;
     let talos_version = default_version(project, current.as_ref())?;
     let fix = fix_command(&talos_version, skopeo);
@@ -1121,7 +1111,7 @@ pub fn ensure_dry_run(
     eprintln!(
         "warning: {} lock problem{} would be resolved first from the registry, as `cargo xtask lock` does (a --locked build refuses them):",
         problems.len(),
-        crate::diag::plural(problems.len())
+        crate::domain::diag::plural(problems.len())
     );
     for p in &problems {
         eprintln!("  {}", p.to_string().replace('\n', "\n  "));
@@ -1134,18 +1124,21 @@ pub fn ensure_dry_run(
     )?;
     let mut lock = current
         .filter(|c| c.talos_version == talos_version)
-        .unwrap_or_else(|| Lock {
-            talos_version: talos_version.clone(),
-            extensions_image: format!(
-                "{}@<digest from the registry>",
-                extensions_image(&talos_version)
-            ),
-            extensions: BTreeMap::new(),
-            ..Lock::default()
+        .unwrap_or_else(|| {
+            Lock::new(
+                talos_version.clone(),
+                placeholder(
+                    format!("{EXTENSIONS_REPOSITORY}/extensions"),
+                    format!("{talos_version}@<digest from the registry>"),
+                ),
+            )
         });
     for name in used_extensions(variants) {
         lock.extensions.entry(name.clone()).or_insert_with(|| {
-            format!("{EXTENSIONS_REPOSITORY}/{name}:<tag and digest from {DIGESTS_FILE}>")
+            placeholder(
+                format!("{EXTENSIONS_REPOSITORY}/{name}"),
+                format!("<tag and digest from {DIGESTS_FILE}>"),
+            )
         });
     }
     for name in used_overlays(variants) {
@@ -1184,12 +1177,12 @@ mod tests {
     fn names_match_the_exact_repository_only() {
         let d = digests();
         assert_eq!(
-            d.find("zfs"),
-            Some(format!("ghcr.io/siderolabs/zfs:2.4.3-v1.13.6@{D2}").as_str())
+            d.find("zfs").map(ToString::to_string),
+            Some(format!("ghcr.io/siderolabs/zfs:2.4.3-v1.13.6@{D2}"))
         );
         assert_eq!(
-            d.find("zfs-utils"),
-            Some(format!("ghcr.io/siderolabs/zfs-utils:1.0@{D1}").as_str())
+            d.find("zfs-utils").map(ToString::to_string),
+            Some(format!("ghcr.io/siderolabs/zfs-utils:1.0@{D1}"))
         );
         assert_eq!(d.find("utils"), None);
         assert_eq!(d.find("fs"), None);
@@ -1201,11 +1194,14 @@ mod tests {
         let names: BTreeSet<String> = ["drbd", "zfs", "tailscale", "zfs-util"]
             .map(String::from)
             .into();
-        let err = lock_from_digests("v1.13.6", "img@x", &digests(), &names)
+        let image = format!("ghcr.io/siderolabs/extensions@{D1}").into();
+        let err = lock_from_digests(&"v1.13.6".into(), &image, &digests(), &names)
             .unwrap_err()
             .to_string();
         assert!(
-            err.starts_with("Talos v1.13.6 has no such extension in img@x"),
+            err.starts_with(&format!(
+                "Talos v1.13.6 has no such extension in ghcr.io/siderolabs/extensions@{D1}"
+            )),
             "{err}"
         );
         assert!(
@@ -1310,10 +1306,10 @@ mod tests {
     fn lock(extensions: &[(&str, &str)]) -> Lock {
         Lock {
             talos_version: "v1.13.6".into(),
-            extensions_image: format!("ghcr.io/siderolabs/extensions:v1.13.6@{D1}"),
+            extensions_image: format!("ghcr.io/siderolabs/extensions:v1.13.6@{D1}").into(),
             extensions: extensions
                 .iter()
-                .map(|(n, r)| (n.to_string(), r.to_string()))
+                .map(|(n, r)| (n.to_string(), (*r).into()))
                 .collect(),
             ..Lock::default()
         }
@@ -1366,10 +1362,10 @@ mod tests {
         }
     }
 
-    fn catalog() -> Vec<crate::target::CatalogEntry> {
+    fn catalog() -> Vec<crate::domain::target::CatalogEntry> {
         ["rpi_generic", "rpi_5", "rock5b"]
             .iter()
-            .map(|n| crate::target::CatalogEntry {
+            .map(|n| crate::domain::target::CatalogEntry {
                 name: n.to_string(),
                 image: format!("ghcr.io/siderolabs/sbc-{n}:v0.2.0"),
                 digest: D2.into(),
@@ -1464,7 +1460,7 @@ mod tests {
         )
         .unwrap();
         let v = |overlay: &str| {
-            crate::variants::parse(
+            crate::domain::variant::parse(
                 "variants/pi.json",
                 &format!(r#"{{"name":"pi","description":"d","arch":"arm64","extensions":["drbd"],"repository":"pi/talos","overlay":"{overlay}"}}"#),
             )
@@ -1472,11 +1468,11 @@ mod tests {
         };
         assert_eq!(
             l.overlay(&v("rpi_5")),
-            crate::lockfile::OverlayEntry::Locked(&l.overlays["rpi_5"])
+            crate::domain::lock::OverlayEntry::Locked(&l.overlays["rpi_5"])
         );
         assert_eq!(
             l.overlay(&v("rpi_generic")),
-            crate::lockfile::OverlayEntry::Missing
+            crate::domain::lock::OverlayEntry::Missing
         );
         let f = l
             .unknown_overlay("variants/pi.json", &v("rpi5"))
@@ -1485,7 +1481,7 @@ mod tests {
         assert!(f.starts_with("variants/pi.json: field `overlay` = \"rpi5\": unknown to the overlays catalog of Talos v1.13.6"), "{f}");
         assert!(f.contains("did you mean \"rpi_5\"?"), "{f}");
         let problems: Vec<_> = l
-            .locked_problems(&[v("rpi_generic")], "v1.13.6")
+            .locked_problems(&[v("rpi_generic")], &"v1.13.6".into())
             .into_iter()
             .filter(|p| p.field.starts_with("overlays"))
             .collect();

@@ -3,24 +3,21 @@
 //! This file only parses the command line and dispatches; each subcommand lives in its own
 //! module with its own `Args` and `run`. See docs/architecture.md for the map.
 
-mod cidr;
-mod diag;
+mod domain;
+
+mod cache;
 mod engine;
 mod fsutil;
+mod git;
+mod github;
 mod interrupt;
-mod lockfile;
-mod matchbox;
 mod pin;
 mod prefetch;
-mod profile;
 mod progress;
 mod project;
 mod publish;
 mod registry;
 mod series;
-mod target;
-mod variants;
-mod yaml;
 
 mod build;
 mod changed;
@@ -109,8 +106,8 @@ fn try_main() -> anyhow::Result<()> {
         Command::Lock(args) => lock::run(&project, args),
         Command::Build(args) => build::run(&project, args),
         Command::Ci(args) => ci::run(&project, args),
-        Command::Config(args) => config::run(&project, args),
-        Command::Schematic(args) => schematic::run(&project, args),
+        Command::Config(args) => config::run(&project, args, conformance::judge_role),
+        Command::Schematic(args) => schematic::run(&project, args, conformance::judge_schematics),
         Command::Conformance(args) => conformance::run(&project, args),
         Command::Changed(args) => changed::run(&project, args),
         Command::Smoke(args) => smoke::run(&project, args),

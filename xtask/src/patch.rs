@@ -11,11 +11,12 @@ use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use xshell::{cmd, Cmd, Shell};
+use xshell::{Cmd, Shell};
 
-use crate::diag;
+use crate::domain::diag;
+use crate::domain::VariantPlan;
 use crate::pin::{self, Pin};
-use crate::plan::{self, VariantPlan};
+use crate::plan;
 use crate::project::Project;
 use crate::series::{self, PatchInfo, SERIES};
 use crate::upstream::{self, SourceArg, Upstream};
@@ -265,17 +266,13 @@ fn apply_for_variant(
 /// Runs git in a patched tree with no user or system configuration, so that hooks, signing,
 /// diff and format settings cannot change what is applied or written.
 fn git<'a>(sh: &'a Shell, dir: &Utf8Path) -> Cmd<'a> {
-    cmd!(sh, "git -C {dir}")
-        .quiet()
+    crate::git::git(sh, dir)
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("GIT_COMMITTER_NAME", COMMITTER.0)
         .env("GIT_COMMITTER_EMAIL", COMMITTER.1)
         .env("GIT_COMMITTER_DATE", EPOCH)
         .env("GIT_AUTHOR_DATE", EPOCH)
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_INDEX_FILE")
-        .env_remove("GIT_WORK_TREE")
 }
 
 /// The series, read and checked: every problem in `patches/series` at once.
@@ -441,7 +438,7 @@ fn apply_in(
         bail!(
             "applying the series left {} path{} that no patch names in {out}:\n  {}\n    fix: remove them from the patches (`git -C {out} show --stat`), then refresh",
             stray.len(),
-            crate::diag::plural(stray.len()),
+            crate::domain::diag::plural(stray.len()),
             stray.join("\n  ")
         );
     }
@@ -451,7 +448,7 @@ fn apply_in(
             repository: upstream.repository.clone(),
             tag: upstream.tag.clone(),
             commit: upstream.commit.clone(),
-            talos_version: upstream.talos_version.clone(),
+            talos_version: upstream.talos_version.to_string(),
             talos_package_dir: upstream.talos_package_dir.clone(),
         },
         tree: out.to_owned(),
@@ -514,15 +511,19 @@ fn prepare_out(
         std::fs::create_dir_all(parent).with_context(|| format!("creating {parent}"))?;
     }
     let pristine = &upstream.tree;
-    cmd!(
-        sh,
-        "git -c init.defaultBranch=patched clone --quiet --no-checkout {pristine} {out}"
-    )
-    .quiet()
-    .env("GIT_CONFIG_NOSYSTEM", "1")
-    .env("GIT_CONFIG_GLOBAL", "/dev/null")
-    .run()
-    .with_context(|| format!("copying the upstream tree {pristine} to {out}"))?;
+    crate::git::git_anywhere(sh)
+        .args([
+            "-c",
+            "init.defaultBranch=patched",
+            "clone",
+            "--quiet",
+            "--no-checkout",
+        ])
+        .args([pristine.as_str(), out.as_str()])
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .run()
+        .with_context(|| format!("copying the upstream tree {pristine} to {out}"))?;
     // Marked at once, so that a tree left by a failed run is replaced by the next one.
     std::fs::write(out.join(".git").join(MARKER), "{}\n")?;
     if let Some(paths) = only {

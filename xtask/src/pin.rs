@@ -5,6 +5,9 @@ use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::lock;
+use crate::domain::talos::Talos;
+use crate::domain::{Lock, TalosVersion};
 use crate::project::Project;
 
 pub const SHOWN: &str = "patches/upstream.json";
@@ -86,7 +89,7 @@ pub fn make_dirs(makefile: &str) -> Vec<String> {
 }
 
 /// Reads `version:` from upstream's committed installer profile.
-pub fn read_talos_version(tree: &Utf8Path) -> Result<String> {
+pub fn read_talos_version(tree: &Utf8Path) -> Result<TalosVersion> {
     let dir = find_talos_package_dir(tree).with_context(|| {
         format!(
             "{tree} has no Talos installer profile (images/talos/profiles/installer.yaml) in a directory its Makefile enters, nor under {}",
@@ -98,34 +101,27 @@ pub fn read_talos_version(tree: &Utf8Path) -> Result<String> {
     parse_talos_version(&text).with_context(|| format!("{path}: no `version: vX.Y.Z` line"))
 }
 
-pub fn parse_talos_version(profile: &str) -> Option<String> {
+pub fn parse_talos_version(profile: &str) -> Option<TalosVersion> {
     profile.lines().find_map(|line| {
         let value = line.strip_prefix("version:")?.trim().trim_matches('"');
-        (value.starts_with('v') && value[1..].split('.').count() == 3).then(|| value.to_owned())
+        TalosVersion::parse(value).ok()
     })
-}
-
-/// The Talos version and where it was read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TalosVersion {
-    pub version: String,
-    pub source: String,
 }
 
 /// The Talos version from the pinned upstream tree when it is cached, else from the lock (which
 /// `cargo xtask lock --check` keeps equal to the tree's).
-pub fn talos_version(project: &Project, lock: &crate::lockfile::Lock) -> Result<TalosVersion> {
+pub fn talos_version(project: &Project, lock: &Lock) -> Result<Talos> {
     talos_version_or(project, Some(&lock.talos_version))
 }
 
 /// [`talos_version`] for callers that may have no lock yet: `lock_version` is the fallback when
 /// the pinned tree is not fetched, and without either the error says how to get one.
-pub fn talos_version_or(project: &Project, lock_version: Option<&str>) -> Result<TalosVersion> {
+pub fn talos_version_or(project: &Project, lock_version: Option<&TalosVersion>) -> Result<Talos> {
     let pin = Pin::load(project)?;
     let cache = pin.cache_dir(project);
     if cache.is_dir() {
         let version = read_talos_version(&cache)?;
-        return Ok(TalosVersion {
+        return Ok(Talos {
             version,
             source: format!("CozyStack {} (pinned tree)", pin.tag),
         });
@@ -133,15 +129,15 @@ pub fn talos_version_or(project: &Project, lock_version: Option<&str>) -> Result
     let Some(version) = lock_version else {
         bail!(
             "no Talos version known: there is no {} and the pinned CozyStack {} is not fetched\n    fix: run `cargo xtask upstream` first, or `cargo xtask lock --talos-version vX.Y.Z`",
-            crate::lockfile::SHOWN,
+            lock::SHOWN,
             pin.tag
         );
     };
-    Ok(TalosVersion {
-        version: version.to_owned(),
+    Ok(Talos {
+        version: version.clone(),
         source: format!(
             "{}, as the pinned CozyStack {} is not fetched (`cargo xtask upstream`)",
-            crate::lockfile::SHOWN,
+            lock::SHOWN,
             pin.tag
         ),
     })
@@ -163,9 +159,10 @@ mod tests {
     #[test]
     fn version_is_read_from_the_profile_line() {
         let text = "# generated\narch: amd64\nversion: v1.13.6\ninput:\n  kernel: {}\n";
-        assert_eq!(parse_talos_version(text).as_deref(), Some("v1.13.6"));
+        let version = |text: &str| parse_talos_version(text).map(|v| v.to_string());
+        assert_eq!(version(text).as_deref(), Some("v1.13.6"));
         assert_eq!(
-            parse_talos_version("version: \"v1.12.0\"\n").as_deref(),
+            version("version: \"v1.12.0\"\n").as_deref(),
             Some("v1.12.0")
         );
         assert_eq!(

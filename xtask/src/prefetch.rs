@@ -20,7 +20,7 @@ use std::sync::Mutex;
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::profile::{ContainerAsset, Kind, Profile};
+use crate::domain::profile::{ContainerAsset, Kind, Profile};
 use crate::registry::Skopeo;
 
 /// Where the layouts appear inside the imager's container.
@@ -182,7 +182,7 @@ pub fn with_oci_paths(mut profile: Profile, imager_arch: &str) -> (Profile, Vec<
 }
 
 /// The architecture the imager itself runs as: the host's, or the target's under `--emulate`.
-pub fn imager_arch(target: crate::profile::Arch, emulate: bool) -> &'static str {
+pub fn imager_arch(target: crate::domain::Arch, emulate: bool) -> &'static str {
     if emulate {
         return target.as_str();
     }

@@ -4,7 +4,8 @@
 use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::plan::{self, Plan};
+use crate::domain::Plan;
+use crate::plan;
 use crate::project::Project;
 
 #[derive(Debug, clap::Args)]
@@ -69,7 +70,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
             anyhow::bail!(
                 "{} profile file{} in {dir} differ from what the variants and lock generate:\n  {}\n    fix: cargo xtask profiles --out {dir}",
                 stale.len(),
-                crate::diag::plural(stale.len()),
+                crate::domain::diag::plural(stale.len()),
                 stale.iter().map(|p| p.as_str()).collect::<Vec<_>>().join("\n  ")
             );
         }
@@ -112,7 +113,7 @@ mod tests {
     #[test]
     fn target_profiles_match_golden_files() {
         const D: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
-        let lock = crate::lockfile::Lock::parse(&format!(
+        let lock = crate::domain::Lock::parse(&format!(
             r#"{{"talos_version": "v1.13.6", "extensions_image": "ghcr.io/siderolabs/extensions:v1.13.6@{D}",
                 "extensions": {{"drbd": "ghcr.io/siderolabs/drbd:9.3.2-v1.13.6@{D}"}},
                 "overlays_image": "ghcr.io/siderolabs/overlays:v1.13.6@{D}",
@@ -121,7 +122,7 @@ mod tests {
         ))
         .unwrap();
         let variant = |name: &str, arch: &str, extra: &str| {
-            crate::variants::parse(
+            crate::domain::variant::parse(
                 &format!("variants/{name}.json"),
                 &format!(r#"{{"name": "{name}", "description": "d", "arch": {arch}, "extensions": ["drbd"], "repository": "{name}/talos"{extra}}}"#),
             )
@@ -140,11 +141,11 @@ mod tests {
                 r#", "outputs": ["installer", "metal"]"#,
             ),
         ];
-        let talos = crate::pin::TalosVersion {
+        let talos = crate::domain::talos::Talos {
             version: "v1.13.6".into(),
             source: "test".into(),
         };
-        let plan = plan::make(variants, &lock, talos, None).unwrap();
+        let plan = crate::domain::plan::make(variants, &lock, talos, None).unwrap();
         let golden = Utf8PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/targets");
         let files = render(&plan);
         if std::env::var_os("UPDATE_GOLDEN").is_some() {

@@ -3,24 +3,35 @@
 use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
+use crate::domain::diag::{self, Finding};
+use crate::domain::lock::{self, Lock};
+use crate::domain::variant::{self, Variant};
+
 /// The repository a subcommand works on.
 ///
-/// Defaults to the checkout xtask was built from; `XTASK_ROOT` points it elsewhere (tests use
-/// it to run the real binary against a temporary copy of the repository).
+/// Found when xtask runs, never baked in when it is compiled: two worktrees (or clones) that
+/// share one `CARGO_TARGET_DIR` share one binary, and each must still act on its own files.
 #[derive(Debug, Clone)]
 pub struct Project {
     pub root: Utf8PathBuf,
 }
 
 impl Project {
+    /// `XTASK_ROOT` (tests point it at a temporary copy of the repository), else the
+    /// `CARGO_MANIFEST_DIR` that `cargo run` (the `cargo xtask` alias) sets for the process, else
+    /// the checkout enclosing the current directory (the binary run directly).
     pub fn discover() -> Result<Project> {
-        let root = match std::env::var("XTASK_ROOT") {
-            Ok(dir) if !dir.is_empty() => Utf8PathBuf::from(dir),
-            _ => Utf8Path::new(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .context("xtask lives one directory below the repository root")?
-                .to_owned(),
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let cwd = || {
+            std::env::current_dir()
+                .ok()
+                .and_then(|d| Utf8PathBuf::try_from(d).ok())
         };
+        let root = find_root(
+            var("XTASK_ROOT").as_deref(),
+            var("CARGO_MANIFEST_DIR").as_deref(),
+            cwd().as_deref(),
+        )?;
         let root = root
             .canonicalize_utf8()
             .with_context(|| format!("repository root {root} does not exist (check XTASK_ROOT)"))?;
@@ -32,7 +43,7 @@ impl Project {
     }
 
     pub fn lock_path(&self) -> Utf8PathBuf {
-        self.variants_dir().join(crate::lockfile::FILE_NAME)
+        self.variants_dir().join(lock::FILE_NAME)
     }
 
     pub fn patches_dir(&self) -> Utf8PathBuf {
@@ -55,5 +66,124 @@ impl Project {
     /// A path shown relative to the root, as users see it in the repository.
     pub fn display<'a>(&self, path: &'a Utf8Path) -> &'a Utf8Path {
         path.strip_prefix(&self.root).unwrap_or(path)
+    }
+
+    /// Reads and validates every `variants/*.json`, sorted by name.
+    pub fn load_variants(&self) -> Result<Vec<Variant>> {
+        let project = self;
+        let dir = project.variants_dir();
+        let mut files: Vec<_> = dir
+            .read_dir_utf8()
+            .with_context(|| format!("reading {dir}"))?
+            .map(|entry| entry.map(|e| e.into_path()))
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("reading {dir}"))?;
+        files.retain(|p| p.extension() == Some("json"));
+        files.sort();
+
+        let mut findings = Vec::new();
+        let mut parsed = Vec::new();
+        for path in &files {
+            let shown = project.display(path).to_string();
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+            match variant::parse(&shown, &text) {
+                Ok(variant) => parsed.push((shown, variant)),
+                Err(mut found) => findings.append(&mut found),
+            }
+        }
+        findings.extend(variant::check_set(&parsed));
+        if files.is_empty() {
+            findings.push(
+                Finding::new(project.display(&dir).as_str(), "", "no variant files").fix(
+                    "add one JSON file per role, e.g. variants/compute.json (see docs/variants.md)",
+                ),
+            );
+        }
+        diag::into_result("invalid variants", findings)?;
+        Ok(parsed.into_iter().map(|(_, v)| v).collect())
+    }
+
+    /// The selected variants (all of them when `names` is empty), read and validated.
+    pub fn select_variants(&self, names: &[String]) -> Result<Vec<Variant>> {
+        variant::select(self.load_variants()?, names)
+    }
+
+    /// Reads and validates `variants/extensions.lock`.
+    pub fn load_lock(&self) -> Result<Lock> {
+        let text = std::fs::read_to_string(self.lock_path()).with_context(|| {
+            format!("reading {}: create it with `cargo xtask lock`", lock::SHOWN)
+        })?;
+        Lock::parse(&text)
+    }
+}
+
+/// Where the repository is, from (in this order) `XTASK_ROOT`, the xtask package directory
+/// cargo names, or the nearest directory above `cwd` that holds `xtask/Cargo.toml`.
+fn find_root(
+    xtask_root: Option<&str>,
+    manifest_dir: Option<&str>,
+    cwd: Option<&Utf8Path>,
+) -> Result<Utf8PathBuf> {
+    if let Some(root) = xtask_root {
+        return Ok(root.into());
+    }
+    // cargo sets it to the package being run; only xtask's own is the repository's child
+    if let Some(dir) = manifest_dir.map(Utf8Path::new) {
+        if dir.join("src/main.rs").is_file() && dir.file_name() == Some("xtask") {
+            if let Some(parent) = dir.parent() {
+                return Ok(parent.to_owned());
+            }
+        }
+    }
+    cwd.and_then(|cwd| {
+        cwd.ancestors()
+            .find(|d| d.join("xtask/Cargo.toml").is_file() && d.join("variants").is_dir())
+    })
+    .map(Utf8Path::to_owned)
+    .context("no repository found: run xtask as `cargo xtask` inside a checkout, or set XTASK_ROOT to one")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_root_is_found_at_run_time_in_order() {
+        let tmp = std::env::temp_dir().join(format!("xtask-root-{}", std::process::id()));
+        let tmp = Utf8PathBuf::try_from(tmp).unwrap();
+        for dir in [
+            "a/xtask/src",
+            "a/variants",
+            "b/xtask/src",
+            "b/variants",
+            "b/docs/deep",
+        ] {
+            std::fs::create_dir_all(tmp.join(dir)).unwrap();
+        }
+        for repo in ["a", "b"] {
+            std::fs::write(tmp.join(repo).join("xtask/Cargo.toml"), "").unwrap();
+            std::fs::write(tmp.join(repo).join("xtask/src/main.rs"), "").unwrap();
+        }
+        let (a, b) = (tmp.join("a"), tmp.join("b"));
+        let a_pkg = a.join("xtask");
+        let deep = b.join("docs/deep");
+        assert_eq!(
+            find_root(Some("/x"), Some(a_pkg.as_str()), Some(&deep)).unwrap(),
+            "/x"
+        );
+        assert_eq!(
+            find_root(None, Some(a_pkg.as_str()), Some(&deep)).unwrap(),
+            a
+        );
+        assert_eq!(find_root(None, None, Some(&deep)).unwrap(), b);
+        // another package's manifest dir (a dependency's build) is not the repository
+        let other = tmp.join("b/docs");
+        assert_eq!(
+            find_root(None, Some(other.as_str()), Some(&deep)).unwrap(),
+            b
+        );
+        let err = find_root(None, None, Some(Utf8Path::new("/"))).unwrap_err();
+        assert!(format!("{err:#}").contains("set XTASK_ROOT"), "{err:#}");
+        std::fs::remove_dir_all(&tmp).unwrap();
     }
 }

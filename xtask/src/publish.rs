@@ -12,30 +12,12 @@
 
 use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
-use serde::{Deserialize, Serialize};
-use xshell::{cmd, Shell};
+use xshell::Shell;
 
-use crate::profile::Arch;
+use crate::domain::record::Published;
+use crate::domain::{Arch, TalosVersion};
 use crate::project::Project;
 use crate::registry::{Location, Skopeo};
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Published {
-    pub kind: String,
-    /// Repository, without tag.
-    pub image: String,
-    pub digest: String,
-    pub tags: Vec<String>,
-    /// The architectures of an image index (one entry per arch); empty for a single image.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub arches: Vec<String>,
-}
-
-impl Published {
-    pub fn is_index(&self) -> bool {
-        !self.arches.is_empty()
-    }
-}
 
 pub struct Publisher<'a> {
     skopeo: &'a Skopeo,
@@ -196,7 +178,7 @@ impl Outcome {
         let mut line = format!(
             "moved {} release tag{}",
             self.moved.len(),
-            crate::diag::plural(self.moved.len())
+            crate::domain::diag::plural(self.moved.len())
         );
         if !self.already.is_empty() {
             line.push_str(&format!(", {} already there", self.already.len()));
@@ -375,7 +357,7 @@ fn layout_digest(layout: &Utf8Path) -> Result<String> {
         .as_str()
         .with_context(|| format!("{path} lists no manifest"))?;
     anyhow::ensure!(
-        crate::lockfile::is_sha256_digest(digest),
+        crate::domain::image::is_sha256_digest(digest),
         "{path}: unexpected digest {digest}"
     );
     Ok(digest.to_owned())
@@ -489,16 +471,13 @@ pub fn current(skopeo: &Skopeo, image: &str, tag: &str) -> Current {
 /// The commit this checkout is: `HEAD` of a clean work tree, else why not.
 pub fn source_revision(project: &Project) -> Result<String> {
     let sh = Shell::new()?;
-    sh.change_dir(&project.root);
-    let spec = "HEAD^{commit}";
-    let head = cmd!(sh, "git rev-parse --verify {spec}")
-        .quiet()
-        .ignore_stderr()
+    let git = || crate::git::git(&sh, &project.root).ignore_stderr();
+    let head = git()
+        .args(["rev-parse", "--verify", "HEAD^{commit}"])
         .read()
         .context("this checkout's commit cannot be read (`git rev-parse HEAD` failed): release tags need a git checkout")?;
-    let dirty = cmd!(sh, "git status --porcelain --untracked-files=no")
-        .quiet()
-        .ignore_stderr()
+    let dirty = git()
+        .args(["status", "--porcelain", "--untracked-files=no"])
         .read()
         .context("`git status` failed")?;
     anyhow::ensure!(
@@ -510,14 +489,13 @@ pub fn source_revision(project: &Project) -> Result<String> {
 
 /// How commit `recorded` relates to `this`, in the repository at `root`.
 pub fn ancestry(root: &Utf8Path, recorded: &str, this: &str) -> Ancestry {
+    let Ok(sh) = Shell::new() else {
+        return Ancestry::Unknown("cannot start a shell".into());
+    };
     let is_ancestor = |a: &str, b: &str| {
-        std::process::Command::new("git")
-            .arg("-C")
-            .arg(root)
+        crate::git::git(&sh, root)
             .args(["merge-base", "--is-ancestor", a, b])
-            .env_remove("GIT_DIR")
-            .env_remove("GIT_WORK_TREE")
-            .stderr(std::process::Stdio::piped())
+            .ignore_status()
             .output()
     };
     match is_ancestor(recorded, this) {
@@ -535,17 +513,15 @@ pub fn ancestry(root: &Utf8Path, recorded: &str, this: &str) -> Ancestry {
 }
 
 /// Tags for a build: the Talos version, and a build-unique `<talos>-<yyyymmdd>-<commit>`.
-pub fn build_tags(project: &Project, talos_version: &str) -> Result<Vec<String>> {
+pub fn build_tags(project: &Project, talos_version: &TalosVersion) -> Result<Vec<String>> {
     let sh = Shell::new()?;
-    sh.change_dir(&project.root);
-    let commit = cmd!(sh, "git rev-parse --short=12 HEAD")
-        .quiet()
-        .ignore_stderr()
+    let git = || crate::git::git(&sh, &project.root).ignore_stderr();
+    let commit = git()
+        .args(["rev-parse", "--short=12", "HEAD"])
         .read()
         .unwrap_or_else(|_| "nogit".into());
-    let dirty = cmd!(sh, "git status --porcelain --untracked-files=no")
-        .quiet()
-        .ignore_stderr()
+    let dirty = git()
+        .args(["status", "--porcelain", "--untracked-files=no"])
         .read()
         .map(|s| !s.trim().is_empty())
         .unwrap_or(false);
@@ -556,7 +532,7 @@ pub fn build_tags(project: &Project, talos_version: &str) -> Result<Vec<String>>
     let (y, m, d) = civil_date(secs / 86_400);
     let suffix = if dirty { "-dirty" } else { "" };
     Ok(vec![
-        talos_version.to_owned(),
+        talos_version.to_string(),
         format!("{talos_version}-{y:04}{m:02}{d:02}-{commit}{suffix}"),
     ])
 }

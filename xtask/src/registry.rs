@@ -24,6 +24,8 @@ use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use xshell::{cmd, Shell};
 
+use crate::domain::Digest;
+
 /// Registry options shared by every subcommand that talks to a registry.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct RegistryArgs {
@@ -600,7 +602,7 @@ fn is_loopback(host: &str) -> bool {
 }
 
 pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", crate::fsutil::sha256_hex(bytes))
+    Digest::of_hex(&crate::fsutil::sha256_hex(bytes)).to_string()
 }
 
 /// A containers auth.json holding one credential, readable by us only, removed on drop.
@@ -639,22 +641,8 @@ impl Drop for TempAuthFile {
 }
 
 fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &b)| n | (b as u32) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 #[cfg(test)]

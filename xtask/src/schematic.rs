@@ -12,10 +12,9 @@ use std::fmt::Write as _;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::lockfile::Lock;
+use crate::domain::Variant;
 use crate::pin;
 use crate::project::Project;
-use crate::variants::{self, Variant};
 
 pub const DEFAULT_FACTORY: &str = "https://factory.talos.dev";
 
@@ -176,7 +175,7 @@ impl Schematic {
 /// `ghcr.io/siderolabs/sbc-raspberrypi:v0.2.0@sha256:...` as a schematic names it:
 /// `siderolabs/sbc-raspberrypi`.
 pub fn factory_image(reference: &str) -> String {
-    let repository = match crate::lockfile::ImageRef::parse(reference) {
+    let repository = match crate::domain::ImageRef::parse(reference) {
         Ok(r) => r.repository,
         Err(_) => reference.to_owned(),
     };
@@ -364,11 +363,11 @@ pub fn asset_files(arch: &str) -> Vec<String> {
 
 /// The asset files the factory serves for a cloud platform's role: its disk image as we build it
 /// (`aws-arm64.raw.xz`, `oracle-arm64.qcow2.xz`, ...), the kernel and the initramfs.
-pub fn platform_asset_files(platform: crate::target::Platform, arch: &str) -> Vec<String> {
+pub fn platform_asset_files(platform: crate::domain::target::Platform, arch: &str) -> Vec<String> {
     let a = if arch == "amd64" {
-        crate::profile::Arch::Amd64
+        crate::domain::Arch::Amd64
     } else {
-        crate::profile::Arch::Arm64
+        crate::domain::Arch::Arm64
     };
     vec![
         platform.disk_artifact(a),
@@ -397,7 +396,7 @@ pub fn report(
         .arches
         .iter()
         .flat_map(|a| match platform {
-            crate::target::Platform::Metal => asset_files(a.as_str()),
+            crate::domain::target::Platform::Metal => asset_files(a.as_str()),
             other => platform_asset_files(other, a.as_str()),
         })
         .map(|file| {
@@ -446,12 +445,18 @@ pub fn render(reports: &[Report], factory: &str) -> String {
     out
 }
 
-pub fn run(project: &Project, args: Args) -> Result<()> {
+/// Talos's and the factory's verdict on the schematics (`conformance::judge_schematics`, handed
+/// in by `main.rs` so that this module does not depend on the one that judges it).
+pub type Judge = fn(&Project, &[Report]) -> Result<()>;
+
+pub fn run(project: &Project, args: Args, judge: Judge) -> Result<()> {
     let names: Vec<String> = args.variant.iter().cloned().collect();
-    let selected = variants::select(variants::load_all(project)?, &names)?;
+    let selected = project.select_variants(&names)?;
     let talos = match args.talos_version {
         Some(v) => v,
-        None => pin::talos_version(project, &Lock::load(project)?)?.version,
+        None => pin::talos_version(project, &project.load_lock()?)?
+            .version
+            .to_string(),
     };
     let lock = crate::lock::load_optional(project)?;
     let mut reports = Vec::new();
@@ -461,14 +466,14 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
             (Some(o), lock) => Some(
                 lock.as_ref()
                     .and_then(|l| l.overlays.get(&o.name))
-                    .with_context(|| format!("{}: overlay `{}` of variant `{}` is not locked yet\n    fix: run `cargo xtask lock`", crate::lockfile::SHOWN, o.name, v.name))?
+                    .with_context(|| format!("{}: overlay `{}` of variant `{}` is not locked yet\n    fix: run `cargo xtask lock`", crate::domain::lock::SHOWN, o.name, v.name))?
                     .as_str(),
             ),
         };
         reports.push(report(v, overlay_image, &talos, &args.factory));
     }
     if !args.no_judge {
-        crate::conformance::judge_schematics(project, &reports)?;
+        judge(project, &reports)?;
     }
     if args.json {
         let json = match (&args.variant, reports.as_slice()) {
@@ -598,7 +603,7 @@ mod tests {
 
     #[test]
     fn variant_schematic_sorts_extensions_and_keeps_kernel_args() {
-        let variant = variants::parse(
+        let variant = crate::domain::variant::parse(
             "variants/gateway.json",
             r#"{"name": "gateway", "description": "d", "arch": "arm64",
                 "extensions": ["drbd", "zfs", "spin", "tailscale"], "firmware": ["bnx2-bnx2x"],
@@ -616,7 +621,7 @@ mod tests {
 
     #[test]
     fn report_names_the_installer_and_arm64_assets() {
-        let variant = variants::parse(
+        let variant = crate::domain::variant::parse(
             "variants/compute.json",
             r#"{"name": "compute", "description": "d", "arch": "arm64",
                 "extensions": ["drbd", "zfs", "spin"], "repository": "c/talos"}"#,
@@ -686,7 +691,7 @@ mod tests {
 
     #[test]
     fn a_board_role_names_its_overlay_before_customization() {
-        let variant = variants::parse(
+        let variant = crate::domain::variant::parse(
             "variants/pi.json",
             r#"{"name": "pi", "description": "d", "arch": "arm64", "extensions": ["drbd"],
                 "repository": "c/talos", "overlay": "rpi_generic",
@@ -712,7 +717,7 @@ mod tests {
 
     #[test]
     fn a_cloud_role_names_its_platform_installer_and_disk() {
-        let variant = variants::parse(
+        let variant = crate::domain::variant::parse(
             "variants/aws.json",
             r#"{"name": "aws", "description": "d", "arch": ["amd64", "arm64"], "extensions": ["drbd"],
                 "repository": "c/talos", "platform": "aws"}"#,

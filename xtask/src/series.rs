@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::diag::Finding;
+use crate::domain::diag::Finding;
 
 pub const SERIES: &str = "patches/series";
 

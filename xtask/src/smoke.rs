@@ -15,9 +15,8 @@ use anyhow::{bail, Context, Result};
 use camino::Utf8PathBuf;
 use serde::Serialize;
 
-use crate::profile::{self, Arch};
+use crate::domain::{Arch, Output, Variant};
 use crate::project::Project;
-use crate::variants::{self, Output, Variant};
 use boot::{BootOptions, BootResult, Media};
 use check::Report;
 use pattern::Pattern;
@@ -243,7 +242,7 @@ pub fn static_only(variant: &Variant) -> Option<String> {
             overlay.name
         ));
     }
-    if target.platform != crate::target::Platform::Metal {
+    if target.platform != crate::domain::target::Platform::Metal {
         return Some(format!(
             "platform `{}`: the image expects that cloud's metadata service, which qemu does not have",
             target.platform
@@ -344,7 +343,7 @@ fn run_variants(project: &Project, args: VariantArgs) -> Result<()> {
 }
 
 fn select(project: &Project, names: &[String]) -> Result<Vec<Variant>> {
-    variants::select(variants::load_all(project)?, names)
+    project.select_variants(names)
 }
 
 /// Talos's kernel arguments for a metal boot on qemu's `virt` machine, plus the variant's own.
@@ -385,8 +384,11 @@ pub fn variant_boot_options(project: &Project, variant: &Variant) -> Result<Boot
     }
     let dir = project.out_dir().join(&variant.name);
     let media = Media::Kernel {
-        kernel: dir.join(profile::artifact_name(Output::Kernel, arch)),
-        initramfs: dir.join(profile::artifact_name(Output::Initramfs, arch)),
+        kernel: dir.join(crate::domain::output::artifact_name(Output::Kernel, arch)),
+        initramfs: dir.join(crate::domain::output::artifact_name(
+            Output::Initramfs,
+            arch,
+        )),
         cmdline: talos_cmdline(variant),
     };
     let mut opts = BootOptions::new(
@@ -432,7 +434,7 @@ mod tests {
 
     #[test]
     fn talos_cmdline_uses_the_arm64_serial_console_and_the_variant_args() {
-        let variant = variants::parse(
+        let variant = crate::domain::variant::parse(
             "variants/g.json",
             r#"{"name":"g","description":"d","arch":"arm64","extensions":["drbd"],"repository":"g/talos","extra_kernel_args":["net.ifnames=0"]}"#,
         )

@@ -7,6 +7,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
 use xshell::{cmd, Shell};
 
+use crate::domain::TalosVersion;
 use crate::pin::{self, Pin};
 use crate::project::Project;
 
@@ -41,7 +42,7 @@ pub struct Upstream {
     /// Where it was fetched from, or `None` when the cache was reused.
     pub fetched_from: Option<String>,
     /// The Talos version upstream's installer profile names.
-    pub talos_version: String,
+    pub talos_version: TalosVersion,
     /// Upstream's Talos packaging directory (`packages/core/talos`, or `packages/core/installer`
     /// before v0.40.0).
     pub talos_package_dir: Option<String>,
@@ -185,8 +186,8 @@ fn fetch_into(sh: &Shell, pin: &Pin, source: &str, dir: &Utf8Path) -> Result<()>
             })?;
     }
     let tag = format!("refs/tags/{}^{{commit}}", pin.tag);
-    let commit = cmd!(sh, "git -C {dir} rev-parse --verify --quiet {tag}")
-        .quiet()
+    let commit = crate::git::git(sh, dir)
+        .args(["rev-parse", "--verify", "--quiet", &tag])
         .read()
         .with_context(|| format!("{source} has no tag {}", pin.tag))?;
     check_commit(pin, &commit, source)?;
@@ -216,8 +217,8 @@ pub fn check_commit(pin: &Pin, found: &str, source: &str) -> Result<()> {
 
 /// A cached tree is reused only when it is still exactly the pinned commit, unmodified.
 fn verify_cache(sh: &Shell, pin: &Pin, cache: &Utf8Path) -> Result<()> {
-    let head = cmd!(sh, "git -C {cache} rev-parse --verify HEAD")
-        .quiet()
+    let head = crate::git::git(sh, cache)
+        .args(["rev-parse", "--verify", "HEAD"])
         .read()
         .with_context(|| {
             format!(
@@ -227,13 +228,15 @@ fn verify_cache(sh: &Shell, pin: &Pin, cache: &Utf8Path) -> Result<()> {
     if head != pin.commit {
         bail!("the cached upstream tree {cache} is at {head}, not the pinned {}\n    fix: remove it and run `cargo xtask upstream`", pin.commit);
     }
-    let status = cmd!(
-        sh,
-        "git -C {cache} status --porcelain --untracked-files=all --ignored"
-    )
-    .quiet()
-    .read()
-    .with_context(|| format!("checking that {cache} is unmodified"))?;
+    let status = crate::git::git(sh, cache)
+        .args([
+            "status",
+            "--porcelain",
+            "--untracked-files=all",
+            "--ignored",
+        ])
+        .read()
+        .with_context(|| format!("checking that {cache} is unmodified"))?;
     if !status.is_empty() {
         let shown: Vec<&str> = status.lines().take(10).collect();
         bail!(

@@ -88,7 +88,10 @@ pub fn decide(rules: &Rules, changes: Vec<Change>, known: &Known) -> Decision {
             let mut class = classifier.classify(&change.path);
             // A variant that cannot be a variant name is not built alone: fail closed.
             if let Class::Variants(names) = &class {
-                if names.iter().any(|n| !crate::variants::is_path_segment(n)) {
+                if names
+                    .iter()
+                    .any(|n| !crate::domain::variant::is_path_segment(n))
+                {
                     class = Class::Unknown;
                 }
             }
@@ -121,7 +124,10 @@ pub fn decide(rules: &Rules, changes: Vec<Change>, known: &Known) -> Decision {
             - 1;
         let reason = match others {
             0 => first,
-            n => format!("{first} (and {n} more such path{})", crate::diag::plural(n)),
+            n => format!(
+                "{first} (and {n} more such path{})",
+                crate::domain::diag::plural(n)
+            ),
         };
         Decision::everything(reason, &known.head)
     } else {
@@ -141,7 +147,7 @@ pub fn decide(rules: &Rules, changes: Vec<Change>, known: &Known) -> Decision {
         } else if touched.is_empty() {
             format!(
                 "only documentation changed ({files} path{})",
-                crate::diag::plural(files)
+                crate::domain::diag::plural(files)
             )
         } else if variants.is_empty() {
             "only removed variants changed".to_owned()
@@ -178,7 +184,7 @@ pub fn decide(rules: &Rules, changes: Vec<Change>, known: &Known) -> Decision {
 fn buildable(names: &BTreeSet<String>, warnings: &mut Vec<String>) -> Vec<String> {
     let mut out = Vec::new();
     for name in names {
-        if crate::variants::is_path_segment(name) {
+        if crate::domain::variant::is_path_segment(name) {
             out.push(name.clone());
         } else {
             warnings.push(format!(

@@ -3,40 +3,17 @@
 //! Every call runs plumbing (`diff-tree`, `ls-tree`, `rev-parse`, `merge-base`) with options
 //! that pin what user configuration could change: no rename detection, no external diff, no
 //! colour, NUL-separated names, submodules never ignored. Variables that redirect git to another
-//! repository or inject configuration are removed from the environment.
+//! repository or inject configuration are removed from the environment (`crate::git`).
 
 use std::collections::BTreeSet;
 
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
-use xshell::{cmd, Shell};
+use xshell::Shell;
 
 use super::decision::Change;
 use super::output::short;
 use super::rules::Rules;
-
-/// Environment variables that would make git read another repository or other configuration.
-const SCRUBBED: &[&str] = &[
-    "GIT_DIR",
-    "GIT_WORK_TREE",
-    "GIT_INDEX_FILE",
-    "GIT_OBJECT_DIRECTORY",
-    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-    "GIT_COMMON_DIR",
-    "GIT_NAMESPACE",
-    "GIT_CONFIG",
-    "GIT_CONFIG_PARAMETERS",
-    "GIT_CONFIG_COUNT",
-    "GIT_EXTERNAL_DIFF",
-    "GIT_DIFF_OPTS",
-    "GIT_GRAFT_FILE",
-    "GIT_REPLACE_REF_BASE",
-    "GIT_SHALLOW_FILE",
-    "GIT_LITERAL_PATHSPECS",
-    "GIT_GLOB_PATHSPECS",
-    "GIT_NOGLOB_PATHSPECS",
-    "GIT_ICASE_PATHSPECS",
-];
 
 /// Configuration pinned on every call; porcelain-only settings are listed too, in case a
 /// future git reads them in plumbing.
@@ -71,17 +48,11 @@ impl Git {
     }
 
     fn git(&self, args: &[&str]) -> xshell::Cmd<'_> {
-        let repo = &self.repo;
-        let mut cmd = cmd!(
-            self.sh,
-            "git --no-pager --literal-pathspecs -C {repo} {CONFIG...} {args...}"
-        )
-        .quiet()
-        .ignore_stderr();
-        for var in SCRUBBED {
-            cmd = cmd.env_remove(var);
-        }
-        cmd
+        crate::git::git(&self.sh, &self.repo)
+            .args(["--no-pager", "--literal-pathspecs"])
+            .args(CONFIG)
+            .args(args)
+            .ignore_stderr()
     }
 
     fn output(&self, args: &[&str]) -> Result<Vec<u8>> {

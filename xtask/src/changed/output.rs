@@ -56,7 +56,7 @@ pub fn text(d: &Decision) -> String {
             short(base),
             short(head),
             d.files,
-            crate::diag::plural(d.files)
+            crate::domain::diag::plural(d.files)
         );
     }
     // What decided the build first: unknown, global, variant inputs, then docs.
@@ -156,7 +156,7 @@ pub fn summary(d: &Decision) -> String {
             short(base),
             short(head),
             d.files,
-            crate::diag::plural(d.files)
+            crate::domain::diag::plural(d.files)
         );
     }
     for w in &d.warnings {
@@ -167,7 +167,7 @@ pub fn summary(d: &Decision) -> String {
 
 /// A `::warning::` workflow command; its data is escaped the way the runner unescapes it.
 pub fn github_warning(message: &str) -> String {
-    format!("::warning::{}", crate::ci::escape_annotation(message))
+    format!("::warning::{}", crate::github::escape_annotation(message))
 }
 
 /// Text inside Markdown: every ASCII punctuation character escaped, on one line.

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use glob::{MatchOptions, Pattern};
 use serde::Deserialize;
 
-use crate::diag::Finding;
+use crate::domain::diag::Finding;
 
 pub const FILE: &str = "build-rules.json";
 

@@ -11,72 +11,13 @@ use std::collections::BTreeSet;
 
 use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Serialize, Serializer};
 use serde_json::Value;
 use xshell::{cmd, Shell};
 
-use crate::diag::Finding;
-use crate::lockfile::{ImageRef, Lock};
-use crate::profile::{self, Arch};
+use crate::domain::record::{BuildRecord, Published, RECORD};
+use crate::domain::{Arch, Finding, ImageRef, Lock, Output, Variant};
 use crate::project::Project;
-use crate::variants::{self, Output, Variant};
-
-pub const RECORD_NAME: &str = "build.json";
-
-/// `_out/<variant>/build.json`, as far as the checks read it (other fields are allowed).
-#[derive(Debug, Clone, Deserialize)]
-pub struct BuildRecord {
-    pub variant: String,
-    pub talos_version: String,
-    pub arch: String,
-    /// Every architecture built; older records name only `arch`.
-    #[serde(default)]
-    pub arches: Vec<String>,
-    #[serde(default)]
-    pub platform: Option<String>,
-    #[serde(default)]
-    pub overlay: Option<String>,
-    #[serde(default)]
-    pub extensions: Vec<RecordedExtension>,
-    pub profiles: Vec<RecordedProfile>,
-    pub files: Vec<RecordedFile>,
-    #[serde(default)]
-    pub published: Vec<Published>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct RecordedExtension {
-    pub name: String,
-    #[serde(rename = "ref")]
-    pub reference: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct RecordedProfile {
-    pub kind: String,
-    #[serde(default)]
-    pub arch: Option<String>,
-    pub artifact: String,
-    /// The exact object the imager received.
-    pub profile: Value,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct RecordedFile {
-    pub name: String,
-    pub sha256: String,
-    pub size: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Published {
-    pub kind: String,
-    /// Repository without tag or digest, e.g. `ghcr.io/acme/talos-cozystack-spin-only/talos`.
-    pub image: String,
-    pub digest: String,
-    #[serde(default)]
-    pub tags: Vec<String>,
-}
 
 /// What the static checks found for one variant.
 #[derive(Debug, Clone, Serialize)]
@@ -97,7 +38,7 @@ impl Report {
 
     /// `Ok` when nothing was found, else one error listing every finding.
     pub fn to_result(&self) -> Result<()> {
-        crate::diag::into_result(
+        crate::domain::diag::into_result(
             &format!("static checks of variant `{}` failed", self.variant),
             self.findings.clone(),
         )
@@ -117,11 +58,11 @@ pub fn static_checks(
     variant_name: &str,
     skopeo: &crate::registry::Skopeo,
 ) -> Result<Report> {
-    let variants = variants::select(variants::load_all(project)?, &[variant_name.to_owned()])?;
+    let variants = project.select_variants(&[variant_name.to_owned()])?;
     let variant = &variants[0];
-    let lock = Lock::load(project)?;
+    let lock = project.load_lock()?;
     let dir = project.out_dir().join(&variant.name);
-    let path = dir.join(RECORD_NAME);
+    let path = dir.join(RECORD);
     let shown = project.display(&path).to_owned();
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!(
@@ -178,7 +119,7 @@ pub fn check_record(
             .fix(rebuild.clone()),
         );
     }
-    if record.arch != variant.arch.as_str() {
+    if record.arch != variant.arch {
         findings.push(
             Finding::new(
                 shown,
@@ -196,7 +137,7 @@ pub fn check_record(
                 "talos_version",
                 format!(
                     "{} is locked for Talos {}",
-                    crate::lockfile::SHOWN,
+                    crate::domain::lock::SHOWN,
                     lock.talos_version
                 ),
             )
@@ -206,7 +147,7 @@ pub fn check_record(
     }
 
     let resolved = lock.resolve(variant);
-    let expected: Vec<(String, String)> = variant
+    let expected: Vec<(String, ImageRef)> = variant
         .all_extensions()
         .filter_map(|name| {
             lock.extensions
@@ -217,14 +158,14 @@ pub fn check_record(
     for name in &resolved.missing {
         findings.push(
             Finding::new(
-                crate::lockfile::SHOWN,
+                crate::domain::lock::SHOWN,
                 format!("extensions.{name}"),
                 format!("missing (used by variant `{}`)", variant.name),
             )
             .fix("run `cargo xtask lock` and rebuild"),
         );
     }
-    let recorded: Vec<(String, String)> = record
+    let recorded: Vec<(String, ImageRef)> = record
         .extensions
         .iter()
         .map(|e| (e.name.clone(), e.reference.clone()))
@@ -251,21 +192,21 @@ pub fn check_record(
         let profile = &entry.profile;
         let arches: Vec<&str> = variant.target.arches.iter().map(|a| a.as_str()).collect();
         let asked = profile["arch"].as_str().unwrap_or_default();
-        if !arches.contains(&asked) || entry.arch.as_deref().is_some_and(|a| a != asked) {
+        if !arches.contains(&asked) || entry.arch.is_some_and(|a| a.as_str() != asked) {
             findings.push(
                 Finding::new(
                     shown,
                     format!("{base}.arch"),
                     format!(
                         "the imager was not asked for {}",
-                        entry.arch.as_deref().unwrap_or(&arches.join(" or "))
+                        entry.arch.map_or(arches.join(" or "), |a| a.to_string())
                     ),
                 )
                 .value(&profile["arch"])
                 .fix(rebuild.clone()),
             );
         }
-        if profile["version"].as_str() != Some(record.talos_version.as_str()) {
+        if profile["version"].as_str() != Some(record.talos_version.to_string().as_str()) {
             findings.push(
                 Finding::new(
                     shown,
@@ -323,13 +264,13 @@ pub fn check_record(
             let Some(locked) = lock.extensions.get(&name) else {
                 continue; // reported once above as missing from the lock
             };
-            if reference != locked {
+            if *reference != locked.to_string() {
                 findings.push(
                     Finding::new(shown, field, format!("not the locked reference {locked}"))
                         .value(reference)
                         .fix(rebuild.clone()),
                 );
-            } else if ImageRef::parse(reference).is_ok_and(|r| r.digest.is_none()) {
+            } else if locked.digest.is_none() {
                 findings.push(
                     Finding::new(
                         shown,
@@ -370,9 +311,10 @@ pub fn check_record(
     }
     for output in &variant.outputs {
         for arch in &variant.target.arches {
-            let found = record.profiles.iter().any(|p| {
-                p.kind == output.name() && p.profile["arch"].as_str() == Some(arch.as_str())
-            });
+            let found = record
+                .profiles
+                .iter()
+                .any(|p| p.kind == *output && p.profile["arch"].as_str() == Some(arch.as_str()));
             if !found {
                 findings.push(
                     Finding::new(
@@ -422,10 +364,10 @@ pub fn check_target(
     let before = report.findings.len();
     let findings = &mut report.findings;
     let arches: Vec<String> = target.arches.iter().map(|a| a.to_string()).collect();
-    let recorded_arches = if record.arches.is_empty() {
-        vec![record.arch.clone()]
+    let recorded_arches: Vec<String> = if record.arches.is_empty() {
+        vec![record.arch.to_string()]
     } else {
-        record.arches.clone()
+        record.arches.iter().map(|a| a.to_string()).collect()
     };
     if recorded_arches != arches {
         findings.push(
@@ -476,9 +418,7 @@ pub fn check_target(
     for (i, entry) in record.profiles.iter().enumerate() {
         let base = format!("profiles[{i}].profile");
         let profile = &entry.profile;
-        let Some(output) = Output::ALL.into_iter().find(|o| o.name() == entry.kind) else {
-            continue;
-        };
+        let output = entry.kind;
         let want_platform = match output {
             Output::Installer | Output::Disk => target.platform.name(),
             Output::Nocloud => "nocloud",
@@ -562,12 +502,12 @@ pub fn check_target(
     }
 }
 
-fn render_refs(refs: &[(String, String)]) -> String {
+fn render_refs(refs: &[(String, ImageRef)]) -> String {
     if refs.is_empty() {
         return "none".into();
     }
     refs.iter()
-        .map(|(_, r)| r.as_str())
+        .map(|(_, r)| r.to_string())
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -666,7 +606,7 @@ fn check_installer_archive(
     arch: Arch,
     report: &mut Report,
 ) {
-    let name = profile::artifact_name(Output::Installer, arch);
+    let name = crate::domain::output::artifact_name(Output::Installer, arch);
     let Some(i) = record.files.iter().position(|f| f.name == name) else {
         return;
     };
@@ -1014,7 +954,8 @@ fn check_tag_names(
 /// Whether a tag starts with a platform or board name (`aws-...`), as another target's would.
 fn tag_names_a_target(tag: &str) -> bool {
     let first = tag.split('-').next().unwrap_or_default();
-    crate::target::Platform::parse(first).is_some_and(|p| p != crate::target::Platform::Metal)
+    crate::domain::target::Platform::parse(first)
+        .is_some_and(|p| p != crate::domain::target::Platform::Metal)
 }
 
 fn short_digest(digest: &str) -> &str {
@@ -1032,7 +973,7 @@ mod tests {
     fn lock() -> Lock {
         Lock {
             talos_version: "v1.13.6".into(),
-            extensions_image: format!("ghcr.io/siderolabs/extensions:v1.13.6@{D1}"),
+            extensions_image: format!("ghcr.io/siderolabs/extensions:v1.13.6@{D1}").into(),
             extensions: [
                 (
                     "drbd",
@@ -1045,7 +986,7 @@ mod tests {
                 ("zfs", "ghcr.io/siderolabs/zfs:2.4.3-v1.13.6".to_owned()),
             ]
             .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
+            .map(|(k, v)| (k.to_owned(), v.into()))
             .collect(),
             ..Lock::default()
         }
@@ -1058,7 +999,7 @@ mod tests {
         } else {
             ""
         };
-        variants::parse(
+        crate::domain::variant::parse(
             &format!("variants/{name}.json"),
             &format!(r#"{{"name":"{name}","description":"d","arch":"arm64","extensions":{extensions},"repository":"{name}/talos","outputs":["installer"]{config}}}"#),
         )
@@ -1100,8 +1041,8 @@ mod tests {
         let l = lock();
         let gateway = variant("gateway", r#"["drbd","tailscale"]"#);
         let refs = vec![
-            l.extensions["drbd"].clone(),
-            l.extensions["tailscale"].clone(),
+            l.extensions["drbd"].to_string(),
+            l.extensions["tailscale"].to_string(),
         ];
         assert_eq!(
             findings(&record("gateway", &refs), &gateway),
@@ -1114,8 +1055,8 @@ mod tests {
         let l = lock();
         let compute = variant("compute", r#"["drbd"]"#);
         let refs = vec![
-            l.extensions["drbd"].clone(),
-            l.extensions["tailscale"].clone(),
+            l.extensions["drbd"].to_string(),
+            l.extensions["tailscale"].to_string(),
         ];
         let mut rec = record("compute", &refs);
         rec.extensions.truncate(1);
@@ -1139,7 +1080,7 @@ mod tests {
         let l = lock();
         let v = variant("gateway", r#"["drbd","tailscale","zfs"]"#);
         let moved = format!("ghcr.io/siderolabs/drbd:9.3.2-v1.13.6@{D3}");
-        let mut rec = record("gateway", &[moved, l.extensions["zfs"].clone()]);
+        let mut rec = record("gateway", &[moved, l.extensions["zfs"].to_string()]);
         rec.talos_version = "v1.12.0".into();
         let found = findings(&rec, &v).join("\n");
         assert!(

@@ -8,69 +8,16 @@
 use std::num::NonZeroU64;
 
 use serde::ser::SerializeMap;
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Serialize, Serializer};
 
-pub use crate::target::Platform;
-use crate::variants::{Output as VariantOutput, Variant};
+use super::arch::Arch;
+use super::image::ImageRef;
+use super::output::Output as VariantOutput;
+use super::talos::TalosVersion;
+pub use super::target::Platform;
+use super::variant::Variant;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Arch {
-    Amd64,
-    Arm64,
-}
-
-impl Arch {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Arch::Amd64 => "amd64",
-            Arch::Arm64 => "arm64",
-        }
-    }
-}
-
-impl std::fmt::Display for Arch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[allow(dead_code)] // mirrors the imager's schema; our variants use a subset
-pub enum OutFormat {
-    #[serde(rename = "raw")]
-    Raw,
-    #[serde(rename = ".tar.gz")]
-    TarGz,
-    #[serde(rename = ".xz")]
-    Xz,
-    #[serde(rename = ".gz")]
-    Gz,
-    #[serde(rename = ".zst")]
-    Zst,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-#[allow(dead_code)] // mirrors the imager's schema; our variants use a subset
-pub enum DiskFormat {
-    Raw,
-    Qcow2,
-    Vhd,
-    Ova,
-}
-
-impl DiskFormat {
-    /// As the imager spells it (and names the disk file after it).
-    pub fn name(self) -> &'static str {
-        match self {
-            DiskFormat::Raw => "raw",
-            DiskFormat::Qcow2 => "qcow2",
-            DiskFormat::Vhd => "vhd",
-            DiskFormat::Ova => "ova",
-        }
-    }
-}
+pub use super::format::{DiskFormat, OutFormat};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -207,7 +154,7 @@ impl Profile {
 
     /// The exact bytes the imager receives on stdin.
     pub fn to_yaml(&self) -> String {
-        crate::yaml::to_string(&self.to_json())
+        crate::domain::yaml::to_string(&self.to_json())
     }
 }
 
@@ -220,14 +167,14 @@ pub const BASE_INSTALLER: &str = "ghcr.io/siderolabs/installer-base";
 /// overlay's image (`None` without an overlay).
 #[derive(Debug, Clone, Copy)]
 pub struct Locked<'a> {
-    pub extension_refs: &'a [String],
+    pub extension_refs: &'a [ImageRef],
     pub overlay_image: Option<&'a str>,
     /// The base installer by digest, when the lock pins it (else [`base_installer_image`]).
     pub base_installer: Option<&'a str>,
 }
 
 /// The base installer the imager adds the extensions to, by tag ([`BASE_INSTALLER`]).
-pub fn base_installer_image(talos_version: &str) -> String {
+pub fn base_installer_image(talos_version: &impl std::fmt::Display) -> String {
     format!("{BASE_INSTALLER}:{talos_version}")
 }
 
@@ -236,7 +183,7 @@ pub fn for_output(
     variant: &Variant,
     output: VariantOutput,
     arch: Arch,
-    talos_version: &str,
+    talos_version: &TalosVersion,
     locked: Locked<'_>,
 ) -> Profile {
     let target = &variant.target;
@@ -290,7 +237,7 @@ pub fn for_output(
         arch,
         platform,
         secureboot: false,
-        version: talos_version.to_owned(),
+        version: talos_version.to_string(),
         input: Input {
             kernel: FileAsset {
                 path: format!("/usr/install/{arch}/vmlinuz"),
@@ -309,7 +256,7 @@ pub fn for_output(
                 .extension_refs
                 .iter()
                 .map(|r| ContainerAsset {
-                    image_ref: r.clone(),
+                    image_ref: r.to_string(),
                     oci_path: None,
                 })
                 .collect(),
@@ -320,34 +267,12 @@ pub fn for_output(
     }
 }
 
-/// The file the imager writes for an output of a variant's target, for one arch.
-pub fn artifact(target: &crate::target::Target, output: VariantOutput, arch: Arch) -> String {
-    match output {
-        VariantOutput::Disk => target.platform.disk_artifact(arch),
-        other => artifact_name(other, arch),
-    }
-}
-
-/// The file the imager writes for an output, at the root of its tar stream.
-pub fn artifact_name(output: VariantOutput, arch: Arch) -> String {
-    match output {
-        VariantOutput::Installer => format!("installer-{arch}.tar"),
-        VariantOutput::Kernel => format!("kernel-{arch}"),
-        VariantOutput::Initramfs => format!("initramfs-metal-{arch}.xz"),
-        VariantOutput::Metal => format!("metal-{arch}.raw.xz"),
-        VariantOutput::Iso => format!("metal-{arch}.iso"),
-        VariantOutput::Nocloud => format!("nocloud-{arch}.raw.xz"),
-        // on metal; see `artifact` for other platforms
-        VariantOutput::Disk => Platform::Metal.disk_artifact(arch),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::variants::parse;
+    use crate::domain::variant::parse;
 
-    fn locked(refs: &[String]) -> Locked<'_> {
+    fn locked(refs: &[ImageRef]) -> Locked<'_> {
         Locked {
             extension_refs: refs,
             overlay_image: None,
@@ -372,8 +297,8 @@ mod tests {
             &variant(""),
             VariantOutput::Metal,
             Arch::Arm64,
-            "v1.13.6",
-            locked(&["ghcr.io/siderolabs/drbd:1@sha256:aa".into()]),
+            &"v1.13.6".into(),
+            locked(&[format!("ghcr.io/siderolabs/drbd:1@sha256:{}", "a".repeat(64)).into()]),
         );
         let json = p.to_json();
         assert_eq!(json["output"]["kind"], "image");
@@ -390,7 +315,7 @@ mod tests {
         );
         assert_eq!(
             json["input"]["systemExtensions"][0]["imageRef"],
-            "ghcr.io/siderolabs/drbd:1@sha256:aa"
+            format!("ghcr.io/siderolabs/drbd:1@sha256:{}", "a".repeat(64))
         );
     }
 
@@ -402,8 +327,14 @@ mod tests {
             VariantOutput::Initramfs,
             VariantOutput::Iso,
         ] {
-            let json =
-                for_output(&variant(""), output, Arch::Arm64, "v1.13.6", locked(&[])).to_json();
+            let json = for_output(
+                &variant(""),
+                output,
+                Arch::Arm64,
+                &"v1.13.6".into(),
+                locked(&[]),
+            )
+            .to_json();
             assert!(
                 json["output"].get("imageOptions").is_none(),
                 "{output:?}: {json}"
@@ -417,7 +348,7 @@ mod tests {
             &variant(r#", "extra_kernel_args": ["console=ttyAMA0"]"#),
             VariantOutput::Nocloud,
             Arch::Arm64,
-            "v1",
+            &"v1.13.6".into(),
             locked(&[]),
         )
         .to_json();
@@ -455,40 +386,34 @@ mod tests {
     #[test]
     fn kernel_args_go_to_boot_assets_only() {
         let v = variant(r#", "extra_kernel_args": ["console=ttyAMA0"]"#);
-        assert!(
-            for_output(&v, VariantOutput::Kernel, Arch::Arm64, "v1", locked(&[]))
-                .customization
-                .is_none()
+        assert!(for_output(
+            &v,
+            VariantOutput::Kernel,
+            Arch::Arm64,
+            &"v1.13.6".into(),
+            locked(&[])
+        )
+        .customization
+        .is_none());
+        assert!(for_output(
+            &v,
+            VariantOutput::Initramfs,
+            Arch::Arm64,
+            &"v1.13.6".into(),
+            locked(&[])
+        )
+        .customization
+        .is_none());
+        let installer = for_output(
+            &v,
+            VariantOutput::Installer,
+            Arch::Arm64,
+            &"v1.13.6".into(),
+            locked(&[]),
         );
-        assert!(
-            for_output(&v, VariantOutput::Initramfs, Arch::Arm64, "v1", locked(&[]))
-                .customization
-                .is_none()
-        );
-        let installer = for_output(&v, VariantOutput::Installer, Arch::Arm64, "v1", locked(&[]));
         assert_eq!(
             installer.customization.unwrap().extra_kernel_args,
             ["console=ttyAMA0"]
-        );
-    }
-
-    #[test]
-    fn artifact_names_follow_the_imager() {
-        let names: Vec<String> = VariantOutput::ALL
-            .iter()
-            .map(|o| artifact_name(*o, Arch::Arm64))
-            .collect();
-        assert_eq!(
-            names,
-            [
-                "installer-arm64.tar",
-                "kernel-arm64",
-                "initramfs-metal-arm64.xz",
-                "metal-arm64.raw.xz",
-                "metal-arm64.iso",
-                "nocloud-arm64.raw.xz",
-                "metal-arm64.raw.xz"
-            ]
         );
     }
 
@@ -504,7 +429,7 @@ mod tests {
                 &v,
                 output,
                 Arch::Arm64,
-                "v1.13.6",
+                &"v1.13.6".into(),
                 Locked {
                     extension_refs: &[],
                     overlay_image: Some(OVERLAY),
@@ -533,10 +458,23 @@ mod tests {
     fn a_cloud_role_gets_its_platform_and_the_imagers_disk_defaults() {
         let v = variant(r#", "platform": "oracle""#);
         assert_eq!(v.outputs, [VariantOutput::Installer, VariantOutput::Disk]);
-        let installer =
-            for_output(&v, VariantOutput::Installer, Arch::Arm64, "v1", locked(&[])).to_json();
+        let installer = for_output(
+            &v,
+            VariantOutput::Installer,
+            Arch::Arm64,
+            &"v1.13.6".into(),
+            locked(&[]),
+        )
+        .to_json();
         assert_eq!(installer["platform"], "oracle");
-        let disk = for_output(&v, VariantOutput::Disk, Arch::Arm64, "v1", locked(&[])).to_json();
+        let disk = for_output(
+            &v,
+            VariantOutput::Disk,
+            Arch::Arm64,
+            &"v1.13.6".into(),
+            locked(&[]),
+        )
+        .to_json();
         assert_eq!(disk["platform"], "oracle");
         assert_eq!(disk["output"]["imageOptions"]["diskSize"], 8_589_934_592u64);
         assert_eq!(disk["output"]["imageOptions"]["diskFormat"], "qcow2");
@@ -545,7 +483,7 @@ mod tests {
             "cluster_size=8k"
         );
         assert_eq!(
-            artifact(&v.target, VariantOutput::Disk, Arch::Arm64),
+            crate::domain::output::artifact(&v.target, VariantOutput::Disk, Arch::Arm64),
             "oracle-arm64.qcow2.xz"
         );
     }

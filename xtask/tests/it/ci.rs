@@ -3,13 +3,11 @@
 //! of a real arm64 kernel), floating tags only from the default branch and only after smoke
 //! passed, GitHub annotations and the job summary.
 
-mod support;
-
 use std::process::Output;
 
-use support::arm64::*;
-use support::pipeline::*;
-use support::*;
+use crate::support::arm64::*;
+use crate::support::pipeline::*;
+use crate::support::*;
 
 const BOOT_TOOLS: &[&str] = &[
     "qemu-system-aarch64",

@@ -1,10 +1,8 @@
 //! `cargo xtask plan` through the real binary: the JSON contract, adding a role by adding a
 //! file, and errors for bad variant files.
 
-mod support;
-
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 fn plan_json(root: &std::path::Path, extra: &[&str]) -> Value {
     let out = run(xtask(root).arg("plan").arg("--json").args(extra));

@@ -9,7 +9,8 @@ use std::num::NonZeroU64;
 
 use serde::Serialize;
 
-use crate::profile::{Arch, DiskFormat, OutFormat};
+use super::arch::Arch;
+use super::format::{DiskFormat, OutFormat};
 
 const MIB: u64 = 1024 * 1024;
 /// The imager's `MinRAWDiskSize` (metal and the small-disk clouds).
@@ -328,7 +329,7 @@ pub fn parse_catalog(text: &str, source: &str) -> Result<Vec<CatalogEntry>, Stri
             image: image.ok_or_else(|| missing("image"))?,
             digest: digest.ok_or_else(|| missing("digest"))?,
         };
-        if !crate::lockfile::is_sha256_digest(&entry.digest) {
+        if !super::image::is_sha256_digest(&entry.digest) {
             return Err(format!(
                 "{source}: overlay `{}` has digest `{}`, not sha256:<64 hex digits>",
                 entry.name, entry.digest

@@ -3,12 +3,10 @@
 //! ID at the lock's Talos version; and the Talos behaviours our patch shapes rely on, pinned
 //! through raw harness requests so that a Talos bump that changes them fails here.
 
-mod support;
-
 use std::sync::Mutex;
 
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 
 /// The tests share one harness binary under target/: one `go build` at a time.
 static HARNESS: Mutex<()> = Mutex::new(());

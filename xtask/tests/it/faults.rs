@@ -4,15 +4,13 @@
 //! entries and records, and a registry that stops half way through a push. After each, nothing
 //! half-written is trusted and a rerun rebuilds only what is missing.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::pipeline::*;
+use crate::support::*;
 use serde_json::Value;
-use support::pipeline::*;
-use support::*;
 
 /// A stand-in imager image that misbehaves as `marker` says (see fault-imager.sh).
 fn fault_image(env: &Pipeline, name: &str, marker: &str) {
@@ -354,14 +352,14 @@ struct StoppingProxy {
 struct ProxyState {
     upstream: std::sync::Mutex<String>,
     budget: std::sync::atomic::AtomicI64,
-    registry: std::sync::Mutex<Option<support::registry::Registry>>,
+    registry: std::sync::Mutex<Option<crate::support::registry::Registry>>,
     stopped_after: std::sync::atomic::AtomicI64,
 }
 
 impl StoppingProxy {
     fn start(storage: &Path, budget: i64) -> StoppingProxy {
         use std::sync::atomic::AtomicI64;
-        let registry = support::registry::Registry::start(storage);
+        let registry = crate::support::registry::Registry::start(storage);
         let state = std::sync::Arc::new(ProxyState {
             upstream: std::sync::Mutex::new(registry.addr.clone()),
             budget: AtomicI64::new(budget),
@@ -386,7 +384,7 @@ impl StoppingProxy {
 
     fn restart(&self) {
         use std::sync::atomic::Ordering;
-        let registry = support::registry::Registry::start(&self.storage);
+        let registry = crate::support::registry::Registry::start(&self.storage);
         *self.state.upstream.lock().unwrap() = registry.addr.clone();
         *self.state.registry.lock().unwrap() = Some(registry);
         self.state.budget.store(i64::MAX, Ordering::SeqCst);

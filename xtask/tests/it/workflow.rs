@@ -1,12 +1,10 @@
 //! The GitHub workflow's own logic, run for real: zizmor's audit, the `required` gate's script
 //! under every combination of job results, and the tag gate against real git histories.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 
-use support::{have_tools, repo_root, run, stderr, stdout, temp_dir};
+use crate::support::{have_tools, repo_root, run, stderr, stdout, temp_dir};
 
 fn workflow() -> String {
     std::fs::read_to_string(repo_root().join(".github/workflows/build.yml")).unwrap()

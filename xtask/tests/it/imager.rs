@@ -6,16 +6,14 @@
 //! (listed on the console of a qemu boot), and the metal disk booting through the bootloader
 //! the imager installed. Only the kernel, the init and the extension contents are stand-ins.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::process::{Command, Output};
 use std::time::Instant;
 
+use crate::support::imager::{self, Extension, EXTENSION_LINE};
+use crate::support::pipeline::{Pipeline, BASE};
+use crate::support::*;
 use serde_json::Value;
-use support::imager::{self, Extension, EXTENSION_LINE};
-use support::pipeline::{Pipeline, BASE};
-use support::*;
 
 /// Extensions by name with the tag of their committed lock entry (what the stand-ins are
 /// pushed as), plus `future`, a stand-in that requires a newer Talos.

@@ -2,14 +2,12 @@
 //! small upstream repositories the tests create (their own content, no network). One opt-in
 //! test applies the real series to a CozyStack clone named by `COZYSTACK_SRC`.
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 /// git with a fixed identity and no user configuration.
 fn git(dir: &Path) -> Command {
@@ -674,13 +672,13 @@ fn moved_packaging_is_found_through_the_root_makefile() {
     );
 }
 
-/// Opt-in: `COZYSTACK_SRC=<CozyStack clone or mirror> cargo test -p xtask --test patch real`.
+/// Opt-in: `COZYSTACK_SRC=<CozyStack clone or mirror> cargo test -p xtask --test it patch::real`.
 /// The real series applies cleanly at the pin, and the patched Makefile names the arm64
 /// assets with ARCH=arm64 and upstream's amd64 ones without it.
 #[test]
 fn real_series_applies_at_the_pin_and_names_arm64_assets() {
     let Some(source) = std::env::var_os("COZYSTACK_SRC").map(PathBuf::from) else {
-        eprintln!("skipping: set COZYSTACK_SRC to a CozyStack clone to run this test");
+        skipped("set COZYSTACK_SRC to a CozyStack clone to run this test");
         return;
     };
     if !have_tools(&["git", "make"]) {

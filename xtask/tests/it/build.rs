@@ -2,13 +2,11 @@
 //! (tests/standin/imager.sh: static busybox and a script honouring the imager's contract),
 //! because the real imager cannot be pulled here. Users and the workflow run the real imager.
 
-mod support;
-
 use std::process::Output;
 
+use crate::support::pipeline::*;
+use crate::support::*;
 use serde_json::Value;
-use support::pipeline::*;
-use support::*;
 
 fn build(env: &Pipeline, extra: &[&str]) -> Output {
     let mut cmd = env.xtask();
@@ -504,7 +502,7 @@ fn matchbox_base_with_docker_is_refused_before_anything_runs() {
 #[test]
 fn real_upstream_matchbox_is_built_from_the_patched_dockerfile() {
     let Some(src) = std::env::var_os("COZYSTACK_SRC") else {
-        eprintln!("skipping: set COZYSTACK_SRC to a CozyStack clone to run this test");
+        skipped("set COZYSTACK_SRC to a CozyStack clone to run this test");
         return;
     };
     let Some(env) = Pipeline::setup("build-real-upstream", None) else {
@@ -545,7 +543,7 @@ fn real_upstream_matchbox_is_built_from_the_patched_dockerfile() {
 /// not run at all otherwise.
 #[test]
 fn emulate_runs_an_arm64_imager_image_under_qemu() {
-    use support::arm64::{arm64, binfmt_aarch64};
+    use crate::support::arm64::{arm64, binfmt_aarch64};
     const ARM64_IMAGER: &str = "localhost/standin-imager:arm64";
     if !have_tools(&["qemu-aarch64-static", "apt-get", "apt-cache", "dpkg-deb"])
         || !binfmt_aarch64()

@@ -2,13 +2,11 @@
 //! where path filters are known to skip real changes, GitHub events, outputs, fail-closed
 //! behaviour, and the CI workflow checked by actionlint.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 
 const NO_COMMIT: &str = "0000000000000000000000000000000000000000";
 /// An object id no repository here has.

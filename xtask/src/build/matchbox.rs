@@ -5,22 +5,22 @@
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::build::{Ctx, FileRecord};
+use super::Ctx;
+use crate::domain::output::{artifact_name, matchbox_archive_name};
+use crate::domain::record::FileRecord;
+use crate::domain::{Output, VariantPlan};
 use crate::engine::{shell_line, Engine};
-use crate::plan::VariantPlan;
-use crate::profile::artifact_name;
-use crate::variants::Output;
 
 /// The archive name in `_out/<variant>/`.
 pub fn archive_name(vp: &VariantPlan) -> String {
-    format!("matchbox-{}.tar", vp.arch)
+    matchbox_archive_name(vp.arch)
 }
 
 /// `<registry>/talos-cozystack-spin-only/talos` publishes its netboot image as
 /// `<registry>/talos-cozystack-spin-only/matchbox` (the rule lives with the variants, whose
 /// validation keeps these repositories distinct).
 pub fn image_for(installer_image: &str) -> String {
-    crate::variants::matchbox_repository(installer_image)
+    crate::domain::variant::matchbox_repository(installer_image)
 }
 
 /// Where the Dockerfile lives in a patched upstream tree.
@@ -170,7 +170,7 @@ pub fn build(
         vp.arch.as_str(),
     )?;
     let cache_path = out.join(".cache/matchbox.json");
-    if let Some(file) = crate::build::cached_file(&cache_path, &key, &archive) {
+    if let Some(file) = crate::cache::cached_file(&cache_path, &key, &archive) {
         ctx.progress.note(&format!(
             "[{}] matchbox: cached ({})",
             vp.name,
@@ -213,8 +213,8 @@ pub fn build(
     let _ = std::fs::remove_file(&cache_path);
     std::fs::rename(format!("{archive}.tmp"), &archive)
         .with_context(|| format!("moving {archive}.tmp into place"))?;
-    let file = crate::build::file_record(&archive)?;
-    crate::build::write_cache(&cache_path, &key, &file)?;
+    let file = crate::cache::file_record(&archive)?;
+    crate::cache::write_cache(&cache_path, &key, &file)?;
     Ok((file, false))
 }
 

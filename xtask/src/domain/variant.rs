@@ -6,84 +6,17 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use camino::Utf8Path;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::cidr::Ipv4Cidr;
-use crate::config::Needs;
-use crate::diag::{self, Finding};
-use crate::profile::Arch;
-use crate::project::Project;
-use crate::target::{OverlayChoice, Platform, Target};
-
-/// Firmware packages that only make sense on x86: they build into an arm64 image but are dead weight there.
-pub const X86_ONLY_FIRMWARE: &[&str] = &["amd-ucode", "intel-ucode", "i915", "amdgpu"];
-
-/// What a variant can build. Each maps to one imager profile (see `profile::for_output`).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    clap::ValueEnum,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Output {
-    /// the installer container image (`installer-<arch>.tar`), what `talosctl upgrade` pulls
-    Installer,
-    /// the kernel (`kernel-<arch>`), for PXE/matchbox and the smoke boot
-    Kernel,
-    /// the initramfs (`initramfs-metal-<arch>.xz`), for PXE/matchbox and the smoke boot
-    Initramfs,
-    /// a bare-metal disk image (`metal-<arch>.raw.xz`)
-    Metal,
-    /// a bootable ISO (`metal-<arch>.iso`)
-    Iso,
-    /// a disk image for cloud-init style platforms (`nocloud-<arch>.raw.xz`)
-    Nocloud,
-    /// the disk image of the variant's platform, with the imager's disk defaults for it
-    /// (`aws-<arch>.raw.xz`; `metal-<arch>.raw.xz` on metal)
-    Disk,
-}
-
-impl Output {
-    pub const ALL: [Output; 7] = [
-        Output::Installer,
-        Output::Kernel,
-        Output::Initramfs,
-        Output::Metal,
-        Output::Iso,
-        Output::Nocloud,
-        Output::Disk,
-    ];
-    /// What a variant builds when its file does not say: everything a node and a netboot server need.
-    pub const DEFAULT: [Output; 4] = [
-        Output::Installer,
-        Output::Kernel,
-        Output::Initramfs,
-        Output::Metal,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Output::Installer => "installer",
-            Output::Kernel => "kernel",
-            Output::Initramfs => "initramfs",
-            Output::Metal => "metal",
-            Output::Iso => "iso",
-            Output::Nocloud => "nocloud",
-            Output::Disk => "disk",
-        }
-    }
-}
+use super::arch::Arch;
+use super::cidr::{self, Ipv4Cidr};
+use super::diag::{self, Finding};
+use super::extension::{self, Needs, X86_ONLY_FIRMWARE};
+use super::output::Output;
+use super::target::{OverlayChoice, Platform, Target};
 
 /// One node role, as read from `variants/<name>.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -179,8 +112,14 @@ impl Variant {
     /// Where its matchbox netboot image publishes (beside the installer, see
     /// [`matchbox_repository`]), when it builds one: it needs the kernel and the initramfs.
     pub fn matchbox_repository(&self) -> Option<String> {
-        (self.builds(Output::Kernel) && self.builds(Output::Initramfs))
+        self.builds_matchbox()
             .then(|| matchbox_repository(&self.repository))
+    }
+
+    /// A variant builds the matchbox netboot image when it builds both of its inputs, the
+    /// kernel and the initramfs (the one place this rule is written).
+    pub fn builds_matchbox(&self) -> bool {
+        self.builds(Output::Kernel) && self.builds(Output::Initramfs)
     }
 }
 
@@ -511,7 +450,7 @@ fn check_declared_config(
             field,
             why,
             example,
-        } = crate::config::needs(name)
+        } = extension::needs(name)
         {
             if !config.declares(field) {
                 findings.push(
@@ -576,40 +515,6 @@ pub fn check_set(variants: &[(String, Variant)]) -> Vec<Finding> {
     findings
 }
 
-/// Reads and validates every `variants/*.json`, sorted by name.
-pub fn load_all(project: &Project) -> Result<Vec<Variant>> {
-    let dir = project.variants_dir();
-    let mut files: Vec<_> = dir
-        .read_dir_utf8()
-        .with_context(|| format!("reading {dir}"))?
-        .map(|entry| entry.map(|e| e.into_path()))
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("reading {dir}"))?;
-    files.retain(|p| p.extension() == Some("json"));
-    files.sort();
-
-    let mut findings = Vec::new();
-    let mut parsed = Vec::new();
-    for path in &files {
-        let shown = project.display(path).to_string();
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
-        match parse(&shown, &text) {
-            Ok(variant) => parsed.push((shown, variant)),
-            Err(mut found) => findings.append(&mut found),
-        }
-    }
-    findings.extend(check_set(&parsed));
-    if files.is_empty() {
-        findings.push(
-            Finding::new(project.display(&dir).as_str(), "", "no variant files").fix(
-                "add one JSON file per role, e.g. variants/compute.json (see docs/variants.md)",
-            ),
-        );
-    }
-    diag::into_result("invalid variants", findings)?;
-    Ok(parsed.into_iter().map(|(_, v)| v).collect())
-}
-
 /// Picks variants by name; an empty selection means all of them.
 pub fn select(all: Vec<Variant>, names: &[String]) -> Result<Vec<Variant>> {
     if names.is_empty() {
@@ -623,7 +528,7 @@ pub fn select(all: Vec<Variant>, names: &[String]) -> Result<Vec<Variant>> {
     if !unknown.is_empty() {
         anyhow::bail!(
             "unknown variant{} {}: the variants are {} (one file each under variants/)",
-            crate::diag::plural(unknown.len()),
+            diag::plural(unknown.len()),
             unknown
                 .iter()
                 .map(|n| format!("`{n}`"))
@@ -787,9 +692,9 @@ impl<'a> Fields<'a> {
             let join_cidr = f.optional(|f| f.cidr("join_cidr").map(Some), None, "join_cidr");
             let node_subnets = f.optional(|f| f.cidr_list("node_subnets"), Vec::new(), "node_subnets");
             for (i, subnet) in node_subnets.iter().flatten().enumerate() {
-                if crate::cidr::CGNAT.contains(*subnet) {
+                if cidr::CGNAT.contains(*subnet) {
                     f.findings.push(
-                        Finding::new(f.file, f.path(&format!("node_subnets[{i}]")), format!("lies inside {}, which node IP selection always excludes (Tailscale and kube-ovn addresses live there)", crate::cidr::CGNAT))
+                        Finding::new(f.file, f.path(&format!("node_subnets[{i}]")), format!("lies inside {}, which node IP selection always excludes (Tailscale and kube-ovn addresses live there)", cidr::CGNAT))
                             .value(quoted(&subnet.to_string()))
                             .fix("list the networks your nodes' own addresses are on, e.g. \"192.168.1.0/24\""),
                     );
@@ -1085,7 +990,7 @@ impl<'a> Fields<'a> {
                         .fix(format!(
                             "write the short name (\"{}\"); the image reference comes from variants/{}",
                             short_name(name),
-                            crate::lockfile::FILE_NAME
+                            super::layout::LOCK_FILE_NAME
                         )),
                 );
                 ok = false;

@@ -3,14 +3,12 @@
 //! `image-digests`), pushes it with skopeo, and resolves through `--registry-mirror`.
 //! Every run works on a temporary copy of the repository data, so the real lock is never touched.
 
-mod support;
-
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+use crate::support::registry::{free_port, Registry};
+use crate::support::*;
 use sha2::Digest;
-use support::registry::{free_port, Registry};
-use support::*;
 
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -296,7 +294,7 @@ impl Setup {
 
 /// The mirror serves an imager and a base installer for release `v` too: copies of its
 /// extensions image (any image will do: only their digests are read).
-fn serve_imager_and_base_installer(registry: &support::registry::Registry, v: &str) {
+fn serve_imager_and_base_installer(registry: &crate::support::registry::Registry, v: &str) {
     for repository in ["siderolabs/imager", "siderolabs/installer-base"] {
         let out = run(std::process::Command::new("skopeo").args([
             "copy",

@@ -4,14 +4,12 @@
 //! the local registry through `--registry-mirror`; the build runs the STAND-IN imager
 //! (tests/standin/imager.sh), as tests/build.rs does.
 
-mod support;
-
 use std::path::Path;
 use std::process::Output;
 
+use crate::support::pipeline::*;
+use crate::support::*;
 use serde_json::Value;
-use support::pipeline::*;
-use support::*;
 
 const TALOS: &str = "v1.13.6";
 const OVERLAY_DIGEST: &str =

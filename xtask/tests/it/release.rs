@@ -3,13 +3,11 @@
 //! tag only to a descendant of the commit the tagged image records. Stand-in imager (see
 //! tests/standin/imager.sh), real podman, skopeo, registry and git; no qemu boot (`--no-boot`).
 
-mod support;
-
 use std::path::Path;
 use std::process::Output;
 
-use support::pipeline::*;
-use support::*;
+use crate::support::pipeline::*;
+use crate::support::*;
 
 const REPO: &str = "acme/talos-cozystack-spin-only/talos";
 const REVISION: &str = "org.opencontainers.image.revision";

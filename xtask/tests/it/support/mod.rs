@@ -1,6 +1,5 @@
 //! Helpers shared by the integration tests: temporary directories, the real xtask binary,
 //! and tool checks that skip locally but fail under `cargo xtask test` (XTASK_REQUIRE_TOOLS=1).
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -70,7 +69,8 @@ pub fn copy_dir(src: &Path, dest: &Path) {
     }
 }
 
-/// True when every tool is on PATH. Otherwise the test is skipped with a note, unless
+/// True when every tool is on PATH. Otherwise the test is skipped with a visible `SKIPPED` line
+/// (written past the test harness's capture, so it shows in a passing run), unless
 /// XTASK_REQUIRE_TOOLS is set (as `cargo xtask test` does), when it fails.
 pub fn have_tools(tools: &[&str]) -> bool {
     let missing: Vec<&str> = tools
@@ -84,8 +84,19 @@ pub fn have_tools(tools: &[&str]) -> bool {
     if std::env::var_os("XTASK_REQUIRE_TOOLS").is_some() {
         panic!("required test tools missing: {missing:?} (run `cargo xtask test`, which installs them)");
     }
-    eprintln!("skipping: tools missing: {missing:?} (run `cargo xtask test` to install them)");
+    skipped(&format!(
+        "tools missing: {missing:?} (run `cargo xtask test` to install them)"
+    ));
     false
+}
+
+/// Reports the running test as skipped, on the real stderr: `eprintln!` would be captured and
+/// shown only if the test failed, and a skipped test must not pass silently.
+pub fn skipped(why: &str) {
+    use std::io::Write;
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
 }
 
 pub fn which(tool: &str) -> Option<PathBuf> {

@@ -264,7 +264,7 @@ pub fn binfmt_aarch64() -> bool {
         if std::env::var_os("XTASK_REQUIRE_TOOLS").is_some() {
             panic!("{message}");
         }
-        eprintln!("skipping: {message}");
+        super::skipped(message);
     }
     registered
 }

@@ -10,31 +10,31 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::diag::Finding;
-use crate::project::Project;
-use crate::variants::Variant;
+use super::diag::{self, Finding};
+use super::extension::EXTENSIONS_REPOSITORY;
+use super::image::ImageRef;
+use super::talos::TalosVersion;
+use super::variant::Variant;
 
-pub const FILE_NAME: &str = "extensions.lock";
-pub const SHOWN: &str = "variants/extensions.lock";
+pub use super::layout::{LOCK_FILE_NAME as FILE_NAME, LOCK_SHOWN as SHOWN};
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Lock {
     /// The Talos release every entry was resolved for.
-    pub talos_version: String,
+    pub talos_version: TalosVersion,
     /// The `ghcr.io/siderolabs/extensions:<talos>` image the entries were read from, with its digest.
-    pub extensions_image: String,
+    pub extensions_image: ImageRef,
     /// Short name to full image reference.
-    pub extensions: BTreeMap<String, String>,
+    pub extensions: BTreeMap<String, ImageRef>,
     /// The `ghcr.io/siderolabs/overlays:<talos>` catalog image the overlays were read from,
     /// with its digest; absent while no variant names an overlay.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub overlays_image: Option<String>,
     /// Overlay name to its image by digest, as the catalog lists it, for the overlays variants use.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub overlays: BTreeMap<String, String>,
     /// Every overlay name in that catalog, so that a name it lacks is refused before a build.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub known_overlays: Vec<String>,
     /// The imager image by digest (`ghcr.io/siderolabs/imager:<talos>@sha256:...`): what a
     /// build runs unless `--imager` names another; a `--locked` build refuses to run without
@@ -45,6 +45,25 @@ pub struct Lock {
     /// this exact reference when its tag is the one they would name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_installer: Option<String>,
+}
+
+/// The file as written, before its entries are checked and typed.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LockFile {
+    talos_version: String,
+    extensions_image: String,
+    extensions: BTreeMap<String, String>,
+    #[serde(default)]
+    overlays_image: Option<String>,
+    #[serde(default)]
+    overlays: BTreeMap<String, String>,
+    #[serde(default)]
+    known_overlays: Vec<String>,
+    #[serde(default)]
+    imager: Option<String>,
+    #[serde(default)]
+    base_installer: Option<String>,
 }
 
 /// How a variant's overlay stands in the lock.
@@ -60,33 +79,77 @@ pub enum OverlayEntry<'a> {
     Missing,
 }
 
+/// Tests build locks field by field and leave the rest empty.
+#[cfg(test)]
+impl Default for Lock {
+    fn default() -> Lock {
+        Lock {
+            talos_version: "v0.0.0".into(),
+            extensions_image: "ghcr.io/siderolabs/extensions:v0.0.0".into(),
+            extensions: BTreeMap::new(),
+            overlays_image: None,
+            overlays: BTreeMap::new(),
+            known_overlays: Vec::new(),
+            imager: None,
+            base_installer: None,
+        }
+    }
+}
+
 impl Lock {
-    pub fn load(project: &Project) -> Result<Lock> {
-        let path = project.lock_path();
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {SHOWN}: create it with `cargo xtask lock`"))?;
-        Lock::parse(&text)
+    /// A lock for `talos_version` read from `extensions_image`, with no entries yet.
+    pub fn new(talos_version: TalosVersion, extensions_image: ImageRef) -> Lock {
+        Lock {
+            talos_version,
+            extensions_image,
+            extensions: BTreeMap::new(),
+            overlays_image: None,
+            overlays: BTreeMap::new(),
+            known_overlays: Vec::new(),
+            imager: None,
+            base_installer: None,
+        }
     }
 
+    /// Parses and checks the lock, reporting every bad entry at once.
     pub fn parse(text: &str) -> Result<Lock> {
-        let lock: Lock = serde_json::from_str(text).with_context(|| {
+        let file: LockFile = serde_json::from_str(text).with_context(|| {
             format!("{SHOWN} is not a valid lock file: regenerate it with `cargo xtask lock`")
         })?;
+        let fix = "regenerate it with `cargo xtask lock`";
         let mut problems = Vec::new();
-        for (name, reference) in &lock.extensions {
-            let problem = match ImageRef::parse(reference) {
-                Err(err) => Some(err),
-                Ok(r) => entry_problem(name, &r, &lock.talos_version),
-            };
-            if let Some(problem) = problem {
+        let talos_version = TalosVersion::parse(&file.talos_version)
+            .map_err(|err| {
                 problems.push(
+                    Finding::new(SHOWN, "talos_version", err)
+                        .value(&file.talos_version)
+                        .fix(fix),
+                )
+            })
+            .ok();
+        let mut extensions = BTreeMap::new();
+        for (name, reference) in &file.extensions {
+            let parsed = ImageRef::parse(reference).and_then(|r| {
+                match talos_version
+                    .as_ref()
+                    .and_then(|t| entry_problem(name, &r, t))
+                {
+                    Some(problem) => Err(problem),
+                    None => Ok(r),
+                }
+            });
+            match parsed {
+                Ok(r) => {
+                    extensions.insert(name.clone(), r);
+                }
+                Err(problem) => problems.push(
                     Finding::new(SHOWN, format!("extensions.{name}"), problem)
                         .value(reference)
-                        .fix("regenerate it with `cargo xtask lock`"),
-                );
+                        .fix(fix),
+                ),
             }
         }
-        for (name, reference) in &lock.overlays {
+        for (name, reference) in &file.overlays {
             let problem = match ImageRef::parse(reference) {
                 Err(err) => Some(err),
                 Ok(r) if r.digest.is_none() => Some("has no digest".to_owned()),
@@ -96,22 +159,22 @@ impl Lock {
                 problems.push(
                     Finding::new(SHOWN, format!("overlays.{name}"), problem)
                         .value(reference)
-                        .fix("regenerate it with `cargo xtask lock`"),
+                        .fix(fix),
                 );
             }
         }
-        if let Some(image) = &lock.overlays_image {
+        if let Some(image) = &file.overlays_image {
             if let Err(err) = ImageRef::parse(image) {
                 problems.push(
                     Finding::new(SHOWN, "overlays_image", err)
                         .value(image)
-                        .fix("regenerate it with `cargo xtask lock`"),
+                        .fix(fix),
                 );
             }
         }
         for (field, pin) in [
-            ("imager", &lock.imager),
-            ("base_installer", &lock.base_installer),
+            ("imager", &file.imager),
+            ("base_installer", &file.base_installer),
         ] {
             let Some(imager) = pin else { continue };
             let problem = match ImageRef::parse(imager) {
@@ -120,22 +183,29 @@ impl Lock {
                 Ok(_) => None,
             };
             if let Some(problem) = problem {
-                problems.push(
-                    Finding::new(SHOWN, field, problem)
-                        .value(imager)
-                        .fix("regenerate it with `cargo xtask lock`"),
-                );
+                problems.push(Finding::new(SHOWN, field, problem).value(imager).fix(fix));
             }
         }
-        if let Err(err) = ImageRef::parse(&lock.extensions_image) {
-            problems.push(
-                Finding::new(SHOWN, "extensions_image", err)
-                    .value(&lock.extensions_image)
-                    .fix("regenerate it with `cargo xtask lock`"),
-            );
-        }
-        crate::diag::into_result("invalid lock file", problems)?;
-        Ok(lock)
+        let extensions_image = ImageRef::parse(&file.extensions_image)
+            .map_err(|err| {
+                problems.push(
+                    Finding::new(SHOWN, "extensions_image", err)
+                        .value(&file.extensions_image)
+                        .fix(fix),
+                )
+            })
+            .ok();
+        diag::into_result("invalid lock file", problems)?;
+        Ok(Lock {
+            talos_version: talos_version.expect("no findings"),
+            extensions_image: extensions_image.expect("no findings"),
+            extensions,
+            overlays_image: file.overlays_image,
+            overlays: file.overlays,
+            known_overlays: file.known_overlays,
+            imager: file.imager,
+            base_installer: file.base_installer,
+        })
     }
 
     /// The imager a `--locked` build runs: the lock's pin, else a finding that says how to pin it.
@@ -168,10 +238,7 @@ impl Lock {
             match self.extensions.get(name) {
                 None => resolved.missing.push(name.to_owned()),
                 Some(reference) => {
-                    if ImageRef::parse(reference)
-                        .map(|r| r.digest.is_none())
-                        .unwrap_or(true)
-                    {
+                    if reference.digest.is_none() {
                         resolved.unpinned.push(name.to_owned());
                     }
                     resolved.refs.push(reference.clone());
@@ -197,7 +264,7 @@ impl Lock {
             None => {
                 let known: Vec<&str> = self.known_overlays.iter().map(String::as_str).collect();
                 OverlayEntry::Unknown {
-                    near: crate::diag::closest(&choice.name, &known),
+                    near: diag::closest(&choice.name, &known),
                 }
             }
         }
@@ -231,11 +298,15 @@ impl Lock {
     }
 
     /// Everything that makes the lock unusable for a `--locked` build of these variants.
-    pub fn locked_problems(&self, variants: &[Variant], talos_version: &str) -> Vec<Finding> {
+    pub fn locked_problems(
+        &self,
+        variants: &[Variant],
+        talos_version: &TalosVersion,
+    ) -> Vec<Finding> {
         let fix =
             format!("run `cargo xtask lock --talos-version {talos_version}` and commit {SHOWN}");
         let mut findings = Vec::new();
-        if self.talos_version != talos_version {
+        if self.talos_version != *talos_version {
             findings.push(
                 Finding::new(
                     SHOWN,
@@ -305,89 +376,21 @@ impl Lock {
 /// What is wrong with a well-formed entry: extension `name` comes from exactly
 /// `ghcr.io/siderolabs/<name>` (mirrors are applied when fetching, never written here), and a
 /// tag built for one Talos release (`2.4.3-v1.13.6`) must be for the lock's release.
-fn entry_problem(name: &str, r: &ImageRef, talos_version: &str) -> Option<String> {
-    let repository = format!("{}/{name}", crate::lock::EXTENSIONS_REPOSITORY);
+fn entry_problem(name: &str, r: &ImageRef, talos_version: &TalosVersion) -> Option<String> {
+    let repository = format!("{EXTENSIONS_REPOSITORY}/{name}");
     if r.repository != repository {
         return Some(format!("extension `{name}` must come from {repository}"));
     }
-    let built_for = r.tag.as_deref()?.rsplit_once("-v").map(|(_, v)| v)?;
-    let is_release = built_for.split('.').count() == 3
-        && built_for
-            .split('.')
-            .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-    (is_release && format!("v{built_for}") != talos_version)
-        .then(|| format!("built for Talos v{built_for}, but the lock is for {talos_version}"))
+    let built_for = TalosVersion::built_for(r.tag.as_deref()?)?;
+    (built_for != *talos_version)
+        .then(|| format!("built for Talos {built_for}, but the lock is for {talos_version}"))
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Resolved {
-    pub refs: Vec<String>,
+    pub refs: Vec<ImageRef>,
     pub missing: Vec<String>,
     pub unpinned: Vec<String>,
-}
-
-/// `registry/path/name[:tag][@sha256:hex]`, split into its parts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageRef {
-    pub repository: String,
-    pub tag: Option<String>,
-    pub digest: Option<String>,
-}
-
-impl ImageRef {
-    /// The last path component: `zfs` for `ghcr.io/siderolabs/zfs`.
-    pub fn name(&self) -> &str {
-        self.repository
-            .rsplit('/')
-            .next()
-            .unwrap_or(&self.repository)
-    }
-
-    pub fn parse(reference: &str) -> Result<ImageRef, String> {
-        let (rest, digest) = match reference.split_once('@') {
-            Some((rest, digest)) => {
-                if !is_sha256_digest(digest) {
-                    return Err(format!(
-                        "digest `{digest}` is not sha256:<64 lowercase hex digits>"
-                    ));
-                }
-                (rest, Some(digest.to_owned()))
-            }
-            None => (reference, None),
-        };
-        // A colon after the last slash separates the tag; one before it belongs to host:port.
-        let last_slash = rest.rfind('/').unwrap_or(0);
-        let (repository, tag) = match rest[last_slash..].find(':') {
-            Some(i) => (
-                &rest[..last_slash + i],
-                Some(rest[last_slash + i + 1..].to_owned()),
-            ),
-            None => (rest, None),
-        };
-        if repository.is_empty() || !repository.contains('/') {
-            return Err("not a full image reference (registry/path/name)".into());
-        }
-        if tag.as_deref() == Some("") {
-            return Err("empty tag".into());
-        }
-        if tag.is_none() && digest.is_none() {
-            return Err("has neither tag nor digest".into());
-        }
-        Ok(ImageRef {
-            repository: repository.to_owned(),
-            tag,
-            digest,
-        })
-    }
-}
-
-pub fn is_sha256_digest(s: &str) -> bool {
-    s.strip_prefix("sha256:").is_some_and(|hex| {
-        hex.len() == 64
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
 }
 
 #[cfg(test)]
@@ -395,35 +398,6 @@ mod tests {
     use super::*;
 
     const DIGEST: &str = "sha256:4a6f77f4e3fde41f3656f72d7d68380356afbb289254af8263a154cf7b70598e";
-
-    #[test]
-    fn references_split_into_parts() {
-        let r =
-            ImageRef::parse(&format!("ghcr.io/siderolabs/drbd:9.3.2-v1.13.6@{DIGEST}")).unwrap();
-        assert_eq!(r.repository, "ghcr.io/siderolabs/drbd");
-        assert_eq!(r.tag.as_deref(), Some("9.3.2-v1.13.6"));
-        assert_eq!(r.digest.as_deref(), Some(DIGEST));
-        let local = ImageRef::parse("127.0.0.1:5000/siderolabs/spin:v0.25.1").unwrap();
-        assert_eq!(local.repository, "127.0.0.1:5000/siderolabs/spin");
-        assert_eq!(local.tag.as_deref(), Some("v0.25.1"));
-        assert_eq!(local.digest, None);
-    }
-
-    #[test]
-    fn bad_references_are_rejected() {
-        assert!(ImageRef::parse("ghcr.io/siderolabs/zfs:2@sha256:abc")
-            .unwrap_err()
-            .contains("not sha256"));
-        assert!(ImageRef::parse("zfs:2")
-            .unwrap_err()
-            .contains("not a full image reference"));
-        assert!(ImageRef::parse("ghcr.io/siderolabs/zfs")
-            .unwrap_err()
-            .contains("neither tag nor digest"));
-        assert!(
-            ImageRef::parse(&format!("ghcr.io/siderolabs/zfs@{}", DIGEST.to_uppercase())).is_err()
-        );
-    }
 
     fn lock() -> Lock {
         Lock {
@@ -439,13 +413,14 @@ mod tests {
                     "ghcr.io/siderolabs/spin:v0.25.1".to_owned(),
                 ),
             ]
+            .map(|(name, reference)| (name, reference.into()))
             .into(),
             ..Lock::default()
         }
     }
 
     fn variant(extensions: &str) -> Variant {
-        crate::variants::parse(
+        crate::domain::variant::parse(
             "variants/v.json",
             &format!(r#"{{"name":"v","description":"d","arch":"arm64","extensions":{extensions},"repository":"v/talos"}}"#),
         )
@@ -462,7 +437,8 @@ mod tests {
 
     #[test]
     fn locked_build_refuses_stale_missing_and_unpinned() {
-        let findings = lock().locked_problems(&[variant(r#"["drbd","spin","zfs"]"#)], "v1.14.0");
+        let findings =
+            lock().locked_problems(&[variant(r#"["drbd","spin","zfs"]"#)], &"v1.14.0".into());
         let text: Vec<String> = findings.iter().map(|f| f.to_string()).collect();
         assert_eq!(findings.len(), 3, "{text:#?}");
         assert!(text[0]
@@ -492,11 +468,11 @@ mod tests {
         let mut edited = lock();
         edited.extensions.insert(
             "zfs".into(),
-            format!("ghcr.io/siderolabs/zfs:2.4.3-v1.13.5@{DIGEST}"),
+            format!("ghcr.io/siderolabs/zfs:2.4.3-v1.13.5@{DIGEST}").into(),
         );
         edited.extensions.insert(
             "drbd".into(),
-            format!("ghcr.io/someone/drbd:9.3.2-v1.13.6@{DIGEST}"),
+            format!("ghcr.io/someone/drbd:9.3.2-v1.13.6@{DIGEST}").into(),
         );
         let err = format!("{:#}", Lock::parse(&edited.to_text()).unwrap_err());
         assert!(err.contains("invalid lock file: 2 problems"), "{err}");

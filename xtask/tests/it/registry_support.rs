@@ -1,9 +1,7 @@
 //! The test registry itself works: a push with skopeo shows up through the HTTP API.
 
-mod support;
-
-use support::registry::Registry;
-use support::*;
+use crate::support::registry::Registry;
+use crate::support::*;
 
 #[test]
 fn registry_serves_what_skopeo_pushes() {

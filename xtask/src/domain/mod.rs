@@ -1,0 +1,36 @@
+//! The domain: what the pipeline is about, as types, with no I/O and no other module of the
+//! crate below it. Everything else (the subcommands and the thin I/O modules that read files,
+//! run engines, talk to registries and git) depends on this layer; it depends on nothing of
+//! theirs, and `tests/it/tidy.rs` holds that line by reading the `use crate::` lines.
+//!
+//! Data flows through it in one direction: a variant file parses into a [`Variant`], the lock
+//! file into a [`Lock`] of typed [`ImageRef`]s, both with the pinned [`TalosVersion`] into a
+//! [`Plan`] of imager [`Profile`]s, and the build writes one [`BuildRecord`] that smoke and ci
+//! read back through the same type.
+
+pub mod arch;
+pub mod cidr;
+pub mod diag;
+pub mod extension;
+pub mod format;
+pub mod image;
+pub mod layout;
+pub mod lock;
+pub mod output;
+pub mod plan;
+pub mod profile;
+pub mod record;
+pub mod talos;
+pub mod target;
+pub mod variant;
+pub mod yaml;
+
+pub use arch::Arch;
+pub use diag::Finding;
+pub use image::{Digest, ImageRef};
+pub use lock::Lock;
+pub use output::Output;
+pub use plan::{Plan, PlannedProfile, VariantPlan};
+pub use record::BuildRecord;
+pub use talos::TalosVersion;
+pub use variant::Variant;
