@@ -638,10 +638,24 @@ pub fn summary(stages: &[StageResult], records: &[BuildRecord], smoke: &[SmokeRe
         .unwrap();
     }
     for r in records {
+        let arches = if r.arches.is_empty() {
+            r.arch.to_string()
+        } else {
+            r.arches
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let target = match (r.platform.as_deref().unwrap_or("metal"), &r.overlay) {
+            ("metal", None) => String::new(),
+            (platform, None) => format!("{platform}, "),
+            (platform, Some(overlay)) => format!("{platform}/{overlay}, "),
+        };
         writeln!(
             out,
-            "\n### {} (Talos {}, {})\n",
-            r.variant, r.talos_version, r.arch
+            "\n### {} (Talos {}, {target}{arches})\n",
+            r.variant, r.talos_version
         )
         .unwrap();
         if let Some(s) = smoke.iter().find(|s| s.variant == r.variant) {
@@ -659,9 +673,14 @@ pub fn summary(stages: &[StageResult], records: &[BuildRecord], smoke: &[SmokeRe
             .unwrap();
         }
         for p in &r.published {
+            let index = if p.is_index() {
+                format!(" (one index: {})", p.arches.join(", "))
+            } else {
+                String::new()
+            };
             writeln!(
                 out,
-                "- image: `{}@{}` tags: {}",
+                "- image: `{}@{}`{index} tags: {}",
                 p.image,
                 p.digest,
                 p.tags

@@ -49,6 +49,9 @@ pub struct Intended {
     pub why: &'static str,
 }
 
+/// Why `build`'s profiles carry `ociPath` where the imager's defaults have none.
+pub const OCI_PATH: &str = "build prefetches every image once into an OCI layout and hands it over as ociPath, which the imager reads instead of pulling imageRef (prefetch.rs; --no-prefetch keeps imageRef only)";
+
 const DISKS: &[Output] = &[Output::Metal, Output::Nocloud, Output::Disk];
 
 pub const INTENDED: &[Intended] = &[
@@ -84,8 +87,28 @@ pub const INTENDED: &[Intended] = &[
     },
 ];
 
+/// Why the base installer may carry a digest where the imager's default names the tag only.
+pub const PINNED_BASE: &str = "the same image and tag, pinned by digest in the lock (docs/lock.md): the build cannot move under a re-pushed tag";
+
 /// Why a difference is intended, or `None` when it is not.
+pub fn intended_difference(output: Output, d: &Difference) -> Option<&'static str> {
+    let pinned = match (&d.ours, &d.default) {
+        (serde_json::Value::String(ours), serde_json::Value::String(default)) => ours
+            .strip_prefix(default.as_str())
+            .is_some_and(|rest| rest.starts_with("@sha256:")),
+        _ => false,
+    };
+    if d.path == "input.baseInstaller.imageRef" && pinned {
+        return Some(PINNED_BASE);
+    }
+    intended(output, &d.path)
+}
+
+/// Why a difference at `path` is intended whatever its values, or `None`.
 pub fn intended(output: Output, path: &str) -> Option<&'static str> {
+    if path.ends_with(".ociPath") {
+        return Some(OCI_PATH);
+    }
     INTENDED
         .iter()
         .find(|i| {
@@ -224,23 +247,37 @@ pub fn imager_default(
     }
 }
 
-/// Every profile of the plan, named `<variant>/<output>`.
-pub fn profile_requests(plan: &crate::domain::Plan) -> Vec<ProfileRequest> {
-    plan.variants
-        .iter()
-        .flat_map(|v| {
-            v.profiles.iter().map(move |p| {
-                let (default, kind, platform) = imager_default(p.kind, v.target.platform);
-                ProfileRequest {
-                    name: format!("{}/{}", v.name, p.step(v.target.multi_arch())),
-                    yaml: p.profile.to_yaml(),
-                    default: default.into(),
-                    output_kind: kind.into(),
-                    platform: platform.into(),
-                }
-            })
-        })
-        .collect()
+/// Every profile of the plan twice: as planned (`<variant>/<output>`), and as `build` hands it
+/// to the imager with prefetched `ociPath` inputs (`<variant>/<output>+ociPath`, prefetch.rs).
+/// Each with the output it is for.
+pub fn profile_requests(plan: &crate::domain::Plan) -> Vec<(ProfileRequest, Output)> {
+    let mut requests = Vec::new();
+    for v in &plan.variants {
+        for p in &v.profiles {
+            let (default, kind, platform) = imager_default(p.kind, v.target.platform);
+            let name = format!("{}/{}", v.name, p.step(v.target.multi_arch()));
+            let (prefetched, _) = crate::prefetch::with_oci_paths(
+                p.profile.clone(),
+                crate::prefetch::imager_arch(p.arch, false),
+            );
+            for (name, profile) in [
+                (name.clone(), &p.profile),
+                (format!("{name}+ociPath"), &prefetched),
+            ] {
+                requests.push((
+                    ProfileRequest {
+                        name,
+                        yaml: profile.to_yaml(),
+                        default: default.into(),
+                        output_kind: kind.into(),
+                        platform: platform.into(),
+                    },
+                    p.kind,
+                ));
+            }
+        }
+    }
+    requests
 }
 
 /// A CozyStack-style base as a patch onto `talosctl gen config`'s output: the kernel modules
@@ -605,8 +642,10 @@ pub fn judge_plan(
     binary: &Utf8Path,
     version: Option<&str>,
 ) -> Result<Verdict> {
+    let (profiles, outputs): (Vec<ProfileRequest>, Vec<Output>) =
+        profile_requests(plan).into_iter().unzip();
     let mut request = Request {
-        profiles: profile_requests(plan),
+        profiles,
         ..Request::default()
     };
     if let Some(next) = version {
@@ -664,11 +703,17 @@ pub fn judge_plan(
 
     let mut findings = Vec::new();
     let mut differences = Vec::new();
+    // Each planned profile twice (as planned, and with ociPath inputs), as profile_requests.
     let expected: Vec<(Output, &str)> = plan
         .variants
         .iter()
-        .flat_map(|v| v.profiles.iter().map(|p| (p.kind, p.artifact.as_str())))
+        .flat_map(|v| {
+            v.profiles
+                .iter()
+                .flat_map(|p| [(p.kind, p.artifact.as_str()); 2])
+        })
         .collect();
+    debug_assert!(expected.iter().map(|e| e.0).eq(outputs.iter().copied()));
     if report.profiles.len() != expected.len()
         || report.configs.len() != cases.len()
         || report.schematics.len() != request.schematics.len()
@@ -686,7 +731,7 @@ pub fn judge_plan(
     for (p, (output, artifact)) in report.profiles.iter().zip(&expected) {
         findings.extend(profile_findings(p, *output, artifact));
         for d in &p.differences {
-            if let Some(why) = intended(*output, &d.path) {
+            if let Some(why) = intended_difference(*output, d) {
                 differences.push((p.name.clone(), d.path.clone(), why.to_owned()));
             }
         }
@@ -745,7 +790,7 @@ pub fn profile_findings(p: &ProfileReport, output: Output, artifact: &str) -> Ve
         ));
     }
     for d in &p.differences {
-        if intended(output, &d.path).is_none() {
+        if intended_difference(output, d).is_none() {
             findings.push(format!(
                 "profile {}: {} is {} where the imager's default has {}; intended? add it to conformance::INTENDED and docs/conformance.md, or follow the default",
                 p.name, d.path, d.ours, d.default
@@ -1089,6 +1134,9 @@ mod tests {
         let f = profile_findings(&p, Output::Metal, "metal-arm64.raw.xz");
         assert_eq!(f.len(), 1, "{f:?}");
         assert!(f[0].contains("input.baseInstaller.imageRef"), "{f:?}");
+        let mut pinned = p.differences[1].clone();
+        pinned.ours = "b@sha256:aa".into();
+        assert!(intended_difference(Output::Metal, &pinned).is_some());
         let f = profile_findings(&p, Output::Metal, "metal-arm64.raw.zst");
         assert!(
             f[0].contains("the imager writes metal-arm64.raw.xz"),

@@ -617,9 +617,12 @@ fn check_installer_archive(
     let field = format!("files[{i}]");
     match archive_config(sh, &path) {
         Ok(config) => match platform_problem(&config, arch) {
-            None => report
-                .checked
-                .push(format!("{name}: config is linux/{arch}")),
+            None => {
+                report
+                    .checked
+                    .push(format!("{name}: config is linux/{arch}"));
+                check_installer_layout(sh, record, &path, &config, shown, &field, arch, report);
+            }
             Some(problem) => report.findings.push(
                 Finding::new(shown, field, format!("{name}: {problem}"))
                     .value(&name)
@@ -632,6 +635,131 @@ fn check_installer_archive(
                 .fix(format!("rebuild with `cargo xtask build --variant {}`", record.variant)),
         ),
     }
+}
+
+/// What `talosctl upgrade --image` runs: the image's entrypoint `/bin/installer` (the base
+/// installer's), which installs the boot assets the imager put under `/usr/install/<arch>/` in
+/// the image's last layer: sd-boot and the UKI (`systemd-boot.efi`, `vmlinuz.efi`), or, for
+/// GRUB-era releases, `vmlinuz` and `initramfs.xz`.
+#[allow(clippy::too_many_arguments)]
+fn check_installer_layout(
+    sh: &Shell,
+    record: &BuildRecord,
+    path: &Utf8Path,
+    config: &Value,
+    shown: &str,
+    field: &str,
+    arch: Arch,
+    report: &mut Report,
+) {
+    let name = path.file_name().unwrap_or_default();
+    let fix = format!(
+        "rebuild with `cargo xtask build --variant {}` from the imager and base installer of the locked Talos version",
+        record.variant
+    );
+    let entrypoint = &config["config"]["Entrypoint"];
+    if *entrypoint != serde_json::json!(["/bin/installer"]) {
+        report.findings.push(
+            Finding::new(shown, field, format!("{name}: the image's entrypoint is not /bin/installer, which `talosctl upgrade --image` runs"))
+                .value(entrypoint.to_string())
+                .fix(fix.clone()),
+        );
+    }
+    let assets = match last_layer(sh, path).and_then(|layer| layer_files(sh, &layer)) {
+        Ok(files) => {
+            let prefix = format!("usr/install/{arch}/");
+            files
+                .iter()
+                .filter_map(|f| f.trim_start_matches("./").strip_prefix(&prefix))
+                .filter(|f| !f.is_empty() && !f.ends_with('/'))
+                .map(str::to_owned)
+                .collect::<BTreeSet<String>>()
+        }
+        Err(err) => {
+            report.findings.push(
+                Finding::new(
+                    shown,
+                    field,
+                    format!("{name}: cannot list the image's last layer: {err:#}"),
+                )
+                .value(name)
+                .fix(fix),
+            );
+            return;
+        }
+    };
+    let has = |wanted: &[&str]| wanted.iter().all(|w| assets.contains(*w));
+    if has(&["systemd-boot.efi", "vmlinuz.efi"]) || has(&["vmlinuz", "initramfs.xz"]) {
+        report.checked.push(format!(
+            "{name}: entrypoint /bin/installer, /usr/install/{arch}/ has {}",
+            assets.iter().cloned().collect::<Vec<_>>().join(", ")
+        ));
+    } else {
+        report.findings.push(
+            Finding::new(shown, field, format!("{name}: the last layer has no boot assets under /usr/install/{arch}/ (systemd-boot.efi and vmlinuz.efi, or vmlinuz and initramfs.xz)"))
+                .value(if assets.is_empty() { "nothing".to_owned() } else { assets.into_iter().collect::<Vec<_>>().join(", ") })
+                .fix(fix),
+        );
+    }
+}
+
+/// The bytes of the image's topmost layer (docker-archive or OCI layout tar).
+fn last_layer(sh: &Shell, archive: &Utf8Path) -> Result<Vec<u8>> {
+    if let Ok(manifest) = tar_member(sh, archive, "manifest.json") {
+        let manifest: Value =
+            serde_json::from_slice(&manifest).context("manifest.json is not JSON")?;
+        let layer = manifest[0]["Layers"]
+            .as_array()
+            .and_then(|l| l.last())
+            .and_then(Value::as_str)
+            .context("manifest.json names no layer")?;
+        return tar_member(sh, archive, layer);
+    }
+    let index: Value = serde_json::from_slice(&tar_member(sh, archive, "index.json")?)
+        .context("index.json is not JSON")?;
+    let blob = |digest: &str| -> Result<Vec<u8>> {
+        let hex = digest
+            .strip_prefix("sha256:")
+            .context("digest is not sha256")?;
+        tar_member(sh, archive, &format!("blobs/sha256/{hex}"))
+    };
+    let mut manifest: Value = serde_json::from_slice(&blob(
+        index["manifests"][0]["digest"]
+            .as_str()
+            .context("index.json lists no manifest")?,
+    )?)?;
+    if manifest["manifests"].is_array() {
+        // an index inside the layout: its first image
+        manifest = serde_json::from_slice(&blob(
+            manifest["manifests"][0]["digest"]
+                .as_str()
+                .context("the index lists no image")?,
+        )?)?;
+    }
+    let layer = manifest["layers"]
+        .as_array()
+        .and_then(|l| l.last())
+        .and_then(|l| l["digest"].as_str())
+        .context("the manifest names no layer")?;
+    blob(layer)
+}
+
+/// The member names of a layer (a tar, gzip-compressed or not).
+fn layer_files(sh: &Shell, layer: &[u8]) -> Result<Vec<String>> {
+    let gzip = layer.starts_with(&[0x1f, 0x8b]);
+    let flags = if gzip { "-tzf" } else { "-tf" };
+    let out = cmd!(sh, "tar {flags} -")
+        .stdin(layer)
+        .quiet()
+        .ignore_status()
+        .output()?;
+    if !out.status.success() {
+        anyhow::bail!("not a tar: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect())
 }
 
 fn tar_member(sh: &Shell, archive: &Utf8Path, member: &str) -> Result<Vec<u8>> {
@@ -1034,6 +1162,114 @@ mod tests {
         };
         check_record(record, "_out/x/build.json", variant, &lock(), &mut report);
         report.findings.iter().map(|f| f.to_string()).collect()
+    }
+
+    /// A docker-archive whose one layer holds `files` (paths under the layer root).
+    fn installer_archive(dir: &Utf8Path, entrypoint: &str, files: &[&str]) -> Utf8PathBuf {
+        let _ = std::fs::remove_dir_all(dir);
+        for file in files {
+            let path = dir.join("layer").join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, "x").unwrap();
+        }
+        std::fs::create_dir_all(dir.join("layer")).unwrap();
+        let sh = Shell::new().unwrap();
+        let layer_dir = dir.join("layer");
+        cmd!(sh, "tar -cf {dir}/layer.tar -C {layer_dir} .")
+            .quiet()
+            .run()
+            .unwrap();
+        std::fs::write(
+            dir.join("config.json"),
+            format!(
+                r#"{{"architecture":"arm64","os":"linux","config":{{"Entrypoint":{entrypoint}}}}}"#
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("manifest.json"),
+            r#"[{"Config":"config.json","Layers":["layer.tar"]}]"#,
+        )
+        .unwrap();
+        let archive = dir.join("installer-arm64.tar");
+        cmd!(
+            sh,
+            "tar -cf {archive} -C {dir} manifest.json config.json layer.tar"
+        )
+        .quiet()
+        .run()
+        .unwrap();
+        archive
+    }
+
+    #[test]
+    fn the_installer_runs_bin_installer_over_the_boot_assets_of_its_arch() {
+        let dir = Utf8PathBuf::from_path_buf(
+            std::env::temp_dir().join(format!("xtask-layout-unit-{}", std::process::id())),
+        )
+        .unwrap();
+        let rec = record("compute", &[]);
+        let layout = |entrypoint: &str, files: &[&str]| {
+            let archive = installer_archive(&dir, entrypoint, files);
+            let sh = Shell::new().unwrap();
+            let config = archive_config(&sh, &archive).unwrap();
+            let mut report = Report {
+                variant: "compute".into(),
+                record: "r".into(),
+                checked: Vec::new(),
+                findings: Vec::new(),
+            };
+            check_installer_layout(
+                &sh,
+                &rec,
+                &archive,
+                &config,
+                "r",
+                "files[0]",
+                Arch::Arm64,
+                &mut report,
+            );
+            (
+                report.checked,
+                report
+                    .findings
+                    .iter()
+                    .map(|f| f.to_string())
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let sd_boot = [
+            "usr/install/arm64/systemd-boot.efi",
+            "usr/install/arm64/vmlinuz.efi",
+        ];
+        let (checked, findings) = layout(r#"["/bin/installer"]"#, &sd_boot);
+        assert!(findings.is_empty(), "{findings:?}");
+        assert_eq!(checked, ["installer-arm64.tar: entrypoint /bin/installer, /usr/install/arm64/ has systemd-boot.efi, vmlinuz.efi"]);
+        let (_, findings) = layout(
+            r#"["/bin/installer"]"#,
+            &[
+                "usr/install/arm64/vmlinuz",
+                "usr/install/arm64/initramfs.xz",
+            ],
+        );
+        assert!(findings.is_empty(), "GRUB-era assets: {findings:?}");
+        let (_, findings) = layout(r#"["/bin/sh"]"#, &sd_boot);
+        assert!(
+            findings.len() == 1 && findings[0].contains("entrypoint is not /bin/installer"),
+            "{findings:?}"
+        );
+        let (_, findings) = layout(
+            r#"["/bin/installer"]"#,
+            &[
+                "usr/install/amd64/systemd-boot.efi",
+                "usr/install/amd64/vmlinuz.efi",
+            ],
+        );
+        assert!(
+            findings.len() == 1 && findings[0].contains("no boot assets under /usr/install/arm64/"),
+            "{findings:?}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -189,6 +189,14 @@ fn the_imager_built_from_source_makes_every_output_and_its_disk_boots() {
         let name = line.split(':').next().unwrap().rsplit('/').next().unwrap();
         assert_eq!(lock["extensions"][name], line, "{lock:#}");
     }
+    // The stand-in installer-base too, by digest (the bench's made-up pin is replaced).
+    let base = lock["base_installer"].as_str().unwrap_or_default();
+    assert!(
+        base.starts_with(&format!(
+            "ghcr.io/siderolabs/installer-base:{talos}@sha256:"
+        )) && !base.ends_with(&"b1".repeat(32)),
+        "{lock:#}"
+    );
     git_commit(&env.root, "lock the stand-ins");
 
     // Both roles, every output kind they declare, through the real imager.

@@ -389,16 +389,20 @@ fn digest_of(bytes: &[u8]) -> String {
 fn docker_archive(path: &Path, arch: &str, marker: &str) {
     let dir = path.with_extension("parts");
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("content")).unwrap();
+    let assets = dir.join("content/usr/install").join(arch);
+    std::fs::create_dir_all(&assets).unwrap();
     std::fs::write(dir.join("content/marker"), marker).unwrap();
+    // What the imager puts where `talosctl upgrade --image` looks: sd-boot and the UKI.
+    std::fs::write(assets.join("systemd-boot.efi"), "sd-boot").unwrap();
+    std::fs::write(assets.join("vmlinuz.efi"), "uki").unwrap();
     let out = run(Command::new("tar")
-        .args(["-cf", "layer.tar", "-C", "content", "marker"])
+        .args(["-cf", "layer.tar", "-C", "content", "marker", "usr"])
         .current_dir(&dir));
     assert!(out.status.success());
     let layer = std::fs::read(dir.join("layer.tar")).unwrap();
     let config = json!({
         "architecture": arch, "os": "linux",
-        "config": {"Labels": {"marker": marker}},
+        "config": {"Labels": {"marker": marker}, "Entrypoint": ["/bin/installer"]},
         "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", digest_of(&layer))]}
     });
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();

@@ -204,7 +204,7 @@ fn modules_import_each_other_in_one_direction_only() {
     assert!(
         found.is_empty(),
         "import cycles between xtask's modules (move what both need down, into src/domain/ or a \
-         thin I/O module):\n  {}",
+         thin I/O module, or let main.rs hand one a function of the other):\n  {}",
         found.join("\n  ")
     );
     let inner = cycles(&domain_graph(&src()));

@@ -47,6 +47,9 @@ case "$kind" in
     installer)
         mkdir -p /work/layer/usr/install/$arch
         echo "$profile" > /work/layer/usr/install/$arch/profile.yaml
+        # stand-in boot assets where the real imager puts sd-boot and the UKI
+        echo "stand-in sd-boot $arch" > /work/layer/usr/install/$arch/systemd-boot.efi
+        echo "stand-in UKI $arch $sum" > /work/layer/usr/install/$arch/vmlinuz.efi
         tar -cf /work/layer.tar -C /work/layer usr
         layer=$(sha256sum /work/layer.tar | cut -d' ' -f1)
         printf '{"architecture":"%s","os":"linux","config":{"Entrypoint":["/bin/installer"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' "$arch" "$layer" > /work/config.json
