@@ -1052,6 +1052,17 @@ mod tests {
         )
     }
 
+    /// `render` as the tests call it: the test variant's file, the test image, no auth key.
+    fn rendered(variant: &Variant, overrides: &Overrides) -> Result<Rendered> {
+        render(
+            variant,
+            "variants/v.json",
+            IMAGE,
+            overrides,
+            AuthKey::Redacted,
+        )
+    }
+
     fn file<'a>(r: &'a Rendered, name: &str) -> &'a str {
         &r.files
             .iter()
@@ -1070,12 +1081,9 @@ mod tests {
 
     #[test]
     fn compute_loads_drbd_and_zfs_and_gets_the_spin_runtime_class() {
-        let r = render(
+        let r = rendered(
             &variant(r#"["drbd", "zfs", "spin"]"#, ""),
-            "variants/v.json",
-            IMAGE,
             &Overrides::default(),
-            AuthKey::Redacted,
         )
         .unwrap();
         assert_eq!(
@@ -1098,14 +1106,7 @@ mod tests {
 
     #[test]
     fn every_module_line_is_explained_in_a_comment() {
-        let r = render(
-            &variant(r#"["drbd", "zfs"]"#, ""),
-            "variants/v.json",
-            IMAGE,
-            &Overrides::default(),
-            AuthKey::Redacted,
-        )
-        .unwrap();
+        let r = rendered(&variant(r#"["drbd", "zfs"]"#, ""), &Overrides::default()).unwrap();
         let text = file(&r, "v.patch.yaml");
         assert!(
             text.starts_with("# Talos machine-config patch for every `v` node, workers and control planes (variants/v.json).\n"),
@@ -1153,14 +1154,7 @@ mod tests {
 
     #[test]
     fn redacted_render_never_contains_the_key() {
-        let r = render(
-            &gateway(r#"{"mode": "kernel"}"#),
-            "variants/v.json",
-            IMAGE,
-            &Overrides::default(),
-            AuthKey::Redacted,
-        )
-        .unwrap();
+        let r = rendered(&gateway(r#"{"mode": "kernel"}"#), &Overrides::default()).unwrap();
         let patch = file(&r, "v.patch.yaml");
         assert!(patch.contains("  - TS_AUTHKEY=<redacted>\n"), "{patch}");
         assert!(!patch.contains("TS_ROUTES"), "no routes declared: {patch}");
@@ -1175,12 +1169,9 @@ mod tests {
             node_subnets: Some(vec![Ipv4Cidr::parse("192.168.8.0/24").unwrap()]),
             base: Base::Talosctl,
         };
-        let r = render(
+        let r = rendered(
             &gateway(r#"{"mode": "userspace", "routes": ["10.96.0.0/16"]}"#),
-            "variants/v.json",
-            IMAGE,
             &overrides,
-            AuthKey::Redacted,
         )
         .unwrap();
         let patch = file(&r, "v.patch.yaml");
@@ -1218,28 +1209,15 @@ mod tests {
             node_subnets: Some(vec![Ipv4Cidr::parse("100.64.0.0/16").unwrap()]),
             ..Overrides::default()
         };
-        let err = render(
-            &variant(r#"["zfs"]"#, ""),
-            "variants/v.json",
-            IMAGE,
-            &overrides,
-            AuthKey::Redacted,
-        )
-        .unwrap_err()
-        .to_string();
+        let err = rendered(&variant(r#"["zfs"]"#, ""), &overrides)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("lies inside 100.64.0.0/10"), "{err}");
     }
 
     #[test]
     fn kernel_mode_on_the_default_join_network_warns_with_mitigations() {
-        let r = render(
-            &gateway(r#"{"mode": "kernel"}"#),
-            "variants/v.json",
-            IMAGE,
-            &Overrides::default(),
-            AuthKey::Redacted,
-        )
-        .unwrap();
+        let r = rendered(&gateway(r#"{"mode": "kernel"}"#), &Overrides::default()).unwrap();
         assert_eq!(r.warnings.len(), 1);
         let w = &r.warnings[0];
         assert!(
@@ -1302,14 +1280,7 @@ mod tests {
             base: Base::Cozystack,
             ..Overrides::default()
         };
-        let r = render(
-            &variant(r#"["drbd", "zfs"]"#, ""),
-            "variants/v.json",
-            IMAGE,
-            &overrides,
-            AuthKey::Redacted,
-        )
-        .unwrap();
+        let r = rendered(&variant(r#"["drbd", "zfs"]"#, ""), &overrides).unwrap();
         let text = file(&r, "v.patch.yaml");
         assert!(
             body(text).contains("    modules:\n      - name: drbd_transport_tcp\n"),
@@ -1321,14 +1292,7 @@ mod tests {
 
     #[test]
     fn next_steps_share_one_secrets_bundle_and_split_control_plane_patches() {
-        let r = render(
-            &gateway(r#"{"mode": "userspace"}"#),
-            "variants/v.json",
-            IMAGE,
-            &Overrides::default(),
-            AuthKey::Redacted,
-        )
-        .unwrap();
+        let r = rendered(&gateway(r#"{"mode": "userspace"}"#), &Overrides::default()).unwrap();
         let steps: Vec<String> = next_steps("v", IMAGE, &r.files, "/c")
             .iter()
             .map(Step::line)
@@ -1369,14 +1333,7 @@ mod tests {
 
     #[test]
     fn roles_without_configured_extensions_get_only_their_install_image() {
-        let r = render(
-            &variant(r#"["iscsi-tools"]"#, ""),
-            "variants/v.json",
-            IMAGE,
-            &Overrides::default(),
-            AuthKey::Redacted,
-        )
-        .unwrap();
+        let r = rendered(&variant(r#"["iscsi-tools"]"#, ""), &Overrides::default()).unwrap();
         assert_eq!(r.files.len(), 1);
         assert_eq!(
             body(&r.files[0].text),
