@@ -238,14 +238,14 @@ pub fn build_plan(
         );
     }
     // `--imager` wins; else the lock's pin; a `--locked` build never runs the imager by tag.
-    let imager = match (&opts.imager, lock.imager.as_deref()) {
+    let imager = match (&opts.imager, &lock.imager) {
         (Some(imager), _) => imager.clone(),
-        (None, Some(pinned)) => pinned.to_owned(),
+        (None, Some(pinned)) => pinned.to_string(),
         (None, None) if settings.locked => {
             let finding = lock.locked_imager().expect_err("no imager is pinned");
             bail!("the lock pins no imager:\n  {finding}");
         }
-        (None, None) => crate::lock::imager_image(&plan.talos_version),
+        (None, None) => crate::domain::profile::imager_image(&plan.talos_version),
     };
     let progress = Steps::new(settings.quiet);
     if settings.dry_run {

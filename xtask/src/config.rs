@@ -646,7 +646,7 @@ fn documents(docs: &[Document]) -> String {
                 out.push('\n');
             }
         }
-        out.push_str(&crate::domain::yaml::to_string(&doc.body));
+        out.push_str(&crate::domain::yaml::to_string(&doc.body, 2));
     }
     out
 }
@@ -1138,11 +1138,11 @@ mod tests {
         assert_eq!(
             machine,
             "machine:\n  install:\n    image: ghcr.io/acme/v/talos:v1.13.6\n  kernel:\n    modules:\n      - name: drbd\n        parameters:\n          - usermode_helper=disabled\n      - name: drbd_transport_tcp\n      - name: zfs\n\
-             \x20 kubelet:\n    nodeIP:\n      validSubnets:\n        - \"!100.64.0.0/10\"\n        - \"!::/0\"\n"
+             \x20 kubelet:\n    nodeIP:\n      validSubnets:\n        - '!100.64.0.0/10'\n        - '!::/0'\n"
         );
         assert_eq!(
             body(file(&r, "v.controlplane.patch.yaml")),
-            "cluster:\n  etcd:\n    advertisedSubnets:\n      - \"!100.64.0.0/10\"\n      - \"!::/0\"\n"
+            "cluster:\n  etcd:\n    advertisedSubnets:\n      - '!100.64.0.0/10'\n      - '!::/0'\n"
         );
         assert_eq!(
             service,
@@ -1179,7 +1179,7 @@ mod tests {
         assert!(patch.contains("(--routes)"), "{patch}");
         assert!(
             patch.contains(
-                "validSubnets:\n        - 192.168.8.0/24\n        - \"!100.64.0.0/10\"\n"
+                "validSubnets:\n        - 192.168.8.0/24\n        - '!100.64.0.0/10'\n"
             ),
             "{patch}"
         );
@@ -1201,7 +1201,7 @@ mod tests {
         let patch = body(file(&r, "v.controlplane.patch.yaml"));
         assert!(
             patch
-                .contains("advertisedSubnets:\n      - 10.10.0.0/16\n      - \"!100.64.0.0/10\"\n"),
+                .contains("advertisedSubnets:\n      - 10.10.0.0/16\n      - '!100.64.0.0/10'\n"),
             "{patch}"
         );
         assert!(!body(file(&r, "v.patch.yaml")).contains("cluster"));

@@ -508,7 +508,7 @@ pub fn harness(project: &Project) -> Result<Option<Utf8PathBuf>> {
 }
 
 /// `cargo xtask schematic`'s check: image-factory's own `ID()` for each schematic equals ours.
-pub fn judge_schematics(project: &Project, reports: &[crate::schematic::Report]) -> Result<()> {
+pub fn judge_schematics(project: &Project, reports: &[crate::domain::schematic::Report]) -> Result<()> {
     let Some(binary) = harness(project)? else {
         return Ok(());
     };
@@ -692,7 +692,7 @@ pub fn judge_plan(
             }
         }
         let schematic =
-            crate::schematic::Schematic::for_variant(&vp.variant, vp.overlay_image.as_deref());
+            crate::domain::schematic::Schematic::for_variant(&vp.variant, vp.overlay_image.as_ref());
         request.schematics.push(SchematicRequest {
             name: vp.name.clone(),
             yaml: schematic.to_yaml(),
