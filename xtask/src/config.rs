@@ -59,7 +59,7 @@ pub struct Args {
     #[arg(long, value_name = "REF")]
     pub install_image: Option<String>,
     #[command(flatten)]
-    pub registry: crate::plan::RegistryArg,
+    pub registry: crate::inputs::RegistryArg,
     /// The config the patches are applied onto: `talosctl` (what `talosctl gen config` makes) or
     /// `cozystack` (CozyStack's base, which already loads drbd and zfs: the patch leaves them out,
     /// because Talos's patcher appends list entries and would load them twice).
@@ -900,7 +900,7 @@ pub fn next_steps(
 pub type Judge = fn(&Project, &str, &str, Base, &Rendered, &[Step]) -> Result<()>;
 
 pub fn run(project: &Project, args: Args, judge: Judge) -> Result<()> {
-    let plan = crate::plan::load(
+    let plan = crate::inputs::load_plan(
         project,
         std::slice::from_ref(&args.variant),
         args.registry.resolve(),

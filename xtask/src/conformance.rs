@@ -27,7 +27,7 @@ pub struct Args {
     #[arg(long = "variant", value_name = "NAME")]
     pub variants: Vec<String>,
     #[command(flatten)]
-    pub registry: crate::plan::RegistryArg,
+    pub registry: crate::inputs::RegistryArg,
     /// Print the report and the findings as JSON.
     #[arg(long)]
     pub json: bool,
@@ -917,7 +917,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         println!("{report}");
         return Ok(());
     }
-    let plan = crate::plan::load(project, &args.variants, args.registry.resolve())?;
+    let plan = crate::inputs::load_plan(project, &args.variants, args.registry.resolve())?;
     let next_version = if args.next {
         let text = std::fs::read_to_string(project.root.join(DIR).join(NEXT_MOD))?;
         Some(

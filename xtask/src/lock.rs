@@ -472,11 +472,10 @@ struct Found {
 fn read_from_image(project: &Project, skopeo: &Skopeo, image: &str, file: &str) -> Result<Found> {
     let raw = skopeo.inspect_raw(image)?;
     let pinned = pinned(image, &raw)?;
-    let index_digest = Digest::of_bytes(&raw).to_string();
-    let repository = image.rsplit_once(':').map_or(image, |(r, _)| r);
-    let (candidates, platforms): (Vec<String>, Vec<Option<String>>) =
+    let repository = &pinned.repository;
+    let (candidates, platforms): (Vec<Digest>, Vec<Option<String>>) =
         match parse_manifest(&raw, image)? {
-            Manifest::Image(_) => (vec![index_digest.clone()], vec![None]),
+            Manifest::Image(_) => (vec![Digest::of_bytes(&raw)], vec![None]),
             Manifest::Index(manifests) => {
                 let order = platform_order(&manifests);
                 if order.is_empty() {
@@ -490,9 +489,6 @@ fn read_from_image(project: &Project, skopeo: &Skopeo, image: &str, file: &str) 
         };
     let mut tried = Vec::new();
     for (digest, platform) in candidates.iter().zip(&platforms) {
-        if !crate::domain::image::is_sha256_digest(digest) {
-            bail!("{pinned}: index entry digest `{digest}` is not sha256:<64 hex digits>");
-        }
         let reference = format!("{repository}@{digest}");
         let dir = fetch_cached(project, skopeo, &reference, digest)?;
         if let Some(text) = find_file(&dir, &reference, file)? {
@@ -503,7 +499,7 @@ fn read_from_image(project: &Project, skopeo: &Skopeo, image: &str, file: &str) 
                 text,
             });
         }
-        tried.push(platform.clone().unwrap_or_else(|| digest.clone()));
+        tried.push(platform.clone().unwrap_or_else(|| digest.to_string()));
     }
     bail!(
         "{pinned}: no image carries an `{file}` file (tried {})",
@@ -516,20 +512,20 @@ fn fetch_cached(
     project: &Project,
     skopeo: &Skopeo,
     reference: &str,
-    digest: &str,
+    digest: &Digest,
 ) -> Result<Utf8PathBuf> {
     let cache = project.target_dir().join("lock");
-    let dir = cache.join(digest.trim_start_matches("sha256:"));
+    let dir = cache.join(digest.hex());
     // A cached copy is used only if its manifest still hashes to the digest asked for.
     let cached = std::fs::read(dir.join("manifest.json"))
-        .is_ok_and(|bytes| Digest::of_bytes(&bytes) == digest);
+        .is_ok_and(|bytes| Digest::of_bytes(&bytes) == *digest);
     if cached {
         return Ok(dir);
     }
     std::fs::create_dir_all(&cache).with_context(|| format!("creating {cache}"))?;
     let tmp = cache.join(format!(
         ".{}.tmp-{}",
-        digest.trim_start_matches("sha256:"),
+        digest.hex(),
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&tmp);
@@ -554,14 +550,7 @@ fn find_file(dir: &Utf8Path, reference: &str, file: &str) -> Result<Option<Strin
     let sh = Shell::new()?;
     for layer in layers.iter().rev() {
         let format = layer_format(layer, reference)?;
-        let hex = layer
-            .digest
-            .strip_prefix("sha256:")
-            .filter(|_| crate::domain::image::is_sha256_digest(&layer.digest))
-            .with_context(|| {
-                format!("{reference}: layer digest `{}` is not sha256", layer.digest)
-            })?;
-        let blob = dir.join(hex);
+        let blob = dir.join(layer.digest.hex());
         let corrupt = |what: String| {
             anyhow::anyhow!(
                 "layer {} of {reference} is corrupt: {what}\n    fix: if the registry is a mirror, copy the image into it again; otherwise report it to the publisher",

@@ -10,6 +10,7 @@ mod engine;
 mod fsutil;
 mod git;
 mod github;
+mod inputs;
 mod interrupt;
 mod pin;
 mod prefetch;

@@ -4,6 +4,8 @@
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
+use super::image::Digest;
+
 /// The media types we read and write.
 pub mod media {
     pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -20,7 +22,8 @@ pub mod media {
 pub struct Descriptor {
     #[serde(default)]
     pub media_type: String,
-    pub digest: String,
+    /// Checked when the manifest is parsed: an entry with another digest is refused there.
+    pub digest: Digest,
     #[serde(default)]
     pub size: u64,
     #[serde(default)]
@@ -65,13 +68,15 @@ struct RawManifest {
     #[serde(default)]
     layers: Option<Vec<Descriptor>>,
     #[serde(default)]
-    config: Option<Descriptor>,
+    config: Option<serde::de::IgnoredAny>,
 }
 
 /// Parses a manifest or index as served for `reference`, accepting the OCI and Docker v2 types.
 pub fn parse_manifest(bytes: &[u8], reference: &str) -> Result<Manifest> {
     let raw: RawManifest = serde_json::from_slice(bytes)
-        .with_context(|| format!("{reference}: the registry served a manifest that is not JSON"))?;
+        .with_context(|| {
+            format!("{reference}: the registry served a manifest that is not JSON or names a digest that is not sha256")
+        })?;
     let expected = format!(
         "expected an image index ({}, {}) or manifest ({}, {})",
         media::OCI_INDEX,
@@ -166,7 +171,7 @@ mod tests {
     fn desc(media_type: &str, platform: Option<(&str, &str)>, digest: &str) -> Descriptor {
         Descriptor {
             media_type: media_type.into(),
-            digest: digest.into(),
+            digest: Digest::parse(digest).unwrap(),
             size: 1,
             platform: platform.map(|(os, architecture)| Platform {
                 os: os.into(),
@@ -184,9 +189,9 @@ mod tests {
             desc(media::OCI_MANIFEST, Some(("linux", "amd64")), D2),
             desc(media::OCI_INDEX, Some(("linux", "s390x")), D3),
         ];
-        let order: Vec<&str> = platform_order(&manifests)
+        let order: Vec<String> = platform_order(&manifests)
             .iter()
-            .map(|d| d.digest.as_str())
+            .map(|d| d.digest.to_string())
             .collect();
         assert_eq!(order, [D2, D1]);
     }
