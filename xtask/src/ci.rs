@@ -15,7 +15,7 @@ use anyhow::{bail, Context, Result};
 use crate::build;
 use crate::domain::{BuildRecord, TalosVersion};
 use crate::engine::{Engine, Need};
-use crate::plan;
+use crate::inputs;
 use crate::project::Project;
 
 #[derive(Debug, clap::Args)]
@@ -204,7 +204,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     let mut smoke: Vec<SmokeResult> = Vec::new();
     let mut trees = std::collections::BTreeMap::new();
     let skopeo = crate::registry::Skopeo::new(&args.options.registry_client)?;
-    let plan = plan::load(
+    let plan = inputs::load_plan(
         project,
         &args.options.variants,
         args.options.registry.resolve(),
@@ -323,7 +323,7 @@ fn publish_only(project: &Project, args: &Args) -> Result<()> {
     if registry.is_none() {
         bail!("--publish-only needs a registry: pass --registry HOST/OWNER, or set REGISTRY or GITHUB_REPOSITORY_OWNER");
     }
-    let plan = plan::load(project, &args.options.variants, registry)?;
+    let plan = inputs::load_plan(project, &args.options.variants, registry)?;
     let mut records = Vec::new();
     let mut ok = stage("publish", &mut stages, || {
         for vp in &plan.variants {
