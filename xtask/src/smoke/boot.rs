@@ -604,11 +604,15 @@ pub fn boot(opts: &BootOptions) -> Result<BootResult> {
 
 /// [`boot`], or in a dry run the commands it would run (`None`).
 pub fn run(runner: Runner, opts: &BootOptions) -> Result<Option<BootResult>> {
-    if !runner.is_dry_run() {
-        check_inputs(&opts.media)?;
-        qemu_binary()?;
-    }
-    let _scratch = (!runner.is_dry_run()).then(|| Scratch(opts.work_dir.clone()));
+    // a real run needs its inputs and qemu, and removes its scratch space afterwards
+    let _scratch = match runner.is_dry_run() {
+        true => None,
+        false => {
+            check_inputs(&opts.media)?;
+            qemu_binary()?;
+            Some(Scratch(opts.work_dir.clone()))
+        }
+    };
     let prepared = prepare(runner, opts)?;
     let qemu = qemu_command(opts, &prepared);
     runner.act(&qemu, || watch(opts, &qemu, &prepared))
