@@ -1165,10 +1165,10 @@ mod tests {
             std::fs::write(path, "x").unwrap();
         }
         std::fs::create_dir_all(dir.join("layer")).unwrap();
-        let sh = xshell::Shell::new().unwrap();
         let layer_dir = dir.join("layer");
-        xshell::cmd!(sh, "tar -cf {dir}/layer.tar -C {layer_dir} .")
-            .quiet()
+        let layer = dir.join("layer.tar");
+        Cmd::new("tar")
+            .args(["-cf", layer.as_str(), "-C", layer_dir.as_str(), "."])
             .run()
             .unwrap();
         std::fs::write(
@@ -1184,13 +1184,11 @@ mod tests {
         )
         .unwrap();
         let archive = dir.join("installer-arm64.tar");
-        xshell::cmd!(
-            sh,
-            "tar -cf {archive} -C {dir} manifest.json config.json layer.tar"
-        )
-        .quiet()
-        .run()
-        .unwrap();
+        Cmd::new("tar")
+            .args(["-cf", archive.as_str(), "-C", dir.as_str()])
+            .args(["manifest.json", "config.json", "layer.tar"])
+            .run()
+            .unwrap();
         archive
     }
 
