@@ -330,20 +330,6 @@ fn no_stray_files_are_tracked() {
     );
 }
 
-/// Modules whose commands have not moved to the runner yet; a module leaves the list when it
-/// moves (the test says so when one no longer needs it).
-const SPAWNS_OUTSIDE_THE_RUNNER: &[&str] = &[
-    "changed/git",
-    "conformance",
-    "git",
-    "lock",
-    "patch",
-    "smoke/boot",
-    "smoke/check",
-    "test",
-    "upstream",
-];
-
 /// Every external command goes through `src/cmd.rs`, so that `--dry-run` prints it exactly,
 /// secrets redacted, and a failure names it: no other module creates a `std::process::Command`
 /// (taking one from `Cmd::std_command` to add what only std can set is fine) or uses xshell.
@@ -352,31 +338,19 @@ const SPAWNS_OUTSIDE_THE_RUNNER: &[&str] = &[
 fn only_the_runner_starts_processes() {
     let needles = ["Command::new(", "cmd!(", "xshell"];
     let mut found = Vec::new();
-    let mut moved = Vec::new();
     for (module, text) in sources(&src()) {
         if module == "cmd" {
             continue;
         }
-        let hits: Vec<String> = code(non_test(&text))
-            .filter(|line| needles.iter().any(|n| line.contains(n)))
-            .map(|line| format!("src/{module}.rs: {}", line.trim()))
-            .collect();
-        match (
-            hits.is_empty(),
-            SPAWNS_OUTSIDE_THE_RUNNER.contains(&module.as_str()),
-        ) {
-            (false, false) => found.extend(hits),
-            (true, true) => moved.push(module),
-            _ => {}
-        }
+        found.extend(
+            code(non_test(&text))
+                .filter(|line| needles.iter().any(|n| line.contains(n)))
+                .map(|line| format!("src/{module}.rs: {}", line.trim())),
+        );
     }
     assert!(
         found.is_empty(),
         "processes started outside the runner:\n  {}\n    fix: build a crate::cmd::Cmd (git: crate::git::at) and run it, or print it through the subcommand's Runner",
         found.join("\n  ")
-    );
-    assert!(
-        moved.is_empty(),
-        "{moved:?} no longer start processes themselves: remove them from SPAWNS_OUTSIDE_THE_RUNNER"
     );
 }
