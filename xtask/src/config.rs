@@ -59,7 +59,7 @@ pub struct Args {
     #[arg(long, value_name = "REF")]
     pub install_image: Option<String>,
     #[command(flatten)]
-    pub registry: crate::plan::RegistryArg,
+    pub registry: crate::inputs::RegistryArg,
     /// The config the patches are applied onto: `talosctl` (what `talosctl gen config` makes) or
     /// `cozystack` (CozyStack's base, which already loads drbd and zfs: the patch leaves them out,
     /// because Talos's patcher appends list entries and would load them twice).
@@ -646,7 +646,7 @@ fn documents(docs: &[Document]) -> String {
                 out.push('\n');
             }
         }
-        out.push_str(&crate::domain::yaml::to_string(&doc.body));
+        out.push_str(&crate::domain::yaml::to_string(&doc.body, 2));
     }
     out
 }
@@ -900,7 +900,7 @@ pub fn next_steps(
 pub type Judge = fn(&Project, &str, &str, Base, &Rendered, &[Step]) -> Result<()>;
 
 pub fn run(project: &Project, args: Args, judge: Judge) -> Result<()> {
-    let plan = crate::plan::load(
+    let plan = crate::inputs::load_plan(
         project,
         std::slice::from_ref(&args.variant),
         args.registry.resolve(),
@@ -1138,11 +1138,11 @@ mod tests {
         assert_eq!(
             machine,
             "machine:\n  install:\n    image: ghcr.io/acme/v/talos:v1.13.6\n  kernel:\n    modules:\n      - name: drbd\n        parameters:\n          - usermode_helper=disabled\n      - name: drbd_transport_tcp\n      - name: zfs\n\
-             \x20 kubelet:\n    nodeIP:\n      validSubnets:\n        - \"!100.64.0.0/10\"\n        - \"!::/0\"\n"
+             \x20 kubelet:\n    nodeIP:\n      validSubnets:\n        - '!100.64.0.0/10'\n        - '!::/0'\n"
         );
         assert_eq!(
             body(file(&r, "v.controlplane.patch.yaml")),
-            "cluster:\n  etcd:\n    advertisedSubnets:\n      - \"!100.64.0.0/10\"\n      - \"!::/0\"\n"
+            "cluster:\n  etcd:\n    advertisedSubnets:\n      - '!100.64.0.0/10'\n      - '!::/0'\n"
         );
         assert_eq!(
             service,
@@ -1179,7 +1179,7 @@ mod tests {
         assert!(patch.contains("(--routes)"), "{patch}");
         assert!(
             patch.contains(
-                "validSubnets:\n        - 192.168.8.0/24\n        - \"!100.64.0.0/10\"\n"
+                "validSubnets:\n        - 192.168.8.0/24\n        - '!100.64.0.0/10'\n"
             ),
             "{patch}"
         );
@@ -1201,7 +1201,7 @@ mod tests {
         let patch = body(file(&r, "v.controlplane.patch.yaml"));
         assert!(
             patch
-                .contains("advertisedSubnets:\n      - 10.10.0.0/16\n      - \"!100.64.0.0/10\"\n"),
+                .contains("advertisedSubnets:\n      - 10.10.0.0/16\n      - '!100.64.0.0/10'\n"),
             "{patch}"
         );
         assert!(!body(file(&r, "v.patch.yaml")).contains("cluster"));

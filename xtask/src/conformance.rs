@@ -27,7 +27,7 @@ pub struct Args {
     #[arg(long = "variant", value_name = "NAME")]
     pub variants: Vec<String>,
     #[command(flatten)]
-    pub registry: crate::plan::RegistryArg,
+    pub registry: crate::inputs::RegistryArg,
     /// Print the report and the findings as JSON.
     #[arg(long)]
     pub json: bool,
@@ -508,7 +508,7 @@ pub fn harness(project: &Project) -> Result<Option<Utf8PathBuf>> {
 }
 
 /// `cargo xtask schematic`'s check: image-factory's own `ID()` for each schematic equals ours.
-pub fn judge_schematics(project: &Project, reports: &[crate::schematic::Report]) -> Result<()> {
+pub fn judge_schematics(project: &Project, reports: &[crate::domain::schematic::Report]) -> Result<()> {
     let Some(binary) = harness(project)? else {
         return Ok(());
     };
@@ -692,7 +692,7 @@ pub fn judge_plan(
             }
         }
         let schematic =
-            crate::schematic::Schematic::for_variant(&vp.variant, vp.overlay_image.as_deref());
+            crate::domain::schematic::Schematic::for_variant(&vp.variant, vp.overlay_image.as_ref());
         request.schematics.push(SchematicRequest {
             name: vp.name.clone(),
             yaml: schematic.to_yaml(),
@@ -917,7 +917,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         println!("{report}");
         return Ok(());
     }
-    let plan = crate::plan::load(project, &args.variants, args.registry.resolve())?;
+    let plan = crate::inputs::load_plan(project, &args.variants, args.registry.resolve())?;
     let next_version = if args.next {
         let text = std::fs::read_to_string(project.root.join(DIR).join(NEXT_MOD))?;
         Some(
