@@ -1,10 +1,11 @@
 //! The pipeline's inputs, read from the repository once: the variants and the lock (every
 //! problem in either at once), the pinned Talos version, and from them the [`Plan`] every stage
-//! starts from; and `--registry`, the option that names where images publish. A thin I/O layer
-//! over `domain::plan::make`, shared by the subcommands (plan, profiles, build, ci, config,
-//! conformance, patch) so that none of them reaches into another for it.
+//! starts from; a role's install image from its build record; and `--registry`, the option
+//! that names where images publish. A thin I/O layer over `domain::plan::make`, shared by the
+//! subcommands (plan, profiles, build, ci, config, conformance, patch) so that none of them
+//! reaches into another for it.
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 
 use crate::domain::plan::{self, Plan};
 use crate::pin;
@@ -66,6 +67,54 @@ pub fn load_plan(project: &Project, names: &[String], registry: Option<String>) 
     let variants = crate::domain::variant::select(variants, names)?;
     let talos = pin::talos_version(project, &lock)?;
     plan::make(variants, &lock, talos, registry)
+}
+
+/// Where the install image came from, for the summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallImage {
+    pub reference: String,
+    pub source: String,
+}
+
+/// The role's installer: `--install-image`, else by digest from the build record when a build
+/// published it for this Talos version, else by tag.
+pub fn install_image(
+    project: &Project,
+    plan: &crate::domain::Plan,
+    flag: Option<&str>,
+) -> Result<InstallImage> {
+    let vp = &plan.variants[0];
+    if let Some(reference) = flag {
+        return Ok(InstallImage {
+            reference: reference.to_owned(),
+            source: "--install-image".into(),
+        });
+    }
+    let record_path = project
+        .out_dir()
+        .join(&vp.name)
+        .join(crate::domain::record::RECORD);
+    if let Ok(text) = std::fs::read_to_string(&record_path) {
+        let record: crate::domain::BuildRecord = serde_json::from_str(&text)
+            .with_context(|| format!("reading {}", project.display(&record_path)))?;
+        let published = record
+            .published
+            .iter()
+            .find(|p| p.kind == "installer" && !p.digest.is_empty());
+        if let (Some(p), true) = (published, record.talos_version == plan.talos_version) {
+            return Ok(InstallImage {
+                reference: format!("{}@{}", p.image, p.digest),
+                source: format!("by digest, from {}", project.display(&record_path)),
+            });
+        }
+    }
+    if plan.registry.is_none() {
+        bail!("no registry to name the `{}` role's install image (machine.install.image) with\n    fix: pass --registry ghcr.io/<owner> (or set REGISTRY), or --install-image REF", vp.name);
+    }
+    Ok(InstallImage {
+        reference: format!("{}:{}", vp.image, vp.tag),
+        source: "by tag: no build record with a published installer (cargo xtask build --push writes one)".into(),
+    })
 }
 
 #[cfg(test)]

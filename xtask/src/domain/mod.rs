@@ -16,6 +16,7 @@ pub mod format;
 pub mod image;
 pub mod layout;
 pub mod lock;
+pub mod machine_config;
 pub mod oci;
 pub mod output;
 pub mod plan;

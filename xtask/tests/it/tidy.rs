@@ -241,10 +241,8 @@ const COMPOSES: &[(&str, &str, &str)] = &[
     ("build", "lock", "build refreshes or checks the lock (`lock::ensure`)"),
     ("build", "patch", "matchbox is built from the patched tree (`patch::prepare_variant`)"),
     ("patch", "upstream", "the series applies to the pristine tree (`upstream::ensure`)"),
-    // debts: conformance judges config's rendering through config's own types (the rendering
-    // belongs in the domain); test builds the Go harness through conformance's helpers (a thin
+    // a debt: test builds the Go harness through conformance's helpers (they belong in a thin
     // I/O module for the harness)
-    ("conformance", "config", "debt: config's rendering is not in the domain yet"),
     ("test", "conformance", "debt: the Go harness's build is not a thin I/O module yet"),
 ];
 
