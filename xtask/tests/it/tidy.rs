@@ -352,28 +352,3 @@ fn no_stray_files_are_tracked() {
         "leftovers of an editor or a patch run are tracked: {stray:?}\n    fix: git rm them"
     );
 }
-
-/// Every external command goes through `src/cmd.rs`, so that `--dry-run` prints it exactly,
-/// secrets redacted, and a failure names it: no other module creates a `std::process::Command`
-/// (taking one from `Cmd::std_command` to add what only std can set is fine) or uses xshell.
-/// Test modules are not checked.
-#[test]
-fn only_the_runner_starts_processes() {
-    let needles = ["Command::new(", "cmd!(", "xshell"];
-    let mut found = Vec::new();
-    for (module, text) in sources(&src()) {
-        if module == "cmd" {
-            continue;
-        }
-        found.extend(
-            code(non_test(&text))
-                .filter(|line| needles.iter().any(|n| line.contains(n)))
-                .map(|line| format!("src/{module}.rs: {}", line.trim())),
-        );
-    }
-    assert!(
-        found.is_empty(),
-        "processes started outside the runner:\n  {}\n    fix: build a crate::cmd::Cmd (git: crate::git::at) and run it, or print it through the subcommand's Runner",
-        found.join("\n  ")
-    );
-}
