@@ -230,7 +230,9 @@ mod tests {
     fn layouts_are_named_by_digest_when_pinned() {
         assert_eq!(
             layout_name(
-                &image(&format!("ghcr.io/siderolabs/zfs:2.4.3-v1.13.6@sha256:{HEX}")),
+                &image(&format!(
+                    "ghcr.io/siderolabs/zfs:2.4.3-v1.13.6@sha256:{HEX}"
+                )),
                 Arch::Arm64
             ),
             format!("sha256-{HEX}-arm64")
