@@ -196,9 +196,9 @@ mod tests {
                 "run",
                 "--rm",
                 "-i",
-                "ghcr.io/siderolabs/imager:v1.13.6"
+                "ghcr.io/siderolabs/imager:v1.13.99"
             ]),
-            "podman run --rm -i ghcr.io/siderolabs/imager:v1.13.6"
+            "podman run --rm -i ghcr.io/siderolabs/imager:v1.13.99"
         );
         assert_eq!(
             shell_line(&["echo", "a b", "it's", ""]),

@@ -240,24 +240,24 @@ mod tests {
     #[test]
     fn layouts_are_named_by_digest_when_pinned() {
         assert_eq!(
-            layout_name("ghcr.io/siderolabs/zfs:2.4.3-v1.13.6@sha256:abc", "arm64"),
+            layout_name("ghcr.io/siderolabs/zfs:2.4.3-v1.13.99@sha256:abc", "arm64"),
             "sha256-abc-arm64"
         );
-        let by_tag = layout_name("ghcr.io/siderolabs/installer-base:v1.13.6", "arm64");
+        let by_tag = layout_name("ghcr.io/siderolabs/installer-base:v1.13.99", "arm64");
         assert!(
             by_tag.starts_with("ref-") && by_tag.ends_with("-arm64"),
             "{by_tag}"
         );
         assert_ne!(
             by_tag,
-            layout_name("ghcr.io/siderolabs/installer-base:v1.13.7", "arm64")
+            layout_name("ghcr.io/siderolabs/installer-base:v1.13.98", "arm64")
         );
     }
 
     #[test]
     fn a_pinned_reference_is_fetched_by_digest_alone() {
         assert_eq!(
-            without_tag("ghcr.io/siderolabs/zfs:2.4.3-v1.13.6@sha256:abc"),
+            without_tag("ghcr.io/siderolabs/zfs:2.4.3-v1.13.99@sha256:abc"),
             "ghcr.io/siderolabs/zfs@sha256:abc"
         );
         assert_eq!(
@@ -265,8 +265,8 @@ mod tests {
             "127.0.0.1:5000/siderolabs/zfs@sha256:abc"
         );
         assert_eq!(
-            without_tag("ghcr.io/siderolabs/installer-base:v1.13.6"),
-            "ghcr.io/siderolabs/installer-base:v1.13.6"
+            without_tag("ghcr.io/siderolabs/installer-base:v1.13.99"),
+            "ghcr.io/siderolabs/installer-base:v1.13.99"
         );
     }
 

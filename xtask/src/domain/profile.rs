@@ -297,7 +297,7 @@ mod tests {
             &variant(""),
             VariantOutput::Metal,
             Arch::Arm64,
-            &"v1.13.6".into(),
+            &"v1.13.99".into(),
             locked(&[format!("ghcr.io/siderolabs/drbd:1@sha256:{}", "a".repeat(64)).into()]),
         );
         let json = p.to_json();
@@ -311,7 +311,7 @@ mod tests {
         );
         assert_eq!(
             json["input"]["baseInstaller"]["imageRef"],
-            "ghcr.io/siderolabs/installer-base:v1.13.6"
+            "ghcr.io/siderolabs/installer-base:v1.13.99"
         );
         assert_eq!(
             json["input"]["systemExtensions"][0]["imageRef"],
@@ -331,7 +331,7 @@ mod tests {
                 &variant(""),
                 output,
                 Arch::Arm64,
-                &"v1.13.6".into(),
+                &"v1.13.99".into(),
                 locked(&[]),
             )
             .to_json();
@@ -348,7 +348,7 @@ mod tests {
             &variant(r#", "extra_kernel_args": ["console=ttyAMA0"]"#),
             VariantOutput::Nocloud,
             Arch::Arm64,
-            &"v1.13.6".into(),
+            &"v1.13.99".into(),
             locked(&[]),
         )
         .to_json();
@@ -390,7 +390,7 @@ mod tests {
             &v,
             VariantOutput::Kernel,
             Arch::Arm64,
-            &"v1.13.6".into(),
+            &"v1.13.99".into(),
             locked(&[])
         )
         .customization
@@ -399,7 +399,7 @@ mod tests {
             &v,
             VariantOutput::Initramfs,
             Arch::Arm64,
-            &"v1.13.6".into(),
+            &"v1.13.99".into(),
             locked(&[])
         )
         .customization
@@ -408,7 +408,7 @@ mod tests {
             &v,
             VariantOutput::Installer,
             Arch::Arm64,
-            &"v1.13.6".into(),
+            &"v1.13.99".into(),
             locked(&[]),
         );
         assert_eq!(
@@ -429,7 +429,7 @@ mod tests {
                 &v,
                 output,
                 Arch::Arm64,
-                &"v1.13.6".into(),
+                &"v1.13.99".into(),
                 Locked {
                     extension_refs: &[],
                     overlay_image: Some(OVERLAY),
@@ -462,7 +462,7 @@ mod tests {
             &v,
             VariantOutput::Installer,
             Arch::Arm64,
-            &"v1.13.6".into(),
+            &"v1.13.99".into(),
             locked(&[]),
         )
         .to_json();
@@ -471,7 +471,7 @@ mod tests {
             &v,
             VariantOutput::Disk,
             Arch::Arm64,
-            &"v1.13.6".into(),
+            &"v1.13.99".into(),
             locked(&[]),
         )
         .to_json();
