@@ -183,7 +183,7 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
     // stale (checked without any tool); without it, missing entries are resolved from the
     // registry (and it says so), so the tools are checked before that.
     let mut skopeo = crate::registry::Skopeo::new(&opts.registry_client)?;
-    skopeo.dry_run = args.dry_run;
+    skopeo.runner = crate::cmd::Runner::new(args.dry_run);
     let selected = project.select_variants(&opts.variants)?;
     let lock = if args.dry_run {
         crate::lock::ensure_dry_run(project, &selected, args.locked, &skopeo)?
@@ -276,7 +276,7 @@ pub fn build_plan(
         None
     } else {
         let mut skopeo = crate::registry::Skopeo::new(&opts.registry_client)?;
-        skopeo.dry_run = settings.dry_run;
+        skopeo.runner = crate::cmd::Runner::new(settings.dry_run);
         Some(crate::prefetch::Prefetch::new(
             project.out_dir().join(".oci"),
             skopeo,

@@ -204,7 +204,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     let mut smoke: Vec<SmokeResult> = Vec::new();
     let mut trees = std::collections::BTreeMap::new();
     let mut skopeo = crate::registry::Skopeo::new(&args.options.registry_client)?;
-    skopeo.dry_run = false;
+    skopeo.runner = crate::cmd::Runner::new(false);
     let plan = plan::load(
         project,
         &args.options.variants,
@@ -453,7 +453,7 @@ fn dry_run(project: &Project, args: &Args, plan: &crate::domain::Plan) -> Result
     let opts = &args.options;
     let variants: Vec<_> = plan.variants.iter().map(|v| v.variant.clone()).collect();
     let mut skopeo = crate::registry::Skopeo::new(&opts.registry_client)?;
-    skopeo.dry_run = true;
+    skopeo.runner = crate::cmd::Runner::new(true);
     let engine = Engine::detect(opts.engine);
     let tools: Vec<&str> = needs(engine, !args.no_boot)
         .iter()

@@ -146,21 +146,7 @@ pub fn preflight(needs: &[Need]) -> Result<()> {
 
 /// Quotes words for display as one shell line (what `--dry-run` prints).
 pub fn shell_line<S: AsRef<str>>(words: &[S]) -> String {
-    words
-        .iter()
-        .map(|w| {
-            let w = w.as_ref();
-            if !w.is_empty()
-                && w.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(&b))
-            {
-                w.to_owned()
-            } else {
-                format!("'{}'", w.replace('\'', r"'\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    crate::cmd::shell_line(words)
 }
 
 #[cfg(test)]

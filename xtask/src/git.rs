@@ -6,6 +6,8 @@
 use camino::Utf8Path;
 use xshell::{cmd, Cmd, Shell};
 
+use crate::cmd::Cmd as Command;
+
 /// Environment variables that would make git read another repository or other configuration.
 pub const SCRUBBED: &[&str] = &[
     "GIT_DIR",
@@ -29,7 +31,23 @@ pub const SCRUBBED: &[&str] = &[
     "GIT_ICASE_PATHSPECS",
 ];
 
+/// `git -C <dir>` in a scrubbed environment, as a [`crate::cmd::Cmd`]; callers append the
+/// subcommand.
+pub fn at(dir: &Utf8Path) -> Command {
+    anywhere().arg("-C").arg(dir)
+}
+
+/// `git` without `-C` (for `git init DIR`, `git ls-remote URL`), in a scrubbed environment.
+pub fn anywhere() -> Command {
+    scrubbed(Command::new("git"))
+}
+
+fn scrubbed(cmd: Command) -> Command {
+    SCRUBBED.iter().fold(cmd, |cmd, var| cmd.env_remove(var))
+}
+
 /// `git -C <dir>`, quiet, in a scrubbed environment; callers append the subcommand.
+/// (xshell form, until its callers use [`at`].)
 pub fn git<'a>(sh: &'a Shell, dir: &Utf8Path) -> Cmd<'a> {
     scrub(cmd!(sh, "git -C {dir}").quiet())
 }
@@ -72,6 +90,12 @@ mod tests {
         let _env = sh.push_env("GIT_DIR", &other);
         let wrapped = git(&sh, &tmp.join("a"))
             .args(["rev-parse", "--absolute-git-dir"])
+            .read()
+            .unwrap();
+        assert_eq!(wrapped, tmp.join("a/.git").as_str());
+        // as if inherited: set first, then scrubbed as `at` does
+        let wrapped = scrubbed(Command::new("git").env("GIT_DIR", &other))
+            .args(["-C", tmp.join("a").as_str(), "rev-parse", "--absolute-git-dir"])
             .read()
             .unwrap();
         assert_eq!(wrapped, tmp.join("a/.git").as_str());

@@ -6,6 +6,7 @@
 mod domain;
 
 mod cache;
+mod cmd;
 mod engine;
 mod fsutil;
 mod git;

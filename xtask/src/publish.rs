@@ -12,7 +12,6 @@
 
 use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
-use xshell::Shell;
 
 use crate::domain::record::Published;
 use crate::domain::{Arch, TalosVersion};
@@ -48,7 +47,7 @@ impl<'a> Publisher<'a> {
             "oci-{}",
             crate::fsutil::sha256_hex(image.as_bytes())
         ));
-        if !self.skopeo.dry_run {
+        if !self.skopeo.runner.is_dry_run() {
             let _ = std::fs::remove_dir_all(&layout);
             std::fs::create_dir_all(&self.work)
                 .with_context(|| format!("creating {}", self.work))?;
@@ -59,7 +58,7 @@ impl<'a> Publisher<'a> {
         self.skopeo
             .copy(&Location::Local(format!("docker-archive:{archive}")), &oci)
             .with_context(|| format!("reading {archive}"))?;
-        let digest = match (self.skopeo.dry_run, revision) {
+        let digest = match (self.skopeo.runner.is_dry_run(), revision) {
             (true, Some(rev)) => {
                 println!("# annotate the manifest in {layout}: {REVISION}={rev}");
                 "<digest of the annotated OCI manifest>".to_owned()
@@ -71,7 +70,7 @@ impl<'a> Publisher<'a> {
         self.skopeo
             .copy(&oci, &Location::Registry(format!("{image}@{digest}")))
             .with_context(|| format!("pushing {archive} to {image}"))?;
-        if !self.skopeo.dry_run {
+        if !self.skopeo.runner.is_dry_run() {
             let _ = std::fs::remove_dir_all(&layout);
         }
         Ok(Published {
@@ -98,7 +97,7 @@ impl<'a> Publisher<'a> {
             "oci-{}",
             crate::fsutil::sha256_hex(image.as_bytes())
         ));
-        if !self.skopeo.dry_run {
+        if !self.skopeo.runner.is_dry_run() {
             let _ = std::fs::remove_dir_all(&layout);
             std::fs::create_dir_all(&self.work)
                 .with_context(|| format!("creating {}", self.work))?;
@@ -113,7 +112,7 @@ impl<'a> Publisher<'a> {
         }
         let arches: Vec<Arch> = archives.iter().map(|(a, _)| *a).collect();
         let digest =
-            if self.skopeo.dry_run {
+            if self.skopeo.runner.is_dry_run() {
                 println!(
                 "# write an OCI image index of {} into {layout} (index.json then names it `build`)",
                 arches.iter().map(|a| format!("linux/{a}")).collect::<Vec<_>>().join(", ")
@@ -133,7 +132,7 @@ impl<'a> Publisher<'a> {
                 true,
             )
             .with_context(|| format!("pushing the {kind} index to {image}"))?;
-        if !self.skopeo.dry_run {
+        if !self.skopeo.runner.is_dry_run() {
             let _ = std::fs::remove_dir_all(&layout);
         }
         Ok(Published {
@@ -205,7 +204,7 @@ impl Publisher<'_> {
         revision: Option<&str>,
     ) -> Result<Outcome> {
         let mut outcome = Outcome::default();
-        if self.skopeo.dry_run {
+        if self.skopeo.runner.is_dry_run() {
             println!("# release tags move forward only: each is read with `skopeo inspect --raw`, and moves when the commit its image records ({REVISION}) is an ancestor of this one (`git merge-base --is-ancestor`)");
             for (p, tags) in published.iter() {
                 self.add_tags(p, tags)?;
@@ -470,8 +469,7 @@ pub fn current(skopeo: &Skopeo, image: &str, tag: &str) -> Current {
 
 /// The commit this checkout is: `HEAD` of a clean work tree, else why not.
 pub fn source_revision(project: &Project) -> Result<String> {
-    let sh = Shell::new()?;
-    let git = || crate::git::git(&sh, &project.root).ignore_stderr();
+    let git = || crate::git::at(&project.root);
     let head = git()
         .args(["rev-parse", "--verify", "HEAD^{commit}"])
         .read()
@@ -489,13 +487,9 @@ pub fn source_revision(project: &Project) -> Result<String> {
 
 /// How commit `recorded` relates to `this`, in the repository at `root`.
 pub fn ancestry(root: &Utf8Path, recorded: &str, this: &str) -> Ancestry {
-    let Ok(sh) = Shell::new() else {
-        return Ancestry::Unknown("cannot start a shell".into());
-    };
     let is_ancestor = |a: &str, b: &str| {
-        crate::git::git(&sh, root)
+        crate::git::at(root)
             .args(["merge-base", "--is-ancestor", a, b])
-            .ignore_status()
             .output()
     };
     match is_ancestor(recorded, this) {
@@ -508,14 +502,13 @@ pub fn ancestry(root: &Utf8Path, recorded: &str, this: &str) -> Ancestry {
             "not in this checkout's history (`git merge-base --is-ancestor` said: {}); fetch the full history (fetch-depth: 0)",
             String::from_utf8_lossy(&out.stderr).trim()
         )),
-        Err(err) => Ancestry::Unknown(format!("running git: {err}")),
+        Err(err) => Ancestry::Unknown(format!("running git: {err:#}")),
     }
 }
 
 /// Tags for a build: the Talos version, and a build-unique `<talos>-<yyyymmdd>-<commit>`.
 pub fn build_tags(project: &Project, talos_version: &TalosVersion) -> Result<Vec<String>> {
-    let sh = Shell::new()?;
-    let git = || crate::git::git(&sh, &project.root).ignore_stderr();
+    let git = || crate::git::at(&project.root);
     let commit = git()
         .args(["rev-parse", "--short=12", "HEAD"])
         .read()

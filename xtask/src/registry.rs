@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
-use xshell::{cmd, Shell};
 
+use crate::cmd::{Cmd, Runner};
 use crate::domain::Digest;
 
 /// Registry options shared by every subcommand that talks to a registry.
@@ -234,11 +234,15 @@ pub struct SkopeoCmd {
     pub reference: String,
 }
 
+impl SkopeoCmd {
+    pub fn to_cmd(&self) -> Cmd {
+        Cmd::new("skopeo").args(&self.args)
+    }
+}
+
 impl fmt::Display for SkopeoCmd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut words = vec!["skopeo"];
-        words.extend(self.args.iter().map(String::as_str));
-        f.write_str(&crate::engine::shell_line(&words))
+        self.to_cmd().fmt(f)
     }
 }
 
@@ -260,8 +264,8 @@ pub struct Skopeo {
     github_token: Option<Secret>,
     token_file: std::cell::OnceCell<TempAuthFile>,
     retry: Retry,
-    /// Print mutating commands (copy to a registry) instead of running them.
-    pub dry_run: bool,
+    /// Mutating commands (copies) are printed instead of run in a dry run; reads always run.
+    pub runner: Runner,
     commands: Cell<u32>,
 }
 
@@ -305,7 +309,7 @@ impl Skopeo {
             github_token,
             token_file: Default::default(),
             retry: Retry::from_env()?,
-            dry_run: false,
+            runner: Runner::REAL,
             commands: Cell::new(0),
         })
     }
@@ -476,31 +480,22 @@ impl Skopeo {
     /// [`Skopeo::copy`], of every architecture of an index with `all_arches`.
     pub fn copy_with(&self, src: &Location, dest: &Location, all_arches: bool) -> Result<()> {
         let cmd = self.copy_cmd_with(src, dest, all_arches)?;
-        if self.dry_run {
-            println!("{cmd}");
-            return Ok(());
-        }
-        self.run(&cmd)?;
+        self.runner.act(&cmd, || self.run(&cmd))?;
         Ok(())
     }
 
     /// Runs a registry command with bounded retries on transient failures; returns stdout.
     pub fn run(&self, cmd: &SkopeoCmd) -> Result<Vec<u8>> {
-        let sh = Shell::new()?;
-        let args = &cmd.args;
+        let command = self.command(cmd);
         let mut attempt = 0;
         loop {
             attempt += 1;
             self.commands.set(self.commands.get() + 1);
-            let output = cmd!(sh, "skopeo {args...}")
-                .quiet()
-                .ignore_status()
-                .output()
-                .with_context(|| format!("running `{cmd}` (is skopeo installed?)"))?;
+            let output = command.output()?;
             if output.status.success() {
                 return Ok(output.stdout);
             }
-            let message = self.redact(&skopeo_message(&output.stderr));
+            let message = command.redact(&skopeo_message(&output.stderr));
             let failure = classify(&message);
             if failure == Failure::Transient && attempt < self.retry.attempts {
                 let wait = self.retry.backoff(attempt);
@@ -535,11 +530,13 @@ impl Skopeo {
         }
     }
 
-    /// Removes any credential from text that is about to be shown.
-    fn redact(&self, text: &str) -> String {
+    /// The command that runs `cmd`, knowing the credential it must never show (skopeo may
+    /// echo what it read from the auth file).
+    fn command(&self, cmd: &SkopeoCmd) -> Cmd {
+        let command = cmd.to_cmd();
         match &self.github_token {
-            Some(secret) => text.replace(&secret.token, "***"),
-            None => text.to_owned(),
+            Some(secret) => command.secret(&secret.token),
+            None => command,
         }
     }
 }
@@ -724,8 +721,8 @@ mod tests {
         let mode = std::fs::metadata(file).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "auth file readable by others: {mode:o}");
         assert_eq!(
-            s.redact("denied for ghp_secretvalue"),
-            "denied for ***",
+            s.command(&cmd).redact("denied for ghp_secretvalue"),
+            "denied for <redacted>",
             "errors never show the token"
         );
         // Other registries never receive the GitHub token.
