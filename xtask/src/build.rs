@@ -914,7 +914,7 @@ mod tests {
         assert!(needs_privileged(&"v1.12.4".into(), Output::Metal));
         assert!(needs_privileged(&"v1.11.0".into(), Output::Nocloud));
         assert!(!needs_privileged(&"v1.13.99".into(), Output::Metal));
-        assert!(!needs_privileged(&"v1.14.0".into(), Output::Metal));
+        assert!(!needs_privileged(&"v1.98.0".into(), Output::Metal));
         assert!(!needs_privileged(&"v1.12.4".into(), Output::Installer));
         assert!(!needs_privileged(&"v1.12.4".into(), Output::Kernel));
     }

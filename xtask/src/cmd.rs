@@ -54,7 +54,10 @@ enum Input {
     Null,
     Inherit,
     /// Shown as a heredoc `<<'LABEL'` when the bytes are text ending in a newline.
-    Bytes { label: String, bytes: Vec<u8> },
+    Bytes {
+        label: String,
+        bytes: Vec<u8>,
+    },
     File(Utf8PathBuf),
 }
 
@@ -273,10 +276,13 @@ impl Cmd {
     /// Starts the command with its stdio as configured (`Io::Capture` is a pipe the caller
     /// reads); stdin bytes are written by a thread of their own.
     pub fn spawn(&self) -> Result<std::process::Child> {
-        let mut child = self
-            .command(false)?
-            .spawn()
-            .with_context(|| format!("starting `{}` (is {} installed?)", self.line(), self.program))?;
+        let mut child = self.command(false)?.spawn().with_context(|| {
+            format!(
+                "starting `{}` (is {} installed?)",
+                self.line(),
+                self.program
+            )
+        })?;
         if let Input::Bytes { bytes, .. } = &self.stdin {
             let mut stdin = child.stdin.take().expect("stdin is piped");
             let bytes = bytes.clone();
@@ -395,9 +401,9 @@ impl Pipeline {
                 let out = previous.stdout.take().expect("stdout is piped");
                 command.stdin(out);
             }
-            let child = command
-                .spawn()
-                .with_context(|| format!("starting `{}` (is {} installed?)", cmd.line(), cmd.program))?;
+            let child = command.spawn().with_context(|| {
+                format!("starting `{}` (is {} installed?)", cmd.line(), cmd.program)
+            })?;
             children.push(child);
             if i == 0 {
                 if let Input::Bytes { bytes, .. } = &cmd.stdin {
@@ -517,10 +523,17 @@ mod tests {
 
     #[test]
     fn words_are_quoted_only_when_a_shell_would_read_them_otherwise() {
-        let cmd = Cmd::new("podman").args(["run", "--rm", "-i", "ghcr.io/siderolabs/imager:v1.13.99"]);
-        assert_eq!(cmd.to_string(), "podman run --rm -i ghcr.io/siderolabs/imager:v1.13.99");
+        let cmd =
+            Cmd::new("podman").args(["run", "--rm", "-i", "ghcr.io/siderolabs/imager:v1.13.99"]);
+        assert_eq!(
+            cmd.to_string(),
+            "podman run --rm -i ghcr.io/siderolabs/imager:v1.13.99"
+        );
         let cmd = Cmd::new("echo").args(["a b", "it's", "", "$HOME", "a*", "x;y"]);
-        assert_eq!(cmd.to_string(), r#"echo 'a b' 'it'\''s' '' '$HOME' 'a*' 'x;y'"#);
+        assert_eq!(
+            cmd.to_string(),
+            r#"echo 'a b' 'it'\''s' '' '$HOME' 'a*' 'x;y'"#
+        );
     }
 
     #[test]
@@ -538,7 +551,10 @@ mod tests {
         );
         let err = format!("{:#}", cmd.run().unwrap_err());
         assert!(!err.contains("ghp_"), "{err}");
-        assert!(err.contains("denied for <redacted>"), "stderr tail quoted: {err}");
+        assert!(
+            err.contains("denied for <redacted>"),
+            "stderr tail quoted: {err}"
+        );
         assert!(err.contains("exit status: 3"), "{err}");
         assert_eq!(cmd.redact("x ghp_secretvalue y"), "x <redacted> y");
     }
@@ -546,12 +562,22 @@ mod tests {
     #[test]
     fn a_failure_names_the_command_and_the_last_lines_of_stderr() {
         let script = "for i in $(seq 1 40); do echo line$i >&2; done; exit 1";
-        let err = Cmd::new("sh").args(["-c", script]).run().unwrap_err().to_string();
+        let err = Cmd::new("sh")
+            .args(["-c", script])
+            .run()
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("`sh -c 'for i in"), "{err}");
-        assert!(err.contains("  | line40") && err.contains("  | line26"), "{err}");
+        assert!(
+            err.contains("  | line40") && err.contains("  | line26"),
+            "{err}"
+        );
         assert!(!err.contains("line25\n"), "only the tail: {err}");
         let err = Cmd::new("xtask-no-such-program").run().unwrap_err();
-        assert!(format!("{err:#}").contains("is xtask-no-such-program installed?"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("is xtask-no-such-program installed?"),
+            "{err:#}"
+        );
     }
 
     #[test]
@@ -571,7 +597,10 @@ mod tests {
             .args(["status"])
             .stdin_file("in")
             .stdout(Io::File("out.txt".into()));
-        assert_eq!(cmd.to_string(), "cd '/tmp/a b' && git status < in > out.txt");
+        assert_eq!(
+            cmd.to_string(),
+            "cd '/tmp/a b' && git status < in > out.txt"
+        );
     }
 
     #[test]
@@ -596,7 +625,12 @@ mod tests {
             .pipe(Cmd::new("sort"))
             .spawn()
             .unwrap();
-        let sorted = piped.into_iter().last().unwrap().wait_with_output().unwrap();
+        let sorted = piped
+            .into_iter()
+            .last()
+            .unwrap()
+            .wait_with_output()
+            .unwrap();
         assert_eq!(sorted.stdout, b"a\nb\n");
     }
 
@@ -604,7 +638,11 @@ mod tests {
     fn stdout_streams_into_a_file() {
         let path = std::env::temp_dir().join(format!("xtask-cmd-{}.txt", std::process::id()));
         let path = Utf8PathBuf::try_from(path).unwrap();
-        Cmd::new("echo").arg("to a file").stdout(Io::File(path.clone())).run().unwrap();
+        Cmd::new("echo")
+            .arg("to a file")
+            .stdout(Io::File(path.clone()))
+            .run()
+            .unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "to a file\n");
         std::fs::remove_file(&path).unwrap();
     }
@@ -619,8 +657,14 @@ mod tests {
             })
             .unwrap();
         assert_eq!((done, called), (None, false));
-        assert!(Runner::DRY_RUN.run(&Cmd::new("false")).is_ok(), "printed, not run");
+        assert!(
+            Runner::DRY_RUN.run(&Cmd::new("false")).is_ok(),
+            "printed, not run"
+        );
         assert!(Runner::REAL.run(&Cmd::new("false")).is_err(), "run");
-        assert_eq!(Runner::REAL.read_bytes(&Cmd::new("echo").arg("x")).unwrap(), Some(b"x\n".to_vec()));
+        assert_eq!(
+            Runner::REAL.read_bytes(&Cmd::new("echo").arg("x")).unwrap(),
+            Some(b"x\n".to_vec())
+        );
     }
 }

@@ -95,7 +95,12 @@ mod tests {
         assert_eq!(wrapped, tmp.join("a/.git").as_str());
         // as if inherited: set first, then scrubbed as `at` does
         let wrapped = scrubbed(Command::new("git").env("GIT_DIR", &other))
-            .args(["-C", tmp.join("a").as_str(), "rev-parse", "--absolute-git-dir"])
+            .args([
+                "-C",
+                tmp.join("a").as_str(),
+                "rev-parse",
+                "--absolute-git-dir",
+            ])
             .read()
             .unwrap();
         assert_eq!(wrapped, tmp.join("a/.git").as_str());

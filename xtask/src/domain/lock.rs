@@ -504,11 +504,11 @@ mod tests {
     #[test]
     fn locked_build_refuses_stale_missing_and_unpinned() {
         let findings =
-            lock().locked_problems(&[variant(r#"["drbd","spin","zfs"]"#)], &"v1.14.0".into());
+            lock().locked_problems(&[variant(r#"["drbd","spin","zfs"]"#)], &"v1.98.0".into());
         let text: Vec<String> = findings.iter().map(|f| f.to_string()).collect();
         assert_eq!(findings.len(), 3, "{text:#?}");
         assert!(text[0]
-            .contains("`talos_version` = v1.13.99: stale: the pinned upstream uses Talos v1.14.0"));
+            .contains("`talos_version` = v1.13.99: stale: the pinned upstream uses Talos v1.98.0"));
         assert!(text
             .iter()
             .any(|t| t.contains("`extensions.zfs`: missing (used by variant `v`)")));
@@ -518,7 +518,7 @@ mod tests {
                 .contains("`extensions.spin` = ghcr.io/siderolabs/spin:v0.25.1: has no digest")));
         assert!(text
             .iter()
-            .all(|t| t.contains("cargo xtask lock --talos-version v1.14.0")));
+            .all(|t| t.contains("cargo xtask lock --talos-version v1.98.0")));
     }
 
     #[test]

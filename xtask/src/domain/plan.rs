@@ -324,7 +324,7 @@ mod tests {
     #[test]
     fn stale_lock_version_is_a_warning() {
         let talos = Talos {
-            version: TalosVersion::parse("v1.14.0").unwrap(),
+            version: TalosVersion::parse("v1.98.0").unwrap(),
             source: "test".into(),
         };
         let plan = make(
@@ -335,8 +335,8 @@ mod tests {
         )
         .unwrap();
         assert!(plan.warnings[0]
-            .contains("resolved for Talos v1.13.99 but the pinned upstream uses v1.14.0"));
-        assert_eq!(plan.variants[0].profiles[0].profile.version, "v1.14.0");
+            .contains("resolved for Talos v1.13.99 but the pinned upstream uses v1.98.0"));
+        assert_eq!(plan.variants[0].profiles[0].profile.version, "v1.98.0");
     }
 
     #[test]

@@ -131,7 +131,7 @@ mod tests {
 
     #[test]
     fn release_tags_parse_and_print_back() {
-        for tag in ["v1.13.99", "v1.14.0-rc.1", "v0.1.0"] {
+        for tag in ["v1.13.99", "v1.98.0-rc.1", "v0.1.0"] {
             assert_eq!(TalosVersion::parse(tag).unwrap().to_string(), tag);
         }
         let v = TalosVersion::parse("v1.12.10").unwrap();

@@ -384,9 +384,9 @@ fn files_below(dir: &Path) -> Vec<(String, String)> {
     out
 }
 
-/// Tests use fixture data (tests/fixtures/README.md) or read the live lock, so that a Talos
-/// bump changes data files, not tests: neither xtask/tests/ (sources, golden files, fixtures)
-/// nor a test module in xtask/src/ names the release the live lock pins.
+/// Tests use fixture data (xtask/tests/fixtures/repo/README.md) or read the live lock, so that a
+/// Talos bump changes data files, not tests: neither xtask/tests/ (sources, golden files,
+/// fixtures) nor a test module in xtask/src/ names the release the live lock pins.
 #[test]
 fn no_test_names_the_pinned_talos_version() {
     let talos = live_talos_version();
@@ -406,7 +406,7 @@ fn no_test_names_the_pinned_talos_version() {
     assert!(
         found.is_empty(),
         "tests name {talos}, the release variants/extensions.lock pins, so a Talos bump would \
-         break them:\n  {}\n    fix: write the fixture release (tests/fixtures/repo, \
+         break them:\n  {}\n    fix: write the fixture release (xtask/tests/fixtures/repo, \
          tests/it/support's FIXTURE_TALOS) or, in a test about the live files, read the lock \
          (live_talos_version())",
         found.join("\n  ")
@@ -428,4 +428,35 @@ fn the_fixture_lock_is_for_the_made_up_release() {
     let lock: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(lock["talos_version"], FIXTURE_TALOS);
     assert_ne!(live_talos_version(), FIXTURE_TALOS);
+}
+
+/// The live data, which the other tests leave to fixtures: the committed variants and lock load,
+/// agree (every extension has an entry, every tag is for the lock's release) and plan.
+#[test]
+fn the_committed_variants_and_lock_plan() {
+    let out = run(xtask(&repo_root())
+        .args(["plan", "--json", "--registry", "ghcr.io/acme"])
+        .env("CARGO_TARGET_DIR", temp_dir("tidy-live-plan")));
+    assert!(
+        out.status.success(),
+        "the committed variants/ do not plan:\n{}",
+        stderr(&out)
+    );
+    let plan: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(plan["talos_version"], live_talos_version().as_str());
+    let files = std::fs::read_dir(repo_root().join("variants"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "json")
+        })
+        .count();
+    assert_eq!(
+        plan["variants"].as_array().unwrap().len(),
+        files,
+        "{plan:#}"
+    );
 }
