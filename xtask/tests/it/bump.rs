@@ -311,6 +311,8 @@ fn a_talos_and_upstream_bump_changes_data_files_not_tests() {
         .find(|l| l.starts_with("test result: ok."))
         .unwrap_or_default()
         .to_owned();
+    // the copy and its suite's scratch directories (~200 MB) go; on a failure they stay to inspect
+    let _ = std::fs::remove_dir_all(&dir);
     // past the harness's capture, like a SKIPPED line: the time this test adds is worth seeing
     use std::io::Write;
     let _ = writeln!(
