@@ -25,7 +25,7 @@ use crate::domain::record::{BuildRecord, ExtensionRecord, FileRecord, ProfileRec
 use crate::domain::Lock;
 use crate::domain::{Output, Plan, PlannedProfile, TalosVersion, VariantPlan};
 use crate::engine::{self, shell_line, Engine};
-use crate::plan;
+use crate::inputs;
 use crate::progress::Steps;
 use crate::project::Project;
 use crate::publish::{self, Publisher};
@@ -38,7 +38,7 @@ pub struct Options {
     #[arg(long = "variant", value_name = "NAME")]
     pub variants: Vec<String>,
     #[command(flatten)]
-    pub registry: plan::RegistryArg,
+    pub registry: inputs::RegistryArg,
     /// Container engine that runs the imager. Default: podman if installed, else docker.
     #[arg(long, env = "CONTAINER_ENGINE", value_enum)]
     pub engine: Option<Engine>,
@@ -57,7 +57,7 @@ pub struct Options {
     #[arg(long, env = "XTASK_UPSTREAM_TREE", value_name = "DIR")]
     pub tree: Option<camino::Utf8PathBuf>,
     #[command(flatten)]
-    pub upstream: crate::upstream::SourceArg,
+    pub upstream: crate::pin::SourceArg,
     /// Skip the matchbox netboot image.
     #[arg(long)]
     pub no_matchbox: bool,
@@ -238,14 +238,14 @@ pub fn build_plan(
         );
     }
     // `--imager` wins; else the lock's pin; a `--locked` build never runs the imager by tag.
-    let imager = match (&opts.imager, lock.imager.as_deref()) {
+    let imager = match (&opts.imager, &lock.imager) {
         (Some(imager), _) => imager.clone(),
-        (None, Some(pinned)) => pinned.to_owned(),
+        (None, Some(pinned)) => pinned.to_string(),
         (None, None) if settings.locked => {
             let finding = lock.locked_imager().expect_err("no imager is pinned");
             bail!("the lock pins no imager:\n  {finding}");
         }
-        (None, None) => crate::lock::imager_image(&plan.talos_version),
+        (None, None) => crate::domain::profile::imager_image(&plan.talos_version),
     };
     let progress = Steps::new(settings.quiet);
     if settings.dry_run {

@@ -15,7 +15,7 @@ use anyhow::{bail, Context, Result};
 use crate::build;
 use crate::domain::{BuildRecord, TalosVersion};
 use crate::engine::{Engine, Need};
-use crate::plan;
+use crate::inputs;
 use crate::project::Project;
 
 #[derive(Debug, clap::Args)]
@@ -205,7 +205,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     let mut trees = std::collections::BTreeMap::new();
     let mut skopeo = crate::registry::Skopeo::new(&args.options.registry_client)?;
     skopeo.runner = crate::cmd::Runner::new(false);
-    let plan = plan::load(
+    let plan = inputs::load_plan(
         project,
         &args.options.variants,
         args.options.registry.resolve(),
@@ -324,7 +324,7 @@ fn publish_only(project: &Project, args: &Args) -> Result<()> {
     if registry.is_none() {
         bail!("--publish-only needs a registry: pass --registry HOST/OWNER, or set REGISTRY or GITHUB_REPOSITORY_OWNER");
     }
-    let plan = plan::load(project, &args.options.variants, registry)?;
+    let plan = inputs::load_plan(project, &args.options.variants, registry)?;
     let mut records = Vec::new();
     let mut ok = stage("publish", &mut stages, || {
         for vp in &plan.variants {

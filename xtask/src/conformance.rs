@@ -11,7 +11,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 use xshell::{cmd, Shell};
 
-use crate::config::{Base, FileRole, Rendered, COZYSTACK_BASE_MODULES};
+use crate::domain::machine_config::{Base, FileRole, Rendered, COZYSTACK_BASE_MODULES};
 use crate::domain::Output;
 use crate::project::Project;
 
@@ -27,7 +27,7 @@ pub struct Args {
     #[arg(long = "variant", value_name = "NAME")]
     pub variants: Vec<String>,
     #[command(flatten)]
-    pub registry: crate::plan::RegistryArg,
+    pub registry: crate::inputs::RegistryArg,
     /// Print the report and the findings as JSON.
     #[arg(long)]
     pub json: bool,
@@ -358,7 +358,7 @@ pub fn config_findings(report: &ConfigReport, install_image: &str) -> Vec<String
 /// The printed `talosctl gen ...` steps as talosctl command lines, placeholders filled with
 /// sample values. talosctl's node commands (`apply-config`, `patch`) cannot be judged: their
 /// package needs a module the proxy does not serve (docs/conformance.md).
-pub fn command_requests(name: &str, steps: &[crate::config::Step]) -> Vec<CommandRequest> {
+pub fn command_requests(name: &str, steps: &[crate::domain::machine_config::Step]) -> Vec<CommandRequest> {
     steps
         .iter()
         .filter(|s| s.argv.len() > 1 && s.argv[0] == "talosctl" && s.argv[1] == "gen")
@@ -508,7 +508,7 @@ pub fn harness(project: &Project) -> Result<Option<Utf8PathBuf>> {
 }
 
 /// `cargo xtask schematic`'s check: image-factory's own `ID()` for each schematic equals ours.
-pub fn judge_schematics(project: &Project, reports: &[crate::schematic::Report]) -> Result<()> {
+pub fn judge_schematics(project: &Project, reports: &[crate::domain::schematic::Report]) -> Result<()> {
     let Some(binary) = harness(project)? else {
         return Ok(());
     };
@@ -557,7 +557,7 @@ pub fn judge_role(
     install_image: &str,
     base: Base,
     rendered: &Rendered,
-    steps: &[crate::config::Step],
+    steps: &[crate::domain::machine_config::Step],
 ) -> Result<()> {
     let Some(binary) = harness(project)? else {
         return Ok(());
@@ -655,22 +655,22 @@ pub fn judge_plan(
     }
     let mut cases = Vec::new();
     for vp in &plan.variants {
-        let image = match crate::config::install_image(project, &single(plan, vp), None) {
+        let image = match crate::inputs::install_image(project, &single(plan, vp), None) {
             Ok(image) => image.reference,
             Err(_) => format!("ghcr.io/example/{}:{}", vp.variant.repository, vp.tag),
         };
         for base in [Base::Talosctl, Base::Cozystack] {
-            let overrides = crate::config::Overrides {
+            let overrides = crate::domain::machine_config::Overrides {
                 base,
                 ..Default::default()
             };
             let file = format!("variants/{}.json", vp.name);
-            let rendered = crate::config::render(
+            let rendered = crate::domain::machine_config::render(
                 &vp.variant,
                 &file,
                 &image,
                 &overrides,
-                crate::config::AuthKey::Redacted,
+                crate::domain::machine_config::AuthKey::Redacted,
             )?;
             let base_patches = match base {
                 Base::Talosctl => vec![],
@@ -679,7 +679,7 @@ pub fn judge_plan(
             let name = format!("{}/{}", vp.name, base_name(base));
             if base == Base::Talosctl {
                 let steps =
-                    crate::config::next_steps(&vp.name, &image, &rendered.files, "/tmp/cluster");
+                    crate::domain::machine_config::next_steps(&vp.name, &image, &rendered.files, "/tmp/cluster");
                 request.commands.extend(command_requests(&vp.name, &steps));
             }
             for c in config_requests(&name, &base_patches, &rendered) {
@@ -692,7 +692,7 @@ pub fn judge_plan(
             }
         }
         let schematic =
-            crate::schematic::Schematic::for_variant(&vp.variant, vp.overlay_image.as_deref());
+            crate::domain::schematic::Schematic::for_variant(&vp.variant, vp.overlay_image.as_ref());
         request.schematics.push(SchematicRequest {
             name: vp.name.clone(),
             yaml: schematic.to_yaml(),
@@ -810,7 +810,7 @@ pub fn merge_findings(
     let mut findings = Vec::new();
     let count = |name: &str| c.modules.iter().filter(|m| m.name == name).count();
     for ext in variant.all_extensions() {
-        for m in crate::config::implied_modules(ext) {
+        for m in crate::domain::machine_config::implied_modules(ext) {
             let found: Vec<&Module> = c.modules.iter().filter(|x| x.name == m.name).collect();
             match found.as_slice() {
                 [one] if one.parameters == m.parameters => {}
@@ -917,7 +917,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         println!("{report}");
         return Ok(());
     }
-    let plan = crate::plan::load(project, &args.variants, args.registry.resolve())?;
+    let plan = crate::inputs::load_plan(project, &args.variants, args.registry.resolve())?;
     let next_version = if args.next {
         let text = std::fs::read_to_string(project.root.join(DIR).join(NEXT_MOD))?;
         Some(

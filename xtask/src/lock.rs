@@ -20,14 +20,15 @@ use std::fmt::Write as _;
 
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use xshell::{cmd, Shell};
 
 use crate::domain::diag::{self, Finding};
 use crate::domain::extension::EXTENSIONS_REPOSITORY;
 use crate::domain::lock::SHOWN;
 use crate::domain::Variant;
-use crate::domain::{ImageRef, Lock, TalosVersion};
+use crate::domain::oci::{layer_format, parse_manifest, platform_order, LayerFormat, Manifest};
+use crate::domain::{Digest, ImageRef, Lock, TalosVersion};
 use crate::pin;
 use crate::project::Project;
 use crate::registry::{self, RegistryArgs, Skopeo};
@@ -56,157 +57,7 @@ pub struct Args {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Pure core: manifests, the image-digests file, lock comparison.
-
-pub mod media {
-    pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-    pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-    pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-    pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-    pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-    pub const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
-    pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Descriptor {
-    #[serde(default)]
-    pub media_type: String,
-    pub digest: String,
-    #[serde(default)]
-    pub size: u64,
-    #[serde(default)]
-    pub platform: Option<Platform>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Platform {
-    pub os: String,
-    pub architecture: String,
-    #[serde(default)]
-    pub variant: Option<String>,
-}
-
-impl std::fmt::Display for Platform {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
-    }
-}
-
-/// What a tag points to, media types checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Manifest {
-    /// A multi-platform index: its image manifests.
-    Index(Vec<Descriptor>),
-    /// One image: its layers, bottom first.
-    Image(Vec<Descriptor>),
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawManifest {
-    schema_version: Option<u32>,
-    #[serde(default)]
-    media_type: Option<String>,
-    #[serde(default)]
-    manifests: Option<Vec<Descriptor>>,
-    #[serde(default)]
-    layers: Option<Vec<Descriptor>>,
-    #[serde(default)]
-    config: Option<Descriptor>,
-}
-
-/// Parses a manifest or index as served for `reference`, accepting the OCI and Docker v2 types.
-pub fn parse_manifest(bytes: &[u8], reference: &str) -> Result<Manifest> {
-    let raw: RawManifest = serde_json::from_slice(bytes)
-        .with_context(|| format!("{reference}: the registry served a manifest that is not JSON"))?;
-    let expected = format!(
-        "expected an image index ({}, {}) or manifest ({}, {})",
-        media::OCI_INDEX,
-        media::DOCKER_LIST,
-        media::OCI_MANIFEST,
-        media::DOCKER_MANIFEST
-    );
-    if raw.schema_version != Some(2) {
-        bail!(
-            "{reference}: manifest schemaVersion {:?} is not supported: {expected}",
-            raw.schema_version
-        );
-    }
-    // OCI makes `mediaType` optional; then the shape decides.
-    let media_type =
-        raw.media_type
-            .clone()
-            .unwrap_or_else(|| match (&raw.manifests, &raw.layers) {
-                (Some(_), None) => media::OCI_INDEX.to_owned(),
-                (None, Some(_)) => media::OCI_MANIFEST.to_owned(),
-                _ => String::new(),
-            });
-    match media_type.as_str() {
-        media::OCI_INDEX | media::DOCKER_LIST => {
-            let manifests = raw
-                .manifests
-                .with_context(|| format!("{reference}: index has no `manifests`"))?;
-            Ok(Manifest::Index(manifests))
-        }
-        media::OCI_MANIFEST | media::DOCKER_MANIFEST => {
-            if raw.config.is_none() {
-                bail!("{reference}: image manifest has no `config`");
-            }
-            let layers = raw
-                .layers
-                .with_context(|| format!("{reference}: image manifest has no `layers`"))?;
-            Ok(Manifest::Image(layers))
-        }
-        "" => bail!("{reference}: manifest has no media type and neither `manifests` nor `layers`: {expected}"),
-        other => bail!("{reference}: unexpected media type `{other}`: {expected}"),
-    }
-}
-
-/// The index entries to try, in order: linux/amd64 first, then the others as listed. Entries
-/// that are not image manifests (attestations, nested indexes) are left out.
-pub fn platform_order(manifests: &[Descriptor]) -> Vec<&Descriptor> {
-    let is_image = |d: &&Descriptor| {
-        matches!(
-            d.media_type.as_str(),
-            media::OCI_MANIFEST | media::DOCKER_MANIFEST
-        ) && d.platform.as_ref().is_none_or(|p| p.os != "unknown")
-    };
-    let is_amd64 = |d: &&Descriptor| {
-        d.platform
-            .as_ref()
-            .is_some_and(|p| p.os == "linux" && p.architecture == "amd64")
-    };
-    let mut order: Vec<&Descriptor> = manifests.iter().filter(is_image).filter(is_amd64).collect();
-    order.extend(manifests.iter().filter(is_image).filter(|d| !is_amd64(d)));
-    order
-}
-
-/// How a layer is compressed, from its media type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LayerFormat {
-    Gzip,
-    Tar,
-}
-
-pub fn layer_format(layer: &Descriptor, image: &str) -> Result<LayerFormat> {
-    match layer.media_type.as_str() {
-        media::OCI_LAYER_GZIP | media::DOCKER_LAYER_GZIP => Ok(LayerFormat::Gzip),
-        media::OCI_LAYER_TAR => Ok(LayerFormat::Tar),
-        other => bail!(
-            "layer {} of {image} has media type `{other}`: expected a tar layer ({}, {} or {})",
-            layer.digest,
-            media::OCI_LAYER_GZIP,
-            media::DOCKER_LAYER_GZIP,
-            media::OCI_LAYER_TAR
-        ),
-    }
-}
+// Pure core: the image-digests file, lock comparison (manifests: `domain::oci`).
 
 /// The `image-digests` file: repository (`ghcr.io/siderolabs/zfs`) to full reference.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -326,7 +177,7 @@ pub fn used_overlays(variants: &[Variant]) -> BTreeSet<String> {
 /// naming every overlay the catalog lacks.
 pub fn add_overlays(
     lock: &mut Lock,
-    catalog_image: &str,
+    catalog_image: &ImageRef,
     catalog: &[crate::domain::target::CatalogEntry],
     names: &BTreeSet<String>,
 ) -> Result<()> {
@@ -334,13 +185,8 @@ pub fn add_overlays(
     let mut absent = Vec::new();
     for name in names {
         match catalog.iter().find(|e| &e.name == name) {
-            Some(entry) if entry.image.contains('@') => bail!(
-                "{catalog_image} ({OVERLAYS_FILE}): overlay `{name}` has image `{}` with a digest already; expected image:tag and a separate digest",
-                entry.image
-            ),
             Some(entry) => {
-                lock.overlays
-                    .insert(name.clone(), format!("{}@{}", entry.image, entry.digest));
+                lock.overlays.insert(name.clone(), entry.image.clone());
             }
             None => {
                 let hint = match diag::closest(name, &known) {
@@ -359,7 +205,7 @@ pub fn add_overlays(
             known.join(", ")
         );
     }
-    lock.overlays_image = Some(catalog_image.to_owned());
+    lock.overlays_image = Some(catalog_image.clone());
     let mut all: Vec<String> = known.iter().map(|n| n.to_string()).collect();
     all.sort();
     lock.known_overlays = all;
@@ -440,15 +286,22 @@ pub fn compare(current: Option<&Lock>, fresh: &Lock, fix: &str) -> Vec<Finding> 
             &fresh.base_installer,
         ),
     ] {
-        if let Some(want) = want.as_deref().filter(|w| have.as_deref() != Some(*w)) {
+        if let Some(want) = want.as_ref().filter(|w| have.as_ref() != Some(*w)) {
             findings.push(
                 Finding::new(SHOWN, field, format!("stale: the registry has {want}"))
-                    .value(have.as_deref().unwrap_or("(absent)"))
+                    .value(shown(have))
                     .fix(fix),
             );
         }
     }
     findings
+}
+
+/// An optional entry as a finding shows it.
+fn shown(entry: &Option<ImageRef>) -> String {
+    entry
+        .as_ref()
+        .map_or_else(|| "(absent)".to_owned(), ToString::to_string)
 }
 
 /// The overlay part of [`compare`]: the catalog image, each overlay, and the known names.
@@ -461,7 +314,7 @@ fn compare_overlays(current: &Lock, fresh: &Lock, fix: &str) -> Vec<Finding> {
         };
         findings.push(
             Finding::new(SHOWN, "overlays_image", problem)
-                .value(current.overlays_image.as_deref().unwrap_or("(absent)"))
+                .value(shown(&current.overlays_image))
                 .fix(fix),
         );
     }
@@ -543,8 +396,7 @@ pub fn resolve(
     let found = read_from_image(project, skopeo, &image, DIGESTS_FILE)
         .with_context(|| format!("reading the extensions image for Talos {talos_version}"))?;
     let digests = parse_image_digests(&found.text, &found.read_from)?;
-    let pinned = ImageRef::parse(&found.pinned).map_err(anyhow::Error::msg)?;
-    let mut lock = lock_from_digests(talos_version, &pinned, &digests, names)?;
+    let mut lock = lock_from_digests(talos_version, &found.pinned, &digests, names)?;
     if !overlays.is_empty() {
         let catalog_image = overlays_image(talos_version);
         let catalog = read_from_image(project, skopeo, &catalog_image, OVERLAYS_FILE)
@@ -553,7 +405,11 @@ pub fn resolve(
             .map_err(anyhow::Error::msg)?;
         add_overlays(&mut lock, &catalog.pinned, &entries, overlays)?;
     }
-    lock.imager = pin_image(skopeo, &imager_image(talos_version), "the imager");
+    lock.imager = pin_image(
+        skopeo,
+        &crate::domain::profile::imager_image(talos_version),
+        "the imager",
+    );
     lock.base_installer = pin_image(
         skopeo,
         &crate::domain::profile::base_installer_image(talos_version),
@@ -569,9 +425,9 @@ pub fn resolve(
 /// `image` by the digest its tag names now (one `inspect --raw`). Best effort: a registry that
 /// lacks it (a mirror holding only the extensions) leaves it unpinned, with a warning; a
 /// `--locked` build then refuses to run an unpinned imager.
-fn pin_image(skopeo: &Skopeo, image: &str, what: &str) -> Option<String> {
-    match skopeo.inspect_raw(image) {
-        Ok(raw) => Some(format!("{image}@{}", registry::sha256_digest(&raw))),
+fn pin_image(skopeo: &Skopeo, image: &str, what: &str) -> Option<ImageRef> {
+    match skopeo.inspect_raw(image).and_then(|raw| pinned(image, &raw)) {
+        Ok(reference) => Some(reference),
         Err(err) => {
             eprintln!(
                 "warning: could not pin {what} {image} ({}); run `cargo xtask lock` where the registry serves it",
@@ -582,15 +438,17 @@ fn pin_image(skopeo: &Skopeo, image: &str, what: &str) -> Option<String> {
     }
 }
 
-/// The imager the Talos release publishes.
-pub fn imager_image(talos_version: &impl std::fmt::Display) -> String {
-    format!("ghcr.io/siderolabs/imager:{talos_version}")
+/// `image` (a tag) with the digest of `manifest`, the bytes its tag served.
+fn pinned(image: &str, manifest: &[u8]) -> Result<ImageRef> {
+    let mut reference = ImageRef::parse(image).map_err(|err| anyhow::anyhow!("{image}: {err}"))?;
+    reference.digest = Some(Digest::of_bytes(manifest));
+    Ok(reference)
 }
 
 /// A file read out of an image by [`read_from_image`].
 struct Found {
     /// The image tag with the digest of what it pointed to.
-    pinned: String,
+    pinned: ImageRef,
     /// The platform whose image carried the file (`None` for a single-platform tag).
     platform: Option<String>,
     /// The exact image it was read from (`repository@digest`), for messages.
@@ -602,12 +460,11 @@ struct Found {
 /// whose image carries the file) or a single image; layers are searched topmost first.
 fn read_from_image(project: &Project, skopeo: &Skopeo, image: &str, file: &str) -> Result<Found> {
     let raw = skopeo.inspect_raw(image)?;
-    let index_digest = registry::sha256_digest(&raw);
-    let repository = image.rsplit_once(':').map_or(image, |(r, _)| r);
-    let pinned = format!("{image}@{index_digest}");
-    let (candidates, platforms): (Vec<String>, Vec<Option<String>>) =
+    let pinned = pinned(image, &raw)?;
+    let repository = &pinned.repository;
+    let (candidates, platforms): (Vec<Digest>, Vec<Option<String>>) =
         match parse_manifest(&raw, image)? {
-            Manifest::Image(_) => (vec![index_digest.clone()], vec![None]),
+            Manifest::Image(_) => (vec![Digest::of_bytes(&raw)], vec![None]),
             Manifest::Index(manifests) => {
                 let order = platform_order(&manifests);
                 if order.is_empty() {
@@ -621,9 +478,6 @@ fn read_from_image(project: &Project, skopeo: &Skopeo, image: &str, file: &str) 
         };
     let mut tried = Vec::new();
     for (digest, platform) in candidates.iter().zip(&platforms) {
-        if !crate::domain::image::is_sha256_digest(digest) {
-            bail!("{pinned}: index entry digest `{digest}` is not sha256:<64 hex digits>");
-        }
         let reference = format!("{repository}@{digest}");
         let dir = fetch_cached(project, skopeo, &reference, digest)?;
         if let Some(text) = find_file(&dir, &reference, file)? {
@@ -634,7 +488,7 @@ fn read_from_image(project: &Project, skopeo: &Skopeo, image: &str, file: &str) 
                 text,
             });
         }
-        tried.push(platform.clone().unwrap_or_else(|| digest.clone()));
+        tried.push(platform.clone().unwrap_or_else(|| digest.to_string()));
     }
     bail!(
         "{pinned}: no image carries an `{file}` file (tried {})",
@@ -647,20 +501,20 @@ fn fetch_cached(
     project: &Project,
     skopeo: &Skopeo,
     reference: &str,
-    digest: &str,
+    digest: &Digest,
 ) -> Result<Utf8PathBuf> {
     let cache = project.target_dir().join("lock");
-    let dir = cache.join(digest.trim_start_matches("sha256:"));
+    let dir = cache.join(digest.hex());
     // A cached copy is used only if its manifest still hashes to the digest asked for.
     let cached = std::fs::read(dir.join("manifest.json"))
-        .is_ok_and(|bytes| registry::sha256_digest(&bytes) == digest);
+        .is_ok_and(|bytes| Digest::of_bytes(&bytes) == *digest);
     if cached {
         return Ok(dir);
     }
     std::fs::create_dir_all(&cache).with_context(|| format!("creating {cache}"))?;
     let tmp = cache.join(format!(
         ".{}.tmp-{}",
-        digest.trim_start_matches("sha256:"),
+        digest.hex(),
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&tmp);
@@ -685,14 +539,7 @@ fn find_file(dir: &Utf8Path, reference: &str, file: &str) -> Result<Option<Strin
     let sh = Shell::new()?;
     for layer in layers.iter().rev() {
         let format = layer_format(layer, reference)?;
-        let hex = layer
-            .digest
-            .strip_prefix("sha256:")
-            .filter(|_| crate::domain::image::is_sha256_digest(&layer.digest))
-            .with_context(|| {
-                format!("{reference}: layer digest `{}` is not sha256", layer.digest)
-            })?;
-        let blob = dir.join(hex);
+        let blob = dir.join(layer.digest.hex());
         let corrupt = |what: String| {
             anyhow::anyhow!(
                 "layer {} of {reference} is corrupt: {what}\n    fix: if the registry is a mirror, copy the image into it again; otherwise report it to the publisher",
@@ -741,15 +588,6 @@ fn read_head(path: &Utf8Path) -> Result<Vec<u8>> {
     Ok(head)
 }
 
-/// The lock file if there is one.
-pub fn load_optional(project: &Project) -> Result<Option<Lock>> {
-    if project.lock_path().exists() {
-        project.load_lock().map(Some)
-    } else {
-        Ok(None)
-    }
-}
-
 /// The Talos version to lock for when none is given: the pinned upstream's, else the lock's.
 fn default_version(project: &Project, lock: Option<&Lock>) -> Result<TalosVersion> {
     Ok(pin::talos_version_or(project, lock.map(|l| &l.talos_version))?.version)
@@ -765,7 +603,7 @@ fn fix_command(talos_version: &TalosVersion, skopeo: &Skopeo) -> String {
 pub fn run(project: &Project, args: Args) -> Result<()> {
     let variants = project.load_variants()?;
     let names = used_extensions(&variants);
-    let current = match load_optional(project) {
+    let current = match project.load_lock_optional() {
         Ok(current) => current,
         // regenerating is the fix the error suggests, so it must not need a readable lock
         Err(err) if !args.check && !args.dry_run => {
@@ -1078,7 +916,7 @@ fn lock_problems(
     locked: bool,
     skopeo: &Skopeo,
 ) -> Result<(Option<Lock>, TalosVersion, Vec<Finding>)> {
-    let current = load_optional(project)?;
+    let current = project.load_lock_optional()?;
     let talos_version = default_version(project, current.as_ref())?;
     let fix = fix_command(&talos_version, skopeo);
     let problems = match &current {
@@ -1143,7 +981,10 @@ pub fn ensure_dry_run(
     }
     for name in used_overlays(variants) {
         lock.overlays.entry(name.clone()).or_insert_with(|| {
-            format!("{EXTENSIONS_REPOSITORY}/<overlay image>:<tag and digest from {OVERLAYS_FILE}>")
+            placeholder(
+                format!("{EXTENSIONS_REPOSITORY}/<overlay image>"),
+                format!("<tag and digest from {OVERLAYS_FILE}>"),
+            )
         });
     }
     Ok(lock)
@@ -1236,73 +1077,6 @@ mod tests {
         assert!(err.contains("line 4: `not a ref`"), "{err}");
     }
 
-    fn desc(media_type: &str, platform: Option<(&str, &str)>, digest: &str) -> Descriptor {
-        Descriptor {
-            media_type: media_type.into(),
-            digest: digest.into(),
-            size: 1,
-            platform: platform.map(|(os, architecture)| Platform {
-                os: os.into(),
-                architecture: architecture.into(),
-                variant: None,
-            }),
-        }
-    }
-
-    #[test]
-    fn amd64_is_tried_first_and_attestations_never() {
-        let manifests = [
-            desc(media::OCI_MANIFEST, Some(("linux", "arm64")), D1),
-            desc(media::OCI_MANIFEST, Some(("unknown", "unknown")), D3),
-            desc(media::OCI_MANIFEST, Some(("linux", "amd64")), D2),
-            desc(media::OCI_INDEX, Some(("linux", "s390x")), D3),
-        ];
-        let order: Vec<&str> = platform_order(&manifests)
-            .iter()
-            .map(|d| d.digest.as_str())
-            .collect();
-        assert_eq!(order, [D2, D1]);
-    }
-
-    #[test]
-    fn manifest_media_types_are_checked() {
-        let index = format!(
-            r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[]}}"#,
-            media::DOCKER_LIST
-        );
-        assert_eq!(
-            parse_manifest(index.as_bytes(), "r").unwrap(),
-            Manifest::Index(vec![])
-        );
-        let bare = r#"{"schemaVersion":2,"config":{"digest":"d"},"layers":[]}"#;
-        assert_eq!(
-            parse_manifest(bare.as_bytes(), "r").unwrap(),
-            Manifest::Image(vec![])
-        );
-        let helm = r#"{"schemaVersion":2,"mediaType":"application/vnd.cncf.helm.chart.v1+json","layers":[]}"#;
-        let err = parse_manifest(helm.as_bytes(), "ghcr.io/x/y:1")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains(
-                "ghcr.io/x/y:1: unexpected media type `application/vnd.cncf.helm.chart.v1+json`"
-            ),
-            "{err}"
-        );
-        let v1 = r#"{"schemaVersion":1,"name":"x"}"#;
-        assert!(parse_manifest(v1.as_bytes(), "r")
-            .unwrap_err()
-            .to_string()
-            .contains("schemaVersion Some(1) is not supported"));
-        let zstd = desc("application/vnd.oci.image.layer.v1.tar+zstd", None, D1);
-        assert!(layer_format(&zstd, "img")
-            .unwrap_err()
-            .to_string()
-            .contains(&format!(
-                "layer {D1} of img has media type `application/vnd.oci.image.layer.v1.tar+zstd`"
-            )));
-    }
-
     fn lock(extensions: &[(&str, &str)]) -> Lock {
         Lock {
             talos_version: "v1.13.99".into(),
@@ -1367,8 +1141,7 @@ mod tests {
             .iter()
             .map(|n| crate::domain::target::CatalogEntry {
                 name: n.to_string(),
-                image: format!("ghcr.io/siderolabs/sbc-{n}:v0.2.0"),
-                digest: D2.into(),
+                image: format!("ghcr.io/siderolabs/sbc-{n}:v0.2.0@{D2}").into(),
             })
             .collect()
     }
@@ -1379,20 +1152,20 @@ mod tests {
         let names: BTreeSet<String> = ["rpi_generic".to_owned()].into();
         add_overlays(
             &mut l,
-            &format!("ghcr.io/siderolabs/overlays:v1.13.99@{D3}"),
+            &format!("ghcr.io/siderolabs/overlays:v1.13.99@{D3}").into(),
             &catalog(),
             &names,
         )
         .unwrap();
         assert_eq!(
-            l.overlays["rpi_generic"],
+            l.overlays["rpi_generic"].to_string(),
             format!("ghcr.io/siderolabs/sbc-rpi_generic:v0.2.0@{D2}")
         );
         assert_eq!(l.known_overlays, ["rock5b", "rpi_5", "rpi_generic"]);
         assert_eq!(Lock::parse(&l.to_text()).unwrap(), l, "round trip");
 
         let mut l = lock(&[]);
-        let err = add_overlays(&mut l, "c", &catalog(), &["rpi-generic".to_owned()].into())
+        let err = add_overlays(&mut l, &"ghcr.io/c/c:1".into(), &catalog(), &["rpi-generic".to_owned()].into())
             .unwrap_err()
             .to_string();
         assert!(
@@ -1412,7 +1185,7 @@ mod tests {
         let mut fresh = lock(&[]);
         add_overlays(
             &mut fresh,
-            "ghcr.io/siderolabs/overlays:v1.13.99",
+            &"ghcr.io/siderolabs/overlays:v1.13.99".into(),
             &catalog(),
             &["rpi_5".to_owned()].into(),
         )
@@ -1421,11 +1194,11 @@ mod tests {
         assert!(compare(Some(&current), &fresh, "fix").is_empty());
         current.overlays.insert(
             "rpi_5".into(),
-            format!("ghcr.io/siderolabs/sbc-rpi_5:v0.1.0@{D1}"),
+            format!("ghcr.io/siderolabs/sbc-rpi_5:v0.1.0@{D1}").into(),
         );
         current.overlays.insert(
             "rock5b".into(),
-            format!("ghcr.io/siderolabs/sbc-rock5b:v0.1.0@{D1}"),
+            format!("ghcr.io/siderolabs/sbc-rock5b:v0.1.0@{D1}").into(),
         );
         let text: Vec<String> = compare(Some(&current), &fresh, "fix")
             .iter()
@@ -1454,7 +1227,7 @@ mod tests {
         let mut l = lock(&[]);
         add_overlays(
             &mut l,
-            "ghcr.io/siderolabs/overlays:v1.13.99",
+            &"ghcr.io/siderolabs/overlays:v1.13.99".into(),
             &catalog(),
             &["rpi_5".to_owned()].into(),
         )

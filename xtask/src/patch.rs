@@ -16,10 +16,11 @@ use xshell::{Cmd, Shell};
 use crate::domain::diag;
 use crate::domain::VariantPlan;
 use crate::pin::{self, Pin};
-use crate::plan;
+use crate::inputs;
 use crate::project::Project;
 use crate::series::{self, PatchInfo, SERIES};
-use crate::upstream::{self, SourceArg, Upstream};
+use crate::pin::SourceArg;
+use crate::upstream::{self, Upstream};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -146,7 +147,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     let upstream = upstream::ensure(&sh, project, &pin, args.source.source.as_deref())?;
     let applied = match &args.variant {
         Some(name) => {
-            let plan = plan::load(project, std::slice::from_ref(name), None)?;
+            let plan = inputs::load_plan(project, std::slice::from_ref(name), None)?;
             // Images are not named here, so the plan's registry warning does not apply.
             for warning in plan
                 .warnings

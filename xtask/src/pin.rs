@@ -15,6 +15,15 @@ pub const SHOWN: &str = "patches/upstream.json";
 /// Where upstream keeps its Talos packaging, newest layout first (moved in v0.40.0).
 pub const TALOS_PACKAGE_DIRS: &[&str] = &["packages/core/talos", "packages/core/installer"];
 
+/// `--source`: where the pinned tree is fetched from (upstream, patch and build share it).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SourceArg {
+    /// Clone or mirror to fetch from instead of the pinned repository URL (a local path works
+    /// offline). The tag must still resolve to the pinned commit.
+    #[arg(long, env = "COZYSTACK_SOURCE", value_name = "PATH|URL")]
+    pub source: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pin {

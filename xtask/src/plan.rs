@@ -3,8 +3,7 @@
 
 use anyhow::Result;
 
-use crate::domain::plan::{self, Plan};
-use crate::pin;
+use crate::domain::plan::Plan;
 use crate::project::Project;
 
 #[derive(Debug, clap::Args)]
@@ -13,72 +12,14 @@ pub struct Args {
     #[arg(long = "variant", value_name = "NAME")]
     pub variants: Vec<String>,
     #[command(flatten)]
-    pub registry: RegistryArg,
+    pub registry: crate::inputs::RegistryArg,
     /// Print the plan as JSON (the contract CI and other tools read).
     #[arg(long)]
     pub json: bool,
 }
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct RegistryArg {
-    /// Registry and owner images publish under, e.g. `ghcr.io/acme`.
-    /// Default: $REGISTRY, else ghcr.io/$GITHUB_REPOSITORY_OWNER.
-    #[arg(long, env = "REGISTRY", value_name = "HOST/OWNER")]
-    pub registry: Option<String>,
-}
-
-impl RegistryArg {
-    pub fn resolve(&self) -> Option<String> {
-        let from_github = || {
-            std::env::var("GITHUB_REPOSITORY_OWNER")
-                .ok()
-                .filter(|o| !o.is_empty())
-                .map(|owner| format!("ghcr.io/{}", owner.to_lowercase()))
-        };
-        self.registry
-            .clone()
-            .filter(|r| !r.is_empty())
-            .or_else(from_github)
-            .map(|r| r.trim_end_matches('/').to_owned())
-    }
-}
-
-/// Reads the variants and the lock, reporting every problem in either at once (with the
-/// extension names checked against the lock).
-pub fn load_inputs(
-    project: &Project,
-) -> Result<(Vec<crate::domain::Variant>, crate::domain::Lock)> {
-    use anyhow::Context as _;
-    let text = std::fs::read_to_string(project.lock_path()).with_context(|| {
-        format!(
-            "reading {}: create it with `cargo xtask lock`",
-            crate::domain::lock::SHOWN
-        )
-    })?;
-    let (lock, lock_findings) = crate::domain::Lock::check(&text);
-    let lock_names = crate::domain::lock::entry_names(&text);
-    let names: Vec<&str> = lock_names.iter().map(String::as_str).collect();
-    let (variants, mut findings) = project.check_variants(&names)?;
-    let heading = match (findings.is_empty(), lock_findings.is_empty()) {
-        (_, true) => "invalid variants",
-        (true, false) => "invalid lock file",
-        (false, false) => "invalid variants and lock file",
-    };
-    findings.extend(lock_findings);
-    crate::domain::diag::into_result(heading, findings)?;
-    Ok((variants, lock.expect("a lock without findings")))
-}
-
-/// Reads variants, lock and pin from the repository and resolves the plan.
-pub fn load(project: &Project, names: &[String], registry: Option<String>) -> Result<Plan> {
-    let (variants, lock) = load_inputs(project)?;
-    let variants = crate::domain::variant::select(variants, names)?;
-    let talos = pin::talos_version(project, &lock)?;
-    plan::make(variants, &lock, talos, registry)
-}
-
 pub fn run(project: &Project, args: Args) -> Result<()> {
-    let plan = load(project, &args.variants, args.registry.resolve())?;
+    let plan = crate::inputs::load_plan(project, &args.variants, args.registry.resolve())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&plan)?);
         for warning in &plan.warnings {
@@ -180,17 +121,4 @@ pub fn render(plan: &Plan) -> String {
         }
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn registry_comes_from_flag_then_github_owner() {
-        let flag = RegistryArg {
-            registry: Some("registry.example/team/".into()),
-        };
-        assert_eq!(flag.resolve().as_deref(), Some("registry.example/team"));
-    }
 }

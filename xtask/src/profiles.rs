@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::domain::Plan;
-use crate::plan;
+use crate::inputs;
 use crate::project::Project;
 
 #[derive(Debug, clap::Args)]
@@ -59,7 +59,7 @@ pub fn write(dir: &Utf8Path, files: &[(Utf8PathBuf, String)]) -> Result<()> {
 }
 
 pub fn run(project: &Project, args: Args) -> Result<()> {
-    let plan = plan::load(project, &args.variants, None)?;
+    let plan = inputs::load_plan(project, &args.variants, None)?;
     let dir = args
         .out
         .unwrap_or_else(|| project.target_dir().join("profiles"));
@@ -98,7 +98,7 @@ mod tests {
         let project = Project {
             root: manifest.join("tests/fixtures/repo"),
         };
-        let plan = plan::load(&project, &[], None).unwrap();
+        let plan = inputs::load_plan(&project, &[], None).unwrap();
         let golden = manifest.join("tests/golden/profiles");
         let files = render(&plan);
         if std::env::var_os("UPDATE_GOLDEN").is_some() {

@@ -124,6 +124,15 @@ impl Project {
         })?;
         Lock::parse(&text)
     }
+
+    /// The lock file if there is one.
+    pub fn load_lock_optional(&self) -> Result<Option<Lock>> {
+        if self.lock_path().exists() {
+            self.load_lock().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
 }
 
 /// Where the repository is, from (in this order) `XTASK_ROOT`, the xtask package directory

@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::domain::record::Published;
-use crate::domain::{Arch, TalosVersion};
+use crate::domain::{Arch, Digest, TalosVersion};
 use crate::project::Project;
 use crate::registry::{Location, Skopeo};
 
@@ -287,7 +287,7 @@ fn annotate_layout(layout: &Utf8Path, annotations: &[(&str, &str)]) -> Result<St
         map.insert((*key).to_owned(), serde_json::Value::from(*value));
     }
     let bytes = serde_json::to_vec(&manifest)?;
-    let digest = crate::registry::sha256_digest(&bytes);
+    let digest = Digest::of_bytes(&bytes).to_string();
     crate::fsutil::write_atomic(&blob(&digest), &bytes)?;
     let entry = &mut index["manifests"][0];
     entry["digest"] = digest.clone().into();
@@ -321,11 +321,11 @@ fn write_layout_index(layout: &Utf8Path, arches: &[Arch]) -> Result<String> {
     }
     let index = serde_json::json!({
         "schemaVersion": 2,
-        "mediaType": crate::lock::media::OCI_INDEX,
+        "mediaType": crate::domain::oci::media::OCI_INDEX,
         "manifests": manifests,
     });
     let bytes = serde_json::to_vec(&index)?;
-    let digest = crate::registry::sha256_digest(&bytes);
+    let digest = Digest::of_bytes(&bytes).to_string();
     let blob = layout
         .join("blobs/sha256")
         .join(digest.trim_start_matches("sha256:"));
@@ -333,7 +333,7 @@ fn write_layout_index(layout: &Utf8Path, arches: &[Arch]) -> Result<String> {
     let top = serde_json::json!({
         "schemaVersion": 2,
         "manifests": [{
-            "mediaType": crate::lock::media::OCI_INDEX,
+            "mediaType": crate::domain::oci::media::OCI_INDEX,
             "digest": digest,
             "size": bytes.len(),
             "annotations": {REF_NAME: "build"},
@@ -456,7 +456,7 @@ pub fn current(skopeo: &Skopeo, image: &str, tag: &str) -> Current {
                 .ok()
                 .and_then(|m| m["annotations"][REVISION].as_str().map(str::to_owned));
             Current::Image {
-                digest: crate::registry::sha256_digest(&bytes),
+                digest: Digest::of_bytes(&bytes).to_string(),
                 revision,
             }
         }
@@ -597,7 +597,7 @@ mod tests {
         let dir = camino::Utf8PathBuf::from_path_buf(dir).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
         let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[]}"#;
-        let old = crate::registry::sha256_digest(manifest);
+        let old = Digest::of_bytes(manifest).to_string();
         std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
         std::fs::write(dir.join("blobs/sha256").join(&old[7..]), manifest).unwrap();
         let index = serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": old, "size": manifest.len(), "annotations": {"org.opencontainers.image.ref.name": "build"}}]});
@@ -606,7 +606,7 @@ mod tests {
         assert_ne!(new, old);
         assert_eq!(layout_digest(&dir).unwrap(), new);
         let bytes = std::fs::read(dir.join("blobs/sha256").join(&new[7..])).unwrap();
-        assert_eq!(crate::registry::sha256_digest(&bytes), new);
+        assert_eq!(Digest::of_bytes(&bytes), new);
         let written: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(written["annotations"][REVISION], C);
         assert_eq!(written["schemaVersion"], 2);

@@ -24,7 +24,6 @@ use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::cmd::{Cmd, Runner};
-use crate::domain::Digest;
 
 /// Registry options shared by every subcommand that talks to a registry.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -596,10 +595,6 @@ fn split_host(reference: &str) -> (&str, &str) {
 fn is_loopback(host: &str) -> bool {
     let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
     name == "localhost" || name.starts_with("127.") || name == "[::1]"
-}
-
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    Digest::of_hex(&crate::fsutil::sha256_hex(bytes)).to_string()
 }
 
 /// A containers auth.json holding one credential, readable by us only, removed on drop.

@@ -8,7 +8,7 @@ use serde::Serialize;
 use xshell::{cmd, Shell};
 
 use crate::domain::TalosVersion;
-use crate::pin::{self, Pin};
+use crate::pin::{self, Pin, SourceArg};
 use crate::project::Project;
 
 #[derive(Debug, clap::Args)]
@@ -21,14 +21,6 @@ pub struct Args {
     /// Print where the tree is as JSON.
     #[arg(long)]
     pub json: bool,
-}
-
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct SourceArg {
-    /// Clone or mirror to fetch from instead of the pinned repository URL (a local path works
-    /// offline). The tag must still resolve to the pinned commit.
-    #[arg(long, env = "COZYSTACK_SOURCE", value_name = "PATH|URL")]
-    pub source: Option<String>,
 }
 
 /// The pristine upstream tree and how it was obtained.

@@ -19,16 +19,43 @@ impl Digest {
         }
     }
 
-    /// The digest whose hex digits are `sha256_hex` (as `fsutil::sha256_hex` computes them).
-    pub fn of_hex(sha256_hex: &str) -> Digest {
-        debug_assert!(is_sha256_digest(&format!("sha256:{sha256_hex}")));
-        Digest(format!("sha256:{sha256_hex}"))
+    /// The sha256 digest of `bytes` (a manifest, an index, a schematic).
+    pub fn of_bytes(bytes: &[u8]) -> Digest {
+        use sha2::Digest as _;
+        let hex: String = sha2::Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Digest(format!("sha256:{hex}"))
+    }
+
+    /// The 64 hex digits after `sha256:`.
+    pub fn hex(&self) -> &str {
+        &self.0["sha256:".len()..]
     }
 }
 
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for Digest {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Digest {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialEq<String> for Digest {
+    fn eq(&self, other: &String) -> bool {
+        self.0 == *other
     }
 }
 

@@ -29,10 +29,10 @@ pub struct Lock {
     /// The `ghcr.io/siderolabs/overlays:<talos>` catalog image the overlays were read from,
     /// with its digest; absent while no variant names an overlay.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub overlays_image: Option<String>,
+    pub overlays_image: Option<ImageRef>,
     /// Overlay name to its image by digest, as the catalog lists it, for the overlays variants use.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub overlays: BTreeMap<String, String>,
+    pub overlays: BTreeMap<String, ImageRef>,
     /// Every overlay name in that catalog, so that a name it lacks is refused before a build.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub known_overlays: Vec<String>,
@@ -40,11 +40,11 @@ pub struct Lock {
     /// build runs unless `--imager` names another; a `--locked` build refuses to run without
     /// it, so CI never runs an image a tag could have moved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub imager: Option<String>,
+    pub imager: Option<ImageRef>,
     /// The base installer the profiles name (`input.baseInstaller`), by digest: profiles name
     /// this exact reference when its tag is the one they would name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub base_installer: Option<String>,
+    pub base_installer: Option<ImageRef>,
 }
 
 /// The file as written, before its entries are checked and typed.
@@ -72,7 +72,7 @@ pub enum OverlayEntry<'a> {
     /// The variant names no overlay.
     None,
     /// Locked to this image by digest.
-    Locked(&'a str),
+    Locked(&'a ImageRef),
     /// The catalog of the lock's Talos version has no such overlay.
     Unknown { near: Option<&'a str> },
     /// Not locked yet.
@@ -173,52 +173,39 @@ impl Lock {
                 ),
             }
         }
-        for (name, reference) in &file.overlays {
+        // every other entry is an image by digest (the overlays catalog: a reference)
+        let mut pinned = |field: String, reference: &str, need_digest: bool| {
             let problem = match ImageRef::parse(reference) {
-                Err(err) => Some(err),
-                Ok(r) if r.digest.is_none() => Some("has no digest".to_owned()),
-                Ok(_) => None,
+                Err(err) => err,
+                Ok(r) if need_digest && r.digest.is_none() => match field.as_str() {
+                    "imager" | "base_installer" => "not pinned by digest".to_owned(),
+                    _ => "has no digest".to_owned(),
+                },
+                Ok(r) => return Some(r),
             };
-            if let Some(problem) = problem {
-                problems.push(
-                    Finding::new(SHOWN, format!("overlays.{name}"), problem)
-                        .value(reference)
-                        .fix(fix),
-                );
-            }
-        }
-        if let Some(image) = &file.overlays_image {
-            if let Err(err) = ImageRef::parse(image) {
-                problems.push(
-                    Finding::new(SHOWN, "overlays_image", err)
-                        .value(image)
-                        .fix(fix),
-                );
-            }
-        }
-        for (field, pin) in [
-            ("imager", &file.imager),
-            ("base_installer", &file.base_installer),
-        ] {
-            let Some(imager) = pin else { continue };
-            let problem = match ImageRef::parse(imager) {
-                Err(err) => Some(err),
-                Ok(r) if r.digest.is_none() => Some("not pinned by digest".to_owned()),
-                Ok(_) => None,
-            };
-            if let Some(problem) = problem {
-                problems.push(Finding::new(SHOWN, field, problem).value(imager).fix(fix));
-            }
-        }
-        let extensions_image = ImageRef::parse(&file.extensions_image)
-            .map_err(|err| {
-                problems.push(
-                    Finding::new(SHOWN, "extensions_image", err)
-                        .value(&file.extensions_image)
-                        .fix(fix),
-                )
+            problems.push(Finding::new(SHOWN, field, problem).value(reference).fix(fix));
+            None
+        };
+        let overlays: BTreeMap<String, ImageRef> = file
+            .overlays
+            .iter()
+            .filter_map(|(name, reference)| {
+                Some((name.clone(), pinned(format!("overlays.{name}"), reference, true)?))
             })
-            .ok();
+            .collect();
+        let overlays_image = file
+            .overlays_image
+            .as_deref()
+            .map(|r| pinned("overlays_image".into(), r, false));
+        let imager = file
+            .imager
+            .as_deref()
+            .map(|r| pinned("imager".into(), r, true));
+        let base_installer = file
+            .base_installer
+            .as_deref()
+            .map(|r| pinned("base_installer".into(), r, true));
+        let extensions_image = pinned("extensions_image".into(), &file.extensions_image, false);
         if !problems.is_empty() {
             return (None, problems);
         }
@@ -226,18 +213,18 @@ impl Lock {
             talos_version: talos_version.expect("no findings"),
             extensions_image: extensions_image.expect("no findings"),
             extensions,
-            overlays_image: file.overlays_image,
-            overlays: file.overlays,
+            overlays_image: overlays_image.map(|r| r.expect("no findings")),
+            overlays,
             known_overlays: file.known_overlays,
-            imager: file.imager,
-            base_installer: file.base_installer,
+            imager: imager.map(|r| r.expect("no findings")),
+            base_installer: base_installer.map(|r| r.expect("no findings")),
         };
         (Some(lock), problems)
     }
 
     /// The imager a `--locked` build runs: the lock's pin, else a finding that says how to pin it.
-    pub fn locked_imager(&self) -> Result<&str, Finding> {
-        self.imager.as_deref().ok_or_else(|| {
+    pub fn locked_imager(&self) -> Result<&ImageRef, Finding> {
+        self.imager.as_ref().ok_or_else(|| {
             Finding::new(
                 SHOWN,
                 "imager",
@@ -313,7 +300,9 @@ impl Lock {
                 format!(
                     "unknown to the overlays catalog of Talos {} ({})",
                     self.talos_version,
-                    self.overlays_image.as_deref().unwrap_or("the catalog")
+                    self.overlays_image
+                        .as_ref()
+                        .map_or_else(|| "the catalog".to_owned(), ToString::to_string)
                 ),
             )
             .value(format!("\"{name}\""))

@@ -40,7 +40,7 @@ pub struct VariantPlan {
     /// Extensions whose lock entry has no digest yet.
     pub unpinned: Vec<String>,
     /// The board overlay's image by digest, from the lock.
-    pub overlay_image: Option<String>,
+    pub overlay_image: Option<ImageRef>,
     /// Repository the installer publishes to, without tag.
     pub image: String,
     /// Repository the matchbox netboot image publishes to, without tag; none when the variant
@@ -148,7 +148,7 @@ pub fn make(
         let file = format!("variants/{}.json", variant.name);
         let overlay_image = match lock.overlay(&variant) {
             OverlayEntry::None => None,
-            OverlayEntry::Locked(reference) => Some(reference.to_owned()),
+            OverlayEntry::Locked(reference) => Some(reference.clone()),
             OverlayEntry::Missing => {
                 let name = &variant.target.overlay.as_ref().expect("has one").name;
                 missing.push(
@@ -178,15 +178,13 @@ pub fn make(
             None => variant.repository.clone(),
         };
         // A pin for another base installer (the profile's choice changed) is not used.
-        let base_installer = lock.base_installer.as_deref().filter(|pin| {
-            pin.starts_with(&format!(
-                "{}@",
-                profile::base_installer_image(&talos.version)
-            ))
+        let base_installer = lock.base_installer.as_ref().filter(|pin| {
+            pin.repository == profile::BASE_INSTALLER
+                && pin.tag.as_deref() == Some(&talos.version.to_string())
         });
         let locked = profile::Locked {
             extension_refs: &resolved.refs,
-            overlay_image: overlay_image.as_deref(),
+            overlay_image: overlay_image.as_ref(),
             base_installer,
         };
         // Output by output, each for every arch: a two-arch installer is two imager runs

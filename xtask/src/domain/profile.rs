@@ -154,7 +154,7 @@ impl Profile {
 
     /// The exact bytes the imager receives on stdin.
     pub fn to_yaml(&self) -> String {
-        crate::domain::yaml::to_string(&self.to_json())
+        crate::domain::yaml::to_string(&self.to_json(), 2)
     }
 }
 
@@ -168,9 +168,14 @@ pub const BASE_INSTALLER: &str = "ghcr.io/siderolabs/installer-base";
 #[derive(Debug, Clone, Copy)]
 pub struct Locked<'a> {
     pub extension_refs: &'a [ImageRef],
-    pub overlay_image: Option<&'a str>,
+    pub overlay_image: Option<&'a ImageRef>,
     /// The base installer by digest, when the lock pins it (else [`base_installer_image`]).
-    pub base_installer: Option<&'a str>,
+    pub base_installer: Option<&'a ImageRef>,
+}
+
+/// The imager the Talos release publishes, by tag.
+pub fn imager_image(talos_version: &impl std::fmt::Display) -> String {
+    format!("ghcr.io/siderolabs/imager:{talos_version}")
 }
 
 /// The base installer the imager adds the extensions to, by tag ([`BASE_INSTALLER`]).
@@ -222,7 +227,7 @@ pub fn for_output(
         (Some(choice), Some(image_ref)) if boots => Some(Overlay {
             name: choice.name.clone(),
             image: ContainerAsset {
-                image_ref: image_ref.to_owned(),
+                image_ref: image_ref.to_string(),
                 oci_path: None,
             },
             options: choice.options.clone(),
@@ -248,7 +253,7 @@ pub fn for_output(
             base_installer: ContainerAsset {
                 image_ref: locked
                     .base_installer
-                    .map_or_else(|| base_installer_image(talos_version), str::to_owned),
+                    .map_or_else(|| base_installer_image(talos_version), ToString::to_string),
                 oci_path: None,
             },
             overlay_installer,
@@ -417,13 +422,14 @@ mod tests {
         );
     }
 
-    const OVERLAY: &str = "ghcr.io/siderolabs/sbc-raspberrypi:v0.2.0@sha256:bb";
+    const OVERLAY: &str = "ghcr.io/siderolabs/sbc-raspberrypi:v0.2.0@sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 
     #[test]
     fn a_board_role_carries_its_overlay_where_it_boots() {
         let v = variant(
             r#", "overlay": "rpi_generic", "overlay_options": {"configTxtAppend": "dtoverlay=disable-bt"}, "outputs": ["installer", "disk", "kernel"]"#,
         );
+        let overlay: ImageRef = OVERLAY.into();
         let with = |output| {
             for_output(
                 &v,
@@ -432,7 +438,7 @@ mod tests {
                 &"v1.13.99".into(),
                 Locked {
                     extension_refs: &[],
-                    overlay_image: Some(OVERLAY),
+                    overlay_image: Some(&overlay),
                     base_installer: None,
                 },
             )

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::arch::Arch;
 use super::format::{DiskFormat, OutFormat};
+use super::image::{Digest, ImageRef};
 
 const MIB: u64 = 1024 * 1024;
 /// The imager's `MinRAWDiskSize` (metal and the small-disk clouds).
@@ -268,10 +269,9 @@ impl Target {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CatalogEntry {
     pub name: String,
-    /// `ghcr.io/siderolabs/sbc-raspberrypi:v0.2.0`
-    pub image: String,
-    /// `sha256:...` of that image.
-    pub digest: String,
+    /// `ghcr.io/siderolabs/sbc-raspberrypi:v0.2.0@sha256:...`: the catalog's `image` (by tag)
+    /// with its `digest`, what a lock pins the overlay to.
+    pub image: ImageRef,
 }
 
 /// Parses `overlays.yaml`: a top-level `overlays:` list whose items carry `name`, `image` and
@@ -324,17 +324,22 @@ pub fn parse_catalog(text: &str, source: &str) -> Result<Vec<CatalogEntry>, Stri
     let mut out = Vec::new();
     for (i, [name, image, digest]) in entries.into_iter().enumerate() {
         let missing = |field: &str| format!("{source}: overlay #{} has no `{field}`", i + 1);
-        let entry = CatalogEntry {
-            name: name.ok_or_else(|| missing("name"))?,
-            image: image.ok_or_else(|| missing("image"))?,
-            digest: digest.ok_or_else(|| missing("digest"))?,
-        };
-        if !super::image::is_sha256_digest(&entry.digest) {
-            return Err(format!(
-                "{source}: overlay `{}` has digest `{}`, not sha256:<64 hex digits>",
-                entry.name, entry.digest
-            ));
+        let name = name.ok_or_else(|| missing("name"))?;
+        let image = image.ok_or_else(|| missing("image"))?;
+        let digest = digest.ok_or_else(|| missing("digest"))?;
+        let digest = Digest::parse(&digest).map_err(|_| {
+            format!("{source}: overlay `{name}` has digest `{digest}`, not sha256:<64 hex digits>")
+        })?;
+        let mut reference = ImageRef::parse(&image)
+            .map_err(|err| format!("{source}: overlay `{name}` has image `{image}`: {err}"))?;
+        if reference.digest.is_some() {
+            return Err(format!("{source}: overlay `{name}` has image `{image}` with a digest already; expected image:tag and a separate digest"));
         }
+        reference.digest = Some(digest);
+        let entry = CatalogEntry {
+            name,
+            image: reference,
+        };
         if out.iter().any(|e: &CatalogEntry| e.name == entry.name) {
             return Err(format!(
                 "{source}: overlay `{}` is listed twice",
@@ -430,10 +435,9 @@ mod tests {
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[1].name, "rpi_5");
         assert_eq!(
-            entries[1].image,
-            "ghcr.io/siderolabs/sbc-raspberrypi:v0.2.0"
+            entries[1].image.to_string(),
+            format!("ghcr.io/siderolabs/sbc-raspberrypi:v0.2.0@{D}")
         );
-        assert_eq!(entries[1].digest, D);
     }
 
     #[test]

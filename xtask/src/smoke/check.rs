@@ -414,7 +414,9 @@ pub fn check_target(
             .fix(rebuild.clone()),
         );
     }
-    let locked_overlay = overlay.and_then(|name| lock.overlays.get(name));
+    let locked_overlay = overlay
+        .and_then(|name| lock.overlays.get(name))
+        .map(ToString::to_string);
     for (i, entry) in record.profiles.iter().enumerate() {
         let base = format!("profiles[{i}].profile");
         let profile = &entry.profile;
@@ -442,11 +444,11 @@ pub fn check_target(
             output,
             Output::Installer | Output::Metal | Output::Disk | Output::Nocloud
         );
-        let want = locked_overlay.filter(|_| boots);
+        let want = locked_overlay.as_deref().filter(|_| boots);
         let have_name = profile["overlay"]["name"].as_str();
         let have_image = profile["overlay"]["image"]["imageRef"].as_str();
         match want {
-            Some(image) if have_name != overlay || have_image != Some(image.as_str()) => findings
+            Some(image) if have_name != overlay || have_image != Some(image) => findings
                 .push(
                     Finding::new(
                         shown,
@@ -476,9 +478,7 @@ pub fn check_target(
             _ => {}
         }
         let installer_overlay = profile["input"]["overlayInstaller"]["imageRef"].as_str();
-        let want_installer = want
-            .filter(|_| output == Output::Installer)
-            .map(String::as_str);
+        let want_installer = want.filter(|_| output == Output::Installer);
         if installer_overlay != want_installer {
             findings.push(
                 Finding::new(shown, format!("{base}.input.overlayInstaller"), match want_installer {
@@ -997,7 +997,7 @@ fn check_published(
             let tagged = format!("{}:{tag}", published.image);
             match registry_raw(skopeo, &tagged, false) {
                 Ok(raw) => {
-                    let digest = crate::registry::sha256_digest(&raw);
+                    let digest = crate::domain::Digest::of_bytes(&raw).to_string();
                     if digest == published.digest {
                         report
                             .checked

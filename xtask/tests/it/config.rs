@@ -176,7 +176,7 @@ fn gateway_patch_holds_the_key_only_in_a_private_file() {
     assert!(machine.contains("      - name: zfs\n"), "{machine}");
     assert!(
         machine.contains(
-            "    nodeIP:\n      validSubnets:\n        - \"!100.64.0.0/10\"\n        - \"!::/0\"\n"
+            "    nodeIP:\n      validSubnets:\n        - '!100.64.0.0/10'\n        - '!::/0'\n"
         ),
         "{machine}"
     );
@@ -185,7 +185,7 @@ fn gateway_patch_holds_the_key_only_in_a_private_file() {
         std::fs::read_to_string(out_dir.join("gateway.controlplane.patch.yaml")).unwrap();
     assert!(
         controlplane.contains(
-            "cluster:\n  etcd:\n    advertisedSubnets:\n      - \"!100.64.0.0/10\"\n      - \"!::/0\"\n"
+            "cluster:\n  etcd:\n    advertisedSubnets:\n      - '!100.64.0.0/10'\n      - '!::/0'\n"
         ),
         "{controlplane}"
     );

@@ -3,9 +3,11 @@
 //! files, and no test that names today's Talos pin.
 //!
 //! The module graph: xtask's modules may only point down. `src/domain/` is the bottom layer
-//! and names nothing else of the crate; no two modules import each other, directly or around
-//! a loop (docs/architecture.md draws the graph). Read from the `use crate::` lines (and any
-//! other `crate::` path) of each file, test modules excluded.
+//! and names nothing else of the crate; the thin I/O modules name no subcommand; a subcommand
+//! (a module `main.rs` dispatches to) names another only to compose it (`COMPOSES`); no two
+//! modules import each other, directly or around a loop (docs/dev/architecture.md draws the
+//! graph and the layers). Read from the `use crate::` lines (and any other `crate::` path) of
+//! each file, test modules excluded.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -218,8 +220,84 @@ fn modules_import_each_other_in_one_direction_only() {
     );
 }
 
+/// The subcommand modules: those `main.rs` dispatches a `Command` to (`Command::X(args) =>
+/// x::run(...)`). Every other top-level module but `domain` is a thin I/O module.
+fn subcommands(main_rs: &str) -> BTreeSet<String> {
+    main_rs
+        .lines()
+        .filter(|l| l.trim_start().starts_with("Command::"))
+        .filter_map(|l| {
+            let call = l.split("=>").nth(1)?.trim();
+            Some(call.split("::").next()?.to_owned())
+        })
+        .collect()
+}
+
+/// Arrows from one subcommand to another that stay, each with its reason: a stage composing the
+/// stage before it through that stage's entry point. Anything else a subcommand needs from
+/// another belongs in the domain or a thin I/O module. Remove an entry when its arrow goes.
+const COMPOSES: &[(&str, &str, &str)] = &[
+    ("ci", "build", "ci runs the build stage with the plan and lock it checked"),
+    ("ci", "lock", "ci checks the lock stage (`lock::ensure`)"),
+    ("ci", "patch", "ci prepares the patched tree for matchbox"),
+    ("ci", "smoke", "ci runs smoke on what it built"),
+    ("build", "lock", "build refreshes or checks the lock (`lock::ensure`)"),
+    ("build", "patch", "matchbox is built from the patched tree (`patch::prepare_variant`)"),
+    ("patch", "upstream", "the series applies to the pristine tree (`upstream::ensure`)"),
+    // a debt: test builds the Go harness through conformance's helpers (they belong in a thin
+    // I/O module for the harness)
+    ("test", "conformance", "debt: the Go harness's build is not a thin I/O module yet"),
+];
+
+#[test]
+fn subcommands_name_no_other_subcommand_and_io_modules_name_none() {
+    let src = src();
+    let graph = crate_graph(&src);
+    let subcommands = subcommands(&std::fs::read_to_string(src.join("main.rs")).unwrap());
+    assert!(
+        subcommands.contains("build") && subcommands.contains("lock"),
+        "main.rs dispatches to: {subcommands:?}"
+    );
+    let allowed: BTreeSet<(&str, &str)> = COMPOSES.iter().map(|(a, b, _)| (*a, *b)).collect();
+    let mut wrong = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (module, deps) in &graph {
+        for dep in deps.iter().filter(|d| subcommands.contains(*d)) {
+            let is_subcommand = subcommands.contains(module);
+            if is_subcommand && allowed.contains(&(module.as_str(), dep.as_str())) {
+                seen.insert((module.as_str(), dep.as_str()));
+            } else if is_subcommand {
+                wrong.push(format!("subcommand {module} -> subcommand {dep}"));
+            } else {
+                wrong.push(format!("I/O module {module} -> subcommand {dep}"));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "arrows that point sideways or up (move what both need into src/domain/ or a thin I/O \
+         module; a stage composing another goes into COMPOSES in tests/it/tidy.rs with its reason, \
+         docs/dev/architecture.md lists the layers):\n  {}",
+        wrong.join("\n  ")
+    );
+    let stale: Vec<String> = allowed
+        .difference(&seen)
+        .map(|(a, b)| format!("{a} -> {b}"))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "these arrows are gone: remove them from COMPOSES in tests/it/tidy.rs (and from \
+         docs/dev/architecture.md):\n  {}",
+        stale.join("\n  ")
+    );
+}
+
 #[test]
 fn the_graph_reader_sees_paths_groups_and_cycles() {
+    assert_eq!(
+        subcommands("    match cli.command {\n        Command::Lock(args) => lock::run(&project, args),\n        Command::Config(args) => config::run(&project, args, conformance::judge_role),\n    }"),
+        ["config", "lock"].map(String::from).into()
+    );
     let text = "use crate::a::X;\nuse crate::{b, c::{D, E}, self};\n// crate::comment\nfn f() { crate::d::g(); x::crate::e(); }\n#[cfg(test)]\nmod tests {\nuse crate::t;\n}";
     assert_eq!(
         names_after(non_test(text), "crate::"),
