@@ -10,8 +10,6 @@
 
 mod matchbox;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -20,11 +18,12 @@ use anyhow::{bail, Context, Result};
 use camino::Utf8Path;
 
 use crate::cache;
+use crate::cmd::{Cmd, Io, Pipeline, Runner};
 use crate::domain::lock::SHOWN;
 use crate::domain::record::{BuildRecord, ExtensionRecord, FileRecord, ProfileRecord, RECORD};
 use crate::domain::Lock;
 use crate::domain::{Output, Plan, PlannedProfile, TalosVersion, VariantPlan};
-use crate::engine::{self, shell_line, Engine};
+use crate::engine::{self, Engine};
 use crate::inputs;
 use crate::progress::Steps;
 use crate::project::Project;
@@ -103,7 +102,8 @@ pub struct Settings {
     pub emulate: bool,
     pub force: bool,
     pub jobs: usize,
-    pub dry_run: bool,
+    /// Prints the commands instead of running them (`--dry-run`).
+    pub runner: Runner,
     /// `--locked`: the imager and the base installer only by the digests the lock pins.
     pub locked: bool,
     /// No progress lines (`--json`, `--dry-run`).
@@ -135,7 +135,7 @@ pub struct Ctx<'a> {
     pub imager: String,
     pub emulate: bool,
     pub force: bool,
-    pub dry_run: bool,
+    pub runner: Runner,
     pub progress: Steps,
     /// `None` with `--no-prefetch`: the imager pulls what it needs itself.
     pub prefetch: Option<crate::prefetch::Prefetch>,
@@ -161,7 +161,7 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
         emulate: args.emulate,
         force: args.force,
         jobs: args.jobs.into(),
-        dry_run: args.dry_run,
+        runner: Runner::new(args.dry_run),
         locked: args.locked,
         quiet: args.json || args.dry_run,
         ..Settings::default()
@@ -183,7 +183,7 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
     // stale (checked without any tool); without it, missing entries are resolved from the
     // registry (and it says so), so the tools are checked before that.
     let mut skopeo = crate::registry::Skopeo::new(&opts.registry_client)?;
-    skopeo.runner = crate::cmd::Runner::new(args.dry_run);
+    skopeo.runner = settings.runner;
     let selected = project.select_variants(&opts.variants)?;
     let lock = if args.dry_run {
         crate::lock::ensure_dry_run(project, &selected, args.locked, &skopeo)?
@@ -248,17 +248,19 @@ pub fn build_plan(
         (None, None) => crate::domain::profile::imager_image(&plan.talos_version),
     };
     let progress = Steps::new(settings.quiet);
-    if settings.dry_run {
-        println!(
-            "# engine: {engine}{}",
-            if which::which(engine.program()).is_err() {
-                " (not installed here)"
-            } else {
+    let runner = settings.runner;
+    if runner.is_dry_run() {
+        let installed = which::which(engine.program()).is_ok();
+        runner.note(&format!(
+            "engine: {engine}{}",
+            if installed {
                 ""
+            } else {
+                " (not installed here)"
             }
-        );
-        println!("# imager: {imager}");
+        ));
     }
+    runner.note(&format!("imager: {imager}"));
     let tree = match (&opts.tree, opts.no_matchbox) {
         (_, true) => TreeSource::Skip,
         (Some(tree), false) => {
@@ -276,11 +278,10 @@ pub fn build_plan(
         None
     } else {
         let mut skopeo = crate::registry::Skopeo::new(&opts.registry_client)?;
-        skopeo.runner = crate::cmd::Runner::new(settings.dry_run);
+        skopeo.runner = runner;
         Some(crate::prefetch::Prefetch::new(
             project.out_dir().join(".oci"),
             skopeo,
-            settings.dry_run,
         ))
     };
     let ctx = Ctx {
@@ -292,17 +293,19 @@ pub fn build_plan(
         imager,
         emulate: settings.emulate,
         force: settings.force,
-        dry_run: settings.dry_run,
+        runner,
         progress,
     };
 
     // One build per checkout: taken once the plan is sound, before anything is written.
-    let _lock = if settings.dry_run {
-        None
+    let _lock = runner.silently(|| crate::interrupt::lock_out_dir(project))?;
+    // A dry run prints in plan order: one variant after the other.
+    let jobs = if runner.is_dry_run() {
+        1
     } else {
-        Some(crate::interrupt::lock_out_dir(project)?)
+        settings.jobs
     };
-    let records = build_all(&ctx, plan, settings.jobs)?;
+    let records = build_all(&ctx, plan, jobs)?;
     if opts.push {
         return publish_all(&ctx, plan, records, skopeo, settings.unique_tag_only);
     }
@@ -336,7 +339,7 @@ fn publish_all(
         &PushCtx {
             project,
             progress: &ctx.progress,
-            dry_run: ctx.dry_run,
+            runner: ctx.runner,
             publisher: &publisher,
             revision: revision.as_deref(),
         },
@@ -357,19 +360,15 @@ fn publish_all(
                 .entry(format!("push:{}", p.kind))
                 .or_default() += started.elapsed().as_secs_f64();
         }
-        if !ctx.dry_run {
-            write_record(project, record)?;
-        }
+        ctx.runner.silently(|| write_record(project, record))?;
     }
     if !unique_tag_only {
         let release = [plan.talos_version.to_string()];
         let mut published = with_target_tags(plan, &mut records, &release);
         let outcome = publisher.move_forward(&mut published, revision.as_deref())?;
         ctx.progress.note(&outcome.summary());
-        if !ctx.dry_run {
-            for record in &records {
-                write_record(project, record)?;
-            }
+        for record in &records {
+            ctx.runner.silently(|| write_record(project, record))?;
         }
     }
     Ok(records)
@@ -405,7 +404,7 @@ pub fn with_target_tags<'r>(
 pub struct PushCtx<'a> {
     pub project: &'a Project,
     pub progress: &'a Steps,
-    pub dry_run: bool,
+    pub runner: Runner,
     pub publisher: &'a Publisher<'a>,
     /// The commit built, recorded on every manifest.
     pub revision: Option<&'a str>,
@@ -442,7 +441,7 @@ pub fn push_records(
         }
         let matchbox = matchbox::archive_name(vp);
         let built = record.files.iter().any(|f| f.name == matchbox);
-        if built || (ctx.dry_run && matchbox_planned(vp)) {
+        if built || (ctx.runner.is_dry_run() && matchbox_planned(vp)) {
             images.push((
                 "matchbox",
                 vec![(vp.arch, dir.join(&matchbox))],
@@ -451,15 +450,15 @@ pub fn push_records(
         }
         record.published.clear();
         for (kind, archives, image) in images {
-            if !ctx.dry_run {
-                for (_, archive) in &archives {
-                    verify_recorded(ctx.project, record, archive).with_context(|| {
+            for (_, archive) in &archives {
+                ctx.runner
+                    .silently(|| verify_recorded(ctx.project, record, archive))
+                    .with_context(|| {
                         format!(
                             "publishing variant `{}`: nothing was pushed for it",
                             vp.name
                         )
                     })?;
-                }
             }
             let started = Instant::now();
             let label = format!("[{}] push {kind} to {image} by digest", vp.name);
@@ -555,9 +554,9 @@ fn build_all(ctx: &Ctx, plan: &Plan, jobs: usize) -> Result<Vec<BuildRecord>> {
 fn build_variant(ctx: &Ctx, plan: &Plan, vp: &VariantPlan) -> Result<BuildRecord> {
     let started = Instant::now();
     let dir = ctx.project.out_dir().join(&vp.name);
-    if !ctx.dry_run {
-        std::fs::create_dir_all(dir.join(".cache")).with_context(|| format!("creating {dir}"))?;
-    }
+    ctx.runner.silently(|| {
+        std::fs::create_dir_all(dir.join(".cache")).with_context(|| format!("creating {dir}"))
+    })?;
     let mut record = BuildRecord {
         arches: vp.target.arches.clone(),
         platform: Some(vp.target.platform.to_string()),
@@ -580,7 +579,7 @@ fn build_variant(ctx: &Ctx, plan: &Plan, vp: &VariantPlan) -> Result<BuildRecord
         record.images_reused += fetched.reused;
         if profile.cache_hit {
             record.cache_hits += 1;
-        } else if !ctx.dry_run {
+        } else if file.is_some() {
             record.imager_runs += 1;
             record.timings.insert(
                 format!("imager:{}", pp.step(vp.target.multi_arch())),
@@ -599,41 +598,39 @@ fn build_variant(ctx: &Ctx, plan: &Plan, vp: &VariantPlan) -> Result<BuildRecord
                 format!("no patched tree was prepared for variant `{}`", vp.name)
             })?)
         }
-        TreeSource::Patch { .. } if ctx.dry_run => {
-            println!("cargo xtask patch --variant {}", vp.name);
-            Some(crate::patch::default_out(ctx.project, Some(&vp.name)))
-        }
         TreeSource::Patch { source } => {
             let label = format!("[{}] patch upstream", vp.name);
-            let applied = ctx.progress.run(&label, || {
-                crate::patch::prepare_variant(ctx.project, source.as_deref(), vp)
+            let shown = Cmd::new("cargo").args(["xtask", "patch", "--variant", &vp.name]);
+            let applied = ctx.runner.act(&shown, || {
+                ctx.progress.run(&label, || {
+                    crate::patch::prepare_variant(ctx.project, source.as_deref(), vp)
+                })
             })?;
-            Some(applied.tree)
+            Some(applied.map_or_else(
+                || crate::patch::default_out(ctx.project, Some(&vp.name)),
+                |applied| applied.tree,
+            ))
         }
     };
     if let Some(tree) = &tree {
-        {
-            let step = Instant::now();
-            let (file, hit) =
-                matchbox::build(ctx, vp, tree, ctx.matchbox_base.as_deref(), &record.files)?;
+        let step = Instant::now();
+        let built = matchbox::build(ctx, vp, tree, ctx.matchbox_base.as_deref(), &record.files)?;
+        // `None`: a dry run, which printed the commands
+        if let Some((file, hit)) = built {
             if hit {
                 record.cache_hits += 1;
-            } else if !ctx.dry_run {
+            } else {
                 record
                     .timings
                     .insert("matchbox".into(), step.elapsed().as_secs_f64());
             }
-            if !ctx.dry_run {
-                record.files.push(file);
-            }
+            record.files.push(file);
         }
     }
     record
         .timings
         .insert("total".into(), started.elapsed().as_secs_f64());
-    if !ctx.dry_run {
-        write_record(ctx.project, &record)?;
-    }
+    ctx.runner.silently(|| write_record(ctx.project, &record))?;
     Ok(record)
 }
 
@@ -752,96 +749,73 @@ fn build_output(
         None => Default::default(),
     };
     let container = container_name(vp, &step);
-    let args = imager_args(ctx, plan, pp.arch, pp.kind, &container);
     let tmp = dir.join(format!(".tmp-{step}"));
-    if ctx.dry_run {
-        let mut line = vec![ctx.engine.program().to_owned()];
-        line.extend(args);
-        let tmp_shown = ctx.project.display(&tmp).to_string();
-        println!(
-            "{} <<'PROFILE' | {}",
-            shell_line(&line),
-            shell_line(&["tar", "-xzf", "-", "-C", &tmp_shown])
-        );
-        print!("{yaml}");
-        println!("PROFILE");
-        println!(
-            "{}",
-            shell_line(&[
-                "mv".to_owned(),
-                ctx.project.display(&tmp.join(&pp.artifact)).to_string(),
-                ctx.project.display(&artifact).to_string(),
-            ])
-        );
+    let log = dir.join(format!("imager-{step}.log"));
+    let imager = Cmd::new(ctx.engine.program())
+        .args(imager_args(ctx, plan, pp.arch, pp.kind, &container))
+        .stdin_text("PROFILE", yaml)
+        .stderr(Io::File(log.clone()));
+    let tar = Cmd::new("tar")
+        .args(["-xzf", "-", "-C", tmp.as_str()])
+        .stdout(Io::Null);
+    let pipeline = imager.pipe(tar);
+    let produced = tmp.join(&pp.artifact);
+    let ran = ctx.runner.act(&pipeline, || {
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).with_context(|| format!("creating {tmp}"))?;
+        let ran = ctx
+            .progress
+            .run(&format!("{label}: imager -> {}", pp.artifact), || {
+                run_imager(ctx.engine, &pipeline, &container, &tmp, &log)
+            });
+        if let Err(err) = ran {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(err);
+        }
+        if !produced.is_file() {
+            let found: Vec<String> = tmp
+                .read_dir_utf8()
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.file_name().to_owned())
+                .collect();
+            let _ = std::fs::remove_dir_all(&tmp);
+            bail!("the imager succeeded but did not write {} (it wrote: {}); is {} the imager for Talos {}?", pp.artifact, if found.is_empty() { "nothing".into() } else { found.join(", ") }, ctx.imager, plan.talos_version);
+        }
+        // The old cache entry goes first: a crash between the rename and the new entry leaves
+        // no entry (the next run rebuilds), never an entry that vouches for another file.
+        let _ = std::fs::remove_file(&cache_path);
+        Ok(())
+    })?;
+    let mv = Cmd::new("mv").args([&produced, &artifact]);
+    ctx.runner.act(&mv, || {
+        std::fs::rename(&produced, &artifact)
+            .with_context(|| format!("moving {produced} to {artifact}"))
+    })?;
+    if ran.is_none() {
         return Ok((profile, None, fetched));
     }
-
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).with_context(|| format!("creating {tmp}"))?;
-    let log = dir.join(format!("imager-{step}.log"));
-    let ran = ctx
-        .progress
-        .run(&format!("{label}: imager -> {}", pp.artifact), || {
-            run_imager(ctx.engine, &args, &container, &yaml, &tmp, &log)
-        });
-    if let Err(err) = ran {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(err);
-    }
-    let produced = tmp.join(&pp.artifact);
-    if !produced.is_file() {
-        let found: Vec<String> = tmp
-            .read_dir_utf8()
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.file_name().to_owned())
-            .collect();
-        let _ = std::fs::remove_dir_all(&tmp);
-        bail!("the imager succeeded but did not write {} (it wrote: {}); is {} the imager for Talos {}?", pp.artifact, if found.is_empty() { "nothing".into() } else { found.join(", ") }, ctx.imager, plan.talos_version);
-    }
-    // The old cache entry goes first: a crash between the rename and the new entry leaves no
-    // entry (the next run rebuilds), never an entry that vouches for another file.
-    let _ = std::fs::remove_file(&cache_path);
-    std::fs::rename(&produced, &artifact)
-        .with_context(|| format!("moving {produced} to {artifact}"))?;
     let _ = std::fs::remove_dir_all(&tmp);
     let file = cache::file_record(&artifact)?;
     cache::write_cache(&cache_path, &key, &file)?;
     Ok((profile, Some(file), fetched))
 }
 
-/// `ENGINE run ... < profile | tar -xzf - -C tmp`, the engine's stderr kept in `log`. On SIGINT
+/// `ENGINE run ... <<PROFILE | tar -xzf - -C tmp`, the engine's stderr kept in `log`. On SIGINT
 /// or SIGTERM (see [`crate::interrupt`]) the container is removed and the run fails.
 fn run_imager(
     engine: Engine,
-    args: &[String],
+    pipeline: &Pipeline,
     container: &str,
-    profile: &str,
     tmp: &Utf8Path,
     log: &Utf8Path,
 ) -> Result<()> {
-    let log_file = std::fs::File::create(log).with_context(|| format!("creating {log}"))?;
-    let mut imager = Command::new(engine.program())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(log_file)
-        .spawn()
-        .with_context(|| format!("starting {engine}"))?;
-    let stdout = imager.stdout.take().expect("stdout is piped");
-    let mut tar = Command::new("tar")
-        .args(["-xzf", "-", "-C", tmp.as_str()])
-        .stdin(stdout)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting tar")?;
-    {
-        let mut stdin = imager.stdin.take().expect("stdin is piped");
-        // A write error means the imager exited early; its status below says why.
-        let _ = stdin.write_all(profile.as_bytes());
-    }
+    let mut children = pipeline.spawn()?.into_iter();
+    let (mut imager, mut tar) = (
+        children.next().expect("the imager"),
+        children.next().expect("tar"),
+    );
     let status = loop {
         if let Some(status) = imager
             .try_wait()
@@ -852,17 +826,14 @@ fn run_imager(
         if let Some(sig) = crate::interrupt::pending() {
             // Remove the container first (the client may be creating it), then the client,
             // then anything it created meanwhile.
-            let remove = || {
-                Command::new(engine.program())
-                    .args(["rm", "-f", container])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-            };
-            let _ = remove();
+            let remove = Cmd::new(engine.program())
+                .args(["rm", "-f", container])
+                .stdout(Io::Null)
+                .stderr(Io::Null);
+            let _ = remove.status();
             let _ = imager.kill();
             let _ = imager.wait();
-            let _ = remove();
+            let _ = remove.status();
             let _ = tar.kill();
             let _ = tar.wait();
             bail!(
@@ -885,7 +856,7 @@ fn run_imager(
         );
     }
     if !status.success() {
-        let tail = tail_lines(&std::fs::read_to_string(log).unwrap_or_default(), 15);
+        let tail = crate::cmd::tail(&std::fs::read_to_string(log).unwrap_or_default(), 15);
         bail!("the imager failed ({status}); last lines of {log}:\n{tail}");
     }
     if !tar_out.status.success() {
@@ -894,15 +865,6 @@ fn run_imager(
         );
     }
     Ok(())
-}
-
-fn tail_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..]
-        .iter()
-        .map(|l| format!("  | {l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[cfg(test)]

@@ -203,8 +203,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     let mut records: Vec<BuildRecord> = Vec::new();
     let mut smoke: Vec<SmokeResult> = Vec::new();
     let mut trees = std::collections::BTreeMap::new();
-    let mut skopeo = crate::registry::Skopeo::new(&args.options.registry_client)?;
-    skopeo.runner = crate::cmd::Runner::new(false);
+    let skopeo = crate::registry::Skopeo::new(&args.options.registry_client)?;
     let plan = inputs::load_plan(
         project,
         &args.options.variants,
@@ -351,7 +350,7 @@ fn publish_only(project: &Project, args: &Args) -> Result<()> {
         let push = build::PushCtx {
             project,
             progress: &progress,
-            dry_run: false,
+            runner: crate::cmd::Runner::REAL,
             publisher: &publisher,
             revision: Some(&revision),
         };
@@ -453,61 +452,62 @@ fn dry_run(project: &Project, args: &Args, plan: &crate::domain::Plan) -> Result
     let opts = &args.options;
     let variants: Vec<_> = plan.variants.iter().map(|v| v.variant.clone()).collect();
     let mut skopeo = crate::registry::Skopeo::new(&opts.registry_client)?;
-    skopeo.runner = crate::cmd::Runner::new(true);
+    let runner = crate::cmd::Runner::DRY_RUN;
+    skopeo.runner = runner;
     let engine = Engine::detect(opts.engine);
     let tools: Vec<&str> = needs(engine, !args.no_boot)
         .iter()
         .map(|n| n.program)
         .collect();
-    println!(
-        "# stage preflight: checks that these are on PATH: {}",
+    runner.note(&format!(
+        "stage preflight: checks that these are on PATH: {}",
         tools.join(", ")
-    );
-    println!("# stage lock (--locked): checks variants/extensions.lock offline, runs nothing");
+    ));
+    runner.note("stage lock (--locked): checks variants/extensions.lock offline, runs nothing");
     let (lock, locked) = match crate::lock::ensure_dry_run(project, &variants, true, &skopeo) {
         Ok(lock) => (lock, true),
         Err(err) => {
-            println!("# a real run stops here:");
+            runner.note("a real run stops here:");
             for line in format!("{err:#}").lines() {
-                println!("#   {line}");
+                runner.note(&format!("  {line}"));
             }
-            println!("# the stages below show what runs once the lock is fixed");
+            runner.note("the stages below show what runs once the lock is fixed");
             (
                 crate::lock::ensure_dry_run(project, &variants, false, &skopeo)?,
                 false,
             )
         }
     };
-    println!("# stage patch and build (the build patches each variant's upstream tree):");
+    runner.note("stage patch and build (the build patches each variant's upstream tree):");
     let settings = build::Settings {
         jobs: 2,
         locked,
-        dry_run: true,
+        runner,
         quiet: true,
         unique_tag_only: true,
         ..build::Settings::default()
     };
     build::build_plan(project, opts, &settings, plan, &lock, &skopeo)?;
-    println!("# stage smoke: static checks of _out/<variant>/ against its build.json (runs nothing), then:");
+    runner.note("stage smoke: static checks of _out/<variant>/ against its build.json (runs nothing), then:");
     for variant in &variants {
         if args.no_boot {
-            println!("# {}: no boot (--no-boot)", variant.name);
+            runner.note(&format!("{}: no boot (--no-boot)", variant.name));
             continue;
         }
         match crate::smoke::variant_boot_options(project, variant) {
             Ok(opts) => println!(
                 "{}",
-                crate::engine::shell_line(&crate::smoke::boot::dry_run_command(&opts))
+                crate::cmd::shell_line(&crate::smoke::boot::dry_run_command(&opts))
             ),
-            Err(err) => println!("# {}: no boot: {err:#}", variant.name),
+            Err(err) => runner.note(&format!("{}: no boot: {err:#}", variant.name)),
         }
     }
     if opts.push {
         let tags = release_tags(&plan.talos_version, on_default_branch());
-        println!(
-            "# stage release tags (after smoke passed): {}",
+        runner.note(&format!(
+            "stage release tags (after smoke passed): {}",
             tags.join(", ")
-        );
+        ));
         let publisher = crate::publish::Publisher::new(project, &skopeo);
         for vp in &plan.variants {
             let image = match &plan.registry {

@@ -15,6 +15,7 @@
 //! - [`Runner`]: the mode, passed down instead of a `dry_run` flag. `runner.run(&cmd)` prints
 //!   the command in a dry run and runs it otherwise; `runner.act(&shown, || ...)` does the same
 //!   for work done in Rust that a dry run shows as its shell equivalent (`mv`, `mkdir -p`);
+//!   `runner.silently(|| ...)` skips work a dry run need not show (scratch directories);
 //!   `runner.note(text)` prints `# text` in a dry run only.
 //!
 //! What a printed line leaves out, on purpose: variables removed from the environment (they
@@ -471,6 +472,15 @@ impl Runner {
         if self.dry_run {
             // one locked write, so that lines of concurrent builds do not interleave
             println!("{shown}");
+            return Ok(None);
+        }
+        act().map(Some)
+    }
+
+    /// Work a dry run skips without a word (scratch directories, records): what it would
+    /// change is already said by the commands printed around it. `None` in a dry run.
+    pub fn silently<T>(self, act: impl FnOnce() -> Result<T>) -> Result<Option<T>> {
+        if self.dry_run {
             return Ok(None);
         }
         act().map(Some)

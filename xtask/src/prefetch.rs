@@ -20,6 +20,7 @@ use std::sync::Mutex;
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
+use crate::cmd::Cmd;
 use crate::domain::profile::{ContainerAsset, Kind, Profile};
 use crate::registry::Skopeo;
 
@@ -32,7 +33,6 @@ pub struct Prefetch {
     skopeo: Mutex<Skopeo>,
     /// Layouts fetched or checked during this build.
     done: Mutex<BTreeSet<String>>,
-    dry_run: bool,
 }
 
 /// What one `ensure` did.
@@ -45,12 +45,12 @@ pub struct Fetched {
 }
 
 impl Prefetch {
-    pub fn new(dir: Utf8PathBuf, skopeo: Skopeo, dry_run: bool) -> Prefetch {
+    /// Fetches through `skopeo`, printing instead in its runner's dry run.
+    pub fn new(dir: Utf8PathBuf, skopeo: Skopeo) -> Prefetch {
         Prefetch {
             dir,
             skopeo: Mutex::new(skopeo),
             done: Mutex::new(BTreeSet::new()),
-            dry_run,
         }
     }
 
@@ -89,19 +89,18 @@ impl Prefetch {
         ));
         let skopeo = self.skopeo.lock().unwrap();
         let cmd = skopeo.fetch_to_oci_cmd(&without_tag(reference), arch, &tmp)?;
-        if self.dry_run {
-            println!("{cmd}");
-            println!("mv {tmp} {dir}");
-            return Ok(());
-        }
-        std::fs::create_dir_all(&self.dir).with_context(|| format!("creating {}", self.dir))?;
-        let _ = std::fs::remove_dir_all(&tmp);
-        skopeo
-            .run(&cmd)
-            .with_context(|| format!("fetching {reference} for the imager"))?;
-        add_platform(&tmp, arch).with_context(|| format!("{reference} (fetched to {tmp})"))?;
-        let _ = std::fs::remove_dir_all(dir);
-        std::fs::rename(&tmp, dir).with_context(|| format!("renaming {tmp} to {dir}"))?;
+        skopeo.runner.act(&cmd, || {
+            std::fs::create_dir_all(&self.dir).with_context(|| format!("creating {}", self.dir))?;
+            let _ = std::fs::remove_dir_all(&tmp);
+            skopeo
+                .run(&cmd)
+                .with_context(|| format!("fetching {reference} for the imager"))?;
+            add_platform(&tmp, arch).with_context(|| format!("{reference} (fetched to {tmp})"))
+        })?;
+        skopeo.runner.act(&Cmd::new("mv").args([&tmp, dir]), || {
+            let _ = std::fs::remove_dir_all(dir);
+            std::fs::rename(&tmp, dir).with_context(|| format!("renaming {tmp} to {dir}"))
+        })?;
         Ok(())
     }
 }

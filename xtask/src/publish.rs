@@ -47,32 +47,32 @@ impl<'a> Publisher<'a> {
             "oci-{}",
             crate::fsutil::sha256_hex(image.as_bytes())
         ));
-        if !self.skopeo.runner.is_dry_run() {
-            let _ = std::fs::remove_dir_all(&layout);
-            std::fs::create_dir_all(&self.work)
-                .with_context(|| format!("creating {}", self.work))?;
-        }
+        self.fresh_layout(&layout)?;
         // An OCI layout first: its manifest digest is what the registry will store, so the
         // push can name the digest and nothing is tagged before it exists.
         let oci = Location::Local(format!("oci:{layout}:build"));
         self.skopeo
             .copy(&Location::Local(format!("docker-archive:{archive}")), &oci)
             .with_context(|| format!("reading {archive}"))?;
-        let digest = match (self.skopeo.runner.is_dry_run(), revision) {
-            (true, Some(rev)) => {
-                println!("# annotate the manifest in {layout}: {REVISION}={rev}");
-                "<digest of the annotated OCI manifest>".to_owned()
-            }
-            (true, None) => "<digest of the OCI manifest>".to_owned(),
-            (false, Some(rev)) => annotate_layout(&layout, &[(REVISION, rev)])?,
-            (false, None) => layout_digest(&layout)?,
+        let runner = self.skopeo.runner;
+        let digest = match revision {
+            Some(rev) => runner
+                .act(
+                    &format!("# annotate the manifest in {layout}: {REVISION}={rev}"),
+                    || annotate_layout(&layout, &[(REVISION, rev)]),
+                )?
+                .unwrap_or_else(|| "<digest of the annotated OCI manifest>".to_owned()),
+            None => runner
+                .silently(|| layout_digest(&layout))?
+                .unwrap_or_else(|| "<digest of the OCI manifest>".to_owned()),
         };
         self.skopeo
             .copy(&oci, &Location::Registry(format!("{image}@{digest}")))
             .with_context(|| format!("pushing {archive} to {image}"))?;
-        if !self.skopeo.runner.is_dry_run() {
+        self.skopeo.runner.silently(|| {
             let _ = std::fs::remove_dir_all(&layout);
-        }
+            Ok(())
+        })?;
         Ok(Published {
             kind: kind.to_owned(),
             image: image.to_owned(),
@@ -97,11 +97,7 @@ impl<'a> Publisher<'a> {
             "oci-{}",
             crate::fsutil::sha256_hex(image.as_bytes())
         ));
-        if !self.skopeo.runner.is_dry_run() {
-            let _ = std::fs::remove_dir_all(&layout);
-            std::fs::create_dir_all(&self.work)
-                .with_context(|| format!("creating {}", self.work))?;
-        }
+        self.fresh_layout(&layout)?;
         for (arch, archive) in archives {
             self.skopeo
                 .copy(
@@ -111,20 +107,25 @@ impl<'a> Publisher<'a> {
                 .with_context(|| format!("reading {archive}"))?;
         }
         let arches: Vec<Arch> = archives.iter().map(|(a, _)| *a).collect();
-        let digest =
-            if self.skopeo.runner.is_dry_run() {
-                println!(
-                "# write an OCI image index of {} into {layout} (index.json then names it `build`)",
-                arches.iter().map(|a| format!("linux/{a}")).collect::<Vec<_>>().join(", ")
-            );
-                "<digest of the OCI image index>".to_owned()
-            } else {
+        let shown = format!(
+            "# write an OCI image index of {} into {layout} (index.json then names it `build`)",
+            arches
+                .iter()
+                .map(|a| format!("linux/{a}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let digest = self
+            .skopeo
+            .runner
+            .act(&shown, || {
                 let digest = write_layout_index(&layout, &arches)?;
                 match revision {
-                    Some(rev) => annotate_layout(&layout, &[(REVISION, rev)])?,
-                    None => digest,
+                    Some(rev) => annotate_layout(&layout, &[(REVISION, rev)]),
+                    None => Ok(digest),
                 }
-            };
+            })?
+            .unwrap_or_else(|| "<digest of the OCI image index>".to_owned());
         self.skopeo
             .copy_with(
                 &Location::Local(format!("oci:{layout}:build")),
@@ -132,9 +133,10 @@ impl<'a> Publisher<'a> {
                 true,
             )
             .with_context(|| format!("pushing the {kind} index to {image}"))?;
-        if !self.skopeo.runner.is_dry_run() {
+        self.skopeo.runner.silently(|| {
             let _ = std::fs::remove_dir_all(&layout);
-        }
+            Ok(())
+        })?;
         Ok(Published {
             kind: kind.to_owned(),
             image: image.to_owned(),
@@ -142,6 +144,15 @@ impl<'a> Publisher<'a> {
             tags: Vec::new(),
             arches: arches.iter().map(|a| a.to_string()).collect(),
         })
+    }
+
+    /// An empty place for the OCI layout (and its parent); a dry run needs none.
+    fn fresh_layout(&self, layout: &Utf8Path) -> Result<()> {
+        self.skopeo.runner.silently(|| {
+            let _ = std::fs::remove_dir_all(layout);
+            std::fs::create_dir_all(&self.work).with_context(|| format!("creating {}", self.work))
+        })?;
+        Ok(())
     }
 
     /// Points each tag at what is already in the registry by digest (every image of an index).
@@ -204,8 +215,9 @@ impl Publisher<'_> {
         revision: Option<&str>,
     ) -> Result<Outcome> {
         let mut outcome = Outcome::default();
-        if self.skopeo.runner.is_dry_run() {
-            println!("# release tags move forward only: each is read with `skopeo inspect --raw`, and moves when the commit its image records ({REVISION}) is an ancestor of this one (`git merge-base --is-ancestor`)");
+        let runner = self.skopeo.runner;
+        if runner.is_dry_run() {
+            runner.note(&format!("release tags move forward only: each is read with `skopeo inspect --raw`, and moves when the commit its image records ({REVISION}) is an ancestor of this one (`git merge-base --is-ancestor`)"));
             for (p, tags) in published.iter() {
                 self.add_tags(p, tags)?;
             }

@@ -471,7 +471,7 @@ impl Skopeo {
         Ok(cmd)
     }
 
-    /// Copies between two locations; printed instead of run under `dry_run` (publishing uses it).
+    /// Copies between two locations; printed instead of run in a dry run (publishing uses it).
     pub fn copy(&self, src: &Location, dest: &Location) -> Result<()> {
         self.copy_with(src, dest, false)
     }

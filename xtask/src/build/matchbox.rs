@@ -2,14 +2,15 @@
 //! Dockerfile built with that variant's kernel and initramfs for `linux/<arch>`, saved as a
 //! docker-archive beside the other outputs, and published beside the installer.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
 use super::Ctx;
+use crate::cmd::Cmd;
 use crate::domain::output::{artifact_name, matchbox_archive_name};
 use crate::domain::record::FileRecord;
 use crate::domain::{Output, VariantPlan};
-use crate::engine::{shell_line, Engine};
+use crate::engine::Engine;
 
 /// The archive name in `_out/<variant>/`.
 pub fn archive_name(vp: &VariantPlan) -> String {
@@ -78,19 +79,19 @@ fn files_under(dir: &Utf8Path, files: &mut Vec<Utf8PathBuf>) -> Result<()> {
 }
 
 /// Builds the variant's matchbox image (unless cached) and returns the archive's record and
-/// whether it was a cache hit.
+/// whether it was a cache hit; `None` in a dry run, which prints the commands.
 pub fn build(
     ctx: &Ctx,
     vp: &VariantPlan,
     tree: &Utf8Path,
     base: Option<&str>,
     files: &[FileRecord],
-) -> Result<(FileRecord, bool)> {
+) -> Result<Option<(FileRecord, bool)>> {
     let kernel = artifact_name(Output::Kernel, vp.arch);
     let initramfs = artifact_name(Output::Initramfs, vp.arch);
     let dockerfile = match dockerfile(tree) {
         // A dry run names the tree `cargo xtask patch` would prepare, before it exists.
-        Err(_) if ctx.dry_run => tree
+        Err(_) if ctx.runner.is_dry_run() => tree
             .join(crate::pin::TALOS_PACKAGE_DIRS[0])
             .join("images/matchbox/Dockerfile"),
         found => found?,
@@ -99,124 +100,91 @@ pub fn build(
     let archive = out.join(archive_name(vp));
     let tag = format!("localhost/xtask-matchbox-{}:build", vp.name);
     let platform = format!("linux/{}", vp.arch);
-    let mut build_args: Vec<String> = vec![
-        "build".into(),
-        "--platform".into(),
-        platform,
-        "--build-arg".into(),
-        format!("ARCH={}", vp.arch),
-    ];
+    let program = ctx.engine.program();
+    let mut build = Cmd::new(program)
+        .args(["build", "--platform", &platform])
+        .args(["--build-arg".to_owned(), format!("ARCH={}", vp.arch)]);
     if let Some(base) = base {
         // build() refuses --matchbox-base with docker before anything runs
         debug_assert_eq!(ctx.engine, Engine::Podman);
-        build_args.extend(["--pull=never".into(), "--from".into(), base.to_owned()]);
+        build = build.args(["--pull=never", "--from", base]);
     }
-    build_args.extend([
-        "-f".into(),
-        dockerfile.to_string(),
-        "-t".into(),
-        tag.clone(),
-        tree.to_string(),
+    let build = build.args(["-f", dockerfile.as_str(), "-t", &tag, tree.as_str()]);
+    let partial = Utf8PathBuf::from(format!("{archive}.tmp"));
+    let save = Cmd::new(program).args([
+        "save",
+        "--format",
+        "docker-archive",
+        "-o",
+        partial.as_str(),
+        &tag,
     ]);
-    let save_args: Vec<String> = vec![
-        "save".into(),
-        "--format".into(),
-        "docker-archive".into(),
-        "-o".into(),
-        format!("{archive}.tmp"),
-        tag.clone(),
-    ];
     let assets = tree.join("_out/assets");
+    let mkdir = Cmd::new("mkdir").args(["-p", assets.as_str()]);
+    let cp = Cmd::new("cp").args([
+        out.join(&kernel).as_str(),
+        out.join(&initramfs).as_str(),
+        &format!("{assets}/"),
+    ]);
 
-    if ctx.dry_run {
-        println!(
-            "{} && {}",
-            shell_line(&["mkdir", "-p", assets.as_str()]),
-            shell_line(&[
-                "cp",
-                out.join(&kernel).as_str(),
-                out.join(&initramfs).as_str(),
-                &format!("{assets}/"),
-            ])
-        );
-        for args in [&build_args, &save_args] {
-            let mut line = vec![ctx.engine.program().to_owned()];
-            line.extend(args.iter().cloned());
-            println!("{}", shell_line(&line));
-        }
-        println!(
-            "{}",
-            shell_line(&["mv", &format!("{archive}.tmp"), archive.as_str()])
-        );
-        return Ok((
-            FileRecord {
-                name: archive_name(vp),
-                sha256: String::new(),
-                size: 0,
-            },
-            false,
-        ));
-    }
-
-    let find = |name: &str| {
-        files.iter().find(|f| f.name == name).with_context(|| format!("the matchbox image needs {name}: add \"kernel\" and \"initramfs\" to the variant's outputs"))
-    };
-    let (kernel_rec, initramfs_rec) = (find(&kernel)?, find(&initramfs)?);
-    let key = content_key(
-        tree,
-        &dockerfile,
-        &[kernel_rec, initramfs_rec],
-        base,
-        vp.arch.as_str(),
-    )?;
-    let cache_path = out.join(".cache/matchbox.json");
-    if let Some(file) = crate::cache::cached_file(&cache_path, &key, &archive) {
+    // The cache is consulted only when the inputs exist: a dry run builds none of them.
+    let cached = ctx.runner.silently(|| {
+        let find = |name: &str| {
+            files.iter().find(|f| f.name == name).with_context(|| format!("the matchbox image needs {name}: add \"kernel\" and \"initramfs\" to the variant's outputs"))
+        };
+        let (kernel_rec, initramfs_rec) = (find(&kernel)?, find(&initramfs)?);
+        let key = content_key(
+            tree,
+            &dockerfile,
+            &[kernel_rec, initramfs_rec],
+            base,
+            vp.arch.as_str(),
+        )?;
+        let hit = crate::cache::cached_file(&out.join(CACHE), &key, &archive);
+        Ok((key, hit))
+    })?;
+    if let Some((_, Some(file))) = cached {
         ctx.progress.note(&format!(
             "[{}] matchbox: cached ({})",
             vp.name,
             archive_name(vp)
         ));
-        return Ok((file, true));
+        return Ok(Some((file, true)));
     }
-    std::fs::create_dir_all(&assets).with_context(|| format!("creating {assets}"))?;
-    for name in [&kernel, &initramfs] {
-        std::fs::copy(out.join(name), assets.join(name))
-            .with_context(|| format!("staging {name} into {assets}"))?;
-    }
-    let sh = xshell::Shell::new()?;
-    let program = ctx.engine.program();
-    ctx.progress
-        .run(&format!("[{}] matchbox: {program} build", vp.name), || {
-            let output = xshell::cmd!(sh, "{program} {build_args...}")
-                .quiet()
-                .ignore_status()
-                .output()?;
-            if !output.status.success() {
-                bail!(
-                    "building the matchbox image failed:\n{}",
-                    String::from_utf8_lossy(&output.stderr).trim()
-                );
-            }
-            let _ = std::fs::remove_file(format!("{archive}.tmp"));
-            let output = xshell::cmd!(sh, "{program} {save_args...}")
-                .quiet()
-                .ignore_status()
-                .output()?;
-            if !output.status.success() {
-                bail!(
-                    "saving the matchbox image failed:\n{}",
-                    String::from_utf8_lossy(&output.stderr).trim()
-                );
-            }
-            Ok(())
-        })?;
-    let _ = std::fs::remove_file(&cache_path);
-    std::fs::rename(format!("{archive}.tmp"), &archive)
-        .with_context(|| format!("moving {archive}.tmp into place"))?;
+    ctx.runner.act(&format!("{mkdir} && {cp}"), || {
+        std::fs::create_dir_all(&assets).with_context(|| format!("creating {assets}"))?;
+        for name in [&kernel, &initramfs] {
+            std::fs::copy(out.join(name), assets.join(name))
+                .with_context(|| format!("staging {name} into {assets}"))?;
+        }
+        Ok(())
+    })?;
+    let label = format!("[{}] matchbox: {program} build", vp.name);
+    ctx.progress.run(&label, || {
+        ctx.runner
+            .run(&build)
+            .context("building the matchbox image failed")?;
+        let _ = std::fs::remove_file(&partial);
+        ctx.runner
+            .run(&save)
+            .context("saving the matchbox image failed")
+    })?;
+    let cache_path = out.join(CACHE);
+    let mv = Cmd::new("mv").args([&partial, &archive]);
+    ctx.runner.act(&mv, || {
+        let _ = std::fs::remove_file(&cache_path);
+        std::fs::rename(&partial, &archive).with_context(|| format!("moving {partial} into place"))
+    })?;
+    let Some((key, _)) = cached else {
+        return Ok(None);
+    };
     let file = crate::cache::file_record(&archive)?;
     crate::cache::write_cache(&cache_path, &key, &file)?;
-    Ok((file, false))
+    Ok(Some((file, false)))
 }
+
+/// The cache entry of the matchbox image in `_out/<variant>/`.
+const CACHE: &str = ".cache/matchbox.json";
 
 #[cfg(test)]
 mod tests {

@@ -304,7 +304,17 @@ fn dry_run_prints_commands_without_an_engine_or_a_complete_lock() {
         .unwrap_or_else(|| panic!("no imager line in {text}"));
     // Every image the imager reads is fetched once into _out/.oci and mounted read-only.
     let oci = root.join("_out/.oci");
-    assert!(run.ends_with(&format!(" -v {}:/oci:ro ghcr.io/siderolabs/imager:v1.13.99 --tar-to-stdout - <<'PROFILE' | tar -xzf - -C _out/gateway/.tmp-installer", oci.display())), "{run}");
+    // Paths as they run (absolute), so that a pasted line works from any directory.
+    let tmp = root.join("_out/gateway/.tmp-installer");
+    assert!(run.ends_with(&format!(" -v {}:/oci:ro ghcr.io/siderolabs/imager:v1.13.99 --tar-to-stdout - <<'PROFILE' | tar -xzf - -C {}", oci.display(), tmp.display())), "{run}");
+    assert!(
+        text.contains(&format!(
+            "\nmv {}/installer-arm64.tar {}\n",
+            tmp.display(),
+            root.join("_out/gateway/installer-arm64.tar").display()
+        )),
+        "{text}"
+    );
     assert!(
         text.contains("skopeo --override-arch arm64 --override-os linux --command-timeout 600s copy --quiet --preserve-digests docker://ghcr.io/siderolabs/drbd@sha256:"),
         "{text}"
