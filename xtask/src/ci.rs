@@ -495,10 +495,7 @@ fn dry_run(project: &Project, args: &Args, plan: &crate::domain::Plan) -> Result
             continue;
         }
         match crate::smoke::variant_boot_options(project, variant) {
-            Ok(opts) => println!(
-                "{}",
-                crate::cmd::shell_line(&crate::smoke::boot::dry_run_command(&opts))
-            ),
+            Ok(opts) => println!("{}", crate::smoke::boot::dry_run_command(&opts)),
             Err(err) => runner.note(&format!("{}: no boot: {err:#}", variant.name)),
         }
     }

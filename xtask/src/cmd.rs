@@ -200,8 +200,9 @@ impl Cmd {
     /// The shell line, without a heredoc body: what errors name.
     pub fn line(&self) -> String {
         let mut line = String::new();
+        // a subshell, so that pasting several lines does not move the shell that reads them
         if let Some(dir) = &self.cwd {
-            line.push_str(&format!("cd {} && ", quote(&self.redact(dir.as_str()))));
+            line.push_str(&format!("(cd {} && ", quote(&self.redact(dir.as_str()))));
         }
         for (key, value) in &self.env {
             if let Some(value) = value {
@@ -218,6 +219,9 @@ impl Cmd {
         }
         if let Io::File(path) = &self.stdout {
             line.push_str(&format!(" > {}", quote(path.as_str())));
+        }
+        if self.cwd.is_some() {
+            line.push(')');
         }
         line
     }
@@ -272,6 +276,12 @@ impl Cmd {
                 .with_context(|| format!("`{}`: creating {path}", self.line()))?
                 .into(),
         })
+    }
+
+    /// The `std::process::Command` this runs, for a caller that must set what `Cmd` does not
+    /// (e.g. `pre_exec`, so that qemu dies with xtask); stdin bytes are not written by it.
+    pub fn std_command(&self) -> Result<Command> {
+        self.command(false)
     }
 
     /// Starts the command with its stdio as configured (`Io::Capture` is a pipe the caller
@@ -607,10 +617,7 @@ mod tests {
             .args(["status"])
             .stdin_file("in")
             .stdout(Io::File("out.txt".into()));
-        assert_eq!(
-            cmd.to_string(),
-            "cd '/tmp/a b' && git status < in > out.txt"
-        );
+        assert_eq!(cmd.to_string(), "(cd '/tmp/a b' && git status < in > out.txt)");
     }
 
     #[test]

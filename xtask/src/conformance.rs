@@ -9,8 +9,8 @@
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
-use xshell::{cmd, Shell};
 
+use crate::cmd::{Cmd, Io};
 use crate::domain::machine_config::{Base, FileRole, Rendered, COZYSTACK_BASE_MODULES};
 use crate::domain::Output;
 use crate::project::Project;
@@ -446,12 +446,10 @@ pub fn find_go(project: &Project) -> Result<Option<Go>> {
     let Some(program) = program else {
         return Ok(None);
     };
-    let sh = Shell::new()?;
-    let have = cmd!(sh, "{program} env GOVERSION")
+    let have = Cmd::new(&program)
+        .args(["env", "GOVERSION"])
         .env("GOTOOLCHAIN", "local")
-        .quiet()
-        .read()
-        .with_context(|| format!("running `{program} env GOVERSION`"))?;
+        .read()?;
     let toolchain = (!version_at_least(&have, &need)).then(|| format!("go{need}"));
     if toolchain.is_some() && !version_at_least(&have, "1.21") {
         bail!("{program} is {have}: too old to build {DIR}/ (its go.mod needs go {need}) and too old to fetch a newer toolchain (Go 1.21+ does)\n    fix: install Go {need} or newer (https://go.dev/doc/install), or Debian's golang-1.2x-go from bookworm-backports");
@@ -461,29 +459,43 @@ pub fn find_go(project: &Project) -> Result<Option<Go>> {
 
 /// Builds the harness into `target/conformance/` (Go's build cache makes a rebuild cheap).
 pub fn build(project: &Project, go: &Go) -> Result<Utf8PathBuf> {
-    let sh = Shell::new()?;
-    sh.change_dir(project.root.join(DIR));
-    let out = project.target_dir().join("conformance").join("conformance");
-    let program = &go.program;
-    let mut c = cmd!(sh, "{program} build -mod=readonly -o {out} .");
-    if let Some(toolchain) = &go.toolchain {
-        c = c.env("GOTOOLCHAIN", toolchain);
-    }
-    c.quiet()
-        .run()
-        .with_context(|| format!("building {DIR}/ with {program} (Talos's code as the judge)"))?;
+    let (build, out) = build_command(project, go, None);
+    build.run().with_context(|| {
+        format!(
+            "building {DIR}/ with {} (Talos's code as the judge)",
+            go.program
+        )
+    })?;
     Ok(out)
+}
+
+/// The `go build` of the harness (with `modfile`, another go.mod) and the binary it writes.
+pub fn build_command(project: &Project, go: &Go, modfile: Option<&str>) -> (Cmd, Utf8PathBuf) {
+    let name = if modfile.is_some() {
+        "conformance-next"
+    } else {
+        "conformance"
+    };
+    let out = project.target_dir().join("conformance").join(name);
+    // go's own progress and errors (a cold module cache downloads for minutes) stay visible
+    let mut build = Cmd::new(&go.program)
+        .current_dir(project.root.join(DIR))
+        .stdout(Io::Inherit)
+        .stderr(Io::Inherit);
+    if let Some(toolchain) = &go.toolchain {
+        build = build.env("GOTOOLCHAIN", toolchain);
+    }
+    build = build.args(["build", "-mod=readonly"]);
+    if let Some(modfile) = modfile {
+        build = build.arg(format!("-modfile={modfile}"));
+    }
+    (build.args(["-o", out.as_str(), "."]), out)
 }
 
 /// Runs the built harness on a request.
 pub fn judge(binary: &Utf8Path, request: &Request) -> Result<Report> {
-    let sh = Shell::new()?;
     let input = serde_json::to_string(request).expect("requests serialize");
-    let out = cmd!(sh, "{binary}")
-        .stdin(input)
-        .quiet()
-        .read()
-        .with_context(|| format!("running {binary}"))?;
+    let out = Cmd::new(binary).stdin_bytes(input).read()?;
     serde_json::from_str(&out).with_context(|| format!("reading the report of {binary}"))
 }
 
@@ -870,21 +882,8 @@ pub fn build_with(project: &Project, go: &Go, next: bool) -> Result<Utf8PathBuf>
     if !next {
         return build(project, go);
     }
-    let sh = Shell::new()?;
-    sh.change_dir(project.root.join(DIR));
-    let out = project
-        .target_dir()
-        .join("conformance")
-        .join("conformance-next");
-    let program = &go.program;
-    let mut c = cmd!(
-        sh,
-        "{program} build -mod=readonly -modfile={NEXT_MOD} -o {out} ."
-    );
-    if let Some(toolchain) = &go.toolchain {
-        c = c.env("GOTOOLCHAIN", toolchain);
-    }
-    c.quiet()
+    let (build, out) = build_command(project, go, Some(NEXT_MOD));
+    build
         .run()
         .with_context(|| format!("building {DIR}/ with {NEXT_MOD}"))?;
     Ok(out)
@@ -904,14 +903,14 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         Err(err) => return Err(err),
     };
     if let Some(path) = &args.request {
-        let sh = Shell::new()?;
         let request = if path == "-" {
             std::io::read_to_string(std::io::stdin()).context("reading the request from stdin")?
         } else {
             std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?
         };
-        let report = cmd!(sh, "{binary}")
-            .stdin(request)
+        let report = Cmd::new(&binary)
+            .stdin_bytes(request)
+            .stderr(Io::Inherit)
             .read()
             .with_context(|| format!("running {binary} on {path}"))?;
         println!("{report}");

@@ -4,9 +4,8 @@
 //! started with them acts on that repository instead of the one named by `-C`.
 
 use camino::Utf8Path;
-use xshell::{cmd, Cmd, Shell};
 
-use crate::cmd::Cmd as Command;
+use crate::cmd::Cmd;
 
 /// Environment variables that would make git read another repository or other configuration.
 pub const SCRUBBED: &[&str] = &[
@@ -31,37 +30,18 @@ pub const SCRUBBED: &[&str] = &[
     "GIT_ICASE_PATHSPECS",
 ];
 
-/// `git -C <dir>` in a scrubbed environment, as a [`crate::cmd::Cmd`]; callers append the
-/// subcommand.
-pub fn at(dir: &Utf8Path) -> Command {
+/// `git -C <dir>` in a scrubbed environment; callers append the subcommand.
+pub fn at(dir: &Utf8Path) -> Cmd {
     anywhere().arg("-C").arg(dir)
 }
 
-/// `git` without `-C` (for `git init DIR`, `git ls-remote URL`), in a scrubbed environment.
-pub fn anywhere() -> Command {
-    scrubbed(Command::new("git"))
+/// `git` without `-C` (for `git init DIR`, `git clone SRC DIR`), in a scrubbed environment.
+pub fn anywhere() -> Cmd {
+    scrubbed(Cmd::new("git"))
 }
 
-fn scrubbed(cmd: Command) -> Command {
+fn scrubbed(cmd: Cmd) -> Cmd {
     SCRUBBED.iter().fold(cmd, |cmd, var| cmd.env_remove(var))
-}
-
-/// `git -C <dir>`, quiet, in a scrubbed environment; callers append the subcommand.
-/// (xshell form, until its callers use [`at`].)
-pub fn git<'a>(sh: &'a Shell, dir: &Utf8Path) -> Cmd<'a> {
-    scrub(cmd!(sh, "git -C {dir}").quiet())
-}
-
-/// `git` without `-C` (for `git init DIR`), in a scrubbed environment.
-pub fn git_anywhere(sh: &Shell) -> Cmd<'_> {
-    scrub(cmd!(sh, "git").quiet())
-}
-
-fn scrub(mut cmd: Cmd<'_>) -> Cmd<'_> {
-    for var in SCRUBBED {
-        cmd = cmd.env_remove(var);
-    }
-    cmd
 }
 
 #[cfg(test)]
@@ -74,33 +54,22 @@ mod tests {
     fn the_inherited_git_environment_is_ignored() {
         let tmp = std::env::temp_dir().join(format!("xtask-git-{}", std::process::id()));
         let tmp = camino::Utf8PathBuf::try_from(tmp).unwrap();
-        let sh = Shell::new().unwrap();
         for repo in ["a", "b"] {
             let dir = tmp.join(repo);
             std::fs::create_dir_all(&dir).unwrap();
-            cmd!(sh, "git init -q {dir}").run().unwrap();
+            anywhere().args(["init", "-q", dir.as_str()]).run().unwrap();
         }
         let other = tmp.join("b/.git");
-        let plain = cmd!(sh, "git -C {tmp}/a rev-parse --absolute-git-dir")
+        let a = tmp.join("a");
+        let plain = Cmd::new("git")
+            .args(["-C", a.as_str(), "rev-parse", "--absolute-git-dir"])
             .env("GIT_DIR", &other)
-            .quiet()
             .read()
             .unwrap();
         assert_eq!(plain, other.as_str(), "git itself follows GIT_DIR");
-        let _env = sh.push_env("GIT_DIR", &other);
-        let wrapped = git(&sh, &tmp.join("a"))
-            .args(["rev-parse", "--absolute-git-dir"])
-            .read()
-            .unwrap();
-        assert_eq!(wrapped, tmp.join("a/.git").as_str());
         // as if inherited: set first, then scrubbed as `at` does
-        let wrapped = scrubbed(Command::new("git").env("GIT_DIR", &other))
-            .args([
-                "-C",
-                tmp.join("a").as_str(),
-                "rev-parse",
-                "--absolute-git-dir",
-            ])
+        let wrapped = scrubbed(Cmd::new("git").env("GIT_DIR", &other))
+            .args(["-C", a.as_str(), "rev-parse", "--absolute-git-dir"])
             .read()
             .unwrap();
         assert_eq!(wrapped, tmp.join("a/.git").as_str());

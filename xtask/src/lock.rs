@@ -21,8 +21,8 @@ use std::fmt::Write as _;
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
-use xshell::{cmd, Shell};
 
+use crate::cmd::Cmd;
 use crate::domain::diag::{self, Finding};
 use crate::domain::extension::EXTENSIONS_REPOSITORY;
 use crate::domain::lock::SHOWN;
@@ -536,7 +536,6 @@ fn find_file(dir: &Utf8Path, reference: &str, file: &str) -> Result<Option<Strin
         Manifest::Image(layers) => layers,
         Manifest::Index(_) => bail!("{reference}: an index entry points to another index"),
     };
-    let sh = Shell::new()?;
     for layer in layers.iter().rev() {
         let format = layer_format(layer, reference)?;
         let blob = dir.join(layer.digest.hex());
@@ -555,11 +554,11 @@ fn find_file(dir: &Utf8Path, reference: &str, file: &str) -> Result<Option<Strin
                 if gzip { "is" } else { "is not" }
             )));
         }
-        let z: &[&str] = if gzip { &["-z"] } else { &[] };
-        let listing = cmd!(sh, "tar -t {z...} -f {blob}")
-            .quiet()
-            .ignore_stderr()
-            .read()
+        let tar = |args: &[&str]| {
+            let z: &[&str] = if gzip { &["-z"] } else { &[] };
+            Cmd::new("tar").args(z).args(args).read()
+        };
+        let listing = tar(&["-t", "-f", blob.as_str()])
             .map_err(|e| corrupt(format!("`tar -t` failed: {e}")))?;
         let Some(member) = listing
             .lines()
@@ -567,10 +566,7 @@ fn find_file(dir: &Utf8Path, reference: &str, file: &str) -> Result<Option<Strin
         else {
             continue;
         };
-        let text = cmd!(sh, "tar -x {z...} -O -f {blob} {member}")
-            .quiet()
-            .ignore_stderr()
-            .read()
+        let text = tar(&["-x", "-O", "-f", blob.as_str(), member])
             .map_err(|e| corrupt(format!("extracting {member} failed: {e}")))?;
         return Ok(Some(text));
     }

@@ -11,8 +11,8 @@ use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use xshell::{Cmd, Shell};
 
+use crate::cmd::{Cmd, Runner};
 use crate::domain::diag;
 use crate::domain::VariantPlan;
 use crate::pin::{self, Pin};
@@ -108,11 +108,10 @@ pub struct VariantProfiles {
 }
 
 pub fn run(project: &Project, args: Args) -> Result<()> {
-    let sh = Shell::new()?;
     let pin = Pin::load(project)?;
     if args.refresh {
         let dir = args.out.unwrap_or_else(|| default_out(project, None));
-        let report = refresh(&sh, project, &pin, &dir, args.check)?;
+        let report = refresh(project, &pin, &dir, args.check)?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {
@@ -125,26 +124,28 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         (None, true) => project.target_dir().join("patch-check"),
         (None, false) => default_out(project, args.variant.as_deref()),
     };
-    if args.dry_run {
+    let runner = Runner::new(args.dry_run);
+    if runner.is_dry_run() {
+        // the commands of a run whose `git am` all succeed; the queries between them need the tree
         let cache = pin.cache_dir(project);
         if !cache.is_dir() {
-            println!(
-                "# {cache} is not cached yet: `cargo xtask upstream --dry-run` shows the fetch"
-            );
+            runner.note(&format!(
+                "{cache} is not cached yet: `cargo xtask upstream --dry-run` shows the fetch"
+            ));
         }
-        let files: Vec<Utf8PathBuf> = load_series(project)?
-            .patches
-            .into_iter()
-            .map(|(_, file, _)| file)
-            .collect();
-        for command in apply_commands(&cache, &pin.commit, &out, &files) {
-            println!("{}", crate::engine::shell_line(&command));
+        let loaded = load_series(project)?;
+        let only = args.check.then(|| touched_paths(&loaded));
+        let mut commands = copy_commands(&cache, &pin.commit, &out, only.as_deref());
+        commands.extend(loaded.patches.iter().map(|(_, file, _)| am(&out, file)));
+        commands.push(stray_status(&out));
+        for command in &commands {
+            runner.run(command)?;
         }
         return Ok(());
     }
     // the series is checked before anything is fetched: its problems need no network
     load_series(project)?;
-    let upstream = upstream::ensure(&sh, project, &pin, args.source.source.as_deref())?;
+    let upstream = upstream::ensure(project, &pin, args.source.source.as_deref())?;
     let applied = match &args.variant {
         Some(name) => {
             let plan = inputs::load_plan(project, std::slice::from_ref(name), None)?;
@@ -156,10 +157,10 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
             {
                 eprintln!("warning: {warning}");
             }
-            apply_for_variant(&sh, project, &upstream, &plan.variants[0], &out)?
+            apply_for_variant(project, &upstream, &plan.variants[0], &out)?
         }
-        None if args.check => check(&sh, project, &upstream, &out)?,
-        None => apply(&sh, project, &upstream, &out)?,
+        None if args.check => check(project, &upstream, &out)?,
+        None => apply(project, &upstream, &out)?,
     };
     if args.check {
         std::fs::remove_dir_all(&out).with_context(|| format!("removing {out}"))?;
@@ -172,57 +173,60 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     Ok(())
 }
 
-/// The git commands `apply` runs (without the environment that isolates them from the user's
-/// git configuration), for `--dry-run`.
-fn apply_commands(
-    cache: &Utf8Path,
+/// The commands that copy the pristine tree to `out` and check out `commit` there (sparse,
+/// only the paths in `only`, when given), in the order [`prepare_out`] runs them.
+fn copy_commands(
+    pristine: &Utf8Path,
     commit: &str,
     out: &Utf8Path,
-    patches: &[Utf8PathBuf],
-) -> Vec<Vec<String>> {
-    let mut commands = vec![
-        vec![
-            "git",
+    only: Option<&[String]>,
+) -> Vec<Cmd> {
+    let clone = isolated(crate::git::anywhere())
+        .args([
+            "-c",
+            "init.defaultBranch=patched",
             "clone",
             "--quiet",
             "--no-checkout",
-            cache.as_str(),
-            out.as_str(),
-        ],
-        vec![
-            "git",
-            "-C",
-            out.as_str(),
-            "checkout",
-            "--quiet",
-            "--detach",
-            commit,
-        ],
-    ];
-    for patch in patches {
-        commands.push(vec![
-            "git",
-            "-C",
-            out.as_str(),
-            "am",
-            AM_ARGS[1],
-            AM_ARGS[2],
-            patch.as_str(),
-        ]);
+        ])
+        .args([pristine.as_str(), out.as_str()]);
+    let mut commands = vec![clone];
+    if let Some(paths) = only {
+        let patterns: String = paths.iter().map(|p| exact_pattern(p) + "\n").collect();
+        commands.push(
+            git(out)
+                .args(["sparse-checkout", "set", "--no-cone", "--stdin"])
+                .stdin_text("PATHS", patterns),
+        );
     }
-    commands.push(vec![
-        "git",
-        "-C",
-        out.as_str(),
+    commands.push(git(out).args([
+        "-c",
+        "advice.detachedHead=false",
+        "checkout",
+        "--quiet",
+        "--detach",
+        commit,
+    ]));
+    commands
+}
+
+/// Applies one patch of the series as a commit.
+fn am(out: &Utf8Path, patch: &Utf8Path) -> Cmd {
+    git(out).args(AM_ARGS).arg(patch)
+}
+
+/// What git still sees once every patch is committed: stray files, edits no patch made, and
+/// mode flips on disk.
+fn stray_status(out: &Utf8Path) -> Cmd {
+    git(out).args([
+        "-c",
+        "core.fileMode=true",
         "status",
         "--porcelain",
+        "-z",
         "--untracked-files=all",
         "--ignored",
-    ]);
-    commands
-        .into_iter()
-        .map(|c| c.into_iter().map(str::to_owned).collect())
-        .collect()
+    ])
 }
 
 /// `git am` keeps the series' authors and messages; the 3-way fallback helps when the tree
@@ -247,35 +251,37 @@ pub fn prepare_variant(
     source: Option<&str>,
     variant: &VariantPlan,
 ) -> Result<Applied> {
-    let sh = Shell::new()?;
     let pin = Pin::load(project)?;
-    let upstream = upstream::ensure(&sh, project, &pin, source)?;
+    let upstream = upstream::ensure(project, &pin, source)?;
     let out = default_out(project, Some(&variant.name));
-    apply_for_variant(&sh, project, &upstream, variant, &out)
+    apply_for_variant(project, &upstream, variant, &out)
 }
 
 fn apply_for_variant(
-    sh: &Shell,
     project: &Project,
     upstream: &Upstream,
     variant: &VariantPlan,
     out: &Utf8Path,
 ) -> Result<Applied> {
-    let mut applied = apply(sh, project, upstream, out)?;
+    let mut applied = apply(project, upstream, out)?;
     applied.variant = Some(write_variant_profiles(project, out, variant)?);
     Ok(applied)
 }
 
 /// Runs git in a patched tree with no user or system configuration, so that hooks, signing,
 /// diff and format settings cannot change what is applied or written.
-fn git<'a>(sh: &'a Shell, dir: &Utf8Path) -> Cmd<'a> {
-    crate::git::git(sh, dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+fn git(dir: &Utf8Path) -> Cmd {
+    isolated(crate::git::at(dir))
         .env("GIT_COMMITTER_NAME", COMMITTER.0)
         .env("GIT_COMMITTER_EMAIL", COMMITTER.1)
         .env("GIT_COMMITTER_DATE", EPOCH)
         .env("GIT_AUTHOR_DATE", EPOCH)
+}
+
+/// git without the system's and the user's configuration.
+fn isolated(git: Cmd) -> Cmd {
+    git.env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
 }
 
 /// The series, read and checked: every problem in `patches/series` at once.
@@ -322,13 +328,8 @@ pub fn load_series(project: &Project) -> Result<LoadedSeries> {
 
 /// Copies the pristine tree to `out` (replacing a tree this command made before) and applies
 /// the series there, one commit per patch. On failure the tree stays as git left it.
-pub fn apply(
-    sh: &Shell,
-    project: &Project,
-    upstream: &Upstream,
-    out: &Utf8Path,
-) -> Result<Applied> {
-    apply_in(sh, project, upstream, out, Checkout::Full)
+pub fn apply(project: &Project, upstream: &Upstream, out: &Utf8Path) -> Result<Applied> {
+    apply_in(project, upstream, out, Checkout::Full)
 }
 
 /// How much of the upstream tree the copy checks out.
@@ -343,13 +344,12 @@ enum Checkout {
 
 /// `--check`: applies in a sparse copy, and confirms a failure in a full one, so that the
 /// sparse shortcut can never be the reason a series is reported broken.
-fn check(sh: &Shell, project: &Project, upstream: &Upstream, out: &Utf8Path) -> Result<Applied> {
-    apply_in(sh, project, upstream, out, Checkout::Touched)
-        .or_else(|_| apply_in(sh, project, upstream, out, Checkout::Full))
+fn check(project: &Project, upstream: &Upstream, out: &Utf8Path) -> Result<Applied> {
+    apply_in(project, upstream, out, Checkout::Touched)
+        .or_else(|_| apply_in(project, upstream, out, Checkout::Full))
 }
 
 fn apply_in(
-    sh: &Shell,
     project: &Project,
     upstream: &Upstream,
     out: &Utf8Path,
@@ -360,14 +360,11 @@ fn apply_in(
         Checkout::Full => None,
         Checkout::Touched => Some(touched_paths(&loaded)),
     };
-    prepare_out(sh, upstream, out, touched.as_deref())?;
+    prepare_out(upstream, out, touched.as_deref())?;
     let mut patches = Vec::new();
     for (index, (entry, file, text)) in loaded.patches.iter().enumerate() {
         let info = series::parse_patch(text);
-        let output = git(sh, out)
-            .args(AM_ARGS)
-            .arg(file)
-            .ignore_status()
+        let output = am(out, file)
             .output()
             .with_context(|| format!("running git am in {out}"))?;
         if !output.status.success() {
@@ -377,7 +374,6 @@ fn apply_in(
                 String::from_utf8_lossy(&output.stderr)
             );
             return Err(failure(
-                sh,
                 project,
                 upstream,
                 out,
@@ -392,8 +388,8 @@ fn apply_in(
                     .collect::<Vec<_>>(),
             ));
         }
-        let commit = git(sh, out).args(["rev-parse", "HEAD"]).read()?;
-        let raw = git(sh, out)
+        let commit = git(out).args(["rev-parse", "HEAD"]).read()?;
+        let raw = git(out)
             .args([
                 "diff-tree",
                 "-r",
@@ -422,17 +418,7 @@ fn apply_in(
     }
     // Every change is committed by now: anything git still sees is a stray file or an edit no
     // patch made (a mode flip on disk shows up here as well).
-    let status = git(sh, out)
-        .args([
-            "-c",
-            "core.fileMode=true",
-            "status",
-            "--porcelain",
-            "-z",
-            "--untracked-files=all",
-            "--ignored",
-        ])
-        .read()?;
+    let status = stray_status(out).read()?;
     let stray = parse_status(&status);
     if !stray.is_empty() {
         bail!(
@@ -442,7 +428,7 @@ fn apply_in(
             stray.join("\n  ")
         );
     }
-    let head = git(sh, out).args(["rev-parse", "HEAD"]).read()?;
+    let head = git(out).args(["rev-parse", "HEAD"]).read()?;
     let applied = Applied {
         upstream: UpstreamRef {
             repository: upstream.repository.clone(),
@@ -489,12 +475,7 @@ fn exact_pattern(path: &str) -> String {
     pattern
 }
 
-fn prepare_out(
-    sh: &Shell,
-    upstream: &Upstream,
-    out: &Utf8Path,
-    only: Option<&[String]>,
-) -> Result<()> {
+fn prepare_out(upstream: &Upstream, out: &Utf8Path, only: Option<&[String]>) -> Result<()> {
     if out.exists() {
         let ours = out.join(".git").join(MARKER).is_file();
         let empty = out
@@ -511,49 +492,23 @@ fn prepare_out(
         std::fs::create_dir_all(parent).with_context(|| format!("creating {parent}"))?;
     }
     let pristine = &upstream.tree;
-    crate::git::git_anywhere(sh)
-        .args([
-            "-c",
-            "init.defaultBranch=patched",
-            "clone",
-            "--quiet",
-            "--no-checkout",
-        ])
-        .args([pristine.as_str(), out.as_str()])
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+    let mut commands = copy_commands(pristine, &upstream.commit, out, only).into_iter();
+    let clone = commands.next().expect("the copy starts with a clone");
+    clone
         .run()
         .with_context(|| format!("copying the upstream tree {pristine} to {out}"))?;
     // Marked at once, so that a tree left by a failed run is replaced by the next one.
     std::fs::write(out.join(".git").join(MARKER), "{}\n")?;
-    if let Some(paths) = only {
-        let patterns: String = paths.iter().map(|p| exact_pattern(p) + "\n").collect();
-        git(sh, out)
-            .args(["sparse-checkout", "set", "--no-cone", "--stdin"])
-            .stdin(patterns)
-            .ignore_stderr()
+    for command in commands {
+        command
             .run()
-            .with_context(|| {
-                format!("limiting the copy in {out} to the files the series touches")
-            })?;
+            .with_context(|| format!("checking out {} in {out}", upstream.commit))?;
     }
-    git(sh, out)
-        .args([
-            "-c",
-            "advice.detachedHead=false",
-            "checkout",
-            "--quiet",
-            "--detach",
-        ])
-        .arg(&upstream.commit)
-        .run()
-        .with_context(|| format!("checking out {} in {out}", upstream.commit))?;
     Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
 fn failure(
-    sh: &Shell,
     project: &Project,
     upstream: &Upstream,
     out: &Utf8Path,
@@ -567,17 +522,16 @@ fn failure(
     // A 3-way attempt can hide the failing hunk behind "could not build fake ancestor"; a plain
     // check of the same patch against the last good commit names it.
     let index_file = out.join(".git").join("xtask-check-index");
-    let checked = git(sh, out)
+    let checked = git(out)
         .args(["read-tree", "HEAD"])
         .env("GIT_INDEX_FILE", &index_file)
         .run()
         .ok()
         .and_then(|()| {
-            git(sh, out)
+            git(out)
                 .args(["apply", "--cached", "--check", "--verbose"])
                 .arg(file)
                 .env("GIT_INDEX_FILE", &index_file)
-                .ignore_status()
                 .output()
                 .ok()
         })
@@ -860,20 +814,14 @@ impl RefreshReport {
 
 /// Regenerates the series from the commits on top of the pinned commit in `dir`, one patch per
 /// commit, in the stable form `series::normalize` gives. With `check`, only compares.
-pub fn refresh(
-    sh: &Shell,
-    project: &Project,
-    pin: &Pin,
-    dir: &Utf8Path,
-    check: bool,
-) -> Result<RefreshReport> {
+pub fn refresh(project: &Project, pin: &Pin, dir: &Utf8Path, check: bool) -> Result<RefreshReport> {
     if !dir.join(".git").exists() {
         bail!("{dir} is not a patched tree\n    fix: `cargo xtask patch --out {dir}`, commit your edits there, then refresh");
     }
     if dir.join(".git/rebase-apply").exists() {
         bail!("{dir} is in the middle of `git am`\n    fix: finish it first: `git -C {dir} am --continue` (or `--skip`, `--abort`)");
     }
-    let status = git(sh, dir)
+    let status = git(dir)
         .args(["status", "--porcelain", "-z", "--untracked-files=all"])
         .read()?;
     let dirty = parse_status(&status);
@@ -885,14 +833,14 @@ pub fn refresh(
     }
     let base = &pin.commit;
     let range = format!("{base}..HEAD");
-    if git(sh, dir)
+    if git(dir)
         .args(["merge-base", "--is-ancestor", base, "HEAD"])
         .run()
         .is_err()
     {
         bail!("{dir} is not based on the pinned commit {base} ({})\n    fix: refresh from a tree `cargo xtask patch` made at the current pin", pin::SHOWN);
     }
-    let merges = git(sh, dir)
+    let merges = git(dir)
         .args(["rev-list", "--min-parents=2"])
         .arg(&range)
         .read()?;
@@ -904,7 +852,7 @@ pub fn refresh(
         .join(format!("refresh-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp)?;
-    let result = git(sh, dir)
+    let result = git(dir)
         .args([
             "format-patch",
             "--quiet",

@@ -15,6 +15,7 @@ use anyhow::{bail, Context, Result};
 use camino::Utf8PathBuf;
 use serde::Serialize;
 
+use crate::cmd::Runner;
 use crate::domain::{Arch, Output, Variant};
 use crate::project::Project;
 use boot::{BootOptions, BootResult, Media};
@@ -164,17 +165,9 @@ fn run_boot(project: &Project, args: BootArgs) -> Result<()> {
     opts.memory_mib = args.memory;
     opts.cpus = args.cpus;
     opts.quiet = args.json;
-    if args.dry_run {
-        for line in boot::dry_run_preparation(&opts, boot::find_firmware()) {
-            println!("{line}");
-        }
-        println!(
-            "{}",
-            crate::engine::shell_line(&boot::dry_run_command(&opts))
-        );
+    let Some(result) = boot::run(Runner::new(args.dry_run), &opts)? else {
         return Ok(());
-    }
-    let result = boot::boot(&opts)?;
+    };
     print_boot(&result, args.json)?;
     boot_result(&result)
 }
@@ -256,15 +249,14 @@ pub fn static_only(variant: &Variant) -> Option<String> {
 
 fn run_variants(project: &Project, args: VariantArgs) -> Result<()> {
     let selected = select(project, &args.variants)?;
-    if args.dry_run {
+    let runner = Runner::new(args.dry_run);
+    if runner.is_dry_run() {
+        // the boots only: the static checks read what was built and the registry
         for variant in &selected {
             let mut opts = variant_boot_options(project, variant)?;
             opts.memory_mib = args.memory;
             opts.cpus = args.cpus;
-            println!(
-                "{}",
-                crate::engine::shell_line(&boot::dry_run_command(&opts))
-            );
+            boot::run(runner, &opts)?;
         }
         return Ok(());
     }

@@ -6,8 +6,8 @@
 //! failure so that a green run means every test really ran.
 
 use anyhow::{bail, Context, Result};
-use xshell::{cmd, Shell};
 
+use crate::cmd::{Cmd, Io, Runner};
 use crate::project::Project;
 
 #[derive(Debug, clap::Args)]
@@ -92,7 +92,7 @@ pub fn missing_tools() -> Vec<&'static Tool> {
 /// A probe is a command on PATH, an absolute path, or `dpkg:<package>` (installed package).
 fn is_present(probe: &str) -> bool {
     if let Some(package) = probe.strip_prefix("dpkg:") {
-        return std::process::Command::new("dpkg-query")
+        return Cmd::new("dpkg-query")
             .args(["-W", "-f=${Status}", package])
             .output()
             .is_ok_and(|out| {
@@ -107,153 +107,41 @@ fn is_present(probe: &str) -> bool {
 }
 
 pub fn run(project: &Project, args: Args) -> Result<()> {
-    let sh = Shell::new()?;
-    sh.change_dir(&project.root);
-    let missing = missing_tools();
-    let needs_arm64 = !has_arm64_architecture(&sh);
-    let os_release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
-    // The imager test downloads systemd-boot-efi:arm64 from bookworm-backports (the bookworm
-    // build's stub has no .sbat section), so the suite needs that source even when qemu is
-    // already installed.
-    let needs_backports =
-        is_bookworm(&os_release) && !read_apt_sources().contains("bookworm-backports");
+    let runner = Runner::new(args.dry_run);
     let linters = Linters::new(project);
-    let needs_zizmor = !linters.zizmor_installed();
-    // Debian's python3 comes without pip (python3-pip), e.g. in the rust:1-bookworm image.
-    let needs_pip = needs_zizmor && !has_pip(&sh);
-    if !missing.is_empty() || needs_arm64 || needs_zizmor || needs_backports {
-        let zizmor = needs_zizmor.then_some(&linters);
-        let bookworm = is_bookworm(&os_release);
-        let mut steps = install_steps(&missing, bookworm, needs_arm64, needs_pip, zizmor);
-        if needs_backports
-            && !steps
-                .iter()
-                .any(|s| s.len() > 1 && s[..2] == ["apt-get", "update"])
-        {
-            steps.insert(0, ["apt-get", "update", "-q"].map(String::from).to_vec());
-        }
-        // The backports source, written before the first `apt-get update`.
-        let source = if needs_backports || steps.iter().flatten().any(|w| w == "bookworm-backports")
-        {
-            backports_source(&os_release, &read_apt_sources())?
-        } else {
-            None
-        };
-        let mut lines: Vec<String> = source
-            .iter()
-            .map(|line| format!("echo '{}' >> {BACKPORTS_LIST}", line.trim_end()))
-            .collect();
-        lines.extend(steps.iter().map(|s| crate::engine::shell_line(s)));
-        let mut what: Vec<&str> = missing.iter().map(|t| t.probe).collect();
-        if needs_arm64 {
-            what.push("the arm64 dpkg architecture");
-        }
-        if needs_zizmor {
-            what.push("zizmor");
-        }
-        if needs_backports {
-            what.push("the bookworm-backports apt source");
-        }
-        if args.dry_run && args.no_install {
-            // what the real run does: install nothing (and stop, naming what is missing)
-            println!(
-                "# --no-install: nothing is installed; a real run stops here, missing: {}",
-                what.join(", ")
-            );
-            return Ok(());
-        } else if args.dry_run {
-            for line in &lines {
-                println!("{line}");
-            }
-        } else if args.no_install || !can_install() {
-            bail!(
-                "test tools are missing: {}\n    install them with:\n      {}",
-                what.join(", "),
-                lines.join("\n      ")
-            );
-        }
-        if !args.dry_run {
-            eprintln!(
-                "installing test tools: {}",
-                missing
-                    .iter()
-                    .map(|t| t.package)
-                    .chain(needs_pip.then_some("python3-pip"))
-                    .chain(needs_zizmor.then_some(ZIZMOR))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            );
-            if let Some(line) = &source {
-                sh.write_file(BACKPORTS_LIST, line)?;
-            }
-            for step in &steps {
-                let (program, rest) = step.split_first().expect("steps are non-empty");
-                cmd!(sh, "{program} {rest...}")
-                    .env("DEBIAN_FRONTEND", "noninteractive")
-                    .run()
-                    .with_context(|| {
-                        format!(
-                            "installing test tools: `{}` failed",
-                            crate::engine::shell_line(step)
-                        )
-                    })?;
-            }
-            let still: Vec<&str> = missing_tools()
-                .iter()
-                .map(|t| t.probe)
-                .chain((!linters.zizmor_installed()).then_some("zizmor"))
-                .collect();
-            if !still.is_empty() {
-                bail!("still missing after install: {}", still.join(", "));
-            }
-        }
+    if !install_tools(&args, runner, &linters)? {
+        return Ok(());
     }
     // actionlint is built from the pinned Go module every time: a no-op when Go's build cache
     // has it, and a changed pin can never leave an old binary in place.
-    let build = linters.actionlint_build();
-    if args.dry_run {
-        println!(
-            "(cd {} && {})",
-            project.display(&linters.go_module),
-            crate::engine::shell_line(&build)
-        );
-    } else {
+    runner.act(&linters.actionlint_build(), || {
         which::which("go").map_err(|_| {
             anyhow::anyhow!(
                 "go is missing: the tests build actionlint from {} with Go >= 1.26\n    fix: install Go 1.26 (the workflow's test job uses actions/setup-go)",
                 project.display(&linters.go_module)
             )
         })?;
-        let (program, rest) = build.split_first().expect("non-empty");
-        let go_sh = Shell::new()?;
-        go_sh.change_dir(&linters.go_module);
-        cmd!(go_sh, "{program} {rest...}")
+        linters
+            .actionlint_build()
             .run()
-            .context("building actionlint from the pinned Go module")?;
-    }
+            .context("building actionlint from the pinned Go module")
+    })?;
 
     // cosign (for the offline sign-and-verify test) links for ~20 s even from a warm Go cache:
     // rebuilt only when its pin changed.
-    let cosign = linters.cosign_build();
-    if args.dry_run {
-        println!(
-            "(cd {} && {})",
-            project.display(&linters.cosign_module),
-            crate::engine::shell_line(&cosign)
-        );
-    } else if !linters.cosign_current() {
-        eprintln!(
-            "building cosign from {} (a cold Go cache downloads and compiles for several minutes)",
-            project.display(&linters.cosign_module)
-        );
-        let (program, rest) = cosign.split_first().expect("non-empty");
-        let go_sh = Shell::new()?;
-        go_sh.change_dir(&linters.cosign_module);
-        cmd!(go_sh, "{program} {rest...}")
-            .run()
-            .context("building cosign from the pinned Go module")?;
-        std::fs::write(linters.cosign_stamp(), linters.cosign_pin()?)
-            .context("writing the cosign stamp")?;
+    if !linters.cosign_current() {
+        runner.act(&linters.cosign_build(), || {
+            eprintln!(
+                "building cosign from {} (a cold Go cache downloads and compiles for several minutes)",
+                project.display(&linters.cosign_module)
+            );
+            linters
+                .cosign_build()
+                .run()
+                .context("building cosign from the pinned Go module")?;
+            std::fs::write(linters.cosign_stamp(), linters.cosign_pin()?)
+                .context("writing the cosign stamp")
+        })?;
     }
 
     // Talos's own code judges our artefacts (xtask/tests/conformance.rs): the harness needs the
@@ -266,17 +154,8 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
             crate::conformance::required_go(project).unwrap_or_default()
         )
     })?;
-    if args.dry_run {
-        println!(
-            "(cd {} && {}go build -mod=readonly -o {} .)",
-            crate::conformance::DIR,
-            go.toolchain
-                .as_ref()
-                .map(|t| format!("GOTOOLCHAIN={t} "))
-                .unwrap_or_default(),
-            project.target_dir().join("conformance/conformance")
-        );
-    } else {
+    let (harness, _) = crate::conformance::build_command(project, &go, None);
+    runner.act(&harness, || {
         let started = std::time::Instant::now();
         crate::conformance::build(project, &go)?;
         eprintln!(
@@ -284,7 +163,8 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
             crate::conformance::DIR,
             started.elapsed().as_secs_f64()
         );
-    }
+        Ok(())
+    })?;
 
     // The linters installed by this command live under target/, not on PATH.
     let mut dirs: Vec<std::path::PathBuf> =
@@ -292,29 +172,134 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     dirs.insert(0, linters.bin.clone().into());
     dirs.insert(0, linters.zizmor_dir.join("bin").into());
     let path = std::env::join_paths(dirs).context("building PATH")?;
+    let path = path.to_str().context("PATH is not UTF-8")?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let extra = &args.cargo_args;
-    if args.dry_run {
-        let mut line = vec![
-            "XTASK_REQUIRE_TOOLS=1".to_owned(),
-            cargo,
-            "test".into(),
-            "--workspace".into(),
-            "--locked".into(),
-            "--".into(),
-        ];
-        line.extend(extra.iter().cloned());
-        println!("{}", crate::engine::shell_line(&line));
-        return Ok(());
-    }
-    let mut test = cmd!(sh, "{cargo} test --workspace --locked -- {extra...}")
+    let mut test = Cmd::new(cargo)
+        .current_dir(&project.root)
         .env("XTASK_REQUIRE_TOOLS", "1")
         .env("PATH", path);
     if let Some(toolchain) = &go.toolchain {
         test = test.env("GOTOOLCHAIN", toolchain);
     }
-    test.run().context("the test suite failed")?;
-    Ok(())
+    let test = test
+        .args(["test", "--workspace", "--locked", "--"])
+        .args(&args.cargo_args)
+        .stdout(Io::Inherit)
+        .stderr(Io::Inherit);
+    runner.run(&test).context("the test suite failed")
+}
+
+/// Installs what the suite needs and is missing (in a dry run: prints how). `false` when the
+/// rest is not to run: a dry run with --no-install stops where a real run would fail.
+fn install_tools(args: &Args, runner: Runner, linters: &Linters) -> Result<bool> {
+    let missing = missing_tools();
+    let needs_arm64 = !has_arm64_architecture();
+    let os_release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    // The imager test downloads systemd-boot-efi:arm64 from bookworm-backports (the bookworm
+    // build's stub has no .sbat section), so the suite needs that source even when qemu is
+    // already installed.
+    let needs_backports =
+        is_bookworm(&os_release) && !read_apt_sources().contains("bookworm-backports");
+    let needs_zizmor = !linters.zizmor_installed();
+    // Debian's python3 comes without pip (python3-pip), e.g. in the rust:1-bookworm image.
+    let needs_pip = needs_zizmor && !has_pip();
+    if missing.is_empty() && !needs_arm64 && !needs_zizmor && !needs_backports {
+        return Ok(true);
+    }
+    let zizmor = needs_zizmor.then_some(linters);
+    let bookworm = is_bookworm(&os_release);
+    let mut steps = install_steps(&missing, bookworm, needs_arm64, needs_pip, zizmor);
+    if needs_backports
+        && !steps
+            .iter()
+            .any(|s| s.len() > 1 && s[..2] == ["apt-get", "update"])
+    {
+        steps.insert(0, ["apt-get", "update", "-q"].map(String::from).to_vec());
+    }
+    // The backports source, written before the first `apt-get update`.
+    let source = if needs_backports || steps.iter().flatten().any(|w| w == "bookworm-backports") {
+        backports_source(&os_release, &read_apt_sources())?
+    } else {
+        None
+    };
+    let write_source = source
+        .as_ref()
+        .map(|line| format!("echo '{}' >> {BACKPORTS_LIST}", line.trim_end()));
+    let commands: Vec<Cmd> = steps.iter().map(|step| install_command(step)).collect();
+    let mut what: Vec<&str> = missing.iter().map(|t| t.probe).collect();
+    if needs_arm64 {
+        what.push("the arm64 dpkg architecture");
+    }
+    if needs_zizmor {
+        what.push("zizmor");
+    }
+    if needs_backports {
+        what.push("the bookworm-backports apt source");
+    }
+    if args.no_install {
+        // what the real run does: install nothing (and stop, naming what is missing)
+        runner.note(&format!(
+            "--no-install: nothing is installed; a real run stops here, missing: {}",
+            what.join(", ")
+        ));
+    }
+    if !runner.is_dry_run() && (args.no_install || !can_install()) {
+        let lines: Vec<String> = write_source
+            .iter()
+            .cloned()
+            .chain(commands.iter().map(Cmd::to_string))
+            .collect();
+        bail!(
+            "test tools are missing: {}\n    install them with:\n      {}",
+            what.join(", "),
+            lines.join("\n      ")
+        );
+    }
+    if args.no_install {
+        return Ok(false);
+    }
+    if !runner.is_dry_run() {
+        eprintln!(
+            "installing test tools: {}",
+            missing
+                .iter()
+                .map(|t| t.package)
+                .chain(needs_pip.then_some("python3-pip"))
+                .chain(needs_zizmor.then_some(ZIZMOR))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    if let (Some(shown), Some(line)) = (&write_source, &source) {
+        runner.act(shown, || {
+            std::fs::write(BACKPORTS_LIST, line)
+                .with_context(|| format!("writing {BACKPORTS_LIST}"))
+        })?;
+    }
+    for command in &commands {
+        runner.run(command).context("installing test tools")?;
+    }
+    if !runner.is_dry_run() {
+        let still: Vec<&str> = missing_tools()
+            .iter()
+            .map(|t| t.probe)
+            .chain((!linters.zizmor_installed()).then_some("zizmor"))
+            .collect();
+        if !still.is_empty() {
+            bail!("still missing after install: {}", still.join(", "));
+        }
+    }
+    Ok(true)
+}
+
+/// One install step as run: apt never asks, and its progress shows.
+fn install_command(step: &[String]) -> Cmd {
+    let (program, rest) = step.split_first().expect("steps are non-empty");
+    let mut cmd = Cmd::new(program);
+    if program == "apt-get" {
+        cmd = cmd.env("DEBIAN_FRONTEND", "noninteractive");
+    }
+    cmd.args(rest).stdout(Io::Inherit).stderr(Io::Inherit)
 }
 
 /// zizmor's PyPI name; version and hash are in [`Linters::requirements`].
@@ -348,32 +333,20 @@ impl Linters {
         }
     }
 
-    fn actionlint_build(&self) -> Vec<String> {
-        let out = self.bin.join("actionlint");
-        [
-            "go",
-            "build",
-            "-mod=readonly",
-            "-o",
-            out.as_str(),
+    fn actionlint_build(&self) -> Cmd {
+        go_build(
+            &self.go_module,
+            &self.bin.join("actionlint"),
             "github.com/rhysd/actionlint/cmd/actionlint",
-        ]
-        .map(str::to_owned)
-        .to_vec()
+        )
     }
 
-    fn cosign_build(&self) -> Vec<String> {
-        let out = self.bin.join("cosign");
-        [
-            "go",
-            "build",
-            "-mod=readonly",
-            "-o",
-            out.as_str(),
+    fn cosign_build(&self) -> Cmd {
+        go_build(
+            &self.cosign_module,
+            &self.bin.join("cosign"),
             "github.com/sigstore/cosign/v3/cmd/cosign",
-        ]
-        .map(str::to_owned)
-        .to_vec()
+        )
     }
 
     fn cosign_stamp(&self) -> camino::Utf8PathBuf {
@@ -407,6 +380,15 @@ impl Linters {
                 && self.zizmor_dir.join("bin").join(ZIZMOR).is_file()
         })
     }
+}
+
+/// `go build` of `package` in `module` (its go.mod pins the version) into `out`.
+fn go_build(module: &camino::Utf8Path, out: &camino::Utf8Path, package: &str) -> Cmd {
+    Cmd::new("go")
+        .current_dir(module)
+        .args(["build", "-mod=readonly", "-o", out.as_str(), package])
+        .stdout(Io::Inherit)
+        .stderr(Io::Inherit)
 }
 
 /// `name==VERSION --hash=...` in a requirements file.
@@ -491,11 +473,9 @@ fn install_steps(
     steps
 }
 
-fn has_pip(sh: &Shell) -> bool {
-    cmd!(sh, "python3 -m pip --version")
-        .quiet()
-        .ignore_stdout()
-        .ignore_stderr()
+fn has_pip() -> bool {
+    Cmd::new("python3")
+        .args(["-m", "pip", "--version"])
         .run()
         .is_ok()
 }
@@ -514,10 +494,9 @@ fn is_root() -> bool {
             .unwrap_or(false)
 }
 
-fn has_arm64_architecture(sh: &Shell) -> bool {
-    cmd!(sh, "dpkg --print-foreign-architectures")
-        .quiet()
-        .ignore_stderr()
+fn has_arm64_architecture() -> bool {
+    Cmd::new("dpkg")
+        .arg("--print-foreign-architectures")
         .read()
         .map(|out| out.lines().any(|l| l.trim() == "arm64"))
         .unwrap_or(true)

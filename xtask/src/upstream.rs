@@ -5,8 +5,8 @@
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
-use xshell::{cmd, Shell};
 
+use crate::cmd::{Cmd, Io, Runner};
 use crate::domain::TalosVersion;
 use crate::pin::{self, Pin, SourceArg};
 use crate::project::Project;
@@ -42,21 +42,22 @@ pub struct Upstream {
 
 pub fn run(project: &Project, args: Args) -> Result<()> {
     let pin = Pin::load(project)?;
-    let sh = Shell::new()?;
-    if args.dry_run {
+    let runner = Runner::new(args.dry_run);
+    if runner.is_dry_run() {
+        // what a run without a cache does; the queries on the fetched tree cannot run
         let source = source_url(args.source.source.as_deref().unwrap_or(&pin.repository));
         for command in fetch_commands(&pin, &source, Utf8Path::new("<tmp>")) {
-            println!("{}", crate::engine::shell_line(&command));
+            runner.run(&command)?;
         }
-        println!(
+        runner.note(&format!(
             "then verify that refs/tags/{} is {} and move <tmp> to {}",
             pin.tag,
             pin.commit,
             pin.cache_dir(project)
-        );
+        ));
         return Ok(());
     }
-    let upstream = ensure(&sh, project, &pin, args.source.source.as_deref())?;
+    let upstream = ensure(project, &pin, args.source.source.as_deref())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&upstream)?);
         return Ok(());
@@ -82,14 +83,14 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
 
 /// The pristine tree of the pin: the verified cache, or fetched from `source` (default: the
 /// pinned repository) when there is no cache yet.
-pub fn ensure(sh: &Shell, project: &Project, pin: &Pin, source: Option<&str>) -> Result<Upstream> {
+pub fn ensure(project: &Project, pin: &Pin, source: Option<&str>) -> Result<Upstream> {
     let cache = pin.cache_dir(project);
     let fetched_from = if cache.is_dir() {
-        verify_cache(sh, pin, &cache)?;
+        verify_cache(pin, &cache)?;
         None
     } else {
         let source = source.unwrap_or(&pin.repository);
-        fetch(sh, pin, source, &cache)?;
+        fetch(pin, source, &cache)?;
         Some(source.to_owned())
     };
     let talos_version = pin::read_talos_version(&cache)?;
@@ -117,42 +118,38 @@ fn source_url(source: &str) -> String {
     }
 }
 
-fn fetch_commands(pin: &Pin, source: &str, dir: &Utf8Path) -> Vec<Vec<String>> {
+/// `git init` and a shallow fetch of the tag into `dir`; git never asks for credentials.
+fn fetch_commands(pin: &Pin, source: &str, dir: &Utf8Path) -> [Cmd; 2] {
     let tag = format!("refs/tags/{0}:refs/tags/{0}", pin.tag);
     [
-        vec![
-            "git",
+        crate::git::anywhere().args([
             "-c",
             "init.defaultBranch=pristine",
             "init",
             "--quiet",
             dir.as_str(),
-        ],
-        vec![
-            "git",
-            "-C",
-            dir.as_str(),
-            "fetch",
-            "--quiet",
-            "--depth",
-            "1",
-            "--no-tags",
-            source,
-            &tag,
-        ],
+        ]),
+        crate::git::at(dir)
+            .args([
+                "fetch",
+                "--quiet",
+                "--depth",
+                "1",
+                "--no-tags",
+                source,
+                &tag,
+            ])
+            .env("GIT_TERMINAL_PROMPT", "0"),
     ]
-    .into_iter()
-    .map(|c| c.into_iter().map(str::to_owned).collect())
-    .collect()
 }
 
-fn fetch(sh: &Shell, pin: &Pin, source: &str, cache: &Utf8Path) -> Result<()> {
+fn fetch(pin: &Pin, source: &str, cache: &Utf8Path) -> Result<()> {
     let parent = cache.parent().expect("the cache has a parent");
     std::fs::create_dir_all(parent).with_context(|| format!("creating {parent}"))?;
     // Fetch next to the cache and rename when verified, so a half fetch is never reused.
     let tmp = parent.join(format!(".fetch-{}-{}", pin.commit, std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    let result = fetch_into(sh, pin, source, &tmp).and_then(|()| {
+    let result = fetch_into(pin, source, &tmp).and_then(|()| {
         std::fs::rename(&tmp, cache).with_context(|| format!("moving {tmp} to {cache}"))
     });
     if result.is_err() {
@@ -161,14 +158,11 @@ fn fetch(sh: &Shell, pin: &Pin, source: &str, cache: &Utf8Path) -> Result<()> {
     result
 }
 
-fn fetch_into(sh: &Shell, pin: &Pin, source: &str, dir: &Utf8Path) -> Result<()> {
+fn fetch_into(pin: &Pin, source: &str, dir: &Utf8Path) -> Result<()> {
     let url = source_url(source);
     for command in fetch_commands(pin, &url, dir) {
-        let (program, rest) = command.split_first().unwrap();
-        cmd!(sh, "{program} {rest...}")
-            .quiet()
-            .ignore_stdout()
-            .env("GIT_TERMINAL_PROMPT", "0")
+        command
+            .stdout(Io::Null)
             .run()
             .with_context(|| {
                 format!(
@@ -178,18 +172,22 @@ fn fetch_into(sh: &Shell, pin: &Pin, source: &str, dir: &Utf8Path) -> Result<()>
             })?;
     }
     let tag = format!("refs/tags/{}^{{commit}}", pin.tag);
-    let commit = crate::git::git(sh, dir)
+    let commit = crate::git::at(dir)
         .args(["rev-parse", "--verify", "--quiet", &tag])
         .read()
         .with_context(|| format!("{source} has no tag {}", pin.tag))?;
     check_commit(pin, &commit, source)?;
-    cmd!(
-        sh,
-        "git -C {dir} -c advice.detachedHead=false checkout --quiet --detach {commit}"
-    )
-    .quiet()
-    .run()
-    .with_context(|| format!("checking out {commit}"))?;
+    crate::git::at(dir)
+        .args([
+            "-c",
+            "advice.detachedHead=false",
+            "checkout",
+            "--quiet",
+            "--detach",
+            &commit,
+        ])
+        .run()
+        .with_context(|| format!("checking out {commit}"))?;
     Ok(())
 }
 
@@ -208,8 +206,8 @@ pub fn check_commit(pin: &Pin, found: &str, source: &str) -> Result<()> {
 }
 
 /// A cached tree is reused only when it is still exactly the pinned commit, unmodified.
-fn verify_cache(sh: &Shell, pin: &Pin, cache: &Utf8Path) -> Result<()> {
-    let head = crate::git::git(sh, cache)
+fn verify_cache(pin: &Pin, cache: &Utf8Path) -> Result<()> {
+    let head = crate::git::at(cache)
         .args(["rev-parse", "--verify", "HEAD"])
         .read()
         .with_context(|| {
@@ -220,7 +218,7 @@ fn verify_cache(sh: &Shell, pin: &Pin, cache: &Utf8Path) -> Result<()> {
     if head != pin.commit {
         bail!("the cached upstream tree {cache} is at {head}, not the pinned {}\n    fix: remove it and run `cargo xtask upstream`", pin.commit);
     }
-    let status = crate::git::git(sh, cache)
+    let status = crate::git::at(cache)
         .args([
             "status",
             "--porcelain",
@@ -276,8 +274,8 @@ mod tests {
     fn the_fetch_is_shallow_and_takes_only_the_tag() {
         let commands = fetch_commands(&pin(), "file:///srv/mirror", Utf8Path::new("/tmp/x"));
         assert_eq!(
-            commands[1].join(" "),
-            "git -C /tmp/x fetch --quiet --depth 1 --no-tags file:///srv/mirror refs/tags/v1.6.2:refs/tags/v1.6.2"
+            commands[1].to_string(),
+            "GIT_TERMINAL_PROMPT=0 git -C /tmp/x fetch --quiet --depth 1 --no-tags file:///srv/mirror refs/tags/v1.6.2:refs/tags/v1.6.2"
         );
     }
 }

@@ -9,7 +9,8 @@ use std::collections::BTreeSet;
 
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
-use xshell::Shell;
+
+use crate::cmd::Cmd;
 
 use super::decision::Change;
 use super::output::short;
@@ -31,7 +32,6 @@ const CONFIG: &[&str] = &[
 ];
 
 pub struct Git {
-    sh: Shell,
     repo: Utf8PathBuf,
     /// Fetches done, for the report.
     pub notes: Vec<String>,
@@ -39,28 +39,22 @@ pub struct Git {
 
 impl Git {
     pub fn new(repo: &Utf8Path) -> Result<Git> {
-        let sh = Shell::new().context("starting a shell")?;
         Ok(Git {
-            sh,
             repo: repo.to_owned(),
             notes: Vec::new(),
         })
     }
 
-    fn git(&self, args: &[&str]) -> xshell::Cmd<'_> {
-        crate::git::git(&self.sh, &self.repo)
+    fn git(&self, args: &[&str]) -> Cmd {
+        crate::git::at(&self.repo)
             .args(["--no-pager", "--literal-pathspecs"])
             .args(CONFIG)
             .args(args)
-            .ignore_stderr()
     }
 
+    /// stdout of a successful call; a failure quotes git's stderr.
     fn output(&self, args: &[&str]) -> Result<Vec<u8>> {
-        let out = self
-            .git(args)
-            .output()
-            .with_context(|| format!("`git {}` failed", args.join(" ")))?;
-        Ok(out.stdout)
+        self.git(args).read_bytes()
     }
 
     fn line(&self, args: &[&str]) -> Result<String> {

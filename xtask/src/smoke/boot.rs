@@ -9,7 +9,7 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStderr, ChildStdout, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
@@ -20,6 +20,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
 
 use super::pattern::Pattern;
+use crate::cmd::{Cmd, Io, Runner};
 use crate::progress::Progress;
 
 /// What Talos prints on the console when it is up and waiting for a machine config.
@@ -469,89 +470,124 @@ fn check_inputs(media: &Media) -> Result<()> {
     Ok(())
 }
 
-/// The shell lines that prepare what `dry_run_command` names (for `--dry-run`): the firmware
-/// copies padded to the pflash size and the decompressed disk. Empty for a direct kernel boot.
-pub fn dry_run_preparation(opts: &BootOptions, firmware: Result<Firmware>) -> Vec<String> {
-    let Media::Disk { path } = &opts.media else {
-        return Vec::new();
+/// One step of preparing what qemu reads: the shell lines a dry run prints, and the work.
+pub struct Step {
+    pub shown: String,
+    work: Work,
+}
+
+enum Work {
+    Mkdir(Utf8PathBuf),
+    /// The firmware's code and vars copied to these files and padded to the pflash size;
+    /// `Err` says why there is no firmware.
+    Firmware(
+        std::result::Result<Firmware, String>,
+        Utf8PathBuf,
+        Utf8PathBuf,
+    ),
+    Decompress(Cmd),
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+impl Step {
+    fn run(&self) -> Result<()> {
+        match &self.work {
+            Work::Mkdir(dir) => {
+                std::fs::create_dir_all(dir).with_context(|| format!("creating {dir}"))
+            }
+            Work::Firmware(Ok(firmware), code, vars) => {
+                pflash_copy(Some(&firmware.code), code)?;
+                pflash_copy(firmware.vars.as_deref(), vars)
+            }
+            Work::Firmware(Err(err), ..) => bail!("{err}"),
+            Work::Decompress(xz) => xz
+                .run()
+                .context("decompressing the disk image (is xz-utils installed?)"),
+        }
+    }
+}
+
+/// The steps that prepare what qemu reads for a disk boot (none for a direct kernel boot):
+/// the firmware copies padded to the pflash size and the decompressed disk; and the files
+/// qemu is then given.
+pub fn preparation(opts: &BootOptions, firmware: Result<Firmware>) -> (Vec<Step>, Prepared) {
+    let mut prepared = Prepared {
+        pflash: None,
+        disk: None,
+        host_port: None,
     };
-    let line = |words: &[&str]| crate::engine::shell_line(words);
-    let size = format!("{}M", PFLASH_SIZE / (1024 * 1024));
+    let Media::Disk { path } = &opts.media else {
+        return (Vec::new(), prepared);
+    };
+    let line = |words: &[&str]| crate::cmd::shell_line(words);
     let work = &opts.work_dir;
     let (code, vars) = (work.join("code.fd"), work.join("vars.fd"));
-    let mut lines = vec![line(&["mkdir", "-p", work.as_str()])];
-    match firmware {
+    let mut steps = vec![Step {
+        shown: line(&["mkdir", "-p", work.as_str()]),
+        work: Work::Mkdir(work.clone()),
+    }];
+    let mut shown = Vec::new();
+    match &firmware {
         Ok(firmware) => {
-            lines.push(line(&["cp", firmware.code.as_str(), code.as_str()]));
+            shown.push(line(&["cp", firmware.code.as_str(), code.as_str()]));
             if let Some(template) = &firmware.vars {
-                lines.push(line(&["cp", template.as_str(), vars.as_str()]));
+                shown.push(line(&["cp", template.as_str(), vars.as_str()]));
             }
         }
-        Err(err) => lines.push(format!("# {err:#}")),
+        Err(err) => shown.push(format!("# {err:#}")),
     }
-    lines.push(line(&[
+    let size = format!("{}M", PFLASH_SIZE / (1024 * 1024));
+    shown.push(line(&[
         "truncate",
         "-s",
         &size,
         code.as_str(),
         vars.as_str(),
     ]));
+    steps.push(Step {
+        shown: shown.join("\n"),
+        work: Work::Firmware(
+            firmware.map_err(|e| format!("{e:#}")),
+            code.clone(),
+            vars.clone(),
+        ),
+    });
+    prepared.pflash = Some((code, vars));
     if path.extension() == Some("xz") {
         let out = work.join(path.file_stem().unwrap_or("disk"));
-        lines.push(format!(
-            "{} > {}",
-            line(&["xz", "-dc", path.as_str()]),
-            line(&[out.as_str()])
-        ));
+        let xz = Cmd::new("xz")
+            .args(["-dc", path.as_str()])
+            .stdout(Io::File(out.clone()));
+        steps.push(Step {
+            shown: xz.to_string(),
+            work: Work::Decompress(xz),
+        });
+        prepared.disk = Some(out);
     }
-    lines
+    (steps, prepared)
+}
+
+/// The qemu command for `opts` and the prepared files.
+fn qemu_command(opts: &BootOptions, prepared: &Prepared) -> Cmd {
+    Cmd::new("qemu-system-aarch64").args(qemu_args(opts, prepared))
 }
 
 /// The command `boot` would run, without preparing anything (for `--dry-run`).
-pub fn dry_run_command(opts: &BootOptions) -> Vec<String> {
-    let prepared = Prepared {
-        pflash: matches!(opts.media, Media::Disk { .. })
-            .then(|| (opts.work_dir.join("code.fd"), opts.work_dir.join("vars.fd"))),
-        disk: match &opts.media {
-            Media::Disk { path } if path.extension() == Some("xz") => {
-                Some(opts.work_dir.join(path.file_stem().unwrap_or("disk")))
-            }
-            _ => None,
-        },
-        host_port: opts.port.map(|_| free_port().unwrap_or(0)),
-    };
-    let mut command = vec!["qemu-system-aarch64".to_owned()];
-    command.extend(qemu_args(opts, &prepared));
-    command
+pub fn dry_run_command(opts: &BootOptions) -> Cmd {
+    let (_, mut prepared) = preparation(opts, find_firmware());
+    prepared.host_port = opts.port.map(|_| free_port().unwrap_or(0));
+    qemu_command(opts, &prepared)
 }
 
-fn prepare(opts: &BootOptions) -> Result<Prepared> {
-    let mut prepared = Prepared {
-        pflash: None,
-        disk: None,
-        host_port: None,
-    };
-    if let Media::Disk { path } = &opts.media {
-        std::fs::create_dir_all(&opts.work_dir)
-            .with_context(|| format!("creating {}", opts.work_dir))?;
-        let firmware = find_firmware()?;
-        let (code, vars) = (opts.work_dir.join("code.fd"), opts.work_dir.join("vars.fd"));
-        pflash_copy(Some(&firmware.code), &code)?;
-        pflash_copy(firmware.vars.as_deref(), &vars)?;
-        prepared.pflash = Some((code, vars));
-        if path.extension() == Some("xz") {
-            let out = opts.work_dir.join(path.file_stem().unwrap_or("disk"));
-            let file = File::create(&out).with_context(|| format!("creating {out}"))?;
-            let status = Command::new("xz")
-                .args(["-dc", path.as_str()])
-                .stdout(file)
-                .status()
-                .context("running xz to decompress the disk image (is xz-utils installed?)")?;
-            if !status.success() {
-                bail!("decompressing {path} with xz failed ({status})");
-            }
-            prepared.disk = Some(out);
-        }
+fn prepare(runner: Runner, opts: &BootOptions) -> Result<Prepared> {
+    let (steps, mut prepared) = preparation(opts, find_firmware());
+    for step in &steps {
+        runner.act(step, || step.run())?;
     }
     if opts.port.is_some() {
         prepared.host_port = Some(free_port()?);
@@ -563,12 +599,27 @@ fn prepare(opts: &BootOptions) -> Result<Prepared> {
 /// answer from it), a kernel panic, qemu's exit or the timeout. `Err` only when the boot could
 /// not be attempted (missing files or tools); a failed boot is an `Ok` with `result: failed`.
 pub fn boot(opts: &BootOptions) -> Result<BootResult> {
-    check_inputs(&opts.media)?;
-    let qemu = qemu_binary()?;
-    let _scratch = Scratch(opts.work_dir.clone());
-    let prepared = prepare(opts)?;
-    let args = qemu_args(opts, &prepared);
+    Ok(run(Runner::REAL, opts)?.expect("a real run boots"))
+}
 
+/// [`boot`], or in a dry run the commands it would run (`None`).
+pub fn run(runner: Runner, opts: &BootOptions) -> Result<Option<BootResult>> {
+    // a real run needs its inputs and qemu, and removes its scratch space afterwards
+    let _scratch = match runner.is_dry_run() {
+        true => None,
+        false => {
+            check_inputs(&opts.media)?;
+            qemu_binary()?;
+            Some(Scratch(opts.work_dir.clone()))
+        }
+    };
+    let prepared = prepare(runner, opts)?;
+    let qemu = qemu_command(opts, &prepared);
+    runner.act(&qemu, || watch(opts, &qemu, &prepared))
+}
+
+/// Starts qemu and watches it to a verdict; qemu is killed whatever happens.
+fn watch(opts: &BootOptions, qemu: &Cmd, prepared: &Prepared) -> Result<BootResult> {
     if let Some(dir) = opts.log.parent().filter(|d| !d.as_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {dir}"))?;
     }
@@ -577,18 +628,14 @@ pub fn boot(opts: &BootOptions) -> Result<BootResult> {
 
     let progress = Progress::new(opts.label.clone(), opts.quiet);
     progress.note(&format!("starting qemu, console: {}", opts.log));
-    let mut command = Command::new(&qemu);
-    command
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    // stdin closed, console and stderr piped to the readers below
+    let mut command = qemu.std_command()?;
     kill_with_parent(&mut command);
     let start = Instant::now();
     let mut qemu = Qemu {
         child: command
             .spawn()
-            .with_context(|| format!("starting {qemu}"))?,
+            .with_context(|| format!("starting {}", qemu.program()))?,
     };
     let (tx, rx) = mpsc::channel();
     let stdout = qemu.child.stdout.take().expect("stdout is piped");
@@ -610,7 +657,7 @@ pub fn boot(opts: &BootOptions) -> Result<BootResult> {
         rx,
         tx,
         progress: &progress,
-        prepared: &prepared,
+        prepared,
         stop_probe: Arc::clone(&stop_probe),
         expect_at: None,
         port_at: None,
@@ -971,8 +1018,15 @@ mod tests {
             code: "/fw/CODE.fd".into(),
             vars: Some("/fw/VARS.fd".into()),
         };
+        let lines = |firmware| -> Vec<String> {
+            let (steps, _) = preparation(&opts, firmware);
+            steps
+                .iter()
+                .flat_map(|s| s.shown.lines().map(str::to_owned).collect::<Vec<_>>())
+                .collect()
+        };
         assert_eq!(
-            dry_run_preparation(&opts, Ok(firmware)),
+            lines(Ok(firmware)),
             [
                 "mkdir -p target/smoke/run",
                 "cp /fw/CODE.fd target/smoke/run/code.fd",
@@ -981,14 +1035,14 @@ mod tests {
                 "xz -dc _out/x/metal-arm64.raw.xz > target/smoke/run/metal-arm64.raw",
             ]
         );
-        let missing = dry_run_preparation(&opts, Err(anyhow::anyhow!("no arm64 UEFI firmware")));
+        let missing = lines(Err(anyhow::anyhow!("no arm64 UEFI firmware")));
         assert_eq!(missing[1], "# no arm64 UEFI firmware");
         let kernel = options(Media::Kernel {
             kernel: "k".into(),
             initramfs: "i".into(),
             cmdline: "console=ttyAMA0".into(),
         });
-        assert!(dry_run_preparation(&kernel, Ok(firmware_stub())).is_empty());
+        assert!(preparation(&kernel, Ok(firmware_stub())).0.is_empty());
     }
 
     fn firmware_stub() -> Firmware {
@@ -1003,8 +1057,7 @@ mod tests {
         let opts = options(Media::Disk {
             path: "_out/x/metal-arm64.raw.xz".into(),
         });
-        let args = dry_run_command(&opts);
-        let text = args.join(" ");
+        let text = dry_run_command(&opts).to_string();
         assert!(text.contains("-drive if=pflash,format=raw,unit=0,readonly=on,file=target/smoke/run/code.fd -drive if=pflash,format=raw,unit=1,file=target/smoke/run/vars.fd"), "{text}");
         assert!(text.contains("-drive if=none,id=disk0,format=raw,snapshot=on,file=target/smoke/run/metal-arm64.raw -device virtio-blk-pci,drive=disk0"), "{text}");
         assert!(!text.contains("hostfwd"), "{text}");

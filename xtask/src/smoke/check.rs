@@ -13,8 +13,8 @@ use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
-use xshell::{cmd, Shell};
 
+use crate::cmd::Cmd;
 use crate::domain::record::{BuildRecord, Published, RECORD};
 use crate::domain::{Arch, Finding, ImageRef, Lock, Output, Variant};
 use crate::project::Project;
@@ -86,9 +86,8 @@ pub fn static_checks(
     check_record(&record, shown.as_str(), variant, &lock, &mut report);
     check_target(&record, shown.as_str(), variant, &lock, &mut report);
     check_files(&record, &dir, shown.as_str(), &mut report);
-    let sh = Shell::new()?;
     for &arch in &variant.target.arches {
-        check_installer_archive(&sh, &record, &dir, shown.as_str(), arch, &mut report);
+        check_installer_archive(&record, &dir, shown.as_str(), arch, &mut report);
     }
     check_published(skopeo, &record, shown.as_str(), variant, &mut report);
     Ok(report)
@@ -599,7 +598,6 @@ pub fn platform_problem(config: &Value, arch: Arch) -> Option<String> {
 
 /// The installer archive (docker-archive, or an OCI layout tar) must hold a linux/<arch> image.
 fn check_installer_archive(
-    sh: &Shell,
     record: &BuildRecord,
     dir: &Utf8Path,
     shown: &str,
@@ -615,13 +613,13 @@ fn check_installer_archive(
         return; // already reported by check_files
     }
     let field = format!("files[{i}]");
-    match archive_config(sh, &path) {
+    match archive_config(&path) {
         Ok(config) => match platform_problem(&config, arch) {
             None => {
                 report
                     .checked
                     .push(format!("{name}: config is linux/{arch}"));
-                check_installer_layout(sh, record, &path, &config, shown, &field, arch, report);
+                check_installer_layout(record, &path, &config, shown, &field, arch, report);
             }
             Some(problem) => report.findings.push(
                 Finding::new(shown, field, format!("{name}: {problem}"))
@@ -643,7 +641,6 @@ fn check_installer_archive(
 /// GRUB-era releases, `vmlinuz` and `initramfs.xz`.
 #[allow(clippy::too_many_arguments)]
 fn check_installer_layout(
-    sh: &Shell,
     record: &BuildRecord,
     path: &Utf8Path,
     config: &Value,
@@ -665,7 +662,7 @@ fn check_installer_layout(
                 .fix(fix.clone()),
         );
     }
-    let assets = match last_layer(sh, path).and_then(|layer| layer_files(sh, &layer)) {
+    let assets = match last_layer(path).and_then(|layer| layer_files(&layer)) {
         Ok(files) => {
             let prefix = format!("usr/install/{arch}/");
             files
@@ -704,8 +701,8 @@ fn check_installer_layout(
 }
 
 /// The bytes of the image's topmost layer (docker-archive or OCI layout tar).
-fn last_layer(sh: &Shell, archive: &Utf8Path) -> Result<Vec<u8>> {
-    if let Ok(manifest) = tar_member(sh, archive, "manifest.json") {
+fn last_layer(archive: &Utf8Path) -> Result<Vec<u8>> {
+    if let Ok(manifest) = tar_member(archive, "manifest.json") {
         let manifest: Value =
             serde_json::from_slice(&manifest).context("manifest.json is not JSON")?;
         let layer = manifest[0]["Layers"]
@@ -713,15 +710,15 @@ fn last_layer(sh: &Shell, archive: &Utf8Path) -> Result<Vec<u8>> {
             .and_then(|l| l.last())
             .and_then(Value::as_str)
             .context("manifest.json names no layer")?;
-        return tar_member(sh, archive, layer);
+        return tar_member(archive, layer);
     }
-    let index: Value = serde_json::from_slice(&tar_member(sh, archive, "index.json")?)
+    let index: Value = serde_json::from_slice(&tar_member(archive, "index.json")?)
         .context("index.json is not JSON")?;
     let blob = |digest: &str| -> Result<Vec<u8>> {
         let hex = digest
             .strip_prefix("sha256:")
             .context("digest is not sha256")?;
-        tar_member(sh, archive, &format!("blobs/sha256/{hex}"))
+        tar_member(archive, &format!("blobs/sha256/{hex}"))
     };
     let mut manifest: Value = serde_json::from_slice(&blob(
         index["manifests"][0]["digest"]
@@ -745,13 +742,12 @@ fn last_layer(sh: &Shell, archive: &Utf8Path) -> Result<Vec<u8>> {
 }
 
 /// The member names of a layer (a tar, gzip-compressed or not).
-fn layer_files(sh: &Shell, layer: &[u8]) -> Result<Vec<String>> {
+fn layer_files(layer: &[u8]) -> Result<Vec<String>> {
     let gzip = layer.starts_with(&[0x1f, 0x8b]);
     let flags = if gzip { "-tzf" } else { "-tf" };
-    let out = cmd!(sh, "tar {flags} -")
-        .stdin(layer)
-        .quiet()
-        .ignore_status()
+    let out = Cmd::new("tar")
+        .args([flags, "-"])
+        .stdin_bytes(layer)
         .output()?;
     if !out.status.success() {
         anyhow::bail!("not a tar: {}", String::from_utf8_lossy(&out.stderr).trim());
@@ -762,10 +758,9 @@ fn layer_files(sh: &Shell, layer: &[u8]) -> Result<Vec<String>> {
         .collect())
 }
 
-fn tar_member(sh: &Shell, archive: &Utf8Path, member: &str) -> Result<Vec<u8>> {
-    let out = cmd!(sh, "tar --force-local -xOf {archive} {member}")
-        .quiet()
-        .ignore_status()
+fn tar_member(archive: &Utf8Path, member: &str) -> Result<Vec<u8>> {
+    let out = Cmd::new("tar")
+        .args(["--force-local", "-xOf", archive.as_str(), member])
         .output()?;
     if !out.status.success() {
         anyhow::bail!(
@@ -776,21 +771,21 @@ fn tar_member(sh: &Shell, archive: &Utf8Path, member: &str) -> Result<Vec<u8>> {
     Ok(out.stdout)
 }
 
-fn archive_config(sh: &Shell, archive: &Utf8Path) -> Result<Value> {
+fn archive_config(archive: &Utf8Path) -> Result<Value> {
     let json = |bytes: Vec<u8>, what: &str| -> Result<Value> {
         serde_json::from_slice(&bytes).with_context(|| format!("{what} is not JSON"))
     };
-    if let Ok(manifest) = tar_member(sh, archive, "manifest.json") {
+    if let Ok(manifest) = tar_member(archive, "manifest.json") {
         // docker-archive: [{"Config": "<member>", "Layers": [...]}]
         let manifest = json(manifest, "manifest.json")?;
         let config = manifest[0]["Config"]
             .as_str()
             .context("manifest.json names no Config")?;
-        return json(tar_member(sh, archive, config)?, config);
+        return json(tar_member(archive, config)?, config);
     }
     // OCI layout: index.json -> manifest blob -> config blob
     let index = json(
-        tar_member(sh, archive, "index.json")
+        tar_member(archive, "index.json")
             .context("neither a docker-archive (manifest.json) nor an OCI layout (index.json)")?,
         "index.json",
     )?;
@@ -798,10 +793,7 @@ fn archive_config(sh: &Shell, archive: &Utf8Path) -> Result<Value> {
         let hex = digest
             .strip_prefix("sha256:")
             .context("digest is not sha256")?;
-        json(
-            tar_member(sh, archive, &format!("blobs/sha256/{hex}"))?,
-            digest,
-        )
+        json(tar_member(archive, &format!("blobs/sha256/{hex}"))?, digest)
     };
     let manifest = blob(
         index["manifests"][0]["digest"]
@@ -1173,10 +1165,10 @@ mod tests {
             std::fs::write(path, "x").unwrap();
         }
         std::fs::create_dir_all(dir.join("layer")).unwrap();
-        let sh = Shell::new().unwrap();
         let layer_dir = dir.join("layer");
-        cmd!(sh, "tar -cf {dir}/layer.tar -C {layer_dir} .")
-            .quiet()
+        let layer = dir.join("layer.tar");
+        Cmd::new("tar")
+            .args(["-cf", layer.as_str(), "-C", layer_dir.as_str(), "."])
             .run()
             .unwrap();
         std::fs::write(
@@ -1192,13 +1184,11 @@ mod tests {
         )
         .unwrap();
         let archive = dir.join("installer-arm64.tar");
-        cmd!(
-            sh,
-            "tar -cf {archive} -C {dir} manifest.json config.json layer.tar"
-        )
-        .quiet()
-        .run()
-        .unwrap();
+        Cmd::new("tar")
+            .args(["-cf", archive.as_str(), "-C", dir.as_str()])
+            .args(["manifest.json", "config.json", "layer.tar"])
+            .run()
+            .unwrap();
         archive
     }
 
@@ -1211,8 +1201,7 @@ mod tests {
         let rec = record("compute", &[]);
         let layout = |entrypoint: &str, files: &[&str]| {
             let archive = installer_archive(&dir, entrypoint, files);
-            let sh = Shell::new().unwrap();
-            let config = archive_config(&sh, &archive).unwrap();
+            let config = archive_config(&archive).unwrap();
             let mut report = Report {
                 variant: "compute".into(),
                 record: "r".into(),
@@ -1220,7 +1209,6 @@ mod tests {
                 findings: Vec::new(),
             };
             check_installer_layout(
-                &sh,
                 &rec,
                 &archive,
                 &config,

@@ -198,6 +198,29 @@ fn the_domain_names_nothing_else_of_the_crate() {
     );
 }
 
+/// Every external command goes through the runner (`src/cmd.rs`: printed exactly under
+/// `--dry-run`, secrets redacted, failures named) and every git through `src/git.rs`, which
+/// scrubs the inherited GIT_DIR and friends.
+#[test]
+fn commands_start_only_through_the_runner_and_git_only_through_its_wrapper() {
+    let mut offenders = Vec::new();
+    for (file, text) in sources(&src()) {
+        for line in code(non_test(&text)) {
+            let spawns = line.contains("Command::new(") || line.contains("xshell");
+            let git = line.contains("Cmd::new(\"git\")");
+            if (spawns && file != "cmd") || (git && file != "git") {
+                offenders.push(format!("src/{file}.rs: {}", line.trim()));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "commands start through crate::cmd::Cmd (and git through crate::git::at / anywhere), \
+         so that --dry-run prints them exactly and git ignores an inherited GIT_DIR:\n  {}",
+        offenders.join("\n  ")
+    );
+}
+
 #[test]
 fn modules_import_each_other_in_one_direction_only() {
     let graph = crate_graph(&src());
