@@ -127,10 +127,10 @@ impl Step {
                     .replace("<cluster>", "c")
                     .replace("<endpoint>", "e")
                     .replace("<node>", "n");
-                if crate::engine::shell_line(&[&bare]) == bare {
+                if crate::cmd::shell_line(&[&bare]) == bare {
                     w.clone()
                 } else {
-                    crate::engine::shell_line(&[w])
+                    crate::cmd::shell_line(&[w])
                 }
             })
             .collect();

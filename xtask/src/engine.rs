@@ -144,11 +144,6 @@ pub fn preflight(needs: &[Need]) -> Result<()> {
     bail!(message)
 }
 
-/// Quotes words for display as one shell line (what `--dry-run` prints).
-pub fn shell_line<S: AsRef<str>>(words: &[S]) -> String {
-    crate::cmd::shell_line(words)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,24 +166,6 @@ mod tests {
                 "cat /usr/lib/binfmt.d/qemu-aarch64.conf > /proc/sys/fs/binfmt_misc/register"
             ),
             "{problem}"
-        );
-    }
-
-    #[test]
-    fn shell_line_quotes_only_what_needs_it() {
-        assert_eq!(
-            shell_line(&[
-                "podman",
-                "run",
-                "--rm",
-                "-i",
-                "ghcr.io/siderolabs/imager:v1.13.99"
-            ]),
-            "podman run --rm -i ghcr.io/siderolabs/imager:v1.13.99"
-        );
-        assert_eq!(
-            shell_line(&["echo", "a b", "it's", ""]),
-            "echo 'a b' 'it'\\''s' ''"
         );
     }
 

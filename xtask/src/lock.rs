@@ -26,8 +26,8 @@ use crate::cmd::Cmd;
 use crate::domain::diag::{self, Finding};
 use crate::domain::extension::EXTENSIONS_REPOSITORY;
 use crate::domain::lock::SHOWN;
-use crate::domain::Variant;
 use crate::domain::oci::{layer_format, parse_manifest, platform_order, LayerFormat, Manifest};
+use crate::domain::Variant;
 use crate::domain::{Digest, ImageRef, Lock, TalosVersion};
 use crate::pin;
 use crate::project::Project;
@@ -426,7 +426,10 @@ pub fn resolve(
 /// lacks it (a mirror holding only the extensions) leaves it unpinned, with a warning; a
 /// `--locked` build then refuses to run an unpinned imager.
 fn pin_image(skopeo: &Skopeo, image: &str, what: &str) -> Option<ImageRef> {
-    match skopeo.inspect_raw(image).and_then(|raw| pinned(image, &raw)) {
+    match skopeo
+        .inspect_raw(image)
+        .and_then(|raw| pinned(image, &raw))
+    {
         Ok(reference) => Some(reference),
         Err(err) => {
             eprintln!(
@@ -512,11 +515,7 @@ fn fetch_cached(
         return Ok(dir);
     }
     std::fs::create_dir_all(&cache).with_context(|| format!("creating {cache}"))?;
-    let tmp = cache.join(format!(
-        ".{}.tmp-{}",
-        digest.hex(),
-        std::process::id()
-    ));
+    let tmp = cache.join(format!(".{}.tmp-{}", digest.hex(), std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     if let Err(err) = skopeo.fetch_to_dir(reference, &tmp) {
         let _ = std::fs::remove_dir_all(&tmp);
@@ -1161,9 +1160,14 @@ mod tests {
         assert_eq!(Lock::parse(&l.to_text()).unwrap(), l, "round trip");
 
         let mut l = lock(&[]);
-        let err = add_overlays(&mut l, &"ghcr.io/c/c:1".into(), &catalog(), &["rpi-generic".to_owned()].into())
-            .unwrap_err()
-            .to_string();
+        let err = add_overlays(
+            &mut l,
+            &"ghcr.io/c/c:1".into(),
+            &catalog(),
+            &["rpi-generic".to_owned()].into(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("`rpi-generic` (did you mean `rpi_generic`?)"),
             "{err}"

@@ -22,6 +22,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::cmd::Cmd;
 use crate::domain::profile::{ContainerAsset, Kind, Profile};
+use crate::domain::{Arch, ImageRef};
 use crate::registry::Skopeo;
 
 /// Where the layouts appear inside the imager's container.
@@ -70,10 +71,11 @@ impl Prefetch {
                 continue;
             }
             let dir = self.dir.join(&want.name);
-            if is_pinned(&want.reference) && dir.join("index.json").is_file() {
+            // a reference by digest cannot change underneath: a layout fetched once stays valid
+            if want.reference.digest.is_some() && dir.join("index.json").is_file() {
                 fetched.reused += 1;
             } else {
-                self.fetch(&want.reference, &want.arch, &dir)?;
+                self.fetch(&want.reference, want.arch, &dir)?;
                 fetched.images += 1;
             }
             done.insert(want.name.clone());
@@ -81,14 +83,17 @@ impl Prefetch {
         Ok(fetched)
     }
 
-    fn fetch(&self, reference: &str, arch: &str, dir: &Utf8Path) -> Result<()> {
+    fn fetch(&self, reference: &ImageRef, arch: Arch, dir: &Utf8Path) -> Result<()> {
+        let arch = arch.as_str();
         let tmp = dir.with_file_name(format!(
             ".{}.tmp-{}",
             dir.file_name().unwrap_or("layout"),
             std::process::id()
         ));
         let skopeo = self.skopeo.lock().unwrap();
-        let cmd = skopeo.fetch_to_oci_cmd(&without_tag(reference), arch, &tmp)?;
+        // skopeo refuses a tag and a digest together
+        let source = reference.by_digest_alone().to_string();
+        let cmd = skopeo.fetch_to_oci_cmd(&source, arch, &tmp)?;
         skopeo.runner.act(&cmd, || {
             std::fs::create_dir_all(&self.dir).with_context(|| format!("creating {}", self.dir))?;
             let _ = std::fs::remove_dir_all(&tmp);
@@ -105,35 +110,14 @@ impl Prefetch {
     }
 }
 
-/// `ref@sha256:…` cannot change underneath: a layout fetched once stays valid.
-fn is_pinned(reference: &str) -> bool {
-    reference.contains("@sha256:")
-}
-
-/// `host/repo:tag@sha256:…` as `host/repo@sha256:…`: skopeo refuses a tag and a digest
-/// together, and the digest alone names the content.
-fn without_tag(reference: &str) -> String {
-    match reference.split_once('@') {
-        Some((name, digest)) => {
-            let slash = name.rfind('/').map_or(0, |i| i + 1);
-            let repo = match name[slash..].find(':') {
-                Some(colon) => &name[..slash + colon],
-                None => name,
-            };
-            format!("{repo}@{digest}")
-        }
-        None => reference.to_owned(),
-    }
-}
-
 /// The layout directory for `reference` built for `arch`: the digest when pinned (so equal
 /// content shares a layout), else a hash of the reference.
-pub fn layout_name(reference: &str, arch: &str) -> String {
-    match reference.split_once("@sha256:") {
-        Some((_, hex)) => format!("sha256-{hex}-{arch}"),
+pub fn layout_name(reference: &ImageRef, arch: Arch) -> String {
+    match &reference.digest {
+        Some(digest) => format!("sha256-{}-{arch}", digest.hex()),
         None => format!(
             "ref-{}-{arch}",
-            &crate::fsutil::sha256_hex(reference.as_bytes())[..16]
+            &crate::fsutil::sha256_hex(reference.to_string().as_bytes())[..16]
         ),
     }
 }
@@ -141,8 +125,8 @@ pub fn layout_name(reference: &str, arch: &str) -> String {
 /// An image an imager run reads from `_out/.oci/<name>`: `reference` for linux/`arch`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Wanted {
-    pub reference: String,
-    pub arch: String,
+    pub reference: ImageRef,
+    pub arch: Arch,
     pub name: String,
 }
 
@@ -151,27 +135,27 @@ pub struct Wanted {
 /// the base installer and the overlay installer (target arch) only for `installer`, and the
 /// board overlay for the arch it runs on itself (`imager_arch`). Images it does not read are
 /// not fetched.
-pub fn with_oci_paths(mut profile: Profile, imager_arch: &str) -> (Profile, Vec<Wanted>) {
-    let target = profile.arch.as_str().to_owned();
+pub fn with_oci_paths(mut profile: Profile, imager_arch: Arch) -> (Profile, Vec<Wanted>) {
+    let target = profile.arch;
     let mut wanted = Vec::new();
-    let mut give = |asset: &mut ContainerAsset, arch: &str| {
+    let mut give = |asset: &mut ContainerAsset, arch: Arch| {
         let name = layout_name(&asset.image_ref, arch);
         asset.oci_path = Some(format!("{MOUNT}/{name}"));
         wanted.push(Wanted {
             reference: asset.image_ref.clone(),
-            arch: arch.to_owned(),
+            arch,
             name,
         });
     };
     if !matches!(profile.output.kind, Kind::Kernel | Kind::Cmdline) {
         for ext in &mut profile.input.system_extensions {
-            give(ext, &target);
+            give(ext, target);
         }
     }
     if matches!(profile.output.kind, Kind::Installer) {
-        give(&mut profile.input.base_installer, &target);
+        give(&mut profile.input.base_installer, target);
         if let Some(overlay) = &mut profile.input.overlay_installer {
-            give(overlay, &target);
+            give(overlay, target);
         }
     }
     if let Some(overlay) = &mut profile.overlay {
@@ -181,13 +165,13 @@ pub fn with_oci_paths(mut profile: Profile, imager_arch: &str) -> (Profile, Vec<
 }
 
 /// The architecture the imager itself runs as: the host's, or the target's under `--emulate`.
-pub fn imager_arch(target: crate::domain::Arch, emulate: bool) -> &'static str {
+pub fn imager_arch(target: Arch, emulate: bool) -> Arch {
     if emulate {
-        return target.as_str();
+        return target;
     }
     match std::env::consts::ARCH {
-        "aarch64" => "arm64",
-        _ => "amd64",
+        "aarch64" => Arch::Arm64,
+        _ => Arch::Amd64,
     }
 }
 
@@ -236,37 +220,58 @@ fn read_json(path: &Utf8Path) -> Result<serde_json::Value> {
 mod tests {
     use super::*;
 
+    const HEX: &str = "abababababababababababababababababababababababababababababababab";
+
+    fn image(reference: &str) -> ImageRef {
+        ImageRef::parse(reference).unwrap()
+    }
+
     #[test]
     fn layouts_are_named_by_digest_when_pinned() {
         assert_eq!(
-            layout_name("ghcr.io/siderolabs/zfs:2.4.3-v1.13.99@sha256:abc", "arm64"),
-            "sha256-abc-arm64"
+            layout_name(
+                &image(&format!(
+                    "ghcr.io/siderolabs/zfs:2.4.3-v1.13.99@sha256:{HEX}"
+                )),
+                Arch::Arm64
+            ),
+            format!("sha256-{HEX}-arm64")
         );
-        let by_tag = layout_name("ghcr.io/siderolabs/installer-base:v1.13.99", "arm64");
+        let by_tag = layout_name(
+            &image("ghcr.io/siderolabs/installer-base:v1.13.99"),
+            Arch::Arm64,
+        );
         assert!(
             by_tag.starts_with("ref-") && by_tag.ends_with("-arm64"),
             "{by_tag}"
         );
         assert_ne!(
             by_tag,
-            layout_name("ghcr.io/siderolabs/installer-base:v1.13.98", "arm64")
+            layout_name(
+                &image("ghcr.io/siderolabs/installer-base:v1.13.98"),
+                Arch::Arm64
+            )
         );
     }
 
     #[test]
     fn a_pinned_reference_is_fetched_by_digest_alone() {
-        assert_eq!(
-            without_tag("ghcr.io/siderolabs/zfs:2.4.3-v1.13.99@sha256:abc"),
-            "ghcr.io/siderolabs/zfs@sha256:abc"
-        );
-        assert_eq!(
-            without_tag("127.0.0.1:5000/siderolabs/zfs@sha256:abc"),
-            "127.0.0.1:5000/siderolabs/zfs@sha256:abc"
-        );
-        assert_eq!(
-            without_tag("ghcr.io/siderolabs/installer-base:v1.13.99"),
-            "ghcr.io/siderolabs/installer-base:v1.13.99"
-        );
+        for (reference, fetched) in [
+            (
+                format!("ghcr.io/siderolabs/zfs:2.4.3-v1.13.99@sha256:{HEX}"),
+                format!("ghcr.io/siderolabs/zfs@sha256:{HEX}"),
+            ),
+            (
+                format!("127.0.0.1:5000/siderolabs/zfs@sha256:{HEX}"),
+                format!("127.0.0.1:5000/siderolabs/zfs@sha256:{HEX}"),
+            ),
+            (
+                "ghcr.io/siderolabs/installer-base:v1.13.99".to_owned(),
+                "ghcr.io/siderolabs/installer-base:v1.13.99".to_owned(),
+            ),
+        ] {
+            assert_eq!(image(&reference).by_digest_alone().to_string(), fetched);
+        }
     }
 
     #[test]

@@ -129,4 +129,3 @@ pub fn run(project: &Project, args: Args, judge: Judge) -> Result<()> {
     }
     Ok(())
 }
-

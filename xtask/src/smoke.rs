@@ -443,7 +443,7 @@ mod tests {
             .map(String::from)
             .to_vec();
         assert_eq!(
-            crate::engine::shell_line(&words),
+            crate::cmd::shell_line(&words),
             "qemu -append 'console=ttyAMA0 quiet' romfile="
         );
     }

@@ -80,6 +80,18 @@ pub struct ImageRef {
 }
 
 impl ImageRef {
+    /// The reference by its digest alone when it has one (`host/repo@sha256:…`): the digest
+    /// names the content, and a registry client may refuse a tag and a digest together.
+    pub fn by_digest_alone(&self) -> ImageRef {
+        match &self.digest {
+            Some(_) => ImageRef {
+                tag: None,
+                ..self.clone()
+            },
+            None => self.clone(),
+        }
+    }
+
     /// The last path component: `zfs` for `ghcr.io/siderolabs/zfs`.
     pub fn name(&self) -> &str {
         self.repository

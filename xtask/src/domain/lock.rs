@@ -183,14 +183,21 @@ impl Lock {
                 },
                 Ok(r) => return Some(r),
             };
-            problems.push(Finding::new(SHOWN, field, problem).value(reference).fix(fix));
+            problems.push(
+                Finding::new(SHOWN, field, problem)
+                    .value(reference)
+                    .fix(fix),
+            );
             None
         };
         let overlays: BTreeMap<String, ImageRef> = file
             .overlays
             .iter()
             .filter_map(|(name, reference)| {
-                Some((name.clone(), pinned(format!("overlays.{name}"), reference, true)?))
+                Some((
+                    name.clone(),
+                    pinned(format!("overlays.{name}"), reference, true)?,
+                ))
             })
             .collect();
         let overlays_image = file

@@ -98,7 +98,7 @@ pub struct FileAsset {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerAsset {
-    pub image_ref: String,
+    pub image_ref: ImageRef,
     /// An OCI image layout the imager reads instead of pulling `image_ref` (see prefetch.rs);
     /// set only on the profile handed to the imager.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -227,7 +227,7 @@ pub fn for_output(
         (Some(choice), Some(image_ref)) if boots => Some(Overlay {
             name: choice.name.clone(),
             image: ContainerAsset {
-                image_ref: image_ref.to_string(),
+                image_ref: image_ref.clone(),
                 oci_path: None,
             },
             options: choice.options.clone(),
@@ -251,9 +251,11 @@ pub fn for_output(
                 path: format!("/usr/install/{arch}/initramfs.xz"),
             },
             base_installer: ContainerAsset {
-                image_ref: locked
-                    .base_installer
-                    .map_or_else(|| base_installer_image(talos_version), ToString::to_string),
+                image_ref: locked.base_installer.cloned().unwrap_or_else(|| ImageRef {
+                    repository: BASE_INSTALLER.to_owned(),
+                    tag: Some(talos_version.to_string()),
+                    digest: None,
+                }),
                 oci_path: None,
             },
             overlay_installer,
@@ -261,7 +263,7 @@ pub fn for_output(
                 .extension_refs
                 .iter()
                 .map(|r| ContainerAsset {
-                    image_ref: r.to_string(),
+                    image_ref: r.clone(),
                     oci_path: None,
                 })
                 .collect(),

@@ -108,7 +108,10 @@ impl Schematic {
             put("extraKernelArgs", json!(c.extra_kernel_args));
         }
         if !c.meta.is_empty() {
-            let meta = c.meta.iter().map(|m| json!({"key": m.key, "value": m.value}));
+            let meta = c
+                .meta
+                .iter()
+                .map(|m| json!({"key": m.key, "value": m.value}));
             put("meta", Value::Array(meta.collect()));
         }
         if !c.official_extensions.is_empty() {
@@ -121,10 +124,7 @@ impl Schematic {
             put("secureboot", json!({"includeWellKnownCertificates": true}));
         }
         if c.disk_image_sector_size != 0 {
-            put(
-                "diskImage",
-                json!({"sectorSize": c.disk_image_sector_size}),
-            );
+            put("diskImage", json!({"sectorSize": c.disk_image_sector_size}));
         }
         doc.insert("customization".into(), Value::Object(customization));
         super::yaml::to_string(&Value::Object(doc), 4)
@@ -145,7 +145,6 @@ pub fn factory_image(reference: &ImageRef) -> String {
         _ => repository.clone(),
     }
 }
-
 
 /// What `schematic --json` prints for one variant.
 #[derive(Debug, Clone, Serialize)]
@@ -471,7 +470,13 @@ mod tests {
                 "repository": "c/talos", "platform": "aws"}"#,
         )
         .unwrap();
-        let r = report(&variant, None, &"v1.13.99".into(), "https://factory.talos.dev", None);
+        let r = report(
+            &variant,
+            None,
+            &"v1.13.99".into(),
+            "https://factory.talos.dev",
+            None,
+        );
         let id = &r.id;
         assert_eq!(
             r.installer,
