@@ -11,6 +11,7 @@ mod engine;
 mod fsutil;
 mod git;
 mod github;
+mod harness;
 mod inputs;
 mod interrupt;
 mod pin;

@@ -77,7 +77,7 @@ pub const TOOLS: &[Tool] = &[
     },
     // Go builds the conformance harness and the Go-pinned linters. Bookworm's own is 1.19, too old
     // to fetch a toolchain; bookworm-backports' 1.23 fetches the one go.mod asks for through the
-    // module proxy (GOTOOLCHAIN, see conformance::find_go).
+    // module proxy (GOTOOLCHAIN, see harness::find_go).
     Tool {
         probe: "go",
         package: "golang-go",
@@ -147,20 +147,20 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     // Talos's own code judges our artefacts (xtask/tests/conformance.rs): the harness needs the
     // Go its go.mod names; an older Go (1.21+) fetches that toolchain through the module proxy.
     // Built here once, timed, so the tests only relink it from Go's cache.
-    let go = crate::conformance::find_go(project)?.ok_or_else(|| {
+    let go = crate::harness::find_go(project)?.ok_or_else(|| {
         anyhow::anyhow!(
             "go is missing: the tests build {}/ (Talos's own code as the judge) with Go >= {}\n    fix: install Go (https://go.dev/doc/install; the workflow's test job uses actions/setup-go)",
-            crate::conformance::DIR,
-            crate::conformance::required_go(project).unwrap_or_default()
+            crate::harness::DIR,
+            crate::harness::required_go(project).unwrap_or_default()
         )
     })?;
-    let (harness, _) = crate::conformance::build_command(project, &go, None);
+    let (harness, _) = crate::harness::build_command(project, &go, None);
     runner.act(&harness, || {
         let started = std::time::Instant::now();
-        crate::conformance::build(project, &go)?;
+        crate::harness::build(project, &go)?;
         eprintln!(
             "conformance harness ({}/, Talos's own code) ready in {:.1}s",
-            crate::conformance::DIR,
+            crate::harness::DIR,
             started.elapsed().as_secs_f64()
         );
         Ok(())

@@ -151,6 +151,10 @@ pub fn build(
         ));
         return Ok(Some((file, true)));
     }
+    // Variants build in parallel, and with `--tree` they share one tree: staging writes
+    // `<tree>/_out/assets/`, which the engine's build then reads. One variant at a time
+    // stages and builds, so no build reads another variant's kernel half-copied.
+    let staging = STAGING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     ctx.runner.act(&format!("{mkdir} && {cp}"), || {
         std::fs::create_dir_all(&assets).with_context(|| format!("creating {assets}"))?;
         for name in [&kernel, &initramfs] {
@@ -164,6 +168,7 @@ pub fn build(
         ctx.runner
             .run(&build)
             .context("building the matchbox image failed")?;
+        drop(staging);
         let _ = std::fs::remove_file(&partial);
         ctx.runner
             .run(&save)
@@ -182,6 +187,9 @@ pub fn build(
     crate::cache::write_cache(&cache_path, &key, &file)?;
     Ok(Some((file, false)))
 }
+
+/// Held from staging the kernel and initramfs into the tree until the engine's build read them.
+static STAGING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The cache entry of the matchbox image in `_out/<variant>/`.
 const CACHE: &str = ".cache/matchbox.json";

@@ -267,9 +267,6 @@ const COMPOSES: &[(&str, &str, &str)] = &[
     ("build", "lock", "build refreshes or checks the lock (`lock::ensure`)"),
     ("build", "patch", "matchbox is built from the patched tree (`patch::prepare_variant`)"),
     ("patch", "upstream", "the series applies to the pristine tree (`upstream::ensure`)"),
-    // a debt: test builds the Go harness through conformance's helpers (they belong in a thin
-    // I/O module for the harness)
-    ("test", "conformance", "debt: the Go harness's build is not a thin I/O module yet"),
 ];
 
 #[test]
