@@ -875,8 +875,8 @@ mod tests {
     fn privileged_only_for_disk_images_before_v1_13() {
         assert!(needs_privileged(&"v1.12.4".into(), Output::Metal));
         assert!(needs_privileged(&"v1.11.0".into(), Output::Nocloud));
-        assert!(!needs_privileged(&"v1.13.6".into(), Output::Metal));
-        assert!(!needs_privileged(&"v1.14.0".into(), Output::Metal));
+        assert!(!needs_privileged(&"v1.13.99".into(), Output::Metal));
+        assert!(!needs_privileged(&"v1.98.0".into(), Output::Metal));
         assert!(!needs_privileged(&"v1.12.4".into(), Output::Installer));
         assert!(!needs_privileged(&"v1.12.4".into(), Output::Kernel));
     }
@@ -927,15 +927,15 @@ mod tests {
 
     #[test]
     fn content_key_changes_with_every_input() {
-        let base = content_key("arch: arm64\n", "ghcr.io/siderolabs/imager:v1.13.6", false);
+        let base = content_key("arch: arm64\n", "ghcr.io/siderolabs/imager:v1.13.99", false);
         assert_eq!(base.len(), 64);
         assert_eq!(
             base,
-            content_key("arch: arm64\n", "ghcr.io/siderolabs/imager:v1.13.6", false)
+            content_key("arch: arm64\n", "ghcr.io/siderolabs/imager:v1.13.99", false)
         );
         assert_ne!(
             base,
-            content_key("arch: amd64\n", "ghcr.io/siderolabs/imager:v1.13.6", false)
+            content_key("arch: amd64\n", "ghcr.io/siderolabs/imager:v1.13.99", false)
         );
         assert_ne!(
             base,
@@ -943,7 +943,7 @@ mod tests {
         );
         assert_ne!(
             base,
-            content_key("arch: arm64\n", "ghcr.io/siderolabs/imager:v1.13.6", true)
+            content_key("arch: arm64\n", "ghcr.io/siderolabs/imager:v1.13.99", true)
         );
     }
 }

@@ -782,9 +782,12 @@ mod tests {
 
     #[test]
     fn release_tags_float_only_from_the_default_branch() {
-        let v = TalosVersion::parse("v1.13.6").unwrap();
-        assert_eq!(release_tags(&v, false), ["v1.13.6"]);
-        assert_eq!(release_tags(&v, true), ["v1.13.6", "latest", "demo-stable"]);
+        let v = TalosVersion::parse("v1.13.99").unwrap();
+        assert_eq!(release_tags(&v, false), ["v1.13.99"]);
+        assert_eq!(
+            release_tags(&v, true),
+            ["v1.13.99", "latest", "demo-stable"]
+        );
     }
 
     #[test]
@@ -867,10 +870,10 @@ mod tests {
                 kind: "installer".into(),
                 image: "ghcr.io/acme/x/talos".into(),
                 digest: "sha256:00".into(),
-                tags: vec!["v1.13.6".into()],
+                tags: vec!["v1.13.99".into()],
                 arches: Vec::new(),
             }],
-            ..BuildRecord::new("gateway", "v1.13.6".into(), crate::domain::Arch::Arm64, "")
+            ..BuildRecord::new("gateway", "v1.13.99".into(), crate::domain::Arch::Arm64, "")
         };
         let smoke = vec![SmokeResult {
             variant: "gateway".into(),
@@ -907,9 +910,9 @@ mod tests {
             md.contains("| release tags | ⏭️ skipped: smoke or an earlier stage failed | 0.0s |"),
             "{md}"
         );
-        assert!(md.contains("### gateway (Talos v1.13.6, arm64)"), "{md}");
+        assert!(md.contains("### gateway (Talos v1.13.99, arm64)"), "{md}");
         assert!(
-            md.contains("- image: `ghcr.io/acme/x/talos@sha256:00` tags: `v1.13.6`"),
+            md.contains("- image: `ghcr.io/acme/x/talos@sha256:00` tags: `v1.13.99`"),
             "{md}"
         );
         assert!(

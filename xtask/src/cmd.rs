@@ -507,10 +507,10 @@ mod tests {
     #[test]
     fn words_are_quoted_only_when_a_shell_would_read_them_otherwise() {
         let cmd =
-            Cmd::new("podman").args(["run", "--rm", "-i", "ghcr.io/siderolabs/imager:v1.13.6"]);
+            Cmd::new("podman").args(["run", "--rm", "-i", "ghcr.io/siderolabs/imager:v1.13.99"]);
         assert_eq!(
             cmd.to_string(),
-            "podman run --rm -i ghcr.io/siderolabs/imager:v1.13.6"
+            "podman run --rm -i ghcr.io/siderolabs/imager:v1.13.99"
         );
         let cmd = Cmd::new("echo").args(["a b", "it's", "", "$HOME", "a*", "x;y"]);
         assert_eq!(

@@ -280,7 +280,7 @@ mod tests {
     use crate::domain::machine_config::*;
     use crate::domain::variant::{TailscaleMode, Variant};
 
-    const IMAGE: &str = "ghcr.io/acme/v/talos:v1.13.6";
+    const IMAGE: &str = "ghcr.io/acme/v/talos:v1.13.99";
 
     fn variant(extensions: &str, config: &str) -> Variant {
         let text = format!(
@@ -333,7 +333,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             body(file(&r, "v.patch.yaml")),
-            "machine:\n  install:\n    image: ghcr.io/acme/v/talos:v1.13.6\n  kernel:\n    modules:\n      - name: drbd\n        parameters:\n          - usermode_helper=disabled\n      - name: drbd_transport_tcp\n      - name: zfs\n"
+            "machine:\n  install:\n    image: ghcr.io/acme/v/talos:v1.13.99\n  kernel:\n    modules:\n      - name: drbd\n        parameters:\n          - usermode_helper=disabled\n      - name: drbd_transport_tcp\n      - name: zfs\n"
         );
         assert!(
             !r.files
@@ -382,7 +382,7 @@ mod tests {
         // selection; `!::/0` keeps IPv4 only, as Talos picks by itself on an IPv4 cluster.
         assert_eq!(
             machine,
-            "machine:\n  install:\n    image: ghcr.io/acme/v/talos:v1.13.6\n  kernel:\n    modules:\n      - name: drbd\n        parameters:\n          - usermode_helper=disabled\n      - name: drbd_transport_tcp\n      - name: zfs\n\
+            "machine:\n  install:\n    image: ghcr.io/acme/v/talos:v1.13.99\n  kernel:\n    modules:\n      - name: drbd\n        parameters:\n          - usermode_helper=disabled\n      - name: drbd_transport_tcp\n      - name: zfs\n\
              \x20 kubelet:\n    nodeIP:\n      validSubnets:\n        - '!100.64.0.0/10'\n        - '!::/0'\n"
         );
         assert_eq!(
@@ -550,7 +550,7 @@ mod tests {
         );
         assert_eq!(
             steps[1],
-            "talosctl gen config <cluster> https://<endpoint>:6443 --with-secrets secrets.yaml --install-image ghcr.io/acme/v/talos:v1.13.6 --config-patch @/c/v.patch.yaml --config-patch-control-plane @/c/v.controlplane.patch.yaml --output v/   # this role's controlplane.yaml and worker.yaml"
+            "talosctl gen config <cluster> https://<endpoint>:6443 --with-secrets secrets.yaml --install-image ghcr.io/acme/v/talos:v1.13.99 --config-patch @/c/v.patch.yaml --config-patch-control-plane @/c/v.controlplane.patch.yaml --output v/   # this role's controlplane.yaml and worker.yaml"
         );
         assert!(
             steps.iter().any(|s| s.starts_with(
@@ -582,7 +582,7 @@ mod tests {
         assert_eq!(r.files.len(), 1);
         assert_eq!(
             body(&r.files[0].text),
-            "machine:\n  install:\n    image: ghcr.io/acme/v/talos:v1.13.6\n"
+            "machine:\n  install:\n    image: ghcr.io/acme/v/talos:v1.13.99\n"
         );
     }
 

@@ -1001,8 +1001,8 @@ mod tests {
                  ghcr.io/otherorg/zfs:9.9@{D1}\n\
                  ghcr.io/siderolabs/extra/zfs:1@{D1}\n\
                  \n# comment\n\
-                 ghcr.io/siderolabs/zfs:2.4.3-v1.13.6@{D2}\n\
-                 ghcr.io/siderolabs/drbd:9.3.2-v1.13.6@{D3}\n"
+                 ghcr.io/siderolabs/zfs:2.4.3-v1.13.99@{D2}\n\
+                 ghcr.io/siderolabs/drbd:9.3.2-v1.13.99@{D3}\n"
             ),
             "test",
         )
@@ -1014,7 +1014,7 @@ mod tests {
         let d = digests();
         assert_eq!(
             d.find("zfs").map(ToString::to_string),
-            Some(format!("ghcr.io/siderolabs/zfs:2.4.3-v1.13.6@{D2}"))
+            Some(format!("ghcr.io/siderolabs/zfs:2.4.3-v1.13.99@{D2}"))
         );
         assert_eq!(
             d.find("zfs-utils").map(ToString::to_string),
@@ -1031,12 +1031,12 @@ mod tests {
             .map(String::from)
             .into();
         let image = format!("ghcr.io/siderolabs/extensions@{D1}").into();
-        let err = lock_from_digests(&"v1.13.6".into(), &image, &digests(), &names)
+        let err = lock_from_digests(&"v1.13.99".into(), &image, &digests(), &names)
             .unwrap_err()
             .to_string();
         assert!(
             err.starts_with(&format!(
-                "Talos v1.13.6 has no such extension in ghcr.io/siderolabs/extensions@{D1}"
+                "Talos v1.13.99 has no such extension in ghcr.io/siderolabs/extensions@{D1}"
             )),
             "{err}"
         );
@@ -1074,8 +1074,8 @@ mod tests {
 
     fn lock(extensions: &[(&str, &str)]) -> Lock {
         Lock {
-            talos_version: "v1.13.6".into(),
-            extensions_image: format!("ghcr.io/siderolabs/extensions:v1.13.6@{D1}").into(),
+            talos_version: "v1.13.99".into(),
+            extensions_image: format!("ghcr.io/siderolabs/extensions:v1.13.99@{D1}").into(),
             extensions: extensions
                 .iter()
                 .map(|(n, r)| (n.to_string(), (*r).into()))
@@ -1123,10 +1123,10 @@ mod tests {
 
     #[test]
     fn talos_versions_are_release_tags() {
-        for good in ["v1.13.6", "v1.14.0-beta.1"] {
+        for good in ["v1.13.99", "v1.98.0-beta.1"] {
             check_version(good).unwrap();
         }
-        for bad in ["1.13.6", "v1.13", "latest", "v1.13.6 ", "v1.x.0"] {
+        for bad in ["1.13.6", "v1.13", "latest", "v1.13.99 ", "v1.x.0"] {
             assert!(check_version(bad).is_err(), "{bad}");
         }
     }
@@ -1147,7 +1147,7 @@ mod tests {
         let names: BTreeSet<String> = ["rpi_generic".to_owned()].into();
         add_overlays(
             &mut l,
-            &format!("ghcr.io/siderolabs/overlays:v1.13.6@{D3}").into(),
+            &format!("ghcr.io/siderolabs/overlays:v1.13.99@{D3}").into(),
             &catalog(),
             &names,
         )
@@ -1185,7 +1185,7 @@ mod tests {
         let mut fresh = lock(&[]);
         add_overlays(
             &mut fresh,
-            &"ghcr.io/siderolabs/overlays:v1.13.6".into(),
+            &"ghcr.io/siderolabs/overlays:v1.13.99".into(),
             &catalog(),
             &["rpi_5".to_owned()].into(),
         )
@@ -1219,7 +1219,7 @@ mod tests {
         );
         let without = lock(&[]);
         let text = compare(Some(&without), &fresh, "fix")[0].to_string();
-        assert!(text.contains("`overlays_image` = (absent): stale: the registry serves ghcr.io/siderolabs/overlays:v1.13.6"), "{text}");
+        assert!(text.contains("`overlays_image` = (absent): stale: the registry serves ghcr.io/siderolabs/overlays:v1.13.99"), "{text}");
     }
 
     #[test]
@@ -1227,7 +1227,7 @@ mod tests {
         let mut l = lock(&[]);
         add_overlays(
             &mut l,
-            &"ghcr.io/siderolabs/overlays:v1.13.6".into(),
+            &"ghcr.io/siderolabs/overlays:v1.13.99".into(),
             &catalog(),
             &["rpi_5".to_owned()].into(),
         )
@@ -1251,10 +1251,10 @@ mod tests {
             .unknown_overlay("variants/pi.json", &v("rpi5"))
             .unwrap()
             .to_string();
-        assert!(f.starts_with("variants/pi.json: field `overlay` = \"rpi5\": unknown to the overlays catalog of Talos v1.13.6"), "{f}");
+        assert!(f.starts_with("variants/pi.json: field `overlay` = \"rpi5\": unknown to the overlays catalog of Talos v1.13.99"), "{f}");
         assert!(f.contains("did you mean \"rpi_5\"?"), "{f}");
         let problems: Vec<_> = l
-            .locked_problems(&[v("rpi_generic")], &"v1.13.6".into())
+            .locked_problems(&[v("rpi_generic")], &"v1.13.99".into())
             .into_iter()
             .filter(|p| p.field.starts_with("overlays"))
             .collect();

@@ -167,9 +167,9 @@ mod tests {
 
     #[test]
     fn version_is_read_from_the_profile_line() {
-        let text = "# generated\narch: amd64\nversion: v1.13.6\ninput:\n  kernel: {}\n";
+        let text = "# generated\narch: amd64\nversion: v1.13.99\ninput:\n  kernel: {}\n";
         let version = |text: &str| parse_talos_version(text).map(|v| v.to_string());
-        assert_eq!(version(text).as_deref(), Some("v1.13.6"));
+        assert_eq!(version(text).as_deref(), Some("v1.13.99"));
         assert_eq!(
             version("version: \"v1.12.0\"\n").as_deref(),
             Some("v1.12.0")

@@ -231,14 +231,14 @@ mod tests {
         assert_eq!(
             layout_name(
                 &image(&format!(
-                    "ghcr.io/siderolabs/zfs:2.4.3-v1.13.6@sha256:{HEX}"
+                    "ghcr.io/siderolabs/zfs:2.4.3-v1.13.99@sha256:{HEX}"
                 )),
                 Arch::Arm64
             ),
             format!("sha256-{HEX}-arm64")
         );
         let by_tag = layout_name(
-            &image("ghcr.io/siderolabs/installer-base:v1.13.6"),
+            &image("ghcr.io/siderolabs/installer-base:v1.13.99"),
             Arch::Arm64,
         );
         assert!(
@@ -248,7 +248,7 @@ mod tests {
         assert_ne!(
             by_tag,
             layout_name(
-                &image("ghcr.io/siderolabs/installer-base:v1.13.7"),
+                &image("ghcr.io/siderolabs/installer-base:v1.13.98"),
                 Arch::Arm64
             )
         );
@@ -258,7 +258,7 @@ mod tests {
     fn a_pinned_reference_is_fetched_by_digest_alone() {
         for (reference, fetched) in [
             (
-                format!("ghcr.io/siderolabs/zfs:2.4.3-v1.13.6@sha256:{HEX}"),
+                format!("ghcr.io/siderolabs/zfs:2.4.3-v1.13.99@sha256:{HEX}"),
                 format!("ghcr.io/siderolabs/zfs@sha256:{HEX}"),
             ),
             (
@@ -266,8 +266,8 @@ mod tests {
                 format!("127.0.0.1:5000/siderolabs/zfs@sha256:{HEX}"),
             ),
             (
-                "ghcr.io/siderolabs/installer-base:v1.13.6".to_owned(),
-                "ghcr.io/siderolabs/installer-base:v1.13.6".to_owned(),
+                "ghcr.io/siderolabs/installer-base:v1.13.99".to_owned(),
+                "ghcr.io/siderolabs/installer-base:v1.13.99".to_owned(),
             ),
         ] {
             assert_eq!(image(&reference).by_digest_alone().to_string(), fetched);

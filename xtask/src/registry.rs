@@ -655,10 +655,10 @@ mod tests {
     #[test]
     fn mirrors_rewrite_only_their_registry_and_skip_tls() {
         let s = skopeo(&["ghcr.io=127.0.0.1:5000"]);
-        let t = s.target("ghcr.io/siderolabs/extensions:v1.13.6");
+        let t = s.target("ghcr.io/siderolabs/extensions:v1.13.99");
         assert_eq!(
             t.transport,
-            "docker://127.0.0.1:5000/siderolabs/extensions:v1.13.6"
+            "docker://127.0.0.1:5000/siderolabs/extensions:v1.13.99"
         );
         assert!(t.insecure);
         let other = s.target("quay.io/org/img@sha256:00");

@@ -189,16 +189,16 @@ mod tests {
     #[test]
     fn references_split_into_parts() {
         let r =
-            ImageRef::parse(&format!("ghcr.io/siderolabs/drbd:9.3.2-v1.13.6@{DIGEST}")).unwrap();
+            ImageRef::parse(&format!("ghcr.io/siderolabs/drbd:9.3.2-v1.13.99@{DIGEST}")).unwrap();
         assert_eq!(r.repository, "ghcr.io/siderolabs/drbd");
-        assert_eq!(r.tag.as_deref(), Some("9.3.2-v1.13.6"));
+        assert_eq!(r.tag.as_deref(), Some("9.3.2-v1.13.99"));
         assert_eq!(
             r.digest.as_ref().map(ToString::to_string).as_deref(),
             Some(DIGEST)
         );
         assert_eq!(
             r.to_string(),
-            format!("ghcr.io/siderolabs/drbd:9.3.2-v1.13.6@{DIGEST}")
+            format!("ghcr.io/siderolabs/drbd:9.3.2-v1.13.99@{DIGEST}")
         );
         let local = ImageRef::parse("127.0.0.1:5000/siderolabs/spin:v0.25.1").unwrap();
         assert_eq!(local.repository, "127.0.0.1:5000/siderolabs/spin");

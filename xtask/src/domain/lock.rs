@@ -435,7 +435,7 @@ mod tests {
 
     #[test]
     fn a_talos_version_without_v_blames_the_field_only() {
-        let text = lock().to_text().replace("\"v1.13.6\"", "\"1.13.6\"");
+        let text = lock().to_text().replace("\"v1.13.99\"", "\"1.13.6\"");
         let (lock, problems) = Lock::check(&text);
         assert!(lock.is_none());
         assert_eq!(problems.len(), 1, "{problems:?}");
@@ -463,12 +463,12 @@ mod tests {
 
     fn lock() -> Lock {
         Lock {
-            talos_version: "v1.13.6".into(),
-            extensions_image: "ghcr.io/siderolabs/extensions:v1.13.6".into(),
+            talos_version: "v1.13.99".into(),
+            extensions_image: "ghcr.io/siderolabs/extensions:v1.13.99".into(),
             extensions: [
                 (
                     "drbd".to_owned(),
-                    format!("ghcr.io/siderolabs/drbd:9.3.2-v1.13.6@{DIGEST}"),
+                    format!("ghcr.io/siderolabs/drbd:9.3.2-v1.13.99@{DIGEST}"),
                 ),
                 (
                     "spin".to_owned(),
@@ -500,11 +500,11 @@ mod tests {
     #[test]
     fn locked_build_refuses_stale_missing_and_unpinned() {
         let findings =
-            lock().locked_problems(&[variant(r#"["drbd","spin","zfs"]"#)], &"v1.14.0".into());
+            lock().locked_problems(&[variant(r#"["drbd","spin","zfs"]"#)], &"v1.98.0".into());
         let text: Vec<String> = findings.iter().map(|f| f.to_string()).collect();
         assert_eq!(findings.len(), 3, "{text:#?}");
         assert!(text[0]
-            .contains("`talos_version` = v1.13.6: stale: the pinned upstream uses Talos v1.14.0"));
+            .contains("`talos_version` = v1.13.99: stale: the pinned upstream uses Talos v1.98.0"));
         assert!(text
             .iter()
             .any(|t| t.contains("`extensions.zfs`: missing (used by variant `v`)")));
@@ -514,7 +514,7 @@ mod tests {
                 .contains("`extensions.spin` = ghcr.io/siderolabs/spin:v0.25.1: has no digest")));
         assert!(text
             .iter()
-            .all(|t| t.contains("cargo xtask lock --talos-version v1.14.0")));
+            .all(|t| t.contains("cargo xtask lock --talos-version v1.98.0")));
     }
 
     #[test]
@@ -534,16 +534,16 @@ mod tests {
         );
         edited.extensions.insert(
             "drbd".into(),
-            format!("ghcr.io/someone/drbd:9.3.2-v1.13.6@{DIGEST}").into(),
+            format!("ghcr.io/someone/drbd:9.3.2-v1.13.99@{DIGEST}").into(),
         );
         let err = format!("{:#}", Lock::parse(&edited.to_text()).unwrap_err());
         assert!(err.contains("invalid lock file: 2 problems"), "{err}");
         assert!(
-            err.contains("field `extensions.drbd` = ghcr.io/someone/drbd:9.3.2-v1.13.6@sha256:4a6f77f4e3fde41f3656f72d7d68380356afbb289254af8263a154cf7b70598e: extension `drbd` must come from ghcr.io/siderolabs/drbd"),
+            err.contains("field `extensions.drbd` = ghcr.io/someone/drbd:9.3.2-v1.13.99@sha256:4a6f77f4e3fde41f3656f72d7d68380356afbb289254af8263a154cf7b70598e: extension `drbd` must come from ghcr.io/siderolabs/drbd"),
             "{err}"
         );
         assert!(
-            err.contains("field `extensions.zfs` = ghcr.io/siderolabs/zfs:2.4.3-v1.13.5@sha256:4a6f77f4e3fde41f3656f72d7d68380356afbb289254af8263a154cf7b70598e: built for Talos v1.13.5, but the lock is for v1.13.6"),
+            err.contains("field `extensions.zfs` = ghcr.io/siderolabs/zfs:2.4.3-v1.13.5@sha256:4a6f77f4e3fde41f3656f72d7d68380356afbb289254af8263a154cf7b70598e: built for Talos v1.13.5, but the lock is for v1.13.99"),
             "{err}"
         );
         assert!(

@@ -251,8 +251,8 @@ mod tests {
 
     fn lock() -> Lock {
         Lock::parse(
-            r#"{"talos_version": "v1.13.6", "extensions_image": "ghcr.io/siderolabs/extensions:v1.13.6",
-                "extensions": {"drbd": "ghcr.io/siderolabs/drbd:9.3.2-v1.13.6@sha256:4a6f77f4e3fde41f3656f72d7d68380356afbb289254af8263a154cf7b70598e",
+            r#"{"talos_version": "v1.13.99", "extensions_image": "ghcr.io/siderolabs/extensions:v1.13.99",
+                "extensions": {"drbd": "ghcr.io/siderolabs/drbd:9.3.2-v1.13.99@sha256:4a6f77f4e3fde41f3656f72d7d68380356afbb289254af8263a154cf7b70598e",
                                "tailscale": "ghcr.io/siderolabs/tailscale:1.98.5"}}"#,
         )
         .unwrap()
@@ -273,7 +273,7 @@ mod tests {
 
     fn talos() -> Talos {
         Talos {
-            version: TalosVersion::parse("v1.13.6").unwrap(),
+            version: TalosVersion::parse("v1.13.99").unwrap(),
             source: "test".into(),
         }
     }
@@ -322,7 +322,7 @@ mod tests {
     #[test]
     fn stale_lock_version_is_a_warning() {
         let talos = Talos {
-            version: TalosVersion::parse("v1.14.0").unwrap(),
+            version: TalosVersion::parse("v1.98.0").unwrap(),
             source: "test".into(),
         };
         let plan = make(
@@ -333,8 +333,8 @@ mod tests {
         )
         .unwrap();
         assert!(plan.warnings[0]
-            .contains("resolved for Talos v1.13.6 but the pinned upstream uses v1.14.0"));
-        assert_eq!(plan.variants[0].profiles[0].profile.version, "v1.14.0");
+            .contains("resolved for Talos v1.13.99 but the pinned upstream uses v1.98.0"));
+        assert_eq!(plan.variants[0].profiles[0].profile.version, "v1.98.0");
     }
 
     #[test]

@@ -304,7 +304,7 @@ mod tests {
             &variant(""),
             VariantOutput::Metal,
             Arch::Arm64,
-            &"v1.13.6".into(),
+            &"v1.13.99".into(),
             locked(&[format!("ghcr.io/siderolabs/drbd:1@sha256:{}", "a".repeat(64)).into()]),
         );
         let json = p.to_json();
@@ -318,7 +318,7 @@ mod tests {
         );
         assert_eq!(
             json["input"]["baseInstaller"]["imageRef"],
-            "ghcr.io/siderolabs/installer-base:v1.13.6"
+            "ghcr.io/siderolabs/installer-base:v1.13.99"
         );
         assert_eq!(
             json["input"]["systemExtensions"][0]["imageRef"],
@@ -338,7 +338,7 @@ mod tests {
                 &variant(""),
                 output,
                 Arch::Arm64,
-                &"v1.13.6".into(),
+                &"v1.13.99".into(),
                 locked(&[]),
             )
             .to_json();
@@ -355,7 +355,7 @@ mod tests {
             &variant(r#", "extra_kernel_args": ["console=ttyAMA0"]"#),
             VariantOutput::Nocloud,
             Arch::Arm64,
-            &"v1.13.6".into(),
+            &"v1.13.99".into(),
             locked(&[]),
         )
         .to_json();
@@ -397,7 +397,7 @@ mod tests {
             &v,
             VariantOutput::Kernel,
             Arch::Arm64,
-            &"v1.13.6".into(),
+            &"v1.13.99".into(),
             locked(&[])
         )
         .customization
@@ -406,7 +406,7 @@ mod tests {
             &v,
             VariantOutput::Initramfs,
             Arch::Arm64,
-            &"v1.13.6".into(),
+            &"v1.13.99".into(),
             locked(&[])
         )
         .customization
@@ -415,7 +415,7 @@ mod tests {
             &v,
             VariantOutput::Installer,
             Arch::Arm64,
-            &"v1.13.6".into(),
+            &"v1.13.99".into(),
             locked(&[]),
         );
         assert_eq!(
@@ -437,7 +437,7 @@ mod tests {
                 &v,
                 output,
                 Arch::Arm64,
-                &"v1.13.6".into(),
+                &"v1.13.99".into(),
                 Locked {
                     extension_refs: &[],
                     overlay_image: Some(&overlay),
@@ -470,7 +470,7 @@ mod tests {
             &v,
             VariantOutput::Installer,
             Arch::Arm64,
-            &"v1.13.6".into(),
+            &"v1.13.99".into(),
             locked(&[]),
         )
         .to_json();
@@ -479,7 +479,7 @@ mod tests {
             &v,
             VariantOutput::Disk,
             Arch::Arm64,
-            &"v1.13.6".into(),
+            &"v1.13.99".into(),
             locked(&[]),
         )
         .to_json();

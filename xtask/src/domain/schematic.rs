@@ -403,18 +403,18 @@ mod tests {
         let r = report(
             &variant,
             None,
-            &"v1.13.6".into(),
+            &"v1.13.99".into(),
             "https://factory.talos.dev/",
             None,
         );
         let id = &r.id;
         assert_eq!(
             r.installer,
-            format!("factory.talos.dev/metal-installer/{id}:v1.13.6")
+            format!("factory.talos.dev/metal-installer/{id}:v1.13.99")
         );
         assert_eq!(
             r.assets["metal-arm64.raw.xz"],
-            format!("https://factory.talos.dev/image/{id}/v1.13.6/metal-arm64.raw.xz")
+            format!("https://factory.talos.dev/image/{id}/v1.13.99/metal-arm64.raw.xz")
         );
         for file in [
             "kernel-arm64",
@@ -427,7 +427,7 @@ mod tests {
         assert!(r.assets.keys().all(|f| f.contains("arm64")));
         assert_eq!(
             r.pxe,
-            format!("https://pxe.factory.talos.dev/pxe/{id}/v1.13.6/metal-arm64")
+            format!("https://pxe.factory.talos.dev/pxe/{id}/v1.13.99/metal-arm64")
         );
         assert_eq!(
             r.schematic,
@@ -448,7 +448,7 @@ mod tests {
         let r = report(
             &variant,
             Some(&image.into()),
-            &"v1.13.6".into(),
+            &"v1.13.99".into(),
             "https://factory.talos.dev",
             None,
         );
@@ -473,18 +473,18 @@ mod tests {
         let r = report(
             &variant,
             None,
-            &"v1.13.6".into(),
+            &"v1.13.99".into(),
             "https://factory.talos.dev",
             None,
         );
         let id = &r.id;
         assert_eq!(
             r.installer,
-            format!("factory.talos.dev/aws-installer/{id}:v1.13.6")
+            format!("factory.talos.dev/aws-installer/{id}:v1.13.99")
         );
         assert_eq!(
             r.assets["aws-arm64.raw.xz"],
-            format!("https://factory.talos.dev/image/{id}/v1.13.6/aws-arm64.raw.xz")
+            format!("https://factory.talos.dev/image/{id}/v1.13.99/aws-arm64.raw.xz")
         );
         assert!(r.assets.contains_key("aws-amd64.raw.xz"));
         assert!(r.pxe.ends_with("/aws-amd64"));

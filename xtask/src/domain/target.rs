@@ -412,9 +412,9 @@ mod tests {
     #[test]
     fn tags_name_platform_and_board() {
         let mut t = Target::default();
-        assert_eq!(t.tag("v1.13.6"), "v1.13.6");
+        assert_eq!(t.tag("v1.13.99"), "v1.13.99");
         t.platform = Platform::Aws;
-        assert_eq!(t.tag("v1.13.6"), "aws-v1.13.6");
+        assert_eq!(t.tag("v1.13.99"), "aws-v1.13.99");
         t.platform = Platform::Metal;
         t.overlay = Some(OverlayChoice {
             name: "rpi_generic".into(),

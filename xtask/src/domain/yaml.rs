@@ -301,7 +301,7 @@ mod tests {
         for (s, want) in [
             ("siderolabs/drbd", "siderolabs/drbd"),
             ("console=ttyS0,115200", "console=ttyS0,115200"),
-            ("v1.13.6", "v1.13.6"),
+            ("v1.13.99", "v1.13.99"),
             ("100.64.0.0/10", "100.64.0.0/10"),
             ("-x", "-x"),
             ("a:b", "a:b"),

@@ -1092,18 +1092,18 @@ mod tests {
 
     fn lock() -> Lock {
         Lock {
-            talos_version: "v1.13.6".into(),
-            extensions_image: format!("ghcr.io/siderolabs/extensions:v1.13.6@{D1}").into(),
+            talos_version: "v1.13.99".into(),
+            extensions_image: format!("ghcr.io/siderolabs/extensions:v1.13.99@{D1}").into(),
             extensions: [
                 (
                     "drbd",
-                    format!("ghcr.io/siderolabs/drbd:9.3.2-v1.13.6@{D1}"),
+                    format!("ghcr.io/siderolabs/drbd:9.3.2-v1.13.99@{D1}"),
                 ),
                 (
                     "tailscale",
                     format!("ghcr.io/siderolabs/tailscale:1.98.5@{D2}"),
                 ),
-                ("zfs", "ghcr.io/siderolabs/zfs:2.4.3-v1.13.6".to_owned()),
+                ("zfs", "ghcr.io/siderolabs/zfs:2.4.3-v1.13.99".to_owned()),
             ]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.into()))
@@ -1132,12 +1132,12 @@ mod tests {
             .map(|r| serde_json::json!({"name": ImageRef::parse(r).unwrap().name(), "ref": r}))
             .collect();
         let profile = serde_json::json!({
-            "arch": "arm64", "platform": "metal", "version": "v1.13.6",
+            "arch": "arm64", "platform": "metal", "version": "v1.13.99",
             "input": {"systemExtensions": refs.iter().map(|r| serde_json::json!({"imageRef": r})).collect::<Vec<_>>()},
             "output": {"kind": "installer", "outFormat": "raw"}
         });
         serde_json::from_value(serde_json::json!({
-            "variant": name, "talos_version": "v1.13.6", "arch": "arm64",
+            "variant": name, "talos_version": "v1.13.99", "arch": "arm64",
             "extensions": exts,
             "profiles": [{"kind": "installer", "artifact": "installer-arm64.tar", "key": "k", "cache_hit": false, "profile": profile}],
             "files": [{"name": "installer-arm64.tar", "sha256": "00", "size": 1}],
@@ -1303,18 +1303,18 @@ mod tests {
     fn missing_extensions_other_digests_and_unpinned_refs_are_all_reported() {
         let l = lock();
         let v = variant("gateway", r#"["drbd","tailscale","zfs"]"#);
-        let moved = format!("ghcr.io/siderolabs/drbd:9.3.2-v1.13.6@{D3}");
+        let moved = format!("ghcr.io/siderolabs/drbd:9.3.2-v1.13.99@{D3}");
         let mut rec = record("gateway", &[moved, l.extensions["zfs"].to_string()]);
         rec.talos_version = "v1.12.0".into();
         let found = findings(&rec, &v).join("\n");
         assert!(
             found.contains(
-                "not the locked reference ghcr.io/siderolabs/drbd:9.3.2-v1.13.6@sha256:1111"
+                "not the locked reference ghcr.io/siderolabs/drbd:9.3.2-v1.13.99@sha256:1111"
             ),
             "{found}"
         );
         assert!(
-            found.contains("zfs:2.4.3-v1.13.6: not pinned to a digest"),
+            found.contains("zfs:2.4.3-v1.13.99: not pinned to a digest"),
             "{found}"
         );
         assert!(

@@ -47,7 +47,7 @@ fn builds_both_roles_pushes_by_digest_and_caches_by_content() {
     ] {
         let record = env.record(variant);
         assert_eq!(record["imager_runs"], 4);
-        assert_eq!(record["talos_version"], "v1.13.6");
+        assert_eq!(record["talos_version"], "v1.13.99");
         let files = record["files"].as_array().unwrap();
         let names: Vec<&str> = files.iter().map(|f| f["name"].as_str().unwrap()).collect();
         assert_eq!(
@@ -111,16 +111,16 @@ fn builds_both_roles_pushes_by_digest_and_caches_by_content() {
         let published = &record["published"][0];
         let digest = published["digest"].as_str().unwrap();
         let tags = env.registry.tags(repo);
-        assert!(tags.contains(&"v1.13.6".to_owned()), "{tags:?}");
+        assert!(tags.contains(&"v1.13.99".to_owned()), "{tags:?}");
         let unique = tags
             .iter()
-            .find(|t| t.starts_with("v1.13.6-"))
+            .find(|t| t.starts_with("v1.13.99-"))
             .expect("a build-unique tag");
         assert!(
             !tags.contains(&"latest".to_owned()),
             "floating tags only after smoke, from ci"
         );
-        for tag in [String::from("v1.13.6"), unique.clone()] {
+        for tag in [String::from("v1.13.99"), unique.clone()] {
             let (manifest, at) = env.registry.manifest(repo, &tag).unwrap();
             assert_eq!(at, digest, "{repo}:{tag}");
             let config: Value = serde_json::from_slice(
@@ -137,7 +137,7 @@ fn builds_both_roles_pushes_by_digest_and_caches_by_content() {
         let matchbox_repo = format!("{}/matchbox", repo.rsplit_once('/').unwrap().0);
         let (manifest, _) = env
             .registry
-            .manifest(&matchbox_repo, "v1.13.6")
+            .manifest(&matchbox_repo, "v1.13.99")
             .expect("matchbox image pushed");
         let config: Value = serde_json::from_slice(&env.registry.blob(
             &matchbox_repo,
@@ -200,9 +200,9 @@ fn builds_both_roles_pushes_by_digest_and_caches_by_content() {
     for ((repo, digest), before) in pushed.iter().zip(&tags_before) {
         assert_eq!(&env.registry.tags(repo), before);
         assert_eq!(
-            &env.registry.manifest(repo, "v1.13.6").unwrap().1,
+            &env.registry.manifest(repo, "v1.13.99").unwrap().1,
             digest,
-            "{repo}:v1.13.6 moved"
+            "{repo}:v1.13.99 moved"
         );
     }
     assert!(
@@ -306,7 +306,7 @@ fn dry_run_prints_commands_without_an_engine_or_a_complete_lock() {
     let oci = root.join("_out/.oci");
     // Paths as they run (absolute), so that a pasted line works from any directory.
     let tmp = root.join("_out/gateway/.tmp-installer");
-    assert!(run.ends_with(&format!(" -v {}:/oci:ro ghcr.io/siderolabs/imager:v1.13.6 --tar-to-stdout - <<'PROFILE' | tar -xzf - -C {}", oci.display(), tmp.display())), "{run}");
+    assert!(run.ends_with(&format!(" -v {}:/oci:ro ghcr.io/siderolabs/imager:v1.13.99 --tar-to-stdout - <<'PROFILE' | tar -xzf - -C {}", oci.display(), tmp.display())), "{run}");
     assert!(
         text.contains(&format!(
             "\nmv {}/installer-arm64.tar {}\n",
@@ -329,7 +329,7 @@ fn dry_run_prints_commands_without_an_engine_or_a_complete_lock() {
         "{text}"
     );
     assert!(
-        text.contains("docker://ghcr.io/acme/talos-cozystack-spin-tailscale/talos:v1.13.6"),
+        text.contains("docker://ghcr.io/acme/talos-cozystack-spin-tailscale/talos:v1.13.99"),
         "{text}"
     );
     assert!(
@@ -404,7 +404,7 @@ fn dry_run_with_an_extension_absent_from_the_lock_says_what_it_resolves_first() 
     );
     let text = stdout(&out);
     assert!(
-        text.starts_with("skopeo --command-timeout 60s inspect --raw --tls-verify=false docker://127.0.0.1:1/siderolabs/extensions:v1.13.6\n"),
+        text.starts_with("skopeo --command-timeout 60s inspect --raw --tls-verify=false docker://127.0.0.1:1/siderolabs/extensions:v1.13.99\n"),
         "the registry commands a real run starts with come first:\n{text}"
     );
     assert!(
@@ -470,7 +470,7 @@ fn locked_build_refuses_unpinned_entries_before_building() {
 fn dry_run_and_json_are_refused_together() {
     // A dry run prints commands on stdout, so its stdout could not also be the JSON contract.
     for command in ["build", "lock"] {
-        let out = run(xtask(&repo_root()).args([command, "--dry-run", "--json"]));
+        let out = run(xtask(&fixture_root()).args([command, "--dry-run", "--json"]));
         assert!(!out.status.success(), "{command}");
         assert!(
             stderr(&out).contains("'--dry-run' cannot be used with '--json'"),
@@ -515,7 +515,8 @@ fn real_upstream_matchbox_is_built_from_the_patched_dockerfile() {
         skipped("set COZYSTACK_SRC to a CozyStack clone to run this test");
         return;
     };
-    let Some(env) = Pipeline::setup("build-real-upstream", None) else {
+    // about the live pins: the real upstream tree names the release the live lock pins
+    let Some(env) = Pipeline::setup_live("build-real-upstream") else {
         return;
     };
     let mut cmd = env.xtask();

@@ -1,6 +1,6 @@
 //! `cargo xtask changed` on real git repositories made in temporary directories: every case
 //! where path filters are known to skip real changes, GitHub events, outputs, fail-closed
-//! behaviour, and the CI workflow checked by actionlint.
+//! behaviour, and the CI workflow's decision and gating (its linters run in tidy.rs).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -897,52 +897,6 @@ fn a_hostile_user_configuration_does_not_change_the_result() {
 }
 
 // --- the workflow ---------------------------------------------------------------------------
-
-#[test]
-fn workflows_pass_actionlint() {
-    // With shellcheck on PATH, actionlint also checks the `run:` scripts.
-    if !have_tools(&["actionlint", "shellcheck"]) {
-        return;
-    }
-    let out = run(Command::new("actionlint")
-        .current_dir(repo_root())
-        .arg("-no-color"));
-    assert!(
-        out.status.success(),
-        "actionlint found problems:\n{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-}
-
-#[test]
-fn workflow_pins_only_github_actions_by_full_sha() {
-    let text = std::fs::read_to_string(repo_root().join(".github/workflows/build.yml")).unwrap();
-    let mut uses = 0;
-    for line in text.lines() {
-        let Some(action) = line.trim().trim_start_matches("- ").strip_prefix("uses:") else {
-            continue;
-        };
-        uses += 1;
-        let action = action.trim();
-        let (name, rest) = action.split_once('@').expect("uses: owner/name@sha");
-        assert!(
-            name.starts_with("actions/") || name == "sigstore/cosign-installer",
-            "only GitHub's own actions and Sigstore's installer: {line}"
-        );
-        let sha = rest.split_whitespace().next().unwrap();
-        assert!(
-            sha.len() == 40 && sha.bytes().all(|b| b.is_ascii_hexdigit()),
-            "pinned by full commit sha: {line}"
-        );
-        assert!(rest.contains("# v"), "a version comment: {line}");
-    }
-    assert!(uses > 0);
-    assert!(
-        text.contains("\npermissions: {}\n"),
-        "top-level permissions are empty"
-    );
-}
 
 #[test]
 fn workflow_decides_with_the_base_branch_code_and_gates_on_one_required_job() {

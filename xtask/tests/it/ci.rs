@@ -74,7 +74,7 @@ fn ci_publishes_boots_and_moves_floating_tags_only_after_smoke_on_the_default_br
     );
     let repo = "acme/talos-cozystack-spin-only/talos";
     let tags = env.registry.tags(repo);
-    assert!(tags.contains(&"v1.13.6".to_owned()), "{tags:?}");
+    assert!(tags.contains(&"v1.13.99".to_owned()), "{tags:?}");
     assert!(
         !tags.contains(&"latest".to_owned()),
         "floating tags only from the default branch: {tags:?}"
@@ -102,7 +102,7 @@ fn ci_publishes_boots_and_moves_floating_tags_only_after_smoke_on_the_default_br
     let record = env.record("compute");
     let installer = &record["published"][0];
     let digest = installer["digest"].as_str().unwrap();
-    for tag in ["v1.13.6", "latest", "demo-stable"] {
+    for tag in ["v1.13.99", "latest", "demo-stable"] {
         assert_eq!(
             env.registry.manifest(repo, tag).unwrap().1,
             digest,
@@ -129,13 +129,16 @@ fn ci_publishes_boots_and_moves_floating_tags_only_after_smoke_on_the_default_br
 
     let md = std::fs::read_to_string(&summary).unwrap();
     assert!(md.contains("| smoke | ✅"), "{md}");
-    assert!(md.contains("### compute (Talos v1.13.6, arm64)"), "{md}");
+    assert!(md.contains("### compute (Talos v1.13.99, arm64)"), "{md}");
     assert!(
         md.contains("- smoke: ✅ static checks passed; booted to maintenance mode in"),
         "{md}"
     );
-    assert!(md.contains(&format!("@{digest}` tags: `v1.13.6-")), "{md}");
-    assert!(md.contains("`, `v1.13.6`, `latest`, `demo-stable`"), "{md}");
+    assert!(md.contains(&format!("@{digest}` tags: `v1.13.99-")), "{md}");
+    assert!(
+        md.contains("`, `v1.13.99`, `latest`, `demo-stable`"),
+        "{md}"
+    );
     let console = std::fs::read_to_string(env.root.join("_out/compute/smoke-console.log")).unwrap();
     assert!(
         console.contains("[talos] entering maintenance service"),
@@ -168,10 +171,10 @@ fn a_failing_smoke_boot_fails_ci_and_moves_no_floating_tag() {
     let repo = "acme/talos-cozystack-spin-tailscale/talos";
     let tags = env.registry.tags(repo);
     assert!(
-        tags.len() == 1 && tags[0].starts_with("v1.13.6-"),
+        tags.len() == 1 && tags[0].starts_with("v1.13.99-"),
         "only the build-unique tag names an image that failed smoke: {tags:?}"
     );
-    for release in ["v1.13.6", "latest", "demo-stable"] {
+    for release in ["v1.13.99", "latest", "demo-stable"] {
         assert!(
             !tags.contains(&release.to_owned()),
             "{release} moved to an image that failed smoke: {tags:?}"

@@ -62,7 +62,7 @@ fn root_with_gateway(name: &str, edit: impl FnOnce(&mut Value)) -> std::path::Pa
 fn compute_patch_loads_drbd_and_zfs_and_spin_gets_its_runtime_class() {
     let out_dir = temp_dir("config-compute");
     let out = config(
-        &repo_root(),
+        &fixture_root(),
         &["--variant", "compute", "--out", out_dir.to_str().unwrap()],
         None,
     );
@@ -70,7 +70,7 @@ fn compute_patch_loads_drbd_and_zfs_and_spin_gets_its_runtime_class() {
     let patch = std::fs::read_to_string(out_dir.join("compute.patch.yaml")).unwrap();
     assert!(
         patch.contains(
-            "machine:\n  install:\n    image: ghcr.io/acme/talos-cozystack-spin-only/talos:v1.13.6\n  kernel:\n    modules:\n      - name: drbd\n        parameters:\n          - usermode_helper=disabled\n      - name: drbd_transport_tcp\n      - name: zfs\n"
+            "machine:\n  install:\n    image: ghcr.io/acme/talos-cozystack-spin-only/talos:v1.13.99\n  kernel:\n    modules:\n      - name: drbd\n        parameters:\n          - usermode_helper=disabled\n      - name: drbd_transport_tcp\n      - name: zfs\n"
         ),
         "{patch}"
     );
@@ -89,7 +89,7 @@ fn compute_patch_loads_drbd_and_zfs_and_spin_gets_its_runtime_class() {
     );
     let text = stdout(&out);
     assert!(
-        text.contains("install image: ghcr.io/acme/talos-cozystack-spin-only/talos:v1.13.6 (by tag: no build record"),
+        text.contains("install image: ghcr.io/acme/talos-cozystack-spin-only/talos:v1.13.99 (by tag: no build record"),
         "{text}"
     );
     assert!(
@@ -98,7 +98,7 @@ fn compute_patch_loads_drbd_and_zfs_and_spin_gets_its_runtime_class() {
     );
     let patch_path = out_dir.join("compute.patch.yaml");
     assert!(
-        text.contains(&format!("  talosctl gen config <cluster> https://<endpoint>:6443 --with-secrets secrets.yaml --install-image ghcr.io/acme/talos-cozystack-spin-only/talos:v1.13.6 --config-patch @{} --output compute/   # this role's controlplane.yaml and worker.yaml\n", patch_path.display())),
+        text.contains(&format!("  talosctl gen config <cluster> https://<endpoint>:6443 --with-secrets secrets.yaml --install-image ghcr.io/acme/talos-cozystack-spin-only/talos:v1.13.99 --config-patch @{} --output compute/   # this role's controlplane.yaml and worker.yaml\n", patch_path.display())),
         "{text}"
     );
     assert!(text.contains("kubectl apply -f "), "{text}");
@@ -119,9 +119,9 @@ fn install_image_is_the_published_digest_when_a_build_record_exists_unless_overr
     std::fs::write(
         &record,
         serde_json::json!({
-            "variant": "compute", "talos_version": "v1.13.6", "arch": "arm64", "imager": "i",
+            "variant": "compute", "talos_version": "v1.13.99", "arch": "arm64", "imager": "i",
             "extensions": [], "profiles": [], "files": [], "imager_runs": 0, "cache_hits": 0, "timings": {},
-            "published": [{"kind": "installer", "image": "ghcr.io/acme/talos-cozystack-spin-only/talos", "digest": digest, "tags": ["v1.13.6"]}]
+            "published": [{"kind": "installer", "image": "ghcr.io/acme/talos-cozystack-spin-only/talos", "digest": digest, "tags": ["v1.13.99"]}]
         })
         .to_string(),
     )
@@ -161,7 +161,7 @@ fn install_image_is_the_published_digest_when_a_build_record_exists_unless_overr
 fn gateway_patch_holds_the_key_only_in_a_private_file() {
     let out_dir = temp_dir("config-gateway");
     let out = config(
-        &repo_root(),
+        &fixture_root(),
         &["--variant", "gateway", "--out", out_dir.to_str().unwrap()],
         Some(KEY),
     );
@@ -209,7 +209,7 @@ fn gateway_patch_holds_the_key_only_in_a_private_file() {
 
 #[test]
 fn preview_redacts_the_key_and_writes_nothing() {
-    let out = config(&repo_root(), &["--variant", "gateway"], Some(KEY));
+    let out = config(&fixture_root(), &["--variant", "gateway"], Some(KEY));
     assert!(out.status.success(), "{}", stderr(&out));
     assert_no_key(&out);
     let text = stdout(&out);
@@ -223,7 +223,7 @@ fn missing_auth_key_is_a_clear_error_and_writes_nothing() {
     let out_dir = temp_dir("config-no-key");
     for key in [None, Some(""), Some("tskey with space")] {
         let out = config(
-            &repo_root(),
+            &fixture_root(),
             &["--variant", "gateway", "--out", out_dir.to_str().unwrap()],
             key,
         );
@@ -381,7 +381,7 @@ fn kernel_mode_on_the_cozystack_join_network_warns_with_mitigations() {
     assert!(moved.status.success(), "{}", stderr(&moved));
     assert!(!stderr(&moved).contains("warning:"), "{}", stderr(&moved));
 
-    let userspace = config(&repo_root(), &["--variant", "gateway"], None);
+    let userspace = config(&fixture_root(), &["--variant", "gateway"], None);
     assert!(
         !stderr(&userspace).contains("warning:"),
         "the shipped gateway runs in userspace mode: {}",
@@ -392,7 +392,7 @@ fn kernel_mode_on_the_cozystack_join_network_warns_with_mitigations() {
 #[test]
 fn routes_flag_replaces_the_variant_routes() {
     let out = config(
-        &repo_root(),
+        &fixture_root(),
         &[
             "--variant",
             "gateway",
@@ -404,7 +404,7 @@ fn routes_flag_replaces_the_variant_routes() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("  - TS_ROUTES=10.96.0.0/16,192.168.1.0/24\n"));
     let bad = config(
-        &repo_root(),
+        &fixture_root(),
         &["--variant", "gateway", "--routes", "10.0.0.1/8"],
         None,
     );
@@ -415,7 +415,7 @@ fn routes_flag_replaces_the_variant_routes() {
         stderr(&bad)
     );
     let compute = config(
-        &repo_root(),
+        &fixture_root(),
         &["--variant", "compute", "--routes", "10.0.0.0/8"],
         None,
     );
@@ -429,7 +429,7 @@ fn routes_flag_replaces_the_variant_routes() {
 
 #[test]
 fn schematic_json_matches_its_own_id_and_names_the_factory_references() {
-    let out = run(xtask(&repo_root()).args(["schematic", "--variant", "gateway", "--json"]));
+    let out = run(xtask(&fixture_root()).args(["schematic", "--variant", "gateway", "--json"]));
     assert!(out.status.success(), "{}", stderr(&out));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let schematic = report["schematic"].as_str().unwrap();
@@ -446,17 +446,17 @@ fn schematic_json_matches_its_own_id_and_names_the_factory_references() {
     assert_eq!(report["variant"], "gateway");
     assert_eq!(
         report["installer"],
-        format!("factory.talos.dev/metal-installer/{id}:v1.13.6")
+        format!("factory.talos.dev/metal-installer/{id}:v1.13.99")
     );
     assert_eq!(
         report["assets"]["metal-arm64.raw.xz"],
-        format!("https://factory.talos.dev/image/{id}/v1.13.6/metal-arm64.raw.xz")
+        format!("https://factory.talos.dev/image/{id}/v1.13.99/metal-arm64.raw.xz")
     );
     for file in ["kernel-arm64", "initramfs-arm64.xz", "metal-arm64.iso"] {
         assert!(report["assets"][file].is_string(), "{file}");
     }
 
-    let all = run(xtask(&repo_root()).args(["schematic", "--json"]));
+    let all = run(xtask(&fixture_root()).args(["schematic", "--json"]));
     let all: Value = serde_json::from_slice(&all.stdout).unwrap();
     let names: Vec<&str> = all
         .as_array()
@@ -467,7 +467,7 @@ fn schematic_json_matches_its_own_id_and_names_the_factory_references() {
     assert_eq!(names, ["compute", "gateway"]);
     assert_ne!(all[0]["id"], all[1]["id"]);
 
-    let human = run(xtask(&repo_root()).args(["schematic", "--variant", "compute"]));
+    let human = run(xtask(&fixture_root()).args(["schematic", "--variant", "compute"]));
     assert!(human.status.success());
     assert!(stdout(&human).contains("    |             - siderolabs/zfs\n"));
 }

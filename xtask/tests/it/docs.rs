@@ -182,7 +182,12 @@ fn scratch(name: &str) -> PathBuf {
     let cozystack = base.join("cozystack");
     let profile = cozystack.join("packages/core/talos/images/talos/profiles/installer.yaml");
     std::fs::create_dir_all(profile.parent().unwrap()).unwrap();
-    std::fs::write(&profile, "arch: amd64\nplatform: metal\nversion: v1.13.6\n").unwrap();
+    let talos = live_talos_version(); // the copy's lock, so the tree and the lock agree
+    std::fs::write(
+        &profile,
+        format!("arch: amd64\nplatform: metal\nversion: {talos}\n"),
+    )
+    .unwrap();
     git(&cozystack, &["init", "-q", "-b", "main"]);
     git(&cozystack, &["add", "-A"]);
     git(
@@ -1142,7 +1147,7 @@ fn placeholders(command: &str) -> String {
         let word = if placeholder {
             match previous.as_str() {
                 "--variant" => "compute".to_owned(),
-                "--talos-version" => "v1.13.6".to_owned(),
+                "--talos-version" => live_talos_version(),
                 "--base" | "--head" => "HEAD".to_owned(),
                 "--registry" => "ghcr.io/acme".to_owned(),
                 "--out" => "target/doc-test".to_owned(),

@@ -132,7 +132,8 @@ fn the_imager_built_from_source_makes_every_output_and_its_disk_boots() {
         binary.build_info
     );
 
-    let Some(env) = Pipeline::setup("imager-e2e", None) else {
+    // about the live pins: the imager is built from source at the release the live lock pins
+    let Some(env) = Pipeline::setup_live("imager-e2e") else {
         return;
     };
     let lock_text = std::fs::read_to_string(env.root.join("variants/extensions.lock")).unwrap();
@@ -151,15 +152,23 @@ fn the_imager_built_from_source_makes_every_output_and_its_disk_boots() {
     )
     .unwrap();
     let names = stand_in_extensions(&env.root);
+    // constraints around the pinned release, so that a bump leaves them true: this minor, the next
+    let (major, minor) = {
+        let mut parts = talos.trim_start_matches('v').split('.');
+        let mut next = || parts.next().unwrap().parse::<u32>().unwrap();
+        (next(), next())
+    };
+    let this_minor = format!(">= v{major}.{minor}.0");
+    let next_minor = format!(">= v{major}.{}.0", minor + 1);
     let extensions: Vec<Extension> = names
         .iter()
         .map(|(name, tag)| Extension {
             name,
             tag,
             talos_constraint: if name == "future" {
-                ">= v1.14.0"
+                &next_minor
             } else {
-                ">= v1.13.0"
+                &this_minor
             },
         })
         .collect();
@@ -345,7 +354,9 @@ fn the_imager_built_from_source_makes_every_output_and_its_disk_boots() {
         "a build the imager refuses must fail"
     );
     assert!(
-        err.contains("version constraint >= v1.14.0 can't be satisfied with Talos version"),
+        err.contains(&format!(
+            "version constraint {next_minor} can't be satisfied with Talos version"
+        )),
         "{err}"
     );
 

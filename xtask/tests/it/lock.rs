@@ -318,7 +318,7 @@ fn json(out: &Output) -> serde_json::Value {
 #[test]
 fn lock_resolves_every_variant_from_one_index_preferring_amd64() {
     let Some(s) = setup("index") else { return };
-    let v = "v1.13.6";
+    let v = "v1.13.99";
     // arm64 is listed first and carries different digests: amd64 must still win.
     let arm64 = s.layout.image(
         "arm64",
@@ -404,7 +404,7 @@ fn lock_resolves_every_variant_from_one_index_preferring_amd64() {
 #[test]
 fn first_platform_carrying_the_file_is_used_when_amd64_has_none() {
     let Some(s) = setup("arm64-only") else { return };
-    let v = "v1.13.6";
+    let v = "v1.13.99";
     let amd64 = s.layout.image(
         "amd64",
         &[(LAYER_GZIP, gzip(&tar(&[("etc/os-release", b"x\n")])))],
@@ -423,7 +423,7 @@ fn first_platform_carrying_the_file_is_used_when_amd64_has_none() {
     );
     assert!(
         stderr(&out)
-            .contains("warning: could not pin the imager ghcr.io/siderolabs/imager:v1.13.6"),
+            .contains("warning: could not pin the imager ghcr.io/siderolabs/imager:v1.13.99"),
         "{}",
         stderr(&out)
     );
@@ -437,7 +437,7 @@ fn first_platform_carrying_the_file_is_used_when_amd64_has_none() {
 #[test]
 fn docker_v2_single_manifest_tag_is_read() {
     let Some(s) = setup("docker-v2") else { return };
-    let v = "v1.13.7";
+    let v = "v1.13.98"; // a made-up release other than the fixture lock's
     let image = s.layout.image("amd64", &extension_layers(&digests_file(v)));
     s.layout.tag(&image);
     // Converted on push: Docker v2 schema 2 manifest and layer media types.
@@ -464,7 +464,7 @@ fn docker_v2_single_manifest_tag_is_read() {
 #[test]
 fn check_lists_every_missing_and_stale_entry_including_a_hand_edited_digest() {
     let Some(s) = setup("check") else { return };
-    let v = "v1.13.6";
+    let v = "v1.13.99";
     let image = s.layout.image("amd64", &extension_layers(&digests_file(v)));
     s.layout.tag(&image);
     s.layout.push(&s.registry, v, &["--preserve-digests"]);
@@ -543,7 +543,7 @@ fn check_lists_every_missing_and_stale_entry_including_a_hand_edited_digest() {
 #[test]
 fn absent_extension_is_named_with_the_talos_version() {
     let Some(s) = setup("absent") else { return };
-    let v = "v1.13.6";
+    let v = "v1.13.99";
     let without_tailscale: String = digests_file(v)
         .lines()
         .filter(|l| !l.contains("/tailscale:"))
@@ -602,7 +602,7 @@ fn registry_down_is_retried_a_bounded_number_of_times_then_reported() {
     let err = stderr(&out);
     assert_eq!(err.matches("retrying in").count(), 2, "{err}");
     assert!(
-        err.contains("gave up on ghcr.io/siderolabs/extensions:v1.13.6 after 3 tries"),
+        err.contains("gave up on ghcr.io/siderolabs/extensions:v1.13.99 after 3 tries"),
         "{err}"
     );
     assert!(err.contains("could not be reached"), "{err}");
@@ -617,7 +617,7 @@ fn registry_down_is_retried_a_bounded_number_of_times_then_reported() {
 #[test]
 fn corrupt_layer_is_reported_with_its_digest() {
     let Some(s) = setup("corrupt") else { return };
-    let v = "v1.13.6";
+    let v = "v1.13.99";
     let good = gzip(&tar(&[("image-digests", digests_file(v).as_bytes())]));
     let truncated = good[..good.len() / 2].to_vec();
     let image = s.layout.image("amd64", &[(LAYER_GZIP, truncated.clone())]);
@@ -639,7 +639,7 @@ fn corrupt_layer_is_reported_with_its_digest() {
 #[test]
 fn wrong_layer_media_type_is_reported() {
     let Some(s) = setup("media-type") else { return };
-    let v = "v1.13.6";
+    let v = "v1.13.99";
     let layer = gzip(&tar(&[("image-digests", digests_file(v).as_bytes())]));
     let zstd = "application/vnd.oci.image.layer.v1.tar+zstd";
     let image = s.layout.image("amd64", &[(zstd, layer)]);
@@ -657,7 +657,7 @@ fn wrong_layer_media_type_is_reported() {
 #[test]
 fn locked_build_refuses_an_unpinned_lock_and_an_unlocked_build_fills_it() {
     let Some(s) = setup("build") else { return };
-    let v = "v1.13.6";
+    let v = "v1.13.99";
     let image = s.layout.image("amd64", &extension_layers(&digests_file(v)));
     s.layout.tag(&image);
     s.layout.push(&s.registry, v, &["--preserve-digests"]);
@@ -690,7 +690,9 @@ fn locked_build_refuses_an_unpinned_lock_and_an_unlocked_build_fills_it() {
         "what it resolves is named first: {err}"
     );
     assert!(
-        err.contains("filled variants/extensions.lock from ghcr.io/siderolabs/extensions:v1.13.6@"),
+        err.contains(
+            "filled variants/extensions.lock from ghcr.io/siderolabs/extensions:v1.13.99@"
+        ),
         "{err}"
     );
     let lock = s.lock_json();
@@ -744,7 +746,7 @@ fn unlocked_build_without_registry_keeps_unpinned_entries_with_a_warning() {
     assert!(err.contains("warning: could not pin the lock"), "{err}");
     assert_eq!(
         std::fs::read(root.join("variants/extensions.lock")).unwrap(),
-        std::fs::read(repo_root().join("variants/extensions.lock")).unwrap()
+        std::fs::read(fixture_dir().join("variants/extensions.lock")).unwrap()
     );
 }
 
@@ -761,7 +763,7 @@ fn dry_run_prints_the_commands_and_contacts_nothing() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(
-        text.starts_with("skopeo --command-timeout 60s inspect --raw --tls-verify=false docker://127.0.0.1:1/siderolabs/extensions:v1.13.6\n"),
+        text.starts_with("skopeo --command-timeout 60s inspect --raw --tls-verify=false docker://127.0.0.1:1/siderolabs/extensions:v1.13.99\n"),
         "{text}"
     );
     assert!(text.contains("drbd spin tailscale zfs"), "{text}");
@@ -793,7 +795,7 @@ fn a_registry_that_never_answers_times_out_and_is_retried() {
     let err = stderr(&out);
     assert_eq!(err.matches("retrying in").count(), 1, "{err}");
     assert!(
-        err.contains("gave up on ghcr.io/siderolabs/extensions:v1.13.6 after 2 tries"),
+        err.contains("gave up on ghcr.io/siderolabs/extensions:v1.13.99 after 2 tries"),
         "{err}"
     );
 }
@@ -821,7 +823,7 @@ fn private_registry_refuses_anonymous_reads_and_takes_an_authfile() {
         ),
     );
     let layout = Layout::new(dir.join("layout"));
-    let v = "v1.13.6";
+    let v = "v1.13.99";
     let image = layout.image("amd64", &extension_layers(&digests_file(v)));
     layout.tag(&image);
     layout.push(
@@ -854,7 +856,7 @@ fn private_registry_refuses_anonymous_reads_and_takes_an_authfile() {
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(
-        err.contains("ghcr.io/siderolabs/extensions:v1.13.6: the registry refused the credentials (401 unauthorized)"),
+        err.contains("ghcr.io/siderolabs/extensions:v1.13.99: the registry refused the credentials (401 unauthorized)"),
         "{err}"
     );
     assert!(!err.contains("retrying"), "401 is not retried:\n{err}");
@@ -946,7 +948,7 @@ fn rate_limits_and_server_errors_are_retried_a_bounded_number_of_times() {
         assert!(!out.status.success());
         let err = stderr(&out);
         assert!(
-            err.contains("gave up on ghcr.io/siderolabs/extensions:v1.13.6 after 3 tries"),
+            err.contains("gave up on ghcr.io/siderolabs/extensions:v1.13.99 after 3 tries"),
             "{status}: {err}"
         );
         assert_eq!(err.matches("retrying in").count(), 2, "{status}: {err}");
@@ -989,8 +991,8 @@ fn without_a_lock_or_a_fetched_tree_the_talos_version_is_asked_for() {
     }
     // Given the version, the lock can be written from scratch (here: the commands it would run).
     let out = run(xtask(&root)
-        .args(["lock", "--dry-run", "--talos-version", "v1.13.6"])
+        .args(["lock", "--dry-run", "--talos-version", "v1.13.99"])
         .env("CARGO_TARGET_DIR", root.join("target")));
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("docker://ghcr.io/siderolabs/extensions:v1.13.6"));
+    assert!(stdout(&out).contains("docker://ghcr.io/siderolabs/extensions:v1.13.99"));
 }

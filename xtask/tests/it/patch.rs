@@ -67,11 +67,11 @@ fn make_upstream(dir: &Path, package: &str, tag: &str) -> String {
     );
     write(
         &pkg.join("images/talos/profiles/installer.yaml"),
-        "arch: amd64\nplatform: metal\nversion: v1.13.6\n",
+        "arch: amd64\nplatform: metal\nversion: v1.13.99\n",
     );
     write(
         &pkg.join("images/talos/profiles/iso.yaml"),
-        "arch: amd64\nversion: v1.13.6\n",
+        "arch: amd64\nversion: v1.13.99\n",
     );
     write(&pkg.join("hack/tool.sh"), "#!/bin/sh\necho tool\n");
     write(&pkg.join("hack/run.sh"), "#!/bin/sh\necho run\n");
@@ -106,7 +106,7 @@ fn make_patch(upstream: &Path, tag: &str, subject: &str, edit: impl FnOnce(&Path
 /// A project root whose pin names `tag`/`commit` of a made-up upstream and whose series is
 /// `patches` (name, text), in order.
 fn make_project(root: &Path, tag: &str, commit: &str, patches: &[(&str, &str)]) {
-    copy_dir(&repo_root().join("variants"), &root.join("variants"));
+    copy_dir(&fixture_dir().join("variants"), &root.join("variants"));
     let dir = root.join("patches");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -191,7 +191,7 @@ fn clean_series_applies_reports_changes_and_the_cache_stays_pristine_and_offline
     let json = ok(xt(&root).args(["patch", "--json"]));
     let summary: Value = serde_json::from_str(&json).unwrap();
     assert_eq!(summary["upstream"]["commit"], commit.as_str());
-    assert_eq!(summary["upstream"]["talos_version"], "v1.13.6");
+    assert_eq!(summary["upstream"]["talos_version"], "v1.13.99");
     let patches = summary["patches"].as_array().unwrap();
     assert_eq!(patches.len(), 2);
     assert_eq!(patches[0]["file"], "0001-arch.patch");
@@ -662,7 +662,7 @@ fn moved_packaging_is_found_through_the_root_makefile() {
         summary["upstream"]["talos_package_dir"],
         "packages/os/talos"
     );
-    assert_eq!(summary["upstream"]["talos_version"], "v1.13.6");
+    assert_eq!(summary["upstream"]["talos_version"], "v1.13.99");
     let installer =
         root.join("target/patched-gateway/packages/os/talos/images/talos/profiles/installer.yaml");
     let text = std::fs::read_to_string(installer).unwrap();
@@ -685,7 +685,8 @@ fn real_series_applies_at_the_pin_and_names_arm64_assets() {
         return;
     }
     let root = temp_dir("patch-real");
-    copy_repo_data(&root);
+    // about the live pins: the real tree at the pin names the Talos release the live lock pins
+    copy_live_repo_data(&root);
     ok(xt(&root).args(["upstream", "--source", source.to_str().unwrap()]));
     let tree = root.join("tree");
     let report = ok(xt(&root).args([
@@ -701,7 +702,8 @@ fn real_series_applies_at_the_pin_and_names_arm64_assets() {
     let talos = tree.join("packages/core/talos");
     let installer =
         std::fs::read_to_string(talos.join("images/talos/profiles/installer.yaml")).unwrap();
-    assert!(installer.contains("arch: arm64\n") && installer.contains("version: v1.13.6\n"));
+    let version = format!("version: {}\n", live_talos_version());
+    assert!(installer.contains("arch: arm64\n") && installer.contains(&version));
 
     let targets = [
         "talos-installer",

@@ -12,8 +12,8 @@ fn plan_json(root: &std::path::Path, extra: &[&str]) -> Value {
 
 #[test]
 fn plan_json_lists_both_roles_and_only_gateway_has_tailscale() {
-    let plan = plan_json(&repo_root(), &["--registry", "ghcr.io/acme"]);
-    assert_eq!(plan["talos_version"], "v1.13.6");
+    let plan = plan_json(&fixture_root(), &["--registry", "ghcr.io/acme"]);
+    assert_eq!(plan["talos_version"], "v1.13.99");
     let variants = plan["variants"].as_array().unwrap();
     let names: Vec<&str> = variants
         .iter()
@@ -60,7 +60,7 @@ fn plan_json_lists_both_roles_and_only_gateway_has_tailscale() {
 
 #[test]
 fn registry_defaults_to_the_github_owner() {
-    let out = run(xtask(&repo_root())
+    let out = run(xtask(&fixture_root())
         .args(["plan", "--json", "--variant", "gateway"])
         .env("GITHUB_REPOSITORY_OWNER", "Acme"));
     let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -141,7 +141,7 @@ fn a_typo_in_a_variant_file_names_the_file_and_field() {
 
 #[test]
 fn unknown_variant_selection_is_an_error() {
-    let out = run(xtask(&repo_root()).args(["plan", "--variant", "nope"]));
+    let out = run(xtask(&fixture_root()).args(["plan", "--variant", "nope"]));
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("unknown variant `nope`: the variants are compute, gateway"),
@@ -152,18 +152,18 @@ fn unknown_variant_selection_is_an_error() {
 
 #[test]
 fn human_plan_is_a_table() {
-    let out = run(xtask(&repo_root()).args(["plan", "--registry", "ghcr.io/acme"]));
+    let out = run(xtask(&fixture_root()).args(["plan", "--registry", "ghcr.io/acme"]));
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(
-        text.starts_with("Talos v1.13.6, from "),
+        text.starts_with("Talos v1.13.99, from "),
         "the Talos version and where it was read come first: {text}"
     );
     assert!(
         text.contains("VARIANT  ARCH   TARGET  EXTENSIONS"),
         "{text}"
     );
-    assert!(text.contains("gateway  arm64  metal   drbd zfs spin tailscale  ghcr.io/acme/talos-cozystack-spin-tailscale/talos:v1.13.6"), "{text}");
+    assert!(text.contains("gateway  arm64  metal   drbd zfs spin tailscale  ghcr.io/acme/talos-cozystack-spin-tailscale/talos:v1.13.99"), "{text}");
 }
 
 #[test]
@@ -183,7 +183,7 @@ fn every_offline_problem_is_reported_in_one_run() {
     std::fs::write(
         &lock,
         text.replace(
-            "\"talos_version\": \"v1.13.6\"",
+            "\"talos_version\": \"v1.13.99\"",
             "\"talos_version\": \"1.13.6\"",
         ),
     )
@@ -248,7 +248,7 @@ fn json_syntax_errors_point_at_the_problem() {
 
 #[test]
 fn an_unknown_variant_gets_a_near_miss() {
-    let err = stderr(&run(xtask(&repo_root()).args([
+    let err = stderr(&run(xtask(&fixture_root()).args([
         "plan",
         "--variant",
         "gatewy",
@@ -259,7 +259,7 @@ fn an_unknown_variant_gets_a_near_miss() {
 
 #[test]
 fn ci_dry_run_prints_every_stage() {
-    let out = run(xtask(&repo_root()).args([
+    let out = run(xtask(&fixture_root()).args([
         "ci",
         "--dry-run",
         "--push",
@@ -279,7 +279,7 @@ fn ci_dry_run_prints_every_stage() {
         "# stage smoke",
         "qemu-system-aarch64 ",
         "# stage release tags",
-        "docker://ghcr.io/acme/talos-cozystack-spin-tailscale/talos:v1.13.6",
+        "docker://ghcr.io/acme/talos-cozystack-spin-tailscale/talos:v1.13.99",
     ] {
         assert!(text.contains(stage), "missing {stage:?} in:\n{text}");
     }

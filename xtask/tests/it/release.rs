@@ -74,7 +74,7 @@ fn release_tags_move_forward_only_across_docs_commits_and_late_older_runs() {
 
     // A fresh registry: the tags do not exist yet, so they move, and the image records `a`.
     ok(&ci(&env, &["--push", "--no-boot"], &[]));
-    for tag in ["v1.13.6", "latest", "demo-stable"] {
+    for tag in ["v1.13.99", "latest", "demo-stable"] {
         let (revision, _) = tagged(&env, tag).unwrap_or_else(|| panic!("{tag} missing"));
         assert_eq!(revision, a, "{tag}");
     }
@@ -98,7 +98,7 @@ fn release_tags_move_forward_only_across_docs_commits_and_late_older_runs() {
         &[("GITHUB_SHA", c.as_str())],
     ));
     assert!(out.contains("::group::release tags"), "{out}");
-    for tag in ["v1.13.6", "latest", "demo-stable"] {
+    for tag in ["v1.13.99", "latest", "demo-stable"] {
         assert_eq!(tagged(&env, tag).unwrap().0, c, "{tag} moved forward to c");
     }
     let at_c = tagged(&env, "latest").unwrap().1;
@@ -112,7 +112,7 @@ fn release_tags_move_forward_only_across_docs_commits_and_late_older_runs() {
         &[("GITHUB_SHA", a.as_str())],
     );
     ok(&out);
-    for tag in ["v1.13.6", "latest", "demo-stable"] {
+    for tag in ["v1.13.99", "latest", "demo-stable"] {
         assert_eq!(tagged(&env, tag).unwrap().1, at_c, "{tag} moved back");
     }
     let md = summary(&env);
@@ -151,7 +151,7 @@ fn release_tags_move_forward_only_across_docs_commits_and_late_older_runs() {
         "{}",
         stderr(&out)
     );
-    assert_eq!(tagged(&env, "v1.13.6").unwrap().1, at_c);
+    assert_eq!(tagged(&env, "v1.13.99").unwrap().1, at_c);
 }
 
 #[test]
@@ -183,7 +183,7 @@ fn release_tags_fail_closed_when_ancestry_cannot_be_established() {
     }
     // The version tag still points at the first image, which records a known commit: it could
     // move, yet nothing moves when any tag is unsure.
-    let (_, version) = tagged(&env, "v1.13.6").unwrap();
+    let (_, version) = tagged(&env, "v1.13.99").unwrap();
     assert_eq!(version, digest);
 
     // An image that records no commit at all (pushed by hand, or before this rule): the same.
@@ -318,7 +318,7 @@ fn the_publish_job_pushes_only_smoke_tested_recorded_outputs_then_moves_tags() {
     assert!(!value("matchbox-digest").is_empty(), "{written}");
     let tags = env.registry.tags(REPO);
     assert!(
-        tags.len() == 1 && tags[0].starts_with("v1.13.6-"),
+        tags.len() == 1 && tags[0].starts_with("v1.13.99-"),
         "only the build-unique tag before signing: {tags:?}"
     );
     let (manifest, pushed) = env.registry.manifest(REPO, &tags[0]).unwrap();
@@ -327,7 +327,7 @@ fn the_publish_job_pushes_only_smoke_tested_recorded_outputs_then_moves_tags() {
 
     // Then the tags, after the workflow attested and signed that digest.
     ok(&ci(&env, &["--publish-only"], &[]));
-    for tag in ["v1.13.6", "latest", "demo-stable"] {
+    for tag in ["v1.13.99", "latest", "demo-stable"] {
         assert_eq!(tagged(&env, tag).unwrap().1, digest, "{tag}");
     }
 
@@ -477,7 +477,7 @@ fn a_locked_build_runs_the_imager_only_by_the_digest_the_lock_pins() {
     assert!(err.contains("variants/extensions.lock"), "{err}");
     assert!(err.contains("imager"), "{err}");
     assert!(
-        err.contains("cargo xtask lock --talos-version v1.13.6"),
+        err.contains("cargo xtask lock --talos-version v1.13.99"),
         "{err}"
     );
 
@@ -486,7 +486,7 @@ fn a_locked_build_runs_the_imager_only_by_the_digest_the_lock_pins() {
     let mut lock: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let pinned = format!(
-        "ghcr.io/siderolabs/imager:v1.13.6@sha256:{}",
+        "ghcr.io/siderolabs/imager:v1.13.99@sha256:{}",
         "ab".repeat(32)
     );
     lock["imager"] = pinned.clone().into();
@@ -501,7 +501,7 @@ fn a_locked_build_runs_the_imager_only_by_the_digest_the_lock_pins() {
     );
     // The profiles name the base installer by the lock's digest too.
     let base = format!(
-        "ghcr.io/siderolabs/installer-base:v1.13.6@sha256:{}",
+        "ghcr.io/siderolabs/installer-base:v1.13.99@sha256:{}",
         "b1".repeat(32)
     );
     assert!(
@@ -522,7 +522,7 @@ fn a_locked_build_runs_the_imager_only_by_the_digest_the_lock_pins() {
     lock["base_installer"] = unpinned;
 
     // A pin by tag is no pin.
-    lock["imager"] = "ghcr.io/siderolabs/imager:v1.13.6".into();
+    lock["imager"] = "ghcr.io/siderolabs/imager:v1.13.99".into();
     std::fs::write(&path, lock.to_string()).unwrap();
     let out = dry_run(&[]);
     assert!(!out.status.success());

@@ -440,8 +440,8 @@ const FAKE: [&str; 4] = [
 
 fn locked(name: &str) -> String {
     let (tag, i) = match name {
-        "drbd" => ("9.3.2-v1.13.6", 0),
-        "zfs" => ("2.4.3-v1.13.6", 1),
+        "drbd" => ("9.3.2-v1.13.99", 0),
+        "zfs" => ("2.4.3-v1.13.99", 1),
         "spin" => ("v0.25.1", 2),
         _ => ("1.98.5", 3),
     };
@@ -471,10 +471,10 @@ fn built_variant(
         std::fs::write(out.join(name), content).unwrap();
     }
     let image = format!("{}/{repository}", registry.addr);
-    for tag in ["v1.13.6", "v1.13.6-test"] {
+    for tag in ["v1.13.99", "v1.13.99-test"] {
         push(&out.join("installer-arm64.tar"), &format!("{image}:{tag}"));
     }
-    let (_, digest) = registry.manifest(repository, "v1.13.6").unwrap();
+    let (_, digest) = registry.manifest(repository, "v1.13.99").unwrap();
 
     let refs: Vec<String> = extensions.iter().map(|e| locked(e)).collect();
     let artifacts = [
@@ -489,11 +489,11 @@ fn built_variant(
             json!({
                 "kind": kind, "artifact": artifact, "key": digest_of(kind.as_bytes()), "cache_hit": false,
                 "profile": {
-                    "arch": "arm64", "platform": "metal", "secureboot": false, "version": "v1.13.6",
+                    "arch": "arm64", "platform": "metal", "secureboot": false, "version": "v1.13.99",
                     "input": {
                         "kernel": {"path": "/usr/install/arm64/vmlinuz"},
                         "initramfs": {"path": "/usr/install/arm64/initramfs.xz"},
-                        "baseInstaller": {"imageRef": "ghcr.io/siderolabs/installer-base:v1.13.6"},
+                        "baseInstaller": {"imageRef": "ghcr.io/siderolabs/installer-base:v1.13.99"},
                         "systemExtensions": refs.iter().map(|r| json!({"imageRef": r})).collect::<Vec<_>>()
                     },
                     "output": {"kind": if *kind == "metal" { "image" } else { kind }, "outFormat": "raw"}
@@ -509,12 +509,12 @@ fn built_variant(
         })
         .collect();
     let record = json!({
-        "variant": variant, "talos_version": "v1.13.6", "arch": "arm64",
-        "imager": "ghcr.io/siderolabs/imager:v1.13.6",
+        "variant": variant, "talos_version": "v1.13.99", "arch": "arm64",
+        "imager": "ghcr.io/siderolabs/imager:v1.13.99",
         "extensions": extensions.iter().map(|e| json!({"name": e, "ref": locked(e)})).collect::<Vec<_>>(),
         "profiles": profiles,
         "files": files,
-        "published": [{"kind": "installer", "image": image, "digest": digest, "tags": ["v1.13.6", "v1.13.6-test"]}],
+        "published": [{"kind": "installer", "image": image, "digest": digest, "tags": ["v1.13.99", "v1.13.99-test"]}],
         "imager_runs": 4, "cache_hits": 0, "timings": {"build": 1.0}
     });
     std::fs::write(
@@ -529,8 +529,8 @@ fn checked_root(name: &str) -> (PathBuf, Registry) {
     let root = temp_dir(name);
     copy_repo_data(&root);
     let lock = json!({
-        "talos_version": "v1.13.6",
-        "extensions_image": format!("ghcr.io/siderolabs/extensions:v1.13.6@sha256:{}", FAKE[0]),
+        "talos_version": "v1.13.99",
+        "extensions_image": format!("ghcr.io/siderolabs/extensions:v1.13.99@sha256:{}", FAKE[0]),
         "extensions": {
             "drbd": locked("drbd"), "spin": locked("spin"), "tailscale": locked("tailscale"), "zfs": locked("zfs")
         }
@@ -573,7 +573,7 @@ fn static_checks_pass_for_a_faithful_build() {
     );
     assert!(text.contains("registry config is linux/arm64"), "{text}");
     assert!(
-        text.contains("talos-cozystack-spin-tailscale/talos:v1.13.6-test -> sha256:"),
+        text.contains("talos-cozystack-spin-tailscale/talos:v1.13.99-test -> sha256:"),
         "{text}"
     );
 
@@ -626,7 +626,7 @@ fn static_checks_report_every_problem_at_once() {
     docker_archive(&other, "arm64", "someone else");
     push(
         &other,
-        &format!("{}/{repository}:v1.13.6-test", registry.addr),
+        &format!("{}/{repository}:v1.13.99-test", registry.addr),
     );
 
     let out = run(xtask(&root).args(["smoke", "check", "--variant", "compute"]));
@@ -643,7 +643,7 @@ fn static_checks_report_every_problem_at_once() {
         "in the registry, image config says linux/amd64, not linux/arm64",
         "carries extension `tailscale`, which variant `compute` does not have",
         "field `profiles[3].profile.input.systemExtensions[3].imageRef`",
-        ":v1.13.6-test points at sha256:",
+        ":v1.13.99-test points at sha256:",
         "field `published[0].tags[1]`",
     ] {
         assert!(err.contains(expected), "missing `{expected}` in:\n{err}");

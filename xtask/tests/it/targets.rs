@@ -11,7 +11,7 @@ use crate::support::pipeline::*;
 use crate::support::*;
 use serde_json::Value;
 
-const TALOS: &str = "v1.13.6";
+const TALOS: &str = "v1.13.99";
 const OVERLAY_DIGEST: &str =
     "sha256:5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e";
 
@@ -211,7 +211,7 @@ fn a_board_role_and_a_two_arch_role_lock_plan_build_publish_and_pass_static_chec
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(
-        err.contains("variants/typo.json: field `overlay` = \"rpi-generic\": unknown to the overlays catalog of Talos v1.13.6")
+        err.contains("variants/typo.json: field `overlay` = \"rpi-generic\": unknown to the overlays catalog of Talos v1.13.99")
             && err.contains("did you mean \"rpi_generic\"?"),
         "{err}"
     );
@@ -232,7 +232,7 @@ fn a_board_role_and_a_two_arch_role_lock_plan_build_publish_and_pass_static_chec
             .clone()
     };
     let rpi = find("compute-rpi");
-    assert_eq!(rpi["tag"], "rpi_generic-v1.13.6");
+    assert_eq!(rpi["tag"], "rpi_generic-v1.13.99");
     assert_eq!(
         rpi["image"],
         find("compute")["image"],
@@ -301,10 +301,13 @@ fn a_board_role_and_a_two_arch_role_lock_plan_build_publish_and_pass_static_chec
 
     let spin_only = "acme/talos-cozystack-spin-only/talos";
     let tags = env.registry.tags(spin_only);
-    assert!(tags.contains(&"rpi_generic-v1.13.6".to_owned()), "{tags:?}");
-    assert!(tags.contains(&"aws-v1.13.6".to_owned()), "{tags:?}");
     assert!(
-        !tags.contains(&"v1.13.6".to_owned()),
+        tags.contains(&"rpi_generic-v1.13.99".to_owned()),
+        "{tags:?}"
+    );
+    assert!(tags.contains(&"aws-v1.13.99".to_owned()), "{tags:?}");
+    assert!(
+        !tags.contains(&"v1.13.99".to_owned()),
         "the board's tags never take generic metal's: {tags:?}"
     );
 
@@ -343,7 +346,7 @@ fn a_board_role_and_a_two_arch_role_lock_plan_build_publish_and_pass_static_chec
         .registry
         .tags(repo)
         .into_iter()
-        .find(|t| t.starts_with("v1.13.6-"))
+        .find(|t| t.starts_with("v1.13.99-"))
         .expect("a build-unique tag");
     assert_eq!(env.registry.manifest(repo, &unique).unwrap().1, digest);
 

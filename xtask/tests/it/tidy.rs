@@ -1,4 +1,6 @@
-//! Tidy checks: facts about the repository's own shape, as plain tests.
+//! Tidy checks: facts about the repository's own shape, as plain tests, all in this file: the
+//! workflow linters (actionlint, zizmor, actions pinned by commit), the module graph, no stray
+//! files, and no test that names today's Talos pin.
 //!
 //! The module graph: xtask's modules may only point down. `src/domain/` is the bottom layer
 //! and names nothing else of the crate; the thin I/O modules name no subcommand; a subcommand
@@ -9,6 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::process::Command;
 
 use crate::support::*;
 
@@ -347,5 +350,211 @@ fn no_stray_files_are_tracked() {
     assert!(
         stray.is_empty(),
         "leftovers of an editor or a patch run are tracked: {stray:?}\n    fix: git rm them"
+    );
+}
+
+// --- the workflow's linters -----------------------------------------------------------------
+
+fn workflow() -> String {
+    std::fs::read_to_string(repo_root().join(".github/workflows/build.yml")).unwrap()
+}
+
+#[test]
+fn workflows_pass_actionlint() {
+    // With shellcheck on PATH, actionlint also checks the `run:` scripts.
+    if !have_tools(&["actionlint", "shellcheck"]) {
+        return;
+    }
+    let out = run(Command::new("actionlint")
+        .current_dir(repo_root())
+        .arg("-no-color"));
+    assert!(
+        out.status.success(),
+        "actionlint found problems:\n{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+}
+
+#[test]
+fn workflows_pass_zizmor_auditor_persona() {
+    if !have_tools(&["zizmor"]) {
+        return;
+    }
+    // --offline: no GitHub API lookups (impostor commits, known vulnerable actions) from here.
+    let out = run(Command::new("zizmor")
+        .current_dir(repo_root())
+        .args([
+            "--offline",
+            "--persona",
+            "auditor",
+            "--no-progress",
+            "--format",
+            "plain",
+        ])
+        .arg(".github/workflows"));
+    assert!(
+        out.status.success(),
+        "zizmor found problems (fix each, or justify it in a comment with an ignore):\n{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    // Every ignore is justified by a comment on the lines before it.
+    let text = workflow();
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        if line.contains("zizmor: ignore[") {
+            assert!(
+                i > 0 && lines[i - 1].trim_start().starts_with('#'),
+                "an ignored zizmor finding needs a comment saying why: {line}"
+            );
+        }
+    }
+}
+
+#[test]
+fn workflow_pins_only_github_actions_by_full_sha() {
+    let text = workflow();
+    let mut uses = 0;
+    for line in text.lines() {
+        let Some(action) = line.trim().trim_start_matches("- ").strip_prefix("uses:") else {
+            continue;
+        };
+        uses += 1;
+        let action = action.trim();
+        let (name, rest) = action.split_once('@').expect("uses: owner/name@sha");
+        assert!(
+            name.starts_with("actions/") || name == "sigstore/cosign-installer",
+            "only GitHub's own actions and Sigstore's installer: {line}"
+        );
+        let sha = rest.split_whitespace().next().unwrap();
+        assert!(
+            sha.len() == 40 && sha.bytes().all(|b| b.is_ascii_hexdigit()),
+            "pinned by full commit sha: {line}"
+        );
+        assert!(rest.contains("# v"), "a version comment: {line}");
+    }
+    assert!(uses > 0);
+    assert!(
+        text.contains("\npermissions: {}\n"),
+        "top-level permissions are empty"
+    );
+}
+
+// --- tests do not track the pins ------------------------------------------------------------
+
+/// The files under xtask/tests/ that may name the Talos release the live lock pins, and why:
+/// they are data a bump changes, never tests.
+const MAY_NAME_THE_PIN: &[(&str, &str)] = &[
+    (
+        "xtask/tests/imager/go.mod",
+        "the imager module requires exactly the pinned release (bumped with the lock)",
+    ),
+    (
+        "xtask/tests/imager/go.sum",
+        "the hashes of that requirement",
+    ),
+];
+
+/// How often `version` occurs in `text` as a whole version (`v1.2.3`, not `v1.2.30`).
+fn occurrences(text: &str, version: &str) -> usize {
+    text.match_indices(version)
+        .filter(|(i, _)| !text[i + version.len()..].starts_with(|c: char| c.is_ascii_digit()))
+        .count()
+}
+
+/// Every file below `dir`, as (path relative to the repository, text); binary files skipped.
+fn files_below(dir: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(text) = std::fs::read_to_string(&path) {
+                let rel = path.strip_prefix(repo_root()).unwrap();
+                out.push((rel.to_string_lossy().into_owned(), text));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Tests use fixture data (xtask/tests/fixtures/repo/README.md) or read the live lock, so that a
+/// Talos bump changes data files, not tests: neither xtask/tests/ (sources, golden files,
+/// fixtures) nor a test module in xtask/src/ names the release the live lock pins.
+#[test]
+fn no_test_names_the_pinned_talos_version() {
+    let talos = live_talos_version();
+    let mut found = Vec::new();
+    for (path, text) in files_below(&repo_root().join("xtask/tests")) {
+        let n = occurrences(&text, &talos);
+        if n > 0 && !MAY_NAME_THE_PIN.iter().any(|(p, _)| *p == path) {
+            found.push(format!("{path}: {n}"));
+        }
+    }
+    for (file, text) in sources(&src()) {
+        let n = occurrences(&text[non_test(&text).len()..], &talos);
+        if n > 0 {
+            found.push(format!("xtask/src/{file}.rs (test module): {n}"));
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "tests name {talos}, the release variants/extensions.lock pins, so a Talos bump would \
+         break them:\n  {}\n    fix: write the fixture release (xtask/tests/fixtures/repo, \
+         tests/it/support's FIXTURE_TALOS) or, in a test about the live files, read the lock \
+         (live_talos_version())",
+        found.join("\n  ")
+    );
+}
+
+#[test]
+fn occurrences_count_whole_versions_only() {
+    assert_eq!(
+        occurrences("v1.2.3 v1.2.30 v1.2.3-x :v1.2.3\n", "v1.2.3"),
+        3
+    );
+}
+
+/// The fixture lock is for the fixture release, which is not (and never becomes) a real pin.
+#[test]
+fn the_fixture_lock_is_for_the_made_up_release() {
+    let text = std::fs::read_to_string(fixture_dir().join("variants/extensions.lock")).unwrap();
+    let lock: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(lock["talos_version"], FIXTURE_TALOS);
+    assert_ne!(live_talos_version(), FIXTURE_TALOS);
+}
+
+/// The live data, which the other tests leave to fixtures: the committed variants and lock load,
+/// agree (every extension has an entry, every tag is for the lock's release) and plan.
+#[test]
+fn the_committed_variants_and_lock_plan() {
+    let out = run(xtask(&repo_root())
+        .args(["plan", "--json", "--registry", "ghcr.io/acme"])
+        .env("CARGO_TARGET_DIR", temp_dir("tidy-live-plan")));
+    assert!(
+        out.status.success(),
+        "the committed variants/ do not plan:\n{}",
+        stderr(&out)
+    );
+    let plan: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(plan["talos_version"], live_talos_version().as_str());
+    let files = std::fs::read_dir(repo_root().join("variants"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "json")
+        })
+        .count();
+    assert_eq!(
+        plan["variants"].as_array().unwrap().len(),
+        files,
+        "{plan:#}"
     );
 }

@@ -1,5 +1,6 @@
-//! The GitHub workflow's own logic, run for real: zizmor's audit, the `required` gate's script
-//! under every combination of job results, and the tag gate against real git histories.
+//! The GitHub workflow's own logic, run for real: the `required` gate's script under every
+//! combination of job results, and the tag gate against real git histories (the linters,
+//! actionlint and zizmor, run in tidy.rs).
 
 use std::path::Path;
 use std::process::Command;
@@ -26,42 +27,6 @@ fn step_script(text: &str, name: &str) -> String {
         .map(|l| l.get(indent..).unwrap_or(""))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-#[test]
-fn workflows_pass_zizmor_auditor_persona() {
-    if !have_tools(&["zizmor"]) {
-        return;
-    }
-    // --offline: no GitHub API lookups (impostor commits, known vulnerable actions) from here.
-    let out = run(Command::new("zizmor")
-        .current_dir(repo_root())
-        .args([
-            "--offline",
-            "--persona",
-            "auditor",
-            "--no-progress",
-            "--format",
-            "plain",
-        ])
-        .arg(".github/workflows"));
-    assert!(
-        out.status.success(),
-        "zizmor found problems (fix each, or justify it in a comment with an ignore):\n{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    // Every ignore is justified by a comment on the lines before it.
-    let text = workflow();
-    let lines: Vec<&str> = text.lines().collect();
-    for (i, line) in lines.iter().enumerate() {
-        if line.contains("zizmor: ignore[") {
-            assert!(
-                i > 0 && lines[i - 1].trim_start().starts_with('#'),
-                "an ignored zizmor finding needs a comment saying why: {line}"
-            );
-        }
-    }
 }
 
 /// Runs the `required` job's script with these job results and `changed` outputs.

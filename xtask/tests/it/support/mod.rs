@@ -4,20 +4,27 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// A fresh directory under cargo's per-target temp dir, removed first if a previous run left it.
+/// A fresh directory under cargo's per-target temp dir (or `XTASK_TEST_TMPDIR`, which the bump
+/// test sets for the suite it runs inside its copy), removed first if a previous run left it.
 pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let base = std::env::var_os("XTASK_TEST_TMPDIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from);
+    let dir = base.join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
-/// The repository this test binary was built from.
+/// The repository this test binary was built from, or `XTASK_TEST_REPO`: the bump test runs
+/// this binary again on a copy of the repository whose pins it changed.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
+    match std::env::var_os("XTASK_TEST_REPO") {
+        Some(root) => PathBuf::from(root),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap()
+            .to_owned(),
+    }
 }
 
 /// The real xtask binary, run against `root` (a repository or a copy of one).
@@ -49,11 +56,49 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// Copies the repository's data (variants, patches) into a temporary root.
+/// The Talos release the fixture lock (`tests/fixtures/repo/variants/extensions.lock`) is for: a
+/// made-up patch release, so that no test tracks the version the repository pins today.
+pub const FIXTURE_TALOS: &str = "v1.13.99";
+
+/// The fixture repository: variants and a lock of the tests' own, in the repository's layout.
+pub fn fixture_dir() -> PathBuf {
+    repo_root().join("xtask/tests/fixtures/repo")
+}
+
+/// A scratch repository for tests that are not about today's pins: the fixture variants, lock,
+/// upstream pin and (empty) series. A Talos or upstream bump of the live files leaves it alone.
 pub fn copy_repo_data(dest: &Path) {
+    for dir in ["variants", "patches"] {
+        copy_dir(&fixture_dir().join(dir), &dest.join(dir));
+    }
+}
+
+/// A scratch repository with the repository's own variants, lock and patches, for the tests
+/// that are about the live pins (the bump test, the conformance harness at the pinned release).
+pub fn copy_live_repo_data(dest: &Path) {
     for dir in ["variants", "patches"] {
         copy_dir(&repo_root().join(dir), &dest.join(dir));
     }
+}
+
+/// One shared scratch copy of the fixture repository, for tests that only read it (`plan`,
+/// `schematic`, `config` to stdout): made once per test run.
+pub fn fixture_root() -> PathBuf {
+    static ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| {
+        let root = temp_dir("fixture-repo");
+        copy_repo_data(&root);
+        root
+    })
+    .clone()
+}
+
+/// The Talos version the repository's live lock pins, for the few tests about the live files.
+pub fn live_talos_version() -> String {
+    let path = repo_root().join("variants/extensions.lock");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lock: serde_json::Value = serde_json::from_str(&text).unwrap();
+    lock["talos_version"].as_str().unwrap().to_owned()
 }
 
 pub fn copy_dir(src: &Path, dest: &Path) {

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::podman::Podman;
 use super::registry::Registry;
-use super::{copy_repo_data, have_tools, run, temp_dir};
+use super::{copy_live_repo_data, copy_repo_data, have_tools, run, temp_dir};
 
 pub const OK: &str = "localhost/standin-imager:ok";
 pub const FAIL: &str = "localhost/standin-imager:fail";
@@ -29,6 +29,20 @@ impl Pipeline {
     /// `boot_assets` (kernel, initramfs), the OK stand-in imager returns them as the kernel and
     /// initramfs outputs, so that the smoke boot has something real to boot.
     pub fn setup(name: &str, boot_assets: Option<(&Path, &Path)>) -> Option<Pipeline> {
+        Pipeline::setup_from(name, boot_assets, copy_repo_data)
+    }
+
+    /// The same bench on the repository's live variants and lock, for the tests about the live
+    /// pins: the imager built from source at the pinned release, the real pinned upstream tree.
+    pub fn setup_live(name: &str) -> Option<Pipeline> {
+        Pipeline::setup_from(name, None, copy_live_repo_data)
+    }
+
+    fn setup_from(
+        name: &str,
+        boot_assets: Option<(&Path, &Path)>,
+        copy: fn(&Path),
+    ) -> Option<Pipeline> {
         if !have_tools(&[
             "podman",
             "buildah",
@@ -52,12 +66,12 @@ impl Pipeline {
         std::fs::write(&marker, "").unwrap();
         podman.busybox_image(FAIL, &[(&script, "/imager"), (&marker, "/fail")], "/imager");
         podman.arm64_base(BASE, &marker);
-        let tree = dir.join("tree");
-        synthetic_tree(&tree);
         let registry = Registry::start(&dir.join("registry"));
         let root = dir.join("repo");
-        copy_repo_data(&root);
-        pin_every_extension(&root);
+        copy(&root);
+        let talos = pin_every_extension(&root);
+        let tree = dir.join("tree");
+        synthetic_tree(&tree, &talos);
         for args in [
             &["init", "-q"][..],
             &["add", "."],
@@ -102,14 +116,15 @@ impl Pipeline {
 }
 
 /// A synthetic upstream tree (our own content) whose matchbox Dockerfile follows the patched
-/// upstream contract: `ARG ARCH`, assets copied from `_out/assets/*-${ARCH}*`.
-pub fn synthetic_tree(dir: &Path) {
+/// upstream contract: `ARG ARCH`, assets copied from `_out/assets/*-${ARCH}*`. Its profile names
+/// Talos release `talos` (the lock's).
+pub fn synthetic_tree(dir: &Path, talos: &str) {
     let pkg = dir.join("packages/core/talos/images");
     std::fs::create_dir_all(pkg.join("talos/profiles")).unwrap();
     std::fs::create_dir_all(pkg.join("matchbox/profiles")).unwrap();
     std::fs::write(
         pkg.join("talos/profiles/installer.yaml"),
-        "arch: amd64\nversion: v1.13.6\n",
+        format!("arch: amd64\nversion: {talos}\n"),
     )
     .unwrap();
     std::fs::write(
@@ -129,8 +144,8 @@ pub fn synthetic_tree(dir: &Path) {
 
 /// The committed lock leaves some extensions unpinned until someone with network runs
 /// `cargo xtask lock`; the test pins them to digests of its own, so the build runs `--locked`
-/// as CI does and never reaches for a registry it cannot have.
-pub fn pin_every_extension(root: &Path) {
+/// as CI does and never reaches for a registry it cannot have. Returns the lock's Talos release.
+pub fn pin_every_extension(root: &Path) -> String {
     let path = root.join("variants/extensions.lock");
     let mut lock: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     for (name, reference) in lock["extensions"].as_object_mut().unwrap() {
@@ -148,4 +163,5 @@ pub fn pin_every_extension(root: &Path) {
         "b1".repeat(32)
     ));
     std::fs::write(&path, serde_json::to_string_pretty(&lock).unwrap() + "\n").unwrap();
+    talos
 }
