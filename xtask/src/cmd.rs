@@ -4,7 +4,8 @@
 //! - [`Cmd`]: a command value. `Cmd::new(program)` then `.arg`, `.args`, `.env`, `.env_remove`,
 //!   `.current_dir`, `.stdin_bytes` / `.stdin_text(label, text)` (a heredoc when printed),
 //!   `.stdout(Io)` / `.stderr(Io)` (default: both captured, stdin empty), and the secrets:
-//!   `.secret_arg`, `.secret_env`, `.secret(value)` (redacted wherever it appears).
+//!   `.secret(value)`, a value (an argument, a variable's value, part of one) redacted wherever
+//!   it appears.
 //! - Running it, the same in every mode (for queries that change nothing, and for code that
 //!   already asked the [`Runner`]): `.run()` (fails naming the command and its stderr tail),
 //!   `.read()` / `.read_bytes()` (stdout), `.output()` (status not checked; `.check(&out)`
@@ -99,24 +100,10 @@ impl Cmd {
         self
     }
 
-    /// An argument shown as `<redacted>`.
-    // No command takes a secret on its command line today (credentials travel in private
-    // files); kept so that the first one never has to be printed.
-    #[allow(dead_code)]
-    pub fn secret_arg(self, arg: impl AsRef<str>) -> Cmd {
-        self.secret(arg.as_ref()).arg(arg)
-    }
-
     pub fn env(mut self, key: impl AsRef<str>, value: impl AsRef<str>) -> Cmd {
         self.env
             .push((key.as_ref().to_owned(), Some(value.as_ref().to_owned())));
         self
-    }
-
-    /// A variable whose value is shown as `<redacted>`.
-    #[allow(dead_code)]
-    pub fn secret_env(self, key: impl AsRef<str>, value: impl AsRef<str>) -> Cmd {
-        self.secret(value.as_ref()).env(key, value)
     }
 
     pub fn env_remove(mut self, key: impl AsRef<str>) -> Cmd {
@@ -523,9 +510,11 @@ mod tests {
     fn secrets_never_appear_in_the_line_or_in_errors() {
         let cmd = Cmd::new("sh")
             .args(["-c", "echo \"denied for $TOKEN\" >&2; exit 3"])
-            .secret_env("TOKEN", "ghp_secretvalue")
+            .env("TOKEN", "ghp_secretvalue")
+            .secret("ghp_secretvalue")
             .env("PLAIN", "visible")
-            .secret_arg("ghp_argsecret")
+            .arg("ghp_argsecret")
+            .secret("ghp_argsecret")
             .arg("--creds=ci:ghp_secretvalue");
         let line = cmd.to_string();
         assert_eq!(
