@@ -423,9 +423,7 @@ mod tests {
         assert!(patch.contains("  - TS_ROUTES=10.0.0.0/8\n"), "{patch}");
         assert!(patch.contains("(--routes)"), "{patch}");
         assert!(
-            patch.contains(
-                "validSubnets:\n        - 192.168.8.0/24\n        - '!100.64.0.0/10'\n"
-            ),
+            patch.contains("validSubnets:\n        - 192.168.8.0/24\n        - '!100.64.0.0/10'\n"),
             "{patch}"
         );
     }
@@ -445,8 +443,7 @@ mod tests {
         .unwrap();
         let patch = body(file(&r, "v.controlplane.patch.yaml"));
         assert!(
-            patch
-                .contains("advertisedSubnets:\n      - 10.10.0.0/16\n      - '!100.64.0.0/10'\n"),
+            patch.contains("advertisedSubnets:\n      - 10.10.0.0/16\n      - '!100.64.0.0/10'\n"),
             "{patch}"
         );
         assert!(!body(file(&r, "v.patch.yaml")).contains("cluster"));

@@ -357,7 +357,10 @@ pub fn config_findings(report: &ConfigReport, install_image: &str) -> Vec<String
 /// The printed `talosctl gen ...` steps as talosctl command lines, placeholders filled with
 /// sample values. talosctl's node commands (`apply-config`, `patch`) cannot be judged: their
 /// package needs a module the proxy does not serve (docs/conformance.md).
-pub fn command_requests(name: &str, steps: &[crate::domain::machine_config::Step]) -> Vec<CommandRequest> {
+pub fn command_requests(
+    name: &str,
+    steps: &[crate::domain::machine_config::Step],
+) -> Vec<CommandRequest> {
     steps
         .iter()
         .filter(|s| s.argv.len() > 1 && s.argv[0] == "talosctl" && s.argv[1] == "gen")
@@ -409,7 +412,10 @@ pub fn harness(project: &Project) -> Result<Option<Utf8PathBuf>> {
 }
 
 /// `cargo xtask schematic`'s check: image-factory's own `ID()` for each schematic equals ours.
-pub fn judge_schematics(project: &Project, reports: &[crate::domain::schematic::Report]) -> Result<()> {
+pub fn judge_schematics(
+    project: &Project,
+    reports: &[crate::domain::schematic::Report],
+) -> Result<()> {
     let Some(binary) = harness(project)? else {
         return Ok(());
     };
@@ -579,8 +585,12 @@ pub fn judge_plan(
             };
             let name = format!("{}/{}", vp.name, base_name(base));
             if base == Base::Talosctl {
-                let steps =
-                    crate::domain::machine_config::next_steps(&vp.name, &image, &rendered.files, "/tmp/cluster");
+                let steps = crate::domain::machine_config::next_steps(
+                    &vp.name,
+                    &image,
+                    &rendered.files,
+                    "/tmp/cluster",
+                );
                 request.commands.extend(command_requests(&vp.name, &steps));
             }
             for c in config_requests(&name, &base_patches, &rendered) {
@@ -592,8 +602,10 @@ pub fn judge_plan(
                 });
             }
         }
-        let schematic =
-            crate::domain::schematic::Schematic::for_variant(&vp.variant, vp.overlay_image.as_ref());
+        let schematic = crate::domain::schematic::Schematic::for_variant(
+            &vp.variant,
+            vp.overlay_image.as_ref(),
+        );
         request.schematics.push(SchematicRequest {
             name: vp.name.clone(),
             yaml: schematic.to_yaml(),

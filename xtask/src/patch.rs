@@ -15,11 +15,11 @@ use sha2::{Digest, Sha256};
 use crate::cmd::{Cmd, Runner};
 use crate::domain::diag;
 use crate::domain::VariantPlan;
-use crate::pin::{self, Pin};
 use crate::inputs;
+use crate::pin::SourceArg;
+use crate::pin::{self, Pin};
 use crate::project::Project;
 use crate::series::{self, PatchInfo, SERIES};
-use crate::pin::SourceArg;
 use crate::upstream::{self, Upstream};
 
 #[derive(Debug, clap::Args)]

@@ -154,7 +154,9 @@ pub fn build(
     // Variants build in parallel, and with `--tree` they share one tree: staging writes
     // `<tree>/_out/assets/`, which the engine's build then reads. One variant at a time
     // stages and builds, so no build reads another variant's kernel half-copied.
-    let staging = STAGING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let staging = STAGING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     ctx.runner.act(&format!("{mkdir} && {cp}"), || {
         std::fs::create_dir_all(&assets).with_context(|| format!("creating {assets}"))?;
         for name in [&kernel, &initramfs] {

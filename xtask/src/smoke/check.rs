@@ -447,21 +447,20 @@ pub fn check_target(
         let have_name = profile["overlay"]["name"].as_str();
         let have_image = profile["overlay"]["image"]["imageRef"].as_str();
         match want {
-            Some(image) if have_name != overlay || have_image != Some(image) => findings
-                .push(
-                    Finding::new(
-                        shown,
-                        format!("{base}.overlay"),
-                        format!(
-                            "not the locked overlay {} {image}",
-                            overlay.unwrap_or_default()
-                        ),
-                    )
-                    .value(&profile["overlay"])
-                    .fix(format!(
-                        "{rebuild}; without its overlay a board gets no firmware and does not boot"
-                    )),
-                ),
+            Some(image) if have_name != overlay || have_image != Some(image) => findings.push(
+                Finding::new(
+                    shown,
+                    format!("{base}.overlay"),
+                    format!(
+                        "not the locked overlay {} {image}",
+                        overlay.unwrap_or_default()
+                    ),
+                )
+                .value(&profile["overlay"])
+                .fix(format!(
+                    "{rebuild}; without its overlay a board gets no firmware and does not boot"
+                )),
+            ),
             None if !profile["overlay"].is_null() => findings.push(
                 Finding::new(
                     shown,

@@ -260,13 +260,29 @@ fn subcommands(main_rs: &str) -> BTreeSet<String> {
 /// stage before it through that stage's entry point. Anything else a subcommand needs from
 /// another belongs in the domain or a thin I/O module. Remove an entry when its arrow goes.
 const COMPOSES: &[(&str, &str, &str)] = &[
-    ("ci", "build", "ci runs the build stage with the plan and lock it checked"),
+    (
+        "ci",
+        "build",
+        "ci runs the build stage with the plan and lock it checked",
+    ),
     ("ci", "lock", "ci checks the lock stage (`lock::ensure`)"),
     ("ci", "patch", "ci prepares the patched tree for matchbox"),
     ("ci", "smoke", "ci runs smoke on what it built"),
-    ("build", "lock", "build refreshes or checks the lock (`lock::ensure`)"),
-    ("build", "patch", "matchbox is built from the patched tree (`patch::prepare_variant`)"),
-    ("patch", "upstream", "the series applies to the pristine tree (`upstream::ensure`)"),
+    (
+        "build",
+        "lock",
+        "build refreshes or checks the lock (`lock::ensure`)",
+    ),
+    (
+        "build",
+        "patch",
+        "matchbox is built from the patched tree (`patch::prepare_variant`)",
+    ),
+    (
+        "patch",
+        "upstream",
+        "the series applies to the pristine tree (`upstream::ensure`)",
+    ),
 ];
 
 #[test]
