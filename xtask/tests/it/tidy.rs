@@ -1,6 +1,6 @@
 //! Tidy checks: facts about the repository's own shape, as plain tests, all in this file: the
-//! workflow linters (actionlint, zizmor, actions pinned by commit), the module graph, no stray
-//! files, and no test that names today's Talos pin.
+//! workflow linters (actionlint, zizmor, actions pinned by commit), rustfmt, the module graph, no
+//! stray files, and no test that names today's Talos pin.
 //!
 //! The module graph: xtask's modules may only point down. `src/domain/` is the bottom layer
 //! and names nothing else of the crate; the thin I/O modules name no subcommand; a subcommand
@@ -370,6 +370,23 @@ fn no_stray_files_are_tracked() {
 }
 
 // --- the workflow's linters -----------------------------------------------------------------
+
+#[test]
+fn the_workspace_is_formatted_as_rustfmt_formats_it() {
+    // rustfmt comes with the toolchain (rustup's default profile); a minimal one lacks it.
+    if !have_tools(&["rustfmt"]) {
+        return;
+    }
+    let out = run(Command::new(env!("CARGO"))
+        .current_dir(repo_root())
+        .args(["fmt", "--all", "--check"]));
+    assert!(
+        out.status.success(),
+        "files differ from rustfmt's formatting: run `cargo fmt --all`\n{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+}
 
 fn workflow() -> String {
     std::fs::read_to_string(repo_root().join(".github/workflows/build.yml")).unwrap()
