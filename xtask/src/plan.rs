@@ -91,9 +91,15 @@ pub fn render(plan: &Plan) -> String {
             writeln!(out, "  output    {:<10} {}", p.kind.name(), p.artifact).unwrap();
         }
         if let Some(matchbox) = &v.matchbox_image {
+            // A multi-arch role lists a kernel per arch; matchbox serves the first arch's.
+            let which = if v.target.multi_arch() {
+                format!("the {} kernel and initramfs above", v.arch)
+            } else {
+                "the kernel and initramfs above".to_owned()
+            };
             writeln!(
                 out,
-                "  image     {:<10} {matchbox}:{}  (netboot: the kernel and initramfs above)",
+                "  image     {:<10} {matchbox}:{}  (netboot: {which})",
                 "matchbox", v.tag
             )
             .unwrap();

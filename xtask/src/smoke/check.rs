@@ -64,12 +64,15 @@ pub fn static_checks(
     let dir = project.out_dir().join(&variant.name);
     let path = dir.join(RECORD);
     let shown = project.display(&path).to_owned();
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "reading {shown}: variant `{}` is not built; run `cargo xtask build --variant {}`",
-            variant.name, variant.name
-        )
-    })?;
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+            "variant `{}` is not built; run `cargo xtask build --variant {}` (no {shown})",
+            variant.name,
+            variant.name
+        ),
+        Err(err) => return Err(err).with_context(|| format!("reading {shown}")),
+    };
     let record: BuildRecord = serde_json::from_str(&text).with_context(|| {
         format!(
             "{shown} is not a valid build record: rebuild with `cargo xtask build --variant {}`",

@@ -167,6 +167,27 @@ fn human_plan_is_a_table() {
 }
 
 #[test]
+fn a_multi_arch_plan_names_the_arch_matchbox_serves() {
+    let root = temp_dir("plan-multi-arch-matchbox");
+    copy_repo_data(&root);
+    std::fs::write(
+        root.join("variants/netboot.json"),
+        r#"{"name": "netboot", "description": "two arches, netbooted", "arch": ["arm64", "amd64"],
+            "extensions": ["drbd"], "repository": "talos-cozystack-netboot/talos",
+            "outputs": ["installer", "kernel", "initramfs"]}"#,
+    )
+    .unwrap();
+    let out =
+        run(xtask(&root).args(["plan", "--variant", "netboot", "--registry", "ghcr.io/acme"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("(netboot: the arm64 kernel and initramfs above)"),
+        "matchbox is built for the first arch only, and the plan says which: {text}"
+    );
+}
+
+#[test]
 fn every_offline_problem_is_reported_in_one_run() {
     let root = temp_dir("plan-all-at-once");
     copy_repo_data(&root);
