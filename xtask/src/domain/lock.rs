@@ -83,16 +83,10 @@ pub enum OverlayEntry<'a> {
 #[cfg(test)]
 impl Default for Lock {
     fn default() -> Lock {
-        Lock {
-            talos_version: "v0.0.0".into(),
-            extensions_image: "ghcr.io/siderolabs/extensions:v0.0.0".into(),
-            extensions: BTreeMap::new(),
-            overlays_image: None,
-            overlays: BTreeMap::new(),
-            known_overlays: Vec::new(),
-            imager: None,
-            base_installer: None,
-        }
+        Lock::new(
+            "v0.0.0".into(),
+            "ghcr.io/siderolabs/extensions:v0.0.0".into(),
+        )
     }
 }
 

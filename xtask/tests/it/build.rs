@@ -249,23 +249,12 @@ fn builds_both_roles_pushes_by_digest_and_caches_by_content() {
         ),
     ] {
         assert_ne!(bad, good);
-        let mut child = env
-            .podman
-            .command("podman")
-            .args(["run", "--rm", "-i", OK, "--tar-to-stdout", "-"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(bad.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = run_with_stdin(
+            env.podman
+                .command("podman")
+                .args(["run", "--rm", "-i", OK, "--tar-to-stdout", "-"]),
+            &bad,
+        );
         assert!(
             !out.status.success(),
             "the stand-in accepted a bad profile ({message})"

@@ -2,7 +2,7 @@
 //! where path filters are known to skip real changes, GitHub events, outputs, fail-closed
 //! behaviour, and the CI workflow's decision and gating (its linters run in tidy.rs).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use crate::support::*;
@@ -15,29 +15,6 @@ const GONE: &str = "dead0000beef0000dead0000beef0000dead0000";
 /// A git repository with the project's rules, two variants, a patch and docs.
 struct Repo {
     dir: PathBuf,
-}
-
-/// git that reads no user or system configuration, with a fixed identity.
-fn git_env(cmd: &mut Command) -> &mut Command {
-    cmd.env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_AUTHOR_NAME", "Test")
-        .env("GIT_AUTHOR_EMAIL", "test@example.invalid")
-        .env("GIT_COMMITTER_NAME", "Test")
-        .env("GIT_COMMITTER_EMAIL", "test@example.invalid")
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-}
-
-fn git_in(dir: &Path, args: &[&str]) -> String {
-    let out = run(git_env(Command::new("git").current_dir(dir).args(args)));
-    assert!(
-        out.status.success(),
-        "git {args:?} failed in {}: {}",
-        dir.display(),
-        stderr(&out)
-    );
-    stdout(&out).trim().to_owned()
 }
 
 fn has_object(repo: &Repo, sha: &str) -> bool {
@@ -76,7 +53,7 @@ impl Repo {
     }
 
     fn git(&self, args: &[&str]) -> String {
-        git_in(&self.dir, args)
+        git(&self.dir, args)
     }
 
     fn write(&self, path: &str, text: &str) {
@@ -697,7 +674,7 @@ fn shallow_clone(origin: &Repo, name: &str, extra: &[&str]) -> Repo {
     args.extend_from_slice(extra);
     args.push(&url);
     args.push(dir.to_str().unwrap());
-    git_in(origin.dir.parent().unwrap(), &args);
+    git(origin.dir.parent().unwrap(), &args);
     let clone = Repo { dir };
     assert_eq!(clone.git(&["rev-parse", "--is-shallow-repository"]), "true");
     clone

@@ -16,22 +16,7 @@ fn conformance(args: &[&str], stdin: Option<&str>) -> std::process::Output {
     let mut cmd = xtask(&repo_root());
     cmd.arg("conformance").args(args);
     match stdin {
-        Some(text) => {
-            use std::io::Write;
-            let mut child = cmd
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(text.as_bytes())
-                .unwrap();
-            child.wait_with_output().unwrap()
-        }
+        Some(text) => run_with_stdin(&mut cmd, text),
         None => run(&mut cmd),
     }
 }

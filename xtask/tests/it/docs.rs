@@ -254,20 +254,6 @@ fn copy_tree(src: &Path, dest: &Path) {
     }
 }
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = run(Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_NAME", "Doc Test")
-        .env("GIT_AUTHOR_EMAIL", "doc@example.org")
-        .env("GIT_COMMITTER_NAME", "Doc Test")
-        .env("GIT_COMMITTER_EMAIL", "doc@example.org"));
-    assert!(out.status.success(), "git {args:?}: {}", stderr(&out));
-    stdout(&out).trim().to_owned()
-}
-
 /// Where and with what environment a page's commands run: the scratch copy's root, or the
 /// directory a `cd` line or a `cwd:` comment moved to, and the variables `export` lines set.
 #[derive(Clone)]
@@ -962,22 +948,12 @@ impl Checker {
             "profiles": [], "configs": [], "schematics": [],
             "commands": self.talosctl.iter().map(|(at, argv)| serde_json::json!({"name": at, "argv": argv})).collect::<Vec<_>>(),
         });
-        let mut child = xtask(repo)
-            .args(["conformance", "--request", "-"])
-            .env_remove("CARGO_TARGET_DIR")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(request.to_string().as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = run_with_stdin(
+            xtask(repo)
+                .args(["conformance", "--request", "-"])
+                .env_remove("CARGO_TARGET_DIR"),
+            &request.to_string(),
+        );
         let report: serde_json::Value = match serde_json::from_str(&stdout(&out)) {
             Ok(r) => r,
             Err(e) => {

@@ -42,24 +42,6 @@ fn stand_in_extensions(root: &std::path::Path) -> Vec<(String, String)> {
     out
 }
 
-fn git_commit(root: &std::path::Path, message: &str) {
-    for args in [
-        &["add", "-A"][..],
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "commit",
-            "-qm",
-            message,
-        ],
-    ] {
-        let out = run(Command::new("git").args(args).current_dir(root));
-        assert!(out.status.success(), "git {args:?}: {}", stderr(&out));
-    }
-}
-
 fn build(env: &Pipeline, image: &str, mirror: &str, variants: &[&str]) -> Output {
     let mut cmd = env.xtask();
     cmd.env_remove("XTASK_NO_PREFETCH")
@@ -206,7 +188,7 @@ fn the_imager_built_from_source_makes_every_output_and_its_disk_boots() {
         )) && !base.ends_with(&"b1".repeat(32)),
         "{lock:#}"
     );
-    git_commit(&env.root, "lock the stand-ins");
+    commit_all(&env.root, "lock the stand-ins");
 
     // Both roles, every output kind they declare, through the real imager.
     let blobs_before = env.registry.blob_fetches().len();

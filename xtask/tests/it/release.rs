@@ -12,16 +12,6 @@ use crate::support::*;
 const REPO: &str = "acme/talos-cozystack-spin-only/talos";
 const REVISION: &str = "org.opencontainers.image.revision";
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = run(std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-        .args(args));
-    assert!(out.status.success(), "git {args:?}: {}", stderr(&out));
-    stdout(&out).trim().to_owned()
-}
-
 /// `cargo xtask ci` as the workflow runs it: `args` then the bench's registry and images.
 fn ci(env: &Pipeline, args: &[&str], vars: &[(&str, &str)]) -> Output {
     let mut cmd = env.xtask();

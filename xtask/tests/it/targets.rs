@@ -107,27 +107,6 @@ fn xtask_out(env: &Pipeline, args: &[&str]) -> Output {
     run(env.xtask().args(args))
 }
 
-fn commit_all(root: &Path) {
-    for args in [
-        &["add", "-A"][..],
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "commit",
-            "-qm",
-            "targets",
-        ],
-    ] {
-        assert!(run(std::process::Command::new("git")
-            .args(args)
-            .current_dir(root))
-        .status
-        .success());
-    }
-}
-
 #[test]
 fn a_board_role_and_a_two_arch_role_lock_plan_build_publish_and_pass_static_checks() {
     let Some(env) = Pipeline::setup("targets-e2e", None) else {
@@ -180,7 +159,7 @@ fn a_board_role_and_a_two_arch_role_lock_plan_build_publish_and_pass_static_chec
         "{}",
         stdout(&out)
     );
-    commit_all(&env.root);
+    commit_all(&env.root, "targets");
 
     // `--check` covers the overlays: a hand-edited entry is named with the fix.
     let pinned = std::fs::read_to_string(variants.join("extensions.lock")).unwrap();

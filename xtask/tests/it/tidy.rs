@@ -73,8 +73,8 @@ fn names_after(text: &str, prefix: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// Every `.rs` file below `dir`, as (path relative to `dir` without `.rs`, text).
-fn sources(dir: &Path) -> Vec<(String, String)> {
+/// Every file below `dir`, sorted.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
@@ -82,13 +82,26 @@ fn sources(dir: &Path) -> Vec<(String, String)> {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                let rel = path.strip_prefix(dir).unwrap().with_extension("");
-                let rel = rel.to_string_lossy().trim_end_matches("/mod").to_owned();
-                out.push((rel, std::fs::read_to_string(&path).unwrap()));
+            } else {
+                out.push(path);
             }
         }
     }
+    out.sort();
+    out
+}
+
+/// Every `.rs` file below `dir`, as (path relative to `dir` without `.rs`, text).
+fn sources(dir: &Path) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = walk(dir)
+        .into_iter()
+        .filter(|path| path.extension().is_some_and(|e| e == "rs"))
+        .map(|path| {
+            let rel = path.strip_prefix(dir).unwrap().with_extension("");
+            let rel = rel.to_string_lossy().trim_end_matches("/mod").to_owned();
+            (rel, std::fs::read_to_string(&path).unwrap())
+        })
+        .collect();
     out.sort();
     out
 }
@@ -504,21 +517,14 @@ fn occurrences(text: &str, version: &str) -> usize {
 
 /// Every file below `dir`, as (path relative to the repository, text); binary files skipped.
 fn files_below(dir: &Path) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if let Ok(text) = std::fs::read_to_string(&path) {
-                let rel = path.strip_prefix(repo_root()).unwrap();
-                out.push((rel.to_string_lossy().into_owned(), text));
-            }
-        }
-    }
-    out.sort();
-    out
+    walk(dir)
+        .into_iter()
+        .filter_map(|path| {
+            let text = std::fs::read_to_string(&path).ok()?;
+            let rel = path.strip_prefix(repo_root()).unwrap();
+            Some((rel.to_string_lossy().into_owned(), text))
+        })
+        .collect()
 }
 
 /// Tests use fixture data (xtask/tests/fixtures/repo/README.md) or read the live lock, so that a

@@ -2,10 +2,9 @@
 //! combination of job results, and the tag gate against real git histories (the linters,
 //! actionlint and zizmor, run in tidy.rs).
 
-use std::path::Path;
 use std::process::Command;
 
-use crate::support::{have_tools, repo_root, run, stderr, stdout, temp_dir};
+use crate::support::{git, have_tools, repo_root, run, stderr, stdout, temp_dir};
 
 fn workflow() -> String {
     std::fs::read_to_string(repo_root().join(".github/workflows/build.yml")).unwrap()
@@ -88,20 +87,6 @@ fn required_passes_only_when_every_needed_job_succeeded() {
         );
         assert!(output.contains("::error title=required::"), "{output}");
     }
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = run(Command::new("git")
-        .current_dir(dir)
-        .args(args)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.invalid"));
-    assert!(out.status.success(), "git {args:?}: {}", stderr(&out));
-    stdout(&out).trim().to_owned()
 }
 
 #[test]

@@ -36,19 +36,6 @@ fn clean(mut cmd: Command, target: &Path) -> Command {
     cmd
 }
 
-fn git(dir: &Path, args: &[&str]) {
-    let out = run(Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com"));
-    assert!(out.status.success(), "git {args:?}: {}", stderr(&out));
-}
-
 #[test]
 fn worktrees_sharing_a_target_dir_each_plan_their_own_variants() {
     if !have_tools(&["git"]) {

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::podman::Podman;
 use super::registry::Registry;
-use super::{copy_live_repo_data, copy_repo_data, have_tools, run, temp_dir};
+use super::{commit_all, copy_live_repo_data, copy_repo_data, git, have_tools, temp_dir};
 
 pub const OK: &str = "localhost/standin-imager:ok";
 pub const FAIL: &str = "localhost/standin-imager:fail";
@@ -72,23 +72,8 @@ impl Pipeline {
         let talos = pin_every_extension(&root);
         let tree = dir.join("tree");
         synthetic_tree(&tree, &talos);
-        for args in [
-            &["init", "-q"][..],
-            &["add", "."],
-            &[
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@t",
-                "commit",
-                "-qm",
-                "x",
-            ],
-        ] {
-            assert!(run(Command::new("git").args(args).current_dir(&root))
-                .status
-                .success());
-        }
+        git(&root, &["init", "-q"]);
+        commit_all(&root, "x");
         Some(Pipeline {
             dir,
             root,
