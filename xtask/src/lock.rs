@@ -704,29 +704,16 @@ fn print_resolve_commands(
     talos_version: &TalosVersion,
     overlays: bool,
 ) -> Result<()> {
-    println!(
-        "{}",
-        skopeo.inspect_raw_cmd(&extensions_image(talos_version))?
-    );
-    let copy = skopeo.copy_cmd(
-        &registry::Location::Registry(format!(
-            "{EXTENSIONS_REPOSITORY}/extensions@<digest of the linux/amd64 manifest>"
-        )),
-        &registry::Location::Local(format!(
-            "dir:{}/lock/<digest>",
-            project.display(&project.target_dir())
-        )),
-    )?;
-    println!("{copy}");
-    println!("tar -t -z -f <layer> && tar -x -z -O -f <layer> {DIGESTS_FILE}");
+    // Each catalog image: its index, the amd64 manifest's layer copied out, the file read.
+    let mut catalogs = vec![(extensions_image(talos_version), "extensions", DIGESTS_FILE)];
     if overlays {
-        println!(
-            "{}",
-            skopeo.inspect_raw_cmd(&overlays_image(talos_version))?
-        );
+        catalogs.push((overlays_image(talos_version), "overlays", OVERLAYS_FILE));
+    }
+    for (image, name, file) in catalogs {
+        println!("{}", skopeo.inspect_raw_cmd(&image)?);
         let copy = skopeo.copy_cmd(
             &registry::Location::Registry(format!(
-                "{EXTENSIONS_REPOSITORY}/overlays@<digest of the linux/amd64 manifest>"
+                "{EXTENSIONS_REPOSITORY}/{name}@<digest of the linux/amd64 manifest>"
             )),
             &registry::Location::Local(format!(
                 "dir:{}/lock/<digest>",
@@ -734,7 +721,7 @@ fn print_resolve_commands(
             )),
         )?;
         println!("{copy}");
-        println!("tar -t -z -f <layer> && tar -x -z -O -f <layer> {OVERLAYS_FILE}");
+        println!("tar -t -z -f <layer> && tar -x -z -O -f <layer> {file}");
     }
     Ok(())
 }
