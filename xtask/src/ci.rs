@@ -73,15 +73,30 @@ pub fn stage(
     results: &mut Vec<StageResult>,
     f: impl FnOnce() -> Result<String>,
 ) -> bool {
-    let github = in_github();
-    if github {
+    let started = begin_stage(name);
+    let result = f();
+    end_stage(name, results, started, result)
+}
+
+/// Opens a stage's fold; when it started.
+fn begin_stage(name: &str) -> Instant {
+    if in_github() {
         println!("::group::{name}");
     } else {
         eprintln!("== {name}");
     }
-    let started = Instant::now();
-    let result = f();
+    Instant::now()
+}
+
+/// Closes the fold of a stage that `started`, and records how it ended.
+fn end_stage(
+    name: &'static str,
+    results: &mut Vec<StageResult>,
+    started: Instant,
+    result: Result<String>,
+) -> bool {
     let seconds = started.elapsed().as_secs_f64();
+    let github = in_github();
     if github {
         println!("::endgroup::");
     }
