@@ -278,18 +278,12 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
             for variant in &variants {
                 smoke.push(smoke_variant(project, variant, args.no_boot, &skopeo));
             }
-            let failed: Vec<&str> = smoke
-                .iter()
-                .filter(|s| !s.passed)
-                .map(|s| s.variant.as_str())
-                .collect();
+            let mut failed = Vec::new();
+            for s in smoke.iter().filter(|s| !s.passed) {
+                failed.push(format!("{}: {}", s.variant, s.detail));
+            }
             if !failed.is_empty() {
-                let details: Vec<String> = smoke
-                    .iter()
-                    .filter(|s| !s.passed)
-                    .map(|s| format!("{}: {}", s.variant, s.detail))
-                    .collect();
-                bail!("{}", details.join("\n"));
+                bail!("{}", failed.join("\n"));
             }
             Ok(format!("{} variant(s) passed", smoke.len()))
         });
@@ -322,7 +316,15 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     }
 
     write_summary(&summary(&stages, &records, &smoke))?;
-    let failed: Vec<&str> = stages.iter().filter(|s| !s.ok).map(|s| s.name).collect();
+    failed_stages(&stages)
+}
+
+/// Fails naming every stage that failed.
+fn failed_stages(stages: &[StageResult]) -> Result<()> {
+    let mut failed = Vec::new();
+    for s in stages.iter().filter(|s| !s.ok) {
+        failed.push(s.name);
+    }
     if !failed.is_empty() {
         bail!("ci failed in: {}", failed.join(", "));
     }
@@ -340,7 +342,7 @@ fn publish_only(project: &Project, args: &Args) -> Result<()> {
     }
     let plan = inputs::load_plan(project, &args.options.variants, registry)?;
     let mut records = Vec::new();
-    let mut ok = stage("publish", &mut stages, || {
+    let pushed = stage("publish", &mut stages, || {
         for vp in &plan.variants {
             let record = build::read_record(project, &vp.name)?;
             anyhow::ensure!(
@@ -391,8 +393,8 @@ fn publish_only(project: &Project, args: &Args) -> Result<()> {
     });
     if args.no_release_tags {
         stages.push(skipped("release tags", "skipped: --no-release-tags"));
-    } else if ok {
-        ok = stage("release tags", &mut stages, || {
+    } else if pushed {
+        stage("release tags", &mut stages, || {
             move_release_tags(project, &skopeo, &plan, &mut records)
         });
     } else {
@@ -402,11 +404,7 @@ fn publish_only(project: &Project, args: &Args) -> Result<()> {
         ));
     }
     write_summary(&summary(&stages, &records, &[]))?;
-    if !ok {
-        let failed: Vec<&str> = stages.iter().filter(|s| !s.ok).map(|s| s.name).collect();
-        bail!("ci failed in: {}", failed.join(", "));
-    }
-    Ok(())
+    failed_stages(&stages)
 }
 
 /// `installer-image`, `installer-digest`, `matchbox-image`, `matchbox-digest` (of the first
@@ -426,11 +424,10 @@ fn write_publish_outputs(records: &[BuildRecord]) -> Result<()> {
             writeln!(out, "{}-digest={}", p.kind, p.digest).unwrap();
         }
     }
-    let all: Vec<String> = records
-        .iter()
-        .flat_map(|r| &r.published)
-        .map(|p| format!("{}@{}", p.image, p.digest))
-        .collect();
+    let mut all = Vec::new();
+    for p in records.iter().flat_map(|r| &r.published) {
+        all.push(format!("{}@{}", p.image, p.digest));
+    }
     writeln!(out, "images={}", all.join(" ")).unwrap();
     anyhow::ensure!(
         out.lines().all(|l| !l.contains('\r')),

@@ -441,12 +441,19 @@ impl Runner {
         shown: &dyn fmt::Display,
         act: impl FnOnce() -> Result<T>,
     ) -> Result<Option<T>> {
-        if self.dry_run {
-            // one locked write, so that lines of concurrent builds do not interleave
-            println!("{shown}");
+        if self.show(shown) {
             return Ok(None);
         }
         act().map(Some)
+    }
+
+    /// In a dry run prints `shown` and says `true`; otherwise does nothing.
+    fn show(self, shown: &dyn fmt::Display) -> bool {
+        if self.dry_run {
+            // one locked write, so that lines of concurrent builds do not interleave
+            println!("{shown}");
+        }
+        self.dry_run
     }
 
     /// Work a dry run skips without a word (scratch directories, records): what it would

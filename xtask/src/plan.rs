@@ -42,31 +42,24 @@ pub fn render(plan: &Plan) -> String {
     )
     .unwrap();
     writeln!(out).unwrap();
-    let rows: Vec<[String; 5]> = plan
-        .variants
-        .iter()
-        .map(|v| {
-            let arches: Vec<&str> = v.target.arches.iter().map(|a| a.as_str()).collect();
-            [
-                v.name.clone(),
-                arches.join(","),
-                v.target.label(),
-                v.extensions.join(" "),
-                format!("{}:{}", v.image, v.tag),
-            ]
-        })
-        .collect();
-    let header = ["VARIANT", "ARCH", "TARGET", "EXTENSIONS", "IMAGE"].map(String::from);
-    let widths: Vec<usize> = (0..5)
-        .map(|i| {
-            rows.iter()
-                .chain([&header])
-                .map(|r| r[i].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for row in [&header].into_iter().chain(&rows) {
+    let mut rows = vec![["VARIANT", "ARCH", "TARGET", "EXTENSIONS", "IMAGE"].map(String::from)];
+    for v in &plan.variants {
+        let arches: Vec<&str> = v.target.arches.iter().map(|a| a.as_str()).collect();
+        rows.push([
+            v.name.clone(),
+            arches.join(","),
+            v.target.label(),
+            v.extensions.join(" "),
+            format!("{}:{}", v.image, v.tag),
+        ]);
+    }
+    let mut widths = [0; 5];
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = cell.chars().count().max(*width);
+        }
+    }
+    for row in &rows {
         let line: Vec<String> = row
             .iter()
             .zip(&widths)
