@@ -31,7 +31,7 @@ use crate::publish::{self, Publisher};
 
 /// The options `build` and `ci` share, flattened into both with the same environment
 /// fallbacks, so that a CI matrix value and a local variable reach either under one name.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Clone, clap::Args)]
 pub struct Options {
     /// Only these variants (repeatable); default: all.
     #[arg(long = "variant", value_name = "NAME")]
@@ -70,7 +70,7 @@ pub struct Options {
     pub matchbox_base: Option<String>,
 }
 
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Clone, clap::Args)]
 pub struct Args {
     #[command(flatten)]
     pub options: Options,

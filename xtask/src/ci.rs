@@ -18,7 +18,7 @@ use crate::engine::{Engine, Need};
 use crate::inputs;
 use crate::project::Project;
 
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 pub struct Args {
     /// What build takes too; with `--push`: publish installers and matchbox images by digest
     /// with a build-unique tag, and after smoke passed move the Talos version tag (on the
@@ -692,24 +692,12 @@ pub fn summary(stages: &[StageResult], records: &[BuildRecord], smoke: &[SmokeRe
                 "- image: `{}@{}`{index} tags: {}",
                 p.image,
                 p.digest,
-                p.tags
-                    .iter()
-                    .map(|t| format!("`{t}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                code_list(&p.tags)
             )
             .unwrap();
         }
-        writeln!(
-            out,
-            "- extensions: {}",
-            r.extensions
-                .iter()
-                .map(|e| format!("`{}`", e.reference))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-        .unwrap();
+        let extensions = code_list(r.extensions.iter().map(|e| &e.reference));
+        writeln!(out, "- extensions: {extensions}").unwrap();
         writeln!(
             out,
             "- imager runs: {}, cache hits: {}",
@@ -767,6 +755,18 @@ fn stage_times(record: &BuildRecord, smoke: Option<&SmokeResult>) -> String {
     }
     parts.push(format!("total {total:.1}s"));
     parts.join(", ")
+}
+
+/// Each item as Markdown code, comma-separated: `` `a`, `b` ``.
+fn code_list<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
+    let mut out = String::new();
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        write!(out, "`{item}`").unwrap();
+    }
+    out
 }
 
 fn md_cell(text: &str) -> String {

@@ -133,8 +133,12 @@ impl Cmd {
         self.secrets.insert(at, value.to_owned());
     }
 
-    pub fn current_dir(mut self, dir: impl AsRef<Utf8Path>) -> Cmd {
-        self.cwd = Some(dir.as_ref().to_owned());
+    pub fn current_dir(self, dir: impl AsRef<Utf8Path>) -> Cmd {
+        self.in_dir(dir.as_ref())
+    }
+
+    fn in_dir(mut self, dir: &Utf8Path) -> Cmd {
+        self.cwd = Some(dir.to_owned());
         self
     }
 

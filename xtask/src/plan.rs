@@ -6,7 +6,7 @@ use anyhow::Result;
 use crate::domain::plan::Plan;
 use crate::project::Project;
 
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 pub struct Args {
     /// Only these variants (repeatable); default: every file under variants/.
     #[arg(long = "variant", value_name = "NAME")]

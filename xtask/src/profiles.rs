@@ -8,7 +8,7 @@ use crate::domain::Plan;
 use crate::inputs;
 use crate::project::Project;
 
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 pub struct Args {
     /// Only these variants (repeatable); default: all.
     #[arg(long = "variant", value_name = "NAME")]

@@ -43,11 +43,7 @@ impl<'a> Publisher<'a> {
         image: &str,
         revision: Option<&str>,
     ) -> Result<Published> {
-        let layout = self.work.join(format!(
-            "oci-{}",
-            crate::fsutil::sha256_hex(image.as_bytes())
-        ));
-        self.fresh_layout(&layout)?;
+        let layout = self.fresh_layout(image)?;
         // An OCI layout first: its manifest digest is what the registry will store, so the
         // push can name the digest and nothing is tagged before it exists.
         let oci = Location::Local(format!("oci:{layout}:build"));
@@ -69,10 +65,7 @@ impl<'a> Publisher<'a> {
         self.skopeo
             .copy(&oci, &Location::Registry(format!("{image}@{digest}")))
             .with_context(|| format!("pushing {archive} to {image}"))?;
-        self.skopeo.runner.silently(|| {
-            let _ = std::fs::remove_dir_all(&layout);
-            Ok(())
-        })?;
+        self.remove_layout(&layout)?;
         Ok(Published {
             kind: kind.to_owned(),
             image: image.to_owned(),
@@ -93,11 +86,7 @@ impl<'a> Publisher<'a> {
         image: &str,
         revision: Option<&str>,
     ) -> Result<Published> {
-        let layout = self.work.join(format!(
-            "oci-{}",
-            crate::fsutil::sha256_hex(image.as_bytes())
-        ));
-        self.fresh_layout(&layout)?;
+        let layout = self.fresh_layout(image)?;
         for (arch, archive) in archives {
             self.skopeo
                 .copy(
@@ -133,10 +122,7 @@ impl<'a> Publisher<'a> {
                 true,
             )
             .with_context(|| format!("pushing the {kind} index to {image}"))?;
-        self.skopeo.runner.silently(|| {
-            let _ = std::fs::remove_dir_all(&layout);
-            Ok(())
-        })?;
+        self.remove_layout(&layout)?;
         Ok(Published {
             kind: kind.to_owned(),
             image: image.to_owned(),
@@ -146,11 +132,24 @@ impl<'a> Publisher<'a> {
         })
     }
 
-    /// An empty place for the OCI layout (and its parent); a dry run needs none.
-    fn fresh_layout(&self, layout: &Utf8Path) -> Result<()> {
+    /// An empty place for the OCI layout of `image` (and its parent); a dry run needs none.
+    fn fresh_layout(&self, image: &str) -> Result<Utf8PathBuf> {
+        let layout = self.work.join(format!(
+            "oci-{}",
+            crate::fsutil::sha256_hex(image.as_bytes())
+        ));
+        self.skopeo.runner.silently(|| {
+            let _ = std::fs::remove_dir_all(&layout);
+            std::fs::create_dir_all(&self.work).with_context(|| format!("creating {}", self.work))
+        })?;
+        Ok(layout)
+    }
+
+    /// The layout is in the registry now.
+    fn remove_layout(&self, layout: &Utf8Path) -> Result<()> {
         self.skopeo.runner.silently(|| {
             let _ = std::fs::remove_dir_all(layout);
-            std::fs::create_dir_all(&self.work).with_context(|| format!("creating {}", self.work))
+            Ok(())
         })?;
         Ok(())
     }

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use crate::cmd::{Cmd, Io, Runner};
 use crate::project::Project;
 
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 pub struct Args {
     /// Do not install anything; fail with the install command when a tool is missing.
     #[arg(long)]
