@@ -378,7 +378,7 @@ fn publish_only(project: &Project, args: &Args) -> Result<()> {
             .filter(|t| t != &plan.talos_version)
             .collect();
         for (vp, record) in plan.variants.iter().zip(records.iter_mut()) {
-            let unique: Vec<String> = unique.iter().map(|t| vp.target.tag(t)).collect();
+            let unique = build::target_tags(&vp.target, &unique);
             for p in &mut record.published {
                 publisher.add_tags(p, &unique)?;
                 p.tags = unique.clone();
@@ -467,10 +467,10 @@ fn dry_run(project: &Project, args: &Args, plan: &crate::domain::Plan) -> Result
     let runner = crate::cmd::Runner::DRY_RUN;
     skopeo.runner = runner;
     let engine = Engine::detect(opts.engine);
-    let tools: Vec<&str> = needs(engine, !args.no_boot)
-        .iter()
-        .map(|n| n.program)
-        .collect();
+    let mut tools = Vec::new();
+    for need in needs(engine, !args.no_boot) {
+        tools.push(need.program);
+    }
     runner.note(&format!(
         "stage preflight: checks that these are on PATH: {}",
         tools.join(", ")
@@ -650,11 +650,11 @@ pub fn summary(stages: &[StageResult], records: &[BuildRecord], smoke: &[SmokeRe
         let arches = if r.arches.is_empty() {
             r.arch.to_string()
         } else {
-            r.arches
-                .iter()
-                .map(|a| a.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
+            let mut arches = Vec::new();
+            for a in &r.arches {
+                arches.push(a.as_str());
+            }
+            arches.join(", ")
         };
         let target = match (r.platform.as_deref().unwrap_or("metal"), &r.overlay) {
             ("metal", None) => String::new(),

@@ -196,8 +196,10 @@ impl Cmd {
                 line.push_str(&format!("{key}={} ", quote(&self.redact(value))));
             }
         }
-        let words = std::iter::once(&self.program).chain(&self.args);
-        let words: Vec<String> = words.map(|w| self.redact(w)).collect();
+        let mut words = vec![self.redact(&self.program)];
+        for arg in &self.args {
+            words.push(self.redact(arg));
+        }
         line.push_str(&shell_line(&words));
         if let Input::Bytes { label, .. } = &self.stdin {
             line.push_str(&format!(" <<'{label}'"));
@@ -403,10 +405,15 @@ impl Pipeline {
 
 impl fmt::Display for Pipeline {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let lines: Vec<String> = self.0.iter().map(Cmd::line).collect();
+        let mut lines = Vec::new();
+        for cmd in &self.0 {
+            lines.push(cmd.line());
+        }
         f.write_str(&lines.join(" | "))?;
-        for heredoc in self.0.iter().filter_map(Cmd::heredoc) {
-            write!(f, "\n{heredoc}")?;
+        for cmd in &self.0 {
+            if let Some(heredoc) = cmd.heredoc() {
+                write!(f, "\n{heredoc}")?;
+            }
         }
         Ok(())
     }
@@ -493,21 +500,24 @@ pub fn quote(word: &str) -> std::borrow::Cow<'_, str> {
 
 /// Words quoted and joined into one shell line.
 pub fn shell_line<S: AsRef<str>>(words: &[S]) -> String {
-    words
-        .iter()
-        .map(|w| quote(w.as_ref()))
-        .collect::<Vec<_>>()
-        .join(" ")
+    let mut line = String::new();
+    for (i, word) in words.iter().enumerate() {
+        if i > 0 {
+            line.push(' ');
+        }
+        line.push_str(&quote(word.as_ref()));
+    }
+    line
 }
 
 /// The last `n` lines of `text`, each as `  | line`.
 pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.trim_end().lines().collect();
-    lines[lines.len().saturating_sub(n)..]
-        .iter()
-        .map(|l| format!("  | {l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    let mut tail = Vec::new();
+    for line in &lines[lines.len().saturating_sub(n)..] {
+        tail.push(format!("  | {line}"));
+    }
+    tail.join("\n")
 }
 
 #[cfg(test)]

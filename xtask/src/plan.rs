@@ -44,7 +44,10 @@ pub fn render(plan: &Plan) -> String {
     writeln!(out).unwrap();
     let mut rows = vec![["VARIANT", "ARCH", "TARGET", "EXTENSIONS", "IMAGE"].map(String::from)];
     for v in &plan.variants {
-        let arches: Vec<&str> = v.target.arches.iter().map(|a| a.as_str()).collect();
+        let mut arches = Vec::new();
+        for a in &v.target.arches {
+            arches.push(a.as_str());
+        }
         rows.push([
             v.name.clone(),
             arches.join(","),
@@ -60,12 +63,11 @@ pub fn render(plan: &Plan) -> String {
         }
     }
     for row in &rows {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        writeln!(out, "{}", line.join("  ").trim_end()).unwrap();
+        let mut cells = Vec::new();
+        for (cell, w) in row.iter().zip(&widths) {
+            cells.push(format!("{cell:<w$}"));
+        }
+        writeln!(out, "{}", cells.join("  ").trim_end()).unwrap();
     }
     for v in &plan.variants {
         writeln!(out, "\n{}: {}", v.name, v.description).unwrap();
@@ -98,15 +100,14 @@ pub fn render(plan: &Plan) -> String {
             .unwrap();
         }
         if v.target.multi_arch() {
+            let mut platforms = Vec::new();
+            for a in &v.target.arches {
+                platforms.push(format!("linux/{a}"));
+            }
             writeln!(
                 out,
                 "  publish   one image index per tag ({}): {}:{}",
-                v.target
-                    .arches
-                    .iter()
-                    .map(|a| format!("linux/{a}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                platforms.join(", "),
                 v.image,
                 v.tag
             )

@@ -95,14 +95,15 @@ impl<'a> Publisher<'a> {
                 )
                 .with_context(|| format!("reading {archive}"))?;
         }
-        let arches: Vec<Arch> = archives.iter().map(|(a, _)| *a).collect();
+        let (mut arches, mut platforms, mut names) = (Vec::new(), Vec::new(), Vec::new());
+        for (arch, _) in archives {
+            arches.push(*arch);
+            platforms.push(format!("linux/{arch}"));
+            names.push(arch.to_string());
+        }
         let shown = format!(
             "# write an OCI image index of {} into {layout} (index.json then names it `build`)",
-            arches
-                .iter()
-                .map(|a| format!("linux/{a}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            platforms.join(", ")
         );
         let digest = self
             .skopeo
@@ -128,7 +129,7 @@ impl<'a> Publisher<'a> {
             image: image.to_owned(),
             digest,
             tags: Vec::new(),
-            arches: arches.iter().map(|a| a.to_string()).collect(),
+            arches: names,
         })
     }
 
@@ -193,11 +194,10 @@ impl Outcome {
             line.push_str(&format!(", {} already there", self.already.len()));
         }
         if !self.kept.is_empty() {
-            let kept: Vec<String> = self
-                .kept
-                .iter()
-                .map(|(t, why)| format!("{t} ({why})"))
-                .collect();
+            let mut kept = Vec::new();
+            for (tag, why) in &self.kept {
+                kept.push(format!("{tag} ({why})"));
+            }
             line.push_str(&format!("; left alone: {}", kept.join("; ")));
         }
         line
