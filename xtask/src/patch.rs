@@ -622,7 +622,10 @@ pub fn parse_raw(raw: &str) -> Vec<Change> {
 pub fn verify_patch(info: &PatchInfo, changes: &[Change]) -> Vec<String> {
     let mut problems = Vec::new();
     let declared = info.touched();
-    let changed: BTreeSet<&str> = changes.iter().map(|c| c.path.as_str()).collect();
+    let mut changed = BTreeSet::new();
+    for change in changes {
+        changed.insert(change.path.clone());
+    }
     for path in changed.difference(&declared) {
         problems.push(format!("{path} changed, but the patch does not name it"));
     }

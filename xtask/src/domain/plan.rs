@@ -62,7 +62,17 @@ pub struct PlannedProfile {
     /// The file the imager writes.
     pub artifact: String,
     /// The exact object the imager receives.
+    #[serde(serialize_with = "profile_json")]
     pub profile: Profile,
+}
+
+/// Profiles serialize through `Profile::to_json` only, so serde's code for them is generated
+/// once (for `serde_json::Value`), not again for every writer that prints a plan.
+fn profile_json<S: serde::Serializer>(
+    profile: &Profile,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    profile.to_json().serialize(s)
 }
 
 impl PlannedProfile {

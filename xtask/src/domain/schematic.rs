@@ -7,6 +7,8 @@
 //! fields as JSON and writes them with the one YAML rule ([`super::yaml`], indent 4); the tests
 //! pin it to the IDs published in the factory's own tests.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
@@ -32,7 +34,7 @@ pub struct Overlay {
     pub image: String,
     pub name: String,
     /// `overlay.options`, string values only (a Go `map[string]any`: keys sorted).
-    pub options: Vec<(String, String)>,
+    pub options: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -63,12 +65,10 @@ impl Schematic {
             .collect();
         official.sort();
         let overlay = variant.target.overlay.as_ref().map(|o| {
-            let mut options: Vec<(String, String)> = o
-                .options
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                .collect();
-            options.sort();
+            let mut options = BTreeMap::new();
+            for (k, v) in &o.options {
+                options.insert(k.clone(), v.as_str().unwrap_or_default().to_owned());
+            }
             Overlay {
                 image: overlay_image.map(factory_image).unwrap_or_default(),
                 name: o.name.clone(),
@@ -357,7 +357,7 @@ mod tests {
                     overlay: Some(Overlay {
                         image: "siderolabs/sbc-raspberrypi".into(),
                         name: "rpi_generic".into(),
-                        options: Vec::new(),
+                        options: BTreeMap::new(),
                     }),
                     customization: Customization::default(),
                 },
