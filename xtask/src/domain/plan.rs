@@ -199,23 +199,17 @@ pub fn make(
         };
         // Output by output, each for every arch: a two-arch installer is two imager runs
         // whose results publish as one index.
-        let profiles = variant
-            .outputs
-            .iter()
-            .flat_map(|&output| {
-                variant
-                    .target
-                    .arches
-                    .iter()
-                    .map(move |&arch| (output, arch))
-            })
-            .map(|(output, arch)| PlannedProfile {
-                kind: output,
-                arch,
-                artifact: artifact(&variant.target, output, arch),
-                profile: profile::for_output(&variant, output, arch, &talos.version, locked),
-            })
-            .collect();
+        let mut profiles = Vec::new();
+        for &output in &variant.outputs {
+            for &arch in &variant.target.arches {
+                profiles.push(PlannedProfile {
+                    kind: output,
+                    arch,
+                    artifact: artifact(&variant.target, output, arch),
+                    profile: profile::for_output(&variant, output, arch, &talos.version, locked),
+                });
+            }
+        }
         plans.push(VariantPlan {
             name: variant.name.clone(),
             description: variant.description.clone(),

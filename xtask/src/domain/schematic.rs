@@ -216,19 +216,17 @@ pub fn report(
         .to_owned();
     let platform = variant.target.platform;
     let arch = variant.arch;
-    let assets = variant
-        .target
-        .arches
-        .iter()
-        .flat_map(|&a| match platform {
+    let mut assets = Map::new();
+    for &a in &variant.target.arches {
+        let files = match platform {
             Platform::Metal => asset_files(a),
             other => platform_asset_files(other, a),
-        })
-        .map(|file| {
+        };
+        for file in files {
             let url = format!("{base}/image/{id}/{talos}/{file}");
-            (file, Value::String(url))
-        })
-        .collect();
+            assets.insert(file, Value::String(url));
+        }
+    }
     let pxe_host = pxe_base(base, pxe_url);
     Report {
         variant: variant.name.clone(),

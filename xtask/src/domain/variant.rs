@@ -657,36 +657,30 @@ pub fn check_files(
 }
 
 /// Picks variants by name; an empty selection means all of them.
-pub fn select(all: Vec<Variant>, names: &[String]) -> Result<Vec<Variant>> {
+pub fn select(mut all: Vec<Variant>, names: &[String]) -> Result<Vec<Variant>> {
     if names.is_empty() {
         return Ok(all);
     }
     let known: Vec<&str> = all.iter().map(|v| v.name.as_str()).collect();
-    let unknown: Vec<&String> = names
-        .iter()
-        .filter(|n| !known.contains(&n.as_str()))
-        .collect();
+    let mut unknown = Vec::new();
+    let mut hints = String::new();
+    for name in names {
+        if !known.contains(&name.as_str()) {
+            unknown.push(format!("`{name}`"));
+            hints.push_str(&diag::did_you_mean(name, &known));
+        }
+    }
     if !unknown.is_empty() {
-        let hints: String = unknown
-            .iter()
-            .map(|n| diag::did_you_mean(n, &known))
-            .collect();
         anyhow::bail!(
             "unknown variant{} {}: the variants are {} (one file each under variants/)\n    fix: {}pass one of them to --variant",
             diag::plural(unknown.len()),
-            unknown
-                .iter()
-                .map(|n| format!("`{n}`"))
-                .collect::<Vec<_>>()
-                .join(", "),
+            unknown.join(", "),
             known.join(", "),
             hints
         );
     }
-    Ok(all
-        .into_iter()
-        .filter(|v| names.contains(&v.name))
-        .collect())
+    all.retain(|v| names.contains(&v.name));
+    Ok(all)
 }
 
 /// A segment of an OCI repository path: `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.

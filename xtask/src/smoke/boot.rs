@@ -642,12 +642,12 @@ fn watch(opts: &BootOptions, qemu: &Cmd, prepared: &Prepared) -> Result<BootResu
     let stderr = qemu.child.stderr.take().expect("stderr is piped");
     {
         let (tx, log) = (tx.clone(), Arc::clone(&log));
-        std::thread::spawn(move || read_console(stdout, log, tx));
+        spawn(Box::new(move || read_console(stdout, log, tx)));
     }
     let qemu_stderr = Arc::new(Mutex::new(String::new()));
     let stderr_reader = {
         let (log, text) = (Arc::clone(&log), Arc::clone(&qemu_stderr));
-        std::thread::spawn(move || read_stderr(stderr, log, text))
+        spawn(Box::new(move || read_stderr(stderr, log, text)))
     };
 
     let stop_probe = Arc::new(AtomicBool::new(false));
@@ -860,7 +860,7 @@ impl Watch<'_> {
         };
         let addr = SocketAddr::from(([127, 0, 0, 1], host));
         let (tx, stop) = (self.tx.clone(), Arc::clone(&self.stop_probe));
-        std::thread::spawn(move || {
+        spawn(Box::new(move || {
             while !stop.load(Ordering::Relaxed) {
                 if let Some(bytes) = probe_once(addr) {
                     let _ = tx.send(Event::PortAnswered(bytes));
@@ -868,7 +868,7 @@ impl Watch<'_> {
                 }
                 std::thread::sleep(Duration::from_millis(300));
             }
-        });
+        }));
     }
 
     fn success(&self) -> Option<Verdict> {
@@ -901,6 +901,12 @@ impl Watch<'_> {
             (Some(_), None) => String::new(),
         }
     }
+}
+
+/// Starts one of a boot's helper threads (console reader, stderr reader, port probe). Boxed,
+/// so that the three share one instance of `thread::spawn` instead of one per closure type.
+fn spawn(work: Box<dyn FnOnce() + Send>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(work)
 }
 
 fn read_console(mut stdout: ChildStdout, log: Arc<Mutex<File>>, tx: Sender<Event>) {
