@@ -467,22 +467,24 @@ fn read_from_image(project: &Project, skopeo: &Skopeo, image: &str, file: &str) 
     let raw = skopeo.inspect_raw(image)?;
     let pinned = pinned(image, &raw)?;
     let repository = &pinned.repository;
-    let (candidates, platforms): (Vec<Digest>, Vec<Option<String>>) =
-        match parse_manifest(&raw, image)? {
-            Manifest::Image(_) => (vec![Digest::of_bytes(&raw)], vec![None]),
-            Manifest::Index(manifests) => {
-                let order = platform_order(&manifests);
-                if order.is_empty() {
-                    bail!("{pinned}: the index lists no image manifest");
-                }
-                order
-                    .iter()
-                    .map(|d| (d.digest.clone(), d.platform.as_ref().map(|p| p.to_string())))
-                    .unzip()
+    // (manifest, its platform), the platforms in the order they are tried
+    let candidates: Vec<(Digest, Option<String>)> = match parse_manifest(&raw, image)? {
+        Manifest::Image(_) => vec![(Digest::of_bytes(&raw), None)],
+        Manifest::Index(manifests) => {
+            let order = platform_order(&manifests);
+            if order.is_empty() {
+                bail!("{pinned}: the index lists no image manifest");
             }
-        };
+            let mut candidates = Vec::new();
+            for d in order {
+                let platform = d.platform.as_ref().map(|p| p.to_string());
+                candidates.push((d.digest.clone(), platform));
+            }
+            candidates
+        }
+    };
     let mut tried = Vec::new();
-    for (digest, platform) in candidates.iter().zip(&platforms) {
+    for (digest, platform) in &candidates {
         let reference = format!("{repository}@{digest}");
         let dir = fetch_cached(project, skopeo, &reference, digest)?;
         if let Some(text) = find_file(&dir, &reference, file)? {
