@@ -182,7 +182,10 @@ pub fn add_overlays(
     catalog: &[crate::domain::target::CatalogEntry],
     names: &BTreeSet<String>,
 ) -> Result<()> {
-    let known: Vec<&str> = catalog.iter().map(|e| e.name.as_str()).collect();
+    let mut known = Vec::with_capacity(catalog.len());
+    for entry in catalog {
+        known.push(entry.name.as_str());
+    }
     let mut absent = Vec::new();
     for name in names {
         match catalog.iter().find(|e| &e.name == name) {
@@ -207,7 +210,10 @@ pub fn add_overlays(
         );
     }
     lock.overlays_image = Some(catalog_image.clone());
-    let mut all: Vec<String> = known.iter().map(|n| n.to_string()).collect();
+    let mut all = Vec::with_capacity(catalog.len());
+    for entry in catalog {
+        all.push(entry.name.clone());
+    }
     all.sort();
     lock.known_overlays = all;
     Ok(())

@@ -695,11 +695,10 @@ pub fn write_variant_profiles(
     })?;
     let relative = Utf8PathBuf::from(package).join("images/talos/profiles");
     let dir = tree.join(&relative);
-    let wanted: Vec<String> = variant
-        .profiles
-        .iter()
-        .map(|p| format!("{}.yaml", p.kind.name()))
-        .collect();
+    let mut wanted = Vec::with_capacity(variant.profiles.len());
+    for planned in &variant.profiles {
+        wanted.push(format!("{}.yaml", planned.kind.name()));
+    }
     let mut removed = Vec::new();
     let existing = sorted_names(&dir).with_context(|| format!("reading {dir}"))?;
     for name in existing {

@@ -507,10 +507,11 @@ fn render_refs(refs: &[(String, ImageRef)]) -> String {
     if refs.is_empty() {
         return "none".into();
     }
-    refs.iter()
-        .map(|(_, r)| r.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
+    let mut shown = Vec::with_capacity(refs.len());
+    for (_, r) in refs {
+        shown.push(r.to_string());
+    }
+    shown.join(", ")
 }
 
 fn variant_file(variant: &Variant) -> String {
