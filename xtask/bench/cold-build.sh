@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The cold build of xtask against its dependency floor (docs/dev/benchmarks.md).
+#
+# The floor is a crate with xtask's [dependencies], the workspace's profiles and Cargo.lock, and
+# an empty `main`: what any xtask with these dependencies pays. The script builds xtask and the
+# floor from an empty target dir, alternating them so that a change in the machine's load hits
+# both, and prints each sample and the ratio of the medians by CPU (user + sys) and by wall.
+#
+#   xtask/bench/cold-build.sh [SAMPLES]        # 3 by default
+#   CARGO_INCREMENTAL=0 xtask/bench/cold-build.sh   # as CI builds it
+#
+# Needs GNU time (/usr/bin/time) and the dependencies in cargo's cache (it builds --offline).
+set -euo pipefail
+samples=${1:-3}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+
+floor=$scratch/floor
+mkdir -p "$floor/src"
+echo 'fn main() {}' >"$floor/src/main.rs"
+{
+    printf '[package]\nname = "floor"\nversion = "0.1.0"\nedition = "2021"\n\n'
+    # xtask's [dependencies] table, up to the next table
+    awk '/^\[/{on = ($0 == "[dependencies]")} on' "$root/xtask/Cargo.toml"
+    echo
+    # the workspace's profiles, from the first [profile...] table on
+    awk '/^\[profile/{on = 1} /^\[/ && !/^\[profile/{on = 0} on' "$root/Cargo.toml"
+} >"$floor/Cargo.toml"
+cp "$root/Cargo.lock" "$floor/Cargo.lock"
+
+# one cold build: prints "wall cpu"
+cold() {
+    rm -rf "$scratch/target"
+    (cd "$1" && env CARGO_TARGET_DIR="$scratch/target" /usr/bin/time -f '%e %U %S' -o "$scratch/t" \
+        cargo build -q --offline) >&2
+    awk '{printf "%.1f %.1f\n", $1, $2 + $3}' "$scratch/t"
+}
+
+echo "sample  xtask wall/cpu  floor wall/cpu  (CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-unset}, load $(cut -d' ' -f1-3 /proc/loadavg))"
+: >"$scratch/samples"
+for i in $(seq "$samples"); do
+    x=$(cold "$root")
+    f=$(cold "$floor")
+    echo "$x $f" >>"$scratch/samples"
+    printf '%6s  %14s  %14s\n' "$i" "${x/ //}" "${f/ //}"
+done
+
+median() { sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+xw=$(cut -d' ' -f1 "$scratch/samples" | median)
+xc=$(cut -d' ' -f2 "$scratch/samples" | median)
+fw=$(cut -d' ' -f3 "$scratch/samples" | median)
+fc=$(cut -d' ' -f4 "$scratch/samples" | median)
+awk -v xw="$xw" -v xc="$xc" -v fw="$fw" -v fc="$fc" 'BEGIN {
+    printf "median  xtask %.1f s wall, %.1f s cpu; floor %.1f s wall, %.1f s cpu\n", xw, xc, fw, fc
+    printf "ratio   %.2f by cpu, %.2f by wall\n", xc / fc, xw / fw
+}'
