@@ -144,12 +144,16 @@ pub struct Ctx<'a> {
 pub fn run(project: &Project, args: Args) -> Result<()> {
     let records = build(project, &args)?;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "variants": records }))?
-        );
+        let out = JsonOutput { variants: &records };
+        println!("{}", serde_json::to_string_pretty(&out)?);
     }
     Ok(())
+}
+
+/// What `build --json` prints: `{"variants": [<build record>, ...]}`.
+#[derive(serde::Serialize)]
+struct JsonOutput<'a> {
+    variants: &'a [BuildRecord],
 }
 
 /// Builds (and with `--push` publishes) the selected variants; returns their records. The lock

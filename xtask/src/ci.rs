@@ -73,15 +73,30 @@ pub fn stage(
     results: &mut Vec<StageResult>,
     f: impl FnOnce() -> Result<String>,
 ) -> bool {
-    let github = in_github();
-    if github {
+    let started = begin_stage(name);
+    let result = f();
+    end_stage(name, results, started, result)
+}
+
+/// Opens a stage's fold; when it started.
+fn begin_stage(name: &str) -> Instant {
+    if in_github() {
         println!("::group::{name}");
     } else {
         eprintln!("== {name}");
     }
-    let started = Instant::now();
-    let result = f();
+    Instant::now()
+}
+
+/// Closes the fold of a stage that `started`, and records how it ended.
+fn end_stage(
+    name: &'static str,
+    results: &mut Vec<StageResult>,
+    started: Instant,
+    result: Result<String>,
+) -> bool {
     let seconds = started.elapsed().as_secs_f64();
+    let github = in_github();
     if github {
         println!("::endgroup::");
     }
@@ -734,21 +749,21 @@ fn stage_times(record: &BuildRecord, smoke: Option<&SmokeResult>) -> String {
         Some("push") => 2,
         _ => 3,
     };
-    let mut steps: Vec<(&str, f64)> = record
-        .timings
-        .iter()
-        .filter(|(k, _)| *k != "total")
-        .map(|(k, v)| (k.as_str(), *v))
-        .collect();
-    steps.sort_by_key(|(k, _)| order(k));
-    let mut parts: Vec<String> = steps.iter().map(|(k, v)| format!("{k} {v:.1}s")).collect();
-    let mut total = record.timings.get("total").copied().unwrap_or(0.0)
-        + record
-            .timings
-            .iter()
-            .filter(|(k, _)| k.starts_with("push:"))
-            .map(|(_, v)| v)
-            .sum::<f64>();
+    let mut parts = Vec::new();
+    for rank in 0..=3 {
+        for (k, v) in &record.timings {
+            if k != "total" && order(k) == rank {
+                parts.push(format!("{k} {v:.1}s"));
+            }
+        }
+    }
+    let mut pushes = 0.0;
+    for (k, v) in &record.timings {
+        if k.starts_with("push:") {
+            pushes += v;
+        }
+    }
+    let mut total = record.timings.get("total").copied().unwrap_or(0.0) + pushes;
     if let Some(s) = smoke {
         parts.push(format!("smoke {:.1}s", s.seconds));
         total += s.seconds;

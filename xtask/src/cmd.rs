@@ -77,8 +77,12 @@ pub struct Cmd {
 
 impl Cmd {
     pub fn new(program: impl AsRef<str>) -> Cmd {
+        Cmd::of(program.as_ref().to_owned())
+    }
+
+    fn of(program: String) -> Cmd {
         Cmd {
-            program: program.as_ref().to_owned(),
+            program,
             args: Vec::new(),
             env: Vec::new(),
             cwd: None,
@@ -95,8 +99,9 @@ impl Cmd {
     }
 
     pub fn args<S: AsRef<str>>(mut self, args: impl IntoIterator<Item = S>) -> Cmd {
-        self.args
-            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        for arg in args {
+            self.args.push(arg.as_ref().to_owned());
+        }
         self
     }
 
@@ -114,13 +119,18 @@ impl Cmd {
     /// A value redacted wherever it appears: in the printed line, in errors, and in
     /// [`Cmd::redact`]ed text (e.g. a token inside `--creds=user:TOKEN`, or echoed on stderr).
     pub fn secret(mut self, value: impl AsRef<str>) -> Cmd {
-        let value = value.as_ref();
-        if !value.is_empty() && !self.secrets.iter().any(|s| s == value) {
-            self.secrets.push(value.to_owned());
-            // longest first, so that a secret containing another is redacted whole
-            self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        }
+        self.add_secret(value.as_ref());
         self
+    }
+
+    fn add_secret(&mut self, value: &str) {
+        if value.is_empty() || self.secrets.iter().any(|s| s == value) {
+            return;
+        }
+        // longest first, so that a secret containing another is redacted whole
+        let at = self.secrets.iter().position(|s| s.len() < value.len());
+        let at = at.unwrap_or(self.secrets.len());
+        self.secrets.insert(at, value.to_owned());
     }
 
     pub fn current_dir(mut self, dir: impl AsRef<Utf8Path>) -> Cmd {
@@ -254,13 +264,24 @@ impl Cmd {
     /// Starts the command with its stdio as configured (`Io::Capture` is a pipe the caller
     /// reads); stdin bytes are written by a thread of their own.
     pub fn spawn(&self) -> Result<std::process::Child> {
-        let mut child = self.command(false)?.spawn().with_context(|| {
+        let mut child = self.start(&mut self.command(false)?)?;
+        self.feed_stdin(&mut child);
+        Ok(child)
+    }
+
+    /// Spawns `command` (this one's, as [`Cmd::command`] made it), naming it when that fails.
+    fn start(&self, command: &mut Command) -> Result<std::process::Child> {
+        command.spawn().with_context(|| {
             format!(
                 "starting `{}` (is {} installed?)",
                 self.line(),
                 self.program
             )
-        })?;
+        })
+    }
+
+    /// Writes the stdin bytes, if any, to `child` from a thread of its own.
+    fn feed_stdin(&self, child: &mut std::process::Child) {
         if let Input::Bytes { bytes, .. } = &self.stdin {
             let mut stdin = child.stdin.take().expect("stdin is piped");
             let bytes = bytes.clone();
@@ -269,7 +290,6 @@ impl Cmd {
                 let _ = stdin.write_all(&bytes);
             });
         }
-        Ok(child)
     }
 
     /// Runs to the end; the status is not checked.
@@ -367,19 +387,11 @@ impl Pipeline {
                 let out = previous.stdout.take().expect("stdout is piped");
                 command.stdin(out);
             }
-            let child = command.spawn().with_context(|| {
-                format!("starting `{}` (is {} installed?)", cmd.line(), cmd.program)
-            })?;
-            children.push(child);
+            let mut child = cmd.start(&mut command)?;
             if i == 0 {
-                if let Input::Bytes { bytes, .. } = &cmd.stdin {
-                    let mut stdin = children[0].stdin.take().expect("stdin is piped");
-                    let bytes = bytes.clone();
-                    std::thread::spawn(move || {
-                        let _ = stdin.write_all(&bytes);
-                    });
-                }
+                cmd.feed_stdin(&mut child);
             }
+            children.push(child);
         }
         Ok(children)
     }

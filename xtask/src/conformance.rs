@@ -304,35 +304,36 @@ pub fn cozystack_base(valid_subnets: &[&str]) -> String {
 /// The two `talosctl gen config` runs (worker, control plane) of a role's rendered files onto a
 /// base: `base` patches first, then the role's.
 pub fn config_requests(name: &str, base: &[String], rendered: &Rendered) -> Vec<ConfigRequest> {
-    let of = |role: FileRole| -> Vec<String> {
-        rendered
-            .files
-            .iter()
-            .filter(|f| f.role == role)
-            .map(|f| f.text.clone())
-            .collect()
+    let mut patches = base.to_vec();
+    let mut controlplane_patches = Vec::new();
+    for f in &rendered.files {
+        match f.role {
+            FileRole::Patch => patches.push(f.text.clone()),
+            FileRole::ControlPlanePatch => controlplane_patches.push(f.text.clone()),
+            FileRole::Kubernetes => {}
+        }
+    }
+    let request = |machine_type: &str| ConfigRequest {
+        name: format!("{name}/{machine_type}"),
+        machine_type: machine_type.into(),
+        patches: patches.clone(),
+        controlplane_patches: controlplane_patches.clone(),
+        talos_version: String::new(),
     };
-    let patches: Vec<String> = base.iter().cloned().chain(of(FileRole::Patch)).collect();
-    ["worker", "controlplane"]
-        .into_iter()
-        .map(|machine_type| ConfigRequest {
-            name: format!("{name}/{machine_type}"),
-            machine_type: machine_type.into(),
-            patches: patches.clone(),
-            controlplane_patches: of(FileRole::ControlPlanePatch),
-            talos_version: String::new(),
-        })
-        .collect()
+    vec![request("worker"), request("controlplane")]
 }
 
 /// What is wrong with one merged config, whatever the base: Talos's own errors, `cluster.etcd`
 /// on a worker, a module loaded twice, an install image other than the role's.
 pub fn config_findings(report: &ConfigReport, install_image: &str) -> Vec<String> {
-    let mut findings: Vec<String> = report
-        .errors
-        .iter()
-        .map(|e| format!("{}: Talos rejects it: {}", report.name, e.trim_end()))
-        .collect();
+    let mut findings = Vec::new();
+    for e in &report.errors {
+        findings.push(format!(
+            "{}: Talos rejects it: {}",
+            report.name,
+            e.trim_end()
+        ));
+    }
     if report.name.ends_with("/worker") && report.has_cluster_etcd {
         findings.push(format!(
             "{}: the worker config carries cluster.etcd (control-plane-only settings belong in the control-plane patch)",
@@ -364,34 +365,39 @@ pub fn command_requests(
     name: &str,
     steps: &[crate::domain::machine_config::Step],
 ) -> Vec<CommandRequest> {
-    steps
-        .iter()
-        .filter(|s| s.argv.len() > 1 && s.argv[0] == "talosctl" && s.argv[1] == "gen")
-        .map(|s| CommandRequest {
+    let mut requests = Vec::new();
+    for s in steps {
+        if !(s.argv.len() > 1 && s.argv[0] == "talosctl" && s.argv[1] == "gen") {
+            continue;
+        }
+        let mut argv = Vec::new();
+        for w in &s.argv[1..] {
+            argv.push(
+                w.replace("<cluster>", "cozystack")
+                    .replace("<endpoint>", "192.0.2.10")
+                    .replace("<node>", "192.0.2.11"),
+            );
+        }
+        requests.push(CommandRequest {
             name: format!("{name}: {}", s.line()),
-            argv: s.argv[1..]
-                .iter()
-                .map(|w| {
-                    w.replace("<cluster>", "cozystack")
-                        .replace("<endpoint>", "192.0.2.10")
-                        .replace("<node>", "192.0.2.11")
-                })
-                .collect(),
-        })
-        .collect()
+            argv,
+        });
+    }
+    requests
 }
 
 /// talosctl's own flag parsing refused a printed command.
 pub fn command_findings(report: &Report) -> Vec<String> {
-    report
-        .commands
-        .iter()
-        .flat_map(|c| {
-            c.errors
-                .iter()
-                .map(move |e| format!("{} ({}): talosctl refuses it: {e}", c.name, c.command))
-        })
-        .collect()
+    let mut findings = Vec::new();
+    for c in &report.commands {
+        for e in &c.errors {
+            findings.push(format!(
+                "{} ({}): talosctl refuses it: {e}",
+                c.name, c.command
+            ));
+        }
+    }
+    findings
 }
 
 /// Builds the harness when Go is there; `None` (with a note on stderr) when it is not.
@@ -422,29 +428,24 @@ pub fn judge_schematics(
     let Some(binary) = harness(project)? else {
         return Ok(());
     };
-    let request = Request {
-        schematics: reports
-            .iter()
-            .map(|r| SchematicRequest {
-                name: r.variant.clone(),
-                yaml: r.schematic.clone(),
-                id: r.id.clone(),
-            })
-            .collect(),
-        ..Request::default()
-    };
+    let mut request = Request::default();
+    for r in reports {
+        request.schematics.push(SchematicRequest {
+            name: r.variant.clone(),
+            yaml: r.schematic.clone(),
+            id: r.id.clone(),
+        });
+    }
     let report: Report = judge(&binary, &request)?;
-    let wrong: Vec<String> = report
-        .schematics
-        .iter()
-        .filter(|s| !s.errors.is_empty() || s.id != s.ours)
-        .map(|s| {
-            format!(
+    let mut wrong = Vec::new();
+    for s in &report.schematics {
+        if !s.errors.is_empty() || s.id != s.ours {
+            wrong.push(format!(
                 "{}: image-factory says {} {:?}, we say {}",
                 s.name, s.id, s.errors, s.ours
-            )
-        })
-        .collect();
+            ));
+        }
+    }
     if !wrong.is_empty() {
         bail!(
             "image-factory's own code computes other schematic IDs:\n  {}",
@@ -482,11 +483,10 @@ pub fn judge_role(
         ..Request::default()
     };
     let report: Report = judge(&binary, &request)?;
-    let mut findings: Vec<String> = report
-        .configs
-        .iter()
-        .flat_map(|c| config_findings(c, install_image))
-        .collect();
+    let mut findings = Vec::new();
+    for c in &report.configs {
+        findings.extend(config_findings(c, install_image));
+    }
     findings.extend(command_findings(&report));
     if !findings.is_empty() {
         bail!(
@@ -552,16 +552,14 @@ pub fn judge_plan(
     binary: &Utf8Path,
     version: Option<&str>,
 ) -> Result<Verdict> {
-    let (profiles, outputs): (Vec<ProfileRequest>, Vec<Output>) =
-        profile_requests(plan).into_iter().unzip();
-    let mut request = Request {
-        profiles,
-        ..Request::default()
-    };
-    if let Some(next) = version {
-        for p in &mut request.profiles {
-            p.yaml = p.yaml.replace(&plan.talos_version.to_string(), next);
+    let mut request = Request::default();
+    let mut outputs = Vec::new();
+    for (mut profile, output) in profile_requests(plan) {
+        if let Some(next) = version {
+            profile.yaml = profile.yaml.replace(&plan.talos_version.to_string(), next);
         }
+        request.profiles.push(profile);
+        outputs.push(output);
     }
     let mut cases = Vec::new();
     for vp in &plan.variants {
@@ -631,15 +629,11 @@ pub fn judge_plan(
     let mut findings = Vec::new();
     let mut differences = Vec::new();
     // Each planned profile twice (as planned, and with ociPath inputs), as profile_requests.
-    let expected: Vec<(Output, &str)> = plan
-        .variants
-        .iter()
-        .flat_map(|v| {
-            v.profiles
-                .iter()
-                .flat_map(|p| [(p.kind, p.artifact.as_str()); 2])
-        })
-        .collect();
+    let mut expected: Vec<(Output, &str)> = Vec::new();
+    for p in plan.variants.iter().flat_map(|v| &v.profiles) {
+        expected.push((p.kind, p.artifact.as_str()));
+        expected.push((p.kind, p.artifact.as_str()));
+    }
     debug_assert!(expected.iter().map(|e| e.0).eq(outputs.iter().copied()));
     if report.profiles.len() != expected.len()
         || report.configs.len() != cases.len()
@@ -665,17 +659,17 @@ pub fn judge_plan(
     }
     let mut warnings = Vec::new();
     for (c, case) in report.configs.iter().zip(&cases) {
-        warnings.extend(c.warnings.iter().map(|w| format!("{}: {w}", c.name)));
+        for w in &c.warnings {
+            warnings.push(format!("{}: {w}", c.name));
+        }
         findings.extend(config_findings(c, &case.install_image));
         findings.extend(merge_findings(c, &case.variant, case.base));
     }
     findings.extend(command_findings(&report));
     for s in &report.schematics {
-        findings.extend(
-            s.errors
-                .iter()
-                .map(|e| format!("schematic {}: {e}", s.name)),
-        );
+        for e in &s.errors {
+            findings.push(format!("schematic {}: {e}", s.name));
+        }
         if s.errors.is_empty() && s.id != s.ours {
             findings.push(format!(
                 "schematic {}: image-factory computes ID {}, we compute {}",
@@ -705,11 +699,10 @@ fn single(plan: &crate::domain::Plan, vp: &crate::domain::VariantPlan) -> crate:
 
 /// Talos's errors, the file name `build` expects, differences nobody intended.
 pub fn profile_findings(p: &ProfileReport, output: Output, artifact: &str) -> Vec<String> {
-    let mut findings: Vec<String> = p
-        .errors
-        .iter()
-        .map(|e| format!("profile {}: {}", p.name, e.trim_end()))
-        .collect();
+    let mut findings = Vec::new();
+    for e in &p.errors {
+        findings.push(format!("profile {}: {}", p.name, e.trim_end()));
+    }
     if p.errors.is_empty() && p.written != artifact {
         findings.push(format!(
             "profile {}: the imager writes {} (OutputPath {}), build expects {artifact}",

@@ -154,26 +154,46 @@ pub fn step<T>(
     quiet: bool,
     work: impl FnOnce() -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    let progress = Arc::new(Progress::start(label, quiet));
-    let done = Arc::new(AtomicBool::new(false));
-    let ticker = {
-        let progress = Arc::clone(&progress);
-        let done = Arc::clone(&done);
-        std::thread::spawn(move || {
-            while !done.load(Ordering::Relaxed) {
-                progress.update("running");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        })
-    };
+    let ticker = Ticker::start(label, quiet);
     let result = work();
-    done.store(true, Ordering::Relaxed);
-    let _ = ticker.join();
-    match &result {
-        Ok(_) => progress.note("done"),
-        Err(_) => progress.note("failed"),
-    }
+    ticker.stop(result.is_ok());
     result
+}
+
+/// The heartbeat of one [`step`]: a thread that updates the progress until stopped.
+struct Ticker {
+    progress: Arc<Progress>,
+    done: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Ticker {
+    fn start(label: &str, quiet: bool) -> Ticker {
+        let progress = Arc::new(Progress::start(label, quiet));
+        let done = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let progress = Arc::clone(&progress);
+            let done = Arc::clone(&done);
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    progress.update("running");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+        };
+        Ticker {
+            progress,
+            done,
+            thread,
+        }
+    }
+
+    /// Stops the heartbeat and notes how the step ended.
+    fn stop(self, ok: bool) {
+        self.done.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+        self.progress.note(if ok { "done" } else { "failed" });
+    }
 }
 
 /// `12.3s` below a minute, `4m05s` above.

@@ -276,10 +276,7 @@ pub const REVISION: &str = "org.opencontainers.image.revision";
 /// pointing at it); returns the new manifest digest. The old manifest blob stays unreferenced.
 fn annotate_layout(layout: &Utf8Path, annotations: &[(&str, &str)]) -> Result<String> {
     let index_path = layout.join("index.json");
-    let mut index: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(&index_path).with_context(|| format!("reading {index_path}"))?,
-    )
-    .with_context(|| format!("parsing {index_path}"))?;
+    let mut index = read_json(&index_path)?;
     let old = layout_digest(layout)?;
     let blob = |digest: &str| layout.join("blobs/sha256").join(&digest["sha256:".len()..]);
     let old_path = blob(&old);
@@ -313,10 +310,7 @@ fn annotate_layout(layout: &Utf8Path, annotations: &[(&str, &str)]) -> Result<St
 /// Returns the index digest.
 fn write_layout_index(layout: &Utf8Path, arches: &[Arch]) -> Result<String> {
     let path = layout.join("index.json");
-    let top: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?,
-    )
-    .with_context(|| format!("parsing {path}"))?;
+    let top = read_json(&path)?;
     let listed = top["manifests"].as_array().cloned().unwrap_or_default();
     let mut manifests = Vec::new();
     for arch in arches {
@@ -357,13 +351,16 @@ fn write_layout_index(layout: &Utf8Path, arches: &[Arch]) -> Result<String> {
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
+/// A layout's `index.json`, parsed.
+fn read_json(path: &Utf8Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {path}"))
+}
+
 /// The manifest digest of the single image in an OCI layout.
 fn layout_digest(layout: &Utf8Path) -> Result<String> {
     let path = layout.join("index.json");
-    let index: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?,
-    )
-    .with_context(|| format!("parsing {path}"))?;
+    let index = read_json(&path)?;
     let digest = index["manifests"][0]["digest"]
         .as_str()
         .with_context(|| format!("{path} lists no manifest"))?;
