@@ -166,10 +166,11 @@ pub fn overlays_image(talos_version: &TalosVersion) -> String {
 
 /// Every board overlay any of `variants` names.
 pub fn used_overlays(variants: &[Variant]) -> BTreeSet<String> {
-    variants
-        .iter()
-        .filter_map(|v| v.target.overlay.as_ref().map(|o| o.name.clone()))
-        .collect()
+    let mut names = BTreeSet::new();
+    for overlay in variants.iter().filter_map(|v| v.target.overlay.as_ref()) {
+        names.insert(overlay.name.clone());
+    }
+    names
 }
 
 /// Fills `lock`'s overlay fields for `names` from the catalog (`catalog_image` with its
@@ -214,10 +215,11 @@ pub fn add_overlays(
 
 /// Every extension any of `variants` uses.
 pub fn used_extensions(variants: &[Variant]) -> BTreeSet<String> {
-    variants
-        .iter()
-        .flat_map(|v| v.all_extensions().map(str::to_owned))
-        .collect()
+    let mut names = BTreeSet::new();
+    for name in variants.iter().flat_map(Variant::all_extensions) {
+        names.insert(name.to_owned());
+    }
+    names
 }
 
 /// What differs between the committed lock and a fresh resolution; each finding ends with `fix`.

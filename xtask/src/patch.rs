@@ -622,7 +622,10 @@ pub fn parse_raw(raw: &str) -> Vec<Change> {
 pub fn verify_patch(info: &PatchInfo, changes: &[Change]) -> Vec<String> {
     let mut problems = Vec::new();
     let declared = info.touched();
-    let changed: BTreeSet<&str> = changes.iter().map(|c| c.path.as_str()).collect();
+    let mut changed = BTreeSet::new();
+    for change in changes {
+        changed.insert(change.path.clone());
+    }
     for path in changed.difference(&declared) {
         problems.push(format!("{path} changed, but the patch does not name it"));
     }
@@ -702,11 +705,7 @@ pub fn write_variant_profiles(
         .map(|p| format!("{}.yaml", p.kind.name()))
         .collect();
     let mut removed = Vec::new();
-    let mut existing: Vec<String> = std::fs::read_dir(&dir)
-        .with_context(|| format!("reading {dir}"))?
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .collect();
-    existing.sort();
+    let existing = sorted_names(&dir).with_context(|| format!("reading {dir}"))?;
     for name in existing {
         if name.ends_with(".yaml") && !wanted.contains(&name) {
             std::fs::remove_file(dir.join(&name)).with_context(|| format!("removing {name}"))?;
@@ -814,6 +813,19 @@ impl RefreshReport {
 
 /// Regenerates the series from the commits on top of the pinned commit in `dir`, one patch per
 /// commit, in the stable form `series::normalize` gives. With `check`, only compares.
+/// The names of the files in `dir`, sorted; entries that cannot be read or whose names are not
+/// UTF-8 are skipped.
+fn sorted_names(dir: &Utf8Path) -> std::io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        if let Ok(name) = entry.file_name().into_string() {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
 pub fn refresh(project: &Project, pin: &Pin, dir: &Utf8Path, check: bool) -> Result<RefreshReport> {
     if !dir.join(".git").exists() {
         bail!("{dir} is not a patched tree\n    fix: `cargo xtask patch --out {dir}`, commit your edits there, then refresh");
@@ -872,11 +884,7 @@ pub fn refresh(project: &Project, pin: &Pin, dir: &Utf8Path, check: bool) -> Res
         .context("git format-patch");
     let mut generated = Vec::new();
     if result.is_ok() {
-        let mut names: Vec<String> = std::fs::read_dir(&tmp)?
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .collect();
-        names.sort();
-        for name in names {
+        for name in sorted_names(&tmp)? {
             let text = std::fs::read_to_string(tmp.join(&name))?;
             generated.push((name, series::normalize(&text)));
         }

@@ -171,8 +171,14 @@ impl FilePatch {
 }
 
 impl PatchInfo {
-    pub fn touched(&self) -> BTreeSet<&str> {
-        self.files.iter().flat_map(|f| f.touched()).collect()
+    pub fn touched(&self) -> BTreeSet<String> {
+        let mut touched = BTreeSet::new();
+        for file in &self.files {
+            for path in file.touched() {
+                touched.insert(path.to_owned());
+            }
+        }
+        touched
     }
 
     pub fn file(&self, path: &str) -> Option<&FilePatch> {

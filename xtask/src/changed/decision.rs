@@ -82,22 +82,20 @@ impl Decision {
 pub fn decide(rules: &Rules, changes: Vec<Change>, known: &Known) -> Decision {
     let all_known: BTreeSet<String> = known.head.union(&known.base).cloned().collect();
     let classifier = rules.classifier(&all_known);
-    let classified: Vec<(Change, Class)> = changes
-        .into_iter()
-        .map(|change| {
-            let mut class = classifier.classify(&change.path);
-            // A variant that cannot be a variant name is not built alone: fail closed.
-            if let Class::Variants(names) = &class {
-                if names
-                    .iter()
-                    .any(|n| !crate::domain::variant::is_path_segment(n))
-                {
-                    class = Class::Unknown;
-                }
+    let mut classified: Vec<(Change, Class)> = Vec::with_capacity(changes.len());
+    for change in changes {
+        let mut class = classifier.classify(&change.path);
+        // A variant that cannot be a variant name is not built alone: fail closed.
+        if let Class::Variants(names) = &class {
+            if names
+                .iter()
+                .any(|n| !crate::domain::variant::is_path_segment(n))
+            {
+                class = Class::Unknown;
             }
-            (change, class)
-        })
-        .collect();
+        }
+        classified.push((change, class));
+    }
     let files = classified.len();
 
     let whole = classified.iter().find_map(|(change, class)| match class {
@@ -131,14 +129,12 @@ pub fn decide(rules: &Rules, changes: Vec<Change>, known: &Known) -> Decision {
         };
         Decision::everything(reason, &known.head)
     } else {
-        let touched: BTreeSet<String> = classified
-            .iter()
-            .filter_map(|(_, c)| match c {
-                Class::Variants(names) => Some(names.iter().cloned()),
-                _ => None,
-            })
-            .flatten()
-            .collect();
+        let mut touched = BTreeSet::new();
+        for (_, class) in &classified {
+            if let Class::Variants(names) = class {
+                touched.extend(names.iter().cloned());
+            }
+        }
         let mut warnings = Vec::new();
         let present: BTreeSet<String> = touched.intersection(&known.head).cloned().collect();
         let variants = buildable(&present, &mut warnings);

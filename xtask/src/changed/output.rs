@@ -66,8 +66,10 @@ pub fn text(d: &Decision) -> String {
         Class::Variants(_) => 2,
         Class::Docs => 3,
     };
-    let mut listed: Vec<_> = d.changes.iter().collect();
-    listed.sort_by_key(|(_, class)| rank(class));
+    let mut listed = Vec::new();
+    for first in 0..4 {
+        listed.extend(d.changes.iter().filter(|(_, class)| rank(class) == first));
+    }
     for (change, class) in listed.into_iter().take(LISTED) {
         let class = match class {
             Class::Global(pattern) => format!("global ({pattern})"),

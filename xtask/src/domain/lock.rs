@@ -184,16 +184,12 @@ impl Lock {
             );
             None
         };
-        let overlays: BTreeMap<String, ImageRef> = file
-            .overlays
-            .iter()
-            .filter_map(|(name, reference)| {
-                Some((
-                    name.clone(),
-                    pinned(format!("overlays.{name}"), reference, true)?,
-                ))
-            })
-            .collect();
+        let mut overlays = BTreeMap::new();
+        for (name, reference) in &file.overlays {
+            if let Some(r) = pinned(format!("overlays.{name}"), reference, true) {
+                overlays.insert(name.clone(), r);
+            }
+        }
         let overlays_image = file
             .overlays_image
             .as_deref()
@@ -238,9 +234,12 @@ impl Lock {
         })
     }
 
-    /// Stable text: sorted keys, two-space indent, trailing newline.
+    /// Stable text: sorted keys, two-space indent, trailing newline. Serialized through
+    /// `serde_json::Value`, as `lock --json` embeds it, so that serde's code for the lock is
+    /// generated once.
     pub fn to_text(&self) -> String {
-        let mut text = serde_json::to_string_pretty(self).expect("lock serializes");
+        let value = serde_json::to_value(self).expect("lock serializes");
+        let mut text = serde_json::to_string_pretty(&value).expect("values serialize");
         text.push('\n');
         text
     }

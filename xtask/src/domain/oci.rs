@@ -134,8 +134,9 @@ pub fn platform_order(manifests: &[Descriptor]) -> Vec<&Descriptor> {
             .as_ref()
             .is_some_and(|p| p.os == "linux" && p.architecture == "amd64")
     };
-    let mut order: Vec<&Descriptor> = manifests.iter().filter(is_image).filter(is_amd64).collect();
-    order.extend(manifests.iter().filter(is_image).filter(|d| !is_amd64(d)));
+    let images = manifests.iter().filter(is_image);
+    let (mut order, others): (Vec<&Descriptor>, Vec<&Descriptor>) = images.partition(is_amd64);
+    order.extend(others);
     order
 }
 

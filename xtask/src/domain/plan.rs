@@ -62,7 +62,17 @@ pub struct PlannedProfile {
     /// The file the imager writes.
     pub artifact: String,
     /// The exact object the imager receives.
+    #[serde(serialize_with = "profile_json")]
     pub profile: Profile,
+}
+
+/// Profiles serialize through `Profile::to_json` only, so serde's code for them is generated
+/// once (for `serde_json::Value`), not again for every writer that prints a plan.
+fn profile_json<S: serde::Serializer>(
+    profile: &Profile,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    profile.to_json().serialize(s)
 }
 
 impl PlannedProfile {
@@ -189,23 +199,17 @@ pub fn make(
         };
         // Output by output, each for every arch: a two-arch installer is two imager runs
         // whose results publish as one index.
-        let profiles = variant
-            .outputs
-            .iter()
-            .flat_map(|&output| {
-                variant
-                    .target
-                    .arches
-                    .iter()
-                    .map(move |&arch| (output, arch))
-            })
-            .map(|(output, arch)| PlannedProfile {
-                kind: output,
-                arch,
-                artifact: artifact(&variant.target, output, arch),
-                profile: profile::for_output(&variant, output, arch, &talos.version, locked),
-            })
-            .collect();
+        let mut profiles = Vec::new();
+        for &output in &variant.outputs {
+            for &arch in &variant.target.arches {
+                profiles.push(PlannedProfile {
+                    kind: output,
+                    arch,
+                    artifact: artifact(&variant.target, output, arch),
+                    profile: profile::for_output(&variant, output, arch, &talos.version, locked),
+                });
+            }
+        }
         plans.push(VariantPlan {
             name: variant.name.clone(),
             description: variant.description.clone(),

@@ -7,6 +7,8 @@
 //! fields as JSON and writes them with the one YAML rule ([`super::yaml`], indent 4); the tests
 //! pin it to the IDs published in the factory's own tests.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
@@ -32,7 +34,7 @@ pub struct Overlay {
     pub image: String,
     pub name: String,
     /// `overlay.options`, string values only (a Go `map[string]any`: keys sorted).
-    pub options: Vec<(String, String)>,
+    pub options: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -63,12 +65,10 @@ impl Schematic {
             .collect();
         official.sort();
         let overlay = variant.target.overlay.as_ref().map(|o| {
-            let mut options: Vec<(String, String)> = o
-                .options
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                .collect();
-            options.sort();
+            let mut options = BTreeMap::new();
+            for (k, v) in &o.options {
+                options.insert(k.clone(), v.as_str().unwrap_or_default().to_owned());
+            }
             Overlay {
                 image: overlay_image.map(factory_image).unwrap_or_default(),
                 name: o.name.clone(),
@@ -216,19 +216,17 @@ pub fn report(
         .to_owned();
     let platform = variant.target.platform;
     let arch = variant.arch;
-    let assets = variant
-        .target
-        .arches
-        .iter()
-        .flat_map(|&a| match platform {
+    let mut assets = Map::new();
+    for &a in &variant.target.arches {
+        let files = match platform {
             Platform::Metal => asset_files(a),
             other => platform_asset_files(other, a),
-        })
-        .map(|file| {
+        };
+        for file in files {
             let url = format!("{base}/image/{id}/{talos}/{file}");
-            (file, Value::String(url))
-        })
-        .collect();
+            assets.insert(file, Value::String(url));
+        }
+    }
     let pxe_host = pxe_base(base, pxe_url);
     Report {
         variant: variant.name.clone(),
@@ -357,7 +355,7 @@ mod tests {
                     overlay: Some(Overlay {
                         image: "siderolabs/sbc-raspberrypi".into(),
                         name: "rpi_generic".into(),
-                        options: Vec::new(),
+                        options: BTreeMap::new(),
                     }),
                     customization: Customization::default(),
                 },

@@ -4,8 +4,6 @@
 //! reads the directory. Every problem in every file is collected before anything is reported.
 //! The format is documented in docs/variants.md.
 
-use std::collections::BTreeMap;
-
 use anyhow::Result;
 use camino::Utf8Path;
 use serde::Serialize;
@@ -538,25 +536,24 @@ impl Published {
 
 fn check_repositories(variants: &[Published]) -> Vec<Finding> {
     let mut findings = Vec::new();
-    // (repository, target's tag prefix) -> (file, what publishes there)
-    let mut taken: BTreeMap<(String, Option<String>), (&str, &str)> = BTreeMap::new();
+    // (repository, target's tag prefix, file, what publishes there); a handful of entries
+    let mut taken: Vec<(String, &Option<String>, &str, &str)> = Vec::new();
     for variant in variants {
         let Some(installer) = &variant.repository else {
             continue;
         };
-        let prefix = variant.tag_prefix.clone();
-        let published = std::iter::once((installer.clone(), "the installer")).chain(
-            variant
-                .matchbox
-                .then(|| (matchbox_repository(installer), "the matchbox image")),
-        );
+        let prefix = &variant.tag_prefix;
+        let mut published = vec![(installer.clone(), "the installer")];
+        if variant.matchbox {
+            published.push((matchbox_repository(installer), "the matchbox image"));
+        }
         for (repository, what) in published {
-            let key = (repository.clone(), prefix.clone());
-            match taken.get(&key) {
-                None => {
-                    taken.insert(key, (&variant.file, what));
-                }
-                Some((first, first_what)) => {
+            match taken
+                .iter()
+                .find(|(r, p, _, _)| *r == repository && *p == prefix)
+            {
+                None => taken.push((repository, prefix, &variant.file, what)),
+                Some((_, _, first, first_what)) => {
                     let problem = if what == "the installer" && *first_what == "the installer" {
                         format!("also published by {first}")
                     } else {
@@ -603,12 +600,13 @@ fn check_extension_names(variants: &[Published], lock_names: &[&str]) -> Vec<Fin
                 continue;
             }
             let mine = users(name);
-            let known: Vec<&str> = variants
-                .iter()
-                .flat_map(|v| v.extensions.iter().map(|(_, n)| n.as_str()))
-                .filter(|n| *n != name && users(n) > mine)
-                .chain(lock_names.iter().copied())
-                .collect();
+            let mut known = Vec::new();
+            for (_, other) in variants.iter().flat_map(|v| &v.extensions) {
+                if other != name && users(other) > mine {
+                    known.push(other.as_str());
+                }
+            }
+            known.extend_from_slice(lock_names);
             let hint = diag::did_you_mean(name, &known);
             if !hint.is_empty() {
                 findings.push(
@@ -659,36 +657,30 @@ pub fn check_files(
 }
 
 /// Picks variants by name; an empty selection means all of them.
-pub fn select(all: Vec<Variant>, names: &[String]) -> Result<Vec<Variant>> {
+pub fn select(mut all: Vec<Variant>, names: &[String]) -> Result<Vec<Variant>> {
     if names.is_empty() {
         return Ok(all);
     }
     let known: Vec<&str> = all.iter().map(|v| v.name.as_str()).collect();
-    let unknown: Vec<&String> = names
-        .iter()
-        .filter(|n| !known.contains(&n.as_str()))
-        .collect();
+    let mut unknown = Vec::new();
+    let mut hints = String::new();
+    for name in names {
+        if !known.contains(&name.as_str()) {
+            unknown.push(format!("`{name}`"));
+            hints.push_str(&diag::did_you_mean(name, &known));
+        }
+    }
     if !unknown.is_empty() {
-        let hints: String = unknown
-            .iter()
-            .map(|n| diag::did_you_mean(n, &known))
-            .collect();
         anyhow::bail!(
             "unknown variant{} {}: the variants are {} (one file each under variants/)\n    fix: {}pass one of them to --variant",
             diag::plural(unknown.len()),
-            unknown
-                .iter()
-                .map(|n| format!("`{n}`"))
-                .collect::<Vec<_>>()
-                .join(", "),
+            unknown.join(", "),
             known.join(", "),
             hints
         );
     }
-    Ok(all
-        .into_iter()
-        .filter(|v| names.contains(&v.name))
-        .collect())
+    all.retain(|v| names.contains(&v.name));
+    Ok(all)
 }
 
 /// A segment of an OCI repository path: `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.

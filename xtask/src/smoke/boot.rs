@@ -337,43 +337,43 @@ pub fn client_hello() -> Vec<u8> {
     }
     fn extension(kind: u16, body: &[u8]) -> Vec<u8> {
         let mut out = kind.to_be_bytes().to_vec();
-        out.extend(with_len16(body));
+        out.extend_from_slice(&with_len16(body));
         out
     }
-    let suites: &[u16] = &[
+    fn be16(values: &[u16]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(values.len() * 2);
+        for value in values {
+            out.extend_from_slice(&value.to_be_bytes());
+        }
+        out
+    }
+    let suite_bytes = be16(&[
         0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8,
-    ];
-    let suite_bytes: Vec<u8> = suites.iter().flat_map(|s| s.to_be_bytes()).collect();
-    let groups: Vec<u8> = [0x001du16, 0x0017, 0x0018]
-        .iter()
-        .flat_map(|g| g.to_be_bytes())
-        .collect();
-    let sigalgs: Vec<u8> = [
-        0x0403u16, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601, 0x0807,
-    ]
-    .iter()
-    .flat_map(|a| a.to_be_bytes())
-    .collect();
+    ]);
+    let groups = be16(&[0x001d, 0x0017, 0x0018]);
+    let sigalgs = be16(&[
+        0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601, 0x0807,
+    ]);
     let mut extensions = Vec::new();
-    extensions.extend(extension(0x002b, &[4, 0x03, 0x04, 0x03, 0x03])); // supported_versions
-    extensions.extend(extension(0x000a, &with_len16(&groups))); // supported_groups
-    extensions.extend(extension(0x000d, &with_len16(&sigalgs))); // signature_algorithms
-    extensions.extend(extension(0x000b, &[1, 0])); // ec_point_formats: uncompressed
-    extensions.extend(extension(0x0033, &with_len16(&[]))); // key_share: none offered
+    extensions.extend_from_slice(&extension(0x002b, &[4, 0x03, 0x04, 0x03, 0x03])); // supported_versions
+    extensions.extend_from_slice(&extension(0x000a, &with_len16(&groups))); // supported_groups
+    extensions.extend_from_slice(&extension(0x000d, &with_len16(&sigalgs))); // signature_algorithms
+    extensions.extend_from_slice(&extension(0x000b, &[1, 0])); // ec_point_formats: uncompressed
+    extensions.extend_from_slice(&extension(0x0033, &with_len16(&[]))); // key_share: none offered
 
     let mut hello = vec![0x03, 0x03]; // legacy_version TLS 1.2
-    hello.extend([0x5a; 32]); // random
+    hello.extend_from_slice(&[0x5a; 32]); // random
     hello.push(0); // session id
-    hello.extend(with_len16(&suite_bytes));
-    hello.extend([1, 0]); // compression: null
-    hello.extend(with_len16(&extensions));
+    hello.extend_from_slice(&with_len16(&suite_bytes));
+    hello.extend_from_slice(&[1, 0]); // compression: null
+    hello.extend_from_slice(&with_len16(&extensions));
 
     let mut handshake = vec![1]; // client_hello
-    handshake.extend(&(hello.len() as u32).to_be_bytes()[1..]);
-    handshake.extend(hello);
+    handshake.extend_from_slice(&(hello.len() as u32).to_be_bytes()[1..]);
+    handshake.extend_from_slice(&hello);
 
     let mut record = vec![0x16, 0x03, 0x01];
-    record.extend(with_len16(&handshake));
+    record.extend_from_slice(&with_len16(&handshake));
     record
 }
 
@@ -642,12 +642,12 @@ fn watch(opts: &BootOptions, qemu: &Cmd, prepared: &Prepared) -> Result<BootResu
     let stderr = qemu.child.stderr.take().expect("stderr is piped");
     {
         let (tx, log) = (tx.clone(), Arc::clone(&log));
-        std::thread::spawn(move || read_console(stdout, log, tx));
+        spawn(Box::new(move || read_console(stdout, log, tx)));
     }
     let qemu_stderr = Arc::new(Mutex::new(String::new()));
     let stderr_reader = {
         let (log, text) = (Arc::clone(&log), Arc::clone(&qemu_stderr));
-        std::thread::spawn(move || read_stderr(stderr, log, text))
+        spawn(Box::new(move || read_stderr(stderr, log, text)))
     };
 
     let stop_probe = Arc::new(AtomicBool::new(false));
@@ -860,7 +860,7 @@ impl Watch<'_> {
         };
         let addr = SocketAddr::from(([127, 0, 0, 1], host));
         let (tx, stop) = (self.tx.clone(), Arc::clone(&self.stop_probe));
-        std::thread::spawn(move || {
+        spawn(Box::new(move || {
             while !stop.load(Ordering::Relaxed) {
                 if let Some(bytes) = probe_once(addr) {
                     let _ = tx.send(Event::PortAnswered(bytes));
@@ -868,7 +868,7 @@ impl Watch<'_> {
                 }
                 std::thread::sleep(Duration::from_millis(300));
             }
-        });
+        }));
     }
 
     fn success(&self) -> Option<Verdict> {
@@ -901,6 +901,12 @@ impl Watch<'_> {
             (Some(_), None) => String::new(),
         }
     }
+}
+
+/// Starts one of a boot's helper threads (console reader, stderr reader, port probe). Boxed,
+/// so that the three share one instance of `thread::spawn` instead of one per closure type.
+fn spawn(work: Box<dyn FnOnce() + Send>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(work)
 }
 
 fn read_console(mut stdout: ChildStdout, log: Arc<Mutex<File>>, tx: Sender<Event>) {

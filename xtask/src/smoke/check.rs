@@ -188,7 +188,10 @@ pub fn check_record(
         );
     }
 
-    let variant_names: BTreeSet<&str> = variant.all_extensions().collect();
+    let mut variant_names = BTreeSet::new();
+    for name in variant.all_extensions() {
+        variant_names.insert(name.to_owned());
+    }
     for (i, entry) in record.profiles.iter().enumerate() {
         let base = format!("profiles[{i}].profile");
         let profile = &entry.profile;
@@ -285,7 +288,7 @@ pub fn check_record(
             }
         }
         for name in &variant_names {
-            if !seen.contains(*name) {
+            if !seen.contains(name) {
                 findings.push(
                     Finding::new(
                         shown,
@@ -342,7 +345,7 @@ pub fn check_record(
         if variant_names.is_empty() {
             "no extensions".to_owned()
         } else {
-            variant_names.iter().copied().collect::<Vec<_>>().join(", ")
+            Vec::from_iter(variant_names).join(", ")
         }
     ));
 }
