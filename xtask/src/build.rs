@@ -31,7 +31,7 @@ use crate::publish::{self, Publisher};
 
 /// The options `build` and `ci` share, flattened into both with the same environment
 /// fallbacks, so that a CI matrix value and a local variable reach either under one name.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Clone, clap::Args)]
 pub struct Options {
     /// Only these variants (repeatable); default: all.
     #[arg(long = "variant", value_name = "NAME")]
@@ -70,7 +70,7 @@ pub struct Options {
     pub matchbox_base: Option<String>,
 }
 
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Clone, clap::Args)]
 pub struct Args {
     #[command(flatten)]
     pub options: Options,
@@ -353,7 +353,7 @@ fn publish_all(
     )?;
     for (vp, record) in plan.variants.iter().zip(&mut records) {
         // each target its own tags: `v1.13.6`, `aws-v1.13.6`, `rpi_generic-v1.13.6`
-        let tags: Vec<String> = tags.iter().map(|t| vp.target.tag(t)).collect();
+        let tags = target_tags(&vp.target, &tags);
         for p in &mut record.published {
             let started = Instant::now();
             let label = format!("[{}] tag {}@{}", record.variant, p.image, p.digest);
@@ -392,15 +392,24 @@ pub fn with_target_tags<'r>(
             .iter()
             .find(|v| v.name == record.variant)
             .map(|v| &v.target);
-        let tags: Vec<String> = tags
-            .iter()
-            .map(|t| target.map_or_else(|| t.clone(), |target| target.tag(t)))
-            .collect();
+        let tags = match target {
+            Some(target) => target_tags(target, tags),
+            None => tags.to_vec(),
+        };
         for p in record.published.iter_mut() {
             out.push((p, tags.clone()));
         }
     }
     out
+}
+
+/// Each tag as `target` names it: `v1.13.6`, `aws-v1.13.6`, `rpi_generic-latest`.
+pub fn target_tags(target: &crate::domain::target::Target, tags: &[String]) -> Vec<String> {
+    let mut named = Vec::new();
+    for tag in tags {
+        named.push(target.tag(tag));
+    }
+    named
 }
 
 /// What pushing built outputs needs (`build --push`, and `ci --publish-only` on records built
@@ -432,15 +441,11 @@ pub fn push_records(
             String,
         )> = Vec::new();
         if vp.variant.builds(Output::Installer) {
-            let archives = vp
-                .target
-                .arches
-                .iter()
-                .map(|&arch| {
-                    let name = crate::domain::output::artifact_name(Output::Installer, arch);
-                    (arch, dir.join(name))
-                })
-                .collect();
+            let mut archives = Vec::new();
+            for &arch in &vp.target.arches {
+                let name = crate::domain::output::artifact_name(Output::Installer, arch);
+                archives.push((arch, dir.join(name)));
+            }
             images.push(("installer", archives, vp.image.clone()));
         }
         let matchbox = matchbox::archive_name(vp);
@@ -565,17 +570,14 @@ fn build_variant(ctx: &Ctx, plan: &Plan, vp: &VariantPlan) -> Result<BuildRecord
         arches: vp.target.arches.clone(),
         platform: Some(vp.target.platform.to_string()),
         overlay: vp.target.overlay.as_ref().map(|o| o.name.clone()),
-        extensions: vp
-            .extensions
-            .iter()
-            .zip(&vp.extension_refs)
-            .map(|(name, reference)| ExtensionRecord {
-                name: name.clone(),
-                reference: reference.clone(),
-            })
-            .collect(),
         ..BuildRecord::new(&vp.name, plan.talos_version.clone(), vp.arch, &ctx.imager)
     };
+    for (name, reference) in vp.extensions.iter().zip(&vp.extension_refs) {
+        record.extensions.push(ExtensionRecord {
+            name: name.clone(),
+            reference: reference.clone(),
+        });
+    }
     for pp in &vp.profiles {
         let step = Instant::now();
         let (profile, file, fetched) = build_output(ctx, plan, vp, pp, &dir)?;

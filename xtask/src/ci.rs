@@ -18,7 +18,7 @@ use crate::engine::{Engine, Need};
 use crate::inputs;
 use crate::project::Project;
 
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 pub struct Args {
     /// What build takes too; with `--push`: publish installers and matchbox images by digest
     /// with a build-unique tag, and after smoke passed move the Talos version tag (on the
@@ -278,18 +278,12 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
             for variant in &variants {
                 smoke.push(smoke_variant(project, variant, args.no_boot, &skopeo));
             }
-            let failed: Vec<&str> = smoke
-                .iter()
-                .filter(|s| !s.passed)
-                .map(|s| s.variant.as_str())
-                .collect();
+            let mut failed = Vec::new();
+            for s in smoke.iter().filter(|s| !s.passed) {
+                failed.push(format!("{}: {}", s.variant, s.detail));
+            }
             if !failed.is_empty() {
-                let details: Vec<String> = smoke
-                    .iter()
-                    .filter(|s| !s.passed)
-                    .map(|s| format!("{}: {}", s.variant, s.detail))
-                    .collect();
-                bail!("{}", details.join("\n"));
+                bail!("{}", failed.join("\n"));
             }
             Ok(format!("{} variant(s) passed", smoke.len()))
         });
@@ -322,7 +316,15 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     }
 
     write_summary(&summary(&stages, &records, &smoke))?;
-    let failed: Vec<&str> = stages.iter().filter(|s| !s.ok).map(|s| s.name).collect();
+    failed_stages(&stages)
+}
+
+/// Fails naming every stage that failed.
+fn failed_stages(stages: &[StageResult]) -> Result<()> {
+    let mut failed = Vec::new();
+    for s in stages.iter().filter(|s| !s.ok) {
+        failed.push(s.name);
+    }
     if !failed.is_empty() {
         bail!("ci failed in: {}", failed.join(", "));
     }
@@ -340,7 +342,7 @@ fn publish_only(project: &Project, args: &Args) -> Result<()> {
     }
     let plan = inputs::load_plan(project, &args.options.variants, registry)?;
     let mut records = Vec::new();
-    let mut ok = stage("publish", &mut stages, || {
+    let pushed = stage("publish", &mut stages, || {
         for vp in &plan.variants {
             let record = build::read_record(project, &vp.name)?;
             anyhow::ensure!(
@@ -376,7 +378,7 @@ fn publish_only(project: &Project, args: &Args) -> Result<()> {
             .filter(|t| t != &plan.talos_version)
             .collect();
         for (vp, record) in plan.variants.iter().zip(records.iter_mut()) {
-            let unique: Vec<String> = unique.iter().map(|t| vp.target.tag(t)).collect();
+            let unique = build::target_tags(&vp.target, &unique);
             for p in &mut record.published {
                 publisher.add_tags(p, &unique)?;
                 p.tags = unique.clone();
@@ -391,8 +393,8 @@ fn publish_only(project: &Project, args: &Args) -> Result<()> {
     });
     if args.no_release_tags {
         stages.push(skipped("release tags", "skipped: --no-release-tags"));
-    } else if ok {
-        ok = stage("release tags", &mut stages, || {
+    } else if pushed {
+        stage("release tags", &mut stages, || {
             move_release_tags(project, &skopeo, &plan, &mut records)
         });
     } else {
@@ -402,11 +404,7 @@ fn publish_only(project: &Project, args: &Args) -> Result<()> {
         ));
     }
     write_summary(&summary(&stages, &records, &[]))?;
-    if !ok {
-        let failed: Vec<&str> = stages.iter().filter(|s| !s.ok).map(|s| s.name).collect();
-        bail!("ci failed in: {}", failed.join(", "));
-    }
-    Ok(())
+    failed_stages(&stages)
 }
 
 /// `installer-image`, `installer-digest`, `matchbox-image`, `matchbox-digest` (of the first
@@ -426,11 +424,10 @@ fn write_publish_outputs(records: &[BuildRecord]) -> Result<()> {
             writeln!(out, "{}-digest={}", p.kind, p.digest).unwrap();
         }
     }
-    let all: Vec<String> = records
-        .iter()
-        .flat_map(|r| &r.published)
-        .map(|p| format!("{}@{}", p.image, p.digest))
-        .collect();
+    let mut all = Vec::new();
+    for p in records.iter().flat_map(|r| &r.published) {
+        all.push(format!("{}@{}", p.image, p.digest));
+    }
     writeln!(out, "images={}", all.join(" ")).unwrap();
     anyhow::ensure!(
         out.lines().all(|l| !l.contains('\r')),
@@ -470,10 +467,10 @@ fn dry_run(project: &Project, args: &Args, plan: &crate::domain::Plan) -> Result
     let runner = crate::cmd::Runner::DRY_RUN;
     skopeo.runner = runner;
     let engine = Engine::detect(opts.engine);
-    let tools: Vec<&str> = needs(engine, !args.no_boot)
-        .iter()
-        .map(|n| n.program)
-        .collect();
+    let mut tools = Vec::new();
+    for need in needs(engine, !args.no_boot) {
+        tools.push(need.program);
+    }
     runner.note(&format!(
         "stage preflight: checks that these are on PATH: {}",
         tools.join(", ")
@@ -653,11 +650,11 @@ pub fn summary(stages: &[StageResult], records: &[BuildRecord], smoke: &[SmokeRe
         let arches = if r.arches.is_empty() {
             r.arch.to_string()
         } else {
-            r.arches
-                .iter()
-                .map(|a| a.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
+            let mut arches = Vec::new();
+            for a in &r.arches {
+                arches.push(a.as_str());
+            }
+            arches.join(", ")
         };
         let target = match (r.platform.as_deref().unwrap_or("metal"), &r.overlay) {
             ("metal", None) => String::new(),
@@ -695,24 +692,12 @@ pub fn summary(stages: &[StageResult], records: &[BuildRecord], smoke: &[SmokeRe
                 "- image: `{}@{}`{index} tags: {}",
                 p.image,
                 p.digest,
-                p.tags
-                    .iter()
-                    .map(|t| format!("`{t}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                code_list(&p.tags)
             )
             .unwrap();
         }
-        writeln!(
-            out,
-            "- extensions: {}",
-            r.extensions
-                .iter()
-                .map(|e| format!("`{}`", e.reference))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-        .unwrap();
+        let extensions = code_list(r.extensions.iter().map(|e| &e.reference));
+        writeln!(out, "- extensions: {extensions}").unwrap();
         writeln!(
             out,
             "- imager runs: {}, cache hits: {}",
@@ -770,6 +755,18 @@ fn stage_times(record: &BuildRecord, smoke: Option<&SmokeResult>) -> String {
     }
     parts.push(format!("total {total:.1}s"));
     parts.join(", ")
+}
+
+/// Each item as Markdown code, comma-separated: `` `a`, `b` ``.
+fn code_list<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
+    let mut out = String::new();
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        write!(out, "`{item}`").unwrap();
+    }
+    out
 }
 
 fn md_cell(text: &str) -> String {

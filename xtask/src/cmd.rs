@@ -133,8 +133,12 @@ impl Cmd {
         self.secrets.insert(at, value.to_owned());
     }
 
-    pub fn current_dir(mut self, dir: impl AsRef<Utf8Path>) -> Cmd {
-        self.cwd = Some(dir.as_ref().to_owned());
+    pub fn current_dir(self, dir: impl AsRef<Utf8Path>) -> Cmd {
+        self.in_dir(dir.as_ref())
+    }
+
+    fn in_dir(mut self, dir: &Utf8Path) -> Cmd {
+        self.cwd = Some(dir.to_owned());
         self
     }
 
@@ -192,8 +196,10 @@ impl Cmd {
                 line.push_str(&format!("{key}={} ", quote(&self.redact(value))));
             }
         }
-        let words = std::iter::once(&self.program).chain(&self.args);
-        let words: Vec<String> = words.map(|w| self.redact(w)).collect();
+        let mut words = vec![self.redact(&self.program)];
+        for arg in &self.args {
+            words.push(self.redact(arg));
+        }
         line.push_str(&shell_line(&words));
         if let Input::Bytes { label, .. } = &self.stdin {
             line.push_str(&format!(" <<'{label}'"));
@@ -399,10 +405,15 @@ impl Pipeline {
 
 impl fmt::Display for Pipeline {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let lines: Vec<String> = self.0.iter().map(Cmd::line).collect();
+        let mut lines = Vec::new();
+        for cmd in &self.0 {
+            lines.push(cmd.line());
+        }
         f.write_str(&lines.join(" | "))?;
-        for heredoc in self.0.iter().filter_map(Cmd::heredoc) {
-            write!(f, "\n{heredoc}")?;
+        for cmd in &self.0 {
+            if let Some(heredoc) = cmd.heredoc() {
+                write!(f, "\n{heredoc}")?;
+            }
         }
         Ok(())
     }
@@ -441,12 +452,19 @@ impl Runner {
         shown: &dyn fmt::Display,
         act: impl FnOnce() -> Result<T>,
     ) -> Result<Option<T>> {
-        if self.dry_run {
-            // one locked write, so that lines of concurrent builds do not interleave
-            println!("{shown}");
+        if self.show(shown) {
             return Ok(None);
         }
         act().map(Some)
+    }
+
+    /// In a dry run prints `shown` and says `true`; otherwise does nothing.
+    fn show(self, shown: &dyn fmt::Display) -> bool {
+        if self.dry_run {
+            // one locked write, so that lines of concurrent builds do not interleave
+            println!("{shown}");
+        }
+        self.dry_run
     }
 
     /// Work a dry run skips without a word (scratch directories, records): what it would
@@ -482,21 +500,24 @@ pub fn quote(word: &str) -> std::borrow::Cow<'_, str> {
 
 /// Words quoted and joined into one shell line.
 pub fn shell_line<S: AsRef<str>>(words: &[S]) -> String {
-    words
-        .iter()
-        .map(|w| quote(w.as_ref()))
-        .collect::<Vec<_>>()
-        .join(" ")
+    let mut line = String::new();
+    for (i, word) in words.iter().enumerate() {
+        if i > 0 {
+            line.push(' ');
+        }
+        line.push_str(&quote(word.as_ref()));
+    }
+    line
 }
 
 /// The last `n` lines of `text`, each as `  | line`.
 pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.trim_end().lines().collect();
-    lines[lines.len().saturating_sub(n)..]
-        .iter()
-        .map(|l| format!("  | {l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    let mut tail = Vec::new();
+    for line in &lines[lines.len().saturating_sub(n)..] {
+        tail.push(format!("  | {line}"));
+    }
+    tail.join("\n")
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use crate::domain::machine_config::{
 use crate::inputs::{install_image, InstallImage};
 use crate::project::Project;
 
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 pub struct Args {
     /// The variant (node role) to render the patch for.
     #[arg(long = "variant", value_name = "NAME")]

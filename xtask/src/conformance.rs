@@ -20,7 +20,7 @@ use crate::project::Project;
 /// line the module proxy serves.
 pub const NEXT_MOD: &str = "go.next.mod";
 
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 pub struct Args {
     /// Only these variants (repeatable); default: all.
     #[arg(long = "variant", value_name = "NAME")]
@@ -117,7 +117,7 @@ pub fn intended(output: Output, path: &str) -> Option<&'static str> {
         .map(|i| i.why)
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Default, Serialize)]
 pub struct Request {
     pub profiles: Vec<ProfileRequest>,
     pub configs: Vec<ConfigRequest>,
@@ -126,20 +126,20 @@ pub struct Request {
 }
 
 /// A talosctl command line, without the program name.
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 pub struct CommandRequest {
     pub name: String,
     pub argv: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 pub struct CommandReport {
     pub name: String,
     pub command: String,
     pub errors: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 pub struct ProfileRequest {
     pub name: String,
     pub yaml: String,
@@ -150,7 +150,7 @@ pub struct ProfileRequest {
     pub platform: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 pub struct ConfigRequest {
     pub name: String,
     pub machine_type: String,
@@ -160,14 +160,14 @@ pub struct ConfigRequest {
     pub talos_version: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 pub struct SchematicRequest {
     pub name: String,
     pub yaml: String,
     pub id: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 pub struct Report {
     pub talos_version: String,
     #[serde(default)]
@@ -180,7 +180,7 @@ pub struct Report {
     pub commands: Vec<CommandReport>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 pub struct ProfileReport {
     pub name: String,
     pub errors: Vec<String>,
@@ -196,7 +196,7 @@ pub struct Difference {
     pub default: serde_json::Value,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 pub struct ConfigReport {
     pub name: String,
     pub errors: Vec<String>,
@@ -214,7 +214,7 @@ pub struct Module {
     pub parameters: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 pub struct SchematicReport {
     pub name: String,
     pub errors: Vec<String>,
@@ -521,7 +521,7 @@ struct ConfigCase {
 }
 
 /// Everything judged in one run, and what was found.
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 pub struct Verdict {
     pub talos_version: String,
     pub profiles: usize,

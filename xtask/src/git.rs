@@ -40,8 +40,11 @@ pub fn anywhere() -> Cmd {
     scrubbed(Cmd::new("git"))
 }
 
-fn scrubbed(cmd: Cmd) -> Cmd {
-    SCRUBBED.iter().fold(cmd, |cmd, var| cmd.env_remove(var))
+fn scrubbed(mut cmd: Cmd) -> Cmd {
+    for var in SCRUBBED {
+        cmd = cmd.env_remove(var);
+    }
+    cmd
 }
 
 #[cfg(test)]

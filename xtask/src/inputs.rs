@@ -11,7 +11,7 @@ use crate::domain::plan::{self, Plan};
 use crate::pin;
 use crate::project::Project;
 
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Clone, clap::Args)]
 pub struct RegistryArg {
     /// Registry and owner images publish under, e.g. `ghcr.io/acme`.
     /// Default: $REGISTRY, else ghcr.io/$GITHUB_REPOSITORY_OWNER.

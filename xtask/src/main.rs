@@ -42,7 +42,7 @@ use clap::{Parser, Subcommand};
 ///
 /// Each node role is a file under variants/. The pipeline is upstream -> patch -> lock ->
 /// build -> smoke; every stage can run alone and `--dry-run` prints what it would do.
-#[derive(Debug, Parser)]
+#[derive(Parser)]
 #[command(
     name = "cargo xtask",
     bin_name = "cargo xtask",
@@ -54,7 +54,7 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 enum Command {
     /// Fetch CozyStack at the pinned tag into target/upstream/<commit> (verified, reused offline).
     Upstream(upstream::Args),

@@ -6,7 +6,7 @@ use anyhow::Result;
 use crate::domain::plan::Plan;
 use crate::project::Project;
 
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 pub struct Args {
     /// Only these variants (repeatable); default: every file under variants/.
     #[arg(long = "variant", value_name = "NAME")]
@@ -42,37 +42,32 @@ pub fn render(plan: &Plan) -> String {
     )
     .unwrap();
     writeln!(out).unwrap();
-    let rows: Vec<[String; 5]> = plan
-        .variants
-        .iter()
-        .map(|v| {
-            let arches: Vec<&str> = v.target.arches.iter().map(|a| a.as_str()).collect();
-            [
-                v.name.clone(),
-                arches.join(","),
-                v.target.label(),
-                v.extensions.join(" "),
-                format!("{}:{}", v.image, v.tag),
-            ]
-        })
-        .collect();
-    let header = ["VARIANT", "ARCH", "TARGET", "EXTENSIONS", "IMAGE"].map(String::from);
-    let widths: Vec<usize> = (0..5)
-        .map(|i| {
-            rows.iter()
-                .chain([&header])
-                .map(|r| r[i].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for row in [&header].into_iter().chain(&rows) {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        writeln!(out, "{}", line.join("  ").trim_end()).unwrap();
+    let mut rows = vec![["VARIANT", "ARCH", "TARGET", "EXTENSIONS", "IMAGE"].map(String::from)];
+    for v in &plan.variants {
+        let mut arches = Vec::new();
+        for a in &v.target.arches {
+            arches.push(a.as_str());
+        }
+        rows.push([
+            v.name.clone(),
+            arches.join(","),
+            v.target.label(),
+            v.extensions.join(" "),
+            format!("{}:{}", v.image, v.tag),
+        ]);
+    }
+    let mut widths = [0; 5];
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = cell.chars().count().max(*width);
+        }
+    }
+    for row in &rows {
+        let mut cells = Vec::new();
+        for (cell, w) in row.iter().zip(&widths) {
+            cells.push(format!("{cell:<w$}"));
+        }
+        writeln!(out, "{}", cells.join("  ").trim_end()).unwrap();
     }
     for v in &plan.variants {
         writeln!(out, "\n{}: {}", v.name, v.description).unwrap();
@@ -105,15 +100,14 @@ pub fn render(plan: &Plan) -> String {
             .unwrap();
         }
         if v.target.multi_arch() {
+            let mut platforms = Vec::new();
+            for a in &v.target.arches {
+                platforms.push(format!("linux/{a}"));
+            }
             writeln!(
                 out,
                 "  publish   one image index per tag ({}): {}:{}",
-                v.target
-                    .arches
-                    .iter()
-                    .map(|a| format!("linux/{a}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                platforms.join(", "),
                 v.image,
                 v.tag
             )

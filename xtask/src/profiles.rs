@@ -8,7 +8,7 @@ use crate::domain::Plan;
 use crate::inputs;
 use crate::project::Project;
 
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 pub struct Args {
     /// Only these variants (repeatable); default: all.
     #[arg(long = "variant", value_name = "NAME")]
@@ -24,28 +24,25 @@ pub struct Args {
 
 /// `(relative path, YAML text)` for every profile in the plan.
 pub fn render(plan: &Plan) -> Vec<(Utf8PathBuf, String)> {
-    plan.variants
-        .iter()
-        .flat_map(|v| {
-            v.profiles.iter().map(move |p| {
-                (
-                    Utf8PathBuf::from(format!("{}/{}.yaml", v.name, p.step(v.target.multi_arch()))),
-                    p.profile.to_yaml(),
-                )
-            })
-        })
-        .collect()
+    let mut files = Vec::new();
+    for v in &plan.variants {
+        for p in &v.profiles {
+            let path = format!("{}/{}.yaml", v.name, p.step(v.target.multi_arch()));
+            files.push((Utf8PathBuf::from(path), p.profile.to_yaml()));
+        }
+    }
+    files
 }
 
 /// Files under `dir` that differ from `files` (missing counts as different).
 pub fn differences(dir: &Utf8Path, files: &[(Utf8PathBuf, String)]) -> Vec<Utf8PathBuf> {
-    files
-        .iter()
-        .filter(|(path, text)| {
-            std::fs::read_to_string(dir.join(path)).ok().as_deref() != Some(text.as_str())
-        })
-        .map(|(path, _)| path.clone())
-        .collect()
+    let mut differ = Vec::new();
+    for (path, text) in files {
+        if std::fs::read_to_string(dir.join(path)).ok().as_deref() != Some(text.as_str()) {
+            differ.push(path.clone());
+        }
+    }
+    differ
 }
 
 pub fn write(dir: &Utf8Path, files: &[(Utf8PathBuf, String)]) -> Result<()> {

@@ -81,13 +81,16 @@ impl Project {
     /// repositories, extension names against `lock_names` and each other).
     pub fn check_variants(&self, lock_names: &[&str]) -> Result<(Vec<Variant>, Vec<Finding>)> {
         let dir = self.variants_dir();
-        let mut paths: Vec<_> = dir
+        let mut paths = Vec::new();
+        for entry in dir
             .read_dir_utf8()
             .with_context(|| format!("reading {dir}"))?
-            .map(|entry| entry.map(|e| e.into_path()))
-            .collect::<Result<_, _>>()
-            .with_context(|| format!("reading {dir}"))?;
-        paths.retain(|p| p.extension() == Some("json"));
+        {
+            let path = entry.with_context(|| format!("reading {dir}"))?.into_path();
+            if path.extension() == Some("json") {
+                paths.push(path);
+            }
+        }
         paths.sort();
         let mut files = Vec::new();
         for path in &paths {

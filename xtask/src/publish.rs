@@ -43,11 +43,7 @@ impl<'a> Publisher<'a> {
         image: &str,
         revision: Option<&str>,
     ) -> Result<Published> {
-        let layout = self.work.join(format!(
-            "oci-{}",
-            crate::fsutil::sha256_hex(image.as_bytes())
-        ));
-        self.fresh_layout(&layout)?;
+        let layout = self.fresh_layout(image)?;
         // An OCI layout first: its manifest digest is what the registry will store, so the
         // push can name the digest and nothing is tagged before it exists.
         let oci = Location::Local(format!("oci:{layout}:build"));
@@ -69,10 +65,7 @@ impl<'a> Publisher<'a> {
         self.skopeo
             .copy(&oci, &Location::Registry(format!("{image}@{digest}")))
             .with_context(|| format!("pushing {archive} to {image}"))?;
-        self.skopeo.runner.silently(|| {
-            let _ = std::fs::remove_dir_all(&layout);
-            Ok(())
-        })?;
+        self.remove_layout(&layout)?;
         Ok(Published {
             kind: kind.to_owned(),
             image: image.to_owned(),
@@ -93,11 +86,7 @@ impl<'a> Publisher<'a> {
         image: &str,
         revision: Option<&str>,
     ) -> Result<Published> {
-        let layout = self.work.join(format!(
-            "oci-{}",
-            crate::fsutil::sha256_hex(image.as_bytes())
-        ));
-        self.fresh_layout(&layout)?;
+        let layout = self.fresh_layout(image)?;
         for (arch, archive) in archives {
             self.skopeo
                 .copy(
@@ -106,14 +95,15 @@ impl<'a> Publisher<'a> {
                 )
                 .with_context(|| format!("reading {archive}"))?;
         }
-        let arches: Vec<Arch> = archives.iter().map(|(a, _)| *a).collect();
+        let (mut arches, mut platforms, mut names) = (Vec::new(), Vec::new(), Vec::new());
+        for (arch, _) in archives {
+            arches.push(*arch);
+            platforms.push(format!("linux/{arch}"));
+            names.push(arch.to_string());
+        }
         let shown = format!(
             "# write an OCI image index of {} into {layout} (index.json then names it `build`)",
-            arches
-                .iter()
-                .map(|a| format!("linux/{a}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            platforms.join(", ")
         );
         let digest = self
             .skopeo
@@ -133,24 +123,34 @@ impl<'a> Publisher<'a> {
                 true,
             )
             .with_context(|| format!("pushing the {kind} index to {image}"))?;
-        self.skopeo.runner.silently(|| {
-            let _ = std::fs::remove_dir_all(&layout);
-            Ok(())
-        })?;
+        self.remove_layout(&layout)?;
         Ok(Published {
             kind: kind.to_owned(),
             image: image.to_owned(),
             digest,
             tags: Vec::new(),
-            arches: arches.iter().map(|a| a.to_string()).collect(),
+            arches: names,
         })
     }
 
-    /// An empty place for the OCI layout (and its parent); a dry run needs none.
-    fn fresh_layout(&self, layout: &Utf8Path) -> Result<()> {
+    /// An empty place for the OCI layout of `image` (and its parent); a dry run needs none.
+    fn fresh_layout(&self, image: &str) -> Result<Utf8PathBuf> {
+        let layout = self.work.join(format!(
+            "oci-{}",
+            crate::fsutil::sha256_hex(image.as_bytes())
+        ));
+        self.skopeo.runner.silently(|| {
+            let _ = std::fs::remove_dir_all(&layout);
+            std::fs::create_dir_all(&self.work).with_context(|| format!("creating {}", self.work))
+        })?;
+        Ok(layout)
+    }
+
+    /// The layout is in the registry now.
+    fn remove_layout(&self, layout: &Utf8Path) -> Result<()> {
         self.skopeo.runner.silently(|| {
             let _ = std::fs::remove_dir_all(layout);
-            std::fs::create_dir_all(&self.work).with_context(|| format!("creating {}", self.work))
+            Ok(())
         })?;
         Ok(())
     }
@@ -194,11 +194,10 @@ impl Outcome {
             line.push_str(&format!(", {} already there", self.already.len()));
         }
         if !self.kept.is_empty() {
-            let kept: Vec<String> = self
-                .kept
-                .iter()
-                .map(|(t, why)| format!("{t} ({why})"))
-                .collect();
+            let mut kept = Vec::new();
+            for (tag, why) in &self.kept {
+                kept.push(format!("{tag} ({why})"));
+            }
             line.push_str(&format!("; left alone: {}", kept.join("; ")));
         }
         line

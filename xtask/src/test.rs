@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use crate::cmd::{Cmd, Io, Runner};
 use crate::project::Project;
 
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 pub struct Args {
     /// Do not install anything; fail with the install command when a tool is missing.
     #[arg(long)]
@@ -84,6 +84,10 @@ pub const TOOLS: &[Tool] = &[
         backports: true,
     },
 ];
+
+fn probes(tools: &[&'static Tool]) -> Vec<&'static str> {
+    tools.iter().map(|t| t.probe).collect()
+}
 
 pub fn missing_tools() -> Vec<&'static Tool> {
     TOOLS.iter().filter(|t| !is_present(t.probe)).collect()
@@ -226,7 +230,7 @@ fn install_tools(args: &Args, runner: Runner, linters: &Linters) -> Result<bool>
         .as_ref()
         .map(|line| format!("echo '{}' >> {BACKPORTS_LIST}", line.trim_end()));
     let commands: Vec<Cmd> = steps.iter().map(|step| install_command(step)).collect();
-    let mut what: Vec<&str> = missing.iter().map(|t| t.probe).collect();
+    let mut what = probes(&missing);
     if needs_arm64 {
         what.push("the arm64 dpkg architecture");
     }
@@ -244,11 +248,8 @@ fn install_tools(args: &Args, runner: Runner, linters: &Linters) -> Result<bool>
         ));
     }
     if !runner.is_dry_run() && (args.no_install || !can_install()) {
-        let lines: Vec<String> = write_source
-            .iter()
-            .cloned()
-            .chain(commands.iter().map(Cmd::to_string))
-            .collect();
+        let mut lines: Vec<String> = write_source.iter().cloned().collect();
+        lines.extend(commands.iter().map(Cmd::to_string));
         bail!(
             "test tools are missing: {}\n    install them with:\n      {}",
             what.join(", "),
@@ -259,16 +260,10 @@ fn install_tools(args: &Args, runner: Runner, linters: &Linters) -> Result<bool>
         return Ok(false);
     }
     if !runner.is_dry_run() {
-        eprintln!(
-            "installing test tools: {}",
-            missing
-                .iter()
-                .map(|t| t.package)
-                .chain(needs_pip.then_some("python3-pip"))
-                .chain(needs_zizmor.then_some(ZIZMOR))
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
+        let mut packages: Vec<&str> = missing.iter().map(|t| t.package).collect();
+        packages.extend(needs_pip.then_some("python3-pip"));
+        packages.extend(needs_zizmor.then_some(ZIZMOR));
+        eprintln!("installing test tools: {}", packages.join(" "));
     }
     if let (Some(shown), Some(line)) = (&write_source, &source) {
         runner.act(shown, || {
@@ -280,11 +275,8 @@ fn install_tools(args: &Args, runner: Runner, linters: &Linters) -> Result<bool>
         runner.run(command).context("installing test tools")?;
     }
     if !runner.is_dry_run() {
-        let still: Vec<&str> = missing_tools()
-            .iter()
-            .map(|t| t.probe)
-            .chain((!linters.zizmor_installed()).then_some("zizmor"))
-            .collect();
+        let mut still = probes(&missing_tools());
+        still.extend((!linters.zizmor_installed()).then_some("zizmor"));
         if !still.is_empty() {
             bail!("still missing after install: {}", still.join(", "));
         }
@@ -413,48 +405,42 @@ fn install_steps(
     zizmor: Option<&Linters>,
 ) -> Vec<Vec<String>> {
     let mut steps = Vec::new();
-    let to_vec = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     if needs_arm64 {
         // The smoke-boot tests download a real arm64 kernel and busybox with `apt-get download`.
-        steps.push(to_vec(&["dpkg", "--add-architecture", "arm64"]));
+        steps.push(words(&["dpkg", "--add-architecture", "arm64"]));
     }
     if !missing.is_empty() || needs_arm64 || needs_pip {
-        steps.push(to_vec(&["apt-get", "update", "-q"]));
+        steps.push(words(&["apt-get", "update", "-q"]));
     }
     // Off bookworm (e.g. a newer Debian or Ubuntu) the distribution's own qemu is recent enough.
-    let plain: Vec<&str> = missing
-        .iter()
-        .filter(|t| !(bookworm && t.backports))
-        .map(|t| t.package)
-        .chain(needs_pip.then_some("python3-pip"))
-        .collect();
-    if !plain.is_empty() {
-        steps.push(
-            to_vec(&["apt-get", "install", "-y", "-q"])
-                .into_iter()
-                .chain(plain.iter().map(|p| p.to_string()))
-                .collect(),
-        );
+    let (mut plain, mut backports) = (Vec::new(), Vec::new());
+    for t in missing {
+        if bookworm && t.backports {
+            backports.push(t.package);
+        } else {
+            plain.push(t.package);
+        }
     }
-    let backports: Vec<&str> = missing
-        .iter()
-        .filter(|t| bookworm && t.backports)
-        .map(|t| t.package)
-        .collect();
+    if needs_pip {
+        plain.push("python3-pip");
+    }
+    if !plain.is_empty() {
+        steps.push(words(
+            &[&["apt-get", "install", "-y", "-q"], &plain[..]].concat(),
+        ));
+    }
     if !backports.is_empty() {
         // qemu-utils comes from backports on these machines; installing qemu from plain
         // bookworm would remove it, so all three come from the same suite.
-        let mut step = to_vec(&["apt-get", "install", "-y", "-q", "-t", "bookworm-backports"]);
-        step.extend(backports.iter().map(|p| p.to_string()));
-        step.push("qemu-utils".into());
-        steps.push(step);
+        let apt = ["apt-get", "install", "-y", "-q", "-t", "bookworm-backports"];
+        steps.push(words(&[&apt[..], &backports, &["qemu-utils"]].concat()));
     }
     if let Some(linters) = zizmor {
         // Wheels only (never run a build), every file checked against the hash in the
         // requirements file. `--target` keeps it under target/: Debian's own python3 refuses
         // installs into the system (PEP 668, "externally-managed-environment"), and nothing
         // outside the project changes.
-        steps.push(to_vec(&[
+        steps.push(words(&[
             "python3",
             "-m",
             "pip",
@@ -471,6 +457,10 @@ fn install_steps(
         ]));
     }
     steps
+}
+
+fn words(words: &[&str]) -> Vec<String> {
+    words.iter().map(|w| w.to_string()).collect()
 }
 
 fn has_pip() -> bool {
