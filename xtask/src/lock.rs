@@ -182,7 +182,10 @@ pub fn add_overlays(
     catalog: &[crate::domain::target::CatalogEntry],
     names: &BTreeSet<String>,
 ) -> Result<()> {
-    let known: Vec<&str> = catalog.iter().map(|e| e.name.as_str()).collect();
+    let mut known = Vec::with_capacity(catalog.len());
+    for entry in catalog {
+        known.push(entry.name.as_str());
+    }
     let mut absent = Vec::new();
     for name in names {
         match catalog.iter().find(|e| &e.name == name) {
@@ -207,7 +210,10 @@ pub fn add_overlays(
         );
     }
     lock.overlays_image = Some(catalog_image.clone());
-    let mut all: Vec<String> = known.iter().map(|n| n.to_string()).collect();
+    let mut all = Vec::with_capacity(catalog.len());
+    for entry in catalog {
+        all.push(entry.name.clone());
+    }
     all.sort();
     lock.known_overlays = all;
     Ok(())
@@ -467,22 +473,24 @@ fn read_from_image(project: &Project, skopeo: &Skopeo, image: &str, file: &str) 
     let raw = skopeo.inspect_raw(image)?;
     let pinned = pinned(image, &raw)?;
     let repository = &pinned.repository;
-    let (candidates, platforms): (Vec<Digest>, Vec<Option<String>>) =
-        match parse_manifest(&raw, image)? {
-            Manifest::Image(_) => (vec![Digest::of_bytes(&raw)], vec![None]),
-            Manifest::Index(manifests) => {
-                let order = platform_order(&manifests);
-                if order.is_empty() {
-                    bail!("{pinned}: the index lists no image manifest");
-                }
-                order
-                    .iter()
-                    .map(|d| (d.digest.clone(), d.platform.as_ref().map(|p| p.to_string())))
-                    .unzip()
+    // (manifest, its platform), the platforms in the order they are tried
+    let candidates: Vec<(Digest, Option<String>)> = match parse_manifest(&raw, image)? {
+        Manifest::Image(_) => vec![(Digest::of_bytes(&raw), None)],
+        Manifest::Index(manifests) => {
+            let order = platform_order(&manifests);
+            if order.is_empty() {
+                bail!("{pinned}: the index lists no image manifest");
             }
-        };
+            let mut candidates = Vec::new();
+            for d in order {
+                let platform = d.platform.as_ref().map(|p| p.to_string());
+                candidates.push((d.digest.clone(), platform));
+            }
+            candidates
+        }
+    };
     let mut tried = Vec::new();
-    for (digest, platform) in candidates.iter().zip(&platforms) {
+    for (digest, platform) in &candidates {
         let reference = format!("{repository}@{digest}");
         let dir = fetch_cached(project, skopeo, &reference, digest)?;
         if let Some(text) = find_file(&dir, &reference, file)? {

@@ -318,11 +318,7 @@ pub fn load_series(project: &Project) -> Result<LoadedSeries> {
         }
     }
     diag::into_result(SERIES, findings)?;
-    let digest = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let digest = crate::fsutil::hex(&hasher.finalize());
     Ok(LoadedSeries { patches, digest })
 }
 
@@ -382,10 +378,7 @@ fn apply_in(
                 file,
                 &info,
                 &said,
-                &loaded.patches[index + 1..]
-                    .iter()
-                    .map(|(_, file, _)| file.as_path())
-                    .collect::<Vec<_>>(),
+                &loaded.patches[index + 1..],
             ));
         }
         let commit = git(out).args(["rev-parse", "HEAD"]).read()?;
@@ -517,7 +510,7 @@ fn failure(
     file: &Utf8Path,
     info: &PatchInfo,
     said: &str,
-    rest: &[&Utf8Path],
+    rest: &[(series::Entry, Utf8PathBuf, String)],
 ) -> anyhow::Error {
     // A 3-way attempt can hide the failing hunk behind "could not build fake ancestor"; a plain
     // check of the same patch against the last good commit names it.
@@ -580,10 +573,13 @@ fn failure(
         if index == 1 { "" } else { "es" },
     ));
     if !rest.is_empty() {
-        let rest: Vec<&str> = rest.iter().map(|p| p.as_str()).collect();
+        let mut files = String::new();
+        for (_, file, _) in rest {
+            files.push(' ');
+            files.push_str(file.as_str());
+        }
         message.push_str(&format!(
-            ";\n    apply the remaining patches: `git -C {shown} am --3way {}`",
-            rest.join(" ")
+            ";\n    apply the remaining patches: `git -C {shown} am --3way{files}`"
         ));
     }
     message.push_str(&format!(
@@ -699,11 +695,10 @@ pub fn write_variant_profiles(
     })?;
     let relative = Utf8PathBuf::from(package).join("images/talos/profiles");
     let dir = tree.join(&relative);
-    let wanted: Vec<String> = variant
-        .profiles
-        .iter()
-        .map(|p| format!("{}.yaml", p.kind.name()))
-        .collect();
+    let mut wanted = Vec::with_capacity(variant.profiles.len());
+    for planned in &variant.profiles {
+        wanted.push(format!("{}.yaml", planned.kind.name()));
+    }
     let mut removed = Vec::new();
     let existing = sorted_names(&dir).with_context(|| format!("reading {dir}"))?;
     for name in existing {
@@ -895,10 +890,14 @@ pub fn refresh(project: &Project, pin: &Pin, dir: &Utf8Path, check: bool) -> Res
     let patches_dir = project.patches_dir();
     let series_path = patches_dir.join("series");
     let old_text = std::fs::read_to_string(&series_path).unwrap_or_default();
-    let old_names: Vec<String> = series::parse_series(&old_text)
-        .map(|entries| entries.into_iter().map(|e| e.name).collect())
-        .unwrap_or_default();
-    let new_names: Vec<String> = generated.iter().map(|(n, _)| n.clone()).collect();
+    let mut old_names = Vec::new();
+    for entry in series::parse_series(&old_text).unwrap_or_default() {
+        old_names.push(entry.name);
+    }
+    let mut new_names = Vec::new();
+    for (name, _) in &generated {
+        new_names.push(name.clone());
+    }
     let new_series = series::render_series(&series::series_header(&old_text), &new_names);
     let mut patches = Vec::new();
     for (name, text) in &generated {
@@ -923,11 +922,12 @@ pub fn refresh(project: &Project, pin: &Pin, dir: &Utf8Path, check: bool) -> Res
     let stale = patches.iter().any(|p| p.state != "unchanged") || new_series != old_text;
     if check {
         if stale {
-            let list: Vec<String> = patches
-                .iter()
-                .filter(|p| p.state != "unchanged")
-                .map(|p| format!("{} patches/{}", p.state, p.file))
-                .collect();
+            let mut list = Vec::new();
+            for p in &patches {
+                if p.state != "unchanged" {
+                    list.push(format!("{} patches/{}", p.state, p.file));
+                }
+            }
             bail!(
                 "the series differs from the commits of {dir}:\n  {}\n    fix: cargo xtask patch --refresh --out {dir}",
                 if list.is_empty() { format!("{SERIES} itself") } else { list.join("\n  ") }

@@ -281,12 +281,12 @@ impl fmt::Debug for Secret {
 
 impl Skopeo {
     pub fn new(args: &RegistryArgs) -> Result<Skopeo> {
-        let mirrors = args
-            .mirrors
-            .iter()
-            .filter(|m| !m.trim().is_empty())
-            .map(|m| Mirror::parse(m))
-            .collect::<Result<Vec<_>>>()?;
+        let mut mirrors = Vec::new();
+        for m in &args.mirrors {
+            if !m.trim().is_empty() {
+                mirrors.push(Mirror::parse(m)?);
+            }
+        }
         if let Some(file) = &args.authfile {
             if !file.is_file() {
                 bail!("--authfile {file}: no such file");

@@ -186,15 +186,20 @@ fn run_check(project: &Project, args: CheckArgs) -> Result<()> {
             print_report(report);
         }
     }
-    let failed: Vec<&Report> = reports.iter().filter(|r| !r.passed()).collect();
+    let mut failed = Vec::new();
+    for report in &reports {
+        if !report.passed() {
+            failed.push(report);
+        }
+    }
     match failed.as_slice() {
         [] => Ok(()),
         [one] => one.to_result(),
         _ => {
-            let errors: Vec<String> = failed
-                .iter()
-                .map(|r| format!("{:#}", r.to_result().unwrap_err()))
-                .collect();
+            let mut errors = Vec::new();
+            for report in failed {
+                errors.push(format!("{:#}", report.to_result().unwrap_err()));
+            }
             bail!("{}", errors.join("\n"))
         }
     }

@@ -236,15 +236,19 @@ pub fn is_object_id(rev: &str) -> bool {
 /// Variant names from the working tree, when git cannot list them.
 pub fn variants_on_disk(repo: &Utf8Path, rules: &Rules) -> BTreeSet<String> {
     let dir = repo.join(rules.variants_dir());
-    std::fs::read_dir(&dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            rules.variant_of(&format!("{}/{name}", rules.variants_dir()))
-        })
-        .collect()
+    let mut names = BTreeSet::new();
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return names;
+    };
+    for entry in entries.flatten() {
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if let Some(variant) = rules.variant_of(&format!("{}/{name}", rules.variants_dir())) {
+            names.insert(variant);
+        }
+    }
+    names
 }
 
 #[cfg(test)]

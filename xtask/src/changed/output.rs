@@ -214,10 +214,7 @@ pub fn random_delimiter(avoid: &str) -> String {
             hasher.update(std::process::id().to_le_bytes());
             hasher.update((&seed as *const _ as usize).to_le_bytes());
         }
-        let hex: String = hasher.finalize()[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let hex = crate::fsutil::hex(&hasher.finalize()[..16]);
         let delimiter = format!("ghadelimiter_{hex}");
         if !avoid.contains(&delimiter) {
             return delimiter;

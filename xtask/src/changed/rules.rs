@@ -173,22 +173,17 @@ impl Rules {
     /// A classifier for these variants (every variant known at base or head): their input
     /// patterns are compiled once, not per path.
     pub fn classifier(&self, variants: &BTreeSet<String>) -> Classifier<'_> {
-        let inputs = variants
-            .iter()
-            .map(|name| {
-                let escaped = Pattern::escape(name);
-                let patterns = self
-                    .inputs
-                    .iter()
-                    .map(|input| Pattern::new(&input.replace(NAME, &escaped)))
-                    .collect::<Result<Vec<_>, _>>();
+        let mut inputs = Vec::with_capacity(variants.len());
+        for name in variants {
+            let escaped = Pattern::escape(name);
+            let mut patterns = Vec::with_capacity(self.inputs.len());
+            for input in &self.inputs {
                 // An escaped name cannot break a pattern that compiled with `x` in its place.
-                (
-                    name.clone(),
-                    patterns.expect("variant input patterns were checked"),
-                )
-            })
-            .collect();
+                let pattern = Pattern::new(&input.replace(NAME, &escaped));
+                patterns.push(pattern.expect("variant input patterns were checked"));
+            }
+            inputs.push((name.clone(), patterns));
+        }
         Classifier {
             rules: self,
             inputs,

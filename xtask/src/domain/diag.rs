@@ -178,12 +178,15 @@ pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
         }
         row[b.len()]
     }
-    candidates
-        .iter()
-        .map(|c| (distance(word, c), *c))
-        .filter(|(d, c)| *d <= (c.len() / 2).max(2))
-        .min()
-        .map(|(_, c)| c)
+    // the nearest close enough, the first in byte order among equally near ones
+    let mut best: Option<(usize, &str)> = None;
+    for &c in candidates {
+        let d = distance(word, c);
+        if d <= (c.len() / 2).max(2) && best.is_none_or(|b| (d, c) < b) {
+            best = Some((d, c));
+        }
+    }
+    best.map(|(_, c)| c)
 }
 
 #[cfg(test)]

@@ -24,15 +24,13 @@ impl TalosVersion {
             Some((core, pre)) => (core, Some(pre)),
             None => (rest, None),
         };
-        let numbers: Vec<u32> = core
-            .split('.')
-            .map(|n| {
-                (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-                    .then(|| n.parse().ok())
-                    .flatten()
-            })
-            .collect::<Option<_>>()
-            .ok_or_else(bad)?;
+        let mut numbers = Vec::new();
+        for n in core.split('.') {
+            if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad());
+            }
+            numbers.push(n.parse::<u32>().map_err(|_| bad())?);
+        }
         let [major, minor, patch] = numbers[..] else {
             return Err(bad());
         };

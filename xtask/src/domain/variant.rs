@@ -661,7 +661,10 @@ pub fn select(mut all: Vec<Variant>, names: &[String]) -> Result<Vec<Variant>> {
     if names.is_empty() {
         return Ok(all);
     }
-    let known: Vec<&str> = all.iter().map(|v| v.name.as_str()).collect();
+    let mut known = Vec::with_capacity(all.len());
+    for variant in &all {
+        known.push(variant.name.as_str());
+    }
     let mut unknown = Vec::new();
     let mut hints = String::new();
     for name in names {
@@ -1204,11 +1207,11 @@ impl<'a> Fields<'a> {
 }
 
 fn default_outputs() -> String {
-    Output::DEFAULT
-        .iter()
-        .map(|o| o.name())
-        .collect::<Vec<_>>()
-        .join(", ")
+    let mut names = Vec::with_capacity(Output::DEFAULT.len());
+    for output in Output::DEFAULT {
+        names.push(output.name());
+    }
+    names.join(", ")
 }
 
 fn short_name(reference: &str) -> &str {

@@ -149,14 +149,12 @@ pub fn check_record(
     }
 
     let resolved = lock.resolve(variant);
-    let expected: Vec<(String, ImageRef)> = variant
-        .all_extensions()
-        .filter_map(|name| {
-            lock.extensions
-                .get(name)
-                .map(|r| (name.to_owned(), r.clone()))
-        })
-        .collect();
+    let mut expected: Vec<(String, ImageRef)> = Vec::new();
+    for name in variant.all_extensions() {
+        if let Some(r) = lock.extensions.get(name) {
+            expected.push((name.to_owned(), r.clone()));
+        }
+    }
     for name in &resolved.missing {
         findings.push(
             Finding::new(
@@ -167,11 +165,10 @@ pub fn check_record(
             .fix("run `cargo xtask lock` and rebuild"),
         );
     }
-    let recorded: Vec<(String, ImageRef)> = record
-        .extensions
-        .iter()
-        .map(|e| (e.name.clone(), e.reference.clone()))
-        .collect();
+    let mut recorded: Vec<(String, ImageRef)> = Vec::new();
+    for e in &record.extensions {
+        recorded.push((e.name.clone(), e.reference.clone()));
+    }
     if recorded != expected {
         findings.push(
             Finding::new(
@@ -195,9 +192,9 @@ pub fn check_record(
     for (i, entry) in record.profiles.iter().enumerate() {
         let base = format!("profiles[{i}].profile");
         let profile = &entry.profile;
-        let arches: Vec<&str> = variant.target.arches.iter().map(|a| a.as_str()).collect();
+        let arches = arch_names(&variant.target.arches, "");
         let asked = profile["arch"].as_str().unwrap_or_default();
-        if !arches.contains(&asked) || entry.arch.is_some_and(|a| a.as_str() != asked) {
+        if !arches.iter().any(|a| a == asked) || entry.arch.is_some_and(|a| a.as_str() != asked) {
             findings.push(
                 Finding::new(
                     shown,
@@ -368,11 +365,11 @@ pub fn check_target(
     let target = &variant.target;
     let before = report.findings.len();
     let findings = &mut report.findings;
-    let arches: Vec<String> = target.arches.iter().map(|a| a.to_string()).collect();
-    let recorded_arches: Vec<String> = if record.arches.is_empty() {
+    let arches = arch_names(&target.arches, "");
+    let recorded_arches = if record.arches.is_empty() {
         vec![record.arch.to_string()]
     } else {
-        record.arches.iter().map(|a| a.to_string()).collect()
+        arch_names(&record.arches, "")
     };
     if recorded_arches != arches {
         findings.push(
@@ -510,10 +507,11 @@ fn render_refs(refs: &[(String, ImageRef)]) -> String {
     if refs.is_empty() {
         return "none".into();
     }
-    refs.iter()
-        .map(|(_, r)| r.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
+    let mut shown = Vec::with_capacity(refs.len());
+    for (_, r) in refs {
+        shown.push(r.to_string());
+    }
+    shown.join(", ")
 }
 
 fn variant_file(variant: &Variant) -> String {
@@ -670,12 +668,16 @@ fn check_installer_layout(
     let assets = match last_layer(path).and_then(|layer| layer_files(&layer)) {
         Ok(files) => {
             let prefix = format!("usr/install/{arch}/");
-            files
-                .iter()
-                .filter_map(|f| f.trim_start_matches("./").strip_prefix(&prefix))
-                .filter(|f| !f.is_empty() && !f.ends_with('/'))
-                .map(str::to_owned)
-                .collect::<BTreeSet<String>>()
+            let mut assets = BTreeSet::new();
+            for file in &files {
+                match file.trim_start_matches("./").strip_prefix(&prefix) {
+                    Some(f) if !f.is_empty() && !f.ends_with('/') => {
+                        assets.insert(f.to_owned());
+                    }
+                    _ => {}
+                }
+            }
+            assets
         }
         Err(err) => {
             report.findings.push(
@@ -694,12 +696,12 @@ fn check_installer_layout(
     if has(&["systemd-boot.efi", "vmlinuz.efi"]) || has(&["vmlinuz", "initramfs.xz"]) {
         report.checked.push(format!(
             "{name}: entrypoint /bin/installer, /usr/install/{arch}/ has {}",
-            assets.iter().cloned().collect::<Vec<_>>().join(", ")
+            Vec::from_iter(assets).join(", ")
         ));
     } else {
         report.findings.push(
             Finding::new(shown, field, format!("{name}: the last layer has no boot assets under /usr/install/{arch}/ (systemd-boot.efi and vmlinuz.efi, or vmlinuz and initramfs.xz)"))
-                .value(if assets.is_empty() { "nothing".to_owned() } else { assets.into_iter().collect::<Vec<_>>().join(", ") })
+                .value(if assets.is_empty() { "nothing".to_owned() } else { Vec::from_iter(assets).join(", ") })
                 .fix(fix),
         );
     }
@@ -899,19 +901,18 @@ fn check_published(
                 );
                 continue;
             }
-            let listed: Vec<String> = manifest["manifests"]
+            let mut listed = Vec::new();
+            for m in manifest["manifests"]
                 .as_array()
-                .into_iter()
-                .flatten()
-                .map(|m| {
-                    format!(
-                        "{}/{}",
-                        m["platform"]["os"].as_str().unwrap_or("?"),
-                        m["platform"]["architecture"].as_str().unwrap_or("?")
-                    )
-                })
-                .collect();
-            let want: Vec<String> = arches.iter().map(|a| format!("linux/{a}")).collect();
+                .map_or(&[][..], Vec::as_slice)
+            {
+                listed.push(format!(
+                    "{}/{}",
+                    m["platform"]["os"].as_str().unwrap_or("?"),
+                    m["platform"]["architecture"].as_str().unwrap_or("?")
+                ));
+            }
+            let want = arch_names(&arches, "linux/");
             if listed != want {
                 report.findings.push(
                     Finding::new(
@@ -1031,11 +1032,16 @@ fn check_published(
 }
 
 fn render_arches(arches: &[Arch]) -> String {
-    arches
-        .iter()
-        .map(|a| format!("linux/{a}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    arch_names(arches, "linux/").join(", ")
+}
+
+/// The names of `arches` in order, each behind `prefix` (`linux/arm64`).
+fn arch_names(arches: &[Arch], prefix: &str) -> Vec<String> {
+    let mut names = Vec::with_capacity(arches.len());
+    for arch in arches {
+        names.push(format!("{prefix}{arch}"));
+    }
+    names
 }
 
 /// Each tag names its target (docs/targets.md): `aws-v1.13.6` for an AWS role, `v1.13.6`
