@@ -224,7 +224,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         &args.options.variants,
         args.options.registry.resolve(),
     )?;
-    let variants: Vec<_> = plan.variants.iter().map(|v| v.variant.clone()).collect();
+    let variants = plan_variants(&plan);
     if args.dry_run {
         return dry_run(project, &args, &plan);
     }
@@ -462,7 +462,7 @@ fn write_summary(summary: &str) -> Result<()> {
 /// stage runs. Nothing is run, fetched or written.
 fn dry_run(project: &Project, args: &Args, plan: &crate::domain::Plan) -> Result<()> {
     let opts = &args.options;
-    let variants: Vec<_> = plan.variants.iter().map(|v| v.variant.clone()).collect();
+    let variants = plan_variants(plan);
     let mut skopeo = crate::registry::Skopeo::new(&opts.registry_client)?;
     let runner = crate::cmd::Runner::DRY_RUN;
     skopeo.runner = runner;
@@ -540,6 +540,15 @@ fn dry_run(project: &Project, args: &Args, plan: &crate::domain::Plan) -> Result
         }
     }
     Ok(())
+}
+
+/// The variants the plan builds, for the stages that take variants (lock, smoke).
+fn plan_variants(plan: &crate::domain::Plan) -> Vec<crate::domain::variant::Variant> {
+    let mut variants = Vec::new();
+    for vp in &plan.variants {
+        variants.push(vp.variant.clone());
+    }
+    variants
 }
 
 fn needs(engine: Engine, boot: bool) -> Vec<Need> {

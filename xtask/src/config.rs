@@ -119,21 +119,18 @@ impl Step {
     /// The command as a shell line (words quoted where the shell needs it, placeholders kept
     /// readable), then its note.
     pub fn line(&self) -> String {
-        let words: Vec<String> = self
-            .argv
-            .iter()
-            .map(|w| {
-                let bare: String = w
-                    .replace("<cluster>", "c")
-                    .replace("<endpoint>", "e")
-                    .replace("<node>", "n");
-                if crate::cmd::shell_line(&[&bare]) == bare {
-                    w.clone()
-                } else {
-                    crate::cmd::shell_line(&[w])
-                }
-            })
-            .collect();
+        let mut words = Vec::new();
+        for w in &self.argv {
+            let bare: String = w
+                .replace("<cluster>", "c")
+                .replace("<endpoint>", "e")
+                .replace("<node>", "n");
+            if crate::cmd::shell_line(&[&bare]) == bare {
+                words.push(w.clone());
+            } else {
+                words.push(crate::cmd::shell_line(&[w]));
+            }
+        }
         format!("{}   # {}", words.join(" "), self.note)
     }
 }

@@ -42,7 +42,12 @@ pub fn sha256_file(path: &Utf8Path) -> Result<(String, u64)> {
 }
 
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    use std::fmt::Write;
+    let mut hex = String::with_capacity(2 * bytes.len());
+    for b in bytes {
+        write!(hex, "{b:02x}").unwrap();
+    }
+    hex
 }
 
 /// Like `write_atomic`, for files holding a secret: the file is created readable by its owner
