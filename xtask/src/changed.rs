@@ -27,7 +27,7 @@ use event::{BaseSpec, Selection};
 use git::Git;
 use rules::Rules;
 
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("mode").required(true).args(["base", "github"])))]
 pub struct Args {
     /// Compare the tree of this revision (commit, branch, tag) with head.
@@ -54,7 +54,7 @@ pub struct Args {
     pub repo: Option<Utf8PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     /// For people: what builds, why, and the changed paths.
     Text,

@@ -38,7 +38,7 @@ pub const DIGESTS_FILE: &str = "image-digests";
 /// The file inside the overlays catalog image listing every board overlay of the release.
 pub const OVERLAYS_FILE: &str = "overlays.yaml";
 
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 pub struct Args {
     /// Talos release to resolve for, e.g. v1.13.6. Default: the one the pinned CozyStack uses.
     #[arg(long, value_name = "VERSION")]
@@ -379,7 +379,7 @@ fn placeholder(repository: String, text: String) -> ImageRef {
 // I/O: the registry, the cache under target/, tar.
 
 /// The outcome of reading the extensions image.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Clone, Serialize)]
 pub struct Resolution {
     pub lock: Lock,
     /// The platform whose image carried `image-digests` (`None` for a single-platform tag).

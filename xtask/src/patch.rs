@@ -22,7 +22,7 @@ use crate::project::Project;
 use crate::series::{self, PatchInfo, SERIES};
 use crate::upstream::{self, Upstream};
 
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
     pub source: SourceArg,
@@ -56,7 +56,7 @@ const EPOCH: &str = "2000-01-01T00:00:00+0000";
 /// the summary beside it.
 const MARKER: &str = "xtask-patch.json";
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Clone, Serialize)]
 pub struct Applied {
     pub upstream: UpstreamRef,
     pub tree: Utf8PathBuf,
@@ -70,7 +70,7 @@ pub struct Applied {
     pub variant: Option<VariantProfiles>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Clone, Serialize)]
 pub struct UpstreamRef {
     pub repository: String,
     pub tag: String,
@@ -79,7 +79,7 @@ pub struct UpstreamRef {
     pub talos_package_dir: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Clone, Serialize)]
 pub struct AppliedPatch {
     pub file: String,
     pub subject: String,
@@ -98,7 +98,7 @@ pub struct Change {
     pub new_mode: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Clone, Serialize)]
 pub struct VariantProfiles {
     pub variant: String,
     pub written: Vec<Utf8PathBuf>,
@@ -329,7 +329,7 @@ pub fn apply(project: &Project, upstream: &Upstream, out: &Utf8Path) -> Result<A
 }
 
 /// How much of the upstream tree the copy checks out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Checkout {
     /// Every file: a tree to build in.
     Full,
@@ -774,7 +774,7 @@ fn render(project: &Project, applied: &Applied, check: bool) -> String {
     out
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Clone, Serialize)]
 pub struct RefreshReport {
     pub tree: Utf8PathBuf,
     pub base: String,
@@ -783,7 +783,7 @@ pub struct RefreshReport {
     pub written: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Clone, Serialize)]
 pub struct RefreshedPatch {
     pub file: String,
     /// `unchanged`, `updated`, `added` or `removed`.

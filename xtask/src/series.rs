@@ -112,14 +112,14 @@ pub fn render_series(header: &str, names: &[String]) -> String {
 }
 
 /// What one patch file says it does.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct PatchInfo {
     /// The subject line without the `[PATCH ...]` prefix.
     pub subject: String,
     pub files: Vec<FilePatch>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct FilePatch {
     /// Path before the change (differs from `path` for renames and copies).
     pub old_path: String,
@@ -348,7 +348,7 @@ pub fn normalize(patch: &str) -> String {
 }
 
 /// Where a patch stopped applying, read from git's error output.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct Failure {
     pub file: Option<String>,
     /// `(number within the file, 1-based; the hunk)`

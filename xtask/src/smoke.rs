@@ -22,7 +22,7 @@ use boot::{BootOptions, BootResult, Media};
 use check::Report;
 use pattern::Pattern;
 
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
     #[command(subcommand)]
@@ -31,7 +31,7 @@ pub struct Args {
     pub variants: VariantArgs,
 }
 
-#[derive(Debug, clap::Subcommand)]
+#[derive(clap::Subcommand)]
 pub enum Mode {
     /// Boot an arm64 kernel + initramfs (or a UEFI disk image) under qemu and watch the console.
     Boot(BootArgs),
@@ -40,7 +40,7 @@ pub enum Mode {
 }
 
 /// Without a subcommand: static checks, then a boot of each variant's kernel and initramfs.
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 pub struct VariantArgs {
     /// Only these variants (repeatable); default: every variant.
     #[arg(long = "variant", value_name = "NAME")]
@@ -67,7 +67,7 @@ pub struct VariantArgs {
     pub registry_client: crate::registry::RegistryArgs,
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 pub struct CheckArgs {
     /// Only these variants (repeatable); default: every variant.
     #[arg(long = "variant", value_name = "NAME")]
@@ -79,7 +79,7 @@ pub struct CheckArgs {
     pub registry_client: crate::registry::RegistryArgs,
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 pub struct BootArgs {
     /// The kernel image (arm64 `Image`, as `kernel-arm64` or Debian's vmlinuz).
     #[arg(
@@ -219,7 +219,7 @@ fn print_report(report: &Report) {
 }
 
 /// One variant's smoke result, as `--json` prints it.
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 pub struct VariantResult {
     pub variant: String,
     pub checks: Option<Report>,

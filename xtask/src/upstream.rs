@@ -11,7 +11,7 @@ use crate::domain::TalosVersion;
 use crate::pin::{self, Pin, SourceArg};
 use crate::project::Project;
 
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
     pub source: SourceArg,
@@ -24,7 +24,7 @@ pub struct Args {
 }
 
 /// The pristine upstream tree and how it was obtained.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Clone, Serialize)]
 pub struct Upstream {
     pub repository: String,
     pub tag: String,

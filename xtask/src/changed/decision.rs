@@ -37,7 +37,7 @@ pub struct Decision {
 }
 
 /// Known variants at both ends of the comparison.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Known {
     pub head: BTreeSet<String>,
     pub base: BTreeSet<String>,

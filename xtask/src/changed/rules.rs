@@ -23,7 +23,7 @@ const MATCH: MatchOptions = MatchOptions {
 /// Where `{name}` stands for a variant's name in the variant patterns.
 const NAME: &str = "{name}";
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RulesFile {
     #[allow(dead_code)]
@@ -33,7 +33,7 @@ struct RulesFile {
     docs: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct VariantsFile {
     file: String,

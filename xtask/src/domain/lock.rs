@@ -402,7 +402,7 @@ fn entry_problem(name: &str, r: &ImageRef, talos_version: &TalosVersion) -> Opti
         .then(|| format!("built for Talos {built_for}, but the lock is for {talos_version}"))
 }
 
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Default, PartialEq, Eq)]
 pub struct Resolved {
     pub refs: Vec<ImageRef>,
     pub missing: Vec<String>,

@@ -27,7 +27,7 @@ pub const SPIN_RUNTIME_CLASS: &str = "wasmtime-spin-v2";
 pub const SPIN_HANDLER: &str = "spin";
 
 /// The machine config a role's patches are applied onto.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Base {
     /// `talosctl gen config`'s worker and control-plane configs: no kernel modules, no node IP
     /// selection.
@@ -49,7 +49,7 @@ pub const COZYSTACK_BASE_MODULES: &[(&str, &[&str])] = &[
 ];
 
 /// A kernel module Talos loads at boot (`machine.kernel.modules[]`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Clone, PartialEq, Eq, Serialize)]
 pub struct KernelModule {
     pub name: &'static str,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
@@ -91,7 +91,7 @@ pub enum AuthKey<'a> {
 }
 
 /// Values given on the command line, which replace the variant's.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Overrides {
     pub routes: Option<Vec<Ipv4Cidr>>,
     pub join_cidr: Option<Ipv4Cidr>,
@@ -646,7 +646,7 @@ fn wrap(text: &str, width: usize) -> Vec<&str> {
 }
 
 /// One printed next step: a command and what it is for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Step {
     /// Program and arguments; `<cluster>`, `<endpoint>` and `<node>` are for the user to fill.
     pub argv: Vec<String>,

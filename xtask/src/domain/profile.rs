@@ -165,7 +165,7 @@ pub const BASE_INSTALLER: &str = "ghcr.io/siderolabs/installer-base";
 
 /// What a profile takes from the lock: the variant's extensions in build order, and its board
 /// overlay's image (`None` without an overlay).
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Locked<'a> {
     pub extension_refs: &'a [ImageRef],
     pub overlay_image: Option<&'a ImageRef>,

@@ -66,7 +66,7 @@ impl TalosVersion {
 }
 
 /// The Talos version a run builds for, and where it was read (shown in the plan).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Talos {
     pub version: TalosVersion,
     pub source: String,

@@ -61,7 +61,7 @@ pub enum Platform {
 }
 
 /// What the imager's built-in profile for a platform sets for its disk image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct DiskDefaults {
     pub disk_size: NonZeroU64,
     pub disk_format: DiskFormat,

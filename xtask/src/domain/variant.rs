@@ -477,7 +477,7 @@ pub fn check_set(variants: &[(String, Variant)]) -> Vec<Finding> {
 /// What the checks across variants need from one file, read leniently from its JSON so that a
 /// file with problems of its own (a name that does not match, an unknown output) still takes
 /// part in them: every finding is reported in one run, not one per fix.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Published {
     file: String,
     repository: Option<String>,

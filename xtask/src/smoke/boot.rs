@@ -34,7 +34,7 @@ pub const DEFAULT_CPUS: u32 = 2;
 pub const PFLASH_SIZE: u64 = 64 * 1024 * 1024;
 
 /// What to boot.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Media {
     /// Direct kernel boot (the netboot pair), no firmware.
     Kernel {
@@ -47,7 +47,7 @@ pub enum Media {
     Disk { path: Utf8PathBuf },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct BootOptions {
     pub media: Media,
     /// Success needs a console line matching this.
@@ -88,7 +88,7 @@ impl BootOptions {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Passed,
@@ -96,7 +96,7 @@ pub enum Outcome {
 }
 
 /// Why a boot failed, for machines; `BootResult::reason` says it for people.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Failure {
     KernelPanic,
@@ -107,7 +107,7 @@ pub enum Failure {
 }
 
 /// The outcome of one boot: what `--json` prints and what `ci` summarises.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Clone, Serialize)]
 pub struct BootResult {
     pub result: Outcome,
     pub reason: String,
@@ -130,7 +130,7 @@ impl BootResult {
 }
 
 /// A UEFI code/vars pair as found on the system.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Firmware {
     pub code: Utf8PathBuf,
     /// `None`: the firmware has no vars template; an empty (zeroed) store is used.
@@ -194,7 +194,7 @@ fn pflash_copy(from: Option<&Utf8Path>, to: &Utf8Path) -> Result<()> {
 }
 
 /// The files qemu reads, after preparation (firmware copies, decompressed disk).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Prepared {
     /// pflash code and vars copies.
     pub pflash: Option<(Utf8PathBuf, Utf8PathBuf)>,
