@@ -165,13 +165,13 @@ pub fn find_firmware() -> Result<Firmware> {
             }
         }
     }
+    let mut codes = Vec::with_capacity(FIRMWARE_PAIRS.len());
+    for (code, _) in FIRMWARE_PAIRS {
+        codes.push(*code);
+    }
     bail!(
         "no arm64 UEFI firmware found (looked for {} in {}): install it with `apt-get install qemu-efi-aarch64`",
-        FIRMWARE_PAIRS
-            .iter()
-            .map(|(c, _)| *c)
-            .collect::<Vec<_>>()
-            .join(", "),
+        codes.join(", "),
         FIRMWARE_DIRS.join(", ")
     )
 }
