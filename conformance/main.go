@@ -23,6 +23,7 @@ import (
 	"github.com/siderolabs/image-factory/pkg/schematic"
 	"github.com/siderolabs/talos/pkg/imager/profile"
 	"github.com/siderolabs/talos/pkg/images"
+	"github.com/siderolabs/talos/pkg/machinery/config"
 	"github.com/siderolabs/talos/pkg/machinery/config/bundle"
 	"github.com/siderolabs/talos/pkg/machinery/config/configpatcher"
 	"github.com/siderolabs/talos/pkg/machinery/config/encoder"
@@ -71,6 +72,10 @@ type ConfigRequest struct {
 	MachineType         string   `json:"machine_type"`
 	Patches             []string `json:"patches"`
 	ControlPlanePatches []string `json:"controlplane_patches"`
+	// TalosVersion is `talosctl gen config --talos-version` (the config's version contract, e.g.
+	// "v1.13": a config generated for that release, as a cluster upgraded from it keeps);
+	// empty: this Talos's own.
+	TalosVersion string `json:"talos_version"`
 }
 
 // SchematicRequest is one schematic and the ID this project computed for it.
@@ -425,18 +430,31 @@ func judgeConfig(req ConfigRequest, secretsBundle *secrets.Bundle) ConfigReport 
 		return rep
 	}
 
+	// talosctl gen config's defaults for --install-disk and --install-image.
+	genOptions := []generate.Option{
+		generate.WithSecretsBundle(secretsBundle),
+		generate.WithInstallDisk("/dev/sda"),
+		generate.WithInstallImage(images.DefaultInstallerImageRepository + ":" + version.Tag),
+	}
+
+	if req.TalosVersion != "" {
+		contract, err := config.ParseContractFromVersion(req.TalosVersion)
+		if err != nil {
+			rep.Errors = append(rep.Errors, "--talos-version: "+err.Error())
+
+			return rep
+		}
+
+		genOptions = append(genOptions, generate.WithVersionContract(contract))
+	}
+
 	configBundle, err := bundle.NewBundle(
 		bundle.WithVerbose(false),
 		bundle.WithInputOptions(&bundle.InputOptions{
 			ClusterName: "conformance",
 			Endpoint:    "https://192.0.2.10:6443",
 			KubeVersion: constants.DefaultKubernetesVersion,
-			// talosctl gen config's defaults for --install-disk and --install-image.
-			GenOptions: []generate.Option{
-				generate.WithSecretsBundle(secretsBundle),
-				generate.WithInstallDisk("/dev/sda"),
-				generate.WithInstallImage(images.DefaultInstallerImageRepository + ":" + version.Tag),
-			},
+			GenOptions:  genOptions,
 		}),
 		bundle.WithPatch(patches),
 		bundle.WithPatchControlPlane(cpPatches),
@@ -464,19 +482,30 @@ func judgeConfig(req ConfigRequest, secretsBundle *secrets.Bundle) ConfigReport 
 	}
 
 	if mc := cfg.RawV1Alpha1(); mc != nil {
-		if mc.MachineConfig != nil && mc.MachineConfig.MachineInstall != nil {
-			rep.InstallImage = mc.MachineConfig.MachineInstall.InstallImage
+		if mc.MachineConfig != nil && mc.MachineConfig.MachineInstall != nil { //nolint:staticcheck // deprecated from Talos 1.14, read on purpose
+			rep.InstallImage = mc.MachineConfig.MachineInstall.InstallImage //nolint:staticcheck // as above
 		}
 
 		rep.HasClusterEtcd = mc.ClusterConfig != nil && mc.ClusterConfig.EtcdConfig != nil
 	}
 
-	if cfg.Machine() != nil {
-		for _, m := range cfg.Machine().Kernel().Modules() {
-			rep.Modules = append(rep.Modules, Module{Name: m.Name(), Parameters: orEmpty(m.Parameters())})
-		}
+	// From Talos 1.14 an UnattendedInstallConfig document drives the install and takes precedence
+	// over .machine.install (cmd/installer install.go, the machined install sequence).
+	if image := call(reflect.ValueOf(cfg), "UnattendedInstallConfig", "InstallerImage"); image.IsValid() {
+		rep.InstallImage = image.String()
+	}
 
-		rep.ValidSubnets = orEmpty(cfg.Machine().Kubelet().NodeIP().ValidSubnets())
+	rep.Modules = kernelModules(cfg)
+
+	// Talos 1.14: Config.K8sNodeConfig() (a KubeNodeConfig document, else .machine.kubelet);
+	// Talos 1.13: Config.Machine().Kubelet().
+	subnets := call(reflect.ValueOf(cfg), "K8sNodeConfig", "NodeIP", "ValidSubnets")
+	if !subnets.IsValid() {
+		subnets = call(reflect.ValueOf(cfg), "Machine", "Kubelet", "NodeIP", "ValidSubnets")
+	}
+
+	if subnets.IsValid() {
+		rep.ValidSubnets = orEmpty(subnets.Interface().([]string))
 	}
 
 	if cfg.Cluster() != nil {
@@ -488,6 +517,57 @@ func judgeConfig(req ConfigRequest, secretsBundle *secrets.Bundle) ConfigReport 
 	}
 
 	return rep
+}
+
+// kernelModules are the modules Talos loads: Config.KernelModuleConfigs() from Talos 1.14
+// (.machine.kernel.modules and KernelModuleConfig documents), Config.Machine().Kernel().Modules()
+// before.
+func kernelModules(cfg config.Provider) []Module {
+	modules := []Module{}
+
+	list := call(reflect.ValueOf(cfg), "KernelModuleConfigs")
+	if !list.IsValid() {
+		list = call(reflect.ValueOf(cfg), "Machine", "Kernel", "Modules")
+	}
+
+	if !list.IsValid() {
+		return modules
+	}
+
+	for i := range list.Len() {
+		m := list.Index(i).Interface().(interface {
+			Name() string
+			Parameters() []string
+		})
+		modules = append(modules, Module{Name: m.Name(), Parameters: orEmpty(m.Parameters())})
+	}
+
+	return modules
+}
+
+// call follows a chain of no-argument accessors by name, so that one main.go builds against
+// Talos 1.13 (go.mod) and 1.14 (go.next.mod), where some config accessors moved from
+// Config.Machine() to Config itself. It returns the zero Value when a method does not exist on
+// this Talos version or a step returns nil.
+func call(v reflect.Value, methods ...string) reflect.Value {
+	for _, name := range methods {
+		if !v.IsValid() || ((v.Kind() == reflect.Interface || v.Kind() == reflect.Pointer) && v.IsNil()) {
+			return reflect.Value{}
+		}
+
+		method := v.MethodByName(name)
+		if !method.IsValid() || method.Type().NumIn() != 0 || method.Type().NumOut() != 1 {
+			return reflect.Value{}
+		}
+
+		v = method.Call(nil)[0]
+	}
+
+	if (v.Kind() == reflect.Interface || v.Kind() == reflect.Pointer) && v.IsNil() {
+		return reflect.Value{}
+	}
+
+	return v
 }
 
 // metal is the runtime mode `talosctl validate --mode metal` passes (Talos's own mode type is

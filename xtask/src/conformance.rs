@@ -156,6 +156,8 @@ pub struct ConfigRequest {
     pub machine_type: String,
     pub patches: Vec<String>,
     pub controlplane_patches: Vec<String>,
+    /// `talosctl gen config --talos-version` (empty: the harness's own Talos).
+    pub talos_version: String,
 }
 
 #[derive(Serialize)]
@@ -316,6 +318,7 @@ pub fn config_requests(name: &str, base: &[String], rendered: &Rendered) -> Vec<
         machine_type: machine_type.into(),
         patches: patches.clone(),
         controlplane_patches: controlplane_patches.clone(),
+        talos_version: String::new(),
     };
     vec![request("worker"), request("controlplane")]
 }
@@ -591,7 +594,18 @@ pub fn judge_plan(
                 );
                 request.commands.extend(command_requests(&vp.name, &steps));
             }
-            for c in config_requests(&name, &base_patches, &rendered) {
+            let mut configs = config_requests(&name, &base_patches, &rendered);
+            if version.is_some() {
+                // forward check: also onto configs generated for the lock's release
+                // (`talosctl gen config --talos-version`), as a cluster upgraded from it keeps them
+                let contract = plan.talos_version.to_string();
+                let name = format!("{name}@{contract}");
+                for mut c in config_requests(&name, &base_patches, &rendered) {
+                    c.talos_version = contract.clone();
+                    configs.push(c);
+                }
+            }
+            for c in configs {
                 request.configs.push(c);
                 cases.push(ConfigCase {
                     variant: vp.variant.clone(),
@@ -915,7 +929,18 @@ mod tests {
             !go_mod.contains("\nreplace") && !go_mod.contains("\ntoolchain"),
             "{DIR}/go.mod: no replace or toolchain directive may move the judged version"
         );
-        let next = talos_requirement(&repo_file("conformance/go.next.mod")).unwrap();
+        let next_mod = repo_file("conformance/go.next.mod");
+        // go.next.mod may replace a dependency the proxy refuses, never the judges themselves
+        for line in next_mod.lines().map(str::trim) {
+            let replaced = line.strip_prefix("replace ").unwrap_or(line);
+            if let Some((from, _)) = replaced.split_once("=>") {
+                assert!(
+                    !from.contains("github.com/siderolabs/"),
+                    "{DIR}/{NEXT_MOD}: `{line}` would move the judged Talos or image-factory"
+                );
+            }
+        }
+        let next = talos_requirement(&next_mod).unwrap();
         let numeric = |v: &str| {
             v.trim_start_matches('v')
                 .replace("-alpha.", ".")

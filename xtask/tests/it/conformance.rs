@@ -186,26 +186,76 @@ fn image_factory_computes_the_empty_schematics_id() {
     );
 }
 
-/// The forward check reports and never fails: its findings are what the next Talos minor would
-/// break.
+/// The forward check reports and never fails, and what it reports is pinned here: a forward
+/// harness that no longer builds, judges another Talos or changes its verdict fails this test
+/// (docs/dev/conformance.md, "The forward harness", records the verdict). Talos 1.14 accepts
+/// every profile, schematic and printed command, and every role's patches onto configs generated
+/// for the lock's release (`--talos-version`, what a cluster upgraded from it keeps); onto its own
+/// `gen config` output it refuses `.machine.install` next to the UnattendedInstallConfig document
+/// it generates.
 #[test]
 fn forward_check_against_the_next_talos_line_reports_without_failing() {
     if !have_tools(&["go"]) {
         return;
     }
+    let next_mod = std::fs::read_to_string(repo_root().join("conformance/go.next.mod")).unwrap();
+    let next = next_mod
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("github.com/siderolabs/talos "))
+        .expect("go.next.mod requires github.com/siderolabs/talos")
+        .trim();
+    let started = std::time::Instant::now();
     let out = conformance(&["--next", "--json"], None);
     assert!(out.status.success(), "{}", stderr(&out));
-    if stdout(&out).is_empty() {
-        eprintln!("{}", stderr(&out));
-        assert!(stderr(&out).contains("warning: forward check not run"));
-        return;
+    assert!(
+        !stderr(&out).contains("forward check not run"),
+        "the forward harness (conformance/go.next.mod) must build:\n{}",
+        stderr(&out)
+    );
+    let verdict: Value = serde_json::from_str(&stdout(&out))
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(&out), stderr(&out)));
+    assert_eq!(verdict["talos_version"], next, "{verdict:#}");
+    // as the pinned check, plus each config once more generated for the lock's release
+    assert_eq!(verdict["profiles"], 16, "{verdict:#}");
+    assert_eq!(verdict["configs"], 16, "{verdict:#}");
+    assert_eq!(verdict["schematics"], 2, "{verdict:#}");
+    assert_eq!(verdict["commands"], 4, "{verdict:#}");
+    let findings: Vec<&str> = verdict["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    let upgraded = format!("@{}/", live_talos_version());
+    for f in &findings {
+        let config = f.split(':').next().unwrap();
+        assert!(
+            config.starts_with("compute/") || config.starts_with("gateway/"),
+            "only machine configs may have findings on {next}: {f}"
+        );
+        assert!(
+            !config.contains(&upgraded),
+            "{next} must accept the patches on configs generated for {}: {f}",
+            live_talos_version()
+        );
     }
-    let verdict: Value = serde_json::from_str(&stdout(&out)).unwrap();
-    let version = verdict["talos_version"].as_str().unwrap();
-    assert!(version.starts_with("v1.14."), "{verdict:#}");
+    for role in ["compute", "gateway"] {
+        for base in ["talosctl", "cozystack"] {
+            for machine in ["worker", "controlplane"] {
+                let refused = format!("{role}/{base}/{machine}: Talos rejects it");
+                assert!(
+                    findings.iter().any(|f| f.starts_with(&refused)
+                        && f.contains("UnattendedInstallConfig config is incompatible with v1alpha1 config (.machine.install)")),
+                    "{refused} ... .machine.install: {findings:#?}"
+                );
+            }
+        }
+    }
     eprintln!(
-        "forward check (Talos {version}): {} findings",
-        verdict["findings"].as_array().unwrap().len()
+        "forward check (Talos {next}): {} findings, none on configs generated for {}, in {:.1}s",
+        findings.len(),
+        live_talos_version(),
+        started.elapsed().as_secs_f64()
     );
 }
 
