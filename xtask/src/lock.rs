@@ -630,11 +630,10 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
             &talos_version,
             !used_overlays(&variants).is_empty(),
         )?;
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
         println!(
             "# then {} {SHOWN} with: {}",
             if args.check { "compare" } else { "write" },
-            names.join(" ")
+            Vec::from_iter(names).join(" ")
         );
         return Ok(());
     }

@@ -136,7 +136,9 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         let loaded = load_series(project)?;
         let only = args.check.then(|| touched_paths(&loaded));
         let mut commands = copy_commands(&cache, &pin.commit, &out, only.as_deref());
-        commands.extend(loaded.patches.iter().map(|(_, file, _)| am(&out, file)));
+        for (_, file, _) in &loaded.patches {
+            commands.push(am(&out, file));
+        }
         commands.push(stray_status(&out));
         for command in &commands {
             runner.run(command)?;

@@ -100,6 +100,15 @@ fn parse_address(text: &str) -> Result<u32, String> {
     Ok(address)
 }
 
+/// Each network as text (`10.0.0.0/8`), in order.
+pub fn to_strings(networks: &[Ipv4Cidr]) -> Vec<String> {
+    let mut texts = Vec::with_capacity(networks.len());
+    for network in networks {
+        texts.push(network.to_string());
+    }
+    texts
+}
+
 impl fmt::Display for Ipv4Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let [a, b, c, d] = self.network.to_be_bytes();

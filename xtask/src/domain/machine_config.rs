@@ -323,11 +323,11 @@ fn node_ip_selection(
     }
     let exclude = format!("!{}", cidr::CGNAT);
     Ok(Some(match include {
-        Some(subnets) => subnets
-            .iter()
-            .map(ToString::to_string)
-            .chain([exclude])
-            .collect(),
+        Some(subnets) => {
+            let mut list = cidr::to_strings(&subnets);
+            list.push(exclude);
+            list
+        }
         None => vec![exclude, NO_IPV6.to_owned()],
     }))
 }
@@ -489,8 +489,7 @@ fn tailscale_document(
         &format!("from ${AUTH_KEY_ENV} at render time, never from the repository"),
     );
     if !routes.is_empty() {
-        let list: Vec<String> = routes.iter().map(ToString::to_string).collect();
-        environment.push(format!("TS_ROUTES={}", list.join(",")));
+        environment.push(format!("TS_ROUTES={}", cidr::to_strings(routes).join(",")));
         let from = if overrides.routes.is_some() {
             "--routes"
         } else {

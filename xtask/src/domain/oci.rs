@@ -134,8 +134,15 @@ pub fn platform_order(manifests: &[Descriptor]) -> Vec<&Descriptor> {
             .as_ref()
             .is_some_and(|p| p.os == "linux" && p.architecture == "amd64")
     };
-    let images = manifests.iter().filter(is_image);
-    let (mut order, others): (Vec<&Descriptor>, Vec<&Descriptor>) = images.partition(is_amd64);
+    let mut order = Vec::new();
+    let mut others = Vec::new();
+    for d in manifests.iter().filter(is_image) {
+        if is_amd64(&d) {
+            order.push(d);
+        } else {
+            others.push(d);
+        }
+    }
     order.extend(others);
     order
 }

@@ -158,6 +158,18 @@ impl Profile {
     }
 }
 
+/// The extensions as the imager's `systemExtensions`, in build order.
+fn extension_assets(refs: &[ImageRef]) -> Vec<ContainerAsset> {
+    let mut assets = Vec::with_capacity(refs.len());
+    for image_ref in refs {
+        assets.push(ContainerAsset {
+            image_ref: image_ref.clone(),
+            oci_path: None,
+        });
+    }
+    assets
+}
+
 /// The base installer the imager adds our extensions to: the imager's own default since Talos
 /// 1.10 (`installer-base`; Talos 1.14 publishes no plain `installer`). The conformance harness
 /// compares every profile with the imager's default (docs/conformance.md).
@@ -259,14 +271,7 @@ pub fn for_output(
                 oci_path: None,
             },
             overlay_installer,
-            system_extensions: locked
-                .extension_refs
-                .iter()
-                .map(|r| ContainerAsset {
-                    image_ref: r.clone(),
-                    oci_path: None,
-                })
-                .collect(),
+            system_extensions: extension_assets(locked.extension_refs),
         },
         customization,
         overlay,

@@ -165,13 +165,13 @@ pub fn find_firmware() -> Result<Firmware> {
             }
         }
     }
+    let mut codes = Vec::with_capacity(FIRMWARE_PAIRS.len());
+    for (code, _) in FIRMWARE_PAIRS {
+        codes.push(*code);
+    }
     bail!(
         "no arm64 UEFI firmware found (looked for {} in {}): install it with `apt-get install qemu-efi-aarch64`",
-        FIRMWARE_PAIRS
-            .iter()
-            .map(|(c, _)| *c)
-            .collect::<Vec<_>>()
-            .join(", "),
+        codes.join(", "),
         FIRMWARE_DIRS.join(", ")
     )
 }
@@ -205,7 +205,11 @@ pub struct Prepared {
 /// qemu's full argument list: pure, so `--dry-run` and tests see exactly what runs.
 pub fn qemu_args(opts: &BootOptions, prepared: &Prepared) -> Vec<String> {
     let mut args: Vec<String> = Vec::new();
-    let mut push = |items: &[&str]| args.extend(items.iter().map(|s| s.to_string()));
+    let mut push = |items: &[&str]| {
+        for item in items {
+            args.push(item.to_string());
+        }
+    };
     let kvm = cfg!(target_arch = "aarch64") && Utf8Path::new("/dev/kvm").exists();
     // pauth-impdef: the architected pointer-auth algorithm is slow to emulate (9 s more to boot
     // on qemu 7.2); the implementation-defined one is equally good for a guest.

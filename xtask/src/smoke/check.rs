@@ -219,10 +219,12 @@ pub fn check_record(
                 .fix(rebuild.clone()),
             );
         }
-        let refs: Vec<Option<&str>> = match profile["input"]["systemExtensions"].as_array() {
-            Some(list) => list.iter().map(|e| e["imageRef"].as_str()).collect(),
-            None => Vec::new(),
-        };
+        let mut refs: Vec<Option<&str>> = Vec::new();
+        if let Some(list) = profile["input"]["systemExtensions"].as_array() {
+            for extension in list {
+                refs.push(extension["imageRef"].as_str());
+            }
+        }
         let mut seen = BTreeSet::new();
         for (j, reference) in refs.iter().enumerate() {
             let field = format!("{base}.input.systemExtensions[{j}].imageRef");
