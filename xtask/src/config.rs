@@ -225,6 +225,7 @@ pub fn run(project: &Project, args: Args, judge: Judge) -> Result<()> {
     let steps = next_steps(
         &variant.name,
         &image.reference,
+        &plan.talos_version,
         &rendered.files,
         dir.as_str(),
     );
@@ -278,6 +279,7 @@ mod tests {
     use crate::domain::variant::{TailscaleMode, Variant};
 
     const IMAGE: &str = "ghcr.io/acme/v/talos:v1.13.99";
+    const TALOS: &str = "v1.13.99";
 
     fn variant(extensions: &str, config: &str) -> Variant {
         let text = format!(
@@ -532,7 +534,7 @@ mod tests {
     #[test]
     fn next_steps_share_one_secrets_bundle_and_split_control_plane_patches() {
         let r = rendered(&gateway(r#"{"mode": "userspace"}"#), &Overrides::default()).unwrap();
-        let steps: Vec<String> = next_steps("v", IMAGE, &r.files, "/c")
+        let steps: Vec<String> = next_steps("v", IMAGE, &TALOS.into(), &r.files, "/c")
             .iter()
             .map(Step::line)
             .collect();
@@ -544,7 +546,7 @@ mod tests {
         );
         assert_eq!(
             steps[1],
-            "talosctl gen config <cluster> https://<endpoint>:6443 --with-secrets secrets.yaml --install-image ghcr.io/acme/v/talos:v1.13.99 --config-patch @/c/v.patch.yaml --config-patch-control-plane @/c/v.controlplane.patch.yaml --output v/   # this role's controlplane.yaml and worker.yaml"
+            "talosctl gen config <cluster> https://<endpoint>:6443 --with-secrets secrets.yaml --talos-version v1.13.99 --install-image ghcr.io/acme/v/talos:v1.13.99 --config-patch @/c/v.patch.yaml --config-patch-control-plane @/c/v.controlplane.patch.yaml --output v/   # this role's controlplane.yaml and worker.yaml"
         );
         assert!(
             steps.iter().any(|s| s.starts_with(
@@ -560,7 +562,7 @@ mod tests {
                 .starts_with("kubectl apply -f /c/runtimeclass.yaml"),
             "{steps:?}"
         );
-        let spaced = next_steps("v", IMAGE, &r.files, "/my cluster");
+        let spaced = next_steps("v", IMAGE, &TALOS.into(), &r.files, "/my cluster");
         assert!(
             spaced[1]
                 .line()

@@ -589,6 +589,7 @@ pub fn judge_plan(
                 let steps = crate::domain::machine_config::next_steps(
                     &vp.name,
                     &image,
+                    &plan.talos_version,
                     &rendered.files,
                     "/tmp/cluster",
                 );

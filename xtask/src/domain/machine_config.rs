@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::cidr::{self, Ipv4Cidr};
+use super::talos::TalosVersion;
 use super::variant::{NodeConfig, TailscaleConfig, TailscaleMode};
 use super::Variant;
 
@@ -654,15 +655,23 @@ pub struct Step {
 
 /// The talosctl and kubectl commands that use the files in `dir`: one secrets bundle for every
 /// role of the cluster, then each role's configs with its install image and patches.
+///
+/// `gen config` names the Talos version the image runs (`--talos-version`): a newer talosctl
+/// otherwise lays the config out for its own release, and Talos 1.14's layout (install settings
+/// in an `UnattendedInstallConfig` document) refuses the patches' `machine.install`
+/// (docs/dev/conformance.md, "The forward harness").
 pub fn next_steps(
     variant: &str,
     install_image: &str,
+    talos: &TalosVersion,
     files: &[RenderedFile],
     dir: &str,
 ) -> Vec<Step> {
     let words = |s: &str| s.split(' ').map(str::to_owned).collect::<Vec<_>>();
     let path = |name: &str| format!("@{dir}/{name}");
-    let mut gen = words("talosctl gen config <cluster> https://<endpoint>:6443 --with-secrets secrets.yaml --install-image");
+    let mut gen = words("talosctl gen config <cluster> https://<endpoint>:6443 --with-secrets secrets.yaml --talos-version");
+    gen.push(talos.to_string());
+    gen.push("--install-image".into());
     gen.push(install_image.to_owned());
     let mut patch_node = words("talosctl -n <node> patch mc");
     let mut patch_cp = patch_node.clone();

@@ -98,7 +98,7 @@ fn compute_patch_loads_drbd_and_zfs_and_spin_gets_its_runtime_class() {
     );
     let patch_path = out_dir.join("compute.patch.yaml");
     assert!(
-        text.contains(&format!("  talosctl gen config <cluster> https://<endpoint>:6443 --with-secrets secrets.yaml --install-image ghcr.io/acme/talos-cozystack-spin-only/talos:v1.13.99 --config-patch @{} --output compute/   # this role's controlplane.yaml and worker.yaml\n", patch_path.display())),
+        text.contains(&format!("  talosctl gen config <cluster> https://<endpoint>:6443 --with-secrets secrets.yaml --talos-version v1.13.99 --install-image ghcr.io/acme/talos-cozystack-spin-only/talos:v1.13.99 --config-patch @{} --output compute/   # this role's controlplane.yaml and worker.yaml\n", patch_path.display())),
         "{text}"
     );
     assert!(text.contains("kubectl apply -f "), "{text}");
