@@ -6,10 +6,16 @@
 # floor from an empty target dir, alternating them so that a change in the machine's load hits
 # both, and prints each sample and the ratio of the medians by CPU (user + sys) and by wall.
 #
+# Separate builds on a shared machine differ by up to a third (the floor alone measured 20-29 s
+# CPU within minutes), so the script also prints the ratio inside each xtask build, from cargo's
+# `--timings`: the time of every unit over the time of the dependencies' units. Both sides of
+# that ratio see the same load; it is the number to compare across revisions.
+#
 #   xtask/bench/cold-build.sh [SAMPLES]        # 3 by default
 #   CARGO_INCREMENTAL=0 xtask/bench/cold-build.sh   # as CI builds it
 #
-# Needs GNU time (/usr/bin/time) and the dependencies in cargo's cache (it builds --offline).
+# Needs GNU time (/usr/bin/time), python3 (to read the timings) and the dependencies in cargo's
+# cache (it builds --offline).
 set -euo pipefail
 samples=${1:-3}
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -33,17 +39,31 @@ cp "$root/Cargo.lock" "$floor/Cargo.lock"
 cold() {
     rm -rf "$scratch/target"
     (cd "$1" && env CARGO_TARGET_DIR="$scratch/target" /usr/bin/time -f '%e %U %S' -o "$scratch/t" \
-        cargo build -q --offline) >&2
+        cargo build -q --offline --timings) >&2
     awk '{printf "%.1f %.1f\n", $1, $2 + $3}' "$scratch/t"
 }
 
-echo "sample  xtask wall/cpu  floor wall/cpu  (CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-unset}, load $(cut -d' ' -f1-3 /proc/loadavg))"
+# the last build's units: prints "all-units xtask-unit" (seconds)
+units() {
+    python3 - "$scratch/target/cargo-timings/cargo-timing.html" <<'PY'
+import json, re, sys
+html = open(sys.argv[1]).read()
+units = json.loads(re.search(r"const UNIT_DATA = (\[.*?\]);\n", html, re.S).group(1))
+print(f"{sum(u['duration'] for u in units):.2f}", f"{sum(u['duration'] for u in units if u['name'] == 'xtask'):.2f}")
+PY
+}
+
+echo "sample  xtask wall/cpu  floor wall/cpu  in the xtask build: units / xtask unit / ratio  (CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-unset}, load $(cut -d' ' -f1-3 /proc/loadavg))"
 : >"$scratch/samples"
+: >"$scratch/inside"
 for i in $(seq "$samples"); do
     x=$(cold "$root")
+    read -r all own <<<"$(units)"
+    inside=$(awk -v a="$all" -v o="$own" 'BEGIN {printf "%.2f", a / (a - o)}')
+    echo "$inside" >>"$scratch/inside"
     f=$(cold "$floor")
     echo "$x $f" >>"$scratch/samples"
-    printf '%6s  %14s  %14s\n' "$i" "${x/ //}" "${f/ //}"
+    printf '%6s  %14s  %14s  %s s / %s s / %s\n' "$i" "${x/ //}" "${f/ //}" "$all" "$own" "$inside"
 done
 
 median() { sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
@@ -55,3 +75,4 @@ awk -v xw="$xw" -v xc="$xc" -v fw="$fw" -v fc="$fc" 'BEGIN {
     printf "median  xtask %.1f s wall, %.1f s cpu; floor %.1f s wall, %.1f s cpu\n", xw, xc, fw, fc
     printf "ratio   %.2f by cpu, %.2f by wall\n", xc / fc, xw / fw
 }'
+echo "inside  $(median <"$scratch/inside") (median of the ratios inside each xtask build)"
