@@ -743,13 +743,15 @@ fn stage_times(record: &BuildRecord, smoke: Option<&SmokeResult>) -> String {
         Some("push") => 2,
         _ => 3,
     };
+    let mut steps: Vec<_> = record
+        .timings
+        .iter()
+        .filter(|(k, _)| *k != "total")
+        .collect();
+    steps.sort_by_key(|(k, _)| order(k));
     let mut parts = Vec::new();
-    for rank in 0..=3 {
-        for (k, v) in &record.timings {
-            if k != "total" && order(k) == rank {
-                parts.push(format!("{k} {v:.1}s"));
-            }
-        }
+    for (k, v) in steps {
+        parts.push(format!("{k} {v:.1}s"));
     }
     let mut pushes = 0.0;
     for (k, v) in &record.timings {

@@ -66,10 +66,8 @@ pub fn text(d: &Decision) -> String {
         Class::Variants(_) => 2,
         Class::Docs => 3,
     };
-    let mut listed = Vec::new();
-    for first in 0..4 {
-        listed.extend(d.changes.iter().filter(|(_, class)| rank(class) == first));
-    }
+    let mut listed: Vec<_> = d.changes.iter().collect();
+    listed.sort_by_key(|(_, class)| rank(class));
     for (change, class) in listed.into_iter().take(LISTED) {
         let class = match class {
             Class::Global(pattern) => format!("global ({pattern})"),
