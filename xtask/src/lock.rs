@@ -210,10 +210,7 @@ pub fn add_overlays(
         );
     }
     lock.overlays_image = Some(catalog_image.clone());
-    let mut all = Vec::with_capacity(catalog.len());
-    for entry in catalog {
-        all.push(entry.name.clone());
-    }
+    let mut all: Vec<String> = known.iter().map(|n| n.to_string()).collect();
     all.sort();
     lock.known_overlays = all;
     Ok(())
