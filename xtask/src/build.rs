@@ -70,7 +70,7 @@ pub struct Options {
     pub matchbox_base: Option<String>,
 }
 
-#[derive(Clone, clap::Args)]
+#[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
     pub options: Options,
@@ -97,7 +97,7 @@ pub struct Args {
 }
 
 /// How one build runs beyond the shared [`Options`]: from `build`'s own flags, or set by `ci`.
-#[derive(Debug, Clone, Default)]
+#[derive(Default)]
 pub struct Settings {
     pub emulate: bool,
     pub force: bool,

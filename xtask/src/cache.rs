@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::record::FileRecord;
 
 /// What `.cache/<kind>.json` remembers about an output on disk.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 struct CacheEntry {
     key: String,
     file: FileRecord,

@@ -44,7 +44,6 @@ pub struct Args {
 }
 
 /// One stage's outcome, for the summary.
-#[derive(Debug, Clone)]
 pub struct StageResult {
     pub name: &'static str,
     pub ok: bool,
@@ -564,7 +563,6 @@ fn needs(engine: Engine, boot: bool) -> Vec<Need> {
 }
 
 /// One variant's smoke outcome, for the summary.
-#[derive(Debug, Clone)]
 pub struct SmokeResult {
     pub variant: String,
     pub passed: bool,

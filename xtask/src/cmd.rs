@@ -39,7 +39,6 @@ pub const REDACTED: &str = "<redacted>";
 const TAIL: usize = 15;
 
 /// Where a command's stdout or stderr goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Io {
     /// Kept for the caller (stdout) or for the error message (stderr).
     Capture,
@@ -50,7 +49,7 @@ pub enum Io {
     File(Utf8PathBuf),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 enum Input {
     Null,
     /// Shown as a heredoc `<<'LABEL'`.
@@ -62,7 +61,6 @@ enum Input {
 
 /// An external command: program, arguments, environment changes, directory, stdio and the
 /// values that must never be shown.
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cmd {
     program: String,
     args: Vec<String>,
@@ -375,7 +373,6 @@ pub struct Output {
 }
 
 /// Commands whose stdout feeds the next one's stdin (`a | b`).
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pipeline(Vec<Cmd>);
 
 impl Pipeline {
@@ -420,7 +417,7 @@ impl fmt::Display for Pipeline {
 }
 
 /// Whether commands run or are printed: passed down from the subcommand's `--dry-run`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Default)]
 pub struct Runner {
     dry_run: bool,
 }

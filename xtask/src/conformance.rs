@@ -189,7 +189,7 @@ pub struct ProfileReport {
     pub differences: Vec<Difference>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Clone, Deserialize)]
 pub struct Difference {
     pub path: String,
     pub ours: serde_json::Value,
@@ -208,7 +208,7 @@ pub struct ConfigReport {
     pub install_image: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Deserialize)]
 pub struct Module {
     pub name: String,
     pub parameters: Vec<String>,

@@ -37,7 +37,6 @@ impl fmt::Display for Engine {
 }
 
 /// A tool a stage needs and the Debian package that brings it.
-#[derive(Debug, Clone, Copy)]
 pub struct Need {
     pub program: &'static str,
     pub package: &'static str,

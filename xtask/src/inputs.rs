@@ -70,7 +70,6 @@ pub fn load_plan(project: &Project, names: &[String], registry: Option<String>) 
 }
 
 /// Where the install image came from, for the summary.
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstallImage {
     pub reference: String,
     pub source: String,

@@ -60,7 +60,7 @@ pub struct Args {
 // Pure core: the image-digests file, lock comparison (manifests: `domain::oci`).
 
 /// The `image-digests` file: repository (`ghcr.io/siderolabs/zfs`) to full reference.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct ImageDigests {
     pub entries: BTreeMap<String, ImageRef>,
 }
@@ -376,7 +376,7 @@ fn placeholder(repository: String, text: String) -> ImageRef {
 // I/O: the registry, the cache under target/, tar.
 
 /// The outcome of reading the extensions image.
-#[derive(Clone, Serialize)]
+#[derive(Serialize)]
 pub struct Resolution {
     pub lock: Lock,
     /// The platform whose image carried `image-digests` (`None` for a single-platform tag).

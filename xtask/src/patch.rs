@@ -56,7 +56,7 @@ const EPOCH: &str = "2000-01-01T00:00:00+0000";
 /// the summary beside it.
 const MARKER: &str = "xtask-patch.json";
 
-#[derive(Clone, Serialize)]
+#[derive(Serialize)]
 pub struct Applied {
     pub upstream: UpstreamRef,
     pub tree: Utf8PathBuf,
@@ -70,7 +70,7 @@ pub struct Applied {
     pub variant: Option<VariantProfiles>,
 }
 
-#[derive(Clone, Serialize)]
+#[derive(Serialize)]
 pub struct UpstreamRef {
     pub repository: String,
     pub tag: String,
@@ -79,7 +79,7 @@ pub struct UpstreamRef {
     pub talos_package_dir: Option<String>,
 }
 
-#[derive(Clone, Serialize)]
+#[derive(Serialize)]
 pub struct AppliedPatch {
     pub file: String,
     pub subject: String,
@@ -88,7 +88,7 @@ pub struct AppliedPatch {
 }
 
 /// One path a patch changed, as git recorded it (renames are a deletion plus an addition).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, PartialEq, Eq, Serialize)]
 pub struct Change {
     pub path: String,
     pub status: &'static str,
@@ -98,7 +98,7 @@ pub struct Change {
     pub new_mode: Option<String>,
 }
 
-#[derive(Clone, Serialize)]
+#[derive(Serialize)]
 pub struct VariantProfiles {
     pub variant: String,
     pub written: Vec<Utf8PathBuf>,
@@ -331,7 +331,6 @@ pub fn apply(project: &Project, upstream: &Upstream, out: &Utf8Path) -> Result<A
 }
 
 /// How much of the upstream tree the copy checks out.
-#[derive(Clone, Copy, PartialEq, Eq)]
 enum Checkout {
     /// Every file: a tree to build in.
     Full,
@@ -776,7 +775,7 @@ fn render(project: &Project, applied: &Applied, check: bool) -> String {
     out
 }
 
-#[derive(Clone, Serialize)]
+#[derive(Serialize)]
 pub struct RefreshReport {
     pub tree: Utf8PathBuf,
     pub base: String,
@@ -785,7 +784,7 @@ pub struct RefreshReport {
     pub written: bool,
 }
 
-#[derive(Clone, Serialize)]
+#[derive(Serialize)]
 pub struct RefreshedPatch {
     pub file: String,
     /// `unchanged`, `updated`, `added` or `removed`.

@@ -16,7 +16,7 @@ pub const SHOWN: &str = "patches/upstream.json";
 pub const TALOS_PACKAGE_DIRS: &[&str] = &["packages/core/talos", "packages/core/installer"];
 
 /// `--source`: where the pinned tree is fetched from (upstream, patch and build share it).
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Clone, clap::Args)]
 pub struct SourceArg {
     /// Clone or mirror to fetch from instead of the pinned repository URL (a local path works
     /// offline). The tag must still resolve to the pinned commit.
@@ -24,7 +24,7 @@ pub struct SourceArg {
     pub source: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pin {
     /// Clone URL of upstream CozyStack.

@@ -37,7 +37,7 @@ pub struct Prefetch {
 }
 
 /// What one `ensure` did.
-#[derive(Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Default)]
 pub struct Fetched {
     /// Images copied from the registry.
     pub images: u32,
@@ -123,7 +123,6 @@ pub fn layout_name(reference: &ImageRef, arch: Arch) -> String {
 }
 
 /// An image an imager run reads from `_out/.oci/<name>`: `reference` for linux/`arch`.
-#[derive(Clone, PartialEq, Eq)]
 pub struct Wanted {
     pub reference: ImageRef,
     pub arch: Arch,

@@ -14,7 +14,6 @@ pub const HEARTBEAT: Duration = Duration::from_secs(15);
 /// How often a terminal status line is redrawn at most.
 const REDRAW: Duration = Duration::from_millis(250);
 
-#[derive(Debug)]
 pub struct Progress {
     label: String,
     start: Instant,
@@ -23,7 +22,6 @@ pub struct Progress {
     state: Mutex<State>,
 }
 
-#[derive(Debug)]
 struct State {
     last_print: Option<Instant>,
     /// A status line is drawn on the terminal and must be cleared before other output.
@@ -120,7 +118,6 @@ impl Drop for Progress {
 }
 
 /// Progress for a whole command run: quiet or not, handing out labelled steps.
-#[derive(Debug, Clone, Copy)]
 pub struct Steps {
     quiet: bool,
 }

@@ -11,7 +11,6 @@ use crate::domain::variant::{self, Variant};
 ///
 /// Found when xtask runs, never baked in when it is compiled: two worktrees (or clones) that
 /// share one `CARGO_TARGET_DIR` share one binary, and each must still act on its own files.
-#[derive(Debug, Clone)]
 pub struct Project {
     pub root: Utf8PathBuf,
 }

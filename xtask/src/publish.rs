@@ -172,7 +172,7 @@ impl<'a> Publisher<'a> {
 }
 
 /// What happened to the release tags of one run.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Outcome {
     /// `image:tag` moved to this run's digest.
     pub moved: Vec<String>,
@@ -371,7 +371,7 @@ fn layout_digest(layout: &Utf8Path) -> Result<String> {
 }
 
 /// What a release tag points at now, as read from the registry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Current {
     /// The tag does not exist yet.
     Absent,
@@ -385,7 +385,7 @@ pub enum Current {
 }
 
 /// Whether one release tag moves to this run's image.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// Absent, or its image's commit is an ancestor of (or is) this run's commit.
     Move,
@@ -398,7 +398,7 @@ pub enum Verdict {
 }
 
 /// How two commits relate, as git says.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub enum Ancestry {
     /// The image's commit is an ancestor of (or the same as) this run's.
     Ancestor,

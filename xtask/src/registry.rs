@@ -26,7 +26,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use crate::cmd::{Cmd, Runner};
 
 /// Registry options shared by every subcommand that talks to a registry.
-#[derive(Clone, Default, clap::Args)]
+#[derive(Clone, clap::Args)]
 pub struct RegistryArgs {
     /// Resolve `REGISTRY` through the mirror `HOST:PORT` instead (plain HTTP, or HTTPS without
     /// certificate checks), e.g. `ghcr.io=127.0.0.1:5000` (repeatable; env: comma-separated list).
@@ -45,7 +45,7 @@ pub struct RegistryArgs {
 }
 
 /// `ghcr.io=127.0.0.1:5000`: references on `registry` are fetched from `endpoint` (`--tls-verify=false`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Mirror {
     pub registry: String,
     pub endpoint: String,
@@ -75,7 +75,6 @@ impl Mirror {
 }
 
 /// Where a registry command spends its time before giving up, and how long it waits in between.
-#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Retry {
     /// Total tries, the first included.
     pub attempts: u32,
@@ -226,7 +225,6 @@ impl std::error::Error for RegistryError {}
 
 /// One skopeo command line; printable exactly as it runs (it never carries a secret: credentials
 /// travel in a private auth file).
-#[derive(Clone, PartialEq, Eq)]
 pub struct SkopeoCmd {
     pub args: Vec<String>,
     /// The reference errors name (as the user wrote it, before mirror rewriting).
@@ -246,7 +244,7 @@ impl fmt::Display for SkopeoCmd {
 }
 
 /// Where a reference is actually fetched from.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Target {
     /// `docker://…` transport string for skopeo.
     pub transport: String,
@@ -541,7 +539,6 @@ impl Skopeo {
 }
 
 /// One side of a copy.
-#[derive(Clone, PartialEq, Eq)]
 pub enum Location {
     /// `host/path:tag` or `host/path@sha256:…`, mirrors and auth applied.
     Registry(String),

@@ -16,7 +16,7 @@ use crate::domain::TalosVersion;
 use crate::pin;
 use crate::project::Project;
 
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 pub struct Args {
     /// Only this variant; default: every variant (`--json` then prints an array).
     #[arg(long = "variant", value_name = "NAME")]

@@ -10,7 +10,7 @@ use crate::domain::diag::Finding;
 pub const SERIES: &str = "patches/series";
 
 /// One entry of `patches/series`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Entry {
     pub name: String,
     /// 1-based line in the series file, for error messages.
@@ -112,14 +112,14 @@ pub fn render_series(header: &str, names: &[String]) -> String {
 }
 
 /// What one patch file says it does.
-#[derive(Clone, PartialEq, Eq, Default)]
+#[derive(Default)]
 pub struct PatchInfo {
     /// The subject line without the `[PATCH ...]` prefix.
     pub subject: String,
     pub files: Vec<FilePatch>,
 }
 
-#[derive(Clone, PartialEq, Eq, Default)]
+#[derive(Default)]
 pub struct FilePatch {
     /// Path before the change (differs from `path` for renames and copies).
     pub old_path: String,
@@ -133,7 +133,7 @@ pub struct FilePatch {
     pub binary: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, PartialEq, Eq, Default)]
 pub enum Status {
     #[default]
     Modified,

@@ -24,7 +24,7 @@ pub struct Args {
 }
 
 /// The pristine upstream tree and how it was obtained.
-#[derive(Clone, Serialize)]
+#[derive(Serialize)]
 pub struct Upstream {
     pub repository: String,
     pub tag: String,

@@ -8,7 +8,7 @@ use super::output::shown;
 use super::rules::{Class, Rules};
 
 /// One path in the diff; a rename or copy contributes its old and its new path.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Change {
     /// git's status letter (`A`, `D`, `M`, `T`, `R`, `C`, ...).
     pub status: char,
@@ -16,7 +16,7 @@ pub struct Change {
 }
 
 /// What CI builds. The JSON form is the contract (`--format json`).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize)]
 pub struct Decision {
     /// True when at least one variant builds.
     pub build: bool,
@@ -37,7 +37,6 @@ pub struct Decision {
 }
 
 /// Known variants at both ends of the comparison.
-#[derive(Clone, Default)]
 pub struct Known {
     pub head: BTreeSet<String>,
     pub base: BTreeSet<String>,

@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 /// What the git layer should compare.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Selection {
     Compare {
         base: BaseSpec,
@@ -15,7 +15,7 @@ pub enum Selection {
     Nothing(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum BaseSpec {
     /// Compare the trees of this commit and head.
     Commit(String),

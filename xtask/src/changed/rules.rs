@@ -52,7 +52,7 @@ pub struct Rules {
 }
 
 /// What one changed path means for the build.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Class {
     /// Rebuilds every variant; the pattern that matched.
     Global(String),

@@ -4,7 +4,7 @@
 use std::fmt;
 
 /// An IPv4 network in CIDR notation whose host bits are zero (`10.0.0.0/8`, not `10.0.0.1/8`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ipv4Cidr {
     network: u32,
     prefix: u8,

@@ -7,7 +7,6 @@ pub const EXTENSIONS_REPOSITORY: &str = "ghcr.io/siderolabs";
 pub const X86_ONLY_FIRMWARE: &[&str] = &["amd-ucode", "intel-ucode", "i915", "amdgpu"];
 
 /// What an extension needs from the machine config.
-#[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Needs {
     /// Nothing: the extension works with any machine config.
     Nothing,

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[allow(dead_code)] // mirrors the imager's schema; our variants use a subset
 pub enum OutFormat {
     #[serde(rename = "raw")]
@@ -17,7 +17,7 @@ pub enum OutFormat {
     Zst,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 #[allow(dead_code)] // mirrors the imager's schema; our variants use a subset
 pub enum DiskFormat {

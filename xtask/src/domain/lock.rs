@@ -67,7 +67,7 @@ struct LockFile {
 }
 
 /// How a variant's overlay stands in the lock.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum OverlayEntry<'a> {
     /// The variant names no overlay.
     None,
@@ -402,7 +402,7 @@ fn entry_problem(name: &str, r: &ImageRef, talos_version: &TalosVersion) -> Opti
         .then(|| format!("built for Talos {built_for}, but the lock is for {talos_version}"))
 }
 
-#[derive(Default, PartialEq, Eq)]
+#[derive(Default)]
 pub struct Resolved {
     pub refs: Vec<ImageRef>,
     pub missing: Vec<String>,

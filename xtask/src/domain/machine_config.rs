@@ -50,7 +50,7 @@ pub const COZYSTACK_BASE_MODULES: &[(&str, &[&str])] = &[
 ];
 
 /// A kernel module Talos loads at boot (`machine.kernel.modules[]`).
-#[derive(Clone, PartialEq, Eq, Serialize)]
+#[derive(Clone, Serialize)]
 pub struct KernelModule {
     pub name: &'static str,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
@@ -85,14 +85,13 @@ pub fn implied_modules(extension: &str) -> &'static [KernelModule] {
 }
 
 /// How the auth key appears in the rendered text.
-#[derive(Clone, Copy)]
 pub enum AuthKey<'a> {
     Redacted,
     Value(&'a str),
 }
 
 /// Values given on the command line, which replace the variant's.
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub struct Overrides {
     pub routes: Option<Vec<Ipv4Cidr>>,
     pub join_cidr: Option<Ipv4Cidr>,
@@ -101,7 +100,7 @@ pub struct Overrides {
 }
 
 /// What a file `config` writes is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum FileRole {
     /// A patch for every machine of the role (`--config-patch`).
     Patch,
@@ -113,7 +112,7 @@ pub enum FileRole {
 }
 
 /// One file `config` writes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct RenderedFile {
     pub name: String,
     pub text: String,
@@ -122,7 +121,7 @@ pub struct RenderedFile {
     pub role: FileRole,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Rendered {
     pub files: Vec<RenderedFile>,
     pub warnings: Vec<String>,
@@ -646,7 +645,6 @@ fn wrap(text: &str, width: usize) -> Vec<&str> {
 }
 
 /// One printed next step: a command and what it is for.
-#[derive(Clone, PartialEq, Eq)]
 pub struct Step {
     /// Program and arguments; `<cluster>`, `<endpoint>` and `<node>` are for the user to fill.
     pub argv: Vec<String>,

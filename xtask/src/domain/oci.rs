@@ -17,7 +17,7 @@ pub mod media {
     pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Descriptor {
     #[serde(default)]
@@ -49,7 +49,7 @@ impl std::fmt::Display for Platform {
 }
 
 /// What a tag points to, media types checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Manifest {
     /// A multi-platform index: its image manifests.
     Index(Vec<Descriptor>),
@@ -148,7 +148,7 @@ pub fn platform_order(manifests: &[Descriptor]) -> Vec<&Descriptor> {
 }
 
 /// How a layer is compressed, from its media type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum LayerFormat {
     Gzip,
     Tar,

@@ -19,7 +19,7 @@ use super::variant::Variant;
 
 pub use super::format::{DiskFormat, OutFormat};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 #[allow(dead_code)] // mirrors the imager's schema; our variants use a subset
 pub enum Bootloader {
@@ -72,7 +72,7 @@ impl Kind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Output {
     pub kind: Kind,
     pub out_format: OutFormat,
@@ -90,12 +90,12 @@ impl Serialize for Output {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct FileAsset {
     pub path: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerAsset {
     pub image_ref: ImageRef,
@@ -105,7 +105,7 @@ pub struct ContainerAsset {
     pub oci_path: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Input {
     pub kernel: FileAsset,
@@ -117,13 +117,13 @@ pub struct Input {
     pub system_extensions: Vec<ContainerAsset>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Customization {
     pub extra_kernel_args: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Profile {
     pub arch: Arch,
@@ -139,7 +139,7 @@ pub struct Profile {
 }
 
 /// `overlay`: the board overlay (its name in the catalog, its image by digest, its options).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Overlay {
     pub name: String,
     pub image: ContainerAsset,

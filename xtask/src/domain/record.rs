@@ -15,7 +15,7 @@ pub const RECORD: &str = "build.json";
 
 /// `_out/<variant>/build.json`. Fields a reader can do without default, so an older record
 /// still reads (and other fields are allowed).
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 pub struct BuildRecord {
     pub variant: String,
     pub talos_version: TalosVersion,
@@ -84,14 +84,14 @@ impl BuildRecord {
     }
 }
 
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 pub struct ExtensionRecord {
     pub name: String,
     #[serde(rename = "ref")]
     pub reference: ImageRef,
 }
 
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 pub struct ProfileRecord {
     pub kind: Output,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -116,7 +116,7 @@ pub struct FileRecord {
     pub size: u64,
 }
 
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 pub struct Published {
     pub kind: String,
     /// Repository, without tag.

@@ -21,13 +21,13 @@ pub const DEFAULT_FACTORY: &str = "https://factory.talos.dev";
 /// The factory's `schematic.Schematic`, in its field order, for the fields we model (the
 /// enterprise `owner`, `embeddedMachineConfiguration`, `bootloader` and `secureboot.enrollKeys`
 /// are left out: no variant sets them).
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Default)]
 pub struct Schematic {
     pub overlay: Option<Overlay>,
     pub customization: Customization,
 }
 
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Overlay {
     /// `siderolabs/sbc-raspberrypi`: the overlay image's repository without registry or tag
     /// (the factory resolves the overlay by name; the image is shown by its UI).
@@ -37,7 +37,7 @@ pub struct Overlay {
     pub options: BTreeMap<String, String>,
 }
 
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct Customization {
     pub extra_kernel_args: Vec<String>,
     pub meta: Vec<MetaValue>,
@@ -47,7 +47,7 @@ pub struct Customization {
     pub disk_image_sector_size: u32,
 }
 
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct MetaValue {
     pub key: u8,
     pub value: String,
@@ -147,7 +147,7 @@ pub fn factory_image(reference: &ImageRef) -> String {
 }
 
 /// What `schematic --json` prints for one variant.
-#[derive(Clone, Serialize)]
+#[derive(Serialize)]
 pub struct Report {
     pub variant: String,
     pub talos_version: String,

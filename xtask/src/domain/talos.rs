@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd)]
 pub struct TalosVersion {
     pub major: u32,
     pub minor: u32,
@@ -66,7 +66,6 @@ impl TalosVersion {
 }
 
 /// The Talos version a run builds for, and where it was read (shown in the plan).
-#[derive(Clone, PartialEq, Eq)]
 pub struct Talos {
     pub version: TalosVersion,
     pub source: String,

@@ -22,7 +22,7 @@ const DEFAULT_RAW_DISK_SIZE: u64 = 8192 * MIB;
 /// A Talos platform that has a disk image profile built into the imager. (`container` runs
 /// Talos in a container and boots no image; `equinixMetal` boots over iPXE: neither is a
 /// target for an image built here.)
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Platform {
     #[serde(rename = "metal")]
     Metal,
@@ -61,7 +61,6 @@ pub enum Platform {
 }
 
 /// What the imager's built-in profile for a platform sets for its disk image.
-#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct DiskDefaults {
     pub disk_size: NonZeroU64,
     pub disk_format: DiskFormat,
@@ -197,7 +196,7 @@ impl std::fmt::Display for Platform {
 }
 
 /// A board overlay as the variant names it; its image comes from the lock.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct OverlayChoice {
     /// The overlay's name in the catalog (`rpi_generic`).
     pub name: String,
@@ -207,7 +206,7 @@ pub struct OverlayChoice {
 }
 
 /// Where a role's images run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Target {
     pub platform: Platform,
     pub overlay: Option<OverlayChoice>,
@@ -266,7 +265,7 @@ impl Target {
 // The overlays catalog: `/overlays.yaml` in `ghcr.io/siderolabs/overlays:<talos>`.
 
 /// One overlay of the catalog.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct CatalogEntry {
     pub name: String,
     /// `ghcr.io/siderolabs/sbc-raspberrypi:v0.2.0@sha256:...`: the catalog's `image` (by tag)

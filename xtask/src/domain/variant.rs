@@ -17,7 +17,7 @@ use super::output::Output;
 use super::target::{OverlayChoice, Platform, Target};
 
 /// One node role, as read from `variants/<name>.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Variant {
     pub name: String,
     pub description: String,

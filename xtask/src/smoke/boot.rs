@@ -34,7 +34,6 @@ pub const DEFAULT_CPUS: u32 = 2;
 pub const PFLASH_SIZE: u64 = 64 * 1024 * 1024;
 
 /// What to boot.
-#[derive(Clone, PartialEq, Eq)]
 pub enum Media {
     /// Direct kernel boot (the netboot pair), no firmware.
     Kernel {
@@ -47,7 +46,6 @@ pub enum Media {
     Disk { path: Utf8PathBuf },
 }
 
-#[derive(Clone)]
 pub struct BootOptions {
     pub media: Media,
     /// Success needs a console line matching this.
@@ -88,7 +86,7 @@ impl BootOptions {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Passed,
@@ -107,7 +105,7 @@ pub enum Failure {
 }
 
 /// The outcome of one boot: what `--json` prints and what `ci` summarises.
-#[derive(Clone, Serialize)]
+#[derive(Serialize)]
 pub struct BootResult {
     pub result: Outcome,
     pub reason: String,
@@ -130,7 +128,6 @@ impl BootResult {
 }
 
 /// A UEFI code/vars pair as found on the system.
-#[derive(Clone, PartialEq, Eq)]
 pub struct Firmware {
     pub code: Utf8PathBuf,
     /// `None`: the firmware has no vars template; an empty (zeroed) store is used.
@@ -194,7 +191,6 @@ fn pflash_copy(from: Option<&Utf8Path>, to: &Utf8Path) -> Result<()> {
 }
 
 /// The files qemu reads, after preparation (firmware copies, decompressed disk).
-#[derive(Clone, PartialEq, Eq)]
 pub struct Prepared {
     /// pflash code and vars copies.
     pub pflash: Option<(Utf8PathBuf, Utf8PathBuf)>,
@@ -289,7 +285,7 @@ pub fn qemu_args(opts: &BootOptions, prepared: &Prepared) -> Vec<String> {
 }
 
 /// What a console line means for the boot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum LineKind {
     Panic,
     Expected,

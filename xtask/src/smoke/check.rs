@@ -20,7 +20,7 @@ use crate::domain::{Arch, Finding, ImageRef, Lock, Output, Variant};
 use crate::project::Project;
 
 /// What the static checks found for one variant.
-#[derive(Clone, Serialize)]
+#[derive(Serialize)]
 pub struct Report {
     pub variant: String,
     /// The record checked, relative to the repository.

@@ -4,12 +4,12 @@
 
 use std::fmt;
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Pattern {
     regex: regex_lite::Regex,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct PatternError {
     pub pattern: String,
     pub problem: String,
