@@ -212,7 +212,7 @@ fn add_platform(dir: &Utf8Path, arch: &str) -> Result<()> {
 
 fn read_json(path: &Utf8Path) -> Result<serde_json::Value> {
     let text = std::fs::read(path).with_context(|| format!("reading {path}"))?;
-    serde_json::from_slice(&text).with_context(|| format!("parsing {path}"))
+    crate::domain::json::from_bytes(&text).with_context(|| format!("parsing {path}"))
 }
 
 #[cfg(test)]

@@ -279,7 +279,7 @@ fn annotate_layout(layout: &Utf8Path, annotations: &[(&str, &str)]) -> Result<St
     let old = layout_digest(layout)?;
     let blob = |digest: &str| layout.join("blobs/sha256").join(&digest["sha256:".len()..]);
     let old_path = blob(&old);
-    let mut manifest: serde_json::Value = serde_json::from_slice(
+    let mut manifest: serde_json::Value = crate::domain::json::from_bytes(
         &std::fs::read(&old_path).with_context(|| format!("reading {old_path}"))?,
     )
     .with_context(|| format!("parsing {old_path}"))?;
@@ -460,7 +460,7 @@ pub fn is_commit_id(s: &str) -> bool {
 pub fn current(skopeo: &Skopeo, image: &str, tag: &str) -> Current {
     match skopeo.inspect_raw(&format!("{image}:{tag}")) {
         Ok(bytes) => {
-            let revision = serde_json::from_slice::<serde_json::Value>(&bytes)
+            let revision = crate::domain::json::from_bytes::<serde_json::Value>(&bytes)
                 .ok()
                 .and_then(|m| m["annotations"][REVISION].as_str().map(str::to_owned));
             Current::Image {
@@ -615,7 +615,7 @@ mod tests {
         assert_eq!(layout_digest(&dir).unwrap(), new);
         let bytes = std::fs::read(dir.join("blobs/sha256").join(&new[7..])).unwrap();
         assert_eq!(Digest::of_bytes(&bytes), new);
-        let written: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let written: serde_json::Value = crate::domain::json::from_bytes(&bytes).unwrap();
         assert_eq!(written["annotations"][REVISION], C);
         assert_eq!(written["schemaVersion"], 2);
         let index: serde_json::Value =

@@ -117,15 +117,18 @@ impl Lock {
     pub fn check(text: &str) -> (Option<Lock>, Vec<Finding>) {
         let fix = "regenerate it with `cargo xtask lock`";
         let (value, mut problems) = diag::parse_json(SHOWN, text);
-        let Some(value) = value else {
+        if value.is_none() {
             for p in &mut problems {
                 if p.fix.is_empty() {
                     p.fix = fix.into();
                 }
             }
             return (None, problems);
-        };
-        let file: LockFile = match serde_json::from_value(value) {
+        }
+        // Read again from the text (it is JSON by now): deserializing from the value would make
+        // rustc compile every lock type's deserializer a second time, for serde_json's Value.
+        let body = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let file: LockFile = match serde_json::from_str(body) {
             Ok(file) => file,
             Err(err) => {
                 problems.push(
@@ -433,6 +436,24 @@ mod tests {
         assert!(lock.is_none());
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert_eq!(problems[0].field, "talos_version");
+    }
+
+    #[test]
+    fn a_lock_of_the_wrong_shape_names_the_field_and_where() {
+        let text = lock().to_text().replace("\"talos_version\"", "\"talos\"");
+        let (lock, problems) = Lock::check(&format!("\u{feff}{text}"));
+        assert!(lock.is_none());
+        let shape = problems.last().unwrap().to_string();
+        assert!(
+            shape.contains(
+                "not a lock file: unknown field `talos`, expected one of `talos_version`"
+            ) && shape.contains(" at line 2 column "),
+            "{problems:?}"
+        );
+        assert!(
+            problems[0].problem.contains("byte order mark"),
+            "{problems:?}"
+        );
     }
 
     #[test]

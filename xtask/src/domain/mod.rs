@@ -14,6 +14,7 @@ pub mod diag;
 pub mod extension;
 pub mod format;
 pub mod image;
+pub mod json;
 pub mod layout;
 pub mod lock;
 pub mod machine_config;

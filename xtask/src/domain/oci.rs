@@ -73,7 +73,7 @@ struct RawManifest {
 
 /// Parses a manifest or index as served for `reference`, accepting the OCI and Docker v2 types.
 pub fn parse_manifest(bytes: &[u8], reference: &str) -> Result<Manifest> {
-    let raw: RawManifest = serde_json::from_slice(bytes)
+    let raw: RawManifest = super::json::from_bytes(bytes)
         .with_context(|| {
             format!("{reference}: the registry served a manifest that is not JSON or names a digest that is not sha256")
         })?;

@@ -713,7 +713,7 @@ fn check_installer_layout(
 fn last_layer(archive: &Utf8Path) -> Result<Vec<u8>> {
     if let Ok(manifest) = tar_member(archive, "manifest.json") {
         let manifest: Value =
-            serde_json::from_slice(&manifest).context("manifest.json is not JSON")?;
+            crate::domain::json::from_bytes(&manifest).context("manifest.json is not JSON")?;
         let layer = manifest[0]["Layers"]
             .as_array()
             .and_then(|l| l.last())
@@ -721,7 +721,7 @@ fn last_layer(archive: &Utf8Path) -> Result<Vec<u8>> {
             .context("manifest.json names no layer")?;
         return tar_member(archive, layer);
     }
-    let index: Value = serde_json::from_slice(&tar_member(archive, "index.json")?)
+    let index: Value = crate::domain::json::from_bytes(&tar_member(archive, "index.json")?)
         .context("index.json is not JSON")?;
     let blob = |digest: &str| -> Result<Vec<u8>> {
         let hex = digest
@@ -729,14 +729,14 @@ fn last_layer(archive: &Utf8Path) -> Result<Vec<u8>> {
             .context("digest is not sha256")?;
         tar_member(archive, &format!("blobs/sha256/{hex}"))
     };
-    let mut manifest: Value = serde_json::from_slice(&blob(
+    let mut manifest: Value = crate::domain::json::from_bytes(&blob(
         index["manifests"][0]["digest"]
             .as_str()
             .context("index.json lists no manifest")?,
     )?)?;
     if manifest["manifests"].is_array() {
         // an index inside the layout: its first image
-        manifest = serde_json::from_slice(&blob(
+        manifest = crate::domain::json::from_bytes(&blob(
             manifest["manifests"][0]["digest"]
                 .as_str()
                 .context("the index lists no image")?,
@@ -782,7 +782,7 @@ fn tar_member(archive: &Utf8Path, member: &str) -> Result<Vec<u8>> {
 
 fn archive_config(archive: &Utf8Path) -> Result<Value> {
     let json = |bytes: Vec<u8>, what: &str| -> Result<Value> {
-        serde_json::from_slice(&bytes).with_context(|| format!("{what} is not JSON"))
+        crate::domain::json::from_bytes(&bytes).with_context(|| format!("{what} is not JSON"))
     };
     if let Ok(manifest) = tar_member(archive, "manifest.json") {
         // docker-archive: [{"Config": "<member>", "Layers": [...]}]
@@ -884,7 +884,7 @@ fn check_published(
                 continue;
             }
         };
-        let manifest: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+        let manifest: Value = crate::domain::json::from_bytes(&raw).unwrap_or(Value::Null);
         let media_type = manifest["mediaType"].as_str().unwrap_or_default();
         let is_index = INDEX_TYPES.contains(&media_type);
         if arches.len() > 1 {
@@ -965,8 +965,9 @@ fn check_published(
                 String::new()
             };
             match registry_raw(skopeo, &format!("{}@{image_digest}", published.image), true)
-                .and_then(|raw| serde_json::from_slice::<Value>(&raw).context("config is not JSON"))
-            {
+                .and_then(|raw| {
+                    crate::domain::json::from_bytes::<Value>(&raw).context("config is not JSON")
+                }) {
                 Ok(config) => match platform_problem(&config, arch) {
                     None => report.checked.push(format!(
                         "{} image {by_digest}{entry}: registry config is linux/{arch}",
