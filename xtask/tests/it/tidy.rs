@@ -17,6 +17,27 @@ use crate::support::*;
 
 type Graph = BTreeMap<String, BTreeSet<String>>;
 
+/// JSON is read through one serde_json reader, the text one: `from_slice` or `from_value` would
+/// make rustc compile a second copy of every deserializer they reach (docs/dev/benchmarks.md,
+/// session 5). Bytes go through `domain::json::from_bytes`.
+#[test]
+fn json_is_read_through_the_text_reader_only() {
+    let mut offenders = Vec::new();
+    for (file, text) in sources(&src()) {
+        for line in code(non_test(&text)) {
+            if line.contains("serde_json::from_slice") || line.contains("serde_json::from_value") {
+                offenders.push(format!("src/{file}.rs: {}", line.trim()));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "read JSON with serde_json::from_str, or crate::domain::json::from_bytes for bytes, so \
+         that each type's deserializer is compiled once:\n  {}",
+        offenders.join("\n  ")
+    );
+}
+
 /// The non-test part of a source file: everything before its `#[cfg(test)] mod tests` (test-only
 /// items elsewhere, such as a `Default` for fixtures, are counted: they are rare and small).
 fn non_test(text: &str) -> &str {
