@@ -1049,22 +1049,22 @@ mod tests {
     /// that reaches it.
     #[test]
     fn a_foreign_install_image_names_the_field_talos_reads_and_its_fix() {
-        let role = "ghcr.io/acme/talos-cozystack-spin-only/talos:v1.13.6";
+        let role = "ghcr.io/acme/talos-cozystack-spin-only/talos:v0.1.0";
         let mut c = config_report("compute/talosctl/worker", &[], &[]);
         c.install_image = role.into();
         assert_eq!(config_findings(&c, role), Vec::<String>::new());
 
-        c.install_image = "ghcr.io/siderolabs/installer:v1.13.6".into();
+        c.install_image = "ghcr.io/siderolabs/installer:v0.2.0".into();
         assert_eq!(
             config_findings(&c, role),
-            [format!("compute/talosctl/worker: machine.install.image is \"ghcr.io/siderolabs/installer:v1.13.6\", not the role's \"{role}\"; fix: apply the role's patch after any patch that sets another image there")]
+            [format!("compute/talosctl/worker: machine.install.image is \"ghcr.io/siderolabs/installer:v0.2.0\", not the role's \"{role}\"; fix: apply the role's patch after any patch that sets another image there")]
         );
 
         c.install_image_from = FROM_UNATTENDED.into();
-        c.install_image = "ghcr.io/siderolabs/installer:v1.14.1".into();
+        c.install_image = "ghcr.io/siderolabs/installer:v0.3.0".into();
         assert_eq!(
             config_findings(&c, role),
-            [format!("compute/talosctl/worker: UnattendedInstallConfig installer.image is \"ghcr.io/siderolabs/installer:v1.14.1\", not the role's \"{role}\": Talos installs that document's image, not machine.install.image (the role's patch sets that one); fix: `talosctl gen config --install-image {role}` writes the role's there, or `--talos-version` of the image's release keeps machine.install")]
+            [format!("compute/talosctl/worker: UnattendedInstallConfig installer.image is \"ghcr.io/siderolabs/installer:v0.3.0\", not the role's \"{role}\": Talos installs that document's image, not machine.install.image (the role's patch sets that one); fix: `talosctl gen config --install-image {role}` writes the role's there, or `--talos-version` of the image's release keeps machine.install")]
         );
         c.install_image = String::new();
         let f = config_findings(&c, role);
