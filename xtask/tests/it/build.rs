@@ -34,7 +34,7 @@ fn builds_both_roles_pushes_by_digest_and_caches_by_content() {
 
     // 1. A full build of both variants, pushed.
     let out = build(&env, &["--imager", OK]);
-    assert!(out.status.success(), "build failed:\n{}", stderr(&out));
+    assert_success(&out, &format!("build --imager {OK}"));
     assert_eq!(
         env.podman.runs_of(OK),
         8,
@@ -80,7 +80,7 @@ fn builds_both_roles_pushes_by_digest_and_caches_by_content() {
             .join("installer-arm64.tar");
         let sh = |script: &str| {
             let out = run(std::process::Command::new("sh").args(["-c", script]));
-            assert!(out.status.success(), "{script}: {}", stderr(&out));
+            assert_success(&out, &format!("sh -c {script}"));
             out.stdout
         };
         let layer = String::from_utf8(sh(&format!(
@@ -149,7 +149,7 @@ fn builds_both_roles_pushes_by_digest_and_caches_by_content() {
 
     // 2. Nothing changed: zero imager runs.
     let out = build(&env, &["--imager", OK]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out, &format!("build --imager {OK} (nothing changed)"));
     assert_eq!(
         env.podman.runs_of(OK),
         8,
@@ -165,7 +165,7 @@ fn builds_both_roles_pushes_by_digest_and_caches_by_content() {
     let kernel = env.root.join("_out/compute/kernel-arm64");
     std::fs::write(&kernel, "corrupt").unwrap();
     let out = build(&env, &["--imager", OK]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out, &format!("build --imager {OK} (a corrupt kernel)"));
     assert_eq!(env.podman.runs_of(OK), 9);
     let record = env.record("compute");
     assert_eq!(record["imager_runs"], 1);
@@ -187,8 +187,10 @@ fn builds_both_roles_pushes_by_digest_and_caches_by_content() {
         .map(|(repo, _)| env.registry.tags(repo))
         .collect();
     let out = build(&env, &["--imager", FAIL, "--force", "--variant", "compute"]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = assert_failure(
+        &out,
+        &format!("build --imager {FAIL} --force --variant compute"),
+    );
     assert!(
         err.contains("the imager failed") && err.contains("stand-in imager told to fail"),
         "{err}"
@@ -216,7 +218,7 @@ fn builds_both_roles_pushes_by_digest_and_caches_by_content() {
     );
     // The next good build still trusts the intact outputs of the last good one.
     let out = build(&env, &["--imager", OK, "--variant", "compute"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out, &format!("build --imager {OK} --variant compute"));
     assert_eq!(
         env.record("compute")["published"][0]["digest"]
             .as_str()
@@ -255,11 +257,11 @@ fn builds_both_roles_pushes_by_digest_and_caches_by_content() {
                 .args(["run", "--rm", "-i", OK, "--tar-to-stdout", "-"]),
             &bad,
         );
-        assert!(
-            !out.status.success(),
-            "the stand-in accepted a bad profile ({message})"
+        let err = assert_failure(
+            &out,
+            &format!("the stand-in imager must refuse a bad profile ({message})"),
         );
-        assert!(stderr(&out).contains(message), "{}", stderr(&out));
+        assert!(err.contains(message), "{err}");
         assert!(
             out.stdout.is_empty(),
             "no output for a bad profile ({message})"
@@ -280,7 +282,7 @@ fn dry_run_prints_commands_without_an_engine_or_a_complete_lock() {
         "--variant",
         "gateway",
     ]));
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out, "build --dry-run --push --variant gateway");
     let text = stdout(&out);
     assert!(
         text.contains("# engine: podman (not installed here)"),
@@ -341,7 +343,7 @@ fn push_moves_no_tag_before_every_image_of_every_variant_is_in_the_registry() {
         "--registry",
         "ghcr.io/acme",
     ]));
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out, "build --dry-run --push");
     let text = stdout(&out);
     let pushes: Vec<&str> = text
         .lines()
@@ -385,7 +387,10 @@ fn dry_run_with_an_extension_absent_from_the_lock_says_what_it_resolves_first() 
         "--registry-mirror",
         "ghcr.io=127.0.0.1:1",
     ]));
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(
+        &out,
+        "build --dry-run --variant gateway (an extension absent from the lock)",
+    );
     let err = stderr(&out);
     assert!(
         err.contains("field `extensions.iscsi-tools`: missing (used by variant `gateway`)"),
@@ -417,8 +422,7 @@ fn dry_run_with_an_extension_absent_from_the_lock_says_what_it_resolves_first() 
         "--variant",
         "gateway",
     ]));
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = assert_failure(&out, "build --dry-run --locked --variant gateway");
     assert!(
         err.contains("--locked: variants/extensions.lock cannot be used as it is: 3 problems"),
         "{err}"
@@ -442,8 +446,7 @@ fn locked_build_refuses_unpinned_entries_before_building() {
         "--imager",
         "localhost/none",
     ]));
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = assert_failure(&out, "build --locked --variant gateway");
     assert!(
         err.contains("--locked: variants/extensions.lock cannot be used"),
         "{err}"
@@ -460,11 +463,10 @@ fn dry_run_and_json_are_refused_together() {
     // A dry run prints commands on stdout, so its stdout could not also be the JSON contract.
     for command in ["build", "lock"] {
         let out = run(xtask(&fixture_root()).args([command, "--dry-run", "--json"]));
-        assert!(!out.status.success(), "{command}");
+        let err = assert_failure(&out, &format!("{command} --dry-run --json"));
         assert!(
-            stderr(&out).contains("'--dry-run' cannot be used with '--json'"),
-            "{command}: {}",
-            stderr(&out)
+            err.contains("'--dry-run' cannot be used with '--json'"),
+            "{command}: {err}"
         );
         assert!(out.stdout.is_empty());
     }
@@ -482,8 +484,7 @@ fn matchbox_base_with_docker_is_refused_before_anything_runs() {
         "--matchbox-base",
         "localhost/base:arm64",
     ]));
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = assert_failure(&out, "build --dry-run --engine docker --matchbox-base");
     assert!(
         err.contains("--matchbox-base needs podman") && err.contains("fix: pass --engine podman"),
         "{err}"
@@ -513,7 +514,7 @@ fn real_upstream_matchbox_is_built_from_the_patched_dockerfile() {
         .args(["--variant", "gateway", "--matchbox-base", BASE, "--source"])
         .arg(&src);
     let out = run(&mut cmd);
-    assert!(out.status.success(), "build failed:\n{}", stderr(&out));
+    assert_success(&out, &format!("{cmd:?}"));
     let archive = env.root.join("_out/gateway/matchbox-arm64.tar");
     // Every layer of the saved image, searched for the profile the Dockerfile copied.
     let script = r#"set -e
@@ -572,11 +573,7 @@ fn emulate_runs_an_arm64_imager_image_under_qemu() {
     ])
     .args(["--imager", ARM64_IMAGER, "--variant", "compute"]);
     let out = run(&mut cmd);
-    assert!(
-        out.status.success(),
-        "build --emulate failed:\n{}",
-        stderr(&out)
-    );
+    assert_success(&out, &format!("{cmd:?}"));
     assert_eq!(
         env.podman.runs_of(ARM64_IMAGER),
         4,

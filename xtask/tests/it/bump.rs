@@ -234,11 +234,7 @@ fn a_talos_and_upstream_bump_changes_data_files_not_tests() {
             .env("CARGO_TARGET_DIR", &target)
             .env_remove("TS_AUTHKEY")
             .args(args));
-        assert!(
-            out.status.success(),
-            "xtask {args:?} failed:\n{}",
-            stderr(&out)
-        );
+        assert_success(&out, &format!("xtask {args:?}"));
         (stdout(&out), stderr(&out))
     };
     let both = |args: &[&str]| {
@@ -301,10 +297,12 @@ fn a_talos_and_upstream_bump_changes_data_files_not_tests() {
         .env("CARGO_TARGET_DIR", &target)
         .env_remove("TS_AUTHKEY"));
     let report = format!("{}{}", stdout(&out), stderr(&out));
-    assert!(
-        out.status.success(),
-        "after a bump of {changed:?} from {old} to {new}, tests fail: a test tracks the live \
-         pins (give it fixture data, xtask/tests/fixtures/repo/README.md):\n{report}"
+    assert_success(
+        &out,
+        &format!(
+            "after a bump of {changed:?} from {old} to {new}, tests fail: a test tracks the live \
+             pins (give it fixture data, xtask/tests/fixtures/repo/README.md)"
+        ),
     );
     let passed = report
         .lines()

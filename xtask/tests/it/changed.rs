@@ -88,7 +88,7 @@ impl Repo {
             .arg("changed")
             .args(args)
             .args(["--format", "json"]));
-        assert!(out.status.success(), "changed failed: {}", stderr(&out));
+        assert_success(&out, &format!("changed {args:?} --format json"));
         serde_json::from_slice(&out.stdout).expect("changed prints JSON")
     }
 
@@ -117,17 +117,15 @@ impl Repo {
             cmd
         };
         let out = run(&mut with_event("github"));
-        assert!(
-            out.status.success(),
-            "changed --github failed: {}",
-            stderr(&out)
+        assert_success(
+            &out,
+            &format!("changed --github --format github ({event_name})"),
         );
         let raw = std::fs::read_to_string(&output).unwrap();
         let json = run(&mut with_event("json"));
-        assert!(
-            json.status.success(),
-            "changed --github failed: {}",
-            stderr(&json)
+        assert_success(
+            &json,
+            &format!("changed --github --format json ({event_name})"),
         );
         Github {
             outputs: parse_github_output(&raw),
@@ -765,7 +763,7 @@ fn git_errors_build_everything_and_exit_zero() {
         .env("GIT_CEILING_DIRECTORIES", plain.parent().unwrap())
         .current_dir(&plain)
         .args(["changed", "--base", "HEAD~1", "--json"]));
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out, "changed --base HEAD~1 --json in a plain directory");
     let d: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_everything(&d);
     assert!(stderr(&out).contains("warning:"), "{}", stderr(&out));
@@ -793,27 +791,23 @@ fn a_broken_rules_file_builds_everything_with_a_warning() {
 fn only_a_wrong_invocation_fails() {
     let repo = Repo::new("changed-invocation");
     let out = run(repo.xtask().arg("changed"));
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("--base"), "{}", stderr(&out));
+    let err = assert_failure(&out, "changed");
+    assert!(err.contains("--base"), "{err}");
     let out = run(repo.xtask().args(["changed", "--github"]));
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("GITHUB_EVENT_NAME"),
-        "{}",
-        stderr(&out)
-    );
+    let err = assert_failure(&out, "changed --github");
+    assert!(err.contains("GITHUB_EVENT_NAME"), "{err}");
     let out = run(repo
         .xtask()
         .args(["changed", "--base", "HEAD", "--format", "github"]));
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("GITHUB_OUTPUT"), "{}", stderr(&out));
+    let err = assert_failure(&out, "changed --base HEAD --format github");
+    assert!(err.contains("GITHUB_OUTPUT"), "{err}");
     // A missing event file is the environment's fault, not the invocation's: build everything.
     let out = run(repo
         .xtask()
         .args(["changed", "--github", "--json"])
         .env("GITHUB_EVENT_NAME", "push")
         .env("GITHUB_EVENT_PATH", repo.dir.join("no-such-event.json")));
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out, "changed --github --json without an event file");
     let d: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_everything(&d);
 }
@@ -859,7 +853,7 @@ fn a_hostile_user_configuration_does_not_change_the_result() {
         .env("GIT_CONFIG_COUNT", "1")
         .env("GIT_CONFIG_KEY_0", "diff.renames")
         .env("GIT_CONFIG_VALUE_0", "true"));
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out, "changed under a hostile git configuration");
     let hostile: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(hostile, clean);
     assert_builds(&clean, &["compute"]);

@@ -66,12 +66,7 @@ fn ci_publishes_boots_and_moves_floating_tags_only_after_smoke_on_the_default_br
     // A feature branch: built, pushed by digest and smoke-tested; then the version tag moves,
     // but no floating tag.
     let out = ci(&env, "compute", "refs/heads/feature", &summary);
-    assert!(
-        out.status.success(),
-        "ci failed:\n{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_success(&out, "ci --variant compute on refs/heads/feature");
     let repo = "acme/talos-cozystack-spin-only/talos";
     let tags = env.registry.tags(repo);
     assert!(tags.contains(&"v1.13.99".to_owned()), "{tags:?}");
@@ -82,12 +77,7 @@ fn ci_publishes_boots_and_moves_floating_tags_only_after_smoke_on_the_default_br
 
     // The default branch: the same digest also gets the floating tags.
     let out = ci(&env, "compute", "refs/heads/main", &summary);
-    assert!(
-        out.status.success(),
-        "ci failed:\n{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_success(&out, "ci --variant compute on refs/heads/main");
     let text = stdout(&out);
     for group in [
         "::group::lock (--locked)",
@@ -159,7 +149,7 @@ fn a_failing_smoke_boot_fails_ci_and_moves_no_floating_tag() {
     let summary = env.dir.join("summary.md");
 
     let out = ci(&env, "gateway", "refs/heads/main", &summary);
-    assert!(!out.status.success(), "a kernel panic must fail ci");
+    assert_failure(&out, "ci --variant gateway (a kernel panic must fail ci)");
     let text = stdout(&out);
     assert!(text.contains("::error title=xtask ci: smoke::"), "{text}");
     assert!(text.to_lowercase().contains("kernel panic"), "{text}");

@@ -66,7 +66,7 @@ fn compute_patch_loads_drbd_and_zfs_and_spin_gets_its_runtime_class() {
         &["--variant", "compute", "--out", out_dir.to_str().unwrap()],
         None,
     );
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out, "config --variant compute --out");
     let patch = std::fs::read_to_string(out_dir.join("compute.patch.yaml")).unwrap();
     assert!(
         patch.contains(
@@ -127,7 +127,7 @@ fn install_image_is_the_published_digest_when_a_build_record_exists_unless_overr
     )
     .unwrap();
     let out = config(&root, &["--variant", "compute"], None);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out, "config --variant compute (a built variant)");
     let image = format!("ghcr.io/acme/talos-cozystack-spin-only/talos@{digest}");
     assert!(
         stdout(&out).contains(&format!("    image: {image}\n")),
@@ -165,7 +165,7 @@ fn gateway_patch_holds_the_key_only_in_a_private_file() {
         &["--variant", "gateway", "--out", out_dir.to_str().unwrap()],
         Some(KEY),
     );
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out, "config --variant gateway --out");
     assert_no_key(&out);
     let path = out_dir.join("gateway.patch.yaml");
     assert_eq!(mode(&path), 0o600, "the patch holds the auth key");
@@ -210,7 +210,7 @@ fn gateway_patch_holds_the_key_only_in_a_private_file() {
 #[test]
 fn preview_redacts_the_key_and_writes_nothing() {
     let out = config(&fixture_root(), &["--variant", "gateway"], Some(KEY));
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out, "config --variant gateway");
     assert_no_key(&out);
     let text = stdout(&out);
     assert!(text.contains("  - TS_AUTHKEY=<redacted>\n"), "{text}");
@@ -227,8 +227,10 @@ fn missing_auth_key_is_a_clear_error_and_writes_nothing() {
             &["--variant", "gateway", "--out", out_dir.to_str().unwrap()],
             key,
         );
-        assert!(!out.status.success(), "{key:?}");
-        let err = stderr(&out);
+        let err = assert_failure(
+            &out,
+            &format!("config --variant gateway --out with TS_AUTHKEY {key:?}"),
+        );
         assert!(err.contains("error: $TS_AUTHKEY"), "{key:?}: {err}");
         assert!(err.contains("fix: "), "{err}");
         if let Some(key) = key.filter(|k| !k.is_empty()) {
@@ -256,7 +258,7 @@ fn the_key_is_never_written_into_the_repository() {
         ],
         Some(KEY),
     );
-    assert!(!out.status.success());
+    assert_failure(&out, "config --variant gateway --out variants");
     let fresh = config(
         &root,
         &[
@@ -267,7 +269,7 @@ fn the_key_is_never_written_into_the_repository() {
         ],
         Some(KEY),
     );
-    assert!(!fresh.status.success(), "{}", stdout(&fresh));
+    assert_failure(&fresh, "config --variant gateway --out secrets/../cluster");
     assert!(
         !root.join("cluster").exists() && !root.join("secrets").exists(),
         "a refused directory is not created"
@@ -290,7 +292,7 @@ fn the_key_is_never_written_into_the_repository() {
         ],
         Some(KEY),
     );
-    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert_success(&ok, "config --variant gateway --out target/config");
 }
 
 #[test]
@@ -305,7 +307,7 @@ fn variant_without_required_tailscale_config_fails_before_any_build() {
         &["schematic"][..],
     ] {
         let out = run(xtask(&root).args(args).env("TS_AUTHKEY", KEY));
-        assert!(!out.status.success(), "{args:?} must fail");
+        assert_failure(&out, &format!("{args:?} must fail"));
         assert!(out.stdout.is_empty(), "{args:?}: nothing on stdout");
         let err = stderr(&out);
         assert!(
@@ -335,7 +337,7 @@ fn bad_tailscale_config_names_each_field() {
         v["config"]["join_cidr"] = "100.64.0.0/33".into();
     });
     let out = config(&root, &["--variant", "gateway"], None);
-    assert!(!out.status.success());
+    assert_failure(&out, "config --variant gateway (invalid tailscale config)");
     assert_no_key(&out);
     let err = stderr(&out);
     for needle in [
@@ -358,7 +360,7 @@ fn kernel_mode_on_the_cozystack_join_network_warns_with_mitigations() {
         v["config"].as_object_mut().unwrap().remove("join_cidr");
     });
     let out = config(&root, &["--variant", "gateway"], None);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out, "config --variant gateway (kernel mode)");
     let err = stderr(&out);
     assert!(
         err.contains("warning: tailscale runs in kernel mode and the cluster join network 100.64.0.0/16 (CozyStack's kube-ovn default"),
@@ -378,7 +380,7 @@ fn kernel_mode_on_the_cozystack_join_network_warns_with_mitigations() {
         &["--variant", "gateway", "--join-cidr", "172.31.0.0/16"],
         None,
     );
-    assert!(moved.status.success(), "{}", stderr(&moved));
+    assert_success(&moved, "config --variant gateway --join-cidr 172.31.0.0/16");
     assert!(!stderr(&moved).contains("warning:"), "{}", stderr(&moved));
 
     let userspace = config(&fixture_root(), &["--variant", "gateway"], None);
@@ -401,36 +403,34 @@ fn routes_flag_replaces_the_variant_routes() {
         ],
         None,
     );
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(
+        &out,
+        "config --variant gateway --routes 10.96.0.0/16,192.168.1.0/24",
+    );
     assert!(stdout(&out).contains("  - TS_ROUTES=10.96.0.0/16,192.168.1.0/24\n"));
     let bad = config(
         &fixture_root(),
         &["--variant", "gateway", "--routes", "10.0.0.1/8"],
         None,
     );
-    assert!(!bad.status.success());
+    let err = assert_failure(&bad, "config --variant gateway --routes 10.0.0.1/8");
     assert!(
-        stderr(&bad).contains("host bits are set; the network is 10.0.0.0/8"),
-        "{}",
-        stderr(&bad)
+        err.contains("host bits are set; the network is 10.0.0.0/8"),
+        "{err}"
     );
     let compute = config(
         &fixture_root(),
         &["--variant", "compute", "--routes", "10.0.0.0/8"],
         None,
     );
-    assert!(!compute.status.success());
-    assert!(
-        stderr(&compute).contains("--routes is for tailscale"),
-        "{}",
-        stderr(&compute)
-    );
+    let err = assert_failure(&compute, "config --variant compute --routes 10.0.0.0/8");
+    assert!(err.contains("--routes is for tailscale"), "{err}");
 }
 
 #[test]
 fn schematic_json_matches_its_own_id_and_names_the_factory_references() {
     let out = run(xtask(&fixture_root()).args(["schematic", "--variant", "gateway", "--json"]));
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out, "schematic --variant gateway --json");
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let schematic = report["schematic"].as_str().unwrap();
     assert_eq!(
@@ -468,6 +468,6 @@ fn schematic_json_matches_its_own_id_and_names_the_factory_references() {
     assert_ne!(all[0]["id"], all[1]["id"]);
 
     let human = run(xtask(&fixture_root()).args(["schematic", "--variant", "compute"]));
-    assert!(human.status.success());
+    assert_success(&human, "schematic --variant compute");
     assert!(stdout(&human).contains("    |             - siderolabs/zfs\n"));
 }

@@ -24,7 +24,7 @@ fn conformance(args: &[&str], stdin: Option<&str>) -> std::process::Output {
 /// The harness's raw report for a request.
 fn judge(request: Value) -> Value {
     let out = conformance(&["--request", "-"], Some(&request.to_string()));
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out, &format!("conformance --request - <<< {request}"));
     serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)))
 }
 
@@ -39,7 +39,7 @@ fn talos_accepts_every_profile_patch_and_schematic_id() {
     }
     let started = std::time::Instant::now();
     let out = conformance(&["--json"], None);
-    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_success(&out, "conformance --json");
     let verdict: Value = serde_json::from_str(&stdout(&out)).unwrap();
     // about the live pins: the harness is built at the Talos release the repository's lock pins
     assert_eq!(verdict["talos_version"], live_talos_version().as_str());
@@ -69,7 +69,7 @@ fn config_judges_its_patches_with_talos_before_writing() {
         let out = run(xtask(&repo_root())
             .args(["config", "--variant", "gateway", "--base", base])
             .env("REGISTRY", "ghcr.io/acme"));
-        assert!(out.status.success(), "{}", stderr(&out));
+        assert_success(&out, &format!("config --variant gateway --base {base}"));
         let accepted = format!(
             "Talos {} accepts the `gateway` patches on a worker and a control plane (metal)",
             live_talos_version()
@@ -211,7 +211,7 @@ fn forward_check_against_the_next_talos_line_reports_without_failing() {
         .trim();
     let started = std::time::Instant::now();
     let out = conformance(&["--next", "--json"], None);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out, "conformance --next --json");
     assert!(
         !stderr(&out).contains("forward check not run"),
         "the forward harness (conformance/go.next.mod) must build:\n{}",
@@ -328,7 +328,7 @@ fn talos_accepts_board_cloud_and_multi_arch_profiles() {
     let verdict: Value = serde_json::from_str(&stdout(&out))
         .unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(&out), stderr(&out)));
     assert_eq!(verdict["findings"], json!([]), "{verdict:#}");
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out, "conformance --json (board and cloud roles)");
     // compute, gateway: 4 outputs each; compute-rpi (a board's default) and compute-aws:
     // installer and disk; mixed: 1 output x 2 arches.
     assert_eq!(verdict["profiles"], 2 * (4 + 4 + 2 + 2 + 2), "{verdict:#}");

@@ -141,8 +141,7 @@ fn sigint_and_sigterm_remove_the_imager_container_and_record_nothing_partial() {
         // Two builds at once in one checkout: the second refuses clearly, touching nothing.
         if signal == "INT" {
             let second = run(&mut build_cmd(&env, OK));
-            assert!(!second.status.success());
-            let err = stderr(&second);
+            let err = assert_failure(&second, "a second build in the same checkout");
             assert!(
                 err.contains("another build is using _out in this checkout (pid ")
                     && err.contains(&format!("pid {}", child.id())),
@@ -153,7 +152,7 @@ fn sigint_and_sigterm_remove_the_imager_container_and_record_nothing_partial() {
         let kill = run(Command::new("kill")
             .arg(format!("-{signal}"))
             .arg(child.id().to_string()));
-        assert!(kill.status.success());
+        assert_success(&kill, &format!("kill -{signal}"));
         let out = child.wait_with_output().unwrap();
         assert_eq!(
             out.status.code(),
@@ -182,9 +181,9 @@ fn sigint_and_sigterm_remove_the_imager_container_and_record_nothing_partial() {
 
     // The rerun: the same imager reference, well-behaved now. Only what was missing runs.
     let tag = run(env.podman.command("podman").args(["tag", OK, slow]));
-    assert!(tag.status.success(), "{}", stderr(&tag));
+    assert_success(&tag, &format!("podman tag {OK} {slow}"));
     let out = run(&mut build_cmd(&env, slow));
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out, &format!("build --imager {slow} (the rerun)"));
     let record = record_of(&out);
     assert_eq!(
         hits(&record),
@@ -207,29 +206,23 @@ fn a_failing_or_truncating_imager_and_corrupt_entries_are_never_trusted() {
     let truncating = "localhost/fault-imager:truncating";
     fault_image(&env, truncating, "truncate-kernel");
     let out = run(&mut build_cmd(&env, truncating));
-    assert!(!out.status.success());
+    let err = assert_failure(&out, &format!("build --imager {truncating}"));
     assert!(
-        stderr(&out)
-            .contains("the imager's output is not a complete gzip tar (cut short, or not gzip)"),
-        "{}",
-        stderr(&out)
+        err.contains("the imager's output is not a complete gzip tar (cut short, or not gzip)"),
+        "{err}"
     );
     assert_kept_and_dropped(&env, &[INSTALLER], &[KERNEL]);
     assert!(!out_dir(&env).join("build.json").exists());
 
     // An imager that writes part of an output and exits non-zero.
     let out = run(&mut build_cmd(&env, FAIL));
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("the imager failed (exit status: 1)"),
-        "{}",
-        stderr(&out)
-    );
+    let err = assert_failure(&out, &format!("build --imager {FAIL}"));
+    assert!(err.contains("the imager failed (exit status: 1)"), "{err}");
     assert!(!out_dir(&env).join(".tmp-installer").exists());
 
     // A good build, then corrupt state: each corrupt piece rebuilds only its own output.
     let out = run(&mut build_cmd(&env, OK));
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out, &format!("build --imager {OK}"));
     let dir = out_dir(&env);
     std::fs::write(dir.join(".cache/kernel.json"), "{\"key\": ").unwrap();
     let initramfs = dir.join("initramfs-metal-arm64.xz");
@@ -237,7 +230,7 @@ fn a_failing_or_truncating_imager_and_corrupt_entries_are_never_trusted() {
     bytes[0] ^= 0xff; // same size, other bytes
     std::fs::write(&initramfs, &bytes).unwrap();
     let out = run(&mut build_cmd(&env, OK));
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out, &format!("build --imager {OK} (corrupt cache state)"));
     let record = record_of(&out);
     assert_eq!(
         hits(&record),
@@ -257,7 +250,10 @@ fn a_failing_or_truncating_imager_and_corrupt_entries_are_never_trusted() {
             .args(["ci", "--publish-only", "--variant", "compute", "--registry"])
             .arg(format!("{}/acme", env.registry.addr));
         let out = run(&mut publish);
-        assert!(!out.status.success());
+        assert_failure(
+            &out,
+            &format!("ci --publish-only with a corrupt record ({corrupt:?})"),
+        );
         let text = format!("{}{}", stdout(&out), stderr(&out));
         assert!(
             text.contains("_out/compute/build.json is not a build record: rebuild with `cargo xtask build --variant compute`"),
@@ -269,7 +265,10 @@ fn a_failing_or_truncating_imager_and_corrupt_entries_are_never_trusted() {
             .is_empty());
     }
     let out = run(&mut build_cmd(&env, OK));
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(
+        &out,
+        &format!("build --imager {OK} (after the corrupt records)"),
+    );
     assert_eq!(env.record("compute")["cache_hits"], 4);
 }
 
@@ -311,8 +310,7 @@ fn a_full_output_filesystem_fails_the_output_and_keeps_the_others() {
     }
     let guard = Unmount(dir.clone());
     let out = run(&mut build_cmd(&env, big));
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = assert_failure(&out, &format!("build --imager {big} on a full filesystem"));
     assert!(err.contains("is full (tar: "), "{err}");
     assert!(err.contains("free space"), "{err}");
     assert_kept_and_dropped(&env, &[INSTALLER], &[KERNEL]);
@@ -334,7 +332,10 @@ fn a_full_output_filesystem_fails_the_output_and_keeps_the_others() {
         .unwrap();
     }
     let out = run(&mut build_cmd(&env, big));
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(
+        &out,
+        &format!("build --imager {big} (with free space again)"),
+    );
     let record = record_of(&out);
     assert_eq!(record["cache_hits"], 1, "the installer survived: {record}");
     assert_eq!(record["imager_runs"], 3);
@@ -477,10 +478,9 @@ fn a_registry_that_stops_half_way_through_a_push_tags_nothing_and_a_rerun_pushes
         run(&mut cmd)
     };
     let out = push();
-    assert!(
-        !out.status.success(),
-        "the push must fail: {}",
-        stderr(&out)
+    assert_failure(
+        &out,
+        "build --push (the registry stops midway: the push must fail)",
     );
     assert!(
         proxy
@@ -510,7 +510,7 @@ fn a_registry_that_stops_half_way_through_a_push_tags_nothing_and_a_rerun_pushes
         );
     }
     let out = push();
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out, "build --push (again, the registry up)");
     let record = record_of(&out);
     assert_eq!(record["imager_runs"], 0, "nothing rebuilt: {record}");
     assert_eq!(record["cache_hits"], 5, "4 outputs and the matchbox image");

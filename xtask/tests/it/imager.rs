@@ -171,7 +171,10 @@ fn the_imager_built_from_source_makes_every_output_and_its_disk_boots() {
         "--talos-version",
         &talos,
     ]));
-    assert!(out.status.success(), "lock: {}", stderr(&out));
+    assert_success(
+        &out,
+        &format!("lock --registry-mirror {mirror} --talos-version {talos}"),
+    );
     let lock: Value = serde_json::from_str(
         &std::fs::read_to_string(env.root.join("variants/extensions.lock")).unwrap(),
     )
@@ -195,7 +198,7 @@ fn the_imager_built_from_source_makes_every_output_and_its_disk_boots() {
     let build_started = Instant::now();
     let out = build(&env, &image, &mirror, &["compute", "gateway"]);
     let build_s = build_started.elapsed().as_secs_f64();
-    assert!(out.status.success(), "build: {}", stderr(&out));
+    assert_success(&out, "build of compute and gateway");
     let fetched: Vec<String> = env.registry.blob_fetches()[blobs_before..].to_vec();
     let unique: BTreeSet<&String> = fetched.iter().collect();
     let mut kinds = BTreeSet::new();
@@ -237,7 +240,7 @@ fn the_imager_built_from_source_makes_every_output_and_its_disk_boots() {
     let rebuild_started = Instant::now();
     let out = build(&env, &image, &mirror, &["compute", "gateway"]);
     let rebuild_s = rebuild_started.elapsed().as_secs_f64();
-    assert!(out.status.success(), "rebuild: {}", stderr(&out));
+    assert_success(&out, "rebuild of compute and gateway (nothing changed)");
     for variant in ["compute", "gateway"] {
         assert_eq!(env.record(variant)["imager_runs"], 0);
     }
@@ -273,11 +276,7 @@ fn the_imager_built_from_source_makes_every_output_and_its_disk_boots() {
         let console =
             std::fs::read_to_string(env.root.join(format!("_out/{variant}/smoke-console.log")))
                 .unwrap_or_default();
-        assert!(
-            out.status.success(),
-            "smoke {variant}: {}\n{console}",
-            stderr(&out)
-        );
+        assert_success(&out, &format!("smoke {variant}; its console:\n{console}"));
         let expected: BTreeSet<String> = expected.iter().map(|s| s.to_string()).collect();
         assert_eq!(extensions_on_console(&console), expected, "{console}");
     }
@@ -304,11 +303,7 @@ fn the_imager_built_from_source_makes_every_output_and_its_disk_boots() {
         ])
         .arg(&log));
     let console = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(
-        out.status.success(),
-        "disk boot: {}\n{console}",
-        stderr(&out)
-    );
+    assert_success(&out, &format!("smoke boot --disk; its console:\n{console}"));
     let boot: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(boot["result"], "passed", "{boot:#}");
     assert!(
@@ -330,11 +325,7 @@ fn the_imager_built_from_source_makes_every_output_and_its_disk_boots() {
 
     // The imager decides what it accepts, and the build fails with its message.
     let out = build(&env, &image, &mirror, &["future"]);
-    let err = stderr(&out);
-    assert!(
-        !out.status.success(),
-        "a build the imager refuses must fail"
-    );
+    let err = assert_failure(&out, "build of a variant the imager refuses");
     assert!(
         err.contains(&format!(
             "version constraint {next_minor} can't be satisfied with Talos version"
@@ -370,7 +361,7 @@ fn installer_layout(archive: &std::path::Path, dir: &std::path::Path) -> Install
         .arg(archive)
         .arg("-C")
         .arg(dir));
-    assert!(out.status.success(), "tar: {}", stderr(&out));
+    assert_success(&out, &format!("tar -xf {}", archive.display()));
     let manifest: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
     let config: Value = serde_json::from_str(
@@ -385,7 +376,7 @@ fn installer_layout(archive: &std::path::Path, dir: &std::path::Path) -> Install
     );
     let last = dir.join(layers.last().unwrap().as_str().unwrap());
     let out = run(Command::new("tar").arg("-tzf").arg(&last));
-    assert!(out.status.success(), "tar -t: {}", stderr(&out));
+    assert_success(&out, &format!("tar -tzf {}", last.display()));
     InstallerLayout {
         arch: config["architecture"]
             .as_str()

@@ -87,7 +87,7 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
         .expect("running gzip");
     child.stdin.take().unwrap().write_all(bytes).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
+    assert_success(&out, "gzip -nc");
     out.stdout
 }
 
@@ -192,6 +192,7 @@ impl Layout {
     }
 
     /// Pushes tag `t` to `ADDR/siderolabs/extensions:<version>` exactly as built.
+    #[track_caller]
     fn push(&self, registry: &Registry, version: &str, extra: &[&str]) {
         let out = run(Command::new("skopeo")
             .args(["copy", "--quiet", "--all", "--dest-tls-verify=false"])
@@ -201,7 +202,13 @@ impl Layout {
                 "docker://{}/siderolabs/extensions:{version}",
                 registry.addr
             )));
-        assert!(out.status.success(), "push failed: {}", stderr(&out));
+        assert_success(
+            &out,
+            &format!(
+                "skopeo copy (push) to {}/siderolabs/extensions:{version}",
+                registry.addr
+            ),
+        );
     }
 }
 
@@ -306,7 +313,10 @@ fn serve_imager_and_base_installer(registry: &crate::support::registry::Registry
             &format!("docker://{}/siderolabs/extensions:{v}", registry.addr),
             &format!("docker://{}/{repository}:{v}", registry.addr),
         ]));
-        assert!(out.status.success(), "{}", stderr(&out));
+        assert_success(
+            &out,
+            &format!("skopeo copy to {}/{repository}:{v}", registry.addr),
+        );
     }
 }
 
@@ -337,7 +347,7 @@ fn lock_resolves_every_variant_from_one_index_preferring_amd64() {
     serve_imager_and_base_installer(&s.registry, v);
 
     let out = s.lock(&["--json"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out, "lock --json");
     let result = json(&out);
     assert_eq!(result["platform"], "linux/amd64");
     assert_eq!(result["changed"], true);
@@ -391,13 +401,13 @@ fn lock_resolves_every_variant_from_one_index_preferring_amd64() {
     // A second run changes nothing, and reuses the copied image: one registry command.
     let before = s.lock_text();
     let again = s.lock(&["--json"]);
-    assert!(again.status.success(), "{}", stderr(&again));
+    assert_success(&again, "lock --json (again)");
     assert_eq!(json(&again)["changed"], false);
     assert_eq!(json(&again)["registry_commands"], 3);
     assert_eq!(s.lock_text(), before, "deterministic output");
 
     let check = s.lock(&["--check"]);
-    assert!(check.status.success(), "{}", stderr(&check));
+    assert_success(&check, "lock --check");
     assert!(stdout(&check).contains("variants/extensions.lock is up to date"));
 }
 
@@ -414,7 +424,7 @@ fn first_platform_carrying_the_file_is_used_when_amd64_has_none() {
     s.layout.tag(&index);
     s.layout.push(&s.registry, v, &["--preserve-digests"]);
     let out = s.lock(&["--json", "--talos-version", v]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out, &format!("lock --json --talos-version {v}"));
     let result = json(&out);
     assert_eq!(result["platform"], "linux/arm64");
     assert_eq!(
@@ -448,7 +458,7 @@ fn docker_v2_single_manifest_tag_is_read() {
         "application/vnd.docker.distribution.manifest.v2+json"
     );
     let out = s.lock(&["--talos-version", v]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out, &format!("lock --talos-version {v}"));
     let lock = s.lock_json();
     assert_eq!(lock["talos_version"], v);
     assert_eq!(
@@ -473,8 +483,7 @@ fn check_lists_every_missing_and_stale_entry_including_a_hand_edited_digest() {
     // this synthetic release, the extensions image is not pinned.
     let committed = s.lock_text();
     let out = s.lock(&["--check"]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = assert_failure(&out, "lock --check");
     for field in [
         "`extensions_image`",
         "`extensions.drbd`",
@@ -495,7 +504,7 @@ fn check_lists_every_missing_and_stale_entry_including_a_hand_edited_digest() {
     assert_eq!(s.lock_text(), committed, "--check writes nothing");
 
     // Lock, then edit one digest by hand: --check names exactly that entry.
-    assert!(s.lock(&[]).status.success());
+    assert_success(&s.lock(&[]), "lock");
     let good = line("ghcr.io/siderolabs/zfs", &format!("2.4.3-{v}"));
     let edited = format!(
         "ghcr.io/siderolabs/zfs:2.4.3-{v}@{}",
@@ -507,8 +516,7 @@ fn check_lists_every_missing_and_stale_entry_including_a_hand_edited_digest() {
     )
     .unwrap();
     let out = s.lock(&["--check"]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = assert_failure(&out, "lock --check of a hand-edited digest");
     assert!(
         err.contains(&format!(
             "`extensions.zfs` = {edited}: stale: the registry has {good}"
@@ -518,8 +526,8 @@ fn check_lists_every_missing_and_stale_entry_including_a_hand_edited_digest() {
     assert!(err.contains(": 1 problem\n"), "only zfs is wrong:\n{err}");
 
     // The fix it prints works.
-    assert!(s.lock(&[]).status.success());
-    assert!(s.lock(&["--check"]).status.success());
+    assert_success(&s.lock(&[]), "lock");
+    assert_success(&s.lock(&["--check"]), "lock --check");
 
     // A lock broken beyond parsing: --check says so, and locking again repairs it.
     std::fs::write(
@@ -529,15 +537,11 @@ fn check_lists_every_missing_and_stale_entry_including_a_hand_edited_digest() {
     )
     .unwrap();
     let out = s.lock(&["--check"]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("invalid lock file"),
-        "{}",
-        stderr(&out)
-    );
+    let err = assert_failure(&out, "lock --check of an unparsable lock");
+    assert!(err.contains("invalid lock file"), "{err}");
     let out = s.lock(&["--talos-version", v]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(s.lock(&["--check"]).status.success());
+    assert_success(&out, &format!("lock --talos-version {v}"));
+    assert_success(&s.lock(&["--check"]), "lock --check");
 }
 
 #[test]
@@ -556,8 +560,7 @@ fn absent_extension_is_named_with_the_talos_version() {
     s.layout.push(&s.registry, v, &["--preserve-digests"]);
     let committed = s.lock_text();
     let out = s.lock(&["--talos-version", v]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = assert_failure(&out, &format!("lock --talos-version {v}"));
     assert!(
         err.contains(&format!("Talos {v} has no such extension")),
         "{err}"
@@ -574,8 +577,7 @@ fn absent_extension_is_named_with_the_talos_version() {
 fn missing_extensions_tag_names_the_reference() {
     let Some(s) = setup("no-tag") else { return };
     let out = s.lock(&["--talos-version", "v1.99.0"]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = assert_failure(&out, "lock --talos-version v1.99.0");
     assert!(
         err.contains("reading the extensions image for Talos v1.99.0")
             && err.contains("ghcr.io/siderolabs/extensions:v1.99.0 was not found in the registry"),
@@ -598,8 +600,7 @@ fn registry_down_is_retried_a_bounded_number_of_times_then_reported() {
         .env("CARGO_TARGET_DIR", root.join("target"))
         .env("XTASK_RETRY_ATTEMPTS", "3")
         .env("XTASK_RETRY_BASE_MS", "10"));
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = assert_failure(&out, &format!("lock --registry-mirror {mirror}"));
     assert_eq!(err.matches("retrying in").count(), 2, "{err}");
     assert!(
         err.contains("gave up on ghcr.io/siderolabs/extensions:v1.13.99 after 3 tries"),
@@ -624,8 +625,7 @@ fn corrupt_layer_is_reported_with_its_digest() {
     s.layout.tag(&image);
     s.layout.push(&s.registry, v, &["--preserve-digests"]);
     let out = s.lock(&[]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = assert_failure(&out, "lock of a corrupt layer");
     assert!(
         err.contains(&format!(
             "layer {} of ghcr.io/siderolabs/extensions@{} is corrupt",
@@ -646,8 +646,7 @@ fn wrong_layer_media_type_is_reported() {
     s.layout.tag(&image);
     s.layout.push(&s.registry, v, &["--preserve-digests"]);
     let out = s.lock(&[]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = assert_failure(&out, "lock of a zstd layer");
     assert!(
         err.contains(&format!("has media type `{zstd}`: expected a tar layer")),
         "{err}"
@@ -667,8 +666,7 @@ fn locked_build_refuses_an_unpinned_lock_and_an_unlocked_build_fills_it() {
 
     // --locked: the committed lock leaves spin and tailscale unpinned; nothing is fetched.
     let out = s.build_until_engine(&["--locked", "--registry-mirror", &mirror]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = assert_failure(&out, &format!("build --locked --registry-mirror {mirror}"));
     assert!(
         err.contains("--locked: variants/extensions.lock cannot be used"),
         "{err}"
@@ -760,7 +758,7 @@ fn dry_run_prints_the_commands_and_contacts_nothing() {
         "--registry-mirror",
         "ghcr.io=127.0.0.1:1",
     ]));
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out, "lock --dry-run --registry-mirror ghcr.io=127.0.0.1:1");
     let text = stdout(&out);
     assert!(
         text.starts_with("skopeo --command-timeout 60s inspect --raw --tls-verify=false docker://127.0.0.1:1/siderolabs/extensions:v1.13.99\n"),
@@ -791,8 +789,7 @@ fn a_registry_that_never_answers_times_out_and_is_retried() {
         .env("XTASK_REGISTRY_TIMEOUT_SECS", "1")
         .env("XTASK_RETRY_ATTEMPTS", "2")
         .env("XTASK_RETRY_BASE_MS", "10"));
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = assert_failure(&out, &format!("lock --registry-mirror ghcr.io={addr}"));
     assert_eq!(err.matches("retrying in").count(), 1, "{err}");
     assert!(
         err.contains("gave up on ghcr.io/siderolabs/extensions:v1.13.99 after 2 tries"),
@@ -853,8 +850,7 @@ fn private_registry_refuses_anonymous_reads_and_takes_an_authfile() {
     };
 
     let out = lock(&[]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = assert_failure(&out, "lock without credentials");
     assert!(
         err.contains("ghcr.io/siderolabs/extensions:v1.13.99: the registry refused the credentials (401 unauthorized)"),
         "{err}"
@@ -863,16 +859,12 @@ fn private_registry_refuses_anonymous_reads_and_takes_an_authfile() {
 
     let wrong = auth_file("wrong.json", "Y2k6d3Jvbmc="); // ci:wrong
     let out = lock(&["--authfile", &wrong]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("401 unauthorized"),
-        "{}",
-        stderr(&out)
-    );
+    let err = assert_failure(&out, "lock --authfile wrong.json");
+    assert!(err.contains("401 unauthorized"), "{err}");
 
     let good = auth_file("auth.json", "Y2k6czNjcmV0"); // ci:s3cret
     let out = lock(&["--authfile", &good]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out, "lock --authfile auth.json");
     let text = std::fs::read_to_string(root.join("variants/extensions.lock")).unwrap();
     assert!(
         text.contains(&line("ghcr.io/siderolabs/spin", "v0.25.1")),
@@ -945,8 +937,10 @@ fn rate_limits_and_server_errors_are_retried_a_bounded_number_of_times() {
             .env("CARGO_TARGET_DIR", root.join("target"))
             .env("XTASK_RETRY_ATTEMPTS", "3")
             .env("XTASK_RETRY_BASE_MS", "10"));
-        assert!(!out.status.success());
-        let err = stderr(&out);
+        let err = assert_failure(
+            &out,
+            &format!("lock --registry-mirror ghcr.io={addr} ({status})"),
+        );
         assert!(
             err.contains("gave up on ghcr.io/siderolabs/extensions:v1.13.99 after 3 tries"),
             "{status}: {err}"
@@ -978,8 +972,7 @@ fn without_a_lock_or_a_fetched_tree_the_talos_version_is_asked_for() {
         let out = run(xtask(&root)
             .args(args)
             .env("CARGO_TARGET_DIR", root.join("target")));
-        assert!(!out.status.success(), "{args:?}");
-        let err = stderr(&out);
+        let err = assert_failure(&out, &format!("{args:?}"));
         assert!(
             err.contains(&format!("no Talos version known: there is no variants/extensions.lock and the pinned CozyStack {tag} is not fetched")),
             "{args:?}: {err}"
@@ -993,6 +986,6 @@ fn without_a_lock_or_a_fetched_tree_the_talos_version_is_asked_for() {
     let out = run(xtask(&root)
         .args(["lock", "--dry-run", "--talos-version", "v1.13.99"])
         .env("CARGO_TARGET_DIR", root.join("target")));
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out, "lock --dry-run --talos-version v1.13.99");
     assert!(stdout(&out).contains("docker://ghcr.io/siderolabs/extensions:v1.13.99"));
 }

@@ -4,7 +4,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use crate::support::*;
 use serde_json::Value;
@@ -24,14 +24,10 @@ fn git(dir: &Path) -> Command {
     cmd
 }
 
+#[track_caller]
 fn ok(cmd: &mut Command) -> String {
     let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_success(&out, &format!("{cmd:?}"));
     stdout(&out).trim().to_owned()
 }
 
@@ -132,14 +128,10 @@ fn xt(root: &Path) -> Command {
     cmd
 }
 
+#[track_caller]
 fn fails(cmd: &mut Command) -> String {
-    let out: Output = run(cmd);
-    assert!(
-        !out.status.success(),
-        "{cmd:?} should fail:\n{}",
-        stdout(&out)
-    );
-    stderr(&out)
+    let out = run(cmd);
+    assert_failure(&out, &format!("{cmd:?}"))
 }
 
 fn makefile_patch(upstream: &Path, tag: &str) -> String {

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 fn plan_json(root: &std::path::Path, extra: &[&str]) -> Value {
     let out = run(xtask(root).arg("plan").arg("--json").args(extra));
-    assert!(out.status.success(), "plan failed: {}", stderr(&out));
+    assert_success(&out, &format!("plan --json {extra:?}"));
     serde_json::from_slice(&out.stdout).expect("plan --json prints JSON")
 }
 
@@ -120,7 +120,7 @@ fn a_typo_in_a_variant_file_names_the_file_and_field() {
     std::fs::write(&broken, text).unwrap();
 
     let out = run(xtask(&root).args(["plan", "--json"]));
-    assert!(!out.status.success());
+    assert_failure(&out, "plan --json of invalid variants");
     assert!(out.stdout.is_empty(), "no partial plan on stdout");
     let err = stderr(&out);
     assert!(err.contains("invalid variants: 3 problems"), "{err}");
@@ -142,18 +142,17 @@ fn a_typo_in_a_variant_file_names_the_file_and_field() {
 #[test]
 fn unknown_variant_selection_is_an_error() {
     let out = run(xtask(&fixture_root()).args(["plan", "--variant", "nope"]));
-    assert!(!out.status.success());
+    let err = assert_failure(&out, "plan --variant nope");
     assert!(
-        stderr(&out).contains("unknown variant `nope`: the variants are compute, gateway"),
-        "{}",
-        stderr(&out)
+        err.contains("unknown variant `nope`: the variants are compute, gateway"),
+        "{err}"
     );
 }
 
 #[test]
 fn human_plan_is_a_table() {
     let out = run(xtask(&fixture_root()).args(["plan", "--registry", "ghcr.io/acme"]));
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out, "plan --registry ghcr.io/acme");
     let text = stdout(&out);
     assert!(
         text.starts_with("Talos v1.13.99, from "),
@@ -179,7 +178,7 @@ fn a_multi_arch_plan_names_the_arch_matchbox_serves() {
     .unwrap();
     let out =
         run(xtask(&root).args(["plan", "--variant", "netboot", "--registry", "ghcr.io/acme"]));
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out, "plan --variant netboot --registry ghcr.io/acme");
     let text = stdout(&out);
     assert!(
         text.contains("(netboot: the arm64 kernel and initramfs above)"),
@@ -211,8 +210,7 @@ fn every_offline_problem_is_reported_in_one_run() {
     .unwrap();
 
     let out = run(xtask(&root).arg("plan"));
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = assert_failure(&out, "plan of invalid variants and lock file");
     assert!(
         err.contains("invalid variants and lock file: 4 problems"),
         "{err}"
@@ -289,7 +287,10 @@ fn ci_dry_run_prints_every_stage() {
         "--variant",
         "gateway",
     ]));
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(
+        &out,
+        "ci --dry-run --push --registry ghcr.io/acme --variant gateway",
+    );
     let text = stdout(&out);
     for stage in [
         "# stage preflight",
@@ -315,7 +316,7 @@ fn schematic_writes_the_file_its_curl_hint_posts() {
         "--variant",
         "gateway",
     ]));
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out, "schematic --variant gateway");
     let text = stdout(&out);
     let hint = text
         .lines()

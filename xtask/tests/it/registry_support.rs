@@ -46,7 +46,7 @@ fn registry_serves_what_skopeo_pushes() {
         &format!("oci:{}:t", layout.display()),
         &format!("docker://{}/test/img:v1", registry.addr),
     ]));
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out, "skopeo copy oci:layout:t to the registry");
     assert_eq!(registry.tags("test/img"), ["v1"]);
     let (m, digest) = registry.manifest("test/img", "v1").unwrap();
     assert_eq!(digest, manifest_digest);

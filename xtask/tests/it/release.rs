@@ -30,13 +30,9 @@ fn ci(env: &Pipeline, args: &[&str], vars: &[(&str, &str)]) -> Output {
     run(&mut cmd)
 }
 
+#[track_caller]
 fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "ci failed:\n{}\n{}",
-        stdout(out),
-        stderr(out)
-    );
+    assert_success(out, "ci");
     stdout(out)
 }
 
@@ -134,12 +130,13 @@ fn release_tags_move_forward_only_across_docs_commits_and_late_older_runs() {
         &["--push", "--no-boot"],
         &[("GITHUB_SHA", d.as_str()), ("GITHUB_REF", "refs/tags/v9")],
     );
-    assert!(!out.status.success(), "{}", stdout(&out));
+    let err = assert_failure(
+        &out,
+        "ci --push --no-boot of a tag on a commit only on a topic branch",
+    );
     assert!(
-        stderr(&out)
-            .contains("which is not on main: only commits on the default branch are released"),
-        "{}",
-        stderr(&out)
+        err.contains("which is not on main: only commits on the default branch are released"),
+        "{err}"
     );
     assert_eq!(tagged(&env, "v1.13.99").unwrap().1, at_c);
 }
@@ -161,7 +158,7 @@ fn release_tags_fail_closed_when_ancestry_cannot_be_established() {
 
     git(root, &["commit", "-q", "--allow-empty", "-m", "next"]);
     let out = ci(&env, &["--push", "--no-boot"], &[]);
-    assert!(!out.status.success(), "must fail closed: {}", stdout(&out));
+    assert_failure(&out, "ci --push --no-boot (must fail closed)");
     let text = stdout(&out);
     assert!(
         text.contains("::error title=xtask ci: release tags::moved no release tag"),
@@ -185,7 +182,7 @@ fn release_tags_fail_closed_when_ancestry_cannot_be_established() {
     let dest = format!("docker://{}/{REPO}:latest", env.registry.addr);
     skopeo(&["copy", "--dest-tls-verify=false", &oci, &dest]);
     let out = ci(&env, &["--push", "--no-boot"], &[]);
-    assert!(!out.status.success());
+    assert_failure(&out, "ci --push --no-boot when latest records no revision");
     assert!(
         stdout(&out).contains("records no org.opencontainers.image.revision"),
         "{}",
@@ -199,7 +196,7 @@ fn release_tags_fail_closed_when_ancestry_cannot_be_established() {
     )
     .unwrap();
     let out = ci(&env, &["--push", "--no-boot"], &[]);
-    assert!(!out.status.success());
+    assert_failure(&out, "ci --push --no-boot of a dirty tree");
     assert!(
         stdout(&out).contains("uncommitted changes"),
         "{}",
@@ -207,9 +204,10 @@ fn release_tags_fail_closed_when_ancestry_cannot_be_established() {
     );
 }
 
+#[track_caller]
 fn skopeo(args: &[&str]) {
     let out = run(std::process::Command::new("skopeo").args(args));
-    assert!(out.status.success(), "skopeo {args:?}: {}", stderr(&out));
+    assert_success(&out, &format!("skopeo {args:?}"));
 }
 
 /// Points `latest` and `demo-stable` at a copy of `digest` whose manifest records `revision`.
@@ -261,8 +259,8 @@ fn the_publish_job_pushes_only_smoke_tested_recorded_outputs_then_moves_tags() {
     let head = git(&env.root, &["rev-parse", "HEAD"]);
     // Nothing built yet: the publish job has nothing to trust.
     let out = ci(&env, &["--publish-only"], &[]);
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("build.json"), "{}", stderr(&out));
+    let err = assert_failure(&out, "ci --publish-only with nothing built");
+    assert!(err.contains("build.json"), "{err}");
 
     // `ci` without --push, as the build job runs it: built and smoke-tested, nothing pushed.
     ok(&ci(&env, &["--no-boot"], &[]));
@@ -273,7 +271,10 @@ fn the_publish_job_pushes_only_smoke_tested_recorded_outputs_then_moves_tags() {
     // A file that is not what the record names (cut short in transit, or replaced) is refused.
     std::fs::write(&installer, &good[..good.len() / 2]).unwrap();
     let out = ci(&env, &["--publish-only", "--no-release-tags"], &[]);
-    assert!(!out.status.success());
+    assert_failure(
+        &out,
+        "ci --publish-only --no-release-tags of a file cut short",
+    );
     assert!(
         stdout(&out).contains("is not the file its build record names"),
         "{}",
@@ -327,7 +328,10 @@ fn the_publish_job_pushes_only_smoke_tested_recorded_outputs_then_moves_tags() {
     record["smoke_passed"] = false.into();
     std::fs::write(&record_path, record.to_string()).unwrap();
     let out = ci(&env, &["--publish-only"], &[]);
-    assert!(!out.status.success());
+    assert_failure(
+        &out,
+        "ci --publish-only of a record whose smoke test failed",
+    );
     assert!(
         stdout(&out).contains("`smoke_passed` is false"),
         "{}",
@@ -385,7 +389,7 @@ fn published_images_are_signed_and_verified_offline_with_a_local_key() {
             key.to_str().unwrap(),
         ],
     );
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out, "cosign generate-key-pair");
     let config = env.dir.join("signing-config.json");
     let out = cosign(
         &home,
@@ -396,7 +400,7 @@ fn published_images_are_signed_and_verified_offline_with_a_local_key() {
             config.to_str().unwrap(),
         ],
     );
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out, "cosign signing-config create");
     let insecure = ["--allow-insecure-registry", "--allow-http-registry"];
     let private = format!("{}.key", key.display());
     let public = format!("{}.pub", key.display());
@@ -407,16 +411,19 @@ fn published_images_are_signed_and_verified_offline_with_a_local_key() {
         cosign(&home, &args)
     };
     // Unsigned: verification fails.
-    assert!(!verify(images[0], &public).status.success());
+    assert_failure(
+        &verify(images[0], &public),
+        &format!("cosign verify of the unsigned {}", images[0]),
+    );
     for image in &images {
         let mut args = vec!["sign", "--yes", "--key", &private, "--signing-config"];
         args.push(config.to_str().unwrap());
         args.extend(insecure);
         args.push(image);
         let out = cosign(&home, &args);
-        assert!(out.status.success(), "signing {image}: {}", stderr(&out));
+        assert_success(&out, &format!("cosign sign {image}"));
         let out = verify(image, &public);
-        assert!(out.status.success(), "verifying {image}: {}", stderr(&out));
+        assert_success(&out, &format!("cosign verify {image}"));
         assert!(stdout(&out).contains(&image[image.find('@').unwrap() + 1..]));
     }
     // Another key does not verify.
@@ -429,15 +436,19 @@ fn published_images_are_signed_and_verified_offline_with_a_local_key() {
             other.to_str().unwrap(),
         ],
     );
-    assert!(out.status.success());
-    assert!(!verify(images[0], &format!("{}.pub", other.display()))
-        .status
-        .success());
+    assert_success(&out, "cosign generate-key-pair (another key)");
+    assert_failure(
+        &verify(images[0], &format!("{}.pub", other.display())),
+        &format!("cosign verify of {} with another key", images[0]),
+    );
 
     // The signature names the digest: a tag moved there afterwards verifies as the same image.
     ok(&ci(&env, &["--publish-only"], &[]));
     let tagged = format!("{}/{REPO}:latest", env.registry.addr);
-    assert!(verify(&tagged, &public).status.success());
+    assert_success(
+        &verify(&tagged, &public),
+        &format!("cosign verify {tagged}"),
+    );
 }
 
 #[test]
@@ -461,8 +472,7 @@ fn a_locked_build_runs_the_imager_only_by_the_digest_the_lock_pins() {
     };
     // No pin: refused, naming the field and the fix.
     let out = dry_run(&[]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = assert_failure(&out, "build --locked --dry-run with no imager pinned");
     assert!(err.contains("the lock pins no imager"), "{err}");
     assert!(err.contains("variants/extensions.lock"), "{err}");
     assert!(err.contains("imager"), "{err}");
@@ -482,7 +492,7 @@ fn a_locked_build_runs_the_imager_only_by_the_digest_the_lock_pins() {
     lock["imager"] = pinned.clone().into();
     std::fs::write(&path, lock.to_string()).unwrap();
     let out = dry_run(&[]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out, "build --locked --dry-run with the imager pinned");
     let text = stdout(&out);
     assert!(text.contains(&format!("# imager: {pinned}\n")), "{text}");
     assert!(
@@ -503,22 +513,20 @@ fn a_locked_build_runs_the_imager_only_by_the_digest_the_lock_pins() {
     let unpinned = lock["base_installer"].take();
     std::fs::write(&path, lock.to_string()).unwrap();
     let out = dry_run(&[]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("the lock pins no base installer"),
-        "{}",
-        stderr(&out)
+    let err = assert_failure(
+        &out,
+        "build --locked --dry-run with no base installer pinned",
     );
+    assert!(err.contains("the lock pins no base installer"), "{err}");
     lock["base_installer"] = unpinned;
 
     // A pin by tag is no pin.
     lock["imager"] = "ghcr.io/siderolabs/imager:v1.13.99".into();
     std::fs::write(&path, lock.to_string()).unwrap();
     let out = dry_run(&[]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("not pinned by digest"),
-        "{}",
-        stderr(&out)
+    let err = assert_failure(
+        &out,
+        "build --locked --dry-run with the imager pinned by tag only",
     );
+    assert!(err.contains("not pinned by digest"), "{err}");
 }

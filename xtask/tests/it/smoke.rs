@@ -84,7 +84,7 @@ fn boot_succeeds_on_the_maintenance_line_once_the_port_answers() {
     let mut args = kernel_args(&image, "console=ttyAMA0");
     args.extend(["--port", "50000", "--timeout", "300"].map(String::from));
     let (result, out) = smoke_boot(&dir, &strs(&args));
-    assert!(out.status.success(), "{result:#} {}", stderr(&out));
+    assert_success(&out, &format!("smoke boot --json: {result:#}"));
     assert_eq!(result["result"], "passed", "{result:#}");
     assert_eq!(result["failure"], Value::Null);
     assert_eq!(result["port_answer"], "13 bytes (not TLS)", "{result:#}");
@@ -102,7 +102,7 @@ fn boot_succeeds_on_the_maintenance_line_once_the_port_answers() {
     // Talos's API speaks TLS: with --tls, plain bytes are a failure, said at once.
     args.push("--tls".into());
     let (result, out) = smoke_boot(&dir, &strs(&args));
-    assert!(!out.status.success());
+    assert_failure(&out, "smoke boot --json --tls");
     assert_eq!(result["failure"], "port-not-tls", "{result:#}");
     assert_eq!(
         result["reason"],
@@ -120,7 +120,7 @@ fn boot_fails_fast_on_a_kernel_panic() {
     let mut args = kernel_args(&image, "console=ttyAMA0");
     args.extend(["--timeout", "300"].map(String::from));
     let (result, out) = smoke_boot(&dir, &strs(&args));
-    assert!(!out.status.success());
+    assert_failure(&out, "smoke boot --json of a panicking kernel");
     assert_eq!(result["result"], "failed");
     assert_eq!(result["failure"], "kernel-panic", "{result:#}");
     let reason = result["reason"].as_str().unwrap();
@@ -146,7 +146,7 @@ fn boot_fails_at_the_timeout_when_the_console_stays_silent() {
     let mut args = kernel_args(&image, "console=ttyAMA0");
     args.extend(["--timeout", "8"].map(String::from));
     let (result, out) = smoke_boot(&dir, &strs(&args));
-    assert!(!out.status.success());
+    assert_failure(&out, "smoke boot --json --timeout 8 of a silent console");
     assert_eq!(result["failure"], "timeout", "{result:#}");
     let reason = result["reason"].as_str().unwrap();
     assert!(
@@ -168,7 +168,7 @@ fn a_forwarded_port_without_a_listener_does_not_count_as_an_answer() {
     let mut args = kernel_args(&image, "console=ttyAMA0");
     args.extend(["--port", "50000", "--timeout", "30"].map(String::from));
     let (result, out) = smoke_boot(&dir, &strs(&args));
-    assert!(!out.status.success());
+    assert_failure(&out, "smoke boot --json --port 50000 without a listener");
     assert_eq!(result["failure"], "timeout", "{result:#}");
     assert!(result["time_to_expect_s"].as_f64().is_some(), "{result:#}");
     assert!(
@@ -190,7 +190,7 @@ fn boot_fails_when_qemu_exits_and_custom_patterns_match() {
     let mut args = kernel_args(&image, "console=ttyAMA0");
     args.extend(["--timeout", "300", "--expect", r"^login: \w+$"].map(String::from));
     let (result, out) = smoke_boot(&dir, &strs(&args));
-    assert!(!out.status.success());
+    assert_failure(&out, "smoke boot --json of a guest that powers off");
     assert_eq!(result["failure"], "qemu-exited", "{result:#}");
     assert!(
         result["reason"]
@@ -204,19 +204,20 @@ fn boot_fails_when_qemu_exits_and_custom_patterns_match() {
     let mut args = kernel_args(&image, "console=ttyAMA0");
     args.extend(["--expect", r"^init: power(ing off"].map(String::from));
     let out = run(xtask(&dir).args(["smoke", "boot"]).args(&args));
-    assert!(!out.status.success());
+    let err = assert_failure(&out, "smoke boot --expect '^init: power(ing off'");
     assert!(
-        stderr(&out)
-            .contains("--expect: pattern `^init: power(ing off` is not a regular expression")
-            && stderr(&out).contains("fix: escape characters meant literally with `\\`"),
-        "{}",
-        stderr(&out)
+        err.contains("--expect: pattern `^init: power(ing off` is not a regular expression")
+            && err.contains("fix: escape characters meant literally with `\\`"),
+        "{err}"
     );
     // The same boot passes when the pattern names a line it prints (groups work).
     let mut args = kernel_args(&image, "console=ttyAMA0");
     args.extend(["--timeout", "300", "--expect", r"^init: power(ing)? off$"].map(String::from));
     let (result, out) = smoke_boot(&dir, &strs(&args));
-    assert!(out.status.success(), "{result:#}");
+    assert_success(
+        &out,
+        &format!("smoke boot --json --expect '^init: power(ing)? off$': {result:#}"),
+    );
 }
 
 extern "C" {
@@ -284,12 +285,7 @@ fn uefi_disk(dir: &Path, initramfs: &Path) -> PathBuf {
         .unwrap();
     let ok = |cmd: &mut Command| {
         let out = run(cmd);
-        assert!(
-            out.status.success(),
-            "{cmd:?}: {}{}",
-            stdout(&out),
-            stderr(&out)
-        );
+        assert_success(&out, &format!("{cmd:?}"));
     };
     ok(Command::new("mkfs.vfat")
         .args(["-F", "32", "-n", "ESP"])
@@ -361,7 +357,7 @@ fn uefi_disk_boots_through_firmware_from_an_esp() {
             "300",
         ],
     );
-    assert!(out.status.success(), "{result:#} {}", stderr(&out));
+    assert_success(&out, &format!("smoke boot --json --disk: {result:#}"));
     assert_eq!(result["result"], "passed", "{result:#}");
     let console = std::fs::read_to_string(dir.join("console.log")).unwrap();
     assert!(
@@ -398,7 +394,7 @@ fn docker_archive(path: &Path, arch: &str, marker: &str) {
     let out = run(Command::new("tar")
         .args(["-cf", "layer.tar", "-C", "content", "marker", "usr"])
         .current_dir(&dir));
-    assert!(out.status.success());
+    assert_success(&out, "tar -cf layer.tar");
     let layer = std::fs::read(dir.join("layer.tar")).unwrap();
     let config = json!({
         "architecture": arch, "os": "linux",
@@ -417,9 +413,10 @@ fn docker_archive(path: &Path, arch: &str, marker: &str) {
         .arg(path)
         .args(["manifest.json", "config.json", "layer.tar"])
         .current_dir(&dir));
-    assert!(out.status.success());
+    assert_success(&out, &format!("tar -cf {}", path.display()));
 }
 
+#[track_caller]
 fn push(archive: &Path, target: &str) {
     let out = run(Command::new("skopeo").args([
         "copy",
@@ -428,7 +425,7 @@ fn push(archive: &Path, target: &str) {
         &format!("docker-archive:{}", archive.display()),
         &format!("docker://{target}"),
     ]));
-    assert!(out.status.success(), "push {target}: {}", stderr(&out));
+    assert_success(&out, &format!("skopeo copy (push) to {target}"));
 }
 
 const FAKE: [&str; 4] = [
@@ -563,7 +560,7 @@ fn static_checks_pass_for_a_faithful_build() {
         "arm64",
     );
     let out = run(xtask(&root).args(["smoke", "check"]));
-    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert_success(&out, "smoke check");
     let text = stdout(&out);
     assert!(text.contains("gateway: static checks passed"), "{text}");
     assert!(text.contains("compute: static checks passed"), "{text}");
@@ -578,7 +575,7 @@ fn static_checks_pass_for_a_faithful_build() {
     );
 
     let out = run(xtask(&root).args(["smoke", "check", "--variant", "compute", "--json"]));
-    assert!(out.status.success());
+    assert_success(&out, "smoke check --variant compute --json");
     let reports: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(reports[0]["variant"], "compute");
     assert_eq!(reports[0]["findings"], json!([]));
@@ -630,8 +627,7 @@ fn static_checks_report_every_problem_at_once() {
     );
 
     let out = run(xtask(&root).args(["smoke", "check", "--variant", "compute"]));
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = assert_failure(&out, "smoke check --variant compute");
     assert!(
         err.contains("static checks of variant `compute` failed: "),
         "{err}"
@@ -665,15 +661,13 @@ fn smoke_of_an_unbuilt_variant_says_how_to_build_it() {
     let root = temp_dir("smoke-unbuilt");
     copy_repo_data(&root);
     let out = run(xtask(&root).args(["smoke", "check", "--variant", "gateway"]));
-    assert!(!out.status.success());
+    let err = assert_failure(&out, "smoke check --variant gateway");
     assert!(
-        stderr(&out)
-            .contains("variant `gateway` is not built; run `cargo xtask build --variant gateway`"),
-        "{}",
-        stderr(&out)
+        err.contains("variant `gateway` is not built; run `cargo xtask build --variant gateway`"),
+        "{err}"
     );
     let out = run(xtask(&root).args(["smoke", "--json"]));
-    assert!(!out.status.success());
+    assert_failure(&out, "smoke --json");
     let results: Value = serde_json::from_slice(&out.stdout).unwrap();
     let names: Vec<&str> = results
         .as_array()
@@ -687,7 +681,7 @@ fn smoke_of_an_unbuilt_variant_says_how_to_build_it() {
         .unwrap()
         .contains("run `cargo xtask build --variant gateway`"));
     let out = run(xtask(&root).args(["smoke", "--variant", "gateway", "--dry-run"]));
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out, "smoke --variant gateway --dry-run");
     let command = stdout(&out);
     assert!(
         command.starts_with("qemu-system-aarch64 -machine virt"),

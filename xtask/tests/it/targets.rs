@@ -48,11 +48,7 @@ const MIXED: &str = r#"{
 
 /// An image from scratch holding `files` (name, content) at its root, pushed to `reference`.
 fn push_data_image(env: &Pipeline, reference: &str, files: &[(&str, &str)]) {
-    let buildah = |args: &[&str]| {
-        let out = run(env.podman.command("buildah").args(args));
-        assert!(out.status.success(), "buildah {args:?}: {}", stderr(&out));
-        stdout(&out).trim().to_owned()
-    };
+    let buildah = |args: &[&str]| env.podman.buildah(args);
     let container = buildah(&["from", "scratch"]);
     for (name, content) in files {
         let path = env.dir.join(name);
@@ -131,7 +127,7 @@ fn a_board_role_and_a_two_arch_role_lock_plan_build_publish_and_pass_static_chec
 
     // 1. lock pins the overlay by digest from the catalog, one catalog fetch for the version.
     let out = xtask_out(&env, &["lock", "--registry-mirror", &mirror, "--json"]);
-    assert!(out.status.success(), "lock: {}", stderr(&out));
+    assert_success(&out, &format!("lock --registry-mirror {mirror} --json"));
     let result: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(
         result["registry_commands"], 6,
@@ -153,7 +149,7 @@ fn a_board_role_and_a_two_arch_role_lock_plan_build_publish_and_pass_static_chec
         serde_json::json!(["rock5b", "rpi_5", "rpi_generic"])
     );
     let out = xtask_out(&env, &["lock", "--check", "--registry-mirror", &mirror]);
-    assert!(out.status.success(), "lock --check: {}", stderr(&out));
+    assert_success(&out, &format!("lock --check --registry-mirror {mirror}"));
     assert!(
         stdout(&out).contains("(4 registry commands)"),
         "{}",
@@ -169,8 +165,7 @@ fn a_board_role_and_a_two_arch_role_lock_plan_build_publish_and_pass_static_chec
     )
     .unwrap();
     let out = xtask_out(&env, &["lock", "--check", "--registry-mirror", &mirror]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = assert_failure(&out, "lock --check of a stale overlay");
     assert!(
         err.contains("field `overlays.rpi_generic` = ghcr.io/siderolabs/sbc-raspberrypi:v0.1.0@")
             && err.contains("stale: the catalog has ghcr.io/siderolabs/sbc-raspberrypi:v0.2.0@"),
@@ -187,8 +182,7 @@ fn a_board_role_and_a_two_arch_role_lock_plan_build_publish_and_pass_static_chec
     )
     .unwrap();
     let out = xtask_out(&env, &["plan", "--variant", "typo"]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = assert_failure(&out, "plan --variant typo");
     assert!(
         err.contains("variants/typo.json: field `overlay` = \"rpi-generic\": unknown to the overlays catalog of Talos v1.13.99")
             && err.contains("did you mean \"rpi_generic\"?"),
@@ -199,7 +193,7 @@ fn a_board_role_and_a_two_arch_role_lock_plan_build_publish_and_pass_static_chec
     // 2. The plan: the board's own tag in the role's repository, its overlay where it boots,
     // and each arch of the two-arch role.
     let out = xtask_out(&env, &["plan", "--json", "--registry", &registry]);
-    assert!(out.status.success(), "plan: {}", stderr(&out));
+    assert_success(&out, &format!("plan --json --registry {registry}"));
     let plan: Value = serde_json::from_str(&stdout(&out)).unwrap();
     let find = |name: &str| {
         plan["variants"]
@@ -264,7 +258,10 @@ fn a_board_role_and_a_two_arch_role_lock_plan_build_publish_and_pass_static_chec
             "--variant",
             "compute-aws",
         ]));
-    assert!(out.status.success(), "build: {}", stderr(&out));
+    assert_success(
+        &out,
+        "build --locked --push of compute-rpi, mixed and compute-aws",
+    );
     assert_eq!(
         env.podman.runs_of(OK),
         6,
@@ -342,12 +339,7 @@ fn a_board_role_and_a_two_arch_role_lock_plan_build_publish_and_pass_static_chec
             "compute-aws",
         ],
     );
-    assert!(
-        out.status.success(),
-        "smoke check: {}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_success(&out, "smoke check of compute-rpi, mixed and compute-aws");
     let text = stdout(&out);
     assert!(
         text.contains(
@@ -375,7 +367,7 @@ fn a_board_role_and_a_two_arch_role_lock_plan_build_publish_and_pass_static_chec
             "compute-aws",
         ],
     );
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_success(&out, "smoke --variant compute-rpi --variant compute-aws");
     let text = stdout(&out);
     assert!(
         text.contains(
@@ -393,8 +385,10 @@ fn a_board_role_and_a_two_arch_role_lock_plan_build_publish_and_pass_static_chec
         .remove("overlay");
     std::fs::write(&path, serde_json::to_string_pretty(&edited).unwrap()).unwrap();
     let out = xtask_out(&env, &["smoke", "check", "--variant", "compute-rpi"]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = assert_failure(
+        &out,
+        "smoke check --variant compute-rpi of a record without its overlay",
+    );
     assert!(
         err.contains(
             "field `profiles[0].profile.overlay` = null: not the locked overlay rpi_generic"

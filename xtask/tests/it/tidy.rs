@@ -399,11 +399,9 @@ fn the_workspace_is_formatted_as_rustfmt_formats_it() {
     let out = run(Command::new(env!("CARGO"))
         .current_dir(repo_root())
         .args(["fmt", "--all", "--check"]));
-    assert!(
-        out.status.success(),
-        "files differ from rustfmt's formatting: run `cargo fmt --all`\n{}{}",
-        stdout(&out),
-        stderr(&out)
+    assert_success(
+        &out,
+        "cargo fmt --all --check: files differ from rustfmt's formatting: run `cargo fmt --all`",
     );
 }
 
@@ -420,12 +418,7 @@ fn workflows_pass_actionlint() {
     let out = run(Command::new("actionlint")
         .current_dir(repo_root())
         .arg("-no-color"));
-    assert!(
-        out.status.success(),
-        "actionlint found problems:\n{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_success(&out, "actionlint: it found problems");
 }
 
 #[test]
@@ -445,11 +438,9 @@ fn workflows_pass_zizmor_auditor_persona() {
             "plain",
         ])
         .arg(".github/workflows"));
-    assert!(
-        out.status.success(),
-        "zizmor found problems (fix each, or justify it in a comment with an ignore):\n{}{}",
-        stdout(&out),
-        stderr(&out)
+    assert_success(
+        &out,
+        "zizmor: it found problems (fix each, or justify it in a comment with an ignore)",
     );
     // Every ignore is justified by a comment on the lines before it.
     let text = workflow();
@@ -580,11 +571,7 @@ fn the_committed_variants_and_lock_plan() {
     let out = run(xtask(&repo_root())
         .args(["plan", "--json", "--registry", "ghcr.io/acme"])
         .env("CARGO_TARGET_DIR", temp_dir("tidy-live-plan")));
-    assert!(
-        out.status.success(),
-        "the committed variants/ do not plan:\n{}",
-        stderr(&out)
-    );
+    assert_success(&out, "plan --json: the committed variants/ do not plan");
     let plan: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(plan["talos_version"], live_talos_version().as_str());
     let files = std::fs::read_dir(repo_root().join("variants"))

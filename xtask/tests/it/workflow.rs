@@ -4,7 +4,9 @@
 
 use std::process::Command;
 
-use crate::support::{git, have_tools, repo_root, run, stderr, stdout, temp_dir};
+use crate::support::{
+    assert_failure, assert_success, git, have_tools, repo_root, run, stderr, stdout, temp_dir,
+};
 
 fn workflow() -> String {
     std::fs::read_to_string(repo_root().join(".github/workflows/build.yml")).unwrap()
@@ -124,11 +126,14 @@ fn a_tag_publishes_only_a_commit_on_the_default_branch() {
             .env("GITHUB_REF", "refs/tags/v1")
             .env("DEFAULT_BRANCH", "main"))
     };
-    assert!(gate(&reviewed).status.success(), "an older main commit");
+    assert_success(&gate(&reviewed), "the release gate on an older main commit");
     let head = git(&clone, &["rev-parse", "HEAD"]);
-    assert!(gate(&head).status.success(), "the tip of main");
+    assert_success(&gate(&head), "the release gate on the tip of main");
     let refused = gate(&unreviewed);
-    assert!(!refused.status.success(), "a commit only on a topic branch");
+    assert_failure(
+        &refused,
+        "the release gate on a commit only on a topic branch",
+    );
     assert!(
         stdout(&refused).contains("::error title=tag not on main::"),
         "{}",

@@ -11,8 +11,9 @@ use serde_json::Value;
 use crate::support::*;
 
 /// What `plan --json` says variant `compute` is.
+#[track_caller]
 fn compute_description(out: &std::process::Output) -> String {
-    assert!(out.status.success(), "{}", stderr(out));
+    assert_success(out, "plan --json");
     let plan: Value = serde_json::from_str(&stdout(out)).unwrap();
     let compute = plan["variants"]
         .as_array()

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use super::{run, stderr, stdout};
+use super::{assert_success, run, stderr, stdout};
 
 pub struct Arm64 {
     /// The kernel image (an EFI stub binary too).
@@ -75,10 +75,9 @@ pub fn unpack(cache: &Path, package: &str, apt_args: &[&str], name: &str) -> Pat
         .args(apt_args)
         .arg(package)
         .current_dir(&download));
-    assert!(
-        out.status.success(),
-        "apt-get download {apt_args:?} {package} failed (the arm64 architecture must be enabled and apt lists updated: `cargo xtask test` does both): {}",
-        stderr(&out)
+    assert_success(
+        &out,
+        &format!("apt-get download {apt_args:?} {package} (the arm64 architecture must be enabled and apt lists updated: `cargo xtask test` does both)"),
     );
     let deb = std::fs::read_dir(&download)
         .unwrap()
@@ -87,11 +86,7 @@ pub fn unpack(cache: &Path, package: &str, apt_args: &[&str], name: &str) -> Pat
         .expect("apt-get download left a .deb");
     let _ = std::fs::remove_dir_all(&unpacked);
     let out = run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked));
-    assert!(
-        out.status.success(),
-        "dpkg-deb -x {deb:?}: {}",
-        stderr(&out)
-    );
+    assert_success(&out, &format!("dpkg-deb -x {deb:?}"));
     std::fs::write(unpacked.join(".done"), "").unwrap();
     let _ = std::fs::remove_dir_all(&download);
     unpacked

@@ -26,7 +26,7 @@ use std::time::Instant;
 use super::arm64::{self, arm64};
 use super::podman::Podman;
 use super::registry::Registry;
-use super::{run, stderr, stdout};
+use super::{assert_success, run, stdout};
 
 /// The test-only Go module that builds the imager.
 pub fn module_dir() -> PathBuf {
@@ -65,7 +65,8 @@ pub fn binary() -> &'static Binary {
     BINARY.get_or_init(|| {
         let talos = talos_version();
         let sha = talos_commit(&talos);
-        let ldflags = format!("-s -w -X github.com/siderolabs/talos/pkg/machinery/gendata.VersionSHA={sha}");
+        let ldflags =
+            format!("-s -w -X github.com/siderolabs/talos/pkg/machinery/gendata.VersionSHA={sha}");
         let goarch = match std::env::consts::ARCH {
             "x86_64" => "amd64",
             "aarch64" => "arm64",
@@ -95,16 +96,17 @@ pub fn binary() -> &'static Binary {
                 .env("CGO_ENABLED", "0")
                 .env("GOOS", "linux")
                 .env("GOARCH", goarch));
-            assert!(
-                out.status.success(),
-                "go build of the imager (github.com/siderolabs/talos/cmd/installer {talos}) failed: {}",
-                stderr(&out)
+            assert_success(
+                &out,
+                &format!(
+                    "go build of the imager (github.com/siderolabs/talos/cmd/installer {talos})"
+                ),
             );
             std::fs::rename(&tmp, &path).unwrap();
             build_s = Some(started.elapsed().as_secs_f64());
         }
         let out = run(Command::new("go").args(["version", "-m"]).arg(&path));
-        assert!(out.status.success(), "go version -m: {}", stderr(&out));
+        assert_success(&out, "go version -m");
         Binary {
             path,
             build_s,
@@ -120,11 +122,9 @@ fn talos_commit(talos: &str) -> String {
         .args(["mod", "download", "-json"])
         .arg(format!("github.com/siderolabs/talos@{talos}"))
         .current_dir(module_dir()));
-    assert!(
-        out.status.success(),
-        "go mod download: {}{}",
-        stdout(&out),
-        stderr(&out)
+    assert_success(
+        &out,
+        &format!("go mod download -json github.com/siderolabs/talos@{talos}"),
     );
     let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let hash = info["Origin"]["Hash"]
@@ -264,26 +264,23 @@ pub fn build_image(podman: &Podman, work: &Path) -> String {
         .arg("-cf")
         .arg(&tar)
         .arg("."));
-    assert!(out.status.success(), "tar: {}", stderr(&out));
+    assert_success(&out, "tar -cf rootfs.tar");
     let name = image_name(&talos);
-    let container = buildah(podman, &["from", "scratch"]);
-    buildah(podman, &["add", &container, tar.to_str().unwrap(), "/"]);
+    let container = podman.buildah(&["from", "scratch"]);
+    podman.buildah(&["add", &container, tar.to_str().unwrap(), "/"]);
     let version_env = format!("VERSION={talos}");
     let version_label = format!("alpha.talos.dev/version={talos}");
-    buildah(
-        podman,
-        &[
-            "config",
-            "--entrypoint",
-            r#"["/bin/imager"]"#,
-            "--env",
-            &version_env,
-            "--label",
-            &version_label,
-            &container,
-        ],
-    );
-    buildah(podman, &["commit", "-q", "--rm", &container, &name]);
+    podman.buildah(&[
+        "config",
+        "--entrypoint",
+        r#"["/bin/imager"]"#,
+        "--env",
+        &version_env,
+        "--label",
+        &version_label,
+        &container,
+    ]);
+    podman.buildah(&["commit", "-q", "--rm", &container, &name]);
     name
 }
 
@@ -309,14 +306,8 @@ pub fn stand_in_initramfs(dir: &Path) -> PathBuf {
     let out = run(Command::new("xz")
         .args(["-f", "-C", "crc32", "-6"])
         .arg(&cpio));
-    assert!(out.status.success(), "xz: {}", stderr(&out));
+    assert_success(&out, "xz -f -C crc32 -6");
     cpio.with_extension("cpio.xz")
-}
-
-fn buildah(podman: &Podman, args: &[&str]) -> String {
-    let out = run(podman.command("buildah").args(args));
-    assert!(out.status.success(), "buildah {args:?}: {}", stderr(&out));
-    stdout(&out).trim().to_owned()
 }
 
 fn copy_file(from: &Path, to: &Path) {
@@ -354,14 +345,14 @@ fn copy_with_libraries(from: &Path, at: &Path, root: &Path) {
 /// A STAND-IN image built from `dir`'s contents for linux/arm64, pushed to `target`
 /// (`HOST:PORT/path:tag`); returns the pushed manifest's digest.
 pub fn push_dir(podman: &Podman, dir: &Path, config: &[&str], target: &str) -> String {
-    let container = buildah(podman, &["from", "scratch"]);
-    buildah(podman, &["add", &container, dir.to_str().unwrap(), "/"]);
+    let container = podman.buildah(&["from", "scratch"]);
+    podman.buildah(&["add", &container, dir.to_str().unwrap(), "/"]);
     let mut args = vec!["config", "--arch", "arm64", "--os", "linux"];
     args.extend_from_slice(config);
     args.push(&container);
-    buildah(podman, &args);
+    podman.buildah(&args);
     let local = format!("localhost/stand-in-{}", crate_safe(target));
-    buildah(podman, &["commit", "-q", "--rm", &container, &local]);
+    podman.buildah(&["commit", "-q", "--rm", &container, &local]);
     let digest_file = dir.with_extension("digest");
     let out = run(podman
         .command("skopeo")
@@ -369,11 +360,7 @@ pub fn push_dir(podman: &Podman, dir: &Path, config: &[&str], target: &str) -> S
         .arg(&digest_file)
         .arg(format!("containers-storage:{local}"))
         .arg(format!("docker://{target}")));
-    assert!(
-        out.status.success(),
-        "skopeo copy to {target}: {}",
-        stderr(&out)
-    );
+    assert_success(&out, &format!("skopeo copy to {target}"));
     std::fs::read_to_string(&digest_file)
         .unwrap()
         .trim()

@@ -48,6 +48,34 @@ pub fn run(cmd: &mut Command) -> Output {
         .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
 }
 
+/// Fails the test (at the caller's line) unless `out` succeeded. The message names `what` (the
+/// command that ran, with any context the test wants shown), the exit status, stdout and stderr.
+#[track_caller]
+pub fn assert_success(out: &Output, what: &str) {
+    if !out.status.success() {
+        panic!("{}", report(out, what, "failed"));
+    }
+}
+
+/// Fails the test (at the caller's line) unless `out` failed, with the same message as
+/// [`assert_success`]; returns stderr, where a failing xtask explains itself.
+#[track_caller]
+pub fn assert_failure(out: &Output, what: &str) -> String {
+    if out.status.success() {
+        panic!("{}", report(out, what, "succeeded, but it must fail"));
+    }
+    stderr(out)
+}
+
+fn report(out: &Output, what: &str, verdict: &str) -> String {
+    format!(
+        "{what}: {verdict} ({})\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        stdout(out),
+        stderr(out)
+    )
+}
+
 /// Runs `cmd` with `text` on its stdin, capturing stdout and stderr.
 pub fn run_with_stdin(cmd: &mut Command, text: &str) -> Output {
     use std::io::Write;
@@ -80,14 +108,10 @@ pub fn git_env(cmd: &mut Command) -> &mut Command {
 }
 
 /// `git args` in `dir` (see [`git_env`]), which must succeed; its stdout, trimmed.
+#[track_caller]
 pub fn git(dir: &Path, args: &[&str]) -> String {
     let out = run(git_env(Command::new("git").current_dir(dir).args(args)));
-    assert!(
-        out.status.success(),
-        "git {args:?} failed in {}: {}",
-        dir.display(),
-        stderr(&out)
-    );
+    assert_success(&out, &format!("git {args:?} in {}", dir.display()));
     stdout(&out).trim().to_owned()
 }
 

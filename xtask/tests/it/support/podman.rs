@@ -83,100 +83,35 @@ impl Podman {
         files: &[(&Path, &str)],
         entrypoint: &str,
     ) {
-        let out = super::run(self.command("buildah").args(["from", "scratch"]));
-        assert!(
-            out.status.success(),
-            "buildah from: {}",
-            super::stderr(&out)
-        );
-        let container = super::stdout(&out).trim().to_owned();
+        let container = self.buildah(&["from", "scratch"]);
         let mut all = vec![(busybox, "/bin/busybox")];
         all.extend_from_slice(files);
         for (src, dest) in all {
-            let out = super::run(
-                self.command("buildah")
-                    .args(["copy", &container])
-                    .arg(src)
-                    .arg(dest),
-            );
-            assert!(
-                out.status.success(),
-                "buildah copy: {}",
-                super::stderr(&out)
-            );
+            self.buildah(&["copy", &container, src.to_str().unwrap(), dest]);
         }
         if let Some(arch) = arch {
-            let out = super::run(
-                self.command("buildah")
-                    .args(["config", "--arch", arch, &container]),
-            );
-            assert!(
-                out.status.success(),
-                "buildah config --arch: {}",
-                super::stderr(&out)
-            );
+            self.buildah(&["config", "--arch", arch, &container]);
         }
         let ep = format!("[\"{entrypoint}\"]");
-        let out =
-            super::run(
-                self.command("buildah")
-                    .args(["config", "--entrypoint", &ep, &container]),
-            );
-        assert!(
-            out.status.success(),
-            "buildah config: {}",
-            super::stderr(&out)
-        );
-        let out = super::run(
-            self.command("buildah")
-                .args(["commit", "-q", "--rm", &container, name]),
-        );
-        assert!(
-            out.status.success(),
-            "buildah commit: {}",
-            super::stderr(&out)
-        );
+        self.buildah(&["config", "--entrypoint", &ep, &container]);
+        self.buildah(&["commit", "-q", "--rm", &container, name]);
     }
 
     /// An arm64 image holding one file, as a stand-in base for Dockerfiles (never run).
     pub fn arm64_base(&self, name: &str, file: &Path) {
-        let out = super::run(self.command("buildah").args(["from", "scratch"]));
-        assert!(
-            out.status.success(),
-            "buildah from: {}",
-            super::stderr(&out)
-        );
-        let container = super::stdout(&out).trim().to_owned();
-        for args in [
-            vec![
-                "copy".to_owned(),
-                container.clone(),
-                file.display().to_string(),
-                "/etc/stand-in-base".into(),
-            ],
-            vec![
-                "config".into(),
-                "--arch".into(),
-                "arm64".into(),
-                "--os".into(),
-                "linux".into(),
-                container.clone(),
-            ],
-            vec![
-                "commit".into(),
-                "-q".into(),
-                "--rm".into(),
-                container.clone(),
-                name.into(),
-            ],
-        ] {
-            let out = super::run(self.command("buildah").args(&args));
-            assert!(
-                out.status.success(),
-                "buildah {args:?}: {}",
-                super::stderr(&out)
-            );
-        }
+        let container = self.buildah(&["from", "scratch"]);
+        let file = file.display().to_string();
+        self.buildah(&["copy", &container, &file, "/etc/stand-in-base"]);
+        self.buildah(&["config", "--arch", "arm64", "--os", "linux", &container]);
+        self.buildah(&["commit", "-q", "--rm", &container, name]);
+    }
+
+    /// `buildah args` in this configuration, which must succeed; its stdout, trimmed.
+    #[track_caller]
+    pub fn buildah(&self, args: &[&str]) -> String {
+        let out = super::run(self.command("buildah").args(args));
+        super::assert_success(&out, &format!("buildah {args:?}"));
+        super::stdout(&out).trim().to_owned()
     }
 
     /// How many containers were started from images whose name contains `image`.
