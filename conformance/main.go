@@ -132,10 +132,26 @@ type ConfigReport struct {
 	ValidSubnets          []string `json:"valid_subnets"`
 	EtcdAdvertisedSubnets []string `json:"etcd_advertised_subnets"`
 	// HasClusterEtcd is set when the document carries a `cluster.etcd` section.
-	HasClusterEtcd bool     `json:"has_cluster_etcd"`
-	InstallImage   string   `json:"install_image"`
-	Documents      []string `json:"documents"`
+	HasClusterEtcd bool   `json:"has_cluster_etcd"`
+	InstallImage   string `json:"install_image"`
+	// InstallImageFrom is where InstallImage was read, the field Talos's installer takes its
+	// image from: installFromUnattended, installFromMachine, or empty when the config has
+	// neither (Talos then runs no install from it).
+	InstallImageFrom string   `json:"install_image_from"`
+	Documents        []string `json:"documents"`
 }
+
+// Where an install image comes from (ConfigReport.InstallImageFrom).
+const (
+	// installFromMachine is the v1alpha1 document's .machine.install.image, which machined's
+	// install task reads when no UnattendedInstallConfig is present.
+	installFromMachine = "machine.install.image"
+	// installFromUnattended is the UnattendedInstallConfig document's installer.image (Talos
+	// 1.14): it takes precedence over .machine.install (cmd/installer install.go), machined then
+	// skips its install sequence and the UnattendedInstallController installs this image (an
+	// empty one: the Image Factory installer of the boot entry's schematic).
+	installFromUnattended = "UnattendedInstallConfig installer.image"
+)
 
 // Module is one machine.kernel.modules entry.
 type Module struct {
@@ -484,15 +500,18 @@ func judgeConfig(req ConfigRequest, secretsBundle *secrets.Bundle) ConfigReport 
 	if mc := cfg.RawV1Alpha1(); mc != nil {
 		if mc.MachineConfig != nil && mc.MachineConfig.MachineInstall != nil { //nolint:staticcheck // deprecated from Talos 1.14, read on purpose
 			rep.InstallImage = mc.MachineConfig.MachineInstall.InstallImage //nolint:staticcheck // as above
+			rep.InstallImageFrom = installFromMachine
 		}
 
 		rep.HasClusterEtcd = mc.ClusterConfig != nil && mc.ClusterConfig.EtcdConfig != nil
 	}
 
 	// From Talos 1.14 an UnattendedInstallConfig document drives the install and takes precedence
-	// over .machine.install (cmd/installer install.go, the machined install sequence).
+	// over .machine.install (cmd/installer install.go, the machined install sequence, the
+	// UnattendedInstallController); Talos 1.13 has no such accessor.
 	if image := call(reflect.ValueOf(cfg), "UnattendedInstallConfig", "InstallerImage"); image.IsValid() {
 		rep.InstallImage = image.String()
+		rep.InstallImageFrom = installFromUnattended
 	}
 
 	rep.Modules = kernelModules(cfg)

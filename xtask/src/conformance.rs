@@ -206,7 +206,17 @@ pub struct ConfigReport {
     pub etcd_advertised_subnets: Vec<String>,
     pub has_cluster_etcd: bool,
     pub install_image: String,
+    /// The field `install_image` was read from: [`FROM_MACHINE_INSTALL`], [`FROM_UNATTENDED`], or
+    /// empty when the config has neither.
+    pub install_image_from: String,
 }
+
+/// The v1alpha1 document's field the role's patch sets; Talos's install reads it when no
+/// `UnattendedInstallConfig` document is there.
+pub const FROM_MACHINE_INSTALL: &str = "machine.install.image";
+/// Talos 1.14's install document: when present it is what Talos installs, whatever
+/// `.machine.install` says (docs/dev/conformance.md, "The forward harness").
+pub const FROM_UNATTENDED: &str = "UnattendedInstallConfig installer.image";
 
 #[derive(Debug, Deserialize)]
 pub struct Module {
@@ -349,13 +359,50 @@ pub fn config_findings(report: &ConfigReport, install_image: &str) -> Vec<String
             ));
         }
     }
-    if report.install_image != install_image {
-        findings.push(format!(
-            "{}: machine.install.image is {:?}, not the role's {install_image:?}",
-            report.name, report.install_image
-        ));
+    if let Some(f) = install_image_finding(report, install_image) {
+        findings.push(f);
     }
     findings
+}
+
+/// The image Talos would install is not the role's. Names the field it was read from: each
+/// source has its own fix.
+fn install_image_finding(report: &ConfigReport, install_image: &str) -> Option<String> {
+    let (name, image, from) = (
+        &report.name,
+        &report.install_image,
+        &report.install_image_from,
+    );
+    if from.is_empty() {
+        // with Talos's errors there may be no config at all; they say what is wrong
+        if !report.errors.is_empty() {
+            return None;
+        }
+        return Some(format!("{name}: no install image: the merged config has neither machine.install nor an UnattendedInstallConfig document, so Talos installs nothing from it (the role's is {install_image:?}); fix: the role's patch must set machine.install.image"));
+    }
+    if image == install_image {
+        return None;
+    }
+    let (note, fix) = match from.as_str() {
+        FROM_UNATTENDED => (
+            ": Talos installs that document's image, not machine.install.image (the role's patch sets that one)",
+            format!("`talosctl gen config --install-image {install_image}` writes the role's there, or `--talos-version` of the image's release keeps machine.install"),
+        ),
+        FROM_MACHINE_INSTALL => (
+            "",
+            "apply the role's patch after any patch that sets another image there".to_owned(),
+        ),
+        // a source this code does not know yet (a newer harness)
+        _ => ("", format!("set the role's installer in {from}")),
+    };
+    let empty = if image.is_empty() && from == FROM_UNATTENDED {
+        " (empty: the Image Factory installer of the boot entry's schematic)"
+    } else {
+        ""
+    };
+    Some(format!(
+        "{name}: {from} is {image:?}{empty}, not the role's {install_image:?}{note}; fix: {fix}"
+    ))
 }
 
 /// The printed `talosctl gen ...` steps as talosctl command lines, placeholders filled with
@@ -971,6 +1018,7 @@ mod tests {
             etcd_advertised_subnets: vec![],
             has_cluster_etcd: false,
             install_image: "img".into(),
+            install_image_from: FROM_MACHINE_INSTALL.into(),
         }
     }
 
@@ -994,6 +1042,45 @@ mod tests {
         assert!(f[0].ends_with("Talos rejects it: validating for metal: etcd config is only allowed on control plane machines"), "{f:?}");
         assert!(f[1].contains("carries cluster.etcd"), "{f:?}");
         assert!(config_findings(&c, "other")[2].contains("not the role's \"other\""));
+    }
+
+    /// Talos 1.14 installs an `UnattendedInstallConfig` document's image whatever
+    /// `.machine.install` says: the finding names the field the image was read from, and the fix
+    /// that reaches it.
+    #[test]
+    fn a_foreign_install_image_names_the_field_talos_reads_and_its_fix() {
+        let role = "ghcr.io/acme/talos-cozystack-spin-only/talos:v0.1.0";
+        let mut c = config_report("compute/talosctl/worker", &[], &[]);
+        c.install_image = role.into();
+        assert_eq!(config_findings(&c, role), Vec::<String>::new());
+
+        c.install_image = "ghcr.io/siderolabs/installer:v0.2.0".into();
+        assert_eq!(
+            config_findings(&c, role),
+            [format!("compute/talosctl/worker: machine.install.image is \"ghcr.io/siderolabs/installer:v0.2.0\", not the role's \"{role}\"; fix: apply the role's patch after any patch that sets another image there")]
+        );
+
+        c.install_image_from = FROM_UNATTENDED.into();
+        c.install_image = "ghcr.io/siderolabs/installer:v0.3.0".into();
+        assert_eq!(
+            config_findings(&c, role),
+            [format!("compute/talosctl/worker: UnattendedInstallConfig installer.image is \"ghcr.io/siderolabs/installer:v0.3.0\", not the role's \"{role}\": Talos installs that document's image, not machine.install.image (the role's patch sets that one); fix: `talosctl gen config --install-image {role}` writes the role's there, or `--talos-version` of the image's release keeps machine.install")]
+        );
+        c.install_image = String::new();
+        let f = config_findings(&c, role);
+        assert!(f[0].starts_with("compute/talosctl/worker: UnattendedInstallConfig installer.image is \"\" (empty: the Image Factory installer of the boot entry's schematic), not the role's"), "{f:?}");
+        c.install_image = role.into();
+        assert_eq!(config_findings(&c, role), Vec::<String>::new());
+
+        c.install_image_from = String::new();
+        c.install_image = String::new();
+        assert_eq!(
+            config_findings(&c, role),
+            [format!("compute/talosctl/worker: no install image: the merged config has neither machine.install nor an UnattendedInstallConfig document, so Talos installs nothing from it (the role's is \"{role}\"); fix: the role's patch must set machine.install.image")]
+        );
+        c.errors
+            .push("generating the config with the patches: bad patch".into());
+        assert_eq!(config_findings(&c, role).len(), 1, "Talos's error only");
     }
 
     #[test]

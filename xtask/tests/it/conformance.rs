@@ -121,6 +121,11 @@ fn talos_appends_modules_and_subnets_when_it_merges() {
     }));
     let c = &report["configs"][0];
     assert_eq!(c["errors"], json!([]), "{report:#}");
+    // the lock's release installs what .machine.install names (no UnattendedInstallConfig yet)
+    assert_eq!(
+        c["install_image_from"], "machine.install.image",
+        "{report:#}"
+    );
     assert_eq!(
         c["modules"],
         json!([{"name": "zfs", "parameters": []}, {"name": "zfs", "parameters": []}])
@@ -247,6 +252,19 @@ fn forward_check_against_the_next_talos_line_reports_without_failing() {
                     findings.iter().any(|f| f.starts_with(&refused)
                         && f.contains("UnattendedInstallConfig config is incompatible with v1alpha1 config (.machine.install)")),
                     "{refused} ... .machine.install: {findings:#?}"
+                );
+                // the image Talos would install comes from the generated UnattendedInstallConfig
+                // (talosctl's default --install-image), and the finding says so
+                let image = format!(
+                    "{role}/{base}/{machine}: UnattendedInstallConfig installer.image is \"ghcr.io/siderolabs/installer:{next}\", not the role's "
+                );
+                assert!(
+                    findings.iter().any(|f| f.starts_with(&image)
+                        && f.contains(
+                            "Talos installs that document's image, not machine.install.image"
+                        )
+                        && f.contains("; fix: `talosctl gen config --install-image ")),
+                    "{image}...: {findings:#?}"
                 );
             }
         }
