@@ -136,7 +136,7 @@ type ConfigReport struct {
 	InstallImage   string `json:"install_image"`
 	// InstallImageFrom is where InstallImage was read, the field Talos's installer takes its
 	// image from: installFromUnattended, installFromMachine, or empty when the config has
-	// neither (Talos then runs no install from it).
+	// neither (Talos's install task then falls back to its default metal installer).
 	InstallImageFrom string   `json:"install_image_from"`
 	Documents        []string `json:"documents"`
 }

@@ -378,28 +378,26 @@ fn install_image_finding(report: &ConfigReport, install_image: &str) -> Option<S
         if !report.errors.is_empty() {
             return None;
         }
-        return Some(format!("{name}: no install image: the merged config has neither machine.install nor an UnattendedInstallConfig document, so Talos installs nothing from it (the role's is {install_image:?}); fix: the role's patch must set machine.install.image"));
+        return Some(format!("{name}: no install image: the merged config has neither machine.install nor an UnattendedInstallConfig document, so Talos would not install the role's image {install_image:?} (its install task falls back to the default metal installer, with no disk); fix: the role's patch must set machine.install.image"));
     }
     if image == install_image {
         return None;
     }
-    let (note, fix) = match from.as_str() {
+    let (empty, note, fix) = match from.as_str() {
         FROM_UNATTENDED => (
+            " (empty: the Image Factory installer of the boot entry's schematic)",
             ": Talos installs that document's image, not machine.install.image (the role's patch sets that one)",
             format!("`talosctl gen config --install-image {install_image}` writes the role's there, or `--talos-version` of the image's release keeps machine.install"),
         ),
         FROM_MACHINE_INSTALL => (
+            " (empty: the default metal installer)",
             "",
             "apply the role's patch after any patch that sets another image there".to_owned(),
         ),
         // a source this code does not know yet (a newer harness)
-        _ => ("", format!("set the role's installer in {from}")),
+        _ => ("", "", format!("set the role's installer in {from}")),
     };
-    let empty = if image.is_empty() && from == FROM_UNATTENDED {
-        " (empty: the Image Factory installer of the boot entry's schematic)"
-    } else {
-        ""
-    };
+    let empty = if image.is_empty() { empty } else { "" };
     Some(format!(
         "{name}: {from} is {image:?}{empty}, not the role's {install_image:?}{note}; fix: {fix}"
     ))
@@ -1060,6 +1058,10 @@ mod tests {
             [format!("compute/talosctl/worker: machine.install.image is \"ghcr.io/siderolabs/installer:v0.2.0\", not the role's \"{role}\"; fix: apply the role's patch after any patch that sets another image there")]
         );
 
+        c.install_image = String::new();
+        let f = config_findings(&c, role);
+        assert!(f[0].starts_with("compute/talosctl/worker: machine.install.image is \"\" (empty: the default metal installer), not the role's"), "{f:?}");
+
         c.install_image_from = FROM_UNATTENDED.into();
         c.install_image = "ghcr.io/siderolabs/installer:v0.3.0".into();
         assert_eq!(
@@ -1076,7 +1078,7 @@ mod tests {
         c.install_image = String::new();
         assert_eq!(
             config_findings(&c, role),
-            [format!("compute/talosctl/worker: no install image: the merged config has neither machine.install nor an UnattendedInstallConfig document, so Talos installs nothing from it (the role's is \"{role}\"); fix: the role's patch must set machine.install.image")]
+            [format!("compute/talosctl/worker: no install image: the merged config has neither machine.install nor an UnattendedInstallConfig document, so Talos would not install the role's image \"{role}\" (its install task falls back to the default metal installer, with no disk); fix: the role's patch must set machine.install.image")]
         );
         c.errors
             .push("generating the config with the patches: bad patch".into());

@@ -94,6 +94,11 @@ pub fn did_you_mean(word: &str, candidates: &[&str]) -> String {
     }
 }
 
+/// The text after a UTF-8 byte order mark, if it starts with one (readers that do not report it).
+pub fn without_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
+}
+
 /// Parses a user-edited JSON file into a value, with findings that point where the problem
 /// is: a UTF-8 byte order mark is named as one (and the rest of the file is still read), and a
 /// trailing comma is reported at the comma, not at the bracket after it.

@@ -3,7 +3,7 @@
 use serde::de::DeserializeOwned;
 
 /// Parses JSON bytes (a blob, a file, a command's output) through the same reader as text, so
-/// that each type's deserializer is compiled once: `crate::domain::json::from_bytes` would make rustc
+/// that each type's deserializer is compiled once: `serde_json::from_slice` would make rustc
 /// compile a second copy of every deserializer for its byte reader. Bytes that are not UTF-8
 /// are not JSON (RFC 8259 §8.1) and get serde_json's own error type.
 pub fn from_bytes<T: DeserializeOwned>(bytes: &[u8]) -> serde_json::Result<T> {

@@ -127,8 +127,7 @@ impl Lock {
         }
         // Read again from the text (it is JSON by now): deserializing from the value would make
         // rustc compile every lock type's deserializer a second time, for serde_json's Value.
-        let body = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let file: LockFile = match serde_json::from_str(body) {
+        let file: LockFile = match serde_json::from_str(diag::without_bom(text)) {
             Ok(file) => file,
             Err(err) => {
                 problems.push(
@@ -415,7 +414,7 @@ pub struct Resolved {
 /// The entry names of a lock's text, read leniently (a lock with problems of its own still
 /// knows which extensions exist, for "did you mean" hints); none when it is not JSON.
 pub fn entry_names(text: &str) -> Vec<String> {
-    serde_json::from_str::<serde_json::Value>(text.trim_start_matches('\u{feff}'))
+    serde_json::from_str::<serde_json::Value>(diag::without_bom(text))
         .ok()
         .and_then(|value| {
             let entries = value.get("extensions")?.as_object()?;
@@ -452,6 +451,21 @@ mod tests {
         );
         assert!(
             problems[0].problem.contains("byte order mark"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_lock_that_names_a_field_twice_is_refused_where_it_does() {
+        // read from the text, a repeated field is an error (a JSON value would keep the last)
+        let text = lock()
+            .to_text()
+            .replacen("{\n", "{\n  \"talos_version\": \"v1.98.0\",\n", 1);
+        let (lock, problems) = Lock::check(&text);
+        assert!(lock.is_none());
+        let shape = problems.last().unwrap().to_string();
+        assert!(
+            shape.contains("not a lock file: duplicate field `talos_version` at line "),
             "{problems:?}"
         );
     }

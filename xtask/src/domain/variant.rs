@@ -496,8 +496,7 @@ impl Published {
             file: file.to_owned(),
             ..Published::default()
         };
-        let Ok(Value::Object(object)) =
-            serde_json::from_str::<Value>(text.trim_start_matches('\u{feff}'))
+        let Ok(Value::Object(object)) = serde_json::from_str::<Value>(diag::without_bom(text))
         else {
             return published;
         };

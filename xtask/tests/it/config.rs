@@ -307,7 +307,7 @@ fn variant_without_required_tailscale_config_fails_before_any_build() {
         &["schematic"][..],
     ] {
         let out = run(xtask(&root).args(args).env("TS_AUTHKEY", KEY));
-        assert_failure(&out, &format!("{args:?} must fail"));
+        assert_failure(&out, &format!("{args:?}"));
         assert!(out.stdout.is_empty(), "{args:?}: nothing on stdout");
         let err = stderr(&out);
         assert!(

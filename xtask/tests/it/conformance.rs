@@ -121,11 +121,19 @@ fn talos_appends_modules_and_subnets_when_it_merges() {
     }));
     let c = &report["configs"][0];
     assert_eq!(c["errors"], json!([]), "{report:#}");
-    // the lock's release installs what .machine.install names (no UnattendedInstallConfig yet)
-    assert_eq!(
-        c["install_image_from"], "machine.install.image",
-        "{report:#}"
-    );
+    // the image's source is the one Talos reads: the install document when the release writes
+    // one (1.14 on), else .machine.install
+    let unattended = c["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d == "UnattendedInstallConfig");
+    let from = if unattended {
+        "UnattendedInstallConfig installer.image"
+    } else {
+        "machine.install.image"
+    };
+    assert_eq!(c["install_image_from"], from, "{report:#}");
     assert_eq!(
         c["modules"],
         json!([{"name": "zfs", "parameters": []}, {"name": "zfs", "parameters": []}])
