@@ -271,7 +271,7 @@ fn forward_check_against_the_next_talos_line_reports_without_failing() {
                         && f.contains(
                             "Talos installs that document's image, not machine.install.image"
                         )
-                        && f.contains("; fix: `talosctl gen config --install-image ")),
+                        && f.contains("; fix: `talosctl gen config --talos-version` of the image's release keeps machine.install")),
                     "{image}...: {findings:#?}"
                 );
             }
