@@ -387,7 +387,7 @@ fn install_image_finding(report: &ConfigReport, install_image: &str) -> Option<S
         FROM_UNATTENDED => (
             " (empty: the Image Factory installer of the boot entry's schematic)",
             ": Talos installs that document's image, not machine.install.image (the role's patch sets that one)",
-            "`talosctl gen config --talos-version` of the image's release keeps machine.install, which the role's patch sets (the line `cargo xtask config --out` prints has it); `--install-image` alone would leave machine.install beside the document, which Talos refuses".to_owned(),
+            "`talosctl gen config --talos-version` of the image's release keeps machine.install, which the role's patch sets (the gen config line that xtask's config subcommand prints has it); `--install-image` alone would leave machine.install beside the document, which Talos refuses".to_owned(),
         ),
         FROM_MACHINE_INSTALL => (
             " (empty: the default metal installer)",
@@ -1066,7 +1066,7 @@ mod tests {
         c.install_image = "ghcr.io/siderolabs/installer:v0.3.0".into();
         assert_eq!(
             config_findings(&c, role),
-            [format!("compute/talosctl/worker: UnattendedInstallConfig installer.image is \"ghcr.io/siderolabs/installer:v0.3.0\", not the role's \"{role}\": Talos installs that document's image, not machine.install.image (the role's patch sets that one); fix: `talosctl gen config --talos-version` of the image's release keeps machine.install, which the role's patch sets (the line `cargo xtask config --out` prints has it); `--install-image` alone would leave machine.install beside the document, which Talos refuses")]
+            [format!("compute/talosctl/worker: UnattendedInstallConfig installer.image is \"ghcr.io/siderolabs/installer:v0.3.0\", not the role's \"{role}\": Talos installs that document's image, not machine.install.image (the role's patch sets that one); fix: `talosctl gen config --talos-version` of the image's release keeps machine.install, which the role's patch sets (the gen config line that xtask's config subcommand prints has it); `--install-image` alone would leave machine.install beside the document, which Talos refuses")]
         );
         c.install_image = String::new();
         let f = config_findings(&c, role);
