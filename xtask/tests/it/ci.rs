@@ -99,12 +99,7 @@ fn ci_publishes_boots_and_moves_floating_tags_only_after_smoke_on_the_default_br
             "{repo}:{tag}"
         );
     }
-    let recorded: Vec<&str> = installer["tags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t.as_str().unwrap())
-        .collect();
+    let recorded: Vec<&str> = strings(&installer["tags"], "");
     assert!(
         recorded.contains(&"latest") && recorded.contains(&"demo-stable"),
         "{recorded:?}"

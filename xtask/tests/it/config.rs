@@ -458,12 +458,7 @@ fn schematic_json_matches_its_own_id_and_names_the_factory_references() {
 
     let all = run(xtask(&fixture_root()).args(["schematic", "--json"]));
     let all: Value = serde_json::from_slice(&all.stdout).unwrap();
-    let names: Vec<&str> = all
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["variant"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = strings(&all, "/variant");
     assert_eq!(names, ["compute", "gateway"]);
     assert_ne!(all[0]["id"], all[1]["id"]);
 

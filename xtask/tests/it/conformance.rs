@@ -233,12 +233,7 @@ fn forward_check_against_the_next_talos_line_reports_without_failing() {
     assert_eq!(verdict["configs"], 16, "{verdict:#}");
     assert_eq!(verdict["schematics"], 2, "{verdict:#}");
     assert_eq!(verdict["commands"], 4, "{verdict:#}");
-    let findings: Vec<&str> = verdict["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f.as_str().unwrap())
-        .collect();
+    let findings: Vec<&str> = strings(&verdict["findings"], "");
     let upgraded = format!("@{}/", live_talos_version());
     for f in &findings {
         let config = f.split(':').next().unwrap();

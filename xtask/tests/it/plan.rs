@@ -22,12 +22,7 @@ fn plan_json_lists_both_roles_and_only_gateway_has_tailscale() {
     assert_eq!(names, ["compute", "gateway"]);
     for v in variants {
         assert_eq!(v["arch"], "arm64");
-        let exts: Vec<&str> = v["extensions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e.as_str().unwrap())
-            .collect();
+        let exts: Vec<&str> = strings(&v["extensions"], "");
         let profiles = v["profiles"].as_array().unwrap();
         assert!(!profiles.is_empty());
         for p in profiles {
@@ -82,20 +77,10 @@ fn adding_a_role_is_adding_a_file() {
     )
     .unwrap();
     let plan = plan_json(&root, &[]);
-    let names: Vec<&str> = plan["variants"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = strings(&plan["variants"], "/name");
     assert_eq!(names, ["compute", "gateway", "storage"]);
     let storage = &plan["variants"][2];
-    let kinds: Vec<&str> = storage["profiles"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["kind"].as_str().unwrap())
-        .collect();
+    let kinds: Vec<&str> = strings(&storage["profiles"], "/kind");
     assert_eq!(kinds, ["installer", "nocloud"]);
     assert_eq!(storage["profiles"][1]["profile"]["platform"], "nocloud");
     assert_eq!(

@@ -669,12 +669,7 @@ fn smoke_of_an_unbuilt_variant_says_how_to_build_it() {
     let out = run(xtask(&root).args(["smoke", "--json"]));
     assert_failure(&out, "smoke --json");
     let results: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let names: Vec<&str> = results
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["variant"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = strings(&results, "/variant");
     assert_eq!(names, ["compute", "gateway"], "every variant is tried");
     assert!(results[1]["error"]
         .as_str()

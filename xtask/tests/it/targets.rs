@@ -224,12 +224,7 @@ fn a_board_role_and_a_two_arch_role_lock_plan_build_publish_and_pass_static_chec
     );
     assert_eq!(rpi["profiles"][1]["artifact"], "metal-arm64.raw.xz");
     let mixed = find("mixed");
-    let arches: Vec<&str> = mixed["profiles"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["profile"]["arch"].as_str().unwrap())
-        .collect();
+    let arches: Vec<&str> = strings(&mixed["profiles"], "/profile/arch");
     assert_eq!(arches, ["amd64", "arm64"]);
     let human = stdout(&xtask_out(&env, &["plan", "--registry", &registry]));
     assert!(

@@ -129,6 +129,23 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// The strings at `pointer` (a JSON pointer, "" for the item itself) in each item of a JSON array
+/// from an xtask `--json` output: `strings(&plan["variants"], "/name")`.
+#[track_caller]
+pub fn strings<'a>(array: &'a serde_json::Value, pointer: &str) -> Vec<&'a str> {
+    let items = array
+        .as_array()
+        .unwrap_or_else(|| panic!("not a JSON array: {array}"));
+    items
+        .iter()
+        .map(|item| {
+            item.pointer(pointer)
+                .and_then(|v| v.as_str())
+                .unwrap_or_else(|| panic!("no string at {pointer:?} in {item}"))
+        })
+        .collect()
+}
+
 /// The Talos release the fixture lock (`tests/fixtures/repo/variants/extensions.lock`) is for: a
 /// made-up patch release, so that no test tracks the version the repository pins today.
 pub const FIXTURE_TALOS: &str = "v1.13.99";
