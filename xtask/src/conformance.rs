@@ -1048,38 +1048,37 @@ mod tests {
     #[test]
     fn a_foreign_install_image_names_the_field_talos_reads_and_its_fix() {
         let role = "ghcr.io/acme/talos-cozystack-spin-only/talos:v0.1.0";
-        let mut c = config_report("compute/talosctl/worker", &[], &[]);
-        c.install_image = role.into();
-        assert_eq!(config_findings(&c, role), Vec::<String>::new());
+        // the findings for a config whose install image was read from `from`
+        let findings = |from: &str, image: &str| {
+            let mut c = config_report("compute/talosctl/worker", &[], &[]);
+            c.install_image_from = from.into();
+            c.install_image = image.into();
+            config_findings(&c, role)
+        };
+        for from in [FROM_MACHINE_INSTALL, FROM_UNATTENDED] {
+            assert_eq!(findings(from, role), Vec::<String>::new(), "{from}");
+        }
 
-        c.install_image = "ghcr.io/siderolabs/installer:v0.2.0".into();
         assert_eq!(
-            config_findings(&c, role),
+            findings(FROM_MACHINE_INSTALL, "ghcr.io/siderolabs/installer:v0.2.0"),
             [format!("compute/talosctl/worker: machine.install.image is \"ghcr.io/siderolabs/installer:v0.2.0\", not the role's \"{role}\"; fix: apply the role's patch after any patch that sets another image there")]
         );
-
-        c.install_image = String::new();
-        let f = config_findings(&c, role);
+        let f = findings(FROM_MACHINE_INSTALL, "");
         assert!(f[0].starts_with("compute/talosctl/worker: machine.install.image is \"\" (empty: the default metal installer), not the role's"), "{f:?}");
 
-        c.install_image_from = FROM_UNATTENDED.into();
-        c.install_image = "ghcr.io/siderolabs/installer:v0.3.0".into();
         assert_eq!(
-            config_findings(&c, role),
+            findings(FROM_UNATTENDED, "ghcr.io/siderolabs/installer:v0.3.0"),
             [format!("compute/talosctl/worker: UnattendedInstallConfig installer.image is \"ghcr.io/siderolabs/installer:v0.3.0\", not the role's \"{role}\": Talos installs that document's image, not machine.install.image (the role's patch sets that one); fix: `talosctl gen config --talos-version` of the image's release keeps machine.install, which the role's patch sets (the gen config line that xtask's config subcommand prints has it); `--install-image` alone would leave machine.install beside the document, which Talos refuses")]
         );
-        c.install_image = String::new();
-        let f = config_findings(&c, role);
+        let f = findings(FROM_UNATTENDED, "");
         assert!(f[0].starts_with("compute/talosctl/worker: UnattendedInstallConfig installer.image is \"\" (empty: the Image Factory installer of the boot entry's schematic), not the role's"), "{f:?}");
-        c.install_image = role.into();
-        assert_eq!(config_findings(&c, role), Vec::<String>::new());
 
-        c.install_image_from = String::new();
-        c.install_image = String::new();
         assert_eq!(
-            config_findings(&c, role),
+            findings("", ""),
             [format!("compute/talosctl/worker: no install image: the merged config has neither machine.install nor an UnattendedInstallConfig document, so Talos would not install the role's image \"{role}\" (its install task falls back to the default metal installer, with no disk); fix: the role's patch must set machine.install.image")]
         );
+        let mut c = config_report("compute/talosctl/worker", &[], &[]);
+        c.install_image_from = String::new();
         c.errors
             .push("generating the config with the patches: bad patch".into());
         assert_eq!(config_findings(&c, role).len(), 1, "Talos's error only");
