@@ -461,8 +461,11 @@ fn locked_build_refuses_unpinned_entries_before_building() {
 #[test]
 fn dry_run_and_json_are_refused_together() {
     // A dry run prints commands on stdout, so its stdout could not also be the JSON contract.
-    for command in ["build", "lock"] {
-        let out = run(xtask(&fixture_root()).args([command, "--dry-run", "--json"]));
+    for command in ["build", "lock", "upstream", "patch", "smoke", "smoke boot"] {
+        let words: Vec<&str> = command.split(' ').collect();
+        let out = run(xtask(&fixture_root())
+            .args(words)
+            .args(["--dry-run", "--json"]));
         let err = assert_failure(&out, &format!("{command} --dry-run --json"));
         assert!(
             err.contains("'--dry-run' cannot be used with '--json'"),
