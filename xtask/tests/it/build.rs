@@ -298,6 +298,14 @@ fn dry_run_prints_commands_without_an_engine_or_a_complete_lock() {
     // Paths as they run (absolute), so that a pasted line works from any directory.
     let tmp = root.join("_out/gateway/.tmp-installer");
     assert!(run.ends_with(&format!(" -v {}:/oci:ro ghcr.io/siderolabs/imager:v1.13.99 --tar-to-stdout - <<'PROFILE' | tar -xzf - -C {}", oci.display(), tmp.display())), "{run}");
+    // ... and the directory tar extracts into is made by a printed line before it
+    assert!(
+        text.contains(&format!(
+            "\nmkdir -p {}\npodman run --rm -i --name xtask-gateway-installer-",
+            tmp.display()
+        )),
+        "{text}"
+    );
     assert!(
         text.contains(&format!(
             "\nmv {}/installer-arm64.tar {}\n",
