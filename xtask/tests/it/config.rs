@@ -518,3 +518,37 @@ fn schematic_json_matches_its_own_id_and_names_the_factory_references() {
     assert_success(&human, "schematic --variant compute");
     assert!(stdout(&human).contains("    |             - siderolabs/zfs\n"));
 }
+
+#[test]
+fn a_factory_url_without_its_scheme_is_refused_with_the_url_to_write() {
+    // Every asset URL is built on it: `factory.talos.dev/image/...` opens nowhere.
+    for (flag, value, fix) in [
+        (
+            "--factory",
+            "factory.talos.dev",
+            "https://factory.talos.dev",
+        ),
+        ("--pxe-url", "pxe.example.org", "https://pxe.example.org"),
+        (
+            "--factory",
+            "ftp://factory.example.org",
+            "https://factory.example.org",
+        ),
+    ] {
+        let out = run(xtask(&fixture_root()).args([
+            "schematic",
+            "--variant",
+            "compute",
+            "--no-judge",
+            flag,
+            value,
+        ]));
+        let err = assert_failure(&out, &format!("schematic {flag} {value}"));
+        assert!(
+            err.contains(&format!("'{value}' for '{flag} <URL>'")),
+            "{err}"
+        );
+        assert!(err.contains(&format!("e.g. {fix}")), "{err}");
+        assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+    }
+}
