@@ -12,13 +12,15 @@
 //! ignored `target/` and `_out/`), and is shown everywhere else as `<redacted>`.
 //! docs/config.md explains every generated line and how to apply the files with talosctl.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::domain::cidr::Ipv4Cidr;
 use crate::domain::machine_config::{
     next_steps, render, AuthKey, Base, Overrides, Rendered, Step, AUTH_KEY_ENV, REDACTED,
 };
+use crate::domain::variant::is_path_segment;
+use crate::domain::{ImageRef, Variant, VariantPlan};
 use crate::inputs::{install_image, InstallImage};
 use crate::project::Project;
 
@@ -139,6 +141,40 @@ impl Step {
 /// `main.rs` so that this module does not depend on the one that judges it).
 pub type Judge = fn(&Project, &str, &str, Base, &Rendered, &[Step]) -> Result<()>;
 
+/// `--install-image` must be an image reference, and not another role's installer: a node on
+/// that image carries extensions this role's patch does not configure (and may wait for them
+/// forever), or lacks the ones it does.
+fn check_install_image(project: &Project, vp: &VariantPlan, reference: &str) -> Result<()> {
+    let variant = &vp.variant;
+    let fix = format!("fix: give REGISTRY/PATH:TAG or REGISTRY/PATH@sha256:DIGEST, e.g. {}:{}, or drop --install-image for the role's own installer", vp.image, vp.tag);
+    let parsed = ImageRef::parse(reference)
+        .map_err(|why| anyhow!("--install-image {reference:?}: {why}\n    {fix}"))?;
+    let tag_ok = |t: &str| {
+        t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    };
+    if reference.contains(char::is_whitespace)
+        || !parsed.repository.split('/').skip(1).all(is_path_segment)
+        || !parsed.tag.as_deref().map_or(true, tag_ok)
+    {
+        bail!("--install-image {reference:?}: not a valid image reference (lowercase path segments, a tag of letters, digits, `_`, `.`, `-`, no spaces)\n    {fix}");
+    }
+    for other in project.load_variants()? {
+        if other.repository != variant.repository
+            && parsed
+                .repository
+                .ends_with(&format!("/{}", other.repository))
+        {
+            let list = |v: &Variant| v.all_extensions().collect::<Vec<_>>().join(", ");
+            bail!(
+                "--install-image {reference:?} is the installer of the `{}` role (variants/{}.json), not of `{}`: its nodes would boot the `{}` image (extensions: {}) with a patch made for `{}` ({})\n    fix: drop --install-image to install the `{}` role's own installer, or name an image built from variants/{}.json",
+                other.name, other.name, variant.name, other.name, list(&other), variant.name, list(variant), variant.name, variant.name
+            );
+        }
+    }
+    Ok(())
+}
+
 pub fn run(project: &Project, args: Args, judge: Judge) -> Result<()> {
     let plan = crate::inputs::load_plan(
         project,
@@ -147,6 +183,9 @@ pub fn run(project: &Project, args: Args, judge: Judge) -> Result<()> {
     )?;
     let variant = plan.variants[0].variant.clone();
     let file = format!("variants/{}.json", variant.name);
+    if let Some(reference) = &args.install_image {
+        check_install_image(project, &plan.variants[0], reference)?;
+    }
     let has_tailscale = variant.extensions.iter().any(|e| e == "tailscale");
     if args.routes.is_some() && !has_tailscale {
         bail!(

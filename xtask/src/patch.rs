@@ -41,7 +41,7 @@ pub struct Args {
     #[arg(long, value_name = "NAME")]
     pub variant: Option<String>,
     /// Print the summary as JSON.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "dry_run")]
     pub json: bool,
     /// Print the git commands instead of running them.
     #[arg(long)]

@@ -25,11 +25,11 @@ pub struct Args {
     #[arg(long, value_name = "vX.Y.Z")]
     pub talos_version: Option<TalosVersion>,
     /// Image Factory base URL (a self-hosted factory works the same way).
-    #[arg(long, value_name = "URL", default_value = DEFAULT_FACTORY)]
+    #[arg(long, value_name = "URL", default_value = DEFAULT_FACTORY, value_parser = web_url)]
     pub factory: String,
     /// The factory's PXE frontend (its `http.externalPXEURL`). Default: `https://pxe.factory.talos.dev`
     /// for the hosted factory, the `--factory` URL itself for any other.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", value_parser = web_url)]
     pub pxe_url: Option<String>,
     /// Print JSON: `variant`, `talos_version`, `schematic` (the YAML text), `id`, `installer`,
     /// `assets` (file name to URL), `pxe`.
@@ -38,6 +38,19 @@ pub struct Args {
     /// Do not check the IDs with image-factory's own code (conformance/, needs Go).
     #[arg(long)]
     pub no_judge: bool,
+}
+
+/// Every asset URL is built on it: without a scheme none of them would open.
+fn web_url(text: &str) -> Result<String, String> {
+    let (scheme, host) = text.split_once("://").unwrap_or(("", text));
+    if matches!(scheme, "http" | "https") && !host.is_empty() && !text.contains(' ') {
+        return Ok(text.to_owned());
+    }
+    let host = Some(host.trim()).filter(|h| !h.is_empty());
+    Err(format!(
+        "not an http(s) URL; write its scheme and host, e.g. https://{}",
+        host.unwrap_or("factory.example.org")
+    ))
 }
 
 /// The human view; `files` are where each report's schematic was written (what `curl` posts).

@@ -58,7 +58,7 @@ pub struct VariantArgs {
     #[arg(long, value_name = "N", default_value_t = boot::DEFAULT_CPUS)]
     pub cpus: u32,
     /// Print results as JSON on stdout, no progress on stderr.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "dry_run")]
     pub json: bool,
     /// Print the qemu commands instead of running anything.
     #[arg(long)]
@@ -126,7 +126,7 @@ pub struct BootArgs {
     #[arg(long, value_name = "N", default_value_t = boot::DEFAULT_CPUS)]
     pub cpus: u32,
     /// Print the result as JSON on stdout, no progress on stderr.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "dry_run")]
     pub json: bool,
     /// Print the qemu command instead of running it.
     #[arg(long)]

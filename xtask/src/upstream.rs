@@ -19,7 +19,7 @@ pub struct Args {
     #[arg(long)]
     pub dry_run: bool,
     /// Print where the tree is as JSON.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "dry_run")]
     pub json: bool,
 }
 

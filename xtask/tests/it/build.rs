@@ -284,6 +284,14 @@ fn dry_run_prints_commands_without_an_engine_or_a_complete_lock() {
     // Paths as they run (absolute), so that a pasted line works from any directory.
     let tmp = root.join("_out/gateway/.tmp-installer");
     assert!(run.ends_with(&format!(" -v {}:/oci:ro ghcr.io/siderolabs/imager:v1.13.99 --tar-to-stdout - <<'PROFILE' | tar -xzf - -C {}", oci.display(), tmp.display())), "{run}");
+    // ... and the directory tar extracts into is made by a printed line before it
+    assert!(
+        text.contains(&format!(
+            "\nmkdir -p {}\npodman run --rm -i --name xtask-gateway-installer-",
+            tmp.display()
+        )),
+        "{text}"
+    );
     assert!(
         text.contains(&format!(
             "\nmv {}/installer-arm64.tar {}\n",
@@ -487,8 +495,11 @@ fn locked_build_refuses_unpinned_entries_before_building() {
 #[test]
 fn dry_run_and_json_are_refused_together() {
     // A dry run prints commands on stdout, so its stdout could not also be the JSON contract.
-    for command in ["build", "lock"] {
-        let out = run(xtask(&fixture_root()).args([command, "--dry-run", "--json"]));
+    for command in ["build", "lock", "upstream", "patch", "smoke", "smoke boot"] {
+        let words: Vec<&str> = command.split(' ').collect();
+        let out = run(xtask(&fixture_root())
+            .args(words)
+            .args(["--dry-run", "--json"]));
         let err = assert_failure(&out, &format!("{command} --dry-run --json"));
         assert!(
             err.contains("'--dry-run' cannot be used with '--json'"),

@@ -158,6 +158,58 @@ fn install_image_is_the_published_digest_when_a_build_record_exists_unless_overr
 }
 
 #[test]
+fn install_image_of_another_role_or_not_a_reference_is_refused_before_anything_is_written() {
+    // The gateway's image on a compute node boots tailscale with no configuration for it.
+    let out_dir = temp_dir("config-wrong-image");
+    let dir = out_dir.join("patches");
+    let gateway = "ghcr.io/acme/talos-cozystack-spin-tailscale/talos:v1.13.99";
+    let cases = [
+        (
+            gateway,
+            "is the installer of the `gateway` role (variants/gateway.json), not of `compute`",
+        ),
+        ("not a ref", "not a full image reference"),
+        ("ghcr.io/acme/x:1 ", "not a valid image reference"),
+        ("ghcr.io/Acme/x:1", "not a valid image reference"),
+    ];
+    for (image, problem) in cases {
+        for args in [
+            &["--install-image", image][..],
+            &["--install-image", image, "--out", dir.to_str().unwrap()],
+        ] {
+            let out = config(
+                &fixture_root(),
+                &[&["--variant", "compute"], args].concat(),
+                None,
+            );
+            let err = assert_failure(&out, &format!("config --variant compute {args:?}"));
+            assert!(
+                err.contains(&format!("--install-image {image:?}: "))
+                    || err.contains(&format!("--install-image {image:?} ")),
+                "{err}"
+            );
+            assert!(err.contains(problem), "{err}");
+            assert!(
+                err.contains("fix: ") && err.contains("drop --install-image"),
+                "{err}"
+            );
+            assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+        }
+    }
+    assert!(!dir.exists(), "a refused image wrote patches");
+    // the role's own repository, or any other registry's image, is the user's choice
+    let own = config(
+        &fixture_root(),
+        &["--variant", "gateway", "--install-image", gateway],
+        None,
+    );
+    assert_success(
+        &own,
+        "config --variant gateway --install-image <its own installer>",
+    );
+}
+
+#[test]
 fn gateway_patch_holds_the_key_only_in_a_private_file() {
     let out_dir = temp_dir("config-gateway");
     let out = config(
@@ -465,4 +517,38 @@ fn schematic_json_matches_its_own_id_and_names_the_factory_references() {
     let human = run(xtask(&fixture_root()).args(["schematic", "--variant", "compute"]));
     assert_success(&human, "schematic --variant compute");
     assert!(stdout(&human).contains("    |             - siderolabs/zfs\n"));
+}
+
+#[test]
+fn a_factory_url_without_its_scheme_is_refused_with_the_url_to_write() {
+    // Every asset URL is built on it: `factory.talos.dev/image/...` opens nowhere.
+    for (flag, value, fix) in [
+        (
+            "--factory",
+            "factory.talos.dev",
+            "https://factory.talos.dev",
+        ),
+        ("--pxe-url", "pxe.example.org", "https://pxe.example.org"),
+        (
+            "--factory",
+            "ftp://factory.example.org",
+            "https://factory.example.org",
+        ),
+    ] {
+        let out = run(xtask(&fixture_root()).args([
+            "schematic",
+            "--variant",
+            "compute",
+            "--no-judge",
+            flag,
+            value,
+        ]));
+        let err = assert_failure(&out, &format!("schematic {flag} {value}"));
+        assert!(
+            err.contains(&format!("'{value}' for '{flag} <URL>'")),
+            "{err}"
+        );
+        assert!(err.contains(&format!("e.g. {fix}")), "{err}");
+        assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+    }
 }
