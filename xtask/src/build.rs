@@ -440,22 +440,23 @@ pub fn push_records(
             Vec<(crate::domain::Arch, camino::Utf8PathBuf)>,
             String,
         )> = Vec::new();
-        if vp.variant.builds(Output::Installer) {
+        let per_arch = |name: fn(crate::domain::Arch) -> String| {
             let mut archives = Vec::new();
             for &arch in &vp.target.arches {
-                let name = crate::domain::output::artifact_name(Output::Installer, arch);
-                archives.push((arch, dir.join(name)));
+                archives.push((arch, dir.join(name(arch))));
             }
-            images.push(("installer", archives, vp.image.clone()));
+            archives
+        };
+        if vp.variant.builds(Output::Installer) {
+            let installer = |arch| crate::domain::output::artifact_name(Output::Installer, arch);
+            images.push(("installer", per_arch(installer), vp.image.clone()));
         }
-        let matchbox = matchbox::archive_name(vp);
-        let built = record.files.iter().any(|f| f.name == matchbox);
+        let matchbox = per_arch(crate::domain::output::matchbox_archive_name);
+        // built: the record names the first arch's (an arch missing fails verify_recorded)
+        let first = crate::domain::output::matchbox_archive_name(vp.arch);
+        let built = record.files.iter().any(|f| f.name == first);
         if built || (ctx.runner.is_dry_run() && matchbox_planned(vp)) {
-            images.push((
-                "matchbox",
-                vec![(vp.arch, dir.join(&matchbox))],
-                matchbox::image_for(&vp.image),
-            ));
+            images.push(("matchbox", matchbox, matchbox::image_for(&vp.image)));
         }
         record.published.clear();
         for (kind, archives, image) in images {
@@ -619,18 +620,21 @@ fn build_variant(ctx: &Ctx, plan: &Plan, vp: &VariantPlan) -> Result<BuildRecord
         }
     };
     if let Some(tree) = &tree {
-        let step = Instant::now();
-        let built = matchbox::build(ctx, vp, tree, ctx.matchbox_base.as_deref(), &record.files)?;
-        // `None`: a dry run, which printed the commands
-        if let Some((file, hit)) = built {
-            if hit {
-                record.cache_hits += 1;
-            } else {
-                record
-                    .timings
-                    .insert("matchbox".into(), step.elapsed().as_secs_f64());
+        // One image per arch, published as one index as the installer is.
+        for &arch in &vp.target.arches {
+            let step = Instant::now();
+            let base = ctx.matchbox_base.as_deref();
+            let built = matchbox::build(ctx, vp, arch, tree, base, &record.files)?;
+            // `None`: a dry run, which printed the commands
+            if let Some((file, hit)) = built {
+                if hit {
+                    record.cache_hits += 1;
+                } else {
+                    let spent = record.timings.entry("matchbox".into()).or_default();
+                    *spent += step.elapsed().as_secs_f64();
+                }
+                record.files.push(file);
             }
-            record.files.push(file);
         }
     }
     record

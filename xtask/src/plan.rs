@@ -86,15 +86,9 @@ pub fn render(plan: &Plan) -> String {
             writeln!(out, "  output    {:<10} {}", p.kind.name(), p.artifact).unwrap();
         }
         if let Some(matchbox) = &v.matchbox_image {
-            // A multi-arch role lists a kernel per arch; matchbox serves the first arch's.
-            let which = if v.target.multi_arch() {
-                format!("the {} kernel and initramfs above", v.arch)
-            } else {
-                "the kernel and initramfs above".to_owned()
-            };
             writeln!(
                 out,
-                "  image     {:<10} {matchbox}:{}  (netboot: {which})",
+                "  image     {:<10} {matchbox}:{}  (netboot: the kernel and initramfs above)",
                 "matchbox", v.tag
             )
             .unwrap();
@@ -104,12 +98,14 @@ pub fn render(plan: &Plan) -> String {
             for a in &v.target.arches {
                 platforms.push(format!("linux/{a}"));
             }
+            // the installer, and the matchbox image built from each arch's kernel and initramfs
+            let mut images = vec![format!("{}:{}", v.image, v.tag)];
+            images.extend(v.matchbox_image.iter().map(|m| format!("{m}:{}", v.tag)));
             writeln!(
                 out,
-                "  publish   one image index per tag ({}): {}:{}",
+                "  publish   one image index per tag ({}): {}",
                 platforms.join(", "),
-                v.image,
-                v.tag
+                images.join(", ")
             )
             .unwrap();
         }

@@ -1,6 +1,7 @@
 //! The matchbox netboot image of a variant: upstream's (patched, arch-parametric) matchbox
-//! Dockerfile built with that variant's kernel and initramfs for `linux/<arch>`, saved as a
-//! docker-archive beside the other outputs, and published beside the installer.
+//! Dockerfile built with that variant's kernel and initramfs for `linux/<arch>`, once per arch
+//! of the role, each saved as a docker-archive beside the other outputs, and published beside
+//! the installer (as one image index when the role has several arches, as the installer).
 
 use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
@@ -9,13 +10,8 @@ use super::Ctx;
 use crate::cmd::Cmd;
 use crate::domain::output::{artifact_name, matchbox_archive_name};
 use crate::domain::record::FileRecord;
-use crate::domain::{Output, VariantPlan};
+use crate::domain::{Arch, Output, VariantPlan};
 use crate::engine::Engine;
-
-/// The archive name in `_out/<variant>/`.
-pub fn archive_name(vp: &VariantPlan) -> String {
-    matchbox_archive_name(vp.arch)
-}
 
 /// `<registry>/talos-cozystack-spin-only/talos` publishes its netboot image as
 /// `<registry>/talos-cozystack-spin-only/matchbox` (the rule lives with the variants, whose
@@ -78,17 +74,24 @@ fn files_under(dir: &Utf8Path, files: &mut Vec<Utf8PathBuf>) -> Result<()> {
     Ok(())
 }
 
-/// Builds the variant's matchbox image (unless cached) and returns the archive's record and
-/// whether it was a cache hit; `None` in a dry run, which prints the commands.
+/// Builds the variant's matchbox image for `arch` (unless cached) and returns the archive's
+/// record and whether it was a cache hit; `None` in a dry run, which prints the commands.
 pub fn build(
     ctx: &Ctx,
     vp: &VariantPlan,
+    arch: Arch,
     tree: &Utf8Path,
     base: Option<&str>,
     files: &[FileRecord],
 ) -> Result<Option<(FileRecord, bool)>> {
-    let kernel = artifact_name(Output::Kernel, vp.arch);
-    let initramfs = artifact_name(Output::Initramfs, vp.arch);
+    let kernel = artifact_name(Output::Kernel, arch);
+    let initramfs = artifact_name(Output::Initramfs, arch);
+    // `matchbox`, or `matchbox-arm64` for a multi-arch role: its progress and cache entry
+    let step = if vp.target.multi_arch() {
+        format!("matchbox-{arch}")
+    } else {
+        "matchbox".to_owned()
+    };
     let dockerfile = match dockerfile(tree) {
         // A dry run names the tree `cargo xtask patch` would prepare, before it exists.
         Err(_) if ctx.runner.is_dry_run() => tree
@@ -97,13 +100,14 @@ pub fn build(
         found => found?,
     };
     let out = ctx.project.out_dir().join(&vp.name);
-    let archive = out.join(archive_name(vp));
+    let archive = out.join(matchbox_archive_name(arch));
+    let cache_path = out.join(format!(".cache/{step}.json"));
     let tag = format!("localhost/xtask-matchbox-{}:build", vp.name);
-    let platform = format!("linux/{}", vp.arch);
+    let platform = format!("linux/{arch}");
     let program = ctx.engine.program();
     let mut build = Cmd::new(program)
         .args(["build", "--platform", &platform])
-        .args(["--build-arg".to_owned(), format!("ARCH={}", vp.arch)]);
+        .args(["--build-arg".to_owned(), format!("ARCH={arch}")]);
     if let Some(base) = base {
         // build() refuses --matchbox-base with docker before anything runs
         debug_assert_eq!(ctx.engine, Engine::Podman);
@@ -138,16 +142,16 @@ pub fn build(
             &dockerfile,
             &[kernel_rec, initramfs_rec],
             base,
-            vp.arch.as_str(),
+            arch.as_str(),
         )?;
-        let hit = crate::cache::cached_file(&out.join(CACHE), &key, &archive);
+        let hit = crate::cache::cached_file(&cache_path, &key, &archive);
         Ok((key, hit))
     })?;
     if let Some((_, Some(file))) = cached {
         ctx.progress.note(&format!(
-            "[{}] matchbox: cached ({})",
+            "[{}] {step}: cached ({})",
             vp.name,
-            archive_name(vp)
+            archive.file_name().unwrap_or_default()
         ));
         return Ok(Some((file, true)));
     }
@@ -165,18 +169,18 @@ pub fn build(
         }
         Ok(())
     })?;
-    let label = format!("[{}] matchbox: {program} build", vp.name);
+    let label = format!("[{}] {step}: {program} build", vp.name);
     ctx.progress.run(&label, || {
-        ctx.runner
-            .run(&build)
-            .context("building the matchbox image failed")?;
+        ctx.runner.run(&build).with_context(|| match base {
+            Some(base) => format!("building the matchbox image for {arch} failed: --matchbox-base {base} must be in local storage and hold a linux/{arch} image (for several arches, a local image index)"),
+            None => format!("building the matchbox image for {arch} failed"),
+        })?;
         drop(staging);
         let _ = std::fs::remove_file(&partial);
         ctx.runner
             .run(&save)
             .context("saving the matchbox image failed")
     })?;
-    let cache_path = out.join(CACHE);
     let mv = Cmd::new("mv").args([&partial, &archive]);
     ctx.runner.act(&mv, || {
         let _ = std::fs::remove_file(&cache_path);
@@ -192,9 +196,6 @@ pub fn build(
 
 /// Held from staging the kernel and initramfs into the tree until the engine's build read them.
 static STAGING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// The cache entry of the matchbox image in `_out/<variant>/`.
-const CACHE: &str = ".cache/matchbox.json";
 
 #[cfg(test)]
 mod tests {

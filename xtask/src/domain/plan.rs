@@ -29,7 +29,7 @@ pub struct Plan {
 pub struct VariantPlan {
     pub name: String,
     pub description: String,
-    /// The first of `target.arches` (what the matchbox image and the qemu boot are built for).
+    /// The first of `target.arches` (what the qemu boot runs).
     pub arch: Arch,
     /// Platform, board overlay and every architecture the role is built for.
     pub target: Target,
@@ -41,10 +41,11 @@ pub struct VariantPlan {
     pub unpinned: Vec<String>,
     /// The board overlay's image by digest, from the lock.
     pub overlay_image: Option<ImageRef>,
-    /// Repository the installer publishes to, without tag.
+    /// Repository the installer publishes to, without tag: one image index of `target.arches`
+    /// when they are several.
     pub image: String,
-    /// Repository the matchbox netboot image publishes to, without tag; none when the variant
-    /// does not build both kernel and initramfs.
+    /// Repository the matchbox netboot image publishes to, without tag, an index as `image` is;
+    /// none when the variant does not build both kernel and initramfs.
     pub matchbox_image: Option<String>,
     /// The tag of this target for the Talos version (`v1.13.6`, `aws-v1.13.6`,
     /// `rpi_generic-v1.13.6`); every other tag carries the same prefix (docs/targets.md).

@@ -855,13 +855,9 @@ fn check_published(
     report: &mut Report,
 ) {
     for (i, published) in record.published.iter().enumerate() {
-        // The installer of a role built for several arches is one index of all of them;
-        // everything else is one image of the role's first arch.
-        let arches: Vec<Arch> = if published.kind == "installer" {
-            variant.target.arches.clone()
-        } else {
-            vec![variant.arch]
-        };
+        // The installer and the matchbox image of a role built for several arches are each
+        // one index of all of them.
+        let arches = &variant.target.arches;
         check_tag_names(published, shown, i, variant, report);
         let field = format!("published[{i}]");
         let by_digest = format!("{}@{}", published.image, published.digest);
@@ -895,7 +891,7 @@ fn check_published(
                         format!("{field}.digest"),
                         format!(
                             "a single image in the registry, not one index of {}",
-                            render_arches(&arches)
+                            render_arches(arches)
                         ),
                     )
                     .value(&by_digest)
@@ -914,7 +910,7 @@ fn check_published(
                     m["platform"]["architecture"].as_str().unwrap_or("?")
                 ));
             }
-            let want = arch_names(&arches, "linux/");
+            let want = arch_names(arches, "linux/");
             if listed != want {
                 report.findings.push(
                     Finding::new(

@@ -9,21 +9,7 @@ use crate::support::*;
 use serde_json::Value;
 
 fn build(env: &Pipeline, extra: &[&str]) -> Output {
-    let mut cmd = env.xtask();
-    cmd.args([
-        "build",
-        "--locked",
-        "--push",
-        "--engine",
-        "podman",
-        "--registry",
-    ])
-    .arg(format!("{}/acme", env.registry.addr))
-    .arg("--tree")
-    .arg(&env.tree)
-    .args(["--matchbox-base", BASE])
-    .args(extra);
-    run(&mut cmd)
+    run(env.build(BASE).args(extra))
 }
 
 #[test]
@@ -338,6 +324,46 @@ fn dry_run_prints_commands_without_an_engine_or_a_complete_lock() {
         stderr(&out)
     );
     assert!(!root.join("_out").exists(), "a dry run writes nothing");
+}
+
+#[test]
+fn a_two_arch_dry_run_prints_a_matchbox_build_per_arch_and_one_index_push() {
+    let root = temp_dir("build-dry-run-two-arch");
+    copy_repo_data(&root);
+    std::fs::write(
+        root.join("variants/netboot.json"),
+        r#"{"name": "netboot", "description": "two arches, netbooted", "arch": ["amd64", "arm64"],
+            "extensions": ["drbd"], "repository": "talos-cozystack-netboot/talos",
+            "outputs": ["installer", "kernel", "initramfs"]}"#,
+    )
+    .unwrap();
+    let out = run(xtask(&root).env("PATH", "/nonexistent").args([
+        "build",
+        "--dry-run",
+        "--push",
+        "--registry",
+        "ghcr.io/acme",
+        "--variant",
+        "netboot",
+    ]));
+    assert_success(&out, "build --dry-run --push --variant netboot");
+    let text = stdout(&out);
+    let tree = root.join("target/patched-netboot");
+    let saved = root.join("_out/netboot/matchbox");
+    for arch in ["amd64", "arm64"] {
+        let build = format!("podman build --platform linux/{arch} --build-arg ARCH={arch} -f {}/packages/core/talos/images/matchbox/Dockerfile -t localhost/xtask-matchbox-netboot:build {}\n", tree.display(), tree.display());
+        assert!(text.contains(&build), "{build}\n{text}");
+        let into = format!(
+            "copy --quiet docker-archive:{}-{arch}.tar oci:",
+            saved.display()
+        );
+        assert!(text.contains(&into), "{into}\n{text}");
+    }
+    assert!(
+        text.contains("--multi-arch all oci:")
+            && text.contains(" 'docker://ghcr.io/acme/talos-cozystack-netboot/matchbox@<digest of the OCI image index>'\n"),
+        "{text}"
+    );
 }
 
 #[test]

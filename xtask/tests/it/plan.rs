@@ -151,7 +151,7 @@ fn human_plan_is_a_table() {
 }
 
 #[test]
-fn a_multi_arch_plan_names_the_arch_matchbox_serves() {
+fn a_multi_arch_plan_publishes_the_matchbox_image_as_an_index_of_its_arches() {
     let root = temp_dir("plan-multi-arch-matchbox");
     copy_repo_data(&root);
     std::fs::write(
@@ -166,8 +166,28 @@ fn a_multi_arch_plan_names_the_arch_matchbox_serves() {
     assert_success(&out, "plan --variant netboot --registry ghcr.io/acme");
     let text = stdout(&out);
     assert!(
-        text.contains("(netboot: the arm64 kernel and initramfs above)"),
-        "matchbox is built for the first arch only, and the plan says which: {text}"
+        text.contains("  publish   one image index per tag (linux/arm64, linux/amd64): ghcr.io/acme/talos-cozystack-netboot/talos:v1.13.99, ghcr.io/acme/talos-cozystack-netboot/matchbox:v1.13.99\n"),
+        "the installer and the matchbox image are each one index of the arches, in the file's order: {text}"
+    );
+    assert!(!text.contains("arm64 kernel"), "{text}");
+    let out = run(xtask(&root).args([
+        "plan",
+        "--json",
+        "--variant",
+        "netboot",
+        "--registry",
+        "ghcr.io/acme",
+    ]));
+    let plan: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let netboot = &plan["variants"][0];
+    assert_eq!(
+        netboot["matchbox_image"],
+        "ghcr.io/acme/talos-cozystack-netboot/matchbox"
+    );
+    assert_eq!(
+        strings(&netboot["target"]["arches"], ""),
+        ["arm64", "amd64"],
+        "the arches of both indexes"
     );
 }
 

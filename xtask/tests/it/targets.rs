@@ -2,7 +2,7 @@
 //! as files to a temporary copy of the repository. The overlays catalog and the extensions
 //! image are images this test builds with buildah (nothing can be pulled here) and serves from
 //! the local registry through `--registry-mirror`; the build runs the STAND-IN imager
-//! (tests/standin/imager.sh), as tests/build.rs does.
+//! (tests/standin/imager.sh) and the stand-in matchbox base, as tests/build.rs does.
 
 use std::path::Path;
 use std::process::Output;
@@ -38,11 +38,11 @@ const AWS: &str = r#"{
 
 const MIXED: &str = r#"{
   "name": "mixed",
-  "description": "One installer for amd64 control planes and arm64 workers",
+  "description": "One installer and one netboot image for amd64 control planes and arm64 workers",
   "arch": ["amd64", "arm64"],
   "extensions": ["drbd", "zfs"],
   "repository": "talos-cozystack-mixed/talos",
-  "outputs": ["installer"]
+  "outputs": ["installer", "kernel", "initramfs"]
 }
 "#;
 
@@ -98,6 +98,16 @@ fn catalog() -> String {
         "overlays:\n  - name: rpi_generic\n    image: ghcr.io/siderolabs/sbc-raspberrypi:v0.2.0\n    digest: {OVERLAY_DIGEST}\n  - name: rpi_5\n    image: ghcr.io/siderolabs/sbc-raspberrypi:v0.2.0\n    digest: {OVERLAY_DIGEST}\n  - name: rock5b\n    image: ghcr.io/siderolabs/sbc-rockchip:v0.2.0\n    digest: {OVERLAY_DIGEST}\n"
     )
 }
+
+/// The roles this test builds and checks.
+const ROLES: [&str; 6] = [
+    "--variant",
+    "compute-rpi",
+    "--variant",
+    "mixed",
+    "--variant",
+    "compute-aws",
+];
 
 fn xtask_out(env: &Pipeline, args: &[&str]) -> Output {
     run(env.xtask().args(args))
@@ -225,42 +235,53 @@ fn a_board_role_and_a_two_arch_role_lock_plan_build_publish_and_pass_static_chec
     assert_eq!(rpi["profiles"][1]["artifact"], "metal-arm64.raw.xz");
     let mixed = find("mixed");
     let arches: Vec<&str> = strings(&mixed["profiles"], "/profile/arch");
-    assert_eq!(arches, ["amd64", "arm64"]);
+    assert_eq!(
+        arches,
+        ["amd64", "arm64"].repeat(3),
+        "each output for each arch"
+    );
     let human = stdout(&xtask_out(&env, &["plan", "--registry", &registry]));
     assert!(
         human.contains("publish   one image index per tag (linux/amd64, linux/arm64)"),
         "{human}"
     );
 
-    // 3. Build and publish both (stand-in imager), then the static checks.
-    let out = run(env
-        .xtask()
-        .args([
-            "build",
-            "--locked",
-            "--push",
-            "--engine",
-            "podman",
-            "--registry",
-        ])
-        .arg(&registry)
-        .args(["--imager", OK, "--no-matchbox"])
-        .args([
-            "--variant",
-            "compute-rpi",
-            "--variant",
-            "mixed",
-            "--variant",
-            "compute-aws",
-        ]));
+    // 3. Build and publish both (stand-in imager), then the static checks. The matchbox base
+    // of a two-arch role is a local image index holding a base for each arch.
+    let amd64_base = "localhost/standin-matchbox-base:amd64";
+    env.podman.base(amd64_base, "amd64", &env.dir.join("fail"));
+    let bases = "localhost/standin-matchbox-base:multi";
+    env.podman.index(bases, &[BASE, amd64_base]);
+    let build = |base: &str| run(env.build(base).args(["--imager", OK]).args(ROLES));
+    // The arm64 base alone cannot serve the amd64 image: the build says what the base needs.
+    let err = assert_failure(&build(BASE), "build with a single-arch --matchbox-base");
+    assert!(
+        err.contains(&format!("building the matchbox image for amd64 failed: --matchbox-base {BASE} must be in local storage and hold a linux/amd64 image (for several arches, a local image index)")),
+        "{err}"
+    );
+    let out = build(bases);
     assert_success(
         &out,
         "build --locked --push of compute-rpi, mixed and compute-aws",
     );
     assert_eq!(
         env.podman.runs_of(OK),
-        6,
-        "2 outputs of the board, 2 arches of mixed, 2 outputs of the cloud role"
+        10,
+        "2 outputs of the board, 3 outputs x 2 arches of mixed, 2 outputs of the cloud role"
+    );
+    // Each arch's matchbox image is built once and then cached by its own key.
+    let rerun = build(bases);
+    assert_success(&rerun, "the same build again");
+    for arch in ["amd64", "arm64"] {
+        let built = format!("[mixed] matchbox-{arch}: podman build: ");
+        assert!(stderr(&out).contains(&built), "{}", stderr(&out));
+        let cached = format!("[mixed] matchbox-{arch}: cached (matchbox-{arch}.tar)");
+        assert!(stderr(&rerun).contains(&cached), "{}", stderr(&rerun));
+    }
+    assert_eq!(
+        env.record("mixed")["cache_hits"],
+        8,
+        "6 outputs, 2 matchbox images"
     );
     let aws = env.record("compute-aws");
     assert_eq!(aws["files"][1]["name"], "aws-arm64.raw.xz");
@@ -282,35 +303,73 @@ fn a_board_role_and_a_two_arch_role_lock_plan_build_publish_and_pass_static_chec
         "the board's tags never take generic metal's: {tags:?}"
     );
 
-    let repo = "acme/talos-cozystack-mixed/talos";
+    // The installer and the matchbox image of mixed: each one index of its arches in the
+    // file's order, pushed by digest, then tagged; each entry an image of its arch.
     let record = env.record("mixed");
-    let (index, digest) = env.registry.manifest(repo, TALOS).expect("mixed is tagged");
-    assert_eq!(
-        record["published"][0]["digest"],
-        digest.as_str(),
-        "digest first, then the tag"
-    );
-    assert_eq!(
-        index["mediaType"],
-        "application/vnd.oci.image.index.v1+json"
-    );
-    let entries = index["manifests"].as_array().unwrap();
-    assert_eq!(entries.len(), 2, "{index}");
-    for (entry, arch) in entries.iter().zip(["amd64", "arm64"]) {
-        assert_eq!(entry["platform"]["architecture"], arch);
-        assert_eq!(entry["platform"]["os"], "linux");
-        let (manifest, _) = env
-            .registry
-            .manifest(repo, entry["digest"].as_str().unwrap())
-            .unwrap();
-        let config: Value = serde_json::from_slice(
-            &env.registry
-                .blob(repo, manifest["config"]["digest"].as_str().unwrap()),
-        )
-        .unwrap();
+    let index_of = |p: usize, repo: &str| {
         assert_eq!(
-            config["architecture"], arch,
-            "the {arch} entry is an {arch} image"
+            record["published"][p]["arches"],
+            serde_json::json!(["amd64", "arm64"])
+        );
+        let (index, digest) = env.registry.manifest(repo, TALOS).expect("tagged");
+        assert_eq!(
+            record["published"][p]["digest"],
+            digest.as_str(),
+            "digest first, then the tag"
+        );
+        assert_eq!(
+            index["mediaType"],
+            "application/vnd.oci.image.index.v1+json"
+        );
+        let entries = index["manifests"].as_array().unwrap();
+        assert_eq!(entries.len(), 2, "{index}");
+        let mut manifests = Vec::new();
+        for (entry, arch) in entries.iter().zip(["amd64", "arm64"]) {
+            assert_eq!(entry["platform"]["architecture"], arch);
+            assert_eq!(entry["platform"]["os"], "linux");
+            let (manifest, _) = env
+                .registry
+                .manifest(repo, entry["digest"].as_str().unwrap())
+                .unwrap();
+            let config: Value = serde_json::from_slice(
+                &env.registry
+                    .blob(repo, manifest["config"]["digest"].as_str().unwrap()),
+            )
+            .unwrap();
+            assert_eq!(
+                config["architecture"], arch,
+                "{repo}: the {arch} entry is an {arch} image"
+            );
+            manifests.push((arch, manifest));
+        }
+        (digest, manifests)
+    };
+    let repo = "acme/talos-cozystack-mixed/talos";
+    let (digest, _) = index_of(0, repo);
+    // Each matchbox entry serves its own arch's kernel (the stand-in imager writes one per arch).
+    assert_eq!(record["published"][1]["kind"], "matchbox");
+    let files = strings(&record["files"], "/name");
+    assert!(
+        files.ends_with(&["matchbox-amd64.tar", "matchbox-arm64.tar"]),
+        "{files:?}"
+    );
+    let matchbox = "acme/talos-cozystack-mixed/matchbox";
+    let (_, manifests) = index_of(1, matchbox);
+    for (arch, manifest) in manifests {
+        let kernel = std::fs::read(env.root.join(format!("_out/mixed/kernel-{arch}"))).unwrap();
+        let served = manifest["layers"].as_array().unwrap().iter().any(|layer| {
+            let blob = env.dir.join("layer");
+            let digest = layer["digest"].as_str().unwrap();
+            std::fs::write(&blob, env.registry.blob(matchbox, digest)).unwrap();
+            let out = run(std::process::Command::new("tar")
+                .arg("-xOf")
+                .arg(&blob)
+                .arg("var/lib/matchbox/assets/vmlinuz"));
+            out.status.success() && out.stdout == kernel
+        });
+        assert!(
+            served,
+            "the {arch} matchbox image serves kernel-{arch}: {manifest}"
         );
     }
     let unique = env
@@ -321,19 +380,7 @@ fn a_board_role_and_a_two_arch_role_lock_plan_build_publish_and_pass_static_chec
         .expect("a build-unique tag");
     assert_eq!(env.registry.manifest(repo, &unique).unwrap().1, digest);
 
-    let out = xtask_out(
-        &env,
-        &[
-            "smoke",
-            "check",
-            "--variant",
-            "compute-rpi",
-            "--variant",
-            "mixed",
-            "--variant",
-            "compute-aws",
-        ],
-    );
+    let out = xtask_out(&env, &[&["smoke", "check"][..], &ROLES].concat());
     assert_success(&out, "smoke check of compute-rpi, mixed and compute-aws");
     let text = stdout(&out);
     assert!(
@@ -346,8 +393,15 @@ fn a_board_role_and_a_two_arch_role_lock_plan_build_publish_and_pass_static_chec
         text.contains("installer-amd64.tar: config is linux/amd64"),
         "{text}"
     );
-    assert!(text.contains("registry config is linux/amd64"), "{text}");
-    assert!(text.contains("registry config is linux/arm64"), "{text}");
+    for arch in ["amd64", "arm64"] {
+        for kind in ["installer", "matchbox"] {
+            let checked = text.lines().any(|l| {
+                l.contains(&format!("{kind} image "))
+                    && l.ends_with(&format!("registry config is linux/{arch}"))
+            });
+            assert!(checked, "{kind} {arch}: {text}");
+        }
+    }
     assert!(
         text.contains("every profile: platform aws, arch arm64"),
         "{text}"
@@ -369,6 +423,45 @@ fn a_board_role_and_a_two_arch_role_lock_plan_build_publish_and_pass_static_chec
             "compute-rpi: checked statically only, not booted: board overlay `rpi_generic`"
         ) && text.contains("compute-aws: checked statically only, not booted: platform `aws`"),
         "{text}"
+    );
+
+    // The checks fail when the matchbox image in the registry is one arch's image, not the index
+    // of both: first behind the tag, then in the record too (as a first-arch-only build had it).
+    let single = env.dir.join("single.digest");
+    let tagged = format!("{}/{matchbox}:{TALOS}", env.registry.addr);
+    let pushed = run(env
+        .podman
+        .command("skopeo")
+        .args(["copy", "-q", "--dest-tls-verify=false", "--digestfile"])
+        .arg(&single)
+        .arg(format!(
+            "docker-archive:{}",
+            env.root.join("_out/mixed/matchbox-amd64.tar").display()
+        ))
+        .arg(format!("docker://{tagged}")));
+    assert_success(&pushed, &format!("skopeo copy to {tagged}"));
+    let single = std::fs::read_to_string(&single).unwrap();
+    let out = xtask_out(&env, &["smoke", "check", "--variant", "mixed"]);
+    let err = assert_failure(&out, "smoke check of mixed, its matchbox tag on one image");
+    assert!(
+        err.contains(&format!(
+            "field `published[1].tags[1]` = {TALOS}: {tagged} points at {single}, not the recorded "
+        )),
+        "{err}"
+    );
+    let path = env.root.join("_out/mixed/build.json");
+    let mut edited: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edited["published"][1]["digest"] = Value::String(single.clone());
+    edited["published"][1]["arches"] = serde_json::json!([]);
+    std::fs::write(&path, serde_json::to_string_pretty(&edited).unwrap()).unwrap();
+    let out = xtask_out(&env, &["smoke", "check", "--variant", "mixed"]);
+    let err = assert_failure(&out, "smoke check of mixed, its matchbox one image");
+    assert!(
+        err.contains(&format!(
+            "field `published[1].digest` = {}/{matchbox}@{single}: a single image in the registry, not one index of linux/amd64, linux/arm64\n      fix: publish again with `cargo xtask build --variant mixed`",
+            env.registry.addr
+        )),
+        "{err}"
     );
 
     // The checks fail when a board's profile lost its overlay.

@@ -65,7 +65,7 @@ impl Pipeline {
         let marker = dir.join("fail");
         std::fs::write(&marker, "").unwrap();
         podman.busybox_image(FAIL, &[(&script, "/imager"), (&marker, "/fail")], "/imager");
-        podman.arm64_base(BASE, &marker);
+        podman.base(BASE, "arm64", &marker);
         let registry = Registry::start(&dir.join("registry"));
         let root = dir.join("repo");
         copy(&root);
@@ -91,6 +91,19 @@ impl Pipeline {
         cmd.envs(self.podman.env())
             .env("CARGO_TARGET_DIR", self.root.join("target"))
             .env("XTASK_NO_PREFETCH", "true");
+        cmd
+    }
+
+    /// `build --locked --push` with podman to this bench's registry (`<registry>/acme`), the
+    /// matchbox image from the synthetic tree on `base`.
+    pub fn build(&self, base: &str) -> Command {
+        let mut cmd = self.xtask();
+        cmd.args(["build", "--locked", "--push", "--engine", "podman"])
+            .arg("--registry")
+            .arg(format!("{}/acme", self.registry.addr))
+            .arg("--tree")
+            .arg(&self.tree)
+            .args(["--matchbox-base", base]);
         cmd
     }
 

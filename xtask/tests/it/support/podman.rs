@@ -97,13 +97,22 @@ impl Podman {
         self.buildah(&["commit", "-q", "--rm", &container, name]);
     }
 
-    /// An arm64 image holding one file, as a stand-in base for Dockerfiles (never run).
-    pub fn arm64_base(&self, name: &str, file: &Path) {
+    /// An image of `arch` holding one file, as a stand-in base for Dockerfiles (never run).
+    pub fn base(&self, name: &str, arch: &str, file: &Path) {
         let container = self.buildah(&["from", "scratch"]);
         let file = file.display().to_string();
         self.buildah(&["copy", &container, &file, "/etc/stand-in-base"]);
-        self.buildah(&["config", "--arch", "arm64", "--os", "linux", &container]);
+        self.buildah(&["config", "--arch", arch, "--os", "linux", &container]);
         self.buildah(&["commit", "-q", "--rm", &container, name]);
+    }
+
+    /// A local image index `name` of `images` (each a local image), as a multi-arch base.
+    pub fn index(&self, name: &str, images: &[&str]) {
+        self.buildah(&["manifest", "create", name]);
+        for image in images {
+            let source = format!("containers-storage:{image}");
+            self.buildah(&["manifest", "add", name, &source]);
+        }
     }
 
     /// `buildah args` in this configuration, which must succeed; its stdout, trimmed.
