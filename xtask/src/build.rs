@@ -251,6 +251,19 @@ pub fn build_plan(
         }
         (None, None) => crate::domain::profile::imager_image(&plan.talos_version),
     };
+    // The imager puts its own release's kernel into every output, under extensions whose
+    // kernel modules (drbd, zfs) are built for the plan's: they would not load.
+    let tagged = opts
+        .imager
+        .as_ref()
+        .and_then(|i| crate::domain::ImageRef::parse(i).ok())
+        .and_then(|r| r.tag);
+    if let Some(other) = tagged
+        .and_then(|t| TalosVersion::parse(&t).ok())
+        .filter(|v| v.pre.is_none() && *v != plan.talos_version)
+    {
+        bail!("--imager (or XTASK_IMAGER) {imager} is the imager of Talos {other}, but this build is for Talos {}: its kernel would not load the kernel modules of extensions built for {}\n    fix: drop --imager, or give the imager of {}; to build for {other}, run `cargo xtask lock --talos-version {other}` first", plan.talos_version, plan.talos_version, plan.talos_version);
+    }
     let progress = Steps::new(settings.quiet);
     let runner = settings.runner;
     if runner.is_dry_run() {

@@ -493,6 +493,37 @@ fn locked_build_refuses_unpinned_entries_before_building() {
 }
 
 #[test]
+fn an_imager_of_another_talos_release_is_refused_before_it_runs() {
+    // Its kernel goes into every output, under drbd and zfs modules built for the plan's.
+    let build = |imager: &str| {
+        run(xtask(&fixture_root()).env("PATH", "/nonexistent").args([
+            "build",
+            "--dry-run",
+            "--variant",
+            "compute",
+            "--imager",
+            imager,
+        ]))
+    };
+    let out = build("ghcr.io/siderolabs/imager:v1.12.0");
+    let err = assert_failure(&out, "build --imager <a v1.12.0 imager>");
+    assert!(err.contains("--imager (or XTASK_IMAGER) ghcr.io/siderolabs/imager:v1.12.0 is the imager of Talos v1.12.0, but this build is for Talos v1.13.99"), "{err}");
+    assert!(
+        err.contains("fix: drop --imager")
+            && err.contains("`cargo xtask lock --talos-version v1.12.0`"),
+        "{err}"
+    );
+    assert!(!stdout(&out).contains("podman run"), "{}", stdout(&out));
+    // a mirror of the plan's release, or a tag that names no release, is the user's choice
+    for imager in [
+        "mirror.example/imager:v1.13.99",
+        "localhost/imager:v1.13.99-from-source",
+    ] {
+        assert_success(&build(imager), &format!("build --imager {imager}"));
+    }
+}
+
+#[test]
 fn dry_run_and_json_are_refused_together() {
     // A dry run prints commands on stdout, so its stdout could not also be the JSON contract.
     for command in ["build", "lock", "upstream", "patch", "smoke", "smoke boot"] {
