@@ -224,9 +224,12 @@ pub fn parse(file: &str, text: &str) -> Result<Variant, Vec<Finding>> {
                     format!("does not match the file name `{stem}.json`"),
                 )
                 .value(quoted(name))
-                .fix(format!(
-                    "set \"name\": \"{stem}\" or rename the file to variants/{name}.json"
-                )),
+                // not "rename it to variants/{name}.json": for a copy, that file is the original
+                .fix(if is_path_segment(stem.as_str()) {
+                    format!("set \"name\": \"{stem}\" (a role's name is its file name)")
+                } else {
+                    "rename the file to variants/<role>.json, a role name of lowercase letters, digits and single `.`, `_` or `-`, and set \"name\" to it".to_owned()
+                }),
             );
         }
     }
@@ -1308,6 +1311,19 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("fix: set \"name\": \"worker\""), "{e}");
+        // a copy's original has the name: renaming onto it would overwrite it
+        assert!(
+            !e.contains("rename the file to variants/compute.json"),
+            "{e}"
+        );
+        let e = one_error("variants/compute copy.json", GOOD);
+        assert!(!e.contains("set \"name\": \"compute copy\""), "{e}");
+        assert!(
+            e.contains(
+                "fix: rename the file to variants/<role>.json, a role name of lowercase letters"
+            ),
+            "{e}"
+        );
     }
 
     #[test]
