@@ -86,17 +86,35 @@ impl Project {
             .with_context(|| format!("reading {dir}"))?
         {
             let path = entry.with_context(|| format!("reading {dir}"))?.into_path();
-            if path.extension() == Some("json") {
-                paths.push(path);
-            }
+            paths.push(path);
         }
         paths.sort();
         let mut files = Vec::new();
+        let mut unread = Vec::new();
         for path in &paths {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
-            files.push((self.display(path).to_string(), text));
+            let shown = self.display(path).to_string();
+            let (ext, stem) = (
+                path.extension().unwrap_or_default(),
+                path.file_stem().unwrap_or_default(),
+            );
+            if ext != "json" {
+                // a role written as YAML, or as `.JSON`, would silently not exist
+                if ["json", "yaml", "yml"].contains(&ext.to_ascii_lowercase().as_str()) {
+                    unread.push(Finding::new(&shown, "", "not read: a variant file is JSON, named variants/<name>.json").fix(format!("write it as JSON in variants/{}.json (docs/variants.md), or move it out of variants/", stem.to_lowercase())));
+                }
+                continue;
+            }
+            let bytes = std::fs::read(path).with_context(|| format!("reading {path}"))?;
+            match String::from_utf8(bytes) {
+                Ok(text) => files.push((shown, text)),
+                Err(_) => unread.push(
+                    Finding::new(&shown, "", "not UTF-8 text")
+                        .fix("save it as UTF-8 (from Latin-1: `iconv -f latin1 -t utf-8`)"),
+                ),
+            }
         }
         let (variants, mut findings) = variant::check_files(&files, lock_names);
+        findings.extend(unread);
         if files.is_empty() {
             findings.push(
                 Finding::new(self.display(&dir).as_str(), "", "no variant files").fix(

@@ -271,6 +271,39 @@ fn json_syntax_errors_point_at_the_problem() {
 }
 
 #[test]
+fn a_role_file_that_is_not_read_is_named_not_skipped() {
+    // A role written as YAML or named `.JSON` would silently not exist; one not in UTF-8
+    // stopped the run at its own file, with no other finding.
+    let root = temp_dir("plan-unread-files");
+    copy_repo_data(&root);
+    let compute = std::fs::read_to_string(root.join("variants/compute.json")).unwrap();
+    std::fs::write(root.join("variants/edge.yaml"), "name: edge\n").unwrap();
+    std::fs::write(root.join("variants/Storage.JSON"), &compute).unwrap();
+    std::fs::write(
+        root.join("variants/latin1.json"),
+        b"{\"description\": \"caf\xe9\"}",
+    )
+    .unwrap();
+    std::fs::write(root.join("variants/gateway.json"), "{").unwrap();
+    std::fs::create_dir(root.join("variants/compute")).unwrap();
+    let out = run(xtask(&root).arg("plan"));
+    let err = assert_failure(&out, "plan with unread variant files");
+    for expected in [
+        "variants/edge.yaml: not read: a variant file is JSON, named variants/<name>.json\n      fix: write it as JSON in variants/edge.json",
+        "variants/Storage.JSON: not read: a variant file is JSON, named variants/<name>.json\n      fix: write it as JSON in variants/storage.json",
+        "variants/latin1.json: not UTF-8 text\n      fix: save it as UTF-8",
+        "variants/gateway.json: malformed JSON",
+        "4 problems",
+    ] {
+        assert!(err.contains(expected), "{expected:?} in\n{err}");
+    }
+    assert!(
+        !err.contains("variants/compute:"),
+        "a role's directory is not a file: {err}"
+    );
+}
+
+#[test]
 fn an_unknown_variant_gets_a_near_miss() {
     let err = stderr(&run(xtask(&fixture_root()).args([
         "plan",
