@@ -100,11 +100,26 @@ pub fn install_image(
             .published
             .iter()
             .find(|p| p.kind == "installer" && !p.digest.is_empty());
+        let built: Vec<&str> = record.extensions.iter().map(|e| e.name.as_str()).collect();
         if let (Some(p), true) = (published, record.talos_version == plan.talos_version) {
-            return Ok(InstallImage {
-                reference: format!("{}@{}", p.image, p.digest),
-                source: format!("by digest, from {}", project.display(&record_path)),
-            });
+            // A push to another registry, or a build before the role's extensions changed,
+            // is not the image this role's nodes should install now.
+            let other_registry = plan.registry.is_some() && p.image != vp.image;
+            if !other_registry && built == vp.extensions {
+                return Ok(InstallImage {
+                    reference: format!("{}@{}", p.image, p.digest),
+                    source: format!("by digest, from {}", project.display(&record_path)),
+                });
+            }
+            if plan.registry.is_some() {
+                return Ok(InstallImage {
+                    reference: format!("{}:{}", vp.image, vp.tag),
+                    source: format!(
+                        "by tag: {} records {} with extensions [{}], not this role's image now; `cargo xtask build --push --variant {}` publishes it",
+                        project.display(&record_path), p.image, built.join(", "), vp.name
+                    ),
+                });
+            }
         }
     }
     if plan.registry.is_none() {

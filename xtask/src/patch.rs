@@ -147,6 +147,9 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     }
     // the series is checked before anything is fetched: its problems need no network
     load_series(project)?;
+    if args.variant.is_none() {
+        refuse_unsaved_work(project, &pin, &out)?;
+    }
     let upstream = upstream::ensure(project, &pin, args.source.source.as_deref())?;
     let applied = match &args.variant {
         Some(name) => {
@@ -467,6 +470,27 @@ fn exact_pattern(path: &str) -> String {
         pattern.push(c);
     }
     pattern
+}
+
+/// The tree the refresh workflow edits in place is not replaced while it holds work the series
+/// does not have: edits, or commits not refreshed yet. A tree still at the head this command
+/// recorded, or left by a failed run (no head recorded), is replaced as before.
+fn refuse_unsaved_work(project: &Project, pin: &Pin, out: &Utf8Path) -> Result<()> {
+    let Ok(marker) = std::fs::read_to_string(out.join(".git").join(MARKER)) else {
+        return Ok(());
+    };
+    let recorded: serde_json::Value = serde_json::from_str(&marker).unwrap_or_default();
+    let Some(head) = recorded["head"].as_str() else {
+        return Ok(());
+    };
+    let clean = git(out).args(["status", "--porcelain"]).read().ok() == Some(String::new());
+    if clean && git(out).args(["rev-parse", "HEAD"]).read().ok().as_deref() == Some(head) {
+        return Ok(());
+    }
+    match refresh(project, pin, out, true) {
+        Ok(_) => Ok(()),
+        Err(err) => bail!("not replacing {out}: it holds work that patches/ does not have yet; {err:#}\n    or discard that work: `rm -rf {out}`, then run this again"),
+    }
 }
 
 fn prepare_out(upstream: &Upstream, out: &Utf8Path, only: Option<&[String]>) -> Result<()> {

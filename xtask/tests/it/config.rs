@@ -120,12 +120,34 @@ fn install_image_is_the_published_digest_when_a_build_record_exists_unless_overr
         &record,
         serde_json::json!({
             "variant": "compute", "talos_version": "v1.13.99", "arch": "arm64", "imager": "i",
-            "extensions": [], "profiles": [], "files": [], "imager_runs": 0, "cache_hits": 0, "timings": {},
+            "extensions": [{"name": "drbd", "ref": "r.example/drbd:1"}, {"name": "zfs", "ref": "r.example/zfs:1"}, {"name": "spin", "ref": "r.example/spin:1"}],
+            "profiles": [], "files": [], "imager_runs": 0, "cache_hits": 0, "timings": {},
             "published": [{"kind": "installer", "image": "ghcr.io/acme/talos-cozystack-spin-only/talos", "digest": digest, "tags": ["v1.13.99"]}]
         })
         .to_string(),
     )
     .unwrap();
+    let text = std::fs::read_to_string(&record).unwrap();
+    // A push to another registry (a trial push to a local one), or a build from before the
+    // role's extensions changed, is not what the role's nodes install now: by tag, and why.
+    let stale = [
+        text.replace("ghcr.io/acme/", "localhost:5000/trial/"),
+        text.replace(r#"{"name":"spin","ref":"r.example/spin:1"}"#, r#"{"name":"spin","ref":"r.example/spin:1"},{"name":"tailscale","ref":"r.example/tailscale:1"}"#),
+    ];
+    for stale in stale {
+        assert_ne!(stale, text);
+        std::fs::write(&record, &stale).unwrap();
+        let out = config(&root, &["--variant", "compute"], None);
+        assert_success(&out, "config --variant compute (a stale build record)");
+        assert!(
+            stdout(&out)
+                .contains("    image: ghcr.io/acme/talos-cozystack-spin-only/talos:v1.13.99\n"),
+            "{}",
+            stdout(&out)
+        );
+        assert!(stderr(&out).contains("by tag: _out/compute/build.json records ") && stderr(&out).contains("not this role's image now; `cargo xtask build --push --variant compute` publishes it"), "{}", stderr(&out));
+    }
+    std::fs::write(&record, &text).unwrap();
     let out = config(&root, &["--variant", "compute"], None);
     assert_success(&out, "config --variant compute (a built variant)");
     let image = format!("ghcr.io/acme/talos-cozystack-spin-only/talos@{digest}");

@@ -498,6 +498,71 @@ fn refresh_round_trip_gives_the_same_tree_and_stable_patches() {
 }
 
 #[test]
+fn a_tree_with_work_the_series_does_not_have_is_not_replaced() {
+    if !have_tools(&["git"]) {
+        return;
+    }
+    let base = temp_dir("patch-unsaved");
+    let upstream = base.join("upstream");
+    let commit = make_upstream(&upstream, PKG, "v4.0.0");
+    let p1 = makefile_patch(&upstream, "v4.0.0");
+    let root = base.join("project");
+    make_project(
+        &root,
+        "v4.0.0",
+        &commit,
+        &[("0001-build-take-ARCH.patch", &p1)],
+    );
+    ok(xt(&root).args(["patch", "--source", upstream.to_str().unwrap()]));
+    let tree = root.join("target/patched");
+    let notes = tree.join("packages/core/talos/notes.txt");
+    // a tree still at the head the command recorded is replaced as before
+    ok(xt(&root).arg("patch"));
+
+    // The refresh workflow edits the tree in place: a second `patch` before the refresh
+    // would delete the edit, and then the commit.
+    write(&notes, "my edit\n");
+    let err = fails(xt(&root).arg("patch"));
+    assert!(
+        err.contains(&format!("not replacing {}", tree.display())),
+        "{err}"
+    );
+    assert!(
+        err.contains("has changes that are not committed") && err.contains("notes.txt"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("`rm -rf {}`", tree.display())),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&notes).unwrap(), "my edit\n");
+    ok(git(&tree).args(["commit", "-q", "-a", "-m", "notes: mine"]));
+    for args in [
+        &["patch"][..],
+        &["patch", "--check", "--out", tree.to_str().unwrap()],
+    ] {
+        let err = fails(xt(&root).args(args));
+        assert!(
+            err.contains("added patches/0002-notes-mine.patch"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            err.contains("fix: cargo xtask patch --refresh --out"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(
+        ok(git(&tree).args(["log", "-1", "--format=%s"])),
+        "notes: mine"
+    );
+
+    // once the series has the work, the tree is the series' again
+    ok(xt(&root).args(["patch", "--refresh"]));
+    ok(xt(&root).arg("patch"));
+    assert_eq!(std::fs::read_to_string(&notes).unwrap(), "my edit\n");
+}
+
+#[test]
 fn pinned_commit_mismatch_is_a_clear_error() {
     if !have_tools(&["git"]) {
         return;
