@@ -255,20 +255,26 @@ fn builds_both_roles_pushes_by_digest_and_caches_by_content() {
     }
 }
 
-#[test]
-fn dry_run_prints_commands_without_an_engine_or_a_complete_lock() {
-    let root = temp_dir("build-dry-run");
-    copy_repo_data(&root);
-    let out = run(xtask(&root).env("PATH", "/nonexistent").args([
+/// `build --dry-run --push` of `variant` in `root`, with no engine or tool on PATH.
+fn dry_run_push(root: &std::path::Path, variant: &str) -> Output {
+    let out = run(xtask(root).env("PATH", "/nonexistent").args([
         "build",
         "--dry-run",
         "--push",
         "--registry",
         "ghcr.io/acme",
         "--variant",
-        "gateway",
+        variant,
     ]));
-    assert_success(&out, "build --dry-run --push --variant gateway");
+    assert_success(&out, &format!("build --dry-run --push --variant {variant}"));
+    out
+}
+
+#[test]
+fn dry_run_prints_commands_without_an_engine_or_a_complete_lock() {
+    let root = temp_dir("build-dry-run");
+    copy_repo_data(&root);
+    let out = dry_run_push(&root, "gateway");
     let text = stdout(&out);
     assert!(
         text.contains("# engine: podman (not installed here)"),
@@ -330,24 +336,8 @@ fn dry_run_prints_commands_without_an_engine_or_a_complete_lock() {
 fn a_two_arch_dry_run_prints_a_matchbox_build_per_arch_and_one_index_push() {
     let root = temp_dir("build-dry-run-two-arch");
     copy_repo_data(&root);
-    std::fs::write(
-        root.join("variants/netboot.json"),
-        r#"{"name": "netboot", "description": "two arches, netbooted", "arch": ["amd64", "arm64"],
-            "extensions": ["drbd"], "repository": "talos-cozystack-netboot/talos",
-            "outputs": ["installer", "kernel", "initramfs"]}"#,
-    )
-    .unwrap();
-    let out = run(xtask(&root).env("PATH", "/nonexistent").args([
-        "build",
-        "--dry-run",
-        "--push",
-        "--registry",
-        "ghcr.io/acme",
-        "--variant",
-        "netboot",
-    ]));
-    assert_success(&out, "build --dry-run --push --variant netboot");
-    let text = stdout(&out);
+    write_netboot_role(&root);
+    let text = stdout(&dry_run_push(&root, "netboot"));
     let tree = root.join("target/patched-netboot");
     let saved = root.join("_out/netboot/matchbox");
     for arch in ["amd64", "arm64"] {

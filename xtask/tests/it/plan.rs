@@ -154,13 +154,7 @@ fn human_plan_is_a_table() {
 fn a_multi_arch_plan_publishes_the_matchbox_image_as_an_index_of_its_arches() {
     let root = temp_dir("plan-multi-arch-matchbox");
     copy_repo_data(&root);
-    std::fs::write(
-        root.join("variants/netboot.json"),
-        r#"{"name": "netboot", "description": "two arches, netbooted", "arch": ["arm64", "amd64"],
-            "extensions": ["drbd"], "repository": "talos-cozystack-netboot/talos",
-            "outputs": ["installer", "kernel", "initramfs"]}"#,
-    )
-    .unwrap();
+    write_netboot_role(&root);
     let out =
         run(xtask(&root).args(["plan", "--variant", "netboot", "--registry", "ghcr.io/acme"]));
     assert_success(&out, "plan --variant netboot --registry ghcr.io/acme");

@@ -155,6 +155,18 @@ pub fn fixture_dir() -> PathBuf {
     repo_root().join("xtask/tests/fixtures/repo")
 }
 
+/// `variants/netboot.json` in `root`: a role built for arm64 and amd64 (in that order) that
+/// netboots (kernel and initramfs), so that its installer and matchbox image are each an index.
+pub fn write_netboot_role(root: &Path) {
+    std::fs::write(
+        root.join("variants/netboot.json"),
+        r#"{"name": "netboot", "description": "two arches, netbooted", "arch": ["arm64", "amd64"],
+            "extensions": ["drbd"], "repository": "talos-cozystack-netboot/talos",
+            "outputs": ["installer", "kernel", "initramfs"]}"#,
+    )
+    .unwrap();
+}
+
 /// A scratch repository for tests that are not about today's pins: the fixture variants, lock,
 /// upstream pin and (empty) series. A Talos or upstream bump of the live files leaves it alone.
 pub fn copy_repo_data(dest: &Path) {
