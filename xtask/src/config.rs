@@ -187,9 +187,16 @@ pub fn run(project: &Project, args: Args, judge: Judge) -> Result<()> {
         check_install_image(project, &plan.variants[0], reference)?;
     }
     let has_tailscale = variant.extensions.iter().any(|e| e == "tailscale");
-    if args.routes.is_some() && !has_tailscale {
+    let tailscale_only = [
+        ("--routes", args.routes.is_some()),
+        ("--join-cidr", args.join_cidr.is_some()),
+    ];
+    if let Some((flag, _)) = tailscale_only
+        .iter()
+        .find(|(_, given)| *given && !has_tailscale)
+    {
         bail!(
-            "--routes is for tailscale, which the `{}` role does not carry ({file})",
+            "{flag} is for tailscale, which the `{}` role does not carry ({file}): it would change nothing\n    fix: drop {flag}, or render a role that carries tailscale (e.g. --variant gateway)",
             variant.name
         );
     }

@@ -499,6 +499,17 @@ fn routes_flag_replaces_the_variant_routes() {
     );
     let err = assert_failure(&compute, "config --variant compute --routes 10.0.0.0/8");
     assert!(err.contains("--routes is for tailscale"), "{err}");
+    // the join network only matters to tailscale's kernel mode: elsewhere it changed nothing
+    let compute = config(
+        &fixture_root(),
+        &["--variant", "compute", "--join-cidr", "172.31.0.0/16"],
+        None,
+    );
+    let err = assert_failure(
+        &compute,
+        "config --variant compute --join-cidr 172.31.0.0/16",
+    );
+    assert!(err.contains("--join-cidr is for tailscale, which the `compute` role does not carry (variants/compute.json): it would change nothing\n    fix: drop --join-cidr"), "{err}");
 }
 
 #[test]
