@@ -114,12 +114,70 @@ pub fn parse_json(file: &str, text: &str) -> (Option<serde_json::Value>, Vec<Fin
         }
         None => text,
     };
-    match serde_json::from_str(body) {
-        Ok(value) => (Some(value), findings),
+    match serde_json::from_str::<Strict>(body) {
+        Ok(Strict(value)) => (Some(value), findings),
         Err(err) => {
             findings.push(json_syntax_finding(file, body, &err));
             (None, findings)
         }
+    }
+}
+
+/// A JSON value whose objects name each key once: serde_json's `Value` keeps the last of a
+/// repeated key silently, so a second `"extensions"` in a variant would replace the first.
+struct Strict(serde_json::Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Strict, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(items.into())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format_args!(
+                    "`{key}` is named twice (JSON keeps only the last)"
+                )));
+            }
+            let Strict(value) = map.next_value()?;
+            object.insert(key, value);
+        }
+        Ok(object.into())
     }
 }
 
@@ -136,13 +194,17 @@ fn json_syntax_finding(file: &str, text: &str, err: &serde_json::Error) -> Findi
             what = "trailing comma: JSON allows no comma before a closing `]` or `}`".to_owned();
         }
     }
+    let twice = what.ends_with("(JSON keeps only the last)");
+    let head = if twice { "JSON" } else { "malformed JSON" };
     Finding::new(
         file,
         "",
-        format!("malformed JSON at line {line} column {column}: {what}"),
+        format!("{head} at line {line} column {column}: {what}"),
     )
     .fix(if what.starts_with("trailing comma") {
         "remove that comma".to_owned()
+    } else if twice {
+        "keep one of them, with everything it should hold".to_owned()
     } else {
         "correct the JSON syntax at that position".to_owned()
     })
@@ -222,6 +284,30 @@ mod tests {
             findings[0].to_string().contains("line 1 column 3"),
             "{}",
             findings[0]
+        );
+    }
+
+    #[test]
+    fn a_key_named_twice_is_refused_where_it_is_at_any_depth() {
+        // a JSON value would keep the last: the second `extensions` would replace the first
+        for text in [
+            "{\"extensions\": [\"drbd\", \"zfs\"],\n \"extensions\": [\"drbd\"]}",
+            "{\"config\": {\"tailscale\": {\"mode\": \"kernel\",\n \"mode\": \"userspace\"}}}",
+        ] {
+            let (value, findings) = parse_json("v.json", text);
+            assert!(value.is_none(), "{text}");
+            let shown = findings[0].to_string();
+            assert!(shown.contains("v.json: JSON at line 2 column "), "{shown}");
+            assert!(
+                shown.contains("is named twice (JSON keeps only the last)"),
+                "{shown}"
+            );
+            assert!(shown.contains("fix: keep one of them"), "{shown}");
+        }
+        let (value, _) = parse_json("v.json", "{\"a\": [1, {\"b\": null}], \"c\": -2.5}");
+        assert_eq!(
+            value,
+            Some(serde_json::json!({"a": [1, {"b": null}], "c": -2.5}))
         );
     }
 

@@ -457,15 +457,27 @@ mod tests {
 
     #[test]
     fn a_lock_that_names_a_field_twice_is_refused_where_it_does() {
-        // read from the text, a repeated field is an error (a JSON value would keep the last)
+        // a repeated field is an error (a JSON value would keep the last)
         let text = lock()
             .to_text()
             .replacen("{\n", "{\n  \"talos_version\": \"v1.98.0\",\n", 1);
-        let (lock, problems) = Lock::check(&text);
-        assert!(lock.is_none());
+        let (checked, problems) = Lock::check(&text);
+        assert!(checked.is_none());
         let shape = problems.last().unwrap().to_string();
         assert!(
-            shape.contains("not a lock file: duplicate field `talos_version` at line "),
+            shape.contains("JSON at line 3 column 17: `talos_version` is named twice"),
+            "{problems:?}"
+        );
+        // ... and so is an entry of `extensions`, which a map would keep the last of
+        let text = lock().to_text().replacen(
+            "\"extensions\": {\n",
+            "\"extensions\": {\n    \"drbd\": \"ghcr.io/siderolabs/drbd:1.0.0-v1.13.99\",\n",
+            1,
+        );
+        let (checked, problems) = Lock::check(&text);
+        assert!(checked.is_none());
+        assert!(
+            problems[0].to_string().contains("`drbd` is named twice"),
             "{problems:?}"
         );
     }
