@@ -386,6 +386,25 @@ fn check_target(
                 .fix("add \"overlay\": \"rpi_generic\" (or the board's overlay), or drop `overlay_options`"),
         );
     }
+    // The Raspberry Pi overlays read these two and ignore any other key, silently.
+    const RPI_OPTIONS: &[&str] = &["configTxt", "configTxtAppend"];
+    let rpi = overlay.is_some_and(|name| name.starts_with("rpi_") || name.starts_with("revpi_"));
+    for key in options
+        .keys()
+        .filter(|k| rpi && !RPI_OPTIONS.contains(&k.as_str()))
+    {
+        findings.push(
+            Finding::new(
+                file,
+                format!("overlay_options.{key}"),
+                "not an option of the Raspberry Pi overlays, which would ignore it",
+            )
+            .fix(format!(
+                "{}use configTxt (replaces config.txt) or configTxtAppend (appended to it)",
+                diag::did_you_mean(key, RPI_OPTIONS)
+            )),
+        );
+    }
     for (key, value) in options {
         if !value.is_string() {
             findings.push(
@@ -1723,6 +1742,24 @@ mod tests {
             ),
         );
         assert!(e.contains("not an overlay name"), "{e}");
+        // the Pi overlays ignore any key but their two: a typo dropped config.txt silently
+        let e = one_error(
+            "variants/compute.json",
+            &board.replace(
+                "\"arch\"",
+                "\"overlay_options\": {\"configTxt\": \"x\", \"configTxtAppnd\": \"y\"}, \"arch\"",
+            ),
+        );
+        assert!(e.contains("field `overlay_options.configTxtAppnd`: not an option of the Raspberry Pi overlays, which would ignore it"), "{e}");
+        assert!(e.contains("fix: did you mean `configTxtAppend`?"), "{e}");
+        let other = GOOD.replace(
+            "\"arch\"",
+            "\"overlay\": \"turingrk1\", \"overlay_options\": {\"anything\": \"x\"}, \"arch\"",
+        );
+        assert!(
+            parse("variants/compute.json", &other).is_ok(),
+            "other boards' options are theirs"
+        );
     }
 
     #[test]
