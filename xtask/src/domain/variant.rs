@@ -272,6 +272,23 @@ pub fn parse(file: &str, text: &str) -> Result<Variant, Vec<Finding>> {
             outputs,
         ));
     }
+    // The imager lets an extra `talos.platform=` overwrite the platform it bakes in: the image
+    // would boot as another platform than the one its tags, disk and checks are for.
+    for (i, arg) in extra_kernel_args.iter().flatten().enumerate() {
+        let (problem, fix) = match arg.strip_prefix("talos.platform=") {
+            _ if arg.trim().is_empty() => ("empty", "drop it".to_owned()),
+            Some(p) => (
+                "sets the platform, which is the variant's `platform` field",
+                format!("drop it and set \"platform\": \"{p}\""),
+            ),
+            None => continue,
+        };
+        findings.push(
+            Finding::new(file, format!("extra_kernel_args[{i}]"), problem)
+                .value(quoted(arg))
+                .fix(fix),
+        );
+    }
     if let (Some(extensions), Some(firmware)) = (&extensions, &firmware) {
         for (i, fw) in firmware.iter().enumerate() {
             if extensions.contains(fw) {
@@ -1364,6 +1381,22 @@ mod tests {
                 && e.contains("write the short name (\"spin\")"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn extra_kernel_args_do_not_set_the_platform_or_stay_empty() {
+        let text = GOOD.replace(
+            "\"arch\"",
+            "\"extra_kernel_args\": [\"console=ttyS0\", \"talos.platform=aws\", \" \"], \"arch\"",
+        );
+        assert_ne!(text, GOOD);
+        let e = errors("variants/compute.json", &text).join("\n");
+        assert!(e.contains("field `extra_kernel_args[1]` = \"talos.platform=aws\": sets the platform, which is the variant's `platform` field\n    fix: drop it and set \"platform\": \"aws\""), "{e}");
+        assert!(
+            e.contains("field `extra_kernel_args[2]` = \" \": empty"),
+            "{e}"
+        );
+        assert!(!e.contains("extra_kernel_args[0]"), "{e}");
     }
 
     #[test]
