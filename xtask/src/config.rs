@@ -144,7 +144,7 @@ pub type Judge = fn(&Project, &str, &str, Base, &Rendered, &[Step]) -> Result<()
 /// `--install-image` must be an image reference, and not another role's installer: a node on
 /// that image carries extensions this role's patch does not configure (and may wait for them
 /// forever), or lacks the ones it does.
-fn check_install_image(project: &Project, vp: &VariantPlan, reference: &str) -> Result<()> {
+fn check_install_image(roles: &[Variant], vp: &VariantPlan, reference: &str) -> Result<()> {
     let variant = &vp.variant;
     let fix = format!("fix: give REGISTRY/PATH:TAG or REGISTRY/PATH@sha256:DIGEST, e.g. {}:{}, or drop --install-image for the role's own installer", vp.image, vp.tag);
     let parsed = ImageRef::parse(reference)
@@ -159,7 +159,7 @@ fn check_install_image(project: &Project, vp: &VariantPlan, reference: &str) -> 
     {
         bail!("--install-image {reference:?}: not a valid image reference (lowercase path segments, a tag of letters, digits, `_`, `.`, `-`, no spaces)\n    {fix}");
     }
-    for other in project.load_variants()? {
+    for other in roles {
         if other.repository != variant.repository
             && parsed
                 .repository
@@ -168,7 +168,7 @@ fn check_install_image(project: &Project, vp: &VariantPlan, reference: &str) -> 
             let list = |v: &Variant| v.all_extensions().collect::<Vec<_>>().join(", ");
             bail!(
                 "--install-image {reference:?} is the installer of the `{}` role (variants/{}.json), not of `{}`: its nodes would boot the `{}` image (extensions: {}) with a patch made for `{}` ({})\n    fix: drop --install-image to install the `{}` role's own installer, or name an image built from variants/{}.json",
-                other.name, other.name, variant.name, other.name, list(&other), variant.name, list(variant), variant.name, variant.name
+                other.name, other.name, variant.name, other.name, list(other), variant.name, list(variant), variant.name, variant.name
             );
         }
     }
@@ -176,15 +176,19 @@ fn check_install_image(project: &Project, vp: &VariantPlan, reference: &str) -> 
 }
 
 pub fn run(project: &Project, args: Args, judge: Judge) -> Result<()> {
-    let plan = crate::inputs::load_plan(
+    // every role, read once: --install-image is checked against the others' installers
+    let (roles, lock) = crate::inputs::load_inputs(project)?;
+    let plan = crate::inputs::plan_of(
         project,
+        roles.clone(),
+        &lock,
         std::slice::from_ref(&args.variant),
         args.registry.resolve(),
     )?;
     let variant = plan.variants[0].variant.clone();
     let file = format!("variants/{}.json", variant.name);
     if let Some(reference) = &args.install_image {
-        check_install_image(project, &plan.variants[0], reference)?;
+        check_install_image(&roles, &plan.variants[0], reference)?;
     }
     let has_tailscale = variant.extensions.iter().any(|e| e == "tailscale");
     let tailscale_only = [

@@ -64,9 +64,20 @@ pub fn load_inputs(
 /// Reads variants, lock and pin from the repository and resolves the plan.
 pub fn load_plan(project: &Project, names: &[String], registry: Option<String>) -> Result<Plan> {
     let (variants, lock) = load_inputs(project)?;
+    plan_of(project, variants, &lock, names, registry)
+}
+
+/// The plan of the variants named (all when none) out of those `load_inputs` read.
+pub fn plan_of(
+    project: &Project,
+    variants: Vec<crate::domain::Variant>,
+    lock: &crate::domain::Lock,
+    names: &[String],
+    registry: Option<String>,
+) -> Result<Plan> {
     let variants = crate::domain::variant::select(variants, names)?;
-    let talos = pin::talos_version(project, &lock)?;
-    plan::make(variants, &lock, talos, registry)
+    let talos = pin::talos_version(project, lock)?;
+    plan::make(variants, lock, talos, registry)
 }
 
 /// Where the install image came from, for the summary.
