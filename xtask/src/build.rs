@@ -343,7 +343,8 @@ fn publish_all(
     // The build-unique tag names this build alone; the Talos version tag is a release tag and
     // moves forward only (or, under `ci`, after smoke passed).
     let mut tags = publish::build_tags(project, &plan.talos_version)?;
-    tags.retain(|t| *t != plan.talos_version.to_string());
+    let version = plan.talos_version.to_string();
+    tags.retain(|t| *t != version);
     let revision = publish::source_revision(project);
     if let Err(err) = &revision {
         ctx.progress.note(&format!(
@@ -448,11 +449,8 @@ pub fn push_records(
     for (vp, record) in plan.variants.iter().zip(records.iter_mut()) {
         let dir = ctx.project.out_dir().join(&vp.name);
         // (kind, one archive per arch, repository)
-        let mut images: Vec<(
-            &str,
-            Vec<(crate::domain::Arch, camino::Utf8PathBuf)>,
-            String,
-        )> = Vec::new();
+        type Archives = Vec<(crate::domain::Arch, camino::Utf8PathBuf)>;
+        let mut images: Vec<(&str, Archives, String)> = Vec::new();
         let per_arch = |name: fn(crate::domain::Arch) -> String| {
             let mut archives = Vec::new();
             for &arch in &vp.target.arches {

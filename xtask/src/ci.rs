@@ -35,7 +35,7 @@ pub struct Args {
     #[arg(long, requires = "publish_only")]
     pub no_release_tags: bool,
     /// Skip the qemu boot (static checks still run).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "publish_only")]
     pub no_boot: bool,
     /// Print every stage's commands, exactly, without running any (no engine, registry or qemu
     /// needed); a stage a real run would stop at says so.
@@ -800,6 +800,30 @@ pub fn human_size(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        ci: Args,
+    }
+
+    #[test]
+    fn publish_only_refuses_options_of_the_run_it_publishes() {
+        use clap::Parser;
+        // --publish-only runs no smoke test: a --no-boot beside it would claim a choice it ignores
+        for flag in ["--no-boot", "--push"] {
+            let err = Cli::try_parse_from(["ci", "--publish-only", flag])
+                .err()
+                .map(|e| e.to_string());
+            let err = err.unwrap_or_else(|| panic!("--publish-only {flag} was accepted"));
+            assert!(
+                err.contains("'--publish-only'") && err.contains(flag),
+                "{err}"
+            );
+        }
+        assert!(Cli::try_parse_from(["ci", "--publish-only", "--no-release-tags"]).is_ok());
+        assert!(Cli::try_parse_from(["ci", "--no-boot"]).is_ok());
+    }
 
     #[test]
     fn release_tags_float_only_from_the_default_branch() {

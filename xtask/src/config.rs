@@ -155,7 +155,7 @@ fn check_install_image(roles: &[Variant], vp: &VariantPlan, reference: &str) -> 
     };
     if reference.contains(char::is_whitespace)
         || !parsed.repository.split('/').skip(1).all(is_path_segment)
-        || !parsed.tag.as_deref().map_or(true, tag_ok)
+        || !parsed.tag.as_deref().is_none_or(tag_ok)
     {
         bail!("--install-image {reference:?}: not a valid image reference (lowercase path segments, a tag of letters, digits, `_`, `.`, `-`, no spaces)\n    {fix}");
     }
@@ -299,6 +299,9 @@ pub fn run(project: &Project, args: Args, judge: Judge) -> Result<()> {
     }
     if rendered.files.iter().any(|f| f.secret) {
         check_secret_destination(project, &dir)?;
+    }
+    if dir.exists() && !dir.is_dir() {
+        bail!("--out {dir}: is a file, not a directory: config writes one patch per file into it\n    fix: name a directory (e.g. --out target/config); nothing was written");
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {dir}"))?;
     for f in &rendered.files {

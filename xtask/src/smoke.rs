@@ -49,7 +49,8 @@ pub struct VariantArgs {
     #[arg(long)]
     pub no_check: bool,
     /// Give up booting after this many seconds.
-    #[arg(long, value_name = "SECS", default_value_t = boot::DEFAULT_TIMEOUT.as_secs())]
+    #[arg(long, value_name = "SECS", default_value_t = boot::DEFAULT_TIMEOUT.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
     /// Guest memory in MiB.
     #[arg(long, value_name = "MIB", default_value_t = boot::DEFAULT_MEMORY_MIB)]
@@ -114,7 +115,8 @@ pub struct BootArgs {
     #[arg(long, requires = "port")]
     pub tls: bool,
     /// Give up after this many seconds.
-    #[arg(long, value_name = "SECS", default_value_t = boot::DEFAULT_TIMEOUT.as_secs())]
+    #[arg(long, value_name = "SECS", default_value_t = boot::DEFAULT_TIMEOUT.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
     /// Where to stream the console. Default: target/smoke/boot.log.
     #[arg(long, value_name = "FILE")]
@@ -428,6 +430,46 @@ fn boot_result(result: &BootResult) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        smoke: Args,
+    }
+
+    fn timeout_of(args: &[&str]) -> Result<u64, clap::Error> {
+        use clap::Parser;
+        let cli = Cli::try_parse_from(std::iter::once("smoke").chain(args.iter().copied()))?;
+        Ok(match cli.smoke.mode {
+            Some(Mode::Boot(boot)) => boot.timeout,
+            _ => cli.smoke.variants.timeout,
+        })
+    }
+
+    #[test]
+    fn a_zero_timeout_is_refused_before_anything_boots() {
+        // a zero deadline expires at once: every boot would fail with "timed out" after 0 s
+        for args in [
+            &["--timeout", "0"][..],
+            &[
+                "boot",
+                "--kernel",
+                "k",
+                "--initramfs",
+                "i",
+                "--timeout",
+                "0",
+            ],
+        ] {
+            let err = timeout_of(args).unwrap_err().to_string();
+            assert!(
+                err.contains("'--timeout <SECS>'") && err.contains("0 is not in 1.."),
+                "{args:?}: {err}"
+            );
+        }
+        assert_eq!(timeout_of(&["--timeout", "5"]).unwrap(), 5);
+        assert_eq!(timeout_of(&[]).unwrap(), boot::DEFAULT_TIMEOUT.as_secs());
+    }
 
     #[test]
     fn talos_cmdline_uses_the_arm64_serial_console_and_the_variant_args() {

@@ -91,12 +91,16 @@ impl From<&str> for TalosVersion {
 
 /// A tag compares equal to the version it spells (`"v1.13.6" == v1.13.6`).
 impl PartialEq<TalosVersion> for String {
+    // the version's canonical text: "v1.13.06" is not the tag of v1.13.6
+    #[allow(clippy::cmp_owned)]
     fn eq(&self, version: &TalosVersion) -> bool {
         *self == version.to_string()
     }
 }
 
 impl PartialEq<TalosVersion> for str {
+    // the version's canonical text: "v1.13.06" is not the tag of v1.13.6
+    #[allow(clippy::cmp_owned)]
     fn eq(&self, version: &TalosVersion) -> bool {
         *self == version.to_string()
     }

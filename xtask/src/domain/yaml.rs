@@ -211,7 +211,7 @@ fn is_base60(s: &str) -> bool {
 fn is_timestamp(s: &str) -> bool {
     const DATE: &str = r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}";
     const TIME: &str = r"[0-9]{1,2}:[0-9]{1,2}:[0-9]{1,2}(\.[0-9]+)?";
-    if !s.as_bytes().get(4).is_some_and(|b| *b == b'-') {
+    if s.as_bytes().get(4).is_none_or(|b| *b != b'-') {
         return false;
     }
     let pattern = format!(r"^{DATE}(|[Tt]{TIME}(Z|[+-][0-9]{{2}}:[0-9]{{2}})| {TIME})$");

@@ -128,7 +128,7 @@ pub fn check_record(
                 "arch",
                 format!("variant `{}` is {}", variant.name, variant.arch),
             )
-            .value(&record.arch)
+            .value(record.arch)
             .fix(rebuild.clone()),
         );
     }

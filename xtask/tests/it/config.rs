@@ -180,6 +180,35 @@ fn install_image_is_the_published_digest_when_a_build_record_exists_unless_overr
 }
 
 #[test]
+fn out_naming_a_file_is_refused_and_the_file_kept() {
+    let dir = temp_dir("config-out-file");
+    let file = dir.join("notes.txt");
+    std::fs::write(&file, "the user's own file\n").unwrap();
+    let out = config(
+        &fixture_root(),
+        &["--variant", "compute", "--out", file.to_str().unwrap()],
+        None,
+    );
+    let err = assert_failure(&out, "config --variant compute --out <a file>");
+    assert!(
+        err.contains(&format!(
+            "--out {}: is a file, not a directory",
+            file.display()
+        )) && err.contains("fix: name a directory"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "the user's own file\n"
+    );
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        1,
+        "config wrote beside the file"
+    );
+}
+
+#[test]
 fn install_image_of_another_role_or_not_a_reference_is_refused_before_anything_is_written() {
     // The gateway's image on a compute node boots tailscale with no configuration for it.
     let out_dir = temp_dir("config-wrong-image");
