@@ -5,7 +5,7 @@
 //
 // It is test-only. It reads one JSON request (a file named as the only argument, or stdin) and
 // writes one JSON report on stdout; it exits non-zero only when the request cannot be read. What
-// counts as a failure is decided by the caller (xtask/src/conformance.rs), from the facts
+// counts as a failure is decided by the caller (xtask/inspect/src/conformance.rs), from the facts
 // reported here. docs/conformance.md describes the request and the report.
 package main
 

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # The cold build of xtask against its dependency floor (docs/dev/benchmarks.md).
 #
-# The floor is a crate with xtask's [dependencies], the workspace's profiles and Cargo.lock, and
-# an empty `main`: what any xtask with these dependencies pays. The script builds xtask and the
-# floor from an empty target dir, alternating them so that a change in the machine's load hits
+# The floor is a crate with the workspace's external dependencies, its profiles and Cargo.lock,
+# and an empty `main`: what any xtask with these dependencies pays. The script builds the
+# workspace and the floor from an empty target dir, alternating them so that a change in the machine's load hits
 # both, and prints each sample and the ratio of the medians by CPU (user + sys) and by wall.
 #
 # Separate builds on a shared machine differ by up to a third (the floor alone measured 20-29 s
 # CPU within minutes), so the script also prints the ratio inside each xtask build, from cargo's
-# `--timings`: the time of every unit over the time of the dependencies' units. Both sides of
-# that ratio see the same load; it is the number to compare across revisions.
+# `--timings`: the time of every unit over the time of the dependencies' units (the workspace's
+# own crates are ours, everything else a dependency). Both sides of that ratio see the same load;
+# it is the number to compare across revisions.
 #
 #   xtask/bench/cold-build.sh [SAMPLES]        # 3 by default
 #   CARGO_INCREMENTAL=0 xtask/bench/cold-build.sh   # as CI builds it
@@ -27,8 +28,9 @@ mkdir -p "$floor/src"
 echo 'fn main() {}' >"$floor/src/main.rs"
 {
     printf '[package]\nname = "floor"\nversion = "0.1.0"\nedition = "2021"\n\n'
-    # xtask's [dependencies] table, up to the next table
-    awk '/^\[/{on = ($0 == "[dependencies]")} on' "$root/xtask/Cargo.toml"
+    # the workspace's external dependencies (its [workspace.dependencies] without the path ones)
+    echo '[dependencies]'
+    awk '/^\[/{on = ($0 == "[workspace.dependencies]")} on && /^[a-z]/ && !/path *=/' "$root/Cargo.toml"
     echo
     # the workspace's profiles, from the first [profile...] table on
     awk '/^\[profile/{on = 1} /^\[/ && !/^\[profile/{on = 0} on' "$root/Cargo.toml"
@@ -43,17 +45,22 @@ cold() {
     awk '{printf "%.1f %.1f\n", $1, $2 + $3}' "$scratch/t"
 }
 
-# the last build's units: prints "all-units xtask-unit" (seconds)
+# the workspace's own crates
+ours=$(cd "$root" && cargo metadata -q --offline --no-deps --format-version 1 |
+    python3 -c 'import json, sys; print(" ".join(p["name"] for p in json.load(sys.stdin)["packages"]))')
+
+# the last build's units: prints "all-units our-units" (seconds)
 units() {
-    python3 - "$scratch/target/cargo-timings/cargo-timing.html" <<'PY'
+    python3 - "$scratch/target/cargo-timings/cargo-timing.html" $ours <<'PY'
 import json, re, sys
 html = open(sys.argv[1]).read()
+OURS = set(sys.argv[2:])
 units = json.loads(re.search(r"const UNIT_DATA = (\[.*?\]);\n", html, re.S).group(1))
-print(f"{sum(u['duration'] for u in units):.2f}", f"{sum(u['duration'] for u in units if u['name'] == 'xtask'):.2f}")
+print(f"{sum(u['duration'] for u in units):.2f}", f"{sum(u['duration'] for u in units if u['name'] in OURS):.2f}")
 PY
 }
 
-echo "sample  xtask wall/cpu  floor wall/cpu  in the xtask build: units / xtask unit / ratio  (CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-unset}, load $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "sample  xtask wall/cpu  floor wall/cpu  in the xtask build: all units / our crates / ratio  (CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-unset}, load $(cut -d' ' -f1-3 /proc/loadavg))"
 : >"$scratch/samples"
 : >"$scratch/inside"
 for i in $(seq "$samples"); do

@@ -12,11 +12,11 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use crate::build;
-use crate::domain::{BuildRecord, TalosVersion};
-use crate::engine::{Engine, Need};
-use crate::inputs;
-use crate::project::Project;
+use domain::{BuildRecord, TalosVersion};
+use infra::engine::{Engine, Need};
+use infra::inputs;
+use infra::project::Project;
+use produce::build;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -106,7 +106,7 @@ fn end_stage(
             if github {
                 println!(
                     "::error title=xtask ci: {name}::{}",
-                    crate::github::escape_annotation(&message)
+                    infra::github::escape_annotation(&message)
                 );
             }
             eprintln!("error: {name}: {message}");
@@ -161,12 +161,12 @@ fn check_release_ref(project: &Project, revision: &str) -> Result<()> {
         .filter(|b| !b.is_empty())
         .unwrap_or_else(|| "main".into());
     let branch = format!("refs/remotes/origin/{default}");
-    match crate::publish::ancestry(&project.root, revision, &branch) {
-        crate::publish::Ancestry::Ancestor => Ok(()),
-        crate::publish::Ancestry::NotAncestor { .. } => bail!(
+    match infra::publish::ancestry(&project.root, revision, &branch) {
+        infra::publish::Ancestry::Ancestor => Ok(()),
+        infra::publish::Ancestry::NotAncestor { .. } => bail!(
             "moved no release tag: {reference} points at {revision}, which is not on {default}: only commits on the default branch are released"
         ),
-        crate::publish::Ancestry::Unknown(why) => bail!(
+        infra::publish::Ancestry::Unknown(why) => bail!(
             "moved no release tag: whether {reference} ({revision}) is on {default} cannot be established ({branch}): {why}"
         ),
     }
@@ -175,15 +175,15 @@ fn check_release_ref(project: &Project, revision: &str) -> Result<()> {
 /// Moves the release tags of every published image forward only, and records them.
 fn move_release_tags(
     project: &Project,
-    skopeo: &crate::registry::Skopeo,
-    plan: &crate::domain::Plan,
+    skopeo: &infra::registry::Skopeo,
+    plan: &domain::Plan,
     records: &mut [BuildRecord],
 ) -> Result<String> {
-    let revision = crate::publish::source_revision(project).context("moved no release tag")?;
+    let revision = infra::publish::source_revision(project).context("moved no release tag")?;
     check_release_ref(project, &revision)?;
     let default_branch = on_default_branch();
     let tags = release_tags(&plan.talos_version, default_branch);
-    let publisher = crate::publish::Publisher::new(project, skopeo);
+    let publisher = infra::publish::Publisher::new(project, skopeo);
     // each target its own tags (`aws-v1.13.6`, `rpi_generic-latest`)
     let mut published = build::with_target_tags(plan, records, &tags);
     let outcome = publisher.move_forward(&mut published, Some(&revision))?;
@@ -210,14 +210,14 @@ pub fn release_tags(talos_version: &TalosVersion, default_branch: bool) -> Vec<S
 
 pub fn run(project: &Project, args: Args) -> Result<()> {
     if args.publish_only {
-        let _lock = crate::interrupt::lock_out_dir(project)?;
+        let _lock = infra::interrupt::lock_out_dir(project)?;
         return publish_only(project, &args);
     }
     let mut stages = Vec::new();
     let mut records: Vec<BuildRecord> = Vec::new();
     let mut smoke: Vec<SmokeResult> = Vec::new();
     let mut trees = std::collections::BTreeMap::new();
-    let skopeo = crate::registry::Skopeo::new(&args.options.registry_client)?;
+    let skopeo = infra::registry::Skopeo::new(&args.options.registry_client)?;
     let plan = inputs::load_plan(
         project,
         &args.options.variants,
@@ -230,13 +230,13 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
 
     let mut ok = stage("preflight", &mut stages, || {
         let engine = Engine::detect(args.options.engine);
-        crate::engine::preflight(&needs(engine, !args.no_boot))?;
+        infra::engine::preflight(&needs(engine, !args.no_boot))?;
         Ok(format!("engine {engine}"))
     });
     let mut lock = None;
     ok = ok
         && stage("lock (--locked)", &mut stages, || {
-            lock = Some(crate::lock::ensure(project, &variants, true, &skopeo)?);
+            lock = Some(produce::lock::ensure(project, &variants, true, &skopeo)?);
             Ok(format!(
                 "Talos {}, every extension pinned",
                 plan.talos_version
@@ -248,7 +248,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
                 return Ok(format!("using the given tree {tree}"));
             }
             for vp in plan.variants.iter().filter(|v| v.variant.builds_matchbox()) {
-                let applied = crate::patch::prepare_variant(
+                let applied = produce::patch::prepare_variant(
                     project,
                     args.options.upstream.source.as_deref(),
                     vp,
@@ -334,7 +334,7 @@ fn failed_stages(stages: &[StageResult]) -> Result<()> {
 /// checked file by file against its record) by digest, then move the release tags.
 fn publish_only(project: &Project, args: &Args) -> Result<()> {
     let mut stages = Vec::new();
-    let skopeo = crate::registry::Skopeo::new(&args.options.registry_client)?;
+    let skopeo = infra::registry::Skopeo::new(&args.options.registry_client)?;
     let registry = args.options.registry.resolve();
     if registry.is_none() {
         bail!("--publish-only needs a registry: pass --registry HOST/OWNER, or set REGISTRY or GITHUB_REPOSITORY_OWNER");
@@ -360,18 +360,18 @@ fn publish_only(project: &Project, args: &Args) -> Result<()> {
             );
             records.push(record);
         }
-        let revision = crate::publish::source_revision(project)?;
-        let publisher = crate::publish::Publisher::new(project, &skopeo);
-        let progress = crate::progress::Steps::new(false);
+        let revision = infra::publish::source_revision(project)?;
+        let publisher = infra::publish::Publisher::new(project, &skopeo);
+        let progress = infra::progress::Steps::new(false);
         let push = build::PushCtx {
             project,
             progress: &progress,
-            runner: crate::cmd::Runner::REAL,
+            runner: infra::cmd::Runner::REAL,
             publisher: &publisher,
             revision: Some(&revision),
         };
         build::push_records(&push, &plan, &mut records, &|_| false)?;
-        let unique = crate::publish::build_tags(project, &plan.talos_version)?;
+        let unique = infra::publish::build_tags(project, &plan.talos_version)?;
         let unique: Vec<String> = unique
             .into_iter()
             .filter(|t| t != &plan.talos_version)
@@ -459,11 +459,11 @@ fn write_summary(summary: &str) -> Result<()> {
 /// The tools ci runs; the workflow's build and publish jobs install those a runner lacks.
 /// `ci --dry-run`: each stage in order, as a `# stage ...` line followed by the commands that
 /// stage runs. Nothing is run, fetched or written.
-fn dry_run(project: &Project, args: &Args, plan: &crate::domain::Plan) -> Result<()> {
+fn dry_run(project: &Project, args: &Args, plan: &domain::Plan) -> Result<()> {
     let opts = &args.options;
     let variants = plan_variants(plan);
-    let mut skopeo = crate::registry::Skopeo::new(&opts.registry_client)?;
-    let runner = crate::cmd::Runner::DRY_RUN;
+    let mut skopeo = infra::registry::Skopeo::new(&opts.registry_client)?;
+    let runner = infra::cmd::Runner::DRY_RUN;
     skopeo.runner = runner;
     let engine = Engine::detect(opts.engine);
     let mut tools = Vec::new();
@@ -475,7 +475,7 @@ fn dry_run(project: &Project, args: &Args, plan: &crate::domain::Plan) -> Result
         tools.join(", ")
     ));
     runner.note("stage lock (--locked): checks variants/extensions.lock offline, runs nothing");
-    let (lock, locked) = match crate::lock::ensure_dry_run(project, &variants, true, &skopeo) {
+    let (lock, locked) = match produce::lock::ensure_dry_run(project, &variants, true, &skopeo) {
         Ok(lock) => (lock, true),
         Err(err) => {
             runner.note("a real run stops here:");
@@ -484,7 +484,7 @@ fn dry_run(project: &Project, args: &Args, plan: &crate::domain::Plan) -> Result
             }
             runner.note("the stages below show what runs once the lock is fixed");
             (
-                crate::lock::ensure_dry_run(project, &variants, false, &skopeo)?,
+                produce::lock::ensure_dry_run(project, &variants, false, &skopeo)?,
                 false,
             )
         }
@@ -505,8 +505,8 @@ fn dry_run(project: &Project, args: &Args, plan: &crate::domain::Plan) -> Result
             runner.note(&format!("{}: no boot (--no-boot)", variant.name));
             continue;
         }
-        match crate::smoke::variant_boot_options(project, variant) {
-            Ok(opts) => println!("{}", crate::smoke::boot::dry_run_command(&opts)),
+        match inspect::smoke::variant_boot_options(project, variant) {
+            Ok(opts) => println!("{}", inspect::smoke::boot::dry_run_command(&opts)),
             Err(err) => runner.note(&format!("{}: no boot: {err:#}", variant.name)),
         }
     }
@@ -516,7 +516,7 @@ fn dry_run(project: &Project, args: &Args, plan: &crate::domain::Plan) -> Result
             "stage release tags (after smoke passed): {}",
             tags.join(", ")
         ));
-        let publisher = crate::publish::Publisher::new(project, &skopeo);
+        let publisher = infra::publish::Publisher::new(project, &skopeo);
         for vp in &plan.variants {
             let image = match &plan.registry {
                 Some(registry) => format!("{registry}/{}", vp.variant.repository),
@@ -524,10 +524,10 @@ fn dry_run(project: &Project, args: &Args, plan: &crate::domain::Plan) -> Result
             };
             let images = std::iter::once(image.clone()).chain(
                 (!opts.no_matchbox && vp.variant.matchbox_repository().is_some())
-                    .then(|| crate::domain::variant::matchbox_repository(&image)),
+                    .then(|| domain::variant::matchbox_repository(&image)),
             );
             for image in images {
-                let published = crate::domain::record::Published {
+                let published = domain::record::Published {
                     kind: String::new(),
                     image,
                     digest: "<digest pushed by the build>".to_owned(),
@@ -542,7 +542,7 @@ fn dry_run(project: &Project, args: &Args, plan: &crate::domain::Plan) -> Result
 }
 
 /// The variants the plan builds, for the stages that take variants (lock, smoke).
-fn plan_variants(plan: &crate::domain::Plan) -> Vec<crate::domain::variant::Variant> {
+fn plan_variants(plan: &domain::Plan) -> Vec<domain::variant::Variant> {
     let mut variants = Vec::new();
     for vp in &plan.variants {
         variants.push(vp.variant.clone());
@@ -551,7 +551,7 @@ fn plan_variants(plan: &crate::domain::Plan) -> Vec<crate::domain::variant::Vari
 }
 
 fn needs(engine: Engine, boot: bool) -> Vec<Need> {
-    let mut needs = crate::engine::build_needs(engine);
+    let mut needs = infra::engine::build_needs(engine);
     if boot {
         needs.push(Need {
             program: "qemu-system-aarch64",
@@ -575,9 +575,9 @@ pub struct SmokeResult {
 /// Static checks, then (unless `no_boot`) a boot of the variant's kernel and initramfs.
 fn smoke_variant(
     project: &Project,
-    variant: &crate::domain::variant::Variant,
+    variant: &domain::variant::Variant,
     no_boot: bool,
-    skopeo: &crate::registry::Skopeo,
+    skopeo: &infra::registry::Skopeo,
 ) -> SmokeResult {
     let started = Instant::now();
     let mut result = smoke_steps(project, variant, no_boot, skopeo);
@@ -587,9 +587,9 @@ fn smoke_variant(
 
 fn smoke_steps(
     project: &Project,
-    variant: &crate::domain::variant::Variant,
+    variant: &domain::variant::Variant,
     no_boot: bool,
-    skopeo: &crate::registry::Skopeo,
+    skopeo: &infra::registry::Skopeo,
 ) -> SmokeResult {
     let mut result = SmokeResult {
         variant: variant.name.clone(),
@@ -598,7 +598,7 @@ fn smoke_steps(
         log: None,
         seconds: 0.0,
     };
-    let checks = crate::smoke::check::static_checks(project, &variant.name, skopeo)
+    let checks = inspect::smoke::check::static_checks(project, &variant.name, skopeo)
         .and_then(|r| r.to_result());
     if let Err(err) = checks {
         result.detail = format!("{err:#}");
@@ -609,14 +609,14 @@ fn smoke_steps(
         result.detail = "static checks passed (boot skipped)".into();
         return result;
     }
-    if let Some(reason) = crate::smoke::static_only(variant) {
+    if let Some(reason) = inspect::smoke::static_only(variant) {
         result.passed = true;
         result.detail =
             format!("static checks passed; checked statically only, not booted: {reason}");
         return result;
     }
-    let booted = crate::smoke::variant_boot_options(project, variant)
-        .and_then(|opts| crate::smoke::boot::boot(&opts));
+    let booted = inspect::smoke::variant_boot_options(project, variant)
+        .and_then(|opts| inspect::smoke::boot::boot(&opts));
     match booted {
         Ok(boot) => {
             result.passed = boot.passed();
@@ -906,19 +906,19 @@ mod tests {
             skipped("release tags", "skipped: smoke or an earlier stage failed"),
         ];
         let record = BuildRecord {
-            files: vec![crate::domain::record::FileRecord {
+            files: vec![domain::record::FileRecord {
                 name: "kernel-arm64".into(),
                 sha256: "ab".repeat(32),
                 size: 2048,
             }],
-            published: vec![crate::domain::record::Published {
+            published: vec![domain::record::Published {
                 kind: "installer".into(),
                 image: "ghcr.io/acme/x/talos".into(),
                 digest: "sha256:00".into(),
                 tags: vec!["v1.13.99".into()],
                 arches: Vec::new(),
             }],
-            ..BuildRecord::new("gateway", "v1.13.99".into(), crate::domain::Arch::Arm64, "")
+            ..BuildRecord::new("gateway", "v1.13.99".into(), domain::Arch::Arm64, "")
         };
         let smoke = vec![SmokeResult {
             variant: "gateway".into(),

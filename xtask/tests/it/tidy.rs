@@ -1,13 +1,15 @@
 //! Tidy checks: facts about the repository's own shape, as plain tests, all in this file: the
-//! workflow linters (actionlint, zizmor, actions pinned by commit), rustfmt, the module graph, no
-//! stray files, and no test that names today's Talos pin.
+//! workflow linters (actionlint, zizmor, actions pinned by commit), rustfmt, the crate and module
+//! graph, no stray files, and no test that names today's Talos pin.
 //!
-//! The module graph: xtask's modules may only point down. `src/domain/` is the bottom layer
-//! and names nothing else of the crate; the thin I/O modules name no subcommand; a subcommand
-//! (a module `main.rs` dispatches to) names another only to compose it (`COMPOSES`); no two
-//! modules import each other, directly or around a loop (docs/dev/architecture.md draws the
-//! graph and the layers). Read from the `use crate::` lines (and any other `crate::` path) of
-//! each file, test modules excluded.
+//! The graph: xtask is a few crates in layers (the workspace's Cargo.toml lists them): `domain`
+//! at the bottom names no other crate; `infra`, the thin I/O layer, names only the domain; the
+//! stage crates (`produce`, `inspect`) name those two and never each other; `xtask`, the
+//! binary, names them all. The compiler holds that once each crate's `[dependencies]` is right,
+//! so the first check reads them. Inside and across the crates a subcommand (a module `lib.rs`
+//! dispatches to) names another only to compose it (`COMPOSES`), and no two modules import each
+//! other, directly or around a loop (docs/dev/architecture.md draws the graph). Read from the
+//! `use` lines (and any other path) of each file, test modules excluded.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -23,16 +25,16 @@ type Graph = BTreeMap<String, BTreeSet<String>>;
 #[test]
 fn json_is_read_through_the_text_reader_only() {
     let mut offenders = Vec::new();
-    for (file, text) in sources(&src()) {
+    for (file, text) in all_sources() {
         for line in code(non_test(&text)) {
             if line.contains("serde_json::from_slice") || line.contains("serde_json::from_value") {
-                offenders.push(format!("src/{file}.rs: {}", line.trim()));
+                offenders.push(format!("{file}.rs: {}", line.trim()));
             }
         }
     }
     assert!(
         offenders.is_empty(),
-        "read JSON with serde_json::from_str, or crate::domain::json::from_bytes for bytes, so \
+        "read JSON with serde_json::from_str, or domain::json::from_bytes for bytes, so \
          that each type's deserializer is compiled once:\n  {}",
         offenders.join("\n  ")
     );
@@ -127,37 +129,50 @@ fn sources(dir: &Path) -> Vec<(String, String)> {
     out
 }
 
-/// Top-level modules and what each names of the crate.
-fn crate_graph(src: &Path) -> Graph {
-    let mut graph = Graph::new();
-    for (file, text) in sources(src) {
-        let module = file.split('/').next().unwrap().to_owned();
-        if module == "main" {
-            continue;
-        }
-        let deps = graph.entry(module.clone()).or_default();
-        deps.extend(
-            names_after(non_test(&text), "crate::")
+/// Every module of every crate, as `crate::module`, and the modules it names: `crate::x` and,
+/// in a top-level file, `super::x` in its own crate; `c::x` in another of the workspace's crates.
+/// A crate's `lib.rs` and `main.rs` only declare and dispatch, and are left out.
+fn module_graph() -> Graph {
+    let crates = crates();
+    let modules: BTreeMap<String, BTreeSet<String>> = crates
+        .iter()
+        .map(|(krate, dir)| {
+            let names = sources(dir)
                 .into_iter()
-                .filter(|d| *d != module),
-        );
-    }
-    graph
-}
-
-/// The domain's own modules and what each names of its siblings (`super::x`, `crate::domain::x`).
-fn domain_graph(src: &Path) -> Graph {
+                .map(|(file, _)| file.split('/').next().unwrap().to_owned())
+                .filter(|m| m != "lib" && m != "main")
+                .collect();
+            (krate.clone(), names)
+        })
+        .collect();
     let mut graph = Graph::new();
-    for (file, text) in sources(&src.join("domain")) {
-        let module = file.split('/').next().unwrap().to_owned();
-        if module == "mod" {
-            continue;
+    for (krate, dir) in &crates {
+        for (file, text) in sources(dir) {
+            let module = file.split('/').next().unwrap().to_owned();
+            if module == "lib" || module == "main" {
+                continue;
+            }
+            let text = non_test(&text);
+            let mut named = BTreeSet::new();
+            let mut add = |to: &str, prefix: &str| {
+                for m in names_after(text, prefix) {
+                    if modules[to].contains(&m) && !(to == krate && m == module) {
+                        named.insert(format!("{to}::{m}"));
+                    }
+                }
+            };
+            add(krate, "crate::");
+            if !file.contains('/') {
+                add(krate, "super::");
+            }
+            for other in modules.keys().filter(|c| *c != krate) {
+                add(other, &format!("{other}::"));
+            }
+            graph
+                .entry(format!("{krate}::{module}"))
+                .or_default()
+                .extend(named);
         }
-        let text = non_test(&text);
-        let mut deps = names_after(text, "super::");
-        deps.extend(names_after(text, "crate::domain::"));
-        deps.remove(&module);
-        graph.entry(module).or_default().extend(deps);
     }
     graph
 }
@@ -205,51 +220,112 @@ fn cycles(graph: &Graph) -> Vec<String> {
     found.into_iter().collect()
 }
 
-fn src() -> std::path::PathBuf {
-    repo_root().join("xtask/src")
+/// The workspace's crates (name, source directory), from the root Cargo.toml's `members`.
+fn crates() -> Vec<(String, std::path::PathBuf)> {
+    let root = repo_root();
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let members = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("members = ["))
+        .expect("members = [...] on one line in Cargo.toml");
+    members
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .map(|dir| {
+            let manifest = std::fs::read_to_string(root.join(dir).join("Cargo.toml")).unwrap();
+            let name = manifest
+                .lines()
+                .find_map(|l| l.strip_prefix("name = \"")?.strip_suffix('"'))
+                .unwrap()
+                .to_owned();
+            (name, root.join(dir).join("src"))
+        })
+        .collect()
+}
+
+/// Every `.rs` file of every crate, as (`crate/path` without `.rs`, text).
+fn all_sources() -> Vec<(String, String)> {
+    crates()
+        .into_iter()
+        .flat_map(|(krate, dir)| {
+            sources(&dir)
+                .into_iter()
+                .map(move |(file, text)| (format!("{krate}/{file}"), text))
+        })
+        .collect()
+}
+
+/// The layers, bottom first: a crate names only crates of the layers below its own
+/// (docs/dev/architecture.md).
+const LAYERS: &[&[&str]] = &[&["domain"], &["infra"], &["produce", "inspect"], &["xtask"]];
+
+/// The workspace's crates a manifest names under `[dependencies]`.
+fn workspace_dependencies(manifest: &str, crates: &BTreeSet<String>) -> BTreeSet<String> {
+    let mut on = false;
+    let mut deps = BTreeSet::new();
+    for line in manifest.lines() {
+        if line.starts_with('[') {
+            on = line == "[dependencies]";
+        } else if on {
+            let name = line.split(['.', ' ', '=']).next().unwrap_or_default();
+            if crates.contains(name) {
+                deps.insert(name.to_owned());
+            }
+        }
+    }
+    deps
 }
 
 #[test]
-fn the_domain_names_nothing_else_of_the_crate() {
-    let mut offenders = Vec::new();
-    for (file, text) in sources(&src().join("domain")) {
-        for line in code(non_test(&text)) {
-            let mut rest = line;
-            while let Some(i) = rest.find("crate::") {
-                if !rest[i..].starts_with("crate::domain") {
-                    offenders.push(format!("src/domain/{file}.rs: {}", line.trim()));
-                    break;
-                }
-                rest = &rest[i + 1..];
+fn crates_name_only_the_layers_below_them() {
+    let crates = crates();
+    let names: BTreeSet<String> = crates.iter().map(|(c, _)| c.clone()).collect();
+    assert!(
+        names.contains("domain") && names.contains("xtask"),
+        "{names:?}"
+    );
+    let layer = |c: &str| LAYERS.iter().position(|l| l.contains(&c));
+    let mut wrong = Vec::new();
+    for (krate, src) in &crates {
+        let Some(mine) = layer(krate) else {
+            wrong.push(format!("{krate} is in no layer (add it to LAYERS)"));
+            continue;
+        };
+        let manifest = std::fs::read_to_string(src.with_file_name("Cargo.toml")).unwrap();
+        for dep in workspace_dependencies(&manifest, &names) {
+            if layer(&dep).is_none_or(|theirs| theirs >= mine) {
+                wrong.push(format!("{krate} -> {dep}"));
             }
         }
     }
     assert!(
-        offenders.is_empty(),
-        "the domain layer imports nothing of the crate (move the type into src/domain/, or the \
-         I/O out of it):\n  {}",
-        offenders.join("\n  ")
+        wrong.is_empty(),
+        "crates that name a crate of their own layer or one above (move what both need down, \
+         into domain or infra, or let xtask's lib.rs hand one a function of the other; a new \
+         crate goes into LAYERS in tests/it/tidy.rs and docs/dev/architecture.md):\n  {}",
+        wrong.join("\n  ")
     );
 }
 
-/// Every external command goes through the runner (`src/cmd.rs`: printed exactly under
-/// `--dry-run`, secrets redacted, failures named) and every git through `src/git.rs`, which
-/// scrubs the inherited GIT_DIR and friends.
+/// Every external command goes through the runner (`xtask/infra/src/cmd.rs`: printed exactly
+/// under `--dry-run`, secrets redacted, failures named) and every git through
+/// `xtask/infra/src/git.rs`, which scrubs the inherited GIT_DIR and friends.
 #[test]
 fn commands_start_only_through_the_runner_and_git_only_through_its_wrapper() {
     let mut offenders = Vec::new();
-    for (file, text) in sources(&src()) {
+    for (file, text) in all_sources() {
         for line in code(non_test(&text)) {
             let spawns = line.contains("Command::new(") || line.contains("xshell");
             let git = line.contains("Cmd::new(\"git\")");
-            if (spawns && file != "cmd") || (git && file != "git") {
-                offenders.push(format!("src/{file}.rs: {}", line.trim()));
+            if (spawns && file != "infra/cmd") || (git && file != "infra/git") {
+                offenders.push(format!("{file}.rs: {}", line.trim()));
             }
         }
     }
     assert!(
         offenders.is_empty(),
-        "commands start through crate::cmd::Cmd (and git through crate::git::at / anywhere), \
+        "commands start through infra::cmd::Cmd (and git through infra::git::at / anywhere), \
          so that --dry-run prints them exactly and git ignores an inherited GIT_DIR:\n  {}",
         offenders.join("\n  ")
     );
@@ -257,28 +333,23 @@ fn commands_start_only_through_the_runner_and_git_only_through_its_wrapper() {
 
 #[test]
 fn modules_import_each_other_in_one_direction_only() {
-    let graph = crate_graph(&src());
+    let graph = module_graph();
     assert!(
-        graph.contains_key("domain") && graph.contains_key("build"),
+        graph["produce::build"].contains("produce::lock")
+            && graph["domain::plan"].contains("domain::variant"),
         "{graph:?}"
     );
     let found = cycles(&graph);
     assert!(
         found.is_empty(),
-        "import cycles between xtask's modules (move what both need down, into src/domain/ or a \
-         thin I/O module, or let main.rs hand one a function of the other):\n  {}",
+        "import cycles between xtask's modules (move what both need down, into domain or a thin \
+         I/O module of infra, or let xtask's lib.rs hand one a function of the other):\n  {}",
         found.join("\n  ")
-    );
-    let inner = cycles(&domain_graph(&src()));
-    assert!(
-        inner.is_empty(),
-        "import cycles inside src/domain/:\n  {}",
-        inner.join("\n  ")
     );
 }
 
-/// The subcommand modules: those `main.rs` dispatches a `Command` to (`Command::X(args) =>
-/// x::run(...)`). Every other top-level module but `domain` is a thin I/O module.
+/// The subcommand modules: those xtask's `lib.rs` dispatches a `Command` to (`Command::X(args)
+/// => x::run(...)`). Every other module is the domain's or a thin I/O module.
 fn subcommands(main_rs: &str) -> BTreeSet<String> {
     main_rs
         .lines()
@@ -321,13 +392,26 @@ const COMPOSES: &[(&str, &str, &str)] = &[
 
 #[test]
 fn subcommands_name_no_other_subcommand_and_io_modules_name_none() {
-    let src = src();
-    let graph = crate_graph(&src);
-    let subcommands = subcommands(&std::fs::read_to_string(src.join("main.rs")).unwrap());
+    let lib = repo_root().join("xtask/src/lib.rs");
+    let subcommands = subcommands(&std::fs::read_to_string(lib).unwrap());
     assert!(
         subcommands.contains("build") && subcommands.contains("lock"),
-        "main.rs dispatches to: {subcommands:?}"
+        "xtask's lib.rs dispatches to: {subcommands:?}"
     );
+    // `crate::module` -> the subcommand's name, outside the domain (whose `lock` and `plan` are
+    // types, not stages)
+    let stage = |node: &str| {
+        let (krate, module) = node.split_once("::").unwrap();
+        (krate != "domain" && subcommands.contains(module)).then(|| module.to_owned())
+    };
+    let graph: Graph = module_graph()
+        .into_iter()
+        .map(|(node, deps)| {
+            let name = stage(&node).unwrap_or(node);
+            let deps = deps.iter().map(|d| stage(d).unwrap_or(d.clone())).collect();
+            (name, deps)
+        })
+        .collect();
     let allowed: BTreeSet<(&str, &str)> = COMPOSES.iter().map(|(a, b, _)| (*a, *b)).collect();
     let mut wrong = Vec::new();
     let mut seen = BTreeSet::new();
@@ -345,8 +429,8 @@ fn subcommands_name_no_other_subcommand_and_io_modules_name_none() {
     }
     assert!(
         wrong.is_empty(),
-        "arrows that point sideways or up (move what both need into src/domain/ or a thin I/O \
-         module; a stage composing another goes into COMPOSES in tests/it/tidy.rs with its reason, \
+        "arrows that point sideways or up (move what both need into domain or a thin I/O \
+         module of infra; a stage composing another goes into COMPOSES in tests/it/tidy.rs with its reason, \
          docs/dev/architecture.md lists the layers):\n  {}",
         wrong.join("\n  ")
     );
@@ -552,10 +636,10 @@ fn no_test_names_the_pinned_talos_version() {
             found.push(format!("{path}: {n}"));
         }
     }
-    for (file, text) in sources(&src()) {
+    for (file, text) in all_sources() {
         let n = occurrences(&text[non_test(&text).len()..], &talos);
         if n > 0 {
-            found.push(format!("xtask/src/{file}.rs (test module): {n}"));
+            found.push(format!("{file}.rs (test module): {n}"));
         }
     }
     assert!(

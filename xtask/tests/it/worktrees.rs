@@ -45,16 +45,11 @@ fn worktrees_sharing_a_target_dir_each_plan_their_own_variants() {
     let tmp = temp_dir("worktrees");
     let (a, b, target) = (tmp.join("a"), tmp.join("b"), tmp.join("target"));
     let root = repo_root();
-    // what `cargo xtask` needs to build and plan: the workspace, xtask's sources, the data
-    for dir in [".cargo", "xtask/src", "variants", "patches"] {
+    // what `cargo xtask` needs to build and plan: the workspace, xtask's crates, the data
+    for dir in [".cargo", "xtask", "variants", "patches"] {
         copy_dir(&root.join(dir), &a.join(dir));
     }
-    for file in [
-        "Cargo.toml",
-        "Cargo.lock",
-        "rust-toolchain.toml",
-        "xtask/Cargo.toml",
-    ] {
+    for file in ["Cargo.toml", "Cargo.lock", "rust-toolchain.toml"] {
         if root.join(file).is_file() {
             std::fs::copy(root.join(file), a.join(file)).unwrap();
         }

@@ -1,0 +1,224 @@
+//! Image references and digests, parsed once at the edge and typed everywhere after.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A content digest, `sha256:<64 lowercase hex digits>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Digest(String);
+
+impl Digest {
+    pub fn parse(text: &str) -> Result<Digest, String> {
+        if is_sha256_digest(text) {
+            Ok(Digest(text.to_owned()))
+        } else {
+            Err(format!(
+                "digest `{text}` is not sha256:<64 lowercase hex digits>"
+            ))
+        }
+    }
+
+    /// The sha256 digest of `bytes` (a manifest, an index, a schematic).
+    pub fn of_bytes(bytes: &[u8]) -> Digest {
+        use sha2::Digest as _;
+        let hex: String = sha2::Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Digest(format!("sha256:{hex}"))
+    }
+
+    /// The 64 hex digits after `sha256:`.
+    pub fn hex(&self) -> &str {
+        &self.0["sha256:".len()..]
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for Digest {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Digest {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialEq<String> for Digest {
+    fn eq(&self, other: &String) -> bool {
+        self.0 == *other
+    }
+}
+
+impl Serialize for Digest {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Digest::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// `registry/path/name[:tag][@sha256:hex]`, split into its parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRef {
+    pub repository: String,
+    pub tag: Option<String>,
+    pub digest: Option<Digest>,
+}
+
+impl ImageRef {
+    /// The reference by its digest alone when it has one (`host/repo@sha256:…`): the digest
+    /// names the content, and a registry client may refuse a tag and a digest together.
+    pub fn by_digest_alone(&self) -> ImageRef {
+        match &self.digest {
+            Some(_) => ImageRef {
+                tag: None,
+                ..self.clone()
+            },
+            None => self.clone(),
+        }
+    }
+
+    /// The last path component: `zfs` for `ghcr.io/siderolabs/zfs`.
+    pub fn name(&self) -> &str {
+        self.repository
+            .rsplit('/')
+            .next()
+            .unwrap_or(&self.repository)
+    }
+
+    pub fn parse(reference: &str) -> Result<ImageRef, String> {
+        let (rest, digest) = match reference.split_once('@') {
+            Some((rest, digest)) => (rest, Some(Digest::parse(digest)?)),
+            None => (reference, None),
+        };
+        // A colon after the last slash separates the tag; one before it belongs to host:port.
+        let last_slash = rest.rfind('/').unwrap_or(0);
+        let (repository, tag) = match rest[last_slash..].find(':') {
+            Some(i) => (
+                &rest[..last_slash + i],
+                Some(rest[last_slash + i + 1..].to_owned()),
+            ),
+            None => (rest, None),
+        };
+        if repository.is_empty() || !repository.contains('/') {
+            return Err("not a full image reference (registry/path/name)".into());
+        }
+        if tag.as_deref() == Some("") {
+            return Err("empty tag".into());
+        }
+        if tag.is_none() && digest.is_none() {
+            return Err("has neither tag nor digest".into());
+        }
+        Ok(ImageRef {
+            repository: repository.to_owned(),
+            tag,
+            digest,
+        })
+    }
+}
+
+impl fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.repository)?;
+        if let Some(tag) = &self.tag {
+            write!(f, ":{tag}")?;
+        }
+        if let Some(digest) = &self.digest {
+            write!(f, "@{digest}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for ImageRef {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ImageRef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        ImageRef::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Tests write references as literals.
+#[cfg(any(test, feature = "test-support"))]
+impl From<&str> for ImageRef {
+    fn from(text: &str) -> ImageRef {
+        ImageRef::parse(text).unwrap()
+    }
+}
+
+#[cfg(any(test, feature = "test-support"))]
+impl From<String> for ImageRef {
+    fn from(text: String) -> ImageRef {
+        ImageRef::parse(&text).unwrap()
+    }
+}
+
+pub fn is_sha256_digest(s: &str) -> bool {
+    s.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DIGEST: &str = "sha256:4a6f77f4e3fde41f3656f72d7d68380356afbb289254af8263a154cf7b70598e";
+
+    #[test]
+    fn references_split_into_parts() {
+        let r =
+            ImageRef::parse(&format!("ghcr.io/siderolabs/drbd:9.3.2-v1.13.99@{DIGEST}")).unwrap();
+        assert_eq!(r.repository, "ghcr.io/siderolabs/drbd");
+        assert_eq!(r.tag.as_deref(), Some("9.3.2-v1.13.99"));
+        assert_eq!(
+            r.digest.as_ref().map(ToString::to_string).as_deref(),
+            Some(DIGEST)
+        );
+        assert_eq!(
+            r.to_string(),
+            format!("ghcr.io/siderolabs/drbd:9.3.2-v1.13.99@{DIGEST}")
+        );
+        let local = ImageRef::parse("127.0.0.1:5000/siderolabs/spin:v0.25.1").unwrap();
+        assert_eq!(local.repository, "127.0.0.1:5000/siderolabs/spin");
+        assert_eq!(local.tag.as_deref(), Some("v0.25.1"));
+        assert_eq!(local.digest, None);
+    }
+
+    #[test]
+    fn bad_references_are_rejected() {
+        assert!(ImageRef::parse("ghcr.io/siderolabs/zfs:2@sha256:abc")
+            .unwrap_err()
+            .contains("not sha256"));
+        assert!(ImageRef::parse("zfs:2")
+            .unwrap_err()
+            .contains("not a full image reference"));
+        assert!(ImageRef::parse("ghcr.io/siderolabs/zfs")
+            .unwrap_err()
+            .contains("neither tag nor digest"));
+        assert!(
+            ImageRef::parse(&format!("ghcr.io/siderolabs/zfs@{}", DIGEST.to_uppercase())).is_err()
+        );
+    }
+}

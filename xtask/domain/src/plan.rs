@@ -1,0 +1,378 @@
+//! The resolved plan: what exactly will be built for each node role. Pure: given the variants,
+//! the lock and the Talos version, `make` returns the same plan every time; `cargo xtask plan`
+//! shows it, and build, ci, patch and profiles start from it.
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::arch::Arch;
+use super::diag::{self, Finding};
+use super::image::ImageRef;
+use super::lock::{self, Lock, OverlayEntry};
+use super::output::{artifact, Output};
+use super::profile::{self, Profile};
+use super::talos::{Talos, TalosVersion};
+use super::target::Target;
+use super::variant::{self, Variant};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub talos_version: TalosVersion,
+    /// Where the Talos version was read.
+    pub talos_version_source: String,
+    pub registry: Option<String>,
+    pub variants: Vec<VariantPlan>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VariantPlan {
+    pub name: String,
+    pub description: String,
+    /// The first of `target.arches` (what the qemu boot runs).
+    pub arch: Arch,
+    /// Platform, board overlay and every architecture the role is built for.
+    pub target: Target,
+    /// Short names, in build order (firmware first).
+    pub extensions: Vec<String>,
+    /// The image references the profiles carry, in the same order.
+    pub extension_refs: Vec<ImageRef>,
+    /// Extensions whose lock entry has no digest yet.
+    pub unpinned: Vec<String>,
+    /// The board overlay's image by digest, from the lock.
+    pub overlay_image: Option<ImageRef>,
+    /// Repository the installer publishes to, without tag: one image index of `target.arches`
+    /// when they are several.
+    pub image: String,
+    /// Repository the matchbox netboot image publishes to, without tag, an index as `image` is;
+    /// none when the variant does not build both kernel and initramfs.
+    pub matchbox_image: Option<String>,
+    /// The tag of this target for the Talos version (`v1.13.6`, `aws-v1.13.6`,
+    /// `rpi_generic-v1.13.6`); every other tag carries the same prefix (docs/targets.md).
+    pub tag: String,
+    pub profiles: Vec<PlannedProfile>,
+    #[serde(skip)]
+    pub variant: Variant,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedProfile {
+    /// The output, named as upstream's `build-talos-<kind>` targets name it.
+    pub kind: Output,
+    pub arch: Arch,
+    /// The file the imager writes.
+    pub artifact: String,
+    /// The exact object the imager receives.
+    #[serde(serialize_with = "profile_json")]
+    pub profile: Profile,
+}
+
+/// Profiles serialize through `Profile::to_json` only, so serde's code for them is generated
+/// once (for `serde_json::Value`), not again for every writer that prints a plan.
+fn profile_json<S: serde::Serializer>(
+    profile: &Profile,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    profile.to_json().serialize(s)
+}
+
+impl PlannedProfile {
+    /// The step's name in logs, caches and timings: `installer`, or `installer-arm64` when the
+    /// role is built for several architectures.
+    pub fn step(&self, multi_arch: bool) -> String {
+        if multi_arch {
+            format!("{}-{}", self.kind.name(), self.arch)
+        } else {
+            self.kind.name().to_owned()
+        }
+    }
+}
+
+/// `HOST[:PORT][/PATH...]`, each path segment a valid repository path segment (lowercase), as
+/// image references require: caught here, not at the end of a build by the push.
+pub fn check_registry(registry: &str) -> Result<()> {
+    let (host, path) = registry.split_once('/').unwrap_or((registry, ""));
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
+    let bad_segment = path
+        .split('/')
+        .filter(|_| !path.is_empty())
+        .find(|s| !variant::is_path_segment(s));
+    if registry.contains("://") || !host_ok || bad_segment.is_some() {
+        let what = match bad_segment {
+            _ if registry.contains("://") => "image references name a registry without a scheme".to_owned(),
+            Some(s) if host_ok => format!("`{s}` is not a valid repository path segment (lowercase letters, digits, single . _ - between them)"),
+            _ => format!("`{host}` is not a registry host[:port]"),
+        };
+        anyhow::bail!(
+            "--registry (or REGISTRY) = {registry:?}: {what}\n    fix: give HOST/OWNER without a scheme, e.g. --registry ghcr.io/{}",
+            path.split('/').next().filter(|o| !o.is_empty()).unwrap_or("acme").to_lowercase().replace(' ', "-")
+        );
+    }
+    Ok(())
+}
+
+/// Resolves the plan for the selected variants: pure given the variants, lock and version.
+pub fn make(
+    variants: Vec<Variant>,
+    lock: &Lock,
+    talos: Talos,
+    registry: Option<String>,
+) -> Result<Plan> {
+    if let Some(registry) = &registry {
+        check_registry(registry)?;
+    }
+    let mut warnings = Vec::new();
+    let mut missing = Vec::new();
+    if lock.talos_version != talos.version {
+        warnings.push(format!(
+            "{} was resolved for Talos {} but the pinned upstream uses {}: run `cargo xtask lock`",
+            lock::SHOWN,
+            lock.talos_version,
+            talos.version
+        ));
+    }
+    let mut plans = Vec::new();
+    let mut findings = Vec::new();
+    let mut unpinned: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for variant in variants {
+        let resolved = lock.resolve(&variant);
+        for name in &resolved.missing {
+            let field = [
+                ("firmware", &variant.firmware),
+                ("extensions", &variant.extensions),
+            ]
+            .iter()
+            .find_map(|(field, names)| {
+                let i = names.iter().position(|n| n == name)?;
+                Some(format!("{field}[{i}]"))
+            })
+            .unwrap_or_default();
+            missing.push(
+                Finding::new(format!("variants/{}.json", variant.name), field, format!("has no entry in {}", lock::SHOWN))
+                    .value(format!("{name:?}"))
+                    .fix(format!("run `cargo xtask lock` to resolve it for Talos {} (the release must publish it), or check the spelling", talos.version)),
+            );
+        }
+        let file = format!("variants/{}.json", variant.name);
+        let overlay_image = match lock.overlay(&variant) {
+            OverlayEntry::None => None,
+            OverlayEntry::Locked(reference) => Some(reference.clone()),
+            OverlayEntry::Missing => {
+                let name = &variant.target.overlay.as_ref().expect("has one").name;
+                missing.push(
+                    Finding::new(
+                        format!("variants/{}.json", variant.name),
+                        "overlay",
+                        format!("has no entry in {}", lock::SHOWN),
+                    )
+                    .value(format!("{name:?}"))
+                    .fix("run `cargo xtask lock` to pin the board overlay"),
+                );
+                None
+            }
+            OverlayEntry::Unknown { .. } => {
+                findings.extend(lock.unknown_overlay(&file, &variant));
+                None
+            }
+        };
+        for name in &resolved.unpinned {
+            unpinned
+                .entry(name.clone())
+                .or_default()
+                .push(format!("`{}`", variant.name));
+        }
+        let image = match &registry {
+            Some(registry) => format!("{registry}/{}", variant.repository),
+            None => variant.repository.clone(),
+        };
+        // A pin for another base installer (the profile's choice changed) is not used.
+        let base_installer = lock.base_installer.as_ref().filter(|pin| {
+            pin.repository == profile::BASE_INSTALLER
+                && pin.tag.as_deref() == Some(&talos.version.to_string())
+        });
+        let locked = profile::Locked {
+            extension_refs: &resolved.refs,
+            overlay_image: overlay_image.as_ref(),
+            base_installer,
+        };
+        // Output by output, each for every arch: a two-arch installer is two imager runs
+        // whose results publish as one index.
+        let mut profiles = Vec::new();
+        for &output in &variant.outputs {
+            for &arch in &variant.target.arches {
+                profiles.push(PlannedProfile {
+                    kind: output,
+                    arch,
+                    artifact: artifact(&variant.target, output, arch),
+                    profile: profile::for_output(&variant, output, arch, &talos.version, locked),
+                });
+            }
+        }
+        plans.push(VariantPlan {
+            name: variant.name.clone(),
+            description: variant.description.clone(),
+            arch: variant.arch,
+            target: variant.target.clone(),
+            extensions: variant.all_extensions().map(str::to_owned).collect(),
+            extension_refs: resolved.refs,
+            unpinned: resolved.unpinned,
+            overlay_image,
+            matchbox_image: variant
+                .matchbox_repository()
+                .map(|_| super::variant::matchbox_repository(&image)),
+            image,
+            tag: variant.target.tag(&talos.version.to_string()),
+            profiles,
+            variant,
+        });
+    }
+    for (name, users) in unpinned {
+        warnings.push(format!(
+            "extension `{name}` ({}, used by {}) is not pinned to a digest: run `cargo xtask lock` to pin it",
+            lock.extensions[&name],
+            users.join(", ")
+        ));
+    }
+    diag::into_result("invalid variants", findings)?;
+    diag::into_result("extensions missing from the lock", missing)?;
+    if registry.is_none() {
+        warnings.push("no registry given: images are shown without one (set --registry, REGISTRY or GITHUB_REPOSITORY_OWNER)".into());
+    }
+    Ok(Plan {
+        talos_version: talos.version,
+        talos_version_source: talos.source,
+        registry,
+        variants: plans,
+        warnings,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lock() -> Lock {
+        Lock::parse(
+            r#"{"talos_version": "v1.13.99", "extensions_image": "ghcr.io/siderolabs/extensions:v1.13.99",
+                "extensions": {"drbd": "ghcr.io/siderolabs/drbd:9.3.2-v1.13.99@sha256:4a6f77f4e3fde41f3656f72d7d68380356afbb289254af8263a154cf7b70598e",
+                               "tailscale": "ghcr.io/siderolabs/tailscale:1.98.5"}}"#,
+        )
+        .unwrap()
+    }
+
+    fn variant(name: &str, extensions: &str) -> Variant {
+        let config = if extensions.contains("tailscale") {
+            r#","config":{"tailscale":{"mode":"userspace"}}"#
+        } else {
+            ""
+        };
+        crate::variant::parse(
+            &format!("variants/{name}.json"),
+            &format!(r#"{{"name":"{name}","description":"d","arch":"arm64","extensions":{extensions},"repository":"{name}/talos"{config}}}"#),
+        )
+        .unwrap()
+    }
+
+    fn talos() -> Talos {
+        Talos {
+            version: TalosVersion::parse("v1.13.99").unwrap(),
+            source: "test".into(),
+        }
+    }
+
+    #[test]
+    fn unpinned_entries_are_planned_with_a_warning() {
+        let plan = make(
+            vec![variant("gw", r#"["drbd","tailscale"]"#)],
+            &lock(),
+            talos(),
+            Some("ghcr.io/acme".into()),
+        )
+        .unwrap();
+        let v = &plan.variants[0];
+        assert_eq!(v.image, "ghcr.io/acme/gw/talos");
+        assert_eq!(v.unpinned, ["tailscale"]);
+        assert_eq!(plan.warnings.len(), 1);
+        assert_eq!(
+            plan.warnings[0],
+            "extension `tailscale` (ghcr.io/siderolabs/tailscale:1.98.5, used by `gw`) is not pinned to a digest: run `cargo xtask lock` to pin it"
+        );
+        let installer = &v.profiles[0].profile.to_json();
+        assert_eq!(
+            installer["input"]["systemExtensions"][1]["imageRef"],
+            "ghcr.io/siderolabs/tailscale:1.98.5"
+        );
+    }
+
+    #[test]
+    fn missing_entries_fail_with_the_fix() {
+        let err = make(
+            vec![variant("c", r#"["drbd","zfs"]"#)],
+            &lock(),
+            talos(),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("variants/c.json: field `extensions[1]` = \"zfs\": has no entry in variants/extensions.lock")
+                && err.contains("cargo xtask lock"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn stale_lock_version_is_a_warning() {
+        let talos = Talos {
+            version: TalosVersion::parse("v1.98.0").unwrap(),
+            source: "test".into(),
+        };
+        let plan = make(
+            vec![variant("c", r#"["drbd"]"#)],
+            &lock(),
+            talos,
+            Some("r".into()),
+        )
+        .unwrap();
+        assert!(plan.warnings[0]
+            .contains("resolved for Talos v1.13.99 but the pinned upstream uses v1.98.0"));
+        assert_eq!(plan.variants[0].profiles[0].profile.version, "v1.98.0");
+    }
+
+    #[test]
+    fn registry_must_be_host_and_lowercase_path() {
+        for good in [
+            "ghcr.io/acme",
+            "127.0.0.1:5000/acme/team",
+            "localhost:5000",
+            "r.example/a-b_c",
+        ] {
+            check_registry(good).unwrap();
+        }
+        let err = check_registry("ghcr.io/Acme").unwrap_err().to_string();
+        assert_eq!(err, "--registry (or REGISTRY) = \"ghcr.io/Acme\": `Acme` is not a valid repository path segment (lowercase letters, digits, single . _ - between them)\n    fix: give HOST/OWNER without a scheme, e.g. --registry ghcr.io/acme");
+        let err = check_registry("https://ghcr.io/acme")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("without a scheme"), "{err}");
+        let err = check_registry("ghcr io/acme").unwrap_err().to_string();
+        assert!(
+            err.contains("`ghcr io` is not a registry host[:port]"),
+            "{err}"
+        );
+        assert!(check_registry("ghcr.io/acme/").is_err(), "empty segment");
+        let plan = make(
+            vec![variant("c", r#"["drbd"]"#)],
+            &lock(),
+            talos(),
+            Some("ghcr.io/Acme".into()),
+        );
+        assert!(
+            plan.is_err(),
+            "plan, build and ci refuse it before anything runs"
+        );
+    }
+}

@@ -1,0 +1,227 @@
+//! Where things live in the repository, and the few facts every subcommand shares.
+
+use anyhow::{Context, Result};
+use camino::{Utf8Path, Utf8PathBuf};
+
+use domain::diag::{self, Finding};
+use domain::lock::{self, Lock};
+use domain::variant::{self, Variant};
+
+/// The repository a subcommand works on.
+///
+/// Found when xtask runs, never baked in when it is compiled: two worktrees (or clones) that
+/// share one `CARGO_TARGET_DIR` share one binary, and each must still act on its own files.
+pub struct Project {
+    pub root: Utf8PathBuf,
+}
+
+impl Project {
+    /// `XTASK_ROOT` (tests point it at a temporary copy of the repository), else the
+    /// `CARGO_MANIFEST_DIR` that `cargo run` (the `cargo xtask` alias) sets for the process, else
+    /// the checkout enclosing the current directory (the binary run directly).
+    pub fn discover() -> Result<Project> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let cwd = || {
+            std::env::current_dir()
+                .ok()
+                .and_then(|d| Utf8PathBuf::try_from(d).ok())
+        };
+        let root = find_root(
+            var("XTASK_ROOT").as_deref(),
+            var("CARGO_MANIFEST_DIR").as_deref(),
+            cwd().as_deref(),
+        )?;
+        let root = root
+            .canonicalize_utf8()
+            .with_context(|| format!("repository root {root} does not exist (check XTASK_ROOT)"))?;
+        Ok(Project { root })
+    }
+
+    pub fn variants_dir(&self) -> Utf8PathBuf {
+        self.root.join("variants")
+    }
+
+    pub fn lock_path(&self) -> Utf8PathBuf {
+        self.variants_dir().join(lock::FILE_NAME)
+    }
+
+    pub fn patches_dir(&self) -> Utf8PathBuf {
+        self.root.join("patches")
+    }
+
+    /// Scratch space that is never committed: upstream cache, patched trees.
+    pub fn target_dir(&self) -> Utf8PathBuf {
+        match std::env::var("CARGO_TARGET_DIR") {
+            Ok(dir) if !dir.is_empty() => Utf8PathBuf::from(dir),
+            _ => self.root.join("target"),
+        }
+    }
+
+    /// Build outputs, one directory per variant.
+    pub fn out_dir(&self) -> Utf8PathBuf {
+        self.root.join("_out")
+    }
+
+    /// A path shown relative to the root, as users see it in the repository.
+    pub fn display<'a>(&self, path: &'a Utf8Path) -> &'a Utf8Path {
+        path.strip_prefix(&self.root).unwrap_or(path)
+    }
+
+    /// Reads and validates every `variants/*.json`, sorted by name.
+    pub fn load_variants(&self) -> Result<Vec<Variant>> {
+        let lock_names = self.lock_entry_names();
+        let names: Vec<&str> = lock_names.iter().map(String::as_str).collect();
+        let (variants, findings) = self.check_variants(&names)?;
+        diag::into_result("invalid variants", findings)?;
+        Ok(variants)
+    }
+
+    /// Every valid variant and every finding across all variant files (their fields, shared
+    /// repositories, extension names against `lock_names` and each other).
+    pub fn check_variants(&self, lock_names: &[&str]) -> Result<(Vec<Variant>, Vec<Finding>)> {
+        let dir = self.variants_dir();
+        let mut paths = Vec::new();
+        for entry in dir
+            .read_dir_utf8()
+            .with_context(|| format!("reading {dir}"))?
+        {
+            let path = entry.with_context(|| format!("reading {dir}"))?.into_path();
+            paths.push(path);
+        }
+        paths.sort();
+        let mut files = Vec::new();
+        let mut unread = Vec::new();
+        for path in &paths {
+            let shown = self.display(path).to_string();
+            let (ext, stem) = (
+                path.extension().unwrap_or_default(),
+                path.file_stem().unwrap_or_default(),
+            );
+            if ext != "json" {
+                // a role written as YAML, or as `.JSON`, would silently not exist
+                if ["json", "yaml", "yml"].contains(&ext.to_ascii_lowercase().as_str()) {
+                    unread.push(Finding::new(&shown, "", "not read: a variant file is JSON, named variants/<name>.json").fix(format!("write it as JSON in variants/{}.json (docs/variants.md), or move it out of variants/", stem.to_lowercase())));
+                }
+                continue;
+            }
+            let bytes = std::fs::read(path).with_context(|| format!("reading {path}"))?;
+            match String::from_utf8(bytes) {
+                Ok(text) => files.push((shown, text)),
+                Err(_) => unread.push(
+                    Finding::new(&shown, "", "not UTF-8 text")
+                        .fix("save it as UTF-8 (from Latin-1: `iconv -f latin1 -t utf-8`)"),
+                ),
+            }
+        }
+        let (variants, mut findings) = variant::check_files(&files, lock_names);
+        findings.extend(unread);
+        if files.is_empty() {
+            findings.push(
+                Finding::new(self.display(&dir).as_str(), "", "no variant files").fix(
+                    "add one JSON file per role, e.g. variants/compute.json (see docs/variants.md)",
+                ),
+            );
+        }
+        Ok((variants, findings))
+    }
+
+    /// The lock's entry names, read leniently (for "did you mean" hints); none without a lock.
+    pub fn lock_entry_names(&self) -> Vec<String> {
+        std::fs::read_to_string(self.lock_path())
+            .map(|text| domain::lock::entry_names(&text))
+            .unwrap_or_default()
+    }
+
+    /// The selected variants (all of them when `names` is empty), read and validated.
+    pub fn select_variants(&self, names: &[String]) -> Result<Vec<Variant>> {
+        variant::select(self.load_variants()?, names)
+    }
+
+    /// Reads and validates `variants/extensions.lock`.
+    pub fn load_lock(&self) -> Result<Lock> {
+        let text = std::fs::read_to_string(self.lock_path()).with_context(|| {
+            format!("reading {}: create it with `cargo xtask lock`", lock::SHOWN)
+        })?;
+        Lock::parse(&text)
+    }
+
+    /// The lock file if there is one.
+    pub fn load_lock_optional(&self) -> Result<Option<Lock>> {
+        if self.lock_path().exists() {
+            self.load_lock().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+/// Where the repository is, from (in this order) `XTASK_ROOT`, the xtask package directory
+/// cargo names, or the nearest directory above `cwd` that holds `xtask/Cargo.toml`.
+fn find_root(
+    xtask_root: Option<&str>,
+    manifest_dir: Option<&str>,
+    cwd: Option<&Utf8Path>,
+) -> Result<Utf8PathBuf> {
+    if let Some(root) = xtask_root {
+        return Ok(root.into());
+    }
+    // cargo sets it to the package being run; only xtask's own is the repository's child
+    if let Some(dir) = manifest_dir.map(Utf8Path::new) {
+        if dir.join("src/main.rs").is_file() && dir.file_name() == Some("xtask") {
+            if let Some(parent) = dir.parent() {
+                return Ok(parent.to_owned());
+            }
+        }
+    }
+    cwd.and_then(|cwd| {
+        cwd.ancestors()
+            .find(|d| d.join("xtask/Cargo.toml").is_file() && d.join("variants").is_dir())
+    })
+    .map(Utf8Path::to_owned)
+    .context("no repository found: run xtask as `cargo xtask` inside a checkout, or set XTASK_ROOT to one")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_root_is_found_at_run_time_in_order() {
+        let tmp = std::env::temp_dir().join(format!("xtask-root-{}", std::process::id()));
+        let tmp = Utf8PathBuf::try_from(tmp).unwrap();
+        for dir in [
+            "a/xtask/src",
+            "a/variants",
+            "b/xtask/src",
+            "b/variants",
+            "b/docs/deep",
+        ] {
+            std::fs::create_dir_all(tmp.join(dir)).unwrap();
+        }
+        for repo in ["a", "b"] {
+            std::fs::write(tmp.join(repo).join("xtask/Cargo.toml"), "").unwrap();
+            std::fs::write(tmp.join(repo).join("xtask/src/main.rs"), "").unwrap();
+        }
+        let (a, b) = (tmp.join("a"), tmp.join("b"));
+        let a_pkg = a.join("xtask");
+        let deep = b.join("docs/deep");
+        assert_eq!(
+            find_root(Some("/x"), Some(a_pkg.as_str()), Some(&deep)).unwrap(),
+            "/x"
+        );
+        assert_eq!(
+            find_root(None, Some(a_pkg.as_str()), Some(&deep)).unwrap(),
+            a
+        );
+        assert_eq!(find_root(None, None, Some(&deep)).unwrap(), b);
+        // another package's manifest dir (a dependency's build) is not the repository
+        let other = tmp.join("b/docs");
+        assert_eq!(
+            find_root(None, Some(other.as_str()), Some(&deep)).unwrap(),
+            b
+        );
+        let err = find_root(None, None, Some(Utf8Path::new("/"))).unwrap_err();
+        assert!(format!("{err:#}").contains("set XTASK_ROOT"), "{err:#}");
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+}

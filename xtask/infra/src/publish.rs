@@ -1,0 +1,638 @@
+//! Publishing images: push by digest first, then add tags to that digest, so a tag never
+//! points at something other than what was built and checked.
+//!
+//! All registry traffic goes through `registry::Skopeo` (credentials, mirrors, loopback
+//! registries over plain HTTP, bounded retries, `--dry-run` printing); secrets never reach a
+//! command line.
+//!
+//! Every pushed manifest records the commit it was built from (the OCI annotation
+//! `org.opencontainers.image.revision`), and release tags move forward only: a tag moves to a new
+//! image only when the commit its current image records is an ancestor of this run's commit, or
+//! when the tag does not exist yet ([`judge`]). When that cannot be established, nothing moves.
+
+use anyhow::{Context, Result};
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::project::Project;
+use crate::registry::{Location, Skopeo};
+use domain::record::Published;
+use domain::{Arch, Digest, TalosVersion};
+
+pub struct Publisher<'a> {
+    skopeo: &'a Skopeo,
+    work: Utf8PathBuf,
+    /// The checkout whose history decides whether a tag may move.
+    root: Utf8PathBuf,
+}
+
+impl<'a> Publisher<'a> {
+    pub fn new(project: &Project, skopeo: &'a Skopeo) -> Publisher<'a> {
+        Publisher {
+            skopeo,
+            work: project.target_dir().join("publish"),
+            root: project.root.clone(),
+        }
+    }
+
+    /// Pushes a docker-archive to `image` by digest only; [`Publisher::add_tags`] tags it later.
+    /// `revision` (the commit built) is recorded on the manifest as [`REVISION`].
+    pub fn push_by_digest(
+        &self,
+        kind: &str,
+        archive: &Utf8Path,
+        image: &str,
+        revision: Option<&str>,
+    ) -> Result<Published> {
+        let layout = self.fresh_layout(image)?;
+        // An OCI layout first: its manifest digest is what the registry will store, so the
+        // push can name the digest and nothing is tagged before it exists.
+        let oci = Location::Local(format!("oci:{layout}:build"));
+        self.skopeo
+            .copy(&Location::Local(format!("docker-archive:{archive}")), &oci)
+            .with_context(|| format!("reading {archive}"))?;
+        let runner = self.skopeo.runner;
+        let digest = match revision {
+            Some(rev) => runner
+                .act(
+                    &format!("# annotate the manifest in {layout}: {REVISION}={rev}"),
+                    || annotate_layout(&layout, &[(REVISION, rev)]),
+                )?
+                .unwrap_or_else(|| "<digest of the annotated OCI manifest>".to_owned()),
+            None => runner
+                .silently(|| layout_digest(&layout))?
+                .unwrap_or_else(|| "<digest of the OCI manifest>".to_owned()),
+        };
+        self.skopeo
+            .copy(&oci, &Location::Registry(format!("{image}@{digest}")))
+            .with_context(|| format!("pushing {archive} to {image}"))?;
+        self.remove_layout(&layout)?;
+        Ok(Published {
+            kind: kind.to_owned(),
+            image: image.to_owned(),
+            digest,
+            tags: Vec::new(),
+            arches: Vec::new(),
+        })
+    }
+
+    /// Pushes one docker-archive per architecture to `image` as one OCI image index, by the
+    /// index's digest only: each archive becomes an image in one OCI layout, an index listing
+    /// them with their platforms is written beside them, and the layout is copied whole.
+    /// `revision` is recorded on the index as [`REVISION`].
+    pub fn push_index_by_digest(
+        &self,
+        kind: &str,
+        archives: &[(Arch, Utf8PathBuf)],
+        image: &str,
+        revision: Option<&str>,
+    ) -> Result<Published> {
+        let layout = self.fresh_layout(image)?;
+        for (arch, archive) in archives {
+            self.skopeo
+                .copy(
+                    &Location::Local(format!("docker-archive:{archive}")),
+                    &Location::Local(format!("oci:{layout}:{arch}")),
+                )
+                .with_context(|| format!("reading {archive}"))?;
+        }
+        let (mut arches, mut platforms, mut names) = (Vec::new(), Vec::new(), Vec::new());
+        for (arch, _) in archives {
+            arches.push(*arch);
+            platforms.push(format!("linux/{arch}"));
+            names.push(arch.to_string());
+        }
+        let shown = format!(
+            "# write an OCI image index of {} into {layout} (index.json then names it `build`)",
+            platforms.join(", ")
+        );
+        let digest = self
+            .skopeo
+            .runner
+            .act(&shown, || {
+                let digest = write_layout_index(&layout, &arches)?;
+                match revision {
+                    Some(rev) => annotate_layout(&layout, &[(REVISION, rev)]),
+                    None => Ok(digest),
+                }
+            })?
+            .unwrap_or_else(|| "<digest of the OCI image index>".to_owned());
+        self.skopeo
+            .copy_with(
+                &Location::Local(format!("oci:{layout}:build")),
+                &Location::Registry(format!("{image}@{digest}")),
+                true,
+            )
+            .with_context(|| format!("pushing the {kind} index to {image}"))?;
+        self.remove_layout(&layout)?;
+        Ok(Published {
+            kind: kind.to_owned(),
+            image: image.to_owned(),
+            digest,
+            tags: Vec::new(),
+            arches: names,
+        })
+    }
+
+    /// An empty place for the OCI layout of `image` (and its parent); a dry run needs none.
+    fn fresh_layout(&self, image: &str) -> Result<Utf8PathBuf> {
+        let layout = self.work.join(format!(
+            "oci-{}",
+            crate::fsutil::sha256_hex(image.as_bytes())
+        ));
+        self.skopeo.runner.silently(|| {
+            let _ = std::fs::remove_dir_all(&layout);
+            std::fs::create_dir_all(&self.work).with_context(|| format!("creating {}", self.work))
+        })?;
+        Ok(layout)
+    }
+
+    /// The layout is in the registry now.
+    fn remove_layout(&self, layout: &Utf8Path) -> Result<()> {
+        self.skopeo.runner.silently(|| {
+            let _ = std::fs::remove_dir_all(layout);
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// Points each tag at what is already in the registry by digest (every image of an index).
+    pub fn add_tags(&self, published: &Published, tags: &[String]) -> Result<()> {
+        let (image, digest) = (&published.image, &published.digest);
+        for tag in tags {
+            self.skopeo
+                .copy_with(
+                    &Location::Registry(format!("{image}@{digest}")),
+                    &Location::Registry(format!("{image}:{tag}")),
+                    published.is_index(),
+                )
+                .with_context(|| format!("tagging {image}@{digest} as {tag}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// What happened to the release tags of one run.
+#[derive(Default)]
+pub struct Outcome {
+    /// `image:tag` moved to this run's digest.
+    pub moved: Vec<String>,
+    /// `image:tag` already pointed at it.
+    pub already: Vec<String>,
+    /// `image:tag` left alone, and why.
+    pub kept: Vec<(String, String)>,
+}
+
+impl Outcome {
+    /// One line for the summary table, then one line per tag left alone.
+    pub fn summary(&self) -> String {
+        let mut line = format!(
+            "moved {} release tag{}",
+            self.moved.len(),
+            domain::diag::plural(self.moved.len())
+        );
+        if !self.already.is_empty() {
+            line.push_str(&format!(", {} already there", self.already.len()));
+        }
+        if !self.kept.is_empty() {
+            let mut kept = Vec::new();
+            for (tag, why) in &self.kept {
+                kept.push(format!("{tag} ({why})"));
+            }
+            line.push_str(&format!("; left alone: {}", kept.join("; ")));
+        }
+        line
+    }
+}
+
+impl Publisher<'_> {
+    /// Moves each published image's release tags forward only (see [`judge`]): all tags are
+    /// judged first, and when any cannot be, none moves and the error lists why. `revision` is
+    /// this run's commit (`None`: unknown, so nothing can be established).
+    pub fn move_forward(
+        &self,
+        published: &mut [(&mut Published, Vec<String>)],
+        revision: Option<&str>,
+    ) -> Result<Outcome> {
+        let mut outcome = Outcome::default();
+        let runner = self.skopeo.runner;
+        if runner.is_dry_run() {
+            runner.note(&format!("release tags move forward only: each is read with `skopeo inspect --raw`, and moves when the commit its image records ({REVISION}) is an ancestor of this one (`git merge-base --is-ancestor`)"));
+            for (p, tags) in published.iter() {
+                self.add_tags(p, tags)?;
+            }
+            return Ok(outcome);
+        }
+        let Some(revision) = revision else {
+            anyhow::bail!("moved no release tag: this run's commit is unknown, so whether its images are newer than the tagged ones cannot be established");
+        };
+        let mut plan = Vec::new();
+        let mut unsure = Vec::new();
+        for (i, (p, tags)) in published.iter().enumerate() {
+            for tag in tags {
+                let current = current(self.skopeo, &p.image, tag);
+                let verdict = judge(&current, &p.digest, &mut |recorded| {
+                    ancestry(&self.root, recorded, revision)
+                });
+                let name = format!("{}:{tag}", p.image);
+                match verdict {
+                    Verdict::Unsure(why) => unsure.push(format!("{name}: {why}")),
+                    v => plan.push((i, tag.clone(), name, v)),
+                }
+            }
+        }
+        anyhow::ensure!(
+            unsure.is_empty(),
+            "moved no release tag: whether this run's images (commit {}) are newer than the tagged ones cannot be established:\n  {}\n    fix: fetch the full history (fetch-depth: 0) or, for an image that records no commit, point the tag at a recorded image by hand (`skopeo copy docker://IMAGE@DIGEST docker://IMAGE:TAG`)",
+            &revision[..12.min(revision.len())],
+            unsure.join("\n  ")
+        );
+        for (i, tag, name, verdict) in plan {
+            let p = &mut published[i].0;
+            match verdict {
+                Verdict::Move => {
+                    self.add_tags(p, std::slice::from_ref(&tag))?;
+                    p.tags.push(tag);
+                    outcome.moved.push(name);
+                }
+                Verdict::AlreadyThere => {
+                    if !p.tags.contains(&tag) {
+                        p.tags.push(tag);
+                    }
+                    outcome.already.push(name);
+                }
+                Verdict::Keep(why) => outcome.kept.push((name, why)),
+                Verdict::Unsure(_) => unreachable!("refused above"),
+            }
+        }
+        Ok(outcome)
+    }
+}
+
+/// The OCI annotation that records the commit an image was built from.
+pub const REVISION: &str = "org.opencontainers.image.revision";
+
+/// Adds annotations to the single manifest of an OCI layout (a new blob, and `index.json`
+/// pointing at it); returns the new manifest digest. The old manifest blob stays unreferenced.
+fn annotate_layout(layout: &Utf8Path, annotations: &[(&str, &str)]) -> Result<String> {
+    let index_path = layout.join("index.json");
+    let mut index = read_json(&index_path)?;
+    let old = layout_digest(layout)?;
+    let blob = |digest: &str| layout.join("blobs/sha256").join(&digest["sha256:".len()..]);
+    let old_path = blob(&old);
+    let mut manifest: serde_json::Value = domain::json::from_bytes(
+        &std::fs::read(&old_path).with_context(|| format!("reading {old_path}"))?,
+    )
+    .with_context(|| format!("parsing {old_path}"))?;
+    let map = manifest
+        .as_object_mut()
+        .with_context(|| format!("{old_path}: the manifest is not a JSON object"))?
+        .entry("annotations")
+        .or_insert_with(|| serde_json::json!({}));
+    let map = map
+        .as_object_mut()
+        .with_context(|| format!("{old_path}: annotations is not an object"))?;
+    for (key, value) in annotations {
+        map.insert((*key).to_owned(), serde_json::Value::from(*value));
+    }
+    let bytes = serde_json::to_vec(&manifest)?;
+    let digest = Digest::of_bytes(&bytes).to_string();
+    crate::fsutil::write_atomic(&blob(&digest), &bytes)?;
+    let entry = &mut index["manifests"][0];
+    entry["digest"] = digest.clone().into();
+    entry["size"] = bytes.len().into();
+    crate::fsutil::write_atomic(&index_path, &serde_json::to_vec(&index)?)?;
+    Ok(digest)
+}
+
+/// The image index of an OCI layout's images, one per arch (named by their arch in
+/// `index.json`): written as a blob, and `index.json` then lists that index alone, as `build`.
+/// Returns the index digest.
+fn write_layout_index(layout: &Utf8Path, arches: &[Arch]) -> Result<String> {
+    let path = layout.join("index.json");
+    let top = read_json(&path)?;
+    let listed = top["manifests"].as_array().cloned().unwrap_or_default();
+    let mut manifests = Vec::new();
+    for arch in arches {
+        let entry = listed
+            .iter()
+            .find(|m| m["annotations"][REF_NAME].as_str() == Some(arch.as_str()))
+            .with_context(|| format!("{path} has no image named {arch}"))?;
+        manifests.push(serde_json::json!({
+            "mediaType": entry["mediaType"],
+            "digest": entry["digest"],
+            "size": entry["size"],
+            "platform": {"architecture": arch.as_str(), "os": "linux"},
+        }));
+    }
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": domain::oci::media::OCI_INDEX,
+        "manifests": manifests,
+    });
+    let bytes = serde_json::to_vec(&index)?;
+    let digest = Digest::of_bytes(&bytes).to_string();
+    let blob = layout
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"));
+    std::fs::write(&blob, &bytes).with_context(|| format!("writing {blob}"))?;
+    let top = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": domain::oci::media::OCI_INDEX,
+            "digest": digest,
+            "size": bytes.len(),
+            "annotations": {REF_NAME: "build"},
+        }],
+    });
+    std::fs::write(&path, serde_json::to_vec(&top)?).with_context(|| format!("writing {path}"))?;
+    Ok(digest)
+}
+
+const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// A layout's `index.json`, parsed.
+fn read_json(path: &Utf8Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {path}"))
+}
+
+/// The manifest digest of the single image in an OCI layout.
+fn layout_digest(layout: &Utf8Path) -> Result<String> {
+    let path = layout.join("index.json");
+    let index = read_json(&path)?;
+    let digest = index["manifests"][0]["digest"]
+        .as_str()
+        .with_context(|| format!("{path} lists no manifest"))?;
+    anyhow::ensure!(
+        domain::image::is_sha256_digest(digest),
+        "{path}: unexpected digest {digest}"
+    );
+    Ok(digest.to_owned())
+}
+
+/// What a release tag points at now, as read from the registry.
+#[derive(Debug, Clone)]
+pub enum Current {
+    /// The tag does not exist yet.
+    Absent,
+    /// It points at a manifest with this digest, which records this revision (or none).
+    Image {
+        digest: String,
+        revision: Option<String>,
+    },
+    /// It could not be read (unauthorized, unreachable, not a manifest): nothing is known.
+    Unreadable(String),
+}
+
+/// Whether one release tag moves to this run's image.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Absent, or its image's commit is an ancestor of (or is) this run's commit.
+    Move,
+    /// It already points at this run's image.
+    AlreadyThere,
+    /// Left alone: it points at a newer or unrelated commit's image (why).
+    Keep(String),
+    /// Ancestry cannot be established (why): the whole release moves nothing.
+    Unsure(String),
+}
+
+/// How two commits relate, as git says.
+#[derive(Clone)]
+pub enum Ancestry {
+    /// The image's commit is an ancestor of (or the same as) this run's.
+    Ancestor,
+    /// Not an ancestor: `newer` when this run's commit is an ancestor of it instead.
+    NotAncestor { newer: bool },
+    /// git cannot tell (the commit is not in this checkout's history, or git failed).
+    Unknown(String),
+}
+
+/// Decides one tag: forward only. `ancestry(recorded)` relates the commit recorded on the
+/// current image to this run's commit.
+pub fn judge(
+    current: &Current,
+    digest: &str,
+    ancestry: &mut dyn FnMut(&str) -> Ancestry,
+) -> Verdict {
+    let short = |id: &str| id.chars().take(12).collect::<String>();
+    match current {
+        Current::Absent => Verdict::Move,
+        Current::Unreadable(why) => Verdict::Unsure(format!("cannot read it: {why}")),
+        Current::Image { digest: now, .. } if now == digest => Verdict::AlreadyThere,
+        Current::Image {
+            revision: None,
+            digest: now,
+        } => Verdict::Unsure(format!("its image {} records no {REVISION}", short(now))),
+        Current::Image {
+            revision: Some(rev),
+            ..
+        } if !is_commit_id(rev) => Verdict::Unsure(format!(
+            "its image records {REVISION}={rev:?}, not a commit id"
+        )),
+        Current::Image {
+            revision: Some(rev),
+            ..
+        } => match ancestry(rev) {
+            Ancestry::Ancestor => Verdict::Move,
+            Ancestry::NotAncestor { newer: true } => Verdict::Keep(format!(
+                "it points at an image of the newer commit {}",
+                short(rev)
+            )),
+            Ancestry::NotAncestor { newer: false } => Verdict::Keep(format!(
+                "it points at an image of commit {}, which is not an ancestor of this run's",
+                short(rev)
+            )),
+            Ancestry::Unknown(why) => Verdict::Unsure(format!(
+                "the commit {} its image records: {why}",
+                short(rev)
+            )),
+        },
+    }
+}
+
+/// A full hexadecimal commit id (SHA-1 or SHA-256 object format).
+pub fn is_commit_id(s: &str) -> bool {
+    (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Reads what `image:tag` points at now.
+pub fn current(skopeo: &Skopeo, image: &str, tag: &str) -> Current {
+    match skopeo.inspect_raw(&format!("{image}:{tag}")) {
+        Ok(bytes) => {
+            let revision = domain::json::from_bytes::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|m| m["annotations"][REVISION].as_str().map(str::to_owned));
+            Current::Image {
+                digest: Digest::of_bytes(&bytes).to_string(),
+                revision,
+            }
+        }
+        Err(err) => match err.downcast_ref::<crate::registry::RegistryError>() {
+            Some(e) if e.failure == crate::registry::Failure::NotFound => Current::Absent,
+            _ => Current::Unreadable(format!("{err:#}")),
+        },
+    }
+}
+
+/// The commit this checkout is: `HEAD` of a clean work tree, else why not.
+pub fn source_revision(project: &Project) -> Result<String> {
+    let git = || crate::git::at(&project.root);
+    let head = git()
+        .args(["rev-parse", "--verify", "HEAD^{commit}"])
+        .read()
+        .context("this checkout's commit cannot be read (`git rev-parse HEAD` failed): release tags need a git checkout")?;
+    let dirty = git()
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .read()
+        .context("`git status` failed")?;
+    anyhow::ensure!(
+        dirty.trim().is_empty(),
+        "the checkout has uncommitted changes, so its images are not commit {head}: commit or stash them"
+    );
+    Ok(head)
+}
+
+/// How commit `recorded` relates to `this`, in the repository at `root`.
+pub fn ancestry(root: &Utf8Path, recorded: &str, this: &str) -> Ancestry {
+    let is_ancestor = |a: &str, b: &str| {
+        crate::git::at(root)
+            .args(["merge-base", "--is-ancestor", a, b])
+            .output()
+    };
+    match is_ancestor(recorded, this) {
+        Ok(out) if out.status.code() == Some(0) => Ancestry::Ancestor,
+        Ok(out) if out.status.code() == Some(1) => {
+            let newer = is_ancestor(this, recorded).is_ok_and(|o| o.status.code() == Some(0));
+            Ancestry::NotAncestor { newer }
+        }
+        Ok(out) => Ancestry::Unknown(format!(
+            "not in this checkout's history (`git merge-base --is-ancestor` said: {}); fetch the full history (fetch-depth: 0)",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(err) => Ancestry::Unknown(format!("running git: {err:#}")),
+    }
+}
+
+/// Tags for a build: the Talos version, and a build-unique `<talos>-<yyyymmdd>-<commit>`.
+pub fn build_tags(project: &Project, talos_version: &TalosVersion) -> Result<Vec<String>> {
+    let git = || crate::git::at(&project.root);
+    let commit = git()
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .read()
+        .unwrap_or_else(|_| "nogit".into());
+    let dirty = git()
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .read()
+        .map(|s| !s.trim().is_empty())
+        .unwrap_or(false);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("clock before 1970")?
+        .as_secs();
+    let (y, m, d) = civil_date(secs / 86_400);
+    let suffix = if dirty { "-dirty" } else { "" };
+    Ok(vec![
+        talos_version.to_string(),
+        format!("{talos_version}-{y:04}{m:02}{d:02}-{commit}{suffix}"),
+    ])
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_date(days: u64) -> (i64, u32, u32) {
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn judged(current: Current, relation: Ancestry) -> Verdict {
+        judge(&current, "sha256:new", &mut |_| relation.clone())
+    }
+
+    const C: &str = "0123456789abcdef0123456789abcdef01234567";
+
+    #[test]
+    fn release_tags_move_forward_only() {
+        let image = |revision: Option<&str>| Current::Image {
+            digest: "sha256:old".into(),
+            revision: revision.map(str::to_owned),
+        };
+        assert_eq!(judged(Current::Absent, Ancestry::Ancestor), Verdict::Move);
+        assert_eq!(judged(image(Some(C)), Ancestry::Ancestor), Verdict::Move);
+        let same = Current::Image {
+            digest: "sha256:new".into(),
+            revision: None,
+        };
+        assert_eq!(judged(same, Ancestry::Ancestor), Verdict::AlreadyThere);
+        let newer = judged(image(Some(C)), Ancestry::NotAncestor { newer: true });
+        assert!(
+            matches!(&newer, Verdict::Keep(why) if why.contains("newer commit 0123456789ab")),
+            "{newer:?}"
+        );
+        assert!(matches!(
+            judged(image(Some(C)), Ancestry::NotAncestor { newer: false }),
+            Verdict::Keep(_)
+        ));
+        // Fail closed: whatever cannot be established is Unsure.
+        for (current, relation) in [
+            (image(Some(C)), Ancestry::Unknown("shallow".into())),
+            (image(None), Ancestry::Ancestor),
+            (image(Some("main")), Ancestry::Ancestor),
+            (Current::Unreadable("401".into()), Ancestry::Ancestor),
+        ] {
+            let verdict = judged(current.clone(), relation);
+            assert!(
+                matches!(verdict, Verdict::Unsure(_)),
+                "{current:?}: {verdict:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn annotating_a_layout_changes_the_digest_and_keeps_the_manifest() {
+        let dir = std::env::temp_dir().join(format!("xtask-annotate-{}", std::process::id()));
+        let dir = camino::Utf8PathBuf::from_path_buf(dir).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[]}"#;
+        let old = Digest::of_bytes(manifest).to_string();
+        std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+        std::fs::write(dir.join("blobs/sha256").join(&old[7..]), manifest).unwrap();
+        let index = serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": old, "size": manifest.len(), "annotations": {"org.opencontainers.image.ref.name": "build"}}]});
+        std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+        let new = annotate_layout(&dir, &[(REVISION, C)]).unwrap();
+        assert_ne!(new, old);
+        assert_eq!(layout_digest(&dir).unwrap(), new);
+        let bytes = std::fs::read(dir.join("blobs/sha256").join(&new[7..])).unwrap();
+        assert_eq!(Digest::of_bytes(&bytes), new);
+        let written: serde_json::Value = domain::json::from_bytes(&bytes).unwrap();
+        assert_eq!(written["annotations"][REVISION], C);
+        assert_eq!(written["schemaVersion"], 2);
+        let index: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("index.json")).unwrap())
+                .unwrap();
+        assert_eq!(index["manifests"][0]["size"], bytes.len());
+        assert_eq!(
+            index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"],
+            "build"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_date(0), (1970, 1, 1));
+        assert_eq!(civil_date(20_517), (2026, 3, 5));
+        assert_eq!(civil_date(11_016), (2000, 2, 29));
+    }
+}

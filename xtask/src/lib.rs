@@ -1,0 +1,95 @@
+//! `cargo xtask`: builds role-based ARM64 Talos images for CozyStack.
+//!
+//! This file only parses the command line and dispatches; each subcommand lives in its own
+//! module with its own `Args` and `run`. See docs/dev/architecture.md for the map. `main.rs`
+//! only calls [`main`]: a library compiles as soon as the domain's metadata is ready, beside the
+//! domain's own code generation, where a binary would wait for all of it.
+
+mod ci;
+
+use infra::{interrupt, project};
+use inspect::{conformance, plan, schematic, smoke, test};
+use produce::{build, changed, config, lock, patch, profiles, upstream};
+
+use clap::{Parser, Subcommand};
+
+/// Build role-based ARM64 Talos images for CozyStack (compute, gateway, ...).
+///
+/// Each node role is a file under variants/. The pipeline is upstream -> patch -> lock ->
+/// build -> smoke; every stage can run alone and `--dry-run` prints what it would do.
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    version,
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fetch CozyStack at the pinned tag into target/upstream/<commit> (verified, reused offline).
+    Upstream(upstream::Args),
+    /// Apply the patch series to a copy of the pinned upstream tree; --check, --refresh.
+    Patch(patch::Args),
+    /// Show exactly what will be built for each role: extensions, images, imager profiles.
+    Plan(plan::Args),
+    /// Write each variant's Talos imager profiles as YAML (what the imager receives), or check them.
+    Profiles(profiles::Args),
+    /// Resolve every variant's extensions to image@sha256 digests for the Talos version (or --check).
+    Lock(lock::Args),
+    /// Build the images of every (or the selected) variant.
+    Build(build::Args),
+    /// What CI runs per variant: lock check, patch, build, smoke, job summary.
+    Ci(ci::Args),
+    /// Render a role's Talos machine-config patch (and Spin's RuntimeClass) from its variant file.
+    Config(config::Args),
+    /// Show the Image Factory schematic, ID, installer and asset URLs equivalent to a variant.
+    Schematic(schematic::Args),
+    /// Judge profiles, machine-config patches and schematic IDs with Talos's own Go code (needs Go).
+    Conformance(conformance::Args),
+    /// Decide from git what CI must build: nothing, some variants, or all (see docs/changed.md).
+    Changed(changed::Args),
+    /// Check that built images are exactly their role, then boot them under qemu.
+    Smoke(smoke::Args),
+    /// Install the test tools when missing (Debian/Ubuntu), start nothing by hand, run every test.
+    Test(test::Args),
+}
+
+/// The whole program: `main.rs` returns this as its exit status.
+pub fn main() -> std::process::ExitCode {
+    match try_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            // Interrupted: the exit status a shell reports for that signal (130, 143).
+            match interrupt::pending() {
+                Some(sig) => std::process::ExitCode::from(128 + sig as u8),
+                None => std::process::ExitCode::FAILURE,
+            }
+        }
+    }
+}
+
+fn try_main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let project = project::Project::discover()?;
+    match cli.command {
+        Command::Upstream(args) => upstream::run(&project, args),
+        Command::Patch(args) => patch::run(&project, args),
+        Command::Plan(args) => plan::run(&project, args),
+        Command::Profiles(args) => profiles::run(&project, args),
+        Command::Lock(args) => lock::run(&project, args),
+        Command::Build(args) => build::run(&project, args),
+        Command::Ci(args) => ci::run(&project, args),
+        Command::Config(args) => config::run(&project, args, conformance::judge_role),
+        Command::Schematic(args) => schematic::run(&project, args, conformance::judge_schematics),
+        Command::Conformance(args) => conformance::run(&project, args),
+        Command::Changed(args) => changed::run(&project, args),
+        Command::Smoke(args) => smoke::run(&project, args),
+        Command::Test(args) => test::run(&project, args),
+    }
+}
