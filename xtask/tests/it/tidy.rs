@@ -464,6 +464,76 @@ fn the_graph_reader_sees_paths_groups_and_cycles() {
     assert_eq!(cycles(&graph), ["a -> b -> c -> a"]);
 }
 
+/// The `pub` items of every crate (name, `crate/file`) that no non-test code names but their
+/// own declaration. In one crate rustc warned of dead code; across crates an unused `pub` item
+/// is not dead to the compiler, so this check stands in. Items only for tests (under
+/// `cfg(any(test, feature = "test-support"))`) are left out.
+fn unused_pub_items(sources: &[(String, String)]) -> Vec<String> {
+    let mut uses: BTreeMap<&str, usize> = BTreeMap::new();
+    let texts: Vec<(&str, &str)> = sources
+        .iter()
+        .map(|(file, text)| (file.as_str(), non_test(text)))
+        .collect();
+    for (_, text) in &texts {
+        for word in text.split(|c: char| !(c.is_alphanumeric() || c == '_')) {
+            *uses.entry(word).or_default() += 1;
+        }
+    }
+    let mut unused = Vec::new();
+    for (file, text) in &texts {
+        let mut test_only = false;
+        for line in text.lines() {
+            let line = line.trim_start();
+            let declared = ["fn", "struct", "enum", "const", "type", "trait", "static"]
+                .iter()
+                .find_map(|kind| {
+                    line.strip_prefix("pub ")?
+                        .strip_prefix(kind)?
+                        .strip_prefix(' ')
+                });
+            if let Some(rest) = declared {
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                if !test_only && uses.get(name.as_str()).copied().unwrap_or(0) <= 1 {
+                    unused.push(format!("{file}: {name}"));
+                }
+            }
+            if !line.starts_with("#[") && !line.starts_with("//") {
+                test_only = false;
+            }
+            if line.starts_with("#[cfg(any(test") || line.starts_with("#[cfg(test)]") {
+                test_only = true;
+            }
+        }
+    }
+    unused
+}
+
+#[test]
+fn every_pub_item_is_used_outside_tests() {
+    let unused = unused_pub_items(&all_sources());
+    assert!(
+        unused.is_empty(),
+        "pub items that no non-test code names (delete them, or put a test-only one under \
+         #[cfg(any(test, feature = \"test-support\"))]):\n  {}",
+        unused.join("\n  ")
+    );
+}
+
+#[test]
+fn the_unused_item_reader_sees_declarations_uses_and_test_only_items() {
+    let sources = [
+        (
+            "a/x".to_owned(),
+            "pub fn used() {}\npub struct Lonely;\n#[cfg(any(test, feature = \"test-support\"))]\npub fn fixture() {}\n#[cfg(test)]\nmod tests {\n    fn t() { Lonely; }\n}".to_owned(),
+        ),
+        ("b/y".to_owned(), "fn f() { a::x::used() }".to_owned()),
+    ];
+    assert_eq!(unused_pub_items(&sources), ["a/x: Lonely"]);
+}
+
 #[test]
 fn no_stray_files_are_tracked() {
     let out = run(std::process::Command::new("git")
