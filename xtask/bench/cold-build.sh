@@ -23,6 +23,10 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 
+# the workspace's own crates
+ours=$(cd "$root" && cargo metadata -q --offline --no-deps --format-version 1 |
+    python3 -c 'import json, sys; print(" ".join(p["name"] for p in json.load(sys.stdin)["packages"]))')
+
 floor=$scratch/floor
 mkdir -p "$floor/src"
 echo 'fn main() {}' >"$floor/src/main.rs"
@@ -32,8 +36,10 @@ echo 'fn main() {}' >"$floor/src/main.rs"
     echo '[dependencies]'
     awk '/^\[/{on = ($0 == "[workspace.dependencies]")} on && /^[a-z]/ && !/path *=/' "$root/Cargo.toml"
     echo
-    # the workspace's profiles, from the first [profile...] table on
-    awk '/^\[profile/{on = 1} /^\[/ && !/^\[profile/{on = 0} on' "$root/Cargo.toml"
+    # the workspace's profiles, from the first [profile...] table on, but those of our own
+    # crates (the floor has none of them)
+    awk -v ours=" $ours " '/^\[/ {pkg = $0; sub(/^\[profile\.[a-z]+\.package\./, "", pkg); sub(/\]$/, "", pkg)}
+        /^\[profile/ {on = index(ours, " " pkg " ") == 0} /^\[/ && !/^\[profile/ {on = 0} on' "$root/Cargo.toml"
 } >"$floor/Cargo.toml"
 cp "$root/Cargo.lock" "$floor/Cargo.lock"
 
@@ -44,10 +50,6 @@ cold() {
         cargo build -q --offline --timings) >&2
     awk '{printf "%.1f %.1f\n", $1, $2 + $3}' "$scratch/t"
 }
-
-# the workspace's own crates
-ours=$(cd "$root" && cargo metadata -q --offline --no-deps --format-version 1 |
-    python3 -c 'import json, sys; print(" ".join(p["name"] for p in json.load(sys.stdin)["packages"]))')
 
 # the last build's units: prints "all-units our-units" (seconds)
 units() {

@@ -918,7 +918,12 @@ mod tests {
                 tags: vec!["v1.13.99".into()],
                 arches: Vec::new(),
             }],
-            ..BuildRecord::new("gateway", "v1.13.99".into(), domain::Arch::Arm64, "")
+            ..BuildRecord::new(
+                "gateway",
+                domain::TalosVersion::parse("v1.13.99").unwrap(),
+                domain::Arch::Arm64,
+                "",
+            )
         };
         let smoke = vec![SmokeResult {
             variant: "gateway".into(),

@@ -1,9 +1,10 @@
 //! `cargo xtask`: builds role-based ARM64 Talos images for CozyStack.
 //!
 //! This file only parses the command line and dispatches; each subcommand lives in its own
-//! module with its own `Args` and `run`. See docs/dev/architecture.md for the map. `main.rs`
-//! only calls [`main`]: a library compiles as soon as the domain's metadata is ready, beside the
-//! domain's own code generation, where a binary would wait for all of it.
+//! module, with its own `Args` and `run`, in the crate `produce` or `inspect` (only `ci`, which
+//! composes stages of both, is here). See docs/dev/architecture.md for the map. `main.rs` only
+//! calls [`main`]: a library compiles as soon as the stage crates' metadata is ready, beside
+//! their code generation, where a binary would wait for all of it.
 
 mod ci;
 

@@ -18,7 +18,7 @@ pub const CGNAT: Ipv4Cidr = Ipv4Cidr {
 };
 
 /// Every IPv4 address: the default include list for node IP selection.
-#[cfg(any(test, feature = "test-support"))]
+#[cfg(test)]
 pub const ANY: Ipv4Cidr = Ipv4Cidr {
     network: 0,
     prefix: 0,

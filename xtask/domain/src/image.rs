@@ -157,14 +157,14 @@ impl<'de> Deserialize<'de> for ImageRef {
 }
 
 /// Tests write references as literals.
-#[cfg(any(test, feature = "test-support"))]
+#[cfg(test)]
 impl From<&str> for ImageRef {
     fn from(text: &str) -> ImageRef {
         ImageRef::parse(text).unwrap()
     }
 }
 
-#[cfg(any(test, feature = "test-support"))]
+#[cfg(test)]
 impl From<String> for ImageRef {
     fn from(text: String) -> ImageRef {
         ImageRef::parse(&text).unwrap()

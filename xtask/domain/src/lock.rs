@@ -80,7 +80,7 @@ pub enum OverlayEntry<'a> {
 }
 
 /// Tests build locks field by field and leave the rest empty.
-#[cfg(any(test, feature = "test-support"))]
+#[cfg(test)]
 impl Default for Lock {
     fn default() -> Lock {
         Lock::new(

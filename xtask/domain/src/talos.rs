@@ -82,7 +82,7 @@ impl fmt::Display for TalosVersion {
 }
 
 /// Tests write versions as literals.
-#[cfg(any(test, feature = "test-support"))]
+#[cfg(test)]
 impl From<&str> for TalosVersion {
     fn from(text: &str) -> TalosVersion {
         TalosVersion::parse(text).unwrap()

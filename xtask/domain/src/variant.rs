@@ -498,7 +498,7 @@ fn check_declared_config(
 
 /// Checks that hold across variants: every repository an image publishes to (the installer's,
 /// and the matchbox image's beside it) belongs to one variant only.
-#[cfg(any(test, feature = "test-support"))]
+#[cfg(test)]
 pub fn check_set(variants: &[(String, Variant)]) -> Vec<Finding> {
     let published: Vec<Published> = variants
         .iter()

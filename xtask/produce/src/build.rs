@@ -896,14 +896,18 @@ fn run_imager(
 mod tests {
     use super::*;
 
+    fn talos(text: &str) -> domain::TalosVersion {
+        domain::TalosVersion::parse(text).unwrap()
+    }
+
     #[test]
     fn privileged_only_for_disk_images_before_v1_13() {
-        assert!(needs_privileged(&"v1.12.4".into(), Output::Metal));
-        assert!(needs_privileged(&"v1.11.0".into(), Output::Nocloud));
-        assert!(!needs_privileged(&"v1.13.99".into(), Output::Metal));
-        assert!(!needs_privileged(&"v1.98.0".into(), Output::Metal));
-        assert!(!needs_privileged(&"v1.12.4".into(), Output::Installer));
-        assert!(!needs_privileged(&"v1.12.4".into(), Output::Kernel));
+        assert!(needs_privileged(&talos("v1.12.4"), Output::Metal));
+        assert!(needs_privileged(&talos("v1.11.0"), Output::Nocloud));
+        assert!(!needs_privileged(&talos("v1.13.99"), Output::Metal));
+        assert!(!needs_privileged(&talos("v1.98.0"), Output::Metal));
+        assert!(!needs_privileged(&talos("v1.12.4"), Output::Installer));
+        assert!(!needs_privileged(&talos("v1.12.4"), Output::Kernel));
     }
 
     #[test]

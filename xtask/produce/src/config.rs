@@ -579,10 +579,16 @@ mod tests {
     #[test]
     fn next_steps_share_one_secrets_bundle_and_split_control_plane_patches() {
         let r = rendered(&gateway(r#"{"mode": "userspace"}"#), &Overrides::default()).unwrap();
-        let steps: Vec<String> = next_steps("v", IMAGE, &TALOS.into(), &r.files, "/c")
-            .iter()
-            .map(Step::line)
-            .collect();
+        let steps: Vec<String> = next_steps(
+            "v",
+            IMAGE,
+            &domain::TalosVersion::parse(TALOS).unwrap(),
+            &r.files,
+            "/c",
+        )
+        .iter()
+        .map(Step::line)
+        .collect();
         assert!(
             steps[0].starts_with(
                 "talosctl gen secrets --output-file secrets.yaml   # once per cluster"
@@ -607,7 +613,13 @@ mod tests {
                 .starts_with("kubectl apply -f /c/runtimeclass.yaml"),
             "{steps:?}"
         );
-        let spaced = next_steps("v", IMAGE, &TALOS.into(), &r.files, "/my cluster");
+        let spaced = next_steps(
+            "v",
+            IMAGE,
+            &domain::TalosVersion::parse(TALOS).unwrap(),
+            &r.files,
+            "/my cluster",
+        );
         assert!(
             spaced[1]
                 .line()

@@ -982,6 +982,14 @@ pub fn ensure_dry_run(
 mod tests {
     use super::*;
 
+    fn talos(text: &str) -> domain::TalosVersion {
+        domain::TalosVersion::parse(text).unwrap()
+    }
+
+    fn image(text: &str) -> domain::ImageRef {
+        domain::ImageRef::parse(text).unwrap()
+    }
+
     const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
     const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
     const D3: &str = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
@@ -1023,8 +1031,8 @@ mod tests {
         let names: BTreeSet<String> = ["drbd", "zfs", "tailscale", "zfs-util"]
             .map(String::from)
             .into();
-        let image = format!("ghcr.io/siderolabs/extensions@{D1}").into();
-        let err = lock_from_digests(&"v1.13.99".into(), &image, &digests(), &names)
+        let image = image(&format!("ghcr.io/siderolabs/extensions@{D1}"));
+        let err = lock_from_digests(&talos("v1.13.99"), &image, &digests(), &names)
             .unwrap_err()
             .to_string();
         assert!(
@@ -1067,13 +1075,14 @@ mod tests {
 
     fn lock(extensions: &[(&str, &str)]) -> Lock {
         Lock {
-            talos_version: "v1.13.99".into(),
-            extensions_image: format!("ghcr.io/siderolabs/extensions:v1.13.99@{D1}").into(),
             extensions: extensions
                 .iter()
-                .map(|(n, r)| (n.to_string(), (*r).into()))
+                .map(|(n, r)| (n.to_string(), image(r)))
                 .collect(),
-            ..Lock::default()
+            ..Lock::new(
+                talos("v1.13.99"),
+                image(&format!("ghcr.io/siderolabs/extensions:v1.13.99@{D1}")),
+            )
         }
     }
 
@@ -1129,7 +1138,7 @@ mod tests {
             .iter()
             .map(|n| domain::target::CatalogEntry {
                 name: n.to_string(),
-                image: format!("ghcr.io/siderolabs/sbc-{n}:v0.2.0@{D2}").into(),
+                image: image(&format!("ghcr.io/siderolabs/sbc-{n}:v0.2.0@{D2}")),
             })
             .collect()
     }
@@ -1140,7 +1149,7 @@ mod tests {
         let names: BTreeSet<String> = ["rpi_generic".to_owned()].into();
         add_overlays(
             &mut l,
-            &format!("ghcr.io/siderolabs/overlays:v1.13.99@{D3}").into(),
+            &image(&format!("ghcr.io/siderolabs/overlays:v1.13.99@{D3}")),
             &catalog(),
             &names,
         )
@@ -1155,7 +1164,7 @@ mod tests {
         let mut l = lock(&[]);
         let err = add_overlays(
             &mut l,
-            &"ghcr.io/c/c:1".into(),
+            &image("ghcr.io/c/c:1"),
             &catalog(),
             &["rpi-generic".to_owned()].into(),
         )
@@ -1178,7 +1187,7 @@ mod tests {
         let mut fresh = lock(&[]);
         add_overlays(
             &mut fresh,
-            &"ghcr.io/siderolabs/overlays:v1.13.99".into(),
+            &image("ghcr.io/siderolabs/overlays:v1.13.99"),
             &catalog(),
             &["rpi_5".to_owned()].into(),
         )
@@ -1187,11 +1196,11 @@ mod tests {
         assert!(compare(Some(&current), &fresh, "fix").is_empty());
         current.overlays.insert(
             "rpi_5".into(),
-            format!("ghcr.io/siderolabs/sbc-rpi_5:v0.1.0@{D1}").into(),
+            image(&format!("ghcr.io/siderolabs/sbc-rpi_5:v0.1.0@{D1}")),
         );
         current.overlays.insert(
             "rock5b".into(),
-            format!("ghcr.io/siderolabs/sbc-rock5b:v0.1.0@{D1}").into(),
+            image(&format!("ghcr.io/siderolabs/sbc-rock5b:v0.1.0@{D1}")),
         );
         let text: Vec<String> = compare(Some(&current), &fresh, "fix")
             .iter()
@@ -1220,7 +1229,7 @@ mod tests {
         let mut l = lock(&[]);
         add_overlays(
             &mut l,
-            &"ghcr.io/siderolabs/overlays:v1.13.99".into(),
+            &image("ghcr.io/siderolabs/overlays:v1.13.99"),
             &catalog(),
             &["rpi_5".to_owned()].into(),
         )
@@ -1247,7 +1256,7 @@ mod tests {
         assert!(f.starts_with("variants/pi.json: field `overlay` = \"rpi5\": unknown to the overlays catalog of Talos v1.13.99"), "{f}");
         assert!(f.contains("did you mean \"rpi_5\"?"), "{f}");
         let problems: Vec<_> = l
-            .locked_problems(&[v("rpi_generic")], &"v1.13.99".into())
+            .locked_problems(&[v("rpi_generic")], &talos("v1.13.99"))
             .into_iter()
             .filter(|p| p.field.starts_with("overlays"))
             .collect();

@@ -102,7 +102,7 @@ mod tests {
             write(&golden, &files).unwrap();
         }
         let stale = differences(&golden, &files);
-        assert!(stale.is_empty(), "profiles differ from xtask/tests/golden/profiles: {stale:?}\nrun `UPDATE_GOLDEN=1 cargo test -p xtask golden` and review the diff");
+        assert!(stale.is_empty(), "profiles differ from xtask/tests/golden/profiles: {stale:?}\nrun `UPDATE_GOLDEN=1 cargo test -p produce golden` and review the diff");
         let gateway = std::fs::read_to_string(golden.join("gateway/installer.yaml")).unwrap();
         assert!(gateway.contains("tailscale") && gateway.contains("arch: arm64"));
         let compute = std::fs::read_to_string(golden.join("compute/installer.yaml")).unwrap();
@@ -144,7 +144,7 @@ mod tests {
             ),
         ];
         let talos = domain::talos::Talos {
-            version: "v1.13.99".into(),
+            version: domain::TalosVersion::parse("v1.13.99").unwrap(),
             source: "test".into(),
         };
         let plan = domain::plan::make(variants, &lock, talos, None).unwrap();
@@ -168,6 +168,6 @@ mod tests {
             ]
         );
         let stale = differences(&golden, &files);
-        assert!(stale.is_empty(), "profiles differ from xtask/tests/golden/targets: {stale:?}\nrun `UPDATE_GOLDEN=1 cargo test -p xtask golden` and review the diff");
+        assert!(stale.is_empty(), "profiles differ from xtask/tests/golden/targets: {stale:?}\nrun `UPDATE_GOLDEN=1 cargo test -p produce golden` and review the diff");
     }
 }

@@ -52,7 +52,8 @@ fn code(text: &str) -> impl Iterator<Item = &str> {
     text.lines().filter(|l| !l.trim_start().starts_with("//"))
 }
 
-/// The modules named after `prefix` (`crate::`, `super::`): `crate::a::b`, `crate::{a, b::c}`.
+/// The names after `prefix` (`crate::`, `super::`): `crate::a::b`, `crate::{a, b::c, D}` name
+/// `a`, `b` and `D` (a module, or an item the crate's root re-exports).
 fn names_after(text: &str, prefix: &str) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     let joined: String = code(text).collect::<Vec<_>>().join("\n");
@@ -92,7 +93,7 @@ fn names_after(text: &str, prefix: &str) -> BTreeSet<String> {
                 .take_while(|c| c.is_alphanumeric() || *c == '_')
                 .collect::<String>()
         })
-        .filter(|n| !n.is_empty() && n != "self" && n.starts_with(|c: char| c.is_lowercase()))
+        .filter(|n| !n.is_empty() && n != "self")
         .collect()
 }
 
@@ -129,8 +130,30 @@ fn sources(dir: &Path) -> Vec<(String, String)> {
     out
 }
 
+/// What a crate's `lib.rs` re-exports (`pub use m::X;`, `pub use m::{X, Y};`): item -> module.
+fn reexports(lib_rs: &str) -> BTreeMap<String, String> {
+    let mut map = BTreeMap::new();
+    for line in code(lib_rs) {
+        let Some((module, items)) = line
+            .trim()
+            .strip_prefix("pub use ")
+            .and_then(|rest| rest.trim_end_matches(';').split_once("::"))
+        else {
+            continue;
+        };
+        for item in items.trim_matches(['{', '}']).split(',') {
+            let item = item.split(" as ").last().unwrap_or_default().trim();
+            if !item.is_empty() {
+                map.insert(item.to_owned(), module.to_owned());
+            }
+        }
+    }
+    map
+}
+
 /// Every module of every crate, as `crate::module`, and the modules it names: `crate::x` and,
-/// in a top-level file, `super::x` in its own crate; `c::x` in another of the workspace's crates.
+/// in a top-level file, `super::x` in its own crate; `c::x` in another of the workspace's crates;
+/// an item a crate's root re-exports (`domain::Plan`) counts as its module (`domain::plan`).
 /// A crate's `lib.rs` and `main.rs` only declare and dispatch, and are left out.
 fn module_graph() -> Graph {
     let crates = crates();
@@ -145,6 +168,13 @@ fn module_graph() -> Graph {
             (krate.clone(), names)
         })
         .collect();
+    let reexported: BTreeMap<String, BTreeMap<String, String>> = crates
+        .iter()
+        .map(|(krate, dir)| {
+            let lib = std::fs::read_to_string(dir.join("lib.rs")).unwrap_or_default();
+            (krate.clone(), reexports(&lib))
+        })
+        .collect();
     let mut graph = Graph::new();
     for (krate, dir) in &crates {
         for (file, text) in sources(dir) {
@@ -155,7 +185,8 @@ fn module_graph() -> Graph {
             let text = non_test(&text);
             let mut named = BTreeSet::new();
             let mut add = |to: &str, prefix: &str| {
-                for m in names_after(text, prefix) {
+                for name in names_after(text, prefix) {
+                    let m = reexported[to].get(&name).cloned().unwrap_or(name);
                     if modules[to].contains(&m) && !(to == krate && m == module) {
                         named.insert(format!("{to}::{m}"));
                     }
@@ -260,13 +291,20 @@ fn all_sources() -> Vec<(String, String)> {
 /// (docs/dev/architecture.md).
 const LAYERS: &[&[&str]] = &[&["domain"], &["infra"], &["produce", "inspect"], &["xtask"]];
 
-/// The workspace's crates a manifest names under `[dependencies]`.
+/// The workspace's crates a manifest names in any of its dependency tables (`[dependencies]`,
+/// `[dev-dependencies]`, `[build-dependencies]`, `[dependencies.x]`): cargo allows a cycle
+/// through dev-dependencies, the layers do not.
 fn workspace_dependencies(manifest: &str, crates: &BTreeSet<String>) -> BTreeSet<String> {
     let mut on = false;
     let mut deps = BTreeSet::new();
-    for line in manifest.lines() {
-        if line.starts_with('[') {
-            on = line == "[dependencies]";
+    for line in manifest.lines().map(str::trim) {
+        if let Some(table) = line.strip_prefix('[') {
+            let table = table.trim_end_matches(']');
+            let (kind, name) = table.split_once('.').unwrap_or((table, ""));
+            on = kind.ends_with("dependencies") && name.is_empty();
+            if kind.ends_with("dependencies") && crates.contains(name) {
+                deps.insert(name.to_owned());
+            }
         } else if on {
             let name = line.split(['.', ' ', '=']).next().unwrap_or_default();
             if crates.contains(name) {
@@ -350,8 +388,8 @@ fn modules_import_each_other_in_one_direction_only() {
 
 /// The subcommand modules: those xtask's `lib.rs` dispatches a `Command` to (`Command::X(args)
 /// => x::run(...)`). Every other module is the domain's or a thin I/O module.
-fn subcommands(main_rs: &str) -> BTreeSet<String> {
-    main_rs
+fn subcommands(lib_rs: &str) -> BTreeSet<String> {
+    lib_rs
         .lines()
         .filter(|l| l.trim_start().starts_with("Command::"))
         .filter_map(|l| {
@@ -390,19 +428,39 @@ const COMPOSES: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// The modules xtask's `lib.rs` declares (`mod x;` -> `xtask::x`) or imports from the stage
+/// crates (`use c::{x, y};` -> `c::x`, `c::y`), as `crate::module`.
+fn dispatched_modules(lib_rs: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for line in code(lib_rs).map(str::trim) {
+        if let Some(module) = line.strip_prefix("mod ") {
+            out.insert(format!("xtask::{}", module.trim_end_matches(';')));
+        } else if let Some((krate, items)) = line
+            .strip_prefix("use ")
+            .and_then(|rest| rest.trim_end_matches(';').split_once("::"))
+        {
+            for item in items.trim_matches(['{', '}']).split(',') {
+                out.insert(format!("{krate}::{}", item.trim()));
+            }
+        }
+    }
+    out
+}
+
 #[test]
 fn subcommands_name_no_other_subcommand_and_io_modules_name_none() {
     let lib = repo_root().join("xtask/src/lib.rs");
-    let subcommands = subcommands(&std::fs::read_to_string(lib).unwrap());
+    let subcommands = subcommands(&std::fs::read_to_string(&lib).unwrap());
     assert!(
         subcommands.contains("build") && subcommands.contains("lock"),
         "xtask's lib.rs dispatches to: {subcommands:?}"
     );
-    // `crate::module` -> the subcommand's name, outside the domain (whose `lock` and `plan` are
-    // types, not stages)
+    // `crate::module` -> the subcommand's name, for the modules lib.rs takes its subcommands
+    // from (`mod ci;`, `use produce::{build, ...};`): the domain's `lock` and `plan` are types
+    let dispatched = dispatched_modules(&std::fs::read_to_string(&lib).unwrap());
     let stage = |node: &str| {
-        let (krate, module) = node.split_once("::").unwrap();
-        (krate != "domain" && subcommands.contains(module)).then(|| module.to_owned())
+        let (_, module) = node.split_once("::").unwrap();
+        (subcommands.contains(module) && dispatched.contains(node)).then(|| module.to_owned())
     };
     let graph: Graph = module_graph()
         .into_iter()
@@ -466,8 +524,10 @@ fn the_graph_reader_sees_paths_groups_and_cycles() {
 
 /// The `pub` items of every crate (name, `crate/file`) that no non-test code names but their
 /// own declaration. In one crate rustc warned of dead code; across crates an unused `pub` item
-/// is not dead to the compiler, so this check stands in. Items only for tests (under
-/// `cfg(any(test, feature = "test-support"))`) are left out.
+/// is not dead to the compiler, so this check stands in. Items only for tests (under a
+/// `#[cfg(test)]` or `#[cfg(any(test, ...))]` attribute) are left out. It reads names, not
+/// paths: an item whose name appears anywhere else in code (an `impl` header, a string, a
+/// same-named item of another crate) counts as used, so it finds the plainly dead, not all.
 fn unused_pub_items(sources: &[(String, String)]) -> Vec<String> {
     let mut uses: BTreeMap<&str, usize> = BTreeMap::new();
     let texts: Vec<(&str, &str)> = sources
@@ -475,8 +535,10 @@ fn unused_pub_items(sources: &[(String, String)]) -> Vec<String> {
         .map(|(file, text)| (file.as_str(), non_test(text)))
         .collect();
     for (_, text) in &texts {
-        for word in text.split(|c: char| !(c.is_alphanumeric() || c == '_')) {
-            *uses.entry(word).or_default() += 1;
+        for line in code(text) {
+            for word in line.split(|c: char| !(c.is_alphanumeric() || c == '_')) {
+                *uses.entry(word).or_default() += 1;
+            }
         }
     }
     let mut unused = Vec::new();
@@ -484,13 +546,18 @@ fn unused_pub_items(sources: &[(String, String)]) -> Vec<String> {
         let mut test_only = false;
         for line in text.lines() {
             let line = line.trim_start();
+            // `pub const fn x` declares `x`, as `pub fn x` does
+            let item = line.strip_prefix("pub ").map(|rest| {
+                ["const ", "async ", "unsafe "]
+                    .iter()
+                    .fold(rest, |r, q| match r.strip_prefix(q) {
+                        Some(after) if after.starts_with("fn ") => after,
+                        _ => r,
+                    })
+            });
             let declared = ["fn", "struct", "enum", "const", "type", "trait", "static"]
                 .iter()
-                .find_map(|kind| {
-                    line.strip_prefix("pub ")?
-                        .strip_prefix(kind)?
-                        .strip_prefix(' ')
-                });
+                .find_map(|kind| item?.strip_prefix(kind)?.strip_prefix(' '));
             if let Some(rest) = declared {
                 let name: String = rest
                     .chars()
@@ -517,7 +584,7 @@ fn every_pub_item_is_used_outside_tests() {
     assert!(
         unused.is_empty(),
         "pub items that no non-test code names (delete them, or put a test-only one under \
-         #[cfg(any(test, feature = \"test-support\"))]):\n  {}",
+         #[cfg(test)]):\n  {}",
         unused.join("\n  ")
     );
 }
@@ -527,11 +594,11 @@ fn the_unused_item_reader_sees_declarations_uses_and_test_only_items() {
     let sources = [
         (
             "a/x".to_owned(),
-            "pub fn used() {}\npub struct Lonely;\n#[cfg(any(test, feature = \"test-support\"))]\npub fn fixture() {}\n#[cfg(test)]\nmod tests {\n    fn t() { Lonely; }\n}".to_owned(),
+            "pub fn used() {}\npub struct Lonely;\npub const fn konst() {}\n// konst\n#[cfg(test)]\npub fn fixture() {}\n#[cfg(test)]\nmod tests {\n    fn t() { Lonely; }\n}".to_owned(),
         ),
         ("b/y".to_owned(), "fn f() { a::x::used() }".to_owned()),
     ];
-    assert_eq!(unused_pub_items(&sources), ["a/x: Lonely"]);
+    assert_eq!(unused_pub_items(&sources), ["a/x: Lonely", "a/x: konst"]);
 }
 
 #[test]
@@ -695,7 +762,7 @@ fn files_below(dir: &Path) -> Vec<(String, String)> {
 
 /// Tests use fixture data (xtask/tests/fixtures/repo/README.md) or read the live lock, so that a
 /// Talos bump changes data files, not tests: neither xtask/tests/ (sources, golden files,
-/// fixtures) nor a test module in xtask/src/ names the release the live lock pins.
+/// fixtures) nor a test module of any crate names the release the live lock pins.
 #[test]
 fn no_test_names_the_pinned_talos_version() {
     let talos = live_talos_version();

@@ -1095,14 +1095,20 @@ fn short_digest(digest: &str) -> &str {
 mod tests {
     use super::*;
 
+    fn talos(text: &str) -> domain::TalosVersion {
+        domain::TalosVersion::parse(text).unwrap()
+    }
+
+    fn image(text: &str) -> domain::ImageRef {
+        domain::ImageRef::parse(text).unwrap()
+    }
+
     const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
     const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
     const D3: &str = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
 
     fn lock() -> Lock {
         Lock {
-            talos_version: "v1.13.99".into(),
-            extensions_image: format!("ghcr.io/siderolabs/extensions:v1.13.99@{D1}").into(),
             extensions: [
                 (
                     "drbd",
@@ -1115,9 +1121,12 @@ mod tests {
                 ("zfs", "ghcr.io/siderolabs/zfs:2.4.3-v1.13.99".to_owned()),
             ]
             .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.into()))
+            .map(|(k, v)| (k.to_owned(), image(&v)))
             .collect(),
-            ..Lock::default()
+            ..Lock::new(
+                talos("v1.13.99"),
+                image(&format!("ghcr.io/siderolabs/extensions:v1.13.99@{D1}")),
+            )
         }
     }
 
@@ -1314,7 +1323,7 @@ mod tests {
         let v = variant("gateway", r#"["drbd","tailscale","zfs"]"#);
         let moved = format!("ghcr.io/siderolabs/drbd:9.3.2-v1.13.99@{D3}");
         let mut rec = record("gateway", &[moved, l.extensions["zfs"].to_string()]);
-        rec.talos_version = "v1.12.0".into();
+        rec.talos_version = talos("v1.12.0");
         let found = findings(&rec, &v).join("\n");
         assert!(
             found.contains(

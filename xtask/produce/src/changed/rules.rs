@@ -258,6 +258,8 @@ mod tests {
             "patches/README.md",
             "patches/upstream.json",
             "xtask/src/main.rs",
+            "xtask/domain/src/lib.rs",
+            "xtask/produce/Cargo.toml",
             "xtask/README.md",
             "Cargo.toml",
             "Cargo.lock",
