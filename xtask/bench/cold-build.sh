@@ -6,11 +6,13 @@
 # workspace and the floor from an empty target dir, alternating them so that a change in the machine's load hits
 # both, and prints each sample and the ratio of the medians by CPU (user + sys) and by wall.
 #
-# Separate builds on a shared machine differ by up to a third (the floor alone measured 20-29 s
-# CPU within minutes), so the script also prints the ratio inside each xtask build, from cargo's
-# `--timings`: the time of every unit over the time of the dependencies' units (the workspace's
-# own crates are ours, everything else a dependency). Both sides of that ratio see the same load;
-# it is the number to compare across revisions.
+# Separate builds on a shared machine differ by up to a third (the floor alone measured 19-26 s
+# CPU within minutes), so the script also prints the median of each sample's own ratio by wall
+# (an xtask build and the floor build right after it see about the same machine), and the ratio
+# inside each xtask build, from cargo's `--timings`: the time of every unit over the time of the
+# dependencies' units (the workspace's own crates are ours, everything else a dependency). That
+# last one compared revisions well while xtask was one crate; now that our crates compile beside
+# each other and the last dependencies, units stretch each other's time and it reads high.
 #
 #   xtask/bench/cold-build.sh [SAMPLES]        # 3 by default
 #   CARGO_INCREMENTAL=0 xtask/bench/cold-build.sh   # as CI builds it
@@ -65,6 +67,7 @@ PY
 echo "sample  xtask wall/cpu  floor wall/cpu  in the xtask build: all units / our crates / ratio  (CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-unset}, load $(cut -d' ' -f1-3 /proc/loadavg))"
 : >"$scratch/samples"
 : >"$scratch/inside"
+: >"$scratch/pairs"
 for i in $(seq "$samples"); do
     x=$(cold "$root")
     read -r all own <<<"$(units)"
@@ -72,6 +75,7 @@ for i in $(seq "$samples"); do
     echo "$inside" >>"$scratch/inside"
     f=$(cold "$floor")
     echo "$x $f" >>"$scratch/samples"
+    echo "$x $f" | awk '{printf "%.3f\n", $1 / $3}' >>"$scratch/pairs"
     printf '%6s  %14s  %14s  %s s / %s s / %s\n' "$i" "${x/ //}" "${f/ //}" "$all" "$own" "$inside"
 done
 
@@ -84,4 +88,5 @@ awk -v xw="$xw" -v xc="$xc" -v fw="$fw" -v fc="$fc" 'BEGIN {
     printf "median  xtask %.1f s wall, %.1f s cpu; floor %.1f s wall, %.1f s cpu\n", xw, xc, fw, fc
     printf "ratio   %.2f by cpu, %.2f by wall\n", xc / fc, xw / fw
 }'
+echo "pairs   $(median <"$scratch/pairs") by wall (median of each sample's xtask / floor)"
 echo "inside  $(median <"$scratch/inside") (median of the ratios inside each xtask build)"
