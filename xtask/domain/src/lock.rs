@@ -115,7 +115,12 @@ impl Lock {
     /// The lock, when it is usable, and every problem found in it (a BOM, syntax with its
     /// position, shape, the Talos version, each entry); a lock with problems is not returned.
     pub fn check(text: &str) -> (Option<Lock>, Vec<Finding>) {
-        let fix = "regenerate it with `cargo xtask lock`";
+        // offline, the committed lock is the way back from a hand edit
+        let fix = format!(
+            "regenerate it with `cargo xtask lock` (needs the registry), or undo a hand edit with \
+             `git checkout -- {SHOWN}`"
+        );
+        let fix = fix.as_str();
         let (value, mut problems) = diag::parse_json(SHOWN, text);
         if value.is_none() {
             for p in &mut problems {
@@ -587,7 +592,7 @@ mod tests {
             "{err}"
         );
         assert!(
-            err.contains("fix: regenerate it with `cargo xtask lock`"),
+            err.contains("fix: regenerate it with `cargo xtask lock` (needs the registry), or undo a hand edit with `git checkout -- variants/extensions.lock`"),
             "{err}"
         );
         // Tags that name no Talos release (spin, tailscale) are not version-checked.
