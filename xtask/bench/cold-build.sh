@@ -38,10 +38,9 @@ echo 'fn main() {}' >"$floor/src/main.rs"
     echo '[dependencies]'
     awk '/^\[/{on = ($0 == "[workspace.dependencies]")} on && /^[a-z]/ && !/path *=/' "$root/Cargo.toml"
     echo
-    # the workspace's profiles, from the first [profile...] table on, but those of our own
-    # crates (the floor has none of them)
-    awk -v ours=" $ours " '/^\[/ {pkg = $0; sub(/^\[profile\.[a-z]+\.package\./, "", pkg); sub(/\]$/, "", pkg)}
-        /^\[profile/ {on = index(ours, " " pkg " ") == 0} /^\[/ && !/^\[profile/ {on = 0} on' "$root/Cargo.toml"
+    # the workspace's profiles, from the first [profile...] table on (our crates' own tables
+    # match no package of the floor; cargo ignores them)
+    awk '/^\[profile/{on = 1} /^\[/ && !/^\[profile/{on = 0} on' "$root/Cargo.toml"
 } >"$floor/Cargo.toml"
 cp "$root/Cargo.lock" "$floor/Cargo.lock"
 

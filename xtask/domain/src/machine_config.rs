@@ -27,15 +27,12 @@ pub const REDACTED: &str = "<redacted>";
 pub const SPIN_RUNTIME_CLASS: &str = "wasmtime-spin-v2";
 pub const SPIN_HANDLER: &str = "spin";
 
-/// The machine config a role's patches are applied onto.
+/// The machine config a role's patches are applied onto; [`Base::help`] says what each is (it
+/// is also `--base`'s help, so it is written there once).
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
 pub enum Base {
-    /// `talosctl gen config`'s worker and control-plane configs: no kernel modules, no node IP
-    /// selection.
     #[default]
     Talosctl,
-    /// CozyStack's base config (cozystack/talm `charts/cozystack`), which loads
-    /// `COZYSTACK_BASE_MODULES` on every node and sets its own `validSubnets`.
     Cozystack,
 }
 
@@ -50,7 +47,7 @@ impl Base {
         }
     }
 
-    /// What `--help` says of it.
+    /// What it is (and what `--help` says of it).
     pub fn help(self) -> &'static str {
         match self {
             Base::Talosctl => "`talosctl gen config`'s worker and control-plane configs: no kernel modules, no node IP selection",

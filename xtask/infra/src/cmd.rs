@@ -25,13 +25,14 @@
 //! only keep the caller's environment from leaking in, see `crate::git`) and where stderr goes
 //! (a log file): both change what a command reports, not what it does.
 
-pub use domain::shell::{quote, shell_line};
 use std::fmt;
 use std::io::Write;
 use std::process::{Command, ExitStatus, Stdio};
 
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
+
+use domain::shell::{quote, shell_line};
 
 /// How a secret value is shown.
 pub const REDACTED: &str = "<redacted>";

@@ -487,7 +487,7 @@ mod tests {
             .map(String::from)
             .to_vec();
         assert_eq!(
-            infra::cmd::shell_line(&words),
+            domain::shell::shell_line(&words),
             "qemu -append 'console=ttyAMA0 quiet' romfile="
         );
     }

@@ -1192,26 +1192,18 @@ fn prose(text: &str) -> Vec<(usize, &str)> {
 fn every_link_resolves_and_every_page_reference_is_a_link() {
     let root = repo_root();
     let mut failures = Vec::new();
-    // paths into the code: xtask's crates (xtask/src/, xtask/<crate>/, and `<crate>/src/...`
-    // for a file of xtask/<crate>), its tests, CI
-    let crates: Vec<String> = std::fs::read_dir(root.join("xtask"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|dir| dir.join("Cargo.toml").is_file())
-        .map(|dir| dir.file_name().unwrap().to_string_lossy().into_owned())
-        .collect();
-    let mut code_dirs: Vec<String> = crates.iter().map(|c| format!("xtask/{c}/")).collect();
-    code_dirs.extend(crates.iter().map(|c| format!("{c}/src/")));
-    code_dirs.extend(
-        [
-            "xtask/src/",
-            "xtask/tests/",
-            "conformance/",
-            ".github/",
-            ".ci/",
-        ]
-        .map(String::from),
-    );
+    // paths into the code, each prefix with the directory it stands for: every crate's sources
+    // (`xtask/domain/src/...`, or short, `domain/src/...`) and manifest, the tests, CI
+    let mut code_dirs: Vec<(String, PathBuf)> = Vec::new();
+    for krate in workspace_crates() {
+        let rel = krate.dir.strip_prefix(&root).unwrap().display().to_string();
+        code_dirs.push((format!("{rel}/src/"), krate.dir.join("src")));
+        code_dirs.push((format!("{}/src/", krate.name), krate.dir.join("src")));
+        code_dirs.push((format!("{rel}/Cargo.toml"), krate.dir.join("Cargo.toml")));
+    }
+    for dir in ["xtask/tests/", "conformance/", ".github/", ".ci/"] {
+        code_dirs.push((dir.to_owned(), root.join(dir)));
+    }
     for page in pages(&root) {
         let text = std::fs::read_to_string(root.join(&page)).unwrap();
         let dir = page.parent().unwrap();
@@ -1259,12 +1251,18 @@ fn every_link_resolves_and_every_page_reference_is_a_link() {
                     .next()
                     .unwrap_or_default()
                     .trim_end_matches('/');
+                let named = code_dirs.iter().find_map(|(prefix, dir)| {
+                    let rest = path.strip_prefix(prefix.as_str())?;
+                    Some(if rest.is_empty() {
+                        dir.clone()
+                    } else {
+                        dir.join(rest)
+                    })
+                });
                 if i % 2 == 1
-                    && code_dirs.iter().any(|p| path.starts_with(p.as_str()))
+                    && named.is_some_and(|file| !file.exists())
                     && !path.contains(['<', '*', '{'])
                     && !path.ends_with("...")
-                    && !root.join(path).exists()
-                    && !root.join("xtask").join(path).exists()
                 {
                     failures.push(format!("{at}: `{path}` does not exist"));
                 }
@@ -1324,13 +1322,11 @@ fn relative(from_dir: &Path, to: &Path) -> PathBuf {
 fn every_command_the_tool_advises_parses() {
     let root = repo_root();
     let mut advised = BTreeSet::new();
-    // every crate's sources: xtask/src and xtask/<crate>/src
-    let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("xtask"))
-        .unwrap()
-        .map(|e| e.unwrap().path().join("src"))
-        .filter(|src| src.is_dir())
+    // every crate's sources
+    let mut files: Vec<PathBuf> = workspace_crates()
+        .into_iter()
+        .map(|krate| krate.dir.join("src"))
         .collect();
-    files.push(root.join("xtask/src"));
     while let Some(dir) = files.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();

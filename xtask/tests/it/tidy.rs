@@ -5,11 +5,12 @@
 //! The graph: xtask is a few crates in layers (the workspace's Cargo.toml lists them): `domain`
 //! at the bottom names no other crate; `infra`, the thin I/O layer, names only the domain; the
 //! stage crates (`produce`, `inspect`) name those two and never each other; `xtask`, the
-//! binary, names them all. The compiler holds that once each crate's `[dependencies]` is right,
-//! so the first check reads them. Inside and across the crates a subcommand (a module `lib.rs`
-//! dispatches to) names another only to compose it (`COMPOSES`), and no two modules import each
-//! other, directly or around a loop (docs/dev/architecture.md draws the graph). Read from the
-//! `use` lines (and any other path) of each file, test modules excluded.
+//! binary, names them all. The compiler holds that once each crate's dependencies are right, so
+//! the first check reads them, as `cargo metadata` reports them. Inside and across the crates a
+//! subcommand (a module `lib.rs` dispatches to) names another only to compose it (`COMPOSES`),
+//! and no two modules import each other, directly or around a loop (docs/dev/architecture.md
+//! draws the graph): read from the `use` lines (and any other path) of each file, test modules
+//! excluded.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -133,22 +134,36 @@ fn sources(dir: &Path) -> Vec<(String, String)> {
 /// What a crate's `lib.rs` re-exports (`pub use m::X;`, `pub use m::{X, Y};`): item -> module.
 fn reexports(lib_rs: &str) -> BTreeMap<String, String> {
     let mut map = BTreeMap::new();
-    for line in code(lib_rs) {
-        let Some((module, items)) = line
-            .trim()
-            .strip_prefix("pub use ")
-            .and_then(|rest| rest.trim_end_matches(';').split_once("::"))
-        else {
-            continue;
-        };
-        for item in items.trim_matches(['{', '}']).split(',') {
-            let item = item.split(" as ").last().unwrap_or_default().trim();
-            if !item.is_empty() {
-                map.insert(item.to_owned(), module.to_owned());
-            }
+    for (module, items) in use_lists(lib_rs, "pub use ") {
+        for item in items {
+            map.insert(item, module.clone());
         }
     }
     map
+}
+
+/// The one-line `use` lists of a file that start with `keyword` (`use a::{b, c as d};`): each
+/// as its first segment and the names it brings into scope (`a`, [`b`, `d`]).
+fn use_lists(text: &str, keyword: &str) -> Vec<(String, Vec<String>)> {
+    code(text)
+        .filter_map(|line| {
+            let rest = line.trim().strip_prefix(keyword)?;
+            let (head, items) = rest.trim_end_matches(';').split_once("::")?;
+            let names = items
+                .trim_matches(['{', '}'])
+                .split(',')
+                .map(|item| {
+                    item.split(" as ")
+                        .last()
+                        .unwrap_or_default()
+                        .trim()
+                        .to_owned()
+                })
+                .filter(|name| !name.is_empty())
+                .collect();
+            Some((head.to_owned(), names))
+        })
+        .collect()
 }
 
 /// Every module of every crate, as `crate::module`, and the modules it names: `crate::x` and,
@@ -251,27 +266,11 @@ fn cycles(graph: &Graph) -> Vec<String> {
     found.into_iter().collect()
 }
 
-/// The workspace's crates (name, source directory), from the root Cargo.toml's `members`.
+/// The workspace's crates (name, source directory).
 fn crates() -> Vec<(String, std::path::PathBuf)> {
-    let root = repo_root();
-    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
-    let members = manifest
-        .lines()
-        .find_map(|l| l.strip_prefix("members = ["))
-        .expect("members = [...] on one line in Cargo.toml");
-    members
-        .split('"')
-        .skip(1)
-        .step_by(2)
-        .map(|dir| {
-            let manifest = std::fs::read_to_string(root.join(dir).join("Cargo.toml")).unwrap();
-            let name = manifest
-                .lines()
-                .find_map(|l| l.strip_prefix("name = \"")?.strip_suffix('"'))
-                .unwrap()
-                .to_owned();
-            (name, root.join(dir).join("src"))
-        })
+    workspace_crates()
+        .into_iter()
+        .map(|c| (c.name, c.dir.join("src")))
         .collect()
 }
 
@@ -291,49 +290,25 @@ fn all_sources() -> Vec<(String, String)> {
 /// (docs/dev/architecture.md).
 const LAYERS: &[&[&str]] = &[&["domain"], &["infra"], &["produce", "inspect"], &["xtask"]];
 
-/// The workspace's crates a manifest names in any of its dependency tables (`[dependencies]`,
-/// `[dev-dependencies]`, `[build-dependencies]`, `[dependencies.x]`): cargo allows a cycle
-/// through dev-dependencies, the layers do not.
-fn workspace_dependencies(manifest: &str, crates: &BTreeSet<String>) -> BTreeSet<String> {
-    let mut on = false;
-    let mut deps = BTreeSet::new();
-    for line in manifest.lines().map(str::trim) {
-        if let Some(table) = line.strip_prefix('[') {
-            let table = table.trim_end_matches(']');
-            let (kind, name) = table.split_once('.').unwrap_or((table, ""));
-            on = kind.ends_with("dependencies") && name.is_empty();
-            if kind.ends_with("dependencies") && crates.contains(name) {
-                deps.insert(name.to_owned());
-            }
-        } else if on {
-            let name = line.split(['.', ' ', '=']).next().unwrap_or_default();
-            if crates.contains(name) {
-                deps.insert(name.to_owned());
-            }
-        }
-    }
-    deps
-}
-
 #[test]
 fn crates_name_only_the_layers_below_them() {
-    let crates = crates();
-    let names: BTreeSet<String> = crates.iter().map(|(c, _)| c.clone()).collect();
+    let crates = workspace_crates();
+    let names: BTreeSet<&str> = crates.iter().map(|c| c.name.as_str()).collect();
     assert!(
         names.contains("domain") && names.contains("xtask"),
         "{names:?}"
     );
     let layer = |c: &str| LAYERS.iter().position(|l| l.contains(&c));
     let mut wrong = Vec::new();
-    for (krate, src) in &crates {
-        let Some(mine) = layer(krate) else {
-            wrong.push(format!("{krate} is in no layer (add it to LAYERS)"));
+    for krate in &crates {
+        let Some(mine) = layer(&krate.name) else {
+            wrong.push(format!("{} is in no layer (add it to LAYERS)", krate.name));
             continue;
         };
-        let manifest = std::fs::read_to_string(src.with_file_name("Cargo.toml")).unwrap();
-        for dep in workspace_dependencies(&manifest, &names) {
-            if layer(&dep).is_none_or(|theirs| theirs >= mine) {
-                wrong.push(format!("{krate} -> {dep}"));
+        // every table counts: cargo allows a cycle through dev-dependencies, the layers do not
+        for dep in &krate.depends_on {
+            if layer(dep).is_none_or(|theirs| theirs >= mine) {
+                wrong.push(format!("{} -> {dep}", krate.name));
             }
         }
     }
@@ -431,20 +406,13 @@ const COMPOSES: &[(&str, &str, &str)] = &[
 /// The modules xtask's `lib.rs` declares (`mod x;` -> `xtask::x`) or imports from the stage
 /// crates (`use c::{x, y};` -> `c::x`, `c::y`), as `crate::module`.
 fn dispatched_modules(lib_rs: &str) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    for line in code(lib_rs).map(str::trim) {
-        if let Some(module) = line.strip_prefix("mod ") {
-            out.insert(format!("xtask::{}", module.trim_end_matches(';')));
-        } else if let Some((krate, items)) = line
-            .strip_prefix("use ")
-            .and_then(|rest| rest.trim_end_matches(';').split_once("::"))
-        {
-            for item in items.trim_matches(['{', '}']).split(',') {
-                out.insert(format!("{krate}::{}", item.trim()));
-            }
-        }
-    }
-    out
+    let declared = code(lib_rs)
+        .filter_map(|line| line.trim().strip_prefix("mod "))
+        .map(|module| format!("xtask::{}", module.trim_end_matches(';')));
+    let imported = use_lists(lib_rs, "use ")
+        .into_iter()
+        .flat_map(|(krate, items)| items.into_iter().map(move |m| format!("{krate}::{m}")));
+    declared.chain(imported).collect()
 }
 
 #[test]

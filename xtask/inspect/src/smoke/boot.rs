@@ -524,7 +524,7 @@ pub fn preparation(opts: &BootOptions, firmware: Result<Firmware>) -> (Vec<Step>
     let Media::Disk { path } = &opts.media else {
         return (Vec::new(), prepared);
     };
-    let line = |words: &[&str]| infra::cmd::shell_line(words);
+    let line = |words: &[&str]| domain::shell::shell_line(words);
     let work = &opts.work_dir;
     let (code, vars) = (work.join("code.fd"), work.join("vars.fd"));
     let mut steps = vec![Step {

@@ -27,6 +27,50 @@ pub fn repo_root() -> PathBuf {
     }
 }
 
+/// A crate of the workspace, as `cargo metadata` describes it.
+pub struct WorkspaceCrate {
+    pub name: String,
+    /// The directory of its Cargo.toml.
+    pub dir: PathBuf,
+    /// The workspace's crates it depends on, in any table (normal, dev, build; renamed or not).
+    pub depends_on: std::collections::BTreeSet<String>,
+}
+
+/// The workspace's crates, read by cargo itself (`cargo metadata --no-deps`), so that the tests
+/// about the layout follow what cargo builds rather than a reading of the manifests.
+pub fn workspace_crates() -> Vec<WorkspaceCrate> {
+    let out = run(Command::new(env!("CARGO")).current_dir(repo_root()).args([
+        "metadata",
+        "--offline",
+        "--no-deps",
+        "--format-version",
+        "1",
+    ]));
+    assert_success(&out, "cargo metadata");
+    let meta: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let mut crates: Vec<WorkspaceCrate> = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|package| WorkspaceCrate {
+            name: package["name"].as_str().unwrap().to_owned(),
+            dir: Path::new(package["manifest_path"].as_str().unwrap())
+                .parent()
+                .unwrap()
+                .to_owned(),
+            depends_on: package["dependencies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|dep| dep["path"].is_string())
+                .map(|dep| dep["name"].as_str().unwrap().to_owned())
+                .collect(),
+        })
+        .collect();
+    crates.sort_by(|a, b| a.name.cmp(&b.name));
+    crates
+}
+
 /// The real xtask binary, run against `root` (a repository or a copy of one).
 pub fn xtask(root: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
