@@ -209,15 +209,49 @@ fn is_base60(s: &str) -> bool {
 /// The timestamps yaml.v3 resolves a plain scalar to (`2006-1-2`, with a time after `T`, `t` or
 /// a space); the ranges of month, day and hour are not checked.
 fn is_timestamp(s: &str) -> bool {
-    const DATE: &str = r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}";
-    const TIME: &str = r"[0-9]{1,2}:[0-9]{1,2}:[0-9]{1,2}(\.[0-9]+)?";
-    if s.as_bytes().get(4).is_none_or(|b| *b != b'-') {
-        return false;
+    // [0-9]{4}-[0-9]{1,2}-[0-9]{1,2}, then nothing, or a time after `T`/`t` with a zone, or a
+    // time after a space: yaml.v3's pattern, matched by hand so that this crate needs no regex
+    // engine (docs/dev/benchmarks.md, session 9)
+    let date = digits(s, 4, 4)
+        .and_then(|r| r.strip_prefix('-'))
+        .and_then(|r| digits(r, 1, 2))
+        .and_then(|r| r.strip_prefix('-'))
+        .and_then(|r| digits(r, 1, 2));
+    let Some(rest) = date else { return false };
+    let zone = |r: &str| {
+        r == "Z"
+            || r.strip_prefix(['+', '-'])
+                .and_then(|r| digits(r, 2, 2))
+                .and_then(|r| r.strip_prefix(':'))
+                .and_then(|r| digits(r, 2, 2))
+                .is_some_and(str::is_empty)
+    };
+    if let Some(r) = rest.strip_prefix(['T', 't']) {
+        return time(r).is_some_and(zone);
     }
-    let pattern = format!(r"^{DATE}(|[Tt]{TIME}(Z|[+-][0-9]{{2}}:[0-9]{{2}})| {TIME})$");
-    regex_lite::Regex::new(&pattern)
-        .expect("a valid pattern")
-        .is_match(s)
+    rest.is_empty()
+        || rest
+            .strip_prefix(' ')
+            .and_then(time)
+            .is_some_and(str::is_empty)
+}
+
+/// `s` without a leading `[0-9]{1,2}:[0-9]{1,2}:[0-9]{1,2}(\.[0-9]+)?`, if it has one.
+fn time(s: &str) -> Option<&str> {
+    let r = digits(s, 1, 2)?.strip_prefix(':')?;
+    let r = digits(r, 1, 2)?.strip_prefix(':')?;
+    let r = digits(r, 1, 2)?;
+    match r.strip_prefix('.') {
+        Some(fraction) => digits(fraction, 1, usize::MAX),
+        None => Some(r),
+    }
+}
+
+/// `s` without its first `min..=max` ASCII digits (as many as there are, up to `max`), if it
+/// starts with at least `min`.
+fn digits(s: &str, min: usize, max: usize) -> Option<&str> {
+    let n = s.bytes().take(max).take_while(u8::is_ascii_digit).count();
+    (n >= min).then(|| &s[n..])
 }
 
 /// libyaml's test for a plain scalar in block context.
@@ -338,6 +372,53 @@ mod tests {
         ] {
             assert_eq!(scalar(s), want, "{s:?}");
         }
+    }
+
+    #[test]
+    fn timestamps_are_matched_as_yaml_v3_s_pattern_matches_them() {
+        // the pattern the matcher stands for, judged on valid timestamps and on every string one
+        // edit away from them (a character dropped, doubled, or replaced by one that matters)
+        const DATE: &str = r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}";
+        const TIME: &str = r"[0-9]{1,2}:[0-9]{1,2}:[0-9]{1,2}(\.[0-9]+)?";
+        let pattern = format!(r"^{DATE}(|[Tt]{TIME}(Z|[+-][0-9]{{2}}:[0-9]{{2}})| {TIME})$");
+        let regex = regex_lite::Regex::new(&pattern).unwrap();
+        let seeds = [
+            "2024-01-02",
+            "2024-1-2",
+            "2024-1-2T3:4:5Z",
+            "2024-01-02t03:04:05.123+01:00",
+            "2024-01-02T03:04:05-11:30",
+            "2024-01-02 03:04:05",
+            "2024-01-02 3:4:5.5",
+        ];
+        let (mut cases, mut matched) = (0, 0);
+        for seed in seeds {
+            let chars: Vec<char> = seed.chars().collect();
+            let mut variants = vec![seed.to_string()];
+            for i in 0..=chars.len() {
+                let (head, tail) = (&chars[..i], &chars[i..]);
+                let word =
+                    |middle: &[char]| head.iter().chain(middle).chain(tail).collect::<String>();
+                for c in "09-:.TtZ+ x".chars() {
+                    variants.push(word(&[c]));
+                }
+                if let Some((&c, rest)) = tail.split_first() {
+                    variants.push(head.iter().chain(rest).collect());
+                    for r in "09-:.TtZ+ x".chars().filter(|r| *r != c) {
+                        variants.push(head.iter().chain([&r]).chain(rest).collect());
+                    }
+                }
+            }
+            for v in variants {
+                cases += 1;
+                matched += usize::from(regex.is_match(&v));
+                assert_eq!(is_timestamp(&v), regex.is_match(&v), "{v:?}");
+            }
+        }
+        assert!(
+            cases > 1000 && matched > 100 && cases - matched > 500,
+            "{cases} cases, {matched} timestamps"
+        );
     }
 
     #[test]
