@@ -17,7 +17,7 @@ use super::output::Output;
 use super::target::{OverlayChoice, Platform, Target};
 
 /// One node role, as read from `variants/<name>.json`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Variant {
     pub name: String,
     pub description: String,
@@ -41,7 +41,7 @@ pub struct Variant {
 /// The `config` object of a variant: node configuration that `cargo xtask config` renders into
 /// the role's machine-config patch. What an extension implies (kernel modules, RuntimeClass) is
 /// not written here; only choices a user has to make are (see docs/config.md).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeConfig {
     /// Inputs of Tailscale's `ExtensionServiceConfig`; required when the variant carries tailscale.
     pub tailscale: Option<TailscaleConfig>,

@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::project::Project;
 use domain::lock;
@@ -24,7 +24,7 @@ pub struct SourceArg {
     pub source: Option<String>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pin {
     /// Clone URL of upstream CozyStack.
