@@ -9,16 +9,16 @@
 # Separate builds on a shared machine differ by up to a third (the floor alone measured 19-26 s
 # CPU within minutes), so the script also prints the median of each sample's own ratio by wall
 # (an xtask build and the floor build right after it see about the same machine), and the ratio
-# inside each xtask build, from cargo's `--timings`: the time of every unit over the time of the
-# dependencies' units (the workspace's own crates are ours, everything else a dependency). That
-# last one compared revisions well while xtask was one crate; now that our crates compile beside
-# each other and the last dependencies, units stretch each other's time and it reads high.
+# by CPU inside each xtask build: every compiler run's CPU time (a rustc wrapper logs it) over
+# that of the dependencies' runs (the workspace's own crates are ours, everything else a
+# dependency). Both halves of that one share the build's minutes, so the machine's drift hits
+# them alike; it is the number to compare revisions by.
 #
 #   xtask/bench/cold-build.sh [SAMPLES]        # 3 by default
 #   CARGO_INCREMENTAL=0 xtask/bench/cold-build.sh   # as CI builds it
 #
-# Needs GNU time (/usr/bin/time), python3 (to read the timings) and the dependencies in cargo's
-# cache (it builds --offline).
+# Needs GNU time (/usr/bin/time), python3 (to list the workspace's crates) and the dependencies
+# in cargo's cache (it builds --offline).
 set -euo pipefail
 samples=${1:-3}
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -27,7 +27,7 @@ trap 'rm -rf "$scratch"' EXIT
 
 # the workspace's own crates
 ours=$(cd "$root" && cargo metadata -q --offline --no-deps --format-version 1 |
-    python3 -c 'import json, sys; print(" ".join(p["name"] for p in json.load(sys.stdin)["packages"]))')
+    python3 -c 'import json, sys; print(" ".join(p["name"].replace("-", "_") for p in json.load(sys.stdin)["packages"]))')
 
 floor=$scratch/floor
 mkdir -p "$floor/src"
@@ -44,32 +44,38 @@ echo 'fn main() {}' >"$floor/src/main.rs"
 } >"$floor/Cargo.toml"
 cp "$root/Cargo.lock" "$floor/Cargo.lock"
 
+# a rustc wrapper that logs each compiler run's crate and CPU time (user + sys)
+cat >"$scratch/rustc-cpu" <<'SH'
+#!/usr/bin/env bash
+name=-; prev=
+for a in "$@"; do [ "$prev" = --crate-name ] && name=$a; prev=$a; done
+exec /usr/bin/time -a -o "$RUSTC_CPU_LOG" -f "$name %U %S" "$@"
+SH
+chmod +x "$scratch/rustc-cpu"
+
 # one cold build: prints "wall cpu"
 cold() {
     rm -rf "$scratch/target"
-    (cd "$1" && env CARGO_TARGET_DIR="$scratch/target" /usr/bin/time -f '%e %U %S' -o "$scratch/t" \
-        cargo build -q --offline --timings) >&2
+    : >"$scratch/rustc.log"
+    (cd "$1" && env CARGO_TARGET_DIR="$scratch/target" RUSTC_WRAPPER="$scratch/rustc-cpu" \
+        RUSTC_CPU_LOG="$scratch/rustc.log" /usr/bin/time -f '%e %U %S' -o "$scratch/t" \
+        cargo build -q --offline) >&2
     awk '{printf "%.1f %.1f\n", $1, $2 + $3}' "$scratch/t"
 }
 
-# the last build's units: prints "all-units our-units" (seconds)
-units() {
-    python3 - "$scratch/target/cargo-timings/cargo-timing.html" $ours <<'PY'
-import json, re, sys
-html = open(sys.argv[1]).read()
-OURS = set(sys.argv[2:])
-units = json.loads(re.search(r"const UNIT_DATA = (\[.*?\]);\n", html, re.S).group(1))
-print(f"{sum(u['duration'] for u in units):.2f}", f"{sum(u['duration'] for u in units if u['name'] in OURS):.2f}")
-PY
+# the last build's compiler runs: prints "all ours" (CPU seconds)
+runs() {
+    awk -v ours=" $ours " '{c = $2 + $3; all += c; if (index(ours, " " $1 " ")) own += c}
+        END {printf "%.2f %.2f\n", all, own}' "$scratch/rustc.log"
 }
 
-echo "sample  xtask wall/cpu  floor wall/cpu  in the xtask build: all units / our crates / ratio  (CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-unset}, load $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "sample  xtask wall/cpu  floor wall/cpu  compiler CPU in the xtask build: all / ours / ratio  (CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-unset}, load $(cut -d' ' -f1-3 /proc/loadavg))"
 : >"$scratch/samples"
 : >"$scratch/inside"
 : >"$scratch/pairs"
 for i in $(seq "$samples"); do
     x=$(cold "$root")
-    read -r all own <<<"$(units)"
+    read -r all own <<<"$(runs)"
     inside=$(awk -v a="$all" -v o="$own" 'BEGIN {printf "%.2f", a / (a - o)}')
     echo "$inside" >>"$scratch/inside"
     f=$(cold "$floor")
@@ -88,4 +94,4 @@ awk -v xw="$xw" -v xc="$xc" -v fw="$fw" -v fc="$fc" 'BEGIN {
     printf "ratio   %.2f by cpu, %.2f by wall\n", xc / fc, xw / fw
 }'
 echo "pairs   $(median <"$scratch/pairs") by wall (median of each sample's xtask / floor)"
-echo "inside  $(median <"$scratch/inside") (median of the ratios inside each xtask build)"
+echo "inside  $(median <"$scratch/inside") by cpu (median of the ratios inside each xtask build)"
