@@ -188,7 +188,7 @@ fn move_release_tags(
     let mut published = build::with_target_tags(plan, records, &tags);
     let outcome = publisher.move_forward(&mut published, Some(&revision))?;
     for record in records.iter() {
-        build::write_record(project, record)?;
+        infra::record::write(project, record)?;
     }
     let note = if default_branch {
         ""
@@ -218,35 +218,44 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     let mut smoke: Vec<SmokeResult> = Vec::new();
     let mut trees = std::collections::BTreeMap::new();
     let skopeo = infra::registry::Skopeo::new(&args.options.registry_client)?;
-    let plan = inputs::load_plan(
-        project,
-        &args.options.variants,
-        args.options.registry.resolve(),
-    )?;
-    let variants = plan_variants(&plan);
     if args.dry_run {
+        let plan = inputs::load_plan(
+            project,
+            &args.options.variants,
+            args.options.registry.resolve(),
+        )?;
         return dry_run(project, &args, &plan);
     }
+    let selected = project.select_variants(&args.options.variants)?;
 
     let mut ok = stage("preflight", &mut stages, || {
         let engine = Engine::detect(args.options.engine);
         infra::engine::preflight(&needs(engine, !args.no_boot))?;
         Ok(format!("engine {engine}"))
     });
-    let mut lock = None;
+    // The plan is made from exactly the lock this stage checked; every later stage is handed
+    // both, nothing reads them again.
+    let mut checked = None;
     ok = ok
         && stage("lock (--locked)", &mut stages, || {
-            lock = Some(produce::lock::ensure(project, &variants, true, &skopeo)?);
-            Ok(format!(
-                "Talos {}, every extension pinned",
-                plan.talos_version
-            ))
+            let lock = produce::lock::ensure(project, &selected, true, &skopeo)?;
+            let talos = infra::pin::talos_version(project, &lock)?;
+            let plan = domain::plan::make(
+                selected.clone(),
+                &lock,
+                talos,
+                args.options.registry.resolve(),
+            )?;
+            let line = format!("Talos {}, every extension pinned", plan.talos_version);
+            checked = Some((lock, plan));
+            Ok(line)
         });
     ok = ok
         && stage("patch", &mut stages, || {
             if let Some(tree) = &args.options.tree {
                 return Ok(format!("using the given tree {tree}"));
             }
+            let (_, plan) = checked.as_ref().expect("the lock stage passed");
             for vp in plan.variants.iter().filter(|v| v.variant.builds_matchbox()) {
                 let applied = produce::patch::prepare_variant(
                     project,
@@ -259,7 +268,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         });
     ok = ok
         && stage("build", &mut stages, || {
-            let lock = lock.as_ref().expect("the lock stage passed");
+            let (lock, plan) = checked.as_ref().expect("the lock stage passed");
             let settings = build::Settings {
                 jobs: 2,
                 locked: true,
@@ -267,15 +276,27 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
                 prepared_trees: std::mem::take(&mut trees),
                 ..build::Settings::default()
             };
-            records = build::build_plan(project, &args.options, &settings, &plan, lock, &skopeo)?;
+            records = build::build_plan(project, &args.options, &settings, plan, lock, &skopeo)?;
             let runs: u32 = records.iter().map(|r| r.imager_runs).sum();
             let hits: u32 = records.iter().map(|r| r.cache_hits).sum();
             Ok(format!("{runs} imager runs, {hits} cache hits"))
         });
     ok = ok
         && stage("smoke", &mut stages, || {
-            for variant in &variants {
-                smoke.push(smoke_variant(project, variant, args.no_boot, &skopeo));
+            let (lock, plan) = checked.as_ref().expect("the lock stage passed");
+            for vp in &plan.variants {
+                let record = records
+                    .iter()
+                    .find(|r| r.variant == vp.name)
+                    .with_context(|| format!("the build returned no record of `{}`", vp.name))?;
+                smoke.push(smoke_variant(
+                    project,
+                    &vp.variant,
+                    lock,
+                    record,
+                    args.no_boot,
+                    &skopeo,
+                ));
             }
             let mut failed = Vec::new();
             for s in smoke.iter().filter(|s| !s.passed) {
@@ -290,7 +311,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         // What `--publish-only` requires of a record: smoke passed on exactly these files.
         for record in &mut records {
             record.smoke_passed = true;
-            build::write_record(project, record)?;
+            infra::record::write(project, record)?;
         }
     }
     for name in STAGES {
@@ -308,8 +329,9 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
                 "skipped: smoke or an earlier stage failed, so no release tag moved",
             ));
         } else {
+            let (_, plan) = checked.as_ref().expect("the lock stage passed");
             stage("release tags", &mut stages, || {
-                move_release_tags(project, &skopeo, &plan, &mut records)
+                move_release_tags(project, &skopeo, plan, &mut records)
             });
         }
     }
@@ -343,17 +365,30 @@ fn publish_only(project: &Project, args: &Args) -> Result<()> {
     let mut records = Vec::new();
     let pushed = stage("publish", &mut stages, || {
         for vp in &plan.variants {
-            let record = build::read_record(project, &vp.name)?;
+            let shown = project
+                .display(&infra::record::path(project, &vp.name))
+                .to_owned();
+            let record = infra::record::read(project, &vp.name)?.with_context(|| {
+                format!(
+                    "variant `{}` is not built: only smoke-tested outputs are published; run `cargo xtask ci --variant {}` first (no {shown})",
+                    vp.name, vp.name
+                )
+            })?;
             anyhow::ensure!(
-                record.smoke_passed,
-                "_out/{}/build.json: `smoke_passed` is false: only smoke-tested outputs are published; run `cargo xtask ci --variant {}` first",
+                record.variant == vp.name,
+                "{shown}: field `variant` is {:?}, expected {:?}: rebuild with `cargo xtask ci --variant {}`",
+                record.variant,
                 vp.name,
                 vp.name
             );
             anyhow::ensure!(
+                record.smoke_passed,
+                "{shown}: `smoke_passed` is false: only smoke-tested outputs are published; run `cargo xtask ci --variant {}` first",
+                vp.name
+            );
+            anyhow::ensure!(
                 record.talos_version == plan.talos_version,
-                "_out/{}/build.json: `talos_version` is {}, the lock says {}: rebuild with `cargo xtask ci --variant {}`",
-                vp.name,
+                "{shown}: `talos_version` is {}, the lock says {}: rebuild with `cargo xtask ci --variant {}`",
                 record.talos_version,
                 plan.talos_version,
                 vp.name
@@ -382,7 +417,7 @@ fn publish_only(project: &Project, args: &Args) -> Result<()> {
                 publisher.add_tags(p, &unique)?;
                 p.tags = unique.clone();
             }
-            build::write_record(project, record)?;
+            infra::record::write(project, record)?;
         }
         write_publish_outputs(&records)?;
         let n: usize = records.iter().map(|r| r.published.len()).sum();
@@ -572,15 +607,17 @@ pub struct SmokeResult {
     pub seconds: f64,
 }
 
-/// Static checks, then (unless `no_boot`) a boot of the variant's kernel and initramfs.
+/// Static checks of the built variant, then (unless `no_boot`) a boot of its kernel and initramfs.
 fn smoke_variant(
     project: &Project,
     variant: &domain::variant::Variant,
+    lock: &domain::Lock,
+    record: &BuildRecord,
     no_boot: bool,
     skopeo: &infra::registry::Skopeo,
 ) -> SmokeResult {
     let started = Instant::now();
-    let mut result = smoke_steps(project, variant, no_boot, skopeo);
+    let mut result = smoke_steps(project, variant, lock, record, no_boot, skopeo);
     result.seconds = started.elapsed().as_secs_f64();
     result
 }
@@ -588,6 +625,8 @@ fn smoke_variant(
 fn smoke_steps(
     project: &Project,
     variant: &domain::variant::Variant,
+    lock: &domain::Lock,
+    record: &BuildRecord,
     no_boot: bool,
     skopeo: &infra::registry::Skopeo,
 ) -> SmokeResult {
@@ -598,9 +637,8 @@ fn smoke_steps(
         log: None,
         seconds: 0.0,
     };
-    let checks = inspect::smoke::check::static_checks(project, &variant.name, skopeo)
-        .and_then(|r| r.to_result());
-    if let Err(err) = checks {
+    let checks = inspect::smoke::check::check_built(project, variant, lock, record, skopeo);
+    if let Err(err) = checks.to_result() {
         result.detail = format!("{err:#}");
         return result;
     }

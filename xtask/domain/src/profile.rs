@@ -156,6 +156,13 @@ impl Profile {
     pub fn to_yaml(&self) -> String {
         crate::yaml::to_string(&self.to_json(), 2)
     }
+
+    /// Whether the imager needs the host's devices (`--privileged -v /dev:/dev`) for this
+    /// profile: a disk image (`kind: image`, whatever the output is called) before Talos v1.13,
+    /// whose imager partitions it on a loop device.
+    pub fn needs_host_devices(&self, talos_version: &TalosVersion) -> bool {
+        matches!(self.output.kind, Kind::Image(_)) && talos_version.minor_release() < (1, 13)
+    }
 }
 
 /// The extensions as the imager's `systemExtensions`, in build order.
@@ -301,6 +308,32 @@ mod tests {
             ),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn every_disk_image_and_only_a_disk_image_needs_host_devices_before_v1_13() {
+        let refs = [format!("ghcr.io/siderolabs/drbd:1@sha256:{}", "a".repeat(64)).into()];
+        let aws = variant(r#", "platform": "aws""#);
+        for (version, before_v1_13) in [
+            ("v1.12.4", true),
+            ("v1.11.0", true),
+            ("v1.13.0", false),
+            ("v2.0.0", false),
+        ] {
+            let talos = TalosVersion::parse(version).unwrap();
+            for output in VariantOutput::ALL {
+                let p = for_output(&aws, output, Arch::Arm64, &talos, locked(&refs));
+                let disk = matches!(
+                    output,
+                    VariantOutput::Metal | VariantOutput::Nocloud | VariantOutput::Disk
+                );
+                assert_eq!(
+                    p.needs_host_devices(&talos),
+                    disk && before_v1_13,
+                    "{output} at {version}"
+                );
+            }
+        }
     }
 
     #[test]

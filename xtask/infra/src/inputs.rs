@@ -5,7 +5,7 @@
 //! subcommands (plan, profiles, build, ci, config, conformance, patch) so that none of them
 //! reaches into another for it.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use crate::pin;
 use crate::project::Project;
@@ -98,13 +98,8 @@ pub fn install_image(
             source: "--install-image".into(),
         });
     }
-    let record_path = project
-        .out_dir()
-        .join(&vp.name)
-        .join(domain::record::RECORD);
-    if let Ok(text) = std::fs::read_to_string(&record_path) {
-        let record: domain::BuildRecord = serde_json::from_str(&text)
-            .with_context(|| format!("reading {}", project.display(&record_path)))?;
+    let record_path = crate::record::path(project, &vp.name);
+    if let Some(record) = crate::record::read(project, &vp.name)? {
         let published = record
             .published
             .iter()

@@ -17,5 +17,6 @@ pub mod prefetch;
 pub mod progress;
 pub mod project;
 pub mod publish;
+pub mod record;
 pub mod registry;
 pub mod series;

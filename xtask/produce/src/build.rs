@@ -378,7 +378,8 @@ fn publish_all(
                 .entry(format!("push:{}", p.kind))
                 .or_default() += started.elapsed().as_secs_f64();
         }
-        ctx.runner.silently(|| write_record(project, record))?;
+        ctx.runner
+            .silently(|| infra::record::write(project, record))?;
     }
     if !unique_tag_only {
         let release = [plan.talos_version.to_string()];
@@ -386,7 +387,8 @@ fn publish_all(
         let outcome = publisher.move_forward(&mut published, revision.as_deref())?;
         ctx.progress.note(&outcome.summary());
         for record in &records {
-            ctx.runner.silently(|| write_record(project, record))?;
+            ctx.runner
+                .silently(|| infra::record::write(project, record))?;
         }
     }
     Ok(records)
@@ -651,36 +653,9 @@ fn build_variant(ctx: &Ctx, plan: &Plan, vp: &VariantPlan) -> Result<BuildRecord
     record
         .timings
         .insert("total".into(), started.elapsed().as_secs_f64());
-    ctx.runner.silently(|| write_record(ctx.project, &record))?;
+    ctx.runner
+        .silently(|| infra::record::write(ctx.project, &record))?;
     Ok(record)
-}
-
-/// Reads `_out/<variant>/build.json`; an unreadable or foreign record is an error naming the
-/// file and the fix, never a default.
-pub fn read_record(project: &Project, variant: &str) -> Result<BuildRecord> {
-    let path = project.out_dir().join(variant).join(RECORD);
-    let shown = project.display(&path);
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!("reading {shown}: build it with `cargo xtask build --variant {variant}`")
-    })?;
-    let record: BuildRecord = serde_json::from_str(&text).with_context(|| {
-        format!(
-            "{shown} is not a build record: rebuild with `cargo xtask build --variant {variant}`"
-        )
-    })?;
-    anyhow::ensure!(
-        record.variant == variant,
-        "{shown}: field `variant` is {:?}, expected {variant:?}: rebuild with `cargo xtask build --variant {variant}`",
-        record.variant
-    );
-    Ok(record)
-}
-
-pub fn write_record(project: &Project, record: &BuildRecord) -> Result<()> {
-    let path = project.out_dir().join(&record.variant).join(RECORD);
-    let mut text = serde_json::to_string_pretty(record)?;
-    text.push('\n');
-    infra::fsutil::write_atomic(&path, text.as_bytes())
 }
 
 /// sha256 over everything that changes an output: the exact profile bytes, the imager
@@ -691,12 +666,6 @@ pub fn content_key(profile_yaml: &str, imager: &str, emulate: bool) -> String {
     infra::fsutil::sha256_hex(input.as_bytes())
 }
 
-/// Before Talos v1.13 the imager needs loop devices for disk images.
-pub fn needs_privileged(talos_version: &TalosVersion, kind: Output) -> bool {
-    let is_disk_image = matches!(kind, Output::Metal | Output::Nocloud);
-    is_disk_image && talos_version.minor_release() < (1, 13)
-}
-
 /// The imager's container name, so that an interrupted run can remove it: the container would
 /// otherwise run on after the engine's client is gone. `step` is the output (`installer`, or
 /// `installer-arm64` for a multi-arch target).
@@ -704,19 +673,13 @@ pub fn container_name(vp: &VariantPlan, step: &str) -> String {
     format!("xtask-{}-{step}-{}", vp.name, std::process::id())
 }
 
-pub fn imager_args(
-    ctx: &Ctx,
-    plan: &Plan,
-    arch: domain::Arch,
-    kind: Output,
-    container: &str,
-) -> Vec<String> {
+fn imager_args(ctx: &Ctx, plan: &Plan, pp: &PlannedProfile, container: &str) -> Vec<String> {
     let mut args: Vec<String> = vec!["run".into(), "--rm".into(), "-i".into()];
     args.extend(["--name".into(), container.to_owned()]);
     if ctx.emulate {
-        args.push(format!("--platform=linux/{arch}"));
+        args.push(format!("--platform=linux/{}", pp.arch));
     }
-    if needs_privileged(&plan.talos_version, kind) {
+    if pp.profile.needs_host_devices(&plan.talos_version) {
         args.extend(["--privileged".into(), "-v".into(), "/dev:/dev".into()]);
     }
     if let Some(prefetch) = &ctx.prefetch {
@@ -773,7 +736,7 @@ fn build_output(
     let tmp = dir.join(format!(".tmp-{step}"));
     let log = dir.join(format!("imager-{step}.log"));
     let imager = Cmd::new(ctx.engine.program())
-        .args(imager_args(ctx, plan, pp.arch, pp.kind, &container))
+        .args(imager_args(ctx, plan, pp, &container))
         .stdin_text("PROFILE", yaml)
         .stderr(Io::File(log.clone()));
     let tar = Cmd::new("tar")
@@ -895,20 +858,6 @@ fn run_imager(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn talos(text: &str) -> domain::TalosVersion {
-        domain::TalosVersion::parse(text).unwrap()
-    }
-
-    #[test]
-    fn privileged_only_for_disk_images_before_v1_13() {
-        assert!(needs_privileged(&talos("v1.12.4"), Output::Metal));
-        assert!(needs_privileged(&talos("v1.11.0"), Output::Nocloud));
-        assert!(!needs_privileged(&talos("v1.13.99"), Output::Metal));
-        assert!(!needs_privileged(&talos("v1.98.0"), Output::Metal));
-        assert!(!needs_privileged(&talos("v1.12.4"), Output::Installer));
-        assert!(!needs_privileged(&talos("v1.12.4"), Output::Kernel));
-    }
 
     #[test]
     fn a_cached_output_is_trusted_only_with_its_key_and_its_recorded_bytes() {

@@ -171,3 +171,53 @@ fn a_failing_smoke_boot_fails_ci_and_moves_no_floating_tag() {
 }
 
 // Forward-only release tags (which replaced the branch-tip check) are tested in tests/release.rs.
+
+#[test]
+fn a_broken_lock_fails_ci_in_its_lock_stage_with_the_summary_and_builds_nothing() {
+    // ci reads the lock once, in its lock stage, and makes the plan from exactly that lock; a
+    // lock it cannot read is that stage's failure, reported in the job summary like any other,
+    // not an error before the first stage.
+    if !have_tools(&["podman", "skopeo", "tar", "git"]) {
+        return;
+    }
+    let root = temp_dir("ci-broken-lock");
+    copy_repo_data(&root);
+    std::fs::write(
+        root.join("variants/extensions.lock"),
+        "{\"talos_version\": ",
+    )
+    .unwrap();
+    let summary = root.join("summary.md");
+    let out = run(xtask(&root)
+        .args([
+            "ci",
+            "--no-boot",
+            "--variant",
+            "compute",
+            "--engine",
+            "podman",
+        ])
+        .env("GITHUB_STEP_SUMMARY", &summary));
+    let err = assert_failure(&out, "ci with a lock cut short");
+    assert!(
+        err.contains("ci failed in: lock (--locked)")
+            && err.contains("variants/extensions.lock: malformed JSON"),
+        "{err}"
+    );
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(md.contains("| preflight | ✅"), "{md}");
+    let lock_row = md
+        .lines()
+        .find(|l| l.starts_with("| lock (--locked) |"))
+        .unwrap_or_else(|| panic!("no lock row in\n{md}"));
+    assert!(lock_row.contains("❌ invalid lock file"), "{lock_row}");
+    for stage in ["patch", "build", "smoke"] {
+        assert!(
+            md.contains(&format!(
+                "| {stage} | ⏭️ skipped: an earlier stage failed |"
+            )),
+            "{stage}:\n{md}"
+        );
+    }
+    assert!(!root.join("_out/compute").exists(), "nothing was built");
+}

@@ -3,9 +3,12 @@
 //! Reads `_out/<variant>/build.json` (written by `cargo xtask build`) and checks, collecting
 //! every finding before reporting: the record is for this variant, arch and Talos version;
 //! every imager profile lists exactly the variant's extensions at the locked references; every
-//! recorded file exists with its size and sha256; the installer archive's config says
-//! linux/arm64; every published image is linux/arm64 in the registry and each of its tags
-//! points at the recorded digest. `check_record` is pure; the rest reads files and asks skopeo.
+//! recorded file exists with its size and sha256; each installer archive's config names its
+//! target architecture (linux/arm64, linux/amd64); every published image is for the target's
+//! architectures in the registry and each of its tags points at the recorded digest.
+//! `check_record` is pure; the rest reads files and asks skopeo. `cargo xtask smoke` reads the
+//! record from `_out/` (`static_checks`); `ci` hands over the one its build returned
+//! (`check_built`).
 
 use std::collections::BTreeSet;
 
@@ -14,7 +17,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
-use domain::record::{BuildRecord, Published, RECORD};
+use domain::record::{BuildRecord, Published};
 use domain::{Arch, Finding, ImageRef, Lock, Output, Variant};
 use infra::cmd::Cmd;
 use infra::project::Project;
@@ -49,51 +52,49 @@ fn findings_as_text<S: Serializer>(findings: &[Finding], s: S) -> Result<S::Ok, 
     s.collect_seq(findings.iter().map(|f| f.to_string()))
 }
 
-/// Runs every static check of one built variant. `Err` only when the checks cannot run at
-/// all (no record, unreadable variants or lock); problems with the build are findings.
-/// `skopeo` is the shared registry client: the same credentials (GITHUB_TOKEN for ghcr.io, whose
-/// new packages are private), mirrors and retries as publishing.
+/// Runs every static check of one built variant, its record read from `_out/`. `Err` only when
+/// the checks cannot run at all (no record, unreadable variants or lock); problems with the
+/// build are findings. `skopeo` is the shared registry client: the same credentials
+/// (GITHUB_TOKEN for ghcr.io, whose new packages are private), mirrors and retries as publishing.
 pub fn static_checks(
     project: &Project,
     variant_name: &str,
     skopeo: &infra::registry::Skopeo,
 ) -> Result<Report> {
     let variants = project.select_variants(&[variant_name.to_owned()])?;
-    let variant = &variants[0];
     let lock = project.load_lock()?;
-    let dir = project.out_dir().join(&variant.name);
-    let path = dir.join(RECORD);
-    let shown = project.display(&path).to_owned();
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
-            "variant `{}` is not built; run `cargo xtask build --variant {}` (no {shown})",
-            variant.name,
-            variant.name
-        ),
-        Err(err) => return Err(err).with_context(|| format!("reading {shown}")),
-    };
-    let record: BuildRecord = serde_json::from_str(&text).with_context(|| {
-        format!(
-            "{shown} is not a valid build record: rebuild with `cargo xtask build --variant {}`",
-            variant.name
-        )
-    })?;
+    let record = infra::record::read_built(project, variant_name)?;
+    Ok(check_built(project, &variants[0], &lock, &record, skopeo))
+}
 
+/// Every static check of `variant` against `record` (as `build` returned it to `ci`, or as read
+/// from `_out/`), the files the record names and what it says was published.
+pub fn check_built(
+    project: &Project,
+    variant: &Variant,
+    lock: &Lock,
+    record: &BuildRecord,
+    skopeo: &infra::registry::Skopeo,
+) -> Report {
+    let path = infra::record::path(project, &variant.name);
+    let dir = path
+        .parent()
+        .expect("a record lies in its variant's directory");
+    let shown = project.display(&path).to_owned();
     let mut report = Report {
         variant: variant.name.clone(),
         record: shown.clone(),
         checked: Vec::new(),
         findings: Vec::new(),
     };
-    check_record(&record, shown.as_str(), variant, &lock, &mut report);
-    check_target(&record, shown.as_str(), variant, &lock, &mut report);
-    check_files(&record, &dir, shown.as_str(), &mut report);
+    check_record(record, shown.as_str(), variant, lock, &mut report);
+    check_target(record, shown.as_str(), variant, lock, &mut report);
+    check_files(record, dir, shown.as_str(), &mut report);
     for &arch in &variant.target.arches {
-        check_installer_archive(&record, &dir, shown.as_str(), arch, &mut report);
+        check_installer_archive(record, dir, shown.as_str(), arch, &mut report);
     }
-    check_published(skopeo, &record, shown.as_str(), variant, &mut report);
-    Ok(report)
+    check_published(skopeo, record, shown.as_str(), variant, &mut report);
+    report
 }
 
 /// The checks that need nothing but the record, the variant and the lock.
