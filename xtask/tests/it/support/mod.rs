@@ -75,6 +75,9 @@ pub fn workspace_crates() -> Vec<WorkspaceCrate> {
 pub fn xtask(root: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
     cmd.env("XTASK_ROOT", root).current_dir(root);
+    // A scratch root has its own `target/`: a contributor's CARGO_TARGET_DIR would otherwise be
+    // every scratch root's target directory (or, when the roots live under it, contain them).
+    cmd.env_remove("CARGO_TARGET_DIR");
     for var in [
         "REGISTRY",
         "GITHUB_REPOSITORY_OWNER",
