@@ -38,7 +38,7 @@ enum Command {
     Patch(patch::Args),
     /// Show exactly what will be built for each role: extensions, images, imager profiles.
     Plan(plan::Args),
-    /// Write each variant's Talos imager profiles as YAML (what the imager receives), or check them.
+    /// Write each variant's Talos imager profiles as YAML (what the imager builds from), or check them.
     Profiles(profiles::Args),
     /// Resolve every variant's extensions to image@sha256 digests for the Talos version (or --check).
     Lock(lock::Args),

@@ -1,5 +1,7 @@
 //! Subcommand: `cargo xtask profiles`: write the imager profiles of each variant as YAML files,
-//! exactly the bytes the imager receives, or check committed copies (`--check`).
+//! or check committed copies (`--check`). They are what the imager builds from: byte for byte
+//! with `build --no-prefetch`; by default `build` adds `ociPath` beside each `imageRef` it
+//! fetched beforehand (`infra/src/prefetch.rs`).
 
 use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
