@@ -7,7 +7,10 @@ use camino::Utf8Path;
 
 use crate::cmd::Cmd;
 
-/// Environment variables that would make git read another repository or other configuration.
+/// Environment variables that would make git read another repository or other configuration,
+/// run other programs or hooks, or make a new repository unlike the ones git makes by default:
+/// every variable `git rev-parse --local-env-vars` names (git's own list of what it clears for
+/// a nested repository; a test holds this list to it), and more.
 pub const SCRUBBED: &[&str] = &[
     "GIT_DIR",
     "GIT_WORK_TREE",
@@ -28,6 +31,19 @@ pub const SCRUBBED: &[&str] = &[
     "GIT_GLOB_PATHSPECS",
     "GIT_NOGLOB_PATHSPECS",
     "GIT_ICASE_PATHSPECS",
+    "GIT_IMPLICIT_WORK_TREE",
+    "GIT_NO_REPLACE_OBJECTS",
+    "GIT_PREFIX",
+    "GIT_INTERNAL_SUPER_PREFIX",
+    // hooks copied into `git init`/`git clone` repositories, then run by `git am` and checkout
+    "GIT_TEMPLATE_DIR",
+    // other helper programs, other attributes (line endings for `git am`), a pre-receive
+    // quarantine, another object format or ref storage for new repositories
+    "GIT_EXEC_PATH",
+    "GIT_ATTR_SOURCE",
+    "GIT_QUARANTINE_PATH",
+    "GIT_DEFAULT_HASH",
+    "GIT_DEFAULT_REF_FORMAT",
 ];
 
 /// `git -C <dir>` in a scrubbed environment; callers append the subcommand.
@@ -76,6 +92,48 @@ mod tests {
             .read()
             .unwrap();
         assert_eq!(wrapped, tmp.join("a/.git").as_str());
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    /// Every variable git itself clears for a nested repository is scrubbed here too; a git
+    /// that adds one fails this test, naming it.
+    #[test]
+    fn every_variable_git_calls_local_to_a_repository_is_scrubbed() {
+        let listed = Cmd::new("git")
+            .args(["rev-parse", "--local-env-vars"])
+            .read()
+            .unwrap();
+        let vars: Vec<&str> = listed.lines().collect();
+        assert!(vars.contains(&"GIT_DIR"), "{listed}");
+        let missing: Vec<&str> = vars.into_iter().filter(|v| !SCRUBBED.contains(v)).collect();
+        assert!(missing.is_empty(), "add to SCRUBBED: {missing:?}");
+    }
+
+    /// An inherited template directory would put its hooks into every repository xtask makes.
+    #[test]
+    fn an_inherited_template_directory_puts_no_hook_into_a_new_repository() {
+        let tmp = std::env::temp_dir().join(format!("xtask-git-template-{}", std::process::id()));
+        let tmp = camino::Utf8PathBuf::try_from(tmp).unwrap();
+        let hooks = tmp.join("template/hooks");
+        std::fs::create_dir_all(&hooks).unwrap();
+        std::fs::write(hooks.join("post-checkout"), "#!/bin/sh\nexit 1\n").unwrap();
+        let template = tmp.join("template");
+        let plain = tmp.join("plain");
+        Cmd::new("git")
+            .args(["init", "-q", plain.as_str()])
+            .env("GIT_TEMPLATE_DIR", &template)
+            .run()
+            .unwrap();
+        assert!(
+            plain.join(".git/hooks/post-checkout").exists(),
+            "git itself copies it"
+        );
+        let wrapped = tmp.join("wrapped");
+        scrubbed(Cmd::new("git").env("GIT_TEMPLATE_DIR", &template))
+            .args(["init", "-q", wrapped.as_str()])
+            .run()
+            .unwrap();
+        assert!(!wrapped.join(".git/hooks/post-checkout").exists());
         std::fs::remove_dir_all(&tmp).unwrap();
     }
 }
