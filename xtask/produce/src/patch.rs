@@ -700,7 +700,9 @@ pub fn parse_status(status: &str) -> Vec<String> {
 /// Writes the variant's imager profiles into a patched tree, at
 /// `<talos package>/images/talos/profiles/<kind>.yaml` where upstream's Makefile reads them
 /// (`build-talos-<kind>`), and removes upstream's profiles for kinds the variant does not
-/// build. Upstream's generator script is not run. The pristine cache is refused.
+/// build. Upstream's generator script is not run. The pristine cache is refused. Upstream reads
+/// one profile per kind, so a role with several architectures gets its first architecture's
+/// (`VariantPlan::arch`, the one the matchbox image and the qemu boot use).
 pub fn write_variant_profiles(
     project: &Project,
     tree: &Utf8Path,
@@ -720,8 +722,13 @@ pub fn write_variant_profiles(
     })?;
     let relative = Utf8PathBuf::from(package).join("images/talos/profiles");
     let dir = tree.join(&relative);
-    let mut wanted = Vec::with_capacity(variant.profiles.len());
-    for planned in &variant.profiles {
+    let profiles: Vec<_> = variant
+        .profiles
+        .iter()
+        .filter(|planned| planned.arch == variant.arch)
+        .collect();
+    let mut wanted = Vec::with_capacity(profiles.len());
+    for planned in &profiles {
         wanted.push(format!("{}.yaml", planned.kind.name()));
     }
     let mut removed = Vec::new();
@@ -733,7 +740,7 @@ pub fn write_variant_profiles(
         }
     }
     let mut written = Vec::new();
-    for (profile, name) in variant.profiles.iter().zip(&wanted) {
+    for (profile, name) in profiles.iter().zip(&wanted) {
         infra::fsutil::write_atomic(&dir.join(name), profile.profile.to_yaml().as_bytes())?;
         written.push(relative.join(name));
     }

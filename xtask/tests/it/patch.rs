@@ -687,6 +687,41 @@ fn installer_layout_is_found_and_gets_the_variant_profiles() {
     );
 }
 
+/// Upstream reads one profile per kind: a role built for two architectures gets its first
+/// architecture's, one file per kind, never the last one written over the others.
+#[test]
+fn a_two_arch_role_gets_its_first_architecture_s_profile_per_kind() {
+    if !have_tools(&["git"]) {
+        return;
+    }
+    let base = temp_dir("patch-two-arch");
+    let upstream = base.join("upstream");
+    let commit = make_upstream(&upstream, PKG, "v5.0.0");
+    let root = base.join("project");
+    make_project(&root, "v5.0.0", &commit, &[]);
+    write_netboot_role(&root);
+    ok(xt(&root).args([
+        "patch",
+        "--variant",
+        "netboot",
+        "--source",
+        upstream.to_str().unwrap(),
+    ]));
+    let profiles = root.join(format!(
+        "target/patched-netboot/{PKG}/images/talos/profiles"
+    ));
+    let mut names: Vec<String> = std::fs::read_dir(&profiles)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["initramfs.yaml", "installer.yaml", "kernel.yaml"]);
+    for name in &names {
+        let text = std::fs::read_to_string(profiles.join(name)).unwrap();
+        assert!(text.starts_with("arch: arm64\n"), "{name}:\n{text}");
+    }
+}
+
 /// A layout no release has used yet is found through upstream's root Makefile.
 #[test]
 fn moved_packaging_is_found_through_the_root_makefile() {

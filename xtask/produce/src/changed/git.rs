@@ -94,7 +94,9 @@ impl Git {
         args.push("origin");
         args.extend_from_slice(refspecs);
         // never a prompt for credentials: CI has no terminal, and a person sees the error
-        self.git(&args).env("GIT_TERMINAL_PROMPT", "0").read_bytes()?;
+        self.git(&args)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .read_bytes()?;
         Ok(())
     }
 
