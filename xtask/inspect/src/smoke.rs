@@ -175,11 +175,13 @@ fn run_boot(project: &Project, args: BootArgs) -> Result<()> {
 }
 
 fn run_check(project: &Project, args: CheckArgs) -> Result<()> {
-    let selected = select(project, &args.variants)?;
+    // variants and lock read once, every problem in either at once
+    let (variants, lock) = infra::inputs::load_inputs(project)?;
+    let selected = domain::variant::select(variants, &args.variants)?;
     let skopeo = infra::registry::Skopeo::new(&args.registry_client)?;
     let mut reports = Vec::new();
     for variant in &selected {
-        reports.push(check::static_checks(project, &variant.name, &skopeo)?);
+        reports.push(check::static_checks(project, variant, &lock, &skopeo)?);
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
@@ -255,7 +257,16 @@ pub fn static_only(variant: &Variant) -> Option<String> {
 }
 
 fn run_variants(project: &Project, args: VariantArgs) -> Result<()> {
-    let selected = select(project, &args.variants)?;
+    // read once; the lock only for the static checks (a boot alone needs none)
+    let (selected, lock) = if args.no_check || args.dry_run {
+        (select(project, &args.variants)?, None)
+    } else {
+        let (variants, lock) = infra::inputs::load_inputs(project)?;
+        (
+            domain::variant::select(variants, &args.variants)?,
+            Some(lock),
+        )
+    };
     let runner = Runner::new(args.dry_run);
     if runner.is_dry_run() {
         // the boots only: the static checks read what was built and the registry
@@ -278,8 +289,8 @@ fn run_variants(project: &Project, args: VariantArgs) -> Result<()> {
             error: None,
             static_only: static_only(variant),
         };
-        if !args.no_check {
-            match check::static_checks(project, &variant.name, &skopeo) {
+        if let Some(lock) = &lock {
+            match check::static_checks(project, variant, lock, &skopeo) {
                 Ok(report) => {
                     if !args.json {
                         print_report(&report);

@@ -53,18 +53,17 @@ fn findings_as_text<S: Serializer>(findings: &[Finding], s: S) -> Result<S::Ok, 
 }
 
 /// Runs every static check of one built variant, its record read from `_out/`. `Err` only when
-/// the checks cannot run at all (no record, unreadable variants or lock); problems with the
-/// build are findings. `skopeo` is the shared registry client: the same credentials
-/// (GITHUB_TOKEN for ghcr.io, whose new packages are private), mirrors and retries as publishing.
+/// the checks cannot run at all (no record, or not a readable one); problems with the build are
+/// findings. `skopeo` is the shared registry client: the same credentials (GITHUB_TOKEN for
+/// ghcr.io, whose new packages are private), mirrors and retries as publishing.
 pub fn static_checks(
     project: &Project,
-    variant_name: &str,
+    variant: &Variant,
+    lock: &Lock,
     skopeo: &infra::registry::Skopeo,
 ) -> Result<Report> {
-    let variants = project.select_variants(&[variant_name.to_owned()])?;
-    let lock = project.load_lock()?;
-    let record = infra::record::read_built(project, variant_name)?;
-    Ok(check_built(project, &variants[0], &lock, &record, skopeo))
+    let record = infra::record::read_built(project, &variant.name)?;
+    Ok(check_built(project, variant, lock, &record, skopeo))
 }
 
 /// Every static check of `variant` against `record` (as `build` returned it to `ci`, or as read
