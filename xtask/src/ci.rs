@@ -553,14 +553,8 @@ fn dry_run(project: &Project, args: &Args, plan: &domain::Plan) -> Result<()> {
         ));
         let publisher = infra::publish::Publisher::new(project, &skopeo);
         for vp in &plan.variants {
-            let image = match &plan.registry {
-                Some(registry) => format!("{registry}/{}", vp.variant.repository),
-                None => vp.image.clone(),
-            };
-            let images = std::iter::once(image.clone()).chain(
-                (!opts.no_matchbox && vp.variant.matchbox_repository().is_some())
-                    .then(|| domain::variant::matchbox_repository(&image)),
-            );
+            let matchbox = vp.matchbox_image.clone().filter(|_| !opts.no_matchbox);
+            let images = std::iter::once(vp.image.clone()).chain(matchbox);
             for image in images {
                 let published = domain::record::Published {
                     kind: String::new(),

@@ -229,14 +229,10 @@ impl Target {
     /// generic metal (the factory's default), else the platform (`aws`, as in `aws-installer`)
     /// and the board overlay (`rpi_generic`), joined with `-`.
     pub fn tag_prefix(&self) -> Option<String> {
-        let mut parts = Vec::new();
-        if self.platform != Platform::Metal {
-            parts.push(self.platform.name());
-        }
-        if let Some(overlay) = &self.overlay {
-            parts.push(overlay.name.as_str());
-        }
-        (!parts.is_empty()).then(|| parts.join("-"))
+        tag_prefix(
+            self.platform.name(),
+            self.overlay.as_ref().map(|o| o.name.as_str()),
+        )
     }
 
     /// The published tag for `base` (`v1.13.6`): `aws-v1.13.6`, `rpi_generic-v1.13.6`, or
@@ -360,6 +356,14 @@ fn unquote(value: &str) -> Option<String> {
         }
     }
     Some(value.to_owned())
+}
+
+/// [`Target::tag_prefix`] from the names a variant file gives (`platform` as written, `metal`
+/// when absent), so that a file the checks read leniently gets the same prefix.
+pub fn tag_prefix(platform: &str, overlay: Option<&str>) -> Option<String> {
+    let platform = (platform != Platform::Metal.name()).then_some(platform);
+    let parts: Vec<&str> = platform.into_iter().chain(overlay).collect();
+    (!parts.is_empty()).then(|| parts.join("-"))
 }
 
 #[cfg(test)]

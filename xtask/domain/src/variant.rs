@@ -114,11 +114,15 @@ impl Variant {
             .then(|| matchbox_repository(&self.repository))
     }
 
-    /// A variant builds the matchbox netboot image when it builds both of its inputs, the
-    /// kernel and the initramfs (the one place this rule is written).
     pub fn builds_matchbox(&self) -> bool {
-        self.builds(Output::Kernel) && self.builds(Output::Initramfs)
+        builds_matchbox(&self.outputs)
     }
+}
+
+/// A variant builds the matchbox netboot image when it builds both of its inputs, the kernel
+/// and the initramfs (the one place this rule is written).
+pub fn builds_matchbox(outputs: &[Output]) -> bool {
+    outputs.contains(&Output::Kernel) && outputs.contains(&Output::Initramfs)
 }
 
 /// `talos-cozystack-spin-only/talos` publishes its netboot image as
@@ -539,25 +543,25 @@ impl Published {
         else {
             return published;
         };
-        let platform = object
-            .get("platform")
-            .and_then(Value::as_str)
-            .filter(|p| *p != "metal");
+        let platform = object.get("platform").and_then(Value::as_str);
         let overlay = object
             .get("overlay")
             .and_then(|o| o.as_str().or_else(|| o.get("name")?.as_str()));
-        let parts: Vec<&str> = platform.into_iter().chain(overlay).collect();
-        published.tag_prefix = (!parts.is_empty()).then(|| parts.join("-"));
+        published.tag_prefix =
+            super::target::tag_prefix(platform.unwrap_or(Platform::Metal.name()), overlay);
         published.repository = object
             .get("repository")
             .and_then(Value::as_str)
             .map(str::to_owned);
-        published.matchbox = match object.get("outputs").and_then(Value::as_array) {
-            None => true,
-            Some(outputs) => ["kernel", "initramfs"]
-                .iter()
-                .all(|kind| outputs.iter().any(|o| o.as_str() == Some(kind))),
+        // the outputs it names (those with known names), or the default ones
+        let outputs: Vec<Output> = match object.get("outputs").and_then(Value::as_array) {
+            None => Output::DEFAULT.to_vec(),
+            Some(names) => Output::ALL
+                .into_iter()
+                .filter(|o| names.iter().any(|n| n.as_str() == Some(o.name())))
+                .collect(),
         };
+        published.matchbox = builds_matchbox(&outputs);
         for field in ["firmware", "extensions"] {
             let items = object.get(field).and_then(Value::as_array);
             for (i, item) in items.into_iter().flatten().enumerate() {
@@ -1260,6 +1264,15 @@ fn short_name(reference: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn matchbox_publishes_beside_the_installer() {
+        assert_eq!(
+            matchbox_repository("ghcr.io/acme/talos-cozystack-spin-only/talos"),
+            "ghcr.io/acme/talos-cozystack-spin-only/matchbox"
+        );
+        assert_eq!(matchbox_repository("talos"), "matchbox");
+    }
 
     const GOOD: &str = r#"{
         "name": "compute",

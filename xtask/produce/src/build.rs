@@ -468,8 +468,10 @@ pub fn push_records(
         // built: the record names the first arch's (an arch missing fails verify_recorded)
         let first = domain::output::matchbox_archive_name(vp.arch);
         let built = record.files.iter().any(|f| f.name == first);
-        if built || (ctx.runner.is_dry_run() && matchbox_planned(vp)) {
-            images.push(("matchbox", matchbox, matchbox::image_for(&vp.image)));
+        if let Some(image) = vp.matchbox_image.clone() {
+            if built || (ctx.runner.is_dry_run() && matchbox_planned(vp)) {
+                images.push(("matchbox", matchbox, image));
+            }
         }
         record.published.clear();
         for (kind, archives, image) in images {

@@ -13,13 +13,6 @@ use domain::{Arch, Output, VariantPlan};
 use infra::cmd::Cmd;
 use infra::engine::Engine;
 
-/// `<registry>/talos-cozystack-spin-only/talos` publishes its netboot image as
-/// `<registry>/talos-cozystack-spin-only/matchbox` (the rule lives with the variants, whose
-/// validation keeps these repositories distinct).
-pub fn image_for(installer_image: &str) -> String {
-    domain::variant::matchbox_repository(installer_image)
-}
-
 /// Where the Dockerfile lives in a patched upstream tree.
 pub fn dockerfile(tree: &Utf8Path) -> Result<Utf8PathBuf> {
     let dir = infra::pin::talos_package_dir(tree).with_context(|| {
@@ -196,17 +189,3 @@ pub fn build(
 
 /// Held from staging the kernel and initramfs into the tree until the engine's build read them.
 static STAGING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn matchbox_publishes_beside_the_installer() {
-        assert_eq!(
-            image_for("ghcr.io/acme/talos-cozystack-spin-only/talos"),
-            "ghcr.io/acme/talos-cozystack-spin-only/matchbox"
-        );
-        assert_eq!(image_for("talos"), "matchbox");
-    }
-}
