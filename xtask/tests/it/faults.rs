@@ -296,10 +296,10 @@ fn a_full_output_filesystem_fails_the_output_and_keeps_the_others() {
             "mounting a tmpfs failed: {}",
             stderr(&mounted)
         );
-        eprintln!(
-            "skipped: cannot mount a tmpfs here ({})",
+        skipped(&format!(
+            "cannot mount a tmpfs here ({})",
             stderr(&mounted).trim()
-        );
+        ));
         return;
     }
     struct Unmount(PathBuf);
