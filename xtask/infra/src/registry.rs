@@ -348,6 +348,14 @@ impl Skopeo {
         }
         if host == "ghcr.io" && std::env::var_os("REGISTRY_AUTH_FILE").is_none() {
             if let Some(secret) = &self.github_token {
+                if self.runner.is_dry_run() {
+                    // nothing is written in a dry run, the token least of all; the real run
+                    // writes it to a file only we can read, removed when xtask exits
+                    return Ok(vec![
+                        format!("--{prefix}authfile"),
+                        "<a temporary auth file holding $GITHUB_TOKEN>".to_owned(),
+                    ]);
+                }
                 let file = match self.token_file.get() {
                     Some(file) => file,
                     None => {
@@ -725,6 +733,23 @@ mod tests {
             .contains(&"--authfile".to_string()));
         drop(s);
         assert!(!std::path::Path::new(file).exists(), "auth file removed");
+    }
+
+    #[test]
+    fn a_dry_run_writes_no_auth_file_and_names_one_the_real_run_writes() {
+        let mut s = skopeo(&[]);
+        s.runner = Runner::DRY_RUN;
+        s.github_token = Some(Secret {
+            user: "ci".into(),
+            token: "ghp_secretvalue".into(),
+        });
+        let cmd = s.inspect_raw_cmd("ghcr.io/acme/img:v1").unwrap();
+        let shown = cmd.to_string();
+        assert!(
+            shown.contains("--authfile '<a temporary auth file holding $GITHUB_TOKEN>'"),
+            "{shown}"
+        );
+        assert!(s.token_file.get().is_none(), "no file written");
     }
 
     #[test]
