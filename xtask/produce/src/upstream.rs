@@ -91,7 +91,7 @@ pub fn ensure(project: &Project, pin: &Pin, source: Option<&str>) -> Result<Upst
     } else {
         let source = source.unwrap_or(&pin.repository);
         fetch(pin, source, &cache)?;
-        Some(source.to_owned())
+        Some(domain::shell::url_shown(source).into_owned())
     };
     let talos_version = pin::read_talos_version(&cache)?;
     Ok(Upstream {
@@ -121,6 +121,20 @@ fn source_url(source: &str) -> String {
 /// `git init` and a shallow fetch of the tag into `dir`; git never asks for credentials.
 fn fetch_commands(pin: &Pin, source: &str, dir: &Utf8Path) -> [Cmd; 2] {
     let tag = format!("refs/tags/{0}:refs/tags/{0}", pin.tag);
+    let mut fetch = infra::git::at(dir)
+        .args([
+            "fetch",
+            "--quiet",
+            "--depth",
+            "1",
+            "--no-tags",
+            source,
+            &tag,
+        ])
+        .env("GIT_TERMINAL_PROMPT", "0");
+    if let Some(credentials) = domain::shell::url_credentials(source) {
+        fetch = fetch.secret(credentials);
+    }
     [
         infra::git::anywhere().args([
             "-c",
@@ -129,17 +143,7 @@ fn fetch_commands(pin: &Pin, source: &str, dir: &Utf8Path) -> [Cmd; 2] {
             "--quiet",
             dir.as_str(),
         ]),
-        infra::git::at(dir)
-            .args([
-                "fetch",
-                "--quiet",
-                "--depth",
-                "1",
-                "--no-tags",
-                source,
-                &tag,
-            ])
-            .env("GIT_TERMINAL_PROMPT", "0"),
+        fetch,
     ]
 }
 
@@ -160,6 +164,7 @@ fn fetch(pin: &Pin, source: &str, cache: &Utf8Path) -> Result<()> {
 
 fn fetch_into(pin: &Pin, source: &str, dir: &Utf8Path) -> Result<()> {
     let url = source_url(source);
+    let source = domain::shell::url_shown(source);
     for command in fetch_commands(pin, &url, dir) {
         command
             .stdout(Io::Null)
@@ -176,7 +181,7 @@ fn fetch_into(pin: &Pin, source: &str, dir: &Utf8Path) -> Result<()> {
         .args(["rev-parse", "--verify", "--quiet", &tag])
         .read()
         .with_context(|| format!("{source} has no tag {}", pin.tag))?;
-    check_commit(pin, &commit, source)?;
+    check_commit(pin, &commit, &source)?;
     infra::git::at(dir)
         .args([
             "-c",
@@ -276,6 +281,21 @@ mod tests {
         assert_eq!(
             commands[1].to_string(),
             "GIT_TERMINAL_PROMPT=0 git -C /tmp/x fetch --quiet --depth 1 --no-tags file:///srv/mirror refs/tags/v1.6.2:refs/tags/v1.6.2"
+        );
+        // a token in the URL is used, never shown (the printed line, git's errors)
+        let commands = fetch_commands(
+            &pin(),
+            "https://ci:ghp_tok@git.example/cozystack.git",
+            Utf8Path::new("/tmp/x"),
+        );
+        let shown = commands[1].to_string();
+        assert!(
+            !shown.contains("ghp_tok") && shown.contains("https://<redacted>@git.example/"),
+            "{shown}"
+        );
+        assert_eq!(
+            commands[1].redact("fatal: could not read from https://ci:ghp_tok@git.example/"),
+            "fatal: could not read from https://<redacted>@git.example/"
         );
     }
 }
