@@ -218,15 +218,10 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     let mut smoke: Vec<SmokeResult> = Vec::new();
     let mut trees = std::collections::BTreeMap::new();
     let skopeo = infra::registry::Skopeo::new(&args.options.registry_client)?;
-    if args.dry_run {
-        let plan = inputs::load_plan(
-            project,
-            &args.options.variants,
-            args.options.registry.resolve(),
-        )?;
-        return dry_run(project, &args, &plan);
-    }
     let selected = project.select_variants(&args.options.variants)?;
+    if args.dry_run {
+        return dry_run(project, &args, selected);
+    }
 
     let mut ok = stage("preflight", &mut stages, || {
         let engine = Engine::detect(args.options.engine);
@@ -238,8 +233,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     let mut checked = None;
     ok = ok
         && stage("lock (--locked)", &mut stages, || {
-            let lock = produce::lock::ensure(project, &selected, true, &skopeo)?;
-            let talos = infra::pin::talos_version(project, &lock)?;
+            let (lock, talos) = produce::lock::ensure(project, &selected, true, &skopeo)?;
             let plan = domain::plan::make(
                 selected.clone(),
                 &lock,
@@ -494,9 +488,8 @@ fn write_summary(summary: &str) -> Result<()> {
 /// The tools ci runs; the workflow's build and publish jobs install those a runner lacks.
 /// `ci --dry-run`: each stage in order, as a `# stage ...` line followed by the commands that
 /// stage runs. Nothing is run, fetched or written.
-fn dry_run(project: &Project, args: &Args, plan: &domain::Plan) -> Result<()> {
+fn dry_run(project: &Project, args: &Args, variants: Vec<domain::Variant>) -> Result<()> {
     let opts = &args.options;
-    let variants = plan_variants(plan);
     let mut skopeo = infra::registry::Skopeo::new(&opts.registry_client)?;
     let runner = infra::cmd::Runner::DRY_RUN;
     skopeo.runner = runner;
@@ -510,20 +503,23 @@ fn dry_run(project: &Project, args: &Args, plan: &domain::Plan) -> Result<()> {
         tools.join(", ")
     ));
     runner.note("stage lock (--locked): checks variants/extensions.lock offline, runs nothing");
-    let (lock, locked) = match produce::lock::ensure_dry_run(project, &variants, true, &skopeo) {
-        Ok(lock) => (lock, true),
-        Err(err) => {
-            runner.note("a real run stops here:");
-            for line in format!("{err:#}").lines() {
-                runner.note(&format!("  {line}"));
+    let ((lock, talos), locked) =
+        match produce::lock::ensure_dry_run(project, &variants, true, &skopeo) {
+            Ok(checked) => (checked, true),
+            Err(err) => {
+                runner.note("a real run stops here:");
+                for line in format!("{err:#}").lines() {
+                    runner.note(&format!("  {line}"));
+                }
+                runner.note("the stages below show what runs once the lock is fixed");
+                (
+                    produce::lock::ensure_dry_run(project, &variants, false, &skopeo)?,
+                    false,
+                )
             }
-            runner.note("the stages below show what runs once the lock is fixed");
-            (
-                produce::lock::ensure_dry_run(project, &variants, false, &skopeo)?,
-                false,
-            )
-        }
-    };
+        };
+    // the plan from exactly that lock, as a real run makes it
+    let plan = &domain::plan::make(variants.clone(), &lock, talos, opts.registry.resolve())?;
     runner.note("stage patch and build (the build patches each variant's upstream tree):");
     let settings = build::Settings {
         jobs: 2,
@@ -568,15 +564,6 @@ fn dry_run(project: &Project, args: &Args, plan: &domain::Plan) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The variants the plan builds, for the stages that take variants (lock, smoke).
-fn plan_variants(plan: &domain::Plan) -> Vec<domain::variant::Variant> {
-    let mut variants = Vec::new();
-    for vp in &plan.variants {
-        variants.push(vp.variant.clone());
-    }
-    variants
 }
 
 fn needs(engine: Engine, boot: bool) -> Vec<Need> {

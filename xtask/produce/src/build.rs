@@ -189,19 +189,18 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
     let mut skopeo = infra::registry::Skopeo::new(&opts.registry_client)?;
     skopeo.runner = settings.runner;
     let selected = project.select_variants(&opts.variants)?;
-    let lock = if args.dry_run {
+    let (lock, talos) = if args.dry_run {
         crate::lock::ensure_dry_run(project, &selected, args.locked, &skopeo)?
     } else {
         if !args.locked {
             preflight()?;
         }
-        let lock = crate::lock::ensure(project, &selected, args.locked, &skopeo)?;
+        let checked = crate::lock::ensure(project, &selected, args.locked, &skopeo)?;
         if args.locked {
             preflight()?;
         }
-        lock
+        checked
     };
-    let talos = infra::pin::talos_version(project, &lock)?;
     let plan = domain::plan::make(selected, &lock, talos, registry)?;
     if args.emulate && !args.dry_run {
         for vp in &plan.variants {

@@ -26,6 +26,7 @@ use domain::diag::{self, Finding};
 use domain::extension::EXTENSIONS_REPOSITORY;
 use domain::lock::SHOWN;
 use domain::oci::{layer_format, parse_manifest, platform_order, LayerFormat, Manifest};
+use domain::talos::Talos;
 use domain::Variant;
 use domain::{Digest, ImageRef, Lock, TalosVersion};
 use infra::cmd::Cmd;
@@ -793,7 +794,8 @@ fn render(resolution: &Resolution, previous: Option<&Lock>, changed: bool) -> St
     out
 }
 
-/// What the build step calls before building anything: the lock it must build from.
+/// What the build step calls before building anything: the lock it must build from, and the
+/// Talos version it is for (worked out once, here, for the plan).
 ///
 /// With `locked`, any missing, stale or unpinned entry for `variants` is an error listing every
 /// problem and the fix (nothing is fetched). Without it, a missing, stale or unpinned lock is
@@ -806,11 +808,12 @@ pub fn ensure(
     variants: &[Variant],
     locked: bool,
     skopeo: &Skopeo,
-) -> Result<Lock> {
-    let (current, talos_version, problems) = lock_problems(project, variants, locked, skopeo)?;
+) -> Result<(Lock, Talos)> {
+    let (current, talos, problems) = lock_problems(project, variants, locked, skopeo)?;
     if problems.is_empty() {
-        return Ok(current.expect("no problems means a lock exists"));
+        return Ok((current.expect("no problems means a lock exists"), talos));
     }
+    let talos_version = talos.version.clone();
     let fix = fix_command(&talos_version, skopeo);
     eprintln!(
         "{SHOWN}: {} problem{} for Talos {talos_version}; resolving from the registry:",
@@ -849,7 +852,7 @@ pub fn ensure(
                     "warning: could not pin the lock; building with the unpinned entries as they are:\n  {}",
                     format!("{err:#}").replace('\n', "\n  ")
                 );
-                return Ok(current.expect("checked above"));
+                return Ok((current.expect("checked above"), talos));
             }
             return Err(err.context(format!(
                 "{SHOWN} is missing entries and the registry could not fill them"
@@ -893,7 +896,7 @@ pub fn ensure(
         "filled {SHOWN} from {} ({} registry commands): review and commit it",
         lock.extensions_image, resolution.registry_commands
     );
-    Ok(lock)
+    Ok((lock, talos))
 }
 
 /// The lock, the Talos version it must be for, and what keeps a build from using it as it is;
@@ -903,12 +906,12 @@ fn lock_problems(
     variants: &[Variant],
     locked: bool,
     skopeo: &Skopeo,
-) -> Result<(Option<Lock>, TalosVersion, Vec<Finding>)> {
+) -> Result<(Option<Lock>, Talos, Vec<Finding>)> {
     let current = project.load_lock_optional()?;
-    let talos_version = default_version(project, current.as_ref())?;
-    let fix = fix_command(&talos_version, skopeo);
+    let talos = pin::talos_version_or(project, current.as_ref().map(|l| &l.talos_version))?;
+    let fix = fix_command(&talos.version, skopeo);
     let problems = match &current {
-        Some(lock) => lock.locked_problems(variants, &talos_version),
+        Some(lock) => lock.locked_problems(variants, &talos.version),
         None => vec![Finding::new(SHOWN, "", "missing: there is no lock file").fix(fix)],
     };
     if locked && !problems.is_empty() {
@@ -917,7 +920,7 @@ fn lock_problems(
             problems.clone(),
         )?;
     }
-    Ok((current, talos_version, problems))
+    Ok((current, talos, problems))
 }
 
 /// What [`ensure`] would do, for `build --dry-run`: nothing is fetched or written. With
@@ -929,11 +932,12 @@ pub fn ensure_dry_run(
     variants: &[Variant],
     locked: bool,
     skopeo: &Skopeo,
-) -> Result<Lock> {
-    let (current, talos_version, problems) = lock_problems(project, variants, locked, skopeo)?;
+) -> Result<(Lock, Talos)> {
+    let (current, talos, problems) = lock_problems(project, variants, locked, skopeo)?;
     if problems.is_empty() {
-        return Ok(current.expect("no problems means a lock exists"));
+        return Ok((current.expect("no problems means a lock exists"), talos));
     }
+    let talos_version = talos.version.clone();
     eprintln!(
         "warning: {} lock problem{} would be resolved first from the registry, as `cargo xtask lock` does (a --locked build refuses them):",
         problems.len(),
@@ -975,7 +979,7 @@ pub fn ensure_dry_run(
             )
         });
     }
-    Ok(lock)
+    Ok((lock, talos))
 }
 
 #[cfg(test)]
