@@ -102,7 +102,16 @@ impl Prefetch {
                 .with_context(|| format!("fetching {reference} for the imager"))?;
             add_platform(&tmp, arch).with_context(|| format!("{reference} (fetched to {tmp})"))
         })?;
-        skopeo.runner.act(&Cmd::new("mv").args([&tmp, dir]), || {
+        skopeo.runner.note(&format!(
+            "add platform linux/{arch} to the manifest entry in {tmp}/index.json (skopeo writes none; the imager's ociPath reader needs it)"
+        ));
+        // the layout replaces any earlier one whole: `mv` alone would move it inside that one
+        let replace = format!(
+            "{}\n{}",
+            Cmd::new("rm").args(["-rf", dir.as_str()]),
+            Cmd::new("mv").args([&tmp, dir])
+        );
+        skopeo.runner.act(&replace, || {
             let _ = std::fs::remove_dir_all(dir);
             std::fs::rename(&tmp, dir).with_context(|| format!("renaming {tmp} to {dir}"))
         })?;

@@ -745,12 +745,16 @@ fn build_output(
         .stdout(Io::Null);
     let pipeline = imager.pipe(tar);
     let produced = tmp.join(&pp.artifact);
-    // printed, so that the pasted pipeline's `tar -C` finds its directory
-    ctx.runner
-        .act(&Cmd::new("mkdir").args(["-p", tmp.as_str()]), || {
-            let _ = std::fs::remove_dir_all(&tmp);
-            std::fs::create_dir_all(&tmp).with_context(|| format!("creating {tmp}"))
-        })?;
+    // printed, so that the pasted pipeline's `tar -C` finds its directory, and empty
+    let fresh = format!(
+        "{}\n{}",
+        Cmd::new("rm").args(["-rf", tmp.as_str()]),
+        Cmd::new("mkdir").args(["-p", tmp.as_str()])
+    );
+    ctx.runner.act(&fresh, || {
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).with_context(|| format!("creating {tmp}"))
+    })?;
     let ran = ctx.runner.act(&pipeline, || {
         let ran = ctx
             .progress

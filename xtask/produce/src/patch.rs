@@ -135,6 +135,12 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         }
         let loaded = load_series(project)?;
         let only = args.check.then(|| touched_paths(&loaded));
+        if out.exists() {
+            runner.note(&format!(
+                "{out} exists: a real run replaces it when `cargo xtask patch` made it, and refuses otherwise"
+            ));
+            runner.run(&Cmd::new("rm").args(["-rf", out.as_str()]))?;
+        }
         let mut commands = copy_commands(&cache, &pin.commit, &out, only.as_deref());
         for (_, file, _) in &loaded.patches {
             commands.push(am(&out, file));
@@ -142,6 +148,11 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         commands.push(stray_status(&out));
         for command in &commands {
             runner.run(command)?;
+        }
+        if let Some(variant) = &args.variant {
+            runner.note(&format!(
+                "then write variant `{variant}`'s imager profiles into the tree's images/talos/profiles/ and remove upstream's others there (`cargo xtask profiles --variant {variant}` shows them)"
+            ));
         }
         return Ok(());
     }

@@ -293,7 +293,8 @@ fn dry_run_prints_commands_without_an_engine_or_a_complete_lock() {
     // ... and the directory tar extracts into is made by a printed line before it
     assert!(
         text.contains(&format!(
-            "\nmkdir -p {}\npodman run --rm -i --name xtask-gateway-installer-",
+            "\nrm -rf {}\nmkdir -p {}\npodman run --rm -i --name xtask-gateway-installer-",
+            tmp.display(),
             tmp.display()
         )),
         "{text}"
@@ -311,6 +312,12 @@ fn dry_run_prints_commands_without_an_engine_or_a_complete_lock() {
         "{text}"
     );
     assert!(text.contains("      ociPath: /oci/sha256-"), "{text}");
+    // a layout replaces an earlier one whole, as the printed lines do when pasted
+    assert!(
+        text.contains(&format!("\nrm -rf {}/sha256-", oci.display()))
+            && text.contains("# add platform linux/arm64 to the manifest entry in "),
+        "{text}"
+    );
     assert!(
         text.contains("  systemExtensions:\n    - imageRef: ghcr.io/siderolabs/drbd:"),
         "{text}"
