@@ -386,9 +386,7 @@ impl Lock {
                     );
                 }
             }
-            if let Some(f) =
-                self.unknown_overlay(&format!("variants/{}.json", variant.name), variant)
-            {
+            if let Some(f) = self.unknown_overlay(&variant.file(), variant) {
                 findings.push(f);
             }
         }

@@ -151,12 +151,12 @@ pub fn make(
             })
             .unwrap_or_default();
             missing.push(
-                Finding::new(format!("variants/{}.json", variant.name), field, format!("has no entry in {}", lock::SHOWN))
+                Finding::new(variant.file(), field, format!("has no entry in {}", lock::SHOWN))
                     .value(format!("{name:?}"))
                     .fix(format!("run `cargo xtask lock` to resolve it for Talos {} (the release must publish it), or check the spelling", talos.version)),
             );
         }
-        let file = format!("variants/{}.json", variant.name);
+        let file = variant.file();
         let overlay_image = match lock.overlay(&variant) {
             OverlayEntry::None => None,
             OverlayEntry::Locked(reference) => Some(reference.clone()),
@@ -164,7 +164,7 @@ pub fn make(
                 let name = &variant.target.overlay.as_ref().expect("has one").name;
                 missing.push(
                     Finding::new(
-                        format!("variants/{}.json", variant.name),
+                        variant.file(),
                         "overlay",
                         format!("has no entry in {}", lock::SHOWN),
                     )

@@ -117,6 +117,11 @@ impl Variant {
     pub fn builds_matchbox(&self) -> bool {
         builds_matchbox(&self.outputs)
     }
+
+    /// Its file, as messages name it (`variants/compute.json`).
+    pub fn file(&self) -> String {
+        super::layout::variant_file(&self.name)
+    }
 }
 
 /// A variant builds the matchbox netboot image when it builds both of its inputs, the kernel

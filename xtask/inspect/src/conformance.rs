@@ -604,7 +604,7 @@ pub fn judge_plan(
                 base,
                 ..Default::default()
             };
-            let file = format!("variants/{}.json", vp.name);
+            let file = domain::layout::variant_file(&vp.name);
             let rendered = domain::machine_config::render(
                 &vp.variant,
                 &file,

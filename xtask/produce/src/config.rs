@@ -178,7 +178,7 @@ pub fn run(project: &Project, args: Args, judge: Judge) -> Result<()> {
         args.registry.resolve(),
     )?;
     let variant = plan.variants[0].variant.clone();
-    let file = format!("variants/{}.json", variant.name);
+    let file = variant.file();
     if let Some(reference) = &args.install_image {
         check_install_image(&roles, &plan.variants[0], reference)?;
     }

@@ -127,7 +127,7 @@ mod tests {
         .unwrap();
         let variant = |name: &str, arch: &str, extra: &str| {
             domain::variant::parse(
-                &format!("variants/{name}.json"),
+                &domain::layout::variant_file(name),
                 &format!(r#"{{"name": "{name}", "description": "d", "arch": {arch}, "extensions": ["drbd"], "repository": "{name}/talos"{extra}}}"#),
             )
             .unwrap()

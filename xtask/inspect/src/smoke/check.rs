@@ -517,7 +517,7 @@ fn render_refs(refs: &[(String, ImageRef)]) -> String {
 }
 
 fn variant_file(variant: &Variant) -> String {
-    format!("variants/{}.json", variant.name)
+    variant.file()
 }
 
 fn check_files(record: &BuildRecord, dir: &Utf8Path, shown: &str, report: &mut Report) {
