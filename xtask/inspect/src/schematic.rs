@@ -89,10 +89,11 @@ pub fn run(project: &Project, args: Args, judge: Judge) -> Result<()> {
     let names: Vec<String> = args.variant.iter().cloned().collect();
     let selected = project.select_variants(&names)?;
     let lock = project.load_lock_optional()?;
-    let talos = match (args.talos_version, &lock) {
-        (Some(v), _) => v,
-        (None, Some(lock)) => pin::talos_version(project, lock)?.version,
-        (None, None) => pin::talos_version(project, &project.load_lock()?)?.version,
+    // the pinned tree's version when it is fetched, else the lock's; without either the error
+    // says how to get one
+    let talos = match args.talos_version {
+        Some(v) => v,
+        None => pin::talos_version_or(project, lock.as_ref().map(|l| &l.talos_version))?.version,
     };
     let mut reports = Vec::new();
     for v in &selected {
