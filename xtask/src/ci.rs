@@ -537,7 +537,10 @@ fn dry_run(project: &Project, args: &Args, variants: Vec<domain::Variant>) -> Re
             continue;
         }
         match inspect::smoke::variant_boot_options(project, variant) {
-            Ok(opts) => println!("{}", inspect::smoke::boot::dry_run_command(&opts)),
+            // the runner prints each preparation step and qemu's line, as `smoke --dry-run` does
+            Ok(opts) => {
+                inspect::smoke::boot::run(runner, &opts)?;
+            }
             Err(err) => runner.note(&format!("{}: no boot: {err:#}", variant.name)),
         }
     }

@@ -577,13 +577,6 @@ fn qemu_command(opts: &BootOptions, prepared: &Prepared) -> Cmd {
     Cmd::new("qemu-system-aarch64").args(qemu_args(opts, prepared))
 }
 
-/// The command `boot` would run, without preparing anything (for `--dry-run`).
-pub fn dry_run_command(opts: &BootOptions) -> Cmd {
-    let (_, mut prepared) = preparation(opts, find_firmware());
-    prepared.host_port = opts.port.map(|_| free_port().unwrap_or(0));
-    qemu_command(opts, &prepared)
-}
-
 fn prepare(runner: Runner, opts: &BootOptions) -> Result<Prepared> {
     let (steps, mut prepared) = preparation(opts, find_firmware());
     for step in &steps {
@@ -1063,7 +1056,8 @@ mod tests {
         let opts = options(Media::Disk {
             path: "_out/x/metal-arm64.raw.xz".into(),
         });
-        let text = dry_run_command(&opts).to_string();
+        let (_, prepared) = preparation(&opts, Ok(firmware_stub()));
+        let text = qemu_command(&opts, &prepared).to_string();
         assert!(text.contains("-drive if=pflash,format=raw,unit=0,readonly=on,file=target/smoke/run/code.fd -drive if=pflash,format=raw,unit=1,file=target/smoke/run/vars.fd"), "{text}");
         assert!(text.contains("-drive if=none,id=disk0,format=raw,snapshot=on,file=target/smoke/run/metal-arm64.raw -device virtio-blk-pci,drive=disk0"), "{text}");
         assert!(!text.contains("hostfwd"), "{text}");
