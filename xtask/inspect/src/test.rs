@@ -226,13 +226,11 @@ fn install_tools(args: &Args, runner: Runner, linters: &Linters) -> Result<bool>
     } else {
         None
     };
-    let write_source = source
-        .as_ref()
-        .map(|line| {
-            // as the run writes it: the whole file, one line
-            let line = domain::shell::quote(line.trim_end());
-            format!("echo {line} > {BACKPORTS_LIST}")
-        });
+    let write_source = source.as_ref().map(|line| {
+        // as the run writes it: the whole file, one line
+        let line = domain::shell::quote(line.trim_end());
+        format!("echo {line} > {BACKPORTS_LIST}")
+    });
     let commands: Vec<Cmd> = steps.iter().map(|step| install_command(step)).collect();
     let mut what = probes(&missing);
     if needs_arm64 {

@@ -157,7 +157,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         return Ok(());
     }
     // the series is checked before anything is fetched: its problems need no network
-    load_series(project)?;
+    let series = load_series(project)?;
     if args.variant.is_none() {
         refuse_unsaved_work(project, &pin, &out)?;
     }
@@ -173,10 +173,10 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
             {
                 eprintln!("warning: {warning}");
             }
-            apply_for_variant(project, &upstream, &plan.variants[0], &out)?
+            apply_for_variant(project, &upstream, &series, &plan.variants[0], &out)?
         }
-        None if args.check => check(project, &upstream, &out)?,
-        None => apply(project, &upstream, &out)?,
+        None if args.check => check(project, &upstream, &series, &out)?,
+        None => apply(project, &upstream, &series, &out)?,
     };
     if args.check {
         std::fs::remove_dir_all(&out).with_context(|| format!("removing {out}"))?;
@@ -268,19 +268,21 @@ pub fn prepare_variant(
     variant: &VariantPlan,
 ) -> Result<Applied> {
     let pin = Pin::load(project)?;
+    let series = load_series(project)?;
     let upstream = upstream::ensure(project, &pin, source)?;
     let out = default_out(project, Some(&variant.name));
-    apply_for_variant(project, &upstream, variant, &out)
+    apply_for_variant(project, &upstream, &series, variant, &out)
 }
 
 fn apply_for_variant(
     project: &Project,
     upstream: &Upstream,
+    series: &LoadedSeries,
     variant: &VariantPlan,
     out: &Utf8Path,
 ) -> Result<Applied> {
-    let mut applied = apply(project, upstream, out)?;
-    applied.variant = Some(write_variant_profiles(project, out, variant)?);
+    let mut applied = apply(project, upstream, series, out)?;
+    applied.variant = Some(write_variant_profiles(upstream, out, variant)?);
     Ok(applied)
 }
 
@@ -340,8 +342,13 @@ pub fn load_series(project: &Project) -> Result<LoadedSeries> {
 
 /// Copies the pristine tree to `out` (replacing a tree this command made before) and applies
 /// the series there, one commit per patch. On failure the tree stays as git left it.
-pub fn apply(project: &Project, upstream: &Upstream, out: &Utf8Path) -> Result<Applied> {
-    apply_in(project, upstream, out, Checkout::Full)
+pub fn apply(
+    project: &Project,
+    upstream: &Upstream,
+    series: &LoadedSeries,
+    out: &Utf8Path,
+) -> Result<Applied> {
+    apply_in(project, upstream, series, out, Checkout::Full)
 }
 
 /// How much of the upstream tree the copy checks out.
@@ -355,18 +362,23 @@ enum Checkout {
 
 /// `--check`: applies in a sparse copy, and confirms a failure in a full one, so that the
 /// sparse shortcut can never be the reason a series is reported broken.
-fn check(project: &Project, upstream: &Upstream, out: &Utf8Path) -> Result<Applied> {
-    apply_in(project, upstream, out, Checkout::Touched)
-        .or_else(|_| apply_in(project, upstream, out, Checkout::Full))
+fn check(
+    project: &Project,
+    upstream: &Upstream,
+    series: &LoadedSeries,
+    out: &Utf8Path,
+) -> Result<Applied> {
+    apply_in(project, upstream, series, out, Checkout::Touched)
+        .or_else(|_| apply_in(project, upstream, series, out, Checkout::Full))
 }
 
 fn apply_in(
     project: &Project,
     upstream: &Upstream,
+    loaded: &LoadedSeries,
     out: &Utf8Path,
     checkout: Checkout,
 ) -> Result<Applied> {
-    let loaded = load_series(project)?;
     let touched = match checkout {
         Checkout::Full => None,
         Checkout::Touched => Some(touched_paths(&loaded)),
@@ -447,7 +459,7 @@ fn apply_in(
         },
         tree: out.to_owned(),
         head,
-        series_digest: loaded.digest,
+        series_digest: loaded.digest.clone(),
         patches,
         variant: None,
     };
@@ -715,15 +727,12 @@ pub fn parse_status(status: &str) -> Vec<String> {
 /// one profile per kind, so a role with several architectures gets its first architecture's
 /// (`VariantPlan::arch`, the one the matchbox image and the qemu boot use).
 pub fn write_variant_profiles(
-    project: &Project,
+    upstream: &Upstream,
     tree: &Utf8Path,
     variant: &VariantPlan,
 ) -> Result<VariantProfiles> {
-    if let Ok(pin) = Pin::load(project) {
-        let cache = pin.cache_dir(project);
-        if tree.canonicalize_utf8().ok() == cache.canonicalize_utf8().ok() {
-            bail!("{tree} is the pristine upstream cache, which is never changed\n    fix: write profiles into a patched tree (`cargo xtask patch --variant {}`)", variant.name);
-        }
+    if tree.canonicalize_utf8().ok() == upstream.tree.canonicalize_utf8().ok() {
+        bail!("{tree} is the pristine upstream cache, which is never changed\n    fix: write profiles into a patched tree (`cargo xtask patch --variant {}`)", variant.name);
     }
     let package = pin::find_talos_package_dir(tree).with_context(|| {
         format!(
