@@ -120,6 +120,20 @@ impl ImageRef {
         if tag.as_deref() == Some("") {
             return Err("empty tag".into());
         }
+        if reference.contains(char::is_whitespace) {
+            return Err("contains whitespace".into());
+        }
+        // the registry host may be any case; the path is the distribution spec's grammar
+        if let Some(bad) = repository.split('/').skip(1).find(|s| !is_path_segment(s)) {
+            return Err(format!(
+                "path segment `{bad}` is not lowercase letters and digits joined by single `.`, `_`, `__` or dashes"
+            ));
+        }
+        if let Some(tag) = tag.as_deref().filter(|t| !is_tag(t)) {
+            return Err(format!(
+                "tag `{tag}` is not letters, digits, `_`, `.` and `-` (at most 128, not starting with `.` or `-`)"
+            ));
+        }
         if tag.is_none() && digest.is_none() {
             return Err("has neither tag nor digest".into());
         }
@@ -129,6 +143,33 @@ impl ImageRef {
             digest,
         })
     }
+}
+
+/// A segment of an OCI repository path: `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
+pub fn is_path_segment(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let separators_ok = bytes
+        .split(alnum)
+        .filter(|sep| !sep.is_empty())
+        .all(|sep| matches!(sep, b"." | b"_" | b"__") || sep.iter().all(|b| *b == b'-'));
+    !bytes.is_empty()
+        && alnum(&bytes[0])
+        && alnum(&bytes[bytes.len() - 1])
+        && bytes
+            .iter()
+            .all(|b| alnum(b) || matches!(b, b'.' | b'_' | b'-'))
+        && separators_ok
+}
+
+/// An OCI tag: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
+fn is_tag(tag: &str) -> bool {
+    let bytes = tag.as_bytes();
+    (1..=128).contains(&bytes.len())
+        && (bytes[0].is_ascii_alphanumeric() || bytes[0] == b'_')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(b))
 }
 
 impl fmt::Display for ImageRef {
@@ -183,6 +224,36 @@ pub fn is_sha256_digest(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn path_segments() {
+        for ok in ["talos", "spin-only", "a.b_c-d", "x1", "a--b", "a__b"] {
+            assert!(is_path_segment(ok), "{ok}");
+        }
+        for bad in ["", "Talos", "-a", "a-", "a..b", "a._b", "a b", "a/b"] {
+            assert!(!is_path_segment(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_reference_is_held_to_the_distribution_grammar() {
+        for ok in [
+            "ghcr.io/siderolabs/drbd:9.3.2-v1.13.6",
+            "LOCALHOST:5000/a/b_c:V1",
+            "ghcr.io/a/b@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        ] {
+            assert!(ImageRef::parse(ok).is_ok(), "{ok}");
+        }
+        for (bad, why) in [
+            ("ghcr.io/Acme/talos:v1", "path segment `Acme`"),
+            ("ghcr.io/acme/talos:v 1", "whitespace"),
+            ("ghcr.io/acme/talos:-v1", "tag `-v1`"),
+            ("ghcr.io/acme//talos:v1", "path segment ``"),
+        ] {
+            let err = ImageRef::parse(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
 
     const DIGEST: &str = "sha256:4a6f77f4e3fde41f3656f72d7d68380356afbb289254af8263a154cf7b70598e";
 

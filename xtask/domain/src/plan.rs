@@ -13,7 +13,7 @@ use super::output::{artifact, Output};
 use super::profile::{self, Profile};
 use super::talos::{Talos, TalosVersion};
 use super::target::Target;
-use super::variant::{self, Variant};
+use super::variant::Variant;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
@@ -99,7 +99,7 @@ pub fn check_registry(registry: &str) -> Result<()> {
     let bad_segment = path
         .split('/')
         .filter(|_| !path.is_empty())
-        .find(|s| !variant::is_path_segment(s));
+        .find(|s| !super::image::is_path_segment(s));
     if registry.contains("://") || !host_ok || bad_segment.is_some() {
         let what = match bad_segment {
             _ if registry.contains("://") => "image references name a registry without a scheme".to_owned(),

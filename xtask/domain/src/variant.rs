@@ -13,6 +13,7 @@ use super::arch::Arch;
 use super::cidr::{self, Ipv4Cidr};
 use super::diag::{self, Finding};
 use super::extension::{self, Needs, X86_ONLY_FIRMWARE};
+use super::image::is_path_segment;
 use super::output::Output;
 use super::target::{OverlayChoice, Platform, Target};
 
@@ -731,23 +732,6 @@ pub fn select(mut all: Vec<Variant>, names: &[String]) -> Result<Vec<Variant>> {
     }
     all.retain(|v| names.contains(&v.name));
     Ok(all)
-}
-
-/// A segment of an OCI repository path: `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
-pub fn is_path_segment(s: &str) -> bool {
-    let bytes = s.as_bytes();
-    let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    let separators_ok = bytes
-        .split(alnum)
-        .filter(|sep| !sep.is_empty())
-        .all(|sep| matches!(sep, b"." | b"_" | b"__") || sep.iter().all(|b| *b == b'-'));
-    !bytes.is_empty()
-        && alnum(&bytes[0])
-        && alnum(&bytes[bytes.len() - 1])
-        && bytes
-            .iter()
-            .all(|b| alnum(b) || matches!(b, b'.' | b'_' | b'-'))
-        && separators_ok
 }
 
 fn quoted(s: &str) -> String {
@@ -1649,16 +1633,6 @@ mod tests {
         let missing = GATEWAY.replace("\"mode\": \"kernel\", ", "");
         let e = one_error("variants/gateway.json", &missing);
         assert!(e.contains("field `config.tailscale.mode`: missing required field\n    fix: add \"mode\": \"kernel\" or \"userspace\""), "{e}");
-    }
-
-    #[test]
-    fn path_segments() {
-        for ok in ["talos", "spin-only", "a.b_c-d", "x1", "a--b", "a__b"] {
-            assert!(is_path_segment(ok), "{ok}");
-        }
-        for bad in ["", "Talos", "-a", "a-", "a..b", "a._b", "a b", "a/b"] {
-            assert!(!is_path_segment(bad), "{bad}");
-        }
     }
 
     #[test]

@@ -217,8 +217,8 @@ fn install_image_of_another_role_or_not_a_reference_is_refused_before_anything_i
             "is the installer of the `gateway` role (variants/gateway.json), not of `compute`",
         ),
         ("not a ref", "not a full image reference"),
-        ("ghcr.io/acme/x:1 ", "not a valid image reference"),
-        ("ghcr.io/Acme/x:1", "not a valid image reference"),
+        ("ghcr.io/acme/x:1 ", "contains whitespace"),
+        ("ghcr.io/Acme/x:1", "path segment `Acme` is not lowercase"),
     ];
     for (image, problem) in cases {
         for args in [

@@ -86,7 +86,7 @@ pub fn decide(rules: &Rules, changes: Vec<Change>, known: &Known) -> Decision {
         let mut class = classifier.classify(&change.path);
         // A variant that cannot be a variant name is not built alone: fail closed.
         if let Class::Variants(names) = &class {
-            if names.iter().any(|n| !domain::variant::is_path_segment(n)) {
+            if names.iter().any(|n| !domain::image::is_path_segment(n)) {
                 class = Class::Unknown;
             }
         }
@@ -176,7 +176,7 @@ pub fn decide(rules: &Rules, changes: Vec<Change>, known: &Known) -> Decision {
 fn buildable(names: &BTreeSet<String>, warnings: &mut Vec<String>) -> Vec<String> {
     let mut out = Vec::new();
     for name in names {
-        if domain::variant::is_path_segment(name) {
+        if domain::image::is_path_segment(name) {
             out.push(name.clone());
         } else {
             warnings.push(format!(
