@@ -381,7 +381,7 @@ fn apply_in(
 ) -> Result<Applied> {
     let touched = match checkout {
         Checkout::Full => None,
-        Checkout::Touched => Some(touched_paths(&loaded)),
+        Checkout::Touched => Some(touched_paths(loaded)),
     };
     prepare_out(upstream, out, touched.as_deref())?;
     let mut patches = Vec::new();
