@@ -238,7 +238,7 @@ mod tests {
     #[test]
     fn a_reference_is_held_to_the_distribution_grammar() {
         for ok in [
-            "ghcr.io/siderolabs/drbd:9.3.2-v1.13.6",
+            "ghcr.io/siderolabs/drbd:9.3.2-v1.13.99",
             "LOCALHOST:5000/a/b_c:V1",
             "ghcr.io/a/b@sha256:0000000000000000000000000000000000000000000000000000000000000000",
         ] {
