@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
+use domain::record::ImageKind;
 use domain::{BuildRecord, TalosVersion};
 use infra::engine::{Engine, Need};
 use infra::inputs;
@@ -553,10 +554,11 @@ fn dry_run(project: &Project, args: &Args, variants: Vec<domain::Variant>) -> Re
         let publisher = infra::publish::Publisher::new(project, &skopeo);
         for vp in &plan.variants {
             let matchbox = vp.matchbox_image.clone().filter(|_| !opts.no_matchbox);
-            let images = std::iter::once(vp.image.clone()).chain(matchbox);
-            for image in images {
+            let images = std::iter::once((ImageKind::Installer, vp.image.clone()))
+                .chain(matchbox.map(|image| (ImageKind::Matchbox, image)));
+            for (kind, image) in images {
                 let published = domain::record::Published {
-                    kind: String::new(),
+                    kind,
                     image,
                     digest: "<digest pushed by the build>".to_owned(),
                     tags: Vec::new(),
@@ -934,7 +936,7 @@ mod tests {
                 size: 2048,
             }],
             published: vec![domain::record::Published {
-                kind: "installer".into(),
+                kind: ImageKind::Installer,
                 image: "ghcr.io/acme/x/talos".into(),
                 digest: "sha256:00".into(),
                 tags: vec!["v1.13.99".into()],

@@ -116,9 +116,32 @@ pub struct FileRecord {
     pub size: u64,
 }
 
+/// What a published image is: a role's installer, or its matchbox netboot image beside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageKind {
+    Installer,
+    Matchbox,
+}
+
+impl ImageKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ImageKind::Installer => "installer",
+            ImageKind::Matchbox => "matchbox",
+        }
+    }
+}
+
+impl std::fmt::Display for ImageKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 pub struct Published {
-    pub kind: String,
+    pub kind: ImageKind,
     /// Repository, without tag.
     pub image: String,
     pub digest: String,
@@ -132,5 +155,23 @@ pub struct Published {
 impl Published {
     pub fn is_index(&self) -> bool {
         !self.arches.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_published_image_is_an_installer_or_a_matchbox_image_and_nothing_else() {
+        let read = |kind: &str| {
+            serde_json::from_str::<Published>(&format!(
+                r#"{{"kind": "{kind}", "image": "ghcr.io/acme/r/talos", "digest": "sha256:00"}}"#
+            ))
+        };
+        assert_eq!(read("installer").unwrap().kind, ImageKind::Installer);
+        assert_eq!(read("matchbox").unwrap().kind.to_string(), "matchbox");
+        let err = read("iso").err().unwrap().to_string();
+        assert!(err.contains("unknown variant `iso`"), "{err}");
     }
 }

@@ -103,7 +103,7 @@ pub fn install_image(
         let published = record
             .published
             .iter()
-            .find(|p| p.kind == "installer" && !p.digest.is_empty());
+            .find(|p| p.kind == domain::record::ImageKind::Installer && !p.digest.is_empty());
         let built: Vec<&str> = record.extensions.iter().map(|e| e.name.as_str()).collect();
         if let (Some(p), true) = (published, record.talos_version == plan.talos_version) {
             // A push to another registry, or a build before the role's extensions changed,

@@ -15,7 +15,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::project::Project;
 use crate::registry::{Location, Skopeo};
-use domain::record::Published;
+use domain::record::{ImageKind, Published};
 use domain::{Arch, Digest, TalosVersion};
 
 pub struct Publisher<'a> {
@@ -38,7 +38,7 @@ impl<'a> Publisher<'a> {
     /// `revision` (the commit built) is recorded on the manifest as [`REVISION`].
     pub fn push_by_digest(
         &self,
-        kind: &str,
+        kind: ImageKind,
         archive: &Utf8Path,
         image: &str,
         revision: Option<&str>,
@@ -67,7 +67,7 @@ impl<'a> Publisher<'a> {
             .with_context(|| format!("pushing {archive} to {image}"))?;
         self.remove_layout(&layout)?;
         Ok(Published {
-            kind: kind.to_owned(),
+            kind,
             image: image.to_owned(),
             digest,
             tags: Vec::new(),
@@ -81,7 +81,7 @@ impl<'a> Publisher<'a> {
     /// `revision` is recorded on the index as [`REVISION`].
     pub fn push_index_by_digest(
         &self,
-        kind: &str,
+        kind: ImageKind,
         archives: &[(Arch, Utf8PathBuf)],
         image: &str,
         revision: Option<&str>,
@@ -125,7 +125,7 @@ impl<'a> Publisher<'a> {
             .with_context(|| format!("pushing the {kind} index to {image}"))?;
         self.remove_layout(&layout)?;
         Ok(Published {
-            kind: kind.to_owned(),
+            kind,
             image: image.to_owned(),
             digest,
             tags: Vec::new(),

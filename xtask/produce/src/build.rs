@@ -18,7 +18,7 @@ use anyhow::{bail, Context, Result};
 use camino::Utf8Path;
 
 use domain::lock::SHOWN;
-use domain::record::{BuildRecord, ExtensionRecord, FileRecord, ProfileRecord, RECORD};
+use domain::record::{BuildRecord, ExtensionRecord, FileRecord, ImageKind, ProfileRecord, RECORD};
 use domain::Lock;
 use domain::{Output, Plan, PlannedProfile, TalosVersion, VariantPlan};
 use infra::cache;
@@ -451,7 +451,7 @@ pub fn push_records(
         let dir = ctx.project.out_dir().join(&vp.name);
         // (kind, one archive per arch, repository)
         type Archives = Vec<(domain::Arch, camino::Utf8PathBuf)>;
-        let mut images: Vec<(&str, Archives, String)> = Vec::new();
+        let mut images: Vec<(ImageKind, Archives, String)> = Vec::new();
         let per_arch = |name: fn(domain::Arch) -> String| {
             let mut archives = Vec::new();
             for &arch in &vp.target.arches {
@@ -461,7 +461,7 @@ pub fn push_records(
         };
         if vp.variant.builds(Output::Installer) {
             let installer = |arch| domain::output::artifact_name(Output::Installer, arch);
-            images.push(("installer", per_arch(installer), vp.image.clone()));
+            images.push((ImageKind::Installer, per_arch(installer), vp.image.clone()));
         }
         let matchbox = per_arch(domain::output::matchbox_archive_name);
         // built: the record names the first arch's (an arch missing fails verify_recorded)
@@ -469,7 +469,7 @@ pub fn push_records(
         let built = record.files.iter().any(|f| f.name == first);
         if let Some(image) = vp.matchbox_image.clone() {
             if built || (ctx.runner.is_dry_run() && matchbox_planned(vp)) {
-                images.push(("matchbox", matchbox, image));
+                images.push((ImageKind::Matchbox, matchbox, image));
             }
         }
         record.published.clear();
