@@ -11,7 +11,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 
 use domain::machine_config::{Base, FileRole, Rendered, COZYSTACK_BASE_MODULES};
-use domain::Output;
+use domain::{ImageRef, Output};
 use infra::cmd::{Cmd, Io};
 use infra::harness::{build, build_command, find_go, judge, required_go, Go, DIR};
 use infra::project::Project;
@@ -91,10 +91,19 @@ pub const PINNED_BASE: &str = "the same image and tag, pinned by digest in the l
 
 /// Why a difference is intended, or `None` when it is not.
 pub fn intended_difference(output: Output, d: &Difference) -> Option<&'static str> {
+    // ours is the default's image and tag with a digest added, as parsed references
     let pinned = match (&d.ours, &d.default) {
-        (serde_json::Value::String(ours), serde_json::Value::String(default)) => ours
-            .strip_prefix(default.as_str())
-            .is_some_and(|rest| rest.starts_with("@sha256:")),
+        (serde_json::Value::String(ours), serde_json::Value::String(default)) => {
+            match (ImageRef::parse(ours), ImageRef::parse(default)) {
+                (Ok(ours), Ok(default)) => {
+                    default.digest.is_none()
+                        && ours.digest.is_some()
+                        && ours.repository == default.repository
+                        && ours.tag == default.tag
+                }
+                _ => false,
+            }
+        }
         _ => false,
     };
     if d.path == "input.baseInstaller.imageRef" && pinned {
@@ -1128,8 +1137,13 @@ mod tests {
         assert_eq!(f.len(), 1, "{f:?}");
         assert!(f[0].contains("input.baseInstaller.imageRef"), "{f:?}");
         let mut pinned = p.differences[1].clone();
-        pinned.ours = "b@sha256:aa".into();
+        let digest = format!("@sha256:{}", "a".repeat(64));
+        pinned.default = "ghcr.io/siderolabs/installer-base:v1.13.99".into();
+        pinned.ours = format!("ghcr.io/siderolabs/installer-base:v1.13.99{digest}").into();
         assert!(intended_difference(Output::Metal, &pinned).is_some());
+        // another tag, even pinned, is not the default's image
+        pinned.ours = format!("ghcr.io/siderolabs/installer-base:v1.13.98{digest}").into();
+        assert!(intended_difference(Output::Metal, &pinned).is_none());
         let f = profile_findings(&p, Output::Metal, "metal-arm64.raw.zst");
         assert!(
             f[0].contains("the imager writes metal-arm64.raw.xz"),
