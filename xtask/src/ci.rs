@@ -16,7 +16,7 @@ use domain::record::ImageKind;
 use domain::{BuildRecord, TalosVersion};
 use infra::engine::{Engine, Need};
 use infra::inputs;
-use infra::project::Project;
+use infra::project::{LockFile, Project};
 use produce::build;
 
 #[derive(clap::Args)]
@@ -219,9 +219,11 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     let mut smoke: Vec<SmokeResult> = Vec::new();
     let mut trees = std::collections::BTreeMap::new();
     let skopeo = infra::registry::Skopeo::new(&args.options.registry_client)?;
-    let selected = project.select_variants(&args.options.variants)?;
+    // the lock file read once: the variants are checked against it, the lock stage checks it
+    let lock_file = project.read_lock()?;
+    let selected = project.select_variants_against(&args.options.variants, &lock_file)?;
     if args.dry_run {
-        return dry_run(project, &args, selected);
+        return dry_run(project, &args, selected, &lock_file);
     }
 
     let mut ok = stage("preflight", &mut stages, || {
@@ -234,7 +236,8 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     let mut checked = None;
     ok = ok
         && stage("lock (--locked)", &mut stages, || {
-            let (lock, talos) = produce::lock::ensure(project, &selected, true, &skopeo)?;
+            let (lock, talos) =
+                produce::lock::ensure(project, &selected, &lock_file, true, &skopeo)?;
             let plan = domain::plan::make(
                 selected.clone(),
                 &lock,
@@ -489,7 +492,12 @@ fn write_summary(summary: &str) -> Result<()> {
 /// The tools ci runs; the workflow's build and publish jobs install those a runner lacks.
 /// `ci --dry-run`: each stage in order, as a `# stage ...` line followed by the commands that
 /// stage runs. Nothing is run, fetched or written.
-fn dry_run(project: &Project, args: &Args, variants: Vec<domain::Variant>) -> Result<()> {
+fn dry_run(
+    project: &Project,
+    args: &Args,
+    variants: Vec<domain::Variant>,
+    lock_file: &LockFile,
+) -> Result<()> {
     let opts = &args.options;
     let mut skopeo = infra::registry::Skopeo::new(&opts.registry_client)?;
     let runner = infra::cmd::Runner::DRY_RUN;
@@ -505,7 +513,7 @@ fn dry_run(project: &Project, args: &Args, variants: Vec<domain::Variant>) -> Re
     ));
     runner.note("stage lock (--locked): checks variants/extensions.lock offline, runs nothing");
     let ((lock, talos), locked) =
-        match produce::lock::ensure_dry_run(project, &variants, true, &skopeo) {
+        match produce::lock::ensure_dry_run(project, &variants, lock_file, true, &skopeo) {
             Ok(checked) => (checked, true),
             Err(err) => {
                 runner.note("a real run stops here:");
@@ -514,7 +522,7 @@ fn dry_run(project: &Project, args: &Args, variants: Vec<domain::Variant>) -> Re
                 }
                 runner.note("the stages below show what runs once the lock is fixed");
                 (
-                    produce::lock::ensure_dry_run(project, &variants, false, &skopeo)?,
+                    produce::lock::ensure_dry_run(project, &variants, lock_file, false, &skopeo)?,
                     false,
                 )
             }

@@ -69,7 +69,13 @@ impl Project {
 
     /// Reads and validates every `variants/*.json`, sorted by name.
     pub fn load_variants(&self) -> Result<Vec<Variant>> {
-        let lock_names = self.lock_entry_names();
+        let lock = self.read_lock().unwrap_or(LockFile(None));
+        self.load_variants_against(&lock)
+    }
+
+    /// [`Project::load_variants`], their extension names checked against `lock` as read.
+    fn load_variants_against(&self, lock: &LockFile) -> Result<Vec<Variant>> {
+        let lock_names = lock.entry_names();
         let names: Vec<&str> = lock_names.iter().map(String::as_str).collect();
         let (variants, findings) = self.check_variants(&names)?;
         diag::into_result("invalid variants", findings)?;
@@ -125,16 +131,28 @@ impl Project {
         Ok((variants, findings))
     }
 
-    /// The lock's entry names, read leniently (for "did you mean" hints); none without a lock.
-    pub fn lock_entry_names(&self) -> Vec<String> {
-        std::fs::read_to_string(self.lock_path())
-            .map(|text| domain::lock::entry_names(&text))
-            .unwrap_or_default()
+    /// `variants/extensions.lock` as it is on disk, read once for a command that needs both the
+    /// variants and the lock; `LockFile(None)` when there is none yet.
+    pub fn read_lock(&self) -> Result<LockFile> {
+        match std::fs::read_to_string(self.lock_path()) {
+            Ok(text) => Ok(LockFile(Some(text))),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(LockFile(None)),
+            Err(err) => Err(err).with_context(|| format!("reading {}", lock::SHOWN)),
+        }
     }
 
     /// The selected variants (all of them when `names` is empty), read and validated.
     pub fn select_variants(&self, names: &[String]) -> Result<Vec<Variant>> {
         variant::select(self.load_variants()?, names)
+    }
+
+    /// [`Project::select_variants`] against the lock a command has read ([`Project::read_lock`]).
+    pub fn select_variants_against(
+        &self,
+        names: &[String],
+        lock: &LockFile,
+    ) -> Result<Vec<Variant>> {
+        variant::select(self.load_variants_against(lock)?, names)
     }
 
     /// Reads and validates `variants/extensions.lock`.
@@ -147,11 +165,28 @@ impl Project {
 
     /// The lock file if there is one.
     pub fn load_lock_optional(&self) -> Result<Option<Lock>> {
-        if self.lock_path().exists() {
-            self.load_lock().map(Some)
-        } else {
-            Ok(None)
-        }
+        self.read_lock()?.parse()
+    }
+}
+
+/// The lock file's text as read once ([`Project::read_lock`]): the variants are checked against
+/// its entry names, read leniently so that a broken lock does not hide the variants' own
+/// problems, and the stage that needs the lock parses it strictly.
+pub struct LockFile(Option<String>);
+
+impl LockFile {
+    /// The entry names (for "did you mean" hints and unknown-extension checks); none when the
+    /// file is missing or unreadable as JSON.
+    pub fn entry_names(&self) -> Vec<String> {
+        self.0
+            .as_deref()
+            .map(domain::lock::entry_names)
+            .unwrap_or_default()
+    }
+
+    /// The lock, validated; `None` when there is no file.
+    pub fn parse(&self) -> Result<Option<Lock>> {
+        self.0.as_deref().map(Lock::parse).transpose()
     }
 }
 

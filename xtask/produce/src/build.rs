@@ -188,14 +188,16 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
     // registry (and it says so), so the tools are checked before that.
     let mut skopeo = infra::registry::Skopeo::new(&opts.registry_client)?;
     skopeo.runner = settings.runner;
-    let selected = project.select_variants(&opts.variants)?;
+    // the lock file read once: the variants are checked against it, then the lock itself
+    let lock_file = project.read_lock()?;
+    let selected = project.select_variants_against(&opts.variants, &lock_file)?;
     let (lock, talos) = if args.dry_run {
-        crate::lock::ensure_dry_run(project, &selected, args.locked, &skopeo)?
+        crate::lock::ensure_dry_run(project, &selected, &lock_file, args.locked, &skopeo)?
     } else {
         if !args.locked {
             preflight()?;
         }
-        let checked = crate::lock::ensure(project, &selected, args.locked, &skopeo)?;
+        let checked = crate::lock::ensure(project, &selected, &lock_file, args.locked, &skopeo)?;
         if args.locked {
             preflight()?;
         }
