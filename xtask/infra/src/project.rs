@@ -155,14 +155,6 @@ impl Project {
         variant::select(self.load_variants_against(lock)?, names)
     }
 
-    /// Reads and validates `variants/extensions.lock`.
-    pub fn load_lock(&self) -> Result<Lock> {
-        let text = std::fs::read_to_string(self.lock_path()).with_context(|| {
-            format!("reading {}: create it with `cargo xtask lock`", lock::SHOWN)
-        })?;
-        Lock::parse(&text)
-    }
-
     /// The lock file if there is one.
     pub fn load_lock_optional(&self) -> Result<Option<Lock>> {
         self.read_lock()?.parse()
