@@ -6,6 +6,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::Deserialize;
 
 use crate::project::Project;
+use domain::diag::Finding;
 use domain::lock;
 use domain::talos::Talos;
 use domain::{Lock, TalosVersion};
@@ -38,16 +39,59 @@ impl Pin {
     pub fn load(project: &Project) -> Result<Pin> {
         let path = project.patches_dir().join("upstream.json");
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {SHOWN}"))?;
-        let pin: Pin = serde_json::from_str(&text).with_context(|| format!("parsing {SHOWN}"))?;
-        if pin.commit.len() != 40
-            || !pin
+        let pin: Pin = serde_json::from_str(domain::diag::without_bom(&text)).map_err(|err| {
+            anyhow::anyhow!("{SHOWN}: {err}\n    fix: it holds one object, {{\"repository\": URL, \"tag\": TAG, \"commit\": FULL_ID}} (docs/patches.md)")
+        })?;
+        domain::diag::into_result(&format!("invalid {SHOWN}"), pin.problems())?;
+        Ok(pin)
+    }
+
+    /// Every problem with the pin's fields at once. The repository and the tag reach git as
+    /// arguments, so neither may look like an option.
+    fn problems(&self) -> Vec<Finding> {
+        let mut findings = Vec::new();
+        let plain = |s: &str| {
+            !s.is_empty()
+                && !s.starts_with('-')
+                && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+        };
+        if !plain(&self.repository) {
+            findings.push(
+                Finding::new(SHOWN, "repository", "not a clone URL or path")
+                    .value(&self.repository)
+                    .fix("write upstream CozyStack's clone URL, e.g. https://github.com/cozystack/cozystack.git"),
+            );
+        }
+        let tag_ok = plain(&self.tag)
+            && !self.tag.starts_with('.')
+            && !self.tag.contains("..")
+            && self
+                .tag
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._/-+".contains(&b));
+        if !tag_ok {
+            findings.push(
+                Finding::new(SHOWN, "tag", "not a git tag name")
+                    .value(&self.tag)
+                    .fix("write the release tag, e.g. v1.6.2"),
+            );
+        }
+        if self.commit.len() != 40
+            || !self
                 .commit
                 .bytes()
                 .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
         {
-            bail!("{SHOWN}: field `commit` = {:?}: not a full 40-digit lowercase commit id\n    fix: write the full id, e.g. from `git rev-parse {}^{{commit}}`", pin.commit, pin.tag);
+            findings.push(
+                Finding::new(SHOWN, "commit", "not a full 40-digit lowercase commit id")
+                    .value(&self.commit)
+                    .fix(format!(
+                        "write the full id, e.g. from `git rev-parse {}^{{commit}}`",
+                        self.tag
+                    )),
+            );
         }
-        Ok(pin)
+        findings
     }
 
     /// The pristine upstream checkout for this pin; it is never patched in place.
@@ -155,6 +199,32 @@ pub fn talos_version_or(project: &Project, lock_version: Option<&TalosVersion>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_problem_of_the_pin_is_reported_and_nothing_reaches_git_as_an_option() {
+        let pin = Pin {
+            repository: "--upload-pack=touch /tmp/pwned".into(),
+            tag: "".into(),
+            commit: "bfde94f".into(),
+        };
+        let text = domain::diag::into_result("invalid patches/upstream.json", pin.problems())
+            .unwrap_err()
+            .to_string();
+        for expected in [
+            "3 problems",
+            "field `repository` = --upload-pack=touch /tmp/pwned: not a clone URL or path",
+            "field `tag` = : not a git tag name",
+            "field `commit` = bfde94f: not a full 40-digit lowercase commit id",
+        ] {
+            assert!(text.contains(expected), "{expected}\n{text}");
+        }
+        let good = Pin {
+            repository: "https://github.com/cozystack/cozystack.git".into(),
+            tag: "v1.6.2".into(),
+            commit: "bfde94fd26d35c5f0281a1285f194e7ca3041b6a".into(),
+        };
+        assert!(good.problems().is_empty());
+    }
 
     #[test]
     fn make_dirs_are_read_from_recipe_lines() {

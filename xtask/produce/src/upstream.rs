@@ -128,6 +128,8 @@ fn fetch_commands(pin: &Pin, source: &str, dir: &Utf8Path) -> [Cmd; 2] {
             "--depth",
             "1",
             "--no-tags",
+            // a source is never an option, whatever it starts with
+            "--end-of-options",
             source,
             &tag,
         ])
@@ -280,7 +282,7 @@ mod tests {
         let commands = fetch_commands(&pin(), "file:///srv/mirror", Utf8Path::new("/tmp/x"));
         assert_eq!(
             commands[1].to_string(),
-            "GIT_TERMINAL_PROMPT=0 git -C /tmp/x fetch --quiet --depth 1 --no-tags file:///srv/mirror refs/tags/v1.6.2:refs/tags/v1.6.2"
+            "GIT_TERMINAL_PROMPT=0 git -C /tmp/x fetch --quiet --depth 1 --no-tags --end-of-options file:///srv/mirror refs/tags/v1.6.2:refs/tags/v1.6.2"
         );
         // a token in the URL is used, never shown (the printed line, git's errors)
         let commands = fetch_commands(
