@@ -18,6 +18,7 @@ use infra::engine::{Engine, Need};
 use infra::inputs;
 use infra::project::{LockFile, Project};
 use produce::build;
+use produce::lock::Locked;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -226,6 +227,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         return dry_run(project, &args, selected, &lock_file);
     }
 
+    let locked = Locked::new(true, args.options.imager.is_some());
     let mut ok = stage("preflight", &mut stages, || {
         let engine = Engine::detect(args.options.engine);
         infra::engine::preflight(&needs(engine, !args.no_boot))?;
@@ -237,7 +239,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     ok = ok
         && stage("lock (--locked)", &mut stages, || {
             let (lock, talos) =
-                produce::lock::ensure(project, &selected, &lock_file, true, &skopeo)?;
+                produce::lock::ensure(project, &selected, &lock_file, locked, &skopeo)?;
             let plan = domain::plan::make(
                 selected.clone(),
                 &lock,
@@ -512,21 +514,26 @@ fn dry_run(
         tools.join(", ")
     ));
     runner.note("stage lock (--locked): checks variants/extensions.lock offline, runs nothing");
-    let ((lock, talos), locked) =
-        match produce::lock::ensure_dry_run(project, &variants, lock_file, true, &skopeo) {
-            Ok(checked) => (checked, true),
-            Err(err) => {
-                runner.note("a real run stops here:");
-                for line in format!("{err:#}").lines() {
-                    runner.note(&format!("  {line}"));
-                }
-                runner.note("the stages below show what runs once the lock is fixed");
-                (
-                    produce::lock::ensure_dry_run(project, &variants, lock_file, false, &skopeo)?,
-                    false,
-                )
+    let ((lock, talos), locked) = match produce::lock::ensure_dry_run(
+        project,
+        &variants,
+        lock_file,
+        Locked::new(true, opts.imager.is_some()),
+        &skopeo,
+    ) {
+        Ok(checked) => (checked, true),
+        Err(err) => {
+            runner.note("a real run stops here:");
+            for line in format!("{err:#}").lines() {
+                runner.note(&format!("  {line}"));
             }
-        };
+            runner.note("the stages below show what runs once the lock is fixed");
+            (
+                produce::lock::ensure_dry_run(project, &variants, lock_file, Locked::No, &skopeo)?,
+                false,
+            )
+        }
+    };
     // the plan from exactly that lock, as a real run makes it
     let plan = &domain::plan::make(variants.clone(), &lock, talos, opts.registry.resolve())?;
     runner.note("stage patch and build (the build patches each variant's upstream tree):");
@@ -575,6 +582,10 @@ fn dry_run(
                 publisher.add_tags(&published, &tags)?;
             }
         }
+    }
+    if !locked {
+        // a preview of every stage, which exits 0; the lock's problems lead the output
+        runner.note("a real run stops at the lock stage: its problems are listed at the top");
     }
     Ok(())
 }

@@ -241,6 +241,32 @@ impl Lock {
         })
     }
 
+    /// What a `--locked` build needs pinned besides the variants' entries: the base installer
+    /// (the profiles name it by digest), and the imager unless `--imager` names one.
+    pub fn locked_pins_problems(&self, imager_given: bool) -> Vec<Finding> {
+        let mut findings = Vec::new();
+        if self.base_installer.is_none() {
+            findings.push(
+                Finding::new(
+                    SHOWN,
+                    "base_installer",
+                    format!(
+                        "missing: a --locked build names {} only by digest",
+                        crate::profile::base_installer_image(&self.talos_version)
+                    ),
+                )
+                .fix(format!(
+                    "run `cargo xtask lock --talos-version {}` and commit {SHOWN}",
+                    self.talos_version
+                )),
+            );
+        }
+        if !imager_given {
+            findings.extend(self.locked_imager().err());
+        }
+        findings
+    }
+
     /// Stable text: sorted keys, two-space indent, trailing newline. Serialized through
     /// `serde_json::Value`, as `lock --json` embeds it, so that serde's code for the lock is
     /// generated once.

@@ -191,13 +191,14 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
     // the lock file read once: the variants are checked against it, then the lock itself
     let lock_file = project.read_lock()?;
     let selected = project.select_variants_against(&opts.variants, &lock_file)?;
+    let locked = crate::lock::Locked::new(args.locked, opts.imager.is_some());
     let (lock, talos) = if args.dry_run {
-        crate::lock::ensure_dry_run(project, &selected, &lock_file, args.locked, &skopeo)?
+        crate::lock::ensure_dry_run(project, &selected, &lock_file, locked, &skopeo)?
     } else {
         if !args.locked {
             preflight()?;
         }
-        let checked = crate::lock::ensure(project, &selected, &lock_file, args.locked, &skopeo)?;
+        let checked = crate::lock::ensure(project, &selected, &lock_file, locked, &skopeo)?;
         if args.locked {
             preflight()?;
         }

@@ -807,7 +807,7 @@ pub fn ensure(
     project: &Project,
     variants: &[Variant],
     file: &LockFile,
-    locked: bool,
+    locked: Locked,
     skopeo: &Skopeo,
 ) -> Result<(Lock, Talos)> {
     let (current, talos, problems) = lock_problems(project, variants, file, locked, skopeo)?;
@@ -900,21 +900,48 @@ pub fn ensure(
     Ok((lock, talos))
 }
 
+/// Whether a build must use the lock as it is (`--locked`), and whether `--imager` names the
+/// imager, so that the lock need not pin one.
+#[derive(Clone, Copy)]
+pub enum Locked {
+    No,
+    Yes { imager_given: bool },
+}
+
+impl Locked {
+    pub fn new(locked: bool, imager_given: bool) -> Locked {
+        match locked {
+            true => Locked::Yes { imager_given },
+            false => Locked::No,
+        }
+    }
+}
+
 /// The lock, the Talos version it must be for, and what keeps a build from using it as it is;
 /// with `locked`, any problem is the error (listing all of them and the fix).
 fn lock_problems(
     project: &Project,
     variants: &[Variant],
     file: &LockFile,
-    locked: bool,
+    locked: Locked,
     skopeo: &Skopeo,
 ) -> Result<(Option<Lock>, Talos, Vec<Finding>)> {
     let current = file.parse()?;
     let talos = pin::talos_version_or(project, current.as_ref().map(|l| &l.talos_version))?;
     let fix = fix_command(&talos.version, skopeo);
-    let problems = match &current {
+    let mut problems = match &current {
         Some(lock) => lock.locked_problems(variants, &talos.version),
         None => vec![Finding::new(SHOWN, "", "missing: there is no lock file").fix(fix)],
+    };
+    let locked = match locked {
+        Locked::No => false,
+        Locked::Yes { imager_given } => {
+            // every problem at once: the pins a --locked build needs besides the entries too
+            if let Some(lock) = &current {
+                problems.extend(lock.locked_pins_problems(imager_given));
+            }
+            true
+        }
     };
     if locked && !problems.is_empty() {
         diag::into_result(
@@ -933,7 +960,7 @@ pub fn ensure_dry_run(
     project: &Project,
     variants: &[Variant],
     file: &LockFile,
-    locked: bool,
+    locked: Locked,
     skopeo: &Skopeo,
 ) -> Result<(Lock, Talos)> {
     let (current, talos, problems) = lock_problems(project, variants, file, locked, skopeo)?;

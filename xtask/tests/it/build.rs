@@ -454,11 +454,14 @@ fn dry_run_with_an_extension_absent_from_the_lock_says_what_it_resolves_first() 
         "gateway",
     ]));
     let err = assert_failure(&out, "build --dry-run --locked --variant gateway");
+    // three entries, and the base installer and the imager a --locked build also needs pinned
     assert!(
-        err.contains("--locked: variants/extensions.lock cannot be used as it is: 3 problems"),
+        err.contains("--locked: variants/extensions.lock cannot be used as it is: 5 problems"),
         "{err}"
     );
     assert!(err.contains("`extensions.iscsi-tools`: missing"), "{err}");
+    assert!(err.contains("field `base_installer`: missing"), "{err}");
+    assert!(err.contains("field `imager`: missing"), "{err}");
     assert!(
         stdout(&out).is_empty(),
         "nothing printed as if it would run"

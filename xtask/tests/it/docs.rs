@@ -711,7 +711,11 @@ impl Checker {
             && output
                 .lines()
                 .filter(|l| l.contains("variants/extensions.lock: field"))
-                .all(|l| l.contains("has no digest"))
+                .all(|l| {
+                    l.contains("has no digest")
+                        || l.contains("field `base_installer`: missing")
+                        || l.contains("field `imager`: missing")
+                })
         {
             ok = true;
         }

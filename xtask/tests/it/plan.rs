@@ -319,11 +319,22 @@ fn ci_dry_run_prints_every_stage() {
         "--variant",
         "gateway",
     ]));
+    // the fixture's lock is not fit for --locked: the preview shows every stage and lists every
+    // problem at once (entries, base installer, imager), first and last
     assert_success(
         &out,
         "ci --dry-run --push --registry ghcr.io/acme --variant gateway",
     );
     let text = stdout(&out);
+    for problem in [
+        "# a real run stops here:",
+        "# a real run stops at the lock stage: its problems are listed at the top",
+        "field `extensions.tailscale` = ghcr.io/siderolabs/tailscale:1.98.5: has no digest",
+        "field `base_installer`: missing",
+        "field `imager`: missing",
+    ] {
+        assert!(text.contains(problem), "missing {problem:?} in:\n{text}");
+    }
     for stage in [
         "# stage preflight",
         "# stage lock (--locked)",
