@@ -416,3 +416,25 @@ fn talosctl_parses_gen_commands_and_refuses_a_misspelt_flag() {
         "{report:#}"
     );
 }
+
+#[test]
+fn a_judge_at_another_release_than_the_lock_is_said() {
+    if !have_tools(&["go"]) {
+        return;
+    }
+    let _one = HARNESS.lock().unwrap_or_else(|e| e.into_inner());
+    // the fixture's lock is for the made-up release; the harness is built at the pinned one
+    let root = temp_dir("conformance-other-release");
+    copy_repo_data(&root);
+    copy_dir(&repo_root().join("conformance"), &root.join("conformance"));
+    let out = run(xtask(&root).arg("conformance"));
+    assert_success(&out, "conformance on the fixture");
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "warning: judged by Talos {}, but the lock is for {FIXTURE_TALOS}",
+            live_talos_version()
+        )),
+        "{err}"
+    );
+}
