@@ -97,10 +97,18 @@ impl Prefetch {
         skopeo.runner.act(&cmd, || {
             std::fs::create_dir_all(&self.dir).with_context(|| format!("creating {}", self.dir))?;
             let _ = std::fs::remove_dir_all(&tmp);
-            skopeo
+            let fetched = skopeo
                 .run(&cmd)
-                .with_context(|| format!("fetching {reference} for the imager"))?;
-            add_platform(&tmp, arch).with_context(|| format!("{reference} (fetched to {tmp})"))
+                .with_context(|| format!("fetching {reference} for the imager"))
+                .and_then(|()| {
+                    add_platform(&tmp, arch)
+                        .with_context(|| format!("{reference} (fetched to {tmp})"))
+                });
+            if fetched.is_err() {
+                // a half-fetched layout is never reused, nor left behind
+                let _ = std::fs::remove_dir_all(&tmp);
+            }
+            fetched
         })?;
         skopeo.runner.note(&format!(
             "add platform linux/{arch} to the manifest entry in {tmp}/index.json (skopeo writes none; the imager's ociPath reader needs it)"
