@@ -100,7 +100,7 @@ impl Prefetch {
             let fetched = skopeo
                 .run(&cmd)
                 .with_context(|| format!("fetching {reference} for the imager"))
-                .and_then(|()| {
+                .and_then(|_| {
                     add_platform(&tmp, arch)
                         .with_context(|| format!("{reference} (fetched to {tmp})"))
                 });

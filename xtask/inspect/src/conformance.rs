@@ -875,7 +875,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         None
     };
     let verdict = judge_plan(project, &plan, &binary, next_version.as_deref())?;
-    if !args.next && verdict.talos_version != plan.talos_version.to_string() {
+    if !args.next && verdict.talos_version != plan.talos_version {
         // the harness is built at the release conformance/go.mod requires, not at the lock's
         eprintln!(
             "warning: judged by Talos {}, but the lock is for {}: {DIR}/go.mod requires another release\n    fix: set github.com/siderolabs/talos in {DIR}/go.mod to {} (docs/conformance.md)",
