@@ -220,6 +220,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     let mut smoke: Vec<SmokeResult> = Vec::new();
     let mut trees = std::collections::BTreeMap::new();
     let skopeo = infra::registry::Skopeo::new(&args.options.registry_client)?;
+    args.options.check()?;
     // the lock file read once: the variants are checked against it, the lock stage checks it
     let lock_file = project.read_lock()?;
     let selected = project.select_variants_against(&args.options.variants, &lock_file)?;

@@ -156,6 +156,20 @@ struct JsonOutput<'a> {
     variants: &'a [BuildRecord],
 }
 
+impl Options {
+    /// What can be checked in the options alone, before anything runs or is printed: a dry run
+    /// must not show half its commands and then fail on a value given up front.
+    pub fn check(&self) -> Result<()> {
+        if let Some(registry) = self.registry.resolve() {
+            domain::plan::check_registry(&registry)?;
+        }
+        if let (Some(tree), false) = (&self.tree, self.no_matchbox) {
+            matchbox::dockerfile(tree)?;
+        }
+        Ok(())
+    }
+}
+
 /// Builds (and with `--push` publishes) the selected variants; returns their records. The lock
 /// is checked (or completed) once and the plan made from exactly that lock.
 pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
@@ -170,6 +184,7 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
         quiet: args.json || args.dry_run,
         ..Settings::default()
     };
+    opts.check()?;
     let registry = opts.registry.resolve();
     if opts.push && registry.is_none() {
         bail!("--push needs a registry: pass --registry HOST/OWNER, or set REGISTRY or GITHUB_REPOSITORY_OWNER");

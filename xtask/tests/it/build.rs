@@ -652,3 +652,31 @@ fn emulate_runs_an_arm64_imager_image_under_qemu() {
     let kernel = std::fs::read_to_string(env.root.join("_out/compute/kernel-arm64")).unwrap();
     assert!(kernel.starts_with("stand-in kernel arm64"), "{kernel}");
 }
+
+#[test]
+fn a_dry_run_checks_the_options_before_printing_any_command() {
+    // a saved dry run is never a cut-off list of commands: a bad value given up front fails first
+    let root = temp_dir("build-dry-run-bad-options");
+    copy_repo_data(&root);
+    for (args, problem) in [
+        (
+            &["--registry", "Bad_Reg!"][..],
+            "--registry (or REGISTRY) = \"Bad_Reg!\"",
+        ),
+        (
+            &["--tree", "/nonexistent"][..],
+            "/nonexistent is not a CozyStack tree",
+        ),
+    ] {
+        for command in ["build", "ci"] {
+            let out = run(xtask(&root).arg(command).arg("--dry-run").args(args));
+            let err = assert_failure(&out, &format!("{command} --dry-run {args:?}"));
+            assert!(err.contains(problem), "{err}");
+            assert_eq!(
+                stdout(&out),
+                "",
+                "{command} --dry-run {args:?} printed commands"
+            );
+        }
+    }
+}
