@@ -22,11 +22,12 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     let plan = infra::inputs::load_plan(project, &args.variants, args.registry.resolve())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&plan)?);
-        for warning in &plan.warnings {
-            eprintln!("warning: {warning}");
-        }
     } else {
         print!("{}", render(&plan));
+    }
+    // on stderr, as every other subcommand's warnings: stdout is the plan alone
+    for warning in &plan.warnings {
+        eprintln!("warning: {warning}");
     }
     Ok(())
 }
@@ -108,12 +109,6 @@ pub fn render(plan: &Plan) -> String {
                 images.join(", ")
             )
             .unwrap();
-        }
-    }
-    if !plan.warnings.is_empty() {
-        writeln!(out).unwrap();
-        for warning in &plan.warnings {
-            writeln!(out, "warning: {warning}").unwrap();
         }
     }
     out

@@ -148,6 +148,13 @@ fn human_plan_is_a_table() {
         "{text}"
     );
     assert!(text.contains("gateway  arm64  metal   drbd zfs spin tailscale  ghcr.io/acme/talos-cozystack-spin-tailscale/talos:v1.13.99"), "{text}");
+    // warnings (the fixture's unpinned entries) go to stderr, as every subcommand's do
+    assert!(!text.contains("warning:"), "{text}");
+    assert!(
+        stderr(&out).contains("warning: extension `spin`"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
