@@ -118,7 +118,8 @@ pub struct BootArgs {
     #[arg(long, value_name = "SECS", default_value_t = boot::DEFAULT_TIMEOUT.as_secs(),
         value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
-    /// Where to stream the console. Default: target/smoke/boot.log.
+    /// Where to stream the console. Default: target/smoke/boot.log ($CARGO_TARGET_DIR/smoke/boot.log
+    /// when that is set).
     #[arg(long, value_name = "FILE")]
     pub log: Option<Utf8PathBuf>,
     /// Guest memory in MiB.

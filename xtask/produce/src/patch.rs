@@ -26,7 +26,8 @@ use infra::series::{self, PatchInfo, SERIES};
 pub struct Args {
     #[command(flatten)]
     pub source: SourceArg,
-    /// The patched tree. Default: target/patched, or target/patched-<variant> with --variant.
+    /// The patched tree. Default: target/patched, or target/patched-<variant> with --variant
+    /// (target/ is $CARGO_TARGET_DIR when that is set).
     /// With --refresh: the edited tree to read the series from.
     #[arg(long, value_name = "DIR")]
     pub out: Option<Utf8PathBuf>,

@@ -16,7 +16,8 @@ pub struct Args {
     #[arg(long = "variant", value_name = "NAME")]
     pub variants: Vec<String>,
     /// Directory to write `<variant>/<kind>.yaml` (`<kind>-<arch>.yaml` for a role built for
-    /// several architectures) into. Default: target/profiles.
+    /// several architectures) into. Default: target/profiles ($CARGO_TARGET_DIR/profiles when
+    /// that is set).
     #[arg(long, value_name = "DIR")]
     pub out: Option<Utf8PathBuf>,
     /// Compare with the files in the directory instead of writing; fail listing every difference.
