@@ -53,10 +53,12 @@ pub struct VariantArgs {
         value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
     /// Guest memory in MiB.
-    #[arg(long, value_name = "MIB", default_value_t = boot::DEFAULT_MEMORY_MIB)]
+    #[arg(long, value_name = "MIB", default_value_t = boot::DEFAULT_MEMORY_MIB,
+          value_parser = clap::value_parser!(u32).range(256..))]
     pub memory: u32,
     /// Guest CPUs.
-    #[arg(long, value_name = "N", default_value_t = boot::DEFAULT_CPUS)]
+    #[arg(long, value_name = "N", default_value_t = boot::DEFAULT_CPUS,
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub cpus: u32,
     /// Print results as JSON on stdout, no progress on stderr.
     #[arg(long, conflicts_with = "dry_run")]
@@ -123,10 +125,12 @@ pub struct BootArgs {
     #[arg(long, value_name = "FILE")]
     pub log: Option<Utf8PathBuf>,
     /// Guest memory in MiB.
-    #[arg(long, value_name = "MIB", default_value_t = boot::DEFAULT_MEMORY_MIB)]
+    #[arg(long, value_name = "MIB", default_value_t = boot::DEFAULT_MEMORY_MIB,
+          value_parser = clap::value_parser!(u32).range(256..))]
     pub memory: u32,
     /// Guest CPUs.
-    #[arg(long, value_name = "N", default_value_t = boot::DEFAULT_CPUS)]
+    #[arg(long, value_name = "N", default_value_t = boot::DEFAULT_CPUS,
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub cpus: u32,
     /// Print the result as JSON on stdout, no progress on stderr.
     #[arg(long, conflicts_with = "dry_run")]

@@ -163,6 +163,11 @@ impl Options {
         if let Some(registry) = self.registry.resolve() {
             domain::plan::check_registry(&registry)?;
         }
+        if let Some(imager) = &self.imager {
+            domain::ImageRef::parse(imager).map_err(|why| {
+                anyhow::anyhow!("--imager (or XTASK_IMAGER) = {imager:?}: {why}\n    fix: give REGISTRY/PATH:TAG or REGISTRY/PATH@sha256:DIGEST, e.g. ghcr.io/siderolabs/imager:vX.Y.Z")
+            })?;
+        }
         if let (Some(tree), false) = (&self.tree, self.no_matchbox) {
             matchbox::dockerfile(tree)?;
         }

@@ -127,6 +127,10 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     };
     let runner = Runner::new(args.dry_run);
     if runner.is_dry_run() {
+        // a variant a real run would not find fails here too, before any command is printed
+        if let Some(name) = &args.variant {
+            project.select_variants(std::slice::from_ref(name))?;
+        }
         // the commands of a run whose `git am` all succeed; the queries between them need the tree
         let cache = pin.cache_dir(project);
         if !cache.is_dir() {

@@ -667,6 +667,10 @@ fn a_dry_run_checks_the_options_before_printing_any_command() {
             &["--tree", "/nonexistent"][..],
             "/nonexistent is not a CozyStack tree",
         ),
+        (
+            &["--imager", ":bad"][..],
+            "--imager (or XTASK_IMAGER) = \":bad\": not a full image reference",
+        ),
     ] {
         for command in ["build", "ci"] {
             let out = run(xtask(&root).arg(command).arg("--dry-run").args(args));

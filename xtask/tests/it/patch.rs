@@ -850,3 +850,13 @@ fn real_series_applies_at_the_pin_and_names_arm64_assets() {
     // make -n ran upstream's git describe in the tree: it found the tag and fetched nothing.
     assert_eq!(ok(git(&tree).arg("remote")), "origin");
 }
+
+#[test]
+fn a_dry_run_for_a_variant_that_does_not_exist_fails_as_the_run_would() {
+    let root = temp_dir("patch-dry-run-unknown-variant");
+    copy_repo_data(&root);
+    let out = run(xtask(&root).args(["patch", "--dry-run", "--variant", "nope"]));
+    let err = assert_failure(&out, "patch --dry-run --variant nope");
+    assert!(err.contains("unknown variant `nope`"), "{err}");
+    assert_eq!(stdout(&out), "", "no command printed");
+}

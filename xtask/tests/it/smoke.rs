@@ -698,3 +698,23 @@ fn smoke_of_an_unbuilt_variant_says_how_to_build_it() {
         "{command}"
     );
 }
+
+#[test]
+fn a_guest_without_cpus_or_with_too_little_memory_is_a_usage_error() {
+    for args in [&["--cpus", "0"][..], &["--memory", "100"][..]] {
+        let out = run(xtask(&fixture_root())
+            .args(["smoke", "--dry-run"])
+            .args(args));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "smoke --dry-run {args:?}: {}",
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).contains(&format!("invalid value '{}'", args[1])),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
