@@ -68,10 +68,17 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         let stale = differences(&dir, &files);
         if !stale.is_empty() {
             anyhow::bail!(
-                "{} profile file{} in {dir} differ from what the variants and lock generate:\n  {}\n    fix: cargo xtask profiles --out {dir}",
+                "{} profile file{} in {dir} differ from what the variants and lock generate, or are missing:\n  {}\n    fix: cargo xtask profiles --out {dir}",
                 stale.len(),
                 domain::diag::plural(stale.len()),
-                stale.iter().map(|p| p.as_str()).collect::<Vec<_>>().join("\n  ")
+                stale
+                    .iter()
+                    .map(|p| match dir.join(p).exists() {
+                        true => format!("{p} (differs)"),
+                        false => format!("{p} (missing)"),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n  ")
             );
         }
         println!("{} profiles in {dir} are up to date", files.len());

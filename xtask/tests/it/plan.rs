@@ -393,3 +393,26 @@ fn schematic_writes_the_file_its_curl_hint_posts() {
         "{own}"
     );
 }
+
+#[test]
+fn profiles_check_tells_a_missing_file_from_a_stale_one() {
+    let root = temp_dir("profiles-check");
+    copy_repo_data(&root);
+    let dir = root.join("committed");
+    let check = || {
+        run(xtask(&root)
+            .args(["profiles", "--check", "--out"])
+            .arg(&dir))
+    };
+    let err = assert_failure(&check(), "profiles --check on an empty directory");
+    assert!(err.contains("compute/installer.yaml (missing)"), "{err}");
+    assert_success(
+        &run(xtask(&root).args(["profiles", "--out"]).arg(&dir)),
+        "profiles --out",
+    );
+    assert_success(&check(), "profiles --check after writing them");
+    std::fs::write(dir.join("compute/installer.yaml"), "arch: amd64\n").unwrap();
+    let err = assert_failure(&check(), "profiles --check after an edit");
+    assert!(err.contains("1 profile file in "), "{err}");
+    assert!(err.contains("compute/installer.yaml (differs)"), "{err}");
+}
