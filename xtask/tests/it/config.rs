@@ -611,3 +611,20 @@ fn a_factory_url_without_its_scheme_is_refused_with_the_url_to_write() {
         assert!(stdout(&out).is_empty(), "{}", stdout(&out));
     }
 }
+
+#[test]
+fn without_the_harness_a_config_says_it_is_not_judged() {
+    let out = run(xtask(&fixture_root())
+        .args(["config", "--variant", "compute"])
+        .env("REGISTRY", "ghcr.io/acme"));
+    assert_success(
+        &out,
+        "config --variant compute in a copy without conformance/",
+    );
+    assert!(
+        stderr(&out)
+            .contains("note: not judged by Talos's own code: there is no conformance/go.mod here"),
+        "{}",
+        stderr(&out)
+    );
+}
