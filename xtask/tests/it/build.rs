@@ -478,7 +478,7 @@ fn locked_build_refuses_unpinned_entries_before_building() {
         "--variant",
         "gateway",
         "--imager",
-        "localhost/none",
+        "localhost/none:v0",
     ]));
     let err = assert_failure(&out, "build --locked --variant gateway");
     assert!(
