@@ -40,6 +40,19 @@ pub enum Mode {
 }
 
 /// Without a subcommand: static checks, then a boot of each variant's kernel and initramfs.
+/// The qemu guest's size, for `smoke` and `smoke boot` alike.
+#[derive(clap::Args)]
+pub struct GuestArgs {
+    /// Guest memory in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = boot::DEFAULT_MEMORY_MIB,
+          value_parser = clap::value_parser!(u32).range(256..))]
+    pub memory: u32,
+    /// Guest CPUs.
+    #[arg(long, value_name = "N", default_value_t = boot::DEFAULT_CPUS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub cpus: u32,
+}
+
 #[derive(clap::Args)]
 pub struct VariantArgs {
     /// Only these variants (repeatable); default: every variant.
@@ -52,14 +65,8 @@ pub struct VariantArgs {
     #[arg(long, value_name = "SECS", default_value_t = boot::DEFAULT_TIMEOUT.as_secs(),
         value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
-    /// Guest memory in MiB.
-    #[arg(long, value_name = "MIB", default_value_t = boot::DEFAULT_MEMORY_MIB,
-          value_parser = clap::value_parser!(u32).range(256..))]
-    pub memory: u32,
-    /// Guest CPUs.
-    #[arg(long, value_name = "N", default_value_t = boot::DEFAULT_CPUS,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub cpus: u32,
+    #[command(flatten)]
+    pub guest: GuestArgs,
     /// Print results as JSON on stdout, no progress on stderr.
     #[arg(long, conflicts_with = "dry_run")]
     pub json: bool,
@@ -124,14 +131,8 @@ pub struct BootArgs {
     /// when that is set).
     #[arg(long, value_name = "FILE")]
     pub log: Option<Utf8PathBuf>,
-    /// Guest memory in MiB.
-    #[arg(long, value_name = "MIB", default_value_t = boot::DEFAULT_MEMORY_MIB,
-          value_parser = clap::value_parser!(u32).range(256..))]
-    pub memory: u32,
-    /// Guest CPUs.
-    #[arg(long, value_name = "N", default_value_t = boot::DEFAULT_CPUS,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub cpus: u32,
+    #[command(flatten)]
+    pub guest: GuestArgs,
     /// Print the result as JSON on stdout, no progress on stderr.
     #[arg(long, conflicts_with = "dry_run")]
     pub json: bool,
@@ -169,8 +170,8 @@ fn run_boot(project: &Project, args: BootArgs) -> Result<()> {
     opts.port = args.port;
     opts.require_tls = args.tls;
     opts.timeout = std::time::Duration::from_secs(args.timeout);
-    opts.memory_mib = args.memory;
-    opts.cpus = args.cpus;
+    opts.memory_mib = args.guest.memory;
+    opts.cpus = args.guest.cpus;
     opts.quiet = args.json;
     let Some(result) = boot::run(Runner::new(args.dry_run), &opts)? else {
         return Ok(());
@@ -277,8 +278,8 @@ fn run_variants(project: &Project, args: VariantArgs) -> Result<()> {
         // the boots only: the static checks read what was built and the registry
         for variant in &selected {
             let mut opts = variant_boot_options(project, variant)?;
-            opts.memory_mib = args.memory;
-            opts.cpus = args.cpus;
+            opts.memory_mib = args.guest.memory;
+            opts.cpus = args.guest.cpus;
             boot::run(runner, &opts)?;
         }
         return Ok(());
@@ -326,8 +327,8 @@ fn run_variants(project: &Project, args: VariantArgs) -> Result<()> {
         }
         let attempt = variant_boot_options(project, variant).and_then(|mut opts| {
             opts.timeout = std::time::Duration::from_secs(args.timeout);
-            opts.memory_mib = args.memory;
-            opts.cpus = args.cpus;
+            opts.memory_mib = args.guest.memory;
+            opts.cpus = args.guest.cpus;
             opts.quiet = args.json;
             boot::boot(&opts)
         });

@@ -255,22 +255,19 @@ pub fn build_plan(
     let _signals = infra::interrupt::catch();
     let engine = Engine::detect(opts.engine);
     check_matchbox_base(opts, engine)?;
-    // The profiles name the base installer by the lock's digest; a `--locked` build needs it.
-    if settings.locked && lock.base_installer.is_none() {
-        bail!(
-            "the lock pins no base installer:\n  {SHOWN}: base_installer: missing: a --locked build names {} only by digest\n    fix: run `cargo xtask lock --talos-version {}` and commit {SHOWN}",
-            domain::profile::base_installer_image(&plan.talos_version),
-            plan.talos_version
-        );
+    // The profiles name the base installer by the lock's digest, and a `--locked` build runs
+    // the imager only by digest: `lock::ensure` refused a lock without them, with the same
+    // findings; held here too, as this is what runs the imager.
+    if settings.locked {
+        domain::diag::into_result(
+            &format!("--locked: {SHOWN} cannot be used as it is"),
+            lock.locked_pins_problems(opts.imager.is_some()),
+        )?;
     }
-    // `--imager` wins; else the lock's pin; a `--locked` build never runs the imager by tag.
+    // `--imager` wins; else the lock's pin; else (never under --locked, above) the tag.
     let imager = match (&opts.imager, &lock.imager) {
         (Some(imager), _) => imager.clone(),
         (None, Some(pinned)) => pinned.to_string(),
-        (None, None) if settings.locked => {
-            let finding = lock.locked_imager().expect_err("no imager is pinned");
-            bail!("the lock pins no imager:\n  {finding}");
-        }
         (None, None) => domain::profile::imager_image(&plan.talos_version),
     };
     // The imager puts its own release's kernel into every output, under extensions whose
