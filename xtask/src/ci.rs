@@ -16,7 +16,7 @@ use domain::record::ImageKind;
 use domain::{BuildRecord, TalosVersion};
 use infra::engine::{Engine, Need};
 use infra::inputs;
-use infra::project::{LockFile, Project};
+use infra::project::{Inputs, Project};
 use produce::build;
 use produce::lock::Locked;
 
@@ -221,11 +221,12 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     let mut trees = std::collections::BTreeMap::new();
     let skopeo = infra::registry::Skopeo::new(&args.options.registry_client)?;
     args.options.check()?;
-    // the lock file read once: the variants are checked against it, the lock stage checks it
-    let lock_file = project.read_lock()?;
-    let selected = project.select_variants_against(&args.options.variants, &lock_file)?;
+    // variants and lock read once: a variant problem stops ci here (with the lock's problems
+    // listed too); the lock stage checks the lock
+    let inputs = project.read_inputs()?;
+    let selected = inputs.variants(&args.options.variants)?;
     if args.dry_run {
-        return dry_run(project, &args, selected, &lock_file);
+        return dry_run(project, &args, selected, &inputs);
     }
 
     let locked = Locked::new(true, args.options.imager.is_some());
@@ -240,7 +241,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     ok = ok
         && stage("lock (--locked)", &mut stages, || {
             let (lock, talos) =
-                produce::lock::ensure(project, &selected, &lock_file, locked, &skopeo)?;
+                produce::lock::ensure(project, &selected, inputs.lock()?, locked, &skopeo)?;
             let plan = domain::plan::make(
                 selected.clone(),
                 &lock,
@@ -499,7 +500,7 @@ fn dry_run(
     project: &Project,
     args: &Args,
     variants: Vec<domain::Variant>,
-    lock_file: &LockFile,
+    inputs: &Inputs,
 ) -> Result<()> {
     let opts = &args.options;
     let mut skopeo = infra::registry::Skopeo::new(&opts.registry_client)?;
@@ -515,13 +516,11 @@ fn dry_run(
         tools.join(", ")
     ));
     runner.note("stage lock (--locked): checks variants/extensions.lock offline, runs nothing");
-    let ((lock, talos), locked) = match produce::lock::ensure_dry_run(
-        project,
-        &variants,
-        lock_file,
-        Locked::new(true, opts.imager.is_some()),
-        &skopeo,
-    ) {
+    let checked = inputs.lock().and_then(|current| {
+        let locked = Locked::new(true, opts.imager.is_some());
+        produce::lock::ensure_dry_run(project, &variants, current, locked, &skopeo)
+    });
+    let ((lock, talos), locked) = match checked {
         Ok(checked) => (checked, true),
         Err(err) => {
             runner.note("a real run stops here:");
@@ -530,7 +529,13 @@ fn dry_run(
             }
             runner.note("the stages below show what runs once the lock is fixed");
             (
-                produce::lock::ensure_dry_run(project, &variants, lock_file, Locked::No, &skopeo)?,
+                produce::lock::ensure_dry_run(
+                    project,
+                    &variants,
+                    inputs.lock()?,
+                    Locked::No,
+                    &skopeo,
+                )?,
                 false,
             )
         }

@@ -36,27 +36,17 @@ impl RegistryArg {
 }
 
 /// Reads the variants and the lock, reporting every problem in either at once (with the
-/// extension names checked against the lock).
+/// extension names checked against the lock); the lock must exist.
 pub fn load_inputs(project: &Project) -> Result<(Vec<domain::Variant>, domain::Lock)> {
-    use anyhow::Context as _;
-    let text = std::fs::read_to_string(project.lock_path()).with_context(|| {
-        format!(
-            "reading {}: create it with `cargo xtask lock`",
+    let inputs = project.read_inputs()?;
+    let variants = inputs.variants(&[])?;
+    match inputs.lock()? {
+        Some(lock) => Ok((variants, lock)),
+        None => bail!(
+            "{} is missing: create it with `cargo xtask lock`",
             domain::lock::SHOWN
-        )
-    })?;
-    let (lock, lock_findings) = domain::Lock::check(&text);
-    let lock_names = domain::lock::entry_names(&text);
-    let names: Vec<&str> = lock_names.iter().map(String::as_str).collect();
-    let (variants, mut findings) = project.check_variants(&names)?;
-    let heading = match (findings.is_empty(), lock_findings.is_empty()) {
-        (_, true) => "invalid variants",
-        (true, false) => "invalid lock file",
-        (false, false) => "invalid variants and lock file",
-    };
-    findings.extend(lock_findings);
-    domain::diag::into_result(heading, findings)?;
-    Ok((variants, lock.expect("a lock without findings")))
+        ),
+    }
 }
 
 /// Reads variants, lock and pin from the repository and resolves the plan.

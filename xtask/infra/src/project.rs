@@ -67,15 +67,11 @@ impl Project {
         path.strip_prefix(&self.root).unwrap_or(path)
     }
 
-    /// Reads and validates every `variants/*.json`, sorted by name.
+    /// Reads and validates every `variants/*.json`, sorted by name (extension names checked
+    /// against the lock's entries, read leniently: a broken lock does not hide their problems).
     pub fn load_variants(&self) -> Result<Vec<Variant>> {
-        let lock = self.read_lock().unwrap_or(LockFile(None));
-        self.load_variants_against(&lock)
-    }
-
-    /// [`Project::load_variants`], their extension names checked against `lock` as read.
-    fn load_variants_against(&self, lock: &LockFile) -> Result<Vec<Variant>> {
-        let lock_names = lock.entry_names();
+        let text = self.read_lock_text().unwrap_or(None);
+        let lock_names = text.as_deref().map(lock::entry_names).unwrap_or_default();
         let names: Vec<&str> = lock_names.iter().map(String::as_str).collect();
         let (variants, findings) = self.check_variants(&names)?;
         diag::into_result("invalid variants", findings)?;
@@ -131,14 +127,23 @@ impl Project {
         Ok((variants, findings))
     }
 
-    /// `variants/extensions.lock` as it is on disk, read once for a command that needs both the
-    /// variants and the lock; `LockFile(None)` when there is none yet.
-    pub fn read_lock(&self) -> Result<LockFile> {
-        match std::fs::read_to_string(self.lock_path()) {
-            Ok(text) => Ok(LockFile(Some(text))),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(LockFile(None)),
-            Err(err) => Err(err).with_context(|| format!("reading {}", lock::SHOWN)),
-        }
+    /// The variants and the lock, each read once, for a command that needs both: every
+    /// problem in either is known before anything runs ([`Inputs`]).
+    pub fn read_inputs(&self) -> Result<Inputs> {
+        let text = self.read_lock_text()?;
+        let lock_names = text.as_deref().map(lock::entry_names).unwrap_or_default();
+        let names: Vec<&str> = lock_names.iter().map(String::as_str).collect();
+        let (variants, variant_findings) = self.check_variants(&names)?;
+        let (lock, lock_findings) = match text.as_deref().map(Lock::check) {
+            Some((lock, findings)) => (lock, findings),
+            None => (None, Vec::new()),
+        };
+        Ok(Inputs {
+            variants,
+            variant_findings,
+            lock,
+            lock_findings,
+        })
     }
 
     /// The selected variants (all of them when `names` is empty), read and validated.
@@ -146,39 +151,56 @@ impl Project {
         variant::select(self.load_variants()?, names)
     }
 
-    /// [`Project::select_variants`] against the lock a command has read ([`Project::read_lock`]).
-    pub fn select_variants_against(
-        &self,
-        names: &[String],
-        lock: &LockFile,
-    ) -> Result<Vec<Variant>> {
-        variant::select(self.load_variants_against(lock)?, names)
-    }
-
     /// The lock file if there is one.
     pub fn load_lock_optional(&self) -> Result<Option<Lock>> {
-        self.read_lock()?.parse()
+        self.read_lock_text()?
+            .as_deref()
+            .map(Lock::parse)
+            .transpose()
+    }
+
+    /// `variants/extensions.lock`'s text; `None` when there is none yet.
+    fn read_lock_text(&self) -> Result<Option<String>> {
+        match std::fs::read_to_string(self.lock_path()) {
+            Ok(text) => Ok(Some(text)),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err).with_context(|| format!("reading {}", lock::SHOWN)),
+        }
     }
 }
 
-/// The lock file's text as read once ([`Project::read_lock`]): the variants are checked against
-/// its entry names, read leniently so that a broken lock does not hide the variants' own
-/// problems, and the stage that needs the lock parses it strictly.
-pub struct LockFile(Option<String>);
+/// The variants and the lock as [`Project::read_inputs`] read them, with every problem found in
+/// either. A command asks for the variants first: when they have problems, the error lists the
+/// lock's too, so that one run shows everything to fix. The lock is asked for where it is used
+/// (ci's lock stage fails in the job summary, not before it).
+pub struct Inputs {
+    variants: Vec<Variant>,
+    variant_findings: Vec<Finding>,
+    /// `None` when there is no lock file, or when it has problems
+    lock: Option<Lock>,
+    lock_findings: Vec<Finding>,
+}
 
-impl LockFile {
-    /// The entry names (for "did you mean" hints and unknown-extension checks); none when the
-    /// file is missing or unreadable as JSON.
-    pub fn entry_names(&self) -> Vec<String> {
-        self.0
-            .as_deref()
-            .map(domain::lock::entry_names)
-            .unwrap_or_default()
+impl Inputs {
+    /// The variants named (all of them when `names` is empty); an error listing every problem
+    /// in the variants, and in the lock too, when the variants have any.
+    pub fn variants(&self, names: &[String]) -> Result<Vec<Variant>> {
+        if !self.variant_findings.is_empty() {
+            let heading = match self.lock_findings.is_empty() {
+                true => "invalid variants",
+                false => "invalid variants and lock file",
+            };
+            let mut all = self.variant_findings.clone();
+            all.extend(self.lock_findings.iter().cloned());
+            diag::into_result(heading, all)?;
+        }
+        variant::select(self.variants.clone(), names)
     }
 
-    /// The lock, validated; `None` when there is no file.
-    pub fn parse(&self) -> Result<Option<Lock>> {
-        self.0.as_deref().map(Lock::parse).transpose()
+    /// The lock, `None` when there is no file; an error listing its problems when it has any.
+    pub fn lock(&self) -> Result<Option<Lock>> {
+        diag::into_result("invalid lock file", self.lock_findings.clone())?;
+        Ok(self.lock.clone())
     }
 }
 

@@ -87,9 +87,9 @@ pub type Judge = fn(&Project, &[Report]) -> Result<()>;
 
 pub fn run(project: &Project, args: Args, judge: Judge) -> Result<()> {
     let names: Vec<String> = args.variant.iter().cloned().collect();
-    let lock_file = project.read_lock()?;
-    let selected = project.select_variants_against(&names, &lock_file)?;
-    let lock = lock_file.parse()?;
+    let inputs = project.read_inputs()?;
+    let selected = inputs.variants(&names)?;
+    let lock = inputs.lock()?;
     // the pinned tree's version when it is fetched, else the lock's; without either the error
     // says how to get one
     let talos = match args.talos_version {

@@ -208,17 +208,18 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
     // registry (and it says so), so the tools are checked before that.
     let mut skopeo = infra::registry::Skopeo::new(&opts.registry_client)?;
     skopeo.runner = settings.runner;
-    // the lock file read once: the variants are checked against it, then the lock itself
-    let lock_file = project.read_lock()?;
-    let selected = project.select_variants_against(&opts.variants, &lock_file)?;
+    // variants and lock read once, every problem in either at once
+    let inputs = project.read_inputs()?;
+    let selected = inputs.variants(&opts.variants)?;
+    let current = inputs.lock()?;
     let locked = crate::lock::Locked::new(args.locked, opts.imager.is_some());
     let (lock, talos) = if args.dry_run {
-        crate::lock::ensure_dry_run(project, &selected, &lock_file, locked, &skopeo)?
+        crate::lock::ensure_dry_run(project, &selected, current, locked, &skopeo)?
     } else {
         if !args.locked {
             preflight()?;
         }
-        let checked = crate::lock::ensure(project, &selected, &lock_file, locked, &skopeo)?;
+        let checked = crate::lock::ensure(project, &selected, current, locked, &skopeo)?;
         if args.locked {
             preflight()?;
         }

@@ -31,7 +31,7 @@ use domain::Variant;
 use domain::{Digest, ImageRef, Lock, TalosVersion};
 use infra::cmd::Cmd;
 use infra::pin;
-use infra::project::{LockFile, Project};
+use infra::project::Project;
 use infra::registry::{self, RegistryArgs, Skopeo};
 
 /// The file inside the extensions image listing every extension of the release.
@@ -806,11 +806,11 @@ fn render(resolution: &Resolution, previous: Option<&Lock>, changed: bool) -> St
 pub fn ensure(
     project: &Project,
     variants: &[Variant],
-    file: &LockFile,
+    current: Option<Lock>,
     locked: Locked,
     skopeo: &Skopeo,
 ) -> Result<(Lock, Talos)> {
-    let (current, talos, problems) = lock_problems(project, variants, file, locked, skopeo)?;
+    let (current, talos, problems) = lock_problems(project, variants, current, locked, skopeo)?;
     if problems.is_empty() {
         return Ok((current.expect("no problems means a lock exists"), talos));
     }
@@ -922,11 +922,10 @@ impl Locked {
 fn lock_problems(
     project: &Project,
     variants: &[Variant],
-    file: &LockFile,
+    current: Option<Lock>,
     locked: Locked,
     skopeo: &Skopeo,
 ) -> Result<(Option<Lock>, Talos, Vec<Finding>)> {
-    let current = file.parse()?;
     let talos = pin::talos_version_or(project, current.as_ref().map(|l| &l.talos_version))?;
     let fix = fix_command(&talos.version, skopeo);
     let mut problems = match &current {
@@ -959,11 +958,11 @@ fn lock_problems(
 pub fn ensure_dry_run(
     project: &Project,
     variants: &[Variant],
-    file: &LockFile,
+    current: Option<Lock>,
     locked: Locked,
     skopeo: &Skopeo,
 ) -> Result<(Lock, Talos)> {
-    let (current, talos, problems) = lock_problems(project, variants, file, locked, skopeo)?;
+    let (current, talos, problems) = lock_problems(project, variants, current, locked, skopeo)?;
     if problems.is_empty() {
         return Ok((current.expect("no problems means a lock exists"), talos));
     }

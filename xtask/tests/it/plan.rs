@@ -215,8 +215,22 @@ fn every_offline_problem_is_reported_in_one_run() {
     )
     .unwrap();
 
-    let out = run(xtask(&root).arg("plan"));
-    let err = assert_failure(&out, "plan of invalid variants and lock file");
+    // every command that reads both, dry runs too: each used to stop at the variants
+    for command in [
+        &["plan"][..],
+        &["build", "--dry-run"],
+        &["ci", "--dry-run"],
+        &["schematic"],
+        &["config", "--variant", "gateway"],
+        &["smoke", "check"],
+    ] {
+        let out = run(xtask(&root).args(command));
+        let err = assert_failure(&out, &format!("{command:?} of invalid variants and lock"));
+        assert_all_four(&err);
+    }
+}
+
+fn assert_all_four(err: &str) {
     assert!(
         err.contains("invalid variants and lock file: 4 problems"),
         "{err}"
