@@ -361,7 +361,7 @@ fn publish_only(project: &Project, args: &Args) -> Result<()> {
     let skopeo = infra::registry::Skopeo::new(&args.options.registry_client)?;
     let registry = args.options.registry.resolve();
     if registry.is_none() {
-        bail!("--publish-only needs a registry: pass --registry HOST/OWNER, or set REGISTRY or GITHUB_REPOSITORY_OWNER");
+        return domain::diag::usage("--publish-only needs a registry: pass --registry HOST/OWNER, or set REGISTRY or GITHUB_REPOSITORY_OWNER");
     }
     let plan = inputs::load_plan(project, &args.options.variants, registry)?;
     let mut records = Vec::new();

@@ -18,6 +18,8 @@ use clap::{Parser, Subcommand};
 ///
 /// Each node role is a file under variants/. The pipeline is upstream -> patch -> lock ->
 /// build -> smoke; every stage can run alone and `--dry-run` prints what it would do.
+///
+/// Exit status: 0 success, 2 a wrong command line, 1 any other failure, 130/143 interrupted.
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
@@ -66,9 +68,11 @@ pub fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
-            // Interrupted: the exit status a shell reports for that signal (130, 143).
+            // Interrupted: the exit status a shell reports for that signal (130, 143); a wrong
+            // invocation: 2, as clap's own usage errors.
             match interrupt::pending() {
                 Some(sig) => std::process::ExitCode::from(128 + sig as u8),
+                None if domain::diag::is_usage(&err) => std::process::ExitCode::from(2),
                 None => std::process::ExitCode::FAILURE,
             }
         }

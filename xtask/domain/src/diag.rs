@@ -61,6 +61,30 @@ impl fmt::Display for Finding {
 }
 
 /// Turns collected findings into one error listing all of them, or `Ok` when there are none.
+/// An error in how xtask was invoked: an option's value (or the environment variable standing
+/// in for it) that cannot work, or a combination of options. xtask exits with status 2 for it,
+/// as clap does for the errors it finds itself; any other failure exits with 1.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl fmt::Display for Usage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// A [`Usage`] error: `return usage(format!(...))`.
+pub fn usage<T>(message: impl Into<String>) -> anyhow::Result<T> {
+    Err(Usage(message.into()).into())
+}
+
+/// Whether `err` (or an error it wraps) is a [`Usage`] error.
+pub fn is_usage(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| e.is::<Usage>())
+}
+
 pub fn into_result(what: &str, findings: Vec<Finding>) -> anyhow::Result<()> {
     if findings.is_empty() {
         return Ok(());
@@ -259,6 +283,18 @@ pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_usage_error_is_known_under_any_context() {
+        use anyhow::Context as _;
+        let err = usage::<()>("--x: bad")
+            .context("reading")
+            .context("building")
+            .unwrap_err();
+        assert!(is_usage(&err));
+        assert_eq!(format!("{err:#}"), "building: reading: --x: bad");
+        assert!(!is_usage(&anyhow::anyhow!("--x: bad")));
+    }
 
     #[test]
     fn closest_suggests_near_misses_only() {

@@ -106,10 +106,10 @@ pub fn check_registry(registry: &str) -> Result<()> {
             Some(s) if host_ok => format!("`{s}` is not a valid repository path segment (lowercase letters, digits, single . _ - between them)"),
             _ => format!("`{host}` is not a registry host[:port]"),
         };
-        anyhow::bail!(
+        return diag::usage(format!(
             "--registry (or REGISTRY) = {registry:?}: {what}\n    fix: give HOST/OWNER without a scheme, e.g. --registry ghcr.io/{}",
             path.split('/').next().filter(|o| !o.is_empty()).unwrap_or("acme").to_lowercase().replace(' ', "-")
-        );
+        ));
     }
     Ok(())
 }

@@ -722,13 +722,13 @@ pub fn select(mut all: Vec<Variant>, names: &[String]) -> Result<Vec<Variant>> {
         }
     }
     if !unknown.is_empty() {
-        anyhow::bail!(
+        return diag::usage(format!(
             "unknown variant{} {}: the variants are {} (one file each under variants/)\n    fix: {}pass one of them to --variant",
             diag::plural(unknown.len()),
             unknown.join(", "),
             known.join(", "),
             hints
-        );
+        ));
     }
     all.retain(|v| names.contains(&v.name));
     Ok(all)

@@ -20,7 +20,7 @@ use std::cell::Cell;
 use std::fmt;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::cmd::{Cmd, Runner};
@@ -65,7 +65,7 @@ impl Mirror {
                     .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
         };
         if !valid(registry) || !valid(endpoint) {
-            bail!("registry mirror `{spec}` is not REGISTRY=HOST:PORT (host names only, no scheme or path)\n    fix: {fix}");
+            return domain::diag::usage(format!("registry mirror `{spec}` is not REGISTRY=HOST:PORT (host names only, no scheme or path)\n    fix: {fix}"));
         }
         Ok(Mirror {
             registry: registry.to_owned(),
@@ -287,7 +287,7 @@ impl Skopeo {
         }
         if let Some(file) = &args.authfile {
             if !file.is_file() {
-                bail!("--authfile {file}: no such file");
+                return domain::diag::usage(format!("--authfile {file}: no such file"));
             }
         }
         let github_token = std::env::var("GITHUB_TOKEN")

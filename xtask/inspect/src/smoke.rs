@@ -11,7 +11,7 @@ pub mod boot;
 pub mod check;
 pub mod pattern;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use camino::Utf8PathBuf;
 use serde::Serialize;
 
@@ -70,7 +70,8 @@ pub struct VariantArgs {
     /// Print results as JSON on stdout, no progress on stderr.
     #[arg(long, conflicts_with = "dry_run")]
     pub json: bool,
-    /// Print the qemu commands instead of running anything.
+    /// Print the qemu commands instead of running anything. A variant that is not built (or,
+    /// with --no-check, lacks its kernel or initramfs) is refused, as a real run refuses it.
     #[arg(long)]
     pub dry_run: bool,
     #[command(flatten)]
@@ -157,7 +158,7 @@ fn run_boot(project: &Project, args: BootArgs) -> Result<()> {
             cmdline: args.cmdline,
         },
         (None, None, Some(path)) => Media::Disk { path },
-        _ => bail!("give either --kernel and --initramfs, or --disk"),
+        _ => return domain::diag::usage("give either --kernel and --initramfs, or --disk"),
     };
     let smoke_dir = project.target_dir().join("smoke");
     let log = args.log.unwrap_or_else(|| smoke_dir.join("boot.log"));
@@ -166,13 +167,18 @@ fn run_boot(project: &Project, args: BootArgs) -> Result<()> {
         log,
         smoke_dir.join(format!("run-{}", std::process::id())),
     );
-    opts.expect = Pattern::new(&args.expect).context("--expect")?;
+    opts.expect = Pattern::new(&args.expect)
+        .map_err(|err| domain::diag::Usage(format!("--expect: {err:#}")))?;
     opts.port = args.port;
     opts.require_tls = args.tls;
     opts.timeout = std::time::Duration::from_secs(args.timeout);
     opts.memory_mib = args.guest.memory;
     opts.cpus = args.guest.cpus;
     opts.quiet = args.json;
+    if args.dry_run {
+        // refused as a real run refuses it
+        boot::check_inputs(&opts.media)?;
+    }
     let Some(result) = boot::run(Runner::new(args.dry_run), &opts)? else {
         return Ok(());
     };
@@ -264,7 +270,7 @@ pub fn static_only(variant: &Variant) -> Option<String> {
 
 fn run_variants(project: &Project, args: VariantArgs) -> Result<()> {
     // read once; the lock only for the static checks (a boot alone needs none)
-    let (selected, lock) = if args.no_check || args.dry_run {
+    let (selected, lock) = if args.no_check {
         (select(project, &args.variants)?, None)
     } else {
         let (variants, lock) = infra::inputs::load_inputs(project)?;
@@ -275,14 +281,7 @@ fn run_variants(project: &Project, args: VariantArgs) -> Result<()> {
     };
     let runner = Runner::new(args.dry_run);
     if runner.is_dry_run() {
-        // the boots only: the static checks read what was built and the registry
-        for variant in &selected {
-            let mut opts = variant_boot_options(project, variant)?;
-            opts.memory_mib = args.guest.memory;
-            opts.cpus = args.guest.cpus;
-            boot::run(runner, &opts)?;
-        }
-        return Ok(());
+        return dry_run(project, &args, &selected, runner);
     }
     let skopeo = infra::registry::Skopeo::new(&args.registry_client)?;
     let mut results = Vec::new();
@@ -354,6 +353,67 @@ fn run_variants(project: &Project, args: VariantArgs) -> Result<()> {
     }
     if !failures.is_empty() {
         bail!("smoke failed:\n{}", failures.join("\n"));
+    }
+    Ok(())
+}
+
+/// `smoke --dry-run`: per variant, what a real run does in the same order (the static checks,
+/// run by a real run only since they read the outputs and the registry; a board's or cloud's
+/// image checked statically only; the boot's commands). What a real run would fail on before
+/// booting (nothing built, an output missing) is refused up front, for every variant at once,
+/// before anything is printed.
+fn dry_run(
+    project: &Project,
+    args: &VariantArgs,
+    selected: &[Variant],
+    runner: Runner,
+) -> Result<()> {
+    let mut refused = Vec::new();
+    let mut boots = Vec::new();
+    for variant in selected {
+        let refuse = |err: anyhow::Error| format!("variant `{}`: {err:#}", variant.name);
+        if !args.no_check {
+            if let Err(err) = infra::record::read_built(project, &variant.name) {
+                refused.push(refuse(err));
+                continue;
+            }
+        }
+        if static_only(variant).is_some() {
+            boots.push(None);
+            continue;
+        }
+        let opts = variant_boot_options(project, variant).and_then(|mut opts| {
+            boot::check_inputs(&opts.media)?;
+            opts.memory_mib = args.guest.memory;
+            opts.cpus = args.guest.cpus;
+            Ok(opts)
+        });
+        match opts {
+            Ok(opts) => boots.push(Some(opts)),
+            Err(err) => refused.push(refuse(err)),
+        }
+    }
+    if !refused.is_empty() {
+        bail!("a real run would fail:\n{}", refused.join("\n"));
+    }
+    for (variant, opts) in selected.iter().zip(boots) {
+        if !args.no_check {
+            runner.note(&format!(
+                "{}: static checks of {} against its build.json (outputs, digests, the registry)",
+                variant.name,
+                project.display(&project.out_dir().join(&variant.name))
+            ));
+        }
+        match opts {
+            Some(opts) => {
+                boot::run(runner, &opts)?;
+            }
+            None => runner.note(&format!(
+                "{}: checked statically only, not booted: {}",
+                variant.name,
+                static_only(variant).expect("static only")
+            )),
+        }
     }
     Ok(())
 }

@@ -165,11 +165,12 @@ impl Options {
         }
         if let Some(imager) = &self.imager {
             domain::ImageRef::parse(imager).map_err(|why| {
-                anyhow::anyhow!("--imager (or XTASK_IMAGER) = {imager:?}: {why}\n    fix: give REGISTRY/PATH:TAG or REGISTRY/PATH@sha256:DIGEST, e.g. ghcr.io/siderolabs/imager:vX.Y.Z")
+                domain::diag::Usage(format!("--imager (or XTASK_IMAGER) = {imager:?}: {why}\n    fix: give REGISTRY/PATH:TAG or REGISTRY/PATH@sha256:DIGEST, e.g. ghcr.io/siderolabs/imager:vX.Y.Z"))
             })?;
         }
         if let (Some(tree), false) = (&self.tree, self.no_matchbox) {
-            matchbox::dockerfile(tree)?;
+            matchbox::dockerfile(tree)
+                .map_err(|err| domain::diag::Usage(format!("--tree {err:#}")))?;
         }
         Ok(())
     }
@@ -192,7 +193,7 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
     opts.check()?;
     let registry = opts.registry.resolve();
     if opts.push && registry.is_none() {
-        bail!("--push needs a registry: pass --registry HOST/OWNER, or set REGISTRY or GITHUB_REPOSITORY_OWNER");
+        return domain::diag::usage("--push needs a registry: pass --registry HOST/OWNER, or set REGISTRY or GITHUB_REPOSITORY_OWNER");
     }
     let engine = Engine::detect(opts.engine);
     check_matchbox_base(opts, engine)?;
@@ -236,7 +237,7 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
 
 fn check_matchbox_base(opts: &Options, engine: Engine) -> Result<()> {
     if opts.matchbox_base.is_some() && !opts.no_matchbox && engine == Engine::Docker {
-        bail!("--matchbox-base needs podman: docker build cannot override the Dockerfile's FROM\n    fix: pass --engine podman, or drop --matchbox-base");
+        return domain::diag::usage("--matchbox-base needs podman: docker build cannot override the Dockerfile's FROM\n    fix: pass --engine podman, or drop --matchbox-base");
     }
     Ok(())
 }
@@ -282,7 +283,7 @@ pub fn build_plan(
         .and_then(|t| TalosVersion::parse(&t).ok())
         .filter(|v| v.pre.is_none() && *v != plan.talos_version)
     {
-        bail!("--imager (or XTASK_IMAGER) {imager} is the imager of Talos {other}, but this build is for Talos {}: its kernel would not load the kernel modules of extensions built for {}\n    fix: drop --imager, or give the imager of {}; to build for {other}, run `cargo xtask lock --talos-version {other}` first", plan.talos_version, plan.talos_version, plan.talos_version);
+        return domain::diag::usage(format!("--imager (or XTASK_IMAGER) {imager} is the imager of Talos {other}, but this build is for Talos {}: its kernel would not load the kernel modules of extensions built for {}\n    fix: drop --imager, or give the imager of {}; to build for {other}, run `cargo xtask lock --talos-version {other}` first", plan.talos_version, plan.talos_version, plan.talos_version));
     }
     let progress = Steps::new(settings.quiet);
     let runner = settings.runner;

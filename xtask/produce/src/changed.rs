@@ -18,8 +18,9 @@ mod rules;
 use std::collections::BTreeSet;
 use std::io::Write as _;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
+use domain::diag::Usage;
 
 use decision::{Decision, Known};
 use event::{BaseSpec, Selection};
@@ -79,7 +80,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     let github = if args.github {
         Some(GithubEnv {
             event_name: env("GITHUB_EVENT_NAME")
-                .context("--github needs $GITHUB_EVENT_NAME (set by GitHub Actions); outside Actions use --base REV")?,
+                .ok_or_else(|| Usage("--github needs $GITHUB_EVENT_NAME (set by GitHub Actions); outside Actions use --base REV".into()))?,
             event_path: env("GITHUB_EVENT_PATH"),
             sha: env("GITHUB_SHA"),
         })
@@ -87,15 +88,14 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         None
     };
     let output_file = match format {
-        Format::Github => Some(Utf8PathBuf::from(
-            env("GITHUB_OUTPUT")
-                .context("--format github needs $GITHUB_OUTPUT (set by GitHub Actions)")?,
-        )),
+        Format::Github => Some(Utf8PathBuf::from(env("GITHUB_OUTPUT").ok_or_else(
+            || Usage("--format github needs $GITHUB_OUTPUT (set by GitHub Actions)".into()),
+        )?)),
         _ => None,
     };
     let repo = args.repo.clone().unwrap_or_else(|| project.root.clone());
     if !repo.is_dir() {
-        bail!("--repo {repo}: no such directory");
+        return domain::diag::usage(format!("--repo {repo}: no such directory"));
     }
 
     let decision = decide(project, &repo, &args, github.as_ref());

@@ -12,8 +12,9 @@
 //! ignored `target/` and `_out/`), and is shown everywhere else as `<redacted>`.
 //! docs/config.md explains every generated line and how to apply the files with talosctl.
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
+use domain::diag::Usage;
 
 use domain::cidr::Ipv4Cidr;
 use domain::machine_config::{
@@ -139,7 +140,7 @@ fn check_install_image(roles: &[Variant], vp: &VariantPlan, reference: &str) -> 
     let variant = &vp.variant;
     let fix = format!("fix: give REGISTRY/PATH:TAG or REGISTRY/PATH@sha256:DIGEST, e.g. {}:{}, or drop --install-image for the role's own installer", vp.image, vp.tag);
     let parsed = ImageRef::parse(reference)
-        .map_err(|why| anyhow!("--install-image {reference:?}: {why}\n    {fix}"))?;
+        .map_err(|why| Usage(format!("--install-image {reference:?}: {why}\n    {fix}")))?;
     for other in roles {
         if other.repository != variant.repository
             && parsed
@@ -147,10 +148,10 @@ fn check_install_image(roles: &[Variant], vp: &VariantPlan, reference: &str) -> 
                 .ends_with(&format!("/{}", other.repository))
         {
             let list = |v: &Variant| v.all_extensions().collect::<Vec<_>>().join(", ");
-            bail!(
+            return domain::diag::usage(format!(
                 "--install-image {reference:?} is the installer of the `{}` role (variants/{}.json), not of `{}`: its nodes would boot the `{}` image (extensions: {}) with a patch made for `{}` ({})\n    fix: drop --install-image to install the `{}` role's own installer, or name an image built from variants/{}.json",
                 other.name, other.name, variant.name, other.name, list(other), variant.name, list(variant), variant.name, variant.name
-            );
+            ));
         }
     }
     Ok(())
@@ -282,7 +283,7 @@ pub fn run(project: &Project, args: Args, judge: Judge) -> Result<()> {
         check_secret_destination(project, &dir)?;
     }
     if dir.exists() && !dir.is_dir() {
-        bail!("--out {dir}: is a file, not a directory: config writes one patch per file into it\n    fix: name a directory (e.g. --out target/config); nothing was written");
+        return domain::diag::usage(format!("--out {dir}: is a file, not a directory: config writes one patch per file into it\n    fix: name a directory (e.g. --out target/config); nothing was written"));
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {dir}"))?;
     for f in &rendered.files {

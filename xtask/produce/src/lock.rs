@@ -360,7 +360,7 @@ fn compare_overlays(current: &Lock, fresh: &Lock, fix: &str) -> Vec<Finding> {
 /// `vX.Y.Z` with an optional pre-release suffix: what a Talos release tag looks like.
 pub fn check_version(version: &str) -> Result<TalosVersion> {
     TalosVersion::parse(version).map_err(|_| {
-        anyhow::anyhow!("--talos-version {version:?} is not a Talos release tag\n    fix: write it as vMAJOR.MINOR.PATCH, e.g. v1.13.6")
+        anyhow::Error::from(domain::diag::Usage(format!("--talos-version {version:?} is not a Talos release tag\n    fix: write it as vMAJOR.MINOR.PATCH, e.g. v1.13.6")))
     })
 }
 

@@ -21,5 +21,6 @@ mod release;
 mod smoke;
 mod targets;
 mod tidy;
+mod usage;
 mod workflow;
 mod worktrees;

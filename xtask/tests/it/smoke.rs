@@ -675,8 +675,33 @@ fn smoke_of_an_unbuilt_variant_says_how_to_build_it() {
         .as_str()
         .unwrap()
         .contains("run `cargo xtask build --variant gateway`"));
-    let out = run(xtask(&root).args(["smoke", "--variant", "gateway", "--dry-run"]));
-    assert_success(&out, "smoke --variant gateway --dry-run");
+    // a dry run refuses what the real run refuses, for every variant at once, printing nothing
+    let out = run(xtask(&root).args(["smoke", "--dry-run"]));
+    let err = assert_failure(&out, "smoke --dry-run of unbuilt variants");
+    assert!(err.contains("a real run would fail"), "{err}");
+    for variant in ["compute", "gateway"] {
+        assert!(
+            err.contains(&format!(
+                "variant `{variant}` is not built; run `cargo xtask build --variant {variant}`"
+            )),
+            "{err}"
+        );
+    }
+    assert_eq!(stdout(&out), "", "nothing printed before the refusal");
+    // without the static checks, the boot needs the kernel and initramfs
+    let boot = ["smoke", "--variant", "gateway", "--no-check", "--dry-run"];
+    let err = assert_failure(&run(xtask(&root).args(boot)), "a boot of nothing");
+    assert!(
+        err.contains("_out/gateway/kernel-arm64 does not exist (build it first"),
+        "{err}"
+    );
+    let out_dir = root.join("_out/gateway");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    for file in ["kernel-arm64", "initramfs-metal-arm64.xz"] {
+        std::fs::write(out_dir.join(file), "stand-in").unwrap();
+    }
+    let out = run(xtask(&root).args(boot));
+    assert_success(&out, "smoke --variant gateway --no-check --dry-run");
     let command = stdout(&out);
     assert!(
         command.starts_with("qemu-system-aarch64 -machine virt"),

@@ -455,7 +455,9 @@ fn qemu_binary() -> Result<Utf8PathBuf> {
     Utf8PathBuf::from_path_buf(path).map_err(|p| anyhow::anyhow!("non-UTF-8 path {}", p.display()))
 }
 
-fn check_inputs(media: &Media) -> Result<()> {
+/// The files `media` boots from must exist: a real run checks this first, and `smoke --dry-run`
+/// too (`ci --dry-run` does not: its build stage makes them).
+pub fn check_inputs(media: &Media) -> Result<()> {
     let files: Vec<&Utf8Path> = match media {
         Media::Kernel {
             kernel, initramfs, ..

@@ -1,0 +1,111 @@
+//! Exit statuses: 2 when the command line is wrong (an option's value, or the environment
+//! variable standing in for it, found by clap or by xtask after parsing), 1 when the
+//! repository's files or the run fail. Scripts tell a typo from a failed build by it.
+
+use crate::support::*;
+
+/// Each invocation is wrong in one way; each must exit 2 and name the option.
+#[test]
+fn a_wrong_command_line_exits_2_and_names_the_option() {
+    let root = temp_dir("usage-exit-2");
+    copy_repo_data(&root);
+    let file = root.join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let file = file.to_str().unwrap();
+    let missing = root.join("no-such-dir");
+    let missing = missing.to_str().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        // found by clap
+        (&["build", "--no-such-option"], "--no-such-option"),
+        (&["smoke", "--dry-run", "--cpus", "0"], "--cpus"),
+        // found by xtask once the command line parsed
+        (
+            &["plan", "--variant", "computee"],
+            "did you mean `compute`?",
+        ),
+        (
+            &["build", "--dry-run", "--variant", "nope"],
+            "pass one of them to --variant",
+        ),
+        (
+            &["build", "--dry-run", "--registry", "ghcr.io/Acme"],
+            "--registry (or REGISTRY)",
+        ),
+        (
+            &["build", "--dry-run", "--imager", "localhost/imager"],
+            "--imager (or XTASK_IMAGER)",
+        ),
+        (&["build", "--dry-run", "--push"], "--push needs a registry"),
+        (&["build", "--dry-run", "--tree", missing], "--tree"),
+        (&["build", "--dry-run", "--authfile", missing], "--authfile"),
+        (
+            &[
+                "build",
+                "--dry-run",
+                "--registry-mirror",
+                "ghcr.io=https://m",
+            ],
+            "registry mirror",
+        ),
+        (&["ci", "--publish-only"], "--publish-only needs a registry"),
+        (
+            &["lock", "--dry-run", "--talos-version", "1.13"],
+            "--talos-version",
+        ),
+        (
+            &["changed", "--github"],
+            "--github needs $GITHUB_EVENT_NAME",
+        ),
+        (&["changed", "--base", "HEAD", "--repo", missing], "--repo"),
+        (&["smoke", "boot", "--dry-run"], "--kernel"),
+        (
+            &[
+                "smoke",
+                "boot",
+                "--dry-run",
+                "--disk",
+                file,
+                "--expect",
+                "(",
+            ],
+            "--expect",
+        ),
+        (
+            &["config", "--variant", "gateway", "--install-image", "a b"],
+            "--install-image",
+        ),
+        (
+            &[
+                "config",
+                "--variant",
+                "compute",
+                "--registry",
+                "ghcr.io/acme",
+                "--out",
+                file,
+            ],
+            "--out",
+        ),
+    ];
+    for (args, names) in cases {
+        let out = run(xtask(&root).args(*args).env_remove("GITHUB_EVENT_NAME"));
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(names), "{args:?} must name {names}: {err}");
+    }
+}
+
+/// Problems in the files (here a variant's) and failed runs are not the command line's: 1.
+#[test]
+fn a_problem_in_the_files_exits_1() {
+    let root = temp_dir("usage-exit-1");
+    copy_repo_data(&root);
+    let compute = root.join("variants/compute.json");
+    let text = std::fs::read_to_string(&compute).unwrap();
+    std::fs::write(&compute, text.replace("\"arm64\"", "\"arm46\"")).unwrap();
+    for args in [&["plan"][..], &["build", "--dry-run"], &["smoke", "check"]] {
+        let out = run(xtask(&root).args(args));
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("unknown architecture"), "{args:?}");
+    }
+}
