@@ -424,6 +424,29 @@ fn a_board_role_and_a_two_arch_role_lock_plan_build_publish_and_pass_static_chec
         ) && text.contains("compute-aws: checked statically only, not booted: platform `aws`"),
         "{text}"
     );
+    // its dry run says the same, and boots nothing either
+    let out = xtask_out(
+        &env,
+        &[
+            "smoke",
+            "--variant",
+            "compute-rpi",
+            "--variant",
+            "compute-aws",
+            "--dry-run",
+        ],
+    );
+    assert_success(&out, "smoke --dry-run of the board and the cloud role");
+    let text = stdout(&out);
+    assert!(
+        text.contains("# compute-rpi: checked statically only, not booted: board overlay")
+            && text.contains("# compute-aws: checked statically only, not booted: platform `aws`")
+            && text.contains(
+                "# compute-rpi: static checks of _out/compute-rpi against its build.json"
+            )
+            && !text.contains("qemu-system-aarch64"),
+        "{text}"
+    );
 
     // The checks fail when the matchbox image in the registry is one arch's image, not the index
     // of both: first behind the tag, then in the record too (as a first-arch-only build had it).
