@@ -434,6 +434,15 @@ impl Runner {
         Runner { dry_run }
     }
 
+    /// What names a scratch file or container as this process's (the process id), so that two
+    /// runs at once do not collide; `PID` in a dry run, so that two dry runs print the same.
+    pub fn process_tag(self) -> String {
+        match self.dry_run {
+            true => "PID".into(),
+            false => std::process::id().to_string(),
+        }
+    }
+
     pub fn is_dry_run(self) -> bool {
         self.dry_run
     }

@@ -85,12 +85,12 @@ impl Prefetch {
 
     fn fetch(&self, reference: &ImageRef, arch: Arch, dir: &Utf8Path) -> Result<()> {
         let arch = arch.as_str();
+        let skopeo = self.skopeo.lock().unwrap();
         let tmp = dir.with_file_name(format!(
             ".{}.tmp-{}",
             dir.file_name().unwrap_or("layout"),
-            std::process::id()
+            skopeo.runner.process_tag()
         ));
-        let skopeo = self.skopeo.lock().unwrap();
         // skopeo refuses a tag and a digest together
         let source = reference.by_digest_alone().to_string();
         let cmd = skopeo.fetch_to_oci_cmd(&source, arch, &tmp)?;

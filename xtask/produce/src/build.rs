@@ -692,8 +692,8 @@ pub fn content_key(profile_yaml: &str, imager: &str, emulate: bool) -> String {
 /// The imager's container name, so that an interrupted run can remove it: the container would
 /// otherwise run on after the engine's client is gone. `step` is the output (`installer`, or
 /// `installer-arm64` for a multi-arch target).
-pub fn container_name(vp: &VariantPlan, step: &str) -> String {
-    format!("xtask-{}-{step}-{}", vp.name, std::process::id())
+pub fn container_name(vp: &VariantPlan, step: &str, runner: Runner) -> String {
+    format!("xtask-{}-{step}-{}", vp.name, runner.process_tag())
 }
 
 fn imager_args(ctx: &Ctx, plan: &Plan, pp: &PlannedProfile, container: &str) -> Vec<String> {
@@ -755,7 +755,7 @@ fn build_output(
         Some(prefetch) => prefetch.ensure(&wanted)?,
         None => Default::default(),
     };
-    let container = container_name(vp, &step);
+    let container = container_name(vp, &step, ctx.runner);
     let tmp = dir.join(format!(".tmp-{step}"));
     let log = dir.join(format!("imager-{step}.log"));
     let imager = Cmd::new(ctx.engine.program())

@@ -331,7 +331,7 @@ fn an_unknown_variant_gets_a_near_miss() {
 
 #[test]
 fn ci_dry_run_prints_every_stage() {
-    let out = run(xtask(&fixture_root()).args([
+    let args = [
         "ci",
         "--dry-run",
         "--push",
@@ -339,7 +339,8 @@ fn ci_dry_run_prints_every_stage() {
         "ghcr.io/acme",
         "--variant",
         "gateway",
-    ]));
+    ];
+    let out = run(xtask(&fixture_root()).args(args));
     // the fixture's lock is not fit for --locked: the preview shows every stage and lists every
     // problem at once (entries, base installer, imager), first and last
     assert_success(
@@ -369,6 +370,15 @@ fn ci_dry_run_prints_every_stage() {
     ] {
         assert!(text.contains(stage), "missing {stage:?} in:\n{text}");
     }
+    // nothing printed depends on the process (its id, a free port): two dry runs can be diffed
+    let again = stdout(&run(xtask(&fixture_root()).args(args)));
+    let differ: Vec<_> = text
+        .lines()
+        .zip(again.lines())
+        .filter(|(a, b)| a != b)
+        .collect();
+    assert!(differ.is_empty(), "two dry runs differ: {differ:#?}");
+    assert_eq!(text.lines().count(), again.lines().count());
 }
 
 #[test]

@@ -584,8 +584,16 @@ fn prepare(runner: Runner, opts: &BootOptions) -> Result<Prepared> {
     for step in &steps {
         runner.act(step, || step.run())?;
     }
-    if opts.port.is_some() {
-        prepared.host_port = Some(free_port()?);
+    if let Some(guest) = opts.port {
+        // a free port is only known when the boot starts: a dry run shows the guest's, so
+        // that two dry runs print the same
+        prepared.host_port = Some(match runner.is_dry_run() {
+            true => {
+                runner.note(&format!("the host port forwarded to the guest's {guest} is a free one, chosen when the boot starts; {guest} is shown"));
+                guest
+            }
+            false => free_port()?,
+        });
     }
     Ok(prepared)
 }
