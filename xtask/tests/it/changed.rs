@@ -748,6 +748,18 @@ fn git_errors_build_everything_and_exit_zero() {
     let d = repo.changed(&["--base", "no-such-branch"]);
     assert_everything(&d);
     assert!(d["warnings"].to_string().contains("no-such-branch"), "{d}");
+    // a typo of a branch this clone has is still fail-closed, and the warning names the branch
+    let branch = repo.git(&["branch", "--show-current"]);
+    let typo = format!("{}x", branch.trim());
+    let d = repo.changed(&["--base", &typo]);
+    assert_everything(&d);
+    assert!(
+        d["warnings"].to_string().contains(&format!(
+            "revision {typo} cannot be read in this clone (did you mean `{}`?)",
+            branch.trim()
+        )),
+        "{d}"
+    );
 
     // Not a repository at all: the variant list comes from the directory.
     let plain = repo.dir.parent().unwrap().join("plain");

@@ -121,9 +121,19 @@ impl Git {
                 format!("commit {rev} is not in this clone and cannot be fetched")
             })?;
         }
+        // a name, not an id: perhaps a typo of a branch or tag this clone has
+        let refs = self
+            .output(&["for-each-ref", "--format=%(refname:short)"])
+            .map(|out| String::from_utf8_lossy(&out).into_owned())
+            .unwrap_or_default();
+        let refs: Vec<&str> = refs.lines().collect();
         bail!(
-            "revision {} cannot be read in this clone",
-            super::output::shown(rev)
+            "revision {} cannot be read in this clone{}",
+            super::output::shown(rev),
+            match domain::diag::did_you_mean(rev, &refs) {
+                hint if hint.is_empty() => String::new(),
+                hint => format!(" ({})", hint.trim_end()),
+            }
         )
     }
 
