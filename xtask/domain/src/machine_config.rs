@@ -7,7 +7,7 @@
 //! no configuration waits in boot and reboots, forever (zfs without its kernel module, tailscale
 //! without its `ExtensionServiceConfig`). docs/config.md explains every generated line.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -331,8 +331,9 @@ fn node_ip_selection(
         .filter(|s| !s.is_empty())
         .or_else(|| (!config.node_subnets.is_empty()).then(|| config.node_subnets.clone()));
     if let Some(subnets) = &include {
+        // the variant file's own are findings of its check: only --node-subnet gets here
         if let Some(inside) = subnets.iter().find(|s| cidr::CGNAT.contains(**s)) {
-            bail!("node subnet {inside} lies inside {}, which node IP selection excludes (Tailscale and kube-ovn addresses live there)\n    fix: give the network your nodes' addresses are on, e.g. --node-subnet 192.168.1.0/24", cidr::CGNAT);
+            return crate::diag::usage(format!("--node-subnet {inside}: lies inside {}, which node IP selection excludes (Tailscale and kube-ovn addresses live there)\n    fix: give the network your nodes' addresses are on, e.g. --node-subnet 192.168.1.0/24", cidr::CGNAT));
         }
     }
     if !has_tailscale && include.is_none() {

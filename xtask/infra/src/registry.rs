@@ -54,10 +54,11 @@ pub struct Mirror {
 impl Mirror {
     pub fn parse(spec: &str) -> Result<Mirror> {
         let fix = "write it as REGISTRY=HOST:PORT, e.g. --registry-mirror ghcr.io=127.0.0.1:5000";
-        let (registry, endpoint) = spec
-            .trim()
-            .split_once('=')
-            .with_context(|| format!("registry mirror `{spec}` has no `=`\n    fix: {fix}"))?;
+        let (registry, endpoint) = spec.trim().split_once('=').ok_or_else(|| {
+            domain::diag::Usage(format!(
+                "registry mirror `{spec}` has no `=`\n    fix: {fix}"
+            ))
+        })?;
         let valid = |s: &str| {
             !s.is_empty()
                 && !s.contains('/')

@@ -99,6 +99,17 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     }
 
     let decision = decide(project, &repo, &args, github.as_ref());
+    // "every variant builds" of no variant at all would let CI pass building nothing
+    if decision.all && decision.variants.is_empty() {
+        let message = format!(
+            "every variant must build ({}), but {repo} has no variant files: is it a checkout of this repository?\n    fix: pass --repo the checkout to decide for (CI: the pull request's checkout)",
+            decision.reason
+        );
+        return match args.repo {
+            Some(_) => domain::diag::usage(message),
+            None => Err(anyhow::anyhow!(message)),
+        };
+    }
 
     match format {
         Format::Text => print!("{}", output::text(&decision)),

@@ -181,10 +181,10 @@ pub fn run(project: &Project, args: Args, judge: Judge) -> Result<()> {
         .iter()
         .find(|(_, given)| *given && !has_tailscale)
     {
-        bail!(
+        return domain::diag::usage(format!(
             "{flag} is for tailscale, which the `{}` role does not carry ({file}): it would change nothing\n    fix: drop {flag}, or render a role that carries tailscale (e.g. --variant gateway)",
             variant.name
-        );
+        ));
     }
     let overrides = Overrides {
         routes: args.routes,

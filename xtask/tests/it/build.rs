@@ -506,7 +506,7 @@ fn an_imager_of_another_talos_release_is_refused_before_it_runs() {
         ]))
     };
     let out = build("ghcr.io/siderolabs/imager:v1.12.0");
-    let err = assert_failure(&out, "build --imager <a v1.12.0 imager>");
+    let err = assert_usage(&out, "build --imager <a v1.12.0 imager>");
     assert!(err.contains("--imager (or XTASK_IMAGER) ghcr.io/siderolabs/imager:v1.12.0 is the imager of Talos v1.12.0, but this build is for Talos v1.13.99"), "{err}");
     assert!(
         err.contains("fix: drop --imager")
@@ -531,7 +531,7 @@ fn dry_run_and_json_are_refused_together() {
         let out = run(xtask(&fixture_root())
             .args(words)
             .args(["--dry-run", "--json"]));
-        let err = assert_failure(&out, &format!("{command} --dry-run --json"));
+        let err = assert_usage(&out, &format!("{command} --dry-run --json"));
         assert!(
             err.contains("'--dry-run' cannot be used with '--json'"),
             "{command}: {err}"
@@ -552,7 +552,7 @@ fn matchbox_base_with_docker_is_refused_before_anything_runs() {
         "--matchbox-base",
         "localhost/base:arm64",
     ]));
-    let err = assert_failure(&out, "build --dry-run --engine docker --matchbox-base");
+    let err = assert_usage(&out, "build --dry-run --engine docker --matchbox-base");
     assert!(
         err.contains("--matchbox-base needs podman") && err.contains("fix: pass --engine podman"),
         "{err}"
@@ -674,7 +674,7 @@ fn a_dry_run_checks_the_options_before_printing_any_command() {
     ] {
         for command in ["build", "ci"] {
             let out = run(xtask(&root).arg(command).arg("--dry-run").args(args));
-            let err = assert_failure(&out, &format!("{command} --dry-run {args:?}"));
+            let err = assert_usage(&out, &format!("{command} --dry-run {args:?}"));
             assert!(err.contains(problem), "{err}");
             assert_eq!(
                 stdout(&out),

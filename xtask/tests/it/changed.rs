@@ -803,16 +803,29 @@ fn a_broken_rules_file_builds_everything_with_a_warning() {
 fn only_a_wrong_invocation_fails() {
     let repo = Repo::new("changed-invocation");
     let out = run(repo.xtask().arg("changed"));
-    let err = assert_failure(&out, "changed");
+    let err = assert_usage(&out, "changed");
     assert!(err.contains("--base"), "{err}");
     let out = run(repo.xtask().args(["changed", "--github"]));
-    let err = assert_failure(&out, "changed --github");
+    let err = assert_usage(&out, "changed --github");
     assert!(err.contains("GITHUB_EVENT_NAME"), "{err}");
     let out = run(repo
         .xtask()
         .args(["changed", "--base", "HEAD", "--format", "github"]));
-    let err = assert_failure(&out, "changed --base HEAD --format github");
+    let err = assert_usage(&out, "changed --base HEAD --format github");
     assert!(err.contains("GITHUB_OUTPUT"), "{err}");
+    // a --repo that is no checkout: "every variant" of none would build nothing and pass
+    let empty = temp_dir("changed-invocation-empty");
+    git(&empty, &["init", "-q"]);
+    let out = run(repo
+        .xtask()
+        .args(["changed", "--base", "HEAD~1", "--json", "--repo"])
+        .arg(&empty));
+    let err = assert_usage(&out, "changed --repo <an empty directory>");
+    assert!(
+        err.contains("has no variant files: is it a checkout of this repository?"),
+        "{err}"
+    );
+    assert_eq!(stdout(&out), "", "no decision printed");
     // A missing event file is the environment's fault, not the invocation's: build everything.
     let out = run(repo
         .xtask()

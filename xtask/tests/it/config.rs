@@ -186,7 +186,7 @@ fn out_naming_a_file_is_refused_and_the_file_kept() {
         &["--variant", "compute", "--out", file.to_str().unwrap()],
         None,
     );
-    let err = assert_failure(&out, "config --variant compute --out <a file>");
+    let err = assert_usage(&out, "config --variant compute --out <a file>");
     assert!(
         err.contains(&format!(
             "--out {}: is a file, not a directory",
@@ -230,7 +230,7 @@ fn install_image_of_another_role_or_not_a_reference_is_refused_before_anything_i
                 &[&["--variant", "compute"], args].concat(),
                 None,
             );
-            let err = assert_failure(&out, &format!("config --variant compute {args:?}"));
+            let err = assert_usage(&out, &format!("config --variant compute {args:?}"));
             assert!(
                 err.contains(&format!("--install-image {image:?}: "))
                     || err.contains(&format!("--install-image {image:?} ")),
@@ -513,7 +513,7 @@ fn routes_flag_replaces_the_variant_routes() {
         &["--variant", "gateway", "--routes", "10.0.0.1/8"],
         None,
     );
-    let err = assert_failure(&bad, "config --variant gateway --routes 10.0.0.1/8");
+    let err = assert_usage(&bad, "config --variant gateway --routes 10.0.0.1/8");
     assert!(
         err.contains("host bits are set; the network is 10.0.0.0/8"),
         "{err}"
@@ -523,7 +523,7 @@ fn routes_flag_replaces_the_variant_routes() {
         &["--variant", "compute", "--routes", "10.0.0.0/8"],
         None,
     );
-    let err = assert_failure(&compute, "config --variant compute --routes 10.0.0.0/8");
+    let err = assert_usage(&compute, "config --variant compute --routes 10.0.0.0/8");
     assert!(err.contains("--routes is for tailscale"), "{err}");
     // the join network only matters to tailscale's kernel mode: elsewhere it changed nothing
     let compute = config(
@@ -531,7 +531,7 @@ fn routes_flag_replaces_the_variant_routes() {
         &["--variant", "compute", "--join-cidr", "172.31.0.0/16"],
         None,
     );
-    let err = assert_failure(
+    let err = assert_usage(
         &compute,
         "config --variant compute --join-cidr 172.31.0.0/16",
     );
@@ -602,7 +602,7 @@ fn a_factory_url_without_its_scheme_is_refused_with_the_url_to_write() {
             flag,
             value,
         ]));
-        let err = assert_failure(&out, &format!("schematic {flag} {value}"));
+        let err = assert_usage(&out, &format!("schematic {flag} {value}"));
         assert!(
             err.contains(&format!("'{value}' for '{flag} <URL>'")),
             "{err}"

@@ -418,6 +418,59 @@ fn talosctl_parses_gen_commands_and_refuses_a_misspelt_flag() {
     );
 }
 
+/// Talos's "no" reaches the user: `config` fails with Talos's own message and writes nothing.
+/// Provoked for real, not planted: a copy of the repository moved to the next Talos line
+/// (conformance/go.next.mod as its go.mod, the lock at that release), whose `talosctl gen
+/// config` writes an UnattendedInstallConfig document that Talos refuses `machine.install`
+/// beside (docs/conformance.md, "Forward check").
+#[test]
+fn config_fails_with_talos_message_and_writes_nothing_when_talos_refuses() {
+    if !have_tools(&["go"]) {
+        return;
+    }
+    let _one = HARNESS.lock().unwrap_or_else(|e| e.into_inner());
+    let root = temp_dir("conformance-refused");
+    copy_live_repo_data(&root);
+    let harness = root.join("conformance");
+    copy_dir(&repo_root().join("conformance"), &harness);
+    for (from, to) in [("go.next.mod", "go.mod"), ("go.next.sum", "go.sum")] {
+        std::fs::copy(harness.join(from), harness.join(to)).unwrap();
+    }
+    let next_mod = std::fs::read_to_string(harness.join("go.mod")).unwrap();
+    let next = next_mod
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("github.com/siderolabs/talos "))
+        .expect("go.next.mod requires github.com/siderolabs/talos")
+        .trim()
+        .to_owned();
+    let lock = root.join("variants/extensions.lock");
+    let text = std::fs::read_to_string(&lock).unwrap();
+    std::fs::write(&lock, text.replace(&live_talos_version(), &next)).unwrap();
+
+    let out_dir = root.join("rendered");
+    let out = run(xtask(&root)
+        .args([
+            "config",
+            "--variant",
+            "compute",
+            "--registry",
+            "ghcr.io/acme",
+            "--out",
+        ])
+        .arg(&out_dir));
+    let err = assert_failure(&out, "config --out onto the next Talos line");
+    assert!(
+        err.contains(&format!(
+            "Talos {next} does not accept the `compute` role's patches"
+        )) && err.contains("UnattendedInstallConfig config is incompatible with v1alpha1 config"),
+        "{err}"
+    );
+    assert!(
+        !out_dir.exists(),
+        "nothing written when Talos refuses: {out_dir:?}"
+    );
+}
+
 #[test]
 fn a_judge_at_another_release_than_the_lock_is_said() {
     if !have_tools(&["go"]) {

@@ -856,7 +856,7 @@ fn a_dry_run_for_a_variant_that_does_not_exist_fails_as_the_run_would() {
     let root = temp_dir("patch-dry-run-unknown-variant");
     copy_repo_data(&root);
     let out = run(xtask(&root).args(["patch", "--dry-run", "--variant", "nope"]));
-    let err = assert_failure(&out, "patch --dry-run --variant nope");
+    let err = assert_usage(&out, "patch --dry-run --variant nope");
     assert!(err.contains("unknown variant `nope`"), "{err}");
     assert_eq!(stdout(&out), "", "no command printed");
 }

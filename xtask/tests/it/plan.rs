@@ -127,7 +127,7 @@ fn a_typo_in_a_variant_file_names_the_file_and_field() {
 #[test]
 fn unknown_variant_selection_is_an_error() {
     let out = run(xtask(&fixture_root()).args(["plan", "--variant", "nope"]));
-    let err = assert_failure(&out, "plan --variant nope");
+    let err = assert_usage(&out, "plan --variant nope");
     assert!(
         err.contains("unknown variant `nope`: the variants are compute, gateway"),
         "{err}"

@@ -104,12 +104,30 @@ pub fn assert_success(out: &Output, what: &str) {
     }
 }
 
-/// Fails the test (at the caller's line) unless `out` failed, with the same message as
-/// [`assert_success`]; returns stderr, where a failing xtask explains itself.
+/// Fails the test (at the caller's line) unless `out` failed with exit status 1, xtask's for a
+/// failure that is not the command line's (a panic exits 101, a wrong command line 2: see
+/// [`assert_usage`]), with the same message as [`assert_success`]; returns stderr, where a
+/// failing xtask explains itself.
 #[track_caller]
 pub fn assert_failure(out: &Output, what: &str) -> String {
-    if out.status.success() {
-        panic!("{}", report(out, what, "succeeded, but it must fail"));
+    if out.status.code() != Some(1) {
+        panic!("{}", report(out, what, "must fail with exit status 1"));
+    }
+    stderr(out)
+}
+
+/// [`assert_failure`] for a wrong command line: exit status 2, as clap's own usage errors.
+#[track_caller]
+pub fn assert_usage(out: &Output, what: &str) -> String {
+    if out.status.code() != Some(2) {
+        panic!(
+            "{}",
+            report(
+                out,
+                what,
+                "must fail as a wrong command line (exit status 2)"
+            )
+        );
     }
     stderr(out)
 }
