@@ -19,7 +19,8 @@ use clap::{Parser, Subcommand};
 /// Each node role is a file under variants/. The pipeline is upstream -> patch -> lock ->
 /// build -> smoke; every stage can run alone and `--dry-run` prints what it would do.
 ///
-/// Exit status: 0 success, 2 a wrong command line, 1 any other failure, 130/143 interrupted.
+/// Exit status: 0 success, 2 a wrong command line, 1 any other failure, 130/143 interrupted,
+/// 141 when the reader of the output stops early.
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
@@ -64,7 +65,21 @@ enum Command {
 
 /// The whole program: `main.rs` returns this as its exit status.
 pub fn main() -> std::process::ExitCode {
-    match try_main() {
+    // A reader that stops early (`cargo xtask build --dry-run | head`) closes stdout, and the
+    // next `println!` panics. That ends the program quietly, with the status a shell gives a
+    // program killed by SIGPIPE (141); the unwinding still runs every clean-up guard.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !is_closed_stdout(info.payload()) {
+            default_hook(info)
+        }
+    }));
+    let result = match std::panic::catch_unwind(try_main) {
+        Ok(result) => result,
+        Err(payload) if is_closed_stdout(&*payload) => return std::process::ExitCode::from(141),
+        Err(payload) => std::panic::resume_unwind(payload),
+    };
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -77,6 +92,19 @@ pub fn main() -> std::process::ExitCode {
             }
         }
     }
+}
+
+/// Whether a panic is `println!`'s on a stdout whose reader is gone.
+fn is_closed_stdout(payload: &(dyn std::any::Any + Send)) -> bool {
+    let message = match (
+        payload.downcast_ref::<String>(),
+        payload.downcast_ref::<&str>(),
+    ) {
+        (Some(message), _) => message.as_str(),
+        (None, Some(message)) => message,
+        (None, None) => return false,
+    };
+    message.starts_with("failed printing to stdout") && message.contains("Broken pipe")
 }
 
 fn try_main() -> anyhow::Result<()> {

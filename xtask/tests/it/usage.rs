@@ -126,3 +126,21 @@ fn a_problem_in_the_files_exits_1() {
         assert!(err.contains("unknown architecture"), "{args:?}");
     }
 }
+
+/// A reader that stops early (`cargo xtask build --dry-run | head`) ends xtask quietly with the
+/// status a shell gives a program killed by SIGPIPE, not with a panic and a backtrace.
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    for args in [&["build", "--dry-run"][..], &["plan"], &["ci", "--dry-run"]] {
+        let out = xtask(&fixture_root())
+            .args(args)
+            .stdout(writer.try_clone().unwrap())
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
