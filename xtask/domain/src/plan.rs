@@ -100,18 +100,28 @@ pub fn check_registry(registry: &str) -> Result<()> {
         .split('/')
         .filter(|_| !path.is_empty())
         .find(|s| !super::image::is_path_segment(s));
-    if registry.contains("://") || !host_ok || bad_segment.is_some() {
-        let what = match bad_segment {
-            _ if registry.contains("://") => "image references name a registry without a scheme".to_owned(),
-            Some(s) if host_ok => format!("`{s}` is not a valid repository path segment (lowercase letters, digits, single . _ - between them)"),
-            _ => format!("`{host}` is not a registry host[:port]"),
-        };
-        return diag::usage(format!(
-            "--registry (or REGISTRY) = {registry:?}: {what}\n    fix: give HOST/OWNER without a scheme, e.g. --registry ghcr.io/{}",
-            path.split('/').next().filter(|o| !o.is_empty()).unwrap_or("acme").to_lowercase().replace(' ', "-")
-        ));
-    }
-    Ok(())
+    // As image references are read: a first part without `.` or `:` that is not `localhost` is
+    // a Docker Hub owner, not a host (`acme/talos` is docker.io/acme/talos).
+    let names_host = host.contains(['.', ':']) || host == "localhost";
+    // where every owner shares the host, the first path part would become the owner
+    let shared_host = ["ghcr.io", "docker.io", "quay.io"].contains(&host);
+    let what = match bad_segment {
+        _ if registry.contains("://") => "image references name a registry without a scheme".to_owned(),
+        _ if !host_ok => format!("`{host}` is not a registry host[:port]"),
+        Some(s) => format!("`{s}` is not a valid repository path segment (lowercase letters, digits, single . _ - between them)"),
+        None if !names_host => format!("`{host}` names no registry host: image references would read it as a Docker Hub owner"),
+        None if shared_host && path.is_empty() => format!("no owner: the images would publish as {host}/<repository>, making each role's repository an owner of {host}"),
+        None => return Ok(()),
+    };
+    let owner = match path.split('/').next().filter(|o| !o.is_empty()) {
+        Some(owner) => owner,
+        None if !names_host && host_ok => host,
+        None => "acme",
+    };
+    diag::usage(format!(
+        "--registry (or REGISTRY) = {registry:?}: {what}\n    fix: give HOST/OWNER without a scheme, e.g. --registry ghcr.io/{}",
+        owner.to_lowercase().replace(' ', "-")
+    ))
 }
 
 /// Resolves the plan for the selected variants: pure given the variants, lock and version.
@@ -364,6 +374,18 @@ mod tests {
             "{err}"
         );
         assert!(check_registry("ghcr.io/acme/").is_err(), "empty segment");
+        let err = check_registry("acme").unwrap_err().to_string();
+        assert!(
+            err.contains("`acme` names no registry host: image references would read it as a Docker Hub owner")
+                && err.ends_with("--registry ghcr.io/acme"),
+            "{err}"
+        );
+        let err = check_registry("ghcr.io").unwrap_err().to_string();
+        assert!(
+            err.contains("no owner: the images would publish as ghcr.io/<repository>"),
+            "{err}"
+        );
+        check_registry("localhost/acme").unwrap();
         let plan = make(
             vec![variant("c", r#"["drbd"]"#)],
             &lock(),

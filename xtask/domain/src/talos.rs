@@ -15,6 +15,13 @@ pub struct TalosVersion {
 }
 
 impl TalosVersion {
+    /// The release an image tag names (`v1.13.6`, `aws-v1.13.6`, `rpi_generic-v1.14.0-rc.1`):
+    /// the first `v` from which the rest of the tag is a release.
+    pub fn in_tag(tag: &str) -> Option<TalosVersion> {
+        tag.match_indices('v')
+            .find_map(|(i, _)| TalosVersion::parse(&tag[i..]).ok())
+    }
+
     /// Parses a Talos release tag; the error says what a tag looks like.
     pub fn parse(text: &str) -> Result<TalosVersion, String> {
         let bad =
@@ -129,6 +136,19 @@ impl<'de> Deserialize<'de> for TalosVersion {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_release_a_tag_names() {
+        let v = |t: &str| TalosVersion::in_tag(t).map(|v| v.to_string());
+        assert_eq!(v("v1.13.6").as_deref(), Some("v1.13.6"));
+        assert_eq!(v("aws-v1.13.6").as_deref(), Some("v1.13.6"));
+        assert_eq!(
+            v("rpi_generic-v1.14.0-rc.1").as_deref(),
+            Some("v1.14.0-rc.1")
+        );
+        assert_eq!(v("latest"), None);
+        assert_eq!(v("dev-v2"), None);
+    }
 
     #[test]
     fn release_tags_parse_and_print_back() {

@@ -20,7 +20,7 @@ use domain::cidr::Ipv4Cidr;
 use domain::machine_config::{
     next_steps, render, AuthKey, Base, Overrides, Rendered, Step, AUTH_KEY_ENV, REDACTED,
 };
-use domain::{ImageRef, Variant, VariantPlan};
+use domain::{ImageRef, TalosVersion, Variant, VariantPlan};
 use infra::inputs::{install_image, InstallImage};
 use infra::project::Project;
 
@@ -133,14 +133,37 @@ pub fn check_secret_destination(project: &Project, dir: &Utf8Path) -> Result<()>
 /// xtask's `lib.rs` so that this module does not depend on the one that judges it).
 pub type Judge = fn(&Project, &str, &str, Base, &Rendered, &[Step]) -> Result<()>;
 
-/// `--install-image` must be an image reference, and not another role's installer: a node on
-/// that image carries extensions this role's patch does not configure (and may wait for them
-/// forever), or lacks the ones it does.
-fn check_install_image(roles: &[Variant], vp: &VariantPlan, reference: &str) -> Result<()> {
+/// `--install-image` must be an image reference, and not another role's installer (a node on
+/// that image carries extensions this role's patch does not configure, and may wait for them
+/// forever, or lacks the ones it does), nor Talos's stock installer (which has none of them),
+/// nor one whose tag names another Talos release than the patch is made for.
+fn check_install_image(
+    roles: &[Variant],
+    vp: &VariantPlan,
+    talos: &TalosVersion,
+    reference: &str,
+) -> Result<()> {
     let variant = &vp.variant;
-    let fix = format!("fix: give REGISTRY/PATH:TAG or REGISTRY/PATH@sha256:DIGEST, e.g. {}:{}, or drop --install-image for the role's own installer", vp.image, vp.tag);
+    let own = format!("{}:{}", vp.image, vp.tag);
+    let fix = format!("fix: give REGISTRY/PATH:TAG or REGISTRY/PATH@sha256:DIGEST, e.g. {own}, or drop --install-image for the role's own installer");
     let parsed = ImageRef::parse(reference)
         .map_err(|why| Usage(format!("--install-image {reference:?}: {why}\n    {fix}")))?;
+    let extensions = || variant.all_extensions().collect::<Vec<_>>().join(", ");
+    if parsed.repository.ends_with("siderolabs/installer") {
+        return domain::diag::usage(format!(
+            "--install-image {reference:?} is Talos's stock installer: the `{}` role's nodes would install and upgrade to an image without its extensions ({})\n    fix: drop --install-image to install the role's own installer ({own})",
+            variant.name,
+            extensions()
+        ));
+    }
+    if let Some(other) = parsed.tag.as_deref().and_then(TalosVersion::in_tag) {
+        if other != *talos {
+            return domain::diag::usage(format!(
+                "--install-image {reference:?} is for Talos {other}, but the lock and this patch are for Talos {talos}: nodes would install another release than the one the `{}` role's extensions are built for\n    fix: drop --install-image to install the role's installer for {talos} ({own}); for {other}, run `cargo xtask lock --talos-version {other}` and build it first",
+                variant.name
+            ));
+        }
+    }
     for other in roles {
         if other.repository != variant.repository
             && parsed
@@ -170,7 +193,7 @@ pub fn run(project: &Project, args: Args, judge: Judge) -> Result<()> {
     let variant = plan.variants[0].variant.clone();
     let file = variant.file();
     if let Some(reference) = &args.install_image {
-        check_install_image(&roles, &plan.variants[0], reference)?;
+        check_install_image(&roles, &plan.variants[0], &plan.talos_version, reference)?;
     }
     let has_tailscale = variant.extensions.iter().any(|e| e == "tailscale");
     let tailscale_only = [

@@ -219,6 +219,16 @@ fn install_image_of_another_role_or_not_a_reference_is_refused_before_anything_i
         ("not a ref", "not a full image reference"),
         ("ghcr.io/acme/x:1 ", "contains whitespace"),
         ("ghcr.io/Acme/x:1", "path segment `Acme` is not lowercase"),
+        // the stock installer has none of the role's extensions; another release is not the
+        // one they are built for
+        (
+            "ghcr.io/siderolabs/installer:v1.13.99",
+            "is Talos's stock installer: the `compute` role's nodes would install and upgrade to an image without its extensions (drbd, zfs, spin)",
+        ),
+        (
+            "ghcr.io/acme/talos-cozystack-spin-only/talos:aws-v1.12.0",
+            "is for Talos v1.12.0, but the lock and this patch are for Talos v1.13.99",
+        ),
     ];
     for (image, problem) in cases {
         for args in [
