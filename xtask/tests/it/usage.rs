@@ -24,6 +24,10 @@ fn a_wrong_command_line_exits_2_and_names_the_option() {
             "did you mean `compute`?",
         ),
         (
+            &["plan", "--registry", "acme"],
+            "`acme` names no registry host",
+        ),
+        (
             &["build", "--dry-run", "--variant", "nope"],
             "pass one of them to --variant",
         ),
