@@ -718,7 +718,25 @@ pub fn select(mut all: Vec<Variant>, names: &[String]) -> Result<Vec<Variant>> {
     for name in names {
         if !known.contains(&name.as_str()) {
             unknown.push(format!("`{name}`"));
-            hints.push_str(&diag::did_you_mean(name, &known));
+            // the file's path for its name, or several names in one
+            let stem = name
+                .trim_start_matches("./")
+                .trim_start_matches("variants/");
+            let stem = stem.strip_suffix(".json").unwrap_or(stem);
+            let parts: Vec<&str> = name.split(',').map(str::trim).collect();
+            if known.contains(&stem) {
+                hints.push_str(&format!(
+                    "a variant is named without its file's path: `--variant {stem}`; "
+                ));
+            } else if parts.len() > 1 && parts.iter().all(|p| known.contains(p)) {
+                let each: Vec<String> = parts.iter().map(|p| format!("--variant {p}")).collect();
+                hints.push_str(&format!(
+                    "give --variant once per variant: `{}`; ",
+                    each.join(" ")
+                ));
+            } else {
+                hints.push_str(&diag::did_you_mean(name, &known));
+            }
         }
     }
     if !unknown.is_empty() {
@@ -1253,6 +1271,31 @@ fn short_name(reference: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_variant_named_by_its_file_or_several_in_one_gets_the_right_hint() {
+        let role = |name: &str| {
+            let text = format!(
+                r#"{{"name": "{name}", "description": "d", "arch": "arm64", "extensions": ["drbd"], "repository": "r-{name}/talos"}}"#
+            );
+            parse(&format!("variants/{name}.json"), &text).unwrap()
+        };
+        let err = |name: &str| {
+            let names = [name.to_owned()];
+            format!(
+                "{:#}",
+                select(vec![role("compute"), role("gateway")], &names).unwrap_err()
+            )
+        };
+        assert!(err("variants/compute.json").contains("`--variant compute`"));
+        assert!(err("compute,gateway").contains("`--variant compute --variant gateway`"));
+        assert!(err("gatway").contains("did you mean `gateway`?"));
+        let names = ["gateway".to_owned()];
+        assert_eq!(
+            select(vec![role("compute"), role("gateway")], &names).unwrap()[0].name,
+            "gateway"
+        );
+    }
 
     #[test]
     fn matchbox_publishes_beside_the_installer() {

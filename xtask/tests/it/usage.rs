@@ -17,6 +17,11 @@ fn a_wrong_command_line_exits_2_and_names_the_option() {
     let cases: &[(&[&str], &str)] = &[
         // found by clap
         (&["build", "--no-such-option"], "--no-such-option"),
+        (&["biuld"], "a similar subcommand exists: 'build'"),
+        (
+            &["build", "--dryrun"],
+            "a similar argument exists: '--dry-run'",
+        ),
         (&["smoke", "--dry-run", "--cpus", "0"], "--cpus"),
         // found by xtask once the command line parsed
         (
