@@ -40,7 +40,8 @@ pub struct Args {
     #[arg(long, conflicts_with = "publish_only")]
     pub no_boot: bool,
     /// Print every stage's commands, exactly, without running any (no engine, registry or qemu
-    /// needed); a stage a real run would stop at says so.
+    /// needed). A lock a real run would stop at is named where it stops, the later stages are
+    /// still shown, and the dry run then fails as the real run would.
     #[arg(long)]
     pub dry_run: bool,
 }
@@ -493,9 +494,9 @@ fn write_summary(summary: &str) -> Result<()> {
     Ok(())
 }
 
-/// The tools ci runs; the workflow's build and publish jobs install those a runner lacks.
 /// `ci --dry-run`: each stage in order, as a `# stage ...` line followed by the commands that
-/// stage runs. Nothing is run, fetched or written.
+/// stage runs. Nothing is run, fetched or written. A lock the real run's lock stage refuses
+/// fails the dry run too, after every stage is shown.
 fn dry_run(
     project: &Project,
     args: &Args,
@@ -520,26 +521,23 @@ fn dry_run(
         let locked = Locked::new(true, opts.imager.is_some());
         produce::lock::ensure_dry_run(project, &variants, current, locked, &skopeo)
     });
-    let ((lock, talos), locked) = match checked {
-        Ok(checked) => (checked, true),
+    let ((lock, talos), stopped) = match checked {
+        Ok(checked) => (checked, None),
         Err(err) => {
             runner.note("a real run stops here:");
             for line in format!("{err:#}").lines() {
                 runner.note(&format!("  {line}"));
             }
             runner.note("the stages below show what runs once the lock is fixed");
-            (
-                produce::lock::ensure_dry_run(
-                    project,
-                    &variants,
-                    inputs.lock()?,
-                    Locked::No,
-                    &skopeo,
-                )?,
-                false,
-            )
+            // the lock as `cargo xtask lock` would complete it; a locked run resolves nothing
+            let current = inputs.lock()?;
+            let talos =
+                infra::pin::talos_version_or(project, current.as_ref().map(|l| &l.talos_version))?;
+            let lock = produce::lock::as_resolved(current, &talos.version, &variants);
+            ((lock, talos), Some(err))
         }
     };
+    let locked = stopped.is_none();
     // the plan from exactly that lock, as a real run makes it
     let plan = &domain::plan::make(variants.clone(), &lock, talos, opts.registry.resolve())?;
     runner.note("stage patch and build (the build patches each variant's upstream tree):");
@@ -589,11 +587,13 @@ fn dry_run(
             }
         }
     }
-    if !locked {
-        // a preview of every stage, which exits 0; the lock's problems lead the output
-        runner.note("a real run stops at the lock stage: its problems are listed at the top");
+    match stopped {
+        // every stage was shown; the run fails as a real run would, at its lock stage
+        Some(err) => {
+            Err(err.context("a real run stops at the lock stage (every stage is shown above)"))
+        }
+        None => Ok(()),
     }
-    Ok(())
 }
 
 fn needs(engine: Engine, boot: bool) -> Vec<Need> {

@@ -344,7 +344,7 @@ mod tests {
             vec![variant("c", r#"["drbd"]"#)],
             &lock(),
             talos,
-            Some("r".into()),
+            Some("ghcr.io/acme".into()),
         )
         .unwrap();
         assert!(plan.warnings[0]

@@ -963,26 +963,35 @@ pub fn ensure_dry_run(
     skopeo: &Skopeo,
 ) -> Result<(Lock, Talos)> {
     let (current, talos, problems) = lock_problems(project, variants, current, locked, skopeo)?;
-    if problems.is_empty() {
-        return Ok((current.expect("no problems means a lock exists"), talos));
+    if !problems.is_empty() {
+        eprintln!(
+            "warning: {} lock problem{} would be resolved first from the registry, as `cargo xtask lock` does (a --locked build refuses them):",
+            problems.len(),
+            domain::diag::plural(problems.len())
+        );
+        for p in &problems {
+            eprintln!("  {}", p.to_string().replace('\n', "\n  "));
+        }
+        print_resolve_commands(
+            project,
+            skopeo,
+            &talos.version,
+            !used_overlays(variants).is_empty(),
+        )?;
     }
-    let talos_version = talos.version.clone();
-    eprintln!(
-        "warning: {} lock problem{} would be resolved first from the registry, as `cargo xtask lock` does (a --locked build refuses them):",
-        problems.len(),
-        domain::diag::plural(problems.len())
-    );
-    for p in &problems {
-        eprintln!("  {}", p.to_string().replace('\n', "\n  "));
-    }
-    print_resolve_commands(
-        project,
-        skopeo,
-        &talos_version,
-        !used_overlays(variants).is_empty(),
-    )?;
+    Ok((as_resolved(current, &talos.version, variants), talos))
+}
+
+/// The lock a dry run plans with: `current` as a run that resolved its problems for
+/// `talos_version` would leave it, every entry it would fill (absent, or all of them for another
+/// Talos version) a `<...>` placeholder. Nothing is fetched, printed or written.
+pub fn as_resolved(
+    current: Option<Lock>,
+    talos_version: &TalosVersion,
+    variants: &[Variant],
+) -> Lock {
     let mut lock = current
-        .filter(|c| c.talos_version == talos_version)
+        .filter(|c| c.talos_version == *talos_version)
         .unwrap_or_else(|| {
             Lock::new(
                 talos_version.clone(),
@@ -1008,7 +1017,7 @@ pub fn ensure_dry_run(
             )
         });
     }
-    Ok((lock, talos))
+    lock
 }
 
 #[cfg(test)]

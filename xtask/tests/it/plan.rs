@@ -341,22 +341,33 @@ fn ci_dry_run_prints_every_stage() {
         "gateway",
     ];
     let out = run(xtask(&fixture_root()).args(args));
-    // the fixture's lock is not fit for --locked: the preview shows every stage and lists every
-    // problem at once (entries, base installer, imager), first and last
-    assert_success(
+    // the fixture's lock is not fit for --locked: the preview shows every stage, lists every
+    // problem at once (entries, base installer, imager) where the real run stops, and fails as
+    // the real run would, without the resolution a --locked run never does
+    let err = assert_failure(
         &out,
         "ci --dry-run --push --registry ghcr.io/acme --variant gateway",
     );
     let text = stdout(&out);
     for problem in [
-        "# a real run stops here:",
-        "# a real run stops at the lock stage: its problems are listed at the top",
         "field `extensions.tailscale` = ghcr.io/siderolabs/tailscale:1.98.5: has no digest",
         "field `base_installer`: missing",
         "field `imager`: missing",
     ] {
+        assert!(text.contains("# a real run stops here:"), "{text}");
         assert!(text.contains(problem), "missing {problem:?} in:\n{text}");
+        assert!(err.contains(problem), "missing {problem:?} in:\n{err}");
     }
+    assert!(
+        err.starts_with(
+            "error: a real run stops at the lock stage (every stage is shown above): --locked:"
+        ),
+        "{err}"
+    );
+    assert!(
+        !text.contains("inspect --raw"),
+        "a --locked run resolves nothing: {text}"
+    );
     for stage in [
         "# stage preflight",
         "# stage lock (--locked)",
