@@ -534,10 +534,14 @@ fn dry_run(
             let talos =
                 infra::pin::talos_version_or(project, current.as_ref().map(|l| &l.talos_version))?;
             let lock = produce::lock::as_resolved(current, &talos.version, &variants);
-            ((lock, talos), Some(err))
+            (
+                (lock, talos),
+                Some(err.context("a real run stops at the lock stage")),
+            )
         }
     };
     let locked = stopped.is_none();
+    let mut stopped = stopped;
     // the plan from exactly that lock, as a real run makes it
     let plan = &domain::plan::make(variants.clone(), &lock, talos, opts.registry.resolve())?;
     runner.note("stage patch and build (the build patches each variant's upstream tree):");
@@ -570,6 +574,16 @@ fn dry_run(
             "stage release tags (after smoke passed): {}",
             tags.join(", ")
         ));
+        // the stage moves tags by this checkout's commit: a real run without one stops here
+        if let Err(err) = infra::publish::source_revision(project) {
+            runner.note(&format!(
+                "a real run stops here: moved no release tag: {err:#}"
+            ));
+            stopped.get_or_insert(
+                err.context("moved no release tag")
+                    .context("a real run stops at the release tags stage"),
+            );
+        }
         let publisher = infra::publish::Publisher::new(project, &skopeo);
         for vp in &plan.variants {
             let matchbox = vp.matchbox_image.clone().filter(|_| !opts.no_matchbox);
@@ -588,10 +602,8 @@ fn dry_run(
         }
     }
     match stopped {
-        // every stage was shown; the run fails as a real run would, at its lock stage
-        Some(err) => {
-            Err(err.context("a real run stops at the lock stage (every stage is shown above)"))
-        }
+        // every stage was shown; the run fails as a real run would, where it would
+        Some(err) => Err(err.context("ci --dry-run (every stage is shown above)")),
         None => Ok(()),
     }
 }

@@ -65,7 +65,7 @@ enum Command {
 
 /// The whole program: `main.rs` returns this as its exit status.
 pub fn main() -> std::process::ExitCode {
-    // A reader that stops early (`cargo xtask build --dry-run | head`) closes stdout, and the
+    // A reader that stops early (a dry run piped into head) closes stdout, and the
     // next `println!` panics. That ends the program quietly, with the status a shell gives a
     // program killed by SIGPIPE (141); the unwinding still runs every clean-up guard.
     let default_hook = std::panic::take_hook();

@@ -215,6 +215,10 @@ impl Publisher<'_> {
     ) -> Result<Outcome> {
         let mut outcome = Outcome::default();
         let runner = self.skopeo.runner;
+        let Some(revision) = revision else {
+            // a dry run refuses it as the real run does, after showing the pushes before it
+            anyhow::bail!("moved no release tag: this run's commit is unknown, so whether its images are newer than the tagged ones cannot be established");
+        };
         if runner.is_dry_run() {
             runner.note(&format!("release tags move forward only: each is read with `skopeo inspect --raw`, and moves when the commit its image records ({REVISION}) is an ancestor of this one (`git merge-base --is-ancestor`)"));
             for (p, tags) in published.iter() {
@@ -222,9 +226,6 @@ impl Publisher<'_> {
             }
             return Ok(outcome);
         }
-        let Some(revision) = revision else {
-            anyhow::bail!("moved no release tag: this run's commit is unknown, so whether its images are newer than the tagged ones cannot be established");
-        };
         let mut plan = Vec::new();
         let mut unsure = Vec::new();
         for (i, (p, tags)) in published.iter().enumerate() {
@@ -475,9 +476,25 @@ pub fn current(skopeo: &Skopeo, image: &str, tag: &str) -> Current {
     }
 }
 
-/// The commit this checkout is: `HEAD` of a clean work tree, else why not.
+/// The commit this checkout is: `HEAD` of a clean work tree, else why not. The repository is
+/// the one at the project's root, never one around it (a copy of the files inside another
+/// checkout is not that checkout's commit).
 pub fn source_revision(project: &Project) -> Result<String> {
     let git = || crate::git::at(&project.root);
+    let top = git()
+        .args(["rev-parse", "--show-toplevel"])
+        .read()
+        .context("this checkout's commit cannot be read (`git rev-parse --show-toplevel` failed): release tags need a git checkout")?;
+    let root = project
+        .root
+        .canonicalize_utf8()
+        .unwrap_or(project.root.clone());
+    anyhow::ensure!(
+        Utf8Path::new(top.trim()) == root,
+        "{} is not a git checkout of its own (git finds the one at {}): release tags need the commit of these files",
+        project.root,
+        top.trim()
+    );
     let head = git()
         .args(["rev-parse", "--verify", "HEAD^{commit}"])
         .read()

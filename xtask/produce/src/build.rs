@@ -368,9 +368,13 @@ fn publish_all(
     tags.retain(|t| *t != version);
     let revision = publish::source_revision(project);
     if let Err(err) = &revision {
-        ctx.progress.note(&format!(
+        let warning = format!(
             "warning: {err:#}; the images record no commit, so no release tag will move to them"
-        ));
+        );
+        match ctx.runner.is_dry_run() {
+            true => ctx.runner.note(&warning),
+            false => ctx.progress.note(&warning),
+        }
     }
     let revision = revision.ok();
     let matchbox_planned = |vp: &VariantPlan| builds_matchbox(ctx, vp);

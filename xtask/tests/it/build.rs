@@ -255,9 +255,11 @@ fn builds_both_roles_pushes_by_digest_and_caches_by_content() {
     }
 }
 
-/// `build --dry-run --push` of `variant` in `root`, with no engine or tool on PATH.
+/// `build --dry-run --push` of `variant` in `root` (made a checkout: release tags need its
+/// commit), with no engine or tool on PATH but git.
 fn dry_run_push(root: &std::path::Path, variant: &str) -> Output {
-    let out = run(xtask(root).env("PATH", "/nonexistent").args([
+    checkout(root);
+    let out = run(xtask(root).env("PATH", git_only_path()).args([
         "build",
         "--dry-run",
         "--push",
@@ -367,7 +369,8 @@ fn a_two_arch_dry_run_prints_a_matchbox_build_per_arch_and_one_index_push() {
 fn push_moves_no_tag_before_every_image_of_every_variant_is_in_the_registry() {
     let root = temp_dir("build-dry-run-push-order");
     copy_repo_data(&root);
-    let out = run(xtask(&root).env("PATH", "/nonexistent").args([
+    checkout(&root);
+    let out = run(xtask(&root).env("PATH", git_only_path()).args([
         "build",
         "--dry-run",
         "--push",
@@ -380,7 +383,8 @@ fn push_moves_no_tag_before_every_image_of_every_variant_is_in_the_registry() {
         .lines()
         .filter(|l| l.contains(" 'docker://ghcr.io/acme/") || l.contains(" docker://ghcr.io/acme/"))
         .collect();
-    let by_digest = |l: &&str| l.ends_with("@<digest of the OCI manifest>'");
+    // annotated with the checkout's commit, which the release tags are moved by
+    let by_digest = |l: &&str| l.ends_with("@<digest of the annotated OCI manifest>'");
     let digests = pushes.iter().copied().filter(by_digest).count();
     assert_eq!(
         digests, 4,
@@ -683,4 +687,31 @@ fn a_dry_run_checks_the_options_before_printing_any_command() {
             );
         }
     }
+}
+
+/// Release tags move by the commit of the files built: a copy of them inside another checkout
+/// (here the repository the tests run in, or none) is not that checkout's commit. The dry run
+/// refuses it as the real run does, after the pushes.
+#[test]
+fn a_root_that_is_no_checkout_of_its_own_moves_no_release_tag() {
+    let root = temp_dir("build-dry-run-no-checkout");
+    copy_repo_data(&root);
+    let out = run(xtask(&root).env("PATH", git_only_path()).args([
+        "build",
+        "--dry-run",
+        "--push",
+        "--registry",
+        "ghcr.io/acme",
+        "--variant",
+        "compute",
+    ]));
+    let err = assert_failure(&out, "build --dry-run --push outside a checkout of its own");
+    assert!(err.contains("moved no release tag"), "{err}");
+    assert!(
+        stdout(&out).contains("# warning: ")
+            && (stdout(&out).contains("is not a git checkout of its own")
+                || stdout(&out).contains("this checkout's commit cannot be read")),
+        "{}",
+        stdout(&out)
+    );
 }

@@ -360,7 +360,7 @@ fn ci_dry_run_prints_every_stage() {
     }
     assert!(
         err.starts_with(
-            "error: a real run stops at the lock stage (every stage is shown above): --locked:"
+            "error: ci --dry-run (every stage is shown above): a real run stops at the lock stage: --locked:"
         ),
         "{err}"
     );

@@ -181,6 +181,8 @@ fn release_tags_fail_closed_when_ancestry_cannot_be_established() {
     strip_annotations(&plain);
     let dest = format!("docker://{}/{REPO}:latest", env.registry.addr);
     skopeo(&["copy", "--dest-tls-verify=false", &oci, &dest]);
+    let tags = ["latest", "demo-stable", "v1.13.99"];
+    let before: Vec<_> = tags.iter().map(|t| tagged(&env, t)).collect();
     let out = ci(&env, &["--push", "--no-boot"], &[]);
     assert_failure(&out, "ci --push --no-boot when latest records no revision");
     assert!(
@@ -188,6 +190,8 @@ fn release_tags_fail_closed_when_ancestry_cannot_be_established() {
         "{}",
         stdout(&out)
     );
+    let after: Vec<_> = tags.iter().map(|t| tagged(&env, t)).collect();
+    assert_eq!(after, before, "a release tag moved although one was unsure");
 
     // A dirty checkout is no commit: its images are pushed, no release tag moves.
     std::fs::write(
@@ -201,6 +205,39 @@ fn release_tags_fail_closed_when_ancestry_cannot_be_established() {
         stdout(&out).contains("uncommitted changes"),
         "{}",
         stdout(&out)
+    );
+    let after: Vec<_> = tags.iter().map(|t| tagged(&env, t)).collect();
+    assert_eq!(after, before, "a dirty checkout moved a release tag");
+    // build's dry run refuses it as its real run does, after the pushes, and says why
+    let out = run(env
+        .xtask()
+        .args([
+            "build",
+            "--dry-run",
+            "--push",
+            "--variant",
+            "compute",
+            "--imager",
+            OK,
+        ])
+        .arg("--registry")
+        .arg(format!("{}/acme", env.registry.addr))
+        .arg("--tree")
+        .arg(&env.tree)
+        .args(["--matchbox-base", BASE]));
+    let err = assert_failure(&out, "build --dry-run --push of a dirty tree");
+    assert!(
+        err.contains("moved no release tag: this run's commit is unknown"),
+        "{err}"
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("# warning: the checkout has uncommitted changes"),
+        "{text}"
+    );
+    assert!(
+        !text.lines().any(|l| l.ends_with("/talos:v1.13.99")),
+        "no release tag shown moving: {text}"
     );
 }
 
@@ -411,7 +448,7 @@ fn published_images_are_signed_and_verified_offline_with_a_local_key() {
         cosign(&home, &args)
     };
     // Unsigned: verification fails.
-    assert_failure(
+    assert_tool_fails(
         &verify(images[0], &public),
         &format!("cosign verify of the unsigned {}", images[0]),
     );
@@ -437,7 +474,7 @@ fn published_images_are_signed_and_verified_offline_with_a_local_key() {
         ],
     );
     assert_success(&out, "cosign generate-key-pair (another key)");
-    assert_failure(
+    assert_tool_fails(
         &verify(images[0], &format!("{}.pub", other.display())),
         &format!("cosign verify of {} with another key", images[0]),
     );

@@ -116,6 +116,19 @@ pub fn assert_failure(out: &Output, what: &str) -> String {
     stderr(out)
 }
 
+/// Fails the test unless another program (not xtask, whose statuses [`assert_failure`] pins)
+/// exited unsuccessfully of its own accord, not killed by a signal; returns its stderr.
+#[track_caller]
+pub fn assert_tool_fails(out: &Output, what: &str) -> String {
+    if out.status.success() || out.status.code().is_none() {
+        panic!(
+            "{}",
+            report(out, what, "must fail (exit with a non-zero status)")
+        );
+    }
+    stderr(out)
+}
+
 /// [`assert_failure`] for a wrong command line: exit status 2, as clap's own usage errors.
 #[track_caller]
 pub fn assert_usage(out: &Output, what: &str) -> String {
@@ -157,6 +170,25 @@ pub fn run_with_stdin(cmd: &mut Command, text: &str) -> Output {
         .write_all(text.as_bytes())
         .unwrap();
     child.wait_with_output().unwrap()
+}
+
+/// A PATH with git alone on it: a dry run needs no engine, registry client or qemu, and reads
+/// the checkout's commit with git.
+pub fn git_only_path() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = temp_dir("path-with-git-only");
+        let git = which("git").expect("git is needed by every test");
+        std::os::unix::fs::symlink(git, dir.join("git")).unwrap();
+        dir
+    })
+    .clone()
+}
+
+/// `root` as a checkout of its own: a fresh repository with every file committed.
+pub fn checkout(root: &Path) {
+    git(root, &["init", "-q"]);
+    commit_all(root, "the repository's files");
 }
 
 /// git that reads no user or system configuration, with a fixed identity, and ignores the
