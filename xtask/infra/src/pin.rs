@@ -25,6 +25,31 @@ pub struct SourceArg {
     pub source: Option<String>,
 }
 
+impl SourceArg {
+    /// A local path (no `scheme://`, no scp-like `host:path`) must exist: git's own error
+    /// for it comes only after a fetch starts, and a dry run would not see it at all.
+    pub fn check(&self) -> Result<()> {
+        match self.source.as_deref() {
+            Some(path) if !path.contains(':') && !Utf8Path::new(path).exists() => domain::diag::usage(format!(
+                "--source (or COZYSTACK_SOURCE) {path}: no such directory\n    fix: give a CozyStack clone's directory, or its URL"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `--source S` as a printed command line passes it on (credentials in a URL redacted), or
+/// nothing.
+pub fn source_flag(source: Option<&str>) -> Vec<String> {
+    match source {
+        Some(source) => vec![
+            "--source".into(),
+            domain::shell::url_shown(source).into_owned(),
+        ],
+        None => Vec::new(),
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pin {

@@ -168,6 +168,7 @@ impl Options {
                 domain::diag::Usage(format!("--imager (or XTASK_IMAGER) = {imager:?}: {why}\n    fix: give REGISTRY/PATH:TAG or REGISTRY/PATH@sha256:DIGEST, e.g. ghcr.io/siderolabs/imager:vX.Y.Z"))
             })?;
         }
+        self.upstream.check()?;
         if let (Some(tree), false) = (&self.tree, self.no_matchbox) {
             matchbox::dockerfile(tree)
                 .map_err(|err| domain::diag::Usage(format!("--tree {err:#}")))?;
@@ -647,7 +648,9 @@ fn build_variant(ctx: &Ctx, plan: &Plan, vp: &VariantPlan) -> Result<BuildRecord
         }
         TreeSource::Patch { source } => {
             let label = format!("[{}] patch upstream", vp.name);
-            let shown = Cmd::new("cargo").args(["xtask", "patch", "--variant", &vp.name]);
+            let shown = Cmd::new("cargo")
+                .args(["xtask", "patch", "--variant", &vp.name])
+                .args(infra::pin::source_flag(source.as_deref()));
             let applied = ctx.runner.act(&shown, || {
                 ctx.progress.run(&label, || {
                     crate::patch::prepare_variant(ctx.project, source.as_deref(), vp)

@@ -109,6 +109,7 @@ pub struct VariantProfiles {
 }
 
 pub fn run(project: &Project, args: Args) -> Result<()> {
+    args.source.check()?;
     let pin = Pin::load(project)?;
     if args.refresh {
         let dir = args.out.unwrap_or_else(|| default_out(project, None));
@@ -131,19 +132,26 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         if let Some(name) = &args.variant {
             project.select_variants(std::slice::from_ref(name))?;
         }
+        // replaced only when a real run would replace it (git queries only, nothing written)
+        if out.exists() {
+            if args.variant.is_none() {
+                refuse_unsaved_work(project, &pin, &out)?;
+            }
+            check_replaceable(&out)?;
+        }
         // the commands of a run whose `git am` all succeed; the queries between them need the tree
         let cache = pin.cache_dir(project);
         if !cache.is_dir() {
+            let upstream = Cmd::new("cargo")
+                .args(["xtask", "upstream", "--dry-run"])
+                .args(infra::pin::source_flag(args.source.source.as_deref()));
             runner.note(&format!(
-                "{cache} is not cached yet: `cargo xtask upstream --dry-run` shows the fetch"
+                "{cache} is not cached yet: a real run fetches it first, as `{upstream}` shows"
             ));
         }
         let loaded = load_series(project)?;
         let only = args.check.then(|| touched_paths(&loaded));
         if out.exists() {
-            runner.note(&format!(
-                "{out} exists: a real run replaces it when `cargo xtask patch` made it, and refuses otherwise"
-            ));
             runner.run(&Cmd::new("rm").args(["-rf", out.as_str()]))?;
         }
         let mut commands = copy_commands(&cache, &pin.commit, &out, only.as_deref());
@@ -521,16 +529,22 @@ fn refuse_unsaved_work(project: &Project, pin: &Pin, out: &Utf8Path) -> Result<(
     }
 }
 
+/// `out` may be replaced: it is a tree `cargo xtask patch` made, or empty.
+fn check_replaceable(out: &Utf8Path) -> Result<()> {
+    let ours = out.join(".git").join(MARKER).is_file();
+    let empty = out
+        .read_dir()
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(false);
+    if !ours && !empty {
+        bail!("{out} exists and is not a tree `cargo xtask patch` made\n    fix: remove it, or choose another --out");
+    }
+    Ok(())
+}
+
 fn prepare_out(upstream: &Upstream, out: &Utf8Path, only: Option<&[String]>) -> Result<()> {
     if out.exists() {
-        let ours = out.join(".git").join(MARKER).is_file();
-        let empty = out
-            .read_dir()
-            .map(|mut d| d.next().is_none())
-            .unwrap_or(false);
-        if !ours && !empty {
-            bail!("{out} exists and is not a tree `cargo xtask patch` made\n    fix: remove it, or choose another --out");
-        }
+        check_replaceable(out)?;
         std::fs::remove_dir_all(out)
             .with_context(|| format!("removing the previous tree {out}"))?;
     }

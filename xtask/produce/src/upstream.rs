@@ -41,6 +41,7 @@ pub struct Upstream {
 }
 
 pub fn run(project: &Project, args: Args) -> Result<()> {
+    args.source.check()?;
     let pin = Pin::load(project)?;
     let runner = Runner::new(args.dry_run);
     if runner.is_dry_run() {

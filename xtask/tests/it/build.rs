@@ -715,3 +715,37 @@ fn a_root_that_is_no_checkout_of_its_own_moves_no_release_tag() {
         stdout(&out)
     );
 }
+
+/// The patch step a dry run shows fetches from where the real run would: `--source` is passed
+/// on, with a URL's credentials redacted.
+#[test]
+fn a_dry_run_passes_the_source_on_to_the_patch_step() {
+    let root = temp_dir("build-dry-run-source");
+    copy_repo_data(&root);
+    for (source, shown) in [
+        (
+            root.to_str().unwrap(),
+            format!("--source {}", root.display()),
+        ),
+        (
+            "https://user:secret@git.example/cozystack.git",
+            "--source 'https://<redacted>@git.example/cozystack.git'".to_owned(),
+        ),
+    ] {
+        let out = run(xtask(&root).args([
+            "build",
+            "--dry-run",
+            "--variant",
+            "compute",
+            "--source",
+            source,
+        ]));
+        assert_success(&out, &format!("build --dry-run --source {source}"));
+        let text = stdout(&out);
+        assert!(
+            text.contains(&format!("cargo xtask patch --variant compute {shown}")),
+            "{text}"
+        );
+        assert!(!text.contains("secret"), "{text}");
+    }
+}

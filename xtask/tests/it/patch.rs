@@ -860,3 +860,22 @@ fn a_dry_run_for_a_variant_that_does_not_exist_fails_as_the_run_would() {
     assert!(err.contains("unknown variant `nope`"), "{err}");
     assert_eq!(stdout(&out), "", "no command printed");
 }
+
+#[test]
+fn a_dry_run_does_not_show_replacing_a_directory_the_run_would_refuse() {
+    let root = temp_dir("patch-dry-run-foreign-out");
+    copy_repo_data(&root);
+    let mine = root.join("mine");
+    std::fs::create_dir_all(&mine).unwrap();
+    std::fs::write(mine.join("notes.txt"), "mine").unwrap();
+    let out = run(xtask(&root)
+        .args(["patch", "--dry-run", "--out"])
+        .arg(&mine));
+    let err = assert_failure(&out, "patch --dry-run --out <a directory of the user's>");
+    assert!(
+        err.contains("exists and is not a tree `cargo xtask patch` made"),
+        "{err}"
+    );
+    assert_eq!(stdout(&out), "", "no `rm -rf` printed, nothing printed");
+    assert!(mine.join("notes.txt").is_file());
+}

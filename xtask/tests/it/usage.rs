@@ -33,6 +33,14 @@ fn a_wrong_command_line_exits_2_and_names_the_option() {
             "`acme` names no registry host",
         ),
         (
+            &["upstream", "--dry-run", "--source", missing],
+            "--source (or COZYSTACK_SOURCE)",
+        ),
+        (
+            &["build", "--dry-run", "--source", missing],
+            "no such directory",
+        ),
+        (
             &["build", "--dry-run", "--variant", "nope"],
             "pass one of them to --variant",
         ),
