@@ -213,7 +213,11 @@ pub fn release_tags(talos_version: &TalosVersion, default_branch: bool) -> Vec<S
 
 pub fn run(project: &Project, args: Args) -> Result<()> {
     if args.publish_only {
-        let _lock = infra::interrupt::lock_out_dir(project)?;
+        // a dry run writes nothing, the lock of _out/ included
+        let _lock = match args.dry_run {
+            true => None,
+            false => Some(infra::interrupt::lock_out_dir(project)?),
+        };
         return publish_only(project, &args);
     }
     let mut stages = Vec::new();
@@ -365,39 +369,12 @@ fn publish_only(project: &Project, args: &Args) -> Result<()> {
         return domain::diag::usage("--publish-only needs a registry: pass --registry HOST/OWNER, or set REGISTRY or GITHUB_REPOSITORY_OWNER");
     }
     let plan = inputs::load_plan(project, &args.options.variants, registry)?;
+    if args.dry_run {
+        return publish_only_dry_run(project, args, &plan, skopeo);
+    }
     let mut records = Vec::new();
     let pushed = stage("publish", &mut stages, || {
-        for vp in &plan.variants {
-            let shown = project
-                .display(&infra::record::path(project, &vp.name))
-                .to_owned();
-            let record = infra::record::read(project, &vp.name)?.with_context(|| {
-                format!(
-                    "variant `{}` is not built: only smoke-tested outputs are published; run `cargo xtask ci --variant {}` first (no {shown})",
-                    vp.name, vp.name
-                )
-            })?;
-            anyhow::ensure!(
-                record.variant == vp.name,
-                "{shown}: field `variant` is {:?}, expected {:?}: rebuild with `cargo xtask ci --variant {}`",
-                record.variant,
-                vp.name,
-                vp.name
-            );
-            anyhow::ensure!(
-                record.smoke_passed,
-                "{shown}: `smoke_passed` is false: only smoke-tested outputs are published; run `cargo xtask ci --variant {}` first",
-                vp.name
-            );
-            anyhow::ensure!(
-                record.talos_version == plan.talos_version,
-                "{shown}: `talos_version` is {}, the lock says {}: rebuild with `cargo xtask ci --variant {}`",
-                record.talos_version,
-                plan.talos_version,
-                vp.name
-            );
-            records.push(record);
-        }
+        records = smoke_tested_records(project, &plan)?;
         let revision = infra::publish::source_revision(project)?;
         let publisher = infra::publish::Publisher::new(project, &skopeo);
         let progress = infra::progress::Steps::new(false);
@@ -442,6 +419,97 @@ fn publish_only(project: &Project, args: &Args) -> Result<()> {
     }
     write_summary(&summary(&stages, &records, &[]))?;
     failed_stages(&stages)
+}
+
+/// The build record of every variant of `plan`, each built and smoke-tested for the plan's Talos
+/// version: only those are published. Every variant's problem at once.
+fn smoke_tested_records(project: &Project, plan: &domain::Plan) -> Result<Vec<BuildRecord>> {
+    let mut records = Vec::new();
+    let mut problems = Vec::new();
+    for vp in &plan.variants {
+        let shown = project
+            .display(&infra::record::path(project, &vp.name))
+            .to_owned();
+        let rebuild = format!("run `cargo xtask ci --variant {}` first", vp.name);
+        let Some(record) = infra::record::read(project, &vp.name)? else {
+            problems.push(format!("variant `{}` is not built: only smoke-tested outputs are published; {rebuild} (no {shown})", vp.name));
+            continue;
+        };
+        if record.variant != vp.name {
+            problems.push(format!(
+                "{shown}: field `variant` is {:?}, expected {:?}: {rebuild}",
+                record.variant, vp.name
+            ));
+        } else if !record.smoke_passed {
+            problems.push(format!("{shown}: `smoke_passed` is false: only smoke-tested outputs are published; {rebuild}"));
+        } else if record.talos_version != plan.talos_version {
+            problems.push(format!(
+                "{shown}: `talos_version` is {}, the lock says {}: {rebuild}",
+                record.talos_version, plan.talos_version
+            ));
+        } else {
+            records.push(record);
+        }
+    }
+    match problems.as_slice() {
+        [] => Ok(records),
+        [one] => anyhow::bail!("{one}"),
+        all => anyhow::bail!(
+            "{} variants cannot be published:\n  {}",
+            all.len(),
+            all.join("\n  ")
+        ),
+    }
+}
+
+/// `ci --publish-only --dry-run`: what the publish and release-tag stages would run, refusing
+/// what they would refuse (records not smoke-tested, no commit to move tags by). Nothing is
+/// pushed or written: no record, output or job summary.
+fn publish_only_dry_run(
+    project: &Project,
+    args: &Args,
+    plan: &domain::Plan,
+    mut skopeo: infra::registry::Skopeo,
+) -> Result<()> {
+    let runner = infra::cmd::Runner::DRY_RUN;
+    skopeo.runner = runner;
+    let mut records =
+        smoke_tested_records(project, plan).context("a real run stops at its publish stage")?;
+    let revision = infra::publish::source_revision(project);
+    runner.note("stage publish: each image by digest, then its build-unique tag");
+    let publisher = infra::publish::Publisher::new(project, &skopeo);
+    let progress = infra::progress::Steps::new(true);
+    let push = build::PushCtx {
+        project,
+        progress: &progress,
+        runner,
+        publisher: &publisher,
+        revision: revision.as_deref().ok(),
+    };
+    build::push_records(&push, plan, &mut records, &|_| false)?;
+    let unique = infra::publish::build_tags(project, &plan.talos_version)?;
+    let unique: Vec<String> = unique
+        .into_iter()
+        .filter(|t| t != &plan.talos_version)
+        .collect();
+    for (vp, record) in plan.variants.iter().zip(records.iter()) {
+        for p in &record.published {
+            publisher.add_tags(p, &build::target_tags(&vp.target, &unique))?;
+        }
+    }
+    if args.no_release_tags {
+        runner.note("stage release tags: skipped (--no-release-tags)");
+        return Ok(());
+    }
+    let tags = release_tags(&plan.talos_version, on_default_branch());
+    runner.note(&format!("stage release tags: {}", tags.join(", ")));
+    let revision = revision
+        .context("moved no release tag")
+        .context("a real run stops at its release tags stage")?;
+    check_release_ref(project, &revision)?;
+    let mut published = build::with_target_tags(plan, &mut records, &tags);
+    publisher.move_forward(&mut published, Some(&revision))?;
+    Ok(())
 }
 
 /// `installer-image`, `installer-digest`, `matchbox-image`, `matchbox-digest` (of the first

@@ -62,7 +62,7 @@ pub struct Options {
     pub no_matchbox: bool,
     /// Let each imager run pull its images itself instead of fetching every image once per
     /// build into `_out/.oci` and handing it over as an `ociPath` input (the default).
-    #[arg(long, env = "XTASK_NO_PREFETCH")]
+    #[arg(long, env = "XTASK_NO_PREFETCH", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_prefetch: bool,
     /// Override the matchbox Dockerfile's base image (podman `--from`, never pulled), e.g. a
     /// mirror of it for air-gapped builds.

@@ -749,3 +749,22 @@ fn a_dry_run_passes_the_source_on_to_the_patch_step() {
         assert!(!text.contains("secret"), "{text}");
     }
 }
+
+/// XTASK_NO_PREFETCH is read as a switch: 1, true, yes or on turn prefetching off; 0, false, no,
+/// off or empty leave it on.
+#[test]
+fn no_prefetch_from_the_environment_reads_as_a_switch() {
+    let prefetches = |value: &str| {
+        let out = run(xtask(&fixture_root())
+            .args(["build", "--dry-run", "--variant", "compute"])
+            .env("XTASK_NO_PREFETCH", value));
+        assert_success(&out, &format!("XTASK_NO_PREFETCH={value} build --dry-run"));
+        stdout(&out).contains(" oci:")
+    };
+    for off in ["1", "true", "yes", "on"] {
+        assert!(!prefetches(off), "XTASK_NO_PREFETCH={off}");
+    }
+    for on in ["0", "false", "no", "off", ""] {
+        assert!(prefetches(on), "XTASK_NO_PREFETCH={on}");
+    }
+}

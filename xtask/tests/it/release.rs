@@ -320,6 +320,34 @@ fn the_publish_job_pushes_only_smoke_tested_recorded_outputs_then_moves_tags() {
     assert!(env.registry.tags(REPO).is_empty(), "nothing pushed");
     std::fs::write(&installer, &good).unwrap();
 
+    // Its dry run shows both stages and runs neither: nothing pushed, no record or output written.
+    let record = env.root.join("_out/compute/build.json");
+    let recorded = std::fs::read(&record).unwrap();
+    let outputs = env.dir.join("dry-run-outputs");
+    let out = ci(
+        &env,
+        &["--publish-only", "--dry-run"],
+        &[("GITHUB_OUTPUT", outputs.to_str().unwrap())],
+    );
+    let text = ok(&out);
+    for shown in [
+        "# stage publish",
+        "# stage release tags: v1.13.99, latest, demo-stable",
+        "copy --quiet --preserve-digests",
+    ] {
+        assert!(text.contains(shown), "missing {shown:?}: {text}");
+    }
+    assert!(
+        env.registry.tags(REPO).is_empty(),
+        "a dry run pushed: {text}"
+    );
+    assert_eq!(
+        std::fs::read(&record).unwrap(),
+        recorded,
+        "a dry run rewrote the record"
+    );
+    assert!(!outputs.exists(), "a dry run wrote the job's outputs");
+
     // Push by digest only, with the outputs the attest and sign steps read.
     let outputs = env.dir.join("outputs");
     let out = ci(

@@ -692,8 +692,9 @@ fn smoke_of_an_unbuilt_variant_says_how_to_build_it() {
     let boot = ["smoke", "--variant", "gateway", "--no-check", "--dry-run"];
     let err = assert_failure(&run(xtask(&root).args(boot)), "a boot of nothing");
     assert!(
-        err.contains("_out/gateway/kernel-arm64 does not exist (build it first"),
-        "{err}"
+        err.contains("_out/gateway/kernel-arm64 and ")
+            && err.contains("_out/gateway/initramfs-metal-arm64.xz do not exist (build them first"),
+        "both named at once: {err}"
     );
     let out_dir = root.join("_out/gateway");
     std::fs::create_dir_all(&out_dir).unwrap();

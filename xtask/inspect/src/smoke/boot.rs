@@ -464,12 +464,19 @@ pub fn check_inputs(media: &Media) -> Result<()> {
         } => vec![kernel, initramfs],
         Media::Disk { path } => vec![path],
     };
-    for file in files {
-        if !file.is_file() {
-            bail!("{file} does not exist (build it first, or check the path)");
-        }
+    let missing: Vec<String> = files
+        .iter()
+        .filter(|f| !f.is_file())
+        .map(|f| f.to_string())
+        .collect();
+    match missing.as_slice() {
+        [] => Ok(()),
+        [one] => bail!("{one} does not exist (build it first, or check the path)"),
+        all => bail!(
+            "{} do not exist (build them first, or check the paths)",
+            all.join(" and ")
+        ),
     }
-    Ok(())
 }
 
 /// One step of preparing what qemu reads: the shell lines a dry run prints, and the work.
