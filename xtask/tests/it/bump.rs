@@ -10,6 +10,7 @@
 //!
 //! `tidy::no_test_names_the_pinned_talos_version` keeps it so.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
@@ -291,11 +292,19 @@ fn a_talos_and_upstream_bump_changes_data_files_not_tests() {
             suite.args(["--skip", module]);
         }
     }
-    let out = run(suite
+    suite
         .env("XTASK_TEST_REPO", &root)
         .env("XTASK_TEST_TMPDIR", dir.join("tmp"))
         .env("CARGO_TARGET_DIR", &target)
-        .env_remove("TS_AUTHKEY"));
+        .env_remove("TS_AUTHKEY");
+    // how many it must run: a suite that ran none would pass as well
+    let listed = stdout(&run(Command::new(suite.get_program())
+        .args(suite.get_args())
+        .arg("--list")))
+    .lines()
+    .filter(|l| l.ends_with(": test"))
+    .count();
+    let out = run(&mut suite);
     let report = format!("{}{}", stdout(&out), stderr(&out));
     assert_success(
         &out,
@@ -309,10 +318,17 @@ fn a_talos_and_upstream_bump_changes_data_files_not_tests() {
         .find(|l| l.starts_with("test result: ok."))
         .unwrap_or_default()
         .to_owned();
+    assert!(
+        listed > 50 && passed.starts_with(&format!("test result: ok. {listed} passed;")),
+        "the suite in the copy ran other than the {listed} tests it lists: {passed}"
+    );
+    // its skipped tests are skipped in this run too: say so past the capture
+    for line in report.lines().filter(|l| l.starts_with("SKIPPED ")) {
+        let _ = writeln!(std::io::stderr(), "{line} (in the bumped copy)");
+    }
     // the copy and its suite's scratch directories (~200 MB) go; on a failure they stay to inspect
     let _ = std::fs::remove_dir_all(&dir);
     // past the harness's capture, like a SKIPPED line: the time this test adds is worth seeing
-    use std::io::Write;
     let _ = writeln!(
         std::io::stderr(),
         "bump {old} -> {new} of {changed:?}: offline commands {commands_s:.1}s, suite in the copy \

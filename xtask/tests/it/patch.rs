@@ -244,6 +244,37 @@ fn clean_series_applies_reports_changes_and_the_cache_stays_pristine_and_offline
         "{err}"
     );
     assert!(root.join("mine/keep.txt").is_file());
+
+    // A cache that is no longer the pinned commit, exactly, is never used: an edited file, an
+    // added one, or another commit checked out there.
+    let makefile = cache.join("packages/core/talos/Makefile");
+    let pristine = std::fs::read(&makefile).unwrap();
+    std::fs::write(&makefile, b"edited\n").unwrap();
+    for command in [&["upstream"][..], &["patch", "--check"]] {
+        let err = fails(xt(&root).args(command));
+        assert!(
+            err.contains("was modified; it must stay pristine")
+                && err.contains("packages/core/talos/Makefile"),
+            "{command:?}: {err}"
+        );
+    }
+    std::fs::write(&makefile, &pristine).unwrap();
+    write(&cache.join("stray.txt"), "added\n");
+    assert!(fails(xt(&root).arg("upstream")).contains("stray.txt"));
+    std::fs::remove_file(cache.join("stray.txt")).unwrap();
+    ok(git(&cache).args([
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@t",
+        "commit",
+        "-q",
+        "--allow-empty",
+        "-m",
+        "moved",
+    ]));
+    let err = fails(xt(&root).arg("upstream"));
+    assert!(err.contains(&format!("not the pinned {commit}")), "{err}");
 }
 
 #[test]
@@ -483,6 +514,37 @@ fn refresh_round_trip_gives_the_same_tree_and_stable_patches() {
     ok(xt(&root)
         .args(["patch", "--refresh", "--check"])
         .env("GIT_CONFIG_GLOBAL", &config));
+
+    // A commit the series does not have: --check fails naming it, and patches/ stays as it is.
+    let snapshot = |dir: &Path| -> Vec<(String, Vec<u8>)> {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| {
+                (
+                    p.file_name().unwrap().to_string_lossy().into_owned(),
+                    std::fs::read(&p).unwrap(),
+                )
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    let patches_before = snapshot(&root.join("patches"));
+    write(
+        &tree.join("packages/core/talos/later.txt"),
+        "a fourth change\n",
+    );
+    ok(git(&tree).args(["add", "-A"]));
+    ok(git(&tree).args(["commit", "-q", "-m", "notes: a fourth change"]));
+    let err = fails(xt(&root).args(["patch", "--refresh", "--check"]));
+    assert!(err.contains("0004-notes-a-fourth-change.patch"), "{err}");
+    assert_eq!(
+        snapshot(&root.join("patches")),
+        patches_before,
+        "--check wrote patches/"
+    );
+    ok(git(&tree).args(["reset", "-q", "--hard", "HEAD~1"]));
 
     // An uncommitted edit is not silently dropped.
     write(

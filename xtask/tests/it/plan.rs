@@ -412,6 +412,21 @@ fn schematic_writes_the_file_its_curl_hint_posts() {
         .unwrap();
     let written = std::fs::read_to_string(root.join(file)).unwrap();
     assert!(written.starts_with("customization:\n"), "{written}");
+    // the gateway's schematic, byte for byte, whose sha256 is the ID the factory gives it
+    let json: Value = serde_json::from_slice(
+        &run(xtask(&root).args(["schematic", "--variant", "gateway", "--json", "--no-judge"]))
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(written, json["schematic"].as_str().unwrap());
+    assert!(written.contains("siderolabs/tailscale"), "{written}");
+    use sha2::Digest as _;
+    let id: String = sha2::Sha256::digest(written.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(json["id"], id.as_str());
+    assert!(hint.contains(&id) || text.contains(&id), "{text}");
     assert!(
         text.contains("https://pxe.factory.talos.dev/pxe/"),
         "{text}"
@@ -440,14 +455,25 @@ fn profiles_check_tells_a_missing_file_from_a_stale_one() {
             .arg(&dir))
     };
     let err = assert_failure(&check(), "profiles --check on an empty directory");
-    assert!(err.contains("compute/installer.yaml (missing)"), "{err}");
+    // every one of them, both roles' four outputs, at once
+    assert!(err.contains("8 profile files in "), "{err}");
+    for role in ["compute", "gateway"] {
+        for output in ["installer", "kernel", "initramfs", "metal"] {
+            assert!(
+                err.contains(&format!("{role}/{output}.yaml (missing)")),
+                "{err}"
+            );
+        }
+    }
     assert_success(
         &run(xtask(&root).args(["profiles", "--out"]).arg(&dir)),
         "profiles --out",
     );
     assert_success(&check(), "profiles --check after writing them");
     std::fs::write(dir.join("compute/installer.yaml"), "arch: amd64\n").unwrap();
+    std::fs::remove_file(dir.join("gateway/metal.yaml")).unwrap();
     let err = assert_failure(&check(), "profiles --check after an edit");
-    assert!(err.contains("1 profile file in "), "{err}");
+    assert!(err.contains("2 profile files in "), "{err}");
     assert!(err.contains("compute/installer.yaml (differs)"), "{err}");
+    assert!(err.contains("gateway/metal.yaml (missing)"), "{err}");
 }

@@ -810,4 +810,18 @@ fn the_committed_variants_and_lock_plan() {
         files,
         "{plan:#}"
     );
+    // every extension resolved to a reference, none built for another Talos release
+    for v in plan["variants"].as_array().unwrap() {
+        let wanted = v["extensions"].as_array().unwrap().len();
+        assert_eq!(
+            v["extension_refs"].as_array().unwrap().len(),
+            wanted,
+            "{v:#}"
+        );
+    }
+    let warnings = stderr(&out);
+    assert!(
+        !warnings.contains("resolved for Talos") && !warnings.contains("built for"),
+        "the lock's entries are for another release than the plan's:\n{warnings}"
+    );
 }
