@@ -5,14 +5,28 @@ use camino::Utf8Path;
 
 /// Writes `path` through a temporary sibling and a rename, so readers never see half a file.
 pub fn write_atomic(path: &Utf8Path, bytes: &[u8]) -> Result<()> {
+    through_sibling(path, |tmp| {
+        std::fs::write(tmp, bytes).with_context(|| format!("writing {tmp}"))
+    })
+}
+
+/// `write` fills a temporary sibling of `path`, which then replaces `path`; whatever fails
+/// (a full disk, a rename refused), the sibling is removed: nothing half-written, and no copy
+/// of a secret, stays behind.
+fn through_sibling(path: &Utf8Path, write: impl FnOnce(&Utf8Path) -> Result<()>) -> Result<()> {
     let tmp = path.with_file_name(format!(
         ".{}.tmp-{}",
         path.file_name().unwrap_or("file"),
         std::process::id()
     ));
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {tmp}"))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {tmp} to {path}"))?;
-    Ok(())
+    let _ = std::fs::remove_file(&tmp);
+    let result = write(&tmp).and_then(|()| {
+        std::fs::rename(&tmp, path).with_context(|| format!("renaming {tmp} to {path}"))
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -55,28 +69,47 @@ pub fn hex(bytes: &[u8]) -> String {
 pub fn write_private(path: &Utf8Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        path.file_name().unwrap_or("file"),
-        std::process::id()
-    ));
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("creating {tmp}"))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {tmp}"))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {tmp} to {path}"))?;
-    Ok(())
+    through_sibling(path, |tmp| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(tmp)
+            .with_context(|| format!("creating {tmp}"))?;
+        file.write_all(bytes)
+            .and_then(|()| file.sync_all())
+            .with_context(|| format!("writing {tmp}"))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A write that cannot finish leaves the old file as it was and no sibling behind (here the
+    /// rename is refused: the target is a directory).
+    #[test]
+    fn a_failed_write_leaves_nothing_behind() {
+        let dir = std::env::temp_dir().join(format!("xtask-fsutil-unit-{}", std::process::id()));
+        let dir = camino::Utf8PathBuf::try_from(dir).unwrap();
+        let target = dir.join("target");
+        std::fs::create_dir_all(target.join("inside")).unwrap();
+        for write in [write_atomic, write_private] {
+            assert!(write(&target, b"secret").is_err());
+            let mut names: Vec<String> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            names.sort();
+            assert_eq!(names, ["target"], "left behind");
+            assert!(target.join("inside").is_dir());
+        }
+        let file = dir.join("file");
+        write_private(&file, b"one").unwrap();
+        write_atomic(&file, b"two").unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), b"two");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn sha256_of_known_vectors() {

@@ -569,6 +569,11 @@ fn every_shell_block_in_the_docs_does_what_its_page_says() {
         eprintln!("  {n:3} {how}");
         // shown in a passing run too: lines a missing tool left unchecked are a partial skip
         if how.contains(MISSING_TOOL) {
+            // `cargo xtask test` installs every tool the docs are checked with
+            assert!(
+                std::env::var_os("XTASK_REQUIRE_TOOLS").is_none(),
+                "{n} doc line(s) unchecked: {how} (run `cargo xtask test`, which installs it)"
+            );
             skipped(&format!("{n} doc line(s): {how}"));
         }
     }
