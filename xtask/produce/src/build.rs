@@ -275,11 +275,18 @@ pub fn build_plan(
     };
     // The imager puts its own release's kernel into every output, under extensions whose
     // kernel modules (drbd, zfs) are built for the plan's: they would not load.
-    let tagged = opts
+    let given = opts
         .imager
         .as_ref()
-        .and_then(|i| domain::ImageRef::parse(i).ok())
-        .and_then(|r| r.tag);
+        .and_then(|i| domain::ImageRef::parse(i).ok());
+    // A tag that names no release may move: outputs are cached by the reference as written.
+    if let Some(r) = given.as_ref().filter(|r| r.digest.is_none()) {
+        let tag = r.tag.as_deref().unwrap_or_default();
+        if TalosVersion::parse(tag).is_err() {
+            eprintln!("warning: --imager (or XTASK_IMAGER) {imager}: its tag `{tag}` names no Talos release, so neither can the build check that it is the imager of {} nor tell when the tag moves: outputs cached with it are reused as they are\n    fix: give the imager by digest (REF@sha256:DIGEST), or `--force` to rebuild", plan.talos_version);
+        }
+    }
+    let tagged = given.and_then(|r| r.tag);
     if let Some(other) = tagged
         .and_then(|t| TalosVersion::parse(&t).ok())
         .filter(|v| v.pre.is_none() && *v != plan.talos_version)

@@ -124,7 +124,8 @@ pub fn check_secret_destination(project: &Project, dir: &Utf8Path) -> Result<()>
         && !inside(&project.target_dir())
         && !inside(&project.root.join("_out"))
     {
-        bail!("refusing to write the Tailscale auth key into the repository ({dir})\n    fix: pick a directory outside the repository (e.g. --out ~/cozy-cluster), or one under its git-ignored target/ or _out/ (e.g. --out target/config)");
+        // the example is absolute: a relative --out is read from the current directory
+        return domain::diag::usage(format!("--out {dir}: refusing to write the Tailscale auth key into the repository\n    fix: pick a directory outside the repository (e.g. --out ~/cozy-cluster), or one under its git-ignored target/ or _out/ (e.g. --out {}/config)", project.target_dir()));
     }
     Ok(())
 }

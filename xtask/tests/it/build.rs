@@ -768,3 +768,33 @@ fn no_prefetch_from_the_environment_reads_as_a_switch() {
         assert!(prefetches(on), "XTASK_NO_PREFETCH={on}");
     }
 }
+
+/// An imager tag that names no release (`latest`) may move, and the cache names the imager as
+/// written: the build says so. By digest, or by a release tag, it does not.
+#[test]
+fn an_imager_tag_that_names_no_release_is_warned_about() {
+    let build = |imager: &str| {
+        let out = run(xtask(&fixture_root()).env("PATH", "/nonexistent").args([
+            "build",
+            "--dry-run",
+            "--variant",
+            "compute",
+            "--imager",
+            imager,
+        ]));
+        assert_success(&out, &format!("build --dry-run --imager {imager}"));
+        stderr(&out)
+    };
+    let err = build("ghcr.io/siderolabs/imager:latest");
+    assert!(
+        err.contains("warning: --imager (or XTASK_IMAGER) ghcr.io/siderolabs/imager:latest: its tag `latest` names no Talos release"),
+        "{err}"
+    );
+    let digest = format!("sha256:{}", "a".repeat(64));
+    for quiet in [
+        format!("ghcr.io/siderolabs/imager:latest@{digest}"),
+        "ghcr.io/siderolabs/imager:v1.13.99".into(),
+    ] {
+        assert!(!build(&quiet).contains("names no Talos release"), "{quiet}");
+    }
+}

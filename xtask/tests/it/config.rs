@@ -368,7 +368,7 @@ fn the_key_is_never_written_into_the_repository() {
         ],
         Some(KEY),
     );
-    assert_failure(&out, "config --variant gateway --out variants");
+    assert_usage(&out, "config --variant gateway --out variants");
     let fresh = config(
         &root,
         &[
@@ -379,13 +379,22 @@ fn the_key_is_never_written_into_the_repository() {
         ],
         Some(KEY),
     );
-    assert_failure(&fresh, "config --variant gateway --out secrets/../cluster");
+    assert_usage(&fresh, "config --variant gateway --out secrets/../cluster");
     assert!(
         !root.join("cluster").exists() && !root.join("secrets").exists(),
         "a refused directory is not created"
     );
     assert!(
         stderr(&out).contains("refusing to write the Tailscale auth key into the repository"),
+        "{}",
+        stderr(&out)
+    );
+    // the example works from any directory: it names the target directory in full
+    assert!(
+        stderr(&out).contains(&format!(
+            "(e.g. --out {}/config)",
+            root.join("target").display()
+        )),
         "{}",
         stderr(&out)
     );
