@@ -192,8 +192,12 @@ fn run_check(project: &Project, args: CheckArgs) -> Result<()> {
     let selected = domain::variant::select(variants, &args.variants)?;
     let skopeo = infra::registry::Skopeo::new(&args.registry_client)?;
     let mut reports = Vec::new();
+    // every variant is reported, one that cannot be checked (not built) too
     for variant in &selected {
-        reports.push(check::static_checks(project, variant, &lock, &skopeo)?);
+        reports.push(
+            check::static_checks(project, variant, &lock, &skopeo)
+                .unwrap_or_else(|err| Report::not_checked(project, variant, &err)),
+        );
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
@@ -223,11 +227,13 @@ fn run_check(project: &Project, args: CheckArgs) -> Result<()> {
 
 fn print_report(report: &Report) {
     println!(
-        "{}: static checks {} ({} checks, {} problems)",
+        "{}: static checks {} ({} check{}, {} problem{})",
         report.variant,
         if report.passed() { "passed" } else { "FAILED" },
         report.checked.len(),
-        report.findings.len()
+        domain::diag::plural(report.checked.len()),
+        report.findings.len(),
+        domain::diag::plural(report.findings.len())
     );
     for line in &report.checked {
         println!("  ok  {line}");

@@ -666,6 +666,18 @@ fn smoke_of_an_unbuilt_variant_says_how_to_build_it() {
         err.contains("variant `gateway` is not built; run `cargo xtask build --variant gateway`"),
         "{err}"
     );
+    // every variant is reported, as JSON too, though none can be checked
+    let out = run(xtask(&root).args(["smoke", "check", "--json"]));
+    assert_failure(&out, "smoke check --json");
+    let reports: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(strings(&reports, "/variant"), ["compute", "gateway"]);
+    assert!(
+        reports[1]["findings"][0]
+            .as_str()
+            .unwrap()
+            .contains("variant `gateway` is not built"),
+        "{reports:#}"
+    );
     let out = run(xtask(&root).args(["smoke", "--json"]));
     assert_failure(&out, "smoke --json");
     let results: Value = serde_json::from_slice(&out.stdout).unwrap();

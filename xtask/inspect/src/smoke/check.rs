@@ -35,6 +35,20 @@ pub struct Report {
 }
 
 impl Report {
+    /// The report of a variant whose checks could not run at all (not built, or a record that
+    /// cannot be read): that is its one finding.
+    pub fn not_checked(project: &Project, variant: &Variant, err: &anyhow::Error) -> Report {
+        let record = project
+            .display(&infra::record::path(project, &variant.name))
+            .to_owned();
+        Report {
+            variant: variant.name.clone(),
+            findings: vec![Finding::new(record.as_str(), "", format!("{err:#}"))],
+            record,
+            checked: Vec::new(),
+        }
+    }
+
     pub fn passed(&self) -> bool {
         self.findings.is_empty()
     }
