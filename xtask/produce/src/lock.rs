@@ -637,7 +637,27 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     }
 
     let overlays = used_overlays(&variants);
-    let mut resolution = resolve(project, &skopeo, &talos_version, &names, &overlays)?;
+    let mut resolution = match resolve(project, &skopeo, &talos_version, &names, &overlays) {
+        Ok(resolution) => resolution,
+        // without the registry, --check still says what the lock lacks for sure
+        Err(err) if args.check => {
+            let offline = current.as_ref().map_or_else(Vec::new, |lock| {
+                let mut problems = lock.locked_problems(&variants, &talos_version);
+                problems.extend(lock.locked_pins_problems(false));
+                problems
+            });
+            return match diag::into_result(
+                &format!("{SHOWN} is not up to date, as far as can be told without the registry"),
+                offline,
+            ) {
+                Ok(()) => Err(err),
+                Err(known) => Err(anyhow::anyhow!(
+                    "{known:#}\nand what else is out of date cannot be told: {err:#}"
+                )),
+            };
+        }
+        Err(err) => return Err(err),
+    };
     // Not served where this ran: keep the pins the lock has for this version.
     if let Some(c) = current
         .as_ref()

@@ -767,6 +767,36 @@ fn dry_run_prints_the_commands_and_contacts_nothing() {
     assert!(text.contains("drbd spin tailscale zfs"), "{text}");
 }
 
+/// Without the registry, `--check` still lists what the lock lacks for sure (unpinned entries,
+/// the pins a --locked build needs), then says the rest cannot be told.
+#[test]
+fn check_without_the_registry_lists_what_it_knows() {
+    if !have_tools(&["skopeo"]) {
+        return;
+    }
+    let root = temp_dir("lock-check-offline");
+    copy_repo_data(&root);
+    let out = run(xtask(&root)
+        .args([
+            "lock",
+            "--check",
+            "--registry-mirror",
+            "ghcr.io=127.0.0.1:1",
+        ])
+        .env("XTASK_RETRY_ATTEMPTS", "1"));
+    let err = assert_failure(&out, "lock --check with the registry out of reach");
+    assert!(
+        err.contains("is not up to date, as far as can be told without the registry: 4 problems")
+            && err.contains(
+                "field `extensions.tailscale` = ghcr.io/siderolabs/tailscale:1.98.5: has no digest"
+            )
+            && err.contains("field `base_installer`: missing")
+            && err.contains("field `imager`: missing")
+            && err.contains("and what else is out of date cannot be told: "),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_registry_that_never_answers_times_out_and_is_retried() {
     if !have_tools(&["skopeo"]) {
