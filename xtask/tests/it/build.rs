@@ -202,9 +202,17 @@ fn builds_both_roles_pushes_by_digest_and_caches_by_content() {
         OK,
         "the record of the last good build stays"
     );
-    // The next good build still trusts the intact outputs of the last good one.
+    // The next good build still trusts the intact outputs of the last good one: it runs no
+    // imager at all.
+    let runs = env.podman.runs_of(OK);
     let out = build(&env, &["--imager", OK, "--variant", "compute"]);
     assert_success(&out, &format!("build --imager {OK} --variant compute"));
+    assert_eq!(
+        env.podman.runs_of(OK),
+        runs,
+        "the intact outputs were rebuilt"
+    );
+    assert_eq!(env.record("compute")["imager_runs"], 0);
     assert_eq!(
         env.record("compute")["published"][0]["digest"]
             .as_str()
