@@ -65,24 +65,29 @@ enum Command {
 
 /// The whole program: `main.rs` returns this as its exit status.
 pub fn main() -> std::process::ExitCode {
-    // A reader that stops early (a dry run piped into head) closes stdout, and the
-    // next `println!` panics. That ends the program quietly, with the status a shell gives a
-    // program killed by SIGPIPE (141); the unwinding still runs every clean-up guard.
+    // A reader that stops early (a dry run piped into head) closes stdout or stderr, and the
+    // next `println!` or `eprintln!` panics. That ends the program quietly, with the status a
+    // shell gives a program killed by SIGPIPE (141); the unwinding still runs every clean-up
+    // guard.
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        if !is_closed_stdout(info.payload()) {
+        if !is_closed_output(info.payload()) {
             default_hook(info)
         }
     }));
     let result = match std::panic::catch_unwind(try_main) {
         Ok(result) => result,
-        Err(payload) if is_closed_stdout(&*payload) => return std::process::ExitCode::from(141),
+        Err(payload) if is_closed_output(&*payload) => return std::process::ExitCode::from(141),
         Err(payload) => std::panic::resume_unwind(payload),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            use std::io::Write as _;
+            // not `eprintln!`, which panics when stderr's reader is gone
+            if writeln!(std::io::stderr(), "error: {err:#}").is_err() {
+                return std::process::ExitCode::from(141);
+            }
             // Interrupted: the exit status a shell reports for that signal (130, 143); a wrong
             // invocation: 2, as clap's own usage errors.
             match interrupt::pending() {
@@ -94,8 +99,8 @@ pub fn main() -> std::process::ExitCode {
     }
 }
 
-/// Whether a panic is `println!`'s on a stdout whose reader is gone.
-fn is_closed_stdout(payload: &(dyn std::any::Any + Send)) -> bool {
+/// Whether a panic is `println!`'s or `eprintln!`'s on an output whose reader is gone.
+fn is_closed_output(payload: &(dyn std::any::Any + Send)) -> bool {
     let message = match (
         payload.downcast_ref::<String>(),
         payload.downcast_ref::<&str>(),
@@ -104,7 +109,9 @@ fn is_closed_stdout(payload: &(dyn std::any::Any + Send)) -> bool {
         (None, Some(message)) => message,
         (None, None) => return false,
     };
-    message.starts_with("failed printing to stdout") && message.contains("Broken pipe")
+    (message.starts_with("failed printing to stdout")
+        || message.starts_with("failed printing to stderr"))
+        && message.contains("Broken pipe")
 }
 
 fn try_main() -> anyhow::Result<()> {

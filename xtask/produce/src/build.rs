@@ -160,8 +160,16 @@ impl Options {
     /// What can be checked in the options alone, before anything runs or is printed: a dry run
     /// must not show half its commands and then fail on a value given up front.
     pub fn check(&self) -> Result<()> {
-        if let Some(registry) = self.registry.resolve() {
-            domain::plan::check_registry(&registry)?;
+        match self.registry.resolve() {
+            Some(registry) => domain::plan::check_registry(&registry)?,
+            // images without a registry would be pushed to Docker Hub, the role as the owner
+            None if self.push => return domain::diag::usage("--push needs a registry: pass --registry HOST/OWNER, or set REGISTRY or GITHUB_REPOSITORY_OWNER"),
+            None => {}
+        }
+        if let Some(base) = &self.matchbox_base {
+            domain::ImageRef::parse(base).map_err(|why| {
+                domain::diag::Usage(format!("--matchbox-base (or XTASK_MATCHBOX_BASE) = {base:?}: {why}\n    fix: give REGISTRY/PATH:TAG or REGISTRY/PATH@sha256:DIGEST of the base image"))
+            })?;
         }
         if let Some(imager) = &self.imager {
             domain::ImageRef::parse(imager).map_err(|why| {
@@ -193,9 +201,6 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
     };
     opts.check()?;
     let registry = opts.registry.resolve();
-    if opts.push && registry.is_none() {
-        return domain::diag::usage("--push needs a registry: pass --registry HOST/OWNER, or set REGISTRY or GITHUB_REPOSITORY_OWNER");
-    }
     let engine = Engine::detect(opts.engine);
     check_matchbox_base(opts, engine)?;
     let preflight = || {

@@ -157,8 +157,10 @@ fn check_install_image(
             extensions()
         ));
     }
+    // the release part only: a build-unique tag (`v1.13.6-20261208-ce3638c30dc6`) is of v1.13.6
+    let release = |v: &TalosVersion| (v.major, v.minor, v.patch);
     if let Some(other) = parsed.tag.as_deref().and_then(TalosVersion::in_tag) {
-        if other != *talos {
+        if release(&other) != release(talos) {
             return domain::diag::usage(format!(
                 "--install-image {reference:?} is for Talos {other}, but the lock and this patch are for Talos {talos}: nodes would install another release than the one the `{}` role's extensions are built for\n    fix: drop --install-image to install the role's installer for {talos} ({own}); for {other}, run `cargo xtask lock --talos-version {other}` and build it first",
                 variant.name

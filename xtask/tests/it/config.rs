@@ -265,6 +265,22 @@ fn install_image_of_another_role_or_not_a_reference_is_refused_before_anything_i
         &own,
         "config --variant gateway --install-image <its own installer>",
     );
+    // its build-unique tag (how docs/release.md reaches an image before its release tag moves),
+    // and a mirror of it on a private registry
+    for image in [
+        "ghcr.io/acme/talos-cozystack-spin-tailscale/talos:v1.13.99-20261208-ce3638c30dc6",
+        "registry.local:5000/mirror/talos-cozystack-spin-tailscale/talos:v1.13.99",
+    ] {
+        let out = config(
+            &fixture_root(),
+            &["--variant", "gateway", "--install-image", image],
+            None,
+        );
+        assert_success(
+            &out,
+            &format!("config --variant gateway --install-image {image}"),
+        );
+    }
 }
 
 #[test]

@@ -160,4 +160,13 @@ fn a_closed_stdout_ends_quietly() {
         assert_eq!(out.status.code(), Some(141), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
+    // stderr too: warnings (plan has one without a registry), and the final error
+    for args in [&["plan"][..], &["plan", "--variant", "nope"]] {
+        let out = xtask(&fixture_root())
+            .args(args)
+            .stderr(writer.try_clone().unwrap())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(141), "{args:?} with stderr closed");
+    }
 }
