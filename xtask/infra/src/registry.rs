@@ -288,7 +288,12 @@ impl Skopeo {
         }
         if let Some(file) = &args.authfile {
             if !file.is_file() {
-                return domain::diag::usage(format!("--authfile {file}: no such file"));
+                let what = if file.exists() {
+                    "not a file"
+                } else {
+                    "no such file"
+                };
+                return domain::diag::usage(format!("--authfile {file}: {what}"));
             }
         }
         let github_token = std::env::var("GITHUB_TOKEN")

@@ -856,7 +856,9 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         let request = if path == "-" {
             std::io::read_to_string(std::io::stdin()).context("reading the request from stdin")?
         } else {
-            std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?
+            std::fs::read_to_string(path).map_err(|err| {
+                domain::diag::Usage(format!("--request {path}: {err}\n    fix: name a request file (JSON, docs/dev/conformance.md), or `-` for stdin"))
+            })?
         };
         let report = Cmd::new(&binary)
             .stdin_bytes(request)

@@ -175,10 +175,8 @@ fn run_boot(project: &Project, args: BootArgs) -> Result<()> {
     opts.memory_mib = args.guest.memory;
     opts.cpus = args.guest.cpus;
     opts.quiet = args.json;
-    if args.dry_run {
-        // refused as a real run refuses it
-        boot::check_inputs(&opts.media)?;
-    }
+    // files named on the command line: a missing one is the command line's mistake
+    boot::check_inputs(&opts.media).map_err(|err| domain::diag::Usage(format!("{err:#}")))?;
     let Some(result) = boot::run(Runner::new(args.dry_run), &opts)? else {
         return Ok(());
     };
@@ -285,11 +283,12 @@ fn run_variants(project: &Project, args: VariantArgs) -> Result<()> {
             Some(lock),
         )
     };
+    // the registry options are checked first, a dry run's too
+    let skopeo = infra::registry::Skopeo::new(&args.registry_client)?;
     let runner = Runner::new(args.dry_run);
     if runner.is_dry_run() {
         return dry_run(project, &args, &selected, runner);
     }
-    let skopeo = infra::registry::Skopeo::new(&args.registry_client)?;
     let mut results = Vec::new();
     let mut failures = Vec::new();
     for variant in &selected {

@@ -174,6 +174,10 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     if args.variant.is_none() {
         refuse_unsaved_work(project, &pin, &out)?;
     }
+    // before anything is fetched: an --out that will not be replaced
+    if out.exists() {
+        check_replaceable(&out)?;
+    }
     let upstream = upstream::ensure(project, &pin, args.source.source.as_deref())?;
     let applied = match &args.variant {
         Some(name) => {

@@ -63,6 +63,11 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     let dir = args
         .out
         .unwrap_or_else(|| project.target_dir().join("profiles"));
+    if dir.exists() && !dir.is_dir() {
+        return domain::diag::usage(format!(
+            "--out {dir}: is a file, not a directory: profiles are written one file per role and output into it\n    fix: name a directory (e.g. --out target/profiles)"
+        ));
+    }
     let files = render(&plan);
     if args.check {
         let stale = differences(&dir, &files);

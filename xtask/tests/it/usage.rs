@@ -40,6 +40,16 @@ fn a_wrong_command_line_exits_2_and_names_the_option() {
             &["build", "--dry-run", "--source", missing],
             "no such directory",
         ),
+        (&["profiles", "--out", file], "--out"),
+        (
+            &["smoke", "boot", "--kernel", missing, "--initramfs", file],
+            "does not exist",
+        ),
+        (
+            &["smoke", "--dry-run", "--registry-mirror", "bogus"],
+            "registry mirror `bogus`",
+        ),
+        (&["ci", "--dry-run", "--push"], "--push needs a registry"),
         (
             &["build", "--dry-run", "--variant", "nope"],
             "pass one of them to --variant",
