@@ -92,10 +92,7 @@ impl PlannedProfile {
 /// image references require: caught here, not at the end of a build by the push.
 pub fn check_registry(registry: &str) -> Result<()> {
     let (host, path) = registry.split_once('/').unwrap_or((registry, ""));
-    let host_ok = !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
+    let host_ok = is_host(host);
     let bad_segment = path
         .split('/')
         .filter(|_| !path.is_empty())
@@ -104,24 +101,79 @@ pub fn check_registry(registry: &str) -> Result<()> {
     // a Docker Hub owner, not a host (`acme/talos` is docker.io/acme/talos).
     let names_host = host.contains(['.', ':']) || host == "localhost";
     // where every owner shares the host, the first path part would become the owner
-    let shared_host = ["ghcr.io", "docker.io", "quay.io"].contains(&host);
+    let shared_host = [
+        "ghcr.io",
+        "docker.io",
+        "index.docker.io",
+        "registry-1.docker.io",
+        "quay.io",
+    ]
+    .contains(&host.to_ascii_lowercase().as_str());
     let what = match bad_segment {
         _ if registry.contains("://") => "image references name a registry without a scheme".to_owned(),
         _ if !host_ok => format!("`{host}` is not a registry host[:port]"),
-        Some(s) => format!("`{s}` is not a valid repository path segment (lowercase letters, digits, single . _ - between them)"),
+        Some(s) => format!("`{s}` is not a valid repository path segment (lowercase letters and digits, joined by `.`, `_`, `__` or dashes)"),
         None if !names_host => format!("`{host}` names no registry host: image references would read it as a Docker Hub owner"),
         None if shared_host && path.is_empty() => format!("no owner: the images would publish as {host}/<repository>, making each role's repository an owner of {host}"),
         None => return Ok(()),
     };
+    // the example's owner: the one given, when it can be one once lowercased
     let owner = match path.split('/').next().filter(|o| !o.is_empty()) {
-        Some(owner) => owner,
-        None if !names_host && host_ok => host,
-        None => "acme",
+        Some(owner) => owner.to_lowercase(),
+        None if !names_host && host_ok => host.to_lowercase(),
+        None => String::new(),
+    };
+    let owner = match super::image::is_path_segment(&owner) {
+        true => owner,
+        false => "acme".to_owned(),
     };
     diag::usage(format!(
-        "--registry (or REGISTRY) = {registry:?}: {what}\n    fix: give HOST/OWNER without a scheme, e.g. --registry ghcr.io/{}",
-        owner.to_lowercase().replace(' ', "-")
+        "--registry (or REGISTRY) = {registry:?}: {what}\n    fix: give HOST/OWNER without a scheme, e.g. --registry ghcr.io/{owner}"
     ))
+}
+
+/// A registry host as image references name one: DNS labels (any case) or a bracketed IPv6
+/// address, then an optional numeric port.
+fn is_host(host: &str) -> bool {
+    let (name, port) = match host.strip_prefix('[') {
+        Some(v6) => {
+            let Some((addr, rest)) = v6.split_once(']') else {
+                return false;
+            };
+            let addr_ok = !addr.is_empty()
+                && addr
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b":.".contains(&b));
+            let port = match rest {
+                "" => None,
+                _ => match rest.strip_prefix(':') {
+                    Some(port) => Some(port),
+                    None => return false,
+                },
+            };
+            if !addr_ok {
+                return false;
+            }
+            (None, port)
+        }
+        None => match host.split_once(':') {
+            Some((name, port)) => (Some(name), Some(port)),
+            None => (Some(host), None),
+        },
+    };
+    let name_ok = name.is_none_or(|name| {
+        !name.is_empty()
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
+    });
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+    name_ok && port_ok
 }
 
 /// Resolves the plan for the selected variants: pure given the variants, lock and version.
@@ -363,7 +415,7 @@ mod tests {
             check_registry(good).unwrap();
         }
         let err = check_registry("ghcr.io/Acme").unwrap_err().to_string();
-        assert_eq!(err, "--registry (or REGISTRY) = \"ghcr.io/Acme\": `Acme` is not a valid repository path segment (lowercase letters, digits, single . _ - between them)\n    fix: give HOST/OWNER without a scheme, e.g. --registry ghcr.io/acme");
+        assert_eq!(err, "--registry (or REGISTRY) = \"ghcr.io/Acme\": `Acme` is not a valid repository path segment (lowercase letters and digits, joined by `.`, `_`, `__` or dashes)\n    fix: give HOST/OWNER without a scheme, e.g. --registry ghcr.io/acme");
         let err = check_registry("https://ghcr.io/acme")
             .unwrap_err()
             .to_string();
@@ -379,6 +431,34 @@ mod tests {
             err.contains("`acme` names no registry host: image references would read it as a Docker Hub owner")
                 && err.ends_with("--registry ghcr.io/acme"),
             "{err}"
+        );
+        for bad in [
+            "ghcr.io:abc/acme",
+            "::1:5000/x",
+            "ghcr.io:99999/acme",
+            "-x.io/acme",
+        ] {
+            let err = check_registry(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("is not a registry host[:port]"),
+                "{bad}: {err}"
+            );
+        }
+        for good in [
+            "[::1]:5000/x",
+            "GHCR.IO/acme",
+            "registry.local:5000/team/sub",
+        ] {
+            check_registry(good).unwrap();
+        }
+        for shared in ["GHCR.IO", "index.docker.io", "Docker.io"] {
+            let err = check_registry(shared).unwrap_err().to_string();
+            assert!(err.contains("no owner"), "{shared}: {err}");
+        }
+        let err = check_registry("ghcr.io/acme:tag").unwrap_err().to_string();
+        assert!(
+            err.ends_with("e.g. --registry ghcr.io/acme"),
+            "not the invalid value again: {err}"
         );
         let err = check_registry("ghcr.io").unwrap_err().to_string();
         assert!(
