@@ -384,6 +384,7 @@ fn publish_only(project: &Project, args: &Args) -> Result<()> {
             runner: infra::cmd::Runner::REAL,
             publisher: &publisher,
             revision: Some(&revision),
+            built: true,
         };
         build::push_records(&push, &plan, &mut records, &|_| false)?;
         let unique = infra::publish::build_tags(project, &plan.talos_version)?;
@@ -485,6 +486,7 @@ fn publish_only_dry_run(
         runner,
         publisher: &publisher,
         revision: revision.as_deref().ok(),
+        built: true,
     };
     build::push_records(&push, plan, &mut records, &|_| false)?;
     let unique = infra::publish::build_tags(project, &plan.talos_version)?;

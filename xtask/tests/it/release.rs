@@ -318,6 +318,17 @@ fn the_publish_job_pushes_only_smoke_tested_recorded_outputs_then_moves_tags() {
         stdout(&out)
     );
     assert!(env.registry.tags(REPO).is_empty(), "nothing pushed");
+    // its dry run refuses it the same way
+    let out = ci(
+        &env,
+        &["--publish-only", "--no-release-tags", "--dry-run"],
+        &[],
+    );
+    let err = assert_failure(&out, "ci --publish-only --dry-run of a file cut short");
+    assert!(
+        err.contains("is not the file its build record names"),
+        "{err}"
+    );
     std::fs::write(&installer, &good).unwrap();
 
     // Its dry run shows both stages and runs neither: nothing pushed, no record or output written.
