@@ -29,12 +29,29 @@ impl SourceArg {
     /// A local path (no `scheme://`, no scp-like `host:path`) must exist: git's own error
     /// for it comes only after a fetch starts, and a dry run would not see it at all.
     pub fn check(&self) -> Result<()> {
-        match self.source.as_deref() {
-            Some(path) if !path.contains(':') && !Utf8Path::new(path).exists() => domain::diag::usage(format!(
-                "--source (or COZYSTACK_SOURCE) {path}: no such directory\n    fix: give a CozyStack clone's directory, or its URL"
-            )),
-            _ => Ok(()),
-        }
+        let Some(source) = self.source.as_deref() else {
+            return Ok(());
+        };
+        // a local path, or a file:// URL of one; other URLs (https://, ssh://, host:path) are
+        // for git to reach
+        let path = match source.strip_prefix("file://") {
+            Some(path) => path,
+            None if source.contains(':') => return Ok(()),
+            None => source,
+        };
+        let path = Utf8Path::new(path);
+        let problem = if !path.exists() {
+            "no such directory"
+        } else if !(path.join(".git").exists()
+            || (path.join("HEAD").is_file() && path.join("objects").is_dir()))
+        {
+            "not a git repository"
+        } else {
+            return Ok(());
+        };
+        domain::diag::usage(format!(
+            "--source (or COZYSTACK_SOURCE) {source}: {problem}\n    fix: give a CozyStack clone's directory, or its URL"
+        ))
     }
 }
 

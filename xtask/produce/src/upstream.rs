@@ -111,7 +111,11 @@ fn source_url(source: &str) -> String {
     let path = Utf8Path::new(source);
     if !source.contains("://") && path.is_dir() {
         match path.canonicalize_utf8() {
-            Ok(path) => format!("file://{path}"),
+            // git decodes %XX in a file:// URL: a path's own `%`, and spaces, are encoded
+            Ok(path) => format!(
+                "file://{}",
+                path.as_str().replace('%', "%25").replace(' ', "%20")
+            ),
             Err(_) => source.to_owned(),
         }
     } else {

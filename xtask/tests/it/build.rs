@@ -730,6 +730,8 @@ fn a_root_that_is_no_checkout_of_its_own_moves_no_release_tag() {
 fn a_dry_run_passes_the_source_on_to_the_patch_step() {
     let root = temp_dir("build-dry-run-source");
     copy_repo_data(&root);
+    // the clone given as --source must be a git repository: the root is made one
+    checkout(&root);
     for (source, shown) in [
         (
             root.to_str().unwrap(),

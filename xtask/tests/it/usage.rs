@@ -14,6 +14,8 @@ fn a_wrong_command_line_exits_2_and_names_the_option() {
     let file = file.to_str().unwrap();
     let missing = root.join("no-such-dir");
     let missing = missing.to_str().unwrap();
+    let not_a_clone = root.to_str().unwrap();
+    let missing_url = format!("file://{missing}");
     let cases: &[(&[&str], &str)] = &[
         // found by clap
         (&["build", "--no-such-option"], "--no-such-option"),
@@ -41,6 +43,14 @@ fn a_wrong_command_line_exits_2_and_names_the_option() {
             "no such directory",
         ),
         (&["profiles", "--out", file], "--out"),
+        (
+            &["upstream", "--dry-run", "--source", not_a_clone],
+            "not a git repository",
+        ),
+        (
+            &["patch", "--dry-run", "--source", &missing_url],
+            "no such directory",
+        ),
         (
             &["smoke", "boot", "--kernel", missing, "--initramfs", file],
             "does not exist",
