@@ -51,7 +51,8 @@ enum Command {
     Ci(ci::Args),
     /// Render a role's Talos machine-config patch (and Spin's RuntimeClass) from its variant file.
     Config(config::Args),
-    /// Show the Image Factory schematic, ID, installer and asset URLs equivalent to a variant.
+    /// Show the Image Factory schematic, ID, installer and asset URLs equivalent to a variant
+    /// (the schematic is also written to target/schematic/<variant>.yaml, for the factory's POST).
     Schematic(schematic::Args),
     /// Judge profiles, machine-config patches and schematic IDs with Talos's own Go code (needs Go).
     Conformance(conformance::Args),

@@ -56,17 +56,12 @@ impl Mirror {
         let fix = "write it as REGISTRY=HOST:PORT, e.g. --registry-mirror ghcr.io=127.0.0.1:5000";
         let (registry, endpoint) = spec.trim().split_once('=').ok_or_else(|| {
             domain::diag::Usage(format!(
-                "registry mirror `{spec}` has no `=`\n    fix: {fix}"
+                "--registry-mirror (or REGISTRY_MIRRORS) `{spec}` has no `=`\n    fix: {fix}"
             ))
         })?;
-        let valid = |s: &str| {
-            !s.is_empty()
-                && !s.contains('/')
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-        };
+        let valid = domain::image::is_host;
         if !valid(registry) || !valid(endpoint) {
-            return domain::diag::usage(format!("registry mirror `{spec}` is not REGISTRY=HOST:PORT (host names only, no scheme or path)\n    fix: {fix}"));
+            return domain::diag::usage(format!("--registry-mirror (or REGISTRY_MIRRORS) `{spec}` is not REGISTRY=HOST:PORT (host names only, a port from 1 to 65535, no scheme or path)\n    fix: {fix}"));
         }
         Ok(Mirror {
             registry: registry.to_owned(),

@@ -112,7 +112,7 @@ pub struct BootArgs {
     )]
     pub cmdline: String,
     /// A disk image (raw, `.raw.xz` or `.qcow2`) to boot through UEFI firmware instead.
-    #[arg(long, value_name = "PATH", conflicts_with_all = ["kernel", "initramfs"])]
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["kernel", "initramfs", "cmdline"])]
     pub disk: Option<Utf8PathBuf>,
     /// Succeed when a console line matches this pattern (`.`, `[]`, `\d`, `* + ?`, `^ $`, `|`;
     /// escape brackets to match them). The default is Talos's maintenance-mode line.

@@ -179,7 +179,7 @@ impl Options {
         self.upstream.check()?;
         if let (Some(tree), false) = (&self.tree, self.no_matchbox) {
             matchbox::dockerfile(tree)
-                .map_err(|err| domain::diag::Usage(format!("--tree {err:#}")))?;
+                .map_err(|err| domain::diag::Usage(format!("--tree (or XTASK_UPSTREAM_TREE) {err:#}\n    fix: give a tree `cargo xtask patch` made (target/patched-<variant>), or drop --tree and each variant's is patched")))?;
         }
         Ok(())
     }

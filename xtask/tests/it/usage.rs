@@ -57,7 +57,7 @@ fn a_wrong_command_line_exits_2_and_names_the_option() {
         ),
         (
             &["smoke", "--dry-run", "--registry-mirror", "bogus"],
-            "registry mirror `bogus`",
+            "--registry-mirror (or REGISTRY_MIRRORS) `bogus`",
         ),
         (&["ci", "--dry-run", "--push"], "--push needs a registry"),
         (
@@ -82,9 +82,22 @@ fn a_wrong_command_line_exits_2_and_names_the_option() {
                 "--registry-mirror",
                 "ghcr.io=https://m",
             ],
-            "registry mirror",
+            "--registry-mirror (or REGISTRY_MIRRORS)",
         ),
         (&["ci", "--publish-only"], "--publish-only needs a registry"),
+        (
+            &[
+                "lock",
+                "--dry-run",
+                "--registry-mirror",
+                "ghcr.io=127.0.0.1:99999",
+            ],
+            "a port from 1 to 65535",
+        ),
+        (
+            &["smoke", "boot", "--disk", file, "--cmdline", "x"],
+            "cannot be used with '--cmdline",
+        ),
         (
             &["lock", "--dry-run", "--talos-version", "1.13"],
             "--talos-version",
@@ -128,7 +141,7 @@ fn a_wrong_command_line_exits_2_and_names_the_option() {
         ),
         (
             &["build", "--dry-run", "--registry-mirror", "ghcr.io"],
-            "registry mirror `ghcr.io` has no `=`",
+            "--registry-mirror (or REGISTRY_MIRRORS) `ghcr.io` has no `=`",
         ),
         (
             &[
