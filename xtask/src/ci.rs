@@ -230,6 +230,13 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     // listed too); the lock stage checks the lock
     let inputs = project.read_inputs()?;
     let selected = inputs.variants(&args.options.variants)?;
+    // the imager against the release, when it can be told before the lock stage
+    let current = inputs.lock().ok().flatten();
+    if let Ok(talos) =
+        infra::pin::talos_version_or(project, current.as_ref().map(|l| &l.talos_version))
+    {
+        build::check_imager(&args.options, &talos.version)?;
+    }
     if args.dry_run {
         return dry_run(project, &args, selected, &inputs);
     }

@@ -219,6 +219,9 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
     let inputs = project.read_inputs()?;
     let selected = inputs.variants(&opts.variants)?;
     let current = inputs.lock()?;
+    // the imager against the release, before the lock is checked or anything printed
+    let talos = infra::pin::talos_version_or(project, current.as_ref().map(|l| &l.talos_version))?;
+    check_imager(opts, &talos.version)?;
     let locked = crate::lock::Locked::new(args.locked, opts.imager.is_some());
     let (lock, talos) = if args.dry_run {
         crate::lock::ensure_dry_run(project, &selected, current, locked, &skopeo)?
@@ -239,6 +242,27 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
         }
     }
     build_plan(project, opts, &settings, &plan, &lock, &skopeo)
+}
+
+/// `--imager` against the release the build is for. The imager puts its own release's kernel
+/// into every output, under extensions whose kernel modules (drbd, zfs) are built for the
+/// plan's: they would not load. A tag that names no release may move, and outputs are cached by
+/// the reference as written: that is a warning.
+pub fn check_imager(opts: &Options, talos: &TalosVersion) -> Result<()> {
+    let Some((imager, given)) = opts
+        .imager
+        .as_ref()
+        .and_then(|i| Some((i, domain::ImageRef::parse(i).ok()?)))
+    else {
+        return Ok(());
+    };
+    let tag = given.tag.as_deref().unwrap_or_default();
+    match TalosVersion::parse(tag) {
+        Err(_) if given.digest.is_none() => eprintln!("warning: --imager (or XTASK_IMAGER) {imager}: its tag `{tag}` names no Talos release, so neither can the build check that it is the imager of {talos} nor tell when the tag moves: outputs cached with it are reused as they are\n    fix: give the imager by digest (REF@sha256:DIGEST), or `--force` to rebuild"),
+        Ok(other) if other.pre.is_none() && other != *talos => return domain::diag::usage(format!("--imager (or XTASK_IMAGER) {imager} is the imager of Talos {other}, but this build is for Talos {talos}: its kernel would not load the kernel modules of extensions built for {talos}\n    fix: drop --imager, or give the imager of {talos}; to build for {other}, run `cargo xtask lock --talos-version {other}` first")),
+        _ => {}
+    }
+    Ok(())
 }
 
 fn check_matchbox_base(opts: &Options, engine: Engine) -> Result<()> {
@@ -278,26 +302,6 @@ pub fn build_plan(
         (None, Some(pinned)) => pinned.to_string(),
         (None, None) => domain::profile::imager_image(&plan.talos_version),
     };
-    // The imager puts its own release's kernel into every output, under extensions whose
-    // kernel modules (drbd, zfs) are built for the plan's: they would not load.
-    let given = opts
-        .imager
-        .as_ref()
-        .and_then(|i| domain::ImageRef::parse(i).ok());
-    // A tag that names no release may move: outputs are cached by the reference as written.
-    if let Some(r) = given.as_ref().filter(|r| r.digest.is_none()) {
-        let tag = r.tag.as_deref().unwrap_or_default();
-        if TalosVersion::parse(tag).is_err() {
-            eprintln!("warning: --imager (or XTASK_IMAGER) {imager}: its tag `{tag}` names no Talos release, so neither can the build check that it is the imager of {} nor tell when the tag moves: outputs cached with it are reused as they are\n    fix: give the imager by digest (REF@sha256:DIGEST), or `--force` to rebuild", plan.talos_version);
-        }
-    }
-    let tagged = given.and_then(|r| r.tag);
-    if let Some(other) = tagged
-        .and_then(|t| TalosVersion::parse(&t).ok())
-        .filter(|v| v.pre.is_none() && *v != plan.talos_version)
-    {
-        return domain::diag::usage(format!("--imager (or XTASK_IMAGER) {imager} is the imager of Talos {other}, but this build is for Talos {}: its kernel would not load the kernel modules of extensions built for {}\n    fix: drop --imager, or give the imager of {}; to build for {other}, run `cargo xtask lock --talos-version {other}` first", plan.talos_version, plan.talos_version, plan.talos_version));
-    }
     let progress = Steps::new(settings.quiet);
     let runner = settings.runner;
     if runner.is_dry_run() {
