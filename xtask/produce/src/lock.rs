@@ -642,10 +642,27 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         // without the registry, --check still says what the lock lacks for sure
         Err(err) if args.check => {
             let offline = current.as_ref().map_or_else(Vec::new, |lock| {
+                if lock.talos_version != talos_version {
+                    // every entry is resolved again for the release asked for
+                    return vec![Finding::new(SHOWN, "talos_version", format!("is for another release than the one asked for ({talos_version}): every entry must be resolved again"))
+                        .value(&lock.talos_version)
+                        .fix(fix_command(&talos_version, &skopeo))];
+                }
                 let mut problems = lock.locked_problems(&variants, &talos_version);
                 problems.extend(lock.locked_pins_problems(false));
                 problems
             });
+            if args.json {
+                // what it knows, for machines too: never up to date while the registry is out
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "up_to_date": false,
+                        "problems": offline.iter().map(|f| f.to_string()).collect::<Vec<_>>(),
+                        "registry_error": format!("{err:#}"),
+                    }))?
+                );
+            }
             return match diag::into_result(
                 &format!("{SHOWN} is not up to date, as far as can be told without the registry"),
                 offline,

@@ -795,6 +795,31 @@ fn check_without_the_registry_lists_what_it_knows() {
             && err.contains("and what else is out of date cannot be told: "),
         "{err}"
     );
+    // and as JSON
+    let out = run(xtask(&root)
+        .args([
+            "lock",
+            "--check",
+            "--json",
+            "--registry-mirror",
+            "ghcr.io=127.0.0.1:1",
+        ])
+        .env("XTASK_RETRY_ATTEMPTS", "1"));
+    assert_failure(&out, "lock --check --json with the registry out of reach");
+    let verdict: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(verdict["up_to_date"], false);
+    assert_eq!(
+        verdict["problems"].as_array().unwrap().len(),
+        4,
+        "{verdict:#}"
+    );
+    assert!(
+        verdict["registry_error"]
+            .as_str()
+            .unwrap()
+            .contains("127.0.0.1:1"),
+        "{verdict:#}"
+    );
 }
 
 #[test]
