@@ -820,6 +820,24 @@ fn check_without_the_registry_lists_what_it_knows() {
             .contains("127.0.0.1:1"),
         "{verdict:#}"
     );
+    // for another release, what it knows is that every entry is resolved again
+    let out = run(xtask(&root)
+        .args([
+            "lock",
+            "--check",
+            "--talos-version",
+            "v1.12.0",
+            "--registry-mirror",
+            "ghcr.io=127.0.0.1:1",
+        ])
+        .env("XTASK_RETRY_ATTEMPTS", "1"));
+    let err = assert_failure(&out, "lock --check --talos-version v1.12.0 offline");
+    assert!(
+        err.contains("1 problem\n")
+            && err.contains("field `talos_version` = v1.13.99: is for another release than the one asked for (v1.12.0)")
+            && err.contains("fix: run `cargo xtask lock --talos-version v1.12.0"),
+        "{err}"
+    );
 }
 
 #[test]
