@@ -654,6 +654,17 @@ fn static_checks_report_every_problem_at_once() {
         !err.contains("tags[0]"),
         "the tag left alone is fine: {err}"
     );
+    // the dry run runs the checks on disk, as the real run does before booting, and refuses:
+    // the registry's are left to the real run
+    let out = run(xtask(&root).args(["smoke", "--variant", "compute", "--dry-run"]));
+    let err = assert_failure(&out, "smoke --dry-run of a build its record does not match");
+    assert!(err.contains("a real run would fail"), "{err}");
+    assert!(err.contains("kernel-arm64 has sha256"), "{err}");
+    assert!(
+        !err.contains(":v1.13.99-test points at"),
+        "no registry read: {err}"
+    );
+    assert_eq!(stdout(&out), "", "no boot printed");
 }
 
 #[test]

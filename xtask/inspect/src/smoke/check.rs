@@ -89,6 +89,25 @@ pub fn check_built(
     record: &BuildRecord,
     skopeo: &infra::registry::Skopeo,
 ) -> Report {
+    let mut report = check_on_disk(project, variant, lock, record);
+    check_published(
+        skopeo,
+        record,
+        report.record.clone().as_str(),
+        variant,
+        &mut report,
+    );
+    report
+}
+
+/// The static checks that read nothing but the record, the lock and the files on disk: what a
+/// dry run can run without the registry.
+pub fn check_on_disk(
+    project: &Project,
+    variant: &Variant,
+    lock: &Lock,
+    record: &BuildRecord,
+) -> Report {
     let path = infra::record::path(project, &variant.name);
     let dir = path
         .parent()
@@ -106,7 +125,6 @@ pub fn check_built(
     for &arch in &variant.target.arches {
         check_installer_archive(record, dir, shown.as_str(), arch, &mut report);
     }
-    check_published(skopeo, record, shown.as_str(), variant, &mut report);
     report
 }
 
