@@ -394,11 +394,7 @@ fn publish_only(project: &Project, args: &Args) -> Result<()> {
             built: true,
         };
         build::push_records(&push, &plan, &mut records, &|_| false)?;
-        let unique = infra::publish::build_tags(project, &plan.talos_version)?;
-        let unique: Vec<String> = unique
-            .into_iter()
-            .filter(|t| t != &plan.talos_version)
-            .collect();
+        let unique = infra::publish::unique_tags(project, &plan.talos_version)?;
         for (vp, record) in plan.variants.iter().zip(records.iter_mut()) {
             let unique = build::target_tags(&vp.target, &unique);
             for p in &mut record.published {
@@ -496,11 +492,7 @@ fn publish_only_dry_run(
         built: true,
     };
     build::push_records(&push, plan, &mut records, &|_| false)?;
-    let unique = infra::publish::build_tags(project, &plan.talos_version)?;
-    let unique: Vec<String> = unique
-        .into_iter()
-        .filter(|t| t != &plan.talos_version)
-        .collect();
+    let unique = infra::publish::unique_tags(project, &plan.talos_version)?;
     for (vp, record) in plan.variants.iter().zip(records.iter()) {
         for p in &record.published {
             publisher.add_tags(p, &build::target_tags(&vp.target, &unique))?;

@@ -531,8 +531,9 @@ pub fn ancestry(root: &Utf8Path, recorded: &str, this: &str) -> Ancestry {
     }
 }
 
-/// Tags for a build: the Talos version, and a build-unique `<talos>-<yyyymmdd>-<commit>`.
-pub fn build_tags(project: &Project, talos_version: &TalosVersion) -> Result<Vec<String>> {
+/// The tag that names this build alone, `<talos>-<yyyymmdd>-<commit>[-dirty]` (as a list, for
+/// `add_tags`); the Talos version's own tag is a release tag, which moves forward only.
+pub fn unique_tags(project: &Project, talos_version: &TalosVersion) -> Result<Vec<String>> {
     let git = || crate::git::at(&project.root);
     let commit = git()
         .args(["rev-parse", "--short=12", "HEAD"])
@@ -549,10 +550,9 @@ pub fn build_tags(project: &Project, talos_version: &TalosVersion) -> Result<Vec
         .as_secs();
     let (y, m, d) = civil_date(secs / 86_400);
     let suffix = if dirty { "-dirty" } else { "" };
-    Ok(vec![
-        talos_version.to_string(),
-        format!("{talos_version}-{y:04}{m:02}{d:02}-{commit}{suffix}"),
-    ])
+    Ok(vec![format!(
+        "{talos_version}-{y:04}{m:02}{d:02}-{commit}{suffix}"
+    )])
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).

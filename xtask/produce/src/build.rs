@@ -380,9 +380,7 @@ fn publish_all(
     let publisher = Publisher::new(project, skopeo);
     // The build-unique tag names this build alone; the Talos version tag is a release tag and
     // moves forward only (or, under `ci`, after smoke passed).
-    let mut tags = publish::build_tags(project, &plan.talos_version)?;
-    let version = plan.talos_version.to_string();
-    tags.retain(|t| *t != version);
+    let tags = publish::unique_tags(project, &plan.talos_version)?;
     let revision = publish::source_revision(project);
     if let Err(err) = &revision {
         let warning = format!(
