@@ -132,6 +132,30 @@ pub fn check_registry(registry: &str) -> Result<()> {
     ))
 }
 
+/// The extensions and firmware of `variant` that `lock` has no entry for, each a finding whose
+/// fix resolves it for `talos`.
+pub fn missing_entries(variant: &Variant, lock: &Lock, talos: &TalosVersion) -> Vec<Finding> {
+    let mut missing = Vec::new();
+    for name in &lock.resolve(variant).missing {
+        let field = [
+            ("firmware", &variant.firmware),
+            ("extensions", &variant.extensions),
+        ]
+        .iter()
+        .find_map(|(field, names)| {
+            let i = names.iter().position(|n| n == name)?;
+            Some(format!("{field}[{i}]"))
+        })
+        .unwrap_or_default();
+        missing.push(
+            Finding::new(variant.file(), field, format!("has no entry in {}", lock::SHOWN))
+                .value(format!("{name:?}"))
+                .fix(format!("run `cargo xtask lock` to resolve it for Talos {talos} (the release must publish it), or check the spelling")),
+        );
+    }
+    missing
+}
+
 /// Resolves the plan for the selected variants: pure given the variants, lock and version.
 pub fn make(
     variants: Vec<Variant>,
@@ -157,23 +181,7 @@ pub fn make(
     let mut unpinned: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for variant in variants {
         let resolved = lock.resolve(&variant);
-        for name in &resolved.missing {
-            let field = [
-                ("firmware", &variant.firmware),
-                ("extensions", &variant.extensions),
-            ]
-            .iter()
-            .find_map(|(field, names)| {
-                let i = names.iter().position(|n| n == name)?;
-                Some(format!("{field}[{i}]"))
-            })
-            .unwrap_or_default();
-            missing.push(
-                Finding::new(variant.file(), field, format!("has no entry in {}", lock::SHOWN))
-                    .value(format!("{name:?}"))
-                    .fix(format!("run `cargo xtask lock` to resolve it for Talos {} (the release must publish it), or check the spelling", talos.version)),
-            );
-        }
+        missing.extend(missing_entries(&variant, lock, &talos.version));
         let file = variant.file();
         let overlay_image = match lock.overlay(&variant) {
             OverlayEntry::None => None,

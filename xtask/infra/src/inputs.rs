@@ -39,7 +39,7 @@ impl RegistryArg {
 /// extension names checked against the lock); the lock must exist.
 pub fn load_inputs(project: &Project) -> Result<(Vec<domain::Variant>, domain::Lock)> {
     let inputs = project.read_inputs()?;
-    let variants = inputs.variants(&[])?;
+    let variants = inputs.variants_locked()?;
     match inputs.lock()? {
         Some(lock) => Ok((variants, lock)),
         None => bail!(

@@ -185,16 +185,42 @@ impl Inputs {
     /// The variants named (all of them when `names` is empty); an error listing every problem
     /// in the variants, and in the lock too, when the variants have any.
     pub fn variants(&self, names: &[String]) -> Result<Vec<Variant>> {
-        if !self.variant_findings.is_empty() {
-            let heading = match self.lock_findings.is_empty() {
-                true => "invalid variants",
-                false => "invalid variants and lock file",
-            };
-            let mut all = self.variant_findings.clone();
-            all.extend(self.lock_findings.iter().cloned());
-            diag::into_result(heading, all)?;
-        }
+        self.refuse_with(Vec::new())?;
         variant::select(self.variants.clone(), names)
+    }
+
+    /// [`Inputs::variants`], all of them, for a command that needs an entry for each of their
+    /// extensions (plan, config, smoke): when there are other problems, the valid variants'
+    /// missing entries are listed with them (alone, `plan::make` reports them).
+    pub fn variants_locked(&self) -> Result<Vec<Variant>> {
+        let mut missing = Vec::new();
+        if let Some(lock) = &self.lock {
+            for variant in &self.variants {
+                missing.extend(domain::plan::missing_entries(
+                    variant,
+                    lock,
+                    &lock.talos_version,
+                ));
+            }
+        }
+        self.refuse_with(missing)?;
+        Ok(self.variants.clone())
+    }
+
+    /// Every problem in the variants (with `more` of theirs), and in the lock, when the variants
+    /// have any.
+    fn refuse_with(&self, more: Vec<Finding>) -> Result<()> {
+        if self.variant_findings.is_empty() {
+            return Ok(());
+        }
+        let heading = match self.lock_findings.is_empty() {
+            true => "invalid variants",
+            false => "invalid variants and lock file",
+        };
+        let mut all = self.variant_findings.clone();
+        all.extend(more);
+        all.extend(self.lock_findings.iter().cloned());
+        diag::into_result(heading, all)
     }
 
     /// The lock, `None` when there is no file; an error listing its problems when it has any.
