@@ -191,7 +191,9 @@ fn move_release_tags(
     let mut published = build::with_target_tags(plan, records, &tags);
     let outcome = publisher.move_forward(&mut published, Some(&revision))?;
     for record in records.iter() {
-        infra::record::write(project, record)?;
+        skopeo
+            .runner
+            .silently(|| infra::record::write(project, record))?;
     }
     let note = if default_branch {
         ""
@@ -383,24 +385,8 @@ fn publish_only(project: &Project, args: &Args) -> Result<()> {
     let pushed = stage("publish", &mut stages, || {
         records = smoke_tested_records(project, &plan)?;
         let revision = infra::publish::source_revision(project)?;
-        let publisher = infra::publish::Publisher::new(project, &skopeo);
-        let progress = infra::progress::Steps::new(false);
-        let push = build::PushCtx {
-            project,
-            progress: &progress,
-            runner: infra::cmd::Runner::REAL,
-            publisher: &publisher,
-            revision: Some(&revision),
-            built: true,
-        };
-        build::push_records(&push, &plan, &mut records, &|_| false)?;
-        let unique = infra::publish::unique_tags(project, &plan.talos_version)?;
-        for (vp, record) in plan.variants.iter().zip(records.iter_mut()) {
-            let unique = build::target_tags(&vp.target, &unique);
-            for p in &mut record.published {
-                publisher.add_tags(p, &unique)?;
-                p.tags = unique.clone();
-            }
+        publish_records(project, &skopeo, &plan, &mut records, Some(&revision))?;
+        for record in &records {
             infra::record::write(project, record)?;
         }
         write_publish_outputs(&records)?;
@@ -466,9 +452,40 @@ fn smoke_tested_records(project: &Project, plan: &domain::Plan) -> Result<Vec<Bu
     }
 }
 
-/// `ci --publish-only --dry-run`: what the publish and release-tag stages would run, refusing
-/// what they would refuse (records not smoke-tested, no commit to move tags by). Nothing is
-/// pushed or written: no record, output or job summary.
+/// The publish stage's pushes, through `skopeo`'s runner: each recorded archive by digest (after
+/// checking it against its record), then its build-unique tag, noted in `records`.
+fn publish_records(
+    project: &Project,
+    skopeo: &infra::registry::Skopeo,
+    plan: &domain::Plan,
+    records: &mut [BuildRecord],
+    revision: Option<&str>,
+) -> Result<()> {
+    let publisher = infra::publish::Publisher::new(project, skopeo);
+    let progress = infra::progress::Steps::new(skopeo.runner.is_dry_run());
+    let push = build::PushCtx {
+        project,
+        progress: &progress,
+        runner: skopeo.runner,
+        publisher: &publisher,
+        revision,
+        built: true,
+    };
+    build::push_records(&push, plan, records, &|_| false)?;
+    let unique = infra::publish::unique_tags(project, &plan.talos_version)?;
+    for (vp, record) in plan.variants.iter().zip(records.iter_mut()) {
+        let unique = build::target_tags(&vp.target, &unique);
+        for p in &mut record.published {
+            publisher.add_tags(p, &unique)?;
+            p.tags = unique.clone();
+        }
+    }
+    Ok(())
+}
+
+/// `ci --publish-only --dry-run`: the publish and release-tag stages through the dry-run runner,
+/// refusing what they would refuse (records not smoke-tested, no commit to move tags by).
+/// Nothing is pushed or written: no record, output or job summary.
 fn publish_only_dry_run(
     project: &Project,
     args: &Args,
@@ -479,37 +496,17 @@ fn publish_only_dry_run(
     skopeo.runner = runner;
     let mut records =
         smoke_tested_records(project, plan).context("a real run stops at its publish stage")?;
-    let revision = infra::publish::source_revision(project);
     runner.note("stage publish: each image by digest, then its build-unique tag");
-    let publisher = infra::publish::Publisher::new(project, &skopeo);
-    let progress = infra::progress::Steps::new(true);
-    let push = build::PushCtx {
-        project,
-        progress: &progress,
-        runner,
-        publisher: &publisher,
-        revision: revision.as_deref().ok(),
-        built: true,
-    };
-    build::push_records(&push, plan, &mut records, &|_| false)?;
-    let unique = infra::publish::unique_tags(project, &plan.talos_version)?;
-    for (vp, record) in plan.variants.iter().zip(records.iter()) {
-        for p in &record.published {
-            publisher.add_tags(p, &build::target_tags(&vp.target, &unique))?;
-        }
-    }
+    let revision = infra::publish::source_revision(project).ok();
+    publish_records(project, &skopeo, plan, &mut records, revision.as_deref())?;
     if args.no_release_tags {
         runner.note("stage release tags: skipped (--no-release-tags)");
         return Ok(());
     }
     let tags = release_tags(&plan.talos_version, on_default_branch());
     runner.note(&format!("stage release tags: {}", tags.join(", ")));
-    let revision = revision
-        .context("moved no release tag")
+    move_release_tags(project, &skopeo, plan, &mut records)
         .context("a real run stops at its release tags stage")?;
-    check_release_ref(project, &revision)?;
-    let mut published = build::with_target_tags(plan, &mut records, &tags);
-    publisher.move_forward(&mut published, Some(&revision))?;
     Ok(())
 }
 
@@ -590,7 +587,7 @@ fn dry_run(
         let locked = Locked::new(true, opts.imager.is_some());
         produce::lock::ensure_dry_run(project, &variants, current, locked, &skopeo)
     });
-    let ((lock, talos), stopped) = match checked {
+    let ((lock, talos), mut stopped) = match checked {
         Ok(checked) => (checked, None),
         Err(err) => {
             runner.note("a real run stops here:");
@@ -610,7 +607,6 @@ fn dry_run(
         }
     };
     let locked = stopped.is_none();
-    let mut stopped = stopped;
     // the plan from exactly that lock, as a real run makes it
     let plan = &domain::plan::make(variants.clone(), &lock, talos, opts.registry.resolve())?;
     runner.note("stage patch and build (the build patches each variant's upstream tree):");

@@ -132,11 +132,15 @@ pub fn check_registry(registry: &str) -> Result<()> {
     ))
 }
 
-/// The extensions and firmware of `variant` that `lock` has no entry for, each a finding whose
-/// fix resolves it for `talos`.
-pub fn missing_entries(variant: &Variant, lock: &Lock, talos: &TalosVersion) -> Vec<Finding> {
-    let mut missing = Vec::new();
-    for name in &lock.resolve(variant).missing {
+/// A finding for each of `variant`'s extensions and firmware that the lock has no entry for
+/// (`missing`, as `Lock::resolve` lists them), whose fix resolves it for `talos`.
+pub fn missing_entries(
+    variant: &Variant,
+    missing: &[String],
+    talos: &TalosVersion,
+) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for name in missing {
         let field = [
             ("firmware", &variant.firmware),
             ("extensions", &variant.extensions),
@@ -147,13 +151,13 @@ pub fn missing_entries(variant: &Variant, lock: &Lock, talos: &TalosVersion) -> 
             Some(format!("{field}[{i}]"))
         })
         .unwrap_or_default();
-        missing.push(
+        findings.push(
             Finding::new(variant.file(), field, format!("has no entry in {}", lock::SHOWN))
                 .value(format!("{name:?}"))
                 .fix(format!("run `cargo xtask lock` to resolve it for Talos {talos} (the release must publish it), or check the spelling")),
         );
     }
-    missing
+    findings
 }
 
 /// Resolves the plan for the selected variants: pure given the variants, lock and version.
@@ -181,7 +185,7 @@ pub fn make(
     let mut unpinned: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for variant in variants {
         let resolved = lock.resolve(&variant);
-        missing.extend(missing_entries(&variant, lock, &talos.version));
+        missing.extend(missing_entries(&variant, &resolved.missing, &talos.version));
         let file = variant.file();
         let overlay_image = match lock.overlay(&variant) {
             OverlayEntry::None => None,

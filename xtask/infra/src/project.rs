@@ -196,9 +196,10 @@ impl Inputs {
         let mut missing = Vec::new();
         if let Some(lock) = &self.lock {
             for variant in &self.variants {
+                let unlocked = lock.resolve(variant).missing;
                 missing.extend(domain::plan::missing_entries(
                     variant,
-                    lock,
+                    &unlocked,
                     &lock.talos_version,
                 ));
             }

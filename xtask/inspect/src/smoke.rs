@@ -388,8 +388,9 @@ fn dry_run(
                 continue;
             }
         }
-        if static_only(variant).is_some() {
-            boots.push(None);
+        // the boot, or why the image is checked statically only
+        if let Some(reason) = static_only(variant) {
+            boots.push(Err(reason));
             continue;
         }
         let opts = variant_boot_options(project, variant).and_then(|mut opts| {
@@ -399,7 +400,7 @@ fn dry_run(
             Ok(opts)
         });
         match opts {
-            Ok(opts) => boots.push(Some(opts)),
+            Ok(opts) => boots.push(Ok(opts)),
             Err(err) => refused.push(refuse(err)),
         }
     }
@@ -415,13 +416,12 @@ fn dry_run(
             ));
         }
         match opts {
-            Some(opts) => {
+            Ok(opts) => {
                 boot::run(runner, &opts)?;
             }
-            None => runner.note(&format!(
-                "{}: checked statically only, not booted: {}",
-                variant.name,
-                static_only(variant).expect("static only")
+            Err(reason) => runner.note(&format!(
+                "{}: checked statically only, not booted: {reason}",
+                variant.name
             )),
         }
     }
