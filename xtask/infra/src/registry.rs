@@ -288,7 +288,7 @@ impl Skopeo {
                 } else {
                     "no such file"
                 };
-                return domain::diag::usage(format!("--authfile {file}: {what}"));
+                return domain::diag::usage(format!("--authfile {file}: {what}\n    fix: name a registry auth file (the JSON `podman login` writes), or drop --authfile"));
             }
         }
         let github_token = std::env::var("GITHUB_TOKEN")

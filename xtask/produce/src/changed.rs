@@ -95,7 +95,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     };
     let repo = args.repo.clone().unwrap_or_else(|| project.root.clone());
     if !repo.is_dir() {
-        return domain::diag::usage(format!("--repo {repo}: no such directory"));
+        return domain::diag::usage(format!("--repo {repo}: no such directory\n    fix: pass the checkout to decide for (CI: the pull request's checkout)"));
     }
 
     let decision = decide(project, &repo, &args, github.as_ref());

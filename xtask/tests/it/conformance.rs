@@ -28,6 +28,13 @@ fn judge(request: Value) -> Value {
     serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)))
 }
 
+/// The Talos release of the forward harness (conformance/go.next.mod), read as xtask reads it.
+fn next_talos() -> String {
+    let next_mod = std::fs::read_to_string(repo_root().join("conformance/go.next.mod")).unwrap();
+    inspect::conformance::talos_requirement(&next_mod)
+        .expect("go.next.mod requires github.com/siderolabs/talos")
+}
+
 fn worker(name: &str, patches: &[&str], controlplane: &[&str]) -> Value {
     json!({"name": name, "machine_type": "worker", "patches": patches, "controlplane_patches": controlplane})
 }
@@ -239,12 +246,8 @@ fn forward_check_against_the_next_talos_line_reports_without_failing() {
     if !have_tools(&["go"]) {
         return;
     }
-    let next_mod = std::fs::read_to_string(repo_root().join("conformance/go.next.mod")).unwrap();
-    let next = next_mod
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("github.com/siderolabs/talos "))
-        .expect("go.next.mod requires github.com/siderolabs/talos")
-        .trim();
+    let next = next_talos();
+    let next = next.as_str();
     let started = std::time::Instant::now();
     let out = conformance(&["--next", "--json"], None);
     assert_success(&out, "conformance --next --json");
@@ -436,13 +439,7 @@ fn config_fails_with_talos_message_and_writes_nothing_when_talos_refuses() {
     for (from, to) in [("go.next.mod", "go.mod"), ("go.next.sum", "go.sum")] {
         std::fs::copy(harness.join(from), harness.join(to)).unwrap();
     }
-    let next_mod = std::fs::read_to_string(harness.join("go.mod")).unwrap();
-    let next = next_mod
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("github.com/siderolabs/talos "))
-        .expect("go.next.mod requires github.com/siderolabs/talos")
-        .trim()
-        .to_owned();
+    let next = next_talos();
     let lock = root.join("variants/extensions.lock");
     let text = std::fs::read_to_string(&lock).unwrap();
     std::fs::write(&lock, text.replace(&live_talos_version(), &next)).unwrap();
