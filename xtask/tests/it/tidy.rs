@@ -821,7 +821,21 @@ fn the_committed_variants_and_lock_plan() {
     }
     let warnings = stderr(&out);
     assert!(
-        !warnings.contains("resolved for Talos") && !warnings.contains("built for"),
-        "the lock's entries are for another release than the plan's:\n{warnings}"
+        !warnings.contains("resolved for Talos"),
+        "the lock is for another release than the plan's:\n{warnings}"
     );
+    // every entry whose tag names the Talos release it was built for names the lock's
+    let text = std::fs::read_to_string(repo_root().join("variants/extensions.lock")).unwrap();
+    let lock = domain::Lock::parse(&text).unwrap();
+    for (name, reference) in &lock.extensions {
+        let built_for = reference
+            .tag
+            .as_deref()
+            .and_then(domain::TalosVersion::built_for);
+        assert!(
+            built_for.is_none_or(|v| v == lock.talos_version),
+            "extensions.{name} = {reference} is built for another release than {}",
+            lock.talos_version
+        );
+    }
 }
