@@ -13,6 +13,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 
 use domain::record::ImageKind;
+use domain::talos::Talos;
 use domain::{BuildRecord, TalosVersion};
 use infra::engine::{Engine, Need};
 use infra::inputs;
@@ -233,14 +234,14 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     let inputs = project.read_inputs()?;
     let selected = inputs.variants(&args.options.variants)?;
     // the imager against the release, when it can be told before the lock stage
+    // (worked out once: the lock stage builds for it; its error is that stage's failure)
     let current = inputs.lock().ok().flatten();
-    if let Ok(talos) =
-        infra::pin::talos_version_or(project, current.as_ref().map(|l| &l.talos_version))
-    {
+    let talos = infra::pin::talos_version_or(project, current.as_ref().map(|l| &l.talos_version));
+    if let Ok(talos) = &talos {
         build::check_imager(&args.options, &talos.version)?;
     }
     if args.dry_run {
-        return dry_run(project, &args, selected, &inputs);
+        return dry_run(project, &args, selected, &inputs, talos);
     }
 
     let locked = Locked::new(true, args.options.imager.is_some());
@@ -254,8 +255,9 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     let mut checked = None;
     ok = ok
         && stage("lock (--locked)", &mut stages, || {
-            let (lock, talos) =
-                produce::lock::ensure(project, &selected, inputs.lock()?, locked, &skopeo)?;
+            let current = inputs.lock()?;
+            let talos = talos?;
+            let lock = produce::lock::ensure(project, &selected, current, &talos, locked, &skopeo)?;
             let plan = domain::plan::make(
                 selected.clone(),
                 &lock,
@@ -568,6 +570,7 @@ fn dry_run(
     args: &Args,
     variants: Vec<domain::Variant>,
     inputs: &Inputs,
+    talos: Result<Talos>,
 ) -> Result<()> {
     let opts = &args.options;
     let mut skopeo = infra::registry::Skopeo::new(&opts.registry_client)?;
@@ -583,11 +586,13 @@ fn dry_run(
         tools.join(", ")
     ));
     runner.note("stage lock (--locked): checks variants/extensions.lock offline, runs nothing");
+    // the release's error as the lock stage's (the run goes on to show the stages after it)
+    let release = || talos.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"));
     let checked = inputs.lock().and_then(|current| {
         let locked = Locked::new(true, opts.imager.is_some());
-        produce::lock::ensure_dry_run(project, &variants, current, locked, &skopeo)
+        produce::lock::ensure_dry_run(project, &variants, current, release()?, locked, &skopeo)
     });
-    let ((lock, talos), mut stopped) = match checked {
+    let (lock, mut stopped) = match checked {
         Ok(checked) => (checked, None),
         Err(err) => {
             runner.note("a real run stops here:");
@@ -597,15 +602,14 @@ fn dry_run(
             runner.note("the stages below show what runs once the lock is fixed");
             // the lock as `cargo xtask lock` would complete it; a locked run resolves nothing
             let current = inputs.lock()?;
-            let talos =
-                infra::pin::talos_version_or(project, current.as_ref().map(|l| &l.talos_version))?;
-            let lock = produce::lock::as_resolved(current, &talos.version, &variants);
+            let lock = produce::lock::as_resolved(current, &release()?.version, &variants);
             (
-                (lock, talos),
+                lock,
                 Some(err.context("a real run stops at the lock stage")),
             )
         }
     };
+    let talos = talos?;
     let locked = stopped.is_none();
     // the plan from exactly that lock, as a real run makes it
     let plan = &domain::plan::make(variants.clone(), &lock, talos, opts.registry.resolve())?;

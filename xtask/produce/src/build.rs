@@ -223,13 +223,13 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
     let talos = infra::pin::talos_version_or(project, current.as_ref().map(|l| &l.talos_version))?;
     check_imager(opts, &talos.version)?;
     let locked = crate::lock::Locked::new(args.locked, opts.imager.is_some());
-    let (lock, talos) = if args.dry_run {
-        crate::lock::ensure_dry_run(project, &selected, current, locked, &skopeo)?
+    let lock = if args.dry_run {
+        crate::lock::ensure_dry_run(project, &selected, current, &talos, locked, &skopeo)?
     } else {
         if !args.locked {
             preflight()?;
         }
-        let checked = crate::lock::ensure(project, &selected, current, locked, &skopeo)?;
+        let checked = crate::lock::ensure(project, &selected, current, &talos, locked, &skopeo)?;
         if args.locked {
             preflight()?;
         }

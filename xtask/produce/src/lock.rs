@@ -831,8 +831,9 @@ fn render(resolution: &Resolution, previous: Option<&Lock>, changed: bool) -> St
     out
 }
 
-/// What the build step calls before building anything: the lock it must build from, and the
-/// Talos version it is for (worked out once, here, for the plan).
+/// What the build step calls before building anything: the lock it must build from, for
+/// `talos` (the release the caller worked out once, with `pin::talos_version_or`, and checked
+/// `--imager` against).
 ///
 /// With `locked`, any missing, stale or unpinned entry for `variants` is an error listing every
 /// problem and the fix (nothing is fetched). Without it, a missing, stale or unpinned lock is
@@ -844,12 +845,13 @@ pub fn ensure(
     project: &Project,
     variants: &[Variant],
     current: Option<Lock>,
+    talos: &Talos,
     locked: Locked,
     skopeo: &Skopeo,
-) -> Result<(Lock, Talos)> {
-    let (current, talos, problems) = lock_problems(project, variants, current, locked, skopeo)?;
+) -> Result<Lock> {
+    let (current, problems) = lock_problems(variants, current, talos, locked, skopeo)?;
     if problems.is_empty() {
-        return Ok((current.expect("no problems means a lock exists"), talos));
+        return Ok(current.expect("no problems means a lock exists"));
     }
     let talos_version = talos.version.clone();
     let fix = fix_command(&talos_version, skopeo);
@@ -890,7 +892,7 @@ pub fn ensure(
                     "warning: could not pin the lock; building with the unpinned entries as they are:\n  {}",
                     format!("{err:#}").replace('\n', "\n  ")
                 );
-                return Ok((current.expect("checked above"), talos));
+                return Ok(current.expect("checked above"));
             }
             return Err(err.context(format!(
                 "{SHOWN} is missing entries and the registry could not fill them"
@@ -934,7 +936,7 @@ pub fn ensure(
         "filled {SHOWN} from {} ({} registry commands): review and commit it",
         lock.extensions_image, resolution.registry_commands
     );
-    Ok((lock, talos))
+    Ok(lock)
 }
 
 /// Whether a build must use the lock as it is (`--locked`), and whether `--imager` names the
@@ -954,16 +956,15 @@ impl Locked {
     }
 }
 
-/// The lock, the Talos version it must be for, and what keeps a build from using it as it is;
-/// with `locked`, any problem is the error (listing all of them and the fix).
+/// The lock and what keeps a build for `talos` from using it as it is; with `locked`, any
+/// problem is the error (listing all of them and the fix).
 fn lock_problems(
-    project: &Project,
     variants: &[Variant],
     current: Option<Lock>,
+    talos: &Talos,
     locked: Locked,
     skopeo: &Skopeo,
-) -> Result<(Option<Lock>, Talos, Vec<Finding>)> {
-    let talos = pin::talos_version_or(project, current.as_ref().map(|l| &l.talos_version))?;
+) -> Result<(Option<Lock>, Vec<Finding>)> {
     let fix = fix_command(&talos.version, skopeo);
     let mut problems = match &current {
         Some(lock) => lock.locked_problems(variants, &talos.version),
@@ -985,7 +986,7 @@ fn lock_problems(
             problems.clone(),
         )?;
     }
-    Ok((current, talos, problems))
+    Ok((current, problems))
 }
 
 /// What [`ensure`] would do, for `build --dry-run`: nothing is fetched or written. With
@@ -996,10 +997,11 @@ pub fn ensure_dry_run(
     project: &Project,
     variants: &[Variant],
     current: Option<Lock>,
+    talos: &Talos,
     locked: Locked,
     skopeo: &Skopeo,
-) -> Result<(Lock, Talos)> {
-    let (current, talos, problems) = lock_problems(project, variants, current, locked, skopeo)?;
+) -> Result<Lock> {
+    let (current, problems) = lock_problems(variants, current, talos, locked, skopeo)?;
     if !problems.is_empty() {
         eprintln!(
             "warning: {} lock problem{} would be resolved first from the registry, as `cargo xtask lock` does (a --locked build refuses them):",
@@ -1016,7 +1018,7 @@ pub fn ensure_dry_run(
             !used_overlays(variants).is_empty(),
         )?;
     }
-    Ok((as_resolved(current, &talos.version, variants), talos))
+    Ok(as_resolved(current, &talos.version, variants))
 }
 
 /// The lock a dry run plans with: `current` as a run that resolved its problems for
