@@ -13,7 +13,7 @@ use super::output::{artifact, Output};
 use super::profile::{self, Profile};
 use super::talos::{Talos, TalosVersion};
 use super::target::Target;
-use super::variant::Variant;
+use super::variant::{Names, Variant};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
@@ -151,13 +151,36 @@ pub fn missing_entries(
             Some(format!("{field}[{i}]"))
         })
         .unwrap_or_default();
-        findings.push(
-            Finding::new(variant.file(), field, format!("has no entry in {}", lock::SHOWN))
-                .value(format!("{name:?}"))
-                .fix(format!("run `cargo xtask lock` to resolve it for Talos {talos} (the release must publish it), or check the spelling")),
-        );
+        findings.push(missing_entry(&variant.file(), field, name, talos));
     }
     findings
+}
+
+/// [`missing_entries`] of a file that is not a valid variant: the names `lock` has no entry
+/// for, except those with a problem of their own among `found` (a misspelt name is reported as
+/// that, not as missing too).
+pub fn missing_names(names: &Names, lock: &Lock, found: &[Finding]) -> Vec<Finding> {
+    let mut missing = Vec::new();
+    for (field, name) in &names.names {
+        let own = found
+            .iter()
+            .any(|f| f.file == names.file && f.field == *field);
+        if !own && !lock.extensions.contains_key(name) {
+            missing.push(missing_entry(
+                &names.file,
+                field.clone(),
+                name,
+                &lock.talos_version,
+            ));
+        }
+    }
+    missing
+}
+
+fn missing_entry(file: &str, field: String, name: &str, talos: &TalosVersion) -> Finding {
+    Finding::new(file, field, format!("has no entry in {}", lock::SHOWN))
+        .value(format!("{name:?}"))
+        .fix(format!("run `cargo xtask lock` to resolve it for Talos {talos} (the release must publish it), or check the spelling"))
 }
 
 /// Resolves the plan for the selected variants: pure given the variants, lock and version.

@@ -677,15 +677,33 @@ fn check_extension_names(variants: &[Published], lock_names: &[&str]) -> Vec<Fin
     findings
 }
 
+/// What [`check_files`] found in the variant files.
+pub struct Checked {
+    /// The files that are valid variants.
+    pub variants: Vec<Variant>,
+    /// Every problem in any of them.
+    pub findings: Vec<Finding>,
+    /// The extension and firmware names of each file that is not a valid variant, read
+    /// leniently: a command that needs a lock entry for every name names the missing ones in
+    /// the same run as the file's own problems (`plan::missing_names`).
+    pub unparsed: Vec<Names>,
+}
+
+/// A variant file's extension and firmware names as (field path, name): (`extensions[1]`, `zfs`).
+pub struct Names {
+    pub file: String,
+    pub names: Vec<(String, String)>,
+}
+
 /// Every variant that is valid among `files` (shown path, text), and every finding in any of
 /// them: each file's own fields, the repositories they publish to, and extension names against
 /// the lock's (`lock_names`) and each other's. Pure: the caller reads the files.
-pub fn check_files(
-    files: &[(String, String)],
-    lock_names: &[&str],
-) -> (Vec<Variant>, Vec<Finding>) {
-    let mut findings = Vec::new();
-    let mut parsed = Vec::new();
+pub fn check_files(files: &[(String, String)], lock_names: &[&str]) -> Checked {
+    let mut checked = Checked {
+        variants: Vec::new(),
+        findings: Vec::new(),
+        unparsed: Vec::new(),
+    };
     let mut published = Vec::new();
     for (shown, text) in files {
         let mut read = Published::read(shown, text);
@@ -693,15 +711,23 @@ pub fn check_files(
             Ok(variant) => {
                 read.tag_prefix = variant.target.tag_prefix();
                 read.matchbox = variant.matchbox_repository().is_some();
-                parsed.push(variant)
+                checked.variants.push(variant)
             }
-            Err(mut found) => findings.append(&mut found),
+            Err(mut found) => {
+                checked.findings.append(&mut found);
+                checked.unparsed.push(Names {
+                    file: shown.clone(),
+                    names: read.extensions.clone(),
+                });
+            }
         }
         published.push(read);
     }
-    findings.extend(check_repositories(&published));
-    findings.extend(check_extension_names(&published, lock_names));
-    (parsed, findings)
+    checked.findings.extend(check_repositories(&published));
+    checked
+        .findings
+        .extend(check_extension_names(&published, lock_names));
+    checked
 }
 
 /// Picks variants by name; an empty selection means all of them.

@@ -73,14 +73,14 @@ impl Project {
         let text = self.read_lock_text().unwrap_or(None);
         let lock_names = text.as_deref().map(lock::entry_names).unwrap_or_default();
         let names: Vec<&str> = lock_names.iter().map(String::as_str).collect();
-        let (variants, findings) = self.check_variants(&names)?;
-        diag::into_result("invalid variants", findings)?;
-        Ok(variants)
+        let checked = self.check_variants(&names)?;
+        diag::into_result("invalid variants", checked.findings)?;
+        Ok(checked.variants)
     }
 
     /// Every valid variant and every finding across all variant files (their fields, shared
     /// repositories, extension names against `lock_names` and each other).
-    pub fn check_variants(&self, lock_names: &[&str]) -> Result<(Vec<Variant>, Vec<Finding>)> {
+    pub fn check_variants(&self, lock_names: &[&str]) -> Result<variant::Checked> {
         let dir = self.variants_dir();
         let mut paths = Vec::new();
         for entry in dir
@@ -115,16 +115,16 @@ impl Project {
                 ),
             }
         }
-        let (variants, mut findings) = variant::check_files(&files, lock_names);
-        findings.extend(unread);
+        let mut checked = variant::check_files(&files, lock_names);
+        checked.findings.extend(unread);
         if files.is_empty() {
-            findings.push(
+            checked.findings.push(
                 Finding::new(self.display(&dir).as_str(), "", "no variant files").fix(
                     "add one JSON file per role, e.g. variants/compute.json (see docs/variants.md)",
                 ),
             );
         }
-        Ok((variants, findings))
+        Ok(checked)
     }
 
     /// The variants and the lock, each read once, for a command that needs both: every
@@ -133,14 +133,15 @@ impl Project {
         let text = self.read_lock_text()?;
         let lock_names = text.as_deref().map(lock::entry_names).unwrap_or_default();
         let names: Vec<&str> = lock_names.iter().map(String::as_str).collect();
-        let (variants, variant_findings) = self.check_variants(&names)?;
+        let checked = self.check_variants(&names)?;
         let (lock, lock_findings) = match text.as_deref().map(Lock::check) {
             Some((lock, findings)) => (lock, findings),
             None => (None, Vec::new()),
         };
         Ok(Inputs {
-            variants,
-            variant_findings,
+            variants: checked.variants,
+            variant_findings: checked.findings,
+            unparsed: checked.unparsed,
             lock,
             lock_findings,
         })
@@ -176,6 +177,8 @@ impl Project {
 pub struct Inputs {
     variants: Vec<Variant>,
     variant_findings: Vec<Finding>,
+    /// the names in the files that are not valid variants
+    unparsed: Vec<variant::Names>,
     /// `None` when there is no lock file, or when it has problems
     lock: Option<Lock>,
     lock_findings: Vec<Finding>,
@@ -190,8 +193,9 @@ impl Inputs {
     }
 
     /// [`Inputs::variants`], all of them, for a command that needs an entry for each of their
-    /// extensions (plan, config, smoke): when there are other problems, the valid variants'
-    /// missing entries are listed with them (alone, `plan::make` reports them).
+    /// extensions (plan, config, smoke): when there are other problems, the missing entries are
+    /// listed with them, those of files with problems of their own too (alone, `plan::make`
+    /// reports them).
     pub fn variants_locked(&self) -> Result<Vec<Variant>> {
         let mut missing = Vec::new();
         if let Some(lock) = &self.lock {
@@ -201,6 +205,13 @@ impl Inputs {
                     variant,
                     &unlocked,
                     &lock.talos_version,
+                ));
+            }
+            for names in &self.unparsed {
+                missing.extend(domain::plan::missing_names(
+                    names,
+                    lock,
+                    &self.variant_findings,
                 ));
             }
         }

@@ -295,6 +295,40 @@ fn a_new_extension_is_reported_with_the_other_problems() {
     }
 }
 
+/// The same in a file with problems of its own, which yields no variant: its new extension is
+/// named in the same run, its misspelt one only as misspelt.
+#[test]
+fn a_new_extension_is_reported_beside_its_own_files_problems() {
+    let root = temp_dir("plan-new-extension-same-file");
+    copy_repo_data(&root);
+    let compute = root.join("variants/compute.json");
+    let text = std::fs::read_to_string(&compute).unwrap();
+    let text = text.replace("\"spin\"]", "\"spin\", \"iscsi-tools\", \"spinn\"]");
+    std::fs::write(&compute, text.replace("\"arm64\"", "\"arm46\"")).unwrap();
+    for command in [
+        &["plan"][..],
+        &["config", "--variant", "gateway"],
+        &["smoke", "check"],
+    ] {
+        let err = assert_failure(&run(xtask(&root).args(command)), &format!("{command:?}"));
+        assert!(
+            err.contains("invalid variants: 3 problems"),
+            "{command:?}: {err}"
+        );
+        for expected in [
+            "variants/compute.json: field `arch` = \"arm46\"",
+            "variants/compute.json: field `extensions[3]` = \"iscsi-tools\": has no entry in variants/extensions.lock",
+            "variants/compute.json: field `extensions[4]` = \"spinn\": unknown extension",
+        ] {
+            assert!(err.contains(expected), "{command:?}: no {expected:?} in {err}");
+        }
+        assert!(
+            !err.contains("\"spinn\": has no entry"),
+            "{command:?}: {err}"
+        );
+    }
+}
+
 #[test]
 fn json_syntax_errors_point_at_the_problem() {
     let root = temp_dir("plan-json-syntax");
