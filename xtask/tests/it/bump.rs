@@ -6,7 +6,8 @@
 //! - the offline commands plan, render, dry-run the build and derive the schematic and the
 //!   machine config for the new release, and none of it still names the old one;
 //! - this very test binary runs again inside the copy (`XTASK_TEST_REPO`), every module that
-//!   needs no network, and passes: no test tracks today's pins.
+//!   needs no network, and passes, and so do the crates' unit tests, built in the copy: no test
+//!   tracks today's pins.
 //!
 //! `tidy::no_test_names_the_pinned_talos_version` keeps it so.
 
@@ -326,13 +327,45 @@ fn a_talos_and_upstream_bump_changes_data_files_not_tests() {
     for line in report.lines().filter(|l| l.starts_with("SKIPPED ")) {
         let _ = writeln!(std::io::stderr(), "{line} (in the bumped copy)");
     }
+
+    // and the crates' unit tests, built in the copy (some read its files: the lock against the
+    // harness's go.mod, the change rules); into the copy's own target directory, as the
+    // running `cargo test` holds this one's
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let units = |extra: &[&str]| {
+        let out = run(Command::new(&cargo)
+            .args(["test", "--workspace", "--lib", "--offline", "--locked"])
+            .args(extra)
+            .current_dir(&root)
+            .env("CARGO_TARGET_DIR", &target)
+            .env_remove("XTASK_ROOT")
+            .env_remove("TS_AUTHKEY"));
+        assert_success(
+            &out,
+            &format!("after a bump of {changed:?} from {old} to {new}, unit tests fail: a unit test tracks the live pins"),
+        );
+        stdout(&out)
+    };
+    let unit_listed = units(&["--", "--list"])
+        .lines()
+        .filter(|l| l.ends_with(": test"))
+        .count();
+    let unit_passed: usize = units(&[])
+        .lines()
+        .filter_map(|l| l.strip_prefix("test result: ok. "))
+        .filter_map(|l| l.split(' ').next()?.parse::<usize>().ok())
+        .sum();
+    assert!(
+        unit_listed > 50 && unit_passed == unit_listed,
+        "the unit tests in the copy ran {unit_passed} of the {unit_listed} they list"
+    );
     // the copy and its suite's scratch directories (~200 MB) go; on a failure they stay to inspect
     let _ = std::fs::remove_dir_all(&dir);
     // past the harness's capture, like a SKIPPED line: the time this test adds is worth seeing
     let _ = writeln!(
         std::io::stderr(),
         "bump {old} -> {new} of {changed:?}: offline commands {commands_s:.1}s, suite in the copy \
-         ({passed}) {:.1}s in all",
+         ({passed}) and its {unit_passed} unit tests {:.1}s in all",
         started.elapsed().as_secs_f64()
     );
 }
