@@ -18,6 +18,7 @@ use domain::{BuildRecord, TalosVersion};
 use infra::engine::{Engine, Need};
 use infra::inputs;
 use infra::project::{Inputs, Project};
+use infra::publish::on_default_branch;
 use produce::build;
 use produce::lock::Locked;
 
@@ -131,50 +132,7 @@ pub fn in_github() -> bool {
     std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true")
 }
 
-/// Floating tags move only from the default branch: `$XTASK_DEFAULT_BRANCH` (the workflow passes
-/// the repository's; empty on scheduled runs, whose event names no repository), else `main`.
-pub fn on_default_branch() -> bool {
-    is_default_branch(
-        &std::env::var("GITHUB_REF").unwrap_or_default(),
-        std::env::var("XTASK_DEFAULT_BRANCH").ok().as_deref(),
-    )
-}
-
-fn is_default_branch(reference: &str, default: Option<&str>) -> bool {
-    let default = default.filter(|b| !b.is_empty()).unwrap_or("main");
-    reference.strip_prefix("refs/heads/") == Some(default)
-}
-
 pub const FLOATING_TAGS: &[&str] = &["latest", "demo-stable"];
-
-/// A tag run publishes only a commit on the default branch: `HEAD` must be an ancestor of
-/// `origin/<default branch>`. The checkout must also be the commit the run is for.
-fn check_release_ref(project: &Project, revision: &str) -> Result<()> {
-    if let Ok(sha) = std::env::var("GITHUB_SHA") {
-        anyhow::ensure!(
-            sha.is_empty() || sha == revision,
-            "moved no release tag: the checkout is {revision}, but GITHUB_SHA is {sha}"
-        );
-    }
-    let reference = std::env::var("GITHUB_REF").unwrap_or_default();
-    if !reference.starts_with("refs/tags/") {
-        return Ok(());
-    }
-    let default = std::env::var("XTASK_DEFAULT_BRANCH")
-        .ok()
-        .filter(|b| !b.is_empty())
-        .unwrap_or_else(|| "main".into());
-    let branch = format!("refs/remotes/origin/{default}");
-    match infra::publish::ancestry(&project.root, revision, &branch) {
-        infra::publish::Ancestry::Ancestor => Ok(()),
-        infra::publish::Ancestry::NotAncestor { .. } => bail!(
-            "moved no release tag: {reference} points at {revision}, which is not on {default}: only commits on the default branch are released"
-        ),
-        infra::publish::Ancestry::Unknown(why) => bail!(
-            "moved no release tag: whether {reference} ({revision}) is on {default} cannot be established ({branch}): {why}"
-        ),
-    }
-}
 
 /// Moves the release tags of every published image forward only, and records them.
 fn move_release_tags(
@@ -184,7 +142,6 @@ fn move_release_tags(
     records: &mut [BuildRecord],
 ) -> Result<String> {
     let revision = infra::publish::source_revision(project).context("moved no release tag")?;
-    check_release_ref(project, &revision)?;
     let default_branch = on_default_branch();
     let tags = release_tags(&plan.talos_version, default_branch);
     let publisher = infra::publish::Publisher::new(project, skopeo);
@@ -963,20 +920,6 @@ mod tests {
             release_tags(&v, true),
             ["v1.13.99", "latest", "demo-stable"]
         );
-    }
-
-    #[test]
-    fn floating_tags_follow_the_named_default_branch_or_main() {
-        assert!(is_default_branch("refs/heads/main", None));
-        assert!(
-            is_default_branch("refs/heads/main", Some("")),
-            "scheduled runs"
-        );
-        assert!(is_default_branch("refs/heads/trunk", Some("trunk")));
-        assert!(!is_default_branch("refs/heads/main", Some("trunk")));
-        assert!(!is_default_branch("refs/tags/main", None));
-        assert!(!is_default_branch("refs/heads/topic", None));
-        assert!(!is_default_branch("", None));
     }
 
     #[test]

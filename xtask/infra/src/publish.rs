@@ -219,6 +219,7 @@ impl Publisher<'_> {
             // a dry run refuses it as the real run does, after showing the pushes before it
             anyhow::bail!("moved no release tag: this run's commit is unknown, so whether its images are newer than the tagged ones cannot be established");
         };
+        check_release_ref(&self.root, revision)?;
         if runner.is_dry_run() {
             runner.note(&format!("release tags move forward only: each is read with `skopeo inspect --raw`, and moves when the commit its image records ({REVISION}) is an ancestor of this one (`git merge-base --is-ancestor`)"));
             for (p, tags) in published.iter() {
@@ -392,7 +393,7 @@ pub enum Verdict {
     Move,
     /// It already points at this run's image.
     AlreadyThere,
-    /// Left alone: it points at a newer or unrelated commit's image (why).
+    /// Left alone: it points at a newer commit's image (why).
     Keep(String),
     /// Ancestry cannot be established (why): the whole release moves nothing.
     Unsure(String),
@@ -440,8 +441,10 @@ pub fn judge(
                 "it points at an image of the newer commit {}",
                 short(rev)
             )),
-            Ancestry::NotAncestor { newer: false } => Verdict::Keep(format!(
-                "it points at an image of commit {}, which is not an ancestor of this run's",
+            // released from outside this history (another branch, a rewritten one): moving
+            // it or leaving it would each be a guess
+            Ancestry::NotAncestor { newer: false } => Verdict::Unsure(format!(
+                "it points at an image of commit {}, which is neither an ancestor nor a descendant of this run's (released from another branch, or the history was rewritten)",
                 short(rev)
             )),
             Ancestry::Unknown(why) => Verdict::Unsure(format!(
@@ -499,15 +502,101 @@ pub fn source_revision(project: &Project) -> Result<String> {
         .args(["rev-parse", "--verify", "HEAD^{commit}"])
         .read()
         .context("this checkout's commit cannot be read (`git rev-parse HEAD` failed): release tags need a git checkout")?;
-    let dirty = git()
-        .args(["status", "--porcelain", "--untracked-files=no"])
-        .read()
-        .context("`git status` failed")?;
+    let changes = uncommitted(&project.root).context("`git status` failed")?;
     anyhow::ensure!(
-        dirty.trim().is_empty(),
-        "the checkout has uncommitted changes, so its images are not commit {head}: commit or stash them"
+        changes.is_empty(),
+        "the checkout has uncommitted changes ({}), so its images are not commit {head}: commit or stash them (a new file, such as a variant, counts too: commit it, or ignore it in .gitignore)",
+        changes.join(", ")
     );
     Ok(head)
+}
+
+/// The paths `git status` reports in the checkout at `root`: changed, staged, and new files that
+/// are not ignored (a new variant file changes what is built as much as an edited one). What
+/// xtask writes itself (`_out/`, `target/`) is never an input, ignored or not.
+fn uncommitted(root: &Utf8Path) -> Result<Vec<String>> {
+    let status = crate::git::at(root)
+        .args(["status", "--porcelain", "--untracked-files=all", "--"])
+        .args([".", ":(exclude)_out", ":(exclude)target"])
+        .read()?;
+    let mut paths: Vec<String> = status
+        .lines()
+        .filter_map(|l| l.get(3..))
+        .map(str::to_owned)
+        .collect();
+    if paths.len() > 5 {
+        let more = paths.len() - 4;
+        paths.truncate(4);
+        paths.push(format!("{more} more"));
+    }
+    Ok(paths)
+}
+
+/// The default branch: `$XTASK_DEFAULT_BRANCH` (the workflow passes the repository's; empty on
+/// scheduled runs, whose event names no repository), else `main`.
+fn default_branch(named: Option<&str>) -> &str {
+    named.filter(|b| !b.is_empty()).unwrap_or("main")
+}
+
+/// Whether this is a workflow run of the default branch (`GITHUB_REF`); floating tags move only
+/// from one.
+pub fn on_default_branch() -> bool {
+    is_default_branch(
+        &std::env::var("GITHUB_REF").unwrap_or_default(),
+        std::env::var("XTASK_DEFAULT_BRANCH").ok().as_deref(),
+    )
+}
+
+fn is_default_branch(reference: &str, default: Option<&str>) -> bool {
+    reference.strip_prefix("refs/heads/") == Some(default_branch(default))
+}
+
+/// Release tags name reviewed images only: this run's commit must be on the default branch. A
+/// workflow run of that branch is (`GITHUB_REF`); a tag run's commit must be in
+/// `origin/<default>`; any other run's (a topic branch, a local `build --push`) in
+/// `origin/<default>` or the local `<default>`. With `GITHUB_SHA` set, the checkout must be that
+/// commit.
+pub fn check_release_ref(root: &Utf8Path, revision: &str) -> Result<()> {
+    if let Ok(sha) = std::env::var("GITHUB_SHA") {
+        anyhow::ensure!(
+            sha.is_empty() || sha == revision,
+            "moved no release tag: the checkout is {revision}, but GITHUB_SHA is {sha}"
+        );
+    }
+    let reference = std::env::var("GITHUB_REF").unwrap_or_default();
+    let named = std::env::var("XTASK_DEFAULT_BRANCH").ok();
+    let default = default_branch(named.as_deref());
+    if is_default_branch(&reference, named.as_deref()) {
+        return Ok(());
+    }
+    let tag_run = reference.starts_with("refs/tags/");
+    let mut branches = vec![format!("refs/remotes/origin/{default}")];
+    if !tag_run {
+        branches.push(format!("refs/heads/{default}"));
+    }
+    let mut unknown = Vec::new();
+    for branch in &branches {
+        match ancestry(root, revision, branch) {
+            Ancestry::Ancestor => return Ok(()),
+            Ancestry::NotAncestor { .. } => {}
+            Ancestry::Unknown(why) => unknown.push(format!("{branch}: {why}")),
+        }
+    }
+    let short = &revision[..12.min(revision.len())];
+    let what = match tag_run {
+        true => format!("{reference} points at {short}"),
+        false => format!("this run's commit {short}"),
+    };
+    if unknown.len() == branches.len() {
+        anyhow::bail!(
+            "moved no release tag: whether {what} is on the default branch {default} cannot be established:\n  {}\n    fix: fetch {default} (fetch-depth: 0), or set XTASK_DEFAULT_BRANCH to the branch releases come from",
+            unknown.join("\n  ")
+        );
+    }
+    anyhow::bail!(
+        "moved no release tag: {what}, which is not on the default branch {default} ({}): release tags name reviewed images only; the images are pushed under their build-unique tag\n    fix: merge it into {default} and publish from there, or set XTASK_DEFAULT_BRANCH to the branch releases come from",
+        branches.join(", ")
+    )
 }
 
 /// How commit `recorded` relates to `this`, in the repository at `root`.
@@ -539,11 +628,7 @@ pub fn unique_tags(project: &Project, talos_version: &TalosVersion) -> Result<Ve
         .args(["rev-parse", "--short=12", "HEAD"])
         .read()
         .unwrap_or_else(|_| "nogit".into());
-    let dirty = git()
-        .args(["status", "--porcelain", "--untracked-files=no"])
-        .read()
-        .map(|s| !s.trim().is_empty())
-        .unwrap_or(false);
+    let dirty = uncommitted(&project.root).is_ok_and(|c| !c.is_empty());
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .context("clock before 1970")?
@@ -580,6 +665,20 @@ mod tests {
     const C: &str = "0123456789abcdef0123456789abcdef01234567";
 
     #[test]
+    fn floating_tags_follow_the_named_default_branch_or_main() {
+        assert!(is_default_branch("refs/heads/main", None));
+        assert!(
+            is_default_branch("refs/heads/main", Some("")),
+            "scheduled runs"
+        );
+        assert!(is_default_branch("refs/heads/trunk", Some("trunk")));
+        assert!(!is_default_branch("refs/heads/main", Some("trunk")));
+        assert!(!is_default_branch("refs/tags/main", None));
+        assert!(!is_default_branch("refs/heads/topic", None));
+        assert!(!is_default_branch("", None));
+    }
+
+    #[test]
     fn release_tags_move_forward_only() {
         let image = |revision: Option<&str>| Current::Image {
             digest: "sha256:old".into(),
@@ -599,7 +698,7 @@ mod tests {
         );
         assert!(matches!(
             judged(image(Some(C)), Ancestry::NotAncestor { newer: false }),
-            Verdict::Keep(_)
+            Verdict::Unsure(_)
         ));
         // Fail closed: whatever cannot be established is Unsure.
         for (current, relation) in [

@@ -135,10 +135,68 @@ fn release_tags_move_forward_only_across_docs_commits_and_late_older_runs() {
         "ci --push --no-boot of a tag on a commit only on a topic branch",
     );
     assert!(
-        err.contains("which is not on main: only commits on the default branch are released"),
+        err.contains(&format!(
+            "refs/tags/v9 points at {}, which is not on the default branch main",
+            &d[..12]
+        )),
         "{err}"
     );
     assert_eq!(tagged(&env, "v1.13.99").unwrap().1, at_c);
+
+    // The same commit published from a topic branch (or from a local `ci --push`, with no
+    // GITHUB_REF): neither origin/main nor main has it, so no release tag moves to it.
+    for reference in ["refs/heads/topic", ""] {
+        let out = ci(
+            &env,
+            &["--push", "--no-boot"],
+            &[("GITHUB_SHA", d.as_str()), ("GITHUB_REF", reference)],
+        );
+        let err = assert_failure(
+            &out,
+            &format!("ci --push of a topic branch ({reference:?})"),
+        );
+        assert!(
+            err.contains("which is not on the default branch main (refs/remotes/origin/main, refs/heads/main)"),
+            "{err}"
+        );
+        for tag in ["v1.13.99", "latest", "demo-stable"] {
+            assert_eq!(
+                tagged(&env, tag).unwrap().1,
+                at_c,
+                "{tag} moved to a topic branch's image"
+            );
+        }
+    }
+
+    // A release tag that points at an image of a commit outside this history (published from
+    // another branch before this rule, or the history rewritten) is no guess either way: the
+    // next run of the default branch fails closed, naming it, and moves nothing.
+    let (_, digest) = tagged(&env, "v1.13.99").unwrap();
+    retag_with_revision(&env, &digest, &d);
+    git(root, &["checkout", "-q", "main"]);
+    git(root, &["reset", "-q", "--hard", &c]);
+    git(root, &["commit", "-q", "--allow-empty", "-m", "after"]);
+    let e = git(root, &["rev-parse", "HEAD"]);
+    let before = tagged(&env, "latest").unwrap();
+    let out = ci(
+        &env,
+        &["--push", "--no-boot"],
+        &[("GITHUB_SHA", e.as_str())],
+    );
+    assert_failure(&out, "ci --push when a tag records an unrelated commit");
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!(
+            "commit {}, which is neither an ancestor nor a descendant",
+            &d[..12]
+        )),
+        "{text}"
+    );
+    assert_eq!(
+        tagged(&env, "latest").unwrap(),
+        before,
+        "latest moved although a tag was unsure"
+    );
 }
 
 #[test]

@@ -187,7 +187,7 @@ pub fn git_only_path() -> PathBuf {
 
 /// `root` as a checkout of its own: a fresh repository with every file committed.
 pub fn checkout(root: &Path) {
-    git(root, &["init", "-q"]);
+    git(root, &["init", "-q", "-b", "main"]);
     commit_all(root, "the repository's files");
 }
 

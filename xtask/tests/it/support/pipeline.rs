@@ -72,7 +72,7 @@ impl Pipeline {
         let talos = pin_every_extension(&root);
         let tree = dir.join("tree");
         synthetic_tree(&tree, &talos);
-        git(&root, &["init", "-q"]);
+        git(&root, &["init", "-q", "-b", "main"]);
         commit_all(&root, "x");
         Some(Pipeline {
             dir,
