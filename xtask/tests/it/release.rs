@@ -266,6 +266,19 @@ fn release_tags_fail_closed_when_ancestry_cannot_be_established() {
     );
     let after: Vec<_> = tags.iter().map(|t| tagged(&env, t)).collect();
     assert_eq!(after, before, "a dirty checkout moved a release tag");
+    // so is a new file git does not ignore (a variant file not yet committed changes what is
+    // built as much as an edited one); xtask's own _out/ and target/ never count
+    git(root, &["checkout", "-q", "--", "variants/compute.json"]);
+    std::fs::write(root.join("variants/NOTES.txt"), "not committed\n").unwrap();
+    let out = ci(&env, &["--push", "--no-boot"], &[]);
+    assert_failure(&out, "ci --push --no-boot with an untracked file");
+    assert!(
+        stdout(&out).contains("uncommitted changes (variants/NOTES.txt)"),
+        "{}",
+        stdout(&out)
+    );
+    let after: Vec<_> = tags.iter().map(|t| tagged(&env, t)).collect();
+    assert_eq!(after, before, "an untracked file moved a release tag");
     // build's dry run refuses it as its real run does, after the pushes, and says why
     let out = run(env
         .xtask()
