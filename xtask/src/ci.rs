@@ -336,14 +336,15 @@ fn publish_only(project: &Project, args: &Args) -> Result<()> {
     if registry.is_none() {
         return domain::diag::usage("--publish-only needs a registry: pass --registry HOST/OWNER, or set REGISTRY or GITHUB_REPOSITORY_OWNER");
     }
-    let plan = inputs::load_plan(project, &args.options.variants, registry)?;
+    let (variants, lock) = inputs::load_inputs(project)?;
+    let plan = inputs::plan_of(project, variants, &lock, &args.options.variants, registry)?;
     if args.dry_run {
-        return publish_only_dry_run(project, args, &plan, skopeo);
+        return publish_only_dry_run(project, args, &plan, &lock, skopeo);
     }
     let mut records = Vec::new();
     let pushed = stage("publish", &mut stages, || {
-        records = smoke_tested_records(project, &plan)?;
         let revision = infra::publish::source_revision(project)?;
+        records = smoke_tested_records(project, &plan, &lock, Some(&revision))?;
         publish_records(project, &skopeo, &plan, &mut records, Some(&revision))?;
         for record in &records {
             infra::record::write(project, record)?;
@@ -371,8 +372,15 @@ fn publish_only(project: &Project, args: &Args) -> Result<()> {
 }
 
 /// The build record of every variant of `plan`, each built and smoke-tested for the plan's Talos
-/// version: only those are published. Every variant's problem at once.
-fn smoke_tested_records(project: &Project, plan: &domain::Plan) -> Result<Vec<BuildRecord>> {
+/// version, from this checkout's commit (`revision`), and a build of the variant as the lock has
+/// it now: only those are published, each image recording that commit. Every variant's problem
+/// at once.
+fn smoke_tested_records(
+    project: &Project,
+    plan: &domain::Plan,
+    lock: &domain::Lock,
+    revision: Option<&str>,
+) -> Result<Vec<BuildRecord>> {
     let mut records = Vec::new();
     let mut problems = Vec::new();
     for vp in &plan.variants {
@@ -396,8 +404,29 @@ fn smoke_tested_records(project: &Project, plan: &domain::Plan) -> Result<Vec<Bu
                 "{shown}: `talos_version` is {}, the lock says {}: {rebuild}",
                 record.talos_version, plan.talos_version
             ));
+        } else if record.revision.as_deref() != revision {
+            let commit = |r: Option<&str>| match r {
+                Some(r) => format!("commit {}", &r[..12.min(r.len())]),
+                None => "uncommitted changes".to_owned(),
+            };
+            problems.push(format!(
+                "{shown}: `revision`: built from {}, but the checkout is {}: its images would record a commit they were not built from; {rebuild}",
+                commit(record.revision.as_deref()),
+                commit(revision)
+            ));
         } else {
-            records.push(record);
+            let stale =
+                inspect::smoke::check::check_against(&record, shown.as_str(), &vp.variant, lock);
+            if stale.is_empty() {
+                records.push(record);
+            } else {
+                let lines: Vec<String> = stale.iter().map(|f| f.to_string()).collect();
+                problems.push(format!(
+                    "{shown} is not a build of variant `{}` as the lock has it now ({rebuild}):\n    {}",
+                    vp.name,
+                    lines.join("\n    ").replace('\n', "\n    ")
+                ));
+            }
         }
     }
     match problems.as_slice() {
@@ -449,14 +478,15 @@ fn publish_only_dry_run(
     project: &Project,
     args: &Args,
     plan: &domain::Plan,
+    lock: &domain::Lock,
     mut skopeo: infra::registry::Skopeo,
 ) -> Result<()> {
     let runner = infra::cmd::Runner::DRY_RUN;
     skopeo.runner = runner;
-    let mut records =
-        smoke_tested_records(project, plan).context("a real run stops at its publish stage")?;
-    runner.note("stage publish: each image by digest, then its build-unique tag");
     let revision = infra::publish::source_revision(project).ok();
+    let mut records = smoke_tested_records(project, plan, lock, revision.as_deref())
+        .context("a real run stops at its publish stage")?;
+    runner.note("stage publish: each image by digest, then its build-unique tag");
     publish_records(project, &skopeo, plan, &mut records, revision.as_deref())?;
     if args.no_release_tags {
         runner.note("stage release tags: skipped (--no-release-tags)");

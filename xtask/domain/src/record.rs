@@ -49,6 +49,11 @@ pub struct BuildRecord {
     /// Set by `ci` once smoke passed on exactly these files; `ci --publish-only` requires it.
     #[serde(default)]
     pub smoke_passed: bool,
+    /// The commit the outputs were built from; `None` for a checkout with uncommitted changes
+    /// (or no git). `ci --publish-only` publishes a record only from that same commit, which
+    /// every image it pushes records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
     /// Seconds per step (`imager:<kind>`, `push:<kind>`, `total`).
     #[serde(default)]
     pub timings: BTreeMap<String, f64>,
@@ -79,6 +84,7 @@ impl BuildRecord {
             images_fetched: 0,
             images_reused: 0,
             smoke_passed: false,
+            revision: None,
             timings: BTreeMap::new(),
         }
     }

@@ -139,6 +139,8 @@ pub struct Ctx<'a> {
     pub progress: Steps,
     /// `None` with `--no-prefetch`: the imager pulls what it needs itself.
     pub prefetch: Option<infra::prefetch::Prefetch>,
+    /// The commit the outputs are built from, for their records (`None`: uncommitted changes).
+    pub revision: Option<String>,
 }
 
 pub fn run(project: &Project, args: Args) -> Result<()> {
@@ -350,6 +352,7 @@ pub fn build_plan(
         force: settings.force,
         runner,
         progress,
+        revision: publish::source_revision(project).ok(),
     };
 
     // One build per checkout: taken once the plan is sound, before anything is written.
@@ -633,6 +636,7 @@ fn build_variant(ctx: &Ctx, plan: &Plan, vp: &VariantPlan) -> Result<BuildRecord
         arches: vp.target.arches.clone(),
         platform: Some(vp.target.platform.to_string()),
         overlay: vp.target.overlay.as_ref().map(|o| o.name.clone()),
+        revision: ctx.revision.clone(),
         ..BuildRecord::new(&vp.name, plan.talos_version.clone(), vp.arch, &ctx.imager)
     };
     for (name, reference) in vp.extensions.iter().zip(&vp.extension_refs) {

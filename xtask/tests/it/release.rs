@@ -402,9 +402,48 @@ fn the_publish_job_pushes_only_smoke_tested_recorded_outputs_then_moves_tags() {
     );
     std::fs::write(&installer, &good).unwrap();
 
-    // Its dry run shows both stages and runs neither: nothing pushed, no record or output written.
+    // The record names the commit it was built from: from another commit, its images would
+    // record a commit they were not built from. Refused, in the dry run too; nothing pushed.
     let record = env.root.join("_out/compute/build.json");
     let recorded = std::fs::read(&record).unwrap();
+    git(
+        &env.root,
+        &["commit", "-q", "--allow-empty", "-m", "after the build"],
+    );
+    for args in [&["--publish-only"][..], &["--publish-only", "--dry-run"]] {
+        let out = ci(&env, args, &[]);
+        let err = assert_failure(
+            &out,
+            &format!("ci {args:?} of a record of the commit before"),
+        );
+        assert!(
+            err.contains(&format!(
+                "`revision`: built from commit {}, but the checkout is commit",
+                &head[..12]
+            )),
+            "{err}"
+        );
+    }
+    assert!(env.registry.tags(REPO).is_empty(), "nothing pushed");
+    git(&env.root, &["reset", "-q", "--hard", &head]);
+
+    // A record that is not a build of the variant as the lock has it (here: no extensions; a
+    // build from an older lock or variant file alike) is refused naming the field.
+    let mut edited: serde_json::Value = serde_json::from_slice(&recorded).unwrap();
+    edited["extensions"] = serde_json::json!([]);
+    std::fs::write(&record, serde_json::to_vec(&edited).unwrap()).unwrap();
+    let out = ci(&env, &["--publish-only", "--no-release-tags"], &[]);
+    let err = assert_failure(&out, "ci --publish-only of a record without the extensions");
+    assert!(
+        err.contains(
+            "_out/compute/build.json is not a build of variant `compute` as the lock has it now"
+        ) && err.contains("extensions"),
+        "{err}"
+    );
+    assert!(env.registry.tags(REPO).is_empty(), "nothing pushed");
+    std::fs::write(&record, &recorded).unwrap();
+
+    // Its dry run shows both stages and runs neither: nothing pushed, no record or output written.
     let outputs = env.dir.join("dry-run-outputs");
     let out = ci(
         &env,

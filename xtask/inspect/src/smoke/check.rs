@@ -128,6 +128,25 @@ pub fn check_on_disk(
     report
 }
 
+/// [`check_record`] and [`check_target`]: whether `record` is a build of `variant` as `lock` has
+/// it now (extensions, platform, overlay, profiles), without reading any file.
+pub fn check_against(
+    record: &BuildRecord,
+    shown: &str,
+    variant: &Variant,
+    lock: &Lock,
+) -> Vec<Finding> {
+    let mut report = Report {
+        variant: variant.name.clone(),
+        record: shown.into(),
+        checked: Vec::new(),
+        findings: Vec::new(),
+    };
+    check_record(record, shown, variant, lock, &mut report);
+    check_target(record, shown, variant, lock, &mut report);
+    report.findings
+}
+
 /// The checks that need nothing but the record, the variant and the lock.
 pub fn check_record(
     record: &BuildRecord,
