@@ -62,12 +62,33 @@ pub struct Options {
     pub no_matchbox: bool,
     /// Let each imager run pull its images itself instead of fetching every image once per
     /// build into `_out/.oci` and handing it over as an `ociPath` input (the default).
-    #[arg(long, env = "XTASK_NO_PREFETCH", value_parser = clap::builder::FalseyValueParser::new())]
+    /// XTASK_NO_PREFETCH: 1, y, yes, t, true or on for this; 0, n, no, f, false, off or empty
+    /// for the default.
+    #[arg(long, env = "XTASK_NO_PREFETCH", value_parser = no_prefetch_switch)]
     pub no_prefetch: bool,
     /// Override the matchbox Dockerfile's base image (podman `--from`, never pulled), e.g. a
     /// mirror of it for air-gapped builds.
     #[arg(long, env = "XTASK_MATCHBOX_BASE", value_name = "REF")]
     pub matchbox_base: Option<String>,
+}
+
+/// XTASK_NO_PREFETCH's value as a switch (clap hands `--no-prefetch` itself over as `true`):
+/// anything but the words for on and off is refused, not read as on.
+fn no_prefetch_switch(value: &str) -> Result<bool, String> {
+    const ON: [&str; 6] = ["1", "y", "yes", "t", "true", "on"];
+    const OFF: [&str; 7] = ["0", "n", "no", "f", "false", "off", ""];
+    let word = value.trim().to_ascii_lowercase();
+    if ON.contains(&word.as_str()) {
+        return Ok(true);
+    }
+    if OFF.contains(&word.as_str()) {
+        return Ok(false);
+    }
+    Err(format!(
+        "XTASK_NO_PREFETCH = {value:?}: neither on nor off\n    fix: set XTASK_NO_PREFETCH to one of {} to skip the prefetch, or to one of {} (or unset it) to prefetch",
+        ON.join(", "),
+        OFF[..6].join(", ")
+    ))
 }
 
 #[derive(clap::Args)]

@@ -761,7 +761,7 @@ fn a_dry_run_passes_the_source_on_to_the_patch_step() {
 }
 
 /// XTASK_NO_PREFETCH is read as a switch: 1, true, yes or on turn prefetching off; 0, false, no,
-/// off or empty leave it on.
+/// off or empty leave it on (any other value is refused, as the usage tests check).
 #[test]
 fn no_prefetch_from_the_environment_reads_as_a_switch() {
     let prefetches = |value: &str| {
