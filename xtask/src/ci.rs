@@ -245,7 +245,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
 
     let locked = Locked::new(true, args.options.imager.is_some());
     let mut ok = stage("preflight", &mut stages, || {
-        let engine = Engine::detect(args.options.engine);
+        let engine = Engine::detect(args.options.engine());
         infra::engine::preflight(&needs(engine, !args.no_boot))?;
         Ok(format!("engine {engine}"))
     });
@@ -573,7 +573,7 @@ fn dry_run(
     let mut skopeo = infra::registry::Skopeo::new(&opts.registry_client)?;
     let runner = infra::cmd::Runner::DRY_RUN;
     skopeo.runner = runner;
-    let engine = Engine::detect(opts.engine);
+    let engine = Engine::detect(opts.engine());
     let mut tools = Vec::new();
     for need in needs(engine, !args.no_boot) {
         tools.push(need.program);

@@ -38,9 +38,10 @@ pub struct Options {
     pub variants: Vec<String>,
     #[command(flatten)]
     pub registry: inputs::RegistryArg,
-    /// Container engine that runs the imager. Default: podman if installed, else docker.
-    #[arg(long, env = "CONTAINER_ENGINE", value_enum)]
-    pub engine: Option<Engine>,
+    /// Container engine that runs the imager. Default: podman if installed, else docker; an
+    /// empty CONTAINER_ENGINE (as a CI matrix without the key sets it) counts as unset.
+    #[arg(long, env = "CONTAINER_ENGINE", value_parser = EngineParser)]
+    engine: Option<EngineChoice>,
     /// Imager image. Default: ghcr.io/siderolabs/imager:<talos version>.
     #[arg(long, env = "XTASK_IMAGER", value_name = "REF")]
     pub imager: Option<String>,
@@ -70,6 +71,53 @@ pub struct Options {
     /// mirror of it for air-gapped builds.
     #[arg(long, env = "XTASK_MATCHBOX_BASE", value_name = "REF")]
     pub matchbox_base: Option<String>,
+}
+
+/// `--engine`'s value: an engine, or none for an empty one (`CONTAINER_ENGINE=`), which counts
+/// as unset.
+#[derive(Clone, Copy)]
+struct EngineChoice(Option<Engine>);
+
+/// Parses `--engine` (or CONTAINER_ENGINE) as clap's parser of [`Engine`] does, with the same
+/// possible values in `--help`, but takes an empty value for unset, and names the variable
+/// beside the option when refusing a value.
+#[derive(Clone)]
+struct EngineParser;
+
+impl clap::builder::TypedValueParser for EngineParser {
+    type Value = EngineChoice;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<EngineChoice, clap::Error> {
+        use clap::ValueEnum as _;
+        if value.is_empty() {
+            return Ok(EngineChoice(None));
+        }
+        let text = value.to_string_lossy();
+        match Engine::from_str(&text, false) {
+            Ok(engine) => Ok(EngineChoice(Some(engine))),
+            Err(_) => Err(clap::Error::raw(
+                clap::error::ErrorKind::InvalidValue,
+                format!("--engine (or CONTAINER_ENGINE) = {text:?}: not a container engine xtask runs\n    fix: give podman or docker, or leave CONTAINER_ENGINE empty or unset for podman when installed, else docker\n"),
+            )
+            .with_cmd(cmd)),
+        }
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        use clap::ValueEnum as _;
+        Some(Box::new(
+            Engine::value_variants()
+                .iter()
+                .filter_map(|engine| engine.to_possible_value()),
+        ))
+    }
 }
 
 /// XTASK_NO_PREFETCH's value as a switch (clap hands `--no-prefetch` itself over as `true`):
@@ -178,6 +226,11 @@ struct JsonOutput<'a> {
 }
 
 impl Options {
+    /// `--engine` (or CONTAINER_ENGINE); `None` when neither is given, or the variable is empty.
+    pub fn engine(&self) -> Option<Engine> {
+        self.engine.and_then(|choice| choice.0)
+    }
+
     /// What can be checked in the options alone, before anything runs or is printed: a dry run
     /// must not show half its commands and then fail on a value given up front.
     pub fn check(&self) -> Result<()> {
@@ -222,7 +275,7 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
     };
     opts.check()?;
     let registry = opts.registry.resolve();
-    let engine = Engine::detect(opts.engine);
+    let engine = Engine::detect(opts.engine());
     check_matchbox_base(opts, engine)?;
     let preflight = || {
         let mut needs = engine::build_needs(engine);
@@ -306,7 +359,7 @@ pub fn build_plan(
 ) -> Result<Vec<BuildRecord>> {
     // also when `ci` calls this directly; nested catches restore each other's handlers
     let _signals = infra::interrupt::catch();
-    let engine = Engine::detect(opts.engine);
+    let engine = Engine::detect(opts.engine());
     check_matchbox_base(opts, engine)?;
     // The profiles name the base installer by the lock's digest, and a `--locked` build runs
     // the imager only by digest: `lock::ensure` refused a lock without them, with the same

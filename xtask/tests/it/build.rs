@@ -779,6 +779,40 @@ fn no_prefetch_from_the_environment_reads_as_a_switch() {
     }
 }
 
+/// An empty CONTAINER_ENGINE (a CI matrix without the key) counts as unset: the engine is
+/// detected as without it, where clap alone refused it as "a value is required for '--engine'".
+/// (`ci --dry-run` fails here as a real run would, at the fixture's unpinned lock: exit 1, after
+/// every stage is shown.)
+#[test]
+fn an_empty_container_engine_counts_as_unset() {
+    for command in ["build", "ci"] {
+        let dry_run = |engine: Option<&str>| {
+            let mut cmd = xtask(&fixture_root());
+            cmd.args([command, "--dry-run", "--variant", "compute"])
+                .env_remove("CONTAINER_ENGINE");
+            if let Some(engine) = engine {
+                cmd.env("CONTAINER_ENGINE", engine);
+            }
+            let out = run(&mut cmd);
+            if command == "build" {
+                assert_success(
+                    &out,
+                    &format!("CONTAINER_ENGINE={engine:?} build --dry-run"),
+                );
+            }
+            (out.status.code(), stdout(&out))
+        };
+        let unset = dry_run(None);
+        assert!(unset.1.contains("# engine: "), "{command}: {}", unset.1);
+        assert_eq!(dry_run(Some("")), unset, "{command}");
+        assert_ne!(
+            dry_run(Some("docker")),
+            dry_run(Some("podman")),
+            "{command}"
+        );
+    }
+}
+
 /// An imager tag that names no release (`latest`) may move, and the cache names the imager as
 /// written: the build says so. By digest, or by a release tag, it does not.
 #[test]

@@ -187,6 +187,12 @@ fn a_wrong_environment_variable_exits_2_and_names_it() {
             &["ci", "--dry-run"],
             &["XTASK_NO_PREFETCH = \"maybe\""],
         ),
+        (
+            "CONTAINER_ENGINE",
+            "nerdctl",
+            &["build", "--dry-run"],
+            &["CONTAINER_ENGINE) = \"nerdctl\"", "give podman or docker"],
+        ),
     ];
     for (var, value, args, names) in cases {
         let what = format!("{var}={value:?} {args:?}");
