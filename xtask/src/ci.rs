@@ -260,7 +260,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
                 selected.clone(),
                 &lock,
                 talos,
-                args.options.registry.resolve(),
+                args.options.registry.resolve()?,
             )?;
             let line = format!("Talos {}, every extension pinned", plan.talos_version);
             checked = Some((lock, plan));
@@ -373,7 +373,7 @@ fn failed_stages(stages: &[StageResult]) -> Result<()> {
 fn publish_only(project: &Project, args: &Args) -> Result<()> {
     let mut stages = Vec::new();
     let skopeo = infra::registry::Skopeo::new(&args.options.registry_client)?;
-    let registry = args.options.registry.resolve();
+    let registry = args.options.registry.resolve()?;
     if registry.is_none() {
         return domain::diag::usage("--publish-only needs a registry: pass --registry HOST/OWNER, or set REGISTRY or GITHUB_REPOSITORY_OWNER");
     }
@@ -608,7 +608,7 @@ fn dry_run(
     };
     let locked = stopped.is_none();
     // the plan from exactly that lock, as a real run makes it
-    let plan = &domain::plan::make(variants.clone(), &lock, talos, opts.registry.resolve())?;
+    let plan = &domain::plan::make(variants.clone(), &lock, talos, opts.registry.resolve()?)?;
     runner.note("stage patch and build (the build patches each variant's upstream tree):");
     let settings = build::Settings {
         jobs: 2,

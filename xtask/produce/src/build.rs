@@ -234,8 +234,9 @@ impl Options {
     /// What can be checked in the options alone, before anything runs or is printed: a dry run
     /// must not show half its commands and then fail on a value given up front.
     pub fn check(&self) -> Result<()> {
-        match self.registry.resolve() {
-            Some(registry) => domain::plan::check_registry(&registry)?,
+        // a registry that names none is refused by resolve, naming where it came from
+        match self.registry.resolve()? {
+            Some(_) => {}
             // images without a registry would be pushed to Docker Hub, the role as the owner
             None if self.push => return domain::diag::usage("--push needs a registry: pass --registry HOST/OWNER, or set REGISTRY or GITHUB_REPOSITORY_OWNER"),
             None => {}
@@ -274,7 +275,7 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
         ..Settings::default()
     };
     opts.check()?;
-    let registry = opts.registry.resolve();
+    let registry = opts.registry.resolve()?;
     let engine = Engine::detect(opts.engine());
     check_matchbox_base(opts, engine)?;
     let preflight = || {

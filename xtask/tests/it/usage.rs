@@ -193,6 +193,37 @@ fn a_wrong_environment_variable_exits_2_and_names_it() {
             &["build", "--dry-run"],
             &["CONTAINER_ENGINE) = \"nerdctl\"", "give podman or docker"],
         ),
+        // the registry from a variable: named as that variable, not as --registry
+        (
+            "GITHUB_REPOSITORY_OWNER",
+            "a b",
+            &["plan"],
+            &[
+                "error: GITHUB_REPOSITORY_OWNER = \"a b\" makes the default registry \"ghcr.io/a b\"",
+                "fix: set GITHUB_REPOSITORY_OWNER to the GitHub user or organisation",
+            ],
+        ),
+        (
+            "GITHUB_REPOSITORY_OWNER",
+            "a b",
+            &["build", "--dry-run"],
+            &["error: GITHUB_REPOSITORY_OWNER = \"a b\""],
+        ),
+        (
+            "REGISTRY",
+            "ghcr.io/Acme",
+            &["plan"],
+            &[
+                "error: REGISTRY = \"ghcr.io/Acme\": `Acme` is not a valid repository path segment",
+                "fix: set REGISTRY to HOST/OWNER without a scheme, e.g. `export REGISTRY=ghcr.io/acme`",
+            ],
+        ),
+        (
+            "REGISTRY",
+            "ghcr.io/Acme",
+            &["config", "--variant", "compute", "--no-judge"],
+            &["error: REGISTRY = \"ghcr.io/Acme\""],
+        ),
     ];
     for (var, value, args, names) in cases {
         let what = format!("{var}={value:?} {args:?}");
