@@ -58,7 +58,8 @@ pub struct Options {
     pub tree: Option<camino::Utf8PathBuf>,
     #[command(flatten)]
     pub upstream: infra::pin::SourceArg,
-    /// Skip the matchbox netboot image.
+    /// Skip the matchbox netboot image (a --tree, or XTASK_UPSTREAM_TREE, is then ignored,
+    /// with a warning).
     #[arg(long)]
     pub no_matchbox: bool,
     /// Let each imager run pull its images itself instead of fetching every image once per
@@ -252,9 +253,14 @@ impl Options {
             })?;
         }
         self.upstream.check()?;
-        if let (Some(tree), false) = (&self.tree, self.no_matchbox) {
-            matchbox::dockerfile(tree)
-                .map_err(|err| domain::diag::Usage(format!("--tree (or XTASK_UPSTREAM_TREE) {err:#}\n    fix: give a tree `cargo xtask patch` made (target/patched-<variant>), or drop --tree and each variant's is patched")))?;
+        match (&self.tree, self.no_matchbox) {
+            (Some(tree), false) => {
+                matchbox::dockerfile(tree)
+                    .map_err(|err| domain::diag::Usage(format!("--tree (or XTASK_UPSTREAM_TREE) {err:#}\n    fix: give a tree `cargo xtask patch` made (target/patched-<variant>), or drop --tree and each variant's is patched")))?;
+            }
+            // not refused: the tree may come from the environment, or a script passes both
+            (Some(tree), true) => eprintln!("warning: --tree (or XTASK_UPSTREAM_TREE) {tree} is ignored because --no-matchbox was given: the tree is only for the matchbox image\n    fix: drop --tree (or unset XTASK_UPSTREAM_TREE), or drop --no-matchbox to build the matchbox image from it"),
+            (None, _) => {}
         }
         Ok(())
     }

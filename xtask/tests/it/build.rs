@@ -813,6 +813,53 @@ fn an_empty_container_engine_counts_as_unset() {
     }
 }
 
+/// `--tree` (or XTASK_UPSTREAM_TREE) is only for the matchbox image: with `--no-matchbox` it is
+/// ignored, and said to be on stderr; not refused, as the variable may be set for other runs.
+/// (`ci --dry-run` fails here as a real run would, at the fixture's unpinned lock: exit 1.)
+#[test]
+fn a_tree_with_no_matchbox_is_warned_about_not_refused() {
+    let root = fixture_root();
+    let tree = root.join("no-such-tree");
+    let tree = tree.to_str().unwrap();
+    let warning = format!("warning: --tree (or XTASK_UPSTREAM_TREE) {tree} is ignored because --no-matchbox was given");
+    for command in ["build", "ci"] {
+        let dry_run = |args: &[&str], env: Option<&str>| {
+            let mut cmd = xtask(&root);
+            cmd.args([
+                command,
+                "--dry-run",
+                "--variant",
+                "compute",
+                "--no-matchbox",
+            ])
+            .args(args)
+            .env_remove("XTASK_UPSTREAM_TREE");
+            if let Some(tree) = env {
+                cmd.env("XTASK_UPSTREAM_TREE", tree);
+            }
+            let out = run(&mut cmd);
+            let what =
+                format!("{command} --dry-run --no-matchbox {args:?}, XTASK_UPSTREAM_TREE={env:?}");
+            match command {
+                "build" => assert_success(&out, &what),
+                _ => assert_ne!(out.status.code(), Some(2), "{what}: {}", stderr(&out)),
+            }
+            stderr(&out)
+        };
+        for err in [dry_run(&["--tree", tree], None), dry_run(&[], Some(tree))] {
+            assert!(err.contains(&warning), "{command}: {err}");
+            assert!(
+                err.contains(
+                    "fix: drop --tree (or unset XTASK_UPSTREAM_TREE), or drop --no-matchbox"
+                ),
+                "{command}: {err}"
+            );
+        }
+        let err = dry_run(&[], None);
+        assert!(!err.contains("--tree"), "{command} without a tree: {err}");
+    }
+}
+
 /// An imager tag that names no release (`latest`) may move, and the cache names the imager as
 /// written: the build says so. By digest, or by a release tag, it does not.
 #[test]
