@@ -203,7 +203,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
 
     let locked = Locked::new(true, args.options.imager.is_some());
     let mut ok = stage("preflight", &mut stages, || {
-        let engine = Engine::detect(args.options.engine);
+        let engine = Engine::detect(args.options.engine());
         infra::engine::preflight(&needs(engine, !args.no_boot))?;
         Ok(format!("engine {engine}"))
     });
@@ -219,7 +219,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
                 selected.clone(),
                 &lock,
                 talos,
-                args.options.registry.resolve(),
+                args.options.registry.resolve()?,
             )?;
             let line = format!("Talos {}, every extension pinned", plan.talos_version);
             checked = Some((lock, plan));
@@ -332,7 +332,7 @@ fn failed_stages(stages: &[StageResult]) -> Result<()> {
 fn publish_only(project: &Project, args: &Args) -> Result<()> {
     let mut stages = Vec::new();
     let skopeo = infra::registry::Skopeo::new(&args.options.registry_client)?;
-    let registry = args.options.registry.resolve();
+    let registry = args.options.registry.resolve()?;
     if registry.is_none() {
         return domain::diag::usage("--publish-only needs a registry: pass --registry HOST/OWNER, or set REGISTRY or GITHUB_REPOSITORY_OWNER");
     }
@@ -563,7 +563,7 @@ fn dry_run(
     let mut skopeo = infra::registry::Skopeo::new(&opts.registry_client)?;
     let runner = infra::cmd::Runner::DRY_RUN;
     skopeo.runner = runner;
-    let engine = Engine::detect(opts.engine);
+    let engine = Engine::detect(opts.engine());
     let mut tools = Vec::new();
     for need in needs(engine, !args.no_boot) {
         tools.push(need.program);
@@ -599,7 +599,7 @@ fn dry_run(
     let talos = talos?;
     let locked = stopped.is_none();
     // the plan from exactly that lock, as a real run makes it
-    let plan = &domain::plan::make(variants.clone(), &lock, talos, opts.registry.resolve())?;
+    let plan = &domain::plan::make(variants.clone(), &lock, talos, opts.registry.resolve()?)?;
     runner.note("stage patch and build (the build patches each variant's upstream tree):");
     let settings = build::Settings {
         jobs: 2,

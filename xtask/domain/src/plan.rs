@@ -91,6 +91,24 @@ impl PlannedProfile {
 /// `HOST[:PORT][/PATH...]`, each path segment a valid repository path segment (lowercase), as
 /// image references require: caught here, not at the end of a build by the push.
 pub fn check_registry(registry: &str) -> Result<()> {
+    match registry_problem(registry) {
+        None => Ok(()),
+        Some(RegistryProblem { what, owner }) => diag::usage(format!(
+            "--registry (or REGISTRY) = {registry:?}: {what}\n    fix: give HOST/OWNER without a scheme, e.g. --registry ghcr.io/{owner}"
+        )),
+    }
+}
+
+/// Why a registry cannot be published under ([`check_registry`]), for a message that names
+/// where the value came from.
+pub struct RegistryProblem {
+    pub what: String,
+    /// The owner for the fix's example: the one given, when it can be one once lowercased.
+    pub owner: String,
+}
+
+/// What is wrong with `registry` as `HOST[:PORT][/PATH...]`, or `None` when nothing is.
+pub fn registry_problem(registry: &str) -> Option<RegistryProblem> {
     let (host, path) = registry.split_once('/').unwrap_or((registry, ""));
     let host_ok = super::image::is_host(host);
     let bad_segment = path
@@ -115,7 +133,7 @@ pub fn check_registry(registry: &str) -> Result<()> {
         Some(s) => format!("`{s}` is not a valid repository path segment (lowercase letters and digits, joined by `.`, `_`, `__` or dashes)"),
         None if !names_host => format!("`{host}` names no registry host: image references would read it as a Docker Hub owner"),
         None if shared_host && path.is_empty() => format!("no owner: the images would publish as {host}/<repository>, making each role's repository an owner of {host}"),
-        None => return Ok(()),
+        None => return None,
     };
     // the example's owner: the one given, when it can be one once lowercased
     let owner = match path.split('/').next().filter(|o| !o.is_empty()) {
@@ -127,9 +145,7 @@ pub fn check_registry(registry: &str) -> Result<()> {
         true => owner,
         false => "acme".to_owned(),
     };
-    diag::usage(format!(
-        "--registry (or REGISTRY) = {registry:?}: {what}\n    fix: give HOST/OWNER without a scheme, e.g. --registry ghcr.io/{owner}"
-    ))
+    Some(RegistryProblem { what, owner })
 }
 
 /// A finding for each of `variant`'s extensions and firmware that the lock has no entry for

@@ -6,6 +6,7 @@
 //! reaches into another for it.
 
 use anyhow::{bail, Result};
+use domain::diag::usage;
 
 use crate::pin;
 use crate::project::Project;
@@ -20,18 +21,39 @@ pub struct RegistryArg {
 }
 
 impl RegistryArg {
-    pub fn resolve(&self) -> Option<String> {
-        let from_github = || {
-            std::env::var("GITHUB_REPOSITORY_OWNER")
-                .ok()
-                .filter(|o| !o.is_empty())
-                .map(|owner| format!("ghcr.io/{}", owner.to_lowercase()))
+    /// The registry images publish under: `--registry`, else $REGISTRY (which clap reads into
+    /// it), else ghcr.io/$GITHUB_REPOSITORY_OWNER (lowercased); an empty value counts as
+    /// unset, and `None` when there is none. A value that names no registry is a usage error
+    /// naming where it came from: a variable the user never typed on the command line is named
+    /// as such, with a fix for it.
+    pub fn resolve(&self) -> Result<Option<String>> {
+        if let Some(given) = self.registry.as_deref().filter(|r| !r.is_empty()) {
+            let registry = given.trim_end_matches('/');
+            let Some(plan::RegistryProblem { what, owner }) = plan::registry_problem(registry)
+            else {
+                return Ok(Some(registry.to_owned()));
+            };
+            // the variable holds the value: named, even if --registry repeats it
+            if std::env::var("REGISTRY").is_ok_and(|var| var == given) {
+                return usage(format!("REGISTRY = {given:?}: {what}\n    fix: set REGISTRY to HOST/OWNER without a scheme, e.g. `export REGISTRY=ghcr.io/{owner}`, or unset it"));
+            }
+            // from the command line: worded as everywhere else
+            return plan::check_registry(registry).map(|()| Some(registry.to_owned()));
+        }
+        let Some(owner) = std::env::var("GITHUB_REPOSITORY_OWNER")
+            .ok()
+            .filter(|o| !o.is_empty())
+        else {
+            return Ok(None);
         };
-        self.registry
-            .clone()
-            .filter(|r| !r.is_empty())
-            .or_else(from_github)
-            .map(|r| r.trim_end_matches('/').to_owned())
+        let registry = format!("ghcr.io/{}", owner.to_lowercase());
+        let registry = registry.trim_end_matches('/');
+        match plan::registry_problem(registry) {
+            None => Ok(Some(registry.to_owned())),
+            Some(plan::RegistryProblem { what, .. }) => usage(format!(
+                "GITHUB_REPOSITORY_OWNER = {owner:?} makes the default registry {registry:?} (used without --registry or REGISTRY): {what}\n    fix: set GITHUB_REPOSITORY_OWNER to the GitHub user or organisation the images publish under (GitHub Actions sets it), or pass --registry HOST/OWNER or set REGISTRY, which come before it"
+            )),
+        }
     }
 }
 
@@ -134,6 +156,9 @@ mod tests {
         let flag = RegistryArg {
             registry: Some("registry.example/team/".into()),
         };
-        assert_eq!(flag.resolve().as_deref(), Some("registry.example/team"));
+        assert_eq!(
+            flag.resolve().unwrap().as_deref(),
+            Some("registry.example/team")
+        );
     }
 }

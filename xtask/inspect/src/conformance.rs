@@ -868,7 +868,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         println!("{report}");
         return Ok(());
     }
-    let plan = infra::inputs::load_plan(project, &args.variants, args.registry.resolve())?;
+    let plan = infra::inputs::load_plan(project, &args.variants, args.registry.resolve()?)?;
     let next_version = if args.next {
         let text = std::fs::read_to_string(project.root.join(DIR).join(NEXT_MOD))?;
         Some(

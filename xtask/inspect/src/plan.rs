@@ -19,7 +19,7 @@ pub struct Args {
 }
 
 pub fn run(project: &Project, args: Args) -> Result<()> {
-    let plan = infra::inputs::load_plan(project, &args.variants, args.registry.resolve())?;
+    let plan = infra::inputs::load_plan(project, &args.variants, args.registry.resolve()?)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&plan)?);
     } else {

@@ -38,9 +38,10 @@ pub struct Options {
     pub variants: Vec<String>,
     #[command(flatten)]
     pub registry: inputs::RegistryArg,
-    /// Container engine that runs the imager. Default: podman if installed, else docker.
-    #[arg(long, env = "CONTAINER_ENGINE", value_enum)]
-    pub engine: Option<Engine>,
+    /// Container engine that runs the imager. Default: podman if installed, else docker; an
+    /// empty CONTAINER_ENGINE (as a CI matrix without the key sets it) counts as unset.
+    #[arg(long, env = "CONTAINER_ENGINE", value_parser = EngineParser)]
+    engine: Option<EngineChoice>,
     /// Imager image. Default: ghcr.io/siderolabs/imager:<talos version>.
     #[arg(long, env = "XTASK_IMAGER", value_name = "REF")]
     pub imager: Option<String>,
@@ -57,17 +58,86 @@ pub struct Options {
     pub tree: Option<camino::Utf8PathBuf>,
     #[command(flatten)]
     pub upstream: infra::pin::SourceArg,
-    /// Skip the matchbox netboot image.
+    /// Skip the matchbox netboot image (a --tree, or XTASK_UPSTREAM_TREE, is then ignored,
+    /// with a warning).
     #[arg(long)]
     pub no_matchbox: bool,
     /// Let each imager run pull its images itself instead of fetching every image once per
     /// build into `_out/.oci` and handing it over as an `ociPath` input (the default).
-    #[arg(long, env = "XTASK_NO_PREFETCH", value_parser = clap::builder::FalseyValueParser::new())]
+    /// XTASK_NO_PREFETCH: 1, y, yes, t, true or on for this; 0, n, no, f, false, off or empty
+    /// for the default.
+    #[arg(long, env = "XTASK_NO_PREFETCH", value_parser = no_prefetch_switch)]
     pub no_prefetch: bool,
     /// Override the matchbox Dockerfile's base image (podman `--from`, never pulled), e.g. a
     /// mirror of it for air-gapped builds.
     #[arg(long, env = "XTASK_MATCHBOX_BASE", value_name = "REF")]
     pub matchbox_base: Option<String>,
+}
+
+/// `--engine`'s value: an engine, or none for an empty one (`CONTAINER_ENGINE=`), which counts
+/// as unset.
+#[derive(Clone, Copy)]
+struct EngineChoice(Option<Engine>);
+
+/// Parses `--engine` (or CONTAINER_ENGINE) as clap's parser of [`Engine`] does, with the same
+/// possible values in `--help`, but takes an empty value for unset, and names the variable
+/// beside the option when refusing a value.
+#[derive(Clone)]
+struct EngineParser;
+
+impl clap::builder::TypedValueParser for EngineParser {
+    type Value = EngineChoice;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<EngineChoice, clap::Error> {
+        use clap::ValueEnum as _;
+        if value.is_empty() {
+            return Ok(EngineChoice(None));
+        }
+        let text = value.to_string_lossy();
+        match Engine::from_str(&text, false) {
+            Ok(engine) => Ok(EngineChoice(Some(engine))),
+            Err(_) => Err(clap::Error::raw(
+                clap::error::ErrorKind::InvalidValue,
+                format!("--engine (or CONTAINER_ENGINE) = {text:?}: not a container engine xtask runs\n    fix: give podman or docker, or leave CONTAINER_ENGINE empty or unset for podman when installed, else docker\n"),
+            )
+            .with_cmd(cmd)),
+        }
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        use clap::ValueEnum as _;
+        Some(Box::new(
+            Engine::value_variants()
+                .iter()
+                .filter_map(|engine| engine.to_possible_value()),
+        ))
+    }
+}
+
+/// XTASK_NO_PREFETCH's value as a switch (clap hands `--no-prefetch` itself over as `true`):
+/// anything but the words for on and off is refused, not read as on.
+fn no_prefetch_switch(value: &str) -> Result<bool, String> {
+    const ON: [&str; 6] = ["1", "y", "yes", "t", "true", "on"];
+    const OFF: [&str; 7] = ["0", "n", "no", "f", "false", "off", ""];
+    let word = value.trim().to_ascii_lowercase();
+    if ON.contains(&word.as_str()) {
+        return Ok(true);
+    }
+    if OFF.contains(&word.as_str()) {
+        return Ok(false);
+    }
+    Err(format!(
+        "XTASK_NO_PREFETCH = {value:?}: neither on nor off\n    fix: set XTASK_NO_PREFETCH to one of {} to skip the prefetch, or to one of {} (or unset it) to prefetch",
+        ON.join(", "),
+        OFF[..6].join(", ")
+    ))
 }
 
 #[derive(clap::Args)]
@@ -159,11 +229,17 @@ struct JsonOutput<'a> {
 }
 
 impl Options {
+    /// `--engine` (or CONTAINER_ENGINE); `None` when neither is given, or the variable is empty.
+    pub fn engine(&self) -> Option<Engine> {
+        self.engine.and_then(|choice| choice.0)
+    }
+
     /// What can be checked in the options alone, before anything runs or is printed: a dry run
     /// must not show half its commands and then fail on a value given up front.
     pub fn check(&self) -> Result<()> {
-        match self.registry.resolve() {
-            Some(registry) => domain::plan::check_registry(&registry)?,
+        // a registry that names none is refused by resolve, naming where it came from
+        match self.registry.resolve()? {
+            Some(_) => {}
             // images without a registry would be pushed to Docker Hub, the role as the owner
             None if self.push => return domain::diag::usage("--push needs a registry: pass --registry HOST/OWNER, or set REGISTRY or GITHUB_REPOSITORY_OWNER"),
             None => {}
@@ -179,9 +255,14 @@ impl Options {
             })?;
         }
         self.upstream.check()?;
-        if let (Some(tree), false) = (&self.tree, self.no_matchbox) {
-            matchbox::dockerfile(tree)
-                .map_err(|err| domain::diag::Usage(format!("--tree (or XTASK_UPSTREAM_TREE) {err:#}\n    fix: give a tree `cargo xtask patch` made (target/patched-<variant>), or drop --tree and each variant's is patched")))?;
+        match (&self.tree, self.no_matchbox) {
+            (Some(tree), false) => {
+                matchbox::dockerfile(tree)
+                    .map_err(|err| domain::diag::Usage(format!("--tree (or XTASK_UPSTREAM_TREE) {err:#}\n    fix: give a tree `cargo xtask patch` made (target/patched-<variant>), or drop --tree and each variant's is patched")))?;
+            }
+            // not refused: the tree may come from the environment, or a script passes both
+            (Some(tree), true) => eprintln!("warning: --tree (or XTASK_UPSTREAM_TREE) {tree} is ignored because --no-matchbox was given: the tree is only for the matchbox image\n    fix: drop --tree (or unset XTASK_UPSTREAM_TREE), or drop --no-matchbox to build the matchbox image from it"),
+            (None, _) => {}
         }
         Ok(())
     }
@@ -202,8 +283,8 @@ pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
         ..Settings::default()
     };
     opts.check()?;
-    let registry = opts.registry.resolve();
-    let engine = Engine::detect(opts.engine);
+    let registry = opts.registry.resolve()?;
+    let engine = Engine::detect(opts.engine());
     check_matchbox_base(opts, engine)?;
     let preflight = || {
         let mut needs = engine::build_needs(engine);
@@ -287,7 +368,7 @@ pub fn build_plan(
 ) -> Result<Vec<BuildRecord>> {
     // also when `ci` calls this directly; nested catches restore each other's handlers
     let _signals = infra::interrupt::catch();
-    let engine = Engine::detect(opts.engine);
+    let engine = Engine::detect(opts.engine());
     check_matchbox_base(opts, engine)?;
     // The profiles name the base installer by the lock's digest, and a `--locked` build runs
     // the imager only by digest: `lock::ensure` refused a lock without them, with the same

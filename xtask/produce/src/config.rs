@@ -191,7 +191,7 @@ pub fn run(project: &Project, args: Args, judge: Judge) -> Result<()> {
         roles.clone(),
         &lock,
         std::slice::from_ref(&args.variant),
-        args.registry.resolve(),
+        args.registry.resolve()?,
     )?;
     let variant = plan.variants[0].variant.clone();
     let file = variant.file();

@@ -761,7 +761,7 @@ fn a_dry_run_passes_the_source_on_to_the_patch_step() {
 }
 
 /// XTASK_NO_PREFETCH is read as a switch: 1, true, yes or on turn prefetching off; 0, false, no,
-/// off or empty leave it on.
+/// off or empty leave it on (any other value is refused, as the usage tests check).
 #[test]
 fn no_prefetch_from_the_environment_reads_as_a_switch() {
     let prefetches = |value: &str| {
@@ -776,6 +776,87 @@ fn no_prefetch_from_the_environment_reads_as_a_switch() {
     }
     for on in ["0", "false", "no", "off", ""] {
         assert!(prefetches(on), "XTASK_NO_PREFETCH={on}");
+    }
+}
+
+/// An empty CONTAINER_ENGINE (a CI matrix without the key) counts as unset: the engine is
+/// detected as without it, where clap alone refused it as "a value is required for '--engine'".
+/// (`ci --dry-run` fails here as a real run would, at the fixture's unpinned lock: exit 1, after
+/// every stage is shown.)
+#[test]
+fn an_empty_container_engine_counts_as_unset() {
+    for command in ["build", "ci"] {
+        let dry_run = |engine: Option<&str>| {
+            let mut cmd = xtask(&fixture_root());
+            cmd.args([command, "--dry-run", "--variant", "compute"])
+                .env_remove("CONTAINER_ENGINE");
+            if let Some(engine) = engine {
+                cmd.env("CONTAINER_ENGINE", engine);
+            }
+            let out = run(&mut cmd);
+            if command == "build" {
+                assert_success(
+                    &out,
+                    &format!("CONTAINER_ENGINE={engine:?} build --dry-run"),
+                );
+            }
+            (out.status.code(), stdout(&out))
+        };
+        let unset = dry_run(None);
+        assert!(unset.1.contains("# engine: "), "{command}: {}", unset.1);
+        assert_eq!(dry_run(Some("")), unset, "{command}");
+        assert_ne!(
+            dry_run(Some("docker")),
+            dry_run(Some("podman")),
+            "{command}"
+        );
+    }
+}
+
+/// `--tree` (or XTASK_UPSTREAM_TREE) is only for the matchbox image: with `--no-matchbox` it is
+/// ignored, and said to be on stderr; not refused, as the variable may be set for other runs.
+/// (`ci --dry-run` fails here as a real run would, at the fixture's unpinned lock: exit 1.)
+#[test]
+fn a_tree_with_no_matchbox_is_warned_about_not_refused() {
+    let root = fixture_root();
+    let tree = root.join("no-such-tree");
+    let tree = tree.to_str().unwrap();
+    let warning = format!("warning: --tree (or XTASK_UPSTREAM_TREE) {tree} is ignored because --no-matchbox was given");
+    for command in ["build", "ci"] {
+        let dry_run = |args: &[&str], env: Option<&str>| {
+            let mut cmd = xtask(&root);
+            cmd.args([
+                command,
+                "--dry-run",
+                "--variant",
+                "compute",
+                "--no-matchbox",
+            ])
+            .args(args)
+            .env_remove("XTASK_UPSTREAM_TREE");
+            if let Some(tree) = env {
+                cmd.env("XTASK_UPSTREAM_TREE", tree);
+            }
+            let out = run(&mut cmd);
+            let what =
+                format!("{command} --dry-run --no-matchbox {args:?}, XTASK_UPSTREAM_TREE={env:?}");
+            match command {
+                "build" => assert_success(&out, &what),
+                _ => assert_ne!(out.status.code(), Some(2), "{what}: {}", stderr(&out)),
+            }
+            stderr(&out)
+        };
+        for err in [dry_run(&["--tree", tree], None), dry_run(&[], Some(tree))] {
+            assert!(err.contains(&warning), "{command}: {err}");
+            assert!(
+                err.contains(
+                    "fix: drop --tree (or unset XTASK_UPSTREAM_TREE), or drop --no-matchbox"
+                ),
+                "{command}: {err}"
+            );
+        }
+        let err = dry_run(&[], None);
+        assert!(!err.contains("--tree"), "{command} without a tree: {err}");
     }
 }
 

@@ -163,6 +163,78 @@ fn a_wrong_command_line_exits_2_and_names_the_option() {
     }
 }
 
+/// An environment variable standing in for an option is part of the command line: a value that
+/// cannot work exits 2, and the message names the variable and its value, not only the option.
+#[test]
+fn a_wrong_environment_variable_exits_2_and_names_it() {
+    let root = temp_dir("usage-env-exit-2");
+    copy_repo_data(&root);
+    let cases: &[(&str, &str, &[&str], &[&str])] = &[
+        // not read as on: a typo must not silently change what is fetched
+        (
+            "XTASK_NO_PREFETCH",
+            "maybe",
+            &["build", "--dry-run"],
+            &[
+                "XTASK_NO_PREFETCH = \"maybe\": neither on nor off",
+                "1, y, yes, t, true, on",
+                "0, n, no, f, false, off",
+            ],
+        ),
+        (
+            "XTASK_NO_PREFETCH",
+            "maybe",
+            &["ci", "--dry-run"],
+            &["XTASK_NO_PREFETCH = \"maybe\""],
+        ),
+        (
+            "CONTAINER_ENGINE",
+            "nerdctl",
+            &["build", "--dry-run"],
+            &["CONTAINER_ENGINE) = \"nerdctl\"", "give podman or docker"],
+        ),
+        // the registry from a variable: named as that variable, not as --registry
+        (
+            "GITHUB_REPOSITORY_OWNER",
+            "a b",
+            &["plan"],
+            &[
+                "error: GITHUB_REPOSITORY_OWNER = \"a b\" makes the default registry \"ghcr.io/a b\"",
+                "fix: set GITHUB_REPOSITORY_OWNER to the GitHub user or organisation",
+            ],
+        ),
+        (
+            "GITHUB_REPOSITORY_OWNER",
+            "a b",
+            &["build", "--dry-run"],
+            &["error: GITHUB_REPOSITORY_OWNER = \"a b\""],
+        ),
+        (
+            "REGISTRY",
+            "ghcr.io/Acme",
+            &["plan"],
+            &[
+                "error: REGISTRY = \"ghcr.io/Acme\": `Acme` is not a valid repository path segment",
+                "fix: set REGISTRY to HOST/OWNER without a scheme, e.g. `export REGISTRY=ghcr.io/acme`",
+            ],
+        ),
+        (
+            "REGISTRY",
+            "ghcr.io/Acme",
+            &["config", "--variant", "compute", "--no-judge"],
+            &["error: REGISTRY = \"ghcr.io/Acme\""],
+        ),
+    ];
+    for (var, value, args, names) in cases {
+        let what = format!("{var}={value:?} {args:?}");
+        let out = run(xtask(&root).args(*args).env(var, value));
+        let err = assert_usage(&out, &what);
+        for name in *names {
+            assert!(err.contains(name), "{what} must name {name}: {err}");
+        }
+    }
+}
+
 /// Problems in the files (here a variant's) and failed runs are not the command line's: 1.
 #[test]
 fn a_problem_in_the_files_exits_1() {
