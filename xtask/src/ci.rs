@@ -345,7 +345,15 @@ fn publish_only(project: &Project, args: &Args) -> Result<()> {
     let pushed = stage("publish", &mut stages, || {
         let revision = infra::publish::source_revision(project)?;
         records = smoke_tested_records(project, &plan, &lock, Some(&revision))?;
+        // what an earlier push of these records (the workflow's, before attesting and signing)
+        // recorded: the tags must move to exactly those images
+        let earlier: Vec<(String, String)> = records
+            .iter()
+            .flat_map(|r| &r.published)
+            .map(|p| (p.image.clone(), p.digest.clone()))
+            .collect();
         publish_records(project, &skopeo, &plan, &mut records, Some(&revision))?;
+        check_same_images(&earlier, &records)?;
         for record in &records {
             infra::record::write(project, record)?;
         }
@@ -468,6 +476,29 @@ fn publish_records(
             p.tags = unique.clone();
         }
     }
+    Ok(())
+}
+
+/// Every image pushed now that an earlier push recorded (`earlier`: image, digest) must be the
+/// same image: the digest attested and signed between the two pushes is the one the release tags
+/// move to.
+fn check_same_images(earlier: &[(String, String)], records: &[BuildRecord]) -> Result<()> {
+    let mut differ = Vec::new();
+    for p in records.iter().flat_map(|r| &r.published) {
+        for (image, digest) in earlier.iter().filter(|(image, _)| *image == p.image) {
+            if *digest != p.digest {
+                differ.push(format!(
+                    "{image}: recorded {digest}, pushed now {}",
+                    p.digest
+                ));
+            }
+        }
+    }
+    anyhow::ensure!(
+        differ.is_empty(),
+        "moved no release tag: the images pushed now are not the ones an earlier push recorded (and the workflow attested and signed):\n  {}\n    fix: publish again from the build (`cargo xtask ci --publish-only --no-release-tags`, then attest and sign the digests it prints) before moving the tags",
+        differ.join("\n  ")
+    );
     Ok(())
 }
 
@@ -922,6 +953,38 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         ci: Args,
+    }
+
+    #[test]
+    fn release_tags_move_only_to_the_images_recorded_before() {
+        let record = |digest: &str| {
+            let mut r = BuildRecord::new(
+                "compute",
+                TalosVersion::parse("v1.13.99").unwrap(),
+                domain::Arch::Arm64,
+                "imager",
+            );
+            r.published.push(domain::record::Published {
+                kind: ImageKind::Installer,
+                image: "r/acme/talos".into(),
+                digest: digest.into(),
+                tags: Vec::new(),
+                arches: Vec::new(),
+            });
+            r
+        };
+        let earlier = [("r/acme/talos".to_owned(), "sha256:a".to_owned())];
+        assert!(check_same_images(&earlier, &[record("sha256:a")]).is_ok());
+        // the first push (nothing recorded before) and another repository are no comparison
+        assert!(check_same_images(&[], &[record("sha256:b")]).is_ok());
+        let other = [("r/acme/other".to_owned(), "sha256:a".to_owned())];
+        assert!(check_same_images(&other, &[record("sha256:b")]).is_ok());
+        let err = check_same_images(&earlier, &[record("sha256:b")]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("r/acme/talos: recorded sha256:a, pushed now sha256:b"),
+            "{err}"
+        );
     }
 
     #[test]
