@@ -66,6 +66,8 @@ enum Command {
 
 /// The whole program: `main.rs` returns this as its exit status.
 pub fn main() -> std::process::ExitCode {
+    // SIGINT and SIGTERM remove a temporary registry credential before ending the process
+    infra::interrupt::install();
     // A reader that stops early (a dry run piped into head) closes stdout or stderr, and the
     // next `println!` or `eprintln!` panics. That ends the program quietly, with the status a
     // shell gives a program killed by SIGPIPE (141); the unwinding still runs every clean-up

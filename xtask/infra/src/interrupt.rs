@@ -5,13 +5,20 @@
 //! fails; `main` then exits with 128 + the signal number, as the default action would have.
 //! Outside a build the default actions are back.
 //!
+//! Outside a build, the handlers [`install`] puts in place remove the files registered with
+//! [`remove_on_signal`] (a registry credential must not outlive the process) and then take the
+//! default action, so the process still ends by the signal.
+//!
 //! One build per checkout at a time: [`lock_out_dir`] takes an exclusive lock on
 //! `_out/.lock` (advisory, released by the kernel when the process ends, even when killed), and a
 //! second build refuses clearly instead of sharing the temporary directories.
 
+use std::ffi::{c_char, c_int, CString};
 use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, Write};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicPtr, Ordering};
+
+use camino::Utf8Path;
 
 use anyhow::{bail, Context, Result};
 
@@ -27,13 +34,90 @@ extern "C" fn on_signal(signal: std::ffi::c_int) {
     PENDING.store(signal, Ordering::SeqCst);
 }
 
-// The C library's `signal(2)`, which std links on every Unix target; declared here rather than
-// adding the libc crate for one function. Handlers are passed as addresses (`sighandler_t`).
+// The C library's `signal(2)`, `unlink(2)` and `raise(3)`, which std links on every Unix target;
+// declared here rather than adding the libc crate for three functions. Handlers are passed as
+// addresses (`sighandler_t`).
 extern "C" {
-    fn signal(signum: std::ffi::c_int, handler: usize) -> usize;
+    fn signal(signum: c_int, handler: usize) -> usize;
+    fn unlink(path: *const c_char) -> c_int;
+    fn raise(signum: c_int) -> c_int;
 }
 
 const SIG_ERR: usize = usize::MAX;
+const SIG_DFL: usize = 0;
+const SIG_IGN: usize = 1;
+
+/// Files to remove when a signal ends the process: fixed slots, as a signal handler may neither
+/// allocate nor lock. A registered path is never freed (a few bytes per credential file), so the
+/// handler cannot read freed memory.
+static REMOVE: [AtomicPtr<c_char>; 8] = [const { AtomicPtr::new(std::ptr::null_mut()) }; 8];
+
+extern "C" fn on_signal_remove(sig: c_int) {
+    for slot in &REMOVE {
+        let path = slot.load(Ordering::SeqCst);
+        if !path.is_null() {
+            // SAFETY: `unlink` is async-signal-safe; the path is a leaked, NUL-terminated string.
+            unsafe { unlink(path) };
+        }
+    }
+    // SAFETY: `signal` and `raise` are async-signal-safe; the default action ends the process.
+    unsafe {
+        signal(sig, SIG_DFL);
+        raise(sig);
+    }
+}
+
+/// For the whole process: SIGINT and SIGTERM remove the registered files, then end it as their
+/// default action would. A signal the parent set to be ignored stays ignored.
+pub fn install() {
+    let handler = on_signal_remove as extern "C" fn(c_int) as usize;
+    for sig in [SIGINT, SIGTERM] {
+        // SAFETY: the handler only calls async-signal-safe functions.
+        let old = unsafe { signal(sig, handler) };
+        if old == SIG_IGN {
+            // SAFETY: puts back the disposition the process started with.
+            unsafe { signal(sig, SIG_IGN) };
+        }
+    }
+}
+
+/// Registered with [`remove_on_signal`]: the path leaves the list when this is dropped (the
+/// owner removes the file itself then).
+pub struct RemoveOnSignal {
+    slot: usize,
+}
+
+/// Registers `path` to be removed if a signal ends the process before the returned guard is
+/// dropped. Register before creating the file, so that no moment leaves it behind.
+pub fn remove_on_signal(path: &Utf8Path) -> Result<RemoveOnSignal> {
+    let path = CString::new(path.as_str())
+        .with_context(|| format!("{path}: a path with a NUL byte"))?
+        .into_raw();
+    for (slot, cell) in REMOVE.iter().enumerate() {
+        if cell
+            .compare_exchange(
+                std::ptr::null_mut(),
+                path,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            )
+            .is_ok()
+        {
+            return Ok(RemoveOnSignal { slot });
+        }
+    }
+    bail!(
+        "more than {} temporary credential files at once",
+        REMOVE.len()
+    )
+}
+
+impl Drop for RemoveOnSignal {
+    fn drop(&mut self) {
+        // leaked on purpose (see REMOVE)
+        REMOVE[self.slot].store(std::ptr::null_mut(), Ordering::SeqCst);
+    }
+}
 
 /// SIGINT and SIGTERM set the pending flag until this is dropped, which restores the previous
 /// handlers (the default actions).

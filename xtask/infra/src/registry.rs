@@ -603,9 +603,11 @@ fn is_loopback(host: &str) -> bool {
     name == "localhost" || name.starts_with("127.") || name == "[::1]"
 }
 
-/// A containers auth.json holding one credential, readable by us only, removed on drop.
+/// A containers auth.json holding one credential, readable by us only, removed on drop, and
+/// by the signal handler when SIGINT or SIGTERM ends the process first.
 struct TempAuthFile {
     path: Utf8PathBuf,
+    _on_signal: crate::interrupt::RemoveOnSignal,
 }
 
 impl TempAuthFile {
@@ -620,15 +622,21 @@ impl TempAuthFile {
         let path = dir.join(format!("xtask-auth-{}-{nanos}.json", std::process::id()));
         let auth = base64(format!("{}:{}", secret.user, secret.token).as_bytes());
         let body = serde_json::json!({ "auths": { host: { "auth": auth } } });
+        let on_signal = crate::interrupt::remove_on_signal(&path)?;
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&path)
             .with_context(|| format!("creating the temporary auth file {path}"))?;
+        // from here on, a failed write removes the file too
+        let auth = TempAuthFile {
+            path,
+            _on_signal: on_signal,
+        };
         file.write_all(body.to_string().as_bytes())
-            .with_context(|| format!("writing {path}"))?;
-        Ok(TempAuthFile { path })
+            .with_context(|| format!("writing {}", auth.path))?;
+        Ok(auth)
     }
 }
 

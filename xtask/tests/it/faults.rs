@@ -530,3 +530,57 @@ fn a_registry_that_stops_half_way_through_a_push_tags_nothing_and_a_rerun_pushes
         );
     }
 }
+
+/// SIGINT or SIGTERM outside a build (here: `lock --check` waiting on the registry) while the
+/// temporary auth file holding $GITHUB_TOKEN exists: the file goes with the process, which still
+/// ends by the signal. Real skopeo, held on a proxy that accepts and never answers.
+#[test]
+fn a_signal_outside_a_build_removes_the_temporary_registry_credential() {
+    use std::os::unix::process::ExitStatusExt;
+    if !have_tools(&["skopeo"]) {
+        return;
+    }
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = format!("http://{}", proxy.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for client in proxy.incoming() {
+            held.push(client); // never answered
+        }
+    });
+    let tmp = temp_dir("faults-auth-signal");
+    let auth_files = || -> Vec<PathBuf> {
+        std::fs::read_dir(&tmp)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains("xtask-auth-"))
+            .collect()
+    };
+    for signal in [15, 2] {
+        let child = xtask(&fixture_root())
+            .args(["lock", "--check"])
+            .env("TMPDIR", &tmp)
+            .env("GITHUB_TOKEN", "ghp_notarealtoken")
+            .env("GITHUB_ACTOR", "someone")
+            .env("HTTPS_PROXY", &address)
+            .env("https_proxy", &address)
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for("the temporary auth file", || !auth_files().is_empty());
+        let kill = run(Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string()));
+        assert_success(&kill, &format!("kill -{signal}"));
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.signal(), Some(signal), "{}", stderr(&out));
+        assert_eq!(
+            auth_files(),
+            Vec::<PathBuf>::new(),
+            "signal {signal} left the credential"
+        );
+    }
+}
