@@ -38,7 +38,8 @@ pub struct Args {
     /// signs the pushed digests before it moves the tags).
     #[arg(long, requires = "publish_only")]
     pub no_release_tags: bool,
-    /// Skip the qemu boot (static checks still run).
+    /// Skip the qemu boot (static checks still run). The record says so, and `--publish-only`
+    /// does not publish such a build.
     #[arg(long, conflicts_with = "publish_only")]
     pub no_boot: bool,
     /// Print every stage's commands, exactly, without running any (no engine, registry or qemu
@@ -283,9 +284,17 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
             Ok(format!("{} variant(s) passed", smoke.len()))
         });
     if ok {
-        // What `--publish-only` requires of a record: smoke passed on exactly these files.
+        // What `--publish-only` requires of a record: smoke passed on exactly these files, and
+        // booted them where smoke boots.
         for record in &mut records {
             record.smoke_passed = true;
+            record.boot_skipped = args.no_boot
+                && checked.as_ref().is_some_and(|(_, plan)| {
+                    plan.variants.iter().any(|vp| {
+                        vp.name == record.variant
+                            && inspect::smoke::static_only(&vp.variant).is_none()
+                    })
+                });
             infra::record::write(project, record)?;
         }
     }
@@ -407,6 +416,8 @@ fn smoke_tested_records(
             ));
         } else if !record.smoke_passed {
             problems.push(format!("{shown}: `smoke_passed` is false: only smoke-tested outputs are published; {rebuild}"));
+        } else if record.boot_skipped {
+            problems.push(format!("{shown}: `boot_skipped`: smoke passed with the boot skipped (`ci --no-boot`), and only booted images are published; {rebuild} (without --no-boot)"));
         } else if record.talos_version != plan.talos_version {
             problems.push(format!(
                 "{shown}: `talos_version` is {}, the lock says {}: {rebuild}",

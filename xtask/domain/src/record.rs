@@ -49,6 +49,10 @@ pub struct BuildRecord {
     /// Set by `ci` once smoke passed on exactly these files; `ci --publish-only` requires it.
     #[serde(default)]
     pub smoke_passed: bool,
+    /// Set with `smoke_passed` when `ci --no-boot` skipped the boot of a role that smoke boots
+    /// (not one checked statically only by rule): `ci --publish-only` refuses it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub boot_skipped: bool,
     /// The commit the outputs were built from; `None` for a checkout with uncommitted changes
     /// (or no git). `ci --publish-only` publishes a record only from that same commit, which
     /// every image it pushes records.
@@ -84,6 +88,7 @@ impl BuildRecord {
             images_fetched: 0,
             images_reused: 0,
             smoke_passed: false,
+            boot_skipped: false,
             revision: None,
             timings: BTreeMap::new(),
         }

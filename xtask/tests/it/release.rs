@@ -1,11 +1,13 @@
 //! Release tags move forward only, against the real registry and real git histories: every
 //! pushed manifest records its commit (`org.opencontainers.image.revision`), and `ci` moves a
 //! tag only to a descendant of the commit the tagged image records. Stand-in imager (see
-//! tests/standin/imager.sh), real podman, skopeo, registry and git; no qemu boot (`--no-boot`).
+//! tests/standin/imager.sh), real podman, skopeo, registry and git; no qemu boot (`--no-boot`)
+//! except where the publish job's input must be booted (`booting_pipeline`).
 
 use std::path::Path;
 use std::process::Output;
 
+use crate::support::arm64::*;
 use crate::support::pipeline::*;
 use crate::support::*;
 
@@ -28,6 +30,18 @@ fn ci(env: &Pipeline, args: &[&str], vars: &[(&str, &str)]) -> Output {
         .env("GITHUB_STEP_SUMMARY", env.dir.join("summary.md"))
         .envs(vars.iter().copied());
     run(&mut cmd)
+}
+
+/// The bench with a real arm64 kernel and a Talos-like initramfs as the stand-in imager's
+/// kernel and initramfs, so that `ci` smoke-boots what it publishes, as the workflow's build job
+/// does (`ci --publish-only` publishes only booted images).
+fn booting_pipeline(name: &str) -> Option<Pipeline> {
+    if !have_tools(BOOT_TOOLS) {
+        return None;
+    }
+    let work = temp_dir(&format!("{name}-assets"));
+    let talos_like = initramfs(&work, &init_talos_like(Some(ANSWER_TLS)), Some(ANSWER_TLS));
+    Pipeline::setup(name, Some((&arm64().kernel, &talos_like)))
 }
 
 #[track_caller]
@@ -361,7 +375,7 @@ fn edit_manifest(layout: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
 
 #[test]
 fn the_publish_job_pushes_only_smoke_tested_recorded_outputs_then_moves_tags() {
-    let Some(env) = Pipeline::setup("release-publish-only", None) else {
+    let Some(env) = booting_pipeline("release-publish-only") else {
         return;
     };
     let head = git(&env.root, &["rev-parse", "HEAD"]);
@@ -370,8 +384,21 @@ fn the_publish_job_pushes_only_smoke_tested_recorded_outputs_then_moves_tags() {
     let err = assert_failure(&out, "ci --publish-only with nothing built");
     assert!(err.contains("build.json"), "{err}");
 
-    // `ci` without --push, as the build job runs it: built and smoke-tested, nothing pushed.
+    // Smoke-tested without its boot (`--no-boot`): not published either.
     ok(&ci(&env, &["--no-boot"], &[]));
+    assert_eq!(env.record("compute")["boot_skipped"], true);
+    let out = ci(&env, &["--publish-only"], &[]);
+    let err = assert_failure(&out, "ci --publish-only of a build whose boot was skipped");
+    assert!(
+        err.contains("`boot_skipped`: smoke passed with the boot skipped (`ci --no-boot`)"),
+        "{err}"
+    );
+    assert!(env.registry.tags(REPO).is_empty(), "nothing pushed");
+
+    // `ci` without --push, as the build job runs it: built, smoke-tested and booted, nothing
+    // pushed.
+    ok(&ci(&env, &[], &[]));
+    assert!(env.record("compute").get("boot_skipped").is_none());
     assert!(env.registry.tags(REPO).is_empty());
     let installer = env.root.join("_out/compute/installer-arm64.tar");
     let good = std::fs::read(&installer).unwrap();
@@ -543,10 +570,10 @@ fn published_images_are_signed_and_verified_offline_with_a_local_key() {
     if !have_tools(&["cosign"]) {
         return;
     }
-    let Some(env) = Pipeline::setup("release-signing", None) else {
+    let Some(env) = booting_pipeline("release-signing") else {
         return;
     };
-    ok(&ci(&env, &["--no-boot"], &[]));
+    ok(&ci(&env, &[], &[]));
     let outputs = env.dir.join("outputs");
     ok(&ci(
         &env,
