@@ -125,6 +125,36 @@ fn a_typo_in_a_variant_file_names_the_file_and_field() {
 }
 
 #[test]
+fn a_repository_with_the_registry_in_it_is_refused_not_prefixed_twice() {
+    let root = temp_dir("plan-repository-host");
+    copy_repo_data(&root);
+    std::fs::write(
+        root.join("variants/storage.json"),
+        r#"{"name": "storage", "description": "storage only", "arch": "arm64",
+            "extensions": ["drbd", "zfs"], "repository": "ghcr.io/acme/storage/talos"}"#,
+    )
+    .unwrap();
+    let out = run(xtask(&root).args(["plan", "--registry", "ghcr.io/acme"]));
+    let err = assert_failure(
+        &out,
+        "plan of a variant whose repository names the registry",
+    );
+    assert!(
+        !stdout(&out).contains("ghcr.io/acme/ghcr.io/acme"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        err.contains("variants/storage.json: field `repository` = \"ghcr.io/acme/storage/talos\": starts with the registry host `ghcr.io`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("fix: drop the host and the owner, e.g. \"storage/talos\"; they come from --registry or REGISTRY"),
+        "{err}"
+    );
+}
+
+#[test]
 fn unknown_variant_selection_is_an_error() {
     let out = run(xtask(&fixture_root()).args(["plan", "--variant", "nope"]));
     let err = assert_usage(&out, "plan --variant nope");
