@@ -254,19 +254,25 @@ pub fn parse(file: &str, text: &str) -> Result<Variant, Vec<Finding>> {
             );
         }
     }
-    if let (Some(arches), Some(firmware)) = (&arches, &firmware) {
-        if arches.contains(&Arch::Arm64) {
-            let more = if arches.len() > 1 {
-                " (a role built for several architectures carries the same extensions on each)"
-            } else {
-                ""
-            };
-            for (i, fw) in firmware.iter().enumerate() {
+    if let Some(arches) = arches.as_ref().filter(|a| a.contains(&Arch::Arm64)) {
+        let more = if arches.len() > 1 {
+            " (a role built for several architectures carries the same extensions on each)"
+        } else {
+            ""
+        };
+        // Talos and Image Factory ship firmware as ordinary system extensions, so it is found
+        // under either field
+        for (field, list) in [("firmware", &firmware), ("extensions", &extensions)] {
+            for (i, fw) in list.iter().flatten().enumerate() {
                 if X86_ONLY_FIRMWARE.contains(&fw.as_str()) {
+                    let why = match field {
+                        "firmware" => "",
+                        _ => " (firmware is a system extension, listed here or under `firmware`)",
+                    };
                     findings.push(
-                        Finding::new(file, format!("firmware[{i}]"), "x86-only firmware in an arm64 variant")
+                        Finding::new(file, format!("{field}[{i}]"), "x86-only firmware in an arm64 variant")
                             .value(quoted(fw))
-                            .fix(format!("remove \"{fw}\": it builds into an arm64 image but is dead weight there{more}")),
+                            .fix(format!("remove \"{fw}\": it is firmware for x86 CPUs or GPUs{why}, which builds into an arm64 image but is dead weight there{more}")),
                     );
                 }
             }
@@ -1548,6 +1554,35 @@ mod tests {
             ),
             "{e}"
         );
+        let amd64 = text.replace("arm64", "amd64");
+        assert!(parse("variants/compute.json", &amd64).is_ok());
+    }
+
+    #[test]
+    fn x86_firmware_listed_as_an_extension_is_refused_on_arm64_too() {
+        // Talos and Image Factory treat firmware as system extensions: users list it there
+        let text = GOOD.replace("\"spin\"]", "\"spin\", \"amd-ucode\", \"intel-ucode\"]");
+        let errs = errors("variants/compute.json", &text);
+        assert_eq!(errs.len(), 2, "{errs:#?}");
+        for (i, name) in [(3, "amd-ucode"), (4, "intel-ucode")] {
+            let e = errs
+                .iter()
+                .find(|e| e.contains(&format!("field `extensions[{i}]`")))
+                .unwrap_or_else(|| panic!("extensions[{i}] not reported: {errs:#?}"));
+            assert!(
+                e.contains(&format!(
+                    "field `extensions[{i}]` = \"{name}\": x86-only firmware in an arm64 variant"
+                )),
+                "{e}"
+            );
+            assert!(
+                e.contains(&format!("fix: remove \"{name}\": it is firmware for x86 CPUs or GPUs (firmware is a system extension, listed here or under `firmware`)")),
+                "{e}"
+            );
+        }
+        let multi = text.replace("\"arm64\"", "[\"amd64\", \"arm64\"]");
+        let e = errors("variants/compute.json", &multi).join("\n");
+        assert!(e.contains("carries the same extensions on each"), "{e}");
         let amd64 = text.replace("arm64", "amd64");
         assert!(parse("variants/compute.json", &amd64).is_ok());
     }

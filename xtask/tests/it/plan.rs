@@ -155,6 +155,35 @@ fn a_repository_with_the_registry_in_it_is_refused_not_prefixed_twice() {
 }
 
 #[test]
+fn x86_firmware_under_extensions_is_refused_for_arm64() {
+    let root = temp_dir("plan-x86-extension");
+    copy_repo_data(&root);
+    let path = root.join("variants/compute.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"spin\"]", "\"spin\", \"amd-ucode\"]");
+    std::fs::write(&path, text).unwrap();
+    // the lock has it, so nothing else stands in the way
+    let lock = root.join("variants/extensions.lock");
+    let text = std::fs::read_to_string(&lock).unwrap().replace(
+        "  \"extensions\": {\n",
+        "  \"extensions\": {\n    \"amd-ucode\": \"ghcr.io/siderolabs/amd-ucode:20250101\",\n",
+    );
+    std::fs::write(&lock, text).unwrap();
+    let out = run(xtask(&root).args(["plan", "--variant", "compute"]));
+    let err = assert_failure(&out, "plan of an arm64 role with amd-ucode in `extensions`");
+    assert!(err.contains("invalid variants: 1 problem\n"), "{err}");
+    assert!(
+        err.contains("variants/compute.json: field `extensions[3]` = \"amd-ucode\": x86-only firmware in an arm64 variant"),
+        "{err}"
+    );
+    assert!(
+        err.contains("fix: remove \"amd-ucode\": it is firmware for x86 CPUs or GPUs"),
+        "{err}"
+    );
+}
+
+#[test]
 fn unknown_variant_selection_is_an_error() {
     let out = run(xtask(&fixture_root()).args(["plan", "--variant", "nope"]));
     let err = assert_usage(&out, "plan --variant nope");
