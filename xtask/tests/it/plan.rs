@@ -184,6 +184,50 @@ fn x86_firmware_under_extensions_is_refused_for_arm64() {
 }
 
 #[test]
+fn the_repository_rule_docs_variants_states_is_the_one_plan_enforces() {
+    // plan: another target of the role shares its repository; the same target does not
+    let root = temp_dir("plan-shared-repository");
+    copy_repo_data(&root);
+    let compute = std::fs::read_to_string(root.join("variants/compute.json")).unwrap();
+    let aws = compute
+        .replace("\"compute\"", "\"compute-aws\"")
+        .replace("\"arch\"", "\"platform\": \"aws\", \"arch\"")
+        .replace("\"kernel\", \"initramfs\", \"metal\"", "\"disk\"");
+    std::fs::write(root.join("variants/compute-aws.json"), aws).unwrap();
+    assert_success(
+        &run(xtask(&root).args(["plan", "--variant", "compute-aws"])),
+        "plan of two targets sharing a repository",
+    );
+    std::fs::write(
+        root.join("variants/compute2.json"),
+        compute.replace("\"compute\"", "\"compute2\""),
+    )
+    .unwrap();
+    let out = run(xtask(&root).args(["plan"]));
+    let err = assert_failure(
+        &out,
+        "plan of two files for one target sharing a repository",
+    );
+    assert!(
+        err.contains("variants/compute2.json: field `repository` = \"talos-cozystack-spin-only/talos\": also published by variants/compute.json, with the same tags (<talos>)"),
+        "{err}"
+    );
+
+    // the page's `repository` row says so, not that no two variants may share one
+    let page = std::fs::read_to_string(repo_root().join("docs/variants.md")).unwrap();
+    let row = page
+        .lines()
+        .find(|l| l.starts_with("| `repository` |"))
+        .expect("docs/variants.md has a `repository` row");
+    assert!(
+        row.contains("Two variants for the same target (platform and overlay) may not publish to the same repository")
+            && row.contains("Roles for different targets may share a repository: their tags differ"),
+        "{row}"
+    );
+    assert!(!row.contains("No two variants may publish"), "{row}");
+}
+
+#[test]
 fn unknown_variant_selection_is_an_error() {
     let out = run(xtask(&fixture_root()).args(["plan", "--variant", "nope"]));
     let err = assert_usage(&out, "plan --variant nope");
