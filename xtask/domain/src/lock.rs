@@ -210,6 +210,29 @@ impl Lock {
             .as_deref()
             .map(|r| pinned("base_installer".into(), r, true));
         let extensions_image = pinned("extensions_image".into(), &file.extensions_image, false);
+        // the images the entries were read from are of the lock's release, as the entries are
+        if let Some(talos_version) = &talos_version {
+            let catalogs = [
+                ("extensions_image", extensions_image.as_ref(), "extensions"),
+                (
+                    "overlays_image",
+                    overlays_image.as_ref().and_then(Option::as_ref),
+                    "overlays",
+                ),
+            ];
+            for (field, reference, what) in catalogs {
+                let Some(reference) = reference else { continue };
+                if let Some(problem) = catalog_problem(reference, what, talos_version) {
+                    problems.push(
+                        Finding::new(SHOWN, field, problem)
+                            .value(reference)
+                            .fix(format!(
+                                "run `cargo xtask lock --talos-version {talos_version}` and commit {SHOWN} (it reads every entry from the {what} image of that release), or undo a hand edit with `git checkout -- {SHOWN}`"
+                            )),
+                    );
+                }
+            }
+        }
         if !problems.is_empty() {
             return (None, problems);
         }
@@ -433,6 +456,23 @@ fn entry_problem(name: &str, r: &ImageRef, talos_version: &TalosVersion) -> Opti
         .then(|| format!("built for Talos {built_for}, but the lock is for {talos_version}"))
 }
 
+/// What is wrong with the image a lock's entries were read from (`ghcr.io/siderolabs/<what>:<talos>`,
+/// `what` being `extensions` or `overlays`): its tag must be the lock's release.
+fn catalog_problem(r: &ImageRef, what: &str, talos_version: &TalosVersion) -> Option<String> {
+    let tag = r.tag.as_deref()?;
+    if tag == talos_version {
+        return None;
+    }
+    Some(match TalosVersion::parse(tag) {
+        Ok(other) => format!(
+            "the {what} image of Talos {other}, but the lock is for {talos_version} (what was read from it is for {other})"
+        ),
+        Err(_) => format!(
+            "tagged `{tag}`, not the lock's release {talos_version} (what was read from it may be for another release)"
+        ),
+    })
+}
+
 #[derive(Default)]
 pub struct Resolved {
     pub refs: Vec<ImageRef>,
@@ -626,6 +666,54 @@ mod tests {
             "ghcr.io/siderolabs/tailscale:1.98.5".into(),
         );
         Lock::parse(&other.to_text()).unwrap();
+    }
+
+    #[test]
+    fn catalog_images_of_another_talos_release_are_rejected_with_the_entries() {
+        // a v1.98.0 lock whose entries were read from the v1.13.99 catalogs
+        let mut edited = lock();
+        edited.talos_version = "v1.98.0".into();
+        edited.extensions_image = format!("ghcr.io/siderolabs/extensions:v1.13.99@{DIGEST}").into();
+        edited.overlays_image =
+            Some(format!("ghcr.io/siderolabs/overlays:v1.13.99@{DIGEST}").into());
+        let (checked, problems) = Lock::check(&edited.to_text());
+        assert!(checked.is_none());
+        let text: Vec<String> = problems.iter().map(|f| f.to_string()).collect();
+        assert_eq!(problems.len(), 3, "{text:#?}");
+        // in the same run as the entry built for that release
+        assert!(
+            text.iter().any(|t| t.contains("field `extensions.drbd` = ghcr.io/siderolabs/drbd:9.3.2-v1.13.99@sha256:4a6f77f4e3fde41f3656f72d7d68380356afbb289254af8263a154cf7b70598e: built for Talos v1.13.99, but the lock is for v1.98.0")),
+            "{text:#?}"
+        );
+        for (field, what) in [
+            ("extensions_image", "extensions"),
+            ("overlays_image", "overlays"),
+        ] {
+            let t = text
+                .iter()
+                .find(|t| t.contains(&format!("field `{field}`")))
+                .unwrap_or_else(|| panic!("{field} not reported: {text:#?}"));
+            assert!(
+                t.starts_with(&format!("variants/extensions.lock: field `{field}` = ghcr.io/siderolabs/{what}:v1.13.99@{DIGEST}: the {what} image of Talos v1.13.99, but the lock is for v1.98.0")),
+                "{t}"
+            );
+            assert!(
+                t.contains("fix: run `cargo xtask lock --talos-version v1.98.0` and commit variants/extensions.lock"),
+                "{t}"
+            );
+        }
+        // the lock's own release is fine, with a digest or without
+        let mut good = lock();
+        good.extensions_image = format!("ghcr.io/siderolabs/extensions:v1.13.99@{DIGEST}").into();
+        good.overlays_image = Some("ghcr.io/siderolabs/overlays:v1.13.99".into());
+        Lock::parse(&good.to_text()).unwrap();
+        // a tag that names no release is not the lock's either
+        good.extensions_image = "ghcr.io/siderolabs/extensions:latest".into();
+        let err = format!("{:#}", Lock::parse(&good.to_text()).unwrap_err());
+        assert!(
+            err.contains("field `extensions_image` = ghcr.io/siderolabs/extensions:latest: tagged `latest`, not the lock's release v1.13.99"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -244,7 +244,9 @@ pub fn parse(file: &str, text: &str) -> Result<Variant, Vec<Finding>> {
         }
     }
     if let Some(repository) = &repository {
-        if repository.is_empty() || !repository.split('/').all(is_path_segment) {
+        if let Some(host) = registry_host(repository) {
+            findings.push(registry_host_finding(file, repository, host));
+        } else if repository.is_empty() || !repository.split('/').all(is_path_segment) {
             findings.push(
                 Finding::new(file, "repository", "not a valid repository path")
                     .value(quoted(repository))
@@ -252,19 +254,25 @@ pub fn parse(file: &str, text: &str) -> Result<Variant, Vec<Finding>> {
             );
         }
     }
-    if let (Some(arches), Some(firmware)) = (&arches, &firmware) {
-        if arches.contains(&Arch::Arm64) {
-            let more = if arches.len() > 1 {
-                " (a role built for several architectures carries the same extensions on each)"
-            } else {
-                ""
-            };
-            for (i, fw) in firmware.iter().enumerate() {
+    if let Some(arches) = arches.as_ref().filter(|a| a.contains(&Arch::Arm64)) {
+        let more = if arches.len() > 1 {
+            " (a role built for several architectures carries the same extensions on each)"
+        } else {
+            ""
+        };
+        // Talos and Image Factory ship firmware as ordinary system extensions, so it is found
+        // under either field
+        for (field, list) in [("firmware", &firmware), ("extensions", &extensions)] {
+            for (i, fw) in list.iter().flatten().enumerate() {
                 if X86_ONLY_FIRMWARE.contains(&fw.as_str()) {
+                    let why = match field {
+                        "firmware" => "",
+                        _ => " (firmware is a system extension, listed here or under `firmware`)",
+                    };
                     findings.push(
-                        Finding::new(file, format!("firmware[{i}]"), "x86-only firmware in an arm64 variant")
+                        Finding::new(file, format!("{field}[{i}]"), "x86-only firmware in an arm64 variant")
                             .value(quoted(fw))
-                            .fix(format!("remove \"{fw}\": it builds into an arm64 image but is dead weight there{more}")),
+                            .fix(format!("remove \"{fw}\": it is firmware for x86 CPUs or GPUs{why}, which builds into an arm64 image but is dead weight there{more}")),
                     );
                 }
             }
@@ -362,6 +370,37 @@ pub fn parse(file: &str, text: &str) -> Result<Variant, Vec<Finding>> {
         }),
         _ => Err(findings),
     }
+}
+
+/// The first segment of `repository` when it names a registry host, as Docker tells a host from
+/// a path component: a reference with a `/` whose first segment has a `.` or a `:`, or is
+/// `localhost` (`ghcr.io/acme/storage/talos`). The registry and owner are prefixed at run
+/// time, so a full reference would name the registry twice.
+fn registry_host(repository: &str) -> Option<&str> {
+    let (first, _) = repository.split_once('/')?;
+    (first.contains(['.', ':']) || first == "localhost").then_some(first)
+}
+
+fn registry_host_finding(file: &str, repository: &str, host: &str) -> Finding {
+    // the path below the host and, when one follows, the owner: ghcr.io/acme/storage/talos
+    // becomes storage/talos
+    let segments: Vec<&str> = repository.split('/').skip(1).collect();
+    let owner = usize::from(segments.len() > 1);
+    let below = segments[owner..].join("/");
+    let example = if below.split('/').all(is_path_segment) {
+        format!(", e.g. {}", quoted(&below))
+    } else {
+        String::new()
+    };
+    Finding::new(
+        file,
+        "repository",
+        format!("starts with the registry host `{host}`: `repository` is the path below the registry and owner, which are prefixed to it at run time (the registry would be named twice)"),
+    )
+    .value(quoted(repository))
+    .fix(format!(
+        "drop the host and the owner{example}; they come from --registry or REGISTRY (default ghcr.io/$GITHUB_REPOSITORY_OWNER)"
+    ))
 }
 
 /// The target's own rules: a board overlay is for arm64 boards booting Talos's metal image
@@ -1411,6 +1450,38 @@ mod tests {
     }
 
     #[test]
+    fn a_repository_that_names_a_registry_host_is_refused() {
+        // the registry and owner are prefixed at run time: ghcr.io/acme/ghcr.io/acme/storage/talos
+        for (repository, host, example) in [
+            ("ghcr.io/acme/storage/talos", "ghcr.io", "\"storage/talos\""),
+            ("localhost:5000/acme/talos", "localhost:5000", "\"talos\""),
+            ("localhost/talos", "localhost", "\"talos\""),
+            ("registry.internal/talos", "registry.internal", "\"talos\""),
+        ] {
+            let e = one_error(
+                "variants/compute.json",
+                &GOOD.replace("talos-cozystack-spin-only/talos", repository),
+            );
+            assert!(
+                e.starts_with(&format!("variants/compute.json: field `repository` = \"{repository}\": starts with the registry host `{host}`")),
+                "{e}"
+            );
+            assert!(
+                e.contains(&format!("fix: drop the host and the owner, e.g. {example}; they come from --registry or REGISTRY")),
+                "{e}"
+            );
+        }
+        // a dot or a dash below the first segment is a path, as is a single segment
+        for repository in ["team/talos.v2", "talos-cozystack/talos", "talos.v2"] {
+            let text = GOOD.replace("talos-cozystack-spin-only/talos", repository);
+            assert!(
+                parse("variants/compute.json", &text).is_ok(),
+                "{repository}"
+            );
+        }
+    }
+
+    #[test]
     fn name_must_match_file() {
         let e = one_error("variants/worker.json", GOOD);
         assert!(
@@ -1483,6 +1554,35 @@ mod tests {
             ),
             "{e}"
         );
+        let amd64 = text.replace("arm64", "amd64");
+        assert!(parse("variants/compute.json", &amd64).is_ok());
+    }
+
+    #[test]
+    fn x86_firmware_listed_as_an_extension_is_refused_on_arm64_too() {
+        // Talos and Image Factory treat firmware as system extensions: users list it there
+        let text = GOOD.replace("\"spin\"]", "\"spin\", \"amd-ucode\", \"intel-ucode\"]");
+        let errs = errors("variants/compute.json", &text);
+        assert_eq!(errs.len(), 2, "{errs:#?}");
+        for (i, name) in [(3, "amd-ucode"), (4, "intel-ucode")] {
+            let e = errs
+                .iter()
+                .find(|e| e.contains(&format!("field `extensions[{i}]`")))
+                .unwrap_or_else(|| panic!("extensions[{i}] not reported: {errs:#?}"));
+            assert!(
+                e.contains(&format!(
+                    "field `extensions[{i}]` = \"{name}\": x86-only firmware in an arm64 variant"
+                )),
+                "{e}"
+            );
+            assert!(
+                e.contains(&format!("fix: remove \"{name}\": it is firmware for x86 CPUs or GPUs (firmware is a system extension, listed here or under `firmware`)")),
+                "{e}"
+            );
+        }
+        let multi = text.replace("\"arm64\"", "[\"amd64\", \"arm64\"]");
+        let e = errors("variants/compute.json", &multi).join("\n");
+        assert!(e.contains("carries the same extensions on each"), "{e}");
         let amd64 = text.replace("arm64", "amd64");
         assert!(parse("variants/compute.json", &amd64).is_ok());
     }

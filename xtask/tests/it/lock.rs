@@ -841,6 +841,60 @@ fn check_without_the_registry_lists_what_it_knows() {
 }
 
 #[test]
+fn catalog_images_of_another_release_are_refused_offline_with_the_entries() {
+    // a v1.14.0 lock whose extensions and overlays images, and drbd and zfs, are v1.13.99's
+    let root = temp_dir("lock-catalog-release");
+    copy_repo_data(&root);
+    let path = root.join("variants/extensions.lock");
+    let mut lock: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let digest = fake_digest("catalog");
+    lock["talos_version"] = "v1.14.0".into();
+    lock["extensions_image"] = format!("ghcr.io/siderolabs/extensions:v1.13.99@{digest}").into();
+    lock["overlays_image"] = format!("ghcr.io/siderolabs/overlays:v1.13.99@{digest}").into();
+    std::fs::write(&path, serde_json::to_string_pretty(&lock).unwrap()).unwrap();
+    let assert_all = |err: &str| {
+        for (field, what) in [
+            ("extensions_image", "extensions"),
+            ("overlays_image", "overlays"),
+        ] {
+            assert!(
+                err.contains(&format!("variants/extensions.lock: field `{field}` = ghcr.io/siderolabs/{what}:v1.13.99@{digest}: the {what} image of Talos v1.13.99, but the lock is for v1.14.0")),
+                "{field} not reported:\n{err}"
+            );
+        }
+        assert!(
+            err.contains("fix: run `cargo xtask lock --talos-version v1.14.0` and commit variants/extensions.lock"),
+            "{err}"
+        );
+        // in the same run as the entries built for that release
+        assert!(
+            err.contains("field `extensions.drbd`") && err.contains("field `extensions.zfs`"),
+            "{err}"
+        );
+        assert!(err.contains("invalid lock file: 4 problems"), "{err}");
+    };
+
+    let out = run(xtask(&root)
+        .args([
+            "lock",
+            "--check",
+            "--registry-mirror",
+            "ghcr.io=127.0.0.1:1",
+        ])
+        .env("XTASK_RETRY_ATTEMPTS", "1"));
+    assert_all(&assert_failure(&out, "lock --check offline"));
+    let out = run(xtask(&root).env("PATH", "/nonexistent").args([
+        "build",
+        "--locked",
+        "--dry-run",
+        "--variant",
+        "compute",
+    ]));
+    assert_all(&assert_failure(&out, "build --locked --dry-run"));
+}
+
+#[test]
 fn a_registry_that_never_answers_times_out_and_is_retried() {
     if !have_tools(&["skopeo"]) {
         return;

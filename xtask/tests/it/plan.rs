@@ -125,6 +125,109 @@ fn a_typo_in_a_variant_file_names_the_file_and_field() {
 }
 
 #[test]
+fn a_repository_with_the_registry_in_it_is_refused_not_prefixed_twice() {
+    let root = temp_dir("plan-repository-host");
+    copy_repo_data(&root);
+    std::fs::write(
+        root.join("variants/storage.json"),
+        r#"{"name": "storage", "description": "storage only", "arch": "arm64",
+            "extensions": ["drbd", "zfs"], "repository": "ghcr.io/acme/storage/talos"}"#,
+    )
+    .unwrap();
+    let out = run(xtask(&root).args(["plan", "--registry", "ghcr.io/acme"]));
+    let err = assert_failure(
+        &out,
+        "plan of a variant whose repository names the registry",
+    );
+    assert!(
+        !stdout(&out).contains("ghcr.io/acme/ghcr.io/acme"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        err.contains("variants/storage.json: field `repository` = \"ghcr.io/acme/storage/talos\": starts with the registry host `ghcr.io`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("fix: drop the host and the owner, e.g. \"storage/talos\"; they come from --registry or REGISTRY"),
+        "{err}"
+    );
+}
+
+#[test]
+fn x86_firmware_under_extensions_is_refused_for_arm64() {
+    let root = temp_dir("plan-x86-extension");
+    copy_repo_data(&root);
+    let path = root.join("variants/compute.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"spin\"]", "\"spin\", \"amd-ucode\"]");
+    std::fs::write(&path, text).unwrap();
+    // the lock has it, so nothing else stands in the way
+    let lock = root.join("variants/extensions.lock");
+    let text = std::fs::read_to_string(&lock).unwrap().replace(
+        "  \"extensions\": {\n",
+        "  \"extensions\": {\n    \"amd-ucode\": \"ghcr.io/siderolabs/amd-ucode:20250101\",\n",
+    );
+    std::fs::write(&lock, text).unwrap();
+    let out = run(xtask(&root).args(["plan", "--variant", "compute"]));
+    let err = assert_failure(&out, "plan of an arm64 role with amd-ucode in `extensions`");
+    assert!(err.contains("invalid variants: 1 problem\n"), "{err}");
+    assert!(
+        err.contains("variants/compute.json: field `extensions[3]` = \"amd-ucode\": x86-only firmware in an arm64 variant"),
+        "{err}"
+    );
+    assert!(
+        err.contains("fix: remove \"amd-ucode\": it is firmware for x86 CPUs or GPUs"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_repository_rule_docs_variants_states_is_the_one_plan_enforces() {
+    // plan: another target of the role shares its repository; the same target does not
+    let root = temp_dir("plan-shared-repository");
+    copy_repo_data(&root);
+    let compute = std::fs::read_to_string(root.join("variants/compute.json")).unwrap();
+    let aws = compute
+        .replace("\"compute\"", "\"compute-aws\"")
+        .replace("\"arch\"", "\"platform\": \"aws\", \"arch\"")
+        .replace("\"kernel\", \"initramfs\", \"metal\"", "\"disk\"");
+    std::fs::write(root.join("variants/compute-aws.json"), aws).unwrap();
+    assert_success(
+        &run(xtask(&root).args(["plan", "--variant", "compute-aws"])),
+        "plan of two targets sharing a repository",
+    );
+    std::fs::write(
+        root.join("variants/compute2.json"),
+        compute.replace("\"compute\"", "\"compute2\""),
+    )
+    .unwrap();
+    let out = run(xtask(&root).args(["plan"]));
+    let err = assert_failure(
+        &out,
+        "plan of two files for one target sharing a repository",
+    );
+    assert!(
+        err.contains("variants/compute2.json: field `repository` = \"talos-cozystack-spin-only/talos\": also published by variants/compute.json, with the same tags (<talos>)"),
+        "{err}"
+    );
+
+    // the page's `repository` row says so, not that no two variants may share one
+    let page = std::fs::read_to_string(repo_root().join("docs/variants.md")).unwrap();
+    let row = page
+        .lines()
+        .find(|l| l.starts_with("| `repository` |"))
+        .expect("docs/variants.md has a `repository` row");
+    assert!(
+        row.contains("Two variants for the same target (platform and overlay) may not publish to the same repository")
+            && row.contains("Roles for different targets may share a repository: their tags differ"),
+        "{row}"
+    );
+    assert!(!row.contains("No two variants may publish"), "{row}");
+}
+
+#[test]
 fn unknown_variant_selection_is_an_error() {
     let out = run(xtask(&fixture_root()).args(["plan", "--variant", "nope"]));
     let err = assert_usage(&out, "plan --variant nope");
