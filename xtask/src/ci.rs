@@ -18,6 +18,7 @@ use domain::{BuildRecord, TalosVersion};
 use infra::engine::{Engine, Need};
 use infra::inputs;
 use infra::project::{Inputs, Project};
+use inspect::smoke::Boot;
 use produce::build;
 use produce::lock::Locked;
 
@@ -629,11 +630,16 @@ fn dry_run(
             runner.note(&format!("{}: no boot (--no-boot)", variant.name));
             continue;
         }
-        match inspect::smoke::variant_boot_options(project, variant) {
+        // decided as the real smoke stage decides (`smoke_steps`)
+        match inspect::smoke::plan_boot(project, variant) {
             // the runner prints each preparation step and qemu's line, as `smoke --dry-run` does
-            Ok(opts) => {
+            Ok(Boot::Qemu(opts)) => {
                 inspect::smoke::boot::run(runner, &opts)?;
             }
+            Ok(Boot::StaticOnly(reason)) => runner.note(&format!(
+                "{}: checked statically only, not booted: {reason}",
+                variant.name
+            )),
             Err(err) => runner.note(&format!("{}: no boot: {err:#}", variant.name)),
         }
     }
@@ -739,14 +745,16 @@ fn smoke_steps(
         result.detail = "static checks passed (boot skipped)".into();
         return result;
     }
-    if let Some(reason) = inspect::smoke::static_only(variant) {
-        result.passed = true;
-        result.detail =
-            format!("static checks passed; checked statically only, not booted: {reason}");
-        return result;
-    }
-    let booted = inspect::smoke::variant_boot_options(project, variant)
-        .and_then(|opts| inspect::smoke::boot::boot(&opts));
+    let booted = match inspect::smoke::plan_boot(project, variant) {
+        Ok(Boot::StaticOnly(reason)) => {
+            result.passed = true;
+            result.detail =
+                format!("static checks passed; checked statically only, not booted: {reason}");
+            return result;
+        }
+        Ok(Boot::Qemu(opts)) => inspect::smoke::boot::boot(&opts),
+        Err(err) => Err(err),
+    };
     match booted {
         Ok(boot) => {
             result.passed = boot.passed();
