@@ -640,7 +640,14 @@ fn dry_run(
                 "{}: checked statically only, not booted: {reason}",
                 variant.name
             )),
-            Err(err) => runner.note(&format!("{}: no boot: {err:#}", variant.name)),
+            // the real smoke stage fails on it (after the other variants' boots)
+            Err(err) => {
+                runner.note(&format!(
+                    "{}: a real run fails the smoke stage here: {err:#}",
+                    variant.name
+                ));
+                stopped.get_or_insert(err.context("a real run fails at the smoke stage"));
+            }
         }
     }
     if opts.push {
