@@ -19,6 +19,7 @@ use infra::engine::{Engine, Need};
 use infra::inputs;
 use infra::project::{Inputs, Project};
 use infra::publish::on_default_branch;
+use inspect::smoke::Boot;
 use produce::build;
 use produce::lock::Locked;
 
@@ -658,12 +659,24 @@ fn dry_run(
             runner.note(&format!("{}: no boot (--no-boot)", variant.name));
             continue;
         }
-        match inspect::smoke::variant_boot_options(project, variant) {
+        // decided as the real smoke stage decides (`smoke_steps`)
+        match inspect::smoke::plan_boot(project, variant) {
             // the runner prints each preparation step and qemu's line, as `smoke --dry-run` does
-            Ok(opts) => {
+            Ok(Boot::Qemu(opts)) => {
                 inspect::smoke::boot::run(runner, &opts)?;
             }
-            Err(err) => runner.note(&format!("{}: no boot: {err:#}", variant.name)),
+            Ok(Boot::StaticOnly(reason)) => runner.note(&format!(
+                "{}: checked statically only, not booted: {reason}",
+                variant.name
+            )),
+            // the real smoke stage fails on it (after the other variants' boots)
+            Err(err) => {
+                runner.note(&format!(
+                    "{}: a real run fails the smoke stage here: {err:#}",
+                    variant.name
+                ));
+                stopped.get_or_insert(err.context("a real run fails at the smoke stage"));
+            }
         }
     }
     if opts.push {
@@ -768,14 +781,16 @@ fn smoke_steps(
         result.detail = "static checks passed (boot skipped)".into();
         return result;
     }
-    if let Some(reason) = inspect::smoke::static_only(variant) {
-        result.passed = true;
-        result.detail =
-            format!("static checks passed; checked statically only, not booted: {reason}");
-        return result;
-    }
-    let booted = inspect::smoke::variant_boot_options(project, variant)
-        .and_then(|opts| inspect::smoke::boot::boot(&opts));
+    let booted = match inspect::smoke::plan_boot(project, variant) {
+        Ok(Boot::StaticOnly(reason)) => {
+            result.passed = true;
+            result.detail =
+                format!("static checks passed; checked statically only, not booted: {reason}");
+            return result;
+        }
+        Ok(Boot::Qemu(opts)) => inspect::smoke::boot::boot(&opts),
+        Err(err) => Err(err),
+    };
     match booted {
         Ok(boot) => {
             result.passed = boot.passed();

@@ -71,7 +71,9 @@ pub fn main() -> std::process::ExitCode {
     // A reader that stops early (a dry run piped into head) closes stdout or stderr, and the
     // next `println!` or `eprintln!` panics. That ends the program quietly, with the status a
     // shell gives a program killed by SIGPIPE (141); the unwinding still runs every clean-up
-    // guard.
+    // guard. A thread's panic reaches this thread with its own payload: whoever joins a thread
+    // resumes the panic with `resume_unwind` (build's workers), never lets `thread::scope`
+    // replace it by "a scoped thread panicked".
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         if !is_closed_output(info.payload()) {

@@ -188,7 +188,10 @@ impl Ticker {
     /// Stops the heartbeat and notes how the step ended.
     fn stop(self, ok: bool) {
         self.done.store(true, Ordering::Relaxed);
-        let _ = self.thread.join();
+        // a panic of the heartbeat goes on here, with its own payload (see xtask's `main`)
+        if let Err(payload) = self.thread.join() {
+            std::panic::resume_unwind(payload);
+        }
         self.progress.note(if ok { "done" } else { "failed" });
     }
 }

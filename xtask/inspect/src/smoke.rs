@@ -5,7 +5,7 @@
 //! `smoke check` runs only the static checks; `smoke boot` boots any arm64 kernel + initramfs
 //! or UEFI disk image. See docs/smoke.md.
 //!
-//! For `cargo xtask ci`: `check::static_checks` and `boot::boot` with `variant_boot_options`.
+//! For `cargo xtask ci`: `check::static_checks`, then `boot::boot` as `plan_boot` decides.
 
 pub mod boot;
 pub mod check;
@@ -272,6 +272,24 @@ pub fn static_only(variant: &Variant) -> Option<String> {
     None
 }
 
+/// What a smoke run does with a variant once its static checks passed. `smoke`, `ci`'s smoke
+/// stage and both their dry runs decide by [`plan_boot`] alone.
+pub enum Boot {
+    /// Boot its kernel and initramfs under qemu.
+    Qemu(Box<BootOptions>),
+    /// Checked statically only, not booted, for this reason ([`static_only`]).
+    StaticOnly(String),
+}
+
+/// The boot of a variant, or why it is checked statically only; an error when it should boot
+/// but cannot (it builds no kernel).
+pub fn plan_boot(project: &Project, variant: &Variant) -> Result<Boot> {
+    match static_only(variant) {
+        Some(reason) => Ok(Boot::StaticOnly(reason)),
+        None => variant_boot_options(project, variant).map(|opts| Boot::Qemu(Box::new(opts))),
+    }
+}
+
 fn run_variants(project: &Project, args: VariantArgs) -> Result<()> {
     // read once; the lock only for the static checks (a boot alone needs none)
     let (selected, lock) = if args.no_check {
@@ -319,23 +337,26 @@ fn run_variants(project: &Project, args: VariantArgs) -> Result<()> {
                 }
             }
         }
-        if let Some(reason) = &result.static_only {
-            if !args.json {
-                println!(
-                    "{}: checked statically only, not booted: {reason}",
-                    variant.name
-                );
+        let attempt = match plan_boot(project, variant) {
+            Ok(Boot::StaticOnly(reason)) => {
+                if !args.json {
+                    println!(
+                        "{}: checked statically only, not booted: {reason}",
+                        variant.name
+                    );
+                }
+                results.push(result);
+                continue;
             }
-            results.push(result);
-            continue;
-        }
-        let attempt = variant_boot_options(project, variant).and_then(|mut opts| {
-            opts.timeout = std::time::Duration::from_secs(args.timeout);
-            opts.memory_mib = args.guest.memory;
-            opts.cpus = args.guest.cpus;
-            opts.quiet = args.json;
-            boot::boot(&opts)
-        });
+            Ok(Boot::Qemu(mut opts)) => {
+                opts.timeout = std::time::Duration::from_secs(args.timeout);
+                opts.memory_mib = args.guest.memory;
+                opts.cpus = args.guest.cpus;
+                opts.quiet = args.json;
+                boot::boot(&opts)
+            }
+            Err(err) => Err(err),
+        };
         match attempt {
             Ok(boot) => {
                 if !args.json {
@@ -389,25 +410,23 @@ fn dry_run(
             }
         }
         // the boot, or why the image is checked statically only
-        if let Some(reason) = static_only(variant) {
-            boots.push(Err(reason));
-            continue;
-        }
-        let opts = variant_boot_options(project, variant).and_then(|mut opts| {
-            boot::check_inputs(&opts.media)?;
-            opts.memory_mib = args.guest.memory;
-            opts.cpus = args.guest.cpus;
-            Ok(opts)
-        });
-        match opts {
-            Ok(opts) => boots.push(Ok(opts)),
+        match plan_boot(project, variant) {
+            Ok(Boot::Qemu(mut opts)) => match boot::check_inputs(&opts.media) {
+                Ok(()) => {
+                    opts.memory_mib = args.guest.memory;
+                    opts.cpus = args.guest.cpus;
+                    boots.push(Boot::Qemu(opts));
+                }
+                Err(err) => refused.push(refuse(err)),
+            },
+            Ok(planned) => boots.push(planned),
             Err(err) => refused.push(refuse(err)),
         }
     }
     if !refused.is_empty() {
         bail!("a real run would fail:\n{}", refused.join("\n"));
     }
-    for (variant, opts) in selected.iter().zip(boots) {
+    for (variant, planned) in selected.iter().zip(boots) {
         if !args.no_check {
             runner.note(&format!(
                 "{}: static checks of {} against its build.json: those on disk passed; a real run also reads what the registry has",
@@ -415,11 +434,11 @@ fn dry_run(
                 project.display(&project.out_dir().join(&variant.name))
             ));
         }
-        match opts {
-            Ok(opts) => {
+        match planned {
+            Boot::Qemu(opts) => {
                 boot::run(runner, &opts)?;
             }
-            Err(reason) => runner.note(&format!(
+            Boot::StaticOnly(reason) => runner.note(&format!(
                 "{}: checked statically only, not booted: {reason}",
                 variant.name
             )),
@@ -448,7 +467,7 @@ pub fn talos_cmdline(variant: &Variant) -> String {
 /// How `smoke --variant V` (and `ci`) boots a built variant: its kernel and initramfs from
 /// `_out/V/`, Talos's command line, the maintenance-mode line and API port 50000, the console
 /// streamed to `_out/V/smoke-console.log`.
-pub fn variant_boot_options(project: &Project, variant: &Variant) -> Result<BootOptions> {
+fn variant_boot_options(project: &Project, variant: &Variant) -> Result<BootOptions> {
     if !variant.target.arches.contains(&Arch::Arm64) {
         bail!(
             "variant `{}` is {}: the smoke boot emulates arm64 only",

@@ -678,16 +678,34 @@ fn build_all(ctx: &Ctx, plan: &Plan, jobs: usize) -> Result<Vec<BuildRecord>> {
     let results: Mutex<Vec<Option<Result<BuildRecord>>>> =
         Mutex::new((0..plan.variants.len()).map(|_| None).collect());
     std::thread::scope(|scope| {
-        for _ in 0..jobs.min(plan.variants.len()).max(1) {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(vp) = plan.variants.get(i) else {
-                    break;
-                };
-                let result = build_variant(ctx, plan, vp)
-                    .with_context(|| format!("building variant `{}`", vp.name));
-                results.lock().unwrap()[i] = Some(result);
-            });
+        let workers: Vec<_> = (0..jobs.min(plan.variants.len()).max(1))
+            .map(|_| {
+                scope.spawn(|| {
+                    // a worker that panics leaves the other workers no further variant
+                    let _stop = StopOnPanic(&next, plan.variants.len());
+                    loop {
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        let Some(vp) = plan.variants.get(i) else {
+                            break;
+                        };
+                        let result = build_variant(ctx, plan, vp)
+                            .with_context(|| format!("building variant `{}`", vp.name));
+                        results.lock().unwrap()[i] = Some(result);
+                    }
+                })
+            })
+            .collect();
+        // A worker's panic goes on in this thread with the worker's own payload: left to the
+        // scope, it would come out as "a scoped thread panicked", and `main` could no longer
+        // tell a closed stdout's panic (`build --dry-run | head`, 141) from a bug.
+        let mut panicked = None;
+        for worker in workers {
+            if let Err(payload) = worker.join() {
+                panicked.get_or_insert(payload);
+            }
+        }
+        if let Some(payload) = panicked {
+            std::panic::resume_unwind(payload);
         }
     });
     let mut records = Vec::new();
@@ -705,6 +723,18 @@ fn build_all(ctx: &Ctx, plan: &Plan, jobs: usize) -> Result<Vec<BuildRecord>> {
         );
     }
     Ok(records)
+}
+
+/// Held by a build worker: when the worker panics, the shared index moves past the last
+/// variant, so that the other workers start no further one.
+struct StopOnPanic<'a>(&'a AtomicUsize, usize);
+
+impl Drop for StopOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(self.1, Ordering::SeqCst);
+        }
+    }
 }
 
 fn build_variant(ctx: &Ctx, plan: &Plan, vp: &VariantPlan) -> Result<BuildRecord> {

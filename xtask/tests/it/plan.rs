@@ -566,6 +566,56 @@ fn ci_dry_run_prints_every_stage() {
     assert_eq!(text.lines().count(), again.lines().count());
 }
 
+/// A metal role that builds no kernel cannot boot: the real ci's smoke stage fails on it, and so
+/// does the dry run (it used to note "no boot" and succeed). The lock is made fit for --locked
+/// with made-up digests, so that the smoke stage is the first a real run stops at.
+#[test]
+fn ci_dry_run_fails_where_the_smoke_stage_cannot_boot_a_metal_role() {
+    let root = temp_dir("ci-dry-run-no-kernel");
+    copy_repo_data(&root);
+    let lock_path = root.join("variants/extensions.lock");
+    let mut lock: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&lock_path).unwrap()).unwrap();
+    let digest = format!("@sha256:{}", "12".repeat(32));
+    for entry in lock["extensions"].as_object_mut().unwrap().values_mut() {
+        if !entry.as_str().unwrap().contains('@') {
+            *entry = format!("{}{digest}", entry.as_str().unwrap()).into();
+        }
+    }
+    lock["imager"] = format!("ghcr.io/siderolabs/imager:v1.13.99{digest}").into();
+    lock["base_installer"] = format!("ghcr.io/siderolabs/installer-base:v1.13.99{digest}").into();
+    std::fs::write(&lock_path, serde_json::to_string_pretty(&lock).unwrap()).unwrap();
+    let args = [
+        "ci",
+        "--dry-run",
+        "--variant",
+        "compute",
+        "--variant",
+        "gateway",
+    ];
+    // with the kernel, both boot and the dry run passes
+    assert_success(&run(xtask(&root).args(args)), &format!("{args:?}"));
+    let compute = root.join("variants/compute.json");
+    let text = std::fs::read_to_string(&compute).unwrap();
+    let without = text.replace(r#""kernel", "initramfs", "#, "");
+    assert_ne!(text, without, "compute.json lists its kernel and initramfs");
+    std::fs::write(&compute, without).unwrap();
+    let out = run(xtask(&root).args(args));
+    let err = assert_failure(&out, &format!("{args:?} (compute builds no kernel)"));
+    assert!(
+        err.contains("a real run fails at the smoke stage")
+            && err.contains("variant `compute` does not build its kernel"),
+        "{err}"
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("# compute: a real run fails the smoke stage here: variant `compute` does not build its kernel"),
+        "{text}"
+    );
+    // the other role's boot is still shown
+    assert!(text.contains("_out/gateway/kernel-arm64"), "{text}");
+}
+
 #[test]
 fn schematic_writes_the_file_its_curl_hint_posts() {
     let root = temp_dir("schematic-file");

@@ -2,7 +2,8 @@
 //! as files to a temporary copy of the repository. The overlays catalog and the extensions
 //! image are images this test builds with buildah (nothing can be pulled here) and serves from
 //! the local registry through `--registry-mirror`; the build runs the STAND-IN imager
-//! (tests/standin/imager.sh) and the stand-in matchbox base, as tests/build.rs does.
+//! (tests/standin/imager.sh) and the stand-in matchbox base, as tests/build.rs does. The same
+//! roles' `ci --dry-run` is checked offline, with the lock's overlay entries written by hand.
 
 use std::path::Path;
 use std::process::Output;
@@ -506,4 +507,81 @@ fn a_board_role_and_a_two_arch_role_lock_plan_build_publish_and_pass_static_chec
         ),
         "{err}"
     );
+}
+
+/// `ci --dry-run` decides as the real smoke stage does: a board's and a cloud's image are
+/// checked statically only (no qemu line, no advice to add a kernel to boot it), whether or not
+/// they build a kernel and initramfs; the metal role beside them still boots. Offline: the
+/// overlay entries in the lock are written by hand, with made-up digests.
+#[test]
+fn ci_dry_run_checks_board_and_cloud_roles_statically_only() {
+    let root = temp_dir("targets-ci-dry-run");
+    copy_repo_data(&root);
+    let lock_path = root.join("variants/extensions.lock");
+    let mut lock: Value =
+        serde_json::from_str(&std::fs::read_to_string(&lock_path).unwrap()).unwrap();
+    lock["overlays_image"] = Value::String(format!(
+        "ghcr.io/siderolabs/overlays:{TALOS}@{OVERLAY_DIGEST}"
+    ));
+    lock["overlays"] = serde_json::json!({
+        "rpi_generic": format!("ghcr.io/siderolabs/sbc-raspberrypi:v0.2.0@{OVERLAY_DIGEST}")
+    });
+    lock["known_overlays"] = serde_json::json!(["rpi_5", "rpi_generic"]);
+    std::fs::write(&lock_path, serde_json::to_string_pretty(&lock).unwrap()).unwrap();
+    let netboot = r#"  "outputs": ["installer", "disk", "kernel", "initramfs"],
+  "repository""#;
+    for outputs in ["default outputs", "kernel and initramfs too"] {
+        for (file, role) in [("compute-rpi.json", RPI), ("compute-aws.json", AWS)] {
+            let role = match outputs {
+                "default outputs" => role.to_owned(),
+                _ => role.replace(r#"  "repository""#, netboot),
+            };
+            std::fs::write(root.join("variants").join(file), role).unwrap();
+        }
+        let args = [
+            "ci",
+            "--dry-run",
+            "--variant",
+            "compute-rpi",
+            "--variant",
+            "compute-aws",
+            "--variant",
+            "compute",
+            "--registry",
+            "ghcr.io/acme",
+        ];
+        let out = run(xtask(&root).args(args));
+        // the fixture's lock is not fit for --locked (plan.rs's ci test): every stage is shown
+        let err = assert_failure(&out, &format!("{args:?} ({outputs})"));
+        assert!(
+            err.contains("a real run stops at the lock stage"),
+            "{outputs}: {err}"
+        );
+        let text = stdout(&out);
+        let (_, smoke) = text
+            .split_once("# stage smoke")
+            .unwrap_or_else(|| panic!("{outputs}: no smoke stage in:\n{text}"));
+        for (name, reason) in [
+            ("compute-rpi", "board overlay `rpi_generic`"),
+            ("compute-aws", "platform `aws`"),
+        ] {
+            let lines: Vec<&str> = smoke.lines().filter(|l| l.contains(name)).collect();
+            let expected = format!("# {name}: checked statically only, not booted: {reason}");
+            assert!(
+                matches!(lines.as_slice(), [line] if line.starts_with(&expected)),
+                "{outputs}: the smoke stage of {name} must be one line `{expected}...`, not:\n{smoke}"
+            );
+        }
+        assert!(
+            smoke.lines().any(
+                |l| l.starts_with("qemu-system-aarch64 ") && l.contains("compute/kernel-arm64")
+            ),
+            "{outputs}: the metal role boots:\n{smoke}"
+        );
+        assert_eq!(
+            smoke.matches("qemu-system-aarch64 ").count(),
+            1,
+            "{outputs}: only the metal role boots:\n{smoke}"
+        );
+    }
 }

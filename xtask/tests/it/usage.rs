@@ -275,3 +275,43 @@ fn a_closed_stdout_ends_quietly() {
         assert_eq!(out.status.code(), Some(141), "{args:?} with stderr closed");
     }
 }
+
+/// The reader may also leave while the build's worker threads print (`| head -1`): a worker's
+/// closed-output panic ends xtask the same way, not as "a scoped thread panicked" (101). The
+/// reader leaves at a different moment in each run, so the build dry run of both variants, at
+/// the default `--jobs`, runs several times; a run whose output all fits in the pipe before
+/// the reader leaves may end 0.
+#[test]
+fn a_reader_that_stops_during_the_build_ends_it_quietly() {
+    use std::io::BufRead as _;
+    let root = fixture_root();
+    let args = [
+        "build",
+        "--dry-run",
+        "--variant",
+        "compute",
+        "--variant",
+        "gateway",
+    ];
+    for attempt in 1..=20 {
+        let mut child = xtask(&root)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        // the reader is dropped here: xtask's next line to stdout finds it gone
+        let out = child.wait_with_output().unwrap();
+        let err = stderr(&out);
+        assert!(
+            matches!(out.status.code(), Some(141 | 0)),
+            "run {attempt}: {args:?} | head -1 ended {:?}: {err}",
+            out.status
+        );
+        assert!(!err.contains("panicked"), "run {attempt}: {err}");
+    }
+}

@@ -678,7 +678,10 @@ fn watch(opts: &BootOptions, qemu: &Cmd, prepared: &Prepared) -> Result<BootResu
     let verdict = watch.run(&mut qemu);
     stop_probe.store(true, Ordering::Relaxed);
     drop(qemu);
-    let _ = stderr_reader.join();
+    // a panic of the reader goes on here, with its own payload (see xtask's `main`)
+    if let Err(payload) = stderr_reader.join() {
+        std::panic::resume_unwind(payload);
+    }
 
     let elapsed = start.elapsed();
     let (failure, reason) = match verdict {
