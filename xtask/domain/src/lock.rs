@@ -320,21 +320,26 @@ impl Lock {
 
     /// The variant's overlay as the lock has it.
     pub fn overlay(&self, variant: &Variant) -> OverlayEntry<'_> {
-        let Some(choice) = &variant.target.overlay else {
-            return OverlayEntry::None;
-        };
-        if let Some(reference) = self.overlays.get(&choice.name) {
+        match &variant.target.overlay {
+            None => OverlayEntry::None,
+            Some(choice) => self.overlay_named(&choice.name),
+        }
+    }
+
+    /// The overlay `name` as the lock has it.
+    pub fn overlay_named(&self, name: &str) -> OverlayEntry<'_> {
+        if let Some(reference) = self.overlays.get(name) {
             return OverlayEntry::Locked(reference);
         }
         if self.known_overlays.is_empty() {
             return OverlayEntry::Missing;
         }
-        match self.known_overlays.iter().find(|n| **n == choice.name) {
+        match self.known_overlays.iter().find(|n| **n == name) {
             Some(_) => OverlayEntry::Missing,
             None => {
                 let known: Vec<&str> = self.known_overlays.iter().map(String::as_str).collect();
                 OverlayEntry::Unknown {
-                    near: diag::closest(&choice.name, &known),
+                    near: diag::closest(name, &known),
                 }
             }
         }
@@ -342,10 +347,14 @@ impl Lock {
 
     /// A finding for a variant whose overlay the catalog lacks (`file` is the variant's file).
     pub fn unknown_overlay(&self, file: &str, variant: &Variant) -> Option<Finding> {
-        let OverlayEntry::Unknown { near } = self.overlay(variant) else {
+        self.unknown_overlay_named(file, &variant.target.overlay.as_ref()?.name)
+    }
+
+    /// [`Lock::unknown_overlay`] of the overlay `name`.
+    pub fn unknown_overlay_named(&self, file: &str, name: &str) -> Option<Finding> {
+        let OverlayEntry::Unknown { near } = self.overlay_named(name) else {
             return None;
         };
-        let name = &variant.target.overlay.as_ref()?.name;
         let hint = near
             .map(|n| format!("did you mean \"{n}\"? "))
             .unwrap_or_default();

@@ -173,15 +173,22 @@ pub fn missing_entries(
 }
 
 /// [`missing_entries`] of a file that is not a valid variant: the names `lock` has no entry
-/// for, except those with a problem of their own among `found` (a misspelt name is reported as
-/// that, not as missing too).
+/// for, and its overlay when the lock lacks it or the catalog does not know it, except those
+/// with a problem of their own among `found` (a misspelt name is reported as that, not as
+/// missing too).
 pub fn missing_names(names: &Names, lock: &Lock, found: &[Finding]) -> Vec<Finding> {
     let mut missing = Vec::new();
+    let own = |field: &str| {
+        found.iter().any(|f| {
+            f.file == names.file
+                && (f.field == field
+                    || f.field
+                        .strip_prefix(field)
+                        .is_some_and(|r| r.starts_with('.')))
+        })
+    };
     for (field, name) in &names.names {
-        let own = found
-            .iter()
-            .any(|f| f.file == names.file && f.field == *field);
-        if !own && !lock.extensions.contains_key(name) {
+        if !own(field) && !lock.extensions.contains_key(name) {
             missing.push(missing_entry(
                 &names.file,
                 field.clone(),
@@ -190,7 +197,22 @@ pub fn missing_names(names: &Names, lock: &Lock, found: &[Finding]) -> Vec<Findi
             ));
         }
     }
+    if let Some(name) = names.overlay.as_deref().filter(|_| !own("overlay")) {
+        match lock.overlay_named(name) {
+            OverlayEntry::Missing => missing.push(missing_overlay(&names.file, name)),
+            OverlayEntry::Unknown { .. } => {
+                missing.extend(lock.unknown_overlay_named(&names.file, name))
+            }
+            OverlayEntry::None | OverlayEntry::Locked(_) => {}
+        }
+    }
     missing
+}
+
+fn missing_overlay(file: &str, name: &str) -> Finding {
+    Finding::new(file, "overlay", format!("has no entry in {}", lock::SHOWN))
+        .value(format!("{name:?}"))
+        .fix("run `cargo xtask lock` to pin the board overlay")
 }
 
 fn missing_entry(file: &str, field: String, name: &str, talos: &TalosVersion) -> Finding {
@@ -231,15 +253,7 @@ pub fn make(
             OverlayEntry::Locked(reference) => Some(reference.clone()),
             OverlayEntry::Missing => {
                 let name = &variant.target.overlay.as_ref().expect("has one").name;
-                missing.push(
-                    Finding::new(
-                        variant.file(),
-                        "overlay",
-                        format!("has no entry in {}", lock::SHOWN),
-                    )
-                    .value(format!("{name:?}"))
-                    .fix("run `cargo xtask lock` to pin the board overlay"),
-                );
+                missing.push(missing_overlay(&file, name));
                 None
             }
             OverlayEntry::Unknown { .. } => {

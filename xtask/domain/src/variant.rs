@@ -557,6 +557,7 @@ pub fn check_set(variants: &[(String, Variant)]) -> Vec<Finding> {
             matchbox: v.matchbox_repository().is_some(),
             extensions: Vec::new(),
             tag_prefix: v.target.tag_prefix(),
+            overlay: v.target.overlay.as_ref().map(|o| o.name.clone()),
         })
         .collect();
     check_repositories(&published)
@@ -576,6 +577,8 @@ struct Published {
     /// The target's tag prefix (platform, overlay): roles may share a repository for
     /// different targets.
     tag_prefix: Option<String>,
+    /// The board overlay's name, if it names one.
+    overlay: Option<String>,
 }
 
 impl Published {
@@ -594,6 +597,7 @@ impl Published {
             .and_then(|o| o.as_str().or_else(|| o.get("name")?.as_str()));
         published.tag_prefix =
             super::target::tag_prefix(platform.unwrap_or(Platform::Metal.name()), overlay);
+        published.overlay = overlay.map(str::to_owned);
         published.repository = object
             .get("repository")
             .and_then(Value::as_str)
@@ -728,10 +732,12 @@ pub struct Checked {
     pub unparsed: Vec<Names>,
 }
 
-/// A variant file's extension and firmware names as (field path, name): (`extensions[1]`, `zfs`).
+/// A variant file's extension and firmware names as (field path, name): (`extensions[1]`, `zfs`),
+/// and its board overlay's name.
 pub struct Names {
     pub file: String,
     pub names: Vec<(String, String)>,
+    pub overlay: Option<String>,
 }
 
 /// Every variant that is valid among `files` (shown path, text), and every finding in any of
@@ -757,6 +763,7 @@ pub fn check_files(files: &[(String, String)], lock_names: &[&str]) -> Checked {
                 checked.unparsed.push(Names {
                     file: shown.clone(),
                     names: read.extensions.clone(),
+                    overlay: read.overlay.clone(),
                 });
             }
         }

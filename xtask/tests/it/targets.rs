@@ -585,3 +585,49 @@ fn ci_dry_run_checks_board_and_cloud_roles_statically_only() {
         );
     }
 }
+
+/// A board role with a problem of its own yields no variant, yet its overlay's problem with the
+/// lock comes out in the same run: an entry the lock lacks, or a name the catalog does not know
+/// (each was found only after the file's own problem was fixed).
+#[test]
+fn a_board_roles_overlay_problem_is_reported_beside_its_own_problems() {
+    let root = temp_dir("targets-overlay-same-run");
+    copy_repo_data(&root);
+    let rpi = root.join("variants/compute-rpi.json");
+    // its own problem: an ISO for a board; the fixture lock has no overlay entries
+    let iso = RPI.replace(
+        r#"  "repository""#,
+        r#"  "outputs": ["installer", "iso"],
+  "repository""#,
+    );
+    std::fs::write(&rpi, iso).unwrap();
+    let err = assert_failure(&run(xtask(&root).arg("plan")), "plan");
+    for expected in [
+        "variants/compute-rpi.json: field `outputs[1]` = \"iso\"",
+        "variants/compute-rpi.json: field `overlay` = \"rpi_generic\": has no entry in variants/extensions.lock",
+    ] {
+        assert!(err.contains(expected), "no {expected:?} in {err}");
+    }
+
+    // with the catalog's names in the lock: a misspelt overlay beside a misspelt field
+    let lock_path = root.join("variants/extensions.lock");
+    let mut lock: Value =
+        serde_json::from_str(&std::fs::read_to_string(&lock_path).unwrap()).unwrap();
+    lock["overlays_image"] = Value::String(format!(
+        "ghcr.io/siderolabs/overlays:{TALOS}@{OVERLAY_DIGEST}"
+    ));
+    lock["known_overlays"] = serde_json::json!(["rpi_5", "rpi_generic"]);
+    std::fs::write(&lock_path, serde_json::to_string_pretty(&lock).unwrap()).unwrap();
+    let typos = RPI
+        .replace("\"rpi_generic\"", "\"rpi-generic\"")
+        .replace("\"description\"", "\"descripton\"");
+    std::fs::write(&rpi, typos).unwrap();
+    let err = assert_failure(&run(xtask(&root).arg("plan")), "plan");
+    for expected in [
+        "variants/compute-rpi.json: field `descripton`",
+        "variants/compute-rpi.json: field `overlay` = \"rpi-generic\": unknown to the overlays catalog",
+        "did you mean \"rpi_generic\"?",
+    ] {
+        assert!(err.contains(expected), "no {expected:?} in {err}");
+    }
+}
