@@ -39,8 +39,9 @@ pub struct Args {
     /// signs the pushed digests before it moves the tags).
     #[arg(long, requires = "publish_only")]
     pub no_release_tags: bool,
-    /// Skip the qemu boot (static checks still run). The record says so, and `--publish-only`
-    /// does not publish such a build.
+    /// Skip the qemu boot (static checks still run). The record says so (`boot_skipped`), and a
+    /// later `--publish-only` does not publish such a build; with `--push` in this same run the
+    /// release tags still move, as asked.
     #[arg(long, conflicts_with = "publish_only")]
     pub no_boot: bool,
     /// Print every stage's commands, exactly, without running any (no engine, registry or qemu
