@@ -230,6 +230,10 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         });
     ok = ok
         && stage("patch", &mut stages, || {
+            if args.options.no_matchbox {
+                // the patched tree is only the matchbox image's
+                return Ok("nothing to patch: --no-matchbox".into());
+            }
             if let Some(tree) = &args.options.tree {
                 return Ok(format!("using the given tree {tree}"));
             }

@@ -131,6 +131,40 @@ fn ci_publishes_boots_and_moves_floating_tags_only_after_smoke_on_the_default_br
     );
 }
 
+/// `ci --no-matchbox` builds no matchbox image, so its patch stage has nothing to patch: it
+/// passes without an upstream tree (here none can be fetched) instead of preparing one.
+#[test]
+fn ci_with_no_matchbox_patches_nothing() {
+    let Some(env) = Pipeline::setup("ci-no-matchbox", None) else {
+        return;
+    };
+    let summary = env.dir.join("summary.md");
+    let out = run(env
+        .xtask()
+        .args([
+            "ci",
+            "--no-matchbox",
+            "--no-boot",
+            "--variant",
+            "compute",
+            "--engine",
+            "podman",
+            "--imager",
+            OK,
+            // an upstream that cannot be fetched (nothing listens there)
+            "--source",
+            "http://127.0.0.1:9/cozystack.git",
+        ])
+        .env("GITHUB_STEP_SUMMARY", &summary));
+    let text = stdout(&out);
+    assert_success(&out, "ci --no-matchbox without an upstream tree");
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        md.contains("| patch | ✅ nothing to patch: --no-matchbox"),
+        "{md}\n{text}"
+    );
+}
+
 #[test]
 fn a_failing_smoke_boot_fails_ci_and_moves_no_floating_tag() {
     if !have_tools(BOOT_TOOLS) {
