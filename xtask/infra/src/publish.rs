@@ -532,8 +532,8 @@ fn uncommitted(root: &Utf8Path) -> Result<Vec<String>> {
     Ok(paths)
 }
 
-/// The default branch: `$XTASK_DEFAULT_BRANCH` (the workflow passes the repository's; empty on
-/// scheduled runs, whose event names no repository), else `main`.
+/// The default branch: `$XTASK_DEFAULT_BRANCH` (the workflow passes the repository's, and on a
+/// scheduled run, whose event names no repository, that run's branch), else `main`.
 fn default_branch(named: Option<&str>) -> &str {
     named.filter(|b| !b.is_empty()).unwrap_or("main")
 }
