@@ -360,15 +360,7 @@ fn publish_only(project: &Project, args: &Args) -> Result<()> {
     let pushed = stage("publish", &mut stages, || {
         let revision = infra::publish::source_revision(project)?;
         records = smoke_tested_records(project, &plan, &lock, Some(&revision))?;
-        // what an earlier push of these records (the workflow's, before attesting and signing)
-        // recorded: the tags must move to exactly those images
-        let earlier: Vec<(String, String)> = records
-            .iter()
-            .flat_map(|r| &r.published)
-            .map(|p| (p.image.clone(), p.digest.clone()))
-            .collect();
         publish_records(project, &skopeo, &plan, &mut records, Some(&revision))?;
-        check_same_images(&earlier, &records)?;
         for record in &records {
             infra::record::write(project, record)?;
         }
@@ -476,6 +468,17 @@ fn publish_records(
 ) -> Result<()> {
     let publisher = infra::publish::Publisher::new(project, skopeo);
     let progress = infra::progress::Steps::new(skopeo.runner.is_dry_run());
+    // what an earlier push of these records (the workflow's, before attesting and signing)
+    // recorded: the same images must come out, or no tag moves
+    let earlier: Vec<Vec<(String, String)>> = records
+        .iter()
+        .map(|r| {
+            r.published
+                .iter()
+                .map(|p| (p.image.clone(), p.digest.clone()))
+                .collect()
+        })
+        .collect();
     let push = build::PushCtx {
         project,
         progress: &progress,
@@ -485,6 +488,9 @@ fn publish_records(
         built: true,
     };
     build::push_records(&push, plan, records, &|_| false)?;
+    if !skopeo.runner.is_dry_run() {
+        check_same_images(&earlier, records)?;
+    }
     let unique = infra::publish::unique_tags(project, &plan.talos_version)?;
     for (vp, record) in plan.variants.iter().zip(records.iter_mut()) {
         let unique = build::target_tags(&vp.target, &unique);
@@ -496,24 +502,26 @@ fn publish_records(
     Ok(())
 }
 
-/// Every image pushed now that an earlier push recorded (`earlier`: image, digest) must be the
-/// same image: the digest attested and signed between the two pushes is the one the release tags
-/// move to.
-fn check_same_images(earlier: &[(String, String)], records: &[BuildRecord]) -> Result<()> {
+/// Every image pushed now that an earlier push of the same record recorded (`earlier[i]`: image
+/// and digest of `records[i]`'s images then) must be that image: the digest attested and signed
+/// between the two pushes is the one the tags move to.
+fn check_same_images(earlier: &[Vec<(String, String)>], records: &[BuildRecord]) -> Result<()> {
     let mut differ = Vec::new();
-    for p in records.iter().flat_map(|r| &r.published) {
-        for (image, digest) in earlier.iter().filter(|(image, _)| *image == p.image) {
-            if *digest != p.digest {
-                differ.push(format!(
-                    "{image}: recorded {digest}, pushed now {}",
-                    p.digest
-                ));
+    for (before, record) in earlier.iter().zip(records) {
+        for p in &record.published {
+            for (image, digest) in before.iter().filter(|(image, _)| *image == p.image) {
+                if *digest != p.digest {
+                    differ.push(format!(
+                        "{} {image}: recorded {digest}, pushed now {}",
+                        record.variant, p.digest
+                    ));
+                }
             }
         }
     }
     anyhow::ensure!(
         differ.is_empty(),
-        "moved no release tag: the images pushed now are not the ones an earlier push recorded (and the workflow attested and signed):\n  {}\n    fix: publish again from the build (`cargo xtask ci --publish-only --no-release-tags`, then attest and sign the digests it prints) before moving the tags",
+        "tagged nothing: the images pushed now are not the ones an earlier push recorded (and the workflow attested and signed):\n  {}\n    fix: publish again from the build (`cargo xtask ci --publish-only --no-release-tags`, then attest and sign the digests it prints) before moving the tags",
         differ.join("\n  ")
     );
     Ok(())
@@ -1004,18 +1012,21 @@ mod tests {
             });
             r
         };
-        let earlier = [("r/acme/talos".to_owned(), "sha256:a".to_owned())];
-        assert!(check_same_images(&earlier, &[record("sha256:a")]).is_ok());
+        let was = |digest: &str| vec![("r/acme/talos".to_owned(), digest.to_owned())];
+        assert!(check_same_images(&[was("sha256:a")], &[record("sha256:a")]).is_ok());
         // the first push (nothing recorded before) and another repository are no comparison
-        assert!(check_same_images(&[], &[record("sha256:b")]).is_ok());
-        let other = [("r/acme/other".to_owned(), "sha256:a".to_owned())];
-        assert!(check_same_images(&other, &[record("sha256:b")]).is_ok());
-        let err = check_same_images(&earlier, &[record("sha256:b")]).unwrap_err();
+        assert!(check_same_images(&[vec![]], &[record("sha256:b")]).is_ok());
+        let other = vec![("r/acme/other".to_owned(), "sha256:a".to_owned())];
+        assert!(check_same_images(&[other], &[record("sha256:b")]).is_ok());
+        let err = check_same_images(&[was("sha256:a")], &[record("sha256:b")]).unwrap_err();
         assert!(
             err.to_string()
-                .contains("r/acme/talos: recorded sha256:a, pushed now sha256:b"),
+                .contains("compute r/acme/talos: recorded sha256:a, pushed now sha256:b"),
             "{err}"
         );
+        // two roles of different targets sharing a repository: each against its own push
+        let both = [record("sha256:a"), record("sha256:b")];
+        assert!(check_same_images(&[was("sha256:a"), was("sha256:b")], &both).is_ok());
     }
 
     #[test]
