@@ -1,13 +1,13 @@
 //! Interrupts and exclusive use of `_out/` during a build.
 //!
-//! While a build runs, SIGINT and SIGTERM only set a flag: the imager loop sees it, removes its
-//! container (which would otherwise run on after xtask is gone), drops the partial output and
-//! fails; `main` then exits with 128 + the signal number, as the default action would have.
-//! Outside a build the default actions are back.
+//! While a build's imagers run ([`catch`]), SIGINT and SIGTERM only set a flag: the imager loop
+//! sees it, removes its container (which would otherwise run on after xtask is gone), drops the
+//! partial output and fails; `main` then exits with 128 + the signal number, as the default
+//! action would have.
 //!
-//! Outside a build, the handlers [`install`] puts in place remove the files registered with
-//! [`remove_on_signal`] (a registry credential must not outlive the process) and then take the
-//! default action, so the process still ends by the signal.
+//! Everywhere else the handlers [`install`] puts in place for the whole process apply: they
+//! remove the files registered with [`remove_on_signal`] (a registry credential must not outlive
+//! the process) and then take the default action, so the process still ends by the signal.
 //!
 //! One build per checkout at a time: [`lock_out_dir`] takes an exclusive lock on
 //! `_out/.lock` (advisory, released by the kernel when the process ends, even when killed), and a
@@ -72,11 +72,11 @@ extern "C" fn on_signal_remove(sig: c_int) {
 pub fn install() {
     let handler = on_signal_remove as extern "C" fn(c_int) as usize;
     for sig in [SIGINT, SIGTERM] {
-        // SAFETY: the handler only calls async-signal-safe functions.
-        let old = unsafe { signal(sig, handler) };
-        if old == SIG_IGN {
-            // SAFETY: puts back the disposition the process started with.
-            unsafe { signal(sig, SIG_IGN) };
+        // Asked as "ignore" first, so that an ignored signal is never handled in between.
+        // SAFETY: setting SIG_IGN and the handler, which only calls async-signal-safe functions.
+        let old = unsafe { signal(sig, SIG_IGN) };
+        if old != SIG_IGN && old != SIG_ERR {
+            unsafe { signal(sig, handler) };
         }
     }
 }
@@ -120,7 +120,7 @@ impl Drop for RemoveOnSignal {
 }
 
 /// SIGINT and SIGTERM set the pending flag until this is dropped, which restores the previous
-/// handlers (the default actions).
+/// handlers ([`install`]'s).
 pub struct Catch {
     previous: Vec<(i32, usize)>,
 }

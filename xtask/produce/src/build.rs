@@ -271,7 +271,6 @@ impl Options {
 /// Builds (and with `--push` publishes) the selected variants; returns their records. The lock
 /// is checked (or completed) once and the plan made from exactly that lock.
 pub fn build(project: &Project, args: &Args) -> Result<Vec<BuildRecord>> {
-    let _signals = infra::interrupt::catch();
     let opts = &args.options;
     let settings = Settings {
         emulate: args.emulate,
@@ -366,8 +365,6 @@ pub fn build_plan(
     lock: &Lock,
     skopeo: &infra::registry::Skopeo,
 ) -> Result<Vec<BuildRecord>> {
-    // also when `ci` calls this directly; nested catches restore each other's handlers
-    let _signals = infra::interrupt::catch();
     let engine = Engine::detect(opts.engine());
     check_matchbox_base(opts, engine)?;
     // The profiles name the base installer by the lock's digest, and a `--locked` build runs
@@ -444,7 +441,14 @@ pub fn build_plan(
     } else {
         settings.jobs
     };
-    let records = build_all(&ctx, plan, jobs)?;
+    // While the imagers run, a signal only sets a flag: the loop removes its container and
+    // stops (also when `ci` calls this). Outside, the process-wide handlers apply: they remove a
+    // registry credential and end the process, so a push or tag is never started after one.
+    let records = {
+        let _signals = infra::interrupt::catch();
+        build_all(&ctx, plan, jobs)?
+    };
+    infra::interrupt::check()?;
     if opts.push {
         return publish_all(&ctx, plan, records, skopeo, settings.unique_tag_only);
     }
