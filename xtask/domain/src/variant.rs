@@ -372,13 +372,31 @@ pub fn parse(file: &str, text: &str) -> Result<Variant, Vec<Finding>> {
     }
 }
 
-/// The first segment of `repository` when it names a registry host, as Docker tells a host from
-/// a path component: a reference with a `/` whose first segment has a `.` or a `:`, or is
-/// `localhost` (`ghcr.io/acme/storage/talos`). The registry and owner are prefixed at run
-/// time, so a full reference would name the registry twice.
+/// The first segment of `repository` when it names a registry host (`ghcr.io/acme/storage/talos`):
+/// the registry and owner are prefixed at run time, so a full reference would name the registry
+/// twice. Docker reads a first segment with a `.` or `:`, or `localhost`, as a host; below a
+/// registry a directory may have a dot (`talos.v2/talos`), so a dotted one counts only where a
+/// host is likely: a known public registry, or a reference long enough for host, owner and
+/// name.
 fn registry_host(repository: &str) -> Option<&str> {
+    const PUBLIC: &[&str] = &[
+        "ghcr.io",
+        "docker.io",
+        "index.docker.io",
+        "registry-1.docker.io",
+        "quay.io",
+        "gcr.io",
+        "public.ecr.aws",
+        "registry.gitlab.com",
+        "mcr.microsoft.com",
+    ];
+    const SUFFIXES: &[&str] = &[".amazonaws.com", ".azurecr.io", ".pkg.dev", ".gcr.io"];
     let (first, _) = repository.split_once('/')?;
-    (first.contains(['.', ':']) || first == "localhost").then_some(first)
+    let dotted = first.contains('.')
+        && (repository.split('/').count() >= 3
+            || PUBLIC.contains(&first)
+            || SUFFIXES.iter().any(|s| first.ends_with(s)));
+    (dotted || first.contains(':') || first == "localhost").then_some(first)
 }
 
 fn registry_host_finding(file: &str, repository: &str, host: &str) -> Finding {
@@ -395,7 +413,7 @@ fn registry_host_finding(file: &str, repository: &str, host: &str) -> Finding {
     Finding::new(
         file,
         "repository",
-        format!("starts with the registry host `{host}`: `repository` is the path below the registry and owner, which are prefixed to it at run time (the registry would be named twice)"),
+        format!("starts with what looks like the registry host `{host}`: `repository` is the path below the registry and owner, which are prefixed to it at run time (the registry would be named twice)"),
     )
     .value(quoted(repository))
     .fix(format!(
@@ -1463,14 +1481,24 @@ mod tests {
             ("ghcr.io/acme/storage/talos", "ghcr.io", "\"storage/talos\""),
             ("localhost:5000/acme/talos", "localhost:5000", "\"talos\""),
             ("localhost/talos", "localhost", "\"talos\""),
-            ("registry.internal/talos", "registry.internal", "\"talos\""),
+            (
+                "registry.internal/acme/talos",
+                "registry.internal",
+                "\"talos\"",
+            ),
+            ("ghcr.io/talos", "ghcr.io", "\"talos\""),
+            (
+                "123.dkr.ecr.eu-west-1.amazonaws.com/talos",
+                "123.dkr.ecr.eu-west-1.amazonaws.com",
+                "\"talos\"",
+            ),
         ] {
             let e = one_error(
                 "variants/compute.json",
                 &GOOD.replace("talos-cozystack-spin-only/talos", repository),
             );
             assert!(
-                e.starts_with(&format!("variants/compute.json: field `repository` = \"{repository}\": starts with the registry host `{host}`")),
+                e.starts_with(&format!("variants/compute.json: field `repository` = \"{repository}\": starts with what looks like the registry host `{host}`")),
                 "{e}"
             );
             assert!(
@@ -1478,8 +1506,14 @@ mod tests {
                 "{e}"
             );
         }
-        // a dot or a dash below the first segment is a path, as is a single segment
-        for repository in ["team/talos.v2", "talos-cozystack/talos", "talos.v2"] {
+        // a dot or a dash below the first segment is a path, as is a single segment, and a
+        // dotted directory that is no known registry with only a name below it
+        for repository in [
+            "team/talos.v2",
+            "talos-cozystack/talos",
+            "talos.v2",
+            "talos.v2/talos",
+        ] {
             let text = GOOD.replace("talos-cozystack-spin-only/talos", repository);
             assert!(
                 parse("variants/compute.json", &text).is_ok(),
