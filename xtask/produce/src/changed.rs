@@ -299,6 +299,31 @@ fn compare(git: &mut Git, rules: &Rules, base: &BaseSpec, head: &str) -> Result<
         base: git.variants_at(&base, rules)?,
     };
     let mut d = decision::decide(rules, changes, &known);
+    // A link's target can change without the link changing: the diff would see only the
+    // target's path (under docs/, say) while the build reads it through the link.
+    let links: Vec<String> = git
+        .symlinks_at(&head)?
+        .into_iter()
+        .filter(|path| !rules.is_docs_only(path))
+        .collect();
+    if let (Some(first), false) = (links.first(), d.all) {
+        let more = match links.len() - 1 {
+            0 => String::new(),
+            n => format!(" (and {n} more link{})", domain::diag::plural(n)),
+        };
+        let mut all = Decision::everything(
+            format!(
+                "{} is a symbolic link outside the documentation: what it points at can change without it, so every variant builds{more} (replace the link with the file itself)",
+                output::shown(first)
+            ),
+            &known.head,
+        );
+        all.files = d.files;
+        all.removed = std::mem::take(&mut d.removed);
+        all.changes = std::mem::take(&mut d.changes);
+        all.warnings.append(&mut d.warnings);
+        d = all;
+    }
     if let Some(how) = how {
         d.reason = format!("{} (compared with the {how})", d.reason);
     }

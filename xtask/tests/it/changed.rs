@@ -404,6 +404,44 @@ fn dot_files_match_globs() {
 }
 
 #[test]
+fn a_symlink_outside_the_docs_builds_everything() {
+    let repo = Repo::new("changed-symlink");
+    // A link inside the docs is documentation like any other file there.
+    std::os::unix::fs::symlink("guide.md", repo.dir.join("docs/latest.md")).unwrap();
+    repo.commit("a docs link");
+    let base = repo.head();
+    repo.write("docs/guide.md", "# Guide\nmore\n");
+    repo.commit("docs");
+    assert_builds(&repo.since(&base), &[]);
+
+    // The variant file as a link into docs/: later edits change only the target's path.
+    repo.git(&["mv", "variants/gateway.json", "docs/gateway.json"]);
+    std::os::unix::fs::symlink(
+        "../docs/gateway.json",
+        repo.dir.join("variants/gateway.json"),
+    )
+    .unwrap();
+    repo.commit("gateway as a link");
+    assert_eq!(
+        repo.git(&["ls-files", "-s", "variants/gateway.json"])
+            .split(' ')
+            .next(),
+        Some("120000")
+    );
+    let base = repo.head();
+    repo.write("docs/gateway.json", "{\"name\": \"gateway\", \"x\": 1}\n");
+    repo.commit("edit the target");
+    let d = repo.since(&base);
+    assert_everything(&d);
+    assert!(
+        reason(&d)
+            .starts_with("variants/gateway.json is a symbolic link outside the documentation"),
+        "{d}"
+    );
+    assert_eq!(d["files"], 1, "{d}");
+}
+
+#[test]
 fn the_merge_base_option_compares_with_the_fork_point() {
     let repo = Repo::new("changed-merge-base-option");
     repo.git(&["checkout", "-q", "-b", "topic"]);

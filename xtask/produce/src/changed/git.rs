@@ -198,6 +198,12 @@ impl Git {
         parse_name_status(&out)
     }
 
+    /// Every symbolic link (mode 120000) in the tree of `rev`, by path.
+    pub fn symlinks_at(&self, rev: &str) -> Result<Vec<String>> {
+        let out = self.output(&["ls-tree", "-r", "-z", "--full-tree", rev])?;
+        parse_symlinks(&out)
+    }
+
     /// Variant names whose file exists in the tree of `rev`.
     pub fn variants_at(&self, rev: &str, rules: &Rules) -> Result<BTreeSet<String>> {
         let dir = rules.variants_dir();
@@ -239,6 +245,21 @@ pub fn parse_name_status(out: &[u8]) -> Result<Vec<Change>> {
         }
     }
     Ok(changes)
+}
+
+/// `git ls-tree -z`: `MODE SP TYPE SP OBJECT TAB PATH NUL`; the paths whose mode is a link.
+pub fn parse_symlinks(out: &[u8]) -> Result<Vec<String>> {
+    let mut links = Vec::new();
+    for record in out.split(|b| *b == 0).filter(|r| !r.is_empty()) {
+        let tab = record
+            .iter()
+            .position(|b| *b == b'\t')
+            .context("git ls-tree output has a record without a path")?;
+        if record.starts_with(b"120000 ") {
+            links.push(String::from_utf8_lossy(&record[tab + 1..]).into_owned());
+        }
+    }
+    Ok(links)
 }
 
 /// A full hexadecimal object id (SHA-1 or SHA-256), the only revisions fetched by name.
@@ -289,6 +310,21 @@ mod tests {
             ]
         );
         assert!(parse_name_status(b"R100\0only-old\0").is_err());
+    }
+
+    #[test]
+    fn links_are_read_from_the_tree_listing() {
+        let out = [
+            "100644 blob aaaa\tdocs/a.md",
+            "120000 blob bbbb\tvariants/g w.json",
+            "040000 tree cccc\tx",
+            "160000 commit dddd\tvendor/up",
+        ]
+        .map(|r| format!("{r}\0"))
+        .concat();
+        let out = out.as_bytes();
+        assert_eq!(parse_symlinks(out).unwrap(), ["variants/g w.json"]);
+        assert!(parse_symlinks(b"120000 blob x\0").is_err());
     }
 
     #[test]

@@ -165,6 +165,11 @@ impl Rules {
         (!name.is_empty() && !name.contains('/')).then(|| name.to_owned())
     }
 
+    /// Whether `path` is documentation and nothing else (no build input claims it).
+    pub fn is_docs_only(&self, path: &str) -> bool {
+        self.classifier(&BTreeSet::new()).classify(path) == Class::Docs
+    }
+
     /// The directory variant files live in, for listing them (`variants`).
     pub fn variants_dir(&self) -> &str {
         self.file_prefix.trim_end_matches('/')
