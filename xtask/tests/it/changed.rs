@@ -935,9 +935,10 @@ fn a_hostile_user_configuration_does_not_change_the_result() {
 #[test]
 fn workflow_decides_with_the_base_branch_code_and_gates_on_one_required_job() {
     let text = std::fs::read_to_string(repo_root().join(".github/workflows/build.yml")).unwrap();
-    // The decision code and rules come from the base on pull requests and merge queues...
+    // The decision code and rules come from the base on pull requests and merge queues, and
+    // from the previous tip on pushes (a new branch has none: its own commit)...
     assert!(
-        text.contains("ref: ${{ github.event.pull_request.base.sha || github.event.merge_group.base_sha || github.sha }}\n          path: decide"),
+        text.contains("ref: ${{ github.event.pull_request.base.sha || github.event.merge_group.base_sha || (github.event_name == 'push' && github.event.before != '0000000000000000000000000000000000000000' && github.event.before) || github.sha }}\n          path: decide"),
         "{text}"
     );
     // ...and run against the checkout of the commit to build.
