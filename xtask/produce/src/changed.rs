@@ -265,6 +265,31 @@ fn compare(git: &mut Git, rules: &Rules, base: &BaseSpec, head: &str) -> Result<
             let merge_base = git.merge_base(&tip, &head)?;
             (merge_base, Some(format!("merge base with {what}")))
         }
+        BaseSpec::FirstParent { pr_head } => {
+            let first = git
+                .parent(&head, 1)
+                .context("reading the merge commit's base")?;
+            let second = git
+                .parent(&head, 2)
+                .context("the commit to build is not a pull request's merge commit")?;
+            if let Some(pr_head) = pr_head {
+                let pr_head = git
+                    .require_commit(pr_head)
+                    .context("reading the pull request's head")?;
+                if second != pr_head {
+                    anyhow::bail!(
+                        "the commit to build ({}) does not merge the pull request's head {} (its second parent is {})",
+                        output::short(&head),
+                        output::short(&pr_head),
+                        output::short(&second)
+                    );
+                }
+            }
+            (
+                first,
+                Some("merge commit's first parent, the base branch tip it merges".to_owned()),
+            )
+        }
         BaseSpec::CommitOrMergeBase { commit, branch } => match git.require_commit(commit) {
             Ok(sha) => (sha, None),
             Err(_) => {

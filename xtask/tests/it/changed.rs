@@ -98,6 +98,11 @@ impl Repo {
 
     /// `changed --github --format github` for an event; returns (outputs, summary, stdout, json).
     fn github(&self, event_name: &str, event: Value) -> Github {
+        self.github_at(event_name, event, Some(&self.head()))
+    }
+
+    /// [`Repo::github`] with `GITHUB_SHA` set to `sha` (a pull request's merge commit), or unset.
+    fn github_at(&self, event_name: &str, event: Value, sha: Option<&str>) -> Github {
         let dir = self.dir.parent().unwrap().join(format!("gh-{event_name}"));
         std::fs::create_dir_all(&dir).unwrap();
         let event_path = dir.join("event.json");
@@ -111,9 +116,11 @@ impl Repo {
             cmd.args(["changed", "--github", "--format", format])
                 .env("GITHUB_EVENT_NAME", event_name)
                 .env("GITHUB_EVENT_PATH", &event_path)
-                .env("GITHUB_SHA", self.head())
                 .env("GITHUB_OUTPUT", &output)
                 .env("GITHUB_STEP_SUMMARY", &summary);
+            if let Some(sha) = sha {
+                cmd.env("GITHUB_SHA", sha);
+            }
             cmd
         };
         let out = run(&mut with_event("github"));
@@ -542,8 +549,71 @@ fn github_outputs_feed_the_matrix_and_use_a_fresh_delimiter() {
 
 // --- GitHub events --------------------------------------------------------------------------
 
+/// The commit GitHub builds for a pull request (`refs/pull/N/merge`): the base branch tip
+/// merged with the pull request's head, first parent the base.
+fn pr_merge_commit(repo: &Repo, base: &str, pr_head: &str) -> String {
+    repo.git(&["checkout", "-q", "--detach", base]);
+    repo.git(&["merge", "-q", "--no-ff", "--no-edit", pr_head]);
+    let merge = repo.head();
+    repo.git(&["checkout", "-q", "main"]);
+    merge
+}
+
 #[test]
-fn pull_request_compares_with_the_merge_base_of_the_current_base_branch() {
+fn a_pull_request_compares_its_merge_commit_with_the_base_tip_it_merges() {
+    let repo = Repo::new("changed-pr-merge-commit");
+    let stale = repo.head();
+    repo.git(&["checkout", "-q", "-b", "topic"]);
+    repo.write("patches/0001-arm64.patch", "a better patch\n");
+    let pr_head = repo.commit("patch");
+    repo.git(&["checkout", "-q", "main"]);
+    // main gains a variant meanwhile: it is in the merge commit CI builds, so a global change
+    // must build it too.
+    repo.write("variants/edge.json", "{\"name\": \"edge\"}\n");
+    let tip = repo.commit("edge on main");
+    let merge = pr_merge_commit(&repo, &tip, &pr_head);
+    let event = json!({"pull_request": {"base": {"ref": "main", "sha": stale},
+                                        "head": {"sha": pr_head}}});
+    let gh = repo.github_at("pull_request", event.clone(), Some(&merge));
+    assert_builds(&gh.decision, &["compute", "edge", "gateway"]);
+    assert_eq!(gh.decision["base"], tip.as_str(), "{}", gh.decision);
+    assert_eq!(gh.decision["head"], merge.as_str(), "{}", gh.decision);
+    assert!(
+        reason(&gh.decision).contains("compared with the merge commit's first parent"),
+        "{}",
+        gh.decision
+    );
+
+    // What main changed meanwhile is in both trees: a docs-only pull request builds nothing.
+    repo.git(&["checkout", "-q", "-b", "docs", &stale]);
+    repo.write("docs/guide.md", "more\n");
+    let docs_head = repo.commit("docs");
+    repo.git(&["checkout", "-q", "main"]);
+    let merge = pr_merge_commit(&repo, &tip, &docs_head);
+    let docs_event = json!({"pull_request": {"base": {"ref": "main", "sha": stale},
+                                             "head": {"sha": docs_head}}});
+    let gh = repo.github_at("pull_request", docs_event, Some(&merge));
+    assert_builds(&gh.decision, &[]);
+
+    // A commit to build that is no merge of the pull request's head: fail closed.
+    // (the pull request's head itself; the merge of another pull request)
+    for (sha, variants) in [
+        (&pr_head, &["compute", "gateway"][..]),
+        (&merge, &["compute", "edge", "gateway"][..]),
+    ] {
+        let gh = repo.github_at("pull_request", event.clone(), Some(sha));
+        assert_eq!(gh.decision["all"], true, "{}", gh.decision);
+        assert_builds(&gh.decision, variants);
+        assert!(
+            gh.decision["warnings"].to_string().contains("merge"),
+            "{}",
+            gh.decision
+        );
+    }
+}
+
+#[test]
+fn pull_request_without_a_merge_commit_compares_with_the_merge_base_of_the_base_branch() {
     let repo = Repo::new("changed-pull-request");
     let stale = repo.head();
     repo.git(&["checkout", "-q", "-b", "topic"]);
@@ -556,9 +626,10 @@ fn pull_request_compares_with_the_merge_base_of_the_current_base_branch() {
     repo.git(&["checkout", "-q", "topic"]);
     repo.git(&["merge", "-q", "--no-edit", "main"]);
     let head = repo.head();
-    let gh = repo.github(
+    let gh = repo.github_at(
         "pull_request",
         json!({"pull_request": {"base": {"ref": "main", "sha": stale}, "head": {"sha": head}}}),
+        None,
     );
     assert_builds(&gh.decision, &["gateway"]);
     assert!(
@@ -748,9 +819,10 @@ fn a_shallow_clone_completes_history_for_a_merge_base() {
         "clone",
         &["--no-single-branch", "--branch", "topic"],
     );
-    let gh = clone.github(
+    let gh = clone.github_at(
         "pull_request",
         json!({"pull_request": {"base": {"ref": "main", "sha": NO_COMMIT}, "head": {"sha": head}}}),
+        None,
     );
     assert_builds(&gh.decision, &["gateway"]);
     assert!(gh.stdout.contains("full history"), "{}", gh.stdout);

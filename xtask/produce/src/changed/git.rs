@@ -162,6 +162,25 @@ impl Git {
         bail!("branch {} cannot be read", super::output::shown(branch))
     }
 
+    /// Parent `n` of commit `rev` (1: the first). A shallow clone is completed first when the
+    /// parent is missing from it.
+    pub fn parent(&mut self, rev: &str, n: u8) -> Result<String> {
+        let spec = format!("{rev}^{n}");
+        if let Some(sha) = self.commit(&spec) {
+            return Ok(sha);
+        }
+        if self.is_shallow() {
+            self.fetch(&["--unshallow"], &[])
+                .context("the clone is shallow and fetching its full history failed")?;
+            self.notes
+                .push("fetched full history (the clone was shallow)".into());
+            if let Some(sha) = self.commit(&spec) {
+                return Ok(sha);
+            }
+        }
+        bail!("commit {} has no parent {n}", short(rev))
+    }
+
     /// The best common ancestor of `a` and `b`. A shallow clone is completed first: a merge base
     /// found in truncated history can be older than the real one.
     pub fn merge_base(&mut self, a: &str, b: &str) -> Result<String> {
