@@ -61,7 +61,7 @@ pub enum Format {
     Text,
     /// `{"build", "variants", "reason", "files", ...}` on stdout.
     Json,
-    /// Append `build`, `variants`, `matrix` to $GITHUB_OUTPUT, a table to
+    /// Append `build`, `test`, `variants`, `matrix` to $GITHUB_OUTPUT, a table to
     /// $GITHUB_STEP_SUMMARY, and print the text form.
     Github,
 }

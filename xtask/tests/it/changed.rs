@@ -223,6 +223,7 @@ fn docs_only_builds_nothing() {
     repo.commit("docs");
     let d = repo.since(&base);
     assert_builds(&d, &[]);
+    assert_eq!(d["test"], true, "docs are a test input: {d}");
     assert_eq!(d["files"], 3);
     assert!(reason(&d).contains("only documentation changed"), "{d}");
 }
@@ -381,6 +382,7 @@ fn an_empty_commit_builds_nothing() {
     repo.commit("empty");
     let d = repo.since(&base);
     assert_builds(&d, &[]);
+    assert_eq!(d["test"], false, "{d}");
     assert_eq!(d["files"], 0);
     assert_eq!(reason(&d), "no files changed");
 }
@@ -483,8 +485,15 @@ fn file_names_with_newlines_or_the_delimiter_never_reach_the_outputs() {
     assert_eq!(gh.decision["files"], 3, "{}", gh.decision);
     assert_builds(&gh.decision, &[]);
     let keys: Vec<&str> = gh.outputs.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(keys, ["build", "variants", "matrix"], "{:?}", gh.raw);
+    assert_eq!(
+        keys,
+        ["build", "test", "variants", "matrix"],
+        "{:?}",
+        gh.raw
+    );
     assert_eq!(gh.output("build"), "false");
+    // Documentation is a test input: its shell blocks run in the suite.
+    assert_eq!(gh.output("test"), "true");
     assert_eq!(gh.output("variants"), "[]");
     assert!(
         !gh.raw.contains("break") && !gh.raw.contains("docs/"),
@@ -1108,9 +1117,9 @@ fn workflow_builds_without_credentials_and_publishes_only_from_the_publish_job()
     );
     // Ancestry of the release tags needs the history.
     assert!(publish.contains("fetch-depth: 0"), "{publish}");
-    // Documentation alone runs neither the suite nor a build.
+    // Documentation alone runs the suite (its shell blocks are tests), never a build.
     assert!(
-        test.contains("if: needs.changed.outputs.build == 'true'"),
+        test.contains("if: needs.changed.outputs.test == 'true'"),
         "{test}"
     );
     assert!(
