@@ -2,6 +2,39 @@
 
 use anyhow::{Context, Result};
 use camino::Utf8Path;
+use domain::diag::Finding;
+
+/// A build input must be the file itself, never a symbolic link: `cargo xtask changed` decides
+/// what to rebuild from the paths git reports, and a link's path does not change when its
+/// target does (a variant file linked to a file under `docs/` would rebuild nothing when the
+/// target is edited, while the build reads the edit). The finding names `shown` (the path as
+/// users see it) and the fix; `None` when `path` is no link (a missing file is for the reader
+/// to report).
+pub fn symlink_finding(path: &Utf8Path, shown: &str) -> Option<Finding> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    if !meta.file_type().is_symlink() {
+        return None;
+    }
+    let target = std::fs::read_link(path)
+        .map(|t| t.display().to_string())
+        .unwrap_or_default();
+    Some(
+        Finding::new(
+            shown,
+            "",
+            "is a symbolic link: a build input must be the file itself (CI decides what to rebuild from the paths that change, and edits of a link's target do not change the link)",
+        )
+        .value(format!("{target:?}"))
+        .fix(format!(
+            "replace the link with the file itself: `cp --remove-destination \"$(readlink -f {shown})\" {shown}`"
+        )),
+    )
+}
+
+/// [`symlink_finding`] as an error, for a reader of one file.
+pub fn refuse_symlink(path: &Utf8Path, shown: &str) -> Result<()> {
+    domain::diag::into_result(shown, symlink_finding(path, shown).into_iter().collect())
+}
 
 /// Writes `path` through a temporary sibling and a rename, so readers never see half a file.
 pub fn write_atomic(path: &Utf8Path, bytes: &[u8]) -> Result<()> {

@@ -82,6 +82,7 @@ impl Project {
     /// repositories, extension names against `lock_names` and each other).
     pub fn check_variants(&self, lock_names: &[&str]) -> Result<variant::Checked> {
         let dir = self.variants_dir();
+        crate::fsutil::refuse_symlink(&dir, self.display(&dir).as_str())?;
         let mut paths = Vec::new();
         for entry in dir
             .read_dir_utf8()
@@ -104,6 +105,10 @@ impl Project {
                 if ["json", "yaml", "yml"].contains(&ext.to_ascii_lowercase().as_str()) {
                     unread.push(Finding::new(&shown, "", "not read: a variant file is JSON, named variants/<name>.json").fix(format!("write it as JSON in variants/{}.json (docs/variants.md), or move it out of variants/", stem.to_lowercase())));
                 }
+                continue;
+            }
+            if let Some(finding) = crate::fsutil::symlink_finding(path, &shown) {
+                unread.push(finding);
                 continue;
             }
             let bytes = std::fs::read(path).with_context(|| format!("reading {path}"))?;
@@ -162,6 +167,7 @@ impl Project {
 
     /// `variants/extensions.lock`'s text; `None` when there is none yet.
     fn read_lock_text(&self) -> Result<Option<String>> {
+        crate::fsutil::refuse_symlink(&self.lock_path(), lock::SHOWN)?;
         match std::fs::read_to_string(self.lock_path()) {
             Ok(text) => Ok(Some(text)),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),

@@ -61,7 +61,7 @@ pub enum Format {
     Text,
     /// `{"build", "variants", "reason", "files", ...}` on stdout.
     Json,
-    /// Append `build`, `variants`, `matrix` to $GITHUB_OUTPUT, a table to
+    /// Append `build`, `test`, `variants`, `matrix` to $GITHUB_OUTPUT, a table to
     /// $GITHUB_STEP_SUMMARY, and print the text form.
     Github,
 }
@@ -265,6 +265,31 @@ fn compare(git: &mut Git, rules: &Rules, base: &BaseSpec, head: &str) -> Result<
             let merge_base = git.merge_base(&tip, &head)?;
             (merge_base, Some(format!("merge base with {what}")))
         }
+        BaseSpec::FirstParent { pr_head } => {
+            let first = git
+                .parent(&head, 1)
+                .context("reading the merge commit's base")?;
+            let second = git
+                .parent(&head, 2)
+                .context("the commit to build is not a pull request's merge commit")?;
+            if let Some(pr_head) = pr_head {
+                let pr_head = git
+                    .require_commit(pr_head)
+                    .context("reading the pull request's head")?;
+                if second != pr_head {
+                    anyhow::bail!(
+                        "the commit to build ({}) does not merge the pull request's head {} (its second parent is {})",
+                        output::short(&head),
+                        output::short(&pr_head),
+                        output::short(&second)
+                    );
+                }
+            }
+            (
+                first,
+                Some("merge commit's first parent, the base branch tip it merges".to_owned()),
+            )
+        }
         BaseSpec::CommitOrMergeBase { commit, branch } => match git.require_commit(commit) {
             Ok(sha) => (sha, None),
             Err(_) => {
@@ -299,6 +324,31 @@ fn compare(git: &mut Git, rules: &Rules, base: &BaseSpec, head: &str) -> Result<
         base: git.variants_at(&base, rules)?,
     };
     let mut d = decision::decide(rules, changes, &known);
+    // A link's target can change without the link changing: the diff would see only the
+    // target's path (under docs/, say) while the build reads it through the link.
+    let links: Vec<String> = git
+        .symlinks_at(&head)?
+        .into_iter()
+        .filter(|path| !rules.is_docs_only(path))
+        .collect();
+    if let (Some(first), false) = (links.first(), d.all) {
+        let more = match links.len() - 1 {
+            0 => String::new(),
+            n => format!(" (and {n} more link{})", domain::diag::plural(n)),
+        };
+        let mut all = Decision::everything(
+            format!(
+                "{} is a symbolic link outside the documentation: what it points at can change without it, so every variant builds{more} (replace the link with the file itself)",
+                output::shown(first)
+            ),
+            &known.head,
+        );
+        all.files = d.files;
+        all.removed = std::mem::take(&mut d.removed);
+        all.changes = std::mem::take(&mut d.changes);
+        all.warnings.append(&mut d.warnings);
+        d = all;
+    }
     if let Some(how) = how {
         d.reason = format!("{} (compared with the {how})", d.reason);
     }

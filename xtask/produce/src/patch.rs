@@ -328,6 +328,7 @@ pub struct LoadedSeries {
 pub fn load_series(project: &Project) -> Result<LoadedSeries> {
     let dir = project.patches_dir();
     let path = dir.join("series");
+    infra::fsutil::refuse_symlink(&path, SERIES)?;
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!("reading {SERIES}\n    fix: list the patch files, one per line (docs/patches.md)")
     })?;
@@ -338,6 +339,12 @@ pub fn load_series(project: &Project) -> Result<LoadedSeries> {
     hasher.update(text.as_bytes());
     for entry in entries {
         let file = dir.join(&entry.name);
+        if let Some(finding) =
+            infra::fsutil::symlink_finding(&file, &format!("patches/{}", entry.name))
+        {
+            findings.push(finding);
+            continue;
+        }
         match std::fs::read_to_string(&file) {
             Ok(body) => {
                 for part in [entry.name.as_bytes(), b"\0", body.as_bytes(), b"\0"] {

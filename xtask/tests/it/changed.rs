@@ -98,6 +98,11 @@ impl Repo {
 
     /// `changed --github --format github` for an event; returns (outputs, summary, stdout, json).
     fn github(&self, event_name: &str, event: Value) -> Github {
+        self.github_at(event_name, event, Some(&self.head()))
+    }
+
+    /// [`Repo::github`] with `GITHUB_SHA` set to `sha` (a pull request's merge commit), or unset.
+    fn github_at(&self, event_name: &str, event: Value, sha: Option<&str>) -> Github {
         let dir = self.dir.parent().unwrap().join(format!("gh-{event_name}"));
         std::fs::create_dir_all(&dir).unwrap();
         let event_path = dir.join("event.json");
@@ -111,9 +116,11 @@ impl Repo {
             cmd.args(["changed", "--github", "--format", format])
                 .env("GITHUB_EVENT_NAME", event_name)
                 .env("GITHUB_EVENT_PATH", &event_path)
-                .env("GITHUB_SHA", self.head())
                 .env("GITHUB_OUTPUT", &output)
                 .env("GITHUB_STEP_SUMMARY", &summary);
+            if let Some(sha) = sha {
+                cmd.env("GITHUB_SHA", sha);
+            }
             cmd
         };
         let out = run(&mut with_event("github"));
@@ -216,6 +223,7 @@ fn docs_only_builds_nothing() {
     repo.commit("docs");
     let d = repo.since(&base);
     assert_builds(&d, &[]);
+    assert_eq!(d["test"], true, "docs are a test input: {d}");
     assert_eq!(d["files"], 3);
     assert!(reason(&d).contains("only documentation changed"), "{d}");
 }
@@ -374,6 +382,7 @@ fn an_empty_commit_builds_nothing() {
     repo.commit("empty");
     let d = repo.since(&base);
     assert_builds(&d, &[]);
+    assert_eq!(d["test"], false, "{d}");
     assert_eq!(d["files"], 0);
     assert_eq!(reason(&d), "no files changed");
 }
@@ -401,6 +410,44 @@ fn dot_files_match_globs() {
     let d = repo.since(&base);
     assert_everything(&d);
     assert!(reason(&d).contains("rule `.cargo/**`"), "{d}");
+}
+
+#[test]
+fn a_symlink_outside_the_docs_builds_everything() {
+    let repo = Repo::new("changed-symlink");
+    // A link inside the docs is documentation like any other file there.
+    std::os::unix::fs::symlink("guide.md", repo.dir.join("docs/latest.md")).unwrap();
+    repo.commit("a docs link");
+    let base = repo.head();
+    repo.write("docs/guide.md", "# Guide\nmore\n");
+    repo.commit("docs");
+    assert_builds(&repo.since(&base), &[]);
+
+    // The variant file as a link into docs/: later edits change only the target's path.
+    repo.git(&["mv", "variants/gateway.json", "docs/gateway.json"]);
+    std::os::unix::fs::symlink(
+        "../docs/gateway.json",
+        repo.dir.join("variants/gateway.json"),
+    )
+    .unwrap();
+    repo.commit("gateway as a link");
+    assert_eq!(
+        repo.git(&["ls-files", "-s", "variants/gateway.json"])
+            .split(' ')
+            .next(),
+        Some("120000")
+    );
+    let base = repo.head();
+    repo.write("docs/gateway.json", "{\"name\": \"gateway\", \"x\": 1}\n");
+    repo.commit("edit the target");
+    let d = repo.since(&base);
+    assert_everything(&d);
+    assert!(
+        reason(&d)
+            .starts_with("variants/gateway.json is a symbolic link outside the documentation"),
+        "{d}"
+    );
+    assert_eq!(d["files"], 1, "{d}");
 }
 
 #[test]
@@ -438,8 +485,15 @@ fn file_names_with_newlines_or_the_delimiter_never_reach_the_outputs() {
     assert_eq!(gh.decision["files"], 3, "{}", gh.decision);
     assert_builds(&gh.decision, &[]);
     let keys: Vec<&str> = gh.outputs.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(keys, ["build", "variants", "matrix"], "{:?}", gh.raw);
+    assert_eq!(
+        keys,
+        ["build", "test", "variants", "matrix"],
+        "{:?}",
+        gh.raw
+    );
     assert_eq!(gh.output("build"), "false");
+    // Documentation is a test input: its shell blocks run in the suite.
+    assert_eq!(gh.output("test"), "true");
     assert_eq!(gh.output("variants"), "[]");
     assert!(
         !gh.raw.contains("break") && !gh.raw.contains("docs/"),
@@ -504,8 +558,71 @@ fn github_outputs_feed_the_matrix_and_use_a_fresh_delimiter() {
 
 // --- GitHub events --------------------------------------------------------------------------
 
+/// The commit GitHub builds for a pull request (`refs/pull/N/merge`): the base branch tip
+/// merged with the pull request's head, first parent the base.
+fn pr_merge_commit(repo: &Repo, base: &str, pr_head: &str) -> String {
+    repo.git(&["checkout", "-q", "--detach", base]);
+    repo.git(&["merge", "-q", "--no-ff", "--no-edit", pr_head]);
+    let merge = repo.head();
+    repo.git(&["checkout", "-q", "main"]);
+    merge
+}
+
 #[test]
-fn pull_request_compares_with_the_merge_base_of_the_current_base_branch() {
+fn a_pull_request_compares_its_merge_commit_with_the_base_tip_it_merges() {
+    let repo = Repo::new("changed-pr-merge-commit");
+    let stale = repo.head();
+    repo.git(&["checkout", "-q", "-b", "topic"]);
+    repo.write("patches/0001-arm64.patch", "a better patch\n");
+    let pr_head = repo.commit("patch");
+    repo.git(&["checkout", "-q", "main"]);
+    // main gains a variant meanwhile: it is in the merge commit CI builds, so a global change
+    // must build it too.
+    repo.write("variants/edge.json", "{\"name\": \"edge\"}\n");
+    let tip = repo.commit("edge on main");
+    let merge = pr_merge_commit(&repo, &tip, &pr_head);
+    let event = json!({"pull_request": {"base": {"ref": "main", "sha": stale},
+                                        "head": {"sha": pr_head}}});
+    let gh = repo.github_at("pull_request", event.clone(), Some(&merge));
+    assert_builds(&gh.decision, &["compute", "edge", "gateway"]);
+    assert_eq!(gh.decision["base"], tip.as_str(), "{}", gh.decision);
+    assert_eq!(gh.decision["head"], merge.as_str(), "{}", gh.decision);
+    assert!(
+        reason(&gh.decision).contains("compared with the merge commit's first parent"),
+        "{}",
+        gh.decision
+    );
+
+    // What main changed meanwhile is in both trees: a docs-only pull request builds nothing.
+    repo.git(&["checkout", "-q", "-b", "docs", &stale]);
+    repo.write("docs/guide.md", "more\n");
+    let docs_head = repo.commit("docs");
+    repo.git(&["checkout", "-q", "main"]);
+    let merge = pr_merge_commit(&repo, &tip, &docs_head);
+    let docs_event = json!({"pull_request": {"base": {"ref": "main", "sha": stale},
+                                             "head": {"sha": docs_head}}});
+    let gh = repo.github_at("pull_request", docs_event, Some(&merge));
+    assert_builds(&gh.decision, &[]);
+
+    // A commit to build that is no merge of the pull request's head: fail closed.
+    // (the pull request's head itself; the merge of another pull request)
+    for (sha, variants) in [
+        (&pr_head, &["compute", "gateway"][..]),
+        (&merge, &["compute", "edge", "gateway"][..]),
+    ] {
+        let gh = repo.github_at("pull_request", event.clone(), Some(sha));
+        assert_eq!(gh.decision["all"], true, "{}", gh.decision);
+        assert_builds(&gh.decision, variants);
+        assert!(
+            gh.decision["warnings"].to_string().contains("merge"),
+            "{}",
+            gh.decision
+        );
+    }
+}
+
+#[test]
+fn pull_request_without_a_merge_commit_compares_with_the_merge_base_of_the_base_branch() {
     let repo = Repo::new("changed-pull-request");
     let stale = repo.head();
     repo.git(&["checkout", "-q", "-b", "topic"]);
@@ -518,9 +635,10 @@ fn pull_request_compares_with_the_merge_base_of_the_current_base_branch() {
     repo.git(&["checkout", "-q", "topic"]);
     repo.git(&["merge", "-q", "--no-edit", "main"]);
     let head = repo.head();
-    let gh = repo.github(
+    let gh = repo.github_at(
         "pull_request",
         json!({"pull_request": {"base": {"ref": "main", "sha": stale}, "head": {"sha": head}}}),
+        None,
     );
     assert_builds(&gh.decision, &["gateway"]);
     assert!(
@@ -710,9 +828,10 @@ fn a_shallow_clone_completes_history_for_a_merge_base() {
         "clone",
         &["--no-single-branch", "--branch", "topic"],
     );
-    let gh = clone.github(
+    let gh = clone.github_at(
         "pull_request",
         json!({"pull_request": {"base": {"ref": "main", "sha": NO_COMMIT}, "head": {"sha": head}}}),
+        None,
     );
     assert_builds(&gh.decision, &["gateway"]);
     assert!(gh.stdout.contains("full history"), "{}", gh.stdout);
@@ -897,9 +1016,10 @@ fn a_hostile_user_configuration_does_not_change_the_result() {
 #[test]
 fn workflow_decides_with_the_base_branch_code_and_gates_on_one_required_job() {
     let text = std::fs::read_to_string(repo_root().join(".github/workflows/build.yml")).unwrap();
-    // The decision code and rules come from the base on pull requests and merge queues...
+    // The decision code and rules come from the base on pull requests and merge queues, and
+    // from the previous tip on pushes (a new branch has none: its own commit)...
     assert!(
-        text.contains("ref: ${{ github.event.pull_request.base.sha || github.event.merge_group.base_sha || github.sha }}\n          path: decide"),
+        text.contains("ref: ${{ github.event.pull_request.base.sha || github.event.merge_group.base_sha || (github.event_name == 'push' && github.event.before != '0000000000000000000000000000000000000000' && github.event.before) || github.sha }}\n          path: decide"),
         "{text}"
     );
     // ...and run against the checkout of the commit to build.
@@ -997,9 +1117,9 @@ fn workflow_builds_without_credentials_and_publishes_only_from_the_publish_job()
     );
     // Ancestry of the release tags needs the history.
     assert!(publish.contains("fetch-depth: 0"), "{publish}");
-    // Documentation alone runs neither the suite nor a build.
+    // Documentation alone runs the suite (its shell blocks are tests), never a build.
     assert!(
-        test.contains("if: needs.changed.outputs.build == 'true'"),
+        test.contains("if: needs.changed.outputs.test == 'true'"),
         "{test}"
     );
     assert!(

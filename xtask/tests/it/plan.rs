@@ -701,3 +701,81 @@ fn profiles_check_tells_a_missing_file_from_a_stale_one() {
     assert!(err.contains("compute/installer.yaml (differs)"), "{err}");
     assert!(err.contains("gateway/metal.yaml (missing)"), "{err}");
 }
+
+#[test]
+fn symlinked_build_inputs_are_refused_by_their_readers() {
+    // `changed` classifies a link by its own path: a variant file linked to docs/ would make
+    // every later edit of the target "only documentation", while plan and profiles read it.
+    let root = temp_dir("plan-symlinked-inputs");
+    copy_repo_data(&root);
+    git(&root, &["init", "-q", "-b", "main"]);
+    let link = |path: &str, target: &str| {
+        let at = root.join(path);
+        let moved = root.join(target);
+        std::fs::create_dir_all(moved.parent().unwrap()).unwrap();
+        if at.exists() {
+            std::fs::rename(&at, &moved).unwrap();
+        }
+        let up = "../".repeat(path.matches('/').count());
+        std::os::unix::fs::symlink(format!("{up}{target}"), &at).unwrap();
+    };
+    let refused = |err: &str, shown: &str| {
+        assert!(
+            err.contains(&format!("{shown} = ")) && err.contains("is a symbolic link"),
+            "{shown} in\n{err}"
+        );
+        assert!(
+            err.contains("fix: replace the link with the file itself"),
+            "{err}"
+        );
+    };
+    link("variants/gateway.json", "docs/roles/gateway.json");
+    commit_all(&root, "gateway as a link");
+    let err = assert_failure(&run(xtask(&root).arg("plan")), "plan with a linked variant");
+    refused(&err, "variants/gateway.json");
+
+    let root_lock = temp_dir("plan-symlinked-lock");
+    copy_repo_data(&root_lock);
+    std::fs::rename(
+        root_lock.join("variants/extensions.lock"),
+        root_lock.join("extensions.lock"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        "../extensions.lock",
+        root_lock.join("variants/extensions.lock"),
+    )
+    .unwrap();
+    let err = assert_failure(
+        &run(xtask(&root_lock).arg("plan")),
+        "plan with a linked lock",
+    );
+    refused(&err, "variants/extensions.lock");
+
+    // the upstream pin, the series and a patch file, read by `patch` (offline with --dry-run)
+    let patch = |root: &std::path::Path| {
+        assert_failure(
+            &run(xtask(root).args(["patch", "--dry-run"])),
+            "patch --dry-run with a linked input",
+        )
+    };
+    let pin = temp_dir("plan-symlinked-pin");
+    copy_repo_data(&pin);
+    std::fs::rename(pin.join("patches/upstream.json"), pin.join("upstream.json")).unwrap();
+    std::os::unix::fs::symlink("../upstream.json", pin.join("patches/upstream.json")).unwrap();
+    refused(&patch(&pin), "patches/upstream.json");
+
+    let series = temp_dir("plan-symlinked-series");
+    copy_repo_data(&series);
+    std::fs::rename(series.join("patches/series"), series.join("series")).unwrap();
+    std::os::unix::fs::symlink("../series", series.join("patches/series")).unwrap();
+    refused(&patch(&series), "patches/series");
+
+    let file = temp_dir("plan-symlinked-patch");
+    copy_repo_data(&file);
+    std::fs::create_dir_all(file.join("docs")).unwrap();
+    std::fs::write(file.join("docs/0001-x.patch"), "a patch\n").unwrap();
+    std::os::unix::fs::symlink("../docs/0001-x.patch", file.join("patches/0001-x.patch")).unwrap();
+    std::fs::write(file.join("patches/series"), "0001-x.patch\n").unwrap();
+    refused(&patch(&file), "patches/0001-x.patch");
+}

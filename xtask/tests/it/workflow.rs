@@ -31,7 +31,7 @@ fn step_script(text: &str, name: &str) -> String {
 }
 
 /// Runs the `required` job's script with these job results and `changed` outputs.
-fn required(results: [&str; 4], build: &str, publish: &str) -> (bool, String) {
+fn required(results: [&str; 4], needs_test: &str, build: &str, publish: &str) -> (bool, String) {
     let script = step_script(&workflow(), "Fail unless every needed job succeeded");
     let [changed, test, build_result, publish_result] = results;
     let out = run(Command::new("bash")
@@ -40,6 +40,7 @@ fn required(results: [&str; 4], build: &str, publish: &str) -> (bool, String) {
         .env("TEST", test)
         .env("BUILD", build_result)
         .env("PUBLISH", publish_result)
+        .env("NEEDS_TEST", needs_test)
         .env("NEEDS_BUILD", build)
         .env("NEEDS_PUBLISH", publish));
     (
@@ -50,42 +51,55 @@ fn required(results: [&str; 4], build: &str, publish: &str) -> (bool, String) {
 
 #[test]
 fn required_passes_only_when_every_needed_job_succeeded() {
-    let ok = |r, b, p| required(r, b, p).0;
+    let ok = |r, t, b, p| required(r, t, b, p).0;
     const S: &str = "success";
     const K: &str = "skipped";
-    // Documentation only: nothing ran, green.
-    assert!(ok([S, K, K, K], "false", "false"));
-    assert!(ok([S, K, K, K], "false", "true"), "docs-only push to main");
+    // Nothing changed: nothing ran, green.
+    assert!(ok([S, K, K, K], "false", "false", "false"));
+    // Documentation only: the suite ran (docs are a test input), no image.
+    assert!(ok([S, S, K, K], "true", "false", "false"));
+    assert!(
+        ok([S, S, K, K], "true", "false", "true"),
+        "docs-only push to main"
+    );
     // A pull request that builds; a push that builds and publishes.
-    assert!(ok([S, S, S, K], "true", "false"));
-    assert!(ok([S, S, S, S], "true", "true"));
+    assert!(ok([S, S, S, K], "true", "true", "false"));
+    assert!(ok([S, S, S, S], "true", "true", "true"));
 
     let failing = [
         // changed itself
-        (["failure", K, K, K], "", ""),
-        (["cancelled", K, K, K], "", ""),
+        (["failure", K, K, K], "", "", ""),
+        (["cancelled", K, K, K], "", "", ""),
         // changed succeeded but wrote no decision
-        ([S, K, K, K], "", "false"),
-        ([S, K, K, K], "maybe", "false"),
+        ([S, K, K, K], "false", "", "false"),
+        ([S, K, K, K], "false", "maybe", "false"),
+        ([S, S, K, K], "", "false", "false"),
+        ([S, K, K, K], "", "false", "false"),
+        // documentation changed, but the suite failed or never ran
+        ([S, "failure", K, K], "true", "false", "false"),
+        ([S, K, K, K], "true", "false", "false"),
+        ([S, "cancelled", K, K], "true", "false", "false"),
         // build needed, but the suite or the build did not succeed or never ran
-        ([S, "failure", S, K], "true", "false"),
-        ([S, K, S, K], "true", "false"),
-        ([S, S, K, K], "true", "false"),
-        ([S, S, "cancelled", K], "true", "false"),
-        ([S, S, "failure", K], "true", "false"),
+        ([S, "failure", S, K], "true", "true", "false"),
+        ([S, K, S, K], "true", "true", "false"),
+        ([S, K, S, K], "false", "true", "false"),
+        ([S, S, K, K], "true", "true", "false"),
+        ([S, S, "cancelled", K], "true", "true", "false"),
+        ([S, S, "failure", K], "true", "true", "false"),
         // publish needed but skipped, failed or cancelled; or unexpected
-        ([S, S, S, K], "true", "true"),
-        ([S, S, S, "failure"], "true", "true"),
-        ([S, S, S, "cancelled"], "true", "true"),
-        ([S, S, S, S], "true", ""),
+        ([S, S, S, K], "true", "true", "true"),
+        ([S, S, S, "failure"], "true", "true", "true"),
+        ([S, S, S, "cancelled"], "true", "true", "true"),
+        ([S, S, S, S], "true", "true", ""),
         // nothing was needed, yet something ran and failed
-        ([S, "failure", K, K], "false", "false"),
+        ([S, "failure", K, K], "false", "false", "false"),
+        ([S, S, "failure", K], "true", "false", "false"),
     ];
-    for (results, build, publish) in failing {
-        let (passed, output) = required(results, build, publish);
+    for (results, test, build, publish) in failing {
+        let (passed, output) = required(results, test, build, publish);
         assert!(
             !passed,
-            "required passed for {results:?} build={build:?} publish={publish:?}:\n{output}"
+            "required passed for {results:?} test={test:?} build={build:?} publish={publish:?}:\n{output}"
         );
         assert!(output.contains("::error title=required::"), "{output}");
     }

@@ -20,6 +20,9 @@ pub struct Change {
 pub struct Decision {
     /// True when at least one variant builds.
     pub build: bool,
+    /// True when the tests must run: any path changed (documentation too: its shell blocks are
+    /// tests), or every variant builds. Always true when `build` is.
+    pub test: bool,
     /// Variants to build, sorted; never a removed one.
     pub variants: Vec<String>,
     pub reason: String,
@@ -49,6 +52,7 @@ impl Decision {
         let variants = buildable(head_variants, &mut warnings);
         Decision {
             build: !variants.is_empty(),
+            test: true,
             variants,
             reason,
             files: 0,
@@ -64,6 +68,7 @@ impl Decision {
     pub fn nothing(reason: String) -> Decision {
         Decision {
             build: false,
+            test: false,
             variants: Vec::new(),
             reason,
             files: 0,
@@ -155,6 +160,7 @@ pub fn decide(rules: &Rules, changes: Vec<Change>, known: &Known) -> Decision {
         };
         Decision {
             build: !variants.is_empty(),
+            test: false,
             variants,
             reason,
             files,
@@ -167,6 +173,7 @@ pub fn decide(rules: &Rules, changes: Vec<Change>, known: &Known) -> Decision {
         }
     };
     decision.files = files;
+    decision.test = decision.build || files > 0;
     decision.removed = known.base.difference(&known.head).cloned().collect();
     decision.changes = classified;
     decision
@@ -229,6 +236,7 @@ mod tests {
             &known(),
         );
         assert!(!d.build && d.variants.is_empty() && !d.all);
+        assert!(d.test, "docs are a test input");
         assert_eq!(d.reason, "only documentation changed (2 paths)");
         assert_eq!(d.files, 2);
     }
@@ -291,7 +299,7 @@ mod tests {
     #[test]
     fn no_changes_build_nothing() {
         let d = decide(&rules(), Vec::new(), &known());
-        assert!(!d.build);
+        assert!(!d.build && !d.test);
         assert_eq!(d.reason, "no files changed");
     }
 

@@ -29,12 +29,17 @@ pub enum BaseSpec {
     MergeBaseOf(String),
     /// `commit` while it can still be read (a push's old tip), else the merge base with `branch`.
     CommitOrMergeBase { commit: String, branch: String },
+    /// Head is a pull request's merge commit (`refs/pull/N/merge`, what CI checks out): compare
+    /// with its first parent, the base branch tip it was merged with. Its second parent must be
+    /// `pr_head` (the pull request's head) when the event names one.
+    FirstParent { pr_head: Option<String> },
 }
 
 /// The default branch when an event names none.
 const DEFAULT_BRANCH: &str = "main";
 
-/// Picks base and head for one event. `sha` is `GITHUB_SHA`, used when the payload names no head.
+/// Picks base and head for one event. `sha` is `GITHUB_SHA`: on `pull_request` the merge commit
+/// CI builds, compared with its first parent; elsewhere used when the payload names no head.
 pub fn select(event_name: &str, event: &Value, sha: Option<&str>) -> Selection {
     let text = |path: &[&str]| -> Option<String> {
         let mut v = event;
@@ -46,6 +51,14 @@ pub fn select(event_name: &str, event: &Value, sha: Option<&str>) -> Selection {
     let head_or_sha = |head: Option<String>| head.or_else(|| sha.map(str::to_owned));
     let default_branch = text(&["repository", "default_branch"]);
     match event_name {
+        // What CI checks out and builds is the merge commit: its tree holds what the base branch
+        // gained meanwhile (a new variant, say), which the pull request's head does not.
+        "pull_request" if sha.is_some() => Selection::Compare {
+            base: BaseSpec::FirstParent {
+                pr_head: text(&["pull_request", "head", "sha"]),
+            },
+            head: sha.expect("matched").to_owned(),
+        },
         "pull_request" | "pull_request_target" => {
             let head = head_or_sha(text(&["pull_request", "head", "sha"]));
             let branch = text(&["pull_request", "base", "ref"]);
@@ -151,11 +164,34 @@ mod tests {
     const ZERO: &str = "0000000000000000000000000000000000000000";
 
     #[test]
-    fn pull_requests_compare_with_the_merge_base_of_the_current_base_branch() {
+    fn pull_requests_compare_their_merge_commit_with_its_first_parent() {
         let event =
             json!({"pull_request": {"base": {"ref": "main", "sha": A}, "head": {"sha": B}}});
         assert_eq!(
             select("pull_request", &event, Some("ffff")),
+            Selection::Compare {
+                base: BaseSpec::FirstParent {
+                    pr_head: Some(B.into())
+                },
+                head: "ffff".into()
+            }
+        );
+        // pull_request_target runs on the base branch: GITHUB_SHA is no merge commit there.
+        assert!(matches!(
+            select("pull_request_target", &event, Some("ffff")),
+            Selection::Compare {
+                base: BaseSpec::MergeBase { .. },
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn without_a_merge_commit_pull_requests_compare_with_the_merge_base_of_the_base_branch() {
+        let event =
+            json!({"pull_request": {"base": {"ref": "main", "sha": A}, "head": {"sha": B}}});
+        assert_eq!(
+            select("pull_request", &event, None),
             Selection::Compare {
                 base: BaseSpec::MergeBase {
                     branch: "main".into(),
@@ -260,7 +296,7 @@ mod tests {
             Selection::Everything(_)
         ));
         assert!(matches!(
-            select("pull_request", &json!({}), Some(B)),
+            select("pull_request", &json!({}), None),
             Selection::Everything(_)
         ));
     }

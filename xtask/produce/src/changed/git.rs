@@ -162,6 +162,25 @@ impl Git {
         bail!("branch {} cannot be read", super::output::shown(branch))
     }
 
+    /// Parent `n` of commit `rev` (1: the first). A shallow clone is completed first when the
+    /// parent is missing from it.
+    pub fn parent(&mut self, rev: &str, n: u8) -> Result<String> {
+        let spec = format!("{rev}^{n}");
+        if let Some(sha) = self.commit(&spec) {
+            return Ok(sha);
+        }
+        if self.is_shallow() {
+            self.fetch(&["--unshallow"], &[])
+                .context("the clone is shallow and fetching its full history failed")?;
+            self.notes
+                .push("fetched full history (the clone was shallow)".into());
+            if let Some(sha) = self.commit(&spec) {
+                return Ok(sha);
+            }
+        }
+        bail!("commit {} has no parent {n}", short(rev))
+    }
+
     /// The best common ancestor of `a` and `b`. A shallow clone is completed first: a merge base
     /// found in truncated history can be older than the real one.
     pub fn merge_base(&mut self, a: &str, b: &str) -> Result<String> {
@@ -196,6 +215,12 @@ impl Git {
             "--",
         ])?;
         parse_name_status(&out)
+    }
+
+    /// Every symbolic link (mode 120000) in the tree of `rev`, by path.
+    pub fn symlinks_at(&self, rev: &str) -> Result<Vec<String>> {
+        let out = self.output(&["ls-tree", "-r", "-z", "--full-tree", rev])?;
+        parse_symlinks(&out)
     }
 
     /// Variant names whose file exists in the tree of `rev`.
@@ -239,6 +264,21 @@ pub fn parse_name_status(out: &[u8]) -> Result<Vec<Change>> {
         }
     }
     Ok(changes)
+}
+
+/// `git ls-tree -z`: `MODE SP TYPE SP OBJECT TAB PATH NUL`; the paths whose mode is a link.
+pub fn parse_symlinks(out: &[u8]) -> Result<Vec<String>> {
+    let mut links = Vec::new();
+    for record in out.split(|b| *b == 0).filter(|r| !r.is_empty()) {
+        let tab = record
+            .iter()
+            .position(|b| *b == b'\t')
+            .context("git ls-tree output has a record without a path")?;
+        if record.starts_with(b"120000 ") {
+            links.push(String::from_utf8_lossy(&record[tab + 1..]).into_owned());
+        }
+    }
+    Ok(links)
 }
 
 /// A full hexadecimal object id (SHA-1 or SHA-256), the only revisions fetched by name.
@@ -289,6 +329,21 @@ mod tests {
             ]
         );
         assert!(parse_name_status(b"R100\0only-old\0").is_err());
+    }
+
+    #[test]
+    fn links_are_read_from_the_tree_listing() {
+        let out = [
+            "100644 blob aaaa\tdocs/a.md",
+            "120000 blob bbbb\tvariants/g w.json",
+            "040000 tree cccc\tx",
+            "160000 commit dddd\tvendor/up",
+        ]
+        .map(|r| format!("{r}\0"))
+        .concat();
+        let out = out.as_bytes();
+        assert_eq!(parse_symlinks(out).unwrap(), ["variants/g w.json"]);
+        assert!(parse_symlinks(b"120000 blob x\0").is_err());
     }
 
     #[test]

@@ -106,11 +106,12 @@ pub fn matrix(d: &Decision) -> serde_json::Value {
     json!({ "variant": d.variants })
 }
 
-/// Lines appended to `$GITHUB_OUTPUT`: `build`, `variants`, `matrix`, each as a heredoc with
+/// Lines appended to `$GITHUB_OUTPUT`: `build`, `test`, `variants`, `matrix`, each as a heredoc with
 /// `delimiter`. Only booleans and JSON built from variant names, never file names.
 pub fn github_outputs(d: &Decision, delimiter: &str) -> String {
     let values = [
         ("build", d.build.to_string()),
+        ("test", d.test.to_string()),
         (
             "variants",
             serde_json::to_string(&d.variants).expect("names serialize"),
@@ -249,6 +250,7 @@ mod tests {
         assert_eq!(
             out,
             "build<<ghadelimiter_x\ntrue\nghadelimiter_x\n\
+             test<<ghadelimiter_x\ntrue\nghadelimiter_x\n\
              variants<<ghadelimiter_x\n[\"compute\",\"gateway\"]\nghadelimiter_x\n\
              matrix<<ghadelimiter_x\n{\"variant\":[\"compute\",\"gateway\"]}\nghadelimiter_x\n"
         );

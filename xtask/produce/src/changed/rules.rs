@@ -165,6 +165,11 @@ impl Rules {
         (!name.is_empty() && !name.contains('/')).then(|| name.to_owned())
     }
 
+    /// Whether `path` is documentation and nothing else (no build input claims it).
+    pub fn is_docs_only(&self, path: &str) -> bool {
+        self.classifier(&BTreeSet::new()).classify(path) == Class::Docs
+    }
+
     /// The directory variant files live in, for listing them (`variants`).
     pub fn variants_dir(&self) -> &str {
         self.file_prefix.trim_end_matches('/')
@@ -205,6 +210,11 @@ pub struct Classifier<'a> {
 impl Classifier<'_> {
     pub fn classify(&self, path: &str) -> Class {
         let rules = self.rules;
+        // The rules decide nothing about themselves: a change that rewrites them is judged by
+        // the rules it replaces, and builds everything whatever they say.
+        if path == FILE {
+            return Class::Global(FILE.to_owned());
+        }
         if let Some(pattern) = rules.global.iter().find(|p| p.matches_with(path, MATCH)) {
             return Class::Global(pattern.as_str().to_owned());
         }
@@ -325,6 +335,20 @@ mod tests {
             Class::Unknown,
             "a file named docs is not under docs/"
         );
+    }
+
+    #[test]
+    fn the_rules_file_is_global_whatever_the_rules_say() {
+        let r = Rules::parse(
+            r#"{"global": [], "variants": {"file": "variants/{name}.json", "inputs": []},
+                "docs": ["*.json", "**"]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            r.classify(FILE, &BTreeSet::new()),
+            Class::Global(FILE.into())
+        );
+        assert_eq!(r.classify("other.json", &BTreeSet::new()), Class::Docs);
     }
 
     #[test]
