@@ -145,7 +145,7 @@ fn move_release_tags(
     records: &mut [BuildRecord],
 ) -> Result<String> {
     let revision = infra::publish::source_revision(project).context("moved no release tag")?;
-    let default_branch = on_default_branch();
+    let default_branch = on_default_branch(&project.root);
     let tags = release_tags(&plan.talos_version, default_branch);
     let publisher = infra::publish::Publisher::new(project, skopeo);
     // each target its own tags (`aws-v1.13.6`, `rpi_generic-latest`)
@@ -540,7 +540,7 @@ fn publish_only_dry_run(
         runner.note("stage release tags: skipped (--no-release-tags)");
         return Ok(());
     }
-    let tags = release_tags(&plan.talos_version, on_default_branch());
+    let tags = release_tags(&plan.talos_version, on_default_branch(&project.root));
     runner.note(&format!("stage release tags: {}", tags.join(", ")));
     move_release_tags(project, &skopeo, plan, &mut records)
         .context("a real run stops at its release tags stage")?;
@@ -685,7 +685,7 @@ fn dry_run(
         }
     }
     if opts.push {
-        let tags = release_tags(&plan.talos_version, on_default_branch());
+        let tags = release_tags(&plan.talos_version, on_default_branch(&project.root));
         runner.note(&format!(
             "stage release tags (after smoke passed): {}",
             tags.join(", ")

@@ -747,3 +747,104 @@ fn a_locked_build_runs_the_imager_only_by_the_digest_the_lock_pins() {
     );
     assert!(err.contains("not pinned by digest"), "{err}");
 }
+
+/// `build --dry-run --push` of `compute` in `root` with git alone on PATH, outside the workflow
+/// (no GITHUB_REF or GITHUB_SHA) and with `vars`: the dry run checks the default branch as the
+/// real run does before any release tag moves.
+fn dry_run_release(root: &Path, vars: &[(&str, &str)]) -> Output {
+    let mut cmd = xtask(root);
+    cmd.env("PATH", git_only_path())
+        .env_remove("GITHUB_REF")
+        .env_remove("GITHUB_SHA")
+        .env_remove("XTASK_DEFAULT_BRANCH")
+        .args(["build", "--dry-run", "--push", "--registry", "ghcr.io/acme"])
+        .args(["--variant", "compute"])
+        .envs(vars.iter().copied());
+    run(&mut cmd)
+}
+
+/// A repository whose only branch is `master`, with no `origin`: the refs of the default branch
+/// that do not exist are reported as missing (not as commits outside the history, whose fix,
+/// fetching the full history, would not help), with the fix that does; the default branch is
+/// taken from `origin/HEAD` once there is one.
+#[test]
+fn release_tags_name_a_missing_default_branch_as_missing() {
+    let root = temp_dir("release-master-only");
+    copy_repo_data(&root);
+    git(&root, &["init", "-q", "-b", "master"]);
+    commit_all(&root, "the repository's files");
+
+    let out = dry_run_release(&root, &[]);
+    let err = assert_failure(&out, "build --dry-run --push on master, no origin");
+    assert!(
+        err.contains("whether this run's commit")
+            && err.contains("is on the default branch main cannot be established: this checkout has no refs/remotes/origin/main and no refs/heads/main"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "fix: set XTASK_DEFAULT_BRANCH to the branch releases come from, or fetch origin"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("not in this checkout's history"), "{err}");
+    assert!(!err.contains("fetch-depth"), "{err}");
+
+    // named: master's own commit moves the tags
+    let out = dry_run_release(&root, &[("XTASK_DEFAULT_BRANCH", "master")]);
+    assert_success(
+        &out,
+        "build --dry-run --push on master, XTASK_DEFAULT_BRANCH=master",
+    );
+    assert!(
+        stdout(&out).contains("/talos:v1.13.99"),
+        "the version tag shown moving: {}",
+        stdout(&out)
+    );
+
+    // a topic branch without origin: not on master, and no word of origin/master's history
+    git(&root, &["checkout", "-q", "-b", "topic"]);
+    git(
+        &root,
+        &["commit", "-q", "--allow-empty", "-m", "unreviewed"],
+    );
+    let out = dry_run_release(&root, &[("XTASK_DEFAULT_BRANCH", "master")]);
+    let err = assert_failure(&out, "build --dry-run --push on a topic branch, no origin");
+    assert!(
+        err.contains("which is not on the default branch master (refs/heads/master; this checkout has no refs/remotes/origin/master)"),
+        "{err}"
+    );
+
+    // with an origin whose HEAD is master, master is the default branch without being named
+    let origin = root.join("_out/origin.git");
+    git(
+        &root,
+        &[
+            "init",
+            "-q",
+            "--bare",
+            "-b",
+            "master",
+            origin.to_str().unwrap(),
+        ],
+    );
+    git(
+        &root,
+        &["remote", "add", "origin", origin.to_str().unwrap()],
+    );
+    git(&root, &["push", "-q", "origin", "master"]);
+    git(&root, &["fetch", "-q", "origin"]);
+    git(&root, &["remote", "set-head", "origin", "master"]);
+    let out = dry_run_release(&root, &[]);
+    let err = assert_failure(
+        &out,
+        "build --dry-run --push on a topic branch, origin/HEAD master",
+    );
+    assert!(
+        err.contains("which is not on the default branch master (refs/remotes/origin/master, refs/heads/master)"),
+        "{err}"
+    );
+    git(&root, &["checkout", "-q", "master"]);
+    let out = dry_run_release(&root, &[]);
+    assert_success(&out, "build --dry-run --push on master, origin/HEAD master");
+}
