@@ -237,14 +237,18 @@ impl Publisher<'_> {
                 });
                 let name = format!("{}:{tag}", p.image);
                 match verdict {
-                    Verdict::Unsure(why) => unsure.push(format!("{name}: {why}")),
+                    Verdict::Unsure(doubt) => unsure.push(format!(
+                        "{name}: {}\n    fix: {}",
+                        doubt.why(),
+                        doubt.fix(&p.image, tag)
+                    )),
                     v => plan.push((i, tag.clone(), name, v)),
                 }
             }
         }
         anyhow::ensure!(
             unsure.is_empty(),
-            "moved no release tag: whether this run's images (commit {}) are newer than the tagged ones cannot be established:\n  {}\n    fix: fetch the full history (fetch-depth: 0) or, for an image that records no commit, point the tag at a recorded image by hand (`skopeo copy docker://IMAGE@DIGEST docker://IMAGE:TAG`)",
+            "moved no release tag: whether this run's images (commit {}) are newer than the tagged ones cannot be established:\n  {}",
             &revision[..12.min(revision.len())],
             unsure.join("\n  ")
         );
@@ -395,8 +399,55 @@ pub enum Verdict {
     AlreadyThere,
     /// Left alone: it points at a newer commit's image (why).
     Keep(String),
-    /// Ancestry cannot be established (why): the whole release moves nothing.
-    Unsure(String),
+    /// Ancestry cannot be established: the whole release moves nothing.
+    Unsure(Doubt),
+}
+
+/// Why a tag's move cannot be decided; each kind has its own fix.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Doubt {
+    /// The tag could not be read (why).
+    Unreadable(String),
+    /// Its image records no commit, or something that is not a commit id (what it records).
+    NoCommit(String),
+    /// Its image records this commit, neither an ancestor nor a descendant of this run's.
+    Unrelated(String),
+    /// git cannot relate the commit its image records to this run's (the commit, why).
+    NotInHistory(String, String),
+}
+
+impl Doubt {
+    /// What is wrong, for one line after the tag's name.
+    pub fn why(&self) -> String {
+        let short = |id: &str| id.chars().take(12).collect::<String>();
+        match self {
+            Doubt::Unreadable(why) => format!("cannot read it: {why}"),
+            Doubt::NoCommit(what) => format!("its image {what}"),
+            Doubt::Unrelated(rev) => format!(
+                "it points at an image of commit {}, which is neither an ancestor nor a descendant of this run's (released from another branch, or the history was rewritten)",
+                short(rev)
+            ),
+            Doubt::NotInHistory(rev, why) => {
+                format!("the commit {} its image records: {why}", short(rev))
+            }
+        }
+    }
+
+    /// What to do about it, for `image:tag`.
+    pub fn fix(&self, image: &str, tag: &str) -> String {
+        match self {
+            Doubt::Unreadable(_) => format!(
+                "run again once `skopeo inspect --raw docker://{image}:{tag}` reads it (check the registry credentials and that the registry is reachable)"
+            ),
+            Doubt::NoCommit(_) => format!(
+                "point the tag at a recorded image by hand (`skopeo copy docker://{image}@DIGEST docker://{image}:{tag}`, with a digest from a run's summary)"
+            ),
+            Doubt::Unrelated(_) => format!(
+                "point the tag by hand at an image of this history (`skopeo copy docker://{image}@DIGEST docker://{image}:{tag}`) once you have checked it"
+            ),
+            Doubt::NotInHistory(..) => "fetch the full history (fetch-depth: 0), or run where the commit the image records is in the history".to_owned(),
+        }
+    }
 }
 
 /// How two commits relate, as git says.
@@ -420,18 +471,21 @@ pub fn judge(
     let short = |id: &str| id.chars().take(12).collect::<String>();
     match current {
         Current::Absent => Verdict::Move,
-        Current::Unreadable(why) => Verdict::Unsure(format!("cannot read it: {why}")),
+        Current::Unreadable(why) => Verdict::Unsure(Doubt::Unreadable(why.clone())),
         Current::Image { digest: now, .. } if now == digest => Verdict::AlreadyThere,
         Current::Image {
             revision: None,
             digest: now,
-        } => Verdict::Unsure(format!("its image {} records no {REVISION}", short(now))),
+        } => Verdict::Unsure(Doubt::NoCommit(format!(
+            "{} records no {REVISION}",
+            short(now)
+        ))),
         Current::Image {
             revision: Some(rev),
             ..
-        } if !is_commit_id(rev) => Verdict::Unsure(format!(
-            "its image records {REVISION}={rev:?}, not a commit id"
-        )),
+        } if !is_commit_id(rev) => Verdict::Unsure(Doubt::NoCommit(format!(
+            "records {REVISION}={rev:?}, not a commit id"
+        ))),
         Current::Image {
             revision: Some(rev),
             ..
@@ -443,14 +497,10 @@ pub fn judge(
             )),
             // released from outside this history (another branch, a rewritten one): moving
             // it or leaving it would each be a guess
-            Ancestry::NotAncestor { newer: false } => Verdict::Unsure(format!(
-                "it points at an image of commit {}, which is neither an ancestor nor a descendant of this run's (released from another branch, or the history was rewritten)",
-                short(rev)
-            )),
-            Ancestry::Unknown(why) => Verdict::Unsure(format!(
-                "the commit {} its image records: {why}",
-                short(rev)
-            )),
+            Ancestry::NotAncestor { newer: false } => {
+                Verdict::Unsure(Doubt::Unrelated(rev.clone()))
+            }
+            Ancestry::Unknown(why) => Verdict::Unsure(Doubt::NotInHistory(rev.clone(), why)),
         },
     }
 }
@@ -860,10 +910,10 @@ mod tests {
             matches!(&newer, Verdict::Keep(why) if why.contains("newer commit 0123456789ab")),
             "{newer:?}"
         );
-        assert!(matches!(
+        assert_eq!(
             judged(image(Some(C)), Ancestry::NotAncestor { newer: false }),
-            Verdict::Unsure(_)
-        ));
+            Verdict::Unsure(Doubt::Unrelated(C.into()))
+        );
         // Fail closed: whatever cannot be established is Unsure.
         for (current, relation) in [
             (image(Some(C)), Ancestry::Unknown("shallow".into())),
@@ -877,6 +927,51 @@ mod tests {
                 "{current:?}: {verdict:?}"
             );
         }
+    }
+
+    /// Each kind of doubt says what is wrong and its own fix: an unrelated commit is not fixed by
+    /// fetching history, nor by pointing the tag at "a recorded image".
+    #[test]
+    fn each_doubt_has_its_own_fix() {
+        let image = |revision: Option<&str>| Current::Image {
+            digest: "sha256:old".into(),
+            revision: revision.map(str::to_owned),
+        };
+        let doubt = |current: Current, relation: Ancestry| match judged(current, relation) {
+            Verdict::Unsure(doubt) => doubt,
+            other => panic!("not unsure: {other:?}"),
+        };
+        let fix = |d: &Doubt| d.fix("reg/acme/talos", "latest");
+        let unrelated = doubt(image(Some(C)), Ancestry::NotAncestor { newer: false });
+        assert!(
+            unrelated
+                .why()
+                .contains("commit 0123456789ab, which is neither an ancestor nor a descendant"),
+            "{}",
+            unrelated.why()
+        );
+        assert_eq!(
+            fix(&unrelated),
+            "point the tag by hand at an image of this history (`skopeo copy docker://reg/acme/talos@DIGEST docker://reg/acme/talos:latest`) once you have checked it"
+        );
+        let none = doubt(image(None), Ancestry::Ancestor);
+        assert!(none
+            .why()
+            .contains("records no org.opencontainers.image.revision"));
+        assert!(fix(&none).starts_with("point the tag at a recorded image by hand"));
+        let shallow = doubt(
+            image(Some(C)),
+            Ancestry::Unknown("not in this checkout's history".into()),
+        );
+        assert!(shallow.why().contains("not in this checkout's history"));
+        assert!(fix(&shallow).starts_with("fetch the full history (fetch-depth: 0)"));
+        let unreadable = doubt(Current::Unreadable("401".into()), Ancestry::Ancestor);
+        assert!(fix(&unreadable).contains("skopeo inspect --raw docker://reg/acme/talos:latest"));
+        let fixes = [&unrelated, &none, &shallow, &unreadable].map(fix);
+        for (i, a) in fixes.iter().enumerate() {
+            assert!(!fixes[i + 1..].contains(a), "the same fix twice: {a}");
+        }
+        assert!(!fix(&unrelated).contains("fetch"), "{}", fix(&unrelated));
     }
 
     #[test]

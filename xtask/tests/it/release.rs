@@ -206,6 +206,15 @@ fn release_tags_move_forward_only_across_docs_commits_and_late_older_runs() {
         )),
         "{text}"
     );
+    // its fix is its own: fetching history or a "recorded image" would not help
+    assert!(
+        text.contains(&format!(
+            "fix: point the tag by hand at an image of this history (`skopeo copy docker://{0}/{REPO}@DIGEST docker://{0}/{REPO}:latest`) once you have checked it",
+            env.registry.addr
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("fetch-depth"), "{text}");
     assert_eq!(
         tagged(&env, "latest").unwrap(),
         before,
@@ -237,6 +246,10 @@ fn release_tags_fail_closed_when_ancestry_cannot_be_established() {
         "{text}"
     );
     assert!(text.contains("not in this checkout"), "{text}");
+    assert!(
+        text.contains("fix: fetch the full history (fetch-depth: 0)"),
+        "{text}"
+    );
     for tag in ["latest", "demo-stable"] {
         assert_eq!(tagged(&env, tag).unwrap(), before, "{tag} moved");
     }
