@@ -467,6 +467,23 @@ fn the_publish_job_pushes_only_smoke_tested_recorded_outputs_then_moves_tags() {
     assert!(env.registry.tags(REPO).is_empty(), "nothing pushed");
     git(&env.root, &["reset", "-q", "--hard", &head]);
 
+    // A record without `revision` (as an older xtask wrote them, for a clean commit too) is not
+    // called a build of uncommitted changes: it records no commit, and that is all it says.
+    let mut edited: serde_json::Value = serde_json::from_slice(&recorded).unwrap();
+    edited.as_object_mut().unwrap().remove("revision");
+    std::fs::write(&record, serde_json::to_vec(&edited).unwrap()).unwrap();
+    let out = ci(&env, &["--publish-only", "--no-release-tags"], &[]);
+    let err = assert_failure(&out, "ci --publish-only of a record without revision");
+    assert!(
+        err.contains(&format!(
+            "`revision`: it records no commit (built from uncommitted changes, outside git, or by an older xtask), but the checkout is commit {}",
+            &head[..12]
+        )),
+        "{err}"
+    );
+    assert!(env.registry.tags(REPO).is_empty(), "nothing pushed");
+    std::fs::write(&record, &recorded).unwrap();
+
     // A record that is not a build of the variant as the lock has it (here: no extensions; a
     // build from an older lock or variant file alike) is refused naming the field.
     let mut edited: serde_json::Value = serde_json::from_slice(&recorded).unwrap();
