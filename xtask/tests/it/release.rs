@@ -878,3 +878,34 @@ fn release_tags_name_a_missing_default_branch_as_missing() {
     let out = dry_run_release(&root, &[]);
     assert_success(&out, "build --dry-run --push on master, origin/HEAD master");
 }
+
+/// The pages say which refs count as the default branch as `check_release_ref` decides it: a tag
+/// run's commit must be in `origin/<default>` (a local branch of that name proves nothing about
+/// what was reviewed); only other runs count the local `<default>` too.
+#[test]
+fn the_docs_say_a_tag_run_counts_origin_only() {
+    let page = |name: &str| {
+        let text = std::fs::read_to_string(repo_root().join("docs").join(name)).unwrap();
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    let release = page("release.md");
+    assert!(
+        release.contains("a tag run's commit must be in `origin/<default>`, any other run's in `origin/<default>` or the local `<default>`"),
+        "docs/release.md, the table of verdicts"
+    );
+    assert!(
+        release.contains("A tag run counts `origin/<default>` only"),
+        "docs/release.md, release tags from the default branch only"
+    );
+    let smoke = page("smoke.md");
+    assert!(
+        smoke.contains("for a tag push, `origin/<default>`; for any other run, `origin/<default>` or the local `<default>`"),
+        "docs/smoke.md, after the table of stages"
+    );
+    for (name, text) in [("release.md", &release), ("smoke.md", &smoke)] {
+        assert!(
+            text.contains("the branch `origin/HEAD` names"),
+            "docs/{name}: the default branch without XTASK_DEFAULT_BRANCH"
+        );
+    }
+}
