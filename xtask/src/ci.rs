@@ -145,7 +145,7 @@ fn move_release_tags(
     records: &mut [BuildRecord],
 ) -> Result<String> {
     let revision = infra::publish::source_revision(project).context("moved no release tag")?;
-    let default_branch = on_default_branch();
+    let default_branch = on_default_branch(&project.root);
     let tags = release_tags(&plan.talos_version, default_branch);
     let publisher = infra::publish::Publisher::new(project, skopeo);
     // each target its own tags (`aws-v1.13.6`, `rpi_generic-latest`)
@@ -422,14 +422,9 @@ fn smoke_tested_records(
                 record.talos_version, plan.talos_version
             ));
         } else if record.revision.as_deref() != revision {
-            let commit = |r: Option<&str>| match r {
-                Some(r) => format!("commit {}", &r[..12.min(r.len())]),
-                None => "uncommitted changes".to_owned(),
-            };
             problems.push(format!(
-                "{shown}: `revision`: built from {}, but the checkout is {}: its images would record a commit they were not built from; {rebuild}",
-                commit(record.revision.as_deref()),
-                commit(revision)
+                "{shown}: `revision`: {}: its images would record a commit they were not built from; {rebuild}",
+                revision_mismatch(record.revision.as_deref(), revision)
             ));
         } else {
             let stale =
@@ -455,6 +450,21 @@ fn smoke_tested_records(
             all.join("\n  ")
         ),
     }
+}
+
+/// Why a record's `revision` is not the checkout's commit (`None`: no commit).
+fn revision_mismatch(recorded: Option<&str>, checkout: Option<&str>) -> String {
+    let short = |r: &str| r[..12.min(r.len())].to_owned();
+    let built = match recorded {
+        Some(r) => format!("built from commit {}", short(r)),
+        // records before `revision` existed carry none either
+        None => "it records no commit (built from uncommitted changes, outside git, or by an older xtask)".to_owned(),
+    };
+    let checkout = match checkout {
+        Some(r) => format!("commit {}", short(r)),
+        None => "no commit (uncommitted changes, or not a git checkout)".to_owned(),
+    };
+    format!("{built}, but the checkout is {checkout}")
 }
 
 /// The publish stage's pushes, through `skopeo`'s runner: each recorded archive by digest (after
@@ -548,7 +558,7 @@ fn publish_only_dry_run(
         runner.note("stage release tags: skipped (--no-release-tags)");
         return Ok(());
     }
-    let tags = release_tags(&plan.talos_version, on_default_branch());
+    let tags = release_tags(&plan.talos_version, on_default_branch(&project.root));
     runner.note(&format!("stage release tags: {}", tags.join(", ")));
     move_release_tags(project, &skopeo, plan, &mut records)
         .context("a real run stops at its release tags stage")?;
@@ -693,7 +703,7 @@ fn dry_run(
         }
     }
     if opts.push {
-        let tags = release_tags(&plan.talos_version, on_default_branch());
+        let tags = release_tags(&plan.talos_version, on_default_branch(&project.root));
         runner.note(&format!(
             "stage release tags (after smoke passed): {}",
             tags.join(", ")
@@ -1045,6 +1055,25 @@ mod tests {
         }
         assert!(Cli::try_parse_from(["ci", "--publish-only", "--no-release-tags"]).is_ok());
         assert!(Cli::try_parse_from(["ci", "--no-boot"]).is_ok());
+    }
+
+    /// A record written before records carried `revision` is not called a build of uncommitted
+    /// changes: it may be one of a clean commit by an older xtask.
+    #[test]
+    fn a_record_without_a_revision_is_said_to_record_no_commit() {
+        let c = "0123456789abcdef0123456789abcdef01234567";
+        assert_eq!(
+            revision_mismatch(None, Some(c)),
+            "it records no commit (built from uncommitted changes, outside git, or by an older xtask), but the checkout is commit 0123456789ab"
+        );
+        assert_eq!(
+            revision_mismatch(Some(c), None),
+            "built from commit 0123456789ab, but the checkout is no commit (uncommitted changes, or not a git checkout)"
+        );
+        assert_eq!(
+            revision_mismatch(Some(c), Some("fedcba9876543210fedcba9876543210fedcba98")),
+            "built from commit 0123456789ab, but the checkout is commit fedcba987654"
+        );
     }
 
     #[test]

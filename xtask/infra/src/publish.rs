@@ -237,14 +237,18 @@ impl Publisher<'_> {
                 });
                 let name = format!("{}:{tag}", p.image);
                 match verdict {
-                    Verdict::Unsure(why) => unsure.push(format!("{name}: {why}")),
+                    Verdict::Unsure(doubt) => unsure.push(format!(
+                        "{name}: {}\n    fix: {}",
+                        doubt.why(),
+                        doubt.fix(&p.image, tag)
+                    )),
                     v => plan.push((i, tag.clone(), name, v)),
                 }
             }
         }
         anyhow::ensure!(
             unsure.is_empty(),
-            "moved no release tag: whether this run's images (commit {}) are newer than the tagged ones cannot be established:\n  {}\n    fix: fetch the full history (fetch-depth: 0) or, for an image that records no commit, point the tag at a recorded image by hand (`skopeo copy docker://IMAGE@DIGEST docker://IMAGE:TAG`)",
+            "moved no release tag: whether this run's images (commit {}) are newer than the tagged ones cannot be established:\n  {}",
             &revision[..12.min(revision.len())],
             unsure.join("\n  ")
         );
@@ -395,8 +399,55 @@ pub enum Verdict {
     AlreadyThere,
     /// Left alone: it points at a newer commit's image (why).
     Keep(String),
-    /// Ancestry cannot be established (why): the whole release moves nothing.
-    Unsure(String),
+    /// Ancestry cannot be established: the whole release moves nothing.
+    Unsure(Doubt),
+}
+
+/// Why a tag's move cannot be decided; each kind has its own fix.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Doubt {
+    /// The tag could not be read (why).
+    Unreadable(String),
+    /// Its image records no commit, or something that is not a commit id (what it records).
+    NoCommit(String),
+    /// Its image records this commit, neither an ancestor nor a descendant of this run's.
+    Unrelated(String),
+    /// git cannot relate the commit its image records to this run's (the commit, why).
+    NotInHistory(String, String),
+}
+
+impl Doubt {
+    /// What is wrong, for one line after the tag's name.
+    pub fn why(&self) -> String {
+        let short = |id: &str| id.chars().take(12).collect::<String>();
+        match self {
+            Doubt::Unreadable(why) => format!("cannot read it: {why}"),
+            Doubt::NoCommit(what) => format!("its image {what}"),
+            Doubt::Unrelated(rev) => format!(
+                "it points at an image of commit {}, which is neither an ancestor nor a descendant of this run's (released from another branch, or the history was rewritten)",
+                short(rev)
+            ),
+            Doubt::NotInHistory(rev, why) => {
+                format!("the commit {} its image records: {why}", short(rev))
+            }
+        }
+    }
+
+    /// What to do about it, for `image:tag`.
+    pub fn fix(&self, image: &str, tag: &str) -> String {
+        match self {
+            Doubt::Unreadable(_) => format!(
+                "run again once `skopeo inspect --raw docker://{image}:{tag}` reads it (check the registry credentials and that the registry is reachable)"
+            ),
+            Doubt::NoCommit(_) => format!(
+                "point the tag at a recorded image by hand (`skopeo copy docker://{image}@DIGEST docker://{image}:{tag}`, with a digest from a run's summary)"
+            ),
+            Doubt::Unrelated(_) => format!(
+                "point the tag by hand at an image of this history (`skopeo copy docker://{image}@DIGEST docker://{image}:{tag}`) once you have checked it"
+            ),
+            Doubt::NotInHistory(..) => "fetch the full history (fetch-depth: 0), or run where the commit the image records is in the history".to_owned(),
+        }
+    }
 }
 
 /// How two commits relate, as git says.
@@ -420,18 +471,21 @@ pub fn judge(
     let short = |id: &str| id.chars().take(12).collect::<String>();
     match current {
         Current::Absent => Verdict::Move,
-        Current::Unreadable(why) => Verdict::Unsure(format!("cannot read it: {why}")),
+        Current::Unreadable(why) => Verdict::Unsure(Doubt::Unreadable(why.clone())),
         Current::Image { digest: now, .. } if now == digest => Verdict::AlreadyThere,
         Current::Image {
             revision: None,
             digest: now,
-        } => Verdict::Unsure(format!("its image {} records no {REVISION}", short(now))),
+        } => Verdict::Unsure(Doubt::NoCommit(format!(
+            "{} records no {REVISION}",
+            short(now)
+        ))),
         Current::Image {
             revision: Some(rev),
             ..
-        } if !is_commit_id(rev) => Verdict::Unsure(format!(
-            "its image records {REVISION}={rev:?}, not a commit id"
-        )),
+        } if !is_commit_id(rev) => Verdict::Unsure(Doubt::NoCommit(format!(
+            "records {REVISION}={rev:?}, not a commit id"
+        ))),
         Current::Image {
             revision: Some(rev),
             ..
@@ -443,14 +497,10 @@ pub fn judge(
             )),
             // released from outside this history (another branch, a rewritten one): moving
             // it or leaving it would each be a guess
-            Ancestry::NotAncestor { newer: false } => Verdict::Unsure(format!(
-                "it points at an image of commit {}, which is neither an ancestor nor a descendant of this run's (released from another branch, or the history was rewritten)",
-                short(rev)
-            )),
-            Ancestry::Unknown(why) => Verdict::Unsure(format!(
-                "the commit {} its image records: {why}",
-                short(rev)
-            )),
+            Ancestry::NotAncestor { newer: false } => {
+                Verdict::Unsure(Doubt::Unrelated(rev.clone()))
+            }
+            Ancestry::Unknown(why) => Verdict::Unsure(Doubt::NotInHistory(rev.clone(), why)),
         },
     }
 }
@@ -533,27 +583,74 @@ fn uncommitted(root: &Utf8Path) -> Result<Vec<String>> {
 }
 
 /// The default branch: `$XTASK_DEFAULT_BRANCH` (the workflow passes the repository's, and on a
-/// scheduled run, whose event names no repository, that run's branch), else `main`.
-fn default_branch(named: Option<&str>) -> &str {
-    named.filter(|b| !b.is_empty()).unwrap_or("main")
+/// scheduled run, whose event names no repository, that run's branch), else the branch
+/// `origin/HEAD` names in this checkout (`origin_head`, as `git symbolic-ref --short` prints it),
+/// else `main`.
+fn default_branch(named: Option<&str>, origin_head: Option<&str>) -> String {
+    let remote = origin_head
+        .and_then(|head| head.strip_prefix("origin/"))
+        .filter(|b| !b.is_empty());
+    named
+        .filter(|b| !b.is_empty())
+        .or(remote)
+        .unwrap_or("main")
+        .to_owned()
 }
 
-/// Whether this is a workflow run of the default branch (`GITHUB_REF`); floating tags move only
-/// from one.
-pub fn on_default_branch() -> bool {
+/// The default branch of the checkout at `root` (see [`default_branch`]).
+pub fn default_branch_at(root: &Utf8Path) -> String {
+    let named = std::env::var("XTASK_DEFAULT_BRANCH").ok();
+    if let Some(named) = named.as_deref().filter(|b| !b.is_empty()) {
+        return named.to_owned();
+    }
+    let head = crate::git::at(root)
+        .args(["symbolic-ref", "-q", "--short", "refs/remotes/origin/HEAD"])
+        .read()
+        .ok();
+    default_branch(None, head.as_deref())
+}
+
+/// Whether this is a workflow run of the default branch (`GITHUB_REF`; the default branch as
+/// [`check_release_ref`] takes it, from the checkout at `root`); floating tags move only from one.
+pub fn on_default_branch(root: &Utf8Path) -> bool {
     is_default_branch(
         &std::env::var("GITHUB_REF").unwrap_or_default(),
-        std::env::var("XTASK_DEFAULT_BRANCH").ok().as_deref(),
+        &default_branch_at(root),
     )
 }
 
-fn is_default_branch(reference: &str, default: Option<&str>) -> bool {
-    reference.strip_prefix("refs/heads/") == Some(default_branch(default))
+fn is_default_branch(reference: &str, default: &str) -> bool {
+    reference.strip_prefix("refs/heads/") == Some(default)
 }
 
-/// Release tags name reviewed images only: this run's commit must be on the default branch. A
-/// workflow run of that branch is (`GITHUB_REF`); a tag run's commit must be in
-/// `origin/<default>`; any other run's (a topic branch, a local `build --push`) in
+/// Whether `reference` names a commit in the repository at `root` (`git rev-parse --verify`).
+fn ref_exists(root: &Utf8Path, reference: &str) -> Result<bool> {
+    let out = crate::git::at(root)
+        .args(["rev-parse", "--verify", "-q"])
+        .arg(format!("{reference}^{{commit}}"))
+        .output()?;
+    match out.status.code() {
+        Some(0) => Ok(true),
+        Some(1) => Ok(false),
+        _ => anyhow::bail!(
+            "`git rev-parse --verify {reference}` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+    }
+}
+
+/// Where a candidate ref of the default branch stands to this run's commit.
+#[derive(Clone)]
+enum OnRef {
+    /// This checkout has no such ref.
+    Missing,
+    /// It exists; how this run's commit relates to it.
+    Exists(Ancestry),
+}
+
+/// Release tags name reviewed images only: this run's commit must be on the default branch
+/// ([`default_branch_at`]). A workflow run of that branch is (`GITHUB_REF`); a tag run's commit
+/// must be in `origin/<default>`; any other run's (a topic branch, a local `build --push`) in
 /// `origin/<default>` or the local `<default>`. With `GITHUB_SHA` set, the checkout must be that
 /// commit.
 pub fn check_release_ref(root: &Utf8Path, revision: &str) -> Result<()> {
@@ -564,38 +661,83 @@ pub fn check_release_ref(root: &Utf8Path, revision: &str) -> Result<()> {
         );
     }
     let reference = std::env::var("GITHUB_REF").unwrap_or_default();
-    let named = std::env::var("XTASK_DEFAULT_BRANCH").ok();
-    let default = default_branch(named.as_deref());
-    if is_default_branch(&reference, named.as_deref()) {
+    let default = default_branch_at(root);
+    if is_default_branch(&reference, &default) {
         return Ok(());
     }
-    let tag_run = reference.starts_with("refs/tags/");
-    let mut branches = vec![format!("refs/remotes/origin/{default}")];
-    if !tag_run {
-        branches.push(format!("refs/heads/{default}"));
+    let mut found = Vec::new();
+    for branch in candidate_refs(&reference, &default) {
+        let state = match ref_exists(root, &branch) {
+            Ok(false) => OnRef::Missing,
+            Ok(true) => OnRef::Exists(ancestry(root, revision, &branch)),
+            Err(err) => OnRef::Exists(Ancestry::Unknown(format!("{err:#}"))),
+        };
+        found.push((branch, state));
     }
-    let mut unknown = Vec::new();
-    for branch in &branches {
-        match ancestry(root, revision, branch) {
-            Ancestry::Ancestor => return Ok(()),
-            Ancestry::NotAncestor { .. } => {}
-            Ancestry::Unknown(why) => unknown.push(format!("{branch}: {why}")),
+    release_ref_verdict(&reference, revision, &default, &found)
+}
+
+/// The refs whose history must contain this run's commit: `origin/<default>` alone for a tag run,
+/// else the local `<default>` too.
+fn candidate_refs(reference: &str, default: &str) -> Vec<String> {
+    let mut refs = vec![format!("refs/remotes/origin/{default}")];
+    if !reference.starts_with("refs/tags/") {
+        refs.push(format!("refs/heads/{default}"));
+    }
+    refs
+}
+
+/// Decides [`check_release_ref`] from what each candidate ref is to this run's commit.
+fn release_ref_verdict(
+    reference: &str,
+    revision: &str,
+    default: &str,
+    found: &[(String, OnRef)],
+) -> Result<()> {
+    let (mut missing, mut not_on, mut unknown) = (Vec::new(), Vec::new(), Vec::new());
+    for (branch, state) in found {
+        match state {
+            OnRef::Exists(Ancestry::Ancestor) => return Ok(()),
+            OnRef::Exists(Ancestry::NotAncestor { .. }) => not_on.push(branch.as_str()),
+            OnRef::Exists(Ancestry::Unknown(why)) => unknown.push(format!("{branch}: {why}")),
+            OnRef::Missing => missing.push(branch.as_str()),
         }
     }
     let short = &revision[..12.min(revision.len())];
+    let tag_run = reference.starts_with("refs/tags/");
     let what = match tag_run {
         true => format!("{reference} points at {short}"),
         false => format!("this run's commit {short}"),
     };
-    if unknown.len() == branches.len() {
+    let fetch = match tag_run {
+        true => format!(
+            "fetch origin (`git fetch origin {default}`; a tag run counts origin/{default} only)"
+        ),
+        false => format!("fetch origin (`git fetch origin {default}`)"),
+    };
+    if not_on.is_empty() && unknown.is_empty() {
         anyhow::bail!(
-            "moved no release tag: whether {what} is on the default branch {default} cannot be established:\n  {}\n    fix: fetch {default} (fetch-depth: 0), or set XTASK_DEFAULT_BRANCH to the branch releases come from",
+            "moved no release tag: whether {what} is on the default branch {default} cannot be established: this checkout has no {}\n    fix: set XTASK_DEFAULT_BRANCH to the branch releases come from, or {fetch}",
+            missing.join(" and no ")
+        );
+    }
+    let absent = match missing.as_slice() {
+        [] => String::new(),
+        refs => format!("; this checkout has no {}", refs.join(" and no ")),
+    };
+    if not_on.is_empty() {
+        anyhow::bail!(
+            "moved no release tag: whether {what} is on the default branch {default} cannot be established{absent}:\n  {}\n    fix: fetch the full history of {default} (fetch-depth: 0), or set XTASK_DEFAULT_BRANCH to the branch releases come from",
             unknown.join("\n  ")
         );
     }
+    let unknown = match unknown.as_slice() {
+        [] => String::new(),
+        lines => format!("\n  {}", lines.join("\n  ")),
+    };
     anyhow::bail!(
-        "moved no release tag: {what}, which is not on the default branch {default} ({}): release tags name reviewed images only; the images are pushed under their build-unique tag\n    fix: merge it into {default} and publish from there, or set XTASK_DEFAULT_BRANCH to the branch releases come from",
-        branches.join(", ")
+        "moved no release tag: {what}, which is not on the default branch {default} ({}{absent}): release tags name reviewed images only; the images are pushed under their build-unique tag{unknown}\n    fix: merge it into {default} and publish from there, or set XTASK_DEFAULT_BRANCH to the branch releases come from",
+        not_on.join(", ")
     )
 }
 
@@ -613,7 +755,7 @@ pub fn ancestry(root: &Utf8Path, recorded: &str, this: &str) -> Ancestry {
             Ancestry::NotAncestor { newer }
         }
         Ok(out) => Ancestry::Unknown(format!(
-            "not in this checkout's history (`git merge-base --is-ancestor` said: {}); fetch the full history (fetch-depth: 0)",
+            "not in this checkout's history (`git merge-base --is-ancestor` said: {})",
             String::from_utf8_lossy(&out.stderr).trim()
         )),
         Err(err) => Ancestry::Unknown(format!("running git: {err:#}")),
@@ -665,17 +807,89 @@ mod tests {
     const C: &str = "0123456789abcdef0123456789abcdef01234567";
 
     #[test]
-    fn floating_tags_follow_the_named_default_branch_or_main() {
-        assert!(is_default_branch("refs/heads/main", None));
-        assert!(
-            is_default_branch("refs/heads/main", Some("")),
-            "scheduled runs"
+    fn the_default_branch_is_the_named_one_else_origin_head_else_main() {
+        assert_eq!(default_branch(None, None), "main");
+        assert_eq!(default_branch(Some(""), None), "main", "scheduled runs");
+        assert_eq!(default_branch(Some("trunk"), None), "trunk");
+        assert_eq!(default_branch(None, Some("origin/master")), "master");
+        assert_eq!(default_branch(Some(""), Some("origin/master")), "master");
+        assert_eq!(
+            default_branch(Some("trunk"), Some("origin/master")),
+            "trunk"
         );
-        assert!(is_default_branch("refs/heads/trunk", Some("trunk")));
-        assert!(!is_default_branch("refs/heads/main", Some("trunk")));
-        assert!(!is_default_branch("refs/tags/main", None));
-        assert!(!is_default_branch("refs/heads/topic", None));
-        assert!(!is_default_branch("", None));
+        assert_eq!(default_branch(None, Some("origin/")), "main");
+        assert_eq!(default_branch(None, Some("upstream/master")), "main");
+    }
+
+    #[test]
+    fn floating_tags_follow_the_default_branch() {
+        assert!(is_default_branch("refs/heads/main", "main"));
+        assert!(is_default_branch("refs/heads/trunk", "trunk"));
+        assert!(!is_default_branch("refs/heads/main", "trunk"));
+        assert!(!is_default_branch("refs/tags/main", "main"));
+        assert!(!is_default_branch("refs/heads/topic", "main"));
+        assert!(!is_default_branch("", "main"));
+    }
+
+    #[test]
+    fn a_missing_default_branch_ref_is_reported_missing_not_as_history() {
+        let origin = "refs/remotes/origin/master".to_owned();
+        let local = "refs/heads/master".to_owned();
+        assert_eq!(
+            candidate_refs("refs/tags/v1", "master"),
+            std::slice::from_ref(&origin),
+            "a tag run counts origin only"
+        );
+        assert_eq!(
+            candidate_refs("", "master"),
+            [origin.clone(), local.clone()]
+        );
+        let verdict = |found: &[(String, OnRef)]| {
+            release_ref_verdict("", C, "master", found).map_err(|e| format!("{e:#}"))
+        };
+        // every candidate missing: said so, with the fix
+        let err = verdict(&[
+            (origin.clone(), OnRef::Missing),
+            (local.clone(), OnRef::Missing),
+        ])
+        .unwrap_err();
+        assert!(
+            err.contains(
+                "this checkout has no refs/remotes/origin/master and no refs/heads/master"
+            ),
+            "{err}"
+        );
+        assert!(err.contains("fix: set XTASK_DEFAULT_BRANCH"), "{err}");
+        assert!(err.contains("git fetch origin master"), "{err}");
+        assert!(!err.contains("history"), "{err}");
+        // one missing, the other exists without the commit: not on the one that exists only
+        let err = verdict(&[
+            (origin.clone(), OnRef::Missing),
+            (
+                local.clone(),
+                OnRef::Exists(Ancestry::NotAncestor { newer: false }),
+            ),
+        ])
+        .unwrap_err();
+        assert!(
+            err.contains("which is not on the default branch master (refs/heads/master; this checkout has no refs/remotes/origin/master)"),
+            "{err}"
+        );
+        // one missing, the other contains it
+        assert!(verdict(&[
+            (origin.clone(), OnRef::Missing),
+            (local.clone(), OnRef::Exists(Ancestry::Ancestor)),
+        ])
+        .is_ok());
+        // a tag run: origin alone, and missing
+        let err = release_ref_verdict("refs/tags/v1", C, "master", &[(origin, OnRef::Missing)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("whether refs/tags/v1 points at 0123456789ab is on the default branch master cannot be established: this checkout has no refs/remotes/origin/master"),
+            "{err}"
+        );
+        assert!(err.contains("a tag run counts origin/master only"), "{err}");
     }
 
     #[test]
@@ -696,10 +910,10 @@ mod tests {
             matches!(&newer, Verdict::Keep(why) if why.contains("newer commit 0123456789ab")),
             "{newer:?}"
         );
-        assert!(matches!(
+        assert_eq!(
             judged(image(Some(C)), Ancestry::NotAncestor { newer: false }),
-            Verdict::Unsure(_)
-        ));
+            Verdict::Unsure(Doubt::Unrelated(C.into()))
+        );
         // Fail closed: whatever cannot be established is Unsure.
         for (current, relation) in [
             (image(Some(C)), Ancestry::Unknown("shallow".into())),
@@ -713,6 +927,51 @@ mod tests {
                 "{current:?}: {verdict:?}"
             );
         }
+    }
+
+    /// Each kind of doubt says what is wrong and its own fix: an unrelated commit is not fixed by
+    /// fetching history, nor by pointing the tag at "a recorded image".
+    #[test]
+    fn each_doubt_has_its_own_fix() {
+        let image = |revision: Option<&str>| Current::Image {
+            digest: "sha256:old".into(),
+            revision: revision.map(str::to_owned),
+        };
+        let doubt = |current: Current, relation: Ancestry| match judged(current, relation) {
+            Verdict::Unsure(doubt) => doubt,
+            other => panic!("not unsure: {other:?}"),
+        };
+        let fix = |d: &Doubt| d.fix("reg/acme/talos", "latest");
+        let unrelated = doubt(image(Some(C)), Ancestry::NotAncestor { newer: false });
+        assert!(
+            unrelated
+                .why()
+                .contains("commit 0123456789ab, which is neither an ancestor nor a descendant"),
+            "{}",
+            unrelated.why()
+        );
+        assert_eq!(
+            fix(&unrelated),
+            "point the tag by hand at an image of this history (`skopeo copy docker://reg/acme/talos@DIGEST docker://reg/acme/talos:latest`) once you have checked it"
+        );
+        let none = doubt(image(None), Ancestry::Ancestor);
+        assert!(none
+            .why()
+            .contains("records no org.opencontainers.image.revision"));
+        assert!(fix(&none).starts_with("point the tag at a recorded image by hand"));
+        let shallow = doubt(
+            image(Some(C)),
+            Ancestry::Unknown("not in this checkout's history".into()),
+        );
+        assert!(shallow.why().contains("not in this checkout's history"));
+        assert!(fix(&shallow).starts_with("fetch the full history (fetch-depth: 0)"));
+        let unreadable = doubt(Current::Unreadable("401".into()), Ancestry::Ancestor);
+        assert!(fix(&unreadable).contains("skopeo inspect --raw docker://reg/acme/talos:latest"));
+        let fixes = [&unrelated, &none, &shallow, &unreadable].map(fix);
+        for (i, a) in fixes.iter().enumerate() {
+            assert!(!fixes[i + 1..].contains(a), "the same fix twice: {a}");
+        }
+        assert!(!fix(&unrelated).contains("fetch"), "{}", fix(&unrelated));
     }
 
     #[test]

@@ -206,6 +206,15 @@ fn release_tags_move_forward_only_across_docs_commits_and_late_older_runs() {
         )),
         "{text}"
     );
+    // its fix is its own: fetching history or a "recorded image" would not help
+    assert!(
+        text.contains(&format!(
+            "fix: point the tag by hand at an image of this history (`skopeo copy docker://{0}/{REPO}@DIGEST docker://{0}/{REPO}:latest`) once you have checked it",
+            env.registry.addr
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("fetch-depth"), "{text}");
     assert_eq!(
         tagged(&env, "latest").unwrap(),
         before,
@@ -237,6 +246,10 @@ fn release_tags_fail_closed_when_ancestry_cannot_be_established() {
         "{text}"
     );
     assert!(text.contains("not in this checkout"), "{text}");
+    assert!(
+        text.contains("fix: fetch the full history (fetch-depth: 0)"),
+        "{text}"
+    );
     for tag in ["latest", "demo-stable"] {
         assert_eq!(tagged(&env, tag).unwrap(), before, "{tag} moved");
     }
@@ -453,6 +466,23 @@ fn the_publish_job_pushes_only_smoke_tested_recorded_outputs_then_moves_tags() {
     }
     assert!(env.registry.tags(REPO).is_empty(), "nothing pushed");
     git(&env.root, &["reset", "-q", "--hard", &head]);
+
+    // A record without `revision` (as an older xtask wrote them, for a clean commit too) is not
+    // called a build of uncommitted changes: it records no commit, and that is all it says.
+    let mut edited: serde_json::Value = serde_json::from_slice(&recorded).unwrap();
+    edited.as_object_mut().unwrap().remove("revision");
+    std::fs::write(&record, serde_json::to_vec(&edited).unwrap()).unwrap();
+    let out = ci(&env, &["--publish-only", "--no-release-tags"], &[]);
+    let err = assert_failure(&out, "ci --publish-only of a record without revision");
+    assert!(
+        err.contains(&format!(
+            "`revision`: it records no commit (built from uncommitted changes, outside git, or by an older xtask), but the checkout is commit {}",
+            &head[..12]
+        )),
+        "{err}"
+    );
+    assert!(env.registry.tags(REPO).is_empty(), "nothing pushed");
+    std::fs::write(&record, &recorded).unwrap();
 
     // A record that is not a build of the variant as the lock has it (here: no extensions; a
     // build from an older lock or variant file alike) is refused naming the field.
@@ -746,4 +776,136 @@ fn a_locked_build_runs_the_imager_only_by_the_digest_the_lock_pins() {
         "build --locked --dry-run with the imager pinned by tag only",
     );
     assert!(err.contains("not pinned by digest"), "{err}");
+}
+
+/// `build --dry-run --push` of `compute` in `root` with git alone on PATH, outside the workflow
+/// (no GITHUB_REF or GITHUB_SHA) and with `vars`: the dry run checks the default branch as the
+/// real run does before any release tag moves.
+fn dry_run_release(root: &Path, vars: &[(&str, &str)]) -> Output {
+    let mut cmd = xtask(root);
+    cmd.env("PATH", git_only_path())
+        .env_remove("GITHUB_REF")
+        .env_remove("GITHUB_SHA")
+        .env_remove("XTASK_DEFAULT_BRANCH")
+        .args(["build", "--dry-run", "--push", "--registry", "ghcr.io/acme"])
+        .args(["--variant", "compute"])
+        .envs(vars.iter().copied());
+    run(&mut cmd)
+}
+
+/// A repository whose only branch is `master`, with no `origin`: the refs of the default branch
+/// that do not exist are reported as missing (not as commits outside the history, whose fix,
+/// fetching the full history, would not help), with the fix that does; the default branch is
+/// taken from `origin/HEAD` once there is one.
+#[test]
+fn release_tags_name_a_missing_default_branch_as_missing() {
+    let root = temp_dir("release-master-only");
+    copy_repo_data(&root);
+    git(&root, &["init", "-q", "-b", "master"]);
+    commit_all(&root, "the repository's files");
+
+    let out = dry_run_release(&root, &[]);
+    let err = assert_failure(&out, "build --dry-run --push on master, no origin");
+    assert!(
+        err.contains("whether this run's commit")
+            && err.contains("is on the default branch main cannot be established: this checkout has no refs/remotes/origin/main and no refs/heads/main"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "fix: set XTASK_DEFAULT_BRANCH to the branch releases come from, or fetch origin"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("not in this checkout's history"), "{err}");
+    assert!(!err.contains("fetch-depth"), "{err}");
+
+    // named: master's own commit moves the tags
+    let out = dry_run_release(&root, &[("XTASK_DEFAULT_BRANCH", "master")]);
+    assert_success(
+        &out,
+        "build --dry-run --push on master, XTASK_DEFAULT_BRANCH=master",
+    );
+    assert!(
+        stdout(&out).contains("/talos:v1.13.99"),
+        "the version tag shown moving: {}",
+        stdout(&out)
+    );
+
+    // a topic branch without origin: not on master, and no word of origin/master's history
+    git(&root, &["checkout", "-q", "-b", "topic"]);
+    git(
+        &root,
+        &["commit", "-q", "--allow-empty", "-m", "unreviewed"],
+    );
+    let out = dry_run_release(&root, &[("XTASK_DEFAULT_BRANCH", "master")]);
+    let err = assert_failure(&out, "build --dry-run --push on a topic branch, no origin");
+    assert!(
+        err.contains("which is not on the default branch master (refs/heads/master; this checkout has no refs/remotes/origin/master)"),
+        "{err}"
+    );
+
+    // with an origin whose HEAD is master, master is the default branch without being named
+    let origin = root.join("_out/origin.git");
+    git(
+        &root,
+        &[
+            "init",
+            "-q",
+            "--bare",
+            "-b",
+            "master",
+            origin.to_str().unwrap(),
+        ],
+    );
+    git(
+        &root,
+        &["remote", "add", "origin", origin.to_str().unwrap()],
+    );
+    git(&root, &["push", "-q", "origin", "master"]);
+    git(&root, &["fetch", "-q", "origin"]);
+    git(&root, &["remote", "set-head", "origin", "master"]);
+    let out = dry_run_release(&root, &[]);
+    let err = assert_failure(
+        &out,
+        "build --dry-run --push on a topic branch, origin/HEAD master",
+    );
+    assert!(
+        err.contains("which is not on the default branch master (refs/remotes/origin/master, refs/heads/master)"),
+        "{err}"
+    );
+    git(&root, &["checkout", "-q", "master"]);
+    let out = dry_run_release(&root, &[]);
+    assert_success(&out, "build --dry-run --push on master, origin/HEAD master");
+}
+
+/// The pages say which refs count as the default branch as `check_release_ref` decides it: a tag
+/// run's commit must be in `origin/<default>` (a local branch of that name proves nothing about
+/// what was reviewed); only other runs count the local `<default>` too.
+#[test]
+fn the_docs_say_a_tag_run_counts_origin_only() {
+    let page = |name: &str| {
+        let text = std::fs::read_to_string(repo_root().join("docs").join(name)).unwrap();
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    let release = page("release.md");
+    assert!(
+        release.contains("a tag run's commit must be in `origin/<default>`, any other run's in `origin/<default>` or the local `<default>`"),
+        "docs/release.md, the table of verdicts"
+    );
+    assert!(
+        release.contains("A tag run counts `origin/<default>` only"),
+        "docs/release.md, release tags from the default branch only"
+    );
+    let smoke = page("smoke.md");
+    assert!(
+        smoke.contains("for a tag push, `origin/<default>`; for any other run, `origin/<default>` or the local `<default>`"),
+        "docs/smoke.md, after the table of stages"
+    );
+    for (name, text) in [("release.md", &release), ("smoke.md", &smoke)] {
+        assert!(
+            text.contains("the branch `origin/HEAD` names"),
+            "docs/{name}: the default branch without XTASK_DEFAULT_BRANCH"
+        );
+    }
 }
