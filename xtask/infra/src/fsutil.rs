@@ -18,6 +18,15 @@ pub fn symlink_finding(path: &Utf8Path, shown: &str) -> Option<Finding> {
     let target = std::fs::read_link(path)
         .map(|t| t.display().to_string())
         .unwrap_or_default();
+    // a linked directory (`variants/`, `patches/`) is copied whole, after the link is removed
+    let fix = match path.is_dir() {
+        true => format!(
+            "replace the link with the directory itself: `target=\"$(readlink -f '{shown}')\" && rm '{shown}' && cp -r \"$target\" '{shown}'`"
+        ),
+        false => format!(
+            "replace the link with the file itself: `cp --remove-destination \"$(readlink -f '{shown}')\" '{shown}'`"
+        ),
+    };
     Some(
         Finding::new(
             shown,
@@ -25,9 +34,7 @@ pub fn symlink_finding(path: &Utf8Path, shown: &str) -> Option<Finding> {
             "is a symbolic link: a build input must be the file itself (CI decides what to rebuild from the paths that change, and edits of a link's target do not change the link)",
         )
         .value(format!("{target:?}"))
-        .fix(format!(
-            "replace the link with the file itself: `cp --remove-destination \"$(readlink -f {shown})\" {shown}`"
-        )),
+        .fix(fix),
     )
 }
 

@@ -80,6 +80,7 @@ pub struct Pin {
 impl Pin {
     pub fn load(project: &Project) -> Result<Pin> {
         let path = project.patches_dir().join("upstream.json");
+        crate::fsutil::refuse_symlink(&project.patches_dir(), "patches")?;
         crate::fsutil::refuse_symlink(&path, SHOWN)?;
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {SHOWN}"))?;
         let pin: Pin = serde_json::from_str(domain::diag::without_bom(&text)).map_err(|err| {

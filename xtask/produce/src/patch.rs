@@ -328,6 +328,7 @@ pub struct LoadedSeries {
 pub fn load_series(project: &Project) -> Result<LoadedSeries> {
     let dir = project.patches_dir();
     let path = dir.join("series");
+    infra::fsutil::refuse_symlink(&dir, "patches")?;
     infra::fsutil::refuse_symlink(&path, SERIES)?;
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!("reading {SERIES}\n    fix: list the patch files, one per line (docs/patches.md)")
@@ -339,9 +340,12 @@ pub fn load_series(project: &Project) -> Result<LoadedSeries> {
     hasher.update(text.as_bytes());
     for entry in entries {
         let file = dir.join(&entry.name);
-        if let Some(finding) =
-            infra::fsutil::symlink_finding(&file, &format!("patches/{}", entry.name))
-        {
+        // the file, or a directory between it and patches/ (`sub/x.patch`)
+        let linked = file.ancestors().take_while(|a| *a != dir).find_map(|a| {
+            let below = a.strip_prefix(&dir).unwrap_or(a);
+            infra::fsutil::symlink_finding(a, &format!("patches/{below}"))
+        });
+        if let Some(finding) = linked {
             findings.push(finding);
             continue;
         }

@@ -778,4 +778,25 @@ fn symlinked_build_inputs_are_refused_by_their_readers() {
     std::os::unix::fs::symlink("../docs/0001-x.patch", file.join("patches/0001-x.patch")).unwrap();
     std::fs::write(file.join("patches/series"), "0001-x.patch\n").unwrap();
     refused(&patch(&file), "patches/0001-x.patch");
+
+    // a linked directory: patches/ itself, and variants/; the fix copies the directory
+    for dir in ["patches", "variants"] {
+        let root = temp_dir(&format!("plan-symlinked-dir-{dir}"));
+        copy_repo_data(&root);
+        std::fs::create_dir_all(root.join("docs")).unwrap();
+        std::fs::rename(root.join(dir), root.join("docs").join(dir)).unwrap();
+        std::os::unix::fs::symlink(format!("docs/{dir}"), root.join(dir)).unwrap();
+        let err = match dir {
+            "patches" => patch(&root),
+            _ => assert_failure(&run(xtask(&root).arg("plan")), "plan with variants/ linked"),
+        };
+        assert!(
+            err.contains(&format!("{dir} = ")) && err.contains("is a symbolic link"),
+            "{dir}: {err}"
+        );
+        assert!(
+            err.contains(&format!("fix: replace the link with the directory itself: `target=\"$(readlink -f '{dir}')\" && rm '{dir}' && cp -r \"$target\" '{dir}'`")),
+            "{dir}: {err}"
+        );
+    }
 }
