@@ -1122,6 +1122,12 @@ fn workflow_builds_without_credentials_and_publishes_only_from_the_publish_job()
         test.contains("if: needs.changed.outputs.test == 'true'"),
         "{test}"
     );
+    // decision code from before the `test` output (a base older than it) writes none: the
+    // tests follow `build`, and `required` sees a decision either way
+    assert!(
+        text.contains("test: ${{ steps.changed.outputs.test || steps.changed.outputs.build }}"),
+        "{text}"
+    );
     assert!(
         build.contains("if: needs.changed.outputs.build == 'true'"),
         "{build}"
