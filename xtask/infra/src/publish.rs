@@ -414,6 +414,9 @@ pub enum Doubt {
     Unrelated(String),
     /// git cannot relate the commit its image records to this run's (the commit, why).
     NotInHistory(String, String),
+    /// Its image records a commit this repository does not have, with its full history
+    /// (rewritten away, or another repository's).
+    Foreign(String),
 }
 
 impl Doubt {
@@ -430,6 +433,10 @@ impl Doubt {
             Doubt::NotInHistory(rev, why) => {
                 format!("the commit {} its image records: {why}", short(rev))
             }
+            Doubt::Foreign(rev) => format!(
+                "it points at an image of commit {}, which this repository does not have although its history is complete (the history was rewritten, or the image comes from another repository)",
+                short(rev)
+            ),
         }
     }
 
@@ -442,7 +449,7 @@ impl Doubt {
             Doubt::NoCommit(_) => format!(
                 "point the tag at a recorded image by hand (`skopeo copy docker://{image}@DIGEST docker://{image}:{tag}`, with a digest from a run's summary)"
             ),
-            Doubt::Unrelated(_) => format!(
+            Doubt::Unrelated(_) | Doubt::Foreign(_) => format!(
                 "point the tag by hand at an image of this history (`skopeo copy docker://{image}@DIGEST docker://{image}:{tag}`) once you have checked it"
             ),
             Doubt::NotInHistory(..) => "fetch the full history (fetch-depth: 0), or run where the commit the image records is in the history".to_owned(),
@@ -459,6 +466,8 @@ pub enum Ancestry {
     NotAncestor { newer: bool },
     /// git cannot tell (the commit is not in this checkout's history, or git failed).
     Unknown(String),
+    /// The image's commit is not in this repository, whose history is complete (not shallow).
+    Foreign,
 }
 
 /// Decides one tag: forward only. `ancestry(recorded)` relates the commit recorded on the
@@ -501,6 +510,7 @@ pub fn judge(
                 Verdict::Unsure(Doubt::Unrelated(rev.clone()))
             }
             Ancestry::Unknown(why) => Verdict::Unsure(Doubt::NotInHistory(rev.clone(), why)),
+            Ancestry::Foreign => Verdict::Unsure(Doubt::Foreign(rev.clone())),
         },
     }
 }
@@ -700,6 +710,9 @@ fn release_ref_verdict(
             OnRef::Exists(Ancestry::Ancestor) => return Ok(()),
             OnRef::Exists(Ancestry::NotAncestor { .. }) => not_on.push(branch.as_str()),
             OnRef::Exists(Ancestry::Unknown(why)) => unknown.push(format!("{branch}: {why}")),
+            OnRef::Exists(Ancestry::Foreign) => unknown.push(format!(
+                "{branch}: this run's commit is not in the repository"
+            )),
             OnRef::Missing => missing.push(branch.as_str()),
         }
     }
@@ -754,10 +767,27 @@ pub fn ancestry(root: &Utf8Path, recorded: &str, this: &str) -> Ancestry {
             let newer = is_ancestor(this, recorded).is_ok_and(|o| o.status.code() == Some(0));
             Ancestry::NotAncestor { newer }
         }
-        Ok(out) => Ancestry::Unknown(format!(
-            "not in this checkout's history (`git merge-base --is-ancestor` said: {})",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
+        Ok(out) => {
+            // absent from a complete history: no fetch would bring it
+            let git = || crate::git::at(root);
+            let shallow = git()
+                .args(["rev-parse", "--is-shallow-repository"])
+                .read()
+                .map(|s| s.trim() != "false")
+                .unwrap_or(true);
+            let present = git()
+                .args(["cat-file", "-e"])
+                .arg(format!("{recorded}^{{commit}}"))
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if !shallow && !present {
+                return Ancestry::Foreign;
+            }
+            Ancestry::Unknown(format!(
+                "not in this checkout's history (`git merge-base --is-ancestor` said: {})",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
         Err(err) => Ancestry::Unknown(format!("running git: {err:#}")),
     }
 }
@@ -965,6 +995,15 @@ mod tests {
         );
         assert!(shallow.why().contains("not in this checkout's history"));
         assert!(fix(&shallow).starts_with("fetch the full history (fetch-depth: 0)"));
+        let foreign = doubt(image(Some(C)), Ancestry::Foreign);
+        assert!(
+            foreign
+                .why()
+                .contains("commit 0123456789ab, which this repository does not have although its history is complete"),
+            "{}",
+            foreign.why()
+        );
+        assert_eq!(fix(&foreign), fix(&unrelated));
         let unreadable = doubt(Current::Unreadable("401".into()), Ancestry::Ancestor);
         assert!(fix(&unreadable).contains("skopeo inspect --raw docker://reg/acme/talos:latest"));
         let fixes = [&unrelated, &none, &shallow, &unreadable].map(fix);
