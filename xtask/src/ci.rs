@@ -294,13 +294,9 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         // booted them where smoke boots.
         for record in &mut records {
             record.smoke_passed = true;
-            record.boot_skipped = args.no_boot
-                && checked.as_ref().is_some_and(|(_, plan)| {
-                    plan.variants.iter().any(|vp| {
-                        vp.name == record.variant
-                            && inspect::smoke::static_only(&vp.variant).is_none()
-                    })
-                });
+            record.boot_skipped = smoke
+                .iter()
+                .any(|s| s.variant == record.variant && s.boot_skipped);
             infra::record::write(project, record)?;
         }
     }
@@ -762,6 +758,8 @@ pub struct SmokeResult {
     pub log: Option<String>,
     /// Static checks and boot together.
     pub seconds: f64,
+    /// `--no-boot` skipped the boot of a variant smoke boots (not one checked statically only).
+    pub boot_skipped: bool,
 }
 
 /// Static checks of the built variant, then (unless `no_boot`) a boot of its kernel and initramfs.
@@ -793,14 +791,17 @@ fn smoke_steps(
         detail: String::new(),
         log: None,
         seconds: 0.0,
+        boot_skipped: false,
     };
     let checks = inspect::smoke::check::check_built(project, variant, lock, record, skopeo);
     if let Err(err) = checks.to_result() {
         result.detail = format!("{err:#}");
         return result;
     }
-    if no_boot {
+    // a role checked statically only is that with or without --no-boot (plan_boot below)
+    if no_boot && inspect::smoke::static_only(variant).is_none() {
         result.passed = true;
+        result.boot_skipped = true;
         result.detail = "static checks passed (boot skipped)".into();
         return result;
     }
@@ -1168,6 +1169,7 @@ mod tests {
             detail: "booted in 9.1s".into(),
             log: Some("_out/gateway/smoke-console.log".into()),
             seconds: 9.5,
+            boot_skipped: false,
         }];
         let mut record = record;
         record.timings = [
