@@ -450,14 +450,13 @@ fn smoke_tested_records(
 
 /// Why a record's `revision` is not the checkout's commit (`None`: no commit).
 fn revision_mismatch(recorded: Option<&str>, checkout: Option<&str>) -> String {
-    let short = |r: &str| r[..12.min(r.len())].to_owned();
     let built = match recorded {
-        Some(r) => format!("built from commit {}", short(r)),
+        Some(r) => format!("built from commit {}", domain::diag::short(r)),
         // records before `revision` existed carry none either
         None => "it records no commit (built from uncommitted changes, outside git, or by an older xtask)".to_owned(),
     };
     let checkout = match checkout {
-        Some(r) => format!("commit {}", short(r)),
+        Some(r) => format!("commit {}", domain::diag::short(r)),
         None => "no commit (uncommitted changes, or not a git checkout)".to_owned(),
     };
     format!("{built}, but the checkout is {checkout}")

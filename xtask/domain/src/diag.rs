@@ -101,6 +101,11 @@ pub fn into_result(what: &str, findings: Vec<Finding>) -> anyhow::Result<()> {
     Err(anyhow::anyhow!(message))
 }
 
+/// A commit id or hex digest shortened for people: its first 12 characters.
+pub fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
 /// `""` or `"s"`, for "1 problem" / "2 problems".
 pub fn plural(n: usize) -> &'static str {
     if n == 1 {

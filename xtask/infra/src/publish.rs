@@ -15,6 +15,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::project::Project;
 use crate::registry::{Location, Skopeo};
+use domain::diag::short;
 use domain::record::{ImageKind, Published};
 use domain::{Arch, Digest, TalosVersion};
 
@@ -249,7 +250,7 @@ impl Publisher<'_> {
         anyhow::ensure!(
             unsure.is_empty(),
             "moved no release tag: whether this run's images (commit {}) are newer than the tagged ones cannot be established:\n  {}",
-            &revision[..12.min(revision.len())],
+            short(revision),
             unsure.join("\n  ")
         );
         for (i, tag, name, verdict) in plan {
@@ -422,7 +423,6 @@ pub enum Doubt {
 impl Doubt {
     /// What is wrong, for one line after the tag's name.
     pub fn why(&self) -> String {
-        let short = |id: &str| id.chars().take(12).collect::<String>();
         match self {
             Doubt::Unreadable(why) => format!("cannot read it: {why}"),
             Doubt::NoCommit(what) => format!("its image {what}"),
@@ -477,7 +477,6 @@ pub fn judge(
     digest: &str,
     ancestry: &mut dyn FnMut(&str) -> Ancestry,
 ) -> Verdict {
-    let short = |id: &str| id.chars().take(12).collect::<String>();
     match current {
         Current::Absent => Verdict::Move,
         Current::Unreadable(why) => Verdict::Unsure(Doubt::Unreadable(why.clone())),
@@ -716,7 +715,7 @@ fn release_ref_verdict(
             OnRef::Missing => missing.push(branch.as_str()),
         }
     }
-    let short = &revision[..12.min(revision.len())];
+    let short = short(revision);
     let tag_run = reference.starts_with("refs/tags/");
     let what = match tag_run {
         true => format!("{reference} points at {short}"),

@@ -662,9 +662,9 @@ fn verify_recorded(project: &Project, record: &BuildRecord, archive: &Utf8Path) 
     anyhow::ensure!(
         on_disk == *recorded,
         "{shown} is not the file its build record names (sha256 {} and {} bytes on disk, {} and {} recorded): rebuild with `cargo xtask build --variant {}`",
-        &on_disk.sha256[..12.min(on_disk.sha256.len())],
+        domain::diag::short(&on_disk.sha256),
         on_disk.size,
-        &recorded.sha256[..12.min(recorded.sha256.len())],
+        domain::diag::short(&recorded.sha256),
         recorded.size,
         record.variant
     );

@@ -636,9 +636,7 @@ fn check_files(record: &BuildRecord, dir: &Utf8Path, shown: &str, report: &mut R
     }
 }
 
-fn short(hex: &str) -> &str {
-    &hex[..hex.len().min(12)]
-}
+use domain::diag::short;
 
 /// `architecture`/`os` of an image config, as a finding's problem when they are wrong.
 pub fn platform_problem(config: &Value, arch: Arch) -> Option<String> {

@@ -190,10 +190,7 @@ fn shown_inline(s: &str) -> String {
         .collect()
 }
 
-/// A commit id shortened for people (12 hex digits).
-pub fn short(rev: &str) -> &str {
-    rev.get(..12).unwrap_or(rev)
-}
+pub use domain::diag::short;
 
 /// A heredoc delimiter nobody can predict: 128 bits from the OS, hashed with time and pid as a
 /// fallback when /dev/urandom cannot be read.
