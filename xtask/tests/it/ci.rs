@@ -28,26 +28,11 @@ fn ci_with(
     summary: &std::path::Path,
     vars: &[(&str, &str)],
 ) -> Output {
-    let mut cmd = env.xtask();
+    let mut cmd = env.ci();
     cmd.envs(vars.iter().copied());
-    cmd.args([
-        "ci",
-        "--push",
-        "--variant",
-        variant,
-        "--engine",
-        "podman",
-        "--imager",
-        OK,
-    ])
-    .arg("--registry")
-    .arg(format!("{}/acme", env.registry.addr))
-    .arg("--tree")
-    .arg(&env.tree)
-    .args(["--matchbox-base", BASE])
-    .env("GITHUB_ACTIONS", "true")
-    .env("GITHUB_REF", git_ref)
-    .env("GITHUB_STEP_SUMMARY", summary);
+    cmd.args(["--push", "--variant", variant])
+        .env("GITHUB_REF", git_ref)
+        .env("GITHUB_STEP_SUMMARY", summary);
     run(&mut cmd)
 }
 

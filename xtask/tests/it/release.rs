@@ -16,16 +16,9 @@ const REVISION: &str = "org.opencontainers.image.revision";
 
 /// `cargo xtask ci` as the workflow runs it: `args` then the bench's registry and images.
 fn ci(env: &Pipeline, args: &[&str], vars: &[(&str, &str)]) -> Output {
-    let mut cmd = env.xtask();
-    cmd.arg("ci")
-        .args(args)
-        .args(["--variant", "compute", "--engine", "podman", "--imager", OK])
-        .arg("--registry")
-        .arg(format!("{}/acme", env.registry.addr))
-        .arg("--tree")
-        .arg(&env.tree)
-        .args(["--matchbox-base", BASE])
-        .env("GITHUB_ACTIONS", "true")
+    let mut cmd = env.ci();
+    cmd.args(args)
+        .args(["--variant", "compute"])
         .env("GITHUB_REF", "refs/heads/main")
         .env("GITHUB_STEP_SUMMARY", env.dir.join("summary.md"))
         .envs(vars.iter().copied());

@@ -107,6 +107,20 @@ impl Pipeline {
         cmd
     }
 
+    /// `ci` as the workflow runs it (`GITHUB_ACTIONS`), with podman, the stand-in imager `OK`,
+    /// this bench's registry (`<registry>/acme`), the synthetic tree and the matchbox base `BASE`.
+    pub fn ci(&self) -> Command {
+        let mut cmd = self.xtask();
+        cmd.args(["ci", "--engine", "podman", "--imager", OK])
+            .arg("--registry")
+            .arg(format!("{}/acme", self.registry.addr))
+            .arg("--tree")
+            .arg(&self.tree)
+            .args(["--matchbox-base", BASE])
+            .env("GITHUB_ACTIONS", "true");
+        cmd
+    }
+
     pub fn record(&self, variant: &str) -> Value {
         let path = self.root.join("_out").join(variant).join("build.json");
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
