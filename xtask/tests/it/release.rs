@@ -337,6 +337,61 @@ fn release_tags_fail_closed_when_ancestry_cannot_be_established() {
     );
 }
 
+/// A CI checkout is shallow unless told otherwise (actions/checkout fetches one commit). The
+/// commit the tagged image records is then missing for want of history, not because it is
+/// foreign: nothing moves, the fix asks for the full history, and with it the tags move.
+#[test]
+fn release_tags_in_a_shallow_clone_ask_for_the_full_history_then_move() {
+    let Some(env) = Pipeline::setup("release-shallow", None) else {
+        return;
+    };
+    ok(&ci(&env, &["--push", "--no-boot"], &[]));
+    let before = tagged(&env, "latest").unwrap();
+    git(&env.root, &["commit", "-q", "--allow-empty", "-m", "next"]);
+    let head = git(&env.root, &["rev-parse", "HEAD"]);
+
+    // the bench's repository becomes the origin of a real one-commit clone in its place
+    let origin = env.dir.join("origin");
+    std::fs::rename(&env.root, &origin).unwrap();
+    let url = format!("file://{}", origin.display());
+    git(
+        &env.dir,
+        &[
+            "clone", "-q", "--depth", "1", "--branch", "main", &url, "repo",
+        ],
+    );
+    assert_eq!(
+        git(&env.root, &["rev-parse", "--is-shallow-repository"]),
+        "true"
+    );
+
+    let out = ci(&env, &["--push", "--no-boot"], &[]);
+    assert_failure(
+        &out,
+        "ci --push --no-boot in a shallow clone (must fail closed)",
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("not in this checkout's history")
+            && text.contains("fetch the full history (fetch-depth: 0)"),
+        "{text}"
+    );
+    for tag in ["latest", "demo-stable"] {
+        assert_eq!(tagged(&env, tag).unwrap(), before, "{tag} moved");
+    }
+
+    // the fix, as the message gives it
+    git(&env.root, &["fetch", "-q", "--unshallow"]);
+    ok(&ci(&env, &["--push", "--no-boot"], &[]));
+    for tag in ["latest", "demo-stable"] {
+        assert_eq!(
+            tagged(&env, tag).unwrap().0,
+            head,
+            "{tag} did not move to HEAD"
+        );
+    }
+}
+
 #[track_caller]
 fn skopeo(args: &[&str]) {
     let out = run(std::process::Command::new("skopeo").args(args));
