@@ -392,6 +392,96 @@ fn release_tags_in_a_shallow_clone_ask_for_the_full_history_then_move() {
     }
 }
 
+/// A role of two arches as the workflow publishes it: the build job's `ci` builds both arches and
+/// boots the arm64 one, the publish job's `ci --publish-only` pushes each output as one image
+/// index of both arches and moves the release tags to those indexes, recording the commit.
+#[test]
+fn the_publish_job_publishes_a_two_arch_role_as_one_index_per_tag() {
+    let Some(env) = booting_pipeline("release-publish-two-arch") else {
+        return;
+    };
+    std::fs::write(
+        env.root.join("variants/mixed.json"),
+        r#"{
+  "name": "mixed",
+  "description": "amd64 control planes and arm64 workers",
+  "arch": ["amd64", "arm64"],
+  "extensions": ["drbd", "zfs"],
+  "repository": "talos-cozystack-mixed/talos",
+  "outputs": ["installer", "kernel", "initramfs"]
+}
+"#,
+    )
+    .unwrap();
+    commit_all(&env.root, "a two-arch role");
+    let head = git(&env.root, &["rev-parse", "HEAD"]);
+    let amd64 = "localhost/standin-matchbox-base:amd64";
+    env.podman.base(amd64, "amd64", &env.dir.join("fail"));
+    let bases = "localhost/standin-matchbox-base:multi";
+    env.podman.index(bases, &[BASE, amd64]);
+    let ci = |args: &[&str]| {
+        let mut cmd = env.xtask();
+        cmd.args(["ci", "--engine", "podman", "--imager", OK])
+            .args(["--variant", "mixed"])
+            .arg("--registry")
+            .arg(format!("{}/acme", env.registry.addr))
+            .arg("--tree")
+            .arg(&env.tree)
+            .args(["--matchbox-base", bases])
+            .args(args)
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_REF", "refs/heads/main")
+            .env("GITHUB_STEP_SUMMARY", env.dir.join("summary.md"));
+        run(&mut cmd)
+    };
+    let repo = "acme/talos-cozystack-mixed/talos";
+
+    // the build job: both arches built, the arm64 one booted, nothing pushed
+    ok(&ci(&[]));
+    let text = summary(&env);
+    assert!(text.contains("booted to maintenance mode"), "{text}");
+    assert!(env.record("mixed").get("boot_skipped").is_none());
+    assert!(env.registry.tags(repo).is_empty(), "nothing pushed");
+
+    // the publish job
+    ok(&ci(&["--publish-only"]));
+    let record = env.record("mixed");
+    let published = record["published"].as_array().unwrap();
+    assert_eq!(published.len(), 2, "the installer and the matchbox image");
+    for p in published {
+        assert_eq!(p["arches"], serde_json::json!(["amd64", "arm64"]));
+        let image = p["image"].as_str().unwrap();
+        let repo = image.split_once('/').unwrap().1;
+        let (index, digest) = env.registry.manifest(repo, "v1.13.99").expect("tagged");
+        assert_eq!(
+            p["digest"],
+            digest.as_str(),
+            "{image}: the tag names the pushed index"
+        );
+        assert_eq!(
+            index["mediaType"],
+            "application/vnd.oci.image.index.v1+json"
+        );
+        let platforms: Vec<_> = index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["platform"]["architecture"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(platforms, ["amd64", "arm64"], "{image}: {index}");
+        assert_eq!(
+            index["annotations"][REVISION],
+            head.as_str(),
+            "{image}: {index}"
+        );
+    }
+    let tags = env.registry.tags(repo);
+    assert!(
+        tags.iter().any(|t| t.starts_with("v1.13.99-")),
+        "the build-unique tag: {tags:?}"
+    );
+}
+
 #[track_caller]
 fn skopeo(args: &[&str]) {
     let out = run(std::process::Command::new("skopeo").args(args));
