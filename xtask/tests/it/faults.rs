@@ -531,6 +531,95 @@ fn a_registry_that_stops_half_way_through_a_push_tags_nothing_and_a_rerun_pushes
     }
 }
 
+/// SIGTERM while `ci --push` pushes to ghcr.io with $GITHUB_TOKEN (the imager runs done; real
+/// skopeo held on a proxy that accepts and never answers): the run ends by the signal there,
+/// without going on to tag or to report success, and the temporary auth file goes with it.
+#[test]
+fn a_signal_during_a_push_ends_the_run_and_removes_the_temporary_credential() {
+    use std::os::unix::process::ExitStatusExt;
+    let Some(env) = Pipeline::setup("faults-push-signal", None) else {
+        return;
+    };
+    let address = silent_proxy();
+    let tmp = temp_dir("faults-push-signal-tmp");
+    let auth_files = || -> Vec<PathBuf> {
+        std::fs::read_dir(&tmp)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains("xtask-auth-"))
+            .collect()
+    };
+    let log = env.dir.join("ci.log");
+    let mut child = env
+        .xtask()
+        .args(["ci", "--push", "--no-boot", "--variant", "compute"])
+        .args([
+            "--engine",
+            "podman",
+            "--imager",
+            OK,
+            "--matchbox-base",
+            BASE,
+        ])
+        .args(["--registry", "ghcr.io/acme", "--tree"])
+        .arg(&env.tree)
+        .env("TMPDIR", &tmp)
+        .env("GITHUB_TOKEN", "ghp_notarealtoken")
+        .env("GITHUB_ACTOR", "someone")
+        .env("HTTPS_PROXY", &address)
+        .env("https_proxy", &address)
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let pushing = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for("the push to start", || {
+        pushing().contains("push installer to ghcr.io/acme/") && !auth_files().is_empty()
+    });
+    let kill = run(Command::new("kill").arg("-15").arg(child.id().to_string()));
+    assert_success(&kill, "kill -15");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!(
+                "SIGTERM during the push did not end the run:\n{}",
+                pushing()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.signal(), Some(15), "{}", pushing());
+    assert_eq!(
+        auth_files(),
+        Vec::<PathBuf>::new(),
+        "the credential was left"
+    );
+    assert!(
+        !pushing().contains("release tags"),
+        "went on: {}",
+        pushing()
+    );
+}
+
+/// An HTTP proxy on loopback that accepts every connection and never answers.
+fn silent_proxy() -> String {
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = format!("http://{}", proxy.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for client in proxy.incoming() {
+            held.push(client); // never answered
+        }
+    });
+    address
+}
+
 /// SIGINT or SIGTERM outside a build (here: `lock --check` waiting on the registry) while the
 /// temporary auth file holding $GITHUB_TOKEN exists: the file goes with the process, which still
 /// ends by the signal. Real skopeo, held on a proxy that accepts and never answers.
@@ -540,14 +629,7 @@ fn a_signal_outside_a_build_removes_the_temporary_registry_credential() {
     if !have_tools(&["skopeo"]) {
         return;
     }
-    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = format!("http://{}", proxy.local_addr().unwrap());
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for client in proxy.incoming() {
-            held.push(client); // never answered
-        }
-    });
+    let address = silent_proxy();
     let tmp = temp_dir("faults-auth-signal");
     let auth_files = || -> Vec<PathBuf> {
         std::fs::read_dir(&tmp)
