@@ -159,44 +159,26 @@ pub fn check_record(
         "rebuild with `cargo xtask build --variant {}`",
         variant.name
     );
+    // A field of the record that is not what the variant and the lock say: rebuild.
+    let stale =
+        |field: &str, problem: &str| Finding::new(shown, field, problem).fix(rebuild.clone());
     let before = report.findings.len();
     let findings = &mut report.findings;
     if record.variant != variant.name {
-        findings.push(
-            Finding::new(
-                shown,
-                "variant",
-                format!("record is not for variant `{}`", variant.name),
-            )
-            .value(&record.variant)
-            .fix(rebuild.clone()),
-        );
+        let problem = format!("record is not for variant `{}`", variant.name);
+        findings.push(stale("variant", &problem).value(&record.variant));
     }
     if record.arch != variant.arch {
-        findings.push(
-            Finding::new(
-                shown,
-                "arch",
-                format!("variant `{}` is {}", variant.name, variant.arch),
-            )
-            .value(record.arch)
-            .fix(rebuild.clone()),
-        );
+        let problem = format!("variant `{}` is {}", variant.name, variant.arch);
+        findings.push(stale("arch", &problem).value(record.arch));
     }
     if record.talos_version != lock.talos_version {
-        findings.push(
-            Finding::new(
-                shown,
-                "talos_version",
-                format!(
-                    "{} is locked for Talos {}",
-                    domain::lock::SHOWN,
-                    lock.talos_version
-                ),
-            )
-            .value(&record.talos_version)
-            .fix(rebuild.clone()),
+        let problem = format!(
+            "{} is locked for Talos {}",
+            domain::lock::SHOWN,
+            lock.talos_version
         );
+        findings.push(stale("talos_version", &problem).value(&record.talos_version));
     }
 
     let resolved = lock.resolve(variant);
@@ -221,19 +203,12 @@ pub fn check_record(
         recorded.push((e.name.clone(), e.reference.clone()));
     }
     if recorded != expected {
-        findings.push(
-            Finding::new(
-                shown,
-                "extensions",
-                format!(
-                    "not the locked extensions of variant `{}`: {}",
-                    variant.name,
-                    render_refs(&expected)
-                ),
-            )
-            .value(render_refs(&recorded))
-            .fix(rebuild.clone()),
+        let problem = format!(
+            "not the locked extensions of variant `{}`: {}",
+            variant.name,
+            render_refs(&expected)
         );
+        findings.push(stale("extensions", &problem).value(render_refs(&recorded)));
     }
 
     let mut variant_names = BTreeSet::new();
@@ -246,29 +221,15 @@ pub fn check_record(
         let arches = arch_names(&variant.target.arches, "");
         let asked = profile["arch"].as_str().unwrap_or_default();
         if !arches.iter().any(|a| a == asked) || entry.arch.is_some_and(|a| a.as_str() != asked) {
-            findings.push(
-                Finding::new(
-                    shown,
-                    format!("{base}.arch"),
-                    format!(
-                        "the imager was not asked for {}",
-                        entry.arch.map_or(arches.join(" or "), |a| a.to_string())
-                    ),
-                )
-                .value(&profile["arch"])
-                .fix(rebuild.clone()),
+            let problem = format!(
+                "the imager was not asked for {}",
+                entry.arch.map_or(arches.join(" or "), |a| a.to_string())
             );
+            findings.push(stale(&format!("{base}.arch"), &problem).value(&profile["arch"]));
         }
         if profile["version"].as_str() != Some(record.talos_version.to_string().as_str()) {
-            findings.push(
-                Finding::new(
-                    shown,
-                    format!("{base}.version"),
-                    format!("not the recorded Talos version {}", record.talos_version),
-                )
-                .value(&profile["version"])
-                .fix(rebuild.clone()),
-            );
+            let problem = format!("not the recorded Talos version {}", record.talos_version);
+            findings.push(stale(&format!("{base}.version"), &problem).value(&profile["version"]));
         }
         let mut refs: Vec<Option<&str>> = Vec::new();
         if let Some(list) = profile["input"]["systemExtensions"].as_array() {
@@ -280,19 +241,13 @@ pub fn check_record(
         for (j, reference) in refs.iter().enumerate() {
             let field = format!("{base}.input.systemExtensions[{j}].imageRef");
             let Some(reference) = reference else {
-                findings.push(
-                    Finding::new(shown, field, "not an image reference").fix(rebuild.clone()),
-                );
+                findings.push(stale(&field, "not an image reference"));
                 continue;
             };
             let name = match ImageRef::parse(reference) {
                 Ok(parsed) => parsed.name().to_owned(),
                 Err(err) => {
-                    findings.push(
-                        Finding::new(shown, field, err)
-                            .value(reference)
-                            .fix(rebuild.clone()),
-                    );
+                    findings.push(stale(&field, &err).value(reference));
                     continue;
                 }
             };
@@ -320,11 +275,8 @@ pub fn check_record(
                 continue; // reported once above as missing from the lock
             };
             if *reference != locked.to_string() {
-                findings.push(
-                    Finding::new(shown, field, format!("not the locked reference {locked}"))
-                        .value(reference)
-                        .fix(rebuild.clone()),
-                );
+                let problem = format!("not the locked reference {locked}");
+                findings.push(stale(&field, &problem).value(reference));
             } else if locked.digest.is_none() {
                 findings.push(
                     Finding::new(
@@ -339,29 +291,16 @@ pub fn check_record(
         }
         for name in &variant_names {
             if !seen.contains(name) {
-                findings.push(
-                    Finding::new(
-                        shown,
-                        format!("{base}.input.systemExtensions"),
-                        format!(
-                            "the {} image lacks extension `{name}` of variant `{}`",
-                            entry.kind, variant.name
-                        ),
-                    )
-                    .fix(rebuild.clone()),
+                let problem = format!(
+                    "the {} image lacks extension `{name}` of variant `{}`",
+                    entry.kind, variant.name
                 );
+                findings.push(stale(&format!("{base}.input.systemExtensions"), &problem));
             }
         }
         if !record.files.iter().any(|f| f.name == entry.artifact) {
-            findings.push(
-                Finding::new(
-                    shown,
-                    format!("profiles[{i}].artifact"),
-                    "not among the recorded files",
-                )
-                .value(&entry.artifact)
-                .fix(rebuild.clone()),
-            );
+            let field = format!("profiles[{i}].artifact");
+            findings.push(stale(&field, "not among the recorded files").value(&entry.artifact));
         }
     }
     for output in &variant.outputs {
@@ -371,18 +310,12 @@ pub fn check_record(
                 .iter()
                 .any(|p| p.kind == *output && p.profile["arch"].as_str() == Some(arch.as_str()));
             if !found {
-                findings.push(
-                    Finding::new(
-                        shown,
-                        "profiles",
-                        format!(
-                            "no `{}` profile for {arch}, but variant `{}` builds it",
-                            output.name(),
-                            variant.name
-                        ),
-                    )
-                    .fix(rebuild.clone()),
+                let problem = format!(
+                    "no `{}` profile for {arch}, but variant `{}` builds it",
+                    output.name(),
+                    variant.name
                 );
+                findings.push(stale("profiles", &problem));
             }
         }
     }
@@ -415,6 +348,9 @@ pub fn check_target(
         "rebuild with `cargo xtask build --variant {}`",
         variant.name
     );
+    // A field of the record that is not what the variant's target says: rebuild.
+    let stale =
+        |field: &str, problem: &str| Finding::new(shown, field, problem).fix(rebuild.clone());
     let target = &variant.target;
     let before = report.findings.len();
     let findings = &mut report.findings;
@@ -425,49 +361,30 @@ pub fn check_target(
         arch_names(&record.arches, "")
     };
     if recorded_arches != arches {
-        findings.push(
-            Finding::new(
-                shown,
-                "arches",
-                format!(
-                    "variant `{}` is built for {}",
-                    variant.name,
-                    arches.join(", ")
-                ),
-            )
-            .value(recorded_arches.join(", "))
-            .fix(rebuild.clone()),
+        let problem = format!(
+            "variant `{}` is built for {}",
+            variant.name,
+            arches.join(", ")
         );
+        findings.push(stale("arches", &problem).value(recorded_arches.join(", ")));
     }
     if record.platform.as_deref().unwrap_or("metal") != target.platform.name() {
-        findings.push(
-            Finding::new(
-                shown,
-                "platform",
-                format!(
-                    "variant `{}` is for platform {}",
-                    variant.name, target.platform
-                ),
-            )
-            .value(record.platform.as_deref().unwrap_or("metal"))
-            .fix(rebuild.clone()),
+        let problem = format!(
+            "variant `{}` is for platform {}",
+            variant.name, target.platform
         );
+        findings
+            .push(stale("platform", &problem).value(record.platform.as_deref().unwrap_or("metal")));
     }
     let overlay = target.overlay.as_ref().map(|o| o.name.as_str());
     if record.overlay.as_deref() != overlay {
-        findings.push(
-            Finding::new(
-                shown,
-                "overlay",
-                format!(
-                    "variant `{}` has overlay {}",
-                    variant.name,
-                    overlay.unwrap_or("none")
-                ),
-            )
-            .value(record.overlay.as_deref().unwrap_or("none"))
-            .fix(rebuild.clone()),
+        let problem = format!(
+            "variant `{}` has overlay {}",
+            variant.name,
+            overlay.unwrap_or("none")
         );
+        findings
+            .push(stale("overlay", &problem).value(record.overlay.as_deref().unwrap_or("none")));
     }
     let locked_overlay = overlay
         .and_then(|name| lock.overlays.get(name))
@@ -482,18 +399,11 @@ pub fn check_target(
             _ => "metal",
         };
         if profile["platform"].as_str() != Some(want_platform) {
-            findings.push(
-                Finding::new(
-                    shown,
-                    format!("{base}.platform"),
-                    format!(
-                        "the {} of variant `{}` boots on {want_platform}",
-                        entry.kind, variant.name
-                    ),
-                )
-                .value(&profile["platform"])
-                .fix(rebuild.clone()),
+            let problem = format!(
+                "the {} of variant `{}` boots on {want_platform}",
+                entry.kind, variant.name
             );
+            findings.push(stale(&format!("{base}.platform"), &problem).value(&profile["platform"]));
         }
         let boots = matches!(
             output,
@@ -517,30 +427,28 @@ pub fn check_target(
                     "{rebuild}; without its overlay a board gets no firmware and does not boot"
                 )),
             ),
-            None if !profile["overlay"].is_null() => findings.push(
-                Finding::new(
-                    shown,
-                    format!("{base}.overlay"),
-                    format!(
-                        "the {} of variant `{}` carries no overlay",
-                        entry.kind, variant.name
-                    ),
-                )
-                .value(&profile["overlay"])
-                .fix(rebuild.clone()),
-            ),
+            None if !profile["overlay"].is_null() => {
+                let problem = format!(
+                    "the {} of variant `{}` carries no overlay",
+                    entry.kind, variant.name
+                );
+                findings
+                    .push(stale(&format!("{base}.overlay"), &problem).value(&profile["overlay"]));
+            }
             _ => {}
         }
         let installer_overlay = profile["input"]["overlayInstaller"]["imageRef"].as_str();
         let want_installer = want.filter(|_| output == Output::Installer);
         if installer_overlay != want_installer {
+            let problem = match want_installer {
+                Some(image) => format!(
+                    "an installer of a board role runs the overlay's installer: expected {image}"
+                ),
+                None => "only the installer of a board role has one".to_owned(),
+            };
             findings.push(
-                Finding::new(shown, format!("{base}.input.overlayInstaller"), match want_installer {
-                    Some(image) => format!("an installer of a board role runs the overlay's installer: expected {image}"),
-                    None => "only the installer of a board role has one".to_owned(),
-                })
-                .value(installer_overlay.unwrap_or("none"))
-                .fix(rebuild.clone()),
+                stale(&format!("{base}.input.overlayInstaller"), &problem)
+                    .value(installer_overlay.unwrap_or("none")),
             );
         }
     }
@@ -591,27 +499,24 @@ fn check_files(record: &BuildRecord, dir: &Utf8Path, shown: &str, report: &mut R
             "rebuild with `cargo xtask build --variant {}` (the file changed after the build)",
             record.variant
         );
+        // The file is not what the record says: rebuild.
+        let changed =
+            |field: &str, problem: &str| Finding::new(shown, field, problem).fix(rebuild.clone());
         let size = match std::fs::metadata(&path) {
             Ok(meta) => meta.len(),
             Err(_) => {
-                report.findings.push(
-                    Finding::new(shown, field, format!("{path} does not exist"))
-                        .value(&file.name)
-                        .fix(rebuild),
-                );
+                let problem = format!("{path} does not exist");
+                report
+                    .findings
+                    .push(changed(&field, &problem).value(&file.name));
                 continue;
             }
         };
         if size != file.size {
-            report.findings.push(
-                Finding::new(
-                    shown,
-                    format!("{field}.size"),
-                    format!("{} is {size} bytes", file.name),
-                )
-                .value(file.size)
-                .fix(rebuild),
-            );
+            let problem = format!("{} is {size} bytes", file.name);
+            report
+                .findings
+                .push(changed(&format!("{field}.size"), &problem).value(file.size));
             continue;
         }
         match infra::fsutil::sha256_file(&path).map(|(sha, _)| sha) {
@@ -620,18 +525,13 @@ fn check_files(record: &BuildRecord, dir: &Utf8Path, shown: &str, report: &mut R
                     .checked
                     .push(format!("{}: sha256 {}", file.name, short(&hex)))
             }
-            Ok(hex) => report.findings.push(
-                Finding::new(
-                    shown,
-                    format!("{field}.sha256"),
-                    format!("{} has sha256 {hex}", file.name),
-                )
-                .value(&file.sha256)
-                .fix(rebuild),
-            ),
-            Err(err) => report
-                .findings
-                .push(Finding::new(shown, field, format!("{err:#}")).fix(rebuild)),
+            Ok(hex) => {
+                let problem = format!("{} has sha256 {hex}", file.name);
+                report
+                    .findings
+                    .push(changed(&format!("{field}.sha256"), &problem).value(&file.sha256));
+            }
+            Err(err) => report.findings.push(changed(&field, &format!("{err:#}"))),
         }
     }
 }
@@ -914,18 +814,17 @@ fn check_published(
             "publish again with `cargo xtask build --variant {}` (with the registry configured)",
             record.variant
         );
+        // The image the registry holds at the recorded digest is not the one built: publish again.
+        let unpublished = |problem: &str| {
+            Finding::new(shown, format!("{field}.digest"), problem)
+                .value(&by_digest)
+                .fix(republish.clone())
+        };
         let raw = match registry_raw(skopeo, &by_digest, false) {
             Ok(raw) => raw,
             Err(err) => {
-                report.findings.push(
-                    Finding::new(
-                        shown,
-                        format!("{field}.digest"),
-                        format!("not in the registry: {err:#}"),
-                    )
-                    .value(&by_digest)
-                    .fix(republish),
-                );
+                let problem = format!("not in the registry: {err:#}");
+                report.findings.push(unpublished(&problem));
                 continue;
             }
         };
@@ -934,18 +833,11 @@ fn check_published(
         let is_index = INDEX_TYPES.contains(&media_type);
         if arches.len() > 1 {
             if !is_index {
-                report.findings.push(
-                    Finding::new(
-                        shown,
-                        format!("{field}.digest"),
-                        format!(
-                            "a single image in the registry, not one index of {}",
-                            render_arches(arches)
-                        ),
-                    )
-                    .value(&by_digest)
-                    .fix(republish.clone()),
+                let problem = format!(
+                    "a single image in the registry, not one index of {}",
+                    render_arches(arches)
                 );
+                report.findings.push(unpublished(&problem));
                 continue;
             }
             let mut listed = Vec::new();
@@ -961,19 +853,12 @@ fn check_published(
             }
             let want = arch_names(arches, "linux/");
             if listed != want {
-                report.findings.push(
-                    Finding::new(
-                        shown,
-                        format!("{field}.digest"),
-                        format!(
-                            "the index in the registry lists {}, not exactly {}",
-                            listed.join(", "),
-                            want.join(", ")
-                        ),
-                    )
-                    .value(&by_digest)
-                    .fix(republish.clone()),
+                let problem = format!(
+                    "the index in the registry lists {}, not exactly {}",
+                    listed.join(", "),
+                    want.join(", ")
                 );
+                report.findings.push(unpublished(&problem));
                 continue;
             }
         }
@@ -989,15 +874,9 @@ fn check_published(
                 match found.and_then(|m| m["digest"].as_str()) {
                     Some(digest) => digest.to_owned(),
                     None => {
-                        report.findings.push(
-                            Finding::new(
-                                shown,
-                                format!("{field}.digest"),
-                                format!("the index in the registry has no linux/{arch} image"),
-                            )
-                            .value(&by_digest)
-                            .fix(republish.clone()),
-                        );
+                        let problem =
+                            format!("the index in the registry has no linux/{arch} image");
+                        report.findings.push(unpublished(&problem));
                         continue;
                     }
                 }
@@ -1018,25 +897,15 @@ fn check_published(
                         "{} image {by_digest}{entry}: registry config is linux/{arch}",
                         published.kind
                     )),
-                    Some(problem) => report.findings.push(
-                        Finding::new(
-                            shown,
-                            format!("{field}.digest"),
-                            format!("in the registry,{entry} {problem}"),
-                        )
-                        .value(&by_digest)
-                        .fix(republish.clone()),
-                    ),
+                    Some(problem) => {
+                        let problem = format!("in the registry,{entry} {problem}");
+                        report.findings.push(unpublished(&problem));
+                    }
                 },
-                Err(err) => report.findings.push(
-                    Finding::new(
-                        shown,
-                        format!("{field}.digest"),
-                        format!("cannot read the image config{entry}: {err:#}"),
-                    )
-                    .value(&by_digest)
-                    .fix(republish.clone()),
-                ),
+                Err(err) => {
+                    let problem = format!("cannot read the image config{entry}: {err:#}");
+                    report.findings.push(unpublished(&problem));
+                }
             }
         }
         for (j, tag) in published.tags.iter().enumerate() {
