@@ -17,6 +17,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
+use domain::oci::media;
 use domain::record::{BuildRecord, Published};
 use domain::{Arch, Finding, ImageRef, Lock, Output, Variant};
 use infra::cmd::Cmd;
@@ -46,6 +47,16 @@ impl Report {
             findings: vec![Finding::new(record.as_str(), "", format!("{err:#}"))],
             record,
             checked: Vec::new(),
+        }
+    }
+
+    /// The report of `variant` before any check ran, its record shown as `record`.
+    fn empty(variant: &Variant, record: Utf8PathBuf) -> Report {
+        Report {
+            variant: variant.name.clone(),
+            record,
+            checked: Vec::new(),
+            findings: Vec::new(),
         }
     }
 
@@ -113,12 +124,7 @@ pub fn check_on_disk(
         .parent()
         .expect("a record lies in its variant's directory");
     let shown = project.display(&path).to_owned();
-    let mut report = Report {
-        variant: variant.name.clone(),
-        record: shown.clone(),
-        checked: Vec::new(),
-        findings: Vec::new(),
-    };
+    let mut report = Report::empty(variant, shown.clone());
     check_record(record, shown.as_str(), variant, lock, &mut report);
     check_target(record, shown.as_str(), variant, lock, &mut report);
     check_files(record, dir, shown.as_str(), &mut report);
@@ -136,12 +142,7 @@ pub fn check_against(
     variant: &Variant,
     lock: &Lock,
 ) -> Vec<Finding> {
-    let mut report = Report {
-        variant: variant.name.clone(),
-        record: shown.into(),
-        checked: Vec::new(),
-        findings: Vec::new(),
-    };
+    let mut report = Report::empty(variant, shown.into());
     check_record(record, shown, variant, lock, &mut report);
     check_target(record, shown, variant, lock, &mut report);
     report.findings
@@ -261,7 +262,7 @@ pub fn check_record(
                             "the {} image carries extension `{name}`, which variant `{}` does not have ({})",
                             entry.kind,
                             variant.name,
-                            variant_file(variant)
+                            variant.file()
                         ),
                     )
                     .value(reference)
@@ -475,10 +476,6 @@ fn render_refs(refs: &[(String, ImageRef)]) -> String {
     shown.join(", ")
 }
 
-fn variant_file(variant: &Variant) -> String {
-    variant.file()
-}
-
 fn check_files(record: &BuildRecord, dir: &Utf8Path, shown: &str, report: &mut Report) {
     for (i, file) in record.files.iter().enumerate() {
         let field = format!("files[{i}]");
@@ -658,34 +655,47 @@ fn check_installer_layout(
     }
 }
 
+/// How an installer archive holds its image: the first entry of a docker-archive's
+/// `manifest.json` (`{"Config": "<member>", "Layers": [...]}`), or the manifest blob an OCI
+/// layout's `index.json` names first.
+enum ArchivedManifest {
+    Docker(Value),
+    Oci(Value),
+}
+
+fn archived_manifest(archive: &Utf8Path) -> Result<ArchivedManifest> {
+    if let Ok(manifest) = tar_member(archive, "manifest.json") {
+        let manifest = json(manifest, "manifest.json")?;
+        return Ok(ArchivedManifest::Docker(manifest[0].clone()));
+    }
+    let index = json(
+        tar_member(archive, "index.json")
+            .context("neither a docker-archive (manifest.json) nor an OCI layout (index.json)")?,
+        "index.json",
+    )?;
+    let digest = index["manifests"][0]["digest"]
+        .as_str()
+        .context("index.json lists no manifest")?;
+    Ok(ArchivedManifest::Oci(json(blob(archive, digest)?, digest)?))
+}
+
 /// The bytes of the image's topmost layer (docker-archive or OCI layout tar).
 fn last_layer(archive: &Utf8Path) -> Result<Vec<u8>> {
-    if let Ok(manifest) = tar_member(archive, "manifest.json") {
-        let manifest: Value =
-            domain::json::from_bytes(&manifest).context("manifest.json is not JSON")?;
-        let layer = manifest[0]["Layers"]
-            .as_array()
-            .and_then(|l| l.last())
-            .and_then(Value::as_str)
-            .context("manifest.json names no layer")?;
-        return tar_member(archive, layer);
-    }
-    let index: Value = domain::json::from_bytes(&tar_member(archive, "index.json")?)
-        .context("index.json is not JSON")?;
-    let blob = |digest: &str| -> Result<Vec<u8>> {
-        let hex = digest
-            .strip_prefix("sha256:")
-            .context("digest is not sha256")?;
-        tar_member(archive, &format!("blobs/sha256/{hex}"))
+    let mut manifest = match archived_manifest(archive)? {
+        ArchivedManifest::Docker(manifest) => {
+            let layer = manifest["Layers"]
+                .as_array()
+                .and_then(|l| l.last())
+                .and_then(Value::as_str)
+                .context("manifest.json names no layer")?;
+            return tar_member(archive, layer);
+        }
+        ArchivedManifest::Oci(manifest) => manifest,
     };
-    let mut manifest: Value = domain::json::from_bytes(&blob(
-        index["manifests"][0]["digest"]
-            .as_str()
-            .context("index.json lists no manifest")?,
-    )?)?;
     if manifest["manifests"].is_array() {
         // an index inside the layout: its first image
         manifest = domain::json::from_bytes(&blob(
+            archive,
             manifest["manifests"][0]["digest"]
                 .as_str()
                 .context("the index lists no image")?,
@@ -696,7 +706,7 @@ fn last_layer(archive: &Utf8Path) -> Result<Vec<u8>> {
         .and_then(|l| l.last())
         .and_then(|l| l["digest"].as_str())
         .context("the manifest names no layer")?;
-    blob(layer)
+    blob(archive, layer)
 }
 
 /// The member names of a layer (a tar, gzip-compressed or not).
@@ -730,39 +740,32 @@ fn tar_member(archive: &Utf8Path, member: &str) -> Result<Vec<u8>> {
 }
 
 fn archive_config(archive: &Utf8Path) -> Result<Value> {
-    let json = |bytes: Vec<u8>, what: &str| -> Result<Value> {
-        domain::json::from_bytes(&bytes).with_context(|| format!("{what} is not JSON"))
-    };
-    if let Ok(manifest) = tar_member(archive, "manifest.json") {
-        // docker-archive: [{"Config": "<member>", "Layers": [...]}]
-        let manifest = json(manifest, "manifest.json")?;
-        let config = manifest[0]["Config"]
-            .as_str()
-            .context("manifest.json names no Config")?;
-        return json(tar_member(archive, config)?, config);
+    match archived_manifest(archive)? {
+        ArchivedManifest::Docker(manifest) => {
+            let config = manifest["Config"]
+                .as_str()
+                .context("manifest.json names no Config")?;
+            json(tar_member(archive, config)?, config)
+        }
+        ArchivedManifest::Oci(manifest) => {
+            let digest = manifest["config"]["digest"]
+                .as_str()
+                .context("the manifest names no config")?;
+            json(blob(archive, digest)?, digest)
+        }
     }
-    // OCI layout: index.json -> manifest blob -> config blob
-    let index = json(
-        tar_member(archive, "index.json")
-            .context("neither a docker-archive (manifest.json) nor an OCI layout (index.json)")?,
-        "index.json",
-    )?;
-    let blob = |digest: &str| -> Result<Value> {
-        let hex = digest
-            .strip_prefix("sha256:")
-            .context("digest is not sha256")?;
-        json(tar_member(archive, &format!("blobs/sha256/{hex}"))?, digest)
-    };
-    let manifest = blob(
-        index["manifests"][0]["digest"]
-            .as_str()
-            .context("index.json lists no manifest")?,
-    )?;
-    blob(
-        manifest["config"]["digest"]
-            .as_str()
-            .context("the manifest names no config")?,
-    )
+}
+
+/// A blob of an OCI layout, by digest.
+fn blob(archive: &Utf8Path, digest: &str) -> Result<Vec<u8>> {
+    let hex = digest
+        .strip_prefix("sha256:")
+        .context("digest is not sha256")?;
+    tar_member(archive, &format!("blobs/sha256/{hex}"))
+}
+
+fn json(bytes: Vec<u8>, what: &str) -> Result<Value> {
+    domain::json::from_bytes(&bytes).with_context(|| format!("{what} is not JSON"))
 }
 
 /// `skopeo inspect --raw [--config] docker://<reference>`: the exact bytes the registry serves.
@@ -790,11 +793,6 @@ fn inspect_cmd(
     }
     Ok(cmd)
 }
-
-const INDEX_TYPES: &[&str] = &[
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-];
 
 fn check_published(
     skopeo: &infra::registry::Skopeo,
@@ -830,12 +828,12 @@ fn check_published(
         };
         let manifest: Value = domain::json::from_bytes(&raw).unwrap_or(Value::Null);
         let media_type = manifest["mediaType"].as_str().unwrap_or_default();
-        let is_index = INDEX_TYPES.contains(&media_type);
+        let is_index = matches!(media_type, media::OCI_INDEX | media::DOCKER_LIST);
         if arches.len() > 1 {
             if !is_index {
                 let problem = format!(
                     "a single image in the registry, not one index of {}",
-                    render_arches(arches)
+                    arch_names(arches, "linux/").join(", ")
                 );
                 report.findings.push(unpublished(&problem));
                 continue;
@@ -946,10 +944,6 @@ fn check_published(
             }
         }
     }
-}
-
-fn render_arches(arches: &[Arch]) -> String {
-    arch_names(arches, "linux/").join(", ")
 }
 
 /// The names of `arches` in order, each behind `prefix` (`linux/arm64`).
