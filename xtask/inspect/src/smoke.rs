@@ -20,7 +20,6 @@ use check::Report;
 use domain::{Arch, Output, Variant};
 use infra::cmd::Runner;
 use infra::project::Project;
-use pattern::Pattern;
 
 #[derive(clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -167,7 +166,7 @@ fn run_boot(project: &Project, args: BootArgs) -> Result<()> {
         log,
         smoke_dir.join(format!("run-{}", std::process::id())),
     );
-    opts.expect = Pattern::new(&args.expect)
+    opts.expect = pattern::parse(&args.expect)
         .map_err(|err| domain::diag::Usage(format!("--expect: {err:#}")))?;
     opts.port = args.port;
     opts.require_tls = args.tls;

@@ -19,7 +19,7 @@ use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
 
-use super::pattern::Pattern;
+use super::pattern;
 use infra::cmd::{Cmd, Io, Runner};
 use infra::progress::Progress;
 
@@ -49,7 +49,7 @@ pub enum Media {
 pub struct BootOptions {
     pub media: Media,
     /// Success needs a console line matching this.
-    pub expect: Pattern,
+    pub expect: regex_lite::Regex,
     /// Guest TCP port that must answer (forwarded from a free host port).
     pub port: Option<u16>,
     /// The port's answer must be a TLS record (Talos's apid), not just any bytes.
@@ -72,7 +72,7 @@ impl BootOptions {
     pub fn new(media: Media, log: Utf8PathBuf, work_dir: Utf8PathBuf) -> BootOptions {
         BootOptions {
             media,
-            expect: Pattern::new(TALOS_MAINTENANCE).expect("the default pattern parses"),
+            expect: pattern::parse(TALOS_MAINTENANCE).expect("the default pattern parses"),
             port: None,
             require_tls: false,
             timeout: DEFAULT_TIMEOUT,
@@ -292,7 +292,7 @@ pub enum LineKind {
     Other,
 }
 
-pub fn classify(line: &str, expect: &Pattern) -> LineKind {
+pub fn classify(line: &str, expect: &regex_lite::Regex) -> LineKind {
     if line.contains("Kernel panic") {
         LineKind::Panic
     } else if expect.is_match(line) {
@@ -1086,7 +1086,7 @@ mod tests {
 
     #[test]
     fn panics_and_expected_lines_are_told_apart() {
-        let expect = Pattern::new(TALOS_MAINTENANCE).unwrap();
+        let expect = pattern::parse(TALOS_MAINTENANCE).unwrap();
         assert_eq!(
             classify(
                 "[    2.1] Kernel panic - not syncing: Attempted to kill init!",
