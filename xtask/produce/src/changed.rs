@@ -195,17 +195,7 @@ fn decide(project: &Project, repo: &Utf8Path, args: &Args, github: Option<&Githu
         }
     };
 
-    let mut git = match Git::new(repo) {
-        Ok(git) => git,
-        Err(err) => {
-            let mut d = Decision::everything(
-                "git cannot be run: every variant builds".into(),
-                &git::variants_on_disk(repo, &rules),
-            );
-            d.warnings.push(format!("{err:#}"));
-            return d;
-        }
-    };
+    let mut git = Git::new(repo);
     let head_variants = |git: &Git, head: Option<&str>| -> BTreeSet<String> {
         head.and_then(|h| git.variants_at(h, &rules).ok())
             .or_else(|| git.variants_at("HEAD", &rules).ok())
