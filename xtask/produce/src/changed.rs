@@ -16,7 +16,6 @@ mod output;
 mod rules;
 
 use std::collections::BTreeSet;
-use std::io::Write as _;
 
 use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
@@ -137,12 +136,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
 }
 
 fn append(path: &Utf8Path, text: &str) -> Result<()> {
-    std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path)
-        .and_then(|mut f| f.write_all(text.as_bytes()))
-        .with_context(|| format!("appending to {path}"))
+    infra::fsutil::append(path, text).with_context(|| format!("appending to {path}"))
 }
 
 /// The decision; never fails: whatever goes wrong builds every variant, with a warning.
