@@ -292,7 +292,7 @@ pub fn plan_boot(project: &Project, variant: &Variant) -> Result<Boot> {
 fn run_variants(project: &Project, args: VariantArgs) -> Result<()> {
     // read once; the lock only for the static checks (a boot alone needs none)
     let (selected, lock) = if args.no_check {
-        (select(project, &args.variants)?, None)
+        (project.select_variants(&args.variants)?, None)
     } else {
         let (variants, lock) = infra::inputs::load_inputs(project)?;
         (
@@ -444,10 +444,6 @@ fn dry_run(
         }
     }
     Ok(())
-}
-
-fn select(project: &Project, names: &[String]) -> Result<Vec<Variant>> {
-    project.select_variants(names)
 }
 
 /// Talos's kernel arguments for a metal boot on qemu's `virt` machine, plus the variant's own.

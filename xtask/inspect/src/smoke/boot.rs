@@ -446,13 +446,12 @@ fn free_port() -> Result<u16> {
         .port())
 }
 
-fn qemu_binary() -> Result<Utf8PathBuf> {
-    let path = which::which("qemu-system-aarch64").map_err(|_| {
-        anyhow::anyhow!(
-            "qemu-system-aarch64 is not installed: install it with `apt-get install qemu-system-arm qemu-efi-aarch64` (or run `cargo xtask test`, which installs the test tools)"
-        )
-    })?;
-    Utf8PathBuf::from_path_buf(path).map_err(|p| anyhow::anyhow!("non-UTF-8 path {}", p.display()))
+/// qemu is run by name (`qemu_command`): it must be on PATH.
+fn require_qemu() -> Result<()> {
+    match which::which("qemu-system-aarch64") {
+        Ok(_) => Ok(()),
+        Err(_) => bail!("qemu-system-aarch64 is not installed: install it with `apt-get install qemu-system-arm qemu-efi-aarch64` (or run `cargo xtask test`, which installs the test tools)"),
+    }
 }
 
 /// The files `media` boots from must exist: a real run checks this first, and `smoke --dry-run`
@@ -619,7 +618,7 @@ pub fn run(runner: Runner, opts: &BootOptions) -> Result<Option<BootResult>> {
         true => None,
         false => {
             check_inputs(&opts.media)?;
-            qemu_binary()?;
+            require_qemu()?;
             Some(Scratch(opts.work_dir.clone()))
         }
     };
