@@ -586,25 +586,12 @@ fn write_publish_outputs(records: &[BuildRecord]) -> Result<()> {
         out.lines().all(|l| !l.contains('\r')),
         "an image name holds a carriage return"
     );
-    use std::io::Write;
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .and_then(|mut f| f.write_all(out.as_bytes()))
-        .with_context(|| format!("writing GitHub outputs to {path}"))
+    infra::fsutil::append(&path, &out).with_context(|| format!("writing GitHub outputs to {path}"))
 }
 
 fn write_summary(summary: &str) -> Result<()> {
     match std::env::var("GITHUB_STEP_SUMMARY") {
-        Ok(path) if !path.is_empty() => {
-            use std::io::Write;
-            let mut file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)?;
-            file.write_all(summary.as_bytes())?;
-        }
+        Ok(path) if !path.is_empty() => infra::fsutil::append(&path, summary)?,
         _ => eprintln!("\n{summary}"),
     }
     Ok(())

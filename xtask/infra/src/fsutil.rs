@@ -104,6 +104,17 @@ pub fn hex(bytes: &[u8]) -> String {
     hex
 }
 
+/// Appends `text` to `path`, creating it if need be: how a step adds to the files GitHub Actions
+/// gives it (`$GITHUB_OUTPUT`, `$GITHUB_STEP_SUMMARY`). Callers add the context.
+pub fn append(path: impl AsRef<Utf8Path>, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path.as_ref())?
+        .write_all(text.as_bytes())
+}
+
 /// Like `write_atomic`, for files holding a secret: the file is created readable by its owner
 /// only (0600) before any byte is written, so there is no moment when others can read it.
 pub fn write_private(path: &Utf8Path, bytes: &[u8]) -> Result<()> {

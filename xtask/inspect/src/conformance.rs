@@ -269,8 +269,8 @@ pub fn imager_default(
 
 /// Every profile of the plan twice: as planned (`<variant>/<output>`), and as `build` hands it
 /// to the imager with prefetched `ociPath` inputs (`<variant>/<output>+ociPath`, prefetch.rs).
-/// Each with the output it is for.
-pub fn profile_requests(plan: &domain::Plan) -> Vec<(ProfileRequest, Output)> {
+/// Each with the planned profile it is for.
+pub fn profile_requests(plan: &domain::Plan) -> Vec<(ProfileRequest, &domain::PlannedProfile)> {
     let mut requests = Vec::new();
     for v in &plan.variants {
         for p in &v.profiles {
@@ -292,7 +292,7 @@ pub fn profile_requests(plan: &domain::Plan) -> Vec<(ProfileRequest, Output)> {
                         output_kind: kind.into(),
                         platform: platform.into(),
                     },
-                    p.kind,
+                    p,
                 ));
             }
         }
@@ -300,9 +300,14 @@ pub fn profile_requests(plan: &domain::Plan) -> Vec<(ProfileRequest, Output)> {
     requests
 }
 
-/// A CozyStack-style base as a patch onto `talosctl gen config`'s output: the kernel modules
-/// CozyStack loads on every node and a node IP selection of the user's own.
-pub fn cozystack_base(valid_subnets: &[&str]) -> String {
+/// The patches `base` puts onto `talosctl gen config`'s output before a role's own: none for
+/// talosctl's; for a CozyStack-style base, the kernel modules CozyStack loads on every node and
+/// a node IP selection of the user's own (`valid_subnets`).
+pub fn base_patches(base: Base, valid_subnets: &[&str]) -> Vec<String> {
+    match base {
+        Base::Talosctl => return Vec::new(),
+        Base::Cozystack => {}
+    }
     let mut text = String::from("machine:\n  kernel:\n    modules:\n");
     for (name, parameters) in COZYSTACK_BASE_MODULES {
         text.push_str(&format!("      - name: {name}\n"));
@@ -317,7 +322,7 @@ pub fn cozystack_base(valid_subnets: &[&str]) -> String {
     for s in valid_subnets {
         text.push_str(&format!("        - \"{s}\"\n"));
     }
-    text
+    vec![text]
 }
 
 /// The two `talosctl gen config` runs (worker, control plane) of a role's rendered files onto a
@@ -523,10 +528,7 @@ pub fn judge_role(
     let Some(binary) = harness(project)? else {
         return Ok(());
     };
-    let base_patches = match base {
-        Base::Talosctl => vec![],
-        Base::Cozystack => vec![cozystack_base(&["192.168.0.0/16"])],
-    };
+    let base_patches = base_patches(base, &["192.168.0.0/16"]);
     let request = Request {
         configs: config_requests(variant, &base_patches, rendered),
         commands: command_requests(variant, steps),
@@ -596,13 +598,14 @@ pub fn judge_plan(
     version: Option<&str>,
 ) -> Result<Verdict> {
     let mut request = Request::default();
-    let mut outputs = Vec::new();
-    for (mut profile, output) in profile_requests(plan) {
+    // What each profile asked for must come out as: its output and file name.
+    let mut expected: Vec<(Output, &str)> = Vec::new();
+    for (mut profile, planned) in profile_requests(plan) {
         if let Some(next) = version {
             profile.yaml = profile.yaml.replace(&plan.talos_version.to_string(), next);
         }
         request.profiles.push(profile);
-        outputs.push(output);
+        expected.push((planned.kind, planned.artifact.as_str()));
     }
     let mut cases = Vec::new();
     for vp in &plan.variants {
@@ -623,10 +626,7 @@ pub fn judge_plan(
                 &overrides,
                 domain::machine_config::AuthKey::Redacted,
             )?;
-            let base_patches = match base {
-                Base::Talosctl => vec![],
-                Base::Cozystack => vec![cozystack_base(COZYSTACK_SUBNETS)],
-            };
+            let base_patches = base_patches(base, COZYSTACK_SUBNETS);
             let name = format!("{}/{}", vp.name, base.name());
             if base == Base::Talosctl {
                 let steps = domain::machine_config::next_steps(
@@ -670,13 +670,6 @@ pub fn judge_plan(
 
     let mut findings = Vec::new();
     let mut differences = Vec::new();
-    // Each planned profile twice (as planned, and with ociPath inputs), as profile_requests.
-    let mut expected: Vec<(Output, &str)> = Vec::new();
-    for p in plan.variants.iter().flat_map(|v| &v.profiles) {
-        expected.push((p.kind, p.artifact.as_str()));
-        expected.push((p.kind, p.artifact.as_str()));
-    }
-    debug_assert!(expected.iter().map(|e| e.0).eq(outputs.iter().copied()));
     if report.profiles.len() != expected.len()
         || report.configs.len() != cases.len()
         || report.schematics.len() != request.schematics.len()

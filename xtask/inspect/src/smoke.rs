@@ -20,7 +20,6 @@ use check::Report;
 use domain::{Arch, Output, Variant};
 use infra::cmd::Runner;
 use infra::project::Project;
-use pattern::Pattern;
 
 #[derive(clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -167,7 +166,7 @@ fn run_boot(project: &Project, args: BootArgs) -> Result<()> {
         log,
         smoke_dir.join(format!("run-{}", std::process::id())),
     );
-    opts.expect = Pattern::new(&args.expect)
+    opts.expect = pattern::parse(&args.expect)
         .map_err(|err| domain::diag::Usage(format!("--expect: {err:#}")))?;
     opts.port = args.port;
     opts.require_tls = args.tls;
@@ -293,7 +292,7 @@ pub fn plan_boot(project: &Project, variant: &Variant) -> Result<Boot> {
 fn run_variants(project: &Project, args: VariantArgs) -> Result<()> {
     // read once; the lock only for the static checks (a boot alone needs none)
     let (selected, lock) = if args.no_check {
-        (select(project, &args.variants)?, None)
+        (project.select_variants(&args.variants)?, None)
     } else {
         let (variants, lock) = infra::inputs::load_inputs(project)?;
         (
@@ -445,10 +444,6 @@ fn dry_run(
         }
     }
     Ok(())
-}
-
-fn select(project: &Project, names: &[String]) -> Result<Vec<Variant>> {
-    project.select_variants(names)
 }
 
 /// Talos's kernel arguments for a metal boot on qemu's `virt` machine, plus the variant's own.

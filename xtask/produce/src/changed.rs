@@ -16,7 +16,6 @@ mod output;
 mod rules;
 
 use std::collections::BTreeSet;
-use std::io::Write as _;
 
 use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
@@ -137,12 +136,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
 }
 
 fn append(path: &Utf8Path, text: &str) -> Result<()> {
-    std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path)
-        .and_then(|mut f| f.write_all(text.as_bytes()))
-        .with_context(|| format!("appending to {path}"))
+    infra::fsutil::append(path, text).with_context(|| format!("appending to {path}"))
 }
 
 /// The decision; never fails: whatever goes wrong builds every variant, with a warning.
@@ -195,17 +189,7 @@ fn decide(project: &Project, repo: &Utf8Path, args: &Args, github: Option<&Githu
         }
     };
 
-    let mut git = match Git::new(repo) {
-        Ok(git) => git,
-        Err(err) => {
-            let mut d = Decision::everything(
-                "git cannot be run: every variant builds".into(),
-                &git::variants_on_disk(repo, &rules),
-            );
-            d.warnings.push(format!("{err:#}"));
-            return d;
-        }
-    };
+    let mut git = Git::new(repo);
     let head_variants = |git: &Git, head: Option<&str>| -> BTreeSet<String> {
         head.and_then(|h| git.variants_at(h, &rules).ok())
             .or_else(|| git.variants_at("HEAD", &rules).ok())

@@ -149,12 +149,12 @@ fn check_install_image(
     let fix = format!("fix: give REGISTRY/PATH:TAG or REGISTRY/PATH@sha256:DIGEST, e.g. {own}, or drop --install-image for the role's own installer");
     let parsed = ImageRef::parse(reference)
         .map_err(|why| Usage(format!("--install-image {reference:?}: {why}\n    {fix}")))?;
-    let extensions = || variant.all_extensions().collect::<Vec<_>>().join(", ");
+    let list = |v: &Variant| v.all_extensions().collect::<Vec<_>>().join(", ");
     if parsed.repository.ends_with("siderolabs/installer") {
         return domain::diag::usage(format!(
             "--install-image {reference:?} is Talos's stock installer: the `{}` role's nodes would install and upgrade to an image without its extensions ({})\n    fix: drop --install-image to install the role's own installer ({own})",
             variant.name,
-            extensions()
+            list(variant)
         ));
     }
     // the release part only: a build-unique tag (`v1.13.6-20261208-ce3638c30dc6`) is of v1.13.6
@@ -173,7 +173,6 @@ fn check_install_image(
                 .repository
                 .ends_with(&format!("/{}", other.repository))
         {
-            let list = |v: &Variant| v.all_extensions().collect::<Vec<_>>().join(", ");
             return domain::diag::usage(format!(
                 "--install-image {reference:?} is the installer of the `{}` role (variants/{}.json), not of `{}`: its nodes would boot the `{}` image (extensions: {}) with a patch made for `{}` ({})\n    fix: drop --install-image to install the `{}` role's own installer, or name an image built from variants/{}.json",
                 other.name, other.name, variant.name, other.name, list(other), variant.name, list(variant), variant.name, variant.name

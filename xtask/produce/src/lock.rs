@@ -254,35 +254,14 @@ pub fn compare(current: Option<&Lock>, fresh: &Lock, fix: &str) -> Vec<Finding> 
             .fix(fix),
         );
     }
-    for (name, want) in &fresh.extensions {
-        let field = format!("extensions.{name}");
-        match current.extensions.get(name) {
-            None => findings.push(
-                Finding::new(SHOWN, field, format!("missing: the registry has {want}")).fix(fix),
-            ),
-            Some(have) if have == want => {}
-            Some(have) => {
-                let problem = match have.digest {
-                    None => format!("has no digest: the registry has {want}"),
-                    Some(_) => format!("stale: the registry has {want}"),
-                };
-                findings.push(Finding::new(SHOWN, field, problem).value(have).fix(fix));
-            }
-        }
-    }
-    for (name, have) in &current.extensions {
-        if !fresh.extensions.contains_key(name) {
-            findings.push(
-                Finding::new(
-                    SHOWN,
-                    format!("extensions.{name}"),
-                    "not used by any variant",
-                )
-                .value(have)
-                .fix(fix),
-            );
-        }
-    }
+    findings.extend(compare_entries(
+        "extensions",
+        &current.extensions,
+        &fresh.extensions,
+        "the registry",
+        true,
+        fix,
+    ));
     findings.extend(compare_overlays(current, fresh, fix));
     for (field, have, want) in [
         ("imager", &current.imager, &fresh.imager),
@@ -324,35 +303,60 @@ fn compare_overlays(current: &Lock, fresh: &Lock, fix: &str) -> Vec<Finding> {
                 .fix(fix),
         );
     }
-    for (name, want) in &fresh.overlays {
-        let field = format!("overlays.{name}");
-        match current.overlays.get(name) {
-            None => findings.push(
-                Finding::new(SHOWN, field, format!("missing: the catalog has {want}")).fix(fix),
-            ),
-            Some(have) if have == want => {}
-            Some(have) => findings.push(
-                Finding::new(SHOWN, field, format!("stale: the catalog has {want}"))
-                    .value(have)
-                    .fix(fix),
-            ),
-        }
-    }
-    for (name, have) in &current.overlays {
-        if !fresh.overlays.contains_key(name) {
-            findings.push(
-                Finding::new(SHOWN, format!("overlays.{name}"), "not used by any variant")
-                    .value(have)
-                    .fix(fix),
-            );
-        }
-    }
+    findings.extend(compare_entries(
+        "overlays",
+        &current.overlays,
+        &fresh.overlays,
+        "the catalog",
+        false,
+        fix,
+    ));
     if current.known_overlays != fresh.known_overlays
         && current.overlays_image == fresh.overlays_image
     {
         findings.push(
             Finding::new(SHOWN, "known_overlays", "differs from the catalog's list").fix(fix),
         );
+    }
+    findings
+}
+
+/// The entries of one map of the lock (`extensions`, `overlays`) against a fresh resolution,
+/// which `source` served: each missing or stale one, then each not used by any variant. With
+/// `unpinned`, a stale entry locked without a digest is told apart (extensions).
+fn compare_entries(
+    map: &str,
+    current: &BTreeMap<String, ImageRef>,
+    fresh: &BTreeMap<String, ImageRef>,
+    source: &str,
+    unpinned: bool,
+    fix: &str,
+) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for (name, want) in fresh {
+        let field = format!("{map}.{name}");
+        match current.get(name) {
+            None => findings
+                .push(Finding::new(SHOWN, field, format!("missing: {source} has {want}")).fix(fix)),
+            Some(have) if have == want => {}
+            Some(have) => {
+                let problem = if unpinned && have.digest.is_none() {
+                    format!("has no digest: {source} has {want}")
+                } else {
+                    format!("stale: {source} has {want}")
+                };
+                findings.push(Finding::new(SHOWN, field, problem).value(have).fix(fix));
+            }
+        }
+    }
+    for (name, have) in current {
+        if !fresh.contains_key(name) {
+            findings.push(
+                Finding::new(SHOWN, format!("{map}.{name}"), "not used by any variant")
+                    .value(have)
+                    .fix(fix),
+            );
+        }
     }
     findings
 }
@@ -591,9 +595,15 @@ fn read_head(path: &Utf8Path) -> Result<Vec<u8>> {
     Ok(head)
 }
 
-/// The Talos version to lock for when none is given: the pinned upstream's, else the lock's.
-fn default_version(project: &Project, lock: Option<&Lock>) -> Result<TalosVersion> {
-    Ok(pin::talos_version_or(project, lock.map(|l| &l.talos_version))?.version)
+/// The imager and base installer pins `current` (for the same Talos version) has where `lock`
+/// has none: they are not served where this ran.
+fn keep_pins(lock: &mut Lock, current: &Lock) {
+    if lock.imager.is_none() {
+        lock.imager = current.imager.clone();
+    }
+    if lock.base_installer.is_none() {
+        lock.base_installer = current.base_installer.clone();
+    }
 }
 
 fn fix_command(talos_version: &TalosVersion, skopeo: &Skopeo) -> String {
@@ -617,7 +627,8 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
     };
     let talos_version = match &args.talos_version {
         Some(v) => check_version(v)?,
-        None => default_version(project, current.as_ref())?,
+        // none given: the pinned upstream's, else the lock's
+        None => pin::talos_version_or(project, current.as_ref().map(|l| &l.talos_version))?.version,
     };
     let skopeo = Skopeo::new(&args.registry)?;
 
@@ -675,17 +686,11 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         }
         Err(err) => return Err(err),
     };
-    // Not served where this ran: keep the pins the lock has for this version.
     if let Some(c) = current
         .as_ref()
         .filter(|c| c.talos_version == talos_version)
     {
-        if resolution.lock.imager.is_none() {
-            resolution.lock.imager = c.imager.clone();
-        }
-        if resolution.lock.base_installer.is_none() {
-            resolution.lock.base_installer = c.base_installer.clone();
-        }
+        keep_pins(&mut resolution.lock, c);
     }
     let fix = fix_command(&talos_version, &skopeo);
     let findings = compare(current.as_ref(), &resolution.lock, &fix);
@@ -708,11 +713,7 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
                 "{SHOWN} is up to date with {} ({} registry command{})",
                 resolution.lock.extensions_image,
                 resolution.registry_commands,
-                if resolution.registry_commands == 1 {
-                    ""
-                } else {
-                    "s"
-                }
+                diag::plural(resolution.registry_commands as usize)
             );
         }
         return Ok(());
@@ -821,11 +822,7 @@ fn render(resolution: &Resolution, previous: Option<&Lock>, changed: bool) -> St
         out,
         "registry: {} command{}",
         resolution.registry_commands,
-        if resolution.registry_commands == 1 {
-            ""
-        } else {
-            "s"
-        }
+        diag::plural(resolution.registry_commands as usize)
     )
     .unwrap();
     out
@@ -924,12 +921,7 @@ pub fn ensure(
             lock.overlays_image = current.overlays_image.clone();
             lock.known_overlays = current.known_overlays.clone();
         }
-        if lock.imager.is_none() {
-            lock.imager = current.imager.clone();
-        }
-        if lock.base_installer.is_none() {
-            lock.base_installer = current.base_installer.clone();
-        }
+        keep_pins(&mut lock, &current);
     }
     infra::fsutil::write_atomic(&project.lock_path(), lock.to_text().as_bytes())?;
     eprintln!(

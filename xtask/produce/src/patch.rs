@@ -619,7 +619,7 @@ fn failure(
         "patch {name} ({}) does not apply to CozyStack {} ({})",
         info.subject,
         upstream.tag,
-        &upstream.commit[..12]
+        domain::diag::short(&upstream.commit)
     );
     if let Some(path) = &found.file {
         message.push_str(&format!("\n  file: {path}"));

@@ -19,7 +19,7 @@ use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
 
-use super::pattern::Pattern;
+use super::pattern;
 use infra::cmd::{Cmd, Io, Runner};
 use infra::progress::Progress;
 
@@ -49,7 +49,7 @@ pub enum Media {
 pub struct BootOptions {
     pub media: Media,
     /// Success needs a console line matching this.
-    pub expect: Pattern,
+    pub expect: regex_lite::Regex,
     /// Guest TCP port that must answer (forwarded from a free host port).
     pub port: Option<u16>,
     /// The port's answer must be a TLS record (Talos's apid), not just any bytes.
@@ -72,7 +72,7 @@ impl BootOptions {
     pub fn new(media: Media, log: Utf8PathBuf, work_dir: Utf8PathBuf) -> BootOptions {
         BootOptions {
             media,
-            expect: Pattern::new(TALOS_MAINTENANCE).expect("the default pattern parses"),
+            expect: pattern::parse(TALOS_MAINTENANCE).expect("the default pattern parses"),
             port: None,
             require_tls: false,
             timeout: DEFAULT_TIMEOUT,
@@ -292,7 +292,7 @@ pub enum LineKind {
     Other,
 }
 
-pub fn classify(line: &str, expect: &Pattern) -> LineKind {
+pub fn classify(line: &str, expect: &regex_lite::Regex) -> LineKind {
     if line.contains("Kernel panic") {
         LineKind::Panic
     } else if expect.is_match(line) {
@@ -446,13 +446,12 @@ fn free_port() -> Result<u16> {
         .port())
 }
 
-fn qemu_binary() -> Result<Utf8PathBuf> {
-    let path = which::which("qemu-system-aarch64").map_err(|_| {
-        anyhow::anyhow!(
-            "qemu-system-aarch64 is not installed: install it with `apt-get install qemu-system-arm qemu-efi-aarch64` (or run `cargo xtask test`, which installs the test tools)"
-        )
-    })?;
-    Utf8PathBuf::from_path_buf(path).map_err(|p| anyhow::anyhow!("non-UTF-8 path {}", p.display()))
+/// qemu is run by name (`qemu_command`): it must be on PATH.
+fn require_qemu() -> Result<()> {
+    match which::which("qemu-system-aarch64") {
+        Ok(_) => Ok(()),
+        Err(_) => bail!("qemu-system-aarch64 is not installed: install it with `apt-get install qemu-system-arm qemu-efi-aarch64` (or run `cargo xtask test`, which installs the test tools)"),
+    }
 }
 
 /// The files `media` boots from must exist: a real run checks this first, and `smoke --dry-run`
@@ -619,7 +618,7 @@ pub fn run(runner: Runner, opts: &BootOptions) -> Result<Option<BootResult>> {
         true => None,
         false => {
             check_inputs(&opts.media)?;
-            qemu_binary()?;
+            require_qemu()?;
             Some(Scratch(opts.work_dir.clone()))
         }
     };
@@ -1086,7 +1085,7 @@ mod tests {
 
     #[test]
     fn panics_and_expected_lines_are_told_apart() {
-        let expect = Pattern::new(TALOS_MAINTENANCE).unwrap();
+        let expect = pattern::parse(TALOS_MAINTENANCE).unwrap();
         assert_eq!(
             classify(
                 "[    2.1] Kernel panic - not syncing: Attempted to kill init!",

@@ -17,6 +17,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
+use domain::oci::media;
 use domain::record::{BuildRecord, Published};
 use domain::{Arch, Finding, ImageRef, Lock, Output, Variant};
 use infra::cmd::Cmd;
@@ -46,6 +47,16 @@ impl Report {
             findings: vec![Finding::new(record.as_str(), "", format!("{err:#}"))],
             record,
             checked: Vec::new(),
+        }
+    }
+
+    /// The report of `variant` before any check ran, its record shown as `record`.
+    fn empty(variant: &Variant, record: Utf8PathBuf) -> Report {
+        Report {
+            variant: variant.name.clone(),
+            record,
+            checked: Vec::new(),
+            findings: Vec::new(),
         }
     }
 
@@ -113,12 +124,7 @@ pub fn check_on_disk(
         .parent()
         .expect("a record lies in its variant's directory");
     let shown = project.display(&path).to_owned();
-    let mut report = Report {
-        variant: variant.name.clone(),
-        record: shown.clone(),
-        checked: Vec::new(),
-        findings: Vec::new(),
-    };
+    let mut report = Report::empty(variant, shown.clone());
     check_record(record, shown.as_str(), variant, lock, &mut report);
     check_target(record, shown.as_str(), variant, lock, &mut report);
     check_files(record, dir, shown.as_str(), &mut report);
@@ -136,12 +142,7 @@ pub fn check_against(
     variant: &Variant,
     lock: &Lock,
 ) -> Vec<Finding> {
-    let mut report = Report {
-        variant: variant.name.clone(),
-        record: shown.into(),
-        checked: Vec::new(),
-        findings: Vec::new(),
-    };
+    let mut report = Report::empty(variant, shown.into());
     check_record(record, shown, variant, lock, &mut report);
     check_target(record, shown, variant, lock, &mut report);
     report.findings
@@ -159,44 +160,26 @@ pub fn check_record(
         "rebuild with `cargo xtask build --variant {}`",
         variant.name
     );
+    // A field of the record that is not what the variant and the lock say: rebuild.
+    let stale =
+        |field: &str, problem: &str| Finding::new(shown, field, problem).fix(rebuild.clone());
     let before = report.findings.len();
     let findings = &mut report.findings;
     if record.variant != variant.name {
-        findings.push(
-            Finding::new(
-                shown,
-                "variant",
-                format!("record is not for variant `{}`", variant.name),
-            )
-            .value(&record.variant)
-            .fix(rebuild.clone()),
-        );
+        let problem = format!("record is not for variant `{}`", variant.name);
+        findings.push(stale("variant", &problem).value(&record.variant));
     }
     if record.arch != variant.arch {
-        findings.push(
-            Finding::new(
-                shown,
-                "arch",
-                format!("variant `{}` is {}", variant.name, variant.arch),
-            )
-            .value(record.arch)
-            .fix(rebuild.clone()),
-        );
+        let problem = format!("variant `{}` is {}", variant.name, variant.arch);
+        findings.push(stale("arch", &problem).value(record.arch));
     }
     if record.talos_version != lock.talos_version {
-        findings.push(
-            Finding::new(
-                shown,
-                "talos_version",
-                format!(
-                    "{} is locked for Talos {}",
-                    domain::lock::SHOWN,
-                    lock.talos_version
-                ),
-            )
-            .value(&record.talos_version)
-            .fix(rebuild.clone()),
+        let problem = format!(
+            "{} is locked for Talos {}",
+            domain::lock::SHOWN,
+            lock.talos_version
         );
+        findings.push(stale("talos_version", &problem).value(&record.talos_version));
     }
 
     let resolved = lock.resolve(variant);
@@ -221,19 +204,12 @@ pub fn check_record(
         recorded.push((e.name.clone(), e.reference.clone()));
     }
     if recorded != expected {
-        findings.push(
-            Finding::new(
-                shown,
-                "extensions",
-                format!(
-                    "not the locked extensions of variant `{}`: {}",
-                    variant.name,
-                    render_refs(&expected)
-                ),
-            )
-            .value(render_refs(&recorded))
-            .fix(rebuild.clone()),
+        let problem = format!(
+            "not the locked extensions of variant `{}`: {}",
+            variant.name,
+            render_refs(&expected)
         );
+        findings.push(stale("extensions", &problem).value(render_refs(&recorded)));
     }
 
     let mut variant_names = BTreeSet::new();
@@ -246,29 +222,15 @@ pub fn check_record(
         let arches = arch_names(&variant.target.arches, "");
         let asked = profile["arch"].as_str().unwrap_or_default();
         if !arches.iter().any(|a| a == asked) || entry.arch.is_some_and(|a| a.as_str() != asked) {
-            findings.push(
-                Finding::new(
-                    shown,
-                    format!("{base}.arch"),
-                    format!(
-                        "the imager was not asked for {}",
-                        entry.arch.map_or(arches.join(" or "), |a| a.to_string())
-                    ),
-                )
-                .value(&profile["arch"])
-                .fix(rebuild.clone()),
+            let problem = format!(
+                "the imager was not asked for {}",
+                entry.arch.map_or(arches.join(" or "), |a| a.to_string())
             );
+            findings.push(stale(&format!("{base}.arch"), &problem).value(&profile["arch"]));
         }
         if profile["version"].as_str() != Some(record.talos_version.to_string().as_str()) {
-            findings.push(
-                Finding::new(
-                    shown,
-                    format!("{base}.version"),
-                    format!("not the recorded Talos version {}", record.talos_version),
-                )
-                .value(&profile["version"])
-                .fix(rebuild.clone()),
-            );
+            let problem = format!("not the recorded Talos version {}", record.talos_version);
+            findings.push(stale(&format!("{base}.version"), &problem).value(&profile["version"]));
         }
         let mut refs: Vec<Option<&str>> = Vec::new();
         if let Some(list) = profile["input"]["systemExtensions"].as_array() {
@@ -280,19 +242,13 @@ pub fn check_record(
         for (j, reference) in refs.iter().enumerate() {
             let field = format!("{base}.input.systemExtensions[{j}].imageRef");
             let Some(reference) = reference else {
-                findings.push(
-                    Finding::new(shown, field, "not an image reference").fix(rebuild.clone()),
-                );
+                findings.push(stale(&field, "not an image reference"));
                 continue;
             };
             let name = match ImageRef::parse(reference) {
                 Ok(parsed) => parsed.name().to_owned(),
                 Err(err) => {
-                    findings.push(
-                        Finding::new(shown, field, err)
-                            .value(reference)
-                            .fix(rebuild.clone()),
-                    );
+                    findings.push(stale(&field, &err).value(reference));
                     continue;
                 }
             };
@@ -306,7 +262,7 @@ pub fn check_record(
                             "the {} image carries extension `{name}`, which variant `{}` does not have ({})",
                             entry.kind,
                             variant.name,
-                            variant_file(variant)
+                            variant.file()
                         ),
                     )
                     .value(reference)
@@ -320,11 +276,8 @@ pub fn check_record(
                 continue; // reported once above as missing from the lock
             };
             if *reference != locked.to_string() {
-                findings.push(
-                    Finding::new(shown, field, format!("not the locked reference {locked}"))
-                        .value(reference)
-                        .fix(rebuild.clone()),
-                );
+                let problem = format!("not the locked reference {locked}");
+                findings.push(stale(&field, &problem).value(reference));
             } else if locked.digest.is_none() {
                 findings.push(
                     Finding::new(
@@ -339,29 +292,16 @@ pub fn check_record(
         }
         for name in &variant_names {
             if !seen.contains(name) {
-                findings.push(
-                    Finding::new(
-                        shown,
-                        format!("{base}.input.systemExtensions"),
-                        format!(
-                            "the {} image lacks extension `{name}` of variant `{}`",
-                            entry.kind, variant.name
-                        ),
-                    )
-                    .fix(rebuild.clone()),
+                let problem = format!(
+                    "the {} image lacks extension `{name}` of variant `{}`",
+                    entry.kind, variant.name
                 );
+                findings.push(stale(&format!("{base}.input.systemExtensions"), &problem));
             }
         }
         if !record.files.iter().any(|f| f.name == entry.artifact) {
-            findings.push(
-                Finding::new(
-                    shown,
-                    format!("profiles[{i}].artifact"),
-                    "not among the recorded files",
-                )
-                .value(&entry.artifact)
-                .fix(rebuild.clone()),
-            );
+            let field = format!("profiles[{i}].artifact");
+            findings.push(stale(&field, "not among the recorded files").value(&entry.artifact));
         }
     }
     for output in &variant.outputs {
@@ -371,18 +311,12 @@ pub fn check_record(
                 .iter()
                 .any(|p| p.kind == *output && p.profile["arch"].as_str() == Some(arch.as_str()));
             if !found {
-                findings.push(
-                    Finding::new(
-                        shown,
-                        "profiles",
-                        format!(
-                            "no `{}` profile for {arch}, but variant `{}` builds it",
-                            output.name(),
-                            variant.name
-                        ),
-                    )
-                    .fix(rebuild.clone()),
+                let problem = format!(
+                    "no `{}` profile for {arch}, but variant `{}` builds it",
+                    output.name(),
+                    variant.name
                 );
+                findings.push(stale("profiles", &problem));
             }
         }
     }
@@ -415,6 +349,9 @@ pub fn check_target(
         "rebuild with `cargo xtask build --variant {}`",
         variant.name
     );
+    // A field of the record that is not what the variant's target says: rebuild.
+    let stale =
+        |field: &str, problem: &str| Finding::new(shown, field, problem).fix(rebuild.clone());
     let target = &variant.target;
     let before = report.findings.len();
     let findings = &mut report.findings;
@@ -425,49 +362,30 @@ pub fn check_target(
         arch_names(&record.arches, "")
     };
     if recorded_arches != arches {
-        findings.push(
-            Finding::new(
-                shown,
-                "arches",
-                format!(
-                    "variant `{}` is built for {}",
-                    variant.name,
-                    arches.join(", ")
-                ),
-            )
-            .value(recorded_arches.join(", "))
-            .fix(rebuild.clone()),
+        let problem = format!(
+            "variant `{}` is built for {}",
+            variant.name,
+            arches.join(", ")
         );
+        findings.push(stale("arches", &problem).value(recorded_arches.join(", ")));
     }
     if record.platform.as_deref().unwrap_or("metal") != target.platform.name() {
-        findings.push(
-            Finding::new(
-                shown,
-                "platform",
-                format!(
-                    "variant `{}` is for platform {}",
-                    variant.name, target.platform
-                ),
-            )
-            .value(record.platform.as_deref().unwrap_or("metal"))
-            .fix(rebuild.clone()),
+        let problem = format!(
+            "variant `{}` is for platform {}",
+            variant.name, target.platform
         );
+        findings
+            .push(stale("platform", &problem).value(record.platform.as_deref().unwrap_or("metal")));
     }
     let overlay = target.overlay.as_ref().map(|o| o.name.as_str());
     if record.overlay.as_deref() != overlay {
-        findings.push(
-            Finding::new(
-                shown,
-                "overlay",
-                format!(
-                    "variant `{}` has overlay {}",
-                    variant.name,
-                    overlay.unwrap_or("none")
-                ),
-            )
-            .value(record.overlay.as_deref().unwrap_or("none"))
-            .fix(rebuild.clone()),
+        let problem = format!(
+            "variant `{}` has overlay {}",
+            variant.name,
+            overlay.unwrap_or("none")
         );
+        findings
+            .push(stale("overlay", &problem).value(record.overlay.as_deref().unwrap_or("none")));
     }
     let locked_overlay = overlay
         .and_then(|name| lock.overlays.get(name))
@@ -482,18 +400,11 @@ pub fn check_target(
             _ => "metal",
         };
         if profile["platform"].as_str() != Some(want_platform) {
-            findings.push(
-                Finding::new(
-                    shown,
-                    format!("{base}.platform"),
-                    format!(
-                        "the {} of variant `{}` boots on {want_platform}",
-                        entry.kind, variant.name
-                    ),
-                )
-                .value(&profile["platform"])
-                .fix(rebuild.clone()),
+            let problem = format!(
+                "the {} of variant `{}` boots on {want_platform}",
+                entry.kind, variant.name
             );
+            findings.push(stale(&format!("{base}.platform"), &problem).value(&profile["platform"]));
         }
         let boots = matches!(
             output,
@@ -517,30 +428,28 @@ pub fn check_target(
                     "{rebuild}; without its overlay a board gets no firmware and does not boot"
                 )),
             ),
-            None if !profile["overlay"].is_null() => findings.push(
-                Finding::new(
-                    shown,
-                    format!("{base}.overlay"),
-                    format!(
-                        "the {} of variant `{}` carries no overlay",
-                        entry.kind, variant.name
-                    ),
-                )
-                .value(&profile["overlay"])
-                .fix(rebuild.clone()),
-            ),
+            None if !profile["overlay"].is_null() => {
+                let problem = format!(
+                    "the {} of variant `{}` carries no overlay",
+                    entry.kind, variant.name
+                );
+                findings
+                    .push(stale(&format!("{base}.overlay"), &problem).value(&profile["overlay"]));
+            }
             _ => {}
         }
         let installer_overlay = profile["input"]["overlayInstaller"]["imageRef"].as_str();
         let want_installer = want.filter(|_| output == Output::Installer);
         if installer_overlay != want_installer {
+            let problem = match want_installer {
+                Some(image) => format!(
+                    "an installer of a board role runs the overlay's installer: expected {image}"
+                ),
+                None => "only the installer of a board role has one".to_owned(),
+            };
             findings.push(
-                Finding::new(shown, format!("{base}.input.overlayInstaller"), match want_installer {
-                    Some(image) => format!("an installer of a board role runs the overlay's installer: expected {image}"),
-                    None => "only the installer of a board role has one".to_owned(),
-                })
-                .value(installer_overlay.unwrap_or("none"))
-                .fix(rebuild.clone()),
+                stale(&format!("{base}.input.overlayInstaller"), &problem)
+                    .value(installer_overlay.unwrap_or("none")),
             );
         }
     }
@@ -567,10 +476,6 @@ fn render_refs(refs: &[(String, ImageRef)]) -> String {
     shown.join(", ")
 }
 
-fn variant_file(variant: &Variant) -> String {
-    variant.file()
-}
-
 fn check_files(record: &BuildRecord, dir: &Utf8Path, shown: &str, report: &mut Report) {
     for (i, file) in record.files.iter().enumerate() {
         let field = format!("files[{i}]");
@@ -591,27 +496,24 @@ fn check_files(record: &BuildRecord, dir: &Utf8Path, shown: &str, report: &mut R
             "rebuild with `cargo xtask build --variant {}` (the file changed after the build)",
             record.variant
         );
+        // The file is not what the record says: rebuild.
+        let changed =
+            |field: &str, problem: &str| Finding::new(shown, field, problem).fix(rebuild.clone());
         let size = match std::fs::metadata(&path) {
             Ok(meta) => meta.len(),
             Err(_) => {
-                report.findings.push(
-                    Finding::new(shown, field, format!("{path} does not exist"))
-                        .value(&file.name)
-                        .fix(rebuild),
-                );
+                let problem = format!("{path} does not exist");
+                report
+                    .findings
+                    .push(changed(&field, &problem).value(&file.name));
                 continue;
             }
         };
         if size != file.size {
-            report.findings.push(
-                Finding::new(
-                    shown,
-                    format!("{field}.size"),
-                    format!("{} is {size} bytes", file.name),
-                )
-                .value(file.size)
-                .fix(rebuild),
-            );
+            let problem = format!("{} is {size} bytes", file.name);
+            report
+                .findings
+                .push(changed(&format!("{field}.size"), &problem).value(file.size));
             continue;
         }
         match infra::fsutil::sha256_file(&path).map(|(sha, _)| sha) {
@@ -620,18 +522,13 @@ fn check_files(record: &BuildRecord, dir: &Utf8Path, shown: &str, report: &mut R
                     .checked
                     .push(format!("{}: sha256 {}", file.name, short(&hex)))
             }
-            Ok(hex) => report.findings.push(
-                Finding::new(
-                    shown,
-                    format!("{field}.sha256"),
-                    format!("{} has sha256 {hex}", file.name),
-                )
-                .value(&file.sha256)
-                .fix(rebuild),
-            ),
-            Err(err) => report
-                .findings
-                .push(Finding::new(shown, field, format!("{err:#}")).fix(rebuild)),
+            Ok(hex) => {
+                let problem = format!("{} has sha256 {hex}", file.name);
+                report
+                    .findings
+                    .push(changed(&format!("{field}.sha256"), &problem).value(&file.sha256));
+            }
+            Err(err) => report.findings.push(changed(&field, &format!("{err:#}"))),
         }
     }
 }
@@ -758,34 +655,47 @@ fn check_installer_layout(
     }
 }
 
+/// How an installer archive holds its image: the first entry of a docker-archive's
+/// `manifest.json` (`{"Config": "<member>", "Layers": [...]}`), or the manifest blob an OCI
+/// layout's `index.json` names first.
+enum ArchivedManifest {
+    Docker(Value),
+    Oci(Value),
+}
+
+fn archived_manifest(archive: &Utf8Path) -> Result<ArchivedManifest> {
+    if let Ok(manifest) = tar_member(archive, "manifest.json") {
+        let manifest = json(manifest, "manifest.json")?;
+        return Ok(ArchivedManifest::Docker(manifest[0].clone()));
+    }
+    let index = json(
+        tar_member(archive, "index.json")
+            .context("neither a docker-archive (manifest.json) nor an OCI layout (index.json)")?,
+        "index.json",
+    )?;
+    let digest = index["manifests"][0]["digest"]
+        .as_str()
+        .context("index.json lists no manifest")?;
+    Ok(ArchivedManifest::Oci(json(blob(archive, digest)?, digest)?))
+}
+
 /// The bytes of the image's topmost layer (docker-archive or OCI layout tar).
 fn last_layer(archive: &Utf8Path) -> Result<Vec<u8>> {
-    if let Ok(manifest) = tar_member(archive, "manifest.json") {
-        let manifest: Value =
-            domain::json::from_bytes(&manifest).context("manifest.json is not JSON")?;
-        let layer = manifest[0]["Layers"]
-            .as_array()
-            .and_then(|l| l.last())
-            .and_then(Value::as_str)
-            .context("manifest.json names no layer")?;
-        return tar_member(archive, layer);
-    }
-    let index: Value = domain::json::from_bytes(&tar_member(archive, "index.json")?)
-        .context("index.json is not JSON")?;
-    let blob = |digest: &str| -> Result<Vec<u8>> {
-        let hex = digest
-            .strip_prefix("sha256:")
-            .context("digest is not sha256")?;
-        tar_member(archive, &format!("blobs/sha256/{hex}"))
+    let mut manifest = match archived_manifest(archive)? {
+        ArchivedManifest::Docker(manifest) => {
+            let layer = manifest["Layers"]
+                .as_array()
+                .and_then(|l| l.last())
+                .and_then(Value::as_str)
+                .context("manifest.json names no layer")?;
+            return tar_member(archive, layer);
+        }
+        ArchivedManifest::Oci(manifest) => manifest,
     };
-    let mut manifest: Value = domain::json::from_bytes(&blob(
-        index["manifests"][0]["digest"]
-            .as_str()
-            .context("index.json lists no manifest")?,
-    )?)?;
     if manifest["manifests"].is_array() {
         // an index inside the layout: its first image
         manifest = domain::json::from_bytes(&blob(
+            archive,
             manifest["manifests"][0]["digest"]
                 .as_str()
                 .context("the index lists no image")?,
@@ -796,7 +706,7 @@ fn last_layer(archive: &Utf8Path) -> Result<Vec<u8>> {
         .and_then(|l| l.last())
         .and_then(|l| l["digest"].as_str())
         .context("the manifest names no layer")?;
-    blob(layer)
+    blob(archive, layer)
 }
 
 /// The member names of a layer (a tar, gzip-compressed or not).
@@ -830,39 +740,32 @@ fn tar_member(archive: &Utf8Path, member: &str) -> Result<Vec<u8>> {
 }
 
 fn archive_config(archive: &Utf8Path) -> Result<Value> {
-    let json = |bytes: Vec<u8>, what: &str| -> Result<Value> {
-        domain::json::from_bytes(&bytes).with_context(|| format!("{what} is not JSON"))
-    };
-    if let Ok(manifest) = tar_member(archive, "manifest.json") {
-        // docker-archive: [{"Config": "<member>", "Layers": [...]}]
-        let manifest = json(manifest, "manifest.json")?;
-        let config = manifest[0]["Config"]
-            .as_str()
-            .context("manifest.json names no Config")?;
-        return json(tar_member(archive, config)?, config);
+    match archived_manifest(archive)? {
+        ArchivedManifest::Docker(manifest) => {
+            let config = manifest["Config"]
+                .as_str()
+                .context("manifest.json names no Config")?;
+            json(tar_member(archive, config)?, config)
+        }
+        ArchivedManifest::Oci(manifest) => {
+            let digest = manifest["config"]["digest"]
+                .as_str()
+                .context("the manifest names no config")?;
+            json(blob(archive, digest)?, digest)
+        }
     }
-    // OCI layout: index.json -> manifest blob -> config blob
-    let index = json(
-        tar_member(archive, "index.json")
-            .context("neither a docker-archive (manifest.json) nor an OCI layout (index.json)")?,
-        "index.json",
-    )?;
-    let blob = |digest: &str| -> Result<Value> {
-        let hex = digest
-            .strip_prefix("sha256:")
-            .context("digest is not sha256")?;
-        json(tar_member(archive, &format!("blobs/sha256/{hex}"))?, digest)
-    };
-    let manifest = blob(
-        index["manifests"][0]["digest"]
-            .as_str()
-            .context("index.json lists no manifest")?,
-    )?;
-    blob(
-        manifest["config"]["digest"]
-            .as_str()
-            .context("the manifest names no config")?,
-    )
+}
+
+/// A blob of an OCI layout, by digest.
+fn blob(archive: &Utf8Path, digest: &str) -> Result<Vec<u8>> {
+    let hex = digest
+        .strip_prefix("sha256:")
+        .context("digest is not sha256")?;
+    tar_member(archive, &format!("blobs/sha256/{hex}"))
+}
+
+fn json(bytes: Vec<u8>, what: &str) -> Result<Value> {
+    domain::json::from_bytes(&bytes).with_context(|| format!("{what} is not JSON"))
 }
 
 /// `skopeo inspect --raw [--config] docker://<reference>`: the exact bytes the registry serves.
@@ -891,11 +794,6 @@ fn inspect_cmd(
     Ok(cmd)
 }
 
-const INDEX_TYPES: &[&str] = &[
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-];
-
 fn check_published(
     skopeo: &infra::registry::Skopeo,
     record: &BuildRecord,
@@ -914,38 +812,30 @@ fn check_published(
             "publish again with `cargo xtask build --variant {}` (with the registry configured)",
             record.variant
         );
+        // The image the registry holds at the recorded digest is not the one built: publish again.
+        let unpublished = |problem: &str| {
+            Finding::new(shown, format!("{field}.digest"), problem)
+                .value(&by_digest)
+                .fix(republish.clone())
+        };
         let raw = match registry_raw(skopeo, &by_digest, false) {
             Ok(raw) => raw,
             Err(err) => {
-                report.findings.push(
-                    Finding::new(
-                        shown,
-                        format!("{field}.digest"),
-                        format!("not in the registry: {err:#}"),
-                    )
-                    .value(&by_digest)
-                    .fix(republish),
-                );
+                let problem = format!("not in the registry: {err:#}");
+                report.findings.push(unpublished(&problem));
                 continue;
             }
         };
         let manifest: Value = domain::json::from_bytes(&raw).unwrap_or(Value::Null);
         let media_type = manifest["mediaType"].as_str().unwrap_or_default();
-        let is_index = INDEX_TYPES.contains(&media_type);
+        let is_index = matches!(media_type, media::OCI_INDEX | media::DOCKER_LIST);
         if arches.len() > 1 {
             if !is_index {
-                report.findings.push(
-                    Finding::new(
-                        shown,
-                        format!("{field}.digest"),
-                        format!(
-                            "a single image in the registry, not one index of {}",
-                            render_arches(arches)
-                        ),
-                    )
-                    .value(&by_digest)
-                    .fix(republish.clone()),
+                let problem = format!(
+                    "a single image in the registry, not one index of {}",
+                    arch_names(arches, "linux/").join(", ")
                 );
+                report.findings.push(unpublished(&problem));
                 continue;
             }
             let mut listed = Vec::new();
@@ -961,19 +851,12 @@ fn check_published(
             }
             let want = arch_names(arches, "linux/");
             if listed != want {
-                report.findings.push(
-                    Finding::new(
-                        shown,
-                        format!("{field}.digest"),
-                        format!(
-                            "the index in the registry lists {}, not exactly {}",
-                            listed.join(", "),
-                            want.join(", ")
-                        ),
-                    )
-                    .value(&by_digest)
-                    .fix(republish.clone()),
+                let problem = format!(
+                    "the index in the registry lists {}, not exactly {}",
+                    listed.join(", "),
+                    want.join(", ")
                 );
+                report.findings.push(unpublished(&problem));
                 continue;
             }
         }
@@ -989,15 +872,9 @@ fn check_published(
                 match found.and_then(|m| m["digest"].as_str()) {
                     Some(digest) => digest.to_owned(),
                     None => {
-                        report.findings.push(
-                            Finding::new(
-                                shown,
-                                format!("{field}.digest"),
-                                format!("the index in the registry has no linux/{arch} image"),
-                            )
-                            .value(&by_digest)
-                            .fix(republish.clone()),
-                        );
+                        let problem =
+                            format!("the index in the registry has no linux/{arch} image");
+                        report.findings.push(unpublished(&problem));
                         continue;
                     }
                 }
@@ -1018,25 +895,15 @@ fn check_published(
                         "{} image {by_digest}{entry}: registry config is linux/{arch}",
                         published.kind
                     )),
-                    Some(problem) => report.findings.push(
-                        Finding::new(
-                            shown,
-                            format!("{field}.digest"),
-                            format!("in the registry,{entry} {problem}"),
-                        )
-                        .value(&by_digest)
-                        .fix(republish.clone()),
-                    ),
+                    Some(problem) => {
+                        let problem = format!("in the registry,{entry} {problem}");
+                        report.findings.push(unpublished(&problem));
+                    }
                 },
-                Err(err) => report.findings.push(
-                    Finding::new(
-                        shown,
-                        format!("{field}.digest"),
-                        format!("cannot read the image config{entry}: {err:#}"),
-                    )
-                    .value(&by_digest)
-                    .fix(republish.clone()),
-                ),
+                Err(err) => {
+                    let problem = format!("cannot read the image config{entry}: {err:#}");
+                    report.findings.push(unpublished(&problem));
+                }
             }
         }
         for (j, tag) in published.tags.iter().enumerate() {
@@ -1077,10 +944,6 @@ fn check_published(
             }
         }
     }
-}
-
-fn render_arches(arches: &[Arch]) -> String {
-    arch_names(arches, "linux/").join(", ")
 }
 
 /// The names of `arches` in order, each behind `prefix` (`linux/arm64`).

@@ -2,59 +2,16 @@
 //! Unicode classes, everything else a regex user expects), matched anywhere in a line unless
 //! anchored. Parsed once when the options are read, so a bad pattern fails before qemu starts.
 
-use std::fmt;
+use regex_lite::Regex;
 
-#[derive(Debug)]
-pub struct Pattern {
-    regex: regex_lite::Regex,
-}
-
-#[derive(Debug)]
-pub struct PatternError {
-    pub pattern: String,
-    pub problem: String,
-}
-
-impl fmt::Display for PatternError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "pattern `{}` is not a regular expression: {}\n    fix: escape characters meant literally with `\\`, e.g. `\\[talos\\]`",
-            self.pattern,
-            self.problem.trim()
+/// `source` as a pattern, or the error `--expect` reports for it.
+pub fn parse(source: &str) -> Result<Regex, String> {
+    Regex::new(source).map_err(|err| {
+        format!(
+            "pattern `{source}` is not a regular expression: {}\n    fix: escape characters meant literally with `\\`, e.g. `\\[talos\\]`",
+            err.to_string().trim()
         )
-    }
-}
-
-impl std::error::Error for PatternError {}
-
-impl Pattern {
-    pub fn new(source: &str) -> Result<Pattern, PatternError> {
-        regex_lite::Regex::new(source)
-            .map(|regex| Pattern { regex })
-            .map_err(|err| PatternError {
-                pattern: source.to_owned(),
-                problem: err.to_string(),
-            })
-    }
-
-    pub fn is_match(&self, line: &str) -> bool {
-        self.regex.is_match(line)
-    }
-}
-
-impl PartialEq for Pattern {
-    fn eq(&self, other: &Pattern) -> bool {
-        self.regex.as_str() == other.regex.as_str()
-    }
-}
-
-impl Eq for Pattern {}
-
-impl fmt::Display for Pattern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.regex.as_str())
-    }
+    })
 }
 
 #[cfg(test)]
@@ -62,7 +19,7 @@ mod tests {
     use super::*;
 
     fn m(pattern: &str, line: &str) -> bool {
-        Pattern::new(pattern).unwrap().is_match(line)
+        parse(pattern).unwrap().is_match(line)
     }
 
     #[test]
@@ -97,7 +54,7 @@ mod tests {
         assert!(m(r"colou?r \d+", "colour 42"));
         assert!(!m(r"\d+s", "s"));
         assert!(m(r"^\s*$", "  \t"));
-        let p = Pattern::new("^login: |entering maintenance$").unwrap();
+        let p = parse("^login: |entering maintenance$").unwrap();
         assert!(p.is_match("login: "));
         assert!(p.is_match("x entering maintenance"));
         assert!(!p.is_match("x login: "));
@@ -107,7 +64,7 @@ mod tests {
 
     #[test]
     fn a_bad_pattern_names_itself_and_the_fix() {
-        let err = Pattern::new("[abc").unwrap_err().to_string();
+        let err = parse("[abc").unwrap_err().to_string();
         assert!(
             err.starts_with("pattern `[abc` is not a regular expression: "),
             "{err}"
@@ -116,7 +73,7 @@ mod tests {
             err.contains(r"fix: escape characters meant literally with `\`"),
             "{err}"
         );
-        assert!(Pattern::new("*a").is_err());
-        assert!(Pattern::new("a{2").is_err());
+        assert!(parse("*a").is_err());
+        assert!(parse("a{2").is_err());
     }
 }

@@ -16,7 +16,7 @@ pub struct Change {
 }
 
 /// What CI builds. The JSON form is the contract (`--format json`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct Decision {
     /// True when at least one variant builds.
     pub build: bool,
@@ -55,29 +55,16 @@ impl Decision {
             test: true,
             variants,
             reason,
-            files: 0,
-            removed: Vec::new(),
             all: true,
-            base: None,
-            head: None,
             warnings,
-            changes: Vec::new(),
+            ..Default::default()
         }
     }
 
     pub fn nothing(reason: String) -> Decision {
         Decision {
-            build: false,
-            test: false,
-            variants: Vec::new(),
             reason,
-            files: 0,
-            removed: Vec::new(),
-            all: false,
-            base: None,
-            head: None,
-            warnings: Vec::new(),
-            changes: Vec::new(),
+            ..Default::default()
         }
     }
 }
@@ -160,16 +147,11 @@ pub fn decide(rules: &Rules, changes: Vec<Change>, known: &Known) -> Decision {
         };
         Decision {
             build: !variants.is_empty(),
-            test: false,
             variants,
             reason,
             files,
-            removed: Vec::new(),
-            all: false,
-            base: None,
-            head: None,
             warnings,
-            changes: Vec::new(),
+            ..Default::default()
         }
     };
     decision.files = files;

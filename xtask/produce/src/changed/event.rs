@@ -2,6 +2,8 @@
 
 use serde_json::Value;
 
+use super::output::shown;
+
 /// What the git layer should compare.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Selection {
@@ -82,7 +84,7 @@ pub fn select(event_name: &str, event: &Value, sha: Option<&str>) -> Selection {
             if reference.starts_with("refs/tags/") {
                 return Selection::Everything(format!(
                     "tag push ({}): a release builds every variant",
-                    shown_ref(&reference)
+                    shown(&reference)
                 ));
             }
             let after = text(&["after"]).filter(|s| !is_zero(s));
@@ -107,7 +109,7 @@ pub fn select(event_name: &str, event: &Value, sha: Option<&str>) -> Selection {
                 },
                 None if pushed == branch => Selection::Everything(format!(
                     "first push of the default branch `{}`",
-                    shown_ref(&branch)
+                    shown(&branch)
                 )),
                 None => Selection::Compare {
                     base: BaseSpec::MergeBase {
@@ -140,18 +142,13 @@ pub fn select(event_name: &str, event: &Value, sha: Option<&str>) -> Selection {
         "schedule" => Selection::Everything("scheduled run: every variant builds".into()),
         other => Selection::Everything(format!(
             "event `{}` has no rule for choosing a base",
-            shown_ref(other)
+            shown(other)
         )),
     }
 }
 
 fn is_zero(sha: &str) -> bool {
     sha.bytes().all(|b| b == b'0')
-}
-
-/// Ref and event names are printed; keep them to printable text.
-fn shown_ref(s: &str) -> String {
-    super::output::shown(s)
 }
 
 #[cfg(test)]

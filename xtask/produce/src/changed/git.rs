@@ -38,11 +38,11 @@ pub struct Git {
 }
 
 impl Git {
-    pub fn new(repo: &Utf8Path) -> Result<Git> {
-        Ok(Git {
+    pub fn new(repo: &Utf8Path) -> Git {
+        Git {
             repo: repo.to_owned(),
             notes: Vec::new(),
-        })
+        }
     }
 
     fn git(&self, args: &[&str]) -> Cmd {
@@ -106,7 +106,7 @@ impl Git {
         if let Some(sha) = self.commit(rev) {
             return Ok(sha);
         }
-        if is_object_id(rev) {
+        if infra::publish::is_commit_id(rev) {
             let depth: &[&str] = if self.is_shallow() {
                 &["--depth=1"]
             } else {
@@ -121,7 +121,7 @@ impl Git {
                 format!("commit {rev} is not in this clone and cannot be fetched")
             })?;
         }
-        // a name, not an id: perhaps a typo of a branch or tag this clone has
+        // a name, not a full object id (the only revisions fetched by name): perhaps a typo of a branch or tag this clone has
         let refs = self
             .output(&["for-each-ref", "--format=%(refname:short)"])
             .map(|out| String::from_utf8_lossy(&out).into_owned())
@@ -281,11 +281,6 @@ pub fn parse_symlinks(out: &[u8]) -> Result<Vec<String>> {
     Ok(links)
 }
 
-/// A full hexadecimal object id (SHA-1 or SHA-256), the only revisions fetched by name.
-pub fn is_object_id(rev: &str) -> bool {
-    matches!(rev.len(), 40 | 64) && rev.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
 /// Variant names from the working tree, when git cannot list them.
 pub fn variants_on_disk(repo: &Utf8Path, rules: &Rules) -> BTreeSet<String> {
     let dir = repo.join(rules.variants_dir());
@@ -348,9 +343,10 @@ mod tests {
 
     #[test]
     fn only_full_object_ids_are_fetched_by_name() {
-        assert!(is_object_id(&"a".repeat(40)));
-        assert!(is_object_id(&"0".repeat(64)));
-        assert!(!is_object_id("main"));
-        assert!(!is_object_id(&format!("--{}", "a".repeat(38))));
+        use infra::publish::is_commit_id;
+        assert!(is_commit_id(&"a".repeat(40)));
+        assert!(is_commit_id(&"0".repeat(64)));
+        assert!(!is_commit_id("main"));
+        assert!(!is_commit_id(&format!("--{}", "a".repeat(38))));
     }
 }
