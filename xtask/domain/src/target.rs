@@ -182,8 +182,6 @@ impl Platform {
             OutFormat::Raw => "",
             OutFormat::TarGz => ".tar.gz",
             OutFormat::Xz => ".xz",
-            OutFormat::Gz => ".gz",
-            OutFormat::Zst => ".zst",
         };
         format!("{}-{arch}.{}{suffix}", self.name(), d.disk_format.name())
     }
