@@ -6,7 +6,6 @@
 
 use anyhow::Result;
 use camino::Utf8Path;
-use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::arch::Arch;
@@ -52,7 +51,7 @@ pub struct NodeConfig {
     pub node_subnets: Vec<Ipv4Cidr>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TailscaleConfig {
     pub mode: TailscaleMode,
     /// Subnets the node advertises to the tailnet (`TS_ROUTES`).
@@ -62,8 +61,7 @@ pub struct TailscaleConfig {
 }
 
 /// How tailscaled reaches the network (`TS_USERSPACE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TailscaleMode {
     /// a `tailscale0` interface and netfilter rules in the host (the extension's default)
     Kernel,
