@@ -116,12 +116,6 @@ impl fmt::Display for Ipv4Cidr {
     }
 }
 
-impl serde::Serialize for Ipv4Cidr {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,6 @@
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
-#[allow(dead_code)] // mirrors the imager's schema; our variants use a subset
 pub enum OutFormat {
     #[serde(rename = "raw")]
     Raw,
@@ -11,15 +10,10 @@ pub enum OutFormat {
     TarGz,
     #[serde(rename = ".xz")]
     Xz,
-    #[serde(rename = ".gz")]
-    Gz,
-    #[serde(rename = ".zst")]
-    Zst,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-#[allow(dead_code)] // mirrors the imager's schema; our variants use a subset
 pub enum DiskFormat {
     Raw,
     Qcow2,

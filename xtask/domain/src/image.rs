@@ -22,17 +22,23 @@ impl Digest {
     /// The sha256 digest of `bytes` (a manifest, an index, a schematic).
     pub fn of_bytes(bytes: &[u8]) -> Digest {
         use sha2::Digest as _;
-        let hex: String = sha2::Sha256::digest(bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        Digest(format!("sha256:{hex}"))
+        Digest(format!("sha256:{}", hex(&sha2::Sha256::digest(bytes))))
     }
 
     /// The 64 hex digits after `sha256:`.
     pub fn hex(&self) -> &str {
         &self.0["sha256:".len()..]
     }
+}
+
+/// `bytes` as lowercase hex digits, two per byte (digests, cache keys).
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut hex = String::with_capacity(2 * bytes.len());
+    for b in bytes {
+        write!(hex, "{b:02x}").unwrap();
+    }
+    hex
 }
 
 impl fmt::Display for Digest {

@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::cidr::{self, Ipv4Cidr};
+use super::shell::REDACTED;
 use super::talos::TalosVersion;
 use super::variant::{NodeConfig, TailscaleConfig, TailscaleMode};
 use super::Variant;
@@ -20,8 +21,6 @@ use super::Variant;
 pub const AUTH_KEY_ENV: &str = "TS_AUTHKEY";
 /// CozyStack's kube-ovn join network unless the cluster was installed with another.
 pub const COZYSTACK_JOIN_CIDR: &str = "100.64.0.0/16";
-/// What the key looks like wherever it is not written to `--out`.
-pub const REDACTED: &str = "<redacted>";
 /// The RuntimeClass Spin workloads select (`runtimeClassName`), and the containerd handler the
 /// spin extension registers.
 pub const SPIN_RUNTIME_CLASS: &str = "wasmtime-spin-v2";

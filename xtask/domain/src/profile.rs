@@ -19,15 +19,6 @@ use super::variant::Variant;
 
 pub use super::format::{DiskFormat, OutFormat};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-#[allow(dead_code)] // mirrors the imager's schema; our variants use a subset
-pub enum Bootloader {
-    SdBoot,
-    Grub,
-    DualBoot,
-}
-
 /// `output.imageOptions`: only an output of kind `image` has them, and then `diskSize` is set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -36,21 +27,16 @@ pub struct ImageOptions {
     pub disk_format: DiskFormat,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub disk_format_options: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bootloader: Option<Bootloader>,
 }
 
 /// `output.kind`, carrying what that kind requires.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[allow(dead_code)] // mirrors the imager's schema; our variants use a subset
 pub enum Kind {
     Installer,
     Image(ImageOptions),
     Iso,
     Kernel,
     Initramfs,
-    Uki,
-    Cmdline,
 }
 
 impl Kind {
@@ -61,8 +47,6 @@ impl Kind {
             Kind::Iso => "iso",
             Kind::Kernel => "kernel",
             Kind::Initramfs => "initramfs",
-            Kind::Uki => "uki",
-            Kind::Cmdline => "cmdline",
         }
     }
 
@@ -218,7 +202,6 @@ pub fn for_output(
                 disk_size: d.disk_size,
                 disk_format: d.disk_format,
                 disk_format_options: d.disk_format_options.map(str::to_owned),
-                bootloader: None,
             }),
             platform,
             d.out_format,

@@ -1,6 +1,9 @@
 //! Shell quoting: how a command is shown to a reader who may paste it (dry runs, next steps),
 //! and URLs shown without the credentials they may carry.
 
+/// How a secret is shown: a token in a command line, a URL's credentials, the Tailscale auth key.
+pub const REDACTED: &str = "<redacted>";
+
 /// Quotes one word for a POSIX shell: as is when it is made only of characters no shell
 /// treats specially, else in single quotes.
 pub fn quote(word: &str) -> std::borrow::Cow<'_, str> {
@@ -39,7 +42,7 @@ pub fn url_credentials(url: &str) -> Option<&str> {
 /// `url` as it may be shown: its credentials, if any, as `<redacted>`.
 pub fn url_shown(url: &str) -> std::borrow::Cow<'_, str> {
     match url_credentials(url) {
-        Some(credentials) => url.replacen(credentials, "<redacted>", 1).into(),
+        Some(credentials) => url.replacen(credentials, REDACTED, 1).into(),
         None => url.into(),
     }
 }

@@ -22,41 +22,24 @@ const DEFAULT_RAW_DISK_SIZE: u64 = 8192 * MIB;
 /// A Talos platform that has a disk image profile built into the imager. (`container` runs
 /// Talos in a container and boots no image; `equinixMetal` boots over iPXE: neither is a
 /// target for an image built here.)
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Platform {
-    #[serde(rename = "metal")]
     Metal,
-    #[serde(rename = "akamai")]
     Akamai,
-    #[serde(rename = "aws")]
     Aws,
-    #[serde(rename = "azure")]
     Azure,
-    #[serde(rename = "cloudstack")]
     Cloudstack,
-    #[serde(rename = "digital-ocean")]
     DigitalOcean,
-    #[serde(rename = "exoscale")]
     Exoscale,
-    #[serde(rename = "gcp")]
     Gcp,
-    #[serde(rename = "hcloud")]
     Hcloud,
-    #[serde(rename = "nocloud")]
     Nocloud,
-    #[serde(rename = "opennebula")]
     Opennebula,
-    #[serde(rename = "openstack")]
     Openstack,
-    #[serde(rename = "oracle")]
     Oracle,
-    #[serde(rename = "scaleway")]
     Scaleway,
-    #[serde(rename = "upcloud")]
     Upcloud,
-    #[serde(rename = "vmware")]
     Vmware,
-    #[serde(rename = "vultr")]
     Vultr,
 }
 
@@ -182,10 +165,15 @@ impl Platform {
             OutFormat::Raw => "",
             OutFormat::TarGz => ".tar.gz",
             OutFormat::Xz => ".xz",
-            OutFormat::Gz => ".gz",
-            OutFormat::Zst => ".zst",
         };
         format!("{}-{arch}.{}{suffix}", self.name(), d.disk_format.name())
+    }
+}
+
+/// As its [`Platform::name`] (profile `platform:`, the plan's JSON).
+impl Serialize for Platform {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
     }
 }
 
@@ -214,6 +202,8 @@ pub struct Target {
     pub arches: Vec<Arch>,
 }
 
+/// Tests build targets field by field.
+#[cfg(test)]
 impl Default for Target {
     fn default() -> Target {
         Target {

@@ -6,7 +6,6 @@
 
 use anyhow::Result;
 use camino::Utf8Path;
-use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::arch::Arch;
@@ -52,7 +51,7 @@ pub struct NodeConfig {
     pub node_subnets: Vec<Ipv4Cidr>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TailscaleConfig {
     pub mode: TailscaleMode,
     /// Subnets the node advertises to the tailnet (`TS_ROUTES`).
@@ -62,8 +61,7 @@ pub struct TailscaleConfig {
 }
 
 /// How tailscaled reaches the network (`TS_USERSPACE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TailscaleMode {
     /// a `tailscale0` interface and netfilter rules in the host (the extension's default)
     Kernel,
@@ -177,10 +175,7 @@ pub fn parse(file: &str, text: &str) -> Result<Variant, Vec<Finding>> {
 
     for key in object.keys() {
         if !FIELDS.contains(&key.as_str()) {
-            let hint = match diag::closest(key, FIELDS) {
-                Some(near) => format!("did you mean `{near}`? "),
-                None => String::new(),
-            };
+            let hint = diag::did_you_mean(key, FIELDS);
             findings.push(
                 Finding::new(file, key.as_str(), "unknown field")
                     .fix(format!("{hint}known fields are: {}", FIELDS.join(", "))),
@@ -879,6 +874,15 @@ impl<'a> Fields<'a> {
         );
     }
 
+    /// Reports `value` at `path` as a repeat: a list names each `what` once.
+    fn duplicate(&mut self, path: String, value: &str, what: &str) {
+        self.findings.push(
+            Finding::new(self.file, path, format!("duplicate {what}"))
+                .value(quoted(value))
+                .fix(format!("list each {what} once")),
+        );
+    }
+
     fn wrong_type(&mut self, field: &str, value: &Value, expected: &str) {
         let path = self.path(field);
         self.findings.push(
@@ -933,10 +937,7 @@ impl<'a> Fields<'a> {
     fn unknown_keys(&mut self, known: &[&str]) {
         for key in self.object.keys() {
             if !known.contains(&key.as_str()) {
-                let hint = match diag::closest(key, known) {
-                    Some(near) => format!("did you mean `{near}`? "),
-                    None => String::new(),
-                };
+                let hint = diag::did_you_mean(key, known);
                 self.findings.push(
                     Finding::new(self.file, self.path(key), "unknown field")
                         .fix(format!("{hint}known fields here are: {}", known.join(", "))),
@@ -1055,11 +1056,7 @@ impl<'a> Fields<'a> {
             let path = self.path(&format!("{field}[{i}]"));
             match self.parse_cidr(&path, text) {
                 Some(cidr) if out.contains(&cidr) => {
-                    self.findings.push(
-                        Finding::new(self.file, path.as_str(), "duplicate network")
-                            .value(quoted(text))
-                            .fix("list each network once"),
-                    );
+                    self.duplicate(path, text, "network");
                     ok = false;
                 }
                 Some(cidr) => out.push(cidr),
@@ -1129,15 +1126,7 @@ impl<'a> Fields<'a> {
                 for (i, name) in names.iter().enumerate() {
                     match self.parse_arch(&format!("arch[{i}]"), name) {
                         Some(a) if out.contains(&a) => {
-                            self.findings.push(
-                                Finding::new(
-                                    self.file,
-                                    format!("arch[{i}]"),
-                                    "duplicate architecture",
-                                )
-                                .value(quoted(name))
-                                .fix("list each architecture once"),
-                            );
+                            self.duplicate(format!("arch[{i}]"), name, "architecture");
                             ok = false;
                         }
                         Some(a) => out.push(a),
@@ -1307,11 +1296,7 @@ impl<'a> Fields<'a> {
         for (i, name) in names.iter().enumerate() {
             match Output::ALL.iter().find(|o| o.name() == name) {
                 Some(o) if out.contains(o) => {
-                    self.findings.push(
-                        Finding::new(self.file, format!("outputs[{i}]"), "duplicate output")
-                            .value(quoted(name))
-                            .fix("list each output once"),
-                    );
+                    self.duplicate(format!("outputs[{i}]"), name, "output");
                     ok = false;
                 }
                 Some(o) => out.push(*o),
@@ -1336,21 +1321,13 @@ impl<'a> Fields<'a> {
                         .value("[]")
                         .fix(format!(
                             "list what to build, or drop the field for the default ({})",
-                            default_outputs()
+                            Output::DEFAULT.map(Output::name).join(", ")
                         )),
                 );
             ok = false;
         }
         ok.then_some(out)
     }
-}
-
-fn default_outputs() -> String {
-    let mut names = Vec::with_capacity(Output::DEFAULT.len());
-    for output in Output::DEFAULT {
-        names.push(output.name());
-    }
-    names.join(", ")
 }
 
 fn short_name(reference: &str) -> &str {
@@ -1642,6 +1619,28 @@ mod tests {
         assert!(
             joined.contains("field `outputs[2]` = \"kernel\": duplicate output"),
             "{joined}"
+        );
+    }
+
+    #[test]
+    fn duplicates_and_an_empty_output_list_name_the_fix() {
+        let routes = GATEWAY.replace(
+            "\"routes\": [\"10.96.0.0/16\"]",
+            "\"routes\": [\"10.96.0.0/16\", \"10.96.0.0/16\"]",
+        );
+        assert_eq!(
+            one_error("variants/gateway.json", &routes),
+            "variants/gateway.json: field `config.tailscale.routes[1]` = \"10.96.0.0/16\": duplicate network\n    fix: list each network once"
+        );
+        let arches = GOOD.replace("\"arm64\"", "[\"amd64\", \"amd64\"]");
+        assert_eq!(
+            one_error("variants/compute.json", &arches),
+            "variants/compute.json: field `arch[1]` = \"amd64\": duplicate architecture\n    fix: list each architecture once"
+        );
+        let empty = GOOD.replace("\"arch\"", "\"outputs\": [], \"arch\"");
+        assert_eq!(
+            one_error("variants/compute.json", &empty),
+            "variants/compute.json: field `outputs` = []: empty\n    fix: list what to build, or drop the field for the default (installer, kernel, initramfs, metal)"
         );
     }
 

@@ -32,10 +32,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use domain::shell::{quote, shell_line};
-
-/// How a secret value is shown.
-pub const REDACTED: &str = "<redacted>";
+use domain::shell::{quote, shell_line, REDACTED};
 
 /// Lines of stderr an error quotes.
 const TAIL: usize = 15;

@@ -3,6 +3,7 @@
 use anyhow::{Context, Result};
 use camino::Utf8Path;
 use domain::diag::Finding;
+use domain::image::hex;
 
 /// A build input must be the file itself, never a symbolic link: `cargo xtask changed` decides
 /// what to rebuild from the paths git reports, and a link's path does not change when its
@@ -93,15 +94,6 @@ pub fn sha256_file(path: &Utf8Path) -> Result<(String, u64)> {
         size += n as u64;
     }
     Ok((hex(&hasher.finalize()), size))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut hex = String::with_capacity(2 * bytes.len());
-    for b in bytes {
-        write!(hex, "{b:02x}").unwrap();
-    }
-    hex
 }
 
 /// Appends `text` to `path`, creating it if need be: how a step adds to the files GitHub Actions

@@ -144,13 +144,17 @@ impl Pin {
     }
 }
 
+/// Upstream's committed Talos installer profile, in the packaging directory `dir` of `tree`.
+fn installer_profile(tree: &Utf8Path, dir: &str) -> Utf8PathBuf {
+    tree.join(dir).join("images/talos/profiles/installer.yaml")
+}
+
 /// The Talos packaging directory inside an upstream tree, whichever layout it uses.
 pub fn talos_package_dir(tree: &Utf8Path) -> Option<&'static str> {
-    TALOS_PACKAGE_DIRS.iter().copied().find(|dir| {
-        tree.join(dir)
-            .join("images/talos/profiles/installer.yaml")
-            .is_file()
-    })
+    TALOS_PACKAGE_DIRS
+        .iter()
+        .copied()
+        .find(|dir| installer_profile(tree, dir).is_file())
 }
 
 /// The Talos packaging directory, located from upstream's own files: a directory the root
@@ -160,11 +164,7 @@ pub fn find_talos_package_dir(tree: &Utf8Path) -> Option<String> {
     let makefile = std::fs::read_to_string(tree.join("Makefile")).unwrap_or_default();
     make_dirs(&makefile)
         .into_iter()
-        .find(|dir| {
-            tree.join(dir)
-                .join("images/talos/profiles/installer.yaml")
-                .is_file()
-        })
+        .find(|dir| installer_profile(tree, dir).is_file())
         .or_else(|| talos_package_dir(tree).map(str::to_owned))
 }
 
@@ -193,7 +193,7 @@ pub fn read_talos_version(tree: &Utf8Path) -> Result<TalosVersion> {
             TALOS_PACKAGE_DIRS.join(" or ")
         )
     })?;
-    let path = tree.join(dir).join("images/talos/profiles/installer.yaml");
+    let path = installer_profile(tree, &dir);
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     parse_talos_version(&text).with_context(|| format!("{path}: no `version: vX.Y.Z` line"))
 }

@@ -147,10 +147,10 @@ pub struct Wanted {
 }
 
 /// The profile the imager receives, each image its output kind reads given an `ociPath`, and
-/// those images. The imager reads the extensions for every kind but `kernel` and `cmdline`,
-/// the base installer and the overlay installer (target arch) only for `installer`, and the
-/// board overlay for the arch it runs on itself (`imager_arch`). Images it does not read are
-/// not fetched.
+/// those images. The imager reads the extensions for every kind but `kernel` (and `cmdline`,
+/// never built here), the base installer and the overlay installer (target arch) only for
+/// `installer`, and the board overlay for the arch it runs on itself (`imager_arch`). Images
+/// it does not read are not fetched.
 pub fn with_oci_paths(mut profile: Profile, imager_arch: Arch) -> (Profile, Vec<Wanted>) {
     let target = profile.arch;
     let mut wanted = Vec::new();
@@ -163,7 +163,7 @@ pub fn with_oci_paths(mut profile: Profile, imager_arch: Arch) -> (Profile, Vec<
             name,
         });
     };
-    if !matches!(profile.output.kind, Kind::Kernel | Kind::Cmdline) {
+    if !matches!(profile.output.kind, Kind::Kernel) {
         for ext in &mut profile.input.system_extensions {
             give(ext, target);
         }

@@ -29,13 +29,6 @@ struct State {
 }
 
 impl Progress {
-    /// Starts timing a step. Prints `label: started` (unless quiet).
-    pub fn start(label: impl Into<String>, quiet: bool) -> Progress {
-        let progress = Progress::new(label, quiet);
-        progress.note("started");
-        progress
-    }
-
     /// Starts timing a step silently; the caller notes how it starts.
     pub fn new(label: impl Into<String>, quiet: bool) -> Progress {
         Progress {
@@ -134,30 +127,22 @@ impl Steps {
         }
     }
 
-    /// A long step with elapsed-time progress (see `step`).
+    /// A long step with elapsed-time progress: runs `work` while a heartbeat shows the step's
+    /// elapsed time, then notes how it ended. For steps that print nothing themselves while they
+    /// run (an imager run, a push).
     pub fn run<T>(
         &self,
         label: &str,
         work: impl FnOnce() -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
-        step(label, self.quiet, work)
+        let ticker = Ticker::start(label, self.quiet);
+        let result = work();
+        ticker.stop(result.is_ok());
+        result
     }
 }
 
-/// Runs `work` while a heartbeat shows the step's elapsed time, then notes how it ended.
-/// For steps that print nothing themselves while they run (an imager run, a push).
-pub fn step<T>(
-    label: &str,
-    quiet: bool,
-    work: impl FnOnce() -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
-    let ticker = Ticker::start(label, quiet);
-    let result = work();
-    ticker.stop(result.is_ok());
-    result
-}
-
-/// The heartbeat of one [`step`]: a thread that updates the progress until stopped.
+/// The heartbeat of one [`Steps::run`]: a thread that updates the progress until stopped.
 struct Ticker {
     progress: Arc<Progress>,
     done: Arc<AtomicBool>,
@@ -165,8 +150,10 @@ struct Ticker {
 }
 
 impl Ticker {
+    /// Prints `label: started` (unless quiet) and starts the heartbeat.
     fn start(label: &str, quiet: bool) -> Ticker {
-        let progress = Arc::new(Progress::start(label, quiet));
+        let progress = Arc::new(Progress::new(label, quiet));
+        progress.note("started");
         let done = Arc::new(AtomicBool::new(false));
         let thread = {
             let progress = Arc::clone(&progress);
@@ -226,8 +213,9 @@ mod tests {
     }
 
     #[test]
-    fn step_passes_the_result_through() {
-        assert_eq!(step("t", true, || Ok(7)).unwrap(), 7);
-        assert!(step::<()>("t", true, || anyhow::bail!("no")).is_err());
+    fn a_step_passes_the_result_through() {
+        let steps = Steps::new(true);
+        assert_eq!(steps.run("t", || Ok(7)).unwrap(), 7);
+        assert!(steps.run::<()>("t", || anyhow::bail!("no")).is_err());
     }
 }

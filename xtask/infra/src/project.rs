@@ -71,16 +71,16 @@ impl Project {
     /// against the lock's entries, read leniently: a broken lock does not hide their problems).
     pub fn load_variants(&self) -> Result<Vec<Variant>> {
         let text = self.read_lock_text().unwrap_or(None);
-        let lock_names = text.as_deref().map(lock::entry_names).unwrap_or_default();
-        let names: Vec<&str> = lock_names.iter().map(String::as_str).collect();
-        let checked = self.check_variants(&names)?;
+        let checked = self.check_variants(text.as_deref())?;
         diag::into_result("invalid variants", checked.findings)?;
         Ok(checked.variants)
     }
 
     /// Every valid variant and every finding across all variant files (their fields, shared
-    /// repositories, extension names against `lock_names` and each other).
-    pub fn check_variants(&self, lock_names: &[&str]) -> Result<variant::Checked> {
+    /// repositories, extension names against the entries of the lock's text and each other).
+    fn check_variants(&self, lock_text: Option<&str>) -> Result<variant::Checked> {
+        let lock_names = lock_text.map(lock::entry_names).unwrap_or_default();
+        let lock_names: Vec<&str> = lock_names.iter().map(String::as_str).collect();
         let dir = self.variants_dir();
         crate::fsutil::refuse_symlink(&dir, self.display(&dir).as_str())?;
         let mut paths = Vec::new();
@@ -120,7 +120,7 @@ impl Project {
                 ),
             }
         }
-        let mut checked = variant::check_files(&files, lock_names);
+        let mut checked = variant::check_files(&files, &lock_names);
         checked.findings.extend(unread);
         if files.is_empty() {
             checked.findings.push(
@@ -136,9 +136,7 @@ impl Project {
     /// problem in either is known before anything runs ([`Inputs`]).
     pub fn read_inputs(&self) -> Result<Inputs> {
         let text = self.read_lock_text()?;
-        let lock_names = text.as_deref().map(lock::entry_names).unwrap_or_default();
-        let names: Vec<&str> = lock_names.iter().map(String::as_str).collect();
-        let checked = self.check_variants(&names)?;
+        let checked = self.check_variants(text.as_deref())?;
         let (lock, lock_findings) = match text.as_deref().map(Lock::check) {
             Some((lock, findings)) => (lock, findings),
             None => (None, Vec::new()),

@@ -591,22 +591,19 @@ fn uncommitted(root: &Utf8Path) -> Result<Vec<String>> {
     Ok(paths)
 }
 
-/// The default branch: `$XTASK_DEFAULT_BRANCH` (the workflow passes the repository's, and on a
-/// scheduled run, whose event names no repository, that run's branch), else the branch
-/// `origin/HEAD` names in this checkout (`origin_head`, as `git symbolic-ref --short` prints it),
-/// else `main`.
-fn default_branch(named: Option<&str>, origin_head: Option<&str>) -> String {
-    let remote = origin_head
+/// The default branch when `$XTASK_DEFAULT_BRANCH` names none: the branch `origin/HEAD` names
+/// (`origin_head`, as `git symbolic-ref --short` prints it), else `main`.
+fn default_branch(origin_head: Option<&str>) -> String {
+    origin_head
         .and_then(|head| head.strip_prefix("origin/"))
-        .filter(|b| !b.is_empty());
-    named
         .filter(|b| !b.is_empty())
-        .or(remote)
         .unwrap_or("main")
         .to_owned()
 }
 
-/// The default branch of the checkout at `root` (see [`default_branch`]).
+/// The default branch of the checkout at `root`: `$XTASK_DEFAULT_BRANCH` (the workflow passes
+/// the repository's, and on a scheduled run, whose event names no repository, that run's
+/// branch), else the branch `origin/HEAD` names in this checkout, else `main`.
 pub fn default_branch_at(root: &Utf8Path) -> String {
     let named = std::env::var("XTASK_DEFAULT_BRANCH").ok();
     if let Some(named) = named.as_deref().filter(|b| !b.is_empty()) {
@@ -616,7 +613,7 @@ pub fn default_branch_at(root: &Utf8Path) -> String {
         .args(["symbolic-ref", "-q", "--short", "refs/remotes/origin/HEAD"])
         .read()
         .ok();
-    default_branch(None, head.as_deref())
+    default_branch(head.as_deref())
 }
 
 /// Whether this is a workflow run of the default branch (`GITHUB_REF`; the default branch as
@@ -836,18 +833,13 @@ mod tests {
     const C: &str = "0123456789abcdef0123456789abcdef01234567";
 
     #[test]
-    fn the_default_branch_is_the_named_one_else_origin_head_else_main() {
-        assert_eq!(default_branch(None, None), "main");
-        assert_eq!(default_branch(Some(""), None), "main", "scheduled runs");
-        assert_eq!(default_branch(Some("trunk"), None), "trunk");
-        assert_eq!(default_branch(None, Some("origin/master")), "master");
-        assert_eq!(default_branch(Some(""), Some("origin/master")), "master");
-        assert_eq!(
-            default_branch(Some("trunk"), Some("origin/master")),
-            "trunk"
-        );
-        assert_eq!(default_branch(None, Some("origin/")), "main");
-        assert_eq!(default_branch(None, Some("upstream/master")), "main");
+    fn without_a_named_branch_the_default_is_origin_head_else_main() {
+        // a named one ($XTASK_DEFAULT_BRANCH) wins: release.rs's
+        // release_tags_name_a_missing_default_branch_as_missing sets and unsets it
+        assert_eq!(default_branch(None), "main");
+        assert_eq!(default_branch(Some("origin/master")), "master");
+        assert_eq!(default_branch(Some("origin/")), "main");
+        assert_eq!(default_branch(Some("upstream/master")), "main");
     }
 
     #[test]

@@ -18,8 +18,9 @@ use domain::diag::Usage;
 
 use domain::cidr::Ipv4Cidr;
 use domain::machine_config::{
-    next_steps, render, AuthKey, Base, Overrides, Rendered, Step, AUTH_KEY_ENV, REDACTED,
+    next_steps, render, AuthKey, Base, Overrides, Rendered, Step, AUTH_KEY_ENV,
 };
+use domain::shell::REDACTED;
 use domain::{ImageRef, TalosVersion, Variant, VariantPlan};
 use infra::inputs::{install_image, InstallImage};
 use infra::project::Project;

@@ -364,7 +364,7 @@ pub fn load_series(project: &Project) -> Result<LoadedSeries> {
         }
     }
     diag::into_result(SERIES, findings)?;
-    let digest = infra::fsutil::hex(&hasher.finalize());
+    let digest = domain::image::hex(&hasher.finalize());
     Ok(LoadedSeries { patches, digest })
 }
 

@@ -963,6 +963,14 @@ fn release_tags_name_a_missing_default_branch_as_missing() {
     assert!(!err.contains("not in this checkout's history"), "{err}");
     assert!(!err.contains("fetch-depth"), "{err}");
 
+    // named empty (what the workflow passes when the event names no repository): as unset
+    let out = dry_run_release(&root, &[("XTASK_DEFAULT_BRANCH", "")]);
+    let err = assert_failure(&out, "build --dry-run --push on master, empty name");
+    assert!(
+        err.contains("is on the default branch main cannot be established"),
+        "{err}"
+    );
+
     // named: master's own commit moves the tags
     let out = dry_run_release(&root, &[("XTASK_DEFAULT_BRANCH", "master")]);
     assert_success(
@@ -1020,6 +1028,19 @@ fn release_tags_name_a_missing_default_branch_as_missing() {
     git(&root, &["checkout", "-q", "master"]);
     let out = dry_run_release(&root, &[]);
     assert_success(&out, "build --dry-run --push on master, origin/HEAD master");
+    let out = dry_run_release(&root, &[("XTASK_DEFAULT_BRANCH", "")]);
+    assert_success(
+        &out,
+        "build --dry-run --push on master, origin/HEAD master, empty name",
+    );
+
+    // a named branch wins over origin/HEAD
+    let out = dry_run_release(&root, &[("XTASK_DEFAULT_BRANCH", "trunk")]);
+    let err = assert_failure(
+        &out,
+        "build --dry-run --push on master, XTASK_DEFAULT_BRANCH=trunk",
+    );
+    assert!(err.contains("default branch trunk"), "{err}");
 }
 
 /// The pages say which refs count as the default branch as `check_release_ref` decides it: a tag

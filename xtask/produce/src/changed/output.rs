@@ -210,7 +210,7 @@ pub fn random_delimiter(avoid: &str) -> String {
             hasher.update(std::process::id().to_le_bytes());
             hasher.update((&seed as *const _ as usize).to_le_bytes());
         }
-        let hex = infra::fsutil::hex(&hasher.finalize()[..16]);
+        let hex = domain::image::hex(&hasher.finalize()[..16]);
         let delimiter = format!("ghadelimiter_{hex}");
         if !avoid.contains(&delimiter) {
             return delimiter;
