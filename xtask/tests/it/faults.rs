@@ -542,13 +542,7 @@ fn a_signal_during_a_push_ends_the_run_and_removes_the_temporary_credential() {
     };
     let address = silent_proxy();
     let tmp = temp_dir("faults-push-signal-tmp");
-    let auth_files = || -> Vec<PathBuf> {
-        std::fs::read_dir(&tmp)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.to_string_lossy().contains("xtask-auth-"))
-            .collect()
-    };
+    let auth_files = || auth_files_in(&tmp);
     let log = env.dir.join("ci.log");
     let mut child = env
         .xtask()
@@ -607,6 +601,15 @@ fn a_signal_during_a_push_ends_the_run_and_removes_the_temporary_credential() {
     );
 }
 
+/// The temporary registry auth files xtask wrote in `tmp` (its $TMPDIR) and did not remove.
+fn auth_files_in(tmp: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(tmp)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("xtask-auth-"))
+        .collect()
+}
+
 /// An HTTP proxy on loopback that accepts every connection and never answers.
 fn silent_proxy() -> String {
     let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -631,13 +634,7 @@ fn a_signal_outside_a_build_removes_the_temporary_registry_credential() {
     }
     let address = silent_proxy();
     let tmp = temp_dir("faults-auth-signal");
-    let auth_files = || -> Vec<PathBuf> {
-        std::fs::read_dir(&tmp)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.to_string_lossy().contains("xtask-auth-"))
-            .collect()
-    };
+    let auth_files = || auth_files_in(&tmp);
     for signal in [15, 2] {
         let child = xtask(&fixture_root())
             .args(["lock", "--check"])

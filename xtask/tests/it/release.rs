@@ -400,19 +400,7 @@ fn the_publish_job_publishes_a_two_arch_role_as_one_index_per_tag() {
     let Some(env) = booting_pipeline("release-publish-two-arch") else {
         return;
     };
-    std::fs::write(
-        env.root.join("variants/mixed.json"),
-        r#"{
-  "name": "mixed",
-  "description": "amd64 control planes and arm64 workers",
-  "arch": ["amd64", "arm64"],
-  "extensions": ["drbd", "zfs"],
-  "repository": "talos-cozystack-mixed/talos",
-  "outputs": ["installer", "kernel", "initramfs"]
-}
-"#,
-    )
-    .unwrap();
+    std::fs::write(env.root.join("variants/mixed.json"), TWO_ARCH_ROLE).unwrap();
     commit_all(&env.root, "a two-arch role");
     let head = git(&env.root, &["rev-parse", "HEAD"]);
     let amd64 = "localhost/standin-matchbox-base:amd64";

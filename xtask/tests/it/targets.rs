@@ -37,16 +37,6 @@ const AWS: &str = r#"{
 }
 "#;
 
-const MIXED: &str = r#"{
-  "name": "mixed",
-  "description": "One installer and one netboot image for amd64 control planes and arm64 workers",
-  "arch": ["amd64", "arm64"],
-  "extensions": ["drbd", "zfs"],
-  "repository": "talos-cozystack-mixed/talos",
-  "outputs": ["installer", "kernel", "initramfs"]
-}
-"#;
-
 /// An image from scratch holding `files` (name, content) at its root, pushed to `reference`.
 fn push_data_image(env: &Pipeline, reference: &str, files: &[(&str, &str)]) {
     let buildah = |args: &[&str]| env.podman.buildah(args);
@@ -123,7 +113,7 @@ fn a_board_role_and_a_two_arch_role_lock_plan_build_publish_and_pass_static_chec
     let registry = format!("{}/acme", env.registry.addr);
     let variants = env.root.join("variants");
     std::fs::write(variants.join("compute-rpi.json"), RPI).unwrap();
-    std::fs::write(variants.join("mixed.json"), MIXED).unwrap();
+    std::fs::write(variants.join("mixed.json"), TWO_ARCH_ROLE).unwrap();
     std::fs::write(variants.join("compute-aws.json"), AWS).unwrap();
     push_data_image(
         &env,

@@ -16,6 +16,18 @@ pub const OK: &str = "localhost/standin-imager:ok";
 pub const FAIL: &str = "localhost/standin-imager:fail";
 pub const BASE: &str = "localhost/standin-matchbox-base:arm64";
 
+/// A role of two arches (`variants/mixed.json`): amd64 control planes and arm64 workers, with
+/// an installer and a matchbox image each one index of both arches.
+pub const TWO_ARCH_ROLE: &str = r#"{
+  "name": "mixed",
+  "description": "One installer and one netboot image for amd64 control planes and arm64 workers",
+  "arch": ["amd64", "arm64"],
+  "extensions": ["drbd", "zfs"],
+  "repository": "talos-cozystack-mixed/talos",
+  "outputs": ["installer", "kernel", "initramfs"]
+}
+"#;
+
 pub struct Pipeline {
     pub dir: PathBuf,
     pub root: PathBuf,
