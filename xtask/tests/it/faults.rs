@@ -544,9 +544,8 @@ fn a_signal_during_a_push_ends_the_run_and_removes_the_temporary_credential() {
     let tmp = temp_dir("faults-push-signal-tmp");
     let auth_files = || auth_files_in(&tmp);
     let log = env.dir.join("ci.log");
-    let mut child = env
-        .xtask()
-        .args(["ci", "--push", "--no-boot", "--variant", "compute"])
+    let mut cmd = env.xtask();
+    cmd.args(["ci", "--push", "--no-boot", "--variant", "compute"])
         .args([
             "--engine",
             "podman",
@@ -556,14 +555,8 @@ fn a_signal_during_a_push_ends_the_run_and_removes_the_temporary_credential() {
             BASE,
         ])
         .args(["--registry", "ghcr.io/acme", "--tree"])
-        .arg(&env.tree)
-        .env("TMPDIR", &tmp)
-        .env("GITHUB_TOKEN", "ghp_notarealtoken")
-        .env("GITHUB_ACTOR", "someone")
-        .env("HTTPS_PROXY", &address)
-        .env("https_proxy", &address)
-        .env_remove("NO_PROXY")
-        .env_remove("no_proxy")
+        .arg(&env.tree);
+    let mut child = with_token_behind(&mut cmd, &tmp, &address)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -601,6 +594,17 @@ fn a_signal_during_a_push_ends_the_run_and_removes_the_temporary_credential() {
     );
 }
 
+/// `cmd` with $GITHUB_TOKEN set, $TMPDIR at `tmp`, and every HTTPS request through `proxy`.
+fn with_token_behind<'a>(cmd: &'a mut Command, tmp: &Path, proxy: &str) -> &'a mut Command {
+    cmd.env("TMPDIR", tmp)
+        .env("GITHUB_TOKEN", "ghp_notarealtoken")
+        .env("GITHUB_ACTOR", "someone")
+        .env("HTTPS_PROXY", proxy)
+        .env("https_proxy", proxy)
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+}
+
 /// The temporary registry auth files xtask wrote in `tmp` (its $TMPDIR) and did not remove.
 fn auth_files_in(tmp: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(tmp)
@@ -636,15 +640,9 @@ fn a_signal_outside_a_build_removes_the_temporary_registry_credential() {
     let tmp = temp_dir("faults-auth-signal");
     let auth_files = || auth_files_in(&tmp);
     for signal in [15, 2] {
-        let child = xtask(&fixture_root())
-            .args(["lock", "--check"])
-            .env("TMPDIR", &tmp)
-            .env("GITHUB_TOKEN", "ghp_notarealtoken")
-            .env("GITHUB_ACTOR", "someone")
-            .env("HTTPS_PROXY", &address)
-            .env("https_proxy", &address)
-            .env_remove("NO_PROXY")
-            .env_remove("no_proxy")
+        let mut cmd = xtask(&fixture_root());
+        cmd.args(["lock", "--check"]);
+        let child = with_token_behind(&mut cmd, &tmp, &address)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
