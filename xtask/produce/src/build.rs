@@ -259,6 +259,9 @@ impl Options {
             (Some(tree), false) => {
                 matchbox::dockerfile(tree)
                     .map_err(|err| domain::diag::Usage(format!("--tree (or XTASK_UPSTREAM_TREE) {err:#}\n    fix: give a tree `cargo xtask patch` made (target/patched-<variant>), or drop --tree and each variant's is patched")))?;
+                crate::patch::check_finished(tree).map_err(|err| {
+                    domain::diag::Usage(format!("--tree (or XTASK_UPSTREAM_TREE) {err:#}"))
+                })?;
             }
             // not refused: the tree may come from the environment, or a script passes both
             (Some(tree), true) => eprintln!("warning: --tree (or XTASK_UPSTREAM_TREE) {tree} is ignored because --no-matchbox was given: the tree is only for the matchbox image\n    fix: drop --tree (or unset XTASK_UPSTREAM_TREE), or drop --no-matchbox to build the matchbox image from it"),
@@ -400,6 +403,7 @@ pub fn build_plan(
         (_, true) => TreeSource::Skip,
         (Some(tree), false) => {
             matchbox::dockerfile(tree)?;
+            crate::patch::check_finished(tree)?;
             TreeSource::Given(tree.clone())
         }
         (None, false) if !settings.prepared_trees.is_empty() => {

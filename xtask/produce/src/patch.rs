@@ -544,6 +544,22 @@ fn refuse_unsaved_work(project: &Project, pin: &Pin, out: &Utf8Path) -> Result<(
     }
 }
 
+/// A tree `cargo xtask patch` made is one its last run finished: the marker records the head
+/// after the last patch, and no `git am` stopped half way. A tree it did not make (no marker)
+/// is the user's to vouch for.
+pub fn check_finished(tree: &Utf8Path) -> Result<()> {
+    let git_dir = tree.join(".git");
+    let Ok(marker) = std::fs::read_to_string(git_dir.join(MARKER)) else {
+        return Ok(());
+    };
+    let recorded: serde_json::Value = serde_json::from_str(&marker).unwrap_or_default();
+    let stopped = git_dir.join("rebase-apply").exists();
+    if recorded["head"].as_str().is_none() || stopped {
+        bail!("{tree} is a tree `cargo xtask patch` did not finish: its last run stopped before the last patch (the record {} names no head{})\n    fix: run `cargo xtask patch` again once the series applies (`cargo xtask patch --check` says which patch fails), or give another tree", git_dir.join(MARKER), if stopped { ", and `git am` stopped half way" } else { "" });
+    }
+    Ok(())
+}
+
 /// `out` may be replaced: it is a tree `cargo xtask patch` made, or empty.
 fn check_replaceable(out: &Utf8Path) -> Result<()> {
     let ours = out.join(".git").join(MARKER).is_file();

@@ -330,6 +330,20 @@ fn conflicting_patch_names_the_patch_file_and_hunk_and_keeps_the_tree() {
     let log = ok(git(&tree).args(["log", "-1", "--format=%s"]));
     assert_eq!(log, "build: take ARCH");
     assert!(tree.join(".git/rebase-apply").is_dir());
+    // and no build takes it for a patched tree: its matchbox image would lack the second patch
+    write(
+        &tree.join("packages/core/talos/images/matchbox/Dockerfile"),
+        "FROM scratch\n",
+    );
+    let out = run(xt(&root)
+        .args(["build", "--dry-run", "--variant", "compute", "--tree"])
+        .arg(&tree));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is a tree `cargo xtask patch` did not finish: its last run stopped before the last patch"),
+        "{}",
+        stderr(&out)
+    );
 
     // --check says the same and keeps its copy for inspection too.
     let err = fails(xt(&root).args(["patch", "--check"]));
