@@ -493,6 +493,18 @@ fn check_target(
             );
         }
     }
+    if platform != Platform::Metal && builds_matchbox(outputs) {
+        // upstream's matchbox profile boots its kernel and initramfs with talos.platform=metal
+        let i = outputs
+            .iter()
+            .rposition(|o| matches!(o, Output::Kernel | Output::Initramfs))
+            .expect("builds_matchbox: both are listed");
+        findings.push(
+            Finding::new(file, format!("outputs[{i}]"), format!("`kernel` and `initramfs` in a `{platform}` role make its matchbox netboot image, whose profile boots them as metal (talos.platform=metal), not {platform}"))
+                .value(quoted(outputs[i].name()))
+                .fix(format!("drop \"kernel\" or \"initramfs\" and use \"disk\" for the {platform} disk image; netbooted nodes belong in a metal role")),
+        );
+    }
     if platform != Platform::Metal {
         for (i, output) in outputs.iter().enumerate() {
             if matches!(output, Output::Metal | Output::Iso | Output::Nocloud) {
@@ -1920,6 +1932,33 @@ mod tests {
             e.contains("use \"disk\" for the aws disk image (aws-arm64.raw.xz)"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_cloud_role_builds_no_netboot_image_that_would_boot_as_metal() {
+        let cloud = |outputs: &str| {
+            GOOD.replace(
+                "\"arch\"",
+                &format!("\"platform\": \"aws\", \"outputs\": {outputs}, \"arch\""),
+            )
+        };
+        let e = one_error(
+            "variants/compute.json",
+            &cloud(r#"["installer", "kernel", "disk", "initramfs"]"#),
+        );
+        assert!(
+            e.contains("field `outputs[3]` = \"initramfs\": `kernel` and `initramfs` in a `aws` role make its matchbox netboot image, whose profile boots them as metal (talos.platform=metal), not aws"),
+            "{e}"
+        );
+        assert!(e.contains("fix: drop \"kernel\" or \"initramfs\""), "{e}");
+        // either alone makes no netboot image
+        for one in ["kernel", "initramfs"] {
+            let v = parse(
+                "variants/compute.json",
+                &cloud(&format!(r#"["installer", "disk", "{one}"]"#)),
+            );
+            assert!(v.is_ok(), "{one}: {:?}", v.err());
+        }
     }
 
     #[test]
