@@ -111,6 +111,20 @@ impl Project {
                 unread.push(finding);
                 continue;
             }
+            // a directory or a named pipe by that name is no file (reading a pipe would wait)
+            if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+                unread.push(
+                    Finding::new(
+                        &shown,
+                        "",
+                        "not a regular file: a variant file is JSON text",
+                    )
+                    .fix(
+                        "move it out of variants/, and write the role as a file (docs/variants.md)",
+                    ),
+                );
+                continue;
+            }
             let bytes = std::fs::read(path).with_context(|| format!("reading {path}"))?;
             match String::from_utf8(bytes) {
                 Ok(text) => files.push((shown, text)),

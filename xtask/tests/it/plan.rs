@@ -475,6 +475,14 @@ fn a_role_file_that_is_not_read_is_named_not_skipped() {
     .unwrap();
     std::fs::write(root.join("variants/gateway.json"), "{").unwrap();
     std::fs::create_dir(root.join("variants/compute")).unwrap();
+    // named like a role file, yet no file: a directory, and a named pipe (reading it would wait
+    // for a writer forever)
+    std::fs::create_dir(root.join("variants/sub.json")).unwrap();
+    let fifo = root.join("variants/pipe.json");
+    assert_success(
+        &run(std::process::Command::new("mkfifo").arg(&fifo)),
+        "mkfifo",
+    );
     let out = run(xtask(&root).arg("plan"));
     let err = assert_failure(&out, "plan with unread variant files");
     for expected in [
@@ -482,7 +490,9 @@ fn a_role_file_that_is_not_read_is_named_not_skipped() {
         "variants/Storage.JSON: not read: a variant file is JSON, named variants/<name>.json\n      fix: write it as JSON in variants/storage.json",
         "variants/latin1.json: not UTF-8 text\n      fix: save it as UTF-8",
         "variants/gateway.json: malformed JSON",
-        "4 problems",
+        "variants/sub.json: not a regular file: a variant file is JSON text\n      fix: move it out of variants/",
+        "variants/pipe.json: not a regular file",
+        "6 problems",
     ] {
         assert!(err.contains(expected), "{expected:?} in\n{err}");
     }
