@@ -54,13 +54,20 @@ pub struct Mirror {
 impl Mirror {
     pub fn parse(spec: &str) -> Result<Mirror> {
         let fix = "write it as REGISTRY=HOST:PORT, e.g. --registry-mirror ghcr.io=127.0.0.1:5000";
+        let shown = domain::shell::address_shown;
         let (registry, endpoint) = spec.trim().split_once('=').ok_or_else(|| {
             domain::diag::Usage(format!(
-                "--registry-mirror (or REGISTRY_MIRRORS) `{spec}` has no `=`\n    fix: {fix}"
+                "--registry-mirror (or REGISTRY_MIRRORS) `{}` has no `=`\n    fix: {fix}",
+                shown(spec)
             ))
         })?;
         let valid = domain::image::is_host;
         if !valid(registry) || !valid(endpoint) {
+            // each side may carry credentials (`u:token@host`, `https://u:token@host`)
+            let spec = match spec.split_once('=') {
+                Some((before, after)) => format!("{}={}", shown(before), shown(after)),
+                None => spec.to_owned(),
+            };
             return domain::diag::usage(format!("--registry-mirror (or REGISTRY_MIRRORS) `{spec}` is not REGISTRY=HOST:PORT (host names only, a port from 1 to 65535, no scheme or path)\n    fix: {fix}"));
         }
         Ok(Mirror {
@@ -686,6 +693,23 @@ mod tests {
         for bad in ["ghcr.io", "ghcr.io=http://h:1", "=h:1", "ghcr.io/x=h:1"] {
             let err = Mirror::parse(bad).unwrap_err().to_string();
             assert!(err.contains("REGISTRY=HOST:PORT"), "{bad}: {err}");
+        }
+        for (bad, shown) in [
+            (
+                "ghcr.io=https://u:s3cr3t@m:5000",
+                "`ghcr.io=https://<redacted>@m:5000` is not",
+            ),
+            (
+                "u:s3cr3t@ghcr.io=m:5000",
+                "`<redacted>@ghcr.io=m:5000` is not",
+            ),
+            ("u:s3cr3t@m:5000", "`<redacted>@m:5000` has no `=`"),
+        ] {
+            let err = Mirror::parse(bad).unwrap_err().to_string();
+            assert!(
+                err.contains(shown) && !err.contains("s3cr3t"),
+                "{bad}: {err}"
+            );
         }
     }
 

@@ -128,20 +128,11 @@ impl clap::builder::TypedValueParser for WebUrl {
     ) -> Result<String, clap::Error> {
         use clap::error::{ContextKind, ContextValue};
         self.0.parse_ref(cmd, arg, value).map_err(|mut err| {
-            let shown = without_credentials(&value.to_string_lossy());
+            let shown = domain::shell::address_shown(&value.to_string_lossy()).into_owned();
             err.insert(ContextKind::InvalidValue, ContextValue::String(shown));
             err
         })
     }
-}
-
-/// `text` with the `user:password@` of its authority redacted, with or without a scheme.
-fn without_credentials(text: &str) -> String {
-    if text.contains("://") {
-        return domain::shell::url_shown(text).into_owned();
-    }
-    let url = format!("x://{text}");
-    domain::shell::url_shown(&url)["x://".len()..].to_owned()
 }
 
 /// The human view; `files` are where each report's schematic was written (what `curl` posts).
