@@ -224,6 +224,31 @@ fn a_wrong_environment_variable_exits_2_and_names_it() {
             &["config", "--variant", "compute", "--no-judge"],
             &["error: REGISTRY = \"ghcr.io/Acme\""],
         ),
+        // the registry client's tuning: a whole number in range, never wrapped or clamped
+        (
+            "XTASK_REGISTRY_TIMEOUT_SECS",
+            "abc",
+            &["lock", "--dry-run"],
+            &[
+                "error: XTASK_REGISTRY_TIMEOUT_SECS = \"abc\": not a whole number from 1 to 86400",
+                "fix: set XTASK_REGISTRY_TIMEOUT_SECS to the timeout of one registry read in seconds",
+            ],
+        ),
+        (
+            "XTASK_RETRY_ATTEMPTS",
+            "4294967296",
+            &["lock", "--dry-run"],
+            &[
+                "error: XTASK_RETRY_ATTEMPTS = \"4294967296\": not a whole number from 1 to 10",
+                "fix: set XTASK_RETRY_ATTEMPTS to the number of tries, 1 to 10, or unset it for 4",
+            ],
+        ),
+        (
+            "XTASK_RETRY_BASE_MS",
+            "1s",
+            &["build", "--dry-run"],
+            &["error: XTASK_RETRY_BASE_MS = \"1s\": not a whole number from 0 to 60000"],
+        ),
     ];
     for (var, value, args, names) in cases {
         let what = format!("{var}={value:?} {args:?}");
