@@ -11,6 +11,7 @@ use super::image::ImageRef;
 use super::lock::{self, Lock, OverlayEntry};
 use super::output::{artifact, Output};
 use super::profile::{self, Profile};
+use super::shell;
 use super::talos::{Talos, TalosVersion};
 use super::target::Target;
 use super::variant::{Names, Variant};
@@ -94,7 +95,8 @@ pub fn check_registry(registry: &str) -> Result<()> {
     match registry_problem(registry) {
         None => Ok(()),
         Some(RegistryProblem { what, owner }) => diag::usage(format!(
-            "--registry (or REGISTRY) = {registry:?}: {what}\n    fix: give HOST/OWNER without a scheme, e.g. --registry ghcr.io/{owner}"
+            "--registry (or REGISTRY) = {:?}: {what}\n    fix: give HOST/OWNER without a scheme, e.g. --registry ghcr.io/{owner}",
+            shell::address_shown(registry)
         )),
     }
 }
@@ -129,6 +131,7 @@ pub fn registry_problem(registry: &str) -> Option<RegistryProblem> {
     .contains(&host.to_ascii_lowercase().as_str());
     let what = match bad_segment {
         _ if registry.contains("://") => "image references name a registry without a scheme".to_owned(),
+        _ if host.contains('@') => format!("`{}` carries credentials, which a registry is never given in its name (they come from an auth file, --authfile, or GITHUB_TOKEN for ghcr.io)", shell::address_shown(host)),
         _ if !host_ok => format!("`{host}` is not a registry host[:port]"),
         Some(s) => format!("`{s}` is not a valid repository path segment (lowercase letters and digits, joined by `.`, `_`, `__` or dashes)"),
         None if !names_host => format!("`{host}` names no registry host: image references would read it as a Docker Hub owner"),
@@ -447,6 +450,17 @@ mod tests {
             "{err}"
         );
         assert!(check_registry("ghcr.io/acme/").is_err(), "empty segment");
+        let err = check_registry("user:s3cr3t@ghcr.io/acme")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "--registry (or REGISTRY) = \"<redacted>@ghcr.io/acme\": `<redacted>@ghcr.io` carries credentials, which a registry is never given in its name (they come from an auth file, --authfile, or GITHUB_TOKEN for ghcr.io)\n    fix: give HOST/OWNER without a scheme, e.g. --registry ghcr.io/acme");
+        let err = check_registry("https://user:s3cr3t@ghcr.io/acme")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("--registry (or REGISTRY) = \"https://<redacted>@ghcr.io/acme\": image references name a registry without a scheme"),
+            "{err}"
+        );
         let err = check_registry("acme").unwrap_err().to_string();
         assert!(
             err.contains("`acme` names no registry host: image references would read it as a Docker Hub owner")

@@ -41,9 +41,29 @@ pub fn url_credentials(url: &str) -> Option<&str> {
 
 /// `url` as it may be shown: its credentials, if any, as `<redacted>`.
 pub fn url_shown(url: &str) -> std::borrow::Cow<'_, str> {
-    match url_credentials(url) {
-        Some(credentials) => url.replacen(credentials, REDACTED, 1).into(),
-        None => url.into(),
+    match (url_credentials(url), url.split_once("://")) {
+        // the credentials start the authority: replaced there, not where the scheme may spell them
+        (Some(credentials), Some((scheme, _))) => {
+            let rest = &url[scheme.len() + "://".len() + credentials.len()..];
+            format!("{scheme}://{REDACTED}{rest}").into()
+        }
+        _ => url.into(),
+    }
+}
+
+/// [`url_shown`] for a value given with or without a scheme (`user:token@ghcr.io/acme`, as a
+/// registry or a mirror is written): the `user:password@` before its host, if any, as
+/// `<redacted>`.
+pub fn address_shown(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains("://") {
+        return url_shown(text);
+    }
+    let authority = text.split(['/', '?', '#']).next().unwrap_or(text);
+    match authority.rsplit_once('@') {
+        Some((userinfo, _)) if !userinfo.is_empty() => {
+            format!("{REDACTED}{}", &text[userinfo.len()..]).into()
+        }
+        _ => text.into(),
     }
 }
 
@@ -69,9 +89,30 @@ mod tests {
             ("file:///srv/mirror", None, "file:///srv/mirror"),
             ("/srv/mirror@v1", None, "/srv/mirror@v1"),
             ("git@github.com:a/b.git", None, "git@github.com:a/b.git"),
+            // credentials the scheme happens to spell are still the ones replaced
+            (
+                "https://h:t@host/a",
+                Some("h:t"),
+                "https://<redacted>@host/a",
+            ),
+            ("https://h@host/a", Some("h"), "https://<redacted>@host/a"),
         ] {
             assert_eq!(url_credentials(url), credentials, "{url}");
             assert_eq!(url_shown(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn credentials_before_a_host_without_a_scheme_are_never_shown() {
+        for (text, shown) in [
+            ("user:s3cr3t@ghcr.io/acme", "<redacted>@ghcr.io/acme"),
+            ("u:s3cr3t@m:5000", "<redacted>@m:5000"),
+            ("https://u:s3cr3t@m:5000/x", "https://<redacted>@m:5000/x"),
+            ("ghcr.io/acme", "ghcr.io/acme"),
+            ("ghcr.io/acme@sha256:00", "ghcr.io/acme@sha256:00"),
+            ("@ghcr.io", "@ghcr.io"),
+        ] {
+            assert_eq!(address_shown(text), shown, "{text}");
         }
     }
 }

@@ -285,15 +285,14 @@ pub fn parse(file: &str, text: &str) -> Result<Variant, Vec<Finding>> {
             outputs,
         ));
     }
-    // The imager lets an extra `talos.platform=` overwrite the platform it bakes in: the image
-    // would boot as another platform than the one its tags, disk and checks are for.
+    // The imager lets an extra `talos.platform=` overwrite the platform it bakes in (and a
+    // `-talos.platform` delete it): the image would boot as another platform than the one its
+    // tags, disk and checks are for. It joins the entries with spaces and parses the result
+    // again, so every word of an entry counts, not only an entry's start.
     for (i, arg) in extra_kernel_args.iter().flatten().enumerate() {
-        let (problem, fix) = match arg.strip_prefix("talos.platform=") {
+        let (problem, fix) = match platform_word(arg) {
             _ if arg.trim().is_empty() => ("empty", "drop it".to_owned()),
-            Some(p) => (
-                "sets the platform, which is the variant's `platform` field",
-                format!("drop it and set \"platform\": \"{p}\""),
-            ),
+            Some(word) => platform_fix(arg, word),
             None => continue,
         };
         findings.push(
@@ -529,6 +528,38 @@ fn check_target(
         );
     }
     findings
+}
+
+/// The first word of a kernel-argument entry whose key, a leading `-` (which deletes the key)
+/// removed, is `talos.platform`.
+fn platform_word(arg: &str) -> Option<&str> {
+    arg.split_whitespace().find(|word| {
+        let key = word.strip_prefix('-').unwrap_or(word);
+        key.split_once('=').map_or(key, |(key, _)| key) == "talos.platform"
+    })
+}
+
+/// The problem and fix for an entry whose `word` sets or removes `talos.platform`.
+fn platform_fix(arg: &str, word: &str) -> (&'static str, String) {
+    let drop = if word == arg {
+        "drop it".to_owned()
+    } else {
+        format!("drop `{word}` from it")
+    };
+    match word.strip_prefix("talos.platform=") {
+        _ if word.starts_with('-') => (
+            "removes the platform, which is the variant's `platform` field",
+            format!("{drop}: the image boots as the variant's `platform`"),
+        ),
+        Some(p) if !p.is_empty() => (
+            "sets the platform, which is the variant's `platform` field",
+            format!("{drop} and set \"platform\": \"{p}\""),
+        ),
+        _ => (
+            "sets the platform, which is the variant's `platform` field",
+            format!("{drop} and set the variant's `platform`"),
+        ),
+    }
 }
 
 /// An extension whose service waits for configuration the variant must declare (tailscale) is
@@ -1568,6 +1599,33 @@ mod tests {
             e.contains("field `extra_kernel_args[2]` = \" \": empty"),
             "{e}"
         );
+        assert!(!e.contains("extra_kernel_args[0]"), "{e}");
+    }
+
+    #[test]
+    fn extra_kernel_args_do_not_set_the_platform_inside_an_entry() {
+        // the imager joins the entries with spaces and parses them again
+        let text = GOOD.replace(
+            "\"arch\"",
+            "\"extra_kernel_args\": [\"console=ttyS0 talos.platform=aws\", \"net.ifnames=0 talos.platform\", \"xtalos.platform=aws talos.platforms=aws\"], \"arch\"",
+        );
+        assert_ne!(text, GOOD);
+        let e = errors("variants/compute.json", &text).join("\n");
+        assert!(e.contains("field `extra_kernel_args[0]` = \"console=ttyS0 talos.platform=aws\": sets the platform, which is the variant's `platform` field\n    fix: drop `talos.platform=aws` from it and set \"platform\": \"aws\""), "{e}");
+        assert!(e.contains("field `extra_kernel_args[1]` = \"net.ifnames=0 talos.platform\": sets the platform, which is the variant's `platform` field\n    fix: drop `talos.platform` from it and set the variant's `platform`"), "{e}");
+        assert!(!e.contains("extra_kernel_args[2]"), "{e}");
+    }
+
+    #[test]
+    fn extra_kernel_args_do_not_remove_the_platform() {
+        let text = GOOD.replace(
+            "\"arch\"",
+            "\"extra_kernel_args\": [\"console=ttyS0\", \"-talos.platform\", \"quiet -talos.platform=aws\"], \"arch\"",
+        );
+        assert_ne!(text, GOOD);
+        let e = errors("variants/compute.json", &text).join("\n");
+        assert!(e.contains("field `extra_kernel_args[1]` = \"-talos.platform\": removes the platform, which is the variant's `platform` field\n    fix: drop it: the image boots as the variant's `platform`"), "{e}");
+        assert!(e.contains("field `extra_kernel_args[2]` = \"quiet -talos.platform=aws\": removes the platform, which is the variant's `platform` field\n    fix: drop `-talos.platform=aws` from it: the image boots as the variant's `platform`"), "{e}");
         assert!(!e.contains("extra_kernel_args[0]"), "{e}");
     }
 

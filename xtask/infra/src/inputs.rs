@@ -35,6 +35,7 @@ impl RegistryArg {
             };
             // the variable holds the value: named, even if --registry repeats it
             if std::env::var("REGISTRY").is_ok_and(|var| var == given) {
+                let given = domain::shell::address_shown(given);
                 return usage(format!("REGISTRY = {given:?}: {what}\n    fix: set REGISTRY to HOST/OWNER without a scheme, e.g. `export REGISTRY=ghcr.io/{owner}`, or unset it"));
             }
             // from the command line: worded as everywhere else

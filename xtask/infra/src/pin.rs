@@ -102,7 +102,7 @@ impl Pin {
         if !plain(&self.repository) {
             findings.push(
                 Finding::new(SHOWN, "repository", "not a clone URL or path")
-                    .value(&self.repository)
+                    .value(domain::shell::url_shown(&self.repository))
                     .fix("write upstream CozyStack's clone URL, e.g. https://github.com/cozystack/cozystack.git"),
             );
         }
@@ -268,6 +268,23 @@ mod tests {
             commit: "bfde94fd26d35c5f0281a1285f194e7ca3041b6a".into(),
         };
         assert!(good.problems().is_empty());
+    }
+
+    #[test]
+    fn a_refused_repository_is_shown_without_its_credentials() {
+        let pin = Pin {
+            repository: "https://ci:ghp_S3CR3T@github.com/acme/cozy stack.git".into(),
+            tag: "v1.6.2".into(),
+            commit: "bfde94fd26d35c5f0281a1285f194e7ca3041b6a".into(),
+        };
+        let text = domain::diag::into_result("invalid patches/upstream.json", pin.problems())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("field `repository` = https://<redacted>@github.com/acme/cozy stack.git: not a clone URL or path"),
+            "{text}"
+        );
+        assert!(!text.contains("S3CR3T"), "{text}");
     }
 
     #[test]

@@ -54,13 +54,20 @@ pub struct Mirror {
 impl Mirror {
     pub fn parse(spec: &str) -> Result<Mirror> {
         let fix = "write it as REGISTRY=HOST:PORT, e.g. --registry-mirror ghcr.io=127.0.0.1:5000";
+        let shown = domain::shell::address_shown;
         let (registry, endpoint) = spec.trim().split_once('=').ok_or_else(|| {
             domain::diag::Usage(format!(
-                "--registry-mirror (or REGISTRY_MIRRORS) `{spec}` has no `=`\n    fix: {fix}"
+                "--registry-mirror (or REGISTRY_MIRRORS) `{}` has no `=`\n    fix: {fix}",
+                shown(spec)
             ))
         })?;
         let valid = domain::image::is_host;
         if !valid(registry) || !valid(endpoint) {
+            // each side may carry credentials (`u:token@host`, `https://u:token@host`)
+            let spec = match spec.split_once('=') {
+                Some((before, after)) => format!("{}={}", shown(before), shown(after)),
+                None => spec.to_owned(),
+            };
             return domain::diag::usage(format!("--registry-mirror (or REGISTRY_MIRRORS) `{spec}` is not REGISTRY=HOST:PORT (host names only, a port from 1 to 65535, no scheme or path)\n    fix: {fix}"));
         }
         Ok(Mirror {
@@ -93,25 +100,57 @@ impl Default for Retry {
 
 impl Retry {
     /// The defaults, with `XTASK_RETRY_ATTEMPTS`, `XTASK_RETRY_BASE_MS` and
-    /// `XTASK_REGISTRY_TIMEOUT_SECS` applied (tests shorten them).
+    /// `XTASK_REGISTRY_TIMEOUT_SECS` applied (tests shorten them). An empty variable counts as
+    /// unset; a value that is not a whole number in its range is a usage error naming the
+    /// variable, every one of them at once.
     pub fn from_env() -> Result<Retry> {
+        Retry::from_vars(|name| std::env::var(name).ok())
+    }
+
+    fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Retry> {
         let mut retry = Retry::default();
-        let var = |name: &str| -> Result<Option<u64>> {
-            match std::env::var(name) {
-                Ok(v) if !v.is_empty() => v.parse().map(Some).with_context(|| {
-                    format!("environment variable {name} = {v:?} is not a whole number")
-                }),
-                _ => Ok(None),
+        let mut problems = Vec::new();
+        let mut read = |name: &str,
+                        range: std::ops::RangeInclusive<u64>,
+                        what: &str,
+                        unset: &str| {
+            let value = var(name).filter(|v| !v.is_empty())?;
+            match value.parse::<u64>() {
+                Ok(n) if range.contains(&n) => Some(n),
+                _ => {
+                    let (low, high) = (range.start(), range.end());
+                    problems.push(format!(
+                        "{name} = {value:?}: not a whole number from {low} to {high}\n    fix: set {name} to {what}, {low} to {high}, or unset it for {unset}"
+                    ));
+                    None
+                }
             }
         };
-        if let Some(n) = var("XTASK_RETRY_ATTEMPTS")? {
-            retry.attempts = (n as u32).clamp(1, 10);
+        let attempts = read("XTASK_RETRY_ATTEMPTS", 1..=10, "the number of tries", "4");
+        let base = read(
+            "XTASK_RETRY_BASE_MS",
+            0..=60_000,
+            "the wait before the second try in milliseconds (doubled for each further one)",
+            "1000",
+        );
+        // copies get ten times it, and skopeo takes it in seconds
+        let timeout = read(
+            "XTASK_REGISTRY_TIMEOUT_SECS",
+            1..=86_400,
+            "the timeout of one registry read in seconds (copies get ten times it)",
+            "60",
+        );
+        if !problems.is_empty() {
+            return domain::diag::usage(problems.join("\n"));
         }
-        if let Some(ms) = var("XTASK_RETRY_BASE_MS")? {
-            retry.base = Duration::from_millis(ms.min(60_000));
+        if let Some(n) = attempts.and_then(|n| u32::try_from(n).ok()) {
+            retry.attempts = n;
         }
-        if let Some(secs) = var("XTASK_REGISTRY_TIMEOUT_SECS")? {
-            retry.timeout = Duration::from_secs(secs.max(1));
+        if let Some(ms) = base {
+            retry.base = Duration::from_millis(ms);
+        }
+        if let Some(secs) = timeout {
+            retry.timeout = Duration::from_secs(secs);
         }
         Ok(retry)
     }
@@ -682,10 +721,78 @@ mod tests {
     }
 
     #[test]
+    fn retry_variables_are_read_in_range_or_refused_all_at_once() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let retry = Retry::from_vars(vars(&[
+            ("XTASK_RETRY_ATTEMPTS", "10"),
+            ("XTASK_RETRY_BASE_MS", "0"),
+            ("XTASK_REGISTRY_TIMEOUT_SECS", ""),
+        ]))
+        .unwrap();
+        assert_eq!(retry.attempts, 10);
+        assert_eq!(retry.base, Duration::ZERO);
+        assert_eq!(retry.timeout, Duration::from_secs(60), "empty is unset");
+        let err = Retry::from_vars(vars(&[
+            ("XTASK_RETRY_ATTEMPTS", "4294967296"),
+            ("XTASK_RETRY_BASE_MS", "-1"),
+            ("XTASK_REGISTRY_TIMEOUT_SECS", "abc"),
+        ]))
+        .map(|_| ())
+        .unwrap_err();
+        assert!(domain::diag::is_usage(&err), "{err:#}");
+        assert_eq!(
+            err.to_string(),
+            "XTASK_RETRY_ATTEMPTS = \"4294967296\": not a whole number from 1 to 10\n    fix: set XTASK_RETRY_ATTEMPTS to the number of tries, 1 to 10, or unset it for 4\n\
+             XTASK_RETRY_BASE_MS = \"-1\": not a whole number from 0 to 60000\n    fix: set XTASK_RETRY_BASE_MS to the wait before the second try in milliseconds (doubled for each further one), 0 to 60000, or unset it for 1000\n\
+             XTASK_REGISTRY_TIMEOUT_SECS = \"abc\": not a whole number from 1 to 86400\n    fix: set XTASK_REGISTRY_TIMEOUT_SECS to the timeout of one registry read in seconds (copies get ten times it), 1 to 86400, or unset it for 60"
+        );
+        for (name, value) in [
+            ("XTASK_RETRY_ATTEMPTS", "0"),
+            ("XTASK_RETRY_ATTEMPTS", "11"),
+            ("XTASK_RETRY_BASE_MS", "60001"),
+            ("XTASK_REGISTRY_TIMEOUT_SECS", "0"),
+            ("XTASK_REGISTRY_TIMEOUT_SECS", "18446744073709551616"),
+        ] {
+            let err = Retry::from_vars(|n| (n == name).then(|| value.to_owned()))
+                .map(|_| ())
+                .unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("{name} = \"{value}\": ")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
     fn bad_mirror_specs_name_the_fix() {
         for bad in ["ghcr.io", "ghcr.io=http://h:1", "=h:1", "ghcr.io/x=h:1"] {
             let err = Mirror::parse(bad).unwrap_err().to_string();
             assert!(err.contains("REGISTRY=HOST:PORT"), "{bad}: {err}");
+        }
+        for (bad, shown) in [
+            (
+                "ghcr.io=https://u:s3cr3t@m:5000",
+                "`ghcr.io=https://<redacted>@m:5000` is not",
+            ),
+            (
+                "u:s3cr3t@ghcr.io=m:5000",
+                "`<redacted>@ghcr.io=m:5000` is not",
+            ),
+            ("u:s3cr3t@m:5000", "`<redacted>@m:5000` has no `=`"),
+        ] {
+            let err = Mirror::parse(bad).unwrap_err().to_string();
+            assert!(
+                err.contains(shown) && !err.contains("s3cr3t"),
+                "{bad}: {err}"
+            );
         }
     }
 

@@ -25,11 +25,11 @@ pub struct Args {
     #[arg(long, value_name = "vX.Y.Z")]
     pub talos_version: Option<TalosVersion>,
     /// Image Factory base URL (a self-hosted factory works the same way).
-    #[arg(long, value_name = "URL", default_value = DEFAULT_FACTORY, value_parser = web_url)]
+    #[arg(long, value_name = "URL", default_value = DEFAULT_FACTORY, value_parser = WebUrl(factory_url))]
     pub factory: String,
     /// The factory's PXE frontend (its `http.externalPXEURL`). Default: `https://pxe.factory.talos.dev`
     /// for the hosted factory, the `--factory` URL itself for any other.
-    #[arg(long, value_name = "URL", value_parser = web_url)]
+    #[arg(long, value_name = "URL", value_parser = WebUrl(web_url))]
     pub pxe_url: Option<String>,
     /// Print JSON: `variant`, `talos_version`, `schematic` (the YAML text), `id`, `installer`,
     /// `assets` (file name to URL), `pxe`.
@@ -42,15 +42,97 @@ pub struct Args {
 
 /// Every asset URL is built on it: without a scheme none of them would open.
 fn web_url(text: &str) -> Result<String, String> {
+    check_url(text, true)
+}
+
+/// `--factory`: besides, the factory serves its installer images as a registry, at its host's
+/// root (`<host>/metal-installer/<id>:<version>`), where no path fits.
+fn factory_url(text: &str) -> Result<String, String> {
+    check_url(text, false)
+}
+
+/// An http(s) URL without credentials (every URL and installer reference shown would repeat
+/// them), a query or a fragment (they would end up in the middle of every URL built on it), and
+/// with a path only when `path_ok`.
+fn check_url(text: &str, path_ok: bool) -> Result<String, String> {
     let (scheme, host) = text.split_once("://").unwrap_or(("", text));
-    if matches!(scheme, "http" | "https") && !host.is_empty() && !text.contains(' ') {
+    let authority = host.split(['/', '?', '#']).next().unwrap_or(host);
+    if !(matches!(scheme, "http" | "https") && !authority.is_empty() && !text.contains(' ')) {
+        let host = Some(host.trim()).filter(|h| !h.is_empty());
+        let host = host.map(|h| h.rsplit_once('@').map_or(h, |(_, h)| h));
+        return Err(format!(
+            "not an http(s) URL; write its scheme and host, e.g. https://{}",
+            host.unwrap_or("factory.example.org")
+        ));
+    }
+    let (credentials, address) = match authority.rsplit_once('@') {
+        Some((_, address)) => (true, address),
+        None => (false, authority),
+    };
+    let rest = &host[authority.len()..];
+    let (path, query) = rest.split_at(rest.find(['?', '#']).unwrap_or(rest.len()));
+    let path = path.trim_end_matches('/');
+    let mut found = Vec::new();
+    let mut why = Vec::new();
+    if credentials {
+        found.push("credentials");
+        why.push("credentials would be shown in every URL and reference built on it");
+    }
+    if !path_ok && !path.is_empty() {
+        found.push("a path");
+        why.push("the factory serves its installer images as a registry, at its host's root");
+    }
+    if query.contains('?') {
+        found.push("a query");
+    }
+    if query.contains('#') {
+        found.push("a fragment");
+    }
+    if query.contains(['?', '#']) {
+        why.push("a query or fragment would end up in the middle of every URL built on it");
+    }
+    if found.is_empty() {
         return Ok(text.to_owned());
     }
-    let host = Some(host.trim()).filter(|h| !h.is_empty());
+    let (only, example) = match path_ok {
+        true => (
+            "scheme, host and path",
+            format!("{scheme}://{address}{path}"),
+        ),
+        false => ("scheme and host", format!("{scheme}://{address}")),
+    };
+    let last = found.pop().unwrap_or_default();
+    let found = match found.is_empty() {
+        true => last.to_owned(),
+        false => format!("{} and {last}", found.join(", ")),
+    };
     Err(format!(
-        "not an http(s) URL; write its scheme and host, e.g. https://{}",
-        host.unwrap_or("factory.example.org")
+        "has {found} ({}); write only its {only}, e.g. {example}",
+        why.join("; ")
     ))
+}
+
+/// A URL checker as clap calls it, with the value in clap's message shown without the
+/// credentials it may carry.
+#[derive(Clone)]
+struct WebUrl(fn(&str) -> Result<String, String>);
+
+impl clap::builder::TypedValueParser for WebUrl {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        use clap::error::{ContextKind, ContextValue};
+        self.0.parse_ref(cmd, arg, value).map_err(|mut err| {
+            let shown = domain::shell::address_shown(&value.to_string_lossy()).into_owned();
+            err.insert(ContextKind::InvalidValue, ContextValue::String(shown));
+            err
+        })
+    }
 }
 
 /// The human view; `files` are where each report's schematic was written (what `curl` posts).

@@ -26,6 +26,8 @@ pub struct Args {
 /// The pristine upstream tree and how it was obtained.
 #[derive(Serialize)]
 pub struct Upstream {
+    /// The pinned repository, its credentials redacted: shown (`--json`, the patch summary and
+    /// its copy in the patched tree), never fetched from.
     pub repository: String,
     pub tag: String,
     pub commit: String,
@@ -96,7 +98,7 @@ pub fn ensure(project: &Project, pin: &Pin, source: Option<&str>) -> Result<Upst
     };
     let talos_version = pin::read_talos_version(&cache)?;
     Ok(Upstream {
-        repository: pin.repository.clone(),
+        repository: domain::shell::url_shown(&pin.repository).into_owned(),
         tag: pin.tag.clone(),
         commit: pin.commit.clone(),
         talos_package_dir: pin::find_talos_package_dir(&cache),

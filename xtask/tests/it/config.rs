@@ -648,6 +648,79 @@ fn a_factory_url_without_its_scheme_is_refused_with_the_url_to_write() {
 }
 
 #[test]
+fn a_factory_url_with_credentials_a_query_or_a_path_is_refused_without_showing_them() {
+    for (flag, value, shown, problem, fix) in [
+        (
+            "--factory",
+            "https://admin:s3cr3t@factory.internal",
+            "https://<redacted>@factory.internal",
+            "has credentials (credentials would be shown in every URL and reference built on it)",
+            "write only its scheme and host, e.g. https://factory.internal",
+        ),
+        (
+            "--factory",
+            "https://factory.internal/?x=1#f",
+            "https://factory.internal/?x=1#f",
+            "has a query and a fragment (a query or fragment would end up in the middle of every URL built on it)",
+            "write only its scheme and host, e.g. https://factory.internal",
+        ),
+        (
+            "--factory",
+            "https://factory.internal:8443/talos/",
+            "https://factory.internal:8443/talos/",
+            "has a path (the factory serves its installer images as a registry, at its host's root)",
+            "write only its scheme and host, e.g. https://factory.internal:8443",
+        ),
+        (
+            "--factory",
+            "admin:s3cr3t@factory.internal",
+            "<redacted>@factory.internal",
+            "not an http(s) URL",
+            "write its scheme and host, e.g. https://factory.internal",
+        ),
+        (
+            "--pxe-url",
+            "https://u:s3cr3t@pxe.internal/boot/?x",
+            "https://<redacted>@pxe.internal/boot/?x",
+            "has credentials and a query",
+            "write only its scheme, host and path, e.g. https://pxe.internal/boot",
+        ),
+    ] {
+        let out = run(xtask(&fixture_root()).args([
+            "schematic",
+            "--variant",
+            "compute",
+            "--no-judge",
+            flag,
+            value,
+        ]));
+        let err = assert_usage(&out, &format!("schematic {flag} {value}"));
+        assert!(
+            err.contains(&format!("'{shown}' for '{flag} <URL>': {problem}")),
+            "{err}"
+        );
+        assert!(err.contains(fix), "{err}");
+        assert!(!err.contains("s3cr3t"), "{err}");
+        assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+    }
+    // a trailing slash is no path, and a PXE frontend may have one
+    for (flag, value) in [
+        ("--factory", "https://factory.internal/"),
+        ("--pxe-url", "https://pxe.internal/boot/"),
+    ] {
+        let out = run(xtask(&fixture_root()).args([
+            "schematic",
+            "--variant",
+            "compute",
+            "--no-judge",
+            flag,
+            value,
+        ]));
+        assert_success(&out, &format!("schematic {flag} {value}"));
+    }
+}
+
+#[test]
 fn without_the_harness_a_config_says_it_is_not_judged() {
     let out = run(xtask(&fixture_root())
         .args(["config", "--variant", "compute"])

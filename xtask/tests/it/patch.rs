@@ -693,6 +693,64 @@ fn missing_patch_file_in_the_series_is_named() {
     assert!(!root.join("target/patched").exists(), "nothing is applied");
 }
 
+/// A pinned repository with credentials in its URL is fetched from (here `--source` stands in
+/// for it), but its credentials are never shown: not in text, not in `--json`, not in the
+/// summary kept in the patched tree.
+#[test]
+fn credentials_in_the_pinned_repository_are_never_shown() {
+    if !have_tools(&["git"]) {
+        return;
+    }
+    let base = temp_dir("patch-credentials");
+    let upstream = base.join("upstream");
+    let commit = make_upstream(&upstream, PKG, "v9.9.9");
+    let p1 = makefile_patch(&upstream, "v9.9.9");
+    let root = base.join("project");
+    make_project(&root, "v9.9.9", &commit, &[("0001-arch.patch", &p1)]);
+    write(
+        &root.join("patches/upstream.json"),
+        &format!(
+            r#"{{"repository": "https://ci:ghp_S3CR3T@github.com/acme/cozystack.git", "tag": "v9.9.9", "commit": "{commit}"}}"#
+        ),
+    );
+    let source = upstream.to_str().unwrap();
+    let shown = "https://<redacted>@github.com/acme/cozystack.git";
+    for args in [
+        &["upstream", "--json", "--source", source][..],
+        &["upstream", "--json"],
+        &["upstream"],
+        &["upstream", "--dry-run"],
+        &["patch", "--json"],
+        &["patch", "--check", "--json"],
+        &["patch", "--variant", "compute", "--json"],
+        &["patch"],
+        &["patch", "--dry-run"],
+    ] {
+        let out = run(xt(&root).args(args));
+        assert_success(&out, &format!("{args:?}"));
+        let (stdout, stderr) = (stdout(&out), stderr(&out));
+        assert!(
+            !stdout.contains("S3CR3T") && !stderr.contains("S3CR3T"),
+            "{args:?}\n{stdout}\n{stderr}"
+        );
+        if args.contains(&"--json") {
+            let json: Value = serde_json::from_str(&stdout).unwrap();
+            let repository = match args[0] {
+                "upstream" => &json["repository"],
+                _ => &json["upstream"]["repository"],
+            };
+            assert_eq!(repository, shown, "{args:?}");
+        }
+    }
+    // `--check` removes its copy
+    for tree in ["patched", "patched-compute"] {
+        let marker = root.join("target").join(tree).join(".git/xtask-patch.json");
+        let marker = std::fs::read_to_string(&marker).unwrap();
+        assert!(!marker.contains("S3CR3T"), "{tree}: {marker}");
+        assert!(marker.contains(shown), "{tree}: {marker}");
+    }
+}
+
 /// The stretch: an older upstream keeps its Talos packaging in packages/core/installer. The
 /// machinery finds it there, the variant's profiles land in it, and a series written for the
 /// newer layout fails with a note that says so.

@@ -224,6 +224,31 @@ fn a_wrong_environment_variable_exits_2_and_names_it() {
             &["config", "--variant", "compute", "--no-judge"],
             &["error: REGISTRY = \"ghcr.io/Acme\""],
         ),
+        // the registry client's tuning: a whole number in range, never wrapped or clamped
+        (
+            "XTASK_REGISTRY_TIMEOUT_SECS",
+            "abc",
+            &["lock", "--dry-run"],
+            &[
+                "error: XTASK_REGISTRY_TIMEOUT_SECS = \"abc\": not a whole number from 1 to 86400",
+                "fix: set XTASK_REGISTRY_TIMEOUT_SECS to the timeout of one registry read in seconds",
+            ],
+        ),
+        (
+            "XTASK_RETRY_ATTEMPTS",
+            "4294967296",
+            &["lock", "--dry-run"],
+            &[
+                "error: XTASK_RETRY_ATTEMPTS = \"4294967296\": not a whole number from 1 to 10",
+                "fix: set XTASK_RETRY_ATTEMPTS to the number of tries, 1 to 10, or unset it for 4",
+            ],
+        ),
+        (
+            "XTASK_RETRY_BASE_MS",
+            "1s",
+            &["build", "--dry-run"],
+            &["error: XTASK_RETRY_BASE_MS = \"1s\": not a whole number from 0 to 60000"],
+        ),
     ];
     for (var, value, args, names) in cases {
         let what = format!("{var}={value:?} {args:?}");
@@ -232,6 +257,60 @@ fn a_wrong_environment_variable_exits_2_and_names_it() {
         for name in *names {
             assert!(err.contains(name), "{what} must name {name}: {err}");
         }
+    }
+}
+
+/// A registry or a mirror written with credentials is refused without repeating them, whether
+/// it comes from an option or from the variable standing in for it.
+#[test]
+fn credentials_in_a_refused_registry_or_mirror_are_never_shown() {
+    let root = temp_dir("usage-registry-credentials");
+    copy_repo_data(&root);
+    // arguments, variables set, what the message says
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
+        (
+            &["plan", "--registry", "user:s3cr3t@ghcr.io/acme"],
+            &[],
+            "--registry (or REGISTRY) = \"<redacted>@ghcr.io/acme\": `<redacted>@ghcr.io` carries credentials",
+        ),
+        (
+            &["build", "--dry-run", "--registry", "https://user:s3cr3t@ghcr.io/acme"],
+            &[],
+            "--registry (or REGISTRY) = \"https://<redacted>@ghcr.io/acme\": image references name a registry without a scheme",
+        ),
+        (
+            &["plan"],
+            &[("REGISTRY", "user:s3cr3t@ghcr.io/acme")],
+            "REGISTRY = \"<redacted>@ghcr.io/acme\": `<redacted>@ghcr.io` carries credentials",
+        ),
+        (
+            &["lock", "--dry-run", "--registry-mirror", "ghcr.io=https://u:s3cr3t@m:5000"],
+            &[],
+            "--registry-mirror (or REGISTRY_MIRRORS) `ghcr.io=https://<redacted>@m:5000` is not REGISTRY=HOST:PORT",
+        ),
+        (
+            &["build", "--dry-run", "--registry-mirror", "ghcr.io=u:s3cr3t@m:5000"],
+            &[],
+            "`ghcr.io=<redacted>@m:5000` is not REGISTRY=HOST:PORT",
+        ),
+        (
+            &["smoke", "--dry-run", "--registry-mirror", "u:s3cr3t@m:5000"],
+            &[],
+            "`<redacted>@m:5000` has no `=`",
+        ),
+        (
+            &["lock", "--dry-run"],
+            &[("REGISTRY_MIRRORS", "ghcr.io=https://u:s3cr3t@m:5000")],
+            "`ghcr.io=https://<redacted>@m:5000` is not REGISTRY=HOST:PORT",
+        ),
+    ];
+    for (args, vars, names) in cases {
+        let out = run(xtask(&root).args(*args).envs(vars.iter().copied()));
+        let err = assert_usage(&out, &format!("{vars:?} {args:?}"));
+        assert!(err.contains(names), "{args:?} must name {names}: {err}");
+        assert!(!err.contains("s3cr3t"), "{args:?}: {err}");
+        assert!(!stdout(&out).contains("s3cr3t"), "{args:?}");
     }
 }
 
