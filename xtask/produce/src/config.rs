@@ -22,7 +22,7 @@ use domain::machine_config::{
 };
 use domain::shell::REDACTED;
 use domain::{ImageRef, TalosVersion, Variant, VariantPlan};
-use infra::inputs::{install_image, InstallImage};
+use infra::inputs::{install_image, InstallImage, NoRegistry};
 use infra::project::Project;
 
 #[derive(clap::Args)]
@@ -118,11 +118,14 @@ fn resolve(dir: &Utf8Path) -> Result<Utf8PathBuf> {
     Ok(resolved)
 }
 
-/// Refuses to put a secret inside the repository, except under the ignored build directories.
+/// Refuses to put a secret inside the repository, except under the ignored build directories:
+/// the repository's own `target/` and `_out/` (.gitignore), and the target directory cargo uses
+/// (`CARGO_TARGET_DIR`, which may point elsewhere while `target/` stays ignored).
 pub fn check_secret_destination(project: &Project, dir: &Utf8Path) -> Result<()> {
     let inside = |base: &Utf8Path| resolve(base).is_ok_and(|base| dir.starts_with(base));
     if dir.starts_with(&project.root)
         && !inside(&project.target_dir())
+        && !inside(&project.root.join("target"))
         && !inside(&project.root.join("_out"))
     {
         // the example is absolute: a relative --out is read from the current directory
@@ -221,16 +224,15 @@ pub fn run(project: &Project, args: Args, judge: Judge) -> Result<()> {
 
     let Some(dir) = args.out else {
         // Preview: every file on stdout, the key redacted; nothing is written.
-        let image =
-            install_image(project, &plan, args.install_image.as_deref()).unwrap_or_else(|_| {
-                InstallImage {
-                    reference: format!(
-                        "<registry>/{}:{}",
-                        variant.repository, plan.variants[0].tag
-                    ),
-                    source: "no registry given (--registry, REGISTRY or --install-image)".into(),
-                }
-            });
+        // only a missing registry has a placeholder; a broken build record fails as with --out
+        let image = match install_image(project, &plan, args.install_image.as_deref()) {
+            Ok(image) => image,
+            Err(err) if err.is::<NoRegistry>() => InstallImage {
+                reference: format!("<registry>/{}:{}", variant.repository, plan.variants[0].tag),
+                source: "no registry given (--registry, REGISTRY or --install-image)".into(),
+            },
+            Err(err) => return Err(err),
+        };
         let rendered = render(
             &variant,
             &file,
