@@ -519,6 +519,7 @@ pub fn judge_schematics(project: &Project, reports: &[domain::schematic::Report]
 /// a control plane onto the chosen base, validated for metal; fails with Talos's messages.
 pub fn judge_role(
     project: &Project,
+    talos: &domain::TalosVersion,
     variant: &str,
     install_image: &str,
     base: Base,
@@ -535,6 +536,7 @@ pub fn judge_role(
         ..Request::default()
     };
     let report: Report = judge(&binary, &request)?;
+    other_release(&report.talos_version, talos)?;
     let mut findings = Vec::new();
     for c in &report.configs {
         findings.extend(config_findings(c, install_image));
@@ -872,12 +874,8 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         None
     };
     let verdict = judge_plan(project, &plan, &binary, next_version.as_deref())?;
-    if !args.next && verdict.talos_version != plan.talos_version {
-        // the harness is built at the release conformance/go.mod requires, not at the lock's
-        eprintln!(
-            "warning: judged by Talos {}, but the lock is for {}: {DIR}/go.mod requires another release\n    fix: set github.com/siderolabs/talos in {DIR}/go.mod to {} (docs/conformance.md)",
-            verdict.talos_version, plan.talos_version, plan.talos_version
-        );
+    if !args.next {
+        other_release(&verdict.talos_version, &plan.talos_version)?;
     }
     if args.json {
         println!(
@@ -913,6 +911,19 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Fails when the harness judged at another Talos release than the lock's: it is built at the
+/// release conformance/go.mod requires, and a verdict at another release says nothing about the
+/// images (docs/conformance.md: judged at the exact version they are built from). The fix is the
+/// bump docs/dev/conformance.md describes.
+pub fn other_release(judged: &str, lock: &domain::TalosVersion) -> Result<()> {
+    if *judged == *lock {
+        return Ok(());
+    }
+    bail!(
+        "judged by Talos {judged}, but the lock is for {lock}: {DIR}/go.mod requires another release, and a verdict at {judged} says nothing about images built from {lock}\n    fix: (cd {DIR} && go get github.com/siderolabs/talos@{lock} github.com/siderolabs/talos/pkg/machinery@{lock} && go mod tidy), with an image-factory whose go.mod requires Talos {lock} or older (docs/dev/conformance.md, \"Versions\")"
+    )
 }
 
 /// The `github.com/siderolabs/talos` version a go.mod requires.

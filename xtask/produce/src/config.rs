@@ -136,7 +136,9 @@ pub fn check_secret_destination(project: &Project, dir: &Utf8Path) -> Result<()>
 
 /// Talos's verdict on a role's rendered patches (`conformance::judge_role`, handed in by
 /// xtask's `lib.rs` so that this module does not depend on the one that judges it).
-pub type Judge = fn(&Project, &str, &str, Base, &Rendered, &[Step]) -> Result<()>;
+/// Its arguments: the lock's Talos release (a judge at another release fails), the variant, the
+/// install image, the base, the redacted files and the printed steps.
+pub type Judge = fn(&Project, &TalosVersion, &str, &str, Base, &Rendered, &[Step]) -> Result<()>;
 
 /// `--install-image` must be an image reference, and not another role's installer (a node on
 /// that image carries extensions this role's patch does not configure, and may wait for them
@@ -257,6 +259,7 @@ pub fn run(project: &Project, args: Args, judge: Judge) -> Result<()> {
         if !args.no_judge {
             judge(
                 project,
+                &plan.talos_version,
                 &variant.name,
                 &image.reference,
                 overrides.base,
@@ -300,6 +303,7 @@ pub fn run(project: &Project, args: Args, judge: Judge) -> Result<()> {
         )?;
         judge(
             project,
+            &plan.talos_version,
             &variant.name,
             &image.reference,
             overrides.base,

@@ -468,8 +468,11 @@ fn config_fails_with_talos_message_and_writes_nothing_when_talos_refuses() {
     );
 }
 
+/// A judge at another Talos release than the lock's (the lock bumped, conformance/go.mod left)
+/// is no judge of the images: `conformance` fails and so does `config`, unless it is told not
+/// to judge, each naming how to move the harness.
 #[test]
-fn a_judge_at_another_release_than_the_lock_is_said() {
+fn a_judge_at_another_release_than_the_lock_fails_with_the_bump() {
     if !have_tools(&["go"]) {
         return;
     }
@@ -478,14 +481,29 @@ fn a_judge_at_another_release_than_the_lock_is_said() {
     let root = temp_dir("conformance-other-release");
     copy_repo_data(&root);
     copy_dir(&repo_root().join("conformance"), &root.join("conformance"));
-    let out = run(xtask(&root).arg("conformance"));
-    assert_success(&out, "conformance on the fixture");
-    let err = stderr(&out);
-    assert!(
-        err.contains(&format!(
-            "warning: judged by Talos {}, but the lock is for {FIXTURE_TALOS}",
-            live_talos_version()
-        )),
-        "{err}"
+    let live = live_talos_version();
+    let said = format!(
+        "error: judged by Talos {live}, but the lock is for {FIXTURE_TALOS}: conformance/go.mod requires another release"
     );
+    let fix = format!("fix: (cd conformance && go get github.com/siderolabs/talos@{FIXTURE_TALOS} github.com/siderolabs/talos/pkg/machinery@{FIXTURE_TALOS} && go mod tidy)");
+    let out = run(xtask(&root).arg("conformance"));
+    let err = assert_failure(&out, "conformance on the fixture");
+    assert!(err.contains(&said) && err.contains(&fix), "{err}");
+    for args in [
+        &["--variant", "compute"][..],
+        &["--variant", "compute", "--out", "rendered"],
+    ] {
+        let out = run(xtask(&root)
+            .arg("config")
+            .args(args)
+            .env("REGISTRY", "ghcr.io/acme"));
+        let err = assert_failure(&out, &format!("config {args:?} on the fixture"));
+        assert!(err.contains(&said) && err.contains(&fix), "{err}");
+        assert!(!err.contains(&format!("Talos {live} accepts")), "{err}");
+    }
+    assert!(!root.join("rendered").exists(), "nothing written");
+    let unjudged = run(xtask(&root)
+        .args(["config", "--variant", "compute", "--no-judge"])
+        .env("REGISTRY", "ghcr.io/acme"));
+    assert_success(&unjudged, "config --no-judge on the fixture");
 }
