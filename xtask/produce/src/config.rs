@@ -17,9 +17,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use domain::diag::Usage;
 
 use domain::cidr::Ipv4Cidr;
-use domain::machine_config::{
-    next_steps, render, AuthKey, Base, Overrides, Rendered, Step, AUTH_KEY_ENV,
-};
+use domain::machine_config::{next_steps, render, AuthKey, Base, Judged, Overrides, AUTH_KEY_ENV};
 use domain::shell::REDACTED;
 use domain::{ImageRef, TalosVersion, Variant, VariantPlan};
 use infra::inputs::{install_image, InstallImage, NoRegistry};
@@ -136,9 +134,7 @@ pub fn check_secret_destination(project: &Project, dir: &Utf8Path) -> Result<()>
 
 /// Talos's verdict on a role's rendered patches (`conformance::judge_role`, handed in by
 /// xtask's `lib.rs` so that this module does not depend on the one that judges it).
-/// Its arguments: the lock's Talos release (a judge at another release fails), the variant, the
-/// install image, the base, the redacted files and the printed steps.
-pub type Judge = fn(&Project, &TalosVersion, &str, &str, Base, &Rendered, &[Step]) -> Result<()>;
+pub type Judge = fn(&Project, &Judged<'_>) -> Result<()>;
 
 /// `--install-image` must be an image reference, and not another role's installer (a node on
 /// that image carries extensions this role's patch does not configure, and may wait for them
@@ -259,12 +255,15 @@ pub fn run(project: &Project, args: Args, judge: Judge) -> Result<()> {
         if !args.no_judge {
             judge(
                 project,
-                &plan.talos_version,
-                &variant.name,
-                &image.reference,
-                overrides.base,
-                &rendered,
-                &[],
+                &Judged {
+                    talos: &plan.talos_version,
+                    variant: &variant,
+                    node_subnets: overrides.node_subnets_of(&variant),
+                    install_image: &image.reference,
+                    base: overrides.base,
+                    rendered: &rendered,
+                    steps: &[],
+                },
             )?;
         }
         return Ok(());
@@ -303,12 +302,15 @@ pub fn run(project: &Project, args: Args, judge: Judge) -> Result<()> {
         )?;
         judge(
             project,
-            &plan.talos_version,
-            &variant.name,
-            &image.reference,
-            overrides.base,
-            &redacted,
-            &steps,
+            &Judged {
+                talos: &plan.talos_version,
+                variant: &variant,
+                node_subnets: overrides.node_subnets_of(&variant),
+                install_image: &image.reference,
+                base: overrides.base,
+                rendered: &redacted,
+                steps: &steps,
+            },
         )?;
     }
     if rendered.files.iter().any(|f| f.secret) {

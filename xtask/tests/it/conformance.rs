@@ -113,6 +113,56 @@ fn config_judges_its_patches_with_talos_before_writing() {
     }
 }
 
+/// A role that names its nodes' networks (`config.node_subnets`, or `--node-subnet`) gets them
+/// appended to the base's selection (docs/config.md): `conformance` and `config` judge that by
+/// one rule on one base, the base's selection kept and exactly the declared networks and the
+/// exclusions added, and both accept it.
+#[test]
+fn a_role_with_node_subnets_is_accepted_by_conformance_and_config_alike() {
+    if !have_tools(&["go"]) {
+        return;
+    }
+    let root = temp_dir("conformance-node-subnets");
+    copy_live_repo_data(&root);
+    copy_dir(&repo_root().join("conformance"), &root.join("conformance"));
+    let edge = json!({"name": "edge", "description": "d", "arch": "amd64",
+        "extensions": ["drbd", "zfs"], "repository": "talos-cozystack-edge/talos",
+        "config": {"node_subnets": ["192.168.1.0/24"]}});
+    std::fs::write(root.join("variants/edge.json"), edge.to_string()).unwrap();
+
+    let _one = HARNESS.lock().unwrap_or_else(|e| e.into_inner());
+    let out = run(xtask(&root).args(["conformance", "--json", "--variant", "edge"]));
+    let verdict: Value = serde_json::from_str(&stdout(&out))
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(&out), stderr(&out)));
+    assert_eq!(verdict["findings"], json!([]), "{verdict:#}");
+    assert_success(&out, "conformance --variant edge (node_subnets)");
+    assert_eq!(verdict["configs"], 4, "{verdict:#}");
+
+    let accepted = format!(
+        "Talos {} accepts the `edge` patches on a worker and a control plane (metal)",
+        live_talos_version()
+    );
+    for base in ["talosctl", "cozystack"] {
+        for flags in [
+            &[][..],
+            &[
+                "--node-subnet",
+                "10.20.0.0/16",
+                "--node-subnet",
+                "10.30.0.0/16",
+            ],
+        ] {
+            let out = run(xtask(&root)
+                .args(["config", "--variant", "edge", "--base", base])
+                .args(flags)
+                .env("REGISTRY", "ghcr.io/acme"));
+            let what = format!("config --variant edge --base {base} {flags:?}");
+            assert_success(&out, &what);
+            assert!(stderr(&out).contains(&accepted), "{what}: {}", stderr(&out));
+        }
+    }
+}
+
 /// The defect this harness was built for: `cluster.etcd` in the patch every gateway node gets.
 /// `talosctl gen config` writes worker.yaml anyway; Talos's validation refuses it.
 #[test]
