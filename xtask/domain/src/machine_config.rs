@@ -115,6 +115,31 @@ pub struct Overrides {
     pub base: Base,
 }
 
+impl Overrides {
+    /// The networks node IPs are picked from: `--node-subnet` when given, else the variant's
+    /// `config.node_subnets` (empty: none declared).
+    pub fn node_subnets_of<'a>(&'a self, variant: &'a Variant) -> &'a [Ipv4Cidr] {
+        match &self.node_subnets {
+            Some(flags) if !flags.is_empty() => flags,
+            _ => &variant.config.node_subnets,
+        }
+    }
+}
+
+/// What `config` hands to Talos's judge (`conformance::judge_role`): the role's redacted files
+/// and printed steps, with what they must come out as once merged.
+pub struct Judged<'a> {
+    /// The lock's Talos release: a judge at another release fails.
+    pub talos: &'a TalosVersion,
+    pub variant: &'a Variant,
+    /// The networks the role declares ([`Overrides::node_subnets_of`]).
+    pub node_subnets: &'a [Ipv4Cidr],
+    pub install_image: &'a str,
+    pub base: Base,
+    pub rendered: &'a Rendered,
+    pub steps: &'a [Step],
+}
+
 /// What a file `config` writes is for.
 #[derive(Debug, PartialEq, Eq)]
 pub enum FileRole {
@@ -323,12 +348,7 @@ fn node_ip_selection(
     overrides: &Overrides,
     has_tailscale: bool,
 ) -> Result<Option<Vec<String>>> {
-    let config = &variant.config;
-    let include = overrides
-        .node_subnets
-        .clone()
-        .filter(|s| !s.is_empty())
-        .or_else(|| (!config.node_subnets.is_empty()).then(|| config.node_subnets.clone()));
+    let include = Some(overrides.node_subnets_of(variant).to_vec()).filter(|s| !s.is_empty());
     if let Some(subnets) = &include {
         // the variant file's own are findings of its check: only --node-subnet gets here
         if let Some(inside) = subnets.iter().find(|s| cidr::CGNAT.contains(**s)) {

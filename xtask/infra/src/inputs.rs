@@ -97,6 +97,21 @@ pub struct InstallImage {
     pub source: String,
 }
 
+/// [`install_image`]'s one error that is not a broken input: no `--install-image`, no build
+/// record that names a published installer, and no registry to name one by tag with (the
+/// variant's name). A preview may fall back to a placeholder for it; anything else (a build
+/// record that does not read) is an error everywhere.
+#[derive(Debug)]
+pub struct NoRegistry(pub String);
+
+impl std::fmt::Display for NoRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "no registry to name the `{}` role's install image (machine.install.image) with\n    fix: pass --registry ghcr.io/<owner> (or set REGISTRY), or --install-image REF", self.0)
+    }
+}
+
+impl std::error::Error for NoRegistry {}
+
 /// The role's installer: `--install-image`, else by digest from the build record when a build
 /// published it for this Talos version, else by tag.
 pub fn install_image(
@@ -140,7 +155,7 @@ pub fn install_image(
         }
     }
     if plan.registry.is_none() {
-        bail!("no registry to name the `{}` role's install image (machine.install.image) with\n    fix: pass --registry ghcr.io/<owner> (or set REGISTRY), or --install-image REF", vp.name);
+        return Err(NoRegistry(vp.name.clone()).into());
     }
     Ok(InstallImage {
         reference: format!("{}:{}", vp.image, vp.tag),

@@ -516,28 +516,26 @@ pub fn judge_schematics(project: &Project, reports: &[domain::schematic::Report]
 }
 
 /// `cargo xtask config`'s check: the role's files through `talosctl gen config` for a worker and
-/// a control plane onto the chosen base, validated for metal; fails with Talos's messages.
-pub fn judge_role(
-    project: &Project,
-    variant: &str,
-    install_image: &str,
-    base: Base,
-    rendered: &Rendered,
-    steps: &[domain::machine_config::Step],
-) -> Result<()> {
+/// a control plane onto the chosen base, validated for metal, and merged as `conformance`
+/// requires ([`merge_findings`], on the same base); fails with Talos's messages.
+pub fn judge_role(project: &Project, role: &domain::machine_config::Judged<'_>) -> Result<()> {
     let Some(binary) = harness(project)? else {
         return Ok(());
     };
-    let base_patches = base_patches(base, &["192.168.0.0/16"]);
+    let (talos, variant, install_image) = (role.talos, &role.variant.name, role.install_image);
+    let base_patches = base_patches(role.base, base_subnets(role.base));
     let request = Request {
-        configs: config_requests(variant, &base_patches, rendered),
-        commands: command_requests(variant, steps),
+        configs: config_requests(variant, &base_patches, role.rendered),
+        commands: command_requests(variant, role.steps),
         ..Request::default()
     };
     let report: Report = judge(&binary, &request)?;
+    other_release(&report.talos_version, talos)?;
     let mut findings = Vec::new();
+    let node_subnets = domain::cidr::to_strings(role.node_subnets);
     for c in &report.configs {
         findings.extend(config_findings(c, install_image));
+        findings.extend(merge_findings(c, role.variant, &node_subnets, role.base));
     }
     findings.extend(command_findings(&report));
     if !findings.is_empty() {
@@ -564,6 +562,15 @@ pub fn judge_role(
 
 /// The base a CozyStack-style case starts from: its own node IP selection.
 pub const COZYSTACK_SUBNETS: &[&str] = &["192.168.100.0/24"];
+
+/// The node IP selection a base has before a role's patch: none on talosctl's, the user's own
+/// ([`COZYSTACK_SUBNETS`]) on CozyStack's. One definition for `conformance` and `config`.
+pub fn base_subnets(base: Base) -> &'static [&'static str] {
+    match base {
+        Base::Talosctl => &[],
+        Base::Cozystack => COZYSTACK_SUBNETS,
+    }
+}
 
 /// What one config case must come out as.
 struct ConfigCase {
@@ -626,7 +633,7 @@ pub fn judge_plan(
                 &overrides,
                 domain::machine_config::AuthKey::Redacted,
             )?;
-            let base_patches = base_patches(base, COZYSTACK_SUBNETS);
+            let base_patches = base_patches(base, base_subnets(base));
             let name = format!("{}/{}", vp.name, base.name());
             if base == Base::Talosctl {
                 let steps = domain::machine_config::next_steps(
@@ -698,7 +705,8 @@ pub fn judge_plan(
             warnings.push(format!("{}: {w}", c.name));
         }
         findings.extend(config_findings(c, &case.install_image));
-        findings.extend(merge_findings(c, &case.variant, case.base));
+        let node_subnets = domain::cidr::to_strings(&case.variant.config.node_subnets);
+        findings.extend(merge_findings(c, &case.variant, &node_subnets, case.base));
     }
     findings.extend(command_findings(&report));
     for s in &report.schematics {
@@ -756,10 +764,14 @@ pub fn profile_findings(p: &ProfileReport, output: Output, artifact: &str) -> Ve
 }
 
 /// The merged result is what the role needs: each implied module once with its parameters, the
-/// base's modules and subnet selection kept (only exclusions added), node IPs off 100.64.0.0/10.
+/// base's modules and subnet selection kept, node IPs off 100.64.0.0/10. Talos's patcher appends
+/// list entries, so after the base's own `validSubnets` come exactly the networks the role
+/// declares (`node_subnets`: `config.node_subnets`, or `--node-subnet`), in order, and
+/// exclusions; any other inclusion would widen the base's selection.
 pub fn merge_findings(
     c: &ConfigReport,
     variant: &domain::variant::Variant,
+    node_subnets: &[String],
     base: Base,
 ) -> Vec<String> {
     let mut findings = Vec::new();
@@ -791,15 +803,16 @@ pub fn merge_findings(
                 ));
             }
         }
-        let kept = c.valid_subnets.len() >= COZYSTACK_SUBNETS.len()
-            && c.valid_subnets[..COZYSTACK_SUBNETS.len()] == *COZYSTACK_SUBNETS;
-        let added = &c.valid_subnets[COZYSTACK_SUBNETS.len().min(c.valid_subnets.len())..];
-        if !kept || added.iter().any(|s| !s.starts_with('!')) {
-            findings.push(format!("{}: machine.kubelet.nodeIP.validSubnets is {:?} after the merge: the base's selection {:?} must stay and only exclusions be added", c.name, c.valid_subnets, COZYSTACK_SUBNETS));
-        }
     }
-    let selects = variant.all_extensions().any(|e| e == "tailscale")
-        || !variant.config.node_subnets.is_empty();
+    let kept_base = base_subnets(base);
+    let kept = c.valid_subnets.len() >= kept_base.len()
+        && c.valid_subnets[..kept_base.len()] == *kept_base;
+    let added = &c.valid_subnets[kept_base.len().min(c.valid_subnets.len())..];
+    let included: Vec<&String> = added.iter().filter(|s| !s.starts_with('!')).collect();
+    if !kept || included.into_iter().ne(node_subnets) {
+        findings.push(format!("{}: machine.kubelet.nodeIP.validSubnets is {:?} after the merge: the base's selection {:?} must stay, and only the role's node_subnets {:?} and exclusions be added", c.name, c.valid_subnets, kept_base, node_subnets));
+    }
+    let selects = variant.all_extensions().any(|e| e == "tailscale") || !node_subnets.is_empty();
     if selects && !c.valid_subnets.contains(&exclude) {
         findings.push(format!(
             "{}: machine.kubelet.nodeIP.validSubnets {:?} does not exclude {}",
@@ -872,12 +885,8 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         None
     };
     let verdict = judge_plan(project, &plan, &binary, next_version.as_deref())?;
-    if !args.next && verdict.talos_version != plan.talos_version {
-        // the harness is built at the release conformance/go.mod requires, not at the lock's
-        eprintln!(
-            "warning: judged by Talos {}, but the lock is for {}: {DIR}/go.mod requires another release\n    fix: set github.com/siderolabs/talos in {DIR}/go.mod to {} (docs/conformance.md)",
-            verdict.talos_version, plan.talos_version, plan.talos_version
-        );
+    if !args.next {
+        other_release(&verdict.talos_version, &plan.talos_version)?;
     }
     if args.json {
         println!(
@@ -913,6 +922,19 @@ pub fn run(project: &Project, args: Args) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Fails when the harness judged at another Talos release than the lock's: it is built at the
+/// release conformance/go.mod requires, and a verdict at another release says nothing about the
+/// images (docs/conformance.md: judged at the exact version they are built from). The fix is the
+/// bump docs/dev/conformance.md describes.
+pub fn other_release(judged: &str, lock: &domain::TalosVersion) -> Result<()> {
+    if *judged == *lock {
+        return Ok(());
+    }
+    bail!(
+        "judged by Talos {judged}, but the lock is for {lock}: {DIR}/go.mod requires another release, and a verdict at {judged} says nothing about images built from {lock}\n    fix: (cd {DIR} && go get github.com/siderolabs/talos@{lock} github.com/siderolabs/talos/pkg/machinery@{lock} && go mod tidy), with an image-factory whose go.mod requires Talos {lock} or older (docs/dev/conformance.md, \"Versions\")"
+    )
 }
 
 /// The `github.com/siderolabs/talos` version a go.mod requires.
@@ -1094,8 +1116,35 @@ mod tests {
             &["192.168.100.0/24", "!100.64.0.0/10", "!::/0"],
         );
         assert_eq!(
-            merge_findings(&good, &v, Base::Cozystack),
+            merge_findings(&good, &v, &[], Base::Cozystack),
             Vec::<String>::new()
+        );
+        // the role's own networks, declared: appended after the base's, then the exclusion
+        let declared = ["192.168.1.0/24".to_owned()];
+        let with_subnets = config_report(
+            "v/cozystack/worker",
+            &base,
+            &["192.168.100.0/24", "192.168.1.0/24", "!100.64.0.0/10"],
+        );
+        assert_eq!(
+            merge_findings(&with_subnets, &v, &declared, Base::Cozystack),
+            Vec::<String>::new()
+        );
+        // an inclusion the role did not declare, or the base's selection lost, is a finding
+        let f = merge_findings(&with_subnets, &v, &[], Base::Cozystack).join("\n");
+        assert!(
+            f.contains("only the role's node_subnets [] and exclusions be added"),
+            "{f}"
+        );
+        let lost = config_report(
+            "v/cozystack/worker",
+            &base,
+            &["192.168.1.0/24", "!100.64.0.0/10"],
+        );
+        let f = merge_findings(&lost, &v, &declared, Base::Cozystack).join("\n");
+        assert!(
+            f.contains("the base's selection [\"192.168.100.0/24\"] must stay"),
+            "{f}"
         );
 
         let mut twice = base.clone();
@@ -1106,13 +1155,13 @@ mod tests {
             &twice,
             &["192.168.100.0/24", "0.0.0.0/0", "!100.64.0.0/10"],
         );
-        let f = merge_findings(&widened, &v, Base::Cozystack).join("\n");
+        let f = merge_findings(&widened, &v, &[], Base::Cozystack).join("\n");
         assert!(f.contains("`drbd` is"), "{f}");
         assert!(f.contains("`zfs` appears 2 times"), "{f}");
-        assert!(f.contains("only exclusions be added"), "{f}");
+        assert!(f.contains("and exclusions be added"), "{f}");
 
         let missing = config_report("v/talosctl/worker", &[("drbd", drbd)], &[]);
-        let f = merge_findings(&missing, &v, Base::Talosctl).join("\n");
+        let f = merge_findings(&missing, &v, &[], Base::Talosctl).join("\n");
         assert!(f.contains("`zfs` (zfs) is missing"), "{f}");
         assert!(f.contains("does not exclude 100.64.0.0/10"), "{f}");
     }

@@ -17,12 +17,10 @@ use camino::{Utf8Path, Utf8PathBuf};
 use domain::diag::Usage;
 
 use domain::cidr::Ipv4Cidr;
-use domain::machine_config::{
-    next_steps, render, AuthKey, Base, Overrides, Rendered, Step, AUTH_KEY_ENV,
-};
+use domain::machine_config::{next_steps, render, AuthKey, Base, Judged, Overrides, AUTH_KEY_ENV};
 use domain::shell::REDACTED;
 use domain::{ImageRef, TalosVersion, Variant, VariantPlan};
-use infra::inputs::{install_image, InstallImage};
+use infra::inputs::{install_image, InstallImage, NoRegistry};
 use infra::project::Project;
 
 #[derive(clap::Args)]
@@ -118,11 +116,14 @@ fn resolve(dir: &Utf8Path) -> Result<Utf8PathBuf> {
     Ok(resolved)
 }
 
-/// Refuses to put a secret inside the repository, except under the ignored build directories.
+/// Refuses to put a secret inside the repository, except under the ignored build directories:
+/// the repository's own `target/` and `_out/` (.gitignore), and the target directory cargo uses
+/// (`CARGO_TARGET_DIR`, which may point elsewhere while `target/` stays ignored).
 pub fn check_secret_destination(project: &Project, dir: &Utf8Path) -> Result<()> {
     let inside = |base: &Utf8Path| resolve(base).is_ok_and(|base| dir.starts_with(base));
     if dir.starts_with(&project.root)
         && !inside(&project.target_dir())
+        && !inside(&project.root.join("target"))
         && !inside(&project.root.join("_out"))
     {
         // the example is absolute: a relative --out is read from the current directory
@@ -133,7 +134,7 @@ pub fn check_secret_destination(project: &Project, dir: &Utf8Path) -> Result<()>
 
 /// Talos's verdict on a role's rendered patches (`conformance::judge_role`, handed in by
 /// xtask's `lib.rs` so that this module does not depend on the one that judges it).
-pub type Judge = fn(&Project, &str, &str, Base, &Rendered, &[Step]) -> Result<()>;
+pub type Judge = fn(&Project, &Judged<'_>) -> Result<()>;
 
 /// `--install-image` must be an image reference, and not another role's installer (a node on
 /// that image carries extensions this role's patch does not configure, and may wait for them
@@ -221,16 +222,15 @@ pub fn run(project: &Project, args: Args, judge: Judge) -> Result<()> {
 
     let Some(dir) = args.out else {
         // Preview: every file on stdout, the key redacted; nothing is written.
-        let image =
-            install_image(project, &plan, args.install_image.as_deref()).unwrap_or_else(|_| {
-                InstallImage {
-                    reference: format!(
-                        "<registry>/{}:{}",
-                        variant.repository, plan.variants[0].tag
-                    ),
-                    source: "no registry given (--registry, REGISTRY or --install-image)".into(),
-                }
-            });
+        // only a missing registry has a placeholder; a broken build record fails as with --out
+        let image = match install_image(project, &plan, args.install_image.as_deref()) {
+            Ok(image) => image,
+            Err(err) if err.is::<NoRegistry>() => InstallImage {
+                reference: format!("<registry>/{}:{}", variant.repository, plan.variants[0].tag),
+                source: "no registry given (--registry, REGISTRY or --install-image)".into(),
+            },
+            Err(err) => return Err(err),
+        };
         let rendered = render(
             &variant,
             &file,
@@ -255,11 +255,15 @@ pub fn run(project: &Project, args: Args, judge: Judge) -> Result<()> {
         if !args.no_judge {
             judge(
                 project,
-                &variant.name,
-                &image.reference,
-                overrides.base,
-                &rendered,
-                &[],
+                &Judged {
+                    talos: &plan.talos_version,
+                    variant: &variant,
+                    node_subnets: overrides.node_subnets_of(&variant),
+                    install_image: &image.reference,
+                    base: overrides.base,
+                    rendered: &rendered,
+                    steps: &[],
+                },
             )?;
         }
         return Ok(());
@@ -298,11 +302,15 @@ pub fn run(project: &Project, args: Args, judge: Judge) -> Result<()> {
         )?;
         judge(
             project,
-            &variant.name,
-            &image.reference,
-            overrides.base,
-            &redacted,
-            &steps,
+            &Judged {
+                talos: &plan.talos_version,
+                variant: &variant,
+                node_subnets: overrides.node_subnets_of(&variant),
+                install_image: &image.reference,
+                base: overrides.base,
+                rendered: &redacted,
+                steps: &steps,
+            },
         )?;
     }
     if rendered.files.iter().any(|f| f.secret) {

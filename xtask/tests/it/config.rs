@@ -428,6 +428,56 @@ fn the_key_is_never_written_into_the_repository() {
         Some(KEY),
     );
     assert_success(&ok, "config --variant gateway --out target/config");
+    // README's step, with cargo's target directory elsewhere: the repository's own target/ is
+    // still ignored by git, so still allowed
+    let elsewhere = temp_dir("config-target-elsewhere");
+    let readme = run(xtask(&root)
+        .args([
+            "config",
+            "--variant",
+            "gateway",
+            "--no-judge",
+            "--out",
+            "target/readme",
+        ])
+        .env("REGISTRY", "ghcr.io/acme")
+        .env("TS_AUTHKEY", KEY)
+        .env("CARGO_TARGET_DIR", &elsewhere));
+    assert_success(
+        &readme,
+        "CARGO_TARGET_DIR=<elsewhere> config --variant gateway --out target/readme",
+    );
+    assert_no_key(&readme);
+    assert_eq!(mode(&root.join("target/readme/gateway.patch.yaml")), 0o600);
+}
+
+/// Only "no build record" falls back to a placeholder in the preview: a build record that does
+/// not read fails as it does with --out, whether or not a registry is given.
+#[test]
+fn a_broken_build_record_fails_the_preview_as_it_fails_out() {
+    let root = temp_dir("config-broken-record");
+    copy_repo_data(&root);
+    let record = root.join("_out/compute/build.json");
+    std::fs::create_dir_all(record.parent().unwrap()).unwrap();
+    std::fs::write(&record, r#"{"variant":"compute""#).unwrap();
+    let out_dir = temp_dir("config-broken-record-out");
+    for (what, args) in [
+        ("preview, --registry", vec!["--registry", "ghcr.io/a"]),
+        ("preview, no registry", vec![]),
+        ("--out", vec!["--out", out_dir.to_str().unwrap()]),
+    ] {
+        let mut cmd = xtask(&root);
+        cmd.args(["config", "--variant", "compute", "--no-judge"])
+            .args(&args);
+        let out = run(&mut cmd);
+        let err = assert_failure(&out, &format!("config with a broken build record ({what})"));
+        assert!(
+            err.contains("_out/compute/build.json is not a build record: rebuild with `cargo xtask build --variant compute`"),
+            "{what}: {err}"
+        );
+        assert!(!err.contains("no registry given"), "{what}: {err}");
+        assert!(stdout(&out).is_empty(), "{what}: {}", stdout(&out));
+    }
 }
 
 #[test]

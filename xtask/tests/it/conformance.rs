@@ -113,6 +113,56 @@ fn config_judges_its_patches_with_talos_before_writing() {
     }
 }
 
+/// A role that names its nodes' networks (`config.node_subnets`, or `--node-subnet`) gets them
+/// appended to the base's selection (docs/config.md): `conformance` and `config` judge that by
+/// one rule on one base, the base's selection kept and exactly the declared networks and the
+/// exclusions added, and both accept it.
+#[test]
+fn a_role_with_node_subnets_is_accepted_by_conformance_and_config_alike() {
+    if !have_tools(&["go"]) {
+        return;
+    }
+    let root = temp_dir("conformance-node-subnets");
+    copy_live_repo_data(&root);
+    copy_dir(&repo_root().join("conformance"), &root.join("conformance"));
+    let edge = json!({"name": "edge", "description": "d", "arch": "amd64",
+        "extensions": ["drbd", "zfs"], "repository": "talos-cozystack-edge/talos",
+        "config": {"node_subnets": ["192.168.1.0/24"]}});
+    std::fs::write(root.join("variants/edge.json"), edge.to_string()).unwrap();
+
+    let _one = HARNESS.lock().unwrap_or_else(|e| e.into_inner());
+    let out = run(xtask(&root).args(["conformance", "--json", "--variant", "edge"]));
+    let verdict: Value = serde_json::from_str(&stdout(&out))
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(&out), stderr(&out)));
+    assert_eq!(verdict["findings"], json!([]), "{verdict:#}");
+    assert_success(&out, "conformance --variant edge (node_subnets)");
+    assert_eq!(verdict["configs"], 4, "{verdict:#}");
+
+    let accepted = format!(
+        "Talos {} accepts the `edge` patches on a worker and a control plane (metal)",
+        live_talos_version()
+    );
+    for base in ["talosctl", "cozystack"] {
+        for flags in [
+            &[][..],
+            &[
+                "--node-subnet",
+                "10.20.0.0/16",
+                "--node-subnet",
+                "10.30.0.0/16",
+            ],
+        ] {
+            let out = run(xtask(&root)
+                .args(["config", "--variant", "edge", "--base", base])
+                .args(flags)
+                .env("REGISTRY", "ghcr.io/acme"));
+            let what = format!("config --variant edge --base {base} {flags:?}");
+            assert_success(&out, &what);
+            assert!(stderr(&out).contains(&accepted), "{what}: {}", stderr(&out));
+        }
+    }
+}
+
 /// The defect this harness was built for: `cluster.etcd` in the patch every gateway node gets.
 /// `talosctl gen config` writes worker.yaml anyway; Talos's validation refuses it.
 #[test]
@@ -468,8 +518,11 @@ fn config_fails_with_talos_message_and_writes_nothing_when_talos_refuses() {
     );
 }
 
+/// A judge at another Talos release than the lock's (the lock bumped, conformance/go.mod left)
+/// is no judge of the images: `conformance` fails and so does `config`, unless it is told not
+/// to judge, each naming how to move the harness.
 #[test]
-fn a_judge_at_another_release_than_the_lock_is_said() {
+fn a_judge_at_another_release_than_the_lock_fails_with_the_bump() {
     if !have_tools(&["go"]) {
         return;
     }
@@ -478,14 +531,29 @@ fn a_judge_at_another_release_than_the_lock_is_said() {
     let root = temp_dir("conformance-other-release");
     copy_repo_data(&root);
     copy_dir(&repo_root().join("conformance"), &root.join("conformance"));
-    let out = run(xtask(&root).arg("conformance"));
-    assert_success(&out, "conformance on the fixture");
-    let err = stderr(&out);
-    assert!(
-        err.contains(&format!(
-            "warning: judged by Talos {}, but the lock is for {FIXTURE_TALOS}",
-            live_talos_version()
-        )),
-        "{err}"
+    let live = live_talos_version();
+    let said = format!(
+        "error: judged by Talos {live}, but the lock is for {FIXTURE_TALOS}: conformance/go.mod requires another release"
     );
+    let fix = format!("fix: (cd conformance && go get github.com/siderolabs/talos@{FIXTURE_TALOS} github.com/siderolabs/talos/pkg/machinery@{FIXTURE_TALOS} && go mod tidy)");
+    let out = run(xtask(&root).arg("conformance"));
+    let err = assert_failure(&out, "conformance on the fixture");
+    assert!(err.contains(&said) && err.contains(&fix), "{err}");
+    for args in [
+        &["--variant", "compute"][..],
+        &["--variant", "compute", "--out", "rendered"],
+    ] {
+        let out = run(xtask(&root)
+            .arg("config")
+            .args(args)
+            .env("REGISTRY", "ghcr.io/acme"));
+        let err = assert_failure(&out, &format!("config {args:?} on the fixture"));
+        assert!(err.contains(&said) && err.contains(&fix), "{err}");
+        assert!(!err.contains(&format!("Talos {live} accepts")), "{err}");
+    }
+    assert!(!root.join("rendered").exists(), "nothing written");
+    let unjudged = run(xtask(&root)
+        .args(["config", "--variant", "compute", "--no-judge"])
+        .env("REGISTRY", "ghcr.io/acme"));
+    assert_success(&unjudged, "config --no-judge on the fixture");
 }
