@@ -616,9 +616,14 @@ pub fn judge_plan(
     }
     let mut cases = Vec::new();
     for vp in &plan.variants {
+        // an example image only where no registry names one; a broken build record fails here
+        // as it fails `config`
         let image = match infra::inputs::install_image(project, &single(plan, vp), None) {
             Ok(image) => image.reference,
-            Err(_) => format!("ghcr.io/example/{}:{}", vp.variant.repository, vp.tag),
+            Err(err) if err.is::<infra::inputs::NoRegistry>() => {
+                format!("ghcr.io/example/{}:{}", vp.variant.repository, vp.tag)
+            }
+            Err(err) => return Err(err),
         };
         for base in [Base::Talosctl, Base::Cozystack] {
             let overrides = domain::machine_config::Overrides {

@@ -117,6 +117,29 @@ fn config_judges_its_patches_with_talos_before_writing() {
 /// appended to the base's selection (docs/config.md): `conformance` and `config` judge that by
 /// one rule on one base, the base's selection kept and exactly the declared networks and the
 /// exclusions added, and both accept it.
+/// The install image the patches name comes from the role's build record, as `config` takes it:
+/// a record that is no build record fails the judgement as it fails `config`, instead of being
+/// judged with an example image.
+#[test]
+fn a_broken_build_record_fails_conformance_as_it_fails_config() {
+    if !have_tools(&["go"]) {
+        return;
+    }
+    let root = temp_dir("conformance-broken-record");
+    copy_live_repo_data(&root);
+    copy_dir(&repo_root().join("conformance"), &root.join("conformance"));
+    let record = root.join("_out/compute/build.json");
+    std::fs::create_dir_all(record.parent().unwrap()).unwrap();
+    std::fs::write(&record, r#"{"variant":"compute""#).unwrap();
+    let _one = HARNESS.lock().unwrap_or_else(|e| e.into_inner());
+    let out = run(xtask(&root).args(["conformance", "--variant", "compute"]));
+    let err = assert_failure(&out, "conformance with a broken build record");
+    assert!(
+        err.contains("_out/compute/build.json is not a build record: rebuild with `cargo xtask build --variant compute`"),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_role_with_node_subnets_is_accepted_by_conformance_and_config_alike() {
     if !have_tools(&["go"]) {
