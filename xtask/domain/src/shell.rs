@@ -54,15 +54,32 @@ pub fn url_shown(url: &str) -> std::borrow::Cow<'_, str> {
 /// [`url_shown`] for a value given with or without a scheme (`user:token@ghcr.io/acme`, as a
 /// registry or a mirror is written): the `user:password@` before its host, if any, as
 /// `<redacted>`.
+///
+/// A registry, a mirror or a factory host never has an `@` of its own, and a password may hold
+/// `/` (base64), so everything before the last `@` that does not start a digest is taken for
+/// credentials ([`reference_shown`]).
 pub fn address_shown(text: &str) -> std::borrow::Cow<'_, str> {
-    if text.contains("://") {
-        return url_shown(text);
+    match text.contains("://") {
+        true => url_shown(text),
+        false => reference_shown(text),
     }
-    let authority = text.split(['/', '?', '#']).next().unwrap_or(text);
-    match authority.rsplit_once('@') {
-        Some((userinfo, _)) if !userinfo.is_empty() => {
-            format!("{REDACTED}{}", &text[userinfo.len()..]).into()
+}
+
+/// An image reference as it may be shown: `user:password@` before its host, if any, as
+/// `<redacted>`. Its own `@` introduces its digest (`@sha256:...`); any other is credentials.
+pub fn reference_shown(text: &str) -> std::borrow::Cow<'_, str> {
+    let name = match text.rsplit_once('@') {
+        Some((name, digest))
+            if ["sha256:", "sha384:", "sha512:"]
+                .iter()
+                .any(|alg| digest.starts_with(alg)) =>
+        {
+            name
         }
+        _ => text,
+    };
+    match name.rfind('@') {
+        Some(at) if at > 0 => format!("{REDACTED}{}", &text[at..]).into(),
         _ => text.into(),
     }
 }
@@ -103,9 +120,36 @@ mod tests {
     }
 
     #[test]
+    fn credentials_in_an_image_reference_are_never_shown_its_digest_is() {
+        for (text, shown) in [
+            ("ghcr.io/x/imager:v1", "ghcr.io/x/imager:v1"),
+            ("ghcr.io/x/imager@sha256:abc", "ghcr.io/x/imager@sha256:abc"),
+            (
+                "user:tok@ghcr.io/x/imager:v1",
+                "<redacted>@ghcr.io/x/imager:v1",
+            ),
+            (
+                "u:a/b@ghcr.io/x/imager:v1",
+                "<redacted>@ghcr.io/x/imager:v1",
+            ),
+            (
+                "u:t@ghcr.io/x/imager@sha256:abc",
+                "<redacted>@ghcr.io/x/imager@sha256:abc",
+            ),
+            ("u:t@host:5000", "<redacted>@host:5000"),
+        ] {
+            assert_eq!(reference_shown(text), shown, "{text}");
+        }
+    }
+
+    #[test]
     fn credentials_before_a_host_without_a_scheme_are_never_shown() {
         for (text, shown) in [
             ("user:s3cr3t@ghcr.io/acme", "<redacted>@ghcr.io/acme"),
+            // a password holding `/` (base64, as registry tokens are)
+            ("AWS:ab/cd@1.dkr.ecr.x/acme", "<redacted>@1.dkr.ecr.x/acme"),
+            ("ghcr.io=u:ab/cd@m:5000", "<redacted>@m:5000"),
+            ("admin:p/w@factory", "<redacted>@factory"),
             ("u:s3cr3t@m:5000", "<redacted>@m:5000"),
             ("https://u:s3cr3t@m:5000/x", "https://<redacted>@m:5000/x"),
             ("ghcr.io/acme", "ghcr.io/acme"),

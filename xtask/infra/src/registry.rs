@@ -104,7 +104,8 @@ impl Retry {
     /// unset; a value that is not a whole number in its range is a usage error naming the
     /// variable, every one of them at once.
     pub fn from_env() -> Result<Retry> {
-        Retry::from_vars(|name| std::env::var(name).ok())
+        // a value that is not Unicode is refused as a bad value, not read as unset
+        Retry::from_vars(|name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()))
     }
 
     fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Retry> {

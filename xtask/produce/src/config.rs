@@ -116,18 +116,15 @@ fn resolve(dir: &Utf8Path) -> Result<Utf8PathBuf> {
     Ok(resolved)
 }
 
-/// Refuses to put a secret inside the repository, except under the ignored build directories:
-/// the repository's own `target/` and `_out/` (.gitignore), and the target directory cargo uses
-/// (`CARGO_TARGET_DIR`, which may point elsewhere while `target/` stays ignored).
+/// Refuses to put a secret inside the repository, except under the ignored build directories,
+/// the repository's own `target/` and `_out/` (.gitignore). A `CARGO_TARGET_DIR` elsewhere in
+/// the repository is no exception: git does not ignore it.
 pub fn check_secret_destination(project: &Project, dir: &Utf8Path) -> Result<()> {
     let inside = |base: &Utf8Path| resolve(base).is_ok_and(|base| dir.starts_with(base));
-    if dir.starts_with(&project.root)
-        && !inside(&project.target_dir())
-        && !inside(&project.root.join("target"))
-        && !inside(&project.root.join("_out"))
-    {
+    let target = project.root.join("target");
+    if dir.starts_with(&project.root) && !inside(&target) && !inside(&project.root.join("_out")) {
         // the example is absolute: a relative --out is read from the current directory
-        return domain::diag::usage(format!("--out {dir}: refusing to write the Tailscale auth key into the repository\n    fix: pick a directory outside the repository (e.g. --out ~/cozy-cluster), or one under its git-ignored target/ or _out/ (e.g. --out {}/config)", project.target_dir()));
+        return domain::diag::usage(format!("--out {dir}: refusing to write the Tailscale auth key into the repository\n    fix: pick a directory outside the repository (e.g. --out ~/cozy-cluster), or one under its git-ignored target/ or _out/ (e.g. --out {target}/config)"));
     }
     Ok(())
 }
@@ -149,8 +146,10 @@ fn check_install_image(
     let variant = &vp.variant;
     let own = format!("{}:{}", vp.image, vp.tag);
     let fix = format!("fix: give REGISTRY/PATH:TAG or REGISTRY/PATH@sha256:DIGEST, e.g. {own}, or drop --install-image for the role's own installer");
-    let parsed = ImageRef::parse(reference)
-        .map_err(|why| Usage(format!("--install-image {reference:?}: {why}\n    {fix}")))?;
+    let parsed = ImageRef::parse(reference).map_err(|why| {
+        let shown = domain::shell::reference_shown(reference);
+        Usage(format!("--install-image {shown:?}: {why}\n    {fix}"))
+    })?;
     let list = |v: &Variant| v.all_extensions().collect::<Vec<_>>().join(", ");
     if parsed.repository.ends_with("siderolabs/installer") {
         return domain::diag::usage(format!(

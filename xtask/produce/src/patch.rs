@@ -552,10 +552,12 @@ pub fn check_finished(tree: &Utf8Path) -> Result<()> {
     let Ok(marker) = std::fs::read_to_string(git_dir.join(MARKER)) else {
         return Ok(());
     };
+    if git_dir.join("rebase-apply").exists() {
+        bail!("{tree}: a `git am` in it stopped half way, so its matchbox image would lack the rest of the series\n    fix: finish it (`git -C {tree} am --continue`, or `--abort`), or run `cargo xtask patch` again once the series applies (`cargo xtask patch --check` says which patch fails)");
+    }
     let recorded: serde_json::Value = serde_json::from_str(&marker).unwrap_or_default();
-    let stopped = git_dir.join("rebase-apply").exists();
-    if recorded["head"].as_str().is_none() || stopped {
-        bail!("{tree} is a tree `cargo xtask patch` did not finish: its last run stopped before the last patch (the record {} names no head{})\n    fix: run `cargo xtask patch` again once the series applies (`cargo xtask patch --check` says which patch fails), or give another tree", git_dir.join(MARKER), if stopped { ", and `git am` stopped half way" } else { "" });
+    if recorded["head"].as_str().is_none() {
+        bail!("{tree}: the last `cargo xtask patch` into it failed ({} records no head after the last patch), so it is not the patched tree\n    fix: run `cargo xtask patch` again once the series applies (`cargo xtask patch --check` says why it fails), or give another tree", git_dir.join(MARKER));
     }
     Ok(())
 }
@@ -1065,6 +1067,37 @@ pub fn refresh(project: &Project, pin: &Pin, dir: &Utf8Path, check: bool) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tree_patch_did_not_finish_is_named_for_what_stopped_it() {
+        let dir = std::env::temp_dir().join(format!("xtask-check-finished-{}", std::process::id()));
+        let tree = Utf8PathBuf::from_path_buf(dir).unwrap();
+        let git_dir = tree.join(".git");
+        std::fs::create_dir_all(&git_dir).unwrap();
+        let err = |tree: &Utf8Path| format!("{:#}", check_finished(tree).unwrap_err());
+        // a tree patch did not make is the user's
+        check_finished(&tree).unwrap();
+        // its last run failed before recording the head
+        std::fs::write(git_dir.join(MARKER), "{}\n").unwrap();
+        let failed = err(&tree);
+        assert!(
+            failed.contains("the last `cargo xtask patch` into it failed"),
+            "{failed}"
+        );
+        assert!(!failed.contains("git am"), "{failed}");
+        // a finished run, then a `git am` of the refresh workflow stopped half way
+        std::fs::write(git_dir.join(MARKER), r#"{"head": "abc"}"#).unwrap();
+        check_finished(&tree).unwrap();
+        std::fs::create_dir(git_dir.join("rebase-apply")).unwrap();
+        let stopped = err(&tree);
+        assert!(
+            stopped.contains("a `git am` in it stopped half way"),
+            "{stopped}"
+        );
+        assert!(stopped.contains("am --continue"), "{stopped}");
+        assert!(!stopped.contains("failed"), "{stopped}");
+        std::fs::remove_dir_all(&tree).unwrap();
+    }
 
     #[test]
     fn raw_diff_lists_paths_and_modes() {

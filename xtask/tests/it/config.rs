@@ -449,6 +449,23 @@ fn the_key_is_never_written_into_the_repository() {
     );
     assert_no_key(&readme);
     assert_eq!(mode(&root.join("target/readme/gateway.patch.yaml")), 0o600);
+    // cargo's target directory elsewhere in the repository is no exception: git does not ignore
+    // it, and `git add -A` would commit the key
+    let inside = run(xtask(&root)
+        .args([
+            "config",
+            "--variant",
+            "gateway",
+            "--no-judge",
+            "--out",
+            "build/cfg",
+        ])
+        .env("REGISTRY", "ghcr.io/acme")
+        .env("TS_AUTHKEY", KEY)
+        .env("CARGO_TARGET_DIR", root.join("build")));
+    assert_usage(&inside, "CARGO_TARGET_DIR=build config --out build/cfg");
+    assert!(!root.join("build/cfg").exists());
+    assert_no_key(&inside);
 }
 
 /// Only "no build record" falls back to a placeholder in the preview: a build record that does

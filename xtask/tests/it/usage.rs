@@ -258,6 +258,17 @@ fn a_wrong_environment_variable_exits_2_and_names_it() {
             assert!(err.contains(name), "{what} must name {name}: {err}");
         }
     }
+    // a value that is not Unicode is a bad value too, not an unset variable
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = std::ffi::OsStr::from_bytes(b"\xff");
+    let out = run(xtask(&root)
+        .args(["lock", "--dry-run"])
+        .env("XTASK_RETRY_ATTEMPTS", bytes));
+    let err = assert_usage(&out, "XTASK_RETRY_ATTEMPTS=<not Unicode>");
+    assert!(
+        err.contains("XTASK_RETRY_ATTEMPTS = \"\u{fffd}\": not a whole number from 1 to 10"),
+        "{err}"
+    );
 }
 
 /// A registry or a mirror written with credentials is refused without repeating them, whether
@@ -272,17 +283,28 @@ fn credentials_in_a_refused_registry_or_mirror_are_never_shown() {
         (
             &["plan", "--registry", "user:s3cr3t@ghcr.io/acme"],
             &[],
-            "--registry (or REGISTRY) = \"<redacted>@ghcr.io/acme\": `<redacted>@ghcr.io` carries credentials",
+            "--registry (or REGISTRY) = \"<redacted>@ghcr.io/acme\": it carries credentials",
         ),
         (
             &["build", "--dry-run", "--registry", "https://user:s3cr3t@ghcr.io/acme"],
             &[],
             "--registry (or REGISTRY) = \"https://<redacted>@ghcr.io/acme\": image references name a registry without a scheme",
         ),
+        // a password holding `/`, as base64 tokens do
+        (
+            &["plan", "--registry", "AWS:ab/s3cr3t@1.dkr.ecr.example/acme"],
+            &[],
+            "--registry (or REGISTRY) = \"<redacted>@1.dkr.ecr.example/acme\": it carries credentials",
+        ),
+        (
+            &["build", "--dry-run", "--imager", "u:s3cr3t/x@ghcr.io/siderolabs/imager:v1"],
+            &[],
+            "--imager (or XTASK_IMAGER) = \"<redacted>@ghcr.io/siderolabs/imager:v1\"",
+        ),
         (
             &["plan"],
             &[("REGISTRY", "user:s3cr3t@ghcr.io/acme")],
-            "REGISTRY = \"<redacted>@ghcr.io/acme\": `<redacted>@ghcr.io` carries credentials",
+            "REGISTRY = \"<redacted>@ghcr.io/acme\": it carries credentials",
         ),
         (
             &["lock", "--dry-run", "--registry-mirror", "ghcr.io=https://u:s3cr3t@m:5000"],
