@@ -66,6 +66,71 @@ struct LockFile {
     base_installer: Option<String>,
 }
 
+/// What each field of the lock file holds, and whether it must be there (as [`LockFile`] reads
+/// it): checked on the parsed JSON first, so that every field of the wrong shape is named at
+/// once, where the typed reading stops at the first with a line and a column.
+const SHAPE: &[(&str, Holds, bool)] = &[
+    ("talos_version", Holds::Text, true),
+    ("extensions_image", Holds::Text, true),
+    ("extensions", Holds::Map, true),
+    ("overlays_image", Holds::Text, false),
+    ("overlays", Holds::Map, false),
+    ("known_overlays", Holds::List, false),
+    ("imager", Holds::Text, false),
+    ("base_installer", Holds::Text, false),
+];
+
+#[derive(Clone, Copy)]
+enum Holds {
+    Text,
+    /// an object of texts
+    Map,
+    /// an array of texts
+    List,
+}
+
+fn shape_problems(value: &serde_json::Value, fix: &str) -> Vec<Finding> {
+    use serde_json::Value;
+    let Some(fields) = value.as_object() else {
+        return vec![Finding::new(SHOWN, "", "not a lock file: not a JSON object").fix(fix)];
+    };
+    let names: Vec<&str> = SHAPE.iter().map(|(name, ..)| *name).collect();
+    let mut problems = Vec::new();
+    for key in fields.keys().filter(|k| !names.contains(&k.as_str())) {
+        problems.push(
+            Finding::new(SHOWN, key.as_str(), "unknown field").fix(format!(
+                "{}its fields are {}; {fix}",
+                diag::did_you_mean(key, &names),
+                names.join(", ")
+            )),
+        );
+    }
+    for &(name, holds, required) in SHAPE {
+        let text = |v: &Value| v.is_string();
+        let (ok, what) = match (fields.get(name), holds) {
+            (None, _) => (!required, "missing"),
+            (Some(Value::Null), _) => (!required, "null"),
+            (Some(v), Holds::Text) => (text(v), "not a string"),
+            (Some(v), Holds::Map) => (
+                v.as_object().is_some_and(|m| m.values().all(text)),
+                "not an object of strings (name: image reference)",
+            ),
+            (Some(v), Holds::List) => (
+                v.as_array().is_some_and(|a| a.iter().all(text)),
+                "not an array of strings",
+            ),
+        };
+        if !ok {
+            let mut finding = Finding::new(SHOWN, name, what).fix(fix);
+            if let Some(v) = fields.get(name) {
+                finding = finding.value(v);
+            }
+            problems.push(finding);
+        }
+    }
+    problems
+}
+
 /// How a variant's overlay stands in the lock.
 #[derive(Debug, PartialEq, Eq)]
 pub enum OverlayEntry<'a> {
@@ -128,6 +193,11 @@ impl Lock {
                     p.fix = fix.into();
                 }
             }
+            return (None, problems);
+        }
+        let shape = shape_problems(value.as_ref().expect("parsed"), fix);
+        if !shape.is_empty() {
+            problems.extend(shape);
             return (None, problems);
         }
         // Read again from the text (it is JSON by now): deserializing from the value would make
@@ -520,17 +590,44 @@ mod tests {
         let text = lock().to_text().replace("\"talos_version\"", "\"talos\"");
         let (lock, problems) = Lock::check(&format!("\u{feff}{text}"));
         assert!(lock.is_none());
-        let shape = problems.last().unwrap().to_string();
+        let shown: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert!(shown[0].contains("byte order mark"), "{shown:#?}");
         assert!(
-            shape.contains(
-                "not a lock file: unknown field `talos`, expected one of `talos_version`"
-            ) && shape.contains(" at line 2 column "),
-            "{problems:?}"
+            shown[1].starts_with("variants/extensions.lock: field `talos`: unknown field\n    fix: its fields are talos_version, extensions_image, extensions, overlays_image, overlays, known_overlays, imager, base_installer; regenerate it"),
+            "{shown:#?}"
         );
         assert!(
-            problems[0].problem.contains("byte order mark"),
-            "{problems:?}"
+            shown[2].starts_with("variants/extensions.lock: field `talos_version`: missing"),
+            "{shown:#?}"
         );
+        assert_eq!(shown.len(), 3, "{shown:#?}");
+    }
+
+    #[test]
+    fn every_field_of_the_wrong_shape_is_named_at_once_with_its_value() {
+        let mut value: serde_json::Value = serde_json::from_str(&lock().to_text()).unwrap();
+        value["extensions"]["drbd"] = 5.into();
+        value["known_overlays"] = "rpi_generic".into();
+        value["imager"] = serde_json::json!(["a"]);
+        let (checked, problems) = Lock::check(&value.to_string());
+        assert!(checked.is_none());
+        let shown: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        for expected in [
+            "field `extensions` = {",
+            "not an object of strings (name: image reference)",
+            "field `known_overlays` = \"rpi_generic\": not an array of strings",
+            "field `imager` = [\"a\"]: not a string",
+        ] {
+            assert!(
+                shown.iter().any(|s| s.contains(expected)),
+                "{expected} in {shown:#?}"
+            );
+        }
+        assert_eq!(shown.len(), 3, "{shown:#?}");
+        // null stands for an optional field left out
+        let mut value: serde_json::Value = serde_json::from_str(&lock().to_text()).unwrap();
+        value["imager"] = serde_json::Value::Null;
+        assert!(Lock::check(&value.to_string()).1.is_empty());
     }
 
     #[test]
@@ -731,6 +828,6 @@ mod tests {
             .to_text()
             .replace("\"talos_version\"", "\"talos\": 1, \"talos_version\"");
         let err = format!("{:#}", Lock::parse(&text).unwrap_err());
-        assert!(err.contains("unknown field `talos`"), "{err}");
+        assert!(err.contains("field `talos`: unknown field"), "{err}");
     }
 }
