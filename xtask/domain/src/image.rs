@@ -106,6 +106,16 @@ impl ImageRef {
             .unwrap_or(&self.repository)
     }
 
+    /// [`ImageRef::parse`] for a value given on the command line, its error safe to show: a
+    /// value with credentials before its host is refused as such, never parsed into an error
+    /// that repeats part of them (show the value through [`super::shell::reference_shown`]).
+    pub fn parse_given(text: &str) -> Result<ImageRef, String> {
+        if super::shell::reference_shown(text) != text {
+            return Err("it carries credentials (`user:password@`), which an image reference never holds: registries take them from an auth file (--authfile, or GITHUB_TOKEN for ghcr.io)".to_owned());
+        }
+        ImageRef::parse(text)
+    }
+
     pub fn parse(reference: &str) -> Result<ImageRef, String> {
         let (rest, digest) = match reference.split_once('@') {
             Some((rest, digest)) => (rest, Some(Digest::parse(digest)?)),

@@ -109,7 +109,8 @@ fn shape_problems(value: &serde_json::Value, fix: &str) -> Vec<Finding> {
         let text = |v: &Value| v.is_string();
         let (ok, what) = match (fields.get(name), holds) {
             (None, _) => (!required, "missing"),
-            (Some(Value::Null), _) => (!required, "null"),
+            // null stands for a value left out only where the lock holds an optional one
+            (Some(Value::Null), Holds::Text) => (!required, "null"),
             (Some(v), Holds::Text) => (text(v), "not a string"),
             (Some(v), Holds::Map) => (
                 v.as_object().is_some_and(|m| m.values().all(text)),
@@ -624,10 +625,26 @@ mod tests {
             );
         }
         assert_eq!(shown.len(), 3, "{shown:#?}");
-        // null stands for an optional field left out
+        // null stands for an optional reference left out, not for a map or a list
         let mut value: serde_json::Value = serde_json::from_str(&lock().to_text()).unwrap();
         value["imager"] = serde_json::Value::Null;
         assert!(Lock::check(&value.to_string()).1.is_empty());
+        value["overlays"] = serde_json::Value::Null;
+        value["known_overlays"] = serde_json::Value::Null;
+        let shown: Vec<String> = Lock::check(&value.to_string())
+            .1
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(shown.len(), 2, "{shown:#?}");
+        assert!(
+            shown[0].contains("field `overlays` = null: not an object"),
+            "{shown:#?}"
+        );
+        assert!(
+            shown[1].contains("field `known_overlays` = null: not an array"),
+            "{shown:#?}"
+        );
     }
 
     #[test]

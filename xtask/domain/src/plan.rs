@@ -132,7 +132,7 @@ pub fn registry_problem(registry: &str) -> Option<RegistryProblem> {
     let what = match bad_segment {
         _ if registry.contains("://") => "image references name a registry without a scheme".to_owned(),
         // before the host check: a password may hold `/`, and the "host" would be part of it
-        _ if registry.contains('@') => "it carries credentials (`user:password@`), which a registry is never given in its name (they come from an auth file, --authfile, or GITHUB_TOKEN for ghcr.io)".to_owned(),
+        _ if registry.contains('@') => "it has an `@`, which a registry's name never holds: credentials (`user:password@`) come from an auth file, --authfile, or GITHUB_TOKEN for ghcr.io".to_owned(),
         _ if !host_ok => format!("`{host}` is not a registry host[:port]"),
         Some(s) => format!("`{s}` is not a valid repository path segment (lowercase letters and digits, joined by `.`, `_`, `__` or dashes)"),
         None if !names_host => format!("`{host}` names no registry host: image references would read it as a Docker Hub owner"),
@@ -454,7 +454,7 @@ mod tests {
         let err = check_registry("user:s3cr3t@ghcr.io/acme")
             .unwrap_err()
             .to_string();
-        assert_eq!(err, "--registry (or REGISTRY) = \"<redacted>@ghcr.io/acme\": it carries credentials (`user:password@`), which a registry is never given in its name (they come from an auth file, --authfile, or GITHUB_TOKEN for ghcr.io)\n    fix: give HOST/OWNER without a scheme, e.g. --registry ghcr.io/acme");
+        assert_eq!(err, "--registry (or REGISTRY) = \"<redacted>@ghcr.io/acme\": it has an `@`, which a registry's name never holds: credentials (`user:password@`) come from an auth file, --authfile, or GITHUB_TOKEN for ghcr.io\n    fix: give HOST/OWNER without a scheme, e.g. --registry ghcr.io/acme");
         let err = check_registry("https://user:s3cr3t@ghcr.io/acme")
             .unwrap_err()
             .to_string();

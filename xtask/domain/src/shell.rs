@@ -52,23 +52,26 @@ pub fn url_shown(url: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// [`url_shown`] for a value given with or without a scheme (`user:token@ghcr.io/acme`, as a
-/// registry or a mirror is written): the `user:password@` before its host, if any, as
-/// `<redacted>`.
+/// registry, a mirror or a factory is written): the `user:password@` before its host, if any,
+/// as `<redacted>`.
 ///
-/// A registry, a mirror or a factory host never has an `@` of its own, and a password may hold
-/// `/` (base64), so everything before the last `@` that does not start a digest is taken for
-/// credentials ([`reference_shown`]).
+/// None of these has an `@` of its own, and a password may hold `/` (base64), so everything
+/// before the last `@` is taken for credentials.
 pub fn address_shown(text: &str) -> std::borrow::Cow<'_, str> {
-    match text.contains("://") {
-        true => url_shown(text),
-        false => reference_shown(text),
+    let (scheme, rest) = match text.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, text),
+    };
+    match (without_digest(rest).rfind('@'), scheme) {
+        (Some(at), Some(scheme)) => format!("{scheme}://{REDACTED}{}", &rest[at..]).into(),
+        (Some(at), None) if at > 0 => format!("{REDACTED}{}", &rest[at..]).into(),
+        _ => text.into(),
     }
 }
 
-/// An image reference as it may be shown: `user:password@` before its host, if any, as
-/// `<redacted>`. Its own `@` introduces its digest (`@sha256:...`); any other is credentials.
-pub fn reference_shown(text: &str) -> std::borrow::Cow<'_, str> {
-    let name = match text.rsplit_once('@') {
+/// `text` without the `@<algorithm>:...` digest that may end it.
+fn without_digest(text: &str) -> &str {
+    match text.rsplit_once('@') {
         Some((name, digest))
             if ["sha256:", "sha384:", "sha512:"]
                 .iter()
@@ -77,9 +80,23 @@ pub fn reference_shown(text: &str) -> std::borrow::Cow<'_, str> {
             name
         }
         _ => text,
-    };
+    }
+}
+
+/// An image reference as it may be shown: `user:password@` before its host, if any, as
+/// `<redacted>`. Its own `@` introduces its digest (`@sha256:...`), and a typo may put one
+/// before a tag (`talos@v1.13.0`): an `@` is credentials when a host and path follow it
+/// (`u:p/w@ghcr.io/acme/talos`), or when it ends a `user:password` without a path before it.
+pub fn reference_shown(text: &str) -> std::borrow::Cow<'_, str> {
+    let name = without_digest(text);
     match name.rfind('@') {
-        Some(at) if at > 0 => format!("{REDACTED}{}", &text[at..]).into(),
+        Some(at)
+            if at > 0
+                && (name[at..].contains('/')
+                    || (name[..at].contains(':') && !name[..at].contains('/'))) =>
+        {
+            format!("{REDACTED}{}", &text[at..]).into()
+        }
         _ => text.into(),
     }
 }
@@ -137,6 +154,12 @@ mod tests {
                 "<redacted>@ghcr.io/x/imager@sha256:abc",
             ),
             ("u:t@host:5000", "<redacted>@host:5000"),
+            (
+                "u:p@ss@ghcr.io/x/imager:v1",
+                "<redacted>@ghcr.io/x/imager:v1",
+            ),
+            // a typo for `:` hides no credentials, and the name stays readable
+            ("ghcr.io/acme/talos@v1.13.0", "ghcr.io/acme/talos@v1.13.0"),
         ] {
             assert_eq!(reference_shown(text), shown, "{text}");
         }
@@ -150,6 +173,12 @@ mod tests {
             ("AWS:ab/cd@1.dkr.ecr.x/acme", "<redacted>@1.dkr.ecr.x/acme"),
             ("ghcr.io=u:ab/cd@m:5000", "<redacted>@m:5000"),
             ("admin:p/w@factory", "<redacted>@factory"),
+            // with a scheme too
+            ("https://u:a/b@m:5000", "https://<redacted>@m:5000"),
+            (
+                "https://AWS:ab/cd@1.dkr.ecr.x/acme",
+                "https://<redacted>@1.dkr.ecr.x/acme",
+            ),
             ("u:s3cr3t@m:5000", "<redacted>@m:5000"),
             ("https://u:s3cr3t@m:5000/x", "https://<redacted>@m:5000/x"),
             ("ghcr.io/acme", "ghcr.io/acme"),

@@ -55,20 +55,25 @@ fn factory_url(text: &str) -> Result<String, String> {
 /// them), a query or a fragment (they would end up in the middle of every URL built on it), and
 /// with a path only when `path_ok`.
 fn check_url(text: &str, path_ok: bool) -> Result<String, String> {
-    let (scheme, host) = text.split_once("://").unwrap_or(("", text));
+    let (scheme, after_scheme) = text.split_once("://").unwrap_or(("", text));
+    // credentials end at the last `@` before a query or fragment: a password may hold `/`
+    let before_query = after_scheme
+        .split(['?', '#'])
+        .next()
+        .unwrap_or(after_scheme);
+    let (credentials, host) = match before_query.rfind('@') {
+        Some(at) => (true, &after_scheme[at + 1..]),
+        None => (false, after_scheme),
+    };
     let authority = host.split(['/', '?', '#']).next().unwrap_or(host);
     if !(matches!(scheme, "http" | "https") && !authority.is_empty() && !text.contains(' ')) {
         let host = Some(host.trim()).filter(|h| !h.is_empty());
-        let host = host.map(|h| h.rsplit_once('@').map_or(h, |(_, h)| h));
         return Err(format!(
             "not an http(s) URL; write its scheme and host, e.g. https://{}",
             host.unwrap_or("factory.example.org")
         ));
     }
-    let (credentials, address) = match authority.rsplit_once('@') {
-        Some((_, address)) => (true, address),
-        None => (false, authority),
-    };
+    let address = authority;
     let rest = &host[authority.len()..];
     let (path, query) = rest.split_at(rest.find(['?', '#']).unwrap_or(rest.len()));
     let path = path.trim_end_matches('/');

@@ -245,12 +245,12 @@ impl Options {
             None => {}
         }
         if let Some(base) = &self.matchbox_base {
-            domain::ImageRef::parse(base).map_err(|why| {
+            domain::ImageRef::parse_given(base).map_err(|why| {
                 domain::diag::Usage(format!("--matchbox-base (or XTASK_MATCHBOX_BASE) = {:?}: {why}\n    fix: give REGISTRY/PATH:TAG or REGISTRY/PATH@sha256:DIGEST of the base image", domain::shell::reference_shown(base)))
             })?;
         }
         if let Some(imager) = &self.imager {
-            domain::ImageRef::parse(imager).map_err(|why| {
+            domain::ImageRef::parse_given(imager).map_err(|why| {
                 domain::diag::Usage(format!("--imager (or XTASK_IMAGER) = {:?}: {why}\n    fix: give REGISTRY/PATH:TAG or REGISTRY/PATH@sha256:DIGEST, e.g. ghcr.io/siderolabs/imager:vX.Y.Z", domain::shell::reference_shown(imager)))
             })?;
         }

@@ -146,7 +146,7 @@ fn check_install_image(
     let variant = &vp.variant;
     let own = format!("{}:{}", vp.image, vp.tag);
     let fix = format!("fix: give REGISTRY/PATH:TAG or REGISTRY/PATH@sha256:DIGEST, e.g. {own}, or drop --install-image for the role's own installer");
-    let parsed = ImageRef::parse(reference).map_err(|why| {
+    let parsed = ImageRef::parse_given(reference).map_err(|why| {
         let shown = domain::shell::reference_shown(reference);
         Usage(format!("--install-image {shown:?}: {why}\n    {fix}"))
     })?;

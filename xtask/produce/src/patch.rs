@@ -552,12 +552,14 @@ pub fn check_finished(tree: &Utf8Path) -> Result<()> {
     let Ok(marker) = std::fs::read_to_string(git_dir.join(MARKER)) else {
         return Ok(());
     };
-    if git_dir.join("rebase-apply").exists() {
-        bail!("{tree}: a `git am` in it stopped half way, so its matchbox image would lack the rest of the series\n    fix: finish it (`git -C {tree} am --continue`, or `--abort`), or run `cargo xtask patch` again once the series applies (`cargo xtask patch --check` says which patch fails)");
-    }
+    // a failed run first: it may also have left its `git am` half way, which no `am` command
+    // mends (only a finished run records the head)
     let recorded: serde_json::Value = serde_json::from_str(&marker).unwrap_or_default();
     if recorded["head"].as_str().is_none() {
         bail!("{tree}: the last `cargo xtask patch` into it failed ({} records no head after the last patch), so it is not the patched tree\n    fix: run `cargo xtask patch` again once the series applies (`cargo xtask patch --check` says why it fails), or give another tree", git_dir.join(MARKER));
+    }
+    if git_dir.join("rebase-apply").exists() {
+        bail!("{tree}: a `git am` in it stopped half way, so its matchbox image would lack the rest of the series\n    fix: finish it (`git -C {tree} am --continue`, or `--abort`), or run `cargo xtask patch` again")
     }
     Ok(())
 }

@@ -463,7 +463,11 @@ fn the_key_is_never_written_into_the_repository() {
         .env("REGISTRY", "ghcr.io/acme")
         .env("TS_AUTHKEY", KEY)
         .env("CARGO_TARGET_DIR", root.join("build")));
-    assert_usage(&inside, "CARGO_TARGET_DIR=build config --out build/cfg");
+    let err = assert_usage(&inside, "CARGO_TARGET_DIR=build config --out build/cfg");
+    assert!(
+        err.contains("refusing to write the Tailscale auth key into the repository"),
+        "{err}"
+    );
     assert!(!root.join("build/cfg").exists());
     assert_no_key(&inside);
 }
@@ -744,6 +748,21 @@ fn a_factory_url_with_credentials_a_query_or_a_path_is_refused_without_showing_t
             "<redacted>@factory.internal",
             "not an http(s) URL",
             "write its scheme and host, e.g. https://factory.internal",
+        ),
+        // a password holding `/` (base64) is credentials all the same
+        (
+            "--factory",
+            "https://admin:p/s3cr3t@factory.internal",
+            "https://<redacted>@factory.internal",
+            "has credentials",
+            "write only its scheme and host, e.g. https://factory.internal",
+        ),
+        (
+            "--pxe-url",
+            "https://u:p/s3cr3t@pxe.internal/boot",
+            "https://<redacted>@pxe.internal/boot",
+            "has credentials",
+            "write only its scheme, host and path, e.g. https://pxe.internal/boot",
         ),
         (
             "--pxe-url",

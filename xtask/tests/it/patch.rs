@@ -340,7 +340,7 @@ fn conflicting_patch_names_the_patch_file_and_hunk_and_keeps_the_tree() {
         .arg(&tree));
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("target/patched: a `git am` in it stopped half way"),
+        stderr(&out).contains("target/patched: the last `cargo xtask patch` into it failed"),
         "{}",
         stderr(&out)
     );

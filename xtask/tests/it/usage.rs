@@ -283,7 +283,7 @@ fn credentials_in_a_refused_registry_or_mirror_are_never_shown() {
         (
             &["plan", "--registry", "user:s3cr3t@ghcr.io/acme"],
             &[],
-            "--registry (or REGISTRY) = \"<redacted>@ghcr.io/acme\": it carries credentials",
+            "--registry (or REGISTRY) = \"<redacted>@ghcr.io/acme\": it has an `@`",
         ),
         (
             &["build", "--dry-run", "--registry", "https://user:s3cr3t@ghcr.io/acme"],
@@ -294,7 +294,17 @@ fn credentials_in_a_refused_registry_or_mirror_are_never_shown() {
         (
             &["plan", "--registry", "AWS:ab/s3cr3t@1.dkr.ecr.example/acme"],
             &[],
-            "--registry (or REGISTRY) = \"<redacted>@1.dkr.ecr.example/acme\": it carries credentials",
+            "--registry (or REGISTRY) = \"<redacted>@1.dkr.ecr.example/acme\": it has an `@`",
+        ),
+        (
+            &["plan", "--registry", "https://AWS:ab/s3cr3t@1.dkr.ecr.example/acme"],
+            &[],
+            "--registry (or REGISTRY) = \"https://<redacted>@1.dkr.ecr.example/acme\": image references name a registry without a scheme",
+        ),
+        (
+            &["build", "--dry-run", "--imager", "u:p@s3cr3t@ghcr.io/siderolabs/imager:v1"],
+            &[],
+            "--imager (or XTASK_IMAGER) = \"<redacted>@ghcr.io/siderolabs/imager:v1\": it carries credentials",
         ),
         (
             &["build", "--dry-run", "--imager", "u:s3cr3t/x@ghcr.io/siderolabs/imager:v1"],
@@ -304,7 +314,7 @@ fn credentials_in_a_refused_registry_or_mirror_are_never_shown() {
         (
             &["plan"],
             &[("REGISTRY", "user:s3cr3t@ghcr.io/acme")],
-            "REGISTRY = \"<redacted>@ghcr.io/acme\": it carries credentials",
+            "REGISTRY = \"<redacted>@ghcr.io/acme\": it has an `@`",
         ),
         (
             &["lock", "--dry-run", "--registry-mirror", "ghcr.io=https://u:s3cr3t@m:5000"],
