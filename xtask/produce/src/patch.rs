@@ -1087,6 +1087,15 @@ mod tests {
             "{failed}"
         );
         assert!(!failed.contains("git am"), "{failed}");
+        // a failed run that left its `git am` half way: the run is what failed (no `am`
+        // command records the head)
+        std::fs::create_dir(git_dir.join("rebase-apply")).unwrap();
+        let both = err(&tree);
+        assert!(
+            both.contains("the last `cargo xtask patch` into it failed"),
+            "{both}"
+        );
+        std::fs::remove_dir(git_dir.join("rebase-apply")).unwrap();
         // a finished run, then a `git am` of the refresh workflow stopped half way
         std::fs::write(git_dir.join(MARKER), r#"{"head": "abc"}"#).unwrap();
         check_finished(&tree).unwrap();
