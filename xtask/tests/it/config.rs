@@ -684,6 +684,21 @@ fn schematic_json_matches_its_own_id_and_names_the_factory_references() {
     assert!(stdout(&human).contains("    |             - siderolabs/zfs\n"));
 }
 
+/// `schematic --variant compute` with the URL option `flag` set to `value`, which must be
+/// refused as a usage error: the output, and its stderr.
+fn refused_url(flag: &str, value: &str) -> (std::process::Output, String) {
+    let out = run(xtask(&fixture_root()).args([
+        "schematic",
+        "--variant",
+        "compute",
+        "--no-judge",
+        flag,
+        value,
+    ]));
+    let err = assert_usage(&out, &format!("schematic {flag} {value}"));
+    (out, err)
+}
+
 #[test]
 fn a_factory_url_without_its_scheme_is_refused_with_the_url_to_write() {
     // Every asset URL is built on it: `factory.talos.dev/image/...` opens nowhere.
@@ -700,15 +715,7 @@ fn a_factory_url_without_its_scheme_is_refused_with_the_url_to_write() {
             "https://factory.example.org",
         ),
     ] {
-        let out = run(xtask(&fixture_root()).args([
-            "schematic",
-            "--variant",
-            "compute",
-            "--no-judge",
-            flag,
-            value,
-        ]));
-        let err = assert_usage(&out, &format!("schematic {flag} {value}"));
+        let (out, err) = refused_url(flag, value);
         assert!(
             err.contains(&format!("'{value}' for '{flag} <URL>'")),
             "{err}"
@@ -772,15 +779,7 @@ fn a_factory_url_with_credentials_a_query_or_a_path_is_refused_without_showing_t
             "write only its scheme, host and path, e.g. https://pxe.internal/boot",
         ),
     ] {
-        let out = run(xtask(&fixture_root()).args([
-            "schematic",
-            "--variant",
-            "compute",
-            "--no-judge",
-            flag,
-            value,
-        ]));
-        let err = assert_usage(&out, &format!("schematic {flag} {value}"));
+        let (out, err) = refused_url(flag, value);
         assert!(
             err.contains(&format!("'{shown}' for '{flag} <URL>': {problem}")),
             "{err}"
