@@ -401,9 +401,9 @@ pub fn build_plan(
     runner.note(&format!("imager: {imager}"));
     let tree = match (&opts.tree, opts.no_matchbox) {
         (_, true) => TreeSource::Skip,
+        // `Options::check`, which both callers run first, refused a tree that is not one
         (Some(tree), false) => {
             matchbox::dockerfile(tree)?;
-            crate::patch::check_finished(tree)?;
             TreeSource::Given(tree.clone())
         }
         (None, false) if !settings.prepared_trees.is_empty() => {
