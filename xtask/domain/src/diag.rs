@@ -106,6 +106,11 @@ pub fn short(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
 }
 
+/// A full hexadecimal commit id (SHA-1 or SHA-256 object format).
+pub fn is_commit_id(s: &str) -> bool {
+    (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// `""` or `"s"`, for "1 problem" / "2 problems".
 pub fn plural(n: usize) -> &'static str {
     if n == 1 {

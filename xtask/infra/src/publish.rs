@@ -491,7 +491,7 @@ pub fn judge(
         Current::Image {
             revision: Some(rev),
             ..
-        } if !is_commit_id(rev) => Verdict::Unsure(Doubt::NoCommit(format!(
+        } if !domain::diag::is_commit_id(rev) => Verdict::Unsure(Doubt::NoCommit(format!(
             "records {REVISION}={rev:?}, not a commit id"
         ))),
         Current::Image {
@@ -512,11 +512,6 @@ pub fn judge(
             Ancestry::Foreign => Verdict::Unsure(Doubt::Foreign(rev.clone())),
         },
     }
-}
-
-/// A full hexadecimal commit id (SHA-1 or SHA-256 object format).
-pub fn is_commit_id(s: &str) -> bool {
-    (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Reads what `image:tag` points at now.

@@ -302,8 +302,9 @@ pub fn profile_requests(plan: &domain::Plan) -> Vec<(ProfileRequest, &domain::Pl
 
 /// The patches `base` puts onto `talosctl gen config`'s output before a role's own: none for
 /// talosctl's; for a CozyStack-style base, the kernel modules CozyStack loads on every node and
-/// a node IP selection of the user's own (`valid_subnets`).
-pub fn base_patches(base: Base, valid_subnets: &[&str]) -> Vec<String> {
+/// a node IP selection of the user's own ([`base_subnets`]).
+pub fn base_patches(base: Base) -> Vec<String> {
+    let valid_subnets = base_subnets(base);
     match base {
         Base::Talosctl => return Vec::new(),
         Base::Cozystack => {}
@@ -523,7 +524,7 @@ pub fn judge_role(project: &Project, role: &domain::machine_config::Judged<'_>) 
         return Ok(());
     };
     let (talos, variant, install_image) = (role.talos, &role.variant.name, role.install_image);
-    let base_patches = base_patches(role.base, base_subnets(role.base));
+    let base_patches = base_patches(role.base);
     let request = Request {
         configs: config_requests(variant, &base_patches, role.rendered),
         commands: command_requests(variant, role.steps),
@@ -638,7 +639,7 @@ pub fn judge_plan(
                 &overrides,
                 domain::machine_config::AuthKey::Redacted,
             )?;
-            let base_patches = base_patches(base, base_subnets(base));
+            let base_patches = base_patches(base);
             let name = format!("{}/{}", vp.name, base.name());
             if base == Base::Talosctl {
                 let steps = domain::machine_config::next_steps(

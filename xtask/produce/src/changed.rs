@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 
 use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
-use domain::diag::Usage;
+use domain::diag::{short, Usage};
 
 use decision::{Decision, Known};
 use event::{BaseSpec, Selection};
@@ -263,9 +263,9 @@ fn compare(git: &mut Git, rules: &Rules, base: &BaseSpec, head: &str) -> Result<
                 if second != pr_head {
                     anyhow::bail!(
                         "the commit to build ({}) does not merge the pull request's head {} (its second parent is {})",
-                        output::short(&head),
-                        output::short(&pr_head),
-                        output::short(&second)
+                        short(&head),
+                        short(&pr_head),
+                        short(&second)
                     );
                 }
             }
@@ -283,7 +283,7 @@ fn compare(git: &mut Git, rules: &Rules, base: &BaseSpec, head: &str) -> Result<
                     merge_base,
                     Some(format!(
                         "old tip {} is gone (force push?): merge base with branch `{}`",
-                        output::shown(output::short(commit)),
+                        output::shown(short(commit)),
                         output::shown(branch)
                     )),
                 )

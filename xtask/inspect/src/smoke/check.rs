@@ -17,6 +17,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
+use domain::diag::short;
 use domain::oci::media;
 use domain::record::{BuildRecord, Published};
 use domain::{Arch, Finding, ImageRef, Lock, Output, Variant};
@@ -156,10 +157,7 @@ pub fn check_record(
     lock: &Lock,
     report: &mut Report,
 ) {
-    let rebuild = format!(
-        "rebuild with `cargo xtask build --variant {}`",
-        variant.name
-    );
+    let rebuild = rebuild(variant);
     // A field of the record that is not what the variant and the lock say: rebuild.
     let stale =
         |field: &str, problem: &str| Finding::new(shown, field, problem).fix(rebuild.clone());
@@ -345,10 +343,7 @@ pub fn check_target(
     lock: &Lock,
     report: &mut Report,
 ) {
-    let rebuild = format!(
-        "rebuild with `cargo xtask build --variant {}`",
-        variant.name
-    );
+    let rebuild = rebuild(variant);
     // A field of the record that is not what the variant's target says: rebuild.
     let stale =
         |field: &str, problem: &str| Finding::new(shown, field, problem).fix(rebuild.clone());
@@ -465,6 +460,14 @@ pub fn check_target(
     }
 }
 
+/// The fix of a record that is not a build of `variant` as it is now.
+fn rebuild(variant: &Variant) -> String {
+    format!(
+        "rebuild with `cargo xtask build --variant {}`",
+        variant.name
+    )
+}
+
 fn render_refs(refs: &[(String, ImageRef)]) -> String {
     if refs.is_empty() {
         return "none".into();
@@ -532,8 +535,6 @@ fn check_files(record: &BuildRecord, dir: &Utf8Path, shown: &str, report: &mut R
         }
     }
 }
-
-use domain::diag::short;
 
 /// `architecture`/`os` of an image config, as a finding's problem when they are wrong.
 pub fn platform_problem(config: &Value, arch: Arch) -> Option<String> {

@@ -13,8 +13,8 @@ use camino::{Utf8Path, Utf8PathBuf};
 use infra::cmd::Cmd;
 
 use super::decision::Change;
-use super::output::short;
 use super::rules::Rules;
+use domain::diag::short;
 
 /// Configuration pinned on every call; porcelain-only settings are listed too, in case a
 /// future git reads them in plumbing.
@@ -106,7 +106,7 @@ impl Git {
         if let Some(sha) = self.commit(rev) {
             return Ok(sha);
         }
-        if infra::publish::is_commit_id(rev) {
+        if domain::diag::is_commit_id(rev) {
             let depth: &[&str] = if self.is_shallow() {
                 &["--depth=1"]
             } else {
@@ -343,7 +343,7 @@ mod tests {
 
     #[test]
     fn only_full_object_ids_are_fetched_by_name() {
-        use infra::publish::is_commit_id;
+        use domain::diag::is_commit_id;
         assert!(is_commit_id(&"a".repeat(40)));
         assert!(is_commit_id(&"0".repeat(64)));
         assert!(!is_commit_id("main"));

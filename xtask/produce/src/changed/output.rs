@@ -6,6 +6,7 @@
 
 use std::fmt::Write as _;
 
+use domain::diag::short;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -189,8 +190,6 @@ fn shown_inline(s: &str) -> String {
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
 }
-
-pub use domain::diag::short;
 
 /// A heredoc delimiter nobody can predict: 128 bits from the OS, hashed with time and pid as a
 /// fallback when /dev/urandom cannot be read.
