@@ -47,6 +47,25 @@ pub const SCRUBBED: &[&str] = &[
 ];
 
 /// `git -C <dir>` in a scrubbed environment; callers append the subcommand.
+/// The entries of `git status --porcelain -z` output, each its status code (`M`, `??`, `R`, ...)
+/// and path, as git wrote it (no quoting with -z); a rename or copy entry's second path, its
+/// source, is skipped.
+pub fn status_entries(status: &str) -> Vec<(&str, &str)> {
+    let mut entries = Vec::new();
+    let mut fields = status.split('\0').filter(|f| !f.is_empty());
+    while let Some(entry) = fields.next() {
+        if entry.len() < 4 {
+            continue;
+        }
+        let (code, path) = entry.split_at(3);
+        entries.push((code.trim(), path));
+        if code.starts_with('R') || code.starts_with('C') {
+            fields.next();
+        }
+    }
+    entries
+}
+
 pub fn at(dir: &Utf8Path) -> Cmd {
     anywhere().arg("-C").arg(dir)
 }
@@ -69,6 +88,19 @@ mod tests {
 
     /// With GIT_DIR pointing at another repository, the wrapped git still reads the one it was
     /// told (`-C`); plain git would not.
+    #[test]
+    fn status_entries_take_the_new_path_of_a_rename_and_a_name_as_it_is() {
+        let status = "R  new name.json\0old.json\0?? variants/\"q\".json\0 M a\0";
+        assert_eq!(
+            status_entries(status),
+            [
+                ("R", "new name.json"),
+                ("??", "variants/\"q\".json"),
+                ("M", "a")
+            ]
+        );
+    }
+
     #[test]
     fn the_inherited_git_environment_is_ignored() {
         let tmp = std::env::temp_dir().join(format!("xtask-git-{}", std::process::id()));

@@ -570,13 +570,13 @@ pub fn source_revision(project: &Project) -> Result<String> {
 /// xtask writes itself (`_out/`, `target/`) is never an input, ignored or not.
 fn uncommitted(root: &Utf8Path) -> Result<Vec<String>> {
     let status = crate::git::at(root)
-        .args(["status", "--porcelain", "--untracked-files=all", "--"])
+        .args(["status", "--porcelain", "-z", "--untracked-files=all", "--"])
         .args([".", ":(exclude)_out", ":(exclude)target"])
         .read()?;
-    let mut paths: Vec<String> = status
-        .lines()
-        .filter_map(|l| l.get(3..))
-        .map(str::to_owned)
+    // -z: a renamed file by its new path, a name with spaces or quotes as it is
+    let mut paths: Vec<String> = crate::git::status_entries(&status)
+        .into_iter()
+        .map(|(_, path)| path.to_owned())
         .collect();
     if paths.len() > 5 {
         let more = paths.len() - 4;

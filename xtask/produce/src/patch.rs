@@ -759,19 +759,10 @@ pub fn verify_patch(info: &PatchInfo, changes: &[Change]) -> Vec<String> {
 
 /// Paths in `git status --porcelain -z` output (rename entries carry a second path).
 pub fn parse_status(status: &str) -> Vec<String> {
-    let mut paths = Vec::new();
-    let mut fields = status.split('\0').filter(|f| !f.is_empty());
-    while let Some(entry) = fields.next() {
-        if entry.len() < 4 {
-            continue;
-        }
-        let (code, path) = entry.split_at(3);
-        paths.push(format!("{} {path}", code.trim()));
-        if code.starts_with('R') || code.starts_with('C') {
-            fields.next();
-        }
-    }
-    paths
+    infra::git::status_entries(status)
+        .into_iter()
+        .map(|(code, path)| format!("{code} {path}"))
+        .collect()
 }
 
 /// Writes the variant's imager profiles into a patched tree, at

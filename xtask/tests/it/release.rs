@@ -294,11 +294,12 @@ fn release_tags_fail_closed_when_ancestry_cannot_be_established() {
     // so is a new file git does not ignore (a variant file not yet committed changes what is
     // built as much as an edited one); xtask's own _out/ and target/ never count
     git(root, &["checkout", "-q", "--", "variants/compute.json"]);
-    std::fs::write(root.join("variants/NOTES.txt"), "not committed\n").unwrap();
+    // (a name git quotes in its plain status output is named as it is)
+    std::fs::write(root.join("variants/\"NOTES\".txt"), "not committed\n").unwrap();
     let out = ci(&env, &["--push", "--no-boot"], &[]);
     assert_failure(&out, "ci --push --no-boot with an untracked file");
     assert!(
-        stdout(&out).contains("uncommitted changes (variants/NOTES.txt)"),
+        stdout(&out).contains("uncommitted changes (variants/\"NOTES\".txt)"),
         "{}",
         stdout(&out)
     );
