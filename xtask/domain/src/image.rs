@@ -2,6 +2,16 @@
 
 use std::fmt;
 
+/// Public registries where every owner shares the host: a reference's first path part there is
+/// its owner (`ghcr.io/acme/...`).
+pub const SHARED_HOSTS: &[&str] = &[
+    "ghcr.io",
+    "docker.io",
+    "index.docker.io",
+    "registry-1.docker.io",
+    "quay.io",
+];
+
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A content digest, `sha256:<64 lowercase hex digits>`.

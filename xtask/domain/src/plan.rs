@@ -94,11 +94,17 @@ impl PlannedProfile {
 pub fn check_registry(registry: &str) -> Result<()> {
     match registry_problem(registry) {
         None => Ok(()),
-        Some(RegistryProblem { what, owner }) => diag::usage(format!(
-            "--registry (or REGISTRY) = {:?}: {what}\n    fix: give HOST/OWNER without a scheme, e.g. --registry ghcr.io/{owner}",
-            shell::address_shown(registry)
-        )),
+        Some(problem) => registry_usage(registry, &problem),
     }
+}
+
+/// The usage error of `registry` given on the command line with `problem`.
+pub fn registry_usage<T>(registry: &str, problem: &RegistryProblem) -> Result<T> {
+    let RegistryProblem { what, owner } = problem;
+    diag::usage(format!(
+        "--registry (or REGISTRY) = {:?}: {what}\n    fix: give HOST/OWNER without a scheme, e.g. --registry ghcr.io/{owner}",
+        shell::address_shown(registry)
+    ))
 }
 
 /// Why a registry cannot be published under ([`check_registry`]), for a message that names
@@ -121,14 +127,7 @@ pub fn registry_problem(registry: &str) -> Option<RegistryProblem> {
     // a Docker Hub owner, not a host (`acme/talos` is docker.io/acme/talos).
     let names_host = host.contains(['.', ':']) || host == "localhost";
     // where every owner shares the host, the first path part would become the owner
-    let shared_host = [
-        "ghcr.io",
-        "docker.io",
-        "index.docker.io",
-        "registry-1.docker.io",
-        "quay.io",
-    ]
-    .contains(&host.to_ascii_lowercase().as_str());
+    let shared_host = super::image::SHARED_HOSTS.contains(&host.to_ascii_lowercase().as_str());
     let what = match bad_segment {
         _ if registry.contains("://") => "image references name a registry without a scheme".to_owned(),
         // before the host check: a password may hold `/`, and the "host" would be part of it

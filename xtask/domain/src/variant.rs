@@ -373,12 +373,8 @@ pub fn parse(file: &str, text: &str) -> Result<Variant, Vec<Finding>> {
 /// host is likely: a known public registry, or a reference long enough for host, owner and
 /// name.
 fn registry_host(repository: &str) -> Option<&str> {
+    // besides those where every owner shares the host
     const PUBLIC: &[&str] = &[
-        "ghcr.io",
-        "docker.io",
-        "index.docker.io",
-        "registry-1.docker.io",
-        "quay.io",
         "gcr.io",
         "public.ecr.aws",
         "registry.gitlab.com",
@@ -388,6 +384,7 @@ fn registry_host(repository: &str) -> Option<&str> {
     let (first, _) = repository.split_once('/')?;
     let dotted = first.contains('.')
         && (repository.split('/').count() >= 3
+            || super::image::SHARED_HOSTS.contains(&first)
             || PUBLIC.contains(&first)
             || SUFFIXES.iter().any(|s| first.ends_with(s)));
     (dotted || first.contains(':') || first == "localhost").then_some(first)

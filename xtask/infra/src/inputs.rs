@@ -29,17 +29,17 @@ impl RegistryArg {
     pub fn resolve(&self) -> Result<Option<String>> {
         if let Some(given) = self.registry.as_deref().filter(|r| !r.is_empty()) {
             let registry = given.trim_end_matches('/');
-            let Some(plan::RegistryProblem { what, owner }) = plan::registry_problem(registry)
-            else {
+            let Some(problem) = plan::registry_problem(registry) else {
                 return Ok(Some(registry.to_owned()));
             };
+            let plan::RegistryProblem { what, owner } = &problem;
             // the variable holds the value: named, even if --registry repeats it
             if std::env::var("REGISTRY").is_ok_and(|var| var == given) {
                 let given = domain::shell::address_shown(given);
                 return usage(format!("REGISTRY = {given:?}: {what}\n    fix: set REGISTRY to HOST/OWNER without a scheme, e.g. `export REGISTRY=ghcr.io/{owner}`, or unset it"));
             }
             // from the command line: worded as everywhere else
-            return plan::check_registry(registry).map(|()| Some(registry.to_owned()));
+            return plan::registry_usage(registry, &problem);
         }
         let Some(owner) = std::env::var("GITHUB_REPOSITORY_OWNER")
             .ok()
